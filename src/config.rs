@@ -1,0 +1,424 @@
+//! Run configuration: YAML with serde (`deny_unknown_fields`), a default for every field,
+//! `--set key=value` overrides with dotted keys, and validation with one-line errors that name
+//! the file, the key and the accepted values.
+//!
+//! Where τ enters: `model.tau` ([`TauConfig`]) → [`crate::model::tau::initial_tau`] →
+//! [`crate::model::resnet::ResNet`] (one place in each block's forward pass).
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::data::{Augment, DatasetName};
+
+/// One training run: `deepres train --config FILE`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Run name: results go to `<out_dir>/<name>/`.
+    pub name: String,
+    /// Parent directory of run directories.
+    pub out_dir: PathBuf,
+    /// Seeds the initialization, the data order and the augmentation.
+    pub seed: u64,
+    /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            name: "run".into(),
+            out_dir: "runs".into(),
+            seed: 0,
+            device: "auto".into(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// cifar10 | cifar100 | mnist | fashion-mnist | synthetic
+    pub name: DatasetName,
+    /// Directory the datasets live in (see data/README.md).
+    pub root: PathBuf,
+    /// Random crop with this zero padding (0: off) and random horizontal flip.
+    pub augment: Augment,
+    /// Size of the synthetic train / test sets.
+    pub synthetic_train: i64,
+    pub synthetic_test: i64,
+    /// CIFAR-100: train on the 20 coarse labels instead of the 100 fine ones.
+    pub coarse_labels: bool,
+    /// Keep only the first N training / test images (smoke runs).
+    pub limit_train: Option<i64>,
+    pub limit_test: Option<i64>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            name: DatasetName::Cifar10,
+            root: "data".into(),
+            augment: Augment { crop_padding: 4, hflip: true },
+            synthetic_train: 5000,
+            synthetic_test: 1000,
+            coarse_labels: false,
+            limit_train: None,
+            limit_test: None,
+        }
+    }
+}
+
+/// Normalization inside the residual blocks.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Norm {
+    /// Batch norm after each conv (post-activation block of He et al.).
+    Bn,
+    /// No normalization: scalar biases around each conv (the τ paper's / Fixup's block).
+    None,
+}
+
+/// Shortcut of the downsampling blocks (first block of stages 2 and 3).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Shortcut {
+    /// Option A: stride-2 subsampling and zero channel padding, no parameters.
+    #[serde(rename = "a")]
+    A,
+    /// The τ paper's code: 1×1 average pool with stride 2, batch norm, zero padding.
+    #[serde(rename = "a-bn")]
+    ABn,
+    /// Option B: 1×1 convolution with stride 2 and batch norm.
+    #[serde(rename = "b")]
+    B,
+}
+
+/// Initialization scheme of the convolutions.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// Kaiming normal, fan-out: N(0, 2/(k²·out_channels)); BN γ = 1, β = 0.
+    Kaiming,
+    /// Fixup (Zhang et al. 2019): conv1 Kaiming scaled by L^(-1/2), conv2 and classifier zero.
+    Fixup,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Network depth 6n+2 (ResNet-20, 32, 44, 56, 110, 1202): L = 3n residual blocks.
+    pub depth: i64,
+    /// Width multiplier k: stages have 16k, 32k, 64k channels.
+    pub width: i64,
+    pub norm: Norm,
+    pub shortcut: Shortcut,
+    pub init: InitScheme,
+    pub tau: TauConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            depth: 20,
+            width: 1,
+            norm: Norm::Bn,
+            shortcut: Shortcut::A,
+            init: InitScheme::Kaiming,
+            tau: TauConfig::default(),
+        }
+    }
+}
+
+/// How τ, the scale of every residual branch, depends on the number of blocks L.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TauRule {
+    /// τ = 1 (the plain ResNet).
+    One,
+    /// τ = c/√L (the τ paper's choice, c = 1; 0.5 is reported slightly better).
+    InvSqrt,
+    /// τ = c/L.
+    Inv,
+    /// τ = L^(-β).
+    Power,
+    /// τ = value.
+    Fixed,
+}
+
+/// Whether τ is trained.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TauLearnable {
+    /// τ is a constant.
+    None,
+    /// One scalar shared by all blocks (the τ paper's code), initialized from the rule;
+    /// its gradient is divided by L and it trains at lr/10.
+    Shared,
+    /// One scalar per block initialized to 0 (SkipInit / ReZero); the rule is ignored.
+    Rezero,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TauConfig {
+    pub rule: TauRule,
+    /// Constant c of `inv_sqrt` and `inv`.
+    pub c: f64,
+    /// Exponent β of `power`.
+    pub beta: f64,
+    /// Value of `fixed`.
+    pub value: f64,
+    pub learnable: TauLearnable,
+}
+
+impl Default for TauConfig {
+    fn default() -> Self {
+        TauConfig { rule: TauRule::One, c: 1.0, beta: 0.5, value: 1.0, learnable: TauLearnable::None }
+    }
+}
+
+/// Floating-point precision of the forward/backward pass.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+    Fp16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: i64,
+    pub batch_size: i64,
+    pub eval_batch_size: i64,
+    pub optimizer: SgdConfig,
+    pub schedule: ScheduleConfig,
+    pub precision: Precision,
+    /// Write a checkpoint after every epoch (needed for `--resume`).
+    pub checkpoint: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 200,
+            batch_size: 128,
+            eval_batch_size: 1000,
+            optimizer: SgdConfig::default(),
+            schedule: ScheduleConfig::default(),
+            precision: Precision::Fp32,
+            checkpoint: true,
+        }
+    }
+}
+
+/// SGD with momentum and weight decay (PyTorch's update rule), the τ paper's recipe by default.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SgdConfig {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    /// Learning-rate multiplier of the scalar parameters (τ, scalar biases, Fixup multipliers).
+    pub scalar_lr_mult: f64,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-4, nesterov: false, scalar_lr_mult: 0.1 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// lr × gamma at each listed epoch.
+    Multistep,
+    /// Cosine from lr to 0 over the epochs (after warmup).
+    Cosine,
+    /// Constant lr.
+    Constant,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    pub kind: ScheduleKind,
+    pub milestones: Vec<i64>,
+    pub gamma: f64,
+    /// Linear warmup from lr/warmup_epochs to lr over the first epochs (0: none).
+    pub warmup_epochs: i64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig { kind: ScheduleKind::Multistep, milestones: vec![100, 150], gamma: 0.1, warmup_epochs: 0 }
+    }
+}
+
+impl RunConfig {
+    /// Reads a YAML file, applies `key=value` overrides, and validates.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the config file", path.display()))?;
+        Self::from_yaml_str(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parses YAML text (`origin` names it in errors), applies overrides, validates.
+    pub fn from_yaml_str(text: &str, origin: &str, overrides: &[String]) -> Result<RunConfig> {
+        let mut value: serde_yaml::Value = if text.trim().is_empty() {
+            serde_yaml::Value::Mapping(Default::default())
+        } else {
+            serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid YAML: {e}"))?
+        };
+        for ov in overrides {
+            apply_override(&mut value, ov).with_context(|| format!("--set {ov}"))?;
+        }
+        let cfg: RunConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = explain_serde_error(&e.into_inner().to_string());
+            anyhow::anyhow!("{origin}: {path}: {inner}")
+        })?;
+        cfg.validate().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// The defaults with overrides only (no file).
+    pub fn from_overrides(overrides: &[String]) -> Result<RunConfig> {
+        Self::from_yaml_str("", "--set", overrides)
+    }
+
+    /// Checks values serde cannot check. Errors name the key and the accepted values.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        crate::model::resnet::blocks_per_stage(m.depth).map_err(|e| anyhow::anyhow!("model.depth: {e}"))?;
+        if m.width < 1 {
+            bail!("model.width: must be an integer ≥ 1, got {}", m.width);
+        }
+        if !(m.tau.c.is_finite() && m.tau.c > 0.0) {
+            bail!("model.tau.c: must be a positive number, got {}", m.tau.c);
+        }
+        if !m.tau.beta.is_finite() {
+            bail!("model.tau.beta: must be a finite number, got {}", m.tau.beta);
+        }
+        if !(m.tau.value.is_finite() && m.tau.value >= 0.0) {
+            bail!("model.tau.value: must be a number ≥ 0, got {}", m.tau.value);
+        }
+        if m.norm == Norm::Bn && m.init == InitScheme::Fixup {
+            bail!("model.init: fixup is for norm: none (it replaces batch norm); use init: kaiming with norm: bn");
+        }
+        if m.norm == Norm::None && m.shortcut != Shortcut::A {
+            bail!("model.shortcut: norm: none needs shortcut: a (a-bn and b contain batch norm)");
+        }
+        let t = &self.train;
+        if t.epochs < 1 {
+            bail!("train.epochs: must be ≥ 1, got {}", t.epochs);
+        }
+        if t.batch_size < 2 {
+            bail!("train.batch_size: must be ≥ 2 (batch norm needs 2 samples), got {}", t.batch_size);
+        }
+        if t.eval_batch_size < 1 {
+            bail!("train.eval_batch_size: must be ≥ 1, got {}", t.eval_batch_size);
+        }
+        if t.precision == Precision::Bf16 {
+            bail!("train.precision: bf16 is not available yet (tch's autocast gives fp16 on CUDA only); use fp32 or fp16");
+        }
+        let o = &t.optimizer;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            bail!("train.optimizer.lr: must be a positive number, got {}", o.lr);
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            bail!("train.optimizer.momentum: must be in [0, 1), got {}", o.momentum);
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            bail!("train.optimizer.weight_decay: must be ≥ 0, got {}", o.weight_decay);
+        }
+        if !(o.scalar_lr_mult.is_finite() && o.scalar_lr_mult > 0.0) {
+            bail!("train.optimizer.scalar_lr_mult: must be positive, got {}", o.scalar_lr_mult);
+        }
+        let s = &t.schedule;
+        if !(s.gamma.is_finite() && s.gamma > 0.0) {
+            bail!("train.schedule.gamma: must be positive, got {}", s.gamma);
+        }
+        if s.warmup_epochs < 0 || (s.warmup_epochs > 0 && s.warmup_epochs >= t.epochs) {
+            bail!("train.schedule.warmup_epochs: must be in [0, epochs), got {}", s.warmup_epochs);
+        }
+        if s.milestones.windows(2).any(|w| w[0] >= w[1]) || s.milestones.iter().any(|&e| e < 1) {
+            bail!("train.schedule.milestones: must be increasing epochs ≥ 1, got {:?}", s.milestones);
+        }
+        crate::device::parse_device(&self.device).map_err(|e| anyhow::anyhow!("device: {e}"))?;
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
+            bail!("name: must be a non-empty name without '/', got {:?}", self.name);
+        }
+        if let Some(n) = self.data.limit_train.filter(|&n| n < 1) {
+            bail!("data.limit_train: must be ≥ 1, got {n}");
+        }
+        if let Some(n) = self.data.limit_test.filter(|&n| n < 1) {
+            bail!("data.limit_test: must be ≥ 1, got {n}");
+        }
+        if self.data.augment.crop_padding < 0 {
+            bail!("data.augment.crop_padding: must be ≥ 0, got {}", self.data.augment.crop_padding);
+        }
+        Ok(())
+    }
+
+    /// The run directory `<out_dir>/<name>`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.out_dir.join(&self.name)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a RunConfig always serializes")
+    }
+}
+
+/// Applies `a.b.c=value` to a YAML tree; the value is parsed as YAML (numbers, bools, lists).
+pub fn apply_override(root: &mut serde_yaml::Value, ov: &str) -> Result<()> {
+    let (key, raw) = ov
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("expected key=value (dotted key, e.g. model.depth=56)"))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(|p| p.is_empty()) {
+        bail!("empty key in {ov:?}; expected e.g. train.optimizer.lr=0.05");
+    }
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(raw).unwrap_or_else(|_| serde_yaml::Value::String(raw.to_string()));
+    let mut node = root;
+    for part in key.split('.') {
+        if !node.is_mapping() {
+            if node.is_null() {
+                *node = serde_yaml::Value::Mapping(Default::default());
+            } else {
+                bail!("{key}: {part:?} is inside a value that is not a mapping");
+            }
+        }
+        let map = node.as_mapping_mut().expect("checked above");
+        let k = serde_yaml::Value::String(part.to_string());
+        if !map.contains_key(&k) {
+            map.insert(k.clone(), serde_yaml::Value::Null);
+        }
+        node = map.get_mut(&k).expect("inserted above");
+    }
+    *node = value;
+    Ok(())
+}
+
+/// Rewrites serde's messages into the key/accepted-values form of our errors.
+fn explain_serde_error(msg: &str) -> String {
+    // serde_yaml: "model.tau: unknown field `foo`, expected one of `rule`, `c`, ... at line 3 column 5"
+    let msg = msg.replace("unknown field", "unknown key");
+    let msg = msg.replace("unknown variant", "unknown value");
+    if msg.contains("unknown key") {
+        format!("{msg} (remove or rename the key)")
+    } else {
+        msg
+    }
+}

@@ -1,0 +1,161 @@
+//! The on-device loader: the whole dataset lives on the training device as uint8, and
+//! shuffling, augmentation and normalization are batched tensor ops on that device.
+//!
+//! Per training batch: `index_select` of the shuffled indices → float in [0,1] → random
+//! crop with zero padding + horizontal flip (one draw per image, torch's global RNG on the
+//! device) → `(x - mean) / std`. Nothing is done per image on the CPU.
+use tch::{Device, Kind, Tensor};
+
+use super::Dataset;
+
+/// Training-time augmentation.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Augment {
+    /// Zero padding of the random crop, in pixels; 0 = no crop.
+    pub crop_padding: i64,
+    /// Horizontal flip with probability 1/2.
+    pub hflip: bool,
+}
+
+impl Augment {
+    /// No augmentation.
+    pub const NONE: Augment = Augment { crop_padding: 0, hflip: false };
+    /// The standard CIFAR augmentation: RandomCrop(32, padding=4) + RandomHorizontalFlip.
+    pub const CIFAR: Augment = Augment { crop_padding: 4, hflip: true };
+}
+
+/// A dataset on the training device, ready to be batched.
+pub struct DeviceData {
+    /// uint8 `[N, C, H, W]` on `device`.
+    images: Tensor,
+    /// int64 `[N]` on `device`.
+    labels: Tensor,
+    /// float `[1, C, 1, 1]` on `device`.
+    mean: Tensor,
+    /// float `[1, C, 1, 1]` on `device`.
+    std: Tensor,
+    device: Device,
+}
+
+impl DeviceData {
+    /// Copy `ds` to `device` (kept as uint8) with per-channel `mean`/`std` (in [0,1] pixel
+    /// units, one value per channel).
+    pub fn new(ds: &Dataset, mean: &[f64], std: &[f64], device: Device) -> DeviceData {
+        let c = ds.images.size()[1];
+        assert_eq!(mean.len() as i64, c, "mean has {} values for {c} channels", mean.len());
+        assert_eq!(std.len() as i64, c, "std has {} values for {c} channels", std.len());
+        let stat = |v: &[f64]| Tensor::from_slice(v).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(device);
+        DeviceData {
+            images: ds.images.to_device(device),
+            labels: ds.labels.to_device(device),
+            mean: stat(mean),
+            std: stat(std),
+            device,
+        }
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> i64 {
+        self.labels.size()[0]
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The device the data lives on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// uint8 → float in [0,1] → `(x - mean) / std`.
+    pub fn normalize(&self, x_u8: &Tensor) -> Tensor {
+        (x_u8.to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std
+    }
+
+    /// One epoch of shuffled, augmented, normalized batches.
+    ///
+    /// Calls `tch::manual_seed(seed)` once (now, not lazily), draws a `randperm` on the
+    /// device, then per batch: `index_select`, float/255, [`augment`] (global torch RNG, on
+    /// the device), normalize. Yields `(x float [B,C,H,W], y int64 [B])` on the device; the
+    /// last batch may be smaller. The same seed gives the same epoch as long as nothing
+    /// else draws from torch's RNG between batches.
+    pub fn train_batches(&self, batch_size: i64, seed: i64, aug: Augment) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
+        assert!(batch_size > 0, "batch_size must be positive");
+        tch::manual_seed(seed);
+        let n = self.len();
+        let perm = Tensor::randperm(n, (Kind::Int64, self.device));
+        (0..n).step_by(batch_size as usize).map(move |start| {
+            let idx = perm.narrow(0, start, batch_size.min(n - start));
+            let x = self.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
+            let x = augment(&x, aug);
+            let x = (x - &self.mean) / &self.std;
+            (x, self.labels.index_select(0, &idx))
+        })
+    }
+
+    /// The examples in order, without augmentation, normalized; the last batch may be
+    /// smaller.
+    pub fn eval_batches(&self, batch_size: i64) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
+        assert!(batch_size > 0, "batch_size must be positive");
+        let n = self.len();
+        (0..n).step_by(batch_size as usize).map(move |start| {
+            let len = batch_size.min(n - start);
+            (self.normalize(&self.images.narrow(0, start, len)), self.labels.narrow(0, start, len))
+        })
+    }
+}
+
+/// Random crop with `aug.crop_padding` pixels of zero padding and, if `aug.hflip`, a
+/// horizontal flip with probability 1/2; a different offset and flip per image.
+///
+/// `x` is `[B, C, H, W]` (any dtype; zeros are padded in whatever space `x` is in, so
+/// call it before normalizing to match torchvision's `RandomCrop(32, padding=4)` on the
+/// PIL image). The draws use torch's global RNG on `x`'s device, in this order: row
+/// offsets, column offsets (each `randint(0, 2·pad+1, [B])`), flip mask (`rand([B]) < 0.5`).
+pub fn augment(x: &Tensor, aug: Augment) -> Tensor {
+    let b = x.size()[0];
+    let device = x.device();
+    let mut out = x.shallow_clone();
+    if aug.crop_padding > 0 {
+        let p = aug.crop_padding;
+        let off_y = Tensor::randint(2 * p + 1, [b], (Kind::Int64, device));
+        let off_x = Tensor::randint(2 * p + 1, [b], (Kind::Int64, device));
+        out = crop_with_offsets(&out, p, &off_y, &off_x);
+    }
+    if aug.hflip {
+        let mask = Tensor::rand([b], (Kind::Float, device)).lt(0.5);
+        out = flip_where(&out, &mask);
+    }
+    out
+}
+
+/// Crop each image of `x` `[B,C,H,W]`, zero-padded by `pad` on all four sides, to `H×W`
+/// starting at row `off_y[i]` and column `off_x[i]` (int64 `[B]`, each in `0..=2·pad`) of
+/// the padded image. Offset `pad` is the identity; offset 0 shifts the image down/right
+/// by `pad` with zeros in the first `pad` rows/columns.
+///
+/// Fully batched: one `constant_pad_nd`, then a `gather` along the rows and one along
+/// the columns with indices `offset[i] + arange(H or W)`.
+pub fn crop_with_offsets(x: &Tensor, pad: i64, off_y: &Tensor, off_x: &Tensor) -> Tensor {
+    if pad == 0 {
+        return x.shallow_clone();
+    }
+    let (b, c, h, w) = x.size4().expect("crop_with_offsets: x must be [B,C,H,W]");
+    let device = x.device();
+    let padded = x.constant_pad_nd([pad, pad, pad, pad]); // [B, C, H+2p, W+2p]
+    let rows = off_y.to_device(device).to_kind(Kind::Int64).view([b, 1]) + Tensor::arange(h, (Kind::Int64, device)).view([1, h]);
+    let rows = rows.view([b, 1, h, 1]).expand([b, c, h, w + 2 * pad], false);
+    let cropped_rows = padded.gather(2, &rows, false); // [B, C, H, W+2p]
+    let cols = off_x.to_device(device).to_kind(Kind::Int64).view([b, 1]) + Tensor::arange(w, (Kind::Int64, device)).view([1, w]);
+    let cols = cols.view([b, 1, 1, w]).expand([b, c, h, w], false);
+    cropped_rows.gather(3, &cols, false)
+}
+
+/// Flip image `i` of `x` `[B,C,H,W]` horizontally where `mask[i]` (bool `[B]`) is true.
+pub fn flip_where(x: &Tensor, mask: &Tensor) -> Tensor {
+    let b = x.size()[0];
+    let mask = mask.to_device(x.device()).to_kind(Kind::Bool).view([b, 1, 1, 1]);
+    x.flip([3]).where_self(&mask, x)
+}

@@ -1,0 +1,172 @@
+//! deepres command line: argument parsing only; the work is in the library.
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use deepres::config::RunConfig;
+use deepres::data::{self, DatasetName};
+use deepres::{device, model, report, train};
+
+#[derive(Parser)]
+#[command(name = "deepres", version, about = "Train and probe very deep ResNets (BN vs τ-scaled, unnormalized) with libtorch")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train one config into <out_dir>/<name>/ (config.yaml, metrics.csv, checkpoint, summary.json).
+    Train {
+        /// YAML run config (see experiments/); without it, the defaults.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Override a config key: --set model.depth=56 --set train.optimizer.lr=0.05
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Shorthand for --set device=...: auto | cpu | cuda | cuda:N
+        #[arg(long)]
+        device: Option<String>,
+        /// Continue the run from its checkpoint (a finished run is left as it is).
+        #[arg(long)]
+        resume: bool,
+        /// Stop after this many epochs in this process (the run stays resumable).
+        #[arg(long, value_name = "N")]
+        stop_after: Option<i64>,
+        /// No per-epoch lines.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print a model's structure and, last, `parameters: N` (trainable).
+    Summary {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Depth 6n+2.
+        #[arg(long)]
+        depth: Option<i64>,
+        /// bn | none
+        #[arg(long)]
+        norm: Option<String>,
+        /// a | a-bn | b
+        #[arg(long)]
+        shortcut: Option<String>,
+        /// Width multiplier k.
+        #[arg(long)]
+        width: Option<i64>,
+        /// Number of classes.
+        #[arg(long, default_value_t = 10)]
+        classes: i64,
+        /// Input channels (3 for CIFAR, 1 for MNIST).
+        #[arg(long, default_value_t = 3)]
+        in_channels: i64,
+    },
+    /// Print tch/libtorch versions, CUDA/cuDNN availability and each GPU's name and memory.
+    Info,
+    /// Datasets.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
+    /// Compare runs per epoch (e.g. BN vs no-BN + τ): writes a CSV and prints a Markdown table.
+    Compare {
+        /// Run directories.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// Output CSV.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Download the official archive(s), verify checksums and extract into the data directory.
+    Fetch {
+        /// cifar10 | cifar100 | mnist | fashion-mnist
+        name: DatasetName,
+        #[arg(long, default_value = "data")]
+        root: PathBuf,
+    },
+    /// Load a dataset and print its shapes (checks the files).
+    Check {
+        name: DatasetName,
+        #[arg(long, default_value = "data")]
+        root: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Train { config, mut set, device, resume, stop_after, quiet } => {
+            if let Some(d) = device {
+                set.push(format!("device={d}"));
+            }
+            let cfg = load_config(config.as_deref(), &set)?;
+            let s = train::run(&cfg, &train::RunOptions { resume, stop_after, quiet })?;
+            println!(
+                "{}: {} after {}/{} epochs, best test acc {:.4} (epoch {}), final test acc {:.4}",
+                cfg.run_dir().display(), s.status, s.epochs_done, s.epochs, s.best_test_acc, s.best_epoch, s.final_test_acc
+            );
+        }
+        Cmd::Summary { config, mut set, depth, norm, shortcut, width, classes, in_channels } => {
+            set.extend(depth.map(|v| format!("model.depth={v}")));
+            set.extend(norm.map(|v| format!("model.norm={v}")));
+            set.extend(shortcut.map(|v| format!("model.shortcut={v}")));
+            set.extend(width.map(|v| format!("model.width={v}")));
+            let cfg = load_config(config.as_deref(), &set)?;
+            for line in model::resnet::describe(&cfg.model, in_channels, classes)? {
+                println!("{line}");
+            }
+            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            model::ResNet::new(&vs.root(), &cfg.model, in_channels, classes)?;
+            println!("parameters: {}", model::resnet::trainable_parameters(&vs));
+        }
+        Cmd::Info => {
+            for line in device::info_lines() {
+                println!("{line}");
+            }
+        }
+        Cmd::Data { cmd: DataCmd::Fetch { name, root } } => data::fetch::fetch(name, &root)?,
+        Cmd::Data { cmd: DataCmd::Check { name, root } } => {
+            let spec = data::DataSpec {
+                name,
+                root,
+                synthetic_train: 5000,
+                synthetic_test: 1000,
+                seed: 0,
+                coarse_labels: false,
+                limit_train: None,
+                limit_test: None,
+            };
+            let s = data::load(&spec)?;
+            println!(
+                "{name}: train {:?} test {:?} classes {} mean {:?} std {:?}",
+                s.train.images.size(), s.test.images.size(), s.num_classes, s.mean, s.std
+            );
+        }
+        Cmd::Compare { runs, out } => {
+            let refs: Vec<&std::path::Path> = runs.iter().map(|p| p.as_path()).collect();
+            let table = report::compare::compare(&refs, &out)?;
+            print!("{table}");
+            println!("written: {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn load_config(path: Option<&std::path::Path>, set: &[String]) -> Result<RunConfig> {
+    match path {
+        Some(p) => RunConfig::load(p, set),
+        None => RunConfig::from_overrides(set),
+    }
+}

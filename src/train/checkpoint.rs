@@ -1,0 +1,93 @@
+//! Checkpoints: model variables (with BN running statistics), optimizer momentum buffers, the
+//! number of finished epochs and the seed, in one safetensors file written atomically
+//! (temporary file, fsync, rename), so that a kill at any moment leaves the previous good one.
+//!
+//! RNG state: every epoch reseeds torch's generator from (seed, epoch) before shuffling and
+//! augmenting, so (seed, epoch) in the checkpoint is the whole RNG state a resume needs.
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+use super::sgd::Sgd;
+
+pub const FILE_NAME: &str = "checkpoint.safetensors";
+
+pub struct Saved {
+    /// Epochs finished when the checkpoint was written.
+    pub epoch: i64,
+    pub seed: i64,
+    pub best_test_acc: f64,
+    pub best_epoch: i64,
+}
+
+/// Writes the checkpoint of `dir` atomically.
+pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu))).collect();
+    named.extend(opt.state().into_iter().map(|(n, t)| (format!("optim.{n}"), t.to_device(Device::Cpu))));
+    named.push(("meta.epoch".into(), Tensor::from_slice(&[meta.epoch])));
+    named.push(("meta.seed".into(), Tensor::from_slice(&[meta.seed])));
+    named.push(("meta.best_test_acc".into(), Tensor::from_slice(&[meta.best_test_acc])));
+    named.push(("meta.best_epoch".into(), Tensor::from_slice(&[meta.best_epoch])));
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let path = dir.join(FILE_NAME);
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    Tensor::write_safetensors(&named, &tmp).with_context(|| format!("{}: cannot write checkpoint", tmp.display()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("{}: fsync", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+/// Loads the checkpoint of `dir` into `vs` and `opt`. A checkpoint whose variables do not
+/// match the model (another config) or that cannot be read is refused; nothing is modified then.
+pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut Sgd) -> Result<Saved> {
+    let path = path(dir);
+    let tensors = Tensor::read_safetensors(&path).map_err(|e| {
+        anyhow::anyhow!("{}: corrupt or unreadable checkpoint ({e}); move it away to restart this run from scratch", path.display())
+    })?;
+    let map: HashMap<String, Tensor> = tensors.into_iter().collect();
+    let vars = vs.variables();
+    for (name, var) in &vars {
+        match map.get(&format!("model.{name}")) {
+            None => bail!("{}: checkpoint has no variable {name}: it comes from another model config", path.display()),
+            Some(t) if t.size() != var.size() => bail!(
+                "{}: variable {name} has shape {:?} in the checkpoint, {:?} in the model: another model config",
+                path.display(), t.size(), var.size()
+            ),
+            _ => {}
+        }
+    }
+    let n_model = map.keys().filter(|k| k.starts_with("model.")).count();
+    if n_model != vars.len() {
+        bail!("{}: checkpoint has {n_model} model variables, the model {}: another model config", path.display(), vars.len());
+    }
+    let get_i = |k: &str| -> Result<i64> {
+        map.get(k).map(|t| t.int64_value(&[0])).with_context(|| format!("{}: missing {k}", path.display()))
+    };
+    let get_f = |k: &str| -> Result<f64> {
+        map.get(k).map(|t| t.to_kind(Kind::Double).double_value(&[0])).with_context(|| format!("{}: missing {k}", path.display()))
+    };
+    let saved = Saved {
+        epoch: get_i("meta.epoch")?,
+        seed: get_i("meta.seed")?,
+        best_test_acc: get_f("meta.best_test_acc")?,
+        best_epoch: get_i("meta.best_epoch")?,
+    };
+    let optim: HashMap<String, Tensor> = map
+        .iter()
+        .filter_map(|(k, t)| k.strip_prefix("optim.").map(|n| (n.to_string(), t.shallow_clone())))
+        .collect();
+    tch::no_grad(|| {
+        for (name, mut var) in vars {
+            let src = &map[&format!("model.{name}")];
+            var.copy_(&src.to_device(var.device()).to_kind(var.kind()));
+        }
+    });
+    opt.load_state(&optim)?;
+    Ok(saved)
+}

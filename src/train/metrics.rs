@@ -1,0 +1,76 @@
+//! The per-epoch CSV log, `metrics.csv`: one row per epoch, appended and flushed (and fsynced)
+//! as soon as the epoch ends. On resume, rows past the checkpoint's epoch are dropped so every
+//! epoch appears exactly once.
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+pub const FILE_NAME: &str = "metrics.csv";
+pub const COLUMNS: [&str; 11] = [
+    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "grad_norm", "tau", "epoch_seconds",
+    "images_per_second", "status",
+];
+
+/// One row of metrics.csv (the column order is [`COLUMNS`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochRow {
+    pub epoch: i64,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub grad_norm: f64,
+    pub tau: f64,
+    pub epoch_seconds: f64,
+    pub images_per_second: f64,
+    /// `ok`, or `diverged` when the loss became NaN or inf (the run stops there).
+    pub status: String,
+}
+
+/// Appends one row (writing the header first if the file is new), then flushes and fsyncs.
+pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
+    let new = !path.exists() || std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open for appending", path.display()))?;
+    let mut w = csv::WriterBuilder::new().has_headers(new).from_writer(file);
+    w.serialize(row).with_context(|| format!("{}: cannot write row", path.display()))?;
+    let mut file = w.into_inner().map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
+    file.flush()?;
+    file.sync_data()?;
+    Ok(())
+}
+
+/// Reads all rows.
+pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    r.deserialize()
+        .map(|row| row.with_context(|| format!("{}: malformed row", path.display())))
+        .collect()
+}
+
+/// Keeps the rows with epoch ≤ `last_epoch` (rewritten atomically); a missing file stays missing.
+pub fn truncate_after(path: &Path, last_epoch: i64) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let rows = read(path)?;
+    if rows.iter().all(|r| r.epoch <= last_epoch) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("csv.tmp");
+    {
+        let mut w = csv::Writer::from_path(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        for r in rows.iter().filter(|r| r.epoch <= last_epoch) {
+            w.serialize(r)?;
+        }
+        w.flush()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

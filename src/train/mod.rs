@@ -1,0 +1,356 @@
+//! Training: [`run`] trains one config into its run directory `<out_dir>/<name>/`:
+//! `config.yaml` (resolved config), `metrics.csv` (one row per epoch), `checkpoint.safetensors`
+//! (after every epoch, atomic) and `summary.json`. `resume` continues from the checkpoint.
+pub mod checkpoint;
+pub mod metrics;
+pub mod schedule;
+pub mod sgd;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{Precision, RunConfig};
+use crate::data::{self, DataSpec, DeviceData};
+use crate::model::resnet::{trainable_parameters, ResNet};
+use metrics::EpochRow;
+use sgd::Sgd;
+
+/// What `summary.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub name: String,
+    /// `finished`, `diverged` or `running` (interrupted or in progress).
+    pub status: String,
+    pub epochs_done: i64,
+    pub epochs: i64,
+    pub best_test_acc: f64,
+    pub best_epoch: i64,
+    pub final_test_acc: f64,
+    pub final_train_loss: f64,
+    pub diverged_at_epoch: Option<i64>,
+    pub parameters: i64,
+    pub tau0: f64,
+    pub device: String,
+    pub train_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from the run directory's checkpoint if there is one (else start fresh).
+    pub resume: bool,
+    /// Stop after this many epochs in this process (for tests of resume); the run stays resumable.
+    pub stop_after: Option<i64>,
+    /// No per-epoch lines on stderr.
+    pub quiet: bool,
+}
+
+pub fn read_summary(dir: &Path) -> Result<Summary> {
+    let p = dir.join("summary.json");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: malformed", p.display()))
+}
+
+fn write_summary(dir: &Path, s: &Summary) -> Result<()> {
+    let p = dir.join("summary.json");
+    let tmp = dir.join("summary.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(s)? + "\n").with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, &p)?;
+    Ok(())
+}
+
+/// The seed of torch's generator for epoch `epoch` (0-based) of a run seeded `seed`.
+pub fn epoch_seed(seed: u64, epoch: i64) -> i64 {
+    ((seed as i64).wrapping_mul(1_000_003)).wrapping_add(epoch + 1) & i64::MAX
+}
+
+/// Prepares the run directory: a fresh run refuses a directory holding results, a resumed
+/// run refuses a directory whose config differs. Returns true if a checkpoint is to be loaded.
+fn prepare_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
+    let cfg_path = dir.join("config.yaml");
+    let has_results = dir.join(metrics::FILE_NAME).exists() || checkpoint::path(dir).exists();
+    if has_results && !opts.resume {
+        bail!(
+            "{}: holds results of an earlier run; pass --resume to continue it, or choose another name (--set name=...)",
+            dir.display()
+        );
+    }
+    if cfg_path.exists() {
+        let old = std::fs::read_to_string(&cfg_path)?;
+        if old != cfg.to_yaml() && has_results {
+            bail!(
+                "{}: the run there has a different config; pick another name (--set name=...) or move that directory away",
+                cfg_path.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the run directory", dir.display()))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"").with_context(|| format!("{}: run directory is not writable", dir.display()))?;
+    std::fs::remove_file(&probe).ok();
+    if !cfg_path.exists() {
+        let tmp = dir.join("config.yaml.tmp");
+        std::fs::write(&tmp, cfg.to_yaml())?;
+        std::fs::rename(&tmp, &cfg_path)?;
+    }
+    Ok(opts.resume && checkpoint::path(dir).exists())
+}
+
+/// Trains `cfg` into its run directory and returns the summary.
+pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
+    let dir: PathBuf = cfg.run_dir();
+    if opts.resume {
+        if let Ok(s) = read_summary(&dir) {
+            if s.status == "finished" || s.status == "diverged" {
+                if !opts.quiet {
+                    eprintln!("{}: already {} ({} epochs), nothing to do", dir.display(), s.status, s.epochs_done);
+                }
+                return Ok(s);
+            }
+        }
+    }
+    let device = crate::device::select_device(&cfg.device)?;
+    let load_ckpt = prepare_dir(cfg, &dir, opts)?;
+
+    let spec = DataSpec {
+        name: cfg.data.name,
+        root: cfg.data.root.clone(),
+        synthetic_train: cfg.data.synthetic_train,
+        synthetic_test: cfg.data.synthetic_test,
+        seed: cfg.seed,
+        coarse_labels: cfg.data.coarse_labels,
+        limit_train: cfg.data.limit_train,
+        limit_test: cfg.data.limit_test,
+    };
+    let split = data::load(&spec)?;
+    let train_data = DeviceData::new(&split.train, &split.mean, &split.std, device);
+    let test_data = DeviceData::new(&split.test, &split.mean, &split.std, device);
+
+    tch::manual_seed(cfg.seed as i64);
+    let mut vs = VarStore::new(device);
+    let model = ResNet::new(&vs.root(), &cfg.model, split.channels, split.num_classes)?;
+    let parameters = trainable_parameters(&vs);
+    let mut opt = Sgd::new(&vs, cfg.train.optimizer, model.num_blocks);
+
+    let mut start_epoch = 0;
+    let (mut best_acc, mut best_epoch) = (0.0, 0);
+    let csv_path = dir.join(metrics::FILE_NAME);
+    if load_ckpt {
+        let saved = checkpoint::load(&dir, &mut vs, &mut opt)?;
+        if saved.seed != cfg.seed as i64 {
+            bail!("{}: checkpoint has seed {}, config seed {}", dir.display(), saved.seed, cfg.seed);
+        }
+        start_epoch = saved.epoch;
+        best_acc = saved.best_test_acc;
+        best_epoch = saved.best_epoch;
+        metrics::truncate_after(&csv_path, start_epoch)?;
+        if !opts.quiet {
+            eprintln!("{}: resuming after epoch {start_epoch}", dir.display());
+        }
+    } else {
+        // A fresh start: no stale rows from an attempt killed before its first checkpoint.
+        metrics::truncate_after(&csv_path, 0)?;
+    }
+    if !opts.quiet {
+        eprintln!(
+            "{}: ResNet-{} L={} norm={:?} τ₀={:.4} params={} data={} ({} train / {} test) device={:?}",
+            cfg.name, cfg.model.depth, model.num_blocks, cfg.model.norm, model.tau0, parameters,
+            split.name, train_data.len(), test_data.len(), device
+        );
+    }
+
+    let epochs = cfg.train.epochs;
+    let steps_per_epoch = (train_data.len() + cfg.train.batch_size - 1) / cfg.train.batch_size;
+    let mut summary = Summary {
+        name: cfg.name.clone(),
+        status: "running".into(),
+        epochs_done: start_epoch,
+        epochs,
+        best_test_acc: best_acc,
+        best_epoch,
+        final_test_acc: f64::NAN,
+        final_train_loss: f64::NAN,
+        diverged_at_epoch: None,
+        parameters,
+        tau0: model.tau0,
+        device: format!("{device:?}"),
+        train_seconds: read_summary(&dir).map(|s| s.train_seconds).unwrap_or(0.0),
+    };
+    if let Ok(rows) = metrics::read(&csv_path) {
+        if let Some(last) = rows.last() {
+            summary.final_test_acc = last.test_acc;
+            summary.final_train_loss = last.train_loss;
+        }
+    }
+    let bar = progress_bar(steps_per_epoch, opts.quiet);
+    let mut ran = 0;
+    for epoch in start_epoch..epochs {
+        if opts.stop_after.is_some_and(|n| ran >= n) {
+            break;
+        }
+        let t0 = Instant::now();
+        let lr_epoch = schedule::lr_at(&cfg.train.schedule, cfg.train.optimizer.lr, epochs, epoch as f64);
+        if let Some(b) = &bar {
+            b.reset();
+            b.set_message(format!("epoch {}/{epochs}", epoch + 1));
+        }
+        let train = train_epoch(&model, &mut opt, &train_data, cfg, epoch, steps_per_epoch, device, bar.as_ref());
+        let train_secs = t0.elapsed().as_secs_f64();
+        let (test_loss, test_acc) = evaluate(&model, &test_data, cfg.train.eval_batch_size, cfg.train.precision);
+        let diverged = !train.loss.is_finite() || !test_loss.is_finite();
+        let row = EpochRow {
+            epoch: epoch + 1,
+            lr: lr_epoch,
+            train_loss: train.loss,
+            train_acc: train.acc,
+            test_loss,
+            test_acc,
+            grad_norm: train.grad_norm,
+            tau: model.tau_value(),
+            epoch_seconds: t0.elapsed().as_secs_f64(),
+            images_per_second: train_data.len() as f64 / train_secs.max(1e-9),
+            status: if diverged { "diverged".into() } else { "ok".into() },
+        };
+        metrics::append(&csv_path, &row)?;
+        summary.epochs_done = epoch + 1;
+        summary.final_test_acc = test_acc;
+        summary.final_train_loss = train.loss;
+        summary.train_seconds += row.epoch_seconds;
+        let line = format!(
+            "{} epoch {:>3}/{epochs} lr {:.4} train_loss {:.4} train_acc {:.4} test_loss {:.4} test_acc {:.4} grad_norm {:.3} tau {:.4} {:.1}s {:.0} img/s",
+            cfg.name, row.epoch, row.lr, row.train_loss, row.train_acc, row.test_loss, row.test_acc, row.grad_norm,
+            row.tau, row.epoch_seconds, row.images_per_second
+        );
+        if !opts.quiet {
+            match &bar {
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+        if diverged {
+            summary.status = "diverged".into();
+            summary.diverged_at_epoch = Some(epoch + 1);
+            write_summary(&dir, &summary)?;
+            if !opts.quiet {
+                eprintln!("{}: diverged at epoch {} (loss is NaN or inf); stopping this run", cfg.name, epoch + 1);
+            }
+            return Ok(summary);
+        }
+        if test_acc > best_acc {
+            best_acc = test_acc;
+            best_epoch = epoch + 1;
+        }
+        summary.best_test_acc = best_acc;
+        summary.best_epoch = best_epoch;
+        if cfg.train.checkpoint {
+            let meta = checkpoint::Saved { epoch: epoch + 1, seed: cfg.seed as i64, best_test_acc: best_acc, best_epoch };
+            checkpoint::save(&dir, &vs, &opt, &meta)?;
+        }
+        write_summary(&dir, &summary)?;
+        ran += 1;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if summary.epochs_done >= epochs {
+        summary.status = "finished".into();
+    }
+    write_summary(&dir, &summary)?;
+    Ok(summary)
+}
+
+fn progress_bar(steps: i64, quiet: bool) -> Option<indicatif::ProgressBar> {
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(steps as u64);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    Some(b)
+}
+
+struct EpochStats {
+    loss: f64,
+    acc: f64,
+    grad_norm: f64,
+}
+
+/// One epoch of SGD. Loss, accuracy and gradient norm accumulate on the device and are read
+/// once at the end (plus a NaN check every 100 steps, so a diverged run stops early).
+#[allow(clippy::too_many_arguments)]
+fn train_epoch(
+    model: &ResNet,
+    opt: &mut Sgd,
+    data: &DeviceData,
+    cfg: &RunConfig,
+    epoch: i64,
+    steps_per_epoch: i64,
+    device: Device,
+    bar: Option<&indicatif::ProgressBar>,
+) -> EpochStats {
+    let zero = || Tensor::zeros([], (Kind::Float, device));
+    let (mut loss_sum, mut correct, mut gn_sum) = (zero(), zero(), zero());
+    let (mut seen, mut steps) = (0i64, 0i64);
+    for (x, y) in data.train_batches(cfg.train.batch_size, epoch_seed(cfg.seed, epoch), cfg.data.augment) {
+        let t = epoch as f64 + steps as f64 / steps_per_epoch as f64;
+        let lr = schedule::lr_at(&cfg.train.schedule, cfg.train.optimizer.lr, cfg.train.epochs, t);
+        let b = y.size()[0];
+        let logits = forward(model, &x, true, cfg.train.precision);
+        let loss = logits.cross_entropy_for_logits(&y);
+        opt.zero_grad();
+        loss.backward();
+        gn_sum += opt.grad_norm().to_device(device);
+        opt.step(lr);
+        loss_sum += loss.detach() * (b as f64);
+        correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Float);
+        seen += b;
+        steps += 1;
+        if let Some(bar) = bar {
+            bar.inc(1);
+        }
+        if steps % 100 == 0 && !loss_sum.double_value(&[]).is_finite() {
+            break;
+        }
+    }
+    EpochStats {
+        loss: loss_sum.double_value(&[]) / seen.max(1) as f64,
+        acc: correct.double_value(&[]) / seen.max(1) as f64,
+        grad_norm: gn_sum.double_value(&[]) / steps.max(1) as f64,
+    }
+}
+
+fn forward(model: &ResNet, x: &Tensor, train: bool, precision: Precision) -> Tensor {
+    match precision {
+        Precision::Fp32 => model.forward_t(x, train),
+        Precision::Fp16 | Precision::Bf16 => tch::autocast(true, || model.forward_t(x, train)).to_kind(Kind::Float),
+    }
+}
+
+/// Mean cross-entropy and accuracy on a dataset, in eval mode, without autograd.
+pub fn evaluate(model: &ResNet, data: &DeviceData, batch: i64, precision: Precision) -> (f64, f64) {
+    tch::no_grad(|| {
+        let mut loss_sum: Option<Tensor> = None;
+        let mut correct: Option<Tensor> = None;
+        let mut n = 0i64;
+        for (x, y) in data.eval_batches(batch) {
+            let logits = forward(model, &x, false, precision);
+            let l = logits.cross_entropy_for_logits(&y) * (y.size()[0] as f64);
+            let c = logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Float);
+            loss_sum = Some(match loss_sum { Some(s) => s + l, None => l });
+            correct = Some(match correct { Some(s) => s + c, None => c });
+            n += y.size()[0];
+        }
+        let n = n.max(1) as f64;
+        (
+            loss_sum.map(|t| t.double_value(&[])).unwrap_or(f64::NAN) / n,
+            correct.map(|t| t.double_value(&[])).unwrap_or(0.0) / n,
+        )
+    })
+}
