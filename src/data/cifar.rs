@@ -58,7 +58,10 @@ pub fn read_cifar_records(
     }
     let all = Tensor::from_slice(&bytes).view([n_expected, record]);
     drop(bytes);
-    let labels = all.narrow(1, label_index, 1).reshape([n_expected]).to_kind(Kind::Int64);
+    let labels = all
+        .narrow(1, label_index, 1)
+        .reshape([n_expected])
+        .to_kind(Kind::Int64);
     let images = all
         .narrow(1, label_bytes, CIFAR_PIXELS)
         .reshape([n_expected, 3, 32, 32])
@@ -68,7 +71,7 @@ pub fn read_cifar_records(
 
 /// Fail with a format error naming `path` if a label is outside `0..num_classes`.
 pub(crate) fn check_labels(ds: &Dataset, path: &Path, num_classes: i64) -> Result<(), DataError> {
-    if ds.len() == 0 {
+    if ds.is_empty() {
         return Ok(());
     }
     let max = ds.labels.max().int64_value(&[]);
@@ -76,7 +79,10 @@ pub(crate) fn check_labels(ds: &Dataset, path: &Path, num_classes: i64) -> Resul
     if min < 0 || max >= num_classes {
         return Err(DataError::format(
             path,
-            format!("label {} out of range: expected labels in 0..{num_classes}", if min < 0 { min } else { max }),
+            format!(
+                "label {} out of range: expected labels in 0..{num_classes}",
+                if min < 0 { min } else { max }
+            ),
         ));
     }
     Ok(())
@@ -85,7 +91,11 @@ pub(crate) fn check_labels(ds: &Dataset, path: &Path, num_classes: i64) -> Resul
 /// Read a CIFAR-10 binary directory with `n_per_batch` records in each of the 5 training
 /// files and `n_test` in `test_batch.bin` (the official sizes are [`CIFAR10_BATCH`] and
 /// [`CIFAR_TEST`]; smaller ones are for tests). Returns (train, test).
-pub fn read_cifar10_dir(dir: &Path, n_per_batch: i64, n_test: i64) -> Result<(Dataset, Dataset), DataError> {
+pub fn read_cifar10_dir(
+    dir: &Path,
+    n_per_batch: i64,
+    n_test: i64,
+) -> Result<(Dataset, Dataset), DataError> {
     let mut parts = Vec::with_capacity(5);
     for i in 1..=5 {
         let path = dir.join(format!("data_batch_{i}.bin"));

@@ -31,31 +31,61 @@ impl fmt::Display for Hint {
 pub enum DataError {
     /// The file does not exist.
     #[error("{}: missing: expected a file of {expected} bytes{hint}", path.display())]
-    Missing { path: PathBuf, expected: u64, hint: Hint },
+    Missing {
+        path: PathBuf,
+        expected: u64,
+        hint: Hint,
+    },
 
     /// The file (or its decompressed content) is shorter than the format requires.
     #[error("{}: truncated: expected {expected} bytes, found {found}{hint}", path.display())]
-    Truncated { path: PathBuf, expected: u64, found: u64, hint: Hint },
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+        hint: Hint,
+    },
 
     /// The file (or its decompressed content) is longer than the format allows.
     #[error("{}: wrong size: expected {expected} bytes, found {found}{hint}", path.display())]
-    WrongSize { path: PathBuf, expected: u64, found: u64, hint: Hint },
+    WrongSize {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+        hint: Hint,
+    },
 
     /// The content does not have the expected format (magic number, dimensions, labels).
     #[error("{}: {what}{hint}", path.display())]
-    Format { path: PathBuf, what: String, hint: Hint },
+    Format {
+        path: PathBuf,
+        what: String,
+        hint: Hint,
+    },
 
     /// An I/O error other than "not found" (permissions, corrupt gzip stream, ...).
     #[error("{}: {source}{hint}", path.display())]
-    Io { path: PathBuf, source: std::io::Error, hint: Hint },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+        hint: Hint,
+    },
 
     /// A file's MD5 digest differs from the published one.
     #[error("{}: checksum mismatch: expected md5 {expected}, found {found}", path.display())]
-    Checksum { path: PathBuf, expected: String, found: String },
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
 
     /// `curl` failed (or could not be started).
     #[error("download of {url} failed: {status} (no internet access?); alternatively copy the file to {} by hand and rerun", dest.display())]
-    Download { url: String, status: String, dest: PathBuf },
+    Download {
+        url: String,
+        status: String,
+        dest: PathBuf,
+    },
 }
 
 impl DataError {
@@ -77,15 +107,29 @@ impl DataError {
         let path = path.into();
         let hint = Hint::default();
         if found < expected {
-            DataError::Truncated { path, expected, found, hint }
+            DataError::Truncated {
+                path,
+                expected,
+                found,
+                hint,
+            }
         } else {
-            DataError::WrongSize { path, expected, found, hint }
+            DataError::WrongSize {
+                path,
+                expected,
+                found,
+                hint,
+            }
         }
     }
 
     /// A format error with an empty hint.
     pub fn format(path: impl Into<PathBuf>, what: impl Into<String>) -> DataError {
-        DataError::Format { path: path.into(), what: what.into(), hint: Hint::default() }
+        DataError::Format {
+            path: path.into(),
+            what: what.into(),
+            hint: Hint::default(),
+        }
     }
 
     /// Map an I/O error on `path`: "not found" becomes [`DataError::Missing`] (with the
@@ -94,7 +138,11 @@ impl DataError {
         let path = path.into();
         let hint = Hint::default();
         if source.kind() == std::io::ErrorKind::NotFound {
-            DataError::Missing { path, expected, hint }
+            DataError::Missing {
+                path,
+                expected,
+                hint,
+            }
         } else {
             DataError::Io { path, source, hint }
         }

@@ -39,17 +39,41 @@ const CIFAR100_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-100-binary.ta
 const CIFAR100_MD5: &str = "03b5dce01913d631647c71ecec9e9cb8";
 const MNIST_BASE: &str = "https://ossci-datasets.s3.amazonaws.com/mnist";
 const MNIST_MD5: [(&str, &str); 4] = [
-    ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-    ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-    ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-    ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+    (
+        "train-images-idx3-ubyte.gz",
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        "d53e105ee54ea40749a09fcbcd1e9432",
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
+        "9fb629c4189551a2d022fa330f9573f3",
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        "ec29112dd5afa0611ce80d1b7f02629c",
+    ),
 ];
 const FASHION_BASE: &str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com";
 const FASHION_MD5: [(&str, &str); 4] = [
-    ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-    ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-    ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-    ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+    (
+        "train-images-idx3-ubyte.gz",
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        "25c81989df183df01b3e8a0aad5dffbe",
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
+        "bef4ecab320f06d8554ea6380940ec79",
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        "bb300cfdad3c16e7a12a480ee83cd310",
+    ),
 ];
 
 /// The official files of `name` (empty for `synthetic`).
@@ -82,7 +106,10 @@ pub fn remotes(name: DatasetName) -> Vec<Remote> {
 
 /// "How to get the data" for error messages about `name` under `root`.
 pub fn hint(name: DatasetName, root: &Path) -> String {
-    let files: Vec<String> = remotes(name).iter().map(|r| r.file.display().to_string()).collect();
+    let files: Vec<String> = remotes(name)
+        .iter()
+        .map(|r| r.file.display().to_string())
+        .collect();
     match name {
         DatasetName::Synthetic => "synthetic data is generated, not read".to_string(),
         DatasetName::Cifar10 | DatasetName::Cifar100 => format!(
@@ -100,17 +127,24 @@ pub fn hint(name: DatasetName, root: &Path) -> String {
 
 /// The MD5 of a file, as 32 lowercase hex digits (streamed, 1 MiB at a time).
 pub fn md5_hex(path: &Path) -> anyhow::Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("{}: read error", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("{}: read error", path.display()))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Check that `path` has MD5 `expected` (hex, case-insensitive); on a mismatch the error
@@ -131,12 +165,18 @@ pub fn verify_md5(path: &Path, expected: &str) -> anyhow::Result<()> {
 /// Extract the `.tar.gz` `archive` into `dest` (created if needed). Entries that would
 /// land outside `dest` are refused by the `tar` crate.
 pub fn extract_tar_gz(archive: &Path, dest: &Path) -> anyhow::Result<()> {
-    let file = std::fs::File::open(archive).with_context(|| format!("{}: cannot open", archive.display()))?;
-    std::fs::create_dir_all(dest).with_context(|| format!("{}: cannot create directory", dest.display()))?;
+    let file = std::fs::File::open(archive)
+        .with_context(|| format!("{}: cannot open", archive.display()))?;
+    std::fs::create_dir_all(dest)
+        .with_context(|| format!("{}: cannot create directory", dest.display()))?;
     let gz = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
-    tar::Archive::new(gz)
-        .unpack(dest)
-        .with_context(|| format!("{}: cannot extract into {}", archive.display(), dest.display()))?;
+    tar::Archive::new(gz).unpack(dest).with_context(|| {
+        format!(
+            "{}: cannot extract into {}",
+            archive.display(),
+            dest.display()
+        )
+    })?;
     Ok(())
 }
 
@@ -165,7 +205,8 @@ pub fn fetch_file(url: &str, dest: &Path, md5: &str) -> anyhow::Result<()> {
         return verify_md5(dest, md5);
     }
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create directory", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
     }
     let part = part_path(dest);
     eprintln!("downloading {url} -> {}", dest.display());
@@ -184,7 +225,12 @@ pub fn fetch_file(url: &str, dest: &Path, md5: &str) -> anyhow::Result<()> {
     };
     if let Some(status) = failure {
         let _ = std::fs::remove_file(&part); // our own partial file only
-        return Err(DataError::Download { url: url.to_string(), status, dest: dest.to_path_buf() }.into());
+        return Err(DataError::Download {
+            url: url.to_string(),
+            status,
+            dest: dest.to_path_buf(),
+        }
+        .into());
     }
     verify_md5(&part, md5)?;
     std::fs::rename(&part, dest)

@@ -79,10 +79,17 @@ pub fn read_idx_bytes(path: &Path, expected: u64) -> Result<Vec<u8>, DataError> 
             )
         })?;
     if out.len() as u64 != expected {
-        let how = if (out.len() as u64) < expected { "truncated" } else { "wrong size" };
+        let how = if (out.len() as u64) < expected {
+            "truncated"
+        } else {
+            "wrong size"
+        };
         return Err(DataError::format(
             path,
-            format!("{how}: expected {expected} bytes after decompression, found {}", out.len()),
+            format!(
+                "{how}: expected {expected} bytes after decompression, found {}",
+                out.len()
+            ),
         ));
     }
     Ok(out)
@@ -112,7 +119,12 @@ fn check_header(path: &Path, bytes: &[u8], magic: u32, dims: &[i64]) -> Result<u
 
 /// Read an IDX image file of `n_expected` images of `rows × cols` (magic `0x00000803`)
 /// as uint8 `[N, 1, rows, cols]`.
-pub fn read_idx_images(path: &Path, n_expected: i64, rows: i64, cols: i64) -> Result<Tensor, DataError> {
+pub fn read_idx_images(
+    path: &Path,
+    n_expected: i64,
+    rows: i64,
+    cols: i64,
+) -> Result<Tensor, DataError> {
     let dims = [n_expected, rows, cols];
     let expected = 16 + (n_expected * rows * cols) as u64;
     let bytes = read_idx_bytes(path, expected)?;
@@ -130,7 +142,12 @@ pub fn read_idx_labels(path: &Path, n_expected: i64) -> Result<Tensor, DataError
 
 /// Read an IDX dataset directory with `n_train` / `n_test` images of `side × side`
 /// (official: [`IDX_TRAIN`], [`IDX_TEST`], [`IDX_SIDE`]); labels must be in 0..10.
-pub fn read_idx_dir(dir: &Path, n_train: i64, n_test: i64, side: i64) -> Result<(Dataset, Dataset), DataError> {
+pub fn read_idx_dir(
+    dir: &Path,
+    n_train: i64,
+    n_test: i64,
+    side: i64,
+) -> Result<(Dataset, Dataset), DataError> {
     // For a missing file, name both accepted spellings.
     let locate = |base: &str, expected: u64| -> Result<PathBuf, DataError> {
         find_idx_file(dir, base).ok_or_else(|| DataError::Missing {

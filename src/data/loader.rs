@@ -1,7 +1,7 @@
 //! The on-device loader: the whole dataset lives on the training device as uint8, and
 //! shuffling, augmentation and normalization are batched tensor ops on that device.
 //!
-//! Per training batch: `index_select` of the shuffled indices → float in [0,1] → random
+//! Per training batch: `index_select` of the shuffled indices → float in `[0, 1]` → random
 //! crop with zero padding + horizontal flip (one draw per image, torch's global RNG on the
 //! device) → `(x - mean) / std`. Nothing is done per image on the CPU.
 use tch::{Device, Kind, Tensor};
@@ -19,9 +19,15 @@ pub struct Augment {
 
 impl Augment {
     /// No augmentation.
-    pub const NONE: Augment = Augment { crop_padding: 0, hflip: false };
+    pub const NONE: Augment = Augment {
+        crop_padding: 0,
+        hflip: false,
+    };
     /// The standard CIFAR augmentation: RandomCrop(32, padding=4) + RandomHorizontalFlip.
-    pub const CIFAR: Augment = Augment { crop_padding: 4, hflip: true };
+    pub const CIFAR: Augment = Augment {
+        crop_padding: 4,
+        hflip: true,
+    };
 }
 
 /// A dataset on the training device, ready to be batched.
@@ -38,13 +44,28 @@ pub struct DeviceData {
 }
 
 impl DeviceData {
-    /// Copy `ds` to `device` (kept as uint8) with per-channel `mean`/`std` (in [0,1] pixel
+    /// Copy `ds` to `device` (kept as uint8) with per-channel `mean`/`std` (in `[0, 1]` pixel
     /// units, one value per channel).
     pub fn new(ds: &Dataset, mean: &[f64], std: &[f64], device: Device) -> DeviceData {
         let c = ds.images.size()[1];
-        assert_eq!(mean.len() as i64, c, "mean has {} values for {c} channels", mean.len());
-        assert_eq!(std.len() as i64, c, "std has {} values for {c} channels", std.len());
-        let stat = |v: &[f64]| Tensor::from_slice(v).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(device);
+        assert_eq!(
+            mean.len() as i64,
+            c,
+            "mean has {} values for {c} channels",
+            mean.len()
+        );
+        assert_eq!(
+            std.len() as i64,
+            c,
+            "std has {} values for {c} channels",
+            std.len()
+        );
+        let stat = |v: &[f64]| {
+            Tensor::from_slice(v)
+                .to_kind(Kind::Float)
+                .view([1, c, 1, 1])
+                .to_device(device)
+        };
         DeviceData {
             images: ds.images.to_device(device),
             labels: ds.labels.to_device(device),
@@ -69,7 +90,7 @@ impl DeviceData {
         self.device
     }
 
-    /// uint8 → float in [0,1] → `(x - mean) / std`.
+    /// uint8 → float in `[0, 1]` → `(x - mean) / std`.
     pub fn normalize(&self, x_u8: &Tensor) -> Tensor {
         (x_u8.to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std
     }
@@ -81,7 +102,12 @@ impl DeviceData {
     /// the device), normalize. Yields `(x float [B,C,H,W], y int64 [B])` on the device; the
     /// last batch may be smaller. The same seed gives the same epoch as long as nothing
     /// else draws from torch's RNG between batches.
-    pub fn train_batches(&self, batch_size: i64, seed: i64, aug: Augment) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
+    pub fn train_batches(
+        &self,
+        batch_size: i64,
+        seed: i64,
+        aug: Augment,
+    ) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
         assert!(batch_size > 0, "batch_size must be positive");
         tch::manual_seed(seed);
         let n = self.len();
@@ -102,7 +128,10 @@ impl DeviceData {
         let n = self.len();
         (0..n).step_by(batch_size as usize).map(move |start| {
             let len = batch_size.min(n - start);
-            (self.normalize(&self.images.narrow(0, start, len)), self.labels.narrow(0, start, len))
+            (
+                self.normalize(&self.images.narrow(0, start, len)),
+                self.labels.narrow(0, start, len),
+            )
         })
     }
 }
@@ -145,10 +174,14 @@ pub fn crop_with_offsets(x: &Tensor, pad: i64, off_y: &Tensor, off_x: &Tensor) -
     let (b, c, h, w) = x.size4().expect("crop_with_offsets: x must be [B,C,H,W]");
     let device = x.device();
     let padded = x.constant_pad_nd([pad, pad, pad, pad]); // [B, C, H+2p, W+2p]
-    let rows = off_y.to_device(device).to_kind(Kind::Int64).view([b, 1]) + Tensor::arange(h, (Kind::Int64, device)).view([1, h]);
-    let rows = rows.view([b, 1, h, 1]).expand([b, c, h, w + 2 * pad], false);
+    let rows = off_y.to_device(device).to_kind(Kind::Int64).view([b, 1])
+        + Tensor::arange(h, (Kind::Int64, device)).view([1, h]);
+    let rows = rows
+        .view([b, 1, h, 1])
+        .expand([b, c, h, w + 2 * pad], false);
     let cropped_rows = padded.gather(2, &rows, false); // [B, C, H, W+2p]
-    let cols = off_x.to_device(device).to_kind(Kind::Int64).view([b, 1]) + Tensor::arange(w, (Kind::Int64, device)).view([1, w]);
+    let cols = off_x.to_device(device).to_kind(Kind::Int64).view([b, 1])
+        + Tensor::arange(w, (Kind::Int64, device)).view([1, w]);
     let cols = cols.view([b, 1, 1, w]).expand([b, c, h, w], false);
     cropped_rows.gather(3, &cols, false)
 }
@@ -156,6 +189,9 @@ pub fn crop_with_offsets(x: &Tensor, pad: i64, off_y: &Tensor, off_x: &Tensor) -
 /// Flip image `i` of `x` `[B,C,H,W]` horizontally where `mask[i]` (bool `[B]`) is true.
 pub fn flip_where(x: &Tensor, mask: &Tensor) -> Tensor {
     let b = x.size()[0];
-    let mask = mask.to_device(x.device()).to_kind(Kind::Bool).view([b, 1, 1, 1]);
+    let mask = mask
+        .to_device(x.device())
+        .to_kind(Kind::Bool)
+        .view([b, 1, 1, 1]);
     x.flip([3]).where_self(&mask, x)
 }

@@ -81,10 +81,16 @@ impl fmt::Display for DatasetName {
 impl FromStr for DatasetName {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DatasetName::ALL.into_iter().find(|n| n.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = DatasetName::ALL.iter().map(|n| n.as_str()).collect();
-            format!("unknown dataset `{s}`: expected one of {}", names.join(", "))
-        })
+        DatasetName::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = DatasetName::ALL.iter().map(|n| n.as_str()).collect();
+                format!(
+                    "unknown dataset `{s}`: expected one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -111,7 +117,10 @@ impl Dataset {
     /// The first `min(n, len)` examples (a view, no copy).
     pub fn subset(&self, n: i64) -> Dataset {
         let n = n.clamp(0, self.len());
-        Dataset { images: self.images.narrow(0, 0, n), labels: self.labels.narrow(0, 0, n) }
+        Dataset {
+            images: self.images.narrow(0, 0, n),
+            labels: self.labels.narrow(0, 0, n),
+        }
     }
 }
 
@@ -125,9 +134,9 @@ pub struct DataSplit {
     pub channels: i64,
     pub height: i64,
     pub width: i64,
-    /// Per-channel mean, in [0,1] pixel units.
+    /// Per-channel mean, in `[0, 1]` pixel units.
     pub mean: Vec<f64>,
-    /// Per-channel standard deviation, in [0,1] pixel units.
+    /// Per-channel standard deviation, in `[0, 1]` pixel units.
     pub std: Vec<f64>,
 }
 
@@ -183,7 +192,9 @@ pub fn dir_name(name: DatasetName) -> &'static str {
 /// does not hold the four IDX files but `/usr/share/datasets/<dir>` does, the latter.
 pub fn default_dir(name: DatasetName, root: &Path) -> PathBuf {
     let dir = root.join(dir_name(name));
-    if matches!(name, DatasetName::Mnist | DatasetName::FashionMnist) && !idx::idx_dir_complete(&dir) {
+    if matches!(name, DatasetName::Mnist | DatasetName::FashionMnist)
+        && !idx::idx_dir_complete(&dir)
+    {
         let system = Path::new(SYSTEM_DATASETS).join(dir_name(name));
         if idx::idx_dir_complete(&system) {
             return system;
@@ -193,14 +204,17 @@ pub fn default_dir(name: DatasetName, root: &Path) -> PathBuf {
 }
 
 /// Per-channel mean and (population) standard deviation of uint8 `[N,C,H,W]` images, in
-/// [0,1] pixel units; computed in float64 over chunks of 1024 images.
+/// `[0, 1]` pixel units; computed in float64 over chunks of 1024 images.
 pub fn channel_mean_std(images: &Tensor) -> (Vec<f64>, Vec<f64>) {
     let size = images.size();
     let (n, c) = (size[0], size[1]);
     let mut sum = Tensor::zeros([c], (Kind::Double, images.device()));
     let mut sum2 = Tensor::zeros([c], (Kind::Double, images.device()));
     for start in (0..n).step_by(1024) {
-        let x = images.narrow(0, start, 1024.min(n - start)).to_kind(Kind::Double) / 255.0;
+        let x = images
+            .narrow(0, start, 1024.min(n - start))
+            .to_kind(Kind::Double)
+            / 255.0;
         sum += x.sum_dim_intlist([0i64, 2, 3].as_slice(), false, Kind::Double);
         sum2 += (&x * &x).sum_dim_intlist([0i64, 2, 3].as_slice(), false, Kind::Double);
     }
@@ -208,7 +222,11 @@ pub fn channel_mean_std(images: &Tensor) -> (Vec<f64>, Vec<f64>) {
     let sum = Vec::<f64>::try_from(&sum).expect("channel sums");
     let sum2 = Vec::<f64>::try_from(&sum2).expect("channel sums of squares");
     let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
-    let std = sum2.iter().zip(&mean).map(|(s2, m)| (s2 / count - m * m).max(0.0).sqrt()).collect();
+    let std = sum2
+        .iter()
+        .zip(&mean)
+        .map(|(s2, m)| (s2 / count - m * m).max(0.0).sqrt())
+        .collect();
     (mean, std)
 }
 
@@ -226,12 +244,24 @@ pub fn load(spec: &DataSpec) -> anyhow::Result<DataSplit> {
     let (train, test, num_classes, mean, std) = match name {
         DatasetName::Cifar10 => {
             let (tr, te) = cifar::load_cifar10(&dir).map_err(with_hint)?;
-            (tr, te, 10, vec![0.4914, 0.4822, 0.4465], vec![0.2023, 0.1994, 0.2010])
+            (
+                tr,
+                te,
+                10,
+                vec![0.4914, 0.4822, 0.4465],
+                vec![0.2023, 0.1994, 0.2010],
+            )
         }
         DatasetName::Cifar100 => {
             let (tr, te) = cifar::load_cifar100(&dir, spec.coarse_labels).map_err(with_hint)?;
             let classes = if spec.coarse_labels { 20 } else { 100 };
-            (tr, te, classes, vec![0.5071, 0.4865, 0.4409], vec![0.2673, 0.2564, 0.2762])
+            (
+                tr,
+                te,
+                classes,
+                vec![0.5071, 0.4865, 0.4409],
+                vec![0.2673, 0.2564, 0.2762],
+            )
         }
         DatasetName::Mnist => {
             let (tr, te) = idx::load_idx(&dir).map_err(with_hint)?;
@@ -248,7 +278,8 @@ pub fn load(spec: &DataSpec) -> anyhow::Result<DataSplit> {
                 spec.synthetic_train,
                 spec.synthetic_test
             );
-            let (tr, te) = synthetic::synthetic_split(spec.synthetic_train, spec.synthetic_test, spec.seed);
+            let (tr, te) =
+                synthetic::synthetic_split(spec.synthetic_train, spec.synthetic_test, spec.seed);
             let (mean, std) = channel_mean_std(&tr.images);
             (tr, te, synthetic::SYNTH_CLASSES, mean, std)
         }

@@ -68,9 +68,10 @@ pub fn epoch_seed(seed: u64, epoch: i64) -> i64 {
     ((seed as i64).wrapping_mul(1_000_003)).wrapping_add(epoch + 1) & i64::MAX
 }
 
-/// Prepares the run directory: a fresh run refuses a directory holding results, a resumed
-/// run refuses a directory whose config differs. Returns true if a checkpoint is to be loaded.
-fn prepare_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
+/// Checks the run directory without writing: a fresh run refuses a directory holding results,
+/// a resumed run refuses a directory whose config differs. Returns true if a checkpoint is to
+/// be loaded.
+fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
     let cfg_path = dir.join("config.yaml");
     let has_results = dir.join(metrics::FILE_NAME).exists() || checkpoint::path(dir).exists();
     if has_results && !opts.resume {
@@ -88,21 +89,28 @@ fn prepare_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
             );
         }
     }
+    Ok(opts.resume && checkpoint::path(dir).exists())
+}
+
+/// Creates the run directory (checking it is writable) and saves the resolved config.
+fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
+    let cfg_path = dir.join("config.yaml");
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the run directory", dir.display()))?;
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"").with_context(|| format!("{}: run directory is not writable", dir.display()))?;
     std::fs::remove_file(&probe).ok();
-    if !cfg_path.exists() {
-        let tmp = dir.join("config.yaml.tmp");
-        std::fs::write(&tmp, cfg.to_yaml())?;
-        std::fs::rename(&tmp, &cfg_path)?;
-    }
-    Ok(opts.resume && checkpoint::path(dir).exists())
+    // check_dir refused a different config beside results, so this rewrites at most a stale
+    // config of an attempt that left no results.
+    let tmp = dir.join("config.yaml.tmp");
+    std::fs::write(&tmp, cfg.to_yaml())?;
+    std::fs::rename(&tmp, &cfg_path)?;
+    Ok(())
 }
 
 /// Trains `cfg` into its run directory and returns the summary.
 pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let dir: PathBuf = cfg.run_dir();
+    let load_ckpt = check_dir(cfg, &dir, opts)?;
     if opts.resume {
         if let Ok(s) = read_summary(&dir) {
             if s.status == "finished" || s.status == "diverged" {
@@ -114,7 +122,6 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         }
     }
     let device = crate::device::select_device(&cfg.device)?;
-    let load_ckpt = prepare_dir(cfg, &dir, opts)?;
 
     let spec = DataSpec {
         name: cfg.data.name,
@@ -135,6 +142,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let model = ResNet::new(&vs.root(), &cfg.model, split.channels, split.num_classes)?;
     let parameters = trainable_parameters(&vs);
     let mut opt = Sgd::new(&vs, cfg.train.optimizer, model.num_blocks);
+    create_dir(cfg, &dir)?;
 
     let mut start_epoch = 0;
     let (mut best_acc, mut best_epoch) = (0.0, 0);

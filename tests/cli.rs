@@ -1,0 +1,115 @@
+//! The command line end to end: the binary, its exit codes and its one-line errors.
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn deepres(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepres")).args(args).current_dir(cwd).output().expect("run deepres")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failing command exits 2 with one `error:` line on stderr.
+fn assert_one_line_error(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
+    let e = stderr(o);
+    let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected, got: {e}");
+    assert!(lines[0].starts_with("error: "), "{e}");
+    lines[0].to_string()
+}
+
+const TINY: &str = "name: tiny\nout_dir: runs\ndevice: cpu\ndata: {name: synthetic, synthetic_train: 256, synthetic_test: 128}\nmodel: {depth: 8}\ntrain: {epochs: 1, batch_size: 64}\n";
+
+#[test]
+fn summary_prints_parameters_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, n) in [
+        (vec!["summary", "--depth", "20", "--norm", "bn", "--shortcut", "a", "--classes", "10"], "269722"),
+        (vec!["summary", "--depth", "56"], "853018"),
+        (vec!["summary", "--depth", "110"], "1727962"),
+    ] {
+        let o = deepres(&args, tmp.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o).lines().last().unwrap(), format!("parameters: {n}"));
+    }
+    let e = assert_one_line_error(&deepres(&["summary", "--depth", "21"], tmp.path()));
+    assert!(e.contains("6n+2") && e.contains("21"), "{e}");
+}
+
+#[test]
+fn info_reports_cuda_and_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = deepres(&["info"], tmp.path());
+    assert!(o.status.success());
+    let s = stdout(&o);
+    for key in ["tch: 0.24.0", "libtorch: 2.11.0", "cuda_available:", "cudnn_available:"] {
+        assert!(s.contains(key), "{key} missing in {s}");
+    }
+}
+
+#[test]
+fn train_resume_and_refusal() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("tiny.yaml"), TINY).unwrap();
+    let o = deepres(&["train", "--config", "tiny.yaml", "--quiet"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("finished after 1/1 epochs"), "{}", stdout(&o));
+    let csv = tmp.path().join("runs/tiny/metrics.csv");
+    let before = std::fs::read(&csv).unwrap();
+    // the same command again refuses to overwrite, and says how to continue
+    let e = assert_one_line_error(&deepres(&["train", "--config", "tiny.yaml"], tmp.path()));
+    assert!(e.contains("runs/tiny") && e.contains("--resume"), "{e}");
+    // --resume on a finished run changes nothing
+    let o = deepres(&["train", "--config", "tiny.yaml", "--resume"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&csv).unwrap(), before);
+    // --set continues a longer run
+    let o = deepres(&["train", "--config", "tiny.yaml", "--set", "train.epochs=2", "--set", "name=tiny2", "-q"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = deepres(&["compare", "runs/tiny", "runs/tiny2", "--out", "cmp.csv"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("| epoch |"));
+    let cmp = std::fs::read_to_string(tmp.path().join("cmp.csv")).unwrap();
+    assert_eq!(cmp.lines().count(), 1 + 3, "{cmp}");
+}
+
+#[test]
+fn bad_config_gets_one_line_naming_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("bad.yaml"), "model:\n  depth: 20\n  normalization: bn\n").unwrap();
+    let e = assert_one_line_error(&deepres(&["train", "--config", "bad.yaml"], tmp.path()));
+    assert!(e.contains("bad.yaml") && e.contains("normalization") && e.contains("norm"), "{e}");
+    let e = assert_one_line_error(&deepres(&["train", "--config", "missing.yaml"], tmp.path()));
+    assert!(e.contains("missing.yaml"), "{e}");
+    std::fs::write(tmp.path().join("tiny.yaml"), TINY).unwrap();
+    let e = assert_one_line_error(&deepres(&["train", "--config", "tiny.yaml", "--set", "model.depth=100"], tmp.path()));
+    assert!(e.contains("model.depth") && e.contains("6n+2"), "{e}");
+    assert!(!tmp.path().join("runs").exists(), "bad input writes nothing");
+}
+
+#[test]
+fn cuda_asked_for_and_absent_is_an_error() {
+    if tch::Cuda::is_available() {
+        eprintln!("skipped: this machine has CUDA");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("tiny.yaml"), TINY).unwrap();
+    let e = assert_one_line_error(&deepres(&["train", "--config", "tiny.yaml", "--device", "cuda"], tmp.path()));
+    assert!(e.contains("CUDA is not available") && e.contains("--device cpu"), "{e}");
+    assert!(!tmp.path().join("runs/tiny").exists(), "nothing written");
+}
+
+#[test]
+fn missing_dataset_is_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("c10.yaml"), TINY.replace("name: synthetic, synthetic_train: 256, synthetic_test: 128", "name: cifar10, root: nodata")).unwrap();
+    let e = assert_one_line_error(&deepres(&["train", "--config", "c10.yaml"], tmp.path()));
+    assert!(e.contains("nodata/cifar-10-batches-bin") && e.contains("deepres data fetch cifar10"), "{e}");
+}

@@ -1,0 +1,137 @@
+//! Training end to end on small synthetic data: CSV columns, learning, determinism, resume,
+//! divergence, refusal to overwrite.
+use deepres::config::RunConfig;
+use deepres::train::{self, metrics, RunOptions};
+use std::path::Path;
+
+fn config(dir: &Path, name: &str, extra: &[&str]) -> RunConfig {
+    let mut sets: Vec<String> = vec![
+        format!("name={name}"),
+        format!("out_dir={}", dir.display()),
+        "device=cpu".into(),
+        "data.name=synthetic".into(),
+        "data.synthetic_train=768".into(),
+        "data.synthetic_test=256".into(),
+        "model.depth=8".into(),
+        "train.epochs=3".into(),
+        "train.batch_size=64".into(),
+        "train.eval_batch_size=256".into(),
+        "train.optimizer.lr=0.05".into(),
+        "train.schedule.kind=cosine".into(),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    RunConfig::from_overrides(&sets).unwrap()
+}
+
+fn quiet() -> RunOptions {
+    RunOptions { quiet: true, ..Default::default() }
+}
+
+fn losses(dir: &Path) -> Vec<(i64, f64, f64, f64, f64, f64, f64, f64)> {
+    metrics::read(&dir.join("metrics.csv"))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.epoch, r.lr, r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.grad_norm, r.tau))
+        .collect()
+}
+
+#[test]
+fn csv_has_the_columns_and_one_row_per_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "cols", &["train.epochs=2"]);
+    let s = train::run(&cfg, &quiet()).unwrap();
+    assert_eq!(s.status, "finished");
+    let text = std::fs::read_to_string(tmp.path().join("cols/metrics.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "epoch,lr,train_loss,train_acc,test_loss,test_acc,grad_norm,tau,epoch_seconds,images_per_second,status"
+    );
+    let rows: Vec<_> = lines.collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].starts_with("1,") && rows[1].starts_with("2,") && rows[1].ends_with(",ok"));
+    for f in ["config.yaml", "checkpoint.safetensors", "summary.json"] {
+        assert!(tmp.path().join("cols").join(f).exists(), "{f}");
+    }
+    let saved = RunConfig::load(&tmp.path().join("cols/config.yaml"), &[]).unwrap();
+    assert_eq!(saved, cfg, "the resolved config is saved next to the results");
+}
+
+#[test]
+fn bn_and_unnormalized_tau_nets_learn_the_synthetic_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, extra) in [
+        ("bn", vec![]),
+        ("nobn", vec!["model.norm=none", "model.tau.rule=inv_sqrt", "model.tau.learnable=shared"]),
+    ] {
+        let cfg = config(tmp.path(), name, &extra);
+        let s = train::run(&cfg, &quiet()).unwrap();
+        let rows = losses(&tmp.path().join(name));
+        assert!(rows[2].2 < rows[0].2, "{name}: train loss must fall: {rows:?}");
+        assert!(rows[2].3 > 0.5, "{name}: train accuracy {} should be well above chance (0.1)", rows[2].3);
+        assert!(s.final_test_acc > 0.4, "{name}: test accuracy {}", s.final_test_acc);
+    }
+    // the shared τ is learned (it moves) and starts at 1/√L = 1/√3
+    let rows = losses(&tmp.path().join("nobn"));
+    assert!((rows[0].7 - 1.0 / 3f64.sqrt()).abs() < 0.2 && rows[2].7 != 1.0 / 3f64.sqrt());
+}
+
+#[test]
+fn same_seed_same_curve_other_seed_other_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = ["train.epochs=2"];
+    train::run(&config(tmp.path(), "a", &extra), &quiet()).unwrap();
+    train::run(&config(tmp.path(), "b", &extra), &quiet()).unwrap();
+    train::run(&config(tmp.path(), "c", &["train.epochs=2", "seed=1"]), &quiet()).unwrap();
+    let (a, b, c) = (losses(&tmp.path().join("a")), losses(&tmp.path().join("b")), losses(&tmp.path().join("c")));
+    assert_eq!(a, b, "CPU runs with the same seed are bit-for-bit repeatable");
+    assert_ne!(a, c);
+}
+
+#[test]
+fn resume_reproduces_the_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = ["model.norm=none", "model.tau.rule=inv_sqrt", "model.tau.learnable=shared", "train.schedule.kind=multistep", "train.schedule.milestones=[2]"];
+    train::run(&config(tmp.path(), "full", &extra), &quiet()).unwrap();
+    let cfg = config(tmp.path(), "cut", &extra);
+    let s = train::run(&cfg, &RunOptions { stop_after: Some(1), quiet: true, ..Default::default() }).unwrap();
+    assert_eq!((s.status.as_str(), s.epochs_done), ("running", 1));
+    // a rerun without --resume refuses to touch the results
+    let e = train::run(&cfg, &quiet()).unwrap_err().to_string();
+    assert!(e.contains("--resume"), "{e}");
+    assert_eq!(losses(&tmp.path().join("cut")).len(), 1);
+    // a stale row past the checkpoint (a kill between CSV append and checkpoint) is dropped
+    let mut stale = metrics::read(&tmp.path().join("cut/metrics.csv")).unwrap()[0].clone();
+    stale.epoch = 2;
+    stale.train_loss = 123.0;
+    metrics::append(&tmp.path().join("cut/metrics.csv"), &stale).unwrap();
+    let s = train::run(&cfg, &RunOptions { resume: true, quiet: true, ..Default::default() }).unwrap();
+    assert_eq!((s.status.as_str(), s.epochs_done), ("finished", 3));
+    assert_eq!(losses(&tmp.path().join("full")), losses(&tmp.path().join("cut")));
+    // resuming a finished run does nothing
+    train::run(&cfg, &RunOptions { resume: true, quiet: true, ..Default::default() }).unwrap();
+    assert_eq!(losses(&tmp.path().join("cut")).len(), 3);
+}
+
+#[test]
+fn resume_with_another_config_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "r", &["train.epochs=2"]);
+    train::run(&cfg, &RunOptions { stop_after: Some(1), quiet: true, ..Default::default() }).unwrap();
+    let other = config(tmp.path(), "r", &["train.epochs=2", "model.depth=14"]);
+    let e = train::run(&other, &RunOptions { resume: true, quiet: true, ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("different config"), "{e}");
+    assert_eq!(losses(&tmp.path().join("r")).len(), 1, "existing results untouched");
+}
+
+#[test]
+fn a_diverging_run_is_recorded_and_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    // no BN, τ = 1, a huge learning rate: the loss becomes NaN/inf
+    let cfg = config(tmp.path(), "boom", &["model.norm=none", "model.depth=14", "train.optimizer.lr=1000", "train.schedule.kind=constant"]);
+    let s = train::run(&cfg, &quiet()).unwrap();
+    assert_eq!(s.status, "diverged");
+    let rows = metrics::read(&tmp.path().join("boom/metrics.csv")).unwrap();
+    assert_eq!(rows.last().unwrap().status, "diverged");
+    assert_eq!(s.diverged_at_epoch, Some(rows.last().unwrap().epoch));
+}
