@@ -3,6 +3,14 @@
 use deepres::config::RunConfig;
 use deepres::train::{self, metrics, RunOptions};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+/// torch's RNG is global to the process: runs compared bit for bit must not overlap.
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn config(dir: &Path, name: &str, extra: &[&str]) -> RunConfig {
     let mut sets: Vec<String> = vec![
@@ -37,6 +45,7 @@ fn losses(dir: &Path) -> Vec<(i64, f64, f64, f64, f64, f64, f64, f64)> {
 
 #[test]
 fn csv_has_the_columns_and_one_row_per_epoch() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), "cols", &["train.epochs=2"]);
     let s = train::run(&cfg, &quiet()).unwrap();
@@ -59,6 +68,7 @@ fn csv_has_the_columns_and_one_row_per_epoch() {
 
 #[test]
 fn bn_and_unnormalized_tau_nets_learn_the_synthetic_task() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     for (name, extra) in [
         ("bn", vec![]),
@@ -78,6 +88,7 @@ fn bn_and_unnormalized_tau_nets_learn_the_synthetic_task() {
 
 #[test]
 fn same_seed_same_curve_other_seed_other_curve() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let extra = ["train.epochs=2"];
     train::run(&config(tmp.path(), "a", &extra), &quiet()).unwrap();
@@ -90,6 +101,7 @@ fn same_seed_same_curve_other_seed_other_curve() {
 
 #[test]
 fn resume_reproduces_the_uninterrupted_run() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let extra = ["model.norm=none", "model.tau.rule=inv_sqrt", "model.tau.learnable=shared", "train.schedule.kind=multistep", "train.schedule.milestones=[2]"];
     train::run(&config(tmp.path(), "full", &extra), &quiet()).unwrap();
@@ -115,6 +127,7 @@ fn resume_reproduces_the_uninterrupted_run() {
 
 #[test]
 fn resume_with_another_config_is_refused() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), "r", &["train.epochs=2"]);
     train::run(&cfg, &RunOptions { stop_after: Some(1), quiet: true, ..Default::default() }).unwrap();
@@ -126,6 +139,7 @@ fn resume_with_another_config_is_refused() {
 
 #[test]
 fn a_diverging_run_is_recorded_and_stops() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     // no BN, τ = 1, a huge learning rate: the loss becomes NaN/inf
     let cfg = config(tmp.path(), "boom", &["model.norm=none", "model.depth=14", "train.optimizer.lr=1000", "train.schedule.kind=constant"]);
