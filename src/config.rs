@@ -105,7 +105,8 @@ pub enum Shortcut {
 pub enum InitScheme {
     /// Kaiming normal, fan-out: N(0, 2/(k²·out_channels)); BN γ = 1, β = 0.
     Kaiming,
-    /// Fixup (Zhang et al. 2019): conv1 Kaiming scaled by L^(-1/2), conv2 and classifier zero.
+    /// Fixup (Zhang et al. 2019): conv1 Kaiming scaled by L^(-1/2), conv2 and classifier zero,
+    /// a learnable scalar multiplier per block (initialized to τ₀, 1 with `rule: one`).
     Fixup,
 }
 

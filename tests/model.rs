@@ -149,6 +149,10 @@ fn fixup_init_zeroes_the_second_conv_and_the_classifier() {
     let std = Tensor::cat(&w, 0).std(true).double_value(&[]);
     let want = (2.0f64 / (9.0 * 64.0)).sqrt() / l.sqrt();
     assert!((std / want - 1.0).abs() < 0.02, "fixup conv1 std {std} vs {want}");
+    // Fixup's scalars: 4 biases and a multiplier (initialized to 1) per block, 2 outer biases
+    let scales: Vec<f64> = vars.iter().filter(|(n, _)| n.ends_with(".scale")).map(|(_, t)| t.double_value(&[0])).collect();
+    assert_eq!(scales, vec![1.0; 27]);
+    assert_eq!(vars.iter().filter(|(n, _)| n.contains(".bias")).count(), 4 * 27);
     // a Fixup net's output at init is the classifier bias: zero
     let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
     assert_eq!(net.forward_t(&x, false).abs().max().double_value(&[]), 0.0);

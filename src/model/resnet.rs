@@ -10,7 +10,8 @@
 //!   where x_skip = shortcut(x + b1a) in a downsampling block (as in Fixup's code).
 //!
 //! τ is a constant, one learnable scalar shared by all blocks, or one per block (ReZero,
-//! initialized to 0); see [`super::tau`]. It enters in [`BasicBlock::forward_t`] only.
+//! initialized to 0; Fixup's multiplier, initialized to τ₀ = 1); see [`super::tau`]. It
+//! enters in [`BasicBlock::forward_t`] only.
 use anyhow::{bail, Result};
 use tch::nn::{self, ConvConfig, ModuleT};
 use tch::Tensor;
@@ -143,7 +144,8 @@ pub struct ResNet {
 
 /// Names of the scalar parameters end in one of these; the optimizer trains them at
 /// lr × scalar_lr_mult (the τ paper: lr/10 for τ and the scalar biases).
-pub const SCALAR_SUFFIXES: [&str; 8] = ["bias1a", "bias1b", "bias2a", "bias2b", "stem_bias", "head_bias", "tau", "rezero"];
+pub const SCALAR_SUFFIXES: [&str; 9] =
+    ["bias1a", "bias1b", "bias2a", "bias2b", "stem_bias", "head_bias", "tau", "rezero", "scale"];
 /// The name of the shared τ; its gradient is divided by L.
 pub const SHARED_TAU_NAME: &str = "tau";
 
@@ -206,6 +208,8 @@ impl ResNet {
                 let tau = match (&shared_tau, cfg.tau.learnable) {
                     (Some(t), _) => Tau::Learned(t.shallow_clone()),
                     (None, TauLearnable::Rezero) => Tau::Learned(scalar(&bp, "rezero", 0.0)),
+                    // Fixup's per-block scalar multiplier, initialized to τ₀ (1 with rule: one).
+                    (None, TauLearnable::None) if fixup => Tau::Learned(scalar(&bp, "scale", tau0)),
                     _ => Tau::Const(tau0),
                 };
                 blocks.push(BasicBlock { conv1, conv2, bns, biases, shortcut, tau });

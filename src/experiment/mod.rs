@@ -1,0 +1,1 @@
+//! Sweeps: grid YAML expansion into named cells, and running them (skip / resume / record diverged).

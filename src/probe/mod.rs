@@ -1,0 +1,1 @@
+//! Stability probe at initialization (forward and backward norm ratios).
