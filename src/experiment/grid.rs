@@ -27,6 +27,31 @@ impl Cell {
     }
 }
 
+/// What `deepres report` makes of a sweep (the grid file's `report:` section).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    pub kind: ReportKind,
+    /// Title of the table or figure, e.g. "Table Z1: CIFAR-10 test error (%), BN vs BN + τ".
+    pub title: String,
+    /// Tables: the grid key whose values are the rows (e.g. `model.depth`); columns are the
+    /// variants; one table per combination of the other grid keys; seeds are aggregated.
+    #[serde(default)]
+    pub rows: Option<String>,
+    /// Published numbers to print beside ours, a key of `report::published` (e.g. `zhang2022-table1`).
+    #[serde(default)]
+    pub published: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportKind {
+    /// Best and final test error per cell, mean ± std over seeds.
+    Table,
+    /// Per-epoch curves (train loss, test error) of every cell, one figure per grid point.
+    Curves,
+}
+
 /// A parsed grid file at one scale.
 #[derive(Debug, Clone)]
 pub struct Grid {
@@ -38,6 +63,12 @@ pub struct Grid {
     pub scale: Option<String>,
     /// Where the cells' run directories go: `<out_dir>/<name>`.
     pub dir: PathBuf,
+    /// The file's `report:` section, if any.
+    pub report: Option<ReportSpec>,
+    /// The grid's dotted keys in file order (not counting variants and seeds).
+    pub keys: Vec<String>,
+    /// The variant names in file order (empty if the file has none).
+    pub variants: Vec<String>,
     // (parsed content: private fields)
 }
 
