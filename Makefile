@@ -16,7 +16,18 @@ DEEPRES     := ./$(BIN)
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(TORCH_VENV)/bin:$(PATH)
 
-.PHONY: setup build test demo info clean-demo fetch-cifar10 fetch-cifar100 fetch-mnist
+.PHONY: setup build test demo info clean-demo data-cifar10 data-cifar100 data-mnist \
+        tables zhang-stability zhang-table1 zhang-table2 zhang-fig3
+
+# Paper targets: SCALE=smoke (default; minutes on a 2-core CPU, small depths, Fashion-MNIST
+# when CIFAR-10 is absent) or SCALE=full (the paper's setting; needs CIFAR on disk and a GPU).
+SCALE ?= smoke
+# SEEDS=0,1,2,3,4 runs every cell with 5 seeds (default: the grid file's seeds, i.e. 0).
+SEEDS ?=
+SEEDS_ARG := $(if $(SEEDS),--seeds $(SEEDS),)
+HAVE_CIFAR10 := $(wildcard data/cifar-10-batches-bin/test_batch.bin)
+SMOKE_DATA_ARG := $(if $(filter smoke,$(SCALE)),$(if $(HAVE_CIFAR10),--set data.name=cifar10,),)
+RUNS := runs
 
 ## setup: libtorch venv + Fashion-MNIST, each only when missing (a second run takes seconds)
 setup: $(TORCH_VENV)/.installed $(FASHION)
@@ -56,10 +67,40 @@ info: build
 clean-demo:
 	rm -rf runs/demo
 
-## fetch-*: official archives into data/ (needs internet; see data/README.md)
-fetch-cifar10: build
+## data-*: official archives into data/, checksums verified (needs internet; see data/README.md)
+data-cifar10: build
 	$(DEEPRES) data fetch cifar10
-fetch-cifar100: build
+data-cifar100: build
 	$(DEEPRES) data fetch cifar100
-fetch-mnist: build
+data-mnist: build
 	$(DEEPRES) data fetch mnist
+
+## The τ paper (Zhang et al. 2022, SPEC §1.1) ------------------------------------------------
+PROBE_smoke := --depths 8,14,20,38,56,110,218 --batch 32
+PROBE_full  := --depths 20,32,44,56,110,218,434,866,1202 --batch 128
+PROBE_FC_smoke := --depths 3,6,9,18,27,54,108 --batch 32
+PROBE_FC_full  := --depths 9,15,21,27,54,108,216,432,600 --batch 128
+STABILITY_DIR := $(RUNS)/zhang2022-stability-$(SCALE)
+
+## zhang-stability: forward/backward ratios at init vs L, 6 τ rules, BN and no BN, 5 seeds
+zhang-stability: build
+	$(DEEPRES) probe --model resnet $(PROBE_$(SCALE)) --norm bn,none --seeds 0,1,2,3,4 --out $(STABILITY_DIR)/resnet
+	$(DEEPRES) probe --model fc $(PROBE_FC_$(SCALE)) --seeds 0,1,2,3,4 --out $(STABILITY_DIR)/fc
+
+## zhang-table1: CIFAR-10 test error, BN vs BN + τ, ResNet-20 … 1202
+zhang-table1: build
+	$(DEEPRES) sweep experiments/zhang2022/table1.yaml --scale $(SCALE) $(SEEDS_ARG) $(SMOKE_DATA_ARG)
+	$(DEEPRES) report experiments/zhang2022/table1.yaml --scale $(SCALE) $(SEEDS_ARG) $(SMOKE_DATA_ARG)
+
+## zhang-table2: no normalization: τ = 1, fixed τ, learnable τ, Fixup, ReZero; CIFAR-10/100
+zhang-table2: build
+	$(DEEPRES) sweep experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG)
+	$(DEEPRES) report experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG)
+
+## zhang-fig3: training curves, normalized vs unnormalized, ResNet-110 and 1202
+zhang-fig3: build
+	$(DEEPRES) sweep experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) $(SMOKE_DATA_ARG)
+	$(DEEPRES) report experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) $(SMOKE_DATA_ARG)
+
+## tables: every table and figure of the τ paper
+tables: zhang-stability zhang-table1 zhang-table2 zhang-fig3

@@ -76,7 +76,7 @@ impl Default for DataConfig {
 }
 
 /// Normalization inside the residual blocks.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Norm {
     /// Batch norm after each conv (post-activation block of He et al.).

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use deepres::config::RunConfig;
 use deepres::data::{self, DatasetName};
-use deepres::{device, model, report, train};
+use deepres::{device, model, probe, report, train};
 
 #[derive(Parser)]
 #[command(name = "deepres", version, about = "Train and probe very deep ResNets (BN vs τ-scaled, unnormalized) with libtorch")]
@@ -61,6 +61,43 @@ enum Cmd {
         /// Input channels (3 for CIFAR, 1 for MNIST).
         #[arg(long, default_value_t = 3)]
         in_channels: i64,
+    },
+    /// Stability at initialization: ‖h_L‖/‖h_0‖ and ‖∂ℓ/∂h_0‖/‖∂ℓ/∂h_L‖ over depths, τ rules,
+    /// norms and seeds; writes probe.csv (resumable), the fitted-growth table and plots to --out.
+    Probe {
+        /// resnet (CIFAR ResNet, depths 6n+2) | fc (fully connected ResNet, depths = blocks L)
+        #[arg(long, default_value = "resnet")]
+        model: String,
+        /// Comma-separated depths.
+        #[arg(long, value_delimiter = ',', default_value = "8,14,20,38,56,110,218")]
+        depths: Vec<i64>,
+        /// Comma-separated τ rules: one, inv_sqrt[:c], inv[:c], power:β, fixed:v.
+        #[arg(long, value_delimiter = ',', default_value = deepres::probe::PAPER_TAU_RULES)]
+        tau: Vec<deepres::probe::TauSpec>,
+        /// Comma-separated norms: bn, none (fc: none only).
+        #[arg(long, value_delimiter = ',', default_value = "bn,none")]
+        norm: Vec<String>,
+        /// Comma-separated seeds.
+        #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,4")]
+        seeds: Vec<u64>,
+        /// Images in the fixed batch.
+        #[arg(long, default_value_t = 64)]
+        batch: i64,
+        /// Width m of the fc model.
+        #[arg(long, default_value_t = 100)]
+        width: i64,
+        /// auto (CIFAR-10, else Fashion-MNIST, else synthetic) | a dataset name
+        #[arg(long, default_value = "auto")]
+        data: deepres::probe::ProbeData,
+        #[arg(long, default_value = "data")]
+        data_root: PathBuf,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Output directory.
+        #[arg(long, default_value = "runs/probe")]
+        out: PathBuf,
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Print tch/libtorch versions, CUDA/cuDNN availability and each GPU's name and memory.
     Info,
@@ -130,6 +167,36 @@ fn run(cli: Cli) -> Result<()> {
             let vs = tch::nn::VarStore::new(tch::Device::Cpu);
             model::ResNet::new(&vs.root(), &cfg.model, in_channels, classes)?;
             println!("parameters: {}", model::resnet::trainable_parameters(&vs));
+        }
+        Cmd::Probe { model, depths, tau, norm, seeds, batch, width, data, data_root, device, out, quiet } => {
+            let model = match model.as_str() {
+                "resnet" => probe::ProbeModel::Resnet,
+                "fc" => probe::ProbeModel::Fc,
+                m => anyhow::bail!("--model: unknown model {m:?}; accepted: resnet, fc"),
+            };
+            let norms = norm
+                .iter()
+                .map(|n| match n.as_str() {
+                    "bn" => Ok(deepres::config::Norm::Bn),
+                    "none" => Ok(deepres::config::Norm::None),
+                    _ => anyhow::bail!("--norm: unknown norm {n:?}; accepted: bn, none"),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let spec = probe::ProbeSpec {
+                model,
+                depths,
+                taus: tau,
+                norms,
+                seeds,
+                batch,
+                width,
+                data,
+                data_root,
+                device: device::select_device(&device)?,
+            };
+            let rows = probe::run(&spec, &out.join("probe.csv"), quiet)?;
+            // PENDING(report module): print!("{}", probe::report::report(&rows, &out)?);
+            let _ = rows;
         }
         Cmd::Info => {
             for line in device::info_lines() {

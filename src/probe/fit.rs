@@ -1,0 +1,188 @@
+//! Growth of the probe's ratios with the number of blocks L, fitted per (model, norm, τ rule):
+//! the exponent p of ratio ∝ L^p (least squares of log ratio on log L) and the rate r of
+//! ratio ∝ e^{rL} (least squares of ln ratio on L), over the depths where the ratio is finite
+//! (mean over seeds in log space). The growth label is read off those fits, never assumed:
+//! `overflow` if the ratio became inf/NaN, `exponential` if ln ratio is linear in L (better R²
+//! than the log-log fit) and grows, `polynomial` if p > 0.15, `vanishing` if p < -0.15,
+//! `bounded` otherwise.
+use std::collections::BTreeMap;
+
+use super::ProbeRow;
+
+/// One fitted line of the stability table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitRow {
+    pub model: String,
+    pub norm: String,
+    pub tau_rule: String,
+    /// (L, mean over seeds) for each depth, in increasing L; non-finite means are kept.
+    pub forward: Vec<(f64, f64)>,
+    pub backward: Vec<(f64, f64)>,
+    pub forward_fit: Fit,
+    pub backward_fit: Fit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fit {
+    /// Exponent p of ratio ∝ L^p.
+    pub power: f64,
+    /// Rate r of ratio ∝ e^{rL}.
+    pub rate: f64,
+    /// R² of the two fits.
+    pub r2_power: f64,
+    pub r2_rate: f64,
+    /// Smallest L at which the ratio was inf or NaN.
+    pub overflow_at: Option<f64>,
+}
+
+impl Fit {
+    pub fn label(&self) -> &'static str {
+        if self.overflow_at.is_some() {
+            "overflow"
+        } else if self.rate > 0.0 && self.r2_rate > self.r2_power && self.power > 0.5 {
+            "exponential"
+        } else if self.power > 0.15 {
+            "polynomial"
+        } else if self.power < -0.15 {
+            "vanishing"
+        } else {
+            "bounded"
+        }
+    }
+}
+
+/// Least squares slope and R² of y on x.
+fn slope(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    if sxx == 0.0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let b = sxy / sxx;
+    let r2 = if syy == 0.0 { 1.0 } else { (sxy * sxy) / (sxx * syy) };
+    (b, r2)
+}
+
+pub fn fit(points: &[(f64, f64)]) -> Fit {
+    let finite: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.1.is_finite() && p.1 > 0.0).collect();
+    let overflow_at = points.iter().find(|p| !p.1.is_finite()).map(|p| p.0);
+    let (power, r2_power) = slope(&finite.iter().map(|&(l, r)| (l.ln(), r.ln())).collect::<Vec<_>>());
+    let (rate, r2_rate) = slope(&finite.iter().map(|&(l, r)| (l, r.ln())).collect::<Vec<_>>());
+    Fit { power, rate, r2_power, r2_rate, overflow_at }
+}
+
+/// Geometric mean over seeds; any non-finite seed makes the mean inf (overflow is sticky).
+fn log_mean(values: &[f64]) -> f64 {
+    if values.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp()
+}
+
+/// Groups rows by (model, norm, τ rule), averages seeds per L, and fits both ratios.
+pub fn fit_rows(rows: &[ProbeRow]) -> Vec<FitRow> {
+    type Key = (String, String, String);
+    let mut groups: BTreeMap<Key, BTreeMap<i64, (Vec<f64>, Vec<f64>)>> = BTreeMap::new();
+    let mut order: Vec<Key> = Vec::new();
+    for r in rows {
+        let key = (format!("{:?}", r.model).to_lowercase(), format!("{:?}", r.norm).to_lowercase(), r.tau_rule.clone());
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        let e = groups.entry(key).or_default().entry(r.blocks).or_default();
+        e.0.push(r.forward_ratio);
+        e.1.push(r.backward_ratio);
+    }
+    order
+        .into_iter()
+        .map(|key| {
+            let by_l = &groups[&key];
+            let forward: Vec<(f64, f64)> = by_l.iter().map(|(&l, v)| (l as f64, log_mean(&v.0))).collect();
+            let backward: Vec<(f64, f64)> = by_l.iter().map(|(&l, v)| (l as f64, log_mean(&v.1))).collect();
+            FitRow {
+                model: key.0,
+                norm: key.1,
+                tau_rule: key.2,
+                forward_fit: fit(&forward),
+                backward_fit: fit(&backward),
+                forward,
+                backward,
+            }
+        })
+        .collect()
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Headers and cells of the stability table.
+pub fn table_cells(fits: &[FitRow]) -> (Vec<String>, Vec<Vec<String>>) {
+    let headers = [
+        "model", "norm", "τ rule", "L", "forward at L min", "forward at L max", "forward ∝ L^p: p", "forward growth",
+        "backward at L min", "backward at L max", "backward ∝ L^p: p", "backward growth",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows = fits
+        .iter()
+        .map(|f| {
+            let lmin = f.forward.first().map(|p| p.0).unwrap_or(f64::NAN);
+            let lmax = f.forward.last().map(|p| p.0).unwrap_or(f64::NAN);
+            let growth = |fit: &Fit| match fit.overflow_at {
+                Some(l) => format!("overflow at L={l}"),
+                None => fit.label().to_string(),
+            };
+            vec![
+                f.model.clone(),
+                f.norm.clone(),
+                f.tau_rule.clone(),
+                format!("{lmin}–{lmax}"),
+                fmt(f.forward.first().map(|p| p.1).unwrap_or(f64::NAN)),
+                fmt(f.forward.last().map(|p| p.1).unwrap_or(f64::NAN)),
+                format!("{:.3}", f.forward_fit.power),
+                growth(&f.forward_fit),
+                fmt(f.backward.first().map(|p| p.1).unwrap_or(f64::NAN)),
+                fmt(f.backward.last().map(|p| p.1).unwrap_or(f64::NAN)),
+                format!("{:.3}", f.backward_fit.power),
+                growth(&f.backward_fit),
+            ]
+        })
+        .collect();
+    (headers, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_recover_known_growth() {
+        let ls = [3.0, 6.0, 12.0, 24.0, 48.0, 96.0];
+        let poly: Vec<_> = ls.iter().map(|&l: &f64| (l, 2.0 * l.powf(0.7))).collect();
+        let f = fit(&poly);
+        assert!((f.power - 0.7).abs() < 1e-9 && f.label() == "polynomial");
+        let expo: Vec<_> = ls.iter().map(|&l: &f64| (l, (0.3 * l).exp())).collect();
+        let f = fit(&expo);
+        assert!((f.rate - 0.3).abs() < 1e-9 && f.label() == "exponential");
+        let flat: Vec<_> = ls.iter().map(|&l: &f64| (l, 1.3 + 0.01 * (l / 3.0).sin())).collect();
+        assert_eq!(fit(&flat).label(), "bounded");
+        let mut over = expo.clone();
+        over[5].1 = f64::INFINITY;
+        let f = fit(&over);
+        assert_eq!(f.overflow_at, Some(96.0));
+        assert_eq!(f.label(), "overflow");
+    }
+}
