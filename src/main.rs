@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use deepres::config::RunConfig;
 use deepres::data::{self, DatasetName};
-use deepres::{device, model, probe, report, train};
+use deepres::{device, experiment, model, probe, report, train};
 
 #[derive(Parser)]
 #[command(name = "deepres", version, about = "Train and probe very deep ResNets (BN vs τ-scaled, unnormalized) with libtorch")]
@@ -98,6 +98,36 @@ enum Cmd {
         out: PathBuf,
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Run a grid of configs (a sweep): missing cells run, interrupted ones resume, finished and
+    /// diverged ones are skipped; `--status` lists the cells instead.
+    Sweep {
+        /// The grid file (see experiments/).
+        grid: PathBuf,
+        /// A scale of the grid file (smoke, full).
+        #[arg(long)]
+        scale: Option<String>,
+        /// Replace the grid's seeds: --seeds 0,1,2,3,4
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        /// Override a run-config key in every cell.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// List the cells and their state (done / running / diverged / missing); run nothing.
+        #[arg(long)]
+        status: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Tables and plots of a sweep (the grid file's `report:` section).
+    Report {
+        grid: PathBuf,
+        #[arg(long)]
+        scale: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Print tch/libtorch versions, CUDA/cuDNN availability and each GPU's name and memory.
     Info,
@@ -195,8 +225,28 @@ fn run(cli: Cli) -> Result<()> {
                 device: device::select_device(&device)?,
             };
             let rows = probe::run(&spec, &out.join("probe.csv"), quiet)?;
-            // PENDING(report module): print!("{}", probe::report::report(&rows, &out)?);
-            let _ = rows;
+            print!("{}", probe::report::write(&rows, &out)?);
+        }
+        Cmd::Sweep { grid, scale, seeds, set, status, quiet } => {
+            let grid = load_grid(&grid, scale.as_deref(), seeds.as_deref(), &set)?;
+            if status {
+                print!("{}", experiment::status_table(&grid)?);
+                return Ok(());
+            }
+            let report = experiment::run_sweep(&grid, &experiment::SweepOptions { quiet })?;
+            println!("{}: {report}", grid.dir.display());
+            if !report.failed.is_empty() {
+                anyhow::bail!(
+                    "{} cell(s) failed: {}",
+                    report.failed.len(),
+                    report.failed.iter().map(|(c, e)| format!("{c}: {e}")).collect::<Vec<_>>().join("; ")
+                );
+            }
+        }
+        Cmd::Report { grid, scale, seeds, set } => {
+            let grid = load_grid(&grid, scale.as_deref(), seeds.as_deref(), &set)?;
+            let cells = grid.cells()?;
+            print!("{}", report::sweep_report::render(&grid, &cells)?);
         }
         Cmd::Info => {
             for line in device::info_lines() {
@@ -229,6 +279,14 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn load_grid(path: &std::path::Path, scale: Option<&str>, seeds: Option<&[u64]>, set: &[String]) -> Result<experiment::Grid> {
+    let grid = experiment::Grid::load(path, scale, set)?;
+    match seeds {
+        Some(s) => grid.with_seeds(s),
+        None => Ok(grid),
+    }
 }
 
 fn load_config(path: Option<&std::path::Path>, set: &[String]) -> Result<RunConfig> {

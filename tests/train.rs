@@ -152,4 +152,10 @@ fn a_diverging_run_is_recorded_and_stops() {
     let rows = metrics::read(&tmp.path().join("boom/metrics.csv")).unwrap();
     assert_eq!(rows.last().unwrap().status, "diverged");
     assert_eq!(s.diverged_at_epoch, Some(rows.last().unwrap().epoch));
+    // summary.json (NaN written as null) reads back, and --resume leaves a diverged run alone
+    let back = train::read_summary(&tmp.path().join("boom")).unwrap();
+    assert_eq!(back.status, "diverged");
+    let again = train::run(&cfg, &RunOptions { resume: true, quiet: true, ..Default::default() }).unwrap();
+    assert_eq!(again.status, "diverged");
+    assert_eq!(metrics::read(&tmp.path().join("boom/metrics.csv")).unwrap().len(), rows.len());
 }

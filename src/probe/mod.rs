@@ -10,6 +10,7 @@
 //! Overflow is data: inf and NaN are written as such. Rows are appended to the CSV as they
 //! are measured, and a rerun skips the rows already there, so a long probe resumes.
 pub mod fit;
+pub mod report;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

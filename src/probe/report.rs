@@ -7,7 +7,7 @@ use super::{fit, ProbeRow};
 /// Writes the stability table (`stability.md`, `stability.csv`) and the log-log plots of both
 /// ratios against L (one line per τ rule, one figure per model and norm) into `out_dir`;
 /// returns the Markdown table.
-pub fn report(rows: &[ProbeRow], out_dir: &Path) -> Result<String> {
+pub fn write(rows: &[ProbeRow], out_dir: &Path) -> Result<String> {
     let fits = fit::fit_rows(rows);
     let (headers, cells) = fit::table_cells(&fits);
     let table = crate::report::table::Table {

@@ -20,7 +20,12 @@ use crate::model::resnet::{trainable_parameters, ResNet};
 use metrics::EpochRow;
 use sgd::Sgd;
 
-/// What `summary.json` holds.
+/// JSON has no NaN: serde_json writes NaN as `null`; read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// What `summary.json` holds (NaN values are written as `null`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub name: String,
@@ -28,14 +33,18 @@ pub struct Summary {
     pub status: String,
     pub epochs_done: i64,
     pub epochs: i64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub best_test_acc: f64,
     pub best_epoch: i64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub final_test_acc: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub final_train_loss: f64,
     pub diverged_at_epoch: Option<i64>,
     pub parameters: i64,
     pub tau0: f64,
     pub device: String,
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_seconds: f64,
 }
 
