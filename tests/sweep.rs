@@ -1,0 +1,436 @@
+//! Sweeps: grid expansion (order, names, variants, scales, overrides, errors) and running
+//! tiny sweeps on synthetic data (skip, resume, divergence, failure, status listing).
+use deepres::config::Norm;
+use deepres::experiment::{cell_status, run_sweep, status_table, CellStatus, Grid, SweepOptions};
+use deepres::train::{self, metrics, RunOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// torch's RNG is global to the process: training runs must not overlap.
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes `grid.yaml` into `dir`: `out_dir: <dir>/runs`, then `body`.
+fn write_grid(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("grid.yaml");
+    let text = format!("out_dir: {}\n{body}", dir.join("runs").display());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A base config training in well under a second per epoch.
+const TINY: &str = "
+base:
+  device: cpu
+  data: {name: synthetic, synthetic_train: 128, synthetic_test: 64}
+  model: {depth: 8}
+  train:
+    epochs: 2
+    batch_size: 32
+    eval_batch_size: 64
+    optimizer: {lr: 0.05}
+    schedule: {kind: constant}
+";
+
+fn quiet() -> SweepOptions {
+    SweepOptions { quiet: true }
+}
+
+fn err_of(r: anyhow::Result<Grid>) -> String {
+    format!("{:#}", r.expect_err("expected an error"))
+}
+
+fn csv_epochs(dir: &Path) -> Vec<i64> {
+    metrics::read(&dir.join("metrics.csv")).unwrap().iter().map(|r| r.epoch).collect()
+}
+
+#[test]
+fn expansion_order_names_values_seeds_and_variants() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_grid(
+        tmp.path(),
+        "name: zt
+base:
+  data: {name: synthetic}
+  model: {shortcut: a-bn}
+variants:
+  bn: {model.norm: bn, model.tau.rule: one}
+  bn-tau: {model.norm: bn, model.tau: {rule: inv_sqrt}}
+grid:
+  model.depth: [8, 14]
+  train.optimizer.lr: [0.1, 0.05]
+  data.name: [synthetic, fashion-mnist]
+seeds: [0, 1]
+report: {kind: table, title: T, rows: model.depth, published: zhang2022-table1}
+",
+    );
+    let g = Grid::load(&path, None, &[]).unwrap();
+    assert_eq!(g.name, "zt");
+    assert_eq!(g.scale, None);
+    assert_eq!(g.dir, tmp.path().join("runs/zt"));
+    assert_eq!(g.keys, ["model.depth", "train.optimizer.lr", "data.name"]);
+    assert_eq!(g.variants, ["bn", "bn-tau"]);
+    assert_eq!(g.report.as_ref().unwrap().rows.as_deref(), Some("model.depth"));
+    let cells = g.cells().unwrap();
+    assert_eq!(cells.len(), 2 * 2 * 2 * 2 * 2);
+    let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "bn_depth8_lr0.1_name-synthetic_s0",
+            "bn_depth8_lr0.1_name-synthetic_s1",
+            "bn_depth8_lr0.1_name-fashion-mnist_s0",
+            "bn_depth8_lr0.1_name-fashion-mnist_s1",
+            "bn_depth8_lr0.05_name-synthetic_s0",
+        ]
+    );
+    assert_eq!(names[16], "bn-tau_depth8_lr0.1_name-synthetic_s0");
+    assert_eq!(names[31], "bn-tau_depth14_lr0.05_name-fashion-mnist_s1");
+    for (i, c) in cells.iter().enumerate() {
+        assert_eq!(c.index, i);
+        assert_eq!(c.config.name, c.name);
+        assert_eq!(c.config.seed, c.seed);
+        assert_eq!(c.dir(), g.dir.join(&c.name));
+        assert_eq!(c.config.model.shortcut, deepres::config::Shortcut::ABn, "base kept under merged keys");
+    }
+    let last = &cells[31];
+    assert_eq!(last.variant.as_deref(), Some("bn-tau"));
+    assert_eq!(last.seed, 1);
+    assert_eq!(last.values.len(), 3);
+    assert_eq!(last.values[0].0, "model.depth");
+    assert_eq!(last.values[0].1, serde_yaml::Value::from(14));
+    assert_eq!(last.values[2].1, serde_yaml::Value::from("fashion-mnist"));
+    assert_eq!(last.config.model.depth, 14);
+    assert_eq!(last.config.train.optimizer.lr, 0.05);
+    assert_eq!(last.config.data.name, deepres::data::DatasetName::FashionMnist);
+    assert_eq!(last.config.model.tau.rule, deepres::config::TauRule::InvSqrt);
+    assert_eq!(cells[0].config.model.tau.rule, deepres::config::TauRule::One);
+    assert_eq!(g.cell(31).unwrap().name, last.name);
+    assert!(format!("{:#}", g.cell(32).unwrap_err()).contains("32 cells"));
+
+    // No variants, shared last segments → full keys; sanitized strings.
+    let path = write_grid(
+        tmp.path(),
+        "name: plain
+grid:
+  train.optimizer.lr: [0.1]
+  train.lr: [x y]
+",
+    );
+    let err = err_of(Grid::load(&path, None, &[]));
+    assert!(err.contains("grid.yaml: cell train-optimizer-lr0.1_train-lr-x-y_s0: "), "{err}");
+    let path = write_grid(tmp.path(), "name: plain\ngrid: {model.depth: [8]}\n");
+    let cells = Grid::load(&path, None, &[]).unwrap().cells().unwrap();
+    assert_eq!(cells.len(), 1);
+    assert_eq!(cells[0].name, "depth8_s0");
+    assert_eq!(cells[0].variant, None);
+}
+
+#[test]
+fn scales_replace_set_grid_seeds_and_user_overrides_come_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_grid(
+        tmp.path(),
+        "name: sc
+base:
+  data: {name: cifar10}
+  model: {depth: 20}
+  train: {epochs: 200}
+variants:
+  a: {train.epochs: 7}
+  b: {}
+grid:
+  model.depth: [20, 56]
+  model.width: [1]
+seeds: [0]
+scales:
+  smoke:
+    set: {data.name: synthetic, train.epochs: 2, model.width: 3}
+    grid: {model.depth: [8, 14, 20]}
+    seeds: [4, 5]
+  full:
+    requires_data: [cifar10]
+",
+    );
+    let g = Grid::load(&path, Some("smoke"), &[]).unwrap();
+    assert_eq!(g.name, "sc-smoke");
+    assert_eq!(g.scale.as_deref(), Some("smoke"));
+    assert_eq!(g.dir, tmp.path().join("runs/sc-smoke"));
+    let cells = g.cells().unwrap();
+    assert_eq!(cells.len(), 2 * 3 * 2);
+    assert_eq!(cells[0].name, "a_depth8_width1_s4");
+    assert_eq!(cells[1].name, "a_depth8_width1_s5");
+    assert_eq!(cells[6].name, "b_depth8_width1_s4");
+    // scale.set after base, variants after scale.set, grid after both.
+    assert_eq!(cells[0].config.data.name, deepres::data::DatasetName::Synthetic);
+    assert_eq!(cells[0].config.train.epochs, 7);
+    assert_eq!(cells[6].config.train.epochs, 2);
+    assert_eq!(cells[0].config.model.width, 1);
+    assert_eq!(cells[11].config.model.depth, 20);
+
+    // --seeds replaces the seeds of the file and of the scale.
+    let g = Grid::load(&path, Some("smoke"), &[]).unwrap();
+    assert_eq!(g.seeds(), [4, 5]);
+    let g = g.with_seeds(&[7, 8, 9]).unwrap();
+    assert_eq!(g.seeds(), [7, 8, 9]);
+    let cells = g.cells().unwrap();
+    assert_eq!(cells.len(), 2 * 3 * 3);
+    assert_eq!((cells[2].name.as_str(), cells[2].config.seed), ("a_depth8_width1_s9", 9));
+    assert!(format!("{:#}", g.clone().with_seeds(&[]).unwrap_err()).contains("no cell"));
+    assert!(format!("{:#}", g.with_seeds(&[1, 1]).unwrap_err()).contains("both named"));
+
+    // The user's --set comes last (names stay those of the grid); out_dir moves the sweep.
+    let elsewhere = tmp.path().join("elsewhere");
+    let sets =
+        vec!["train.epochs=3".to_string(), "model.depth=14".to_string(), format!("out_dir={}", elsewhere.display())];
+    let g = Grid::load(&path, Some("smoke"), &sets).unwrap();
+    assert_eq!(g.dir, elsewhere.join("sc-smoke"));
+    let cells = g.cells().unwrap();
+    assert!(cells.iter().all(|c| c.config.train.epochs == 3 && c.config.model.depth == 14));
+    assert_eq!(cells[0].name, "a_depth8_width1_s4");
+    assert_eq!(cells[0].dir(), elsewhere.join("sc-smoke/a_depth8_width1_s4"));
+
+    // No scale: the file's own values; full: requires_data is not checked by load.
+    let cells = Grid::load(&path, None, &[]).unwrap().cells().unwrap();
+    assert_eq!(cells.len(), 4);
+    assert_eq!(cells[3].name, "b_depth56_width1_s0");
+    assert_eq!(cells[3].config.train.epochs, 200);
+    let g = Grid::load(&path, Some("full"), &[]).unwrap();
+    assert_eq!(g.requires_data(), [deepres::data::DatasetName::Cifar10]);
+
+    let err = err_of(Grid::load(&path, Some("medium"), &[]));
+    assert!(err.contains("grid.yaml") && err.contains("medium") && err.contains("smoke, full"), "{err}");
+    let err = err_of(Grid::load(&path, None, &["seed=3".into()]));
+    assert!(err.contains("seed"), "{err}");
+    let err = err_of(Grid::load(&path, None, &["model.depth".into()]));
+    assert!(err.contains("model.depth") && err.contains("key=value"), "{err}");
+    let err = err_of(Grid::load(&path, None, &["model.depth=9".into()]));
+    assert!(err.contains("grid.yaml: cell a_depth20_width1_s0: model.depth"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
+
+#[test]
+fn bad_files_fail_with_one_line_naming_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("name: x\ngird: {model.depth: [8]}\n", &["grid.yaml", "gird"]),
+        ("name: x\ngrid: {model.depth: []}\n", &["grid.yaml", "expands to no cell", "model.depth"]),
+        ("name: x\ngrid: {model.depth: [8], model.width: []}\n", &["no cell", "model.width"]),
+        ("name: x\nseeds: []\n", &["no cell", "seeds"]),
+        ("name: x\nseeds: [0, 0]\n", &["grid.yaml", "s0", "both named"]),
+        ("name: x\ngrid: {model.depth: [8, 8]}\n", &["both named", "depth8_s0"]),
+        ("name: x\ngrid: {model.depth: 8}\n", &["grid.yaml", "grid.model.depth", "list"]),
+        ("name: x\nscales: {smoke: {sets: {}}}\n", &["grid.yaml", "scales.smoke", "sets"]),
+        ("name: x\nscales: {smoke: {grid: {model.width: [1]}}}\n", &["scales.smoke.grid", "model.width"]),
+        ("name: x\nscales: {full: {requires_data: [imagenet]}}\n", &["requires_data", "imagenet"]),
+        ("name: x\nbase: {model: {dept: 8}}\n", &["grid.yaml", "cell s0", "dept"]),
+        ("name: x\nvariants: {v: {model.norm: layer}}\n", &["cell v_s0", "model.norm", "layer"]),
+        ("name: x\nreport: {kind: table}\n", &["grid.yaml", "report", "title"]),
+        ("name: x\nreport: {kind: tabel, title: T}\n", &["report", "tabel"]),
+        ("name: [x\n", &["grid.yaml", "invalid YAML"]),
+    ];
+    for (body, needles) in cases {
+        let path = write_grid(tmp.path(), body);
+        let err = err_of(Grid::load(&path, None, &[]));
+        for n in needles.iter() {
+            assert!(err.contains(n), "{body:?}: {err:?} lacks {n:?}");
+        }
+        assert!(!err.contains('\n'), "{body:?}: {err:?}");
+    }
+    let err = err_of(Grid::load(&tmp.path().join("nope.yaml"), None, &[]));
+    assert!(err.contains("nope.yaml"), "{err}");
+    let list = tmp.path().join("list.yaml");
+    std::fs::write(&list, "- 1\n").unwrap();
+    let err = err_of(Grid::load(&list, None, &[]));
+    assert!(err.contains("list.yaml: expected a mapping"), "{err}");
+    // An unknown top-level key names the file and the key.
+    let path = write_grid(tmp.path(), "name: x\nseed: [1]\n");
+    let err = err_of(Grid::load(&path, None, &[]));
+    assert!(err.starts_with(&path.display().to_string()) && err.contains("`seed`"), "{err}");
+}
+
+#[test]
+fn a_sweep_runs_its_cells_then_skips_them_untouched() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_grid(tmp.path(), &format!("name: s3\n{TINY}grid: {{train.optimizer.lr: [0.05, 0.1]}}\nseeds: [0, 1]\nscales: {{one: {{seeds: [0], set: {{train.epochs: 1}}}}}}\n"));
+    let g = Grid::load(&path, Some("one"), &[]).unwrap();
+    let cells = g.cells().unwrap();
+    assert_eq!(cells.len(), 2);
+    assert!(cells.iter().all(|c| cell_status(c) == (CellStatus::Missing, None)));
+    let r = run_sweep(&g, &quiet()).unwrap();
+    assert_eq!((r.ran, r.skipped, r.diverged, r.failed.len()), (2, 0, 0, 0), "{r:?}");
+    let mut bytes = Vec::new();
+    for c in &cells {
+        let (status, err) = cell_status(c);
+        assert_eq!(status, CellStatus::Done);
+        let err = err.unwrap();
+        assert!((0.0..=1.0).contains(&err));
+        assert_eq!(csv_epochs(&c.dir()), [1]);
+        bytes.push(std::fs::read(c.dir().join("metrics.csv")).unwrap());
+    }
+    let g = Grid::load(&path, Some("one"), &[]).unwrap();
+    let r = run_sweep(&g, &quiet()).unwrap();
+    assert_eq!((r.ran, r.skipped, r.diverged, r.failed.len()), (0, 2, 0, 0), "{r:?}");
+    for (c, b) in cells.iter().zip(&bytes) {
+        assert_eq!(&std::fs::read(c.dir().join("metrics.csv")).unwrap(), b);
+    }
+    let table = status_table(&g).unwrap();
+    assert!(table.contains("2 done, 0 running, 0 diverged, 0 missing"), "{table}");
+}
+
+#[test]
+fn a_sweep_resumes_an_interrupted_cell() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_grid(tmp.path(), &format!("name: res\n{TINY}grid: {{model.depth: [8]}}\nseeds: [0, 1]\n"));
+    let g = Grid::load(&path, None, &[]).unwrap();
+    let cells = g.cells().unwrap();
+    let s = train::run(&cells[0].config, &RunOptions { resume: false, stop_after: Some(1), quiet: true }).unwrap();
+    assert_eq!(s.status, "running");
+    assert_eq!(cell_status(&cells[0]).0, CellStatus::Running);
+    let table = status_table(&g).unwrap();
+    let row = table.lines().find(|l| l.contains("depth8_s0")).unwrap();
+    assert!(row.contains("running") && row.contains("1/2"), "{table}");
+    let r = run_sweep(&g, &quiet()).unwrap();
+    assert_eq!((r.ran, r.skipped, r.failed.len()), (2, 0, 0), "{r:?}");
+    for c in &cells {
+        assert_eq!(cell_status(c).0, CellStatus::Done);
+        assert_eq!(csv_epochs(&c.dir()), [1, 2]);
+    }
+}
+
+#[test]
+fn a_diverging_cell_is_recorded_and_the_sweep_goes_on() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_grid(
+        tmp.path(),
+        &format!("name: div\n{TINY}variants:\n  nobn: {{model.norm: none, model.depth: 14, train.optimizer.lr: 1000}}\n  bn: {{}}\n"),
+    );
+    let g = Grid::load(&path, None, &[]).unwrap();
+    let cells = g.cells().unwrap();
+    assert_eq!(cells[0].config.model.norm, Norm::None);
+    let r = run_sweep(&g, &quiet()).unwrap();
+    assert_eq!((r.ran, r.skipped, r.diverged, r.failed.len()), (2, 0, 1, 0), "{r:?}");
+    assert_eq!(cell_status(&cells[0]).0, CellStatus::Diverged);
+    assert_eq!(cell_status(&cells[1]).0, CellStatus::Done);
+    let r = run_sweep(&g, &quiet()).unwrap();
+    assert_eq!((r.ran, r.skipped, r.diverged), (0, 2, 0), "{r:?}");
+}
+
+#[test]
+fn status_lists_done_running_diverged_and_missing() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_grid(
+        tmp.path(),
+        &format!(
+            "name: st\n{TINY}variants:\n  dv: {{model.norm: none, model.depth: 14, train.optimizer.lr: 1000}}\n  ok: {{}}\n  half: {{}}\n  todo: {{}}\n"
+        ),
+    );
+    let g = Grid::load(&path, None, &[]).unwrap();
+    let cells = g.cells().unwrap();
+    let q = |stop| RunOptions { resume: false, stop_after: stop, quiet: true };
+    assert_eq!(train::run(&cells[0].config, &q(None)).unwrap().status, "diverged");
+    assert_eq!(train::run(&cells[1].config, &q(None)).unwrap().status, "finished");
+    assert_eq!(train::run(&cells[2].config, &q(Some(1))).unwrap().status, "running");
+    let expect = [
+        ("dv_s0", CellStatus::Diverged, "diverged"),
+        ("ok_s0", CellStatus::Done, "done"),
+        ("half_s0", CellStatus::Running, "running"),
+        ("todo_s0", CellStatus::Missing, "missing"),
+    ];
+    let table = status_table(&g).unwrap();
+    eprintln!("{table}");
+    for (c, (name, status, word)) in cells.iter().zip(expect) {
+        assert_eq!(c.name, name);
+        let (s, err) = cell_status(c);
+        assert_eq!(s, status);
+        assert_eq!(err.is_some(), matches!(status, CellStatus::Done | CellStatus::Running), "{name}");
+        let row = table.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap();
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(fields[0], c.index.to_string());
+        assert_eq!(fields[2], word, "{table}");
+        if status == CellStatus::Missing {
+            assert_eq!(&fields[3..], ["0/2", "-"]);
+        }
+        if status == CellStatus::Done {
+            assert_eq!(fields[3], "2/2");
+            assert_eq!(fields[4], format!("{:.2}", 100.0 * err.unwrap()));
+        }
+    }
+    assert!(table.lines().last().unwrap().contains("1 done, 1 running, 1 diverged, 1 missing"), "{table}");
+    // The widths are fixed: every row as long as the header.
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[1..=5].windows(2).all(|w| w[0].len() == w[1].len()), "{table}");
+}
+
+#[test]
+fn a_failing_cell_is_reported_and_the_others_still_run() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty-data");
+    std::fs::create_dir(&empty).unwrap();
+    let path = write_grid(
+        tmp.path(),
+        &format!(
+            "name: fl\n{}variants:\n  broken: {{data.name: cifar10, data.root: {}}}\n  fine: {{}}\n",
+            TINY.replace("epochs: 2", "epochs: 1"),
+            empty.display()
+        ),
+    );
+    let g = Grid::load(&path, None, &[]).unwrap();
+    let r = run_sweep(&g, &quiet()).unwrap();
+    assert_eq!((r.ran, r.skipped, r.diverged), (1, 0, 0), "{r:?}");
+    assert_eq!(r.failed.len(), 1);
+    assert_eq!(r.failed[0].0, "broken_s0");
+    assert!(r.failed[0].1.contains("cifar"), "{}", r.failed[0].1);
+    assert!(!r.failed[0].1.contains('\n'));
+    let cells = g.cells().unwrap();
+    assert_eq!(cell_status(&cells[0]).0, CellStatus::Missing);
+    assert_eq!(cell_status(&cells[1]).0, CellStatus::Done);
+}
+
+#[test]
+fn requires_data_stops_the_sweep_before_any_cell_but_not_the_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    let path = write_grid(
+        tmp.path(),
+        &format!(
+            "name: rq\n{TINY}variants: {{a: {{}}}}\nscales:\n  full:\n    set: {{data.name: cifar10, data.root: {}}}\n    requires_data: [cifar10]\n",
+            root.display()
+        ),
+    );
+    let g = Grid::load(&path, Some("full"), &[]).unwrap();
+    assert!(status_table(&g).unwrap().contains("missing"));
+    let err = format!("{:#}", run_sweep(&g, &quiet()).unwrap_err());
+    let dir = root.join("cifar-10-batches-bin");
+    assert!(
+        err.starts_with(&format!(
+            "{}: scale full needs cifar10 on disk ({}/ missing); ",
+            path.display(),
+            dir.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("data fetch cifar10"), "{err}");
+    assert!(!err.contains('\n'));
+    assert!(!g.dir.exists(), "nothing ran");
+    // A partial directory names the first missing file; a complete one passes.
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["data_batch_1.bin", "data_batch_2.bin"] {
+        std::fs::write(dir.join(f), b"").unwrap();
+    }
+    let err = format!("{:#}", g.check_data().unwrap_err());
+    assert!(err.contains(&format!("({} missing)", dir.join("data_batch_3.bin").display())), "{err}");
+    for f in ["data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"] {
+        std::fs::write(dir.join(f), b"").unwrap();
+    }
+    g.check_data().unwrap();
+}
