@@ -8,6 +8,7 @@ CACHE_DIR   ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deepres
 TORCH_VENV  ?= $(CACHE_DIR)/torch-2.11.0
 TORCH_SPEC  := torch==2.11.0
 FASHION     := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+FONT        := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN         := target/release/deepres
 DEEPRES     := ./$(BIN)
@@ -29,8 +30,9 @@ HAVE_CIFAR10 := $(wildcard data/cifar-10-batches-bin/test_batch.bin)
 SMOKE_DATA_ARG := $(if $(filter smoke,$(SCALE)),$(if $(HAVE_CIFAR10),--set data.name=cifar10,),)
 RUNS := runs
 
-## setup: libtorch venv + Fashion-MNIST, each only when missing (a second run takes seconds)
-setup: $(TORCH_VENV)/.installed $(FASHION)
+## setup: libtorch venv, Fashion-MNIST and a font for PNG plots, each only when missing
+## (a second run takes seconds)
+setup: $(TORCH_VENV)/.installed $(FASHION) $(FONT)
 
 $(TORCH_VENV)/.installed:
 	@echo "setup: installing $(TORCH_SPEC) into $(TORCH_VENV) (about 4.6 GB, a minute or two)"
@@ -44,6 +46,10 @@ $(TORCH_VENV)/.installed:
 $(FASHION):
 	@echo "setup: installing the Debian package dataset-fashion-mnist"
 	$(SUDO) apt-get install -y dataset-fashion-mnist || ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
+
+$(FONT):
+	@echo "setup: installing the Debian package fonts-dejavu-core (text in PNG plots)"
+	$(SUDO) apt-get install -y fonts-dejavu-core || ($(SUDO) apt-get update && $(SUDO) apt-get install -y fonts-dejavu-core)
 
 ## build: the release binary (linked against the venv's libtorch, rpath set)
 build: setup

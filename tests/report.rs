@@ -1,0 +1,486 @@
+//! The report layer on fixture run directories written by the test (no training): tables with
+//! seeds aggregated, diverged / running / missing cells, published numbers and Δ, CSV, the
+//! curves figure and its CSV, and the plots' handling of NaN/inf and log axes.
+use deepres::config::RunConfig;
+use deepres::experiment::grid::{Cell, ReportKind, ReportSpec};
+use deepres::report::plot::{self, Legend, Panel, PlotSpec, Series};
+use deepres::report::runs::{RunRecord, RunState};
+use deepres::report::table::Table;
+use deepres::report::{published, render_with, ReportContext};
+use deepres::train::{metrics, Summary};
+use std::path::{Path, PathBuf};
+
+const EPOCHS: i64 = 3;
+
+fn cell(sweep: &Path, index: usize, variant: &str, values: &[(&str, serde_yaml::Value)], seed: u64) -> Cell {
+    let vals: Vec<String> = values.iter().map(|(_, v)| deepres::report::sweep_report::value_label(v)).collect();
+    let name = format!("{variant}_{}_s{seed}", vals.join("_"));
+    let mut config = RunConfig { name: name.clone(), out_dir: sweep.to_path_buf(), seed, ..Default::default() };
+    config.train.epochs = EPOCHS;
+    for (k, v) in values {
+        if *k == "model.depth" {
+            config.model.depth = v.as_i64().unwrap();
+        }
+    }
+    Cell {
+        index,
+        name,
+        variant: Some(variant.to_string()),
+        values: values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        seed,
+        config,
+    }
+}
+
+/// What a fixture run did.
+enum Run<'a> {
+    /// Test error (%) per epoch, all epochs done.
+    Finished(&'a [f64]),
+    /// Test error per epoch, then NaN loss at the next epoch.
+    Diverged(&'a [f64]),
+    /// Test error per epoch so far, not finished.
+    Running(&'a [f64]),
+}
+
+/// Writes config.yaml, metrics.csv and summary.json as a training run would.
+fn write_run(c: &Cell, run: Run) {
+    let dir = c.dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.yaml"), c.config.to_yaml()).unwrap();
+    let (errs, status, diverged) = match run {
+        Run::Finished(e) => (e, "finished", false),
+        Run::Diverged(e) => (e, "diverged", true),
+        Run::Running(e) => (e, "running", false),
+    };
+    let row = |epoch: i64, loss: f64, acc: f64, status: &str| metrics::EpochRow {
+        epoch,
+        lr: 0.1,
+        train_loss: loss,
+        train_acc: acc,
+        test_loss: loss,
+        test_acc: acc,
+        grad_norm: 1.0,
+        tau: 1.0,
+        epoch_seconds: 1.0,
+        images_per_second: 100.0,
+        status: status.into(),
+    };
+    let path = dir.join(metrics::FILE_NAME);
+    for (i, e) in errs.iter().enumerate() {
+        metrics::append(&path, &row(i as i64 + 1, 2.0 / (i as f64 + 1.0), 1.0 - e / 100.0, "ok")).unwrap();
+    }
+    let mut done = errs.len() as i64;
+    if diverged {
+        done += 1;
+        metrics::append(&path, &row(done, f64::NAN, 0.1, "diverged")).unwrap();
+    }
+    let best = errs.iter().map(|e| 1.0 - e / 100.0).fold(0.0, f64::max);
+    let summary = Summary {
+        name: c.name.clone(),
+        status: status.into(),
+        epochs_done: done,
+        epochs: EPOCHS,
+        best_test_acc: best,
+        best_epoch: 1,
+        final_test_acc: if diverged { 0.1 } else { errs.last().map_or(f64::NAN, |e| 1.0 - e / 100.0) },
+        final_train_loss: if diverged { f64::NAN } else { 1.0 },
+        diverged_at_epoch: diverged.then_some(done),
+        parameters: 1000,
+        tau0: 1.0,
+        device: "cpu".into(),
+        train_seconds: 3.0,
+    };
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+}
+
+/// The cells of the Markdown line whose first cell is `first`.
+fn md_row(md: &str, first: &str) -> Vec<String> {
+    md.lines()
+        .map(|l| l.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect::<Vec<_>>())
+        .find(|cells| cells.first().map(String::as_str) == Some(first))
+        .unwrap_or_else(|| panic!("no row {first:?} in\n{md}"))
+}
+
+fn ctx(dir: &Path, name: &str, spec: ReportSpec, keys: &[&str], variants: &[&str]) -> ReportContext {
+    ReportContext {
+        name: name.into(),
+        dir: dir.to_path_buf(),
+        spec,
+        keys: keys.iter().map(|s| s.to_string()).collect(),
+        variants: variants.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn depth(d: i64) -> serde_yaml::Value {
+    serde_yaml::Value::from(d)
+}
+
+/// Sample standard deviation, by hand.
+fn sd2(a: f64, b: f64) -> f64 {
+    let m = (a + b) / 2.0;
+    (((a - m).powi(2) + (b - m).powi(2)) / 1.0).sqrt()
+}
+
+#[test]
+fn table_aggregates_seeds_and_shows_published_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("z1");
+    let mut cells = Vec::new();
+    for v in ["bn", "bn-tau"] {
+        for d in [20, 32, 56, 110] {
+            for s in [0, 1] {
+                let i = cells.len();
+                cells.push(cell(&sweep, i, v, &[("model.depth", depth(d))], s));
+            }
+        }
+    }
+    let find = |v: &str, d: i64, s: u64| {
+        cells.iter().find(|c| c.variant.as_deref() == Some(v) && c.config.model.depth == d && c.seed == s).unwrap()
+    };
+    // Depth 20: everything finished. bn best 8.25, 8.75 (mean 8.50); final 8.40, 9.10.
+    write_run(find("bn", 20, 0), Run::Finished(&[12.0, 8.25, 8.40]));
+    write_run(find("bn", 20, 1), Run::Finished(&[11.0, 8.75, 9.10]));
+    // bn-tau best 7.6, 8.0 (mean 7.80); final 7.7, 8.2.
+    write_run(find("bn-tau", 20, 0), Run::Finished(&[10.0, 7.6, 7.7]));
+    write_run(find("bn-tau", 20, 1), Run::Finished(&[10.0, 8.0, 8.2]));
+    // Depth 32: nothing ran. Depth 56: bn diverged at epoch 2 on both seeds; bn-tau running.
+    write_run(find("bn", 56, 0), Run::Diverged(&[50.0]));
+    write_run(find("bn", 56, 1), Run::Diverged(&[60.0]));
+    write_run(find("bn-tau", 56, 0), Run::Running(&[30.0]));
+    // Depth 110: bn best 6.90, 7.10 (mean 7.00); bn-tau one seed 6.00, the other missing.
+    write_run(find("bn", 110, 0), Run::Finished(&[9.0, 6.90, 7.0]));
+    write_run(find("bn", 110, 1), Run::Finished(&[9.0, 7.10, 7.3]));
+    write_run(find("bn-tau", 110, 0), Run::Finished(&[9.0, 6.2, 6.0]));
+
+    let spec = ReportSpec {
+        kind: ReportKind::Table,
+        title: "Table Z1: test error (%)".into(),
+        rows: Some("model.depth".into()),
+        published: Some("zhang2022-table1".into()),
+    };
+    let md = render_with(&ctx(&sweep, "z1", spec, &["model.depth"], &["bn", "bn-tau"]), &cells).unwrap();
+    println!("{md}");
+
+    let header = md_row(&md, "model.depth");
+    assert_eq!(
+        header,
+        [
+            "model.depth",
+            "bn best",
+            "bn final",
+            "bn published",
+            "bn Δ",
+            "bn-tau best",
+            "bn-tau final",
+            "bn-tau published",
+            "bn-tau Δ"
+        ]
+    );
+    // Mean ± sample std, by hand: bn best (8.25, 8.75): 8.50 ± 0.35; final (8.40, 9.10): 8.75 ± 0.49.
+    assert!((sd2(8.25, 8.75) - 0.3536).abs() < 1e-4 && (sd2(8.40, 9.10) - 0.4950).abs() < 1e-4);
+    assert_eq!(
+        md_row(&md, "20"),
+        [
+            "20",
+            "8.50 ± 0.35 (2)",
+            "8.75 ± 0.49 (2)",
+            "8.08",
+            "+0.42",
+            "7.80 ± 0.28 (2)",
+            "7.95 ± 0.35 (2)",
+            "7.89",
+            "-0.09"
+        ]
+    );
+    assert_eq!(md_row(&md, "32"), ["32", "missing", "missing", "7.39", "–", "missing", "missing", "7.16", "–"]);
+    assert_eq!(
+        md_row(&md, "56"),
+        [
+            "56",
+            "diverged at epoch 2 (2/2 seeds)",
+            "diverged at epoch 2 (2/2 seeds)",
+            "6.73",
+            "–",
+            "running (1/3) (1/2 seeds)",
+            "running (1/3) (1/2 seeds)",
+            "6.18",
+            "–"
+        ]
+    );
+    // 110: bn 7.00 ± 0.14 vs 6.61 → +0.39; bn-tau 6.00 (one seed) vs 5.83 → +0.17.
+    assert_eq!(
+        md_row(&md, "110"),
+        [
+            "110",
+            "7.00 ± 0.14 (2)",
+            "7.15 ± 0.21 (2)",
+            "6.61",
+            "+0.39",
+            "6.00; 1 missing",
+            "6.00; 1 missing",
+            "5.83",
+            "+0.17"
+        ]
+    );
+
+    // Files: Markdown, CSV (parseable, numbers), plot.
+    let report = sweep.join("report");
+    for f in plot_files("z1").iter().chain(&["z1.md".to_string(), "z1.csv".to_string()]) {
+        assert!(report.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(
+        std::fs::read_to_string(report.join("z1.md")).unwrap().lines().next().unwrap(),
+        "**Table Z1: test error (%)**"
+    );
+    keep(&report.join("z1.png"));
+    let mut r = csv::Reader::from_path(report.join("z1.csv")).unwrap();
+    let headers: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        headers,
+        [
+            "model.depth",
+            "variant",
+            "seeds",
+            "finished",
+            "best_mean",
+            "best_std",
+            "final_mean",
+            "final_std",
+            "status",
+            "published",
+            "delta"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 8);
+    let get = |d: &str, v: &str| rows.iter().find(|r| &r[0] == d && &r[1] == v).unwrap().clone();
+    let bn20 = get("20", "bn");
+    assert!((bn20[4].parse::<f64>().unwrap() - 8.5).abs() < 1e-9);
+    assert!((bn20[5].parse::<f64>().unwrap() - sd2(8.25, 8.75)).abs() < 1e-4);
+    assert_eq!(&bn20[8], "finished (2/2 seeds)");
+    assert_eq!(bn20[9].parse::<f64>().unwrap(), 8.08);
+    assert!((bn20[10].parse::<f64>().unwrap() - 0.42).abs() < 1e-9);
+    let bn56 = get("56", "bn");
+    assert_eq!((&bn56[3], &bn56[4], &bn56[8]), ("0", "", "diverged at epoch 2 (2/2 seeds)"));
+    assert_eq!(&get("32", "bn-tau")[8], "missing");
+}
+
+#[test]
+fn one_table_per_other_key_and_single_seed_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("z2");
+    let mut cells = Vec::new();
+    for v in ["tau1", "tau-sqrt"] {
+        for data in ["cifar10", "cifar100"] {
+            for d in [20, 1202] {
+                let i = cells.len();
+                let vals = [("data.name", serde_yaml::Value::from(data)), ("model.depth", depth(d))];
+                cells.push(cell(&sweep, i, v, &vals, 0));
+            }
+        }
+    }
+    for c in &cells {
+        if c.variant.as_deref() == Some("tau1") {
+            write_run(c, Run::Diverged(&[]));
+        } else if c.config.model.depth == 20 {
+            write_run(c, Run::Finished(&[20.0, 10.0, 10.5]));
+        }
+    }
+    let spec = ReportSpec {
+        kind: ReportKind::Table,
+        title: "Table Z2".into(),
+        rows: Some("model.depth".into()),
+        published: None,
+    };
+    let md =
+        render_with(&ctx(&sweep, "z2", spec, &["data.name", "model.depth"], &["tau1", "tau-sqrt"]), &cells).unwrap();
+    println!("{md}");
+    assert!(md.contains("**Table Z2 (data.name = cifar10)**") && md.contains("**Table Z2 (data.name = cifar100)**"));
+    assert_eq!(md_row(&md, "model.depth").len(), 5, "no published columns");
+    assert_eq!(md_row(&md, "20"), ["20", "diverged at epoch 1", "diverged at epoch 1", "10.00", "10.50"]);
+    assert_eq!(md_row(&md, "1202"), ["1202", "diverged at epoch 1", "diverged at epoch 1", "missing", "missing"]);
+    let report = sweep.join("report");
+    for f in ["z2-cifar10.md", "z2-cifar10.csv", "z2-cifar100.md", "z2-cifar100.csv", "z2-cifar10.svg"] {
+        assert!(report.join(f).is_file(), "{f} missing");
+    }
+    keep(&report.join("z2-cifar10.png"));
+    // 1202/20 > 10: the plot's x axis is logarithmic; with one finished point it still draws.
+    let csv = std::fs::read_to_string(report.join("z2-cifar100.csv")).unwrap();
+    assert!(csv.starts_with("model.depth,variant,data.name,seeds,"), "{csv}");
+}
+
+#[test]
+fn curves_write_two_panel_figures_and_the_long_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("z3");
+    let cells: Vec<Cell> = ["bn", "nobn-tau", "nobn-tau1", "fixup"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| cell(&sweep, i, v, &[("model.depth", depth(110))], 0))
+        .collect();
+    write_run(&cells[0], Run::Finished(&[30.0, 20.0, 15.0]));
+    write_run(&cells[1], Run::Finished(&[35.0, 25.0, 18.0]));
+    write_run(&cells[2], Run::Diverged(&[80.0]));
+    // cells[3] (fixup) never ran.
+    let spec = ReportSpec { kind: ReportKind::Curves, title: "Figure Z3".into(), rows: None, published: None };
+    let md = render_with(&ctx(&sweep, "z3", spec, &["model.depth"], &["bn", "nobn-tau", "nobn-tau1", "fixup"]), &cells)
+        .unwrap();
+    println!("{md}");
+    let report = sweep.join("report");
+    for f in plot_files("z3").iter().chain(&["z3.csv".to_string(), "z3.md".to_string()]) {
+        assert!(report.join(f).is_file(), "{f} missing");
+    }
+    let svg = std::fs::read_to_string(report.join("z3.svg")).unwrap();
+    assert!(svg.contains("Figure Z3 (model.depth = 110)") && svg.contains("train loss") && svg.contains("nobn-tau1"));
+    if plot::font_path().is_some() {
+        let png = std::fs::read(report.join("z3.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+    keep(&report.join("z3.png"));
+    keep(&report.join("z3.svg"));
+
+    let mut r = csv::Reader::from_path(report.join("z3.csv")).unwrap();
+    let headers: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(headers, ["epoch", "variant", "model.depth", "seed", "train_loss", "test_error"]);
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3 + 3 + 2);
+    let last_bn = rows.iter().rfind(|r| &r[1] == "bn").unwrap();
+    assert_eq!((&last_bn[0], &last_bn[2], &last_bn[3]), ("3", "110", "0"));
+    assert!((last_bn[5].parse::<f64>().unwrap() - 15.0).abs() < 1e-9);
+    let diverged = rows.iter().rfind(|r| &r[1] == "nobn-tau1").unwrap();
+    assert!(diverged[4].parse::<f64>().unwrap().is_nan());
+
+    assert_eq!(md_row(&md, "bn")[3..], ["0.6667", "15.00", "15.00", "finished"]);
+    assert_eq!(md_row(&md, "nobn-tau1")[6], "diverged at epoch 2");
+    assert_eq!(md_row(&md, "fixup")[6], "missing");
+}
+
+#[test]
+fn run_records_tolerate_missing_and_torn_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = RunRecord::load(&tmp.path().join("never-ran"));
+    assert!(!rec.exists() && rec.state() == RunState::Missing && rec.best_test_error().is_none());
+    let c = cell(tmp.path(), 0, "bn", &[("model.depth", depth(20))], 0);
+    write_run(&c, Run::Running(&[40.0, 30.0]));
+    std::fs::remove_file(c.dir().join("summary.json")).unwrap();
+    // A torn last line (killed mid-write).
+    let mut text = std::fs::read_to_string(c.dir().join("metrics.csv")).unwrap();
+    text += "3,0.1,0.5";
+    std::fs::write(c.dir().join("metrics.csv"), text).unwrap();
+    let rec = RunRecord::load(&c.dir());
+    assert_eq!(rec.state(), RunState::Running { epochs_done: 2, epochs: EPOCHS });
+    assert!((rec.best_test_error().unwrap() - 30.0).abs() < 1e-9);
+    assert_eq!(rec.problems.len(), 1, "{:?}", rec.problems);
+}
+
+#[test]
+fn published_numbers_are_spec_s_numbers() {
+    let k = "zhang2022-table1";
+    let want = [(20, 8.08, 7.89), (32, 7.39, 7.16), (56, 6.73, 6.18), (110, 6.61, 5.83), (1202, 6.93, 5.01)];
+    for (d, bn, tau) in want {
+        assert_eq!(published::lookup(k, "bn", &d.to_string()), Some(bn));
+        assert_eq!(published::lookup(k, "bn-tau", &d.to_string()), Some(tau));
+    }
+    assert_eq!(published::lookup(k, "bn", "44"), None);
+    assert_eq!(published::lookup(k, "nobn-tau", "20"), None);
+    assert_eq!(published::lookup("nope", "bn", "20"), None);
+    assert!(published::is_known(k) && !published::is_known("nope"));
+}
+
+#[test]
+fn markdown_table_is_aligned_and_csv_round_trips() {
+    let mut t = Table::new("T", vec!["a".into(), "long header".into()]);
+    t.push(vec!["x".into(), "7.12 ± 0.10 (2)".into()]);
+    t.push(vec!["yy, z".into(), "Δ".into()]);
+    let md = t.to_markdown();
+    let widths: Vec<usize> = md.lines().skip(2).map(|l| l.chars().count()).collect();
+    assert!(widths.len() == 4 && widths.iter().all(|&w| w == widths[0]), "{md}");
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("t.csv");
+    t.write_csv(&p).unwrap();
+    let mut r = csv::Reader::from_path(&p).unwrap();
+    let rows: Vec<Vec<String>> = r.records().map(|r| r.unwrap().iter().map(String::from).collect()).collect();
+    assert_eq!(rows, t.rows);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "no temporary file left");
+}
+
+/// The files a plot with stem `stem` writes: the PNG only where a font was found.
+fn plot_files(stem: &str) -> Vec<String> {
+    let mut v = vec![format!("{stem}.svg")];
+    if plot::font_path().is_some() {
+        v.push(format!("{stem}.png"));
+    }
+    v
+}
+
+fn files(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn line_plot_skips_nan_and_inf() {
+    let tmp = tempfile::tempdir().unwrap();
+    let series = vec![
+        Series::new("overflows", vec![(1.0, 1.0), (2.0, 10.0), (3.0, 1e30), (4.0, f64::INFINITY), (5.0, f64::NAN)]),
+        Series::new("gap", vec![(1.0, 2.0), (2.0, f64::NAN), (3.0, 3.0), (4.0, 2.5)]),
+        Series::new("all nan", vec![(1.0, f64::NAN)]),
+        Series::new("empty", vec![]),
+    ];
+    let spec = PlotSpec::new("NaN and inf", "x", "y").markers(true);
+    let written = plot::line_plot(&tmp.path().join("nan"), &spec, &series).unwrap();
+    assert_eq!(files(&written), plot_files("nan"));
+    keep(written.last().unwrap());
+    // Nothing drawable at all still gives a figure.
+    let nothing = [Series::new("nothing", vec![(f64::NAN, f64::NAN)])];
+    plot::line_plot(&tmp.path().join("nothing"), &spec.clone().log_y(true), &nothing).unwrap();
+}
+
+#[test]
+fn log_axes_and_panels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let depths = [9.0, 27.0, 54.0, 100.0, 600.0, 1000.0];
+    let series: Vec<Series> = [0.25, 0.5, 1.0]
+        .iter()
+        .map(|&b: &f64| Series::new(format!("β = {b}"), depths.iter().map(|&l: &f64| (l, l.powf(1.0 - b))).collect()))
+        .chain([Series::new("with zero", vec![(0.0, 1.0), (10.0, 0.0), (100.0, 5.0)])])
+        .collect();
+    let spec = PlotSpec::new("log-log", "L", "ratio").log_x(true).log_y(true).markers(true);
+    let svg = plot::svg_string(None, &[Panel { spec: spec.clone(), series: series.clone() }]).unwrap();
+    assert!(svg.contains("\nlog-log\n") && svg.contains("β = 0.25"));
+    plot::line_plot(&tmp.path().join("loglog"), &spec, &series).unwrap();
+    let panels = [
+        Panel { spec: spec.clone().legend(Legend::LowerRight), series: series.clone() },
+        Panel { spec: PlotSpec::new("linear", "L", "ratio").log_x(true), series },
+    ];
+    let written = plot::multi_panel(&tmp.path().join("panels"), "two panels", &panels).unwrap();
+    assert_eq!(files(&written), plot_files("panels"));
+    if plot::font_path().is_some() {
+        let png = std::fs::read(&written[1]).unwrap();
+        // PNG width (big-endian u32 at offset 16): two panels side by side.
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 2 * plot::PANEL_SIZE.0);
+    }
+    keep(&tmp.path().join("loglog.png"));
+    keep(written.last().unwrap());
+}
+
+/// With `DEEPRES_KEEP_PLOTS=DIR`, copies a plot there to look at.
+fn keep(path: &Path) {
+    if let Ok(dir) = std::env::var("DEEPRES_KEEP_PLOTS") {
+        let _ = std::fs::copy(path, Path::new(&dir).join(path.file_name().unwrap()));
+    }
+}
+
+#[test]
+fn the_tau_paper_grids_report_before_any_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/zhang2022");
+    for file in ["table1.yaml", "table2.yaml", "fig3.yaml"] {
+        let set = [format!("out_dir={}", tmp.path().display())];
+        let grid = deepres::experiment::Grid::load(&root.join(file), Some("smoke"), &set).unwrap();
+        let cells = grid.cells().unwrap();
+        let md = deepres::report::render(&grid, &cells).unwrap();
+        println!("{md}");
+        assert!(md.contains("missing"), "{file}: {md}");
+        assert!(grid.dir.join("report").read_dir().unwrap().count() > 0, "{file}: nothing written");
+    }
+}
