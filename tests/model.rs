@@ -35,19 +35,19 @@ fn shortcut_and_norm_variants_add_the_expected_parameters() {
     // b: 1×1 convs 16→32 and 32→64 with BN on their outputs.
     let (vs, _) = build(&cfg(20, Norm::Bn, Shortcut::B), 10);
     assert_eq!(trainable_parameters(&vs), base + 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64);
-    // no BN: all BN parameters (2 × channels per BN) go, 4 scalar biases per block + 2 come.
+    // no BN: all BN parameters (2 × channels per BN) go, 4 scalar biases per block come.
     let bn_params = 2 * 16 + 9 * 2 * (2 * 16) / 3 + 3 * 2 * (2 * 32) + 3 * 2 * (2 * 64);
     let (vs, _) = build(&cfg(20, Norm::None, Shortcut::A), 10);
-    assert_eq!(trainable_parameters(&vs), base - bn_params + 9 * 4 + 2);
+    assert_eq!(trainable_parameters(&vs), base - bn_params + 9 * 4);
     // a shared learnable τ adds one scalar, ReZero one per block.
     let mut c = cfg(20, Norm::None, Shortcut::A);
     c.tau = TauConfig { rule: TauRule::InvSqrt, learnable: TauLearnable::Shared, ..TauConfig::default() };
     let (vs, net) = build(&c, 10);
-    assert_eq!(trainable_parameters(&vs), base - bn_params + 9 * 4 + 2 + 1);
+    assert_eq!(trainable_parameters(&vs), base - bn_params + 9 * 4 + 1);
     assert!((net.tau_value() - 1.0 / 3.0).abs() < 1e-6, "τ₀ = 1/√9");
     c.tau.learnable = TauLearnable::Rezero;
     let (vs, net) = build(&c, 10);
-    assert_eq!(trainable_parameters(&vs), base - bn_params + 9 * 4 + 2 + 9);
+    assert_eq!(trainable_parameters(&vs), base - bn_params + 9 * 4 + 9);
     assert_eq!(net.tau_value(), 0.0);
 }
 
@@ -150,9 +150,10 @@ fn fixup_init_zeroes_the_second_conv_and_the_classifier() {
     let want = (2.0f64 / (9.0 * 64.0)).sqrt() / l.sqrt();
     assert!((std / want - 1.0).abs() < 0.02, "fixup conv1 std {std} vs {want}");
     // Fixup's scalars: 4 biases and a multiplier (initialized to 1) per block, 2 outer biases
+    assert!(vars.contains_key("stem_bias") && vars.contains_key("head_bias"));
     let scales: Vec<f64> = vars.iter().filter(|(n, _)| n.ends_with(".scale")).map(|(_, t)| t.double_value(&[0])).collect();
     assert_eq!(scales, vec![1.0; 27]);
-    assert_eq!(vars.iter().filter(|(n, _)| n.contains(".bias")).count(), 4 * 27);
+    assert_eq!(vars.iter().filter(|(n, _)| n.contains(".bias1") || n.contains(".bias2")).count(), 4 * 27);
     // a Fixup net's output at init is the classifier bias: zero
     let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
     assert_eq!(net.forward_t(&x, false).abs().max().double_value(&[]), 0.0);

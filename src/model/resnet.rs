@@ -5,9 +5,13 @@
 //! Two block families (SPEC §1.1):
 //! - `norm: bn`, the τ paper's BN + τ block (post-activation):
 //!   out = relu(x_skip + τ · bn2(conv2(relu(bn1(conv1(x))))))
-//! - `norm: none`, the τ paper's / Fixup's unnormalized block with scalar biases:
-//!   out = relu(x_skip + τ · conv2(relu(conv1(x + b1a) + b1b) + b2a) + b2b)
-//!   where x_skip = shortcut(x + b1a) in a downsampling block (as in Fixup's code).
+//! - `norm: none`, the τ paper's unnormalized block (its code, resnet_cifar_nobn.py), scalar
+//!   biases around each conv (Fixup style), b2b inside the τ scaling, shortcut of x:
+//!   out = relu(x_skip + τ · (conv2(relu(conv1(x + b1a) + b1b) + b2a) + b2b))
+//!   and the stem relu(conv(x)), the head fc(avgpool(h)), without biases.
+//! - `norm: none, init: fixup`, Fixup's block (Zhang et al. 2019), τ its per-block multiplier:
+//!   out = relu(x_skip + τ · conv2(relu(conv1(x + b1a) + b1b) + b2a) + b2b),
+//!   x_skip = shortcut(x + b1a), the stem relu(conv(x) + b), the head fc(avgpool(h) + b).
 //!
 //! τ is a constant, one learnable scalar shared by all blocks, or one per block (ReZero,
 //! initialized to 0; Fixup's multiplier, initialized to τ₀ = 1); see [`super::tau`]. It
@@ -90,36 +94,39 @@ pub struct BasicBlock {
     biases: Option<ScalarBiases>,
     shortcut: ShortcutPath,
     tau: Tau,
+    /// Fixup's block (b2b after the multiplier, shortcut of x + b1a) instead of the τ paper's.
+    fixup: bool,
 }
 
 impl BasicBlock {
-    /// The residual branch f(x) (without τ).
+    /// The residual branch f(x) that τ scales: bn2(conv2(relu(bn1(conv1(x))))) with BN;
+    /// conv2(relu(conv1(x + b1a) + b1b) + b2a) + b2b in the τ paper's unnormalized block (its
+    /// code scales b2b too); Fixup's branch stops before b2b, which it adds after the multiplier.
     fn branch(&self, x: &Tensor, train: bool) -> Tensor {
         match (&self.bns, &self.biases) {
             (Some((bn1, bn2)), _) => {
                 x.apply(&self.conv1).apply_t(bn1, train).relu().apply(&self.conv2).apply_t(bn2, train)
             }
-            (None, Some(b)) => (((x + &b.b1a).apply(&self.conv1) + &b.b1b).relu() + &b.b2a).apply(&self.conv2),
+            (None, Some(b)) => {
+                let out = (((x + &b.b1a).apply(&self.conv1) + &b.b1b).relu() + &b.b2a).apply(&self.conv2);
+                if self.fixup { out } else { out + &b.b2b }
+            }
             (None, None) => unreachable!("a block has batch norms or scalar biases"),
         }
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let branch = self.branch(x, train);
-        match &self.biases {
-            None => {
-                let skip = self.shortcut.forward_t(x, train);
-                // out = relu(x_skip + τ · bn2(conv2(relu(bn1(conv1(x))))))
-                (skip + self.tau.scale(&branch)).relu()
-            }
-            Some(b) => {
-                let skip = match self.shortcut {
-                    ShortcutPath::Identity => x.shallow_clone(),
-                    _ => self.shortcut.forward_t(&(x + &b.b1a), train),
-                };
-                // out = relu(x_skip + τ · conv2(relu(conv1(x + b1a) + b1b) + b2a) + b2b)
-                (skip + self.tau.scale(&branch) + &b.b2b).relu()
-            }
+        // Fixup downsamples x + b1a; the τ paper's blocks downsample x.
+        let skip = match (&self.biases, &self.shortcut) {
+            (Some(b), ShortcutPath::Subsample { .. }) if self.fixup => self.shortcut.forward_t(&(x + &b.b1a), train),
+            _ => self.shortcut.forward_t(x, train),
+        };
+        // out = relu(x_skip + τ · f(x))   [Fixup: relu(x_skip + τ · f(x) + b2b), τ its multiplier]
+        let out = skip + self.tau.scale(&branch);
+        match (&self.biases, self.fixup) {
+            (Some(b), true) => (out + &b.b2b).relu(),
+            _ => out.relu(),
         }
     }
 }
@@ -165,7 +172,10 @@ impl ResNet {
         let stem = conv(p / "stem", in_channels, c0, 3, 1, init::conv_kaiming_fan_out(3, c0));
         let (stem_bn, stem_bias, head_bias) = match cfg.norm {
             Norm::Bn => (Some(bn(p / "stem_bn", c0)), None, None),
-            Norm::None => (None, Some(scalar(p, "stem_bias", 0.0)), Some(scalar(p, "head_bias", 0.0))),
+            // Fixup adds a scalar bias after the stem conv and before the classifier; the τ
+            // paper's unnormalized net has neither.
+            Norm::None if fixup => (None, Some(scalar(p, "stem_bias", 0.0)), Some(scalar(p, "head_bias", 0.0))),
+            Norm::None => (None, None, None),
         };
         let mut blocks = Vec::with_capacity(l as usize);
         let mut cin = c0;
@@ -212,7 +222,7 @@ impl ResNet {
                     (None, TauLearnable::None) if fixup => Tau::Learned(scalar(&bp, "scale", tau0)),
                     _ => Tau::Const(tau0),
                 };
-                blocks.push(BasicBlock { conv1, conv2, bns, biases, shortcut, tau });
+                blocks.push(BasicBlock { conv1, conv2, bns, biases, shortcut, tau, fixup });
                 cin = cout;
             }
         }

@@ -21,12 +21,19 @@ const ZHANG2022_TABLE1: &[Entry] = &[
     ("bn-tau", "1202", 5.01),
 ];
 
-/// (key, description, entries).
-const SOURCES: &[(&str, &str, &[Entry])] = &[(
+/// (key, description, dataset the numbers were measured on, entries).
+const SOURCES: &[(&str, &str, &str, &[Entry])] = &[(
     "zhang2022-table1",
     "Zhang et al. 2022 (arXiv 1903.07120), CIFAR-10 test error (%): BN = `bn`, BN + τ = `bn-tau`",
+    "cifar10",
     ZHANG2022_TABLE1,
 )];
+
+/// The dataset (our name, e.g. `cifar10`) the numbers of `key` were measured on: a difference
+/// with our runs means something only on the same dataset.
+pub fn dataset(key: &str) -> Option<&'static str> {
+    SOURCES.iter().find(|s| s.0 == key).map(|s| s.2)
+}
 
 /// The known keys.
 pub fn keys() -> Vec<&'static str> {
@@ -45,11 +52,11 @@ pub fn describe(key: &str) -> Option<&'static str> {
 
 /// The published number of `variant` at row value `row_value` (e.g. a depth, "110"), if any.
 pub fn lookup(key: &str, variant: &str, row_value: &str) -> Option<f64> {
-    let (_, _, entries) = SOURCES.iter().find(|s| s.0 == key)?;
+    let (_, _, _, entries) = SOURCES.iter().find(|s| s.0 == key)?;
     entries.iter().find(|e| e.0 == variant && e.1 == row_value.trim()).map(|e| e.2)
 }
 
 /// Whether `key` has any number for `variant`.
 pub fn has_variant(key: &str, variant: &str) -> bool {
-    SOURCES.iter().find(|s| s.0 == key).is_some_and(|s| s.2.iter().any(|e| e.0 == variant))
+    SOURCES.iter().find(|s| s.0 == key).is_some_and(|s| s.3.iter().any(|e| e.0 == variant))
 }

@@ -321,6 +321,11 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
         let mut series: Vec<Series> =
             variants.iter().map(|v| Series::new(v.clone().unwrap_or_else(|| "ours".into()), Vec::new())).collect();
         let mut numeric_rows = spec.rows.is_some();
+        // Δ only against runs on the dataset the published numbers come from.
+        let in_table: Vec<&Cell> = cells.iter().filter(|c| &combo_of(c, &other) == combo).collect();
+        let pub_dataset = pub_key.and_then(published::dataset);
+        let same_dataset = pub_dataset
+            .is_some_and(|d| in_table.iter().all(|c| c.config.data.name.to_string() == d));
         for rv in &row_values {
             let in_row: Vec<&Cell> =
                 cells.iter().filter(|c| &row_of(c) == rv && &combo_of(c, &other) == combo).collect();
@@ -342,7 +347,7 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
                     _ => None,
                 };
                 let delta = match (best, publ) {
-                    (Some((m, _, _)), Some(p)) => Some(m - p),
+                    (Some((m, _, _)), Some(p)) if same_dataset => Some(m - p),
                     _ => None,
                 };
                 if with_pub(v) {
@@ -376,10 +381,15 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
         let mut body = table.to_markdown();
         body += "\nbest: lowest test error (%) over the epochs; final: at the last epoch; mean ± sample std (n \
                  finished seeds) over seeds.\n";
-        let in_table: Vec<&Cell> = cells.iter().filter(|c| &combo_of(c, &other) == combo).collect();
         body += &runs_note(&in_table);
         if let Some(d) = pub_key.and_then(published::describe) {
             body += &format!("published: {d}; Δ = ours best − published.\n");
+            if !same_dataset {
+                body += &format!(
+                    "Δ is left out: these runs are not on {} (the published numbers' dataset), so they are not comparable.\n",
+                    pub_dataset.unwrap_or("the published dataset")
+                );
+            }
         }
         let md_path = dir.join(format!("{stem_name}.md"));
         write_atomic(&md_path, &body)?;
