@@ -4,7 +4,7 @@
 # 2 epochs of ResNet-110 BN vs BN + τ vs no-BN + τ on synthetic CIFAR-shaped data (50k/10k),
 # with GPU memory sampled by nvidia-smi. Usage: scripts/gpu_zhang.sh OUT_DIR [FLAT_DIR]
 # PROBE_DEPTHS, PROBE_FC_DEPTHS, SEEDS, TRAIN_DEPTH, EPOCHS, NTRAIN, DEVICE shrink it for a CPU dry run;
-# SKIP_PROBE=1 trains only; VARIANTS picks among bn bn-tau nobn-tau tau-fixed fixup rezero.
+# SKIP_PROBE=1 trains only; VARIANTS picks among bn bn-tau nobn-tau nobn-tau-warm tau-fixed fixup rezero.
 set -uo pipefail
 out=${1:-gpu-zhang}
 flat=${2:-}
@@ -35,6 +35,7 @@ for v in $variants; do
     bn) sets=(--set model.norm=bn --set model.shortcut=a-bn --set model.tau.rule=one) ;;
     bn-tau) sets=(--set model.norm=bn --set model.shortcut=a-bn --set model.tau.rule=inv_sqrt) ;;
     nobn-tau) sets=(--set model.norm=none --set model.shortcut=a --set model.tau.rule=inv_sqrt --set model.tau.learnable=shared) ;;
+    nobn-tau-warm) sets=(--set model.norm=none --set model.shortcut=a --set model.tau.rule=inv_sqrt --set model.tau.learnable=shared --set train.schedule.warmup_epochs=1) ;;
     tau-fixed) sets=(--set model.norm=none --set model.shortcut=a --set model.tau.rule=inv_sqrt) ;;
     fixup) sets=(--set model.norm=none --set model.shortcut=a --set model.init=fixup) ;;
     rezero) sets=(--set model.norm=none --set model.shortcut=a --set model.tau.learnable=rezero) ;;
