@@ -53,6 +53,8 @@ pub struct DataConfig {
     /// Size of the synthetic train / test sets.
     pub synthetic_train: i64,
     pub synthetic_test: i64,
+    /// Seed of the synthetic set (fixed across run seeds, like a real dataset).
+    pub synthetic_seed: u64,
     /// CIFAR-100: train on the 20 coarse labels instead of the 100 fine ones.
     pub coarse_labels: bool,
     /// Keep only the first N training / test images (smoke runs).
@@ -68,9 +70,26 @@ impl Default for DataConfig {
             augment: Augment { crop_padding: 4, hflip: true },
             synthetic_train: 5000,
             synthetic_test: 1000,
+            synthetic_seed: 0,
             coarse_labels: false,
             limit_train: None,
             limit_test: None,
+        }
+    }
+}
+
+impl DataConfig {
+    /// What the data module needs to load this dataset.
+    pub fn spec(&self) -> crate::data::DataSpec {
+        crate::data::DataSpec {
+            name: self.name,
+            root: self.root.clone(),
+            synthetic_train: self.synthetic_train,
+            synthetic_test: self.synthetic_test,
+            seed: self.synthetic_seed,
+            coarse_labels: self.coarse_labels,
+            limit_train: self.limit_train,
+            limit_test: self.limit_test,
         }
     }
 }

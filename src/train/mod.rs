@@ -15,7 +15,7 @@ use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{Precision, RunConfig};
-use crate::data::{self, DataSpec, DeviceData};
+use crate::data::{self, DeviceData};
 use crate::model::resnet::{trainable_parameters, ResNet};
 use metrics::EpochRow;
 use sgd::Sgd;
@@ -89,9 +89,12 @@ fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
             dir.display()
         );
     }
-    if cfg_path.exists() {
-        let old = std::fs::read_to_string(&cfg_path)?;
-        if old != cfg.to_yaml() && has_results {
+    if cfg_path.exists() && has_results {
+        // Compared as configs, not as text: keys added to deepres since (with their defaults)
+        // do not make an old run "different".
+        let text = std::fs::read_to_string(&cfg_path)?;
+        let old = RunConfig::from_yaml_str(&text, &cfg_path.display().to_string(), &[]);
+        if old.as_ref().ok() != Some(cfg) {
             bail!(
                 "{}: the run there has a different config; pick another name (--set name=...) or move that directory away",
                 cfg_path.display()
@@ -132,17 +135,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     }
     let device = crate::device::select_device(&cfg.device)?;
 
-    let spec = DataSpec {
-        name: cfg.data.name,
-        root: cfg.data.root.clone(),
-        synthetic_train: cfg.data.synthetic_train,
-        synthetic_test: cfg.data.synthetic_test,
-        seed: cfg.seed,
-        coarse_labels: cfg.data.coarse_labels,
-        limit_train: cfg.data.limit_train,
-        limit_test: cfg.data.limit_test,
-    };
-    let split = data::load(&spec)?;
+    let split = data::load(&cfg.data.spec())?;
     let train_data = DeviceData::new(&split.train, &split.mean, &split.std, device);
     let test_data = DeviceData::new(&split.test, &split.mean, &split.std, device);
 
