@@ -5,6 +5,7 @@
 //! schedules, checkpoints, CSV metrics), [`probe`] (stability at initialization),
 //! [`experiment`] (sweeps over grids of configs), [`report`] (tables, plots, comparisons),
 //! [`device`] (device selection, `deepres info`).
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod device;

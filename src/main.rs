@@ -129,6 +129,36 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Time full training steps (on-device loader with crop + flip, forward, cross-entropy,
+    /// backward, grad norm, SGD) on synthetic CIFAR-shaped data; last line `images_per_second: X`.
+    Bench {
+        /// Depth 6n+2.
+        #[arg(long, default_value_t = 56)]
+        depth: i64,
+        #[arg(long, default_value_t = 128)]
+        batch: i64,
+        /// Timed steps (per window).
+        #[arg(long, default_value_t = 50)]
+        steps: i64,
+        /// Untimed steps first (cuDNN autotuning, allocator warm-up).
+        #[arg(long, default_value_t = 10)]
+        warmup: i64,
+        /// fp32 | fp16 (CUDA autocast) | bf16 (not available in tch)
+        #[arg(long, default_value = "fp32")]
+        precision: String,
+        /// auto | cpu | cuda | cuda:N
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Intra-op threads (default: libtorch's, one per core).
+        #[arg(long)]
+        threads: Option<i64>,
+        /// Timed windows of --steps steps each; images/s is the median window's.
+        #[arg(long, default_value_t = 1)]
+        windows: i64,
+        /// Skip the per-step gradient norm (profiling only: not the training step).
+        #[arg(long)]
+        no_grad_norm: bool,
+    },
     /// Print tch/libtorch versions, CUDA/cuDNN availability and each GPU's name and memory.
     Info,
     /// Datasets.
@@ -248,6 +278,22 @@ fn run(cli: Cli) -> Result<()> {
             let cells = grid.cells()?;
             print!("{}", report::sweep_report::render(&grid, &cells)?);
         }
+        Cmd::Bench { depth, batch, steps, warmup, precision, device, threads, windows, no_grad_norm } => {
+            let opts = deepres::bench::BenchOptions {
+                depth,
+                batch,
+                steps,
+                warmup,
+                precision,
+                device,
+                threads,
+                windows,
+                grad_norm: !no_grad_norm,
+            };
+            for line in deepres::bench::run(&opts)?.lines() {
+                println!("{line}");
+            }
+        }
         Cmd::Info => {
             for line in device::info_lines() {
                 println!("{line}");
@@ -255,16 +301,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Data { cmd: DataCmd::Fetch { name, root } } => data::fetch::fetch(name, &root)?,
         Cmd::Data { cmd: DataCmd::Check { name, root } } => {
-            let spec = data::DataSpec {
-                name,
-                root,
-                synthetic_train: 5000,
-                synthetic_test: 1000,
-                seed: 0,
-                coarse_labels: false,
-                limit_train: None,
-                limit_test: None,
-            };
+            let spec = data::DataSpec { root, ..data::DataSpec::new(name) };
             let s = data::load(&spec)?;
             println!(
                 "{name}: train {:?} test {:?} classes {} mean {:?} std {:?}",

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""`make bench`: deepres bench and scripts/bench_torch.py, alternately, on the same machine.
+
+For each round (default 3) and each depth (default ResNet-20, 56, 110) and precision, every
+variant runs once, deepres first in odd rounds and last in even ones (so a drift of the
+machine's speed does not favour one tool):
+  - deepres (its on-device pipeline),
+  - PyTorch eager, `--pipeline cpu` (the usual DataLoader),
+  - PyTorch eager, `--pipeline gpu` (the dataset on the device, batched crop/flip, as deepres;
+    on a CPU device that is "on the CPU, batched"),
+  - with --compile, PyTorch `--compile` for each of its pipelines.
+On CPU: fp32 only and few steps (a 2-core machine finishes in about 10 minutes); on CUDA:
+fp32 and fp16 (deepres has no bf16: tch cannot ask autocast for it).
+
+Writes <out>/results.csv (one row per run: date, device, depth, batch, precision, tool,
+pipeline, round, images_per_second; an empty figure for a failed run), <out>/results.md (per
+config the median over rounds, its min-max, and the ratio deepres / PyTorch of the medians)
+and every run's full output under <out>/out/ (git-ignored). Standard library only.
+"""
+import argparse
+import csv
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (warmup, steps) per depth. CPU: about 10 minutes for 3 rounds x 3 variants on 2 cores.
+CPU_STEPS = {20: (1, 6), 56: (1, 3), 110: (1, 2)}
+CPU_DEFAULT = (1, 3)
+GPU_STEPS = (20, 100)
+
+
+def fail(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_output(text):
+    fields = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition(": ")
+        if sep and k not in fields:
+            fields[k] = v
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    if not last.startswith("images_per_second: "):
+        return fields, None
+    try:
+        return fields, float(last.split(": ", 1)[1])
+    except ValueError:
+        return fields, None
+
+
+def machine_lines(deepres, device_is_cuda):
+    lines = []
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    lines.append(f"CPU: {cpu}, {os.cpu_count()} logical cores")
+    try:
+        info = subprocess.run([deepres, "info"], capture_output=True, text=True, timeout=120).stdout
+        for l in info.splitlines():
+            if l.startswith(("libtorch:", "gpu", "cudnn_version:")) and (device_is_cuda or not l.startswith("gpu")):
+                lines.append(l)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return lines
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--deepres", default=os.path.join(ROOT, "target/release/deepres"))
+    p.add_argument("--python", default=sys.executable, help="the venv's python (torch 2.11.0)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--depths", default="20,56,110")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--precisions", default=None, help="default: fp32 on CPU, fp32,fp16 on CUDA")
+    p.add_argument("--pipelines", default="cpu,gpu", help="PyTorch pipelines: cpu (DataLoader), gpu (on-device)")
+    p.add_argument("--compile", action="store_true", help="also PyTorch with torch.compile")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: per device and depth)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads of both tools (default: libtorch's)")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench"))
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per run")
+    a = p.parse_args(argv)
+
+    if not os.path.exists(a.deepres):
+        fail(f"{a.deepres}: not built; run `make build` first")
+    depths = [int(d) for d in a.depths.split(",") if d]
+    pipelines = [x for x in a.pipelines.split(",") if x]
+    for x in pipelines:
+        if x not in ("cpu", "gpu"):
+            fail(f"--pipelines: unknown pipeline {x!r}; accepted: cpu, gpu")
+
+    # Resolve the device once (deepres info), so both tools get the same explicit device.
+    device = a.device
+    if device == "auto":
+        info = subprocess.run([a.deepres, "info"], capture_output=True, text=True).stdout
+        device = "cuda:0" if "cuda_available: true" in info else "cpu"
+    elif device in ("cuda", "gpu"):
+        device = "cuda:0"
+    is_cuda = device.startswith("cuda")
+    precisions = (a.precisions or ("fp32,fp16" if is_cuda else "fp32")).split(",")
+
+    variants = [("deepres", "on-device", [a.deepres, "bench"])]
+    torch_script = [a.python, os.path.join(ROOT, "scripts/bench_torch.py")]
+    for pl in pipelines:
+        name = {"cpu": "cpu-loader", "gpu": "on-device"}[pl]
+        variants.append(("pytorch", name, torch_script + ["--pipeline", pl]))
+        if a.compile:
+            variants.append(("pytorch-compile", name, torch_script + ["--pipeline", pl, "--compile"]))
+
+    def steps_for(depth):
+        w, s = GPU_STEPS if is_cuda else CPU_STEPS.get(depth, CPU_DEFAULT)
+        return (a.warmup if a.warmup is not None else w), (a.steps if a.steps is not None else s)
+
+    logs = os.path.join(a.out, "out")  # ignored by git (/bench/out)
+    os.makedirs(logs, exist_ok=True)
+    csv_path = os.path.join(a.out, "results.csv")
+    md_path = os.path.join(a.out, "results.md")
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    header = ["date", "device", "depth", "batch", "precision", "tool", "pipeline", "round", "images_per_second"]
+    rows = []
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerow(header)
+    device_desc = device
+    threads_seen = set()
+    load_start = os.getloadavg()
+    for r in range(1, a.rounds + 1):
+        order = variants if r % 2 == 1 else list(reversed(variants))
+        for depth in depths:
+            warmup, steps = steps_for(depth)
+            for prec in precisions:
+                for tool, pipeline, cmd in order:
+                    args = cmd + ["--depth", str(depth), "--batch", str(a.batch), "--steps", str(steps),
+                                  "--warmup", str(warmup), "--precision", prec, "--device", device]
+                    if a.threads is not None:
+                        args += ["--threads", str(a.threads)]
+                    tag = f"{tool}-{pipeline}-d{depth}-{prec}-r{r}"
+                    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    try:
+                        proc = subprocess.run(args, capture_output=True, text=True, timeout=a.timeout, cwd=ROOT)
+                        out, err, rc = proc.stdout, proc.stderr, proc.returncode
+                    except subprocess.TimeoutExpired as e:
+                        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+                        err, rc = f"timed out after {a.timeout} s", 124
+                    with open(os.path.join(logs, tag + ".txt"), "w") as f:
+                        f.write(" ".join(args) + "\n\n" + out + ("\n--- stderr\n" + err if err else ""))
+                    fields, ips = parse_output(out)
+                    if rc != 0 or ips is None:
+                        print(f"{tag}: FAILED (exit {rc}): {err.strip().splitlines()[-1] if err.strip() else ''}", flush=True)
+                        ips = None
+                    else:
+                        print(f"{tag}: {ips:.2f} images/s ({fields.get('ms_per_step', '?')} ms/step)", flush=True)
+                        threads_seen.add(f"{tool} {fields.get('threads', '?')}")
+                        if is_cuda and tool == "deepres" and "device" in fields:
+                            device_desc = fields["device"]
+                    row = [date, device, depth, a.batch, prec, tool, pipeline, r, "" if ips is None else f"{ips:.3f}"]
+                    rows.append(row)
+                    with open(csv_path, "a", newline="") as f:
+                        csv.writer(f).writerow(row)
+
+    # The table: per (depth, precision), the median over rounds of each variant.
+    def cell(vals):
+        if not vals:
+            return "failed", None
+        m = statistics.median(vals)
+        return (f"{m:.1f} [{min(vals):.1f}-{max(vals):.1f}]" if len(vals) > 1 else f"{m:.1f}"), m
+
+    names = [(t, pl) for t, pl, _ in variants]
+    torch_names = [n for n in names if n[0] != "deepres"]
+    md = [
+        f"# deepres bench vs PyTorch eager ({started})",
+        "",
+        f"Device: {device_desc}; batch {a.batch}; threads {', '.join(sorted(threads_seen)) or '?'}; {a.rounds} rounds, alternating; "
+        f"steps per run (warmup + timed): "
+        + ", ".join(f"ResNet-{d}: {steps_for(d)[0]} + {steps_for(d)[1]}" for d in depths) + ".",
+        "",
+    ]
+    load_end = os.getloadavg()
+    md += ["- " + l for l in machine_lines(a.deepres, is_cuda)]
+    md.append(f"- load average (1 min) at the start {load_start[0]:.2f}, at the end {load_end[0]:.2f} "
+              "(other work on the machine slows both tools, unevenly)")
+    md += [
+        "",
+        "Images/s: median over the rounds [min-max]; ratio = deepres median / PyTorch median "
+        "(> 1: deepres faster). Pipelines: on-device = the dataset on the device, batched crop + flip "
+        "(deepres's; on a CPU device, on the CPU); cpu-loader = PyTorch's DataLoader with per-image "
+        "transforms in worker processes. Raw figures: results.csv; full outputs: out/.",
+        "",
+    ]
+    head = ["ResNet", "precision", "deepres"]
+    for t, pl in torch_names:
+        head += [f"{t} {pl}", f"ratio vs {pl}" + (" (compile)" if t != "pytorch" else "")]
+    md.append("| " + " | ".join(head) + " |")
+    md.append("|" + "---|" * len(head))
+    for depth in depths:
+        for prec in precisions:
+            def vals(t, pl):
+                return [float(x[8]) for x in rows if x[2] == depth and x[4] == prec and x[5] == t and x[6] == pl and x[8]]
+            ours_s, ours = cell(vals("deepres", "on-device"))
+            line = [str(depth), prec, ours_s]
+            for t, pl in torch_names:
+                s, m = cell(vals(t, pl))
+                ratio = f"{ours / m:.2f}" if ours and m else "n/a"
+                line += [s, ratio]
+            md.append("| " + " | ".join(line) + " |")
+    md.append("")
+    with open(md_path, "w") as f:
+        f.write("\n".join(md))
+    print("\n".join(md))
+    print(f"written: {csv_path}, {md_path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

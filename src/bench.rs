@@ -1,0 +1,405 @@
+//! `deepres bench`: the speed of full training steps, timed exactly as [`crate::train::run`]
+//! does them, to be set beside PyTorch eager (`scripts/bench_torch.py`, `make bench`).
+//!
+//! One step is what `train::train_epoch` does per batch: the on-device loader
+//! ([`DeviceData::train_batches`]: `index_select` of a shuffled batch, float/255, random crop
+//! with zero padding 4 + horizontal flip by batched gather, normalize), the forward pass
+//! (fp16: `tch::autocast`), cross-entropy, `zero_grad`, backward, the global gradient norm
+//! accumulated on the device, [`Sgd::step`] at the schedule's learning rate, and the loss and
+//! accuracy sums accumulated on the device. The model is [`ResNet::new`] with the run-config
+//! defaults (BN, shortcut A, τ = 1, Kaiming init), the optimizer the default SGD (lr 0.1,
+//! momentum 0.9, weight decay 1e-4), the data the synthetic CIFAR-shaped set (3×32×32, 10
+//! classes): a whole number of batches, at most [`MAX_IMAGES`] images, epochs cycled (each
+//! with its own shuffle, like training). Not timed: train's NaN check every 100 steps (a host
+//! read), the per-epoch evaluation, checkpoints and CSV rows.
+//!
+//! Timing: `warmup` steps first (cuDNN autotuning, allocator growth), then `windows` timed
+//! windows of `steps` steps each; the device is synchronized (`tch::Cuda::synchronize` on
+//! CUDA; CPU ops are synchronous) only right before and right after each window, never
+//! inside, so a window measures the steady-state throughput of the asynchronous loop. Per-step
+//! times inside a window would only measure the host's kernel launches; ms/step is the
+//! window's time divided by its steps, and with several windows their min/median/max are
+//! shown. images/s is the median window's.
+//!
+//! Peak GPU memory: tch 0.24 exposes none of libtorch's caching-allocator statistics (its C
+//! API has no `max_memory_allocated`), so the figure is the device memory in use at the end of
+//! the run, read from the CUDA driver (`cuMemGetInfo`: total − free). libtorch's caching
+//! allocator never returns memory to the driver unless asked (deepres never asks), so this is
+//! its peak reservation plus the CUDA context (and anything else running on that GPU).
+//! `scripts/bench_torch.py` prints the same figure, so the two are comparable.
+use anyhow::{bail, Context, Result};
+use std::time::Instant;
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{Precision, RunConfig};
+use crate::data::{self, DataSpec, DatasetName, DeviceData};
+use crate::model::resnet::{blocks_per_stage, trainable_parameters, ResNet};
+use crate::train::sgd::Sgd;
+use crate::train::{epoch_seed, schedule};
+
+/// At most this many synthetic images (CIFAR-10's training set size); more steps cycle epochs.
+pub const MAX_IMAGES: i64 = 50_000;
+
+/// What `deepres bench` measures.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// ResNet depth 6n+2.
+    pub depth: i64,
+    pub batch: i64,
+    /// Timed steps per window.
+    pub steps: i64,
+    /// Untimed steps before the first window.
+    pub warmup: i64,
+    /// `fp32`, `fp16` (CUDA autocast) or `bf16` (refused: tch has no bf16 autocast).
+    pub precision: String,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Intra-op threads (libtorch's default: one per core).
+    pub threads: Option<i64>,
+    /// Timed windows (images/s is the median window's).
+    pub windows: i64,
+    /// Compute the global gradient norm every step, as training does (off only to profile it).
+    pub grad_norm: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            depth: 56,
+            batch: 128,
+            steps: 50,
+            warmup: 10,
+            precision: "fp32".into(),
+            device: "auto".into(),
+            threads: None,
+            windows: 1,
+            grad_norm: true,
+        }
+    }
+}
+
+/// One timed window.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub steps: i64,
+    pub seconds: f64,
+}
+
+impl Window {
+    pub fn ms_per_step(&self) -> f64 {
+        1e3 * self.seconds / self.steps as f64
+    }
+}
+
+/// What `deepres bench` found.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub depth: i64,
+    pub blocks: i64,
+    pub parameters: i64,
+    pub batch: i64,
+    pub precision: Precision,
+    pub device: Device,
+    pub threads: i64,
+    pub images: i64,
+    pub warmup: i64,
+    pub warmup_seconds: f64,
+    pub windows: Vec<Window>,
+    pub grad_norm: bool,
+    /// Device memory in use at the end (bytes), or why there is no figure.
+    pub gpu_memory: std::result::Result<u64, String>,
+    /// The loss sum over all steps, read once at the end (a check that the steps ran).
+    pub mean_loss: f64,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        0.5 * (s[n / 2 - 1] + s[n / 2])
+    }
+}
+
+impl BenchReport {
+    /// images/s of the median window.
+    pub fn images_per_second(&self) -> f64 {
+        let rates: Vec<f64> =
+            self.windows.iter().map(|w| (w.steps * self.batch) as f64 / w.seconds.max(1e-12)).collect();
+        median(&rates)
+    }
+
+    /// The lines `deepres bench` prints; the last is `images_per_second: X`.
+    pub fn lines(&self) -> Vec<String> {
+        let ms: Vec<f64> = self.windows.iter().map(Window::ms_per_step).collect();
+        let total_steps: i64 = self.windows.iter().map(|w| w.steps).sum();
+        let total_secs: f64 = self.windows.iter().map(|w| w.seconds).sum();
+        let mean_ms = 1e3 * total_secs / total_steps.max(1) as f64;
+        let precision = match self.precision {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Bf16 => "bf16",
+        };
+        let mut l = vec![
+            "tool: deepres".to_string(),
+            format!(
+                "model: ResNet-{} (L = {} blocks, {} parameters, BN, shortcut A, tau 1)",
+                self.depth, self.blocks, self.parameters
+            ),
+            format!("batch: {}", self.batch),
+            format!("precision: {precision}"),
+            "pipeline: on-device (dataset on the device as uint8, batched crop pad 4 + flip by gather)".to_string(),
+            format!("data: synthetic 3x32x32, {} images, epochs cycled", self.images),
+            format!("device: {}", device_name(self.device)),
+            format!("threads: {}", self.threads),
+            format!("grad_norm: {}", if self.grad_norm { "every step (as training)" } else { "off (profiling only)" }),
+            format!("warmup: {} steps, {:.3} s", self.warmup, self.warmup_seconds),
+        ];
+        for (i, w) in self.windows.iter().enumerate() {
+            l.push(format!(
+                "window {}: {} steps, {:.3} s, {:.2} ms/step, {:.1} images/s",
+                i + 1,
+                w.steps,
+                w.seconds,
+                w.ms_per_step(),
+                (w.steps * self.batch) as f64 / w.seconds.max(1e-12)
+            ));
+        }
+        l.push(format!(
+            "steps: {total_steps} timed ({} window(s) of {})",
+            self.windows.len(),
+            self.windows.first().map_or(0, |w| w.steps)
+        ));
+        l.push(format!("seconds: {total_secs:.3}"));
+        let spread = if ms.len() > 1 {
+            let mut s = ms.clone();
+            s.sort_by(|a, b| a.total_cmp(b));
+            format!(" (windows min/median/max {:.2}/{:.2}/{:.2})", s[0], median(&s), s[s.len() - 1])
+        } else {
+            String::new()
+        };
+        l.push(format!("ms_per_step: {mean_ms:.2}{spread}"));
+        l.push(match &self.gpu_memory {
+            Ok(b) => format!(
+                "peak_gpu_memory: {:.1} MiB (device memory in use at the end, cuMemGetInfo: caching allocator's peak reservation + CUDA context)",
+                *b as f64 / (1u64 << 20) as f64
+            ),
+            Err(why) => format!("peak_gpu_memory: n/a ({why})"),
+        });
+        l.push(format!("mean_loss: {:.4}", self.mean_loss));
+        l.push(format!("images_per_second: {:.2}", self.images_per_second()));
+        l
+    }
+}
+
+/// `cpu`, `cuda:0`, …
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// `--precision` for a device: fp32 anywhere, fp16 on CUDA only, bf16 nowhere (tch's autocast
+/// is CUDA's with its default dtype, fp16; it has no way to ask for bf16).
+pub fn parse_precision(s: &str, device: Option<Device>) -> Result<Precision> {
+    let p = match s {
+        "fp32" => Precision::Fp32,
+        "fp16" => Precision::Fp16,
+        "bf16" => bail!(
+            "--precision bf16: not available through tch 0.24 (its autocast is CUDA's fp16 and cannot select bf16); use --precision fp32 or fp16 (CUDA)"
+        ),
+        _ => bail!("--precision {s:?}: unknown; accepted: fp32, fp16 (CUDA only), bf16 (not available in tch)"),
+    };
+    if p == Precision::Fp16 && device.is_some_and(|d| !d.is_cuda()) {
+        bail!("--precision fp16: needs a CUDA device (autocast); the device is {}, which runs fp32 only: use --precision fp32", device.map(device_name).unwrap_or_default());
+    }
+    Ok(p)
+}
+
+/// Checks the options that need no device (fast, before any data is generated).
+fn validate(o: &BenchOptions) -> Result<()> {
+    blocks_per_stage(o.depth).context("--depth")?;
+    for (flag, v, min) in
+        [("--batch", o.batch, 1), ("--steps", o.steps, 1), ("--warmup", o.warmup, 0), ("--windows", o.windows, 1)]
+    {
+        if v < min {
+            bail!("{flag} {v}: must be at least {min}");
+        }
+    }
+    if let Some(t) = o.threads {
+        if t < 1 {
+            bail!("--threads {t}: must be at least 1");
+        }
+    }
+    parse_precision(&o.precision, None)?;
+    Ok(())
+}
+
+fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+fn forward(model: &ResNet, x: &Tensor, precision: Precision) -> Tensor {
+    match precision {
+        Precision::Fp32 => model.forward_t(x, true),
+        Precision::Fp16 | Precision::Bf16 => tch::autocast(true, || model.forward_t(x, true)).to_kind(Kind::Float),
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(o: &BenchOptions) -> Result<BenchReport> {
+    validate(o)?;
+    if let Some(t) = o.threads {
+        tch::set_num_threads(t as i32);
+    }
+    let device = crate::device::select_device(&o.device).context("--device")?;
+    let precision = parse_precision(&o.precision, Some(device))?;
+
+    let mut cfg = RunConfig::default();
+    cfg.model.depth = o.depth;
+    cfg.train.batch_size = o.batch;
+    cfg.train.precision = precision;
+
+    // A whole number of batches, enough for warmup + all windows when that fits MAX_IMAGES.
+    let needed = o.warmup + o.steps * o.windows;
+    let batches = needed.min((MAX_IMAGES / o.batch).max(1));
+    let images = batches * o.batch;
+    let spec = DataSpec { synthetic_train: images, synthetic_test: 0, ..DataSpec::new(DatasetName::Synthetic) };
+    let split = data::load(&spec)?;
+    let train_data = DeviceData::new(&split.train, &split.mean, &split.std, device);
+
+    tch::manual_seed(cfg.seed as i64);
+    let vs = VarStore::new(device);
+    let model = ResNet::new(&vs.root(), &cfg.model, split.channels, split.num_classes)?;
+    let parameters = trainable_parameters(&vs);
+    let mut opt = Sgd::new(&vs, cfg.train.optimizer, model.num_blocks);
+
+    let steps_per_epoch = batches;
+    let zero = || Tensor::zeros([], (Kind::Float, device));
+    let (mut loss_sum, mut correct, mut gn_sum) = (zero(), zero(), zero());
+    let mut done = 0i64;
+    let mut batches_iter = (0i64..).flat_map(|epoch| {
+        train_data
+            .train_batches(cfg.train.batch_size, epoch_seed(cfg.seed, epoch), cfg.data.augment)
+            .map(move |b| (epoch, b))
+    });
+    // The closure borrows the accumulators; the block ends the borrow before they are read.
+    let (warmup_seconds, windows) = {
+        let mut step = |n: i64| {
+            for _ in 0..n {
+                let (epoch, (x, y)) = batches_iter.next().expect("the epochs never end");
+                let t = epoch as f64 + (done % steps_per_epoch) as f64 / steps_per_epoch as f64;
+                let lr = schedule::lr_at(&cfg.train.schedule, cfg.train.optimizer.lr, cfg.train.epochs, t);
+                let b = y.size()[0];
+                let logits = forward(&model, &x, precision);
+                let loss = logits.cross_entropy_for_logits(&y);
+                opt.zero_grad();
+                loss.backward();
+                if o.grad_norm {
+                    gn_sum += opt.grad_norm().to_device(device);
+                }
+                opt.step(lr);
+                loss_sum += loss.detach() * (b as f64);
+                correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Float);
+                done += 1;
+            }
+        };
+
+        synchronize(device);
+        let t0 = Instant::now();
+        step(o.warmup);
+        synchronize(device);
+        let warmup_seconds = t0.elapsed().as_secs_f64();
+        let mut windows = Vec::with_capacity(o.windows as usize);
+        for _ in 0..o.windows {
+            synchronize(device);
+            let t = Instant::now();
+            step(o.steps);
+            synchronize(device);
+            windows.push(Window { steps: o.steps, seconds: t.elapsed().as_secs_f64() });
+        }
+        (warmup_seconds, windows)
+    };
+    let total = (o.warmup + o.steps * o.windows) * o.batch;
+    let mean_loss = loss_sum.double_value(&[]) / total as f64;
+    let _ = (correct.double_value(&[]), gn_sum.double_value(&[]));
+    let gpu_memory = match device {
+        Device::Cuda(i) => cuda_mem::used_bytes(i).map_err(|e| format!("cuMemGetInfo failed: {e}")),
+        _ => Err(device_name(device)),
+    };
+    Ok(BenchReport {
+        depth: o.depth,
+        blocks: model.num_blocks,
+        parameters,
+        batch: o.batch,
+        precision,
+        device,
+        threads: tch::get_num_threads() as i64,
+        images,
+        warmup: o.warmup,
+        warmup_seconds,
+        windows,
+        grad_norm: o.grad_norm,
+        gpu_memory,
+        mean_loss,
+    })
+}
+
+/// Device memory in use, from the CUDA driver (libcuda), on the device's primary context (the
+/// one the CUDA runtime, hence libtorch, uses).
+mod cuda_mem {
+    use libloading::{Library, Symbol};
+    use std::os::raw::{c_int, c_uint, c_void};
+
+    type CuResult = c_int;
+
+    pub fn used_bytes(ordinal: usize) -> Result<u64, String> {
+        // SAFETY: the CUDA driver API's C signatures (the _v2 symbols, stable since CUDA 4.0);
+        // the primary context is retained and pushed for the query, then popped and released.
+        unsafe {
+            let lib = Library::new("libcuda.so.1").map_err(|e| e.to_string())?;
+            let sym = |name: &[u8]| -> Result<*mut c_void, String> {
+                let s: Symbol<*mut c_void> = lib.get(name).map_err(|e| e.to_string())?;
+                Ok(*s)
+            };
+            let init: unsafe extern "C" fn(c_uint) -> CuResult = std::mem::transmute(sym(b"cuInit\0")?);
+            let get: unsafe extern "C" fn(*mut c_int, c_int) -> CuResult = std::mem::transmute(sym(b"cuDeviceGet\0")?);
+            let retain: unsafe extern "C" fn(*mut *mut c_void, c_int) -> CuResult =
+                std::mem::transmute(sym(b"cuDevicePrimaryCtxRetain\0")?);
+            let release: unsafe extern "C" fn(c_int) -> CuResult =
+                std::mem::transmute(sym(b"cuDevicePrimaryCtxRelease_v2\0")?);
+            let push: unsafe extern "C" fn(*mut c_void) -> CuResult =
+                std::mem::transmute(sym(b"cuCtxPushCurrent_v2\0")?);
+            let pop: unsafe extern "C" fn(*mut *mut c_void) -> CuResult =
+                std::mem::transmute(sym(b"cuCtxPopCurrent_v2\0")?);
+            let info: unsafe extern "C" fn(*mut usize, *mut usize) -> CuResult =
+                std::mem::transmute(sym(b"cuMemGetInfo_v2\0")?);
+            let check =
+                |what: &str, r: CuResult| if r == 0 { Ok(()) } else { Err(format!("{what} returned CUDA error {r}")) };
+            check("cuInit", init(0))?;
+            let mut dev: c_int = 0;
+            check("cuDeviceGet", get(&mut dev, ordinal as c_int))?;
+            let mut ctx: *mut c_void = std::ptr::null_mut();
+            check("cuDevicePrimaryCtxRetain", retain(&mut ctx, dev))?;
+            let pushed = check("cuCtxPushCurrent", push(ctx));
+            let (mut free, mut total) = (0usize, 0usize);
+            let queried = pushed.clone().and_then(|_| check("cuMemGetInfo", info(&mut free, &mut total)));
+            if pushed.is_ok() {
+                let mut old: *mut c_void = std::ptr::null_mut();
+                pop(&mut old);
+            }
+            release(dev);
+            queried?;
+            Ok(total.saturating_sub(free) as u64)
+        }
+    }
+}
