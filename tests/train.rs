@@ -35,7 +35,10 @@ fn quiet() -> RunOptions {
     RunOptions { quiet: true, ..Default::default() }
 }
 
-fn losses(dir: &Path) -> Vec<(i64, f64, f64, f64, f64, f64, f64, f64)> {
+/// (epoch, lr, train_loss, train_acc, test_loss, test_acc, grad_norm, tau) per epoch.
+type Curve = Vec<(i64, f64, f64, f64, f64, f64, f64, f64)>;
+
+fn losses(dir: &Path) -> Curve {
     metrics::read(&dir.join("metrics.csv"))
         .unwrap()
         .into_iter()

@@ -89,7 +89,9 @@ fn log_mean(values: &[f64]) -> f64 {
 /// Groups rows by (model, norm, τ rule), averages seeds per L, and fits both ratios.
 pub fn fit_rows(rows: &[ProbeRow]) -> Vec<FitRow> {
     type Key = (String, String, String);
-    let mut groups: BTreeMap<Key, BTreeMap<i64, (Vec<f64>, Vec<f64>)>> = BTreeMap::new();
+    /// Per L: the forward and the backward ratios of every seed.
+    type ByBlocks = BTreeMap<i64, (Vec<f64>, Vec<f64>)>;
+    let mut groups: BTreeMap<Key, ByBlocks> = BTreeMap::new();
     let mut order: Vec<Key> = Vec::new();
     for r in rows {
         let key = (format!("{:?}", r.model).to_lowercase(), format!("{:?}", r.norm).to_lowercase(), r.tau_rule.clone());

@@ -197,9 +197,8 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         }
     }
     let bar = progress_bar(steps_per_epoch, opts.quiet);
-    let mut ran = 0;
-    for epoch in start_epoch..epochs {
-        if opts.stop_after.is_some_and(|n| ran >= n) {
+    for (ran, epoch) in (start_epoch..epochs).enumerate() {
+        if opts.stop_after.is_some_and(|n| ran as i64 >= n) {
             break;
         }
         let t0 = Instant::now();
@@ -261,7 +260,6 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             checkpoint::save(&dir, &vs, &opt, &meta)?;
         }
         write_summary(&dir, &summary)?;
-        ran += 1;
     }
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -79,7 +79,11 @@ impl Sgd {
                 }
                 let mut d = if p.grad_scale != 1.0 { &g * p.grad_scale } else { g.shallow_clone() };
                 if wd != 0.0 {
-                    d = d + &p.param * wd;
+                    // Not `+=`: d may share storage with the gradient, which must stay raw.
+                    #[allow(clippy::assign_op_pattern)]
+                    {
+                        d = d + &p.param * wd;
+                    }
                 }
                 let update = if mu != 0.0 {
                     let buf = match &mut p.momentum {
