@@ -129,8 +129,11 @@ fn median(v: &[f64]) -> f64 {
 impl BenchReport {
     /// images/s of the median window.
     pub fn images_per_second(&self) -> f64 {
-        let rates: Vec<f64> =
-            self.windows.iter().map(|w| (w.steps * self.batch) as f64 / w.seconds.max(1e-12)).collect();
+        let rates: Vec<f64> = self
+            .windows
+            .iter()
+            .map(|w| (w.steps * self.batch) as f64 / w.seconds.max(1e-12))
+            .collect();
         median(&rates)
     }
 
@@ -179,7 +182,12 @@ impl BenchReport {
         let spread = if ms.len() > 1 {
             let mut s = ms.clone();
             s.sort_by(|a, b| a.total_cmp(b));
-            format!(" (windows min/median/max {:.2}/{:.2}/{:.2})", s[0], median(&s), s[s.len() - 1])
+            format!(
+                " (windows min/median/max {:.2}/{:.2}/{:.2})",
+                s[0],
+                median(&s),
+                s[s.len() - 1]
+            )
         } else {
             String::new()
         };
@@ -192,7 +200,10 @@ impl BenchReport {
             Err(why) => format!("peak_gpu_memory: n/a ({why})"),
         });
         l.push(format!("mean_loss: {:.4}", self.mean_loss));
-        l.push(format!("images_per_second: {:.2}", self.images_per_second()));
+        l.push(format!(
+            "images_per_second: {:.2}",
+            self.images_per_second()
+        ));
         l
     }
 }
@@ -226,9 +237,12 @@ pub fn parse_precision(s: &str, device: Option<Device>) -> Result<Precision> {
 /// Checks the options that need no device (fast, before any data is generated).
 fn validate(o: &BenchOptions) -> Result<()> {
     blocks_per_stage(o.depth).context("--depth")?;
-    for (flag, v, min) in
-        [("--batch", o.batch, 1), ("--steps", o.steps, 1), ("--warmup", o.warmup, 0), ("--windows", o.windows, 1)]
-    {
+    for (flag, v, min) in [
+        ("--batch", o.batch, 1),
+        ("--steps", o.steps, 1),
+        ("--warmup", o.warmup, 0),
+        ("--windows", o.windows, 1),
+    ] {
         if v < min {
             bail!("{flag} {v}: must be at least {min}");
         }
@@ -251,7 +265,9 @@ fn synchronize(device: Device) {
 fn forward(model: &ResNet, x: &Tensor, precision: Precision) -> Tensor {
     match precision {
         Precision::Fp32 => model.forward_t(x, true),
-        Precision::Fp16 | Precision::Bf16 => tch::autocast(true, || model.forward_t(x, true)).to_kind(Kind::Float),
+        Precision::Fp16 | Precision::Bf16 => {
+            tch::autocast(true, || model.forward_t(x, true)).to_kind(Kind::Float)
+        }
     }
 }
 
@@ -273,7 +289,11 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let needed = o.warmup + o.steps * o.windows;
     let batches = needed.min((MAX_IMAGES / o.batch).max(1));
     let images = batches * o.batch;
-    let spec = DataSpec { synthetic_train: images, synthetic_test: 0, ..DataSpec::new(DatasetName::Synthetic) };
+    let spec = DataSpec {
+        synthetic_train: images,
+        synthetic_test: 0,
+        ..DataSpec::new(DatasetName::Synthetic)
+    };
     let split = data::load(&spec)?;
     let train_data = DeviceData::new(&split.train, &split.mean, &split.std, device);
 
@@ -289,7 +309,11 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let mut done = 0i64;
     let mut batches_iter = (0i64..).flat_map(|epoch| {
         train_data
-            .train_batches(cfg.train.batch_size, epoch_seed(cfg.seed, epoch), cfg.data.augment)
+            .train_batches(
+                cfg.train.batch_size,
+                epoch_seed(cfg.seed, epoch),
+                cfg.data.augment,
+            )
             .map(move |b| (epoch, b))
     });
     // The closure borrows the accumulators; the block ends the borrow before they are read.
@@ -298,7 +322,12 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
             for _ in 0..n {
                 let (epoch, (x, y)) = batches_iter.next().expect("the epochs never end");
                 let t = epoch as f64 + (done % steps_per_epoch) as f64 / steps_per_epoch as f64;
-                let lr = schedule::lr_at(&cfg.train.schedule, cfg.train.optimizer.lr, cfg.train.epochs, t);
+                let lr = schedule::lr_at(
+                    &cfg.train.schedule,
+                    cfg.train.optimizer.lr,
+                    cfg.train.epochs,
+                    t,
+                );
                 let b = y.size()[0];
                 let logits = forward(&model, &x, precision);
                 let loss = logits.cross_entropy_for_logits(&y);
@@ -325,7 +354,10 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
             let t = Instant::now();
             step(o.steps);
             synchronize(device);
-            windows.push(Window { steps: o.steps, seconds: t.elapsed().as_secs_f64() });
+            windows.push(Window {
+                steps: o.steps,
+                seconds: t.elapsed().as_secs_f64(),
+            });
         }
         (warmup_seconds, windows)
     };
@@ -371,8 +403,10 @@ mod cuda_mem {
                 let s: Symbol<*mut c_void> = lib.get(name).map_err(|e| e.to_string())?;
                 Ok(*s)
             };
-            let init: unsafe extern "C" fn(c_uint) -> CuResult = std::mem::transmute(sym(b"cuInit\0")?);
-            let get: unsafe extern "C" fn(*mut c_int, c_int) -> CuResult = std::mem::transmute(sym(b"cuDeviceGet\0")?);
+            let init: unsafe extern "C" fn(c_uint) -> CuResult =
+                std::mem::transmute(sym(b"cuInit\0")?);
+            let get: unsafe extern "C" fn(*mut c_int, c_int) -> CuResult =
+                std::mem::transmute(sym(b"cuDeviceGet\0")?);
             let retain: unsafe extern "C" fn(*mut *mut c_void, c_int) -> CuResult =
                 std::mem::transmute(sym(b"cuDevicePrimaryCtxRetain\0")?);
             let release: unsafe extern "C" fn(c_int) -> CuResult =
@@ -383,8 +417,13 @@ mod cuda_mem {
                 std::mem::transmute(sym(b"cuCtxPopCurrent_v2\0")?);
             let info: unsafe extern "C" fn(*mut usize, *mut usize) -> CuResult =
                 std::mem::transmute(sym(b"cuMemGetInfo_v2\0")?);
-            let check =
-                |what: &str, r: CuResult| if r == 0 { Ok(()) } else { Err(format!("{what} returned CUDA error {r}")) };
+            let check = |what: &str, r: CuResult| {
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{what} returned CUDA error {r}"))
+                }
+            };
             check("cuInit", init(0))?;
             let mut dev: c_int = 0;
             check("cuDeviceGet", get(&mut dev, ordinal as c_int))?;
@@ -392,7 +431,9 @@ mod cuda_mem {
             check("cuDevicePrimaryCtxRetain", retain(&mut ctx, dev))?;
             let pushed = check("cuCtxPushCurrent", push(ctx));
             let (mut free, mut total) = (0usize, 0usize);
-            let queried = pushed.clone().and_then(|_| check("cuMemGetInfo", info(&mut free, &mut total)));
+            let queried = pushed
+                .clone()
+                .and_then(|_| check("cuMemGetInfo", info(&mut free, &mut total)));
             if pushed.is_ok() {
                 let mut old: *mut c_void = std::ptr::null_mut();
                 pop(&mut old);

@@ -67,7 +67,10 @@ impl Default for DataConfig {
         DataConfig {
             name: DatasetName::Cifar10,
             root: "data".into(),
-            augment: Augment { crop_padding: 4, hflip: true },
+            augment: Augment {
+                crop_padding: 4,
+                hflip: true,
+            },
             synthetic_train: 5000,
             synthetic_test: 1000,
             synthetic_seed: 0,
@@ -199,7 +202,13 @@ pub struct TauConfig {
 
 impl Default for TauConfig {
     fn default() -> Self {
-        TauConfig { rule: TauRule::One, c: 1.0, beta: 0.5, value: 1.0, learnable: TauLearnable::None }
+        TauConfig {
+            rule: TauRule::One,
+            c: 1.0,
+            beta: 0.5,
+            value: 1.0,
+            learnable: TauLearnable::None,
+        }
     }
 }
 
@@ -253,7 +262,13 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-4, nesterov: false, scalar_lr_mult: 0.1 }
+        SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            nesterov: false,
+            scalar_lr_mult: 0.1,
+        }
     }
 }
 
@@ -280,7 +295,12 @@ pub struct ScheduleConfig {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        ScheduleConfig { kind: ScheduleKind::Multistep, milestones: vec![100, 150], gamma: 0.1, warmup_epochs: 0 }
+        ScheduleConfig {
+            kind: ScheduleKind::Multistep,
+            milestones: vec![100, 150],
+            gamma: 0.1,
+            warmup_epochs: 0,
+        }
     }
 }
 
@@ -297,7 +317,8 @@ impl RunConfig {
         let mut value: serde_yaml::Value = if text.trim().is_empty() {
             serde_yaml::Value::Mapping(Default::default())
         } else {
-            serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid YAML: {e}"))?
+            serde_yaml::from_str(text)
+                .map_err(|e| anyhow::anyhow!("{origin}: invalid YAML: {e}"))?
         };
         for ov in overrides {
             apply_override(&mut value, ov).with_context(|| format!("--set {ov}"))?;
@@ -307,7 +328,8 @@ impl RunConfig {
             let inner = explain_serde_error(&e.into_inner().to_string());
             anyhow::anyhow!("{origin}: {path}: {inner}")
         })?;
-        cfg.validate().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok(cfg)
     }
 
@@ -319,7 +341,8 @@ impl RunConfig {
     /// Checks values serde cannot check. Errors name the key and the accepted values.
     pub fn validate(&self) -> Result<()> {
         let m = &self.model;
-        crate::model::resnet::blocks_per_stage(m.depth).map_err(|e| anyhow::anyhow!("model.depth: {e}"))?;
+        crate::model::resnet::blocks_per_stage(m.depth)
+            .map_err(|e| anyhow::anyhow!("model.depth: {e}"))?;
         if m.width < 1 {
             bail!("model.width: must be an integer ≥ 1, got {}", m.width);
         }
@@ -327,7 +350,10 @@ impl RunConfig {
             bail!("model.tau.c: must be a positive number, got {}", m.tau.c);
         }
         if !m.tau.beta.is_finite() {
-            bail!("model.tau.beta: must be a finite number, got {}", m.tau.beta);
+            bail!(
+                "model.tau.beta: must be a finite number, got {}",
+                m.tau.beta
+            );
         }
         if !(m.tau.value.is_finite() && m.tau.value >= 0.0) {
             bail!("model.tau.value: must be a number ≥ 0, got {}", m.tau.value);
@@ -343,40 +369,71 @@ impl RunConfig {
             bail!("train.epochs: must be ≥ 1, got {}", t.epochs);
         }
         if t.batch_size < 2 {
-            bail!("train.batch_size: must be ≥ 2 (batch norm needs 2 samples), got {}", t.batch_size);
+            bail!(
+                "train.batch_size: must be ≥ 2 (batch norm needs 2 samples), got {}",
+                t.batch_size
+            );
         }
         if t.eval_batch_size < 1 {
-            bail!("train.eval_batch_size: must be ≥ 1, got {}", t.eval_batch_size);
+            bail!(
+                "train.eval_batch_size: must be ≥ 1, got {}",
+                t.eval_batch_size
+            );
         }
         if t.precision == Precision::Bf16 {
             bail!("train.precision: bf16 is not available yet (tch's autocast gives fp16 on CUDA only); use fp32 or fp16");
         }
         let o = &t.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {
-            bail!("train.optimizer.lr: must be a positive number, got {}", o.lr);
+            bail!(
+                "train.optimizer.lr: must be a positive number, got {}",
+                o.lr
+            );
         }
         if !(0.0..1.0).contains(&o.momentum) {
-            bail!("train.optimizer.momentum: must be in [0, 1), got {}", o.momentum);
+            bail!(
+                "train.optimizer.momentum: must be in [0, 1), got {}",
+                o.momentum
+            );
         }
         if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-            bail!("train.optimizer.weight_decay: must be ≥ 0, got {}", o.weight_decay);
+            bail!(
+                "train.optimizer.weight_decay: must be ≥ 0, got {}",
+                o.weight_decay
+            );
         }
         if !(o.scalar_lr_mult.is_finite() && o.scalar_lr_mult > 0.0) {
-            bail!("train.optimizer.scalar_lr_mult: must be positive, got {}", o.scalar_lr_mult);
+            bail!(
+                "train.optimizer.scalar_lr_mult: must be positive, got {}",
+                o.scalar_lr_mult
+            );
         }
         let s = &t.schedule;
         if !(s.gamma.is_finite() && s.gamma > 0.0) {
             bail!("train.schedule.gamma: must be positive, got {}", s.gamma);
         }
         if s.warmup_epochs < 0 || (s.warmup_epochs > 0 && s.warmup_epochs >= t.epochs) {
-            bail!("train.schedule.warmup_epochs: must be in [0, epochs), got {}", s.warmup_epochs);
+            bail!(
+                "train.schedule.warmup_epochs: must be in [0, epochs), got {}",
+                s.warmup_epochs
+            );
         }
         if s.milestones.windows(2).any(|w| w[0] >= w[1]) || s.milestones.iter().any(|&e| e < 1) {
-            bail!("train.schedule.milestones: must be increasing epochs ≥ 1, got {:?}", s.milestones);
+            bail!(
+                "train.schedule.milestones: must be increasing epochs ≥ 1, got {:?}",
+                s.milestones
+            );
         }
         crate::device::parse_device(&self.device).map_err(|e| anyhow::anyhow!("device: {e}"))?;
-        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
-            bail!("name: must be a non-empty name without '/', got {:?}", self.name);
+        if self.name.is_empty()
+            || self.name.contains(['/', '\\'])
+            || self.name == "."
+            || self.name == ".."
+        {
+            bail!(
+                "name: must be a non-empty name without '/', got {:?}",
+                self.name
+            );
         }
         if let Some(n) = self.data.limit_train.filter(|&n| n < 1) {
             bail!("data.limit_train: must be ≥ 1, got {n}");
@@ -385,7 +442,10 @@ impl RunConfig {
             bail!("data.limit_test: must be ≥ 1, got {n}");
         }
         if self.data.augment.crop_padding < 0 {
-            bail!("data.augment.crop_padding: must be ≥ 0, got {}", self.data.augment.crop_padding);
+            bail!(
+                "data.augment.crop_padding: must be ≥ 0, got {}",
+                self.data.augment.crop_padding
+            );
         }
         Ok(())
     }

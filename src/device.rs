@@ -37,7 +37,10 @@ pub fn select_device(s: &str) -> Result<Device> {
             }
             let count = Cuda::device_count() as usize;
             if n >= count {
-                bail!("device {s}: only {count} CUDA device(s) (cuda:0..cuda:{}); pick one of those", count - 1);
+                bail!(
+                    "device {s}: only {count} CUDA device(s) (cuda:0..cuda:{}); pick one of those",
+                    count - 1
+                );
             }
             Device::Cuda(n)
         }
@@ -63,11 +66,14 @@ mod cuda_driver {
         unsafe {
             let lib = Library::new("libcuda.so.1").ok()?;
             let init: Symbol<unsafe extern "C" fn(c_uint) -> c_int> = lib.get(b"cuInit").ok()?;
-            let count: Symbol<unsafe extern "C" fn(*mut c_int) -> c_int> = lib.get(b"cuDeviceGetCount").ok()?;
-            let get: Symbol<unsafe extern "C" fn(*mut c_int, c_int) -> c_int> = lib.get(b"cuDeviceGet").ok()?;
+            let count: Symbol<unsafe extern "C" fn(*mut c_int) -> c_int> =
+                lib.get(b"cuDeviceGetCount").ok()?;
+            let get: Symbol<unsafe extern "C" fn(*mut c_int, c_int) -> c_int> =
+                lib.get(b"cuDeviceGet").ok()?;
             let name: Symbol<unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int> =
                 lib.get(b"cuDeviceGetName").ok()?;
-            let mem: Symbol<unsafe extern "C" fn(*mut usize, c_int) -> c_int> = lib.get(b"cuDeviceTotalMem_v2").ok()?;
+            let mem: Symbol<unsafe extern "C" fn(*mut usize, c_int) -> c_int> =
+                lib.get(b"cuDeviceTotalMem_v2").ok()?;
             if init(0) != 0 {
                 return None;
             }
@@ -83,7 +89,9 @@ mod cuda_driver {
                 }
                 let mut buf = [0 as c_char; 256];
                 let nm = if name(buf.as_mut_ptr(), 256, dev) == 0 {
-                    std::ffi::CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+                    std::ffi::CStr::from_ptr(buf.as_ptr())
+                        .to_string_lossy()
+                        .into_owned()
                 } else {
                     "unknown".into()
                 };
@@ -112,7 +120,10 @@ pub fn info_lines() -> Vec<String> {
         l.push(format!("cudnn_version: {}", tch::utils::version_cudnn()));
         l.push(format!("cudart_version: {}", tch::utils::version_cudart()));
         for (i, (name, mem)) in gpu_properties().iter().enumerate() {
-            l.push(format!("gpu{i}: {name}, {:.1} GiB", *mem as f64 / (1u64 << 30) as f64));
+            l.push(format!(
+                "gpu{i}: {name}, {:.1} GiB",
+                *mem as f64 / (1u64 << 30) as f64
+            ));
         }
     }
     l
@@ -120,5 +131,7 @@ pub fn info_lines() -> Vec<String> {
 
 /// The libtorch version, from the build (torch-sys reads it from the PyTorch install).
 fn libtorch_version() -> String {
-    option_env!("DEEPRES_LIBTORCH_VERSION").unwrap_or("unknown (not recorded at build time)").to_string()
+    option_env!("DEEPRES_LIBTORCH_VERSION")
+        .unwrap_or("unknown (not recorded at build time)")
+        .to_string()
 }

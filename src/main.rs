@@ -8,7 +8,11 @@ use deepres::data::{self, DatasetName};
 use deepres::{device, experiment, model, probe, report, train};
 
 #[derive(Parser)]
-#[command(name = "deepres", version, about = "Train and probe very deep ResNets (BN vs τ-scaled, unnormalized) with libtorch")]
+#[command(
+    name = "deepres",
+    version,
+    about = "Train and probe very deep ResNets (BN vs τ-scaled, unnormalized) with libtorch"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -204,18 +208,47 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Train { config, mut set, device, resume, stop_after, quiet } => {
+        Cmd::Train {
+            config,
+            mut set,
+            device,
+            resume,
+            stop_after,
+            quiet,
+        } => {
             if let Some(d) = device {
                 set.push(format!("device={d}"));
             }
             let cfg = load_config(config.as_deref(), &set)?;
-            let s = train::run(&cfg, &train::RunOptions { resume, stop_after, quiet })?;
+            let s = train::run(
+                &cfg,
+                &train::RunOptions {
+                    resume,
+                    stop_after,
+                    quiet,
+                },
+            )?;
             println!(
                 "{}: {} after {}/{} epochs, best test acc {:.4} (epoch {}), final test acc {:.4}",
-                cfg.run_dir().display(), s.status, s.epochs_done, s.epochs, s.best_test_acc, s.best_epoch, s.final_test_acc
+                cfg.run_dir().display(),
+                s.status,
+                s.epochs_done,
+                s.epochs,
+                s.best_test_acc,
+                s.best_epoch,
+                s.final_test_acc
             );
         }
-        Cmd::Summary { config, mut set, depth, norm, shortcut, width, classes, in_channels } => {
+        Cmd::Summary {
+            config,
+            mut set,
+            depth,
+            norm,
+            shortcut,
+            width,
+            classes,
+            in_channels,
+        } => {
             set.extend(depth.map(|v| format!("model.depth={v}")));
             set.extend(norm.map(|v| format!("model.norm={v}")));
             set.extend(shortcut.map(|v| format!("model.shortcut={v}")));
@@ -228,7 +261,20 @@ fn run(cli: Cli) -> Result<()> {
             model::ResNet::new(&vs.root(), &cfg.model, in_channels, classes)?;
             println!("parameters: {}", model::resnet::trainable_parameters(&vs));
         }
-        Cmd::Probe { model, depths, tau, norm, seeds, batch, width, data, data_root, device, out, quiet } => {
+        Cmd::Probe {
+            model,
+            depths,
+            tau,
+            norm,
+            seeds,
+            batch,
+            width,
+            data,
+            data_root,
+            device,
+            out,
+            quiet,
+        } => {
             let model = match model.as_str() {
                 "resnet" => probe::ProbeModel::Resnet,
                 "fc" => probe::ProbeModel::Fc,
@@ -257,7 +303,14 @@ fn run(cli: Cli) -> Result<()> {
             let rows = probe::run(&spec, &out.join("probe.csv"), quiet)?;
             print!("{}", probe::report::write(&rows, &out)?);
         }
-        Cmd::Sweep { grid, scale, seeds, set, status, quiet } => {
+        Cmd::Sweep {
+            grid,
+            scale,
+            seeds,
+            set,
+            status,
+            quiet,
+        } => {
             let grid = load_grid(&grid, scale.as_deref(), seeds.as_deref(), &set)?;
             if status {
                 print!("{}", experiment::status_table(&grid)?);
@@ -269,16 +322,36 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!(
                     "{} cell(s) failed: {}",
                     report.failed.len(),
-                    report.failed.iter().map(|(c, e)| format!("{c}: {e}")).collect::<Vec<_>>().join("; ")
+                    report
+                        .failed
+                        .iter()
+                        .map(|(c, e)| format!("{c}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 );
             }
         }
-        Cmd::Report { grid, scale, seeds, set } => {
+        Cmd::Report {
+            grid,
+            scale,
+            seeds,
+            set,
+        } => {
             let grid = load_grid(&grid, scale.as_deref(), seeds.as_deref(), &set)?;
             let cells = grid.cells()?;
             print!("{}", report::sweep_report::render(&grid, &cells)?);
         }
-        Cmd::Bench { depth, batch, steps, warmup, precision, device, threads, windows, no_grad_norm } => {
+        Cmd::Bench {
+            depth,
+            batch,
+            steps,
+            warmup,
+            precision,
+            device,
+            threads,
+            windows,
+            no_grad_norm,
+        } => {
             let opts = deepres::bench::BenchOptions {
                 depth,
                 batch,
@@ -299,13 +372,24 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{line}");
             }
         }
-        Cmd::Data { cmd: DataCmd::Fetch { name, root } } => data::fetch::fetch(name, &root)?,
-        Cmd::Data { cmd: DataCmd::Check { name, root } } => {
-            let spec = data::DataSpec { root, ..data::DataSpec::new(name) };
+        Cmd::Data {
+            cmd: DataCmd::Fetch { name, root },
+        } => data::fetch::fetch(name, &root)?,
+        Cmd::Data {
+            cmd: DataCmd::Check { name, root },
+        } => {
+            let spec = data::DataSpec {
+                root,
+                ..data::DataSpec::new(name)
+            };
             let s = data::load(&spec)?;
             println!(
                 "{name}: train {:?} test {:?} classes {} mean {:?} std {:?}",
-                s.train.images.size(), s.test.images.size(), s.num_classes, s.mean, s.std
+                s.train.images.size(),
+                s.test.images.size(),
+                s.num_classes,
+                s.mean,
+                s.std
             );
         }
         Cmd::Compare { runs, out } => {
@@ -318,7 +402,12 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn load_grid(path: &std::path::Path, scale: Option<&str>, seeds: Option<&[u64]>, set: &[String]) -> Result<experiment::Grid> {
+fn load_grid(
+    path: &std::path::Path,
+    scale: Option<&str>,
+    seeds: Option<&[u64]>,
+    set: &[String],
+) -> Result<experiment::Grid> {
     let grid = experiment::Grid::load(path, scale, set)?;
     match seeds {
         Some(s) => grid.with_seeds(s),

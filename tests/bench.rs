@@ -4,7 +4,11 @@ use std::process::{Command, Output};
 
 fn deepres(args: &[&str]) -> Output {
     let tmp = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_deepres")).args(args).current_dir(tmp.path()).output().expect("run deepres")
+    Command::new(env!("CARGO_BIN_EXE_deepres"))
+        .args(args)
+        .current_dir(tmp.path())
+        .output()
+        .expect("run deepres")
 }
 
 fn stdout(o: &Output) -> String {
@@ -17,7 +21,13 @@ fn stderr(o: &Output) -> String {
 
 /// A failing command exits 2 with one `error:` line on stderr.
 fn assert_one_line_error(o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(2), "stdout: {} stderr: {}", stdout(o), stderr(o));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout: {} stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
     let e = stderr(o);
     let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one error line expected, got: {e}");
@@ -25,12 +35,16 @@ fn assert_one_line_error(o: &Output) -> String {
     lines[0].to_string()
 }
 
-const TINY: [&str; 11] = ["bench", "--depth", "8", "--batch", "8", "--steps", "2", "--warmup", "1", "--device", "cpu"];
+const TINY: [&str; 11] = [
+    "bench", "--depth", "8", "--batch", "8", "--steps", "2", "--warmup", "1", "--device", "cpu",
+];
 
 /// The value of the line `key: value`.
 fn field<'a>(out: &'a str, key: &str) -> &'a str {
     let prefix = format!("{key}: ");
-    out.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no `{key}:` line in\n{out}"))
+    out.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no `{key}:` line in\n{out}"))
 }
 
 #[test]
@@ -46,19 +60,42 @@ fn bench_prints_images_per_second_last() {
         .expect("a float");
     assert!(v.is_finite() && v > 0.0, "{last}");
     assert_eq!(field(&out, "tool"), "deepres");
-    assert!(field(&out, "model").starts_with("ResNet-8 (L = 3 blocks"), "{out}");
+    assert!(
+        field(&out, "model").starts_with("ResNet-8 (L = 3 blocks"),
+        "{out}"
+    );
     assert_eq!(field(&out, "batch"), "8");
     assert_eq!(field(&out, "precision"), "fp32");
     assert_eq!(field(&out, "device"), "cpu");
     assert!(field(&out, "threads").parse::<i64>().unwrap() >= 1);
-    assert!(field(&out, "ms_per_step").split_whitespace().next().unwrap().parse::<f64>().unwrap() > 0.0);
+    assert!(
+        field(&out, "ms_per_step")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
     assert!(field(&out, "peak_gpu_memory").starts_with("n/a"), "{out}");
     assert!(field(&out, "steps").starts_with("2 timed"), "{out}");
-    assert!(field(&out, "mean_loss").parse::<f64>().unwrap().is_finite(), "{out}");
+    assert!(
+        field(&out, "mean_loss").parse::<f64>().unwrap().is_finite(),
+        "{out}"
+    );
     // ResNet-8 on 8 images: 3·n = 3 blocks, and the same parameter count as `deepres summary`.
     let s = stdout(&deepres(&["summary", "--depth", "8"]));
-    let params = s.lines().last().unwrap().strip_prefix("parameters: ").unwrap().to_string();
-    assert!(field(&out, "model").contains(&format!("{params} parameters")), "{out}");
+    let params = s
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("parameters: ")
+        .unwrap()
+        .to_string();
+    assert!(
+        field(&out, "model").contains(&format!("{params} parameters")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -71,10 +108,22 @@ fn bench_options_threads_windows_and_grad_norm() {
     assert_eq!(field(&out, "threads"), "1");
     assert!(field(&out, "window 1").starts_with("2 steps"), "{out}");
     assert!(field(&out, "window 2").starts_with("2 steps"), "{out}");
-    assert!(field(&out, "steps").starts_with("4 timed (2 window(s) of 2)"), "{out}");
-    assert!(field(&out, "ms_per_step").contains("min/median/max"), "{out}");
+    assert!(
+        field(&out, "steps").starts_with("4 timed (2 window(s) of 2)"),
+        "{out}"
+    );
+    assert!(
+        field(&out, "ms_per_step").contains("min/median/max"),
+        "{out}"
+    );
     assert!(field(&out, "grad_norm").starts_with("off"), "{out}");
-    assert!(out.lines().last().unwrap().starts_with("images_per_second: "), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("images_per_second: "),
+        "{out}"
+    );
     // Zero warm-up steps are allowed.
     let mut args = TINY.to_vec();
     assert_eq!(args[7], "--warmup");
@@ -101,7 +150,10 @@ fn bench_refuses_bad_precision_depth_and_counts() {
     let e = with(&["--precision", "fp64"]);
     assert!(e.contains("fp64") && e.contains("fp32"), "{e}");
     let e = with(&["--depth", "9"]);
-    assert!(e.contains("--depth") && e.contains("6n+2") && e.contains('9'), "{e}");
+    assert!(
+        e.contains("--depth") && e.contains("6n+2") && e.contains('9'),
+        "{e}"
+    );
     let e = with(&["--steps", "0"]);
     assert!(e.contains("--steps"), "{e}");
     let e = with(&["--batch", "0"]);

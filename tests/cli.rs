@@ -3,7 +3,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn deepres(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deepres")).args(args).current_dir(cwd).output().expect("run deepres")
+    Command::new(env!("CARGO_BIN_EXE_deepres"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run deepres")
 }
 
 fn stdout(o: &Output) -> String {
@@ -30,13 +34,29 @@ const TINY: &str = "name: tiny\nout_dir: runs\ndevice: cpu\ndata: {name: synthet
 fn summary_prints_parameters_last() {
     let tmp = tempfile::tempdir().unwrap();
     for (args, n) in [
-        (vec!["summary", "--depth", "20", "--norm", "bn", "--shortcut", "a", "--classes", "10"], "269722"),
+        (
+            vec![
+                "summary",
+                "--depth",
+                "20",
+                "--norm",
+                "bn",
+                "--shortcut",
+                "a",
+                "--classes",
+                "10",
+            ],
+            "269722",
+        ),
         (vec!["summary", "--depth", "56"], "853018"),
         (vec!["summary", "--depth", "110"], "1727962"),
     ] {
         let o = deepres(&args, tmp.path());
         assert!(o.status.success(), "{}", stderr(&o));
-        assert_eq!(stdout(&o).lines().last().unwrap(), format!("parameters: {n}"));
+        assert_eq!(
+            stdout(&o).lines().last().unwrap(),
+            format!("parameters: {n}")
+        );
     }
     let e = assert_one_line_error(&deepres(&["summary", "--depth", "21"], tmp.path()));
     assert!(e.contains("6n+2") && e.contains("21"), "{e}");
@@ -48,7 +68,12 @@ fn info_reports_cuda_and_versions() {
     let o = deepres(&["info"], tmp.path());
     assert!(o.status.success());
     let s = stdout(&o);
-    for key in ["tch: 0.24.0", "libtorch: 2.11.0", "cuda_available:", "cudnn_available:"] {
+    for key in [
+        "tch: 0.24.0",
+        "libtorch: 2.11.0",
+        "cuda_available:",
+        "cudnn_available:",
+    ] {
         assert!(s.contains(key), "{key} missing in {s}");
     }
 }
@@ -59,7 +84,11 @@ fn train_resume_and_refusal() {
     std::fs::write(tmp.path().join("tiny.yaml"), TINY).unwrap();
     let o = deepres(&["train", "--config", "tiny.yaml", "--quiet"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("finished after 1/1 epochs"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("finished after 1/1 epochs"),
+        "{}",
+        stdout(&o)
+    );
     let csv = tmp.path().join("runs/tiny/metrics.csv");
     let before = std::fs::read(&csv).unwrap();
     // the same command again refuses to overwrite, and says how to continue
@@ -70,9 +99,24 @@ fn train_resume_and_refusal() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read(&csv).unwrap(), before);
     // --set continues a longer run
-    let o = deepres(&["train", "--config", "tiny.yaml", "--set", "train.epochs=2", "--set", "name=tiny2", "-q"], tmp.path());
+    let o = deepres(
+        &[
+            "train",
+            "--config",
+            "tiny.yaml",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "name=tiny2",
+            "-q",
+        ],
+        tmp.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = deepres(&["compare", "runs/tiny", "runs/tiny2", "--out", "cmp.csv"], tmp.path());
+    let o = deepres(
+        &["compare", "runs/tiny", "runs/tiny2", "--out", "cmp.csv"],
+        tmp.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("| epoch |"));
     let cmp = std::fs::read_to_string(tmp.path().join("cmp.csv")).unwrap();
@@ -82,15 +126,28 @@ fn train_resume_and_refusal() {
 #[test]
 fn bad_config_gets_one_line_naming_file_and_key() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("bad.yaml"), "model:\n  depth: 20\n  normalization: bn\n").unwrap();
+    std::fs::write(
+        tmp.path().join("bad.yaml"),
+        "model:\n  depth: 20\n  normalization: bn\n",
+    )
+    .unwrap();
     let e = assert_one_line_error(&deepres(&["train", "--config", "bad.yaml"], tmp.path()));
-    assert!(e.contains("bad.yaml") && e.contains("normalization") && e.contains("norm"), "{e}");
+    assert!(
+        e.contains("bad.yaml") && e.contains("normalization") && e.contains("norm"),
+        "{e}"
+    );
     let e = assert_one_line_error(&deepres(&["train", "--config", "missing.yaml"], tmp.path()));
     assert!(e.contains("missing.yaml"), "{e}");
     std::fs::write(tmp.path().join("tiny.yaml"), TINY).unwrap();
-    let e = assert_one_line_error(&deepres(&["train", "--config", "tiny.yaml", "--set", "model.depth=100"], tmp.path()));
+    let e = assert_one_line_error(&deepres(
+        &["train", "--config", "tiny.yaml", "--set", "model.depth=100"],
+        tmp.path(),
+    ));
     assert!(e.contains("model.depth") && e.contains("6n+2"), "{e}");
-    assert!(!tmp.path().join("runs").exists(), "bad input writes nothing");
+    assert!(
+        !tmp.path().join("runs").exists(),
+        "bad input writes nothing"
+    );
 }
 
 #[test]
@@ -101,15 +158,31 @@ fn cuda_asked_for_and_absent_is_an_error() {
     }
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("tiny.yaml"), TINY).unwrap();
-    let e = assert_one_line_error(&deepres(&["train", "--config", "tiny.yaml", "--device", "cuda"], tmp.path()));
-    assert!(e.contains("CUDA is not available") && e.contains("--device cpu"), "{e}");
+    let e = assert_one_line_error(&deepres(
+        &["train", "--config", "tiny.yaml", "--device", "cuda"],
+        tmp.path(),
+    ));
+    assert!(
+        e.contains("CUDA is not available") && e.contains("--device cpu"),
+        "{e}"
+    );
     assert!(!tmp.path().join("runs/tiny").exists(), "nothing written");
 }
 
 #[test]
 fn missing_dataset_is_one_clear_line() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("c10.yaml"), TINY.replace("name: synthetic, synthetic_train: 256, synthetic_test: 128", "name: cifar10, root: nodata")).unwrap();
+    std::fs::write(
+        tmp.path().join("c10.yaml"),
+        TINY.replace(
+            "name: synthetic, synthetic_train: 256, synthetic_test: 128",
+            "name: cifar10, root: nodata",
+        ),
+    )
+    .unwrap();
     let e = assert_one_line_error(&deepres(&["train", "--config", "c10.yaml"], tmp.path()));
-    assert!(e.contains("nodata/cifar-10-batches-bin") && e.contains("deepres data fetch cifar10"), "{e}");
+    assert!(
+        e.contains("nodata/cifar-10-batches-bin") && e.contains("deepres data fetch cifar10"),
+        "{e}"
+    );
 }

@@ -27,8 +27,18 @@ fn defaults_are_the_tau_papers_recipe() {
 
 #[test]
 fn yaml_and_dotted_overrides() {
-    let yaml = "name: x\nmodel:\n  depth: 56\n  norm: none\n  tau: {rule: inv_sqrt, learnable: shared}\n";
-    let c = RunConfig::from_yaml_str(yaml, "x", &["model.depth=110".into(), "train.optimizer.lr=0.05".into(), "train.schedule.milestones=[2, 4]".into()]).unwrap();
+    let yaml =
+        "name: x\nmodel:\n  depth: 56\n  norm: none\n  tau: {rule: inv_sqrt, learnable: shared}\n";
+    let c = RunConfig::from_yaml_str(
+        yaml,
+        "x",
+        &[
+            "model.depth=110".into(),
+            "train.optimizer.lr=0.05".into(),
+            "train.schedule.milestones=[2, 4]".into(),
+        ],
+    )
+    .unwrap();
     assert_eq!(c.model.depth, 110);
     assert_eq!(c.model.norm, Norm::None);
     assert_eq!(c.model.tau.rule, TauRule::InvSqrt);
@@ -44,7 +54,10 @@ fn yaml_and_dotted_overrides() {
 fn unknown_key_names_file_key_and_accepted_keys() {
     let m = err("model:\n  depht: 20\n", &[]);
     assert!(m.starts_with("exp.yaml: "), "{m}");
-    assert!(m.contains("model") && m.contains("depht") && m.contains("depth"), "{m}");
+    assert!(
+        m.contains("model") && m.contains("depht") && m.contains("depth"),
+        "{m}"
+    );
     let m = err("", &["train.optimzer.lr=0.1"]);
     assert!(m.contains("optimzer") && m.contains("optimizer"), "{m}");
 }
@@ -54,9 +67,15 @@ fn wrong_type_and_unknown_values() {
     let m = err("model:\n  depth: deep\n", &[]);
     assert!(m.contains("model.depth"), "{m}");
     let m = err("model:\n  tau: {rule: sqrt}\n", &[]);
-    assert!(m.contains("model.tau.rule") && m.contains("inv_sqrt"), "{m}");
+    assert!(
+        m.contains("model.tau.rule") && m.contains("inv_sqrt"),
+        "{m}"
+    );
     let m = err("data: {name: imagenet}\n", &[]);
-    assert!(m.contains("data.name") && m.contains("cifar10") && m.contains("fashion-mnist"), "{m}");
+    assert!(
+        m.contains("data.name") && m.contains("cifar10") && m.contains("fashion-mnist"),
+        "{m}"
+    );
     let m = err("model: {norm: layer}\n", &[]);
     assert!(m.contains("model.norm") && m.contains("bn"), "{m}");
 }
@@ -64,10 +83,16 @@ fn wrong_type_and_unknown_values() {
 #[test]
 fn invalid_values() {
     let m = err("model: {depth: 21}\n", &[]);
-    assert!(m.contains("model.depth") && m.contains("6n+2") && m.contains("20"), "{m}");
+    assert!(
+        m.contains("model.depth") && m.contains("6n+2") && m.contains("20"),
+        "{m}"
+    );
     for lr in ["0", "-0.1", ".nan"] {
         let m = err("", &[&format!("train.optimizer.lr={lr}")]);
-        assert!(m.contains("train.optimizer.lr") && m.contains("positive"), "{m}");
+        assert!(
+            m.contains("train.optimizer.lr") && m.contains("positive"),
+            "{m}"
+        );
     }
     let m = err("", &["device=tpu"]);
     assert!(m.contains("device") && m.contains("cuda:N"), "{m}");

@@ -13,13 +13,23 @@ fn build(cfg: &ModelConfig, classes: i64) -> (VarStore, ResNet) {
 }
 
 fn cfg(depth: i64, norm: Norm, shortcut: Shortcut) -> ModelConfig {
-    ModelConfig { depth, norm, shortcut, ..ModelConfig::default() }
+    ModelConfig {
+        depth,
+        norm,
+        shortcut,
+        ..ModelConfig::default()
+    }
 }
 
 #[test]
 fn parameter_counts_match_the_reference_resnets() {
     // He et al.'s CIFAR-10 ResNets with option-A shortcuts and BN (SPEC §4).
-    for (depth, expected) in [(20, 269_722), (56, 853_018), (110, 1_727_962), (1202, 19_421_274)] {
+    for (depth, expected) in [
+        (20, 269_722),
+        (56, 853_018),
+        (110, 1_727_962),
+        (1202, 19_421_274),
+    ] {
         let (vs, net) = build(&cfg(depth, Norm::Bn, Shortcut::A), 10);
         assert_eq!(trainable_parameters(&vs), expected, "ResNet-{depth}");
         assert_eq!(net.num_blocks, 3 * (depth - 2) / 6);
@@ -34,14 +44,21 @@ fn shortcut_and_norm_variants_add_the_expected_parameters() {
     assert_eq!(trainable_parameters(&vs), base + 2 * 16 + 2 * 32);
     // b: 1×1 convs 16→32 and 32→64 with BN on their outputs.
     let (vs, _) = build(&cfg(20, Norm::Bn, Shortcut::B), 10);
-    assert_eq!(trainable_parameters(&vs), base + 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64);
+    assert_eq!(
+        trainable_parameters(&vs),
+        base + 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
+    );
     // no BN: all BN parameters (2 × channels per BN) go, 4 scalar biases per block come.
     let bn_params = 2 * 16 + 9 * 2 * (2 * 16) / 3 + 3 * 2 * (2 * 32) + 3 * 2 * (2 * 64);
     let (vs, _) = build(&cfg(20, Norm::None, Shortcut::A), 10);
     assert_eq!(trainable_parameters(&vs), base - bn_params + 9 * 4);
     // a shared learnable τ adds one scalar, ReZero one per block.
     let mut c = cfg(20, Norm::None, Shortcut::A);
-    c.tau = TauConfig { rule: TauRule::InvSqrt, learnable: TauLearnable::Shared, ..TauConfig::default() };
+    c.tau = TauConfig {
+        rule: TauRule::InvSqrt,
+        learnable: TauLearnable::Shared,
+        ..TauConfig::default()
+    };
     let (vs, net) = build(&c, 10);
     assert_eq!(trainable_parameters(&vs), base - bn_params + 9 * 4 + 1);
     assert!((net.tau_value() - 1.0 / 3.0).abs() < 1e-6, "τ₀ = 1/√9");
@@ -58,13 +75,27 @@ fn depth_must_be_6n_plus_2() {
     }
     for d in [0, 2, 19, 21, 52, 100] {
         let e = blocks_per_stage(d).unwrap_err().to_string();
-        assert!(e.contains(&format!("depth {d}")) && e.contains("6n+2"), "{e}");
+        assert!(
+            e.contains(&format!("depth {d}")) && e.contains("6n+2"),
+            "{e}"
+        );
     }
 }
 
 #[test]
 fn tau_rules() {
-    let t = |rule, c, beta, value| initial_tau(&TauConfig { rule, c, beta, value, learnable: TauLearnable::None }, 54);
+    let t = |rule, c, beta, value| {
+        initial_tau(
+            &TauConfig {
+                rule,
+                c,
+                beta,
+                value,
+                learnable: TauLearnable::None,
+            },
+            54,
+        )
+    };
     assert_eq!(t(TauRule::One, 1.0, 0.5, 1.0), 1.0);
     assert!((t(TauRule::InvSqrt, 1.0, 0.5, 1.0) - 1.0 / 54f64.sqrt()).abs() < 1e-12);
     assert!((t(TauRule::InvSqrt, 0.5, 0.5, 1.0) - 0.5 / 54f64.sqrt()).abs() < 1e-12);
@@ -79,7 +110,11 @@ fn tau_rules() {
 fn tau_zero_blocks_are_their_skip_path() {
     for norm in [Norm::Bn, Norm::None] {
         let mut c = cfg(20, norm, Shortcut::A);
-        c.tau = TauConfig { rule: TauRule::Fixed, value: 0.0, ..TauConfig::default() };
+        c.tau = TauConfig {
+            rule: TauRule::Fixed,
+            value: 0.0,
+            ..TauConfig::default()
+        };
         let (_vs, net) = build(&c, 10);
         let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
         let h0 = net.stem_t(&x, false);
@@ -87,12 +122,20 @@ fn tau_zero_blocks_are_their_skip_path() {
         let sub = |t: &Tensor| t.slice(2, 0, None, 2).slice(3, 0, None, 2);
         let expected = sub(&sub(&h0)).constant_pad_nd([0, 0, 0, 0, 0, 48]);
         assert_eq!(hl.size(), vec![4, 64, 8, 8]);
-        assert!(hl.allclose(&expected, 0.0, 0.0, false), "{norm:?}: τ = 0 must leave only the skip path");
+        assert!(
+            hl.allclose(&expected, 0.0, 0.0, false),
+            "{norm:?}: τ = 0 must leave only the skip path"
+        );
         // and τ ≠ 0 changes it
         c.tau.value = 0.5;
         let (_vs, net) = build(&c, 10);
         let h0 = net.stem_t(&x, false);
-        assert!(!net.blocks_t(&h0, false).allclose(&sub(&sub(&h0)).constant_pad_nd([0, 0, 0, 0, 0, 48]), 1e-3, 1e-3, false));
+        assert!(!net.blocks_t(&h0, false).allclose(
+            &sub(&sub(&h0)).constant_pad_nd([0, 0, 0, 0, 0, 48]),
+            1e-3,
+            1e-3,
+            false
+        ));
     }
 }
 
@@ -103,7 +146,9 @@ fn initialization_follows_the_paper() {
     // conv Kaiming normal fan-out: std √(2/(9·out)); pool all stage-3 conv weights (64 channels).
     let w: Vec<Tensor> = vars
         .iter()
-        .filter(|(n, t)| n.ends_with("weight") && n.contains("conv") && t.size()[0] == 64 && t.size()[1] == 64)
+        .filter(|(n, t)| {
+            n.ends_with("weight") && n.contains("conv") && t.size()[0] == 64 && t.size()[1] == 64
+        })
         .map(|(_, t)| t.flatten(0, -1))
         .collect();
     let w = Tensor::cat(&w, 0);
@@ -148,12 +193,24 @@ fn fixup_init_zeroes_the_second_conv_and_the_classifier() {
         .collect();
     let std = Tensor::cat(&w, 0).std(true).double_value(&[]);
     let want = (2.0f64 / (9.0 * 64.0)).sqrt() / l.sqrt();
-    assert!((std / want - 1.0).abs() < 0.02, "fixup conv1 std {std} vs {want}");
+    assert!(
+        (std / want - 1.0).abs() < 0.02,
+        "fixup conv1 std {std} vs {want}"
+    );
     // Fixup's scalars: 4 biases and a multiplier (initialized to 1) per block, 2 outer biases
     assert!(vars.contains_key("stem_bias") && vars.contains_key("head_bias"));
-    let scales: Vec<f64> = vars.iter().filter(|(n, _)| n.ends_with(".scale")).map(|(_, t)| t.double_value(&[0])).collect();
+    let scales: Vec<f64> = vars
+        .iter()
+        .filter(|(n, _)| n.ends_with(".scale"))
+        .map(|(_, t)| t.double_value(&[0]))
+        .collect();
     assert_eq!(scales, vec![1.0; 27]);
-    assert_eq!(vars.iter().filter(|(n, _)| n.contains(".bias1") || n.contains(".bias2")).count(), 4 * 27);
+    assert_eq!(
+        vars.iter()
+            .filter(|(n, _)| n.contains(".bias1") || n.contains(".bias2"))
+            .count(),
+        4 * 27
+    );
     // a Fixup net's output at init is the classifier bias: zero
     let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
     assert_eq!(net.forward_t(&x, false).abs().max().double_value(&[]), 0.0);
@@ -164,10 +221,16 @@ fn one_channel_inputs_and_forward_shapes() {
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
     let net = ResNet::new(&vs.root(), &cfg(8, Norm::Bn, Shortcut::A), 1, 10).unwrap();
-    let y = net.forward_t(&Tensor::randn([5, 1, 28, 28], (Kind::Float, Device::Cpu)), true);
+    let y = net.forward_t(
+        &Tensor::randn([5, 1, 28, 28], (Kind::Float, Device::Cpu)),
+        true,
+    );
     assert_eq!(y.size(), vec![5, 10]);
     let vs = VarStore::new(Device::Cpu);
     let net = ResNet::new(&vs.root(), &cfg(8, Norm::None, Shortcut::A), 3, 100).unwrap();
-    let y = net.forward_t(&Tensor::randn([5, 3, 32, 32], (Kind::Float, Device::Cpu)), true);
+    let y = net.forward_t(
+        &Tensor::randn([5, 3, 32, 32], (Kind::Float, Device::Cpu)),
+        true,
+    );
     assert_eq!(y.size(), vec![5, 100]);
 }

@@ -1,8 +1,8 @@
 //! The stability probe on small depths: without BN, τ = 1 grows exponentially with L while
 //! τ = 1/√L stays of order 1 and τ = 1/L tends to a constant (SPEC §1.1).
 use deepres::config::Norm;
-use deepres::probe::{self, fit, ProbeData, ProbeModel, ProbeRow, ProbeSpec};
 use deepres::data::DatasetName;
+use deepres::probe::{self, fit, ProbeData, ProbeModel, ProbeRow, ProbeSpec};
 use std::sync::Mutex;
 
 static TORCH_RNG: Mutex<()> = Mutex::new(());
@@ -11,7 +11,10 @@ fn spec(model: ProbeModel, depths: Vec<i64>, norms: Vec<Norm>) -> ProbeSpec {
     ProbeSpec {
         model,
         depths,
-        taus: "one,inv_sqrt,inv".split(',').map(|s| s.parse().unwrap()).collect(),
+        taus: "one,inv_sqrt,inv"
+            .split(',')
+            .map(|s| s.parse().unwrap())
+            .collect(),
         norms,
         seeds: vec![0, 1],
         batch: 16,
@@ -37,26 +40,58 @@ fn resnet_without_bn_tau_one_explodes_and_inv_sqrt_stays_bounded() {
     let _g = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("probe.csv");
-    let rows = probe::run(&spec(ProbeModel::Resnet, vec![8, 20, 56, 110], vec![Norm::None, Norm::Bn]), &csv, true).unwrap();
+    let rows = probe::run(
+        &spec(
+            ProbeModel::Resnet,
+            vec![8, 20, 56, 110],
+            vec![Norm::None, Norm::Bn],
+        ),
+        &csv,
+        true,
+    )
+    .unwrap();
     assert_eq!(rows.len(), 4 * 3 * 2 * 2);
     let one = series(&rows, Norm::None, "one");
     let sqrt = series(&rows, Norm::None, "inv_sqrt");
     let inv = series(&rows, Norm::None, "inv");
     eprintln!("one {one:?}\ninv_sqrt {sqrt:?}\ninv {inv:?}");
     // τ = 1: ratio multiplies by a constant per block: from L = 3 to 54 it grows by orders of magnitude
-    assert!(one[3].1 / one[0].1 > 1e3, "τ = 1 forward must explode: {one:?}");
-    assert!(one[3].2 / one[0].2 > 1e3, "τ = 1 backward must explode: {one:?}");
+    assert!(
+        one[3].1 / one[0].1 > 1e3,
+        "τ = 1 forward must explode: {one:?}"
+    );
+    assert!(
+        one[3].2 / one[0].2 > 1e3,
+        "τ = 1 backward must explode: {one:?}"
+    );
     // τ = 1/√L and 1/L: of order 1 at every depth
     for (l, f, b) in sqrt.iter().chain(inv.iter()) {
-        assert!(*f > 0.05 && *f < 20.0 && *b > 0.05 && *b < 20.0, "L={l}: forward {f} backward {b}");
+        assert!(
+            *f > 0.05 && *f < 20.0 && *b > 0.05 && *b < 20.0,
+            "L={l}: forward {f} backward {b}"
+        );
     }
     // the fitted table says so
     let fits = fit::fit_rows(&rows);
-    let get = |norm: &str, rule: &str| fits.iter().find(|f| f.norm == norm && f.tau_rule == rule).unwrap().clone();
+    let get = |norm: &str, rule: &str| {
+        fits.iter()
+            .find(|f| f.norm == norm && f.tau_rule == rule)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(get("none", "one").forward_fit.label(), "exponential");
     assert!(get("none", "inv_sqrt").forward_fit.power.abs() < 0.3);
     // a rerun resumes: nothing is measured twice
-    let again = probe::run(&spec(ProbeModel::Resnet, vec![8, 20, 56, 110], vec![Norm::None, Norm::Bn]), &csv, true).unwrap();
+    let again = probe::run(
+        &spec(
+            ProbeModel::Resnet,
+            vec![8, 20, 56, 110],
+            vec![Norm::None, Norm::Bn],
+        ),
+        &csv,
+        true,
+    )
+    .unwrap();
     assert_eq!(again.len(), rows.len());
 }
 
@@ -65,7 +100,12 @@ fn fc_resnet_threshold() {
     let _g = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("probe.csv");
-    let rows = probe::run(&spec(ProbeModel::Fc, vec![4, 16, 64, 256, 1024], vec![Norm::None]), &csv, true).unwrap();
+    let rows = probe::run(
+        &spec(ProbeModel::Fc, vec![4, 16, 64, 256, 1024], vec![Norm::None]),
+        &csv,
+        true,
+    )
+    .unwrap();
     let one = series(&rows, Norm::None, "one");
     let sqrt = series(&rows, Norm::None, "inv_sqrt");
     let inv = series(&rows, Norm::None, "inv");
@@ -77,16 +117,24 @@ fn fc_resnet_threshold() {
     for (l, f, _) in &sqrt {
         assert!(*f > 0.5 && *f < 10.0, "inv_sqrt L={l}: {f}");
     }
-    assert!((inv[4].1 - inv[3].1).abs() < 0.05 * inv[3].1, "τ = 1/L tends to a constant: {inv:?}");
+    assert!(
+        (inv[4].1 - inv[3].1).abs() < 0.05 * inv[3].1,
+        "τ = 1/L tends to a constant: {inv:?}"
+    );
     // NaN/inf survive the CSV round trip
     let text = std::fs::read_to_string(&csv).unwrap();
-    assert!(text.starts_with("model,depth,blocks,norm,tau_rule,tau,seed,forward_ratio,backward_ratio"));
+    assert!(
+        text.starts_with("model,depth,blocks,norm,tau_rule,tau,seed,forward_ratio,backward_ratio")
+    );
 }
 
 #[test]
 fn tau_rule_parsing() {
     let t: probe::TauSpec = "power:0.45".parse().unwrap();
     assert_eq!(t.label, "power:0.45");
-    assert!(("nope".parse::<probe::TauSpec>()).unwrap_err().to_string().contains("power:β"));
+    assert!(("nope".parse::<probe::TauSpec>())
+        .unwrap_err()
+        .to_string()
+        .contains("power:β"));
     assert!(("power".parse::<probe::TauSpec>()).is_err());
 }

@@ -12,10 +12,24 @@ use std::path::{Path, PathBuf};
 
 const EPOCHS: i64 = 3;
 
-fn cell(sweep: &Path, index: usize, variant: &str, values: &[(&str, serde_yaml::Value)], seed: u64) -> Cell {
-    let vals: Vec<String> = values.iter().map(|(_, v)| deepres::report::sweep_report::value_label(v)).collect();
+fn cell(
+    sweep: &Path,
+    index: usize,
+    variant: &str,
+    values: &[(&str, serde_yaml::Value)],
+    seed: u64,
+) -> Cell {
+    let vals: Vec<String> = values
+        .iter()
+        .map(|(_, v)| deepres::report::sweep_report::value_label(v))
+        .collect();
     let name = format!("{variant}_{}_s{seed}", vals.join("_"));
-    let mut config = RunConfig { name: name.clone(), out_dir: sweep.to_path_buf(), seed, ..Default::default() };
+    let mut config = RunConfig {
+        name: name.clone(),
+        out_dir: sweep.to_path_buf(),
+        seed,
+        ..Default::default()
+    };
     config.train.epochs = EPOCHS;
     for (k, v) in values {
         if *k == "model.depth" {
@@ -26,7 +40,10 @@ fn cell(sweep: &Path, index: usize, variant: &str, values: &[(&str, serde_yaml::
         index,
         name,
         variant: Some(variant.to_string()),
-        values: values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        values: values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
         seed,
         config,
     }
@@ -67,7 +84,11 @@ fn write_run(c: &Cell, run: Run) {
     };
     let path = dir.join(metrics::FILE_NAME);
     for (i, e) in errs.iter().enumerate() {
-        metrics::append(&path, &row(i as i64 + 1, 2.0 / (i as f64 + 1.0), 1.0 - e / 100.0, "ok")).unwrap();
+        metrics::append(
+            &path,
+            &row(i as i64 + 1, 2.0 / (i as f64 + 1.0), 1.0 - e / 100.0, "ok"),
+        )
+        .unwrap();
     }
     let mut done = errs.len() as i64;
     if diverged {
@@ -82,7 +103,11 @@ fn write_run(c: &Cell, run: Run) {
         epochs: EPOCHS,
         best_test_acc: best,
         best_epoch: 1,
-        final_test_acc: if diverged { 0.1 } else { errs.last().map_or(f64::NAN, |e| 1.0 - e / 100.0) },
+        final_test_acc: if diverged {
+            0.1
+        } else {
+            errs.last().map_or(f64::NAN, |e| 1.0 - e / 100.0)
+        },
         final_train_loss: if diverged { f64::NAN } else { 1.0 },
         diverged_at_epoch: diverged.then_some(done),
         parameters: 1000,
@@ -90,18 +115,34 @@ fn write_run(c: &Cell, run: Run) {
         device: "cpu".into(),
         train_seconds: 3.0,
     };
-    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).unwrap(),
+    )
+    .unwrap();
 }
 
 /// The cells of the Markdown line whose first cell is `first`.
 fn md_row(md: &str, first: &str) -> Vec<String> {
     md.lines()
-        .map(|l| l.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect::<Vec<_>>())
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect::<Vec<_>>()
+        })
         .find(|cells| cells.first().map(String::as_str) == Some(first))
         .unwrap_or_else(|| panic!("no row {first:?} in\n{md}"))
 }
 
-fn ctx(dir: &Path, name: &str, spec: ReportSpec, keys: &[&str], variants: &[&str]) -> ReportContext {
+fn ctx(
+    dir: &Path,
+    name: &str,
+    spec: ReportSpec,
+    keys: &[&str],
+    variants: &[&str],
+) -> ReportContext {
     ReportContext {
         name: name.into(),
         dir: dir.to_path_buf(),
@@ -135,7 +176,10 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
         }
     }
     let find = |v: &str, d: i64, s: u64| {
-        cells.iter().find(|c| c.variant.as_deref() == Some(v) && c.config.model.depth == d && c.seed == s).unwrap()
+        cells
+            .iter()
+            .find(|c| c.variant.as_deref() == Some(v) && c.config.model.depth == d && c.seed == s)
+            .unwrap()
     };
     // Depth 20: everything finished. bn best 8.25, 8.75 (mean 8.50); final 8.40, 9.10.
     write_run(find("bn", 20, 0), Run::Finished(&[12.0, 8.25, 8.40]));
@@ -158,7 +202,11 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
         rows: Some("model.depth".into()),
         published: Some("zhang2022-table1".into()),
     };
-    let md = render_with(&ctx(&sweep, "z1", spec, &["model.depth"], &["bn", "bn-tau"]), &cells).unwrap();
+    let md = render_with(
+        &ctx(&sweep, "z1", spec, &["model.depth"], &["bn", "bn-tau"]),
+        &cells,
+    )
+    .unwrap();
     println!("{md}");
 
     let header = md_row(&md, "model.depth");
@@ -192,7 +240,10 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
             "-0.09"
         ]
     );
-    assert_eq!(md_row(&md, "32"), ["32", "missing", "missing", "7.39", "–", "missing", "missing", "7.16", "–"]);
+    assert_eq!(
+        md_row(&md, "32"),
+        ["32", "missing", "missing", "7.39", "–", "missing", "missing", "7.16", "–"]
+    );
     assert_eq!(
         md_row(&md, "56"),
         [
@@ -225,11 +276,18 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
 
     // Files: Markdown, CSV (parseable, numbers), plot.
     let report = sweep.join("report");
-    for f in plot_files("z1").iter().chain(&["z1.md".to_string(), "z1.csv".to_string()]) {
+    for f in plot_files("z1")
+        .iter()
+        .chain(&["z1.md".to_string(), "z1.csv".to_string()])
+    {
         assert!(report.join(f).is_file(), "{f} missing");
     }
     assert_eq!(
-        std::fs::read_to_string(report.join("z1.md")).unwrap().lines().next().unwrap(),
+        std::fs::read_to_string(report.join("z1.md"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
         "**Table Z1: test error (%)**"
     );
     keep(&report.join("z1.png"));
@@ -253,7 +311,12 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
     );
     let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 8);
-    let get = |d: &str, v: &str| rows.iter().find(|r| &r[0] == d && &r[1] == v).unwrap().clone();
+    let get = |d: &str, v: &str| {
+        rows.iter()
+            .find(|r| &r[0] == d && &r[1] == v)
+            .unwrap()
+            .clone()
+    };
     let bn20 = get("20", "bn");
     assert!((bn20[4].parse::<f64>().unwrap() - 8.5).abs() < 1e-9);
     assert!((bn20[5].parse::<f64>().unwrap() - sd2(8.25, 8.75)).abs() < 1e-4);
@@ -261,7 +324,10 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
     assert_eq!(bn20[9].parse::<f64>().unwrap(), 8.08);
     assert!((bn20[10].parse::<f64>().unwrap() - 0.42).abs() < 1e-9);
     let bn56 = get("56", "bn");
-    assert_eq!((&bn56[3], &bn56[4], &bn56[8]), ("0", "", "diverged at epoch 2 (2/2 seeds)"));
+    assert_eq!(
+        (&bn56[3], &bn56[4], &bn56[8]),
+        ("0", "", "diverged at epoch 2 (2/2 seeds)")
+    );
     assert_eq!(&get("32", "bn-tau")[8], "missing");
 }
 
@@ -274,7 +340,10 @@ fn one_table_per_other_key_and_single_seed_values() {
         for data in ["cifar10", "cifar100"] {
             for d in [20, 1202] {
                 let i = cells.len();
-                let vals = [("data.name", serde_yaml::Value::from(data)), ("model.depth", depth(d))];
+                let vals = [
+                    ("data.name", serde_yaml::Value::from(data)),
+                    ("model.depth", depth(d)),
+                ];
                 cells.push(cell(&sweep, i, v, &vals, 0));
             }
         }
@@ -292,21 +361,60 @@ fn one_table_per_other_key_and_single_seed_values() {
         rows: Some("model.depth".into()),
         published: None,
     };
-    let md =
-        render_with(&ctx(&sweep, "z2", spec, &["data.name", "model.depth"], &["tau1", "tau-sqrt"]), &cells).unwrap();
+    let md = render_with(
+        &ctx(
+            &sweep,
+            "z2",
+            spec,
+            &["data.name", "model.depth"],
+            &["tau1", "tau-sqrt"],
+        ),
+        &cells,
+    )
+    .unwrap();
     println!("{md}");
-    assert!(md.contains("**Table Z2 (data.name = cifar10)**") && md.contains("**Table Z2 (data.name = cifar100)**"));
+    assert!(
+        md.contains("**Table Z2 (data.name = cifar10)**")
+            && md.contains("**Table Z2 (data.name = cifar100)**")
+    );
     assert_eq!(md_row(&md, "model.depth").len(), 5, "no published columns");
-    assert_eq!(md_row(&md, "20"), ["20", "diverged at epoch 1", "diverged at epoch 1", "10.00", "10.50"]);
-    assert_eq!(md_row(&md, "1202"), ["1202", "diverged at epoch 1", "diverged at epoch 1", "missing", "missing"]);
+    assert_eq!(
+        md_row(&md, "20"),
+        [
+            "20",
+            "diverged at epoch 1",
+            "diverged at epoch 1",
+            "10.00",
+            "10.50"
+        ]
+    );
+    assert_eq!(
+        md_row(&md, "1202"),
+        [
+            "1202",
+            "diverged at epoch 1",
+            "diverged at epoch 1",
+            "missing",
+            "missing"
+        ]
+    );
     let report = sweep.join("report");
-    for f in ["z2-cifar10.md", "z2-cifar10.csv", "z2-cifar100.md", "z2-cifar100.csv", "z2-cifar10.svg"] {
+    for f in [
+        "z2-cifar10.md",
+        "z2-cifar10.csv",
+        "z2-cifar100.md",
+        "z2-cifar100.csv",
+        "z2-cifar10.svg",
+    ] {
         assert!(report.join(f).is_file(), "{f} missing");
     }
     keep(&report.join("z2-cifar10.png"));
     // 1202/20 > 10: the plot's x axis is logarithmic; with one finished point it still draws.
     let csv = std::fs::read_to_string(report.join("z2-cifar100.csv")).unwrap();
-    assert!(csv.starts_with("model.depth,variant,data.name,seeds,"), "{csv}");
+    assert!(
+        csv.starts_with("model.depth,variant,data.name,seeds,"),
+        "{csv}"
+    );
 }
 
 #[test]
@@ -322,16 +430,37 @@ fn curves_write_two_panel_figures_and_the_long_csv() {
     write_run(&cells[1], Run::Finished(&[35.0, 25.0, 18.0]));
     write_run(&cells[2], Run::Diverged(&[80.0]));
     // cells[3] (fixup) never ran.
-    let spec = ReportSpec { kind: ReportKind::Curves, title: "Figure Z3".into(), rows: None, published: None };
-    let md = render_with(&ctx(&sweep, "z3", spec, &["model.depth"], &["bn", "nobn-tau", "nobn-tau1", "fixup"]), &cells)
-        .unwrap();
+    let spec = ReportSpec {
+        kind: ReportKind::Curves,
+        title: "Figure Z3".into(),
+        rows: None,
+        published: None,
+    };
+    let md = render_with(
+        &ctx(
+            &sweep,
+            "z3",
+            spec,
+            &["model.depth"],
+            &["bn", "nobn-tau", "nobn-tau1", "fixup"],
+        ),
+        &cells,
+    )
+    .unwrap();
     println!("{md}");
     let report = sweep.join("report");
-    for f in plot_files("z3").iter().chain(&["z3.csv".to_string(), "z3.md".to_string()]) {
+    for f in plot_files("z3")
+        .iter()
+        .chain(&["z3.csv".to_string(), "z3.md".to_string()])
+    {
         assert!(report.join(f).is_file(), "{f} missing");
     }
     let svg = std::fs::read_to_string(report.join("z3.svg")).unwrap();
-    assert!(svg.contains("Figure Z3 (model.depth = 110)") && svg.contains("train loss") && svg.contains("nobn-tau1"));
+    assert!(
+        svg.contains("Figure Z3 (model.depth = 110)")
+            && svg.contains("train loss")
+            && svg.contains("nobn-tau1")
+    );
     if plot::font_path().is_some() {
         let png = std::fs::read(report.join("z3.png")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -341,7 +470,17 @@ fn curves_write_two_panel_figures_and_the_long_csv() {
 
     let mut r = csv::Reader::from_path(report.join("z3.csv")).unwrap();
     let headers: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    assert_eq!(headers, ["epoch", "variant", "model.depth", "seed", "train_loss", "test_error"]);
+    assert_eq!(
+        headers,
+        [
+            "epoch",
+            "variant",
+            "model.depth",
+            "seed",
+            "train_loss",
+            "test_error"
+        ]
+    );
     let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 3 + 3 + 2);
     let last_bn = rows.iter().rfind(|r| &r[1] == "bn").unwrap();
@@ -350,7 +489,10 @@ fn curves_write_two_panel_figures_and_the_long_csv() {
     let diverged = rows.iter().rfind(|r| &r[1] == "nobn-tau1").unwrap();
     assert!(diverged[4].parse::<f64>().unwrap().is_nan());
 
-    assert_eq!(md_row(&md, "bn")[3..], ["0.6667", "15.00", "15.00", "finished"]);
+    assert_eq!(
+        md_row(&md, "bn")[3..],
+        ["0.6667", "15.00", "15.00", "finished"]
+    );
     assert_eq!(md_row(&md, "nobn-tau1")[6], "diverged at epoch 2");
     assert_eq!(md_row(&md, "fixup")[6], "missing");
 }
@@ -368,7 +510,13 @@ fn run_records_tolerate_missing_and_torn_files() {
     text += "3,0.1,0.5";
     std::fs::write(c.dir().join("metrics.csv"), text).unwrap();
     let rec = RunRecord::load(&c.dir());
-    assert_eq!(rec.state(), RunState::Running { epochs_done: 2, epochs: EPOCHS });
+    assert_eq!(
+        rec.state(),
+        RunState::Running {
+            epochs_done: 2,
+            epochs: EPOCHS
+        }
+    );
     assert!((rec.best_test_error().unwrap() - 30.0).abs() < 1e-9);
     assert_eq!(rec.problems.len(), 1, "{:?}", rec.problems);
 }
@@ -376,7 +524,13 @@ fn run_records_tolerate_missing_and_torn_files() {
 #[test]
 fn published_numbers_are_spec_s_numbers() {
     let k = "zhang2022-table1";
-    let want = [(20, 8.08, 7.89), (32, 7.39, 7.16), (56, 6.73, 6.18), (110, 6.61, 5.83), (1202, 6.93, 5.01)];
+    let want = [
+        (20, 8.08, 7.89),
+        (32, 7.39, 7.16),
+        (56, 6.73, 6.18),
+        (110, 6.61, 5.83),
+        (1202, 6.93, 5.01),
+    ];
     for (d, bn, tau) in want {
         assert_eq!(published::lookup(k, "bn", &d.to_string()), Some(bn));
         assert_eq!(published::lookup(k, "bn-tau", &d.to_string()), Some(tau));
@@ -394,14 +548,24 @@ fn markdown_table_is_aligned_and_csv_round_trips() {
     t.push(vec!["yy, z".into(), "Δ".into()]);
     let md = t.to_markdown();
     let widths: Vec<usize> = md.lines().skip(2).map(|l| l.chars().count()).collect();
-    assert!(widths.len() == 4 && widths.iter().all(|&w| w == widths[0]), "{md}");
+    assert!(
+        widths.len() == 4 && widths.iter().all(|&w| w == widths[0]),
+        "{md}"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("t.csv");
     t.write_csv(&p).unwrap();
     let mut r = csv::Reader::from_path(&p).unwrap();
-    let rows: Vec<Vec<String>> = r.records().map(|r| r.unwrap().iter().map(String::from).collect()).collect();
+    let rows: Vec<Vec<String>> = r
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
     assert_eq!(rows, t.rows);
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "no temporary file left");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
 }
 
 /// The files a plot with stem `stem` writes: the PNG only where a font was found.
@@ -414,15 +578,30 @@ fn plot_files(stem: &str) -> Vec<String> {
 }
 
 fn files(paths: &[PathBuf]) -> Vec<String> {
-    paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
+    paths
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[test]
 fn line_plot_skips_nan_and_inf() {
     let tmp = tempfile::tempdir().unwrap();
     let series = vec![
-        Series::new("overflows", vec![(1.0, 1.0), (2.0, 10.0), (3.0, 1e30), (4.0, f64::INFINITY), (5.0, f64::NAN)]),
-        Series::new("gap", vec![(1.0, 2.0), (2.0, f64::NAN), (3.0, 3.0), (4.0, 2.5)]),
+        Series::new(
+            "overflows",
+            vec![
+                (1.0, 1.0),
+                (2.0, 10.0),
+                (3.0, 1e30),
+                (4.0, f64::INFINITY),
+                (5.0, f64::NAN),
+            ],
+        ),
+        Series::new(
+            "gap",
+            vec![(1.0, 2.0), (2.0, f64::NAN), (3.0, 3.0), (4.0, 2.5)],
+        ),
         Series::new("all nan", vec![(1.0, f64::NAN)]),
         Series::new("empty", vec![]),
     ];
@@ -432,7 +611,12 @@ fn line_plot_skips_nan_and_inf() {
     keep(written.last().unwrap());
     // Nothing drawable at all still gives a figure.
     let nothing = [Series::new("nothing", vec![(f64::NAN, f64::NAN)])];
-    plot::line_plot(&tmp.path().join("nothing"), &spec.clone().log_y(true), &nothing).unwrap();
+    plot::line_plot(
+        &tmp.path().join("nothing"),
+        &spec.clone().log_y(true),
+        &nothing,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -441,23 +625,50 @@ fn log_axes_and_panels() {
     let depths = [9.0, 27.0, 54.0, 100.0, 600.0, 1000.0];
     let series: Vec<Series> = [0.25, 0.5, 1.0]
         .iter()
-        .map(|&b: &f64| Series::new(format!("β = {b}"), depths.iter().map(|&l: &f64| (l, l.powf(1.0 - b))).collect()))
-        .chain([Series::new("with zero", vec![(0.0, 1.0), (10.0, 0.0), (100.0, 5.0)])])
+        .map(|&b: &f64| {
+            Series::new(
+                format!("β = {b}"),
+                depths.iter().map(|&l: &f64| (l, l.powf(1.0 - b))).collect(),
+            )
+        })
+        .chain([Series::new(
+            "with zero",
+            vec![(0.0, 1.0), (10.0, 0.0), (100.0, 5.0)],
+        )])
         .collect();
-    let spec = PlotSpec::new("log-log", "L", "ratio").log_x(true).log_y(true).markers(true);
-    let svg = plot::svg_string(None, &[Panel { spec: spec.clone(), series: series.clone() }]).unwrap();
+    let spec = PlotSpec::new("log-log", "L", "ratio")
+        .log_x(true)
+        .log_y(true)
+        .markers(true);
+    let svg = plot::svg_string(
+        None,
+        &[Panel {
+            spec: spec.clone(),
+            series: series.clone(),
+        }],
+    )
+    .unwrap();
     assert!(svg.contains("\nlog-log\n") && svg.contains("β = 0.25"));
     plot::line_plot(&tmp.path().join("loglog"), &spec, &series).unwrap();
     let panels = [
-        Panel { spec: spec.clone().legend(Legend::LowerRight), series: series.clone() },
-        Panel { spec: PlotSpec::new("linear", "L", "ratio").log_x(true), series },
+        Panel {
+            spec: spec.clone().legend(Legend::LowerRight),
+            series: series.clone(),
+        },
+        Panel {
+            spec: PlotSpec::new("linear", "L", "ratio").log_x(true),
+            series,
+        },
     ];
     let written = plot::multi_panel(&tmp.path().join("panels"), "two panels", &panels).unwrap();
     assert_eq!(files(&written), plot_files("panels"));
     if plot::font_path().is_some() {
         let png = std::fs::read(&written[1]).unwrap();
         // PNG width (big-endian u32 at offset 16): two panels side by side.
-        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 2 * plot::PANEL_SIZE.0);
+        assert_eq!(
+            u32::from_be_bytes(png[16..20].try_into().unwrap()),
+            2 * plot::PANEL_SIZE.0
+        );
     }
     keep(&tmp.path().join("loglog.png"));
     keep(written.last().unwrap());
@@ -481,6 +692,9 @@ fn the_tau_paper_grids_report_before_any_run() {
         let md = deepres::report::render(&grid, &cells).unwrap();
         println!("{md}");
         assert!(md.contains("missing"), "{file}: {md}");
-        assert!(grid.dir.join("report").read_dir().unwrap().count() > 0, "{file}: nothing written");
+        assert!(
+            grid.dir.join("report").read_dir().unwrap().count() > 0,
+            "{file}: nothing written"
+        );
     }
 }

@@ -44,7 +44,11 @@ fn err_of(r: anyhow::Result<Grid>) -> String {
 }
 
 fn csv_epochs(dir: &Path) -> Vec<i64> {
-    metrics::read(&dir.join("metrics.csv")).unwrap().iter().map(|r| r.epoch).collect()
+    metrics::read(&dir.join("metrics.csv"))
+        .unwrap()
+        .iter()
+        .map(|r| r.epoch)
+        .collect()
 }
 
 #[test]
@@ -73,7 +77,10 @@ report: {kind: table, title: T, rows: model.depth, published: zhang2022-table1}
     assert_eq!(g.dir, tmp.path().join("runs/zt"));
     assert_eq!(g.keys, ["model.depth", "train.optimizer.lr", "data.name"]);
     assert_eq!(g.variants, ["bn", "bn-tau"]);
-    assert_eq!(g.report.as_ref().unwrap().rows.as_deref(), Some("model.depth"));
+    assert_eq!(
+        g.report.as_ref().unwrap().rows.as_deref(),
+        Some("model.depth")
+    );
     let cells = g.cells().unwrap();
     assert_eq!(cells.len(), 2 * 2 * 2 * 2 * 2);
     let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
@@ -94,7 +101,11 @@ report: {kind: table, title: T, rows: model.depth, published: zhang2022-table1}
         assert_eq!(c.config.name, c.name);
         assert_eq!(c.config.seed, c.seed);
         assert_eq!(c.dir(), g.dir.join(&c.name));
-        assert_eq!(c.config.model.shortcut, deepres::config::Shortcut::ABn, "base kept under merged keys");
+        assert_eq!(
+            c.config.model.shortcut,
+            deepres::config::Shortcut::ABn,
+            "base kept under merged keys"
+        );
     }
     let last = &cells[31];
     assert_eq!(last.variant.as_deref(), Some("bn-tau"));
@@ -105,9 +116,18 @@ report: {kind: table, title: T, rows: model.depth, published: zhang2022-table1}
     assert_eq!(last.values[2].1, serde_yaml::Value::from("fashion-mnist"));
     assert_eq!(last.config.model.depth, 14);
     assert_eq!(last.config.train.optimizer.lr, 0.05);
-    assert_eq!(last.config.data.name, deepres::data::DatasetName::FashionMnist);
-    assert_eq!(last.config.model.tau.rule, deepres::config::TauRule::InvSqrt);
-    assert_eq!(cells[0].config.model.tau.rule, deepres::config::TauRule::One);
+    assert_eq!(
+        last.config.data.name,
+        deepres::data::DatasetName::FashionMnist
+    );
+    assert_eq!(
+        last.config.model.tau.rule,
+        deepres::config::TauRule::InvSqrt
+    );
+    assert_eq!(
+        cells[0].config.model.tau.rule,
+        deepres::config::TauRule::One
+    );
     assert_eq!(g.cell(31).unwrap().name, last.name);
     assert!(format!("{:#}", g.cell(32).unwrap_err()).contains("32 cells"));
 
@@ -121,7 +141,10 @@ grid:
 ",
     );
     let err = err_of(Grid::load(&path, None, &[]));
-    assert!(err.contains("grid.yaml: cell train-optimizer-lr0.1_train-lr-x-y_s0: "), "{err}");
+    assert!(
+        err.contains("grid.yaml: cell train-optimizer-lr0.1_train-lr-x-y_s0: "),
+        "{err}"
+    );
     let path = write_grid(tmp.path(), "name: plain\ngrid: {model.depth: [8]}\n");
     let cells = Grid::load(&path, None, &[]).unwrap().cells().unwrap();
     assert_eq!(cells.len(), 1);
@@ -165,7 +188,10 @@ scales:
     assert_eq!(cells[1].name, "a_depth8_width1_s5");
     assert_eq!(cells[6].name, "b_depth8_width1_s4");
     // scale.set after base, variants after scale.set, grid after both.
-    assert_eq!(cells[0].config.data.name, deepres::data::DatasetName::Synthetic);
+    assert_eq!(
+        cells[0].config.data.name,
+        deepres::data::DatasetName::Synthetic
+    );
     assert_eq!(cells[0].config.train.epochs, 7);
     assert_eq!(cells[6].config.train.epochs, 2);
     assert_eq!(cells[0].config.model.width, 1);
@@ -178,20 +204,31 @@ scales:
     assert_eq!(g.seeds(), [7, 8, 9]);
     let cells = g.cells().unwrap();
     assert_eq!(cells.len(), 2 * 3 * 3);
-    assert_eq!((cells[2].name.as_str(), cells[2].config.seed), ("a_depth8_width1_s9", 9));
+    assert_eq!(
+        (cells[2].name.as_str(), cells[2].config.seed),
+        ("a_depth8_width1_s9", 9)
+    );
     assert!(format!("{:#}", g.clone().with_seeds(&[]).unwrap_err()).contains("no cell"));
     assert!(format!("{:#}", g.with_seeds(&[1, 1]).unwrap_err()).contains("both named"));
 
     // The user's --set comes last (names stay those of the grid); out_dir moves the sweep.
     let elsewhere = tmp.path().join("elsewhere");
-    let sets =
-        vec!["train.epochs=3".to_string(), "model.depth=14".to_string(), format!("out_dir={}", elsewhere.display())];
+    let sets = vec![
+        "train.epochs=3".to_string(),
+        "model.depth=14".to_string(),
+        format!("out_dir={}", elsewhere.display()),
+    ];
     let g = Grid::load(&path, Some("smoke"), &sets).unwrap();
     assert_eq!(g.dir, elsewhere.join("sc-smoke"));
     let cells = g.cells().unwrap();
-    assert!(cells.iter().all(|c| c.config.train.epochs == 3 && c.config.model.depth == 14));
+    assert!(cells
+        .iter()
+        .all(|c| c.config.train.epochs == 3 && c.config.model.depth == 14));
     assert_eq!(cells[0].name, "a_depth8_width1_s4");
-    assert_eq!(cells[0].dir(), elsewhere.join("sc-smoke/a_depth8_width1_s4"));
+    assert_eq!(
+        cells[0].dir(),
+        elsewhere.join("sc-smoke/a_depth8_width1_s4")
+    );
 
     // No scale: the file's own values; full: requires_data is not checked by load.
     let cells = Grid::load(&path, None, &[]).unwrap().cells().unwrap();
@@ -202,13 +239,22 @@ scales:
     assert_eq!(g.requires_data(), [deepres::data::DatasetName::Cifar10]);
 
     let err = err_of(Grid::load(&path, Some("medium"), &[]));
-    assert!(err.contains("grid.yaml") && err.contains("medium") && err.contains("smoke, full"), "{err}");
+    assert!(
+        err.contains("grid.yaml") && err.contains("medium") && err.contains("smoke, full"),
+        "{err}"
+    );
     let err = err_of(Grid::load(&path, None, &["seed=3".into()]));
     assert!(err.contains("seed"), "{err}");
     let err = err_of(Grid::load(&path, None, &["model.depth".into()]));
-    assert!(err.contains("model.depth") && err.contains("key=value"), "{err}");
+    assert!(
+        err.contains("model.depth") && err.contains("key=value"),
+        "{err}"
+    );
     let err = err_of(Grid::load(&path, None, &["model.depth=9".into()]));
-    assert!(err.contains("grid.yaml: cell a_depth20_width1_s0: model.depth"), "{err}");
+    assert!(
+        err.contains("grid.yaml: cell a_depth20_width1_s0: model.depth"),
+        "{err}"
+    );
     assert!(!err.contains('\n'), "{err}");
 }
 
@@ -216,20 +262,59 @@ scales:
 fn bad_files_fail_with_one_line_naming_file_and_key() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: &[(&str, &[&str])] = &[
-        ("name: x\ngird: {model.depth: [8]}\n", &["grid.yaml", "gird"]),
-        ("name: x\ngrid: {model.depth: []}\n", &["grid.yaml", "expands to no cell", "model.depth"]),
-        ("name: x\ngrid: {model.depth: [8], model.width: []}\n", &["no cell", "model.width"]),
+        (
+            "name: x\ngird: {model.depth: [8]}\n",
+            &["grid.yaml", "gird"],
+        ),
+        (
+            "name: x\ngrid: {model.depth: []}\n",
+            &["grid.yaml", "expands to no cell", "model.depth"],
+        ),
+        (
+            "name: x\ngrid: {model.depth: [8], model.width: []}\n",
+            &["no cell", "model.width"],
+        ),
         ("name: x\nseeds: []\n", &["no cell", "seeds"]),
-        ("name: x\nseeds: [0, 0]\n", &["grid.yaml", "s0", "both named"]),
-        ("name: x\ngrid: {model.depth: [8, 8]}\n", &["both named", "depth8_s0"]),
-        ("name: x\ngrid: {model.depth: 8}\n", &["grid.yaml", "grid.model.depth", "list"]),
-        ("name: x\nscales: {smoke: {sets: {}}}\n", &["grid.yaml", "scales.smoke", "sets"]),
-        ("name: x\nscales: {smoke: {grid: {model.width: [1]}}}\n", &["scales.smoke.grid", "model.width"]),
-        ("name: x\nscales: {full: {requires_data: [imagenet]}}\n", &["requires_data", "imagenet"]),
-        ("name: x\nbase: {model: {dept: 8}}\n", &["grid.yaml", "cell s0", "dept"]),
-        ("name: x\nvariants: {v: {model.norm: layer}}\n", &["cell v_s0", "model.norm", "layer"]),
-        ("name: x\nreport: {kind: table}\n", &["grid.yaml", "report", "title"]),
-        ("name: x\nreport: {kind: tabel, title: T}\n", &["report", "tabel"]),
+        (
+            "name: x\nseeds: [0, 0]\n",
+            &["grid.yaml", "s0", "both named"],
+        ),
+        (
+            "name: x\ngrid: {model.depth: [8, 8]}\n",
+            &["both named", "depth8_s0"],
+        ),
+        (
+            "name: x\ngrid: {model.depth: 8}\n",
+            &["grid.yaml", "grid.model.depth", "list"],
+        ),
+        (
+            "name: x\nscales: {smoke: {sets: {}}}\n",
+            &["grid.yaml", "scales.smoke", "sets"],
+        ),
+        (
+            "name: x\nscales: {smoke: {grid: {model.width: [1]}}}\n",
+            &["scales.smoke.grid", "model.width"],
+        ),
+        (
+            "name: x\nscales: {full: {requires_data: [imagenet]}}\n",
+            &["requires_data", "imagenet"],
+        ),
+        (
+            "name: x\nbase: {model: {dept: 8}}\n",
+            &["grid.yaml", "cell s0", "dept"],
+        ),
+        (
+            "name: x\nvariants: {v: {model.norm: layer}}\n",
+            &["cell v_s0", "model.norm", "layer"],
+        ),
+        (
+            "name: x\nreport: {kind: table}\n",
+            &["grid.yaml", "report", "title"],
+        ),
+        (
+            "name: x\nreport: {kind: tabel, title: T}\n",
+            &["report", "tabel"],
+        ),
         ("name: [x\n", &["grid.yaml", "invalid YAML"]),
     ];
     for (body, needles) in cases {
@@ -249,7 +334,10 @@ fn bad_files_fail_with_one_line_naming_file_and_key() {
     // An unknown top-level key names the file and the key.
     let path = write_grid(tmp.path(), "name: x\nseed: [1]\n");
     let err = err_of(Grid::load(&path, None, &[]));
-    assert!(err.starts_with(&path.display().to_string()) && err.contains("`seed`"), "{err}");
+    assert!(
+        err.starts_with(&path.display().to_string()) && err.contains("`seed`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -260,9 +348,15 @@ fn a_sweep_runs_its_cells_then_skips_them_untouched() {
     let g = Grid::load(&path, Some("one"), &[]).unwrap();
     let cells = g.cells().unwrap();
     assert_eq!(cells.len(), 2);
-    assert!(cells.iter().all(|c| cell_status(c) == (CellStatus::Missing, None)));
+    assert!(cells
+        .iter()
+        .all(|c| cell_status(c) == (CellStatus::Missing, None)));
     let r = run_sweep(&g, &quiet()).unwrap();
-    assert_eq!((r.ran, r.skipped, r.diverged, r.failed.len()), (2, 0, 0, 0), "{r:?}");
+    assert_eq!(
+        (r.ran, r.skipped, r.diverged, r.failed.len()),
+        (2, 0, 0, 0),
+        "{r:?}"
+    );
     let mut bytes = Vec::new();
     for c in &cells {
         let (status, err) = cell_status(c);
@@ -274,22 +368,40 @@ fn a_sweep_runs_its_cells_then_skips_them_untouched() {
     }
     let g = Grid::load(&path, Some("one"), &[]).unwrap();
     let r = run_sweep(&g, &quiet()).unwrap();
-    assert_eq!((r.ran, r.skipped, r.diverged, r.failed.len()), (0, 2, 0, 0), "{r:?}");
+    assert_eq!(
+        (r.ran, r.skipped, r.diverged, r.failed.len()),
+        (0, 2, 0, 0),
+        "{r:?}"
+    );
     for (c, b) in cells.iter().zip(&bytes) {
         assert_eq!(&std::fs::read(c.dir().join("metrics.csv")).unwrap(), b);
     }
     let table = status_table(&g).unwrap();
-    assert!(table.contains("2 done, 0 running, 0 diverged, 0 missing"), "{table}");
+    assert!(
+        table.contains("2 done, 0 running, 0 diverged, 0 missing"),
+        "{table}"
+    );
 }
 
 #[test]
 fn a_sweep_resumes_an_interrupted_cell() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let path = write_grid(tmp.path(), &format!("name: res\n{TINY}grid: {{model.depth: [8]}}\nseeds: [0, 1]\n"));
+    let path = write_grid(
+        tmp.path(),
+        &format!("name: res\n{TINY}grid: {{model.depth: [8]}}\nseeds: [0, 1]\n"),
+    );
     let g = Grid::load(&path, None, &[]).unwrap();
     let cells = g.cells().unwrap();
-    let s = train::run(&cells[0].config, &RunOptions { resume: false, stop_after: Some(1), quiet: true }).unwrap();
+    let s = train::run(
+        &cells[0].config,
+        &RunOptions {
+            resume: false,
+            stop_after: Some(1),
+            quiet: true,
+        },
+    )
+    .unwrap();
     assert_eq!(s.status, "running");
     assert_eq!(cell_status(&cells[0]).0, CellStatus::Running);
     let table = status_table(&g).unwrap();
@@ -315,7 +427,11 @@ fn a_diverging_cell_is_recorded_and_the_sweep_goes_on() {
     let cells = g.cells().unwrap();
     assert_eq!(cells[0].config.model.norm, Norm::None);
     let r = run_sweep(&g, &quiet()).unwrap();
-    assert_eq!((r.ran, r.skipped, r.diverged, r.failed.len()), (2, 0, 1, 0), "{r:?}");
+    assert_eq!(
+        (r.ran, r.skipped, r.diverged, r.failed.len()),
+        (2, 0, 1, 0),
+        "{r:?}"
+    );
     assert_eq!(cell_status(&cells[0]).0, CellStatus::Diverged);
     assert_eq!(cell_status(&cells[1]).0, CellStatus::Done);
     let r = run_sweep(&g, &quiet()).unwrap();
@@ -334,10 +450,23 @@ fn status_lists_done_running_diverged_and_missing() {
     );
     let g = Grid::load(&path, None, &[]).unwrap();
     let cells = g.cells().unwrap();
-    let q = |stop| RunOptions { resume: false, stop_after: stop, quiet: true };
-    assert_eq!(train::run(&cells[0].config, &q(None)).unwrap().status, "diverged");
-    assert_eq!(train::run(&cells[1].config, &q(None)).unwrap().status, "finished");
-    assert_eq!(train::run(&cells[2].config, &q(Some(1))).unwrap().status, "running");
+    let q = |stop| RunOptions {
+        resume: false,
+        stop_after: stop,
+        quiet: true,
+    };
+    assert_eq!(
+        train::run(&cells[0].config, &q(None)).unwrap().status,
+        "diverged"
+    );
+    assert_eq!(
+        train::run(&cells[1].config, &q(None)).unwrap().status,
+        "finished"
+    );
+    assert_eq!(
+        train::run(&cells[2].config, &q(Some(1))).unwrap().status,
+        "running"
+    );
     let expect = [
         ("dv_s0", CellStatus::Diverged, "diverged"),
         ("ok_s0", CellStatus::Done, "done"),
@@ -350,8 +479,15 @@ fn status_lists_done_running_diverged_and_missing() {
         assert_eq!(c.name, name);
         let (s, err) = cell_status(c);
         assert_eq!(s, status);
-        assert_eq!(err.is_some(), matches!(status, CellStatus::Done | CellStatus::Running), "{name}");
-        let row = table.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap();
+        assert_eq!(
+            err.is_some(),
+            matches!(status, CellStatus::Done | CellStatus::Running),
+            "{name}"
+        );
+        let row = table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap();
         let fields: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(fields[0], c.index.to_string());
         assert_eq!(fields[2], word, "{table}");
@@ -363,10 +499,20 @@ fn status_lists_done_running_diverged_and_missing() {
             assert_eq!(fields[4], format!("{:.2}", 100.0 * err.unwrap()));
         }
     }
-    assert!(table.lines().last().unwrap().contains("1 done, 1 running, 1 diverged, 1 missing"), "{table}");
+    assert!(
+        table
+            .lines()
+            .last()
+            .unwrap()
+            .contains("1 done, 1 running, 1 diverged, 1 missing"),
+        "{table}"
+    );
     // The widths are fixed: every row as long as the header.
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[1..=5].windows(2).all(|w| w[0].len() == w[1].len()), "{table}");
+    assert!(
+        lines[1..=5].windows(2).all(|w| w[0].len() == w[1].len()),
+        "{table}"
+    );
 }
 
 #[test]
@@ -428,8 +574,19 @@ fn requires_data_stops_the_sweep_before_any_cell_but_not_the_status() {
         std::fs::write(dir.join(f), b"").unwrap();
     }
     let err = format!("{:#}", g.check_data().unwrap_err());
-    assert!(err.contains(&format!("({} missing)", dir.join("data_batch_3.bin").display())), "{err}");
-    for f in ["data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"] {
+    assert!(
+        err.contains(&format!(
+            "({} missing)",
+            dir.join("data_batch_3.bin").display()
+        )),
+        "{err}"
+    );
+    for f in [
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ] {
         std::fs::write(dir.join(f), b"").unwrap();
     }
     g.check_data().unwrap();

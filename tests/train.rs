@@ -32,7 +32,10 @@ fn config(dir: &Path, name: &str, extra: &[&str]) -> RunConfig {
 }
 
 fn quiet() -> RunOptions {
-    RunOptions { quiet: true, ..Default::default() }
+    RunOptions {
+        quiet: true,
+        ..Default::default()
+    }
 }
 
 /// (epoch, lr, train_loss, train_acc, test_loss, test_acc, grad_norm, tau) per epoch.
@@ -42,7 +45,18 @@ fn losses(dir: &Path) -> Curve {
     metrics::read(&dir.join("metrics.csv"))
         .unwrap()
         .into_iter()
-        .map(|r| (r.epoch, r.lr, r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.grad_norm, r.tau))
+        .map(|r| {
+            (
+                r.epoch,
+                r.lr,
+                r.train_loss,
+                r.train_acc,
+                r.test_loss,
+                r.test_acc,
+                r.grad_norm,
+                r.tau,
+            )
+        })
         .collect()
 }
 
@@ -66,30 +80,60 @@ fn csv_has_the_columns_and_one_row_per_epoch() {
         assert!(tmp.path().join("cols").join(f).exists(), "{f}");
     }
     let saved = RunConfig::load(&tmp.path().join("cols/config.yaml"), &[]).unwrap();
-    assert_eq!(saved, cfg, "the resolved config is saved next to the results");
+    assert_eq!(
+        saved, cfg,
+        "the resolved config is saved next to the results"
+    );
 }
 
 #[test]
 fn bn_and_unnormalized_tau_nets_learn_the_synthetic_task() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let common = ["data.synthetic_train=2048", "data.synthetic_test=512", "train.epochs=6", "train.batch_size=32"];
+    let common = [
+        "data.synthetic_train=2048",
+        "data.synthetic_test=512",
+        "train.epochs=6",
+        "train.batch_size=32",
+    ];
     for (name, extra) in [
         ("bn", vec![]),
-        ("nobn", vec!["model.norm=none", "model.tau.rule=inv_sqrt", "model.tau.learnable=shared"]),
+        (
+            "nobn",
+            vec![
+                "model.norm=none",
+                "model.tau.rule=inv_sqrt",
+                "model.tau.learnable=shared",
+            ],
+        ),
     ] {
         let extra: Vec<&str> = common.iter().copied().chain(extra).collect();
         let s = train::run(&config(tmp.path(), name, &extra), &quiet()).unwrap();
         let rows = losses(&tmp.path().join(name));
         assert_eq!(rows.len(), 6);
-        assert!(rows[5].2 < 0.7 * rows[0].2, "{name}: train loss must fall: {rows:?}");
-        assert!(rows[5].3 > 0.5, "{name}: train accuracy {} should be well above chance (0.1)", rows[5].3);
-        assert!(s.final_test_acc > 0.45, "{name}: test accuracy {}", s.final_test_acc);
+        assert!(
+            rows[5].2 < 0.7 * rows[0].2,
+            "{name}: train loss must fall: {rows:?}"
+        );
+        assert!(
+            rows[5].3 > 0.5,
+            "{name}: train accuracy {} should be well above chance (0.1)",
+            rows[5].3
+        );
+        assert!(
+            s.final_test_acc > 0.45,
+            "{name}: test accuracy {}",
+            s.final_test_acc
+        );
     }
     // the shared τ starts at 1/√L = 1/√3 and is trained
     let rows = losses(&tmp.path().join("nobn"));
     let tau0 = 1.0 / 3f64.sqrt();
-    assert!((rows[0].7 - tau0).abs() < 0.2, "τ after epoch 1: {}", rows[0].7);
+    assert!(
+        (rows[0].7 - tau0).abs() < 0.2,
+        "τ after epoch 1: {}",
+        rows[0].7
+    );
     assert!((rows[5].7 - tau0).abs() > 1e-4, "τ must move");
 }
 
@@ -100,9 +144,20 @@ fn same_seed_same_curve_other_seed_other_curve() {
     let extra = ["train.epochs=2"];
     train::run(&config(tmp.path(), "a", &extra), &quiet()).unwrap();
     train::run(&config(tmp.path(), "b", &extra), &quiet()).unwrap();
-    train::run(&config(tmp.path(), "c", &["train.epochs=2", "seed=1"]), &quiet()).unwrap();
-    let (a, b, c) = (losses(&tmp.path().join("a")), losses(&tmp.path().join("b")), losses(&tmp.path().join("c")));
-    assert_eq!(a, b, "CPU runs with the same seed are bit-for-bit repeatable");
+    train::run(
+        &config(tmp.path(), "c", &["train.epochs=2", "seed=1"]),
+        &quiet(),
+    )
+    .unwrap();
+    let (a, b, c) = (
+        losses(&tmp.path().join("a")),
+        losses(&tmp.path().join("b")),
+        losses(&tmp.path().join("c")),
+    );
+    assert_eq!(
+        a, b,
+        "CPU runs with the same seed are bit-for-bit repeatable"
+    );
     assert_ne!(a, c);
 }
 
@@ -110,10 +165,24 @@ fn same_seed_same_curve_other_seed_other_curve() {
 fn resume_reproduces_the_uninterrupted_run() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let extra = ["model.norm=none", "model.tau.rule=inv_sqrt", "model.tau.learnable=shared", "train.schedule.kind=multistep", "train.schedule.milestones=[2]"];
+    let extra = [
+        "model.norm=none",
+        "model.tau.rule=inv_sqrt",
+        "model.tau.learnable=shared",
+        "train.schedule.kind=multistep",
+        "train.schedule.milestones=[2]",
+    ];
     train::run(&config(tmp.path(), "full", &extra), &quiet()).unwrap();
     let cfg = config(tmp.path(), "cut", &extra);
-    let s = train::run(&cfg, &RunOptions { stop_after: Some(1), quiet: true, ..Default::default() }).unwrap();
+    let s = train::run(
+        &cfg,
+        &RunOptions {
+            stop_after: Some(1),
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!((s.status.as_str(), s.epochs_done), ("running", 1));
     // a rerun without --resume refuses to touch the results
     let e = train::run(&cfg, &quiet()).unwrap_err().to_string();
@@ -124,11 +193,30 @@ fn resume_reproduces_the_uninterrupted_run() {
     stale.epoch = 2;
     stale.train_loss = 123.0;
     metrics::append(&tmp.path().join("cut/metrics.csv"), &stale).unwrap();
-    let s = train::run(&cfg, &RunOptions { resume: true, quiet: true, ..Default::default() }).unwrap();
+    let s = train::run(
+        &cfg,
+        &RunOptions {
+            resume: true,
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!((s.status.as_str(), s.epochs_done), ("finished", 3));
-    assert_eq!(losses(&tmp.path().join("full")), losses(&tmp.path().join("cut")));
+    assert_eq!(
+        losses(&tmp.path().join("full")),
+        losses(&tmp.path().join("cut"))
+    );
     // resuming a finished run does nothing
-    train::run(&cfg, &RunOptions { resume: true, quiet: true, ..Default::default() }).unwrap();
+    train::run(
+        &cfg,
+        &RunOptions {
+            resume: true,
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(losses(&tmp.path().join("cut")).len(), 3);
 }
 
@@ -137,11 +225,32 @@ fn resume_with_another_config_is_refused() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), "r", &["train.epochs=2"]);
-    train::run(&cfg, &RunOptions { stop_after: Some(1), quiet: true, ..Default::default() }).unwrap();
+    train::run(
+        &cfg,
+        &RunOptions {
+            stop_after: Some(1),
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let other = config(tmp.path(), "r", &["train.epochs=2", "model.depth=14"]);
-    let e = train::run(&other, &RunOptions { resume: true, quiet: true, ..Default::default() }).unwrap_err().to_string();
+    let e = train::run(
+        &other,
+        &RunOptions {
+            resume: true,
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("different config"), "{e}");
-    assert_eq!(losses(&tmp.path().join("r")).len(), 1, "existing results untouched");
+    assert_eq!(
+        losses(&tmp.path().join("r")).len(),
+        1,
+        "existing results untouched"
+    );
 }
 
 #[test]
@@ -149,7 +258,16 @@ fn a_diverging_run_is_recorded_and_stops() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     // no BN, τ = 1, a huge learning rate: the loss becomes NaN/inf
-    let cfg = config(tmp.path(), "boom", &["model.norm=none", "model.depth=14", "train.optimizer.lr=1000", "train.schedule.kind=constant"]);
+    let cfg = config(
+        tmp.path(),
+        "boom",
+        &[
+            "model.norm=none",
+            "model.depth=14",
+            "train.optimizer.lr=1000",
+            "train.schedule.kind=constant",
+        ],
+    );
     let s = train::run(&cfg, &quiet()).unwrap();
     assert_eq!(s.status, "diverged");
     let rows = metrics::read(&tmp.path().join("boom/metrics.csv")).unwrap();
@@ -158,7 +276,20 @@ fn a_diverging_run_is_recorded_and_stops() {
     // summary.json (NaN written as null) reads back, and --resume leaves a diverged run alone
     let back = train::read_summary(&tmp.path().join("boom")).unwrap();
     assert_eq!(back.status, "diverged");
-    let again = train::run(&cfg, &RunOptions { resume: true, quiet: true, ..Default::default() }).unwrap();
+    let again = train::run(
+        &cfg,
+        &RunOptions {
+            resume: true,
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(again.status, "diverged");
-    assert_eq!(metrics::read(&tmp.path().join("boom/metrics.csv")).unwrap().len(), rows.len());
+    assert_eq!(
+        metrics::read(&tmp.path().join("boom/metrics.csv"))
+            .unwrap()
+            .len(),
+        rows.len()
+    );
 }

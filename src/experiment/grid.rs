@@ -86,7 +86,9 @@ pub struct Grid {
     expansion: Expansion,
 }
 
-const TOP_KEYS: [&str; 8] = ["name", "out_dir", "base", "variants", "grid", "seeds", "scales", "report"];
+const TOP_KEYS: [&str; 8] = [
+    "name", "out_dir", "base", "variants", "grid", "seeds", "scales", "report",
+];
 const SCALE_KEYS: [&str; 4] = ["set", "grid", "seeds", "requires_data"];
 
 /// One scale of the file, parsed.
@@ -111,7 +113,8 @@ impl Grid {
     /// are refused (cells are named by the grid, seeds come from `seeds:`).
     pub fn load(path: &Path, scale: Option<&str>, overrides: &[String]) -> Result<Grid> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{file}: cannot read the grid file: {e}"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("{file}: cannot read the grid file: {e}"))?;
         let root: Value = if text.trim().is_empty() {
             Value::Mapping(Mapping::new())
         } else {
@@ -126,9 +129,14 @@ impl Grid {
         };
         let mut top: HashMap<&str, Value> = HashMap::new();
         for (k, v) in root {
-            let key = k.as_str().ok_or_else(|| anyhow!("{file}: top-level key {} is not a string", render(&k)))?;
+            let key = k
+                .as_str()
+                .ok_or_else(|| anyhow!("{file}: top-level key {} is not a string", render(&k)))?;
             let known = TOP_KEYS.iter().find(|&&t| t == key).ok_or_else(|| {
-                anyhow!("{file}: unknown top-level key `{key}` (expected one of {})", TOP_KEYS.join(", "))
+                anyhow!(
+                    "{file}: unknown top-level key `{key}` (expected one of {})",
+                    TOP_KEYS.join(", ")
+                )
             })?;
             top.insert(known, v);
         }
@@ -138,29 +146,35 @@ impl Grid {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .ok_or_else(|| anyhow!("{file}: no `name:` and no file name to take it from"))?,
-            Some(v) => scalar(&v).ok_or_else(|| anyhow!("{file}: name: expected a string, got {}", kind(&v)))?,
+            Some(v) => scalar(&v)
+                .ok_or_else(|| anyhow!("{file}: name: expected a string, got {}", kind(&v)))?,
         };
         if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
             bail!("{file}: name: must be a non-empty name without '/', got {name:?}");
         }
         let mut out_dir = match top.remove("out_dir") {
             None | Some(Value::Null) => PathBuf::from("runs"),
-            Some(v) => {
-                PathBuf::from(scalar(&v).ok_or_else(|| anyhow!("{file}: out_dir: expected a path, got {}", kind(&v)))?)
-            }
+            Some(v) => PathBuf::from(
+                scalar(&v)
+                    .ok_or_else(|| anyhow!("{file}: out_dir: expected a path, got {}", kind(&v)))?,
+            ),
         };
         let base = match top.remove("base") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Mapping(m)) => entries(&file, "base", m)?,
-            Some(v) => bail!("{file}: base: expected a mapping (a run config), got {}", kind(&v)),
+            Some(v) => bail!(
+                "{file}: base: expected a mapping (a run config), got {}",
+                kind(&v)
+            ),
         };
         let mut variants: Vec<(String, Vec<(String, Value)>)> = Vec::new();
         match top.remove("variants") {
             None | Some(Value::Null) => {}
             Some(Value::Mapping(m)) => {
                 for (k, v) in m {
-                    let vname =
-                        scalar(&k).ok_or_else(|| anyhow!("{file}: variants: name {} is not a string", render(&k)))?;
+                    let vname = scalar(&k).ok_or_else(|| {
+                        anyhow!("{file}: variants: name {} is not a string", render(&k))
+                    })?;
                     let vname = sanitize(&vname);
                     if vname.is_empty() {
                         bail!("{file}: variants: a variant has an empty name");
@@ -179,7 +193,10 @@ impl Grid {
                     variants.push((vname, sets));
                 }
             }
-            Some(v) => bail!("{file}: variants: expected a mapping of variant names to overrides, got {}", kind(&v)),
+            Some(v) => bail!(
+                "{file}: variants: expected a mapping of variant names to overrides, got {}",
+                kind(&v)
+            ),
         }
         let mut grid = match top.remove("grid") {
             None | Some(Value::Null) => Vec::new(),
@@ -207,7 +224,10 @@ impl Grid {
         }
         let report = match top.remove("report") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(serde_yaml::from_value::<ReportSpec>(v).map_err(|e| anyhow!("{file}: report: {e}"))?),
+            Some(v) => Some(
+                serde_yaml::from_value::<ReportSpec>(v)
+                    .map_err(|e| anyhow!("{file}: report: {e}"))?,
+            ),
         };
 
         // The scale.
@@ -222,12 +242,18 @@ impl Grid {
                     if have.is_empty() {
                         bail!("{file}: unknown scale `{s}` (the file has no scales:)");
                     }
-                    bail!("{file}: unknown scale `{s}` (the file's scales: {})", have.join(", "));
+                    bail!(
+                        "{file}: unknown scale `{s}` (the file's scales: {})",
+                        have.join(", ")
+                    );
                 };
                 let sc = scales.swap_remove(pos).1;
                 set = sc.set;
                 for (key, values) in sc.grid {
-                    let slot = grid.iter_mut().find(|(k, _)| *k == key).expect("checked by parse_scale");
+                    let slot = grid
+                        .iter_mut()
+                        .find(|(k, _)| *k == key)
+                        .expect("checked by parse_scale");
                     slot.1 = values;
                     from_scale.push(key);
                 }
@@ -244,7 +270,10 @@ impl Grid {
         for ov in overrides {
             let mut scratch = Value::Mapping(Mapping::new());
             apply_override(&mut scratch, ov).map_err(|e| anyhow!("--set {ov}: {e:#}"))?;
-            let key = ov.split_once('=').map(|(k, _)| k.trim()).unwrap_or_default();
+            let key = ov
+                .split_once('=')
+                .map(|(k, _)| k.trim())
+                .unwrap_or_default();
             match key {
                 "name" => {
                     bail!("--set {ov}: a sweep names its cells itself (change `name:` in {file} to rename the sweep)")
@@ -254,7 +283,9 @@ impl Grid {
                 }
                 "out_dir" => {
                     let v = scratch.get("out_dir").cloned().unwrap_or(Value::Null);
-                    out_dir = PathBuf::from(scalar(&v).ok_or_else(|| anyhow!("--set {ov}: expected a path"))?);
+                    out_dir = PathBuf::from(
+                        scalar(&v).ok_or_else(|| anyhow!("--set {ov}: expected a path"))?,
+                    );
                 }
                 _ => user.push(ov.clone()),
             }
@@ -277,7 +308,16 @@ impl Grid {
         let dir = out_dir.join(&grid_name);
         let keys: Vec<String> = grid.iter().map(|(k, _)| k.clone()).collect();
         let variant_names = variants.iter().map(|(n, _)| n.clone()).collect();
-        let expansion = Expansion { file, base, set, variants, grid, seeds, dir: dir.clone(), user };
+        let expansion = Expansion {
+            file,
+            base,
+            set,
+            variants,
+            grid,
+            seeds,
+            dir: dir.clone(),
+            user,
+        };
         let cells = expansion.cells()?;
         Ok(Grid {
             name: grid_name,
@@ -297,7 +337,10 @@ impl Grid {
     /// expanded again; an empty or repeated seed list is an error.
     pub fn with_seeds(mut self, seeds: &[u64]) -> Result<Grid> {
         if seeds.is_empty() {
-            bail!("{}: the grid expands to no cell (--seeds is empty)", self.path.display());
+            bail!(
+                "{}: the grid expands to no cell (--seeds is empty)",
+                self.path.display()
+            );
         }
         self.expansion.seeds = seeds.to_vec();
         self.cells = self.expansion.cells()?;
@@ -363,9 +406,10 @@ fn missing_data(name: DatasetName, root: &Path) -> Option<String> {
     use crate::data::{default_dir, dir_name, idx};
     let files: Vec<String> = match name {
         DatasetName::Synthetic => return None,
-        DatasetName::Cifar10 => {
-            (1..=5).map(|i| format!("data_batch_{i}.bin")).chain(["test_batch.bin".to_string()]).collect()
-        }
+        DatasetName::Cifar10 => (1..=5)
+            .map(|i| format!("data_batch_{i}.bin"))
+            .chain(["test_batch.bin".to_string()])
+            .collect(),
         DatasetName::Cifar100 => vec!["train.bin".into(), "test.bin".into()],
         DatasetName::Mnist | DatasetName::FashionMnist => {
             if idx::idx_dir_complete(&default_dir(name, root)) {
@@ -375,7 +419,9 @@ fn missing_data(name: DatasetName, root: &Path) -> Option<String> {
             if !dir.is_dir() {
                 return Some(format!("{}/", dir.display()));
             }
-            let base = idx::IDX_FILES.iter().find(|f| idx::find_idx_file(&dir, f).is_none())?;
+            let base = idx::IDX_FILES
+                .iter()
+                .find(|f| idx::find_idx_file(&dir, f).is_none())?;
             return Some(format!("{}[.gz]", dir.join(base).display()));
         }
     };
@@ -383,7 +429,11 @@ fn missing_data(name: DatasetName, root: &Path) -> Option<String> {
     if !dir.is_dir() {
         return Some(format!("{}/", dir.display()));
     }
-    files.iter().map(|f| dir.join(f)).find(|p| !p.is_file()).map(|p| p.display().to_string())
+    files
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| !p.is_file())
+        .map(|p| p.display().to_string())
 }
 
 /// Everything the cells are made of (at the chosen scale, the user's overrides included).
@@ -404,8 +454,11 @@ impl Expansion {
         let file = self.file.as_str();
         let labels = key_labels(&self.grid);
         let unnamed = [(String::new(), Vec::new())];
-        let variants: &[(String, Vec<(String, Value)>)] =
-            if self.variants.is_empty() { &unnamed } else { &self.variants };
+        let variants: &[(String, Vec<(String, Value)>)] = if self.variants.is_empty() {
+            &unnamed
+        } else {
+            &self.variants
+        };
         let points: usize = self.grid.iter().map(|(_, v)| v.len()).product();
         let mut cells: Vec<Cell> = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
@@ -418,8 +471,12 @@ impl Expansion {
                     idx[i] = rest % vals.len();
                     rest /= vals.len();
                 }
-                let values: Vec<(String, Value)> =
-                    self.grid.iter().zip(&idx).map(|((k, vals), &i)| (k.clone(), vals[i].clone())).collect();
+                let values: Vec<(String, Value)> = self
+                    .grid
+                    .iter()
+                    .zip(&idx)
+                    .map(|((k, vals), &i)| (k.clone(), vals[i].clone()))
+                    .collect();
                 for &seed in &self.seeds {
                     let index = cells.len();
                     let mut parts: Vec<String> = Vec::new();
@@ -440,28 +497,37 @@ impl Expansion {
                     let at = |what: &str| format!("{file}: cell {name}: {what}");
                     let mut tree = Value::Mapping(Mapping::new());
                     for (k, v) in &self.base {
-                        set_path(&mut tree, k, v.clone()).map_err(|e| anyhow!("{}: {e}", at("base")))?;
+                        set_path(&mut tree, k, v.clone())
+                            .map_err(|e| anyhow!("{}: {e}", at("base")))?;
                     }
                     for (k, v) in &self.set {
-                        set_path(&mut tree, k, v.clone()).map_err(|e| anyhow!("{}: {e}", at("scale set")))?;
+                        set_path(&mut tree, k, v.clone())
+                            .map_err(|e| anyhow!("{}: {e}", at("scale set")))?;
                     }
                     for (k, v) in vsets {
                         set_path(&mut tree, k, v.clone())
                             .map_err(|e| anyhow!("{}: {e}", at(&format!("variant {vname}"))))?;
                     }
                     for (k, v) in &values {
-                        set_path(&mut tree, k, v.clone()).map_err(|e| anyhow!("{}: {e}", at("grid")))?;
+                        set_path(&mut tree, k, v.clone())
+                            .map_err(|e| anyhow!("{}: {e}", at("grid")))?;
                     }
                     set_path(&mut tree, "seed", Value::Number(seed.into()))?;
                     set_path(&mut tree, "name", Value::String(name.clone()))?;
-                    set_path(&mut tree, "out_dir", Value::String(self.dir.display().to_string()))?;
+                    set_path(
+                        &mut tree,
+                        "out_dir",
+                        Value::String(self.dir.display().to_string()),
+                    )?;
                     for ov in &self.user {
-                        apply_override(&mut tree, ov).map_err(|e| anyhow!("{}: {e:#}", at(&format!("--set {ov}"))))?;
+                        apply_override(&mut tree, ov)
+                            .map_err(|e| anyhow!("{}: {e:#}", at(&format!("--set {ov}"))))?;
                     }
                     let text = serde_yaml::to_string(&tree)
                         .map_err(|e| anyhow!("{}: {e}", at("cannot serialize the config")))?;
-                    let config = RunConfig::from_yaml_str(&text, &format!("{file}: cell {name}"), &[])
-                        .map_err(|e| anyhow!("{}", one_line(&format!("{e:#}"))))?;
+                    let config =
+                        RunConfig::from_yaml_str(&text, &format!("{file}: cell {name}"), &[])
+                            .map_err(|e| anyhow!("{}", one_line(&format!("{e:#}"))))?;
                     cells.push(Cell {
                         index,
                         name,
@@ -509,18 +575,34 @@ fn bare(v: &Value) -> String {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),
         Value::Sequence(s) => s.iter().map(bare).collect::<Vec<_>>().join("-"),
-        Value::Mapping(m) => m.iter().map(|(k, v)| format!("{}-{}", bare(k), bare(v))).collect::<Vec<_>>().join("-"),
+        Value::Mapping(m) => m
+            .iter()
+            .map(|(k, v)| format!("{}-{}", bare(k), bare(v)))
+            .collect::<Vec<_>>()
+            .join("-"),
         Value::Tagged(t) => bare(&t.value),
     }
 }
 
 /// Keeps [A-Za-z0-9._-]; every other character becomes '-'.
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn one_line(s: &str) -> String {
-    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A scalar as text (strings, numbers, bools).
@@ -546,14 +628,18 @@ fn kind(v: &Value) -> &'static str {
 }
 
 fn render(v: &Value) -> String {
-    serde_yaml::to_string(v).map(|s| s.trim().to_string()).unwrap_or_else(|_| format!("{v:?}"))
+    serde_yaml::to_string(v)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| format!("{v:?}"))
 }
 
 /// A mapping's (key, value) pairs with string keys, in file order.
 fn entries(file: &str, at: &str, m: Mapping) -> Result<Vec<(String, Value)>> {
     m.into_iter()
         .map(|(k, v)| {
-            let key = k.as_str().ok_or_else(|| anyhow!("{file}: {at}: key {} is not a string", render(&k)))?;
+            let key = k
+                .as_str()
+                .ok_or_else(|| anyhow!("{file}: {at}: key {} is not a string", render(&k)))?;
             check_key(key).map_err(|e| anyhow!("{file}: {at}: {e}"))?;
             Ok((key.to_string(), v))
         })
@@ -571,13 +657,19 @@ fn check_key(key: &str) -> Result<()> {
 fn grid_lists(file: &str, at: &str, v: Value) -> Result<Vec<(String, Vec<Value>)>> {
     let m = match v {
         Value::Mapping(m) => m,
-        other => bail!("{file}: {at}: expected a mapping of dotted keys to lists of values, got {}", kind(&other)),
+        other => bail!(
+            "{file}: {at}: expected a mapping of dotted keys to lists of values, got {}",
+            kind(&other)
+        ),
     };
     entries(file, at, m)?
         .into_iter()
         .map(|(k, v)| match v {
             Value::Sequence(s) => Ok((k, s)),
-            other => bail!("{file}: {at}.{k}: expected a list of values (e.g. [20, 56]), got {}", kind(&other)),
+            other => bail!(
+                "{file}: {at}.{k}: expected a list of values (e.g. [20, 56]), got {}",
+                kind(&other)
+            ),
         })
         .collect()
 }
@@ -586,11 +678,19 @@ fn seed_list(file: &str, at: &str, v: Value) -> Result<Vec<u64>> {
     let items = match v {
         Value::Sequence(s) => s,
         one @ Value::Number(_) => vec![one],
-        other => bail!("{file}: {at}: expected a list of seeds (e.g. [0, 1, 2]), got {}", kind(&other)),
+        other => bail!(
+            "{file}: {at}: expected a list of seeds (e.g. [0, 1, 2]), got {}",
+            kind(&other)
+        ),
     };
     let mut seeds = Vec::new();
     for s in &items {
-        let n = s.as_u64().ok_or_else(|| anyhow!("{file}: {at}: a seed must be an integer ≥ 0, got {}", render(s)))?;
+        let n = s.as_u64().ok_or_else(|| {
+            anyhow!(
+                "{file}: {at}: a seed must be an integer ≥ 0, got {}",
+                render(s)
+            )
+        })?;
         seeds.push(n);
     }
     Ok(seeds)
@@ -601,18 +701,31 @@ fn parse_scale(file: &str, name: &str, v: Value, grid: &[(String, Vec<Value>)]) 
     let m = match v {
         Value::Null => Mapping::new(),
         Value::Mapping(m) => m,
-        other => bail!("{file}: {at}: expected a mapping of set, grid, seeds, requires_data, got {}", kind(&other)),
+        other => bail!(
+            "{file}: {at}: expected a mapping of set, grid, seeds, requires_data, got {}",
+            kind(&other)
+        ),
     };
-    let mut scale = Scale { set: Vec::new(), grid: Vec::new(), seeds: None, requires_data: Vec::new() };
+    let mut scale = Scale {
+        set: Vec::new(),
+        grid: Vec::new(),
+        seeds: None,
+        requires_data: Vec::new(),
+    };
     for (k, v) in m {
-        let key = k.as_str().ok_or_else(|| anyhow!("{file}: {at}: key {} is not a string", render(&k)))?;
+        let key = k
+            .as_str()
+            .ok_or_else(|| anyhow!("{file}: {at}: key {} is not a string", render(&k)))?;
         match key {
             "set" => {
                 scale.set = match v {
                     Value::Null => Vec::new(),
                     Value::Mapping(m) => entries(file, &format!("{at}.set"), m)?,
                     other => {
-                        bail!("{file}: {at}.set: expected a mapping of dotted keys to values, got {}", kind(&other))
+                        bail!(
+                            "{file}: {at}.set: expected a mapping of dotted keys to values, got {}",
+                            kind(&other)
+                        )
                     }
                 }
             }
@@ -637,18 +750,29 @@ fn parse_scale(file: &str, name: &str, v: Value, grid: &[(String, Vec<Value>)]) 
                     Value::Sequence(s) => s,
                     one @ Value::String(_) => vec![one],
                     other => {
-                        bail!("{file}: {at}.requires_data: expected a list of dataset names, got {}", kind(&other))
+                        bail!(
+                            "{file}: {at}.requires_data: expected a list of dataset names, got {}",
+                            kind(&other)
+                        )
                     }
                 };
                 for it in &items {
                     let s = it.as_str().ok_or_else(|| {
-                        anyhow!("{file}: {at}.requires_data: expected dataset names, got {}", render(it))
+                        anyhow!(
+                            "{file}: {at}.requires_data: expected dataset names, got {}",
+                            render(it)
+                        )
                     })?;
-                    let ds: DatasetName = s.parse().map_err(|e: String| anyhow!("{file}: {at}.requires_data: {e}"))?;
+                    let ds: DatasetName = s
+                        .parse()
+                        .map_err(|e: String| anyhow!("{file}: {at}.requires_data: {e}"))?;
                     scale.requires_data.push(ds);
                 }
             }
-            other => bail!("{file}: {at}: unknown key `{other}` (expected one of {})", SCALE_KEYS.join(", ")),
+            other => bail!(
+                "{file}: {at}: unknown key `{other}` (expected one of {})",
+                SCALE_KEYS.join(", ")
+            ),
         }
     }
     Ok(scale)

@@ -78,7 +78,11 @@ struct Seen {
 
 impl From<&Summary> for Seen {
     fn from(s: &Summary) -> Seen {
-        Seen { epochs_done: s.epochs_done, best_test_acc: s.best_test_acc, best_epoch: s.best_epoch }
+        Seen {
+            epochs_done: s.epochs_done,
+            best_test_acc: s.best_test_acc,
+            best_epoch: s.best_epoch,
+        }
     }
 }
 
@@ -94,7 +98,10 @@ fn read_seen(dir: &Path) -> Option<(String, Seen)> {
     let int = |k: &str| v.get(k).and_then(|x| x.as_i64()).unwrap_or(0);
     let seen = Seen {
         epochs_done: int("epochs_done"),
-        best_test_acc: v.get("best_test_acc").and_then(|x| x.as_f64()).unwrap_or(f64::NAN),
+        best_test_acc: v
+            .get("best_test_acc")
+            .and_then(|x| x.as_f64())
+            .unwrap_or(f64::NAN),
         best_epoch: int("best_epoch"),
     };
     Some((status, seen))
@@ -103,7 +110,9 @@ fn read_seen(dir: &Path) -> Option<(String, Seen)> {
 /// The status of a run directory and what its summary says, if it has a readable one.
 fn inspect(cell: &Cell) -> (CellStatus, Option<Seen>) {
     let dir = cell.dir();
-    let started = ["config.yaml", metrics::FILE_NAME, "summary.json"].iter().any(|f| dir.join(f).exists())
+    let started = ["config.yaml", metrics::FILE_NAME, "summary.json"]
+        .iter()
+        .any(|f| dir.join(f).exists())
         || checkpoint::path(&dir).exists();
     if !started {
         return (CellStatus::Missing, None);
@@ -124,7 +133,10 @@ fn inspect(cell: &Cell) -> (CellStatus, Option<Seen>) {
 
 /// Best test error (1 − best test accuracy) of a run that has a completed (healthy) epoch.
 fn best_error(status: CellStatus, s: &Seen) -> Option<f64> {
-    if s.epochs_done < 1 || (status == CellStatus::Diverged && s.best_epoch < 1) || !s.best_test_acc.is_finite() {
+    if s.epochs_done < 1
+        || (status == CellStatus::Diverged && s.best_epoch < 1)
+        || !s.best_test_acc.is_finite()
+    {
         return None;
     }
     Some(1.0 - s.best_test_acc)
@@ -137,7 +149,11 @@ pub fn cell_status(cell: &Cell) -> (CellStatus, Option<f64>) {
 }
 
 fn one_line(s: &str) -> String {
-    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -180,19 +196,29 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
             }
             (CellStatus::Missing, _) => eprintln!("{tag}: running"),
         }
-        let run_opts = RunOptions { resume: true, quiet: opts.quiet, stop_after: None };
+        let run_opts = RunOptions {
+            resume: true,
+            quiet: opts.quiet,
+            stop_after: None,
+        };
         let outcome = catch_unwind(AssertUnwindSafe(|| train::run(&cell.config, &run_opts)));
         let error = match outcome {
             Ok(Ok(s)) => {
                 report.ran += 1;
                 if s.status == "diverged" {
                     report.diverged += 1;
-                    eprintln!("{tag}: diverged at epoch {}", s.diverged_at_epoch.unwrap_or(s.epochs_done));
+                    eprintln!(
+                        "{tag}: diverged at epoch {}",
+                        s.diverged_at_epoch.unwrap_or(s.epochs_done)
+                    );
                 } else {
                     let err = best_error(CellStatus::Done, &Seen::from(&s))
                         .map(|e| format!("{:.2}%", 100.0 * e))
                         .unwrap_or("-".into());
-                    eprintln!("{tag}: {} after {} epochs, best test error {err}", s.status, s.epochs_done);
+                    eprintln!(
+                        "{tag}: {} after {} epochs, best test error {err}",
+                        s.status, s.epochs_done
+                    );
                 }
                 continue;
             }
@@ -210,8 +236,16 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
 pub fn status_table(grid: &Grid) -> Result<String> {
     let cells = grid.cells()?;
     let w = cells.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
-    let mut out = format!("sweep {} ({} cells in {})\n", grid.name, cells.len(), grid.dir.display());
-    out += &format!("{:>5}  {:<w$}  {:<8}  {:>9}  {:>10}\n", "cell", "name", "status", "epochs", "best err %");
+    let mut out = format!(
+        "sweep {} ({} cells in {})\n",
+        grid.name,
+        cells.len(),
+        grid.dir.display()
+    );
+    out += &format!(
+        "{:>5}  {:<w$}  {:<8}  {:>9}  {:>10}\n",
+        "cell", "name", "status", "epochs", "best err %"
+    );
     let mut counts = [0usize; 4];
     for c in &cells {
         let (status, summary) = inspect(c);

@@ -7,14 +7,20 @@ use tch::nn::Init;
 
 /// Kaiming normal, fan-out mode, ReLU gain: N(0, 2/(k²·out_channels)).
 pub fn conv_kaiming_fan_out(kernel: i64, out_channels: i64) -> Init {
-    Init::Randn { mean: 0.0, stdev: (2.0 / (kernel * kernel * out_channels) as f64).sqrt() }
+    Init::Randn {
+        mean: 0.0,
+        stdev: (2.0 / (kernel * kernel * out_channels) as f64).sqrt(),
+    }
 }
 
 /// Fixup's first conv of a branch: Kaiming fan-out scaled by L^(-1/(2m-2)) with m = 2 layers
 /// per branch, i.e. L^(-1/2).
 pub fn conv_fixup_first(kernel: i64, out_channels: i64, blocks: i64) -> Init {
     let std = (2.0 / (kernel * kernel * out_channels) as f64).sqrt() * (blocks as f64).powf(-0.5);
-    Init::Randn { mean: 0.0, stdev: std }
+    Init::Randn {
+        mean: 0.0,
+        stdev: std,
+    }
 }
 
 /// PyTorch's nn.Linear default: weight and bias uniform in ±1/√fan_in.

@@ -28,7 +28,11 @@ use crate::config::{InitScheme, ModelConfig, Norm, Shortcut, TauLearnable};
 pub fn blocks_per_stage(depth: i64) -> Result<i64> {
     if depth < 8 || (depth - 2) % 6 != 0 {
         let below = (((depth - 2) / 6).max(1)) * 6 + 2;
-        let near = if below < depth { format!("{below} or {}", below + 6) } else { below.to_string() };
+        let near = if below < depth {
+            format!("{below} or {}", below + 6)
+        } else {
+            below.to_string()
+        };
         bail!("depth {depth} is not 6n+2 with n ≥ 1 (CIFAR ResNet); use {near} (the papers use 20, 32, 44, 56, 110, 1202)");
     }
     Ok((depth - 2) / 6)
@@ -36,12 +40,22 @@ pub fn blocks_per_stage(depth: i64) -> Result<i64> {
 
 /// Batch norm with γ = 1, β = 0 (tch's default γ is Uniform(0, 1): overridden here).
 fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    let cfg = nn::BatchNormConfig { ws_init: init::ONE, bs_init: init::ZERO, ..Default::default() };
+    let cfg = nn::BatchNormConfig {
+        ws_init: init::ONE,
+        bs_init: init::ZERO,
+        ..Default::default()
+    };
     nn::batch_norm2d(p, c, cfg)
 }
 
 fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, ws_init: nn::Init) -> nn::Conv2D {
-    let cfg = ConvConfig { stride, padding: k / 2, bias: false, ws_init, ..Default::default() };
+    let cfg = ConvConfig {
+        stride,
+        padding: k / 2,
+        bias: false,
+        ws_init,
+        ..Default::default()
+    };
     nn::conv2d(p, cin, cout, k, cfg)
 }
 
@@ -55,11 +69,19 @@ fn scalar(p: &nn::Path, name: &str, value: f64) -> Tensor {
 enum ShortcutPath {
     Identity,
     /// Option A: x[:, :, ::2, ::2] and zero channels appended.
-    Subsample { extra: i64 },
+    Subsample {
+        extra: i64,
+    },
     /// The τ paper's code: AvgPool(1, stride 2) = subsampling, then BN, then zero channels.
-    SubsampleBn { bn: nn::BatchNorm, extra: i64 },
+    SubsampleBn {
+        bn: nn::BatchNorm,
+        extra: i64,
+    },
     /// Option B: 1×1 conv with stride 2, then BN.
-    Projection { conv: nn::Conv2D, bn: nn::BatchNorm },
+    Projection {
+        conv: nn::Conv2D,
+        bn: nn::BatchNorm,
+    },
 }
 
 impl ShortcutPath {
@@ -104,12 +126,20 @@ impl BasicBlock {
     /// code scales b2b too); Fixup's branch stops before b2b, which it adds after the multiplier.
     fn branch(&self, x: &Tensor, train: bool) -> Tensor {
         match (&self.bns, &self.biases) {
-            (Some((bn1, bn2)), _) => {
-                x.apply(&self.conv1).apply_t(bn1, train).relu().apply(&self.conv2).apply_t(bn2, train)
-            }
+            (Some((bn1, bn2)), _) => x
+                .apply(&self.conv1)
+                .apply_t(bn1, train)
+                .relu()
+                .apply(&self.conv2)
+                .apply_t(bn2, train),
             (None, Some(b)) => {
-                let out = (((x + &b.b1a).apply(&self.conv1) + &b.b1b).relu() + &b.b2a).apply(&self.conv2);
-                if self.fixup { out } else { out + &b.b2b }
+                let out =
+                    (((x + &b.b1a).apply(&self.conv1) + &b.b1b).relu() + &b.b2a).apply(&self.conv2);
+                if self.fixup {
+                    out
+                } else {
+                    out + &b.b2b
+                }
             }
             (None, None) => unreachable!("a block has batch norms or scalar biases"),
         }
@@ -119,7 +149,9 @@ impl BasicBlock {
         let branch = self.branch(x, train);
         // Fixup downsamples x + b1a; the τ paper's blocks downsample x.
         let skip = match (&self.biases, &self.shortcut) {
-            (Some(b), ShortcutPath::Subsample { .. }) if self.fixup => self.shortcut.forward_t(&(x + &b.b1a), train),
+            (Some(b), ShortcutPath::Subsample { .. }) if self.fixup => {
+                self.shortcut.forward_t(&(x + &b.b1a), train)
+            }
             _ => self.shortcut.forward_t(x, train),
         };
         // out = relu(x_skip + τ · f(x))   [Fixup: relu(x_skip + τ · f(x) + b2b), τ its multiplier]
@@ -151,8 +183,17 @@ pub struct ResNet {
 
 /// Names of the scalar parameters end in one of these; the optimizer trains them at
 /// lr × scalar_lr_mult (the τ paper: lr/10 for τ and the scalar biases).
-pub const SCALAR_SUFFIXES: [&str; 9] =
-    ["bias1a", "bias1b", "bias2a", "bias2b", "stem_bias", "head_bias", "tau", "rezero", "scale"];
+pub const SCALAR_SUFFIXES: [&str; 9] = [
+    "bias1a",
+    "bias1b",
+    "bias2a",
+    "bias2b",
+    "stem_bias",
+    "head_bias",
+    "tau",
+    "rezero",
+    "scale",
+];
 /// The name of the shared τ; its gradient is divided by L.
 pub const SHARED_TAU_NAME: &str = "tau";
 
@@ -169,12 +210,23 @@ impl ResNet {
             _ => None,
         };
         let c0 = 16 * k;
-        let stem = conv(p / "stem", in_channels, c0, 3, 1, init::conv_kaiming_fan_out(3, c0));
+        let stem = conv(
+            p / "stem",
+            in_channels,
+            c0,
+            3,
+            1,
+            init::conv_kaiming_fan_out(3, c0),
+        );
         let (stem_bn, stem_bias, head_bias) = match cfg.norm {
             Norm::Bn => (Some(bn(p / "stem_bn", c0)), None, None),
             // Fixup adds a scalar bias after the stem conv and before the classifier; the τ
             // paper's unnormalized net has neither.
-            Norm::None if fixup => (None, Some(scalar(p, "stem_bias", 0.0)), Some(scalar(p, "head_bias", 0.0))),
+            Norm::None if fixup => (
+                None,
+                Some(scalar(p, "stem_bias", 0.0)),
+                Some(scalar(p, "head_bias", 0.0)),
+            ),
             Norm::None => (None, None, None),
         };
         let mut blocks = Vec::with_capacity(l as usize);
@@ -187,7 +239,10 @@ impl ResNet {
                 let (w1, w2) = if fixup {
                     (init::conv_fixup_first(3, cout, l), init::ZERO)
                 } else {
-                    (init::conv_kaiming_fan_out(3, cout), init::conv_kaiming_fan_out(3, cout))
+                    (
+                        init::conv_kaiming_fan_out(3, cout),
+                        init::conv_kaiming_fan_out(3, cout),
+                    )
                 };
                 let conv1 = conv(&bp / "conv1", cin, cout, 3, stride, w1);
                 let conv2 = conv(&bp / "conv2", cout, cout, 3, 1, w2);
@@ -208,9 +263,19 @@ impl ResNet {
                 } else {
                     match cfg.shortcut {
                         Shortcut::A => ShortcutPath::Subsample { extra: cout - cin },
-                        Shortcut::ABn => ShortcutPath::SubsampleBn { bn: bn(&bp / "shortcut_bn", cin), extra: cout - cin },
+                        Shortcut::ABn => ShortcutPath::SubsampleBn {
+                            bn: bn(&bp / "shortcut_bn", cin),
+                            extra: cout - cin,
+                        },
                         Shortcut::B => ShortcutPath::Projection {
-                            conv: conv(&bp / "shortcut_conv", cin, cout, 1, stride, init::conv_kaiming_fan_out(1, cout)),
+                            conv: conv(
+                                &bp / "shortcut_conv",
+                                cin,
+                                cout,
+                                1,
+                                stride,
+                                init::conv_kaiming_fan_out(1, cout),
+                            ),
                             bn: bn(&bp / "shortcut_bn", cout),
                         },
                     }
@@ -222,13 +287,44 @@ impl ResNet {
                     (None, TauLearnable::None) if fixup => Tau::Learned(scalar(&bp, "scale", tau0)),
                     _ => Tau::Const(tau0),
                 };
-                blocks.push(BasicBlock { conv1, conv2, bns, biases, shortcut, tau, fixup });
+                blocks.push(BasicBlock {
+                    conv1,
+                    conv2,
+                    bns,
+                    biases,
+                    shortcut,
+                    tau,
+                    fixup,
+                });
                 cin = cout;
             }
         }
-        let (fc_w, fc_b) = if fixup { (init::ZERO, init::ZERO) } else { (init::linear_default(cin), init::linear_default(cin)) };
-        let fc = nn::linear(p / "fc", cin, classes, nn::LinearConfig { ws_init: fc_w, bs_init: Some(fc_b), bias: true });
-        Ok(ResNet { stem, stem_bn, stem_bias, head_bias, blocks, fc, shared_tau, num_blocks: l, tau0 })
+        let (fc_w, fc_b) = if fixup {
+            (init::ZERO, init::ZERO)
+        } else {
+            (init::linear_default(cin), init::linear_default(cin))
+        };
+        let fc = nn::linear(
+            p / "fc",
+            cin,
+            classes,
+            nn::LinearConfig {
+                ws_init: fc_w,
+                bs_init: Some(fc_b),
+                bias: true,
+            },
+        );
+        Ok(ResNet {
+            stem,
+            stem_bn,
+            stem_bias,
+            head_bias,
+            blocks,
+            fc,
+            shared_tau,
+            num_blocks: l,
+            tau0,
+        })
     }
 
     /// h_0: the stem's output (the probe's reference for ‖h_L‖/‖h_0‖).
@@ -243,7 +339,9 @@ impl ResNet {
 
     /// h_L from h_0: the L residual blocks.
     pub fn blocks_t(&self, h0: &Tensor, train: bool) -> Tensor {
-        self.blocks.iter().fold(h0.shallow_clone(), |h, b| b.forward_t(&h, train))
+        self.blocks
+            .iter()
+            .fold(h0.shallow_clone(), |h, b| b.forward_t(&h, train))
     }
 
     /// Logits from h_L: global average pooling and the classifier.
@@ -260,7 +358,12 @@ impl ResNet {
         if let Some(t) = &self.shared_tau {
             return t.double_value(&[0]);
         }
-        let learned: Vec<f64> = self.blocks.iter().filter(|b| matches!(b.tau, Tau::Learned(_))).map(|b| b.tau.value()).collect();
+        let learned: Vec<f64> = self
+            .blocks
+            .iter()
+            .filter(|b| matches!(b.tau, Tau::Learned(_)))
+            .map(|b| b.tau.value())
+            .collect();
         if learned.is_empty() {
             self.tau0
         } else {
@@ -279,7 +382,10 @@ impl ModuleT for ResNet {
 
 /// Number of trainable scalars in a var store.
 pub fn trainable_parameters(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
 }
 
 /// A one-line-per-stage description of the structure, for `deepres summary`.
@@ -298,8 +404,15 @@ pub fn describe(cfg: &ModelConfig, in_channels: i64, classes: i64) -> Result<Vec
     ];
     for s in 0..3 {
         let c = (16 * k) << s;
-        lines.push(format!("stage {}: {n} × block [{norm}] × τ + shortcut, {c} channels{}", s + 1, if s > 0 { ", first block stride 2" } else { "" }));
+        lines.push(format!(
+            "stage {}: {n} × block [{norm}] × τ + shortcut, {c} channels{}",
+            s + 1,
+            if s > 0 { ", first block stride 2" } else { "" }
+        ));
     }
-    lines.push(format!("head: global average pool, linear {}→{classes}", 64 * k));
+    lines.push(format!(
+        "head: global average pool, linear {}→{classes}",
+        64 * k
+    ));
     Ok(lines)
 }

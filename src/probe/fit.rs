@@ -66,16 +66,35 @@ fn slope(points: &[(f64, f64)]) -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     let b = sxy / sxx;
-    let r2 = if syy == 0.0 { 1.0 } else { (sxy * sxy) / (sxx * syy) };
+    let r2 = if syy == 0.0 {
+        1.0
+    } else {
+        (sxy * sxy) / (sxx * syy)
+    };
     (b, r2)
 }
 
 pub fn fit(points: &[(f64, f64)]) -> Fit {
-    let finite: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.1.is_finite() && p.1 > 0.0).collect();
+    let finite: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|p| p.1.is_finite() && p.1 > 0.0)
+        .collect();
     let overflow_at = points.iter().find(|p| !p.1.is_finite()).map(|p| p.0);
-    let (power, r2_power) = slope(&finite.iter().map(|&(l, r)| (l.ln(), r.ln())).collect::<Vec<_>>());
+    let (power, r2_power) = slope(
+        &finite
+            .iter()
+            .map(|&(l, r)| (l.ln(), r.ln()))
+            .collect::<Vec<_>>(),
+    );
     let (rate, r2_rate) = slope(&finite.iter().map(|&(l, r)| (l, r.ln())).collect::<Vec<_>>());
-    Fit { power, rate, r2_power, r2_rate, overflow_at }
+    Fit {
+        power,
+        rate,
+        r2_power,
+        r2_rate,
+        overflow_at,
+    }
 }
 
 /// Geometric mean over seeds; any non-finite seed makes the mean inf (overflow is sticky).
@@ -94,7 +113,11 @@ pub fn fit_rows(rows: &[ProbeRow]) -> Vec<FitRow> {
     let mut groups: BTreeMap<Key, ByBlocks> = BTreeMap::new();
     let mut order: Vec<Key> = Vec::new();
     for r in rows {
-        let key = (format!("{:?}", r.model).to_lowercase(), format!("{:?}", r.norm).to_lowercase(), r.tau_rule.clone());
+        let key = (
+            format!("{:?}", r.model).to_lowercase(),
+            format!("{:?}", r.norm).to_lowercase(),
+            r.tau_rule.clone(),
+        );
         if !groups.contains_key(&key) {
             order.push(key.clone());
         }
@@ -106,8 +129,14 @@ pub fn fit_rows(rows: &[ProbeRow]) -> Vec<FitRow> {
         .into_iter()
         .map(|key| {
             let by_l = &groups[&key];
-            let forward: Vec<(f64, f64)> = by_l.iter().map(|(&l, v)| (l as f64, log_mean(&v.0))).collect();
-            let backward: Vec<(f64, f64)> = by_l.iter().map(|(&l, v)| (l as f64, log_mean(&v.1))).collect();
+            let forward: Vec<(f64, f64)> = by_l
+                .iter()
+                .map(|(&l, v)| (l as f64, log_mean(&v.0)))
+                .collect();
+            let backward: Vec<(f64, f64)> = by_l
+                .iter()
+                .map(|(&l, v)| (l as f64, log_mean(&v.1)))
+                .collect();
             FitRow {
                 model: key.0,
                 norm: key.1,
@@ -132,8 +161,18 @@ fn fmt(v: f64) -> String {
 /// Headers and cells of the stability table.
 pub fn table_cells(fits: &[FitRow]) -> (Vec<String>, Vec<Vec<String>>) {
     let headers = [
-        "model", "norm", "τ rule", "L", "forward at L min", "forward at L max", "forward ∝ L^p: p", "forward growth",
-        "backward at L min", "backward at L max", "backward ∝ L^p: p", "backward growth",
+        "model",
+        "norm",
+        "τ rule",
+        "L",
+        "forward at L min",
+        "forward at L max",
+        "forward ∝ L^p: p",
+        "forward growth",
+        "backward at L min",
+        "backward at L max",
+        "backward ∝ L^p: p",
+        "backward growth",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -179,7 +218,10 @@ mod tests {
         let expo: Vec<_> = ls.iter().map(|&l: &f64| (l, (0.3 * l).exp())).collect();
         let f = fit(&expo);
         assert!((f.rate - 0.3).abs() < 1e-9 && f.label() == "exponential");
-        let flat: Vec<_> = ls.iter().map(|&l: &f64| (l, 1.3 + 0.01 * (l / 3.0).sin())).collect();
+        let flat: Vec<_> = ls
+            .iter()
+            .map(|&l: &f64| (l, 1.3 + 0.01 * (l / 3.0).sin()))
+            .collect();
         assert_eq!(fit(&flat).label(), "bounded");
         let mut over = expo.clone();
         over[5].1 = f64::INFINITY;

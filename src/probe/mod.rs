@@ -26,8 +26,17 @@ use crate::model::resnet::{blocks_per_stage, ResNet};
 use crate::model::tau::initial_tau;
 
 /// CSV columns of the probe.
-pub const COLUMNS: [&str; 9] =
-    ["model", "depth", "blocks", "norm", "tau_rule", "tau", "seed", "forward_ratio", "backward_ratio"];
+pub const COLUMNS: [&str; 9] = [
+    "model",
+    "depth",
+    "blocks",
+    "norm",
+    "tau_rule",
+    "tau",
+    "seed",
+    "forward_ratio",
+    "backward_ratio",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,12 +60,17 @@ impl std::str::FromStr for TauSpec {
     fn from_str(s: &str) -> Result<TauSpec> {
         let (rule, arg) = match s.split_once(':') {
             Some((r, a)) => {
-                let v: f64 = a.parse().map_err(|_| anyhow::anyhow!("τ rule {s:?}: {a:?} is not a number"))?;
+                let v: f64 = a
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("τ rule {s:?}: {a:?} is not a number"))?;
                 (r, Some(v))
             }
             None => (s, None),
         };
-        let mut cfg = TauConfig { learnable: TauLearnable::None, ..TauConfig::default() };
+        let mut cfg = TauConfig {
+            learnable: TauLearnable::None,
+            ..TauConfig::default()
+        };
         match (rule, arg) {
             ("one", None) => cfg.rule = TauRule::One,
             ("inv_sqrt", c) => (cfg.rule, cfg.c) = (TauRule::InvSqrt, c.unwrap_or(1.0)),
@@ -65,7 +79,10 @@ impl std::str::FromStr for TauSpec {
             ("fixed", Some(v)) => (cfg.rule, cfg.value) = (TauRule::Fixed, v),
             _ => bail!("unknown τ rule {s:?}; accepted: one, inv_sqrt[:c], inv[:c], power:β, fixed:v (e.g. power:0.25)"),
         }
-        Ok(TauSpec { label: s.to_string(), cfg })
+        Ok(TauSpec {
+            label: s.to_string(),
+            cfg,
+        })
     }
 }
 
@@ -86,7 +103,9 @@ impl std::str::FromStr for ProbeData {
         if s == "auto" {
             return Ok(ProbeData::Auto);
         }
-        s.parse::<DatasetName>().map(ProbeData::Named).map_err(|e| anyhow::anyhow!("{e}; or auto"))
+        s.parse::<DatasetName>()
+            .map(ProbeData::Named)
+            .map_err(|e| anyhow::anyhow!("{e}; or auto"))
     }
 }
 
@@ -123,7 +142,13 @@ pub struct ProbeRow {
 
 impl ProbeRow {
     fn key(&self) -> (ProbeModel, i64, Norm, String, u64) {
-        (self.model, self.depth, self.norm, self.tau_rule.clone(), self.seed)
+        (
+            self.model,
+            self.depth,
+            self.norm,
+            self.tau_rule.clone(),
+            self.seed,
+        )
     }
 }
 
@@ -131,7 +156,11 @@ impl ProbeRow {
 /// `device`, and the name of the dataset used.
 pub fn fixed_batch(spec: &ProbeSpec) -> Result<(Tensor, Tensor, DatasetName)> {
     let candidates: Vec<DatasetName> = match spec.data {
-        ProbeData::Auto => vec![DatasetName::Cifar10, DatasetName::FashionMnist, DatasetName::Synthetic],
+        ProbeData::Auto => vec![
+            DatasetName::Cifar10,
+            DatasetName::FashionMnist,
+            DatasetName::Synthetic,
+        ],
         ProbeData::Named(n) => vec![n],
     };
     let mut last_err = None;
@@ -149,7 +178,10 @@ pub fn fixed_batch(spec: &ProbeSpec) -> Result<(Tensor, Tensor, DatasetName)> {
         match data::load(&ds) {
             Ok(split) => {
                 let dd = DeviceData::new(&split.train, &split.mean, &split.std, spec.device);
-                let (x, y) = dd.eval_batches(spec.batch).next().context("empty dataset")?;
+                let (x, y) = dd
+                    .eval_batches(spec.batch)
+                    .next()
+                    .context("empty dataset")?;
                 return Ok((x, y, name));
             }
             Err(e) => last_err = Some(e),
@@ -166,10 +198,24 @@ fn ratio(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Forward and backward ratios of a CIFAR ResNet at initialization.
-fn probe_resnet(x: &Tensor, y: &Tensor, depth: i64, norm: Norm, tau: &TauConfig, seed: u64, classes: i64) -> Result<(f64, f64)> {
+fn probe_resnet(
+    x: &Tensor,
+    y: &Tensor,
+    depth: i64,
+    norm: Norm,
+    tau: &TauConfig,
+    seed: u64,
+    classes: i64,
+) -> Result<(f64, f64)> {
     tch::manual_seed(seed as i64);
     let vs = VarStore::new(x.device());
-    let cfg = ModelConfig { depth, norm, shortcut: Shortcut::A, tau: *tau, ..ModelConfig::default() };
+    let cfg = ModelConfig {
+        depth,
+        norm,
+        shortcut: Shortcut::A,
+        tau: *tau,
+        ..ModelConfig::default()
+    };
     let net = ResNet::new(&vs.root(), &cfg, x.size()[1], classes)?;
     // BN in training mode (batch statistics), as in the first step of training.
     let h0 = net.stem_t(x, true).detach().set_requires_grad(true);
@@ -181,7 +227,15 @@ fn probe_resnet(x: &Tensor, y: &Tensor, depth: i64, norm: Norm, tau: &TauConfig,
 
 /// Forward and backward ratios of the fully connected ResNet h_l = h_{l-1} + τ W_l relu(h_{l-1}),
 /// W_l ~ N(0, 2/m), with h_0 = A x (A ~ N(0, 1/d_in)) and a random linear head B ~ N(0, 1/m).
-fn probe_fc(x: &Tensor, y: &Tensor, blocks: i64, tau: f64, width: i64, seed: u64, classes: i64) -> (f64, f64) {
+fn probe_fc(
+    x: &Tensor,
+    y: &Tensor,
+    blocks: i64,
+    tau: f64,
+    width: i64,
+    seed: u64,
+    classes: i64,
+) -> (f64, f64) {
     tch::manual_seed(seed as i64);
     let dev = x.device();
     let b = x.size()[0];
@@ -204,8 +258,11 @@ fn probe_fc(x: &Tensor, y: &Tensor, blocks: i64, tau: f64, width: i64, seed: u64
 
 /// Reads the rows of an earlier (possibly interrupted) probe.
 pub fn read_rows(path: &Path) -> Result<Vec<ProbeRow>> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    r.deserialize().map(|row| row.with_context(|| format!("{}: malformed row", path.display()))).collect()
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    r.deserialize()
+        .map(|row| row.with_context(|| format!("{}: malformed row", path.display())))
+        .collect()
 }
 
 /// Measures every (depth, norm, τ rule, seed) of `spec` not already in `out_csv`, appending
@@ -216,25 +273,47 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
             ProbeModel::Resnet => {
                 blocks_per_stage(d).map_err(|e| anyhow::anyhow!("--depths: {e}"))?;
             }
-            ProbeModel::Fc if d < 1 => bail!("--depths: fc depths are numbers of blocks ≥ 1, got {d}"),
+            ProbeModel::Fc if d < 1 => {
+                bail!("--depths: fc depths are numbers of blocks ≥ 1, got {d}")
+            }
             ProbeModel::Fc => {}
         }
     }
     let (x, y, dataset) = fixed_batch(spec)?;
     let classes = y.max().int64_value(&[]) + 1;
     let classes = classes.max(10);
-    let done: HashSet<_> = if out_csv.exists() { read_rows(out_csv)?.iter().map(|r| r.key()).collect() } else { HashSet::new() };
+    let done: HashSet<_> = if out_csv.exists() {
+        read_rows(out_csv)?.iter().map(|r| r.key()).collect()
+    } else {
+        HashSet::new()
+    };
     if let Some(parent) = out_csv.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create", parent.display()))?;
     }
     let new_file = !out_csv.exists() || std::fs::metadata(out_csv)?.len() == 0;
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(out_csv)
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out_csv)
         .with_context(|| format!("{}: cannot open for appending", out_csv.display()))?;
-    let mut w = csv::WriterBuilder::new().has_headers(new_file).from_writer(file);
-    let norms: Vec<Norm> = if spec.model == ProbeModel::Fc { vec![Norm::None] } else { spec.norms.clone() };
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(new_file)
+        .from_writer(file);
+    let norms: Vec<Norm> = if spec.model == ProbeModel::Fc {
+        vec![Norm::None]
+    } else {
+        spec.norms.clone()
+    };
     let total = spec.depths.len() * norms.len() * spec.taus.len() * spec.seeds.len();
     if !quiet {
-        eprintln!("probe: {:?} on a fixed batch of {} {} images, {total} measurements, device {:?}", spec.model, x.size()[0], dataset, spec.device);
+        eprintln!(
+            "probe: {:?} on a fixed batch of {} {} images, {total} measurements, device {:?}",
+            spec.model,
+            x.size()[0],
+            dataset,
+            spec.device
+        );
     }
     let mut n = 0;
     for &depth in &spec.depths {
@@ -247,12 +326,24 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
                 let tau = initial_tau(&t.cfg, blocks);
                 for &seed in &spec.seeds {
                     n += 1;
-                    let mut row = ProbeRow { model: spec.model, depth, blocks, norm, tau_rule: t.label.clone(), tau, seed, forward_ratio: f64::NAN, backward_ratio: f64::NAN };
+                    let mut row = ProbeRow {
+                        model: spec.model,
+                        depth,
+                        blocks,
+                        norm,
+                        tau_rule: t.label.clone(),
+                        tau,
+                        seed,
+                        forward_ratio: f64::NAN,
+                        backward_ratio: f64::NAN,
+                    };
                     if done.contains(&row.key()) {
                         continue;
                     }
                     let (f, b) = match spec.model {
-                        ProbeModel::Resnet => probe_resnet(&x, &y, depth, norm, &t.cfg, seed, classes)?,
+                        ProbeModel::Resnet => {
+                            probe_resnet(&x, &y, depth, norm, &t.cfg, seed, classes)?
+                        }
                         ProbeModel::Fc => probe_fc(&x, &y, blocks, tau, spec.width, seed, classes),
                     };
                     (row.forward_ratio, row.backward_ratio) = (f, b);
@@ -265,8 +356,9 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
             }
         }
     }
-    let mut file = w.into_inner().map_err(|e| anyhow::anyhow!("{}: {}", out_csv.display(), e.error()))?;
+    let mut file = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("{}: {}", out_csv.display(), e.error()))?;
     file.flush()?;
     read_rows(out_csv)
 }
-

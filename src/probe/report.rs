@@ -17,18 +17,32 @@ pub fn write(rows: &[ProbeRow], out_dir: &Path) -> Result<String> {
     };
     table.write_csv(&out_dir.join("stability.csv"))?;
     let md = table.to_markdown();
-    std::fs::write(out_dir.join("stability.md"), &md).with_context(|| format!("{}: cannot write", out_dir.display()))?;
-    let mut groups: Vec<(String, String)> = fits.iter().map(|f| (f.model.clone(), f.norm.clone())).collect();
+    std::fs::write(out_dir.join("stability.md"), &md)
+        .with_context(|| format!("{}: cannot write", out_dir.display()))?;
+    let mut groups: Vec<(String, String)> = fits
+        .iter()
+        .map(|f| (f.model.clone(), f.norm.clone()))
+        .collect();
     groups.dedup();
     for (model, norm) in groups {
         let of = |which: fn(&fit::FitRow) -> &Vec<(f64, f64)>| -> Vec<crate::report::plot::Series> {
             fits.iter()
                 .filter(|f| f.model == model && f.norm == norm)
-                .map(|f| crate::report::plot::Series { label: format!("τ = {}", f.tau_rule), points: which(f).clone() })
+                .map(|f| crate::report::plot::Series {
+                    label: format!("τ = {}", f.tau_rule),
+                    points: which(f).clone(),
+                })
                 .collect()
         };
         let panel = |name: &str, y: &str, series| crate::report::plot::Panel {
-            spec: crate::report::plot::PlotSpec::new(format!("{name} ratio"), "residual blocks L", y).log_x(true).log_y(true).markers(true),
+            spec: crate::report::plot::PlotSpec::new(
+                format!("{name} ratio"),
+                "residual blocks L",
+                y,
+            )
+            .log_x(true)
+            .log_y(true)
+            .markers(true),
             series,
         };
         let panels = [
@@ -36,7 +50,11 @@ pub fn write(rows: &[ProbeRow], out_dir: &Path) -> Result<String> {
             panel("backward", "‖∂ℓ/∂h_0‖ / ‖∂ℓ/∂h_L‖", of(|f| &f.backward)),
         ];
         let title = format!("Stability at initialization: {model}, norm {norm} (mean over seeds)");
-        crate::report::plot::multi_panel(&out_dir.join(format!("stability-{model}-{norm}")), &title, &panels)?;
+        crate::report::plot::multi_panel(
+            &out_dir.join(format!("stability-{model}-{norm}")),
+            &title,
+            &panels,
+        )?;
     }
     Ok(md)
 }

@@ -21,7 +21,10 @@ struct Row<'a> {
 
 /// A run's label (its directory name) and rows.
 pub fn load_run(dir: &Path) -> Result<(String, Vec<EpochRow>)> {
-    let label = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
+    let label = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
     let rows = metrics::read(&dir.join(metrics::FILE_NAME))
         .with_context(|| format!("{}: not a finished or running deepres run", dir.display()))?;
     Ok((label, rows))
@@ -30,11 +33,17 @@ pub fn load_run(dir: &Path) -> Result<(String, Vec<EpochRow>)> {
 /// Writes the long-format comparison CSV (epoch, run, metrics...) and returns a Markdown table
 /// with one line per epoch and the test accuracy of each run side by side.
 pub fn compare(runs: &[&Path], out_csv: &Path) -> Result<String> {
-    let loaded: Vec<(String, Vec<EpochRow>)> = runs.iter().map(|d| load_run(d)).collect::<Result<_>>()?;
+    let loaded: Vec<(String, Vec<EpochRow>)> =
+        runs.iter().map(|d| load_run(d)).collect::<Result<_>>()?;
     let tmp = out_csv.with_extension("csv.tmp");
     {
-        let mut w = csv::Writer::from_path(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        let max_epoch = loaded.iter().flat_map(|(_, r)| r.iter().map(|r| r.epoch)).max().unwrap_or(0);
+        let mut w = csv::Writer::from_path(&tmp)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        let max_epoch = loaded
+            .iter()
+            .flat_map(|(_, r)| r.iter().map(|r| r.epoch))
+            .max()
+            .unwrap_or(0);
         for e in 1..=max_epoch {
             for (label, rows) in &loaded {
                 if let Some(r) = rows.iter().find(|r| r.epoch == e) {
@@ -69,7 +78,11 @@ fn markdown(loaded: &[(String, Vec<EpochRow>)]) -> String {
         s += "---:|---:|";
     }
     s += "\n";
-    let max_epoch = loaded.iter().flat_map(|(_, r)| r.iter().map(|r| r.epoch)).max().unwrap_or(0);
+    let max_epoch = loaded
+        .iter()
+        .flat_map(|(_, r)| r.iter().map(|r| r.epoch))
+        .max()
+        .unwrap_or(0);
     for e in 1..=max_epoch {
         s += &format!("| {e} |");
         for (_, rows) in loaded {

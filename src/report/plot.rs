@@ -33,7 +33,10 @@ pub struct Series {
 
 impl Series {
     pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>) -> Series {
-        Series { label: label.into(), points }
+        Series {
+            label: label.into(),
+            points,
+        }
     }
 }
 
@@ -66,8 +69,17 @@ pub struct PlotSpec {
 
 impl PlotSpec {
     /// Linear axes, no markers, automatic legend.
-    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> PlotSpec {
-        PlotSpec { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), ..Default::default() }
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> PlotSpec {
+        PlotSpec {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            ..Default::default()
+        }
     }
     pub fn log_x(mut self, on: bool) -> PlotSpec {
         self.log_x = on;
@@ -136,20 +148,33 @@ pub fn font_path() -> Option<&'static Path> {
     static FONT: OnceLock<Option<PathBuf>> = OnceLock::new();
     FONT.get_or_init(|| {
         let env = std::env::var_os("DEEPRES_FONT").map(PathBuf::from);
-        if env.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.as_os_str() == "none") {
+        if env
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.as_os_str() == "none")
+        {
             return None; // DEEPRES_FONT=none: SVG only
         }
-        let candidates = env.into_iter().chain(FONT_CANDIDATES.iter().map(PathBuf::from));
+        let candidates = env
+            .into_iter()
+            .chain(FONT_CANDIDATES.iter().map(PathBuf::from));
         for path in candidates {
-            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
             if plotters::style::register_font(FAMILY, FontStyle::Normal, bytes).is_ok() {
                 // Bold text falls back to the regular face when no bold file sits next to it.
                 let bold = path.with_file_name(
-                    path.file_stem().map(|s| format!("{}-Bold.ttf", s.to_string_lossy())).unwrap_or_default(),
+                    path.file_stem()
+                        .map(|s| format!("{}-Bold.ttf", s.to_string_lossy()))
+                        .unwrap_or_default(),
                 );
                 if let Ok(b) = std::fs::read(bold) {
-                    let _ = plotters::style::register_font(FAMILY, FontStyle::Bold, Box::leak(b.into_boxed_slice()));
+                    let _ = plotters::style::register_font(
+                        FAMILY,
+                        FontStyle::Bold,
+                        Box::leak(b.into_boxed_slice()),
+                    );
                 }
                 return Some(path);
             }
@@ -162,7 +187,10 @@ pub fn font_path() -> Option<&'static Path> {
 /// One panel: `<stem>.svg` and `<stem>.png` (the PNG only when a font is available).
 /// Returns the files written.
 pub fn line_plot(stem: &Path, spec: &PlotSpec, series: &[Series]) -> Result<Vec<PathBuf>> {
-    let panel = Panel { spec: spec.clone(), series: series.to_vec() };
+    let panel = Panel {
+        spec: spec.clone(),
+        series: series.to_vec(),
+    };
     write_figure(stem, None, std::slice::from_ref(&panel))
 }
 
@@ -180,19 +208,25 @@ pub fn svg_string(title: Option<&str>, panels: &[Panel]) -> Result<String> {
 
 fn write_figure(stem: &Path, title: Option<&str>, panels: &[Panel]) -> Result<Vec<PathBuf>> {
     if panels.is_empty() {
-        return Err(anyhow!("{}: a figure needs at least one panel", stem.display()));
+        return Err(anyhow!(
+            "{}: a figure needs at least one panel",
+            stem.display()
+        ));
     }
     if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the directory", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the directory", dir.display()))?;
     }
     let font = font_path();
     let mut written = Vec::new();
 
     let svg_path = with_ext(stem, "svg");
-    let svg = render_svg(title, panels, FAMILY).with_context(|| format!("{}: cannot draw", svg_path.display()))?;
+    let svg = render_svg(title, panels, FAMILY)
+        .with_context(|| format!("{}: cannot draw", svg_path.display()))?;
     let tmp = tmp_sibling(&svg_path, "svg");
     std::fs::write(&tmp, svg).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, &svg_path).with_context(|| format!("{}: cannot write", svg_path.display()))?;
+    std::fs::rename(&tmp, &svg_path)
+        .with_context(|| format!("{}: cannot write", svg_path.display()))?;
     written.push(svg_path);
 
     let png_path = with_ext(stem, "png");
@@ -215,7 +249,8 @@ fn write_figure(stem: &Path, title: Option<&str>, panels: &[Panel]) -> Result<Ve
         let _ = std::fs::remove_file(&tmp);
         return Err(e.context(format!("{}: cannot draw", png_path.display())));
     }
-    std::fs::rename(&tmp, &png_path).with_context(|| format!("{}: cannot write", png_path.display()))?;
+    std::fs::rename(&tmp, &png_path)
+        .with_context(|| format!("{}: cannot write", png_path.display()))?;
     written.push(png_path);
     Ok(written)
 }
@@ -231,12 +266,18 @@ fn with_ext(stem: &Path, ext: &str) -> PathBuf {
 /// A hidden temporary file beside `path` that keeps the extension (the PNG encoder picks the
 /// format from it).
 fn tmp_sibling(path: &Path, ext: &str) -> PathBuf {
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp.{ext}", std::process::id()))
 }
 
 fn figure_size(titled: bool, n: usize) -> (u32, u32) {
-    (PANEL_SIZE.0 * n as u32, PANEL_SIZE.1 + if titled { TITLE_BAND } else { 0 })
+    (
+        PANEL_SIZE.0 * n as u32,
+        PANEL_SIZE.1 + if titled { TITLE_BAND } else { 0 },
+    )
 }
 
 fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
@@ -246,7 +287,10 @@ fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 fn render_svg(title: Option<&str>, panels: &[Panel], family: &str) -> Result<String> {
     let mut buf = String::new();
     {
-        let backend = TextSafe(SVGBackend::with_string(&mut buf, figure_size(title.is_some(), panels.len())));
+        let backend = TextSafe(SVGBackend::with_string(
+            &mut buf,
+            figure_size(title.is_some(), panels.len()),
+        ));
         let root = backend.into_drawing_area();
         draw_figure(&root, title, panels, family)?;
         root.present().map_err(plot_err)?;
@@ -265,8 +309,14 @@ fn draw_figure<DB: Backend>(
         Some(t) => {
             let (band, body) = root.split_vertically(TITLE_BAND);
             let (w, h) = band.dim_in_pixel();
-            let style = TextStyle::from((family, 26).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
-            band.draw(&Text::new(t.to_string(), (w as i32 / 2, h as i32 / 2 + 4), style)).map_err(plot_err)?;
+            let style =
+                TextStyle::from((family, 26).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
+            band.draw(&Text::new(
+                t.to_string(),
+                (w as i32 / 2, h as i32 / 2 + 4),
+                style,
+            ))
+            .map_err(plot_err)?;
             body
         }
         None => root.clone(),
@@ -280,7 +330,9 @@ fn draw_figure<DB: Backend>(
 
 /// The points of a series split at the points an axis cannot show, so the line breaks there.
 fn segments(points: &[(f64, f64)], log_x: bool, log_y: bool) -> Vec<Vec<(f64, f64)>> {
-    let ok = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!log_x || x > 0.0) && (!log_y || y > 0.0);
+    let ok = |&(x, y): &(f64, f64)| {
+        x.is_finite() && y.is_finite() && (!log_x || x > 0.0) && (!log_y || y > 0.0)
+    };
     let mut out = Vec::new();
     let mut cur = Vec::new();
     for p in points {
@@ -325,10 +377,17 @@ fn axis_range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     }
 }
 
-fn draw_panel<DB: Backend>(area: &DrawingArea<DB, Shift>, panel: &Panel, family: &str) -> Result<()> {
+fn draw_panel<DB: Backend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    family: &str,
+) -> Result<()> {
     let spec = &panel.spec;
-    let segs: Vec<Vec<Vec<(f64, f64)>>> =
-        panel.series.iter().map(|s| segments(&s.points, spec.log_x, spec.log_y)).collect();
+    let segs: Vec<Vec<Vec<(f64, f64)>>> = panel
+        .series
+        .iter()
+        .map(|s| segments(&s.points, spec.log_x, spec.log_y))
+        .collect();
     let all = || segs.iter().flatten().flatten();
     let (x0, x1) = axis_range(all().map(|p| p.0), spec.log_x);
     let (y0, y1) = axis_range(all().map(|p| p.1), spec.log_y);
@@ -371,7 +430,13 @@ struct Axis {
 
 impl Axis {
     fn new(lo: f64, hi: f64, log: bool, integer: bool) -> Axis {
-        Axis { lo, hi, log, integer, linear: (lo..hi).into() }
+        Axis {
+            lo,
+            hi,
+            log,
+            integer,
+            linear: (lo..hi).into(),
+        }
     }
 
     fn linear_ticks<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
@@ -396,7 +461,11 @@ impl Ranged for Axis {
         } else {
             (v - self.lo) / (self.hi - self.lo)
         };
-        let t = if t.is_finite() { t.clamp(-10.0, 10.0) } else { 0.5 };
+        let t = if t.is_finite() {
+            t.clamp(-10.0, 10.0)
+        } else {
+            0.5
+        };
         limit.0 + ((limit.1 - limit.0) as f64 * t).round() as i32
     }
 
@@ -405,12 +474,22 @@ impl Ranged for Axis {
             return self.linear_ticks(hint);
         }
         let max = hint.max_num_points().max(2);
-        let (k0, k1) = (self.lo.log10().floor() as i32, self.hi.log10().ceil() as i32);
+        let (k0, k1) = (
+            self.lo.log10().floor() as i32,
+            self.hi.log10().ceil() as i32,
+        );
         let inside = |v: &f64| *v >= self.lo && *v <= self.hi;
-        let all: [&[f64]; 4] = [&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], &[1.0, 2.0, 5.0], &[1.0, 3.0], &[1.0]];
+        let all: [&[f64]; 4] = [
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+            &[1.0, 2.0, 5.0],
+            &[1.0, 3.0],
+            &[1.0],
+        ];
         for mantissas in all {
-            let pts: Vec<f64> =
-                (k0..=k1).flat_map(|k| mantissas.iter().map(move |m| m * 10f64.powi(k))).filter(inside).collect();
+            let pts: Vec<f64> = (k0..=k1)
+                .flat_map(|k| mantissas.iter().map(move |m| m * 10f64.powi(k)))
+                .filter(inside)
+                .collect();
             if pts.len() < 2 && mantissas.len() == 9 {
                 // Less than a step of the finest set: plain linear ticks.
                 return self.linear_ticks(hint);
@@ -421,7 +500,11 @@ impl Ranged for Axis {
         }
         // Many decades: every `step`-th power of ten.
         let step = ((k1 - k0 + 1) as usize).div_ceil(max).max(1);
-        (k0..=k1).step_by(step).map(|k| 10f64.powi(k)).filter(inside).collect()
+        (k0..=k1)
+            .step_by(step)
+            .map(|k| 10f64.powi(k))
+            .filter(inside)
+            .collect()
     }
 
     fn range(&self) -> std::ops::Range<f64> {
@@ -460,9 +543,13 @@ fn draw_in<DB: Backend>(
     for (i, series) in segs.iter().enumerate() {
         let c = color(i);
         for seg in series {
-            chart.draw_series(LineSeries::new(seg.iter().copied(), c.stroke_width(2))).map_err(plot_err)?;
+            chart
+                .draw_series(LineSeries::new(seg.iter().copied(), c.stroke_width(2)))
+                .map_err(plot_err)?;
             if spec.markers || seg.len() == 1 {
-                chart.draw_series(seg.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(plot_err)?;
+                chart
+                    .draw_series(seg.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                    .map_err(plot_err)?;
             }
         }
     }
@@ -470,7 +557,12 @@ fn draw_in<DB: Backend>(
         return Ok(());
     }
     // The legend, drawn by hand so that it needs no font metrics (SVG without a font file).
-    let pts: Vec<(i32, i32)> = segs.iter().flatten().flatten().map(|p| chart.backend_coord(p)).collect();
+    let pts: Vec<(i32, i32)> = segs
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|p| chart.backend_coord(p))
+        .collect();
     let plot = chart.plotting_area().strip_coord_spec();
     let (ox, oy) = plot.get_base_pixel();
     let (pw, ph) = plot.dim_in_pixel();
@@ -479,7 +571,11 @@ fn draw_in<DB: Backend>(
     let text_w = panel
         .series
         .iter()
-        .map(|s| plot.estimate_text_size(&s.label, &text).map(|d| d.0).unwrap_or(0))
+        .map(|s| {
+            plot.estimate_text_size(&s.label, &text)
+                .map(|d| d.0)
+                .unwrap_or(0)
+        })
         .max()
         .unwrap_or(0) as i32;
     let (bw, bh) = (text_w + 44, line_h * panel.series.len() as i32 + 10);
@@ -487,7 +583,10 @@ fn draw_in<DB: Backend>(
     let corners = [
         (Legend::UpperRight, (pw as i32 - bw - inset, inset)),
         (Legend::UpperLeft, (inset, inset)),
-        (Legend::LowerRight, (pw as i32 - bw - inset, ph as i32 - bh - inset)),
+        (
+            Legend::LowerRight,
+            (pw as i32 - bw - inset, ph as i32 - bh - inset),
+        ),
         (Legend::LowerLeft, (inset, ph as i32 - bh - inset)),
     ];
     let hidden = |&(cx, cy): &(i32, i32)| {
@@ -499,19 +598,41 @@ fn draw_in<DB: Backend>(
             .count()
     };
     let (bx, by) = match spec.legend {
-        Legend::Auto => corners.iter().min_by_key(|(_, c)| hidden(c)).map(|(_, c)| *c).unwrap_or(corners[0].1),
-        want => corners.iter().find(|(l, _)| *l == want).map(|(_, c)| *c).unwrap_or(corners[0].1),
+        Legend::Auto => corners
+            .iter()
+            .min_by_key(|(_, c)| hidden(c))
+            .map(|(_, c)| *c)
+            .unwrap_or(corners[0].1),
+        want => corners
+            .iter()
+            .find(|(l, _)| *l == want)
+            .map(|(_, c)| *c)
+            .unwrap_or(corners[0].1),
     };
-    plot.draw(&Rectangle::new([(bx, by), (bx + bw, by + bh)], WHITE.mix(0.85).filled())).map_err(plot_err)?;
-    plot.draw(&Rectangle::new([(bx, by), (bx + bw, by + bh)], BLACK.mix(0.5).stroke_width(1))).map_err(plot_err)?;
+    plot.draw(&Rectangle::new(
+        [(bx, by), (bx + bw, by + bh)],
+        WHITE.mix(0.85).filled(),
+    ))
+    .map_err(plot_err)?;
+    plot.draw(&Rectangle::new(
+        [(bx, by), (bx + bw, by + bh)],
+        BLACK.mix(0.5).stroke_width(1),
+    ))
+    .map_err(plot_err)?;
     for (i, s) in panel.series.iter().enumerate() {
         let c = color(i);
         let yy = by + 5 + line_h * i as i32 + line_h / 2;
-        plot.draw(&PathElement::new(vec![(bx + 8, yy), (bx + 32, yy)], c.stroke_width(2))).map_err(plot_err)?;
+        plot.draw(&PathElement::new(
+            vec![(bx + 8, yy), (bx + 32, yy)],
+            c.stroke_width(2),
+        ))
+        .map_err(plot_err)?;
         if spec.markers {
-            plot.draw(&Circle::new((bx + 20, yy), 3, c.filled())).map_err(plot_err)?;
+            plot.draw(&Circle::new((bx + 20, yy), 3, c.filled()))
+                .map_err(plot_err)?;
         }
-        plot.draw(&Text::new(s.label.clone(), (bx + 38, yy), text.clone())).map_err(plot_err)?;
+        plot.draw(&Text::new(s.label.clone(), (bx + 38, yy), text.clone()))
+            .map_err(plot_err)?;
     }
     Ok(())
 }
@@ -520,7 +641,8 @@ use text_safe::TextSafe;
 
 mod text_safe {
     use plotters_backend::{
-        BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingBackend as Backend, DrawingErrorKind,
+        BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingBackend as Backend,
+        DrawingErrorKind,
     };
 
     /// A backend wrapper whose text-size estimate works without font data: it asks the font and,
@@ -540,7 +662,11 @@ mod text_safe {
         fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
             self.0.present()
         }
-        fn draw_pixel(&mut self, p: BackendCoord, c: BackendColor) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        fn draw_pixel(
+            &mut self,
+            p: BackendCoord,
+            c: BackendColor,
+        ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
             self.0.draw_pixel(p, c)
         }
         fn draw_line<S: BackendStyle>(
@@ -600,7 +726,10 @@ mod text_safe {
                 Ok(((x0, y0), (x1, y1))) => Ok(((x1 - x0) as u32, (y1 - y0) as u32)),
                 Err(_) => {
                     let em = style.size() / 1.24;
-                    Ok(((text.chars().count() as f64 * 0.55 * em).ceil() as u32, em.ceil() as u32))
+                    Ok((
+                        (text.chars().count() as f64 * 0.55 * em).ceil() as u32,
+                        em.ceil() as u32,
+                    ))
                 }
             }
         }
@@ -623,11 +752,17 @@ mod tests {
     fn svg_needs_no_font() {
         let panel = Panel {
             spec: PlotSpec::new("no font", "x", "y").log_y(true).markers(true),
-            series: vec![Series::new("a", vec![(1.0, 1.0), (2.0, 10.0), (3.0, f64::INFINITY)])],
+            series: vec![Series::new(
+                "a",
+                vec![(1.0, 1.0), (2.0, 10.0), (3.0, f64::INFINITY)],
+            )],
         };
         // A family nobody registered: every font lookup fails, as on a machine without fonts.
         let svg = render_svg(Some("title"), &[panel], "no-such-font-family").unwrap();
-        assert!(svg.contains("<svg") && svg.contains("\nno font\n") && svg.contains("\na\n"), "{svg}");
+        assert!(
+            svg.contains("<svg") && svg.contains("\nno font\n") && svg.contains("\na\n"),
+            "{svg}"
+        );
     }
 
     #[test]

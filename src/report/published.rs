@@ -53,10 +53,16 @@ pub fn describe(key: &str) -> Option<&'static str> {
 /// The published number of `variant` at row value `row_value` (e.g. a depth, "110"), if any.
 pub fn lookup(key: &str, variant: &str, row_value: &str) -> Option<f64> {
     let (_, _, _, entries) = SOURCES.iter().find(|s| s.0 == key)?;
-    entries.iter().find(|e| e.0 == variant && e.1 == row_value.trim()).map(|e| e.2)
+    entries
+        .iter()
+        .find(|e| e.0 == variant && e.1 == row_value.trim())
+        .map(|e| e.2)
 }
 
 /// Whether `key` has any number for `variant`.
 pub fn has_variant(key: &str, variant: &str) -> bool {
-    SOURCES.iter().find(|s| s.0 == key).is_some_and(|s| s.3.iter().any(|e| e.0 == variant))
+    SOURCES
+        .iter()
+        .find(|s| s.0 == key)
+        .is_some_and(|s| s.3.iter().any(|e| e.0 == variant))
 }

@@ -48,16 +48,32 @@ impl RunRecord {
         let mut problems = Vec::new();
         let config = read_text(&dir.join("config.yaml"), &mut problems).and_then(|t| {
             serde_yaml::from_str::<RunConfig>(&t)
-                .map_err(|e| problems.push(format!("{}: malformed: {e}", dir.join("config.yaml").display())))
+                .map_err(|e| {
+                    problems.push(format!(
+                        "{}: malformed: {e}",
+                        dir.join("config.yaml").display()
+                    ))
+                })
                 .ok()
         });
         let summary = read_text(&dir.join("summary.json"), &mut problems).and_then(|t| {
             serde_json::from_str::<Summary>(&t)
-                .map_err(|e| problems.push(format!("{}: malformed: {e}", dir.join("summary.json").display())))
+                .map_err(|e| {
+                    problems.push(format!(
+                        "{}: malformed: {e}",
+                        dir.join("summary.json").display()
+                    ))
+                })
                 .ok()
         });
         let rows = read_rows(&dir.join(metrics::FILE_NAME), &mut problems);
-        RunRecord { dir: dir.to_path_buf(), config, summary, rows, problems }
+        RunRecord {
+            dir: dir.to_path_buf(),
+            config,
+            summary,
+            rows,
+            problems,
+        }
     }
 
     /// Whether anything of the run is there.
@@ -68,12 +84,18 @@ impl RunRecord {
     /// Epochs completed (from summary.json or metrics.csv, whichever says more).
     pub fn epochs_done(&self) -> i64 {
         let from_rows = self.rows.iter().map(|r| r.epoch).max().unwrap_or(0);
-        self.summary.as_ref().map_or(0, |s| s.epochs_done).max(from_rows)
+        self.summary
+            .as_ref()
+            .map_or(0, |s| s.epochs_done)
+            .max(from_rows)
     }
 
     /// Epochs planned (summary.json, else config.yaml), if known.
     pub fn epochs_planned(&self) -> Option<i64> {
-        self.summary.as_ref().map(|s| s.epochs).or_else(|| self.config.as_ref().map(|c| c.train.epochs))
+        self.summary
+            .as_ref()
+            .map(|s| s.epochs)
+            .or_else(|| self.config.as_ref().map(|c| c.train.epochs))
     }
 
     /// The epoch (1-based) at which the loss became NaN/inf, if it did.
@@ -84,14 +106,22 @@ impl RunRecord {
         if let Some(r) = self.rows.iter().find(|r| r.status == "diverged") {
             return Some(r.epoch);
         }
-        if self.summary.as_ref().is_some_and(|s| s.status == "diverged") {
+        if self
+            .summary
+            .as_ref()
+            .is_some_and(|s| s.status == "diverged")
+        {
             return Some(self.epochs_done());
         }
         None
     }
 
     pub fn is_finished(&self) -> bool {
-        self.diverged_at().is_none() && self.summary.as_ref().is_some_and(|s| s.status == "finished")
+        self.diverged_at().is_none()
+            && self
+                .summary
+                .as_ref()
+                .is_some_and(|s| s.status == "finished")
     }
 
     pub fn state(&self) -> RunState {
@@ -100,7 +130,10 @@ impl RunRecord {
         } else if self.is_finished() {
             RunState::Finished
         } else if self.exists() {
-            RunState::Running { epochs_done: self.epochs_done(), epochs: self.epochs_planned().unwrap_or(0) }
+            RunState::Running {
+                epochs_done: self.epochs_done(),
+                epochs: self.epochs_planned().unwrap_or(0),
+            }
         } else {
             RunState::Missing
         }
@@ -108,7 +141,9 @@ impl RunRecord {
 
     /// Rows of healthy epochs (status `ok`, finite test accuracy).
     fn ok_rows(&self) -> impl Iterator<Item = &EpochRow> {
-        self.rows.iter().filter(|r| r.status != "diverged" && r.test_acc.is_finite())
+        self.rows
+            .iter()
+            .filter(|r| r.status != "diverged" && r.test_acc.is_finite())
     }
 
     /// Lowest test error (%) over the epochs: metrics.csv, else summary.json.
@@ -117,7 +152,10 @@ impl RunRecord {
         if best.is_finite() {
             return error_pct(best);
         }
-        self.summary.as_ref().filter(|s| s.epochs_done > 0).and_then(|s| error_pct(s.best_test_acc))
+        self.summary
+            .as_ref()
+            .filter(|s| s.epochs_done > 0)
+            .and_then(|s| error_pct(s.best_test_acc))
     }
 
     /// Test error (%) at the last healthy epoch: metrics.csv, else summary.json.
@@ -125,22 +163,34 @@ impl RunRecord {
         if let Some(r) = self.ok_rows().last() {
             return error_pct(r.test_acc);
         }
-        self.summary.as_ref().filter(|s| s.epochs_done > 0).and_then(|s| error_pct(s.final_test_acc))
+        self.summary
+            .as_ref()
+            .filter(|s| s.epochs_done > 0)
+            .and_then(|s| error_pct(s.final_test_acc))
     }
 
     /// Train loss of the last epoch logged (NaN/inf when it diverged).
     pub fn final_train_loss(&self) -> Option<f64> {
-        self.rows.last().map(|r| r.train_loss).or_else(|| self.summary.as_ref().map(|s| s.final_train_loss))
+        self.rows
+            .last()
+            .map(|r| r.train_loss)
+            .or_else(|| self.summary.as_ref().map(|s| s.final_train_loss))
     }
 
     /// (epoch, train loss) per logged epoch.
     pub fn train_loss_curve(&self) -> Vec<(f64, f64)> {
-        self.rows.iter().map(|r| (r.epoch as f64, r.train_loss)).collect()
+        self.rows
+            .iter()
+            .map(|r| (r.epoch as f64, r.train_loss))
+            .collect()
     }
 
     /// (epoch, test error %) per logged epoch (NaN where the accuracy is not finite).
     pub fn test_error_curve(&self) -> Vec<(f64, f64)> {
-        self.rows.iter().map(|r| (r.epoch as f64, error_pct(r.test_acc).unwrap_or(f64::NAN))).collect()
+        self.rows
+            .iter()
+            .map(|r| (r.epoch as f64, error_pct(r.test_acc).unwrap_or(f64::NAN)))
+            .collect()
     }
 }
 
@@ -157,8 +207,12 @@ fn read_text(path: &Path, problems: &mut Vec<String>) -> Option<String> {
 
 /// metrics.csv row by row, skipping lines that do not parse (a torn last line after a kill).
 fn read_rows(path: &Path, problems: &mut Vec<String>) -> Vec<EpochRow> {
-    let Some(text) = read_text(path, problems) else { return Vec::new() };
-    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+    let Some(text) = read_text(path, problems) else {
+        return Vec::new();
+    };
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let mut rows: Vec<EpochRow> = Vec::new();
     for (i, row) in r.deserialize::<EpochRow>().enumerate() {
         match row {

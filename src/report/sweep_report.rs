@@ -69,18 +69,29 @@ pub fn render(grid: &Grid, cells: &[Cell]) -> Result<String> {
 pub fn render_with(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
     let mut ctx = ctx.clone();
     if ctx.keys.is_empty() {
-        ctx.keys = first_seen(cells.iter().flat_map(|c| c.values.iter().map(|(k, _)| k.clone())));
+        ctx.keys = first_seen(
+            cells
+                .iter()
+                .flat_map(|c| c.values.iter().map(|(k, _)| k.clone())),
+        );
     }
     if ctx.variants.is_empty() {
         ctx.variants = first_seen(cells.iter().filter_map(|c| c.variant.clone()));
     }
     if let Some(p) = &ctx.spec.published {
         if !published::is_known(p) {
-            bail!("report.published: unknown key {p:?}; known: {}", published::keys().join(", "));
+            bail!(
+                "report.published: unknown key {p:?}; known: {}",
+                published::keys().join(", ")
+            );
         }
     }
-    std::fs::create_dir_all(ctx.report_dir())
-        .map_err(|e| anyhow::anyhow!("{}: cannot create the directory: {e}", ctx.report_dir().display()))?;
+    std::fs::create_dir_all(ctx.report_dir()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot create the directory: {e}",
+            ctx.report_dir().display()
+        )
+    })?;
     match ctx.spec.kind {
         ReportKind::Table => render_tables(&ctx, cells),
         ReportKind::Curves => render_curves(&ctx, cells),
@@ -100,8 +111,16 @@ pub fn value_label(v: &serde_yaml::Value) -> String {
 
 /// A file-name-safe form of `s` (letters, digits, `.`, `_`, `-`).
 pub fn slug(s: &str) -> String {
-    let out: String =
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     let out = out.trim_matches('-').to_string();
     if out.is_empty() {
         "x".into()
@@ -117,7 +136,11 @@ pub fn mean_std(xs: &[f64]) -> Option<(f64, f64, usize)> {
         return None;
     }
     let mean = xs.iter().sum::<f64>() / n as f64;
-    let std = if n > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt() } else { 0.0 };
+    let std = if n > 1 {
+        (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt()
+    } else {
+        0.0
+    };
     Some((mean, std, n))
 }
 
@@ -136,7 +159,11 @@ fn first_seen<I: IntoIterator<Item = String>>(it: I) -> Vec<String> {
 }
 
 fn cell_value(cell: &Cell, key: &str) -> String {
-    cell.values.iter().find(|(k, _)| k == key).map(|(_, v)| value_label(v)).unwrap_or_else(|| "–".into())
+    cell.values
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| value_label(v))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// The values of `keys` in a cell.
@@ -146,7 +173,11 @@ fn combo_of(cell: &Cell, keys: &[String]) -> Vec<String> {
 
 /// `data.name = cifar10, model.depth = 110`.
 fn combo_text(keys: &[String], combo: &[String]) -> String {
-    keys.iter().zip(combo).map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
+    keys.iter()
+        .zip(combo)
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `<name>` alone, or `<name>-<values>` when there are several combinations.
@@ -171,7 +202,10 @@ struct Agg {
 
 impl Agg {
     fn of(records: &[RunRecord]) -> Agg {
-        let mut a = Agg { seeds: records.len(), ..Default::default() };
+        let mut a = Agg {
+            seeds: records.len(),
+            ..Default::default()
+        };
         for r in records {
             match r.state() {
                 RunState::Finished => match (r.best_test_error(), r.final_test_error()) {
@@ -183,7 +217,10 @@ impl Agg {
                     _ => a.missing += 1,
                 },
                 RunState::Diverged { epoch } => a.diverged.push(epoch),
-                RunState::Running { epochs_done, epochs } => a.running.push((epochs_done, epochs)),
+                RunState::Running {
+                    epochs_done,
+                    epochs,
+                } => a.running.push((epochs_done, epochs)),
                 RunState::Missing => a.missing += 1,
             }
         }
@@ -201,13 +238,24 @@ impl Agg {
     fn diverged_text(&self) -> String {
         let lo = self.diverged.iter().min().copied().unwrap_or(0);
         let hi = self.diverged.iter().max().copied().unwrap_or(0);
-        let at = if lo == hi { format!("{lo}") } else { format!("{lo}–{hi}") };
-        format!("diverged at epoch {at}{}", self.seeds_note(self.diverged.len()))
+        let at = if lo == hi {
+            format!("{lo}")
+        } else {
+            format!("{lo}–{hi}")
+        };
+        format!(
+            "diverged at epoch {at}{}",
+            self.seeds_note(self.diverged.len())
+        )
     }
 
     fn running_text(&self) -> String {
         let (e, total) = self.running.iter().copied().min().unwrap_or((0, 0));
-        let of = if total > 0 { format!("{e}/{total}") } else { format!("{e}") };
+        let of = if total > 0 {
+            format!("{e}/{total}")
+        } else {
+            format!("{e}")
+        };
         format!("running ({of}){}", self.seeds_note(self.running.len()))
     }
 
@@ -250,7 +298,11 @@ impl Agg {
         if self.seeds == 0 {
             "not in grid".into()
         } else if !self.best.is_empty() {
-            format!("finished{}{}", self.seeds_note(self.best.len()), self.others())
+            format!(
+                "finished{}{}",
+                self.seeds_note(self.best.len()),
+                self.others()
+            )
         } else {
             self.text(&[])
         }
@@ -261,12 +313,24 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
     let spec = &ctx.spec;
     if let Some(r) = &spec.rows {
         if !ctx.keys.contains(r) {
-            bail!("report.rows: {r:?} is not a grid key (the grid's keys: {})", ctx.keys.join(", "));
+            bail!(
+                "report.rows: {r:?} is not a grid key (the grid's keys: {})",
+                ctx.keys.join(", ")
+            );
         }
     }
-    let other: Vec<String> = ctx.keys.iter().filter(|k| Some(*k) != spec.rows.as_ref()).cloned().collect();
+    let other: Vec<String> = ctx
+        .keys
+        .iter()
+        .filter(|k| Some(*k) != spec.rows.as_ref())
+        .cloned()
+        .collect();
     let row_header = spec.rows.clone().unwrap_or_else(|| "cells".into());
-    let row_of = |c: &Cell| spec.rows.as_ref().map_or_else(|| "all".to_string(), |k| cell_value(c, k));
+    let row_of = |c: &Cell| {
+        spec.rows
+            .as_ref()
+            .map_or_else(|| "all".to_string(), |k| cell_value(c, k))
+    };
     let row_values = first_seen(cells.iter().map(row_of));
     let combos: Vec<Vec<String>> = {
         let mut v: Vec<Vec<String>> = Vec::new();
@@ -282,8 +346,11 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
         v
     };
     // Columns: the variants, or one unnamed set.
-    let variants: Vec<Option<String>> =
-        if ctx.variants.is_empty() { vec![None] } else { ctx.variants.iter().cloned().map(Some).collect() };
+    let variants: Vec<Option<String>> = if ctx.variants.is_empty() {
+        vec![None]
+    } else {
+        ctx.variants.iter().cloned().map(Some).collect()
+    };
     let pub_key = spec.published.as_deref();
     let with_pub = |v: &Option<String>| match (pub_key, v) {
         (Some(k), Some(v)) => published::has_variant(k, v),
@@ -291,7 +358,11 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
     };
 
     let several = combos.len() > 1;
-    let mut md = if several { format!("## {}\n\n", spec.title) } else { String::new() };
+    let mut md = if several {
+        format!("## {}\n\n", spec.title)
+    } else {
+        String::new()
+    };
     for combo in &combos {
         let stem_name = combo_stem(&ctx.name, combo, several);
         let title = if other.is_empty() {
@@ -313,22 +384,39 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
         let mut long_headers = vec![row_header.clone(), "variant".to_string()];
         long_headers.extend(other.iter().cloned());
         long_headers.extend(
-            ["seeds", "finished", "best_mean", "best_std", "final_mean", "final_std", "status", "published", "delta"]
-                .map(String::from),
+            [
+                "seeds",
+                "finished",
+                "best_mean",
+                "best_std",
+                "final_mean",
+                "final_std",
+                "status",
+                "published",
+                "delta",
+            ]
+            .map(String::from),
         );
         let mut long = Table::new(title.clone(), long_headers);
         // Points of the plot: best test error vs the row value, per variant.
-        let mut series: Vec<Series> =
-            variants.iter().map(|v| Series::new(v.clone().unwrap_or_else(|| "ours".into()), Vec::new())).collect();
+        let mut series: Vec<Series> = variants
+            .iter()
+            .map(|v| Series::new(v.clone().unwrap_or_else(|| "ours".into()), Vec::new()))
+            .collect();
         let mut numeric_rows = spec.rows.is_some();
         // Δ only against runs on the dataset the published numbers come from.
-        let in_table: Vec<&Cell> = cells.iter().filter(|c| &combo_of(c, &other) == combo).collect();
+        let in_table: Vec<&Cell> = cells
+            .iter()
+            .filter(|c| &combo_of(c, &other) == combo)
+            .collect();
         let pub_dataset = pub_key.and_then(published::dataset);
         let same_dataset = pub_dataset
             .is_some_and(|d| in_table.iter().all(|c| c.config.data.name.to_string() == d));
         for rv in &row_values {
-            let in_row: Vec<&Cell> =
-                cells.iter().filter(|c| &row_of(c) == rv && &combo_of(c, &other) == combo).collect();
+            let in_row: Vec<&Cell> = cells
+                .iter()
+                .filter(|c| &row_of(c) == rv && &combo_of(c, &other) == combo)
+                .collect();
             if in_row.is_empty() {
                 continue;
             }
@@ -336,8 +424,11 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
             numeric_rows &= x.is_some();
             let mut line = vec![rv.clone()];
             for (vi, v) in variants.iter().enumerate() {
-                let group: Vec<RunRecord> =
-                    in_row.iter().filter(|c| &c.variant == v).map(|c| RunRecord::load(&c.dir())).collect();
+                let group: Vec<RunRecord> = in_row
+                    .iter()
+                    .filter(|c| &c.variant == v)
+                    .map(|c| RunRecord::load(&c.dir()))
+                    .collect();
                 let agg = Agg::of(&group);
                 line.push(agg.text(&agg.best));
                 line.push(agg.text(&agg.fin));
@@ -397,7 +488,10 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
         long.write_csv(&csv_path)?;
         let mut files = vec![md_path, csv_path];
         if numeric_rows && series.iter().any(|s| !s.points.is_empty()) {
-            let xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
+            let xs: Vec<f64> = series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.0))
+                .collect();
             let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let pspec = PlotSpec::new(title.clone(), row_header.clone(), "best test error (%)")
@@ -413,25 +507,39 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
 
 /// `runs: data fashion-mnist; 2 epochs; seeds 0, 1` for the cells of a table or figure.
 fn runs_note(cells: &[&Cell]) -> String {
-    let data = first_seen(
-        cells
-            .iter()
-            .map(|c| serde_yaml::to_value(c.config.data.name).map(|v| value_label(&v)).unwrap_or_else(|_| "?".into())),
-    );
+    let data = first_seen(cells.iter().map(|c| {
+        serde_yaml::to_value(c.config.data.name)
+            .map(|v| value_label(&v))
+            .unwrap_or_else(|_| "?".into())
+    }));
     let epochs = first_seen(cells.iter().map(|c| c.config.train.epochs.to_string()));
     let seeds = first_seen(cells.iter().map(|c| c.seed.to_string()));
-    format!("runs: data {}; {} epochs; seeds {}\n", data.join(", "), epochs.join(", "), seeds.join(", "))
+    format!(
+        "runs: data {}; {} epochs; seeds {}\n",
+        data.join(", "),
+        epochs.join(", "),
+        seeds.join(", ")
+    )
 }
 
 fn file_list(files: &[PathBuf]) -> String {
-    files.iter().map(|f| format!("`{}`", f.display())).collect::<Vec<_>>().join(", ")
+    files
+        .iter()
+        .map(|f| format!("`{}`", f.display()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
+    std::fs::write(&tmp, text)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
 }
 
 /// Final values of one plotted run, for the Markdown.
@@ -447,7 +555,10 @@ fn state_text(r: &RunRecord) -> String {
     match r.state() {
         RunState::Finished => "finished".into(),
         RunState::Diverged { epoch } => format!("diverged at epoch {epoch}"),
-        RunState::Running { epochs_done, epochs } if epochs > 0 => format!("running ({epochs_done}/{epochs})"),
+        RunState::Running {
+            epochs_done,
+            epochs,
+        } if epochs > 0 => format!("running ({epochs_done}/{epochs})"),
         RunState::Running { epochs_done, .. } => format!("running ({epochs_done})"),
         RunState::Missing => "missing".into(),
     }
@@ -472,20 +583,43 @@ fn render_curves(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
     let several = combos.len() > 1;
     for combo in &combos {
         let stem_name = combo_stem(&ctx.name, combo, several);
-        let title =
-            if keys.is_empty() { spec.title.clone() } else { format!("{} ({})", spec.title, combo_text(keys, combo)) };
-        let mut in_combo: Vec<&Cell> = cells.iter().filter(|c| &combo_of(c, keys) == combo).collect();
+        let title = if keys.is_empty() {
+            spec.title.clone()
+        } else {
+            format!("{} ({})", spec.title, combo_text(keys, combo))
+        };
+        let mut in_combo: Vec<&Cell> = cells
+            .iter()
+            .filter(|c| &combo_of(c, keys) == combo)
+            .collect();
         // Variants in the grid's order, then seeds.
-        let vpos = |c: &Cell| c.variant.as_ref().and_then(|v| ctx.variants.iter().position(|x| x == v));
+        let vpos = |c: &Cell| {
+            c.variant
+                .as_ref()
+                .and_then(|v| ctx.variants.iter().position(|x| x == v))
+        };
         in_combo.sort_by_key(|c| (vpos(c), c.seed, c.index));
-        let multi_seed = in_combo.iter().map(|c| c.seed).collect::<BTreeSet<_>>().len() > 1;
+        let multi_seed = in_combo
+            .iter()
+            .map(|c| c.seed)
+            .collect::<BTreeSet<_>>()
+            .len()
+            > 1;
         let mut loss = Vec::new();
         let mut err = Vec::new();
         let mut summary = Table::new(
             String::new(),
-            ["run", "seed", "epochs", "final train loss", "final test error (%)", "best test error (%)", "status"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "run",
+                "seed",
+                "epochs",
+                "final train loss",
+                "final test error (%)",
+                "best test error (%)",
+                "status",
+            ]
+            .map(String::from)
+            .to_vec(),
         );
         for c in &in_combo {
             let r = RunRecord::load(&c.dir());
@@ -512,7 +646,8 @@ fn render_curves(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
                 l.extend([
                     c.seed.to_string(),
                     row.train_loss.to_string(),
-                    super::runs::error_pct(row.test_acc).map_or_else(|| "NaN".into(), |e| e.to_string()),
+                    super::runs::error_pct(row.test_acc)
+                        .map_or_else(|| "NaN".into(), |e| e.to_string()),
                 ]);
                 long.push(l);
             }
@@ -524,8 +659,14 @@ fn render_curves(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
         md += &format!("\n{}", runs_note(&in_combo));
         if !loss.is_empty() {
             let panels = [
-                Panel { spec: PlotSpec::new("train loss", "epoch", "train loss").log_y(true), series: loss },
-                Panel { spec: PlotSpec::new("test error", "epoch", "test error (%)"), series: err },
+                Panel {
+                    spec: PlotSpec::new("train loss", "epoch", "train loss").log_y(true),
+                    series: loss,
+                },
+                Panel {
+                    spec: PlotSpec::new("test error", "epoch", "test error (%)"),
+                    series: err,
+                },
             ];
             let files = plot::multi_panel(&dir.join(&stem_name), &title, &panels)?;
             md += &format!("\nfigure: {}\n\n", file_list(&files));

@@ -11,7 +11,11 @@ pub struct Table {
 
 impl Table {
     pub fn new(title: impl Into<String>, headers: Vec<String>) -> Table {
-        Table { title: title.into(), headers, rows: Vec::new() }
+        Table {
+            title: title.into(),
+            headers,
+            rows: Vec::new(),
+        }
     }
 
     /// Adds a row (padded with empty cells or cut to the number of headers).
@@ -24,8 +28,15 @@ impl Table {
     /// columns of numbers are right-aligned (the first column never), others left-aligned.
     /// `|` in cells is escaped.
     pub fn to_markdown(&self) -> String {
-        let ncol = self.headers.len().max(self.rows.iter().map(Vec::len).max().unwrap_or(0));
-        let cell = |row: &[String], j: usize| row.get(j).map(|s| s.replace('|', "\\|")).unwrap_or_default();
+        let ncol = self
+            .headers
+            .len()
+            .max(self.rows.iter().map(Vec::len).max().unwrap_or(0));
+        let cell = |row: &[String], j: usize| {
+            row.get(j)
+                .map(|s| s.replace('|', "\\|"))
+                .unwrap_or_default()
+        };
         let width = |s: &str| s.chars().count();
         let mut w = vec![3usize; ncol];
         for row in std::iter::once(&self.headers).chain(&self.rows) {
@@ -39,7 +50,9 @@ impl Table {
             let t = t.trim_end_matches(';');
             !t.is_empty() && t.parse::<f64>().is_ok_and(|v| !v.is_nan() || t == "NaN")
         };
-        let right: Vec<bool> = (0..ncol).map(|j| j > 0 && self.rows.iter().any(|r| numeric(&cell(r, j)))).collect();
+        let right: Vec<bool> = (0..ncol)
+            .map(|j| j > 0 && self.rows.iter().any(|r| numeric(&cell(r, j))))
+            .collect();
         let line = |row: &[String]| {
             let mut s = String::from("|");
             for (j, &wj) in w.iter().enumerate() {
@@ -76,9 +89,13 @@ impl Table {
     /// Headers and rows as CSV (the title is not written); temporary file, then rename.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the directory", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: cannot create the directory", dir.display()))?;
         }
-        let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         let written = (|| -> Result<()> {
             let mut w = csv::WriterBuilder::new().flexible(true).from_path(&tmp)?;

@@ -23,19 +23,36 @@ pub struct Saved {
 
 /// Writes the checkpoint of `dir` atomically.
 pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
-    let mut named: Vec<(String, Tensor)> =
-        vs.variables().into_iter().map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu))).collect();
-    named.extend(opt.state().into_iter().map(|(n, t)| (format!("optim.{n}"), t.to_device(Device::Cpu))));
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu)))
+        .collect();
+    named.extend(
+        opt.state()
+            .into_iter()
+            .map(|(n, t)| (format!("optim.{n}"), t.to_device(Device::Cpu))),
+    );
     named.push(("meta.epoch".into(), Tensor::from_slice(&[meta.epoch])));
     named.push(("meta.seed".into(), Tensor::from_slice(&[meta.seed])));
-    named.push(("meta.best_test_acc".into(), Tensor::from_slice(&[meta.best_test_acc])));
-    named.push(("meta.best_epoch".into(), Tensor::from_slice(&[meta.best_epoch])));
+    named.push((
+        "meta.best_test_acc".into(),
+        Tensor::from_slice(&[meta.best_test_acc]),
+    ));
+    named.push((
+        "meta.best_epoch".into(),
+        Tensor::from_slice(&[meta.best_epoch]),
+    ));
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let path = dir.join(FILE_NAME);
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    Tensor::write_safetensors(&named, &tmp).with_context(|| format!("{}: cannot write checkpoint", tmp.display()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("{}: fsync", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
+    Tensor::write_safetensors(&named, &tmp)
+        .with_context(|| format!("{}: cannot write checkpoint", tmp.display()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("{}: fsync", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -64,13 +81,21 @@ pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut Sgd) -> Result<Saved> {
     }
     let n_model = map.keys().filter(|k| k.starts_with("model.")).count();
     if n_model != vars.len() {
-        bail!("{}: checkpoint has {n_model} model variables, the model {}: another model config", path.display(), vars.len());
+        bail!(
+            "{}: checkpoint has {n_model} model variables, the model {}: another model config",
+            path.display(),
+            vars.len()
+        );
     }
     let get_i = |k: &str| -> Result<i64> {
-        map.get(k).map(|t| t.int64_value(&[0])).with_context(|| format!("{}: missing {k}", path.display()))
+        map.get(k)
+            .map(|t| t.int64_value(&[0]))
+            .with_context(|| format!("{}: missing {k}", path.display()))
     };
     let get_f = |k: &str| -> Result<f64> {
-        map.get(k).map(|t| t.to_kind(Kind::Double).double_value(&[0])).with_context(|| format!("{}: missing {k}", path.display()))
+        map.get(k)
+            .map(|t| t.to_kind(Kind::Double).double_value(&[0]))
+            .with_context(|| format!("{}: missing {k}", path.display()))
     };
     let saved = Saved {
         epoch: get_i("meta.epoch")?,
@@ -80,7 +105,10 @@ pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut Sgd) -> Result<Saved> {
     };
     let optim: HashMap<String, Tensor> = map
         .iter()
-        .filter_map(|(k, t)| k.strip_prefix("optim.").map(|n| (n.to_string(), t.shallow_clone())))
+        .filter_map(|(k, t)| {
+            k.strip_prefix("optim.")
+                .map(|n| (n.to_string(), t.shallow_clone()))
+        })
         .collect();
     tch::no_grad(|| {
         for (name, mut var) in vars {

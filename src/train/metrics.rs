@@ -9,8 +9,17 @@ use std::path::Path;
 
 pub const FILE_NAME: &str = "metrics.csv";
 pub const COLUMNS: [&str; 11] = [
-    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "grad_norm", "tau", "epoch_seconds",
-    "images_per_second", "status",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "grad_norm",
+    "tau",
+    "epoch_seconds",
+    "images_per_second",
+    "status",
 ];
 
 /// One row of metrics.csv (the column order is [`COLUMNS`]).
@@ -32,15 +41,21 @@ pub struct EpochRow {
 
 /// Appends one row (writing the header first if the file is new), then flushes and fsyncs.
 pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
-    let new = !path.exists() || std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+    let new = !path.exists()
+        || std::fs::metadata(path)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true);
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("{}: cannot open for appending", path.display()))?;
     let mut w = csv::WriterBuilder::new().has_headers(new).from_writer(file);
-    w.serialize(row).with_context(|| format!("{}: cannot write row", path.display()))?;
-    let mut file = w.into_inner().map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
+    w.serialize(row)
+        .with_context(|| format!("{}: cannot write row", path.display()))?;
+    let mut file = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
     file.flush()?;
     file.sync_data()?;
     Ok(())
@@ -48,7 +63,8 @@ pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
 
 /// Reads all rows.
 pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
     r.deserialize()
         .map(|row| row.with_context(|| format!("{}: malformed row", path.display())))
         .collect()
@@ -65,7 +81,8 @@ pub fn truncate_after(path: &Path, last_epoch: i64) -> Result<()> {
     }
     let tmp = path.with_extension("csv.tmp");
     {
-        let mut w = csv::Writer::from_path(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        let mut w = csv::Writer::from_path(&tmp)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
         for r in rows.iter().filter(|r| r.epoch <= last_epoch) {
             w.serialize(r)?;
         }

@@ -60,14 +60,16 @@ pub struct RunOptions {
 
 pub fn read_summary(dir: &Path) -> Result<Summary> {
     let p = dir.join("summary.json");
-    let text = std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: malformed", p.display()))
 }
 
 fn write_summary(dir: &Path, s: &Summary) -> Result<()> {
     let p = dir.join("summary.json");
     let tmp = dir.join("summary.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(s)? + "\n").with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_string_pretty(s)? + "\n")
+        .with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, &p)?;
     Ok(())
 }
@@ -107,9 +109,11 @@ fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
 /// Creates the run directory (checking it is writable) and saves the resolved config.
 fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     let cfg_path = dir.join("config.yaml");
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the run directory", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the run directory", dir.display()))?;
     let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"").with_context(|| format!("{}: run directory is not writable", dir.display()))?;
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("{}: run directory is not writable", dir.display()))?;
     std::fs::remove_file(&probe).ok();
     // check_dir refused a different config beside results, so this rewrites at most a stale
     // config of an attempt that left no results.
@@ -127,7 +131,12 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         if let Ok(s) = read_summary(&dir) {
             if s.status == "finished" || s.status == "diverged" {
                 if !opts.quiet {
-                    eprintln!("{}: already {} ({} epochs), nothing to do", dir.display(), s.status, s.epochs_done);
+                    eprintln!(
+                        "{}: already {} ({} epochs), nothing to do",
+                        dir.display(),
+                        s.status,
+                        s.epochs_done
+                    );
                 }
                 return Ok(s);
             }
@@ -152,7 +161,12 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     if load_ckpt {
         let saved = checkpoint::load(&dir, &mut vs, &mut opt)?;
         if saved.seed != cfg.seed as i64 {
-            bail!("{}: checkpoint has seed {}, config seed {}", dir.display(), saved.seed, cfg.seed);
+            bail!(
+                "{}: checkpoint has seed {}, config seed {}",
+                dir.display(),
+                saved.seed,
+                cfg.seed
+            );
         }
         start_epoch = saved.epoch;
         best_acc = saved.best_test_acc;
@@ -202,14 +216,33 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             break;
         }
         let t0 = Instant::now();
-        let lr_epoch = schedule::lr_at(&cfg.train.schedule, cfg.train.optimizer.lr, epochs, epoch as f64);
+        let lr_epoch = schedule::lr_at(
+            &cfg.train.schedule,
+            cfg.train.optimizer.lr,
+            epochs,
+            epoch as f64,
+        );
         if let Some(b) = &bar {
             b.reset();
             b.set_message(format!("epoch {}/{epochs}", epoch + 1));
         }
-        let train = train_epoch(&model, &mut opt, &train_data, cfg, epoch, steps_per_epoch, device, bar.as_ref());
+        let train = train_epoch(
+            &model,
+            &mut opt,
+            &train_data,
+            cfg,
+            epoch,
+            steps_per_epoch,
+            device,
+            bar.as_ref(),
+        );
         let train_secs = t0.elapsed().as_secs_f64();
-        let (test_loss, test_acc) = evaluate(&model, &test_data, cfg.train.eval_batch_size, cfg.train.precision);
+        let (test_loss, test_acc) = evaluate(
+            &model,
+            &test_data,
+            cfg.train.eval_batch_size,
+            cfg.train.precision,
+        );
         let diverged = !train.loss.is_finite() || !test_loss.is_finite();
         let row = EpochRow {
             epoch: epoch + 1,
@@ -222,7 +255,11 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             tau: model.tau_value(),
             epoch_seconds: t0.elapsed().as_secs_f64(),
             images_per_second: train_data.len() as f64 / train_secs.max(1e-9),
-            status: if diverged { "diverged".into() } else { "ok".into() },
+            status: if diverged {
+                "diverged".into()
+            } else {
+                "ok".into()
+            },
         };
         metrics::append(&csv_path, &row)?;
         summary.epochs_done = epoch + 1;
@@ -245,7 +282,11 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             summary.diverged_at_epoch = Some(epoch + 1);
             write_summary(&dir, &summary)?;
             if !opts.quiet {
-                eprintln!("{}: diverged at epoch {} (loss is NaN or inf); stopping this run", cfg.name, epoch + 1);
+                eprintln!(
+                    "{}: diverged at epoch {} (loss is NaN or inf); stopping this run",
+                    cfg.name,
+                    epoch + 1
+                );
             }
             return Ok(summary);
         }
@@ -256,7 +297,12 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         summary.best_test_acc = best_acc;
         summary.best_epoch = best_epoch;
         if cfg.train.checkpoint {
-            let meta = checkpoint::Saved { epoch: epoch + 1, seed: cfg.seed as i64, best_test_acc: best_acc, best_epoch };
+            let meta = checkpoint::Saved {
+                epoch: epoch + 1,
+                seed: cfg.seed as i64,
+                best_test_acc: best_acc,
+                best_epoch,
+            };
             checkpoint::save(&dir, &vs, &opt, &meta)?;
         }
         write_summary(&dir, &summary)?;
@@ -277,9 +323,11 @@ fn progress_bar(steps: i64, quiet: bool) -> Option<indicatif::ProgressBar> {
     }
     let b = indicatif::ProgressBar::new(steps as u64);
     b.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     Some(b)
 }
@@ -306,9 +354,18 @@ fn train_epoch(
     let zero = || Tensor::zeros([], (Kind::Float, device));
     let (mut loss_sum, mut correct, mut gn_sum) = (zero(), zero(), zero());
     let (mut seen, mut steps) = (0i64, 0i64);
-    for (x, y) in data.train_batches(cfg.train.batch_size, epoch_seed(cfg.seed, epoch), cfg.data.augment) {
+    for (x, y) in data.train_batches(
+        cfg.train.batch_size,
+        epoch_seed(cfg.seed, epoch),
+        cfg.data.augment,
+    ) {
         let t = epoch as f64 + steps as f64 / steps_per_epoch as f64;
-        let lr = schedule::lr_at(&cfg.train.schedule, cfg.train.optimizer.lr, cfg.train.epochs, t);
+        let lr = schedule::lr_at(
+            &cfg.train.schedule,
+            cfg.train.optimizer.lr,
+            cfg.train.epochs,
+            t,
+        );
         let b = y.size()[0];
         let logits = forward(model, &x, true, cfg.train.precision);
         let loss = logits.cross_entropy_for_logits(&y);
@@ -337,7 +394,9 @@ fn train_epoch(
 fn forward(model: &ResNet, x: &Tensor, train: bool, precision: Precision) -> Tensor {
     match precision {
         Precision::Fp32 => model.forward_t(x, train),
-        Precision::Fp16 | Precision::Bf16 => tch::autocast(true, || model.forward_t(x, train)).to_kind(Kind::Float),
+        Precision::Fp16 | Precision::Bf16 => {
+            tch::autocast(true, || model.forward_t(x, train)).to_kind(Kind::Float)
+        }
     }
 }
 
@@ -351,8 +410,14 @@ pub fn evaluate(model: &ResNet, data: &DeviceData, batch: i64, precision: Precis
             let logits = forward(model, &x, false, precision);
             let l = logits.cross_entropy_for_logits(&y) * (y.size()[0] as f64);
             let c = logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Float);
-            loss_sum = Some(match loss_sum { Some(s) => s + l, None => l });
-            correct = Some(match correct { Some(s) => s + c, None => c });
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + l,
+                None => l,
+            });
+            correct = Some(match correct {
+                Some(s) => s + c,
+                None => c,
+            });
             n += y.size()[0];
         }
         let n = n.max(1) as f64;

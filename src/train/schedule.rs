@@ -37,7 +37,12 @@ mod tests {
 
     #[test]
     fn cosine_and_warmup() {
-        let cfg = ScheduleConfig { kind: ScheduleKind::Cosine, milestones: vec![], gamma: 0.1, warmup_epochs: 2 };
+        let cfg = ScheduleConfig {
+            kind: ScheduleKind::Cosine,
+            milestones: vec![],
+            gamma: 0.1,
+            warmup_epochs: 2,
+        };
         assert!((lr_at(&cfg, 1.0, 12, 0.0) - 0.5).abs() < 1e-12);
         assert!((lr_at(&cfg, 1.0, 12, 2.0) - 1.0).abs() < 1e-12);
         assert!((lr_at(&cfg, 1.0, 12, 7.0) - 0.5).abs() < 1e-12);

@@ -31,8 +31,11 @@ impl Sgd {
     /// Groups the var store's trainable variables by name (sorted, so the order is
     /// deterministic). `num_blocks` is L, the shared τ's gradient divisor.
     pub fn new(vs: &VarStore, cfg: SgdConfig, num_blocks: i64) -> Sgd {
-        let mut named: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut named: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let params = named
             .into_iter()
@@ -40,8 +43,18 @@ impl Sgd {
                 let last = name.rsplit('.').next().unwrap_or(&name);
                 let scalar = SCALAR_SUFFIXES.contains(&last);
                 let lr_mult = if scalar { cfg.scalar_lr_mult } else { 1.0 };
-                let grad_scale = if name == SHARED_TAU_NAME { 1.0 / num_blocks as f64 } else { 1.0 };
-                ParamState { name, param, momentum: None, lr_mult, grad_scale }
+                let grad_scale = if name == SHARED_TAU_NAME {
+                    1.0 / num_blocks as f64
+                } else {
+                    1.0
+                };
+                ParamState {
+                    name,
+                    param,
+                    momentum: None,
+                    lr_mult,
+                    grad_scale,
+                }
             })
             .collect();
         Sgd { cfg, params }
@@ -77,7 +90,11 @@ impl Sgd {
                 if !g.defined() {
                     continue;
                 }
-                let mut d = if p.grad_scale != 1.0 { &g * p.grad_scale } else { g.shallow_clone() };
+                let mut d = if p.grad_scale != 1.0 {
+                    &g * p.grad_scale
+                } else {
+                    g.shallow_clone()
+                };
                 if wd != 0.0 {
                     // Not `+=`: d may share storage with the gradient, which must stay raw.
                     #[allow(clippy::assign_op_pattern)]
@@ -97,7 +114,11 @@ impl Sgd {
                             buf
                         }
                     };
-                    if nesterov { d + buf * mu } else { buf }
+                    if nesterov {
+                        d + buf * mu
+                    } else {
+                        buf
+                    }
                 } else {
                     d
                 };
@@ -110,7 +131,11 @@ impl Sgd {
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.params
             .iter()
-            .filter_map(|p| p.momentum.as_ref().map(|m| (format!("momentum.{}", p.name), m.shallow_clone())))
+            .filter_map(|p| {
+                p.momentum
+                    .as_ref()
+                    .map(|m| (format!("momentum.{}", p.name), m.shallow_clone()))
+            })
             .collect()
     }
 
@@ -119,7 +144,12 @@ impl Sgd {
         for p in &mut self.params {
             if let Some(m) = saved.get(&format!("momentum.{}", p.name)) {
                 if m.size() != p.param.size() {
-                    bail!("momentum buffer of {} has shape {:?}, the model's is {:?}", p.name, m.size(), p.param.size());
+                    bail!(
+                        "momentum buffer of {} has shape {:?}, the model's is {:?}",
+                        p.name,
+                        m.size(),
+                        p.param.size()
+                    );
                 }
                 p.momentum = Some(m.to_device(p.param.device()).to_kind(p.param.kind()));
             } else {
