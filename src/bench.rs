@@ -29,14 +29,14 @@
 //! `scripts/bench_torch.py` prints the same figure, so the two are comparable.
 use anyhow::{bail, Context, Result};
 use std::time::Instant;
-use tch::nn::{ModuleT, VarStore};
-use tch::{Device, Kind, Tensor};
+use tch::nn::VarStore;
+use tch::Device;
 
 use crate::config::{Precision, RunConfig};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::resnet::{blocks_per_stage, trainable_parameters, ResNet};
 use crate::train::sgd::Sgd;
-use crate::train::{epoch_seed, schedule};
+use crate::train::{epoch_seed, schedule, train_step, StepSums};
 
 /// At most this many synthetic images (CIFAR-10's training set size); more steps cycle epochs.
 pub const MAX_IMAGES: i64 = 50_000;
@@ -262,15 +262,6 @@ fn synchronize(device: Device) {
     }
 }
 
-fn forward(model: &ResNet, x: &Tensor, precision: Precision) -> Tensor {
-    match precision {
-        Precision::Fp32 => model.forward_t(x, true),
-        Precision::Fp16 | Precision::Bf16 => {
-            tch::autocast(true, || model.forward_t(x, true)).to_kind(Kind::Float)
-        }
-    }
-}
-
 /// Runs the benchmark.
 pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     validate(o)?;
@@ -304,9 +295,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let mut opt = Sgd::new(&vs, cfg.train.optimizer, model.num_blocks);
 
     let steps_per_epoch = batches;
-    let zero = || Tensor::zeros([], (Kind::Float, device));
-    let (mut loss_sum, mut correct, mut gn_sum) = (zero(), zero(), zero());
-    let mut done = 0i64;
+    let mut sums = StepSums::new(device);
     let mut batches_iter = (0i64..).flat_map(|epoch| {
         train_data
             .train_batches(
@@ -321,25 +310,24 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         let mut step = |n: i64| {
             for _ in 0..n {
                 let (epoch, (x, y)) = batches_iter.next().expect("the epochs never end");
-                let t = epoch as f64 + (done % steps_per_epoch) as f64 / steps_per_epoch as f64;
+                let t =
+                    epoch as f64 + (sums.steps % steps_per_epoch) as f64 / steps_per_epoch as f64;
                 let lr = schedule::lr_at(
                     &cfg.train.schedule,
                     cfg.train.optimizer.lr,
                     cfg.train.epochs,
                     t,
                 );
-                let b = y.size()[0];
-                let logits = forward(&model, &x, precision);
-                let loss = logits.cross_entropy_for_logits(&y);
-                opt.zero_grad();
-                loss.backward();
-                if o.grad_norm {
-                    gn_sum += opt.grad_norm().to_device(device);
-                }
-                opt.step(lr);
-                loss_sum += loss.detach() * (b as f64);
-                correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Float);
-                done += 1;
+                train_step(
+                    &model,
+                    &mut opt,
+                    &x,
+                    &y,
+                    lr,
+                    precision,
+                    o.grad_norm,
+                    &mut sums,
+                );
             }
         };
 
@@ -362,10 +350,15 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         (warmup_seconds, windows)
     };
     let total = (o.warmup + o.steps * o.windows) * o.batch;
-    let mean_loss = loss_sum.double_value(&[]) / total as f64;
-    let _ = (correct.double_value(&[]), gn_sum.double_value(&[]));
+    let mean_loss = sums.loss.double_value(&[]) / total as f64;
+    let _ = (
+        sums.correct.double_value(&[]),
+        sums.grad_norm.double_value(&[]),
+    );
     let gpu_memory = match device {
-        Device::Cuda(i) => cuda_mem::used_bytes(i).map_err(|e| format!("cuMemGetInfo failed: {e}")),
+        Device::Cuda(i) => {
+            crate::device::cuda_mem::used_bytes(i).map_err(|e| format!("cuMemGetInfo failed: {e}"))
+        }
         _ => Err(device_name(device)),
     };
     Ok(BenchReport {
@@ -384,63 +377,4 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         gpu_memory,
         mean_loss,
     })
-}
-
-/// Device memory in use, from the CUDA driver (libcuda), on the device's primary context (the
-/// one the CUDA runtime, hence libtorch, uses).
-mod cuda_mem {
-    use libloading::{Library, Symbol};
-    use std::os::raw::{c_int, c_uint, c_void};
-
-    type CuResult = c_int;
-
-    pub fn used_bytes(ordinal: usize) -> Result<u64, String> {
-        // SAFETY: the CUDA driver API's C signatures (the _v2 symbols, stable since CUDA 4.0);
-        // the primary context is retained and pushed for the query, then popped and released.
-        unsafe {
-            let lib = Library::new("libcuda.so.1").map_err(|e| e.to_string())?;
-            let sym = |name: &[u8]| -> Result<*mut c_void, String> {
-                let s: Symbol<*mut c_void> = lib.get(name).map_err(|e| e.to_string())?;
-                Ok(*s)
-            };
-            let init: unsafe extern "C" fn(c_uint) -> CuResult =
-                std::mem::transmute(sym(b"cuInit\0")?);
-            let get: unsafe extern "C" fn(*mut c_int, c_int) -> CuResult =
-                std::mem::transmute(sym(b"cuDeviceGet\0")?);
-            let retain: unsafe extern "C" fn(*mut *mut c_void, c_int) -> CuResult =
-                std::mem::transmute(sym(b"cuDevicePrimaryCtxRetain\0")?);
-            let release: unsafe extern "C" fn(c_int) -> CuResult =
-                std::mem::transmute(sym(b"cuDevicePrimaryCtxRelease_v2\0")?);
-            let push: unsafe extern "C" fn(*mut c_void) -> CuResult =
-                std::mem::transmute(sym(b"cuCtxPushCurrent_v2\0")?);
-            let pop: unsafe extern "C" fn(*mut *mut c_void) -> CuResult =
-                std::mem::transmute(sym(b"cuCtxPopCurrent_v2\0")?);
-            let info: unsafe extern "C" fn(*mut usize, *mut usize) -> CuResult =
-                std::mem::transmute(sym(b"cuMemGetInfo_v2\0")?);
-            let check = |what: &str, r: CuResult| {
-                if r == 0 {
-                    Ok(())
-                } else {
-                    Err(format!("{what} returned CUDA error {r}"))
-                }
-            };
-            check("cuInit", init(0))?;
-            let mut dev: c_int = 0;
-            check("cuDeviceGet", get(&mut dev, ordinal as c_int))?;
-            let mut ctx: *mut c_void = std::ptr::null_mut();
-            check("cuDevicePrimaryCtxRetain", retain(&mut ctx, dev))?;
-            let pushed = check("cuCtxPushCurrent", push(ctx));
-            let (mut free, mut total) = (0usize, 0usize);
-            let queried = pushed
-                .clone()
-                .and_then(|_| check("cuMemGetInfo", info(&mut free, &mut total)));
-            if pushed.is_ok() {
-                let mut old: *mut c_void = std::ptr::null_mut();
-                pop(&mut old);
-            }
-            release(dev);
-            queried?;
-            Ok(total.saturating_sub(free) as u64)
-        }
-    }
 }

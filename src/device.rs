@@ -135,3 +135,62 @@ fn libtorch_version() -> String {
         .unwrap_or("unknown (not recorded at build time)")
         .to_string()
 }
+
+/// Device memory in use, from the CUDA driver (libcuda), on the device's primary context (the
+/// one the CUDA runtime, hence libtorch, uses).
+pub mod cuda_mem {
+    use libloading::{Library, Symbol};
+    use std::os::raw::{c_int, c_uint, c_void};
+
+    type CuResult = c_int;
+
+    pub fn used_bytes(ordinal: usize) -> Result<u64, String> {
+        // SAFETY: the CUDA driver API's C signatures (the _v2 symbols, stable since CUDA 4.0);
+        // the primary context is retained and pushed for the query, then popped and released.
+        unsafe {
+            let lib = Library::new("libcuda.so.1").map_err(|e| e.to_string())?;
+            let sym = |name: &[u8]| -> Result<*mut c_void, String> {
+                let s: Symbol<*mut c_void> = lib.get(name).map_err(|e| e.to_string())?;
+                Ok(*s)
+            };
+            let init: unsafe extern "C" fn(c_uint) -> CuResult =
+                std::mem::transmute(sym(b"cuInit\0")?);
+            let get: unsafe extern "C" fn(*mut c_int, c_int) -> CuResult =
+                std::mem::transmute(sym(b"cuDeviceGet\0")?);
+            let retain: unsafe extern "C" fn(*mut *mut c_void, c_int) -> CuResult =
+                std::mem::transmute(sym(b"cuDevicePrimaryCtxRetain\0")?);
+            let release: unsafe extern "C" fn(c_int) -> CuResult =
+                std::mem::transmute(sym(b"cuDevicePrimaryCtxRelease_v2\0")?);
+            let push: unsafe extern "C" fn(*mut c_void) -> CuResult =
+                std::mem::transmute(sym(b"cuCtxPushCurrent_v2\0")?);
+            let pop: unsafe extern "C" fn(*mut *mut c_void) -> CuResult =
+                std::mem::transmute(sym(b"cuCtxPopCurrent_v2\0")?);
+            let info: unsafe extern "C" fn(*mut usize, *mut usize) -> CuResult =
+                std::mem::transmute(sym(b"cuMemGetInfo_v2\0")?);
+            let check = |what: &str, r: CuResult| {
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{what} returned CUDA error {r}"))
+                }
+            };
+            check("cuInit", init(0))?;
+            let mut dev: c_int = 0;
+            check("cuDeviceGet", get(&mut dev, ordinal as c_int))?;
+            let mut ctx: *mut c_void = std::ptr::null_mut();
+            check("cuDevicePrimaryCtxRetain", retain(&mut ctx, dev))?;
+            let pushed = check("cuCtxPushCurrent", push(ctx));
+            let (mut free, mut total) = (0usize, 0usize);
+            let queried = pushed
+                .clone()
+                .and_then(|_| check("cuMemGetInfo", info(&mut free, &mut total)));
+            if pushed.is_ok() {
+                let mut old: *mut c_void = std::ptr::null_mut();
+                pop(&mut old);
+            }
+            release(dev);
+            queried?;
+            Ok(total.saturating_sub(free) as u64)
+        }
+    }
+}

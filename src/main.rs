@@ -106,17 +106,8 @@ enum Cmd {
     /// Run a grid of configs (a sweep): missing cells run, interrupted ones resume, finished and
     /// diverged ones are skipped; `--status` lists the cells instead.
     Sweep {
-        /// The grid file (see experiments/).
-        grid: PathBuf,
-        /// A scale of the grid file (smoke, full).
-        #[arg(long)]
-        scale: Option<String>,
-        /// Replace the grid's seeds: --seeds 0,1,2,3,4
-        #[arg(long, value_delimiter = ',')]
-        seeds: Option<Vec<u64>>,
-        /// Override a run-config key in every cell.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        grid: GridArgs,
         /// List the cells and their state (done / running / diverged / missing); run nothing.
         #[arg(long)]
         status: bool,
@@ -125,13 +116,8 @@ enum Cmd {
     },
     /// Tables and plots of a sweep (the grid file's `report:` section).
     Report {
-        grid: PathBuf,
-        #[arg(long)]
-        scale: Option<String>,
-        #[arg(long, value_delimiter = ',')]
-        seeds: Option<Vec<u64>>,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        grid: GridArgs,
     },
     /// Time full training steps (on-device loader with crop + flip, forward, cross-entropy,
     /// backward, grad norm, SGD) on synthetic CIFAR-shaped data; last line `images_per_second: X`.
@@ -179,6 +165,32 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
+}
+
+/// Which sweep: a grid file, its scale, seeds and overrides (shared by `sweep` and `report`).
+#[derive(clap::Args)]
+struct GridArgs {
+    /// The grid file (see experiments/).
+    grid: PathBuf,
+    /// A scale of the grid file (smoke, full).
+    #[arg(long)]
+    scale: Option<String>,
+    /// Replace the grid's seeds: --seeds 0,1,2,3,4
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Override a run-config key in every cell.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl GridArgs {
+    fn load(&self) -> Result<experiment::Grid> {
+        let grid = experiment::Grid::load(&self.grid, self.scale.as_deref(), &self.set)?;
+        match &self.seeds {
+            Some(s) => grid.with_seeds(s),
+            None => Ok(grid),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -305,13 +317,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Sweep {
             grid,
-            scale,
-            seeds,
-            set,
             status,
             quiet,
         } => {
-            let grid = load_grid(&grid, scale.as_deref(), seeds.as_deref(), &set)?;
+            let grid = grid.load()?;
             if status {
                 print!("{}", experiment::status_table(&grid)?);
                 return Ok(());
@@ -331,13 +340,8 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Cmd::Report {
-            grid,
-            scale,
-            seeds,
-            set,
-        } => {
-            let grid = load_grid(&grid, scale.as_deref(), seeds.as_deref(), &set)?;
+        Cmd::Report { grid } => {
+            let grid = grid.load()?;
             let cells = grid.cells()?;
             print!("{}", report::sweep_report::render(&grid, &cells)?);
         }
@@ -400,19 +404,6 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn load_grid(
-    path: &std::path::Path,
-    scale: Option<&str>,
-    seeds: Option<&[u64]>,
-    set: &[String],
-) -> Result<experiment::Grid> {
-    let grid = experiment::Grid::load(path, scale, set)?;
-    match seeds {
-        Some(s) => grid.with_seeds(s),
-        None => Ok(grid),
-    }
 }
 
 fn load_config(path: Option<&std::path::Path>, set: &[String]) -> Result<RunConfig> {

@@ -2,7 +2,6 @@
 use anyhow::Result;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 
 use super::grid::{Cell, Grid};
 use crate::train::{self, checkpoint, metrics, read_summary, RunOptions, Summary};
@@ -69,46 +68,8 @@ impl fmt::Display for SweepReport {
     }
 }
 
-/// What the sweep needs of a run's `summary.json`.
-struct Seen {
-    epochs_done: i64,
-    best_test_acc: f64,
-    best_epoch: i64,
-}
-
-impl From<&Summary> for Seen {
-    fn from(s: &Summary) -> Seen {
-        Seen {
-            epochs_done: s.epochs_done,
-            best_test_acc: s.best_test_acc,
-            best_epoch: s.best_epoch,
-        }
-    }
-}
-
-/// Reads `summary.json` field by field: a diverged run's NaN losses are written as `null`,
-/// which [`read_summary`] cannot read back into a [`Summary`].
-fn read_seen(dir: &Path) -> Option<(String, Seen)> {
-    if let Ok(s) = read_summary(dir) {
-        return Some((s.status.clone(), Seen::from(&s)));
-    }
-    let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let status = v.get("status")?.as_str()?.to_string();
-    let int = |k: &str| v.get(k).and_then(|x| x.as_i64()).unwrap_or(0);
-    let seen = Seen {
-        epochs_done: int("epochs_done"),
-        best_test_acc: v
-            .get("best_test_acc")
-            .and_then(|x| x.as_f64())
-            .unwrap_or(f64::NAN),
-        best_epoch: int("best_epoch"),
-    };
-    Some((status, seen))
-}
-
 /// The status of a run directory and what its summary says, if it has a readable one.
-fn inspect(cell: &Cell) -> (CellStatus, Option<Seen>) {
+fn inspect(cell: &Cell) -> (CellStatus, Option<Summary>) {
     let dir = cell.dir();
     let started = ["config.yaml", metrics::FILE_NAME, "summary.json"]
         .iter()
@@ -117,14 +78,14 @@ fn inspect(cell: &Cell) -> (CellStatus, Option<Seen>) {
     if !started {
         return (CellStatus::Missing, None);
     }
-    match read_seen(&dir) {
-        Some((status, seen)) => {
-            let status = match status.as_str() {
+    match read_summary(&dir).ok() {
+        Some(summary) => {
+            let status = match summary.status.as_str() {
                 "finished" => CellStatus::Done,
                 "diverged" => CellStatus::Diverged,
                 _ => CellStatus::Running,
             };
-            (status, Some(seen))
+            (status, Some(summary))
         }
         // No summary yet (killed during the first epoch) or a damaged one: resumable.
         None => (CellStatus::Running, None),
@@ -132,7 +93,7 @@ fn inspect(cell: &Cell) -> (CellStatus, Option<Seen>) {
 }
 
 /// Best test error (1 − best test accuracy) of a run that has a completed (healthy) epoch.
-fn best_error(status: CellStatus, s: &Seen) -> Option<f64> {
+fn best_error(status: CellStatus, s: &Summary) -> Option<f64> {
     if s.epochs_done < 1
         || (status == CellStatus::Diverged && s.best_epoch < 1)
         || !s.best_test_acc.is_finite()
@@ -212,7 +173,7 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
                         s.diverged_at_epoch.unwrap_or(s.epochs_done)
                     );
                 } else {
-                    let err = best_error(CellStatus::Done, &Seen::from(&s))
+                    let err = best_error(CellStatus::Done, &s)
                         .map(|e| format!("{:.2}%", 100.0 * e))
                         .unwrap_or("-".into());
                     eprintln!(

@@ -166,14 +166,12 @@ pub fn fixed_batch(spec: &ProbeSpec) -> Result<(Tensor, Tensor, DatasetName)> {
     let mut last_err = None;
     for name in candidates {
         let ds = DataSpec {
-            name,
             root: spec.data_root.clone(),
             synthetic_train: spec.batch.max(1),
             synthetic_test: 1,
-            seed: 0,
-            coarse_labels: false,
             limit_train: Some(spec.batch),
             limit_test: Some(1),
+            ..DataSpec::new(name)
         };
         match data::load(&ds) {
             Ok(split) => {

@@ -338,6 +338,57 @@ struct EpochStats {
     grad_norm: f64,
 }
 
+/// Sums of one stretch of training steps, kept on the device (no host sync per step).
+pub struct StepSums {
+    pub loss: Tensor,
+    pub correct: Tensor,
+    pub grad_norm: Tensor,
+    pub images: i64,
+    pub steps: i64,
+}
+
+impl StepSums {
+    pub fn new(device: Device) -> StepSums {
+        let zero = || Tensor::zeros([], (Kind::Float, device));
+        StepSums {
+            loss: zero(),
+            correct: zero(),
+            grad_norm: zero(),
+            images: 0,
+            steps: 0,
+        }
+    }
+}
+
+/// One SGD step on the batch (x, y) at learning rate `lr`: forward, cross-entropy, backward,
+/// the global gradient norm (when `grad_norm`), the update; sums accumulate on the device.
+/// The training loop and `deepres bench` both run exactly this.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    model: &ResNet,
+    opt: &mut Sgd,
+    x: &Tensor,
+    y: &Tensor,
+    lr: f64,
+    precision: Precision,
+    grad_norm: bool,
+    sums: &mut StepSums,
+) {
+    let b = y.size()[0];
+    let logits = forward(model, x, true, precision);
+    let loss = logits.cross_entropy_for_logits(y);
+    opt.zero_grad();
+    loss.backward();
+    if grad_norm {
+        sums.grad_norm += opt.grad_norm().to_device(x.device());
+    }
+    opt.step(lr);
+    sums.loss += loss.detach() * (b as f64);
+    sums.correct += logits.argmax(-1, false).eq_tensor(y).sum(Kind::Float);
+    sums.images += b;
+    sums.steps += 1;
+}
+
 /// One epoch of SGD. Loss, accuracy and gradient norm accumulate on the device and are read
 /// once at the end (plus a NaN check every 100 steps, so a diverged run stops early).
 #[allow(clippy::too_many_arguments)]
@@ -351,47 +402,37 @@ fn train_epoch(
     device: Device,
     bar: Option<&indicatif::ProgressBar>,
 ) -> EpochStats {
-    let zero = || Tensor::zeros([], (Kind::Float, device));
-    let (mut loss_sum, mut correct, mut gn_sum) = (zero(), zero(), zero());
-    let (mut seen, mut steps) = (0i64, 0i64);
+    let mut sums = StepSums::new(device);
     for (x, y) in data.train_batches(
         cfg.train.batch_size,
         epoch_seed(cfg.seed, epoch),
         cfg.data.augment,
     ) {
-        let t = epoch as f64 + steps as f64 / steps_per_epoch as f64;
+        let t = epoch as f64 + sums.steps as f64 / steps_per_epoch as f64;
         let lr = schedule::lr_at(
             &cfg.train.schedule,
             cfg.train.optimizer.lr,
             cfg.train.epochs,
             t,
         );
-        let b = y.size()[0];
-        let logits = forward(model, &x, true, cfg.train.precision);
-        let loss = logits.cross_entropy_for_logits(&y);
-        opt.zero_grad();
-        loss.backward();
-        gn_sum += opt.grad_norm().to_device(device);
-        opt.step(lr);
-        loss_sum += loss.detach() * (b as f64);
-        correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Float);
-        seen += b;
-        steps += 1;
+        train_step(model, opt, &x, &y, lr, cfg.train.precision, true, &mut sums);
         if let Some(bar) = bar {
             bar.inc(1);
         }
-        if steps % 100 == 0 && !loss_sum.double_value(&[]).is_finite() {
+        if sums.steps % 100 == 0 && !sums.loss.double_value(&[]).is_finite() {
             break;
         }
     }
+    let images = sums.images.max(1) as f64;
     EpochStats {
-        loss: loss_sum.double_value(&[]) / seen.max(1) as f64,
-        acc: correct.double_value(&[]) / seen.max(1) as f64,
-        grad_norm: gn_sum.double_value(&[]) / steps.max(1) as f64,
+        loss: sums.loss.double_value(&[]) / images,
+        acc: sums.correct.double_value(&[]) / images,
+        grad_norm: sums.grad_norm.double_value(&[]) / sums.steps.max(1) as f64,
     }
 }
 
-fn forward(model: &ResNet, x: &Tensor, train: bool, precision: Precision) -> Tensor {
+/// The forward pass in the configured precision (fp16: CUDA autocast), logits in fp32.
+pub fn forward(model: &ResNet, x: &Tensor, train: bool, precision: Precision) -> Tensor {
     match precision {
         Precision::Fp32 => model.forward_t(x, train),
         Precision::Fp16 | Precision::Bf16 => {
