@@ -8,20 +8,28 @@ machine's speed does not favour one tool):
   - PyTorch eager, `--pipeline cpu` (the usual DataLoader),
   - PyTorch eager, `--pipeline gpu` (the dataset on the device, batched crop/flip, as deepres;
     on a CPU device that is "on the CPU, batched"),
-  - with --compile, PyTorch `--compile` for each of its pipelines.
+  - with --compile, PyTorch `--compile` for each of its pipelines,
+  - with --fused-torch, each PyTorch variant again with `--fused` (SGD fused=True, the kernel
+    deepres's step uses), labelled `<pipeline>+fused`; the plain variants keep PyTorch's
+    default SGD (foreach on CUDA, a for-loop on CPU), PyTorch eager as users write it.
 On CPU: fp32 only and few steps (a 2-core machine finishes in about 10 minutes); on CUDA:
-fp32 and fp16 (deepres has no bf16: tch cannot ask autocast for it).
+fp32 and bf16 (--precisions fp32,bf16,fp16 adds fp16, GradScaler-style loss scaling in both
+tools). --channels-last passes `--channels-last` to both tools (model and batches NHWC).
 
 Writes <out>/results.csv (one row per run: date, device, depth, batch, precision, tool,
-pipeline, round, images_per_second; an empty figure for a failed run), <out>/results.md (per
-config the median over rounds, its min-max, and the ratio deepres / PyTorch of the medians)
-and every run's full output under <out>/out/ (git-ignored). Standard library only.
+pipeline, round, images_per_second, memory_format (contiguous | channels_last),
+peak_allocated_mib (the first figure of the `peak_gpu_memory:` line, the caching allocator's
+peak allocation; empty on CPU); an empty figure for a failed run), <out>/results.md (per
+config the median over rounds, its min-max, the ratio deepres / PyTorch of the medians and the
+median peak allocation) and every run's full output under <out>/out/ (git-ignored). Standard
+library only.
 """
 import argparse
 import csv
 import datetime
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -54,6 +62,15 @@ def parse_output(text):
         return fields, None
 
 
+def peak_allocated(fields):
+    """MiB, the first figure of `peak_gpu_memory: A MiB allocated, R MiB reserved ...`; None when n/a."""
+    m = re.match(r"\s*([0-9.]+) MiB", fields.get("peak_gpu_memory", ""))
+    try:
+        return float(m.group(1)) if m else None
+    except ValueError:
+        return None
+
+
 def machine_lines(deepres, device_is_cuda):
     lines = []
     cpu = platform.processor() or "unknown CPU"
@@ -84,9 +101,13 @@ def main(argv):
     p.add_argument("--depths", default="20,56,110")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--precisions", default=None, help="default: fp32 on CPU, fp32,fp16 on CUDA")
+    p.add_argument("--precisions", default=None, help="default: fp32 on CPU, fp32,bf16 on CUDA")
     p.add_argument("--pipelines", default="cpu,gpu", help="PyTorch pipelines: cpu (DataLoader), gpu (on-device)")
     p.add_argument("--compile", action="store_true", help="also PyTorch with torch.compile")
+    p.add_argument("--fused-torch", action="store_true",
+                   help="also the PyTorch variants with --fused (SGD fused=True), as <pipeline>+fused")
+    p.add_argument("--channels-last", action="store_true",
+                   help="both tools with --channels-last (model and batches in NHWC memory format)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: per device and depth)")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="intra-op threads of both tools (default: libtorch's)")
@@ -110,15 +131,21 @@ def main(argv):
     elif device in ("cuda", "gpu"):
         device = "cuda:0"
     is_cuda = device.startswith("cuda")
-    precisions = (a.precisions or ("fp32,fp16" if is_cuda else "fp32")).split(",")
+    precisions = (a.precisions or ("fp32,bf16" if is_cuda else "fp32")).split(",")
+    memory_format = "channels_last" if a.channels_last else "contiguous"
 
     variants = [("deepres", "on-device", [a.deepres, "bench"])]
     torch_script = [a.python, os.path.join(ROOT, "scripts/bench_torch.py")]
     for pl in pipelines:
         name = {"cpu": "cpu-loader", "gpu": "on-device"}[pl]
         variants.append(("pytorch", name, torch_script + ["--pipeline", pl]))
+        if a.fused_torch:
+            variants.append(("pytorch", name + "+fused", torch_script + ["--pipeline", pl, "--fused"]))
         if a.compile:
             variants.append(("pytorch-compile", name, torch_script + ["--pipeline", pl, "--compile"]))
+            if a.fused_torch:
+                variants.append(("pytorch-compile", name + "+fused",
+                                 torch_script + ["--pipeline", pl, "--compile", "--fused"]))
 
     def steps_for(depth):
         w, s = GPU_STEPS if is_cuda else CPU_STEPS.get(depth, CPU_DEFAULT)
@@ -129,7 +156,8 @@ def main(argv):
     csv_path = os.path.join(a.out, "results.csv")
     md_path = os.path.join(a.out, "results.md")
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    header = ["date", "device", "depth", "batch", "precision", "tool", "pipeline", "round", "images_per_second"]
+    header = ["date", "device", "depth", "batch", "precision", "tool", "pipeline", "round", "images_per_second",
+              "memory_format", "peak_allocated_mib"]
     rows = []
     with open(csv_path, "w", newline="") as f:
         csv.writer(f).writerow(header)
@@ -146,7 +174,9 @@ def main(argv):
                                   "--warmup", str(warmup), "--precision", prec, "--device", device]
                     if a.threads is not None:
                         args += ["--threads", str(a.threads)]
-                    tag = f"{tool}-{pipeline}-d{depth}-{prec}-r{r}"
+                    if a.channels_last:
+                        args.append("--channels-last")
+                    tag = f"{tool}-{pipeline}-d{depth}-{prec}{'-cl' if a.channels_last else ''}-r{r}"
                     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
                     try:
                         proc = subprocess.run(args, capture_output=True, text=True, timeout=a.timeout, cwd=ROOT)
@@ -157,20 +187,23 @@ def main(argv):
                     with open(os.path.join(logs, tag + ".txt"), "w") as f:
                         f.write(" ".join(args) + "\n\n" + out + ("\n--- stderr\n" + err if err else ""))
                     fields, ips = parse_output(out)
+                    peak = peak_allocated(fields)
                     if rc != 0 or ips is None:
                         print(f"{tag}: FAILED (exit {rc}): {err.strip().splitlines()[-1] if err.strip() else ''}", flush=True)
-                        ips = None
+                        ips, peak = None, None
                     else:
-                        print(f"{tag}: {ips:.2f} images/s ({fields.get('ms_per_step', '?')} ms/step)", flush=True)
+                        mem = f", peak {peak:.1f} MiB allocated" if peak is not None else ""
+                        print(f"{tag}: {ips:.2f} images/s ({fields.get('ms_per_step', '?')} ms/step{mem})", flush=True)
                         threads_seen.add(f"{tool} {fields.get('threads', '?')}")
                         if is_cuda and tool == "deepres" and "device" in fields:
                             device_desc = fields["device"]
-                    row = [date, device, depth, a.batch, prec, tool, pipeline, r, "" if ips is None else f"{ips:.3f}"]
+                    row = [date, device, depth, a.batch, prec, tool, pipeline, r, "" if ips is None else f"{ips:.3f}",
+                           memory_format, "" if peak is None else f"{peak:.1f}"]
                     rows.append(row)
                     with open(csv_path, "a", newline="") as f:
                         csv.writer(f).writerow(row)
 
-    # The table: per (depth, precision), the median over rounds of each variant.
+    # The table: per (depth, precision, memory format), the median over rounds of each variant.
     def cell(vals):
         if not vals:
             return "failed", None
@@ -196,24 +229,42 @@ def main(argv):
         "Images/s: median over the rounds [min-max]; ratio = deepres median / PyTorch median "
         "(> 1: deepres faster). Pipelines: on-device = the dataset on the device, batched crop + flip "
         "(deepres's; on a CPU device, on the CPU); cpu-loader = PyTorch's DataLoader with per-image "
-        "transforms in worker processes. Raw figures: results.csv; full outputs: out/.",
+        "transforms in worker processes; +fused = PyTorch with SGD fused=True (deepres's kernel), "
+        "without it PyTorch's default SGD (foreach on CUDA, a for-loop on CPU). "
+        "Raw figures: results.csv; full outputs: out/.",
         "",
     ]
-    head = ["ResNet", "precision", "deepres"]
+    if is_cuda:
+        md += [
+            "Peak memory: median over the rounds of the CUDA caching allocator's peak allocation "
+            "(max_memory_allocated, MiB), per tool.",
+            "",
+        ]
+    head = ["ResNet", "precision", "memory format", "deepres"]
     for t, pl in torch_names:
         head += [f"{t} {pl}", f"ratio vs {pl}" + (" (compile)" if t != "pytorch" else "")]
+    if is_cuda:
+        head += ["peak MiB deepres"] + [f"peak MiB {t} {pl}" for t, pl in torch_names]
     md.append("| " + " | ".join(head) + " |")
     md.append("|" + "---|" * len(head))
+
+    def median_peak(vals):
+        return f"{statistics.median(vals):.1f}" if vals else "n/a"
+
     for depth in depths:
         for prec in precisions:
-            def vals(t, pl):
-                return [float(x[8]) for x in rows if x[2] == depth and x[4] == prec and x[5] == t and x[6] == pl and x[8]]
-            ours_s, ours = cell(vals("deepres", "on-device"))
-            line = [str(depth), prec, ours_s]
+            def sel(t, pl, col):
+                return [float(x[col]) for x in rows if x[2] == depth and x[4] == prec and x[5] == t
+                        and x[6] == pl and x[9] == memory_format and x[8] and x[col]]
+            ours_s, ours = cell(sel("deepres", "on-device", 8))
+            line = [str(depth), prec, memory_format, ours_s]
             for t, pl in torch_names:
-                s, m = cell(vals(t, pl))
+                s, m = cell(sel(t, pl, 8))
                 ratio = f"{ours / m:.2f}" if ours and m else "n/a"
                 line += [s, ratio]
+            if is_cuda:
+                line += [median_peak(sel("deepres", "on-device", 10))]
+                line += [median_peak(sel(t, pl, 10)) for t, pl in torch_names]
             md.append("| " + " | ".join(line) + " |")
     md.append("")
     with open(md_path, "w") as f:

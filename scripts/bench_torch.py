@@ -10,13 +10,21 @@ classes. Init: convs N(0, 2/(9*out_channels)) (Kaiming normal, fan-out), BN gamm
 beta = 0, the linear layer PyTorch's default; no conv biases.
 
 Step (the same work as deepres's `train::train_epoch`, per batch): the batch (see the two
-pipelines below), forward (fp16/bf16: torch.autocast on CUDA, logits back to fp32),
-cross-entropy, zero_grad (PyTorch's default, set_to_none), backward, the global gradient norm
-computed exactly as deepres computes it every step (per parameter g.square().sum(), stacked,
-summed, sqrt, accumulated on the device, never read inside the loop), torch.optim.SGD (lr 0.1,
-momentum 0.9, weight decay 1e-4; PyTorch's default implementation: foreach on CUDA, a
-per-parameter loop on CPU), and the loss and accuracy sums accumulated on the device. No
-GradScaler with fp16 (deepres has none either). cuDNN benchmark mode on, as in deepres.
+pipelines below; with --channels-last converted to channels-last after normalization),
+forward (fp16/bf16: torch.autocast on CUDA, logits back to fp32), cross-entropy, zero_grad
+(PyTorch's default, set_to_none, as deepres), backward, the global gradient norm every step,
+as deepres computes it (torch.nn.utils.get_total_norm over the non-None gradients: one
+_foreach_norm launch per device and dtype, then the norm of the stacked norms; foreach=True on
+CUDA, the default on CPU; accumulated on the device, never read inside the loop),
+torch.optim.SGD (lr 0.1, momentum 0.9, weight decay 1e-4), and the loss and accuracy sums
+accumulated on the device. The optimizer is PyTorch's default implementation (foreach on
+CUDA, a per-parameter for-loop on CPU), PyTorch eager as users write it; --fused passes
+fused=True (torch._fused_sgd_, the same kernel deepres's step uses). fp16: torch.amp.GradScaler
+with its defaults (init scale 2**16, growth 2, backoff 0.5, interval 2000; steps with inf/NaN
+gradients skipped), as deepres's dynamic loss scaling: scale(loss).backward(), unscale_ before
+the gradient norm, step, update. bf16: autocast only, no scaler. cuDNN benchmark mode on, as
+in deepres. --channels-last: the model's 4-D parameters and every input batch in channels-last
+(NHWC) memory format, as deepres's --channels-last.
 
 Data: synthetic uint8 images of CIFAR's shape (3x32x32, 10 classes), a whole number of
 batches, at most 50,000 images (the same count deepres uses), epochs cycled; augmentation:
@@ -35,10 +43,14 @@ Timing: --warmup untimed steps, then --windows windows of --steps steps; the dev
 synchronized only before and after each window. images/s is the median window's.
 
 Output: `key: value` lines like deepres bench's; the last line is `images_per_second: X`.
+On CUDA, `peak_gpu_memory: A MiB allocated, R MiB reserved (caching allocator peaks)`
+(torch.cuda.max_memory_allocated / max_memory_reserved, deepres's format) and
+`gpu_memory_in_use: M MiB (cuMemGetInfo at the end)` (the reservation + the CUDA context).
 Errors: one line `error: ...` on stderr, exit status 2.
 
 Usage: python scripts/bench_torch.py --depth 56 --batch 128 --steps 50 --warmup 10 \
-           --precision fp32|fp16|bf16 --device auto|cpu|cuda|cuda:N --pipeline cpu|gpu [--compile]
+           --precision fp32|fp16|bf16 --device auto|cpu|cuda|cuda:N --pipeline cpu|gpu [--compile] \
+           [--fused] [--channels-last]
 """
 import argparse
 import statistics
@@ -66,6 +78,10 @@ def parse_args(argv):
     p.add_argument("--pipeline", default="cpu")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (--pipeline cpu)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--fused", action="store_true",
+                   help="SGD with fused=True (torch._fused_sgd_, deepres's kernel); default: PyTorch's default SGD")
+    p.add_argument("--channels-last", action="store_true",
+                   help="model and input batches in channels-last (NHWC) memory format")
     p.add_argument("--no-grad-norm", action="store_true", help="skip the per-step gradient norm (profiling only)")
     a = p.parse_args(argv)
     if a.depth < 8 or (a.depth - 2) % 6 != 0:
@@ -203,7 +219,10 @@ def main(argv):
         def batch_stream():
             while True:
                 for x, y in loader:
-                    yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    x = x.to(device, non_blocking=True)
+                    if a.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    yield x, y.to(device, non_blocking=True)
         pipeline_desc = (f"cpu (DataLoader, {a.workers} worker(s), per-image crop pad 4 + flip on the CPU"
                          f"{', pinned memory' if cuda else ''})")
     else:
@@ -230,14 +249,24 @@ def main(argv):
                     idx = perm[start:start + a.batch]
                     x = d_images.index_select(0, idx).float() / 255.0
                     x = (augment(x) - d_mean) / d_std
+                    if a.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
                     yield x, d_labels.index_select(0, idx)
         pipeline_desc = "on-device (dataset on the device as uint8, batched crop pad 4 + flip by gather)"
 
     torch.manual_seed(0)
     model = ResNet(a.depth).to(device)
+    if a.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # the 4-D parameters (conv weights)
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    try:
+        opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4,
+                              **({"fused": True} if a.fused else {}))
+    except RuntimeError as e:
+        fail(f"--fused: {str(e).splitlines()[0] if str(e) else e}")
+    scaler = torch.amp.GradScaler("cuda") if a.precision == "fp16" else None
+    norm_foreach = True if cuda else None
     fwd = torch.compile(model) if a.compile else model
     model.train()
 
@@ -258,11 +287,19 @@ def main(argv):
                 logits = logits.float()
             loss = F.cross_entropy(logits, y)
             opt.zero_grad()
-            loss.backward()
+            if scaler is None:
+                loss.backward()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
             if not a.no_grad_norm:
-                sq = [p.grad.square().sum() for p in params if p.grad is not None]
-                gn_sum += torch.stack(sq).sum().sqrt()
-            opt.step()
+                grads = [p.grad for p in params if p.grad is not None]
+                gn_sum += torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=norm_foreach)
+            if scaler is None:
+                opt.step()
+            else:
+                scaler.step(opt)
+                scaler.update()
             loss_sum += loss.detach() * y.shape[0]
             correct += (logits.argmax(-1) == y).sum().float()
 
@@ -294,7 +331,10 @@ def main(argv):
         f"model: ResNet-{a.depth} (L = {3 * ((a.depth - 2) // 6)} blocks, {parameters} parameters, BN, shortcut A, tau 1)"
         + (" torch.compile" if a.compile else " eager"),
         f"batch: {a.batch}",
-        f"precision: {a.precision}",
+        f"precision: {a.precision}"
+        + (" (GradScaler: init scale 2**16, growth 2, backoff 0.5, interval 2000)" if scaler is not None else ""),
+        f"memory_format: {'channels_last' if a.channels_last else 'contiguous'}",
+        "optimizer: " + ("SGD fused=True" if a.fused else "SGD (default: foreach on CUDA, for-loop on CPU)"),
         f"pipeline: {pipeline_desc}",
         f"data: synthetic 3x32x32, {images_n} images, epochs cycled",
         f"device: {device}",
@@ -311,11 +351,10 @@ def main(argv):
         spread = f" (windows min/median/max {min(ms):.2f}/{statistics.median(ms):.2f}/{max(ms):.2f})"
     out.append(f"ms_per_step: {1e3 * sum(windows) / (a.steps * a.windows):.2f}{spread}")
     if cuda:
+        out.append(f"peak_gpu_memory: {torch.cuda.max_memory_allocated(device) / 2**20:.1f} MiB allocated, "
+                   f"{torch.cuda.max_memory_reserved(device) / 2**20:.1f} MiB reserved (caching allocator peaks)")
         free, total_mem = torch.cuda.mem_get_info(device)
-        out.append(f"peak_gpu_memory: {(total_mem - free) / 2**20:.1f} MiB (device memory in use at the end, "
-                   "cuMemGetInfo: caching allocator's peak reservation + CUDA context)")
-        out.append(f"max_memory_allocated: {torch.cuda.max_memory_allocated(device) / 2**20:.1f} MiB, "
-                   f"max_memory_reserved: {torch.cuda.max_memory_reserved(device) / 2**20:.1f} MiB")
+        out.append(f"gpu_memory_in_use: {(total_mem - free) / 2**20:.1f} MiB (cuMemGetInfo at the end)")
     else:
         out.append("peak_gpu_memory: n/a (cpu)")
     out.append(f"mean_loss: {mean_loss:.4f}")

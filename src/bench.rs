@@ -4,8 +4,8 @@
 //! One step is what `train::train_epoch` does per batch: the on-device loader
 //! ([`DeviceData::train_batches`]: `index_select` of a shuffled batch, float/255, random crop
 //! with zero padding 4 + horizontal flip by batched gather, normalize), the forward pass
-//! (fp16: `tch::autocast`), cross-entropy, `zero_grad`, backward, the global gradient norm
-//! accumulated on the device, [`Sgd::step`] at the schedule's learning rate, and the loss and
+//! (bf16/fp16: CUDA autocast, fp16 with loss scaling), cross-entropy, gradients set to none,
+//! backward, the global gradient norm (one `_foreach_norm`) accumulated on the device, [`Sgd::step`] at the schedule's learning rate, and the loss and
 //! accuracy sums accumulated on the device. The model is [`ResNet::new`] with the run-config
 //! defaults (BN, shortcut A, τ = 1, Kaiming init), the optimizer the default SGD (lr 0.1,
 //! momentum 0.9, weight decay 1e-4), the data the synthetic CIFAR-shaped set (3×32×32, 10
@@ -21,12 +21,10 @@
 //! window's time divided by its steps, and with several windows their min/median/max are
 //! shown. images/s is the median window's.
 //!
-//! Peak GPU memory: tch 0.24 exposes none of libtorch's caching-allocator statistics (its C
-//! API has no `max_memory_allocated`), so the figure is the device memory in use at the end of
-//! the run, read from the CUDA driver (`cuMemGetInfo`: total − free). libtorch's caching
-//! allocator never returns memory to the driver unless asked (deepres never asks), so this is
-//! its peak reservation plus the CUDA context (and anything else running on that GPU).
-//! `scripts/bench_torch.py` prints the same figure, so the two are comparable.
+//! Peak GPU memory: the CUDA caching allocator's peak allocated and reserved bytes over the
+//! whole run (through [`crate::torch_ext`]; tch 0.24 exposes no allocator statistics), the
+//! figures torch.cuda.max_memory_allocated / max_memory_reserved give, which
+//! `scripts/bench_torch.py` prints in the same line format.
 use anyhow::{bail, Context, Result};
 use std::time::Instant;
 use tch::nn::VarStore;
@@ -34,7 +32,7 @@ use tch::Device;
 
 use crate::config::{Precision, RunConfig};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
-use crate::model::resnet::{blocks_per_stage, trainable_parameters, ResNet};
+use crate::model::resnet::{blocks_per_stage, forward_flops, trainable_parameters, ResNet};
 use crate::train::sgd::Sgd;
 use crate::train::{epoch_seed, schedule, train_step, StepSums};
 
@@ -61,6 +59,8 @@ pub struct BenchOptions {
     pub windows: i64,
     /// Compute the global gradient norm every step, as training does (off only to profile it).
     pub grad_norm: bool,
+    /// Weights and batches in channels-last (NHWC) memory format (`train.channels_last`).
+    pub channels_last: bool,
 }
 
 impl Default for BenchOptions {
@@ -75,6 +75,7 @@ impl Default for BenchOptions {
             threads: None,
             windows: 1,
             grad_norm: true,
+            channels_last: false,
         }
     }
 }
@@ -107,10 +108,13 @@ pub struct BenchReport {
     pub warmup_seconds: f64,
     pub windows: Vec<Window>,
     pub grad_norm: bool,
-    /// Device memory in use at the end (bytes), or why there is no figure.
-    pub gpu_memory: std::result::Result<u64, String>,
+    pub channels_last: bool,
+    /// The CUDA caching allocator's peak (allocated, reserved) bytes, or why there is none.
+    pub gpu_memory: std::result::Result<(i64, i64), String>,
     /// The loss sum over all steps, read once at the end (a check that the steps ran).
     pub mean_loss: f64,
+    /// FLOPs of one image's forward pass ([`forward_flops`]).
+    pub forward_flops: f64,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -143,11 +147,7 @@ impl BenchReport {
         let total_steps: i64 = self.windows.iter().map(|w| w.steps).sum();
         let total_secs: f64 = self.windows.iter().map(|w| w.seconds).sum();
         let mean_ms = 1e3 * total_secs / total_steps.max(1) as f64;
-        let precision = match self.precision {
-            Precision::Fp32 => "fp32",
-            Precision::Fp16 => "fp16",
-            Precision::Bf16 => "bf16",
-        };
+        let precision = self.precision.name();
         let mut l = vec![
             "tool: deepres".to_string(),
             format!(
@@ -156,6 +156,11 @@ impl BenchReport {
             ),
             format!("batch: {}", self.batch),
             format!("precision: {precision}"),
+            format!(
+                "memory_format: {}",
+                if self.channels_last { "channels_last" } else { "contiguous" }
+            ),
+            "optimizer: SGD, PyTorch's fused kernel (torch._fused_sgd_)".to_string(),
             "pipeline: on-device (dataset on the device as uint8, batched crop pad 4 + flip by gather)".to_string(),
             format!("data: synthetic 3x32x32, {} images, epochs cycled", self.images),
             format!("device: {}", device_name(self.device)),
@@ -192,14 +197,24 @@ impl BenchReport {
             String::new()
         };
         l.push(format!("ms_per_step: {mean_ms:.2}{spread}"));
+        const MIB: f64 = (1u64 << 20) as f64;
         l.push(match &self.gpu_memory {
-            Ok(b) => format!(
-                "peak_gpu_memory: {:.1} MiB (device memory in use at the end, cuMemGetInfo: caching allocator's peak reservation + CUDA context)",
-                *b as f64 / (1u64 << 20) as f64
+            Ok((a, r)) => format!(
+                "peak_gpu_memory: {:.1} MiB allocated, {:.1} MiB reserved (caching allocator peaks)",
+                *a as f64 / MIB,
+                *r as f64 / MIB
             ),
             Err(why) => format!("peak_gpu_memory: n/a ({why})"),
         });
         l.push(format!("mean_loss: {:.4}", self.mean_loss));
+        l.push(format!(
+            "forward_gflops_per_image: {:.4} (3x3 convolutions + classifier)",
+            self.forward_flops / 1e9
+        ));
+        l.push(format!(
+            "train_tflops: {:.2} (3 x forward FLOPs x images/s: forward + backward)",
+            3.0 * self.forward_flops * self.images_per_second() / 1e12
+        ));
         l.push(format!(
             "images_per_second: {:.2}",
             self.images_per_second()
@@ -217,19 +232,17 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-/// `--precision` for a device: fp32 anywhere, fp16 on CUDA only, bf16 nowhere (tch's autocast
-/// is CUDA's with its default dtype, fp16; it has no way to ask for bf16).
+/// `--precision` for a device: fp32 anywhere, bf16 and fp16 (CUDA autocast) on CUDA only.
 pub fn parse_precision(s: &str, device: Option<Device>) -> Result<Precision> {
     let p = match s {
         "fp32" => Precision::Fp32,
+        "bf16" => Precision::Bf16,
         "fp16" => Precision::Fp16,
-        "bf16" => bail!(
-            "--precision bf16: not available through tch 0.24 (its autocast is CUDA's fp16 and cannot select bf16); use --precision fp32 or fp16 (CUDA)"
-        ),
-        _ => bail!("--precision {s:?}: unknown; accepted: fp32, fp16 (CUDA only), bf16 (not available in tch)"),
+        _ => bail!("--precision {s:?}: unknown; accepted: fp32, bf16 (CUDA), fp16 (CUDA)"),
     };
-    if p == Precision::Fp16 && device.is_some_and(|d| !d.is_cuda()) {
-        bail!("--precision fp16: needs a CUDA device (autocast); the device is {}, which runs fp32 only: use --precision fp32", device.map(device_name).unwrap_or_default());
+    if let Some(d) = device {
+        p.check_device(d)
+            .with_context(|| format!("--precision {s}"))?;
     }
     Ok(p)
 }
@@ -286,13 +299,17 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         ..DataSpec::new(DatasetName::Synthetic)
     };
     let split = data::load(&spec)?;
-    let train_data = DeviceData::new(&split.train, &split.mean, &split.std, device);
+    let train_data = DeviceData::new(&split.train, &split.mean, &split.std, device)
+        .with_channels_last(o.channels_last);
 
     tch::manual_seed(cfg.seed as i64);
     let vs = VarStore::new(device);
     let model = ResNet::new(&vs.root(), &cfg.model, split.channels, split.num_classes)?;
     let parameters = trainable_parameters(&vs);
-    let mut opt = Sgd::new(&vs, cfg.train.optimizer, model.num_blocks);
+    if o.channels_last {
+        crate::torch_ext::vars_to_channels_last(&vs)?;
+    }
+    let mut opt = Sgd::for_precision(&vs, cfg.train.optimizer, model.num_blocks, precision);
 
     let steps_per_epoch = batches;
     let mut sums = StepSums::new(device);
@@ -355,12 +372,8 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         sums.correct.double_value(&[]),
         sums.grad_norm.double_value(&[]),
     );
-    let gpu_memory = match device {
-        Device::Cuda(i) => {
-            crate::device::cuda_mem::used_bytes(i).map_err(|e| format!("cuMemGetInfo failed: {e}"))
-        }
-        _ => Err(device_name(device)),
-    };
+    let gpu_memory =
+        crate::torch_ext::cuda_peak_bytes(device, false).ok_or_else(|| device_name(device));
     Ok(BenchReport {
         depth: o.depth,
         blocks: model.num_blocks,
@@ -374,7 +387,9 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         warmup_seconds,
         windows,
         grad_norm: o.grad_norm,
+        channels_last: o.channels_last,
         gpu_memory,
         mean_loss,
+        forward_flops: forward_flops(o.depth, 3, 10)?,
     })
 }

@@ -213,12 +213,35 @@ impl Default for TauConfig {
 }
 
 /// Floating-point precision of the forward/backward pass.
+/// bf16 and fp16 are CUDA autocast (fp16 with dynamic loss scaling); weights, batch-norm
+/// statistics and the optimizer stay fp32.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     Fp32,
     Bf16,
     Fp16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+
+    /// bf16 and fp16 need CUDA (libtorch's autocast there); fp32 runs anywhere.
+    pub fn check_device(self, device: tch::Device) -> Result<()> {
+        if self != Precision::Fp32 && !device.is_cuda() {
+            bail!(
+                "needs a CUDA device (autocast), the device is {}: use fp32 there",
+                format!("{device:?}").to_lowercase()
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -230,6 +253,8 @@ pub struct TrainConfig {
     pub optimizer: SgdConfig,
     pub schedule: ScheduleConfig,
     pub precision: Precision,
+    /// Convolution weights and batches in channels-last (NHWC) memory format.
+    pub channels_last: bool,
     /// Write a checkpoint after every epoch (needed for `--resume`).
     pub checkpoint: bool,
 }
@@ -243,6 +268,7 @@ impl Default for TrainConfig {
             optimizer: SgdConfig::default(),
             schedule: ScheduleConfig::default(),
             precision: Precision::Fp32,
+            channels_last: false,
             checkpoint: true,
         }
     }
@@ -379,9 +405,6 @@ impl RunConfig {
                 "train.eval_batch_size: must be ≥ 1, got {}",
                 t.eval_batch_size
             );
-        }
-        if t.precision == Precision::Bf16 {
-            bail!("train.precision: bf16 is not available yet (tch's autocast gives fp16 on CUDA only); use fp32 or fp16");
         }
         let o = &t.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {

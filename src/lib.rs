@@ -4,7 +4,7 @@
 //! [`model`] (CIFAR ResNet-(6n+2), τ rules, inits), [`train`] (SGD with savable state,
 //! schedules, checkpoints, CSV metrics), [`probe`] (stability at initialization),
 //! [`experiment`] (sweeps over grids of configs), [`report`] (tables, plots, comparisons),
-//! [`device`] (device selection, `deepres info`).
+//! [`device`] (device selection, `deepres info`), [`torch_ext`] (libtorch functions tch lacks).
 pub mod bench;
 pub mod config;
 pub mod data;
@@ -13,4 +13,5 @@ pub mod experiment;
 pub mod model;
 pub mod probe;
 pub mod report;
+pub mod torch_ext;
 pub mod train;

@@ -133,9 +133,12 @@ enum Cmd {
         /// Untimed steps first (cuDNN autotuning, allocator warm-up).
         #[arg(long, default_value_t = 10)]
         warmup: i64,
-        /// fp32 | fp16 (CUDA autocast) | bf16 (not available in tch)
+        /// fp32 | bf16 (CUDA autocast) | fp16 (CUDA autocast + loss scaling)
         #[arg(long, default_value = "fp32")]
         precision: String,
+        /// Weights and batches in channels-last (NHWC) memory format.
+        #[arg(long)]
+        channels_last: bool,
         /// auto | cpu | cuda | cuda:N
         #[arg(long, default_value = "auto")]
         device: String,
@@ -355,6 +358,7 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             windows,
             no_grad_norm,
+            channels_last,
         } => {
             let opts = deepres::bench::BenchOptions {
                 depth,
@@ -366,6 +370,7 @@ fn run(cli: Cli) -> Result<()> {
                 threads,
                 windows,
                 grad_norm: !no_grad_norm,
+                channels_last,
             };
             for line in deepres::bench::run(&opts)?.lines() {
                 println!("{line}");

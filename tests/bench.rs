@@ -66,6 +66,8 @@ fn bench_prints_images_per_second_last() {
     );
     assert_eq!(field(&out, "batch"), "8");
     assert_eq!(field(&out, "precision"), "fp32");
+    assert_eq!(field(&out, "memory_format"), "contiguous");
+    assert!(field(&out, "optimizer").contains("fused"), "{out}");
     assert_eq!(field(&out, "device"), "cpu");
     assert!(field(&out, "threads").parse::<i64>().unwrap() >= 1);
     assert!(
@@ -124,6 +126,17 @@ fn bench_options_threads_windows_and_grad_norm() {
             .starts_with("images_per_second: "),
         "{out}"
     );
+    // Channels-last weights and batches.
+    let mut args = TINY.to_vec();
+    args.push("--channels-last");
+    let o = deepres(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(field(&out, "memory_format"), "channels_last");
+    assert!(
+        field(&out, "mean_loss").parse::<f64>().unwrap().is_finite(),
+        "{out}"
+    );
     // Zero warm-up steps are allowed.
     let mut args = TINY.to_vec();
     assert_eq!(args[7], "--warmup");
@@ -146,7 +159,7 @@ fn bench_refuses_bad_precision_depth_and_counts() {
     let e = with(&["--precision", "fp16"]);
     assert!(e.contains("--precision fp16") && e.contains("CUDA"), "{e}");
     let e = with(&["--precision", "bf16"]);
-    assert!(e.contains("bf16") && e.contains("tch"), "{e}");
+    assert!(e.contains("--precision bf16") && e.contains("CUDA"), "{e}");
     let e = with(&["--precision", "fp64"]);
     assert!(e.contains("fp64") && e.contains("fp32"), "{e}");
     let e = with(&["--depth", "9"]);

@@ -234,3 +234,13 @@ fn one_channel_inputs_and_forward_shapes() {
     );
     assert_eq!(y.size(), vec![5, 100]);
 }
+
+#[test]
+fn forward_flops_are_the_known_mac_counts() {
+    // ResNet-20: 40.55 M multiply-adds, ResNet-110: 252.9 M (the usual CIFAR figures, convs +
+    // classifier), FLOPs = 2 × MACs.
+    use deepres::model::resnet::forward_flops;
+    assert_eq!(forward_flops(20, 3, 10).unwrap(), 2.0 * 40_551_040.0);
+    assert_eq!(forward_flops(110, 3, 10).unwrap(), 2.0 * 252_887_680.0);
+    assert!(forward_flops(21, 3, 10).is_err());
+}

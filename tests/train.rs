@@ -293,3 +293,52 @@ fn a_diverging_run_is_recorded_and_stops() {
         rows.len()
     );
 }
+
+#[test]
+fn channels_last_trains_the_same_model() {
+    // NHWC weights and batches are a memory layout, not another model: same curve up to the
+    // kernels' rounding.
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = config(tmp.path(), "nchw", &["train.epochs=1"]);
+    let b = config(
+        tmp.path(),
+        "nhwc",
+        &["train.epochs=1", "train.channels_last=true"],
+    );
+    train::run(&a, &quiet()).unwrap();
+    train::run(&b, &quiet()).unwrap();
+    let (ca, cb) = (
+        losses(&tmp.path().join("nchw")),
+        losses(&tmp.path().join("nhwc")),
+    );
+    let (la, lb) = (ca[0].2, cb[0].2);
+    assert!(
+        la.is_finite() && (la - lb).abs() < 1e-3 * la.abs(),
+        "{la} vs {lb}"
+    );
+    assert!(
+        (ca[0].5 - cb[0].5).abs() < 0.02,
+        "test acc {} vs {}",
+        ca[0].5,
+        cb[0].5
+    );
+}
+
+#[test]
+fn low_precision_on_cpu_is_refused_in_one_line() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    for p in ["bf16", "fp16"] {
+        let cfg = config(tmp.path(), p, &[&format!("train.precision={p}")]);
+        let e = format!("{:#}", train::run(&cfg, &quiet()).unwrap_err());
+        assert!(
+            e.contains(&format!("train.precision {p}")) && e.contains("CUDA") && !e.contains('\n'),
+            "{e}"
+        );
+        assert!(
+            !tmp.path().join(p).exists(),
+            "a refused run leaves no directory"
+        );
+    }
+}

@@ -41,6 +41,8 @@ pub struct DeviceData {
     /// float `[1, C, 1, 1]` on `device`.
     std: Tensor,
     device: Device,
+    /// Batches come out in channels-last (NHWC) memory format.
+    channels_last: bool,
 }
 
 impl DeviceData {
@@ -72,6 +74,22 @@ impl DeviceData {
             mean: stat(mean),
             std: stat(std),
             device,
+            channels_last: false,
+        }
+    }
+
+    /// Batches in channels-last (NHWC) memory format (for a model whose weights are so too:
+    /// cuDNN then runs its NHWC kernels without transposes).
+    pub fn with_channels_last(mut self, on: bool) -> DeviceData {
+        self.channels_last = on;
+        self
+    }
+
+    fn layout(&self, x: Tensor) -> Tensor {
+        if self.channels_last {
+            crate::torch_ext::channels_last(&x).expect("channels-last batch")
+        } else {
+            x
         }
     }
 
@@ -117,7 +135,7 @@ impl DeviceData {
             let x = self.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
             let x = augment(&x, aug);
             let x = (x - &self.mean) / &self.std;
-            (x, self.labels.index_select(0, &idx))
+            (self.layout(x), self.labels.index_select(0, &idx))
         })
     }
 
@@ -129,7 +147,7 @@ impl DeviceData {
         (0..n).step_by(batch_size as usize).map(move |start| {
             let len = batch_size.min(n - start);
             (
-                self.normalize(&self.images.narrow(0, start, len)),
+                self.layout(self.normalize(&self.images.narrow(0, start, len))),
                 self.labels.narrow(0, start, len),
             )
         })

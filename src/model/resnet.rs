@@ -25,6 +25,23 @@ use super::tau::{initial_tau, Tau};
 use crate::config::{InitScheme, ModelConfig, Norm, Shortcut, TauLearnable};
 
 /// n for depth = 6n+2, or a clear error.
+/// Multiply-add count ×2 of one forward pass of the width-1 CIFAR ResNet-(6n+2) on a
+/// 32×32 input with `in_channels` channels: the 3×3 convolutions (stem 16 channels, stages of
+/// 16/32/64 channels at 32², 16², 8²) and the classifier; BN, ReLU, pooling and the option-A
+/// shortcuts are a few element-wise operations per activation and are not counted.
+pub fn forward_flops(depth: i64, in_channels: i64, classes: i64) -> Result<f64> {
+    let n = blocks_per_stage(depth)?;
+    let conv = |cin: i64, cout: i64, hw: i64| (9 * cin * cout * hw * hw) as f64;
+    let mut macs = conv(in_channels, 16, 32);
+    for (i, (c, hw)) in [(16, 32), (32, 16), (64, 8)].into_iter().enumerate() {
+        let cin_first = if i == 0 { 16 } else { c / 2 };
+        macs += conv(cin_first, c, hw) + conv(c, c, hw); // first block
+        macs += (n - 1) as f64 * 2.0 * conv(c, c, hw);
+    }
+    macs += (64 * classes) as f64;
+    Ok(2.0 * macs)
+}
+
 pub fn blocks_per_stage(depth: i64) -> Result<i64> {
     if depth < 8 || (depth - 2) % 6 != 0 {
         let below = (((depth - 2) / 6).max(1)) * 6 + 2;

@@ -21,17 +21,18 @@ pub struct Saved {
     pub best_epoch: i64,
 }
 
-/// Writes the checkpoint of `dir` atomically.
+/// Writes the checkpoint of `dir` atomically. Tensors are stored contiguous (NCHW) whatever
+/// their memory format in training (channels-last weights load back into either).
 pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
     let mut named: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
-        .map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu)))
+        .map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu).contiguous()))
         .collect();
     named.extend(
         opt.state()
             .into_iter()
-            .map(|(n, t)| (format!("optim.{n}"), t.to_device(Device::Cpu))),
+            .map(|(n, t)| (format!("optim.{n}"), t.to_device(Device::Cpu).contiguous())),
     );
     named.push(("meta.epoch".into(), Tensor::from_slice(&[meta.epoch])));
     named.push(("meta.seed".into(), Tensor::from_slice(&[meta.seed])));

@@ -17,6 +17,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::{Precision, RunConfig};
 use crate::data::{self, DeviceData};
 use crate::model::resnet::{trainable_parameters, ResNet};
+use crate::torch_ext;
 use metrics::EpochRow;
 use sgd::Sgd;
 
@@ -143,16 +144,31 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         }
     }
     let device = crate::device::select_device(&cfg.device)?;
+    cfg.train
+        .precision
+        .check_device(device)
+        .with_context(|| format!("train.precision {}", cfg.train.precision.name()))?;
 
     let split = data::load(&cfg.data.spec())?;
-    let train_data = DeviceData::new(&split.train, &split.mean, &split.std, device);
-    let test_data = DeviceData::new(&split.test, &split.mean, &split.std, device);
+    let cl = cfg.train.channels_last;
+    let train_data =
+        DeviceData::new(&split.train, &split.mean, &split.std, device).with_channels_last(cl);
+    let test_data =
+        DeviceData::new(&split.test, &split.mean, &split.std, device).with_channels_last(cl);
 
     tch::manual_seed(cfg.seed as i64);
     let mut vs = VarStore::new(device);
     let model = ResNet::new(&vs.root(), &cfg.model, split.channels, split.num_classes)?;
     let parameters = trainable_parameters(&vs);
-    let mut opt = Sgd::new(&vs, cfg.train.optimizer, model.num_blocks);
+    if cl {
+        torch_ext::vars_to_channels_last(&vs)?;
+    }
+    let mut opt = Sgd::for_precision(
+        &vs,
+        cfg.train.optimizer,
+        model.num_blocks,
+        cfg.train.precision,
+    );
     create_dir(cfg, &dir)?;
 
     let mut start_epoch = 0;
@@ -377,8 +393,7 @@ pub fn train_step(
     let b = y.size()[0];
     let logits = forward(model, x, true, precision);
     let loss = logits.cross_entropy_for_logits(y);
-    opt.zero_grad();
-    loss.backward();
+    opt.backward(&loss);
     if grad_norm {
         sums.grad_norm += opt.grad_norm().to_device(x.device());
     }
@@ -431,14 +446,17 @@ fn train_epoch(
     }
 }
 
-/// The forward pass in the configured precision (fp16: CUDA autocast), logits in fp32.
+/// The forward pass in the configured precision, logits in fp32. bf16 and fp16 are CUDA
+/// autocast (convolutions and the classifier in the low precision, batch norm's statistics
+/// and the weights in fp32), as torch.autocast("cuda", dtype) does.
 pub fn forward(model: &ResNet, x: &Tensor, train: bool, precision: Precision) -> Tensor {
-    match precision {
-        Precision::Fp32 => model.forward_t(x, train),
-        Precision::Fp16 | Precision::Bf16 => {
-            tch::autocast(true, || model.forward_t(x, train)).to_kind(Kind::Float)
-        }
-    }
+    let bf16 = match precision {
+        Precision::Fp32 => return model.forward_t(x, train),
+        Precision::Bf16 => true,
+        Precision::Fp16 => false,
+    };
+    torch_ext::set_cuda_autocast_bf16(bf16).expect("selecting autocast's dtype");
+    tch::autocast(true, || model.forward_t(x, train)).to_kind(Kind::Float)
 }
 
 /// Mean cross-entropy and accuracy on a dataset, in eval mode, without autograd.

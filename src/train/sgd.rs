@@ -1,7 +1,8 @@
 //! SGD with momentum, weight decay and parameter groups, written on tensors so that its
 //! momentum buffers go into the checkpoint (tch's optimizer cannot save its state).
 //!
-//! The update is PyTorch's torch.optim.SGD (dampening 0):
+//! The update is PyTorch's torch.optim.SGD (dampening 0), done by its fused kernel
+//! (torch._fused_sgd_, through [`crate::torch_ext`]) once per parameter group:
 //!   d = s·g + wd·p;  buf = d (first step) or μ·buf + d;  p -= lr·m · (nesterov ? d + μ·buf : buf)
 //! where the group's lr multiplier m and gradient scale s are 1 for ordinary weights,
 //! m = scalar_lr_mult for the scalar parameters (τ, scalar biases: the τ paper's lr/10), and
@@ -10,8 +11,9 @@ use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
 
-use crate::config::SgdConfig;
+use crate::config::{Precision, SgdConfig};
 use crate::model::resnet::{SCALAR_SUFFIXES, SHARED_TAU_NAME};
+use crate::torch_ext;
 
 /// One trainable tensor and its optimizer state.
 pub struct ParamState {
@@ -25,6 +27,39 @@ pub struct ParamState {
 pub struct Sgd {
     pub cfg: SgdConfig,
     pub params: Vec<ParamState>,
+    /// Indices into `params` of each group of equal (lr multiplier, gradient scale): one fused
+    /// kernel call per group.
+    groups: Vec<Vec<usize>>,
+    /// Per group, the fused kernel's gradient divisor 1/s as a 1-element tensor (None when s = 1).
+    divisors: Vec<Option<Tensor>>,
+    /// fp16's dynamic loss scaling (None in fp32 and bf16).
+    pub scaler: Option<LossScaler>,
+}
+
+/// Dynamic loss scaling for fp16 (PyTorch's GradScaler, defaults 2¹⁶, ×2 after 2000 clean
+/// steps, ×½ on overflow), entirely on the device: the loss is multiplied by the scale before
+/// backward, the gradients are unscaled in place with an overflow flag, and a step whose
+/// gradients overflowed is skipped by the fused kernel itself.
+pub struct LossScaler {
+    /// The current scale (1 element, fp32).
+    pub scale: Tensor,
+    /// Clean steps since the last change (1 element, int32).
+    pub growth_tracker: Tensor,
+    /// 1 when this step's gradients had an inf or NaN (1 element, fp32).
+    pub found_inf: Tensor,
+}
+
+impl LossScaler {
+    pub const INIT_SCALE: f32 = 65536.0;
+    pub const GROWTH_INTERVAL: i64 = 2000;
+
+    pub fn new(device: tch::Device) -> LossScaler {
+        LossScaler {
+            scale: Tensor::from_slice(&[Self::INIT_SCALE]).to_device(device),
+            growth_tracker: Tensor::zeros([1], (Kind::Int, device)),
+            found_inf: Tensor::zeros([1], (Kind::Float, device)),
+        }
+    }
 }
 
 impl Sgd {
@@ -37,7 +72,7 @@ impl Sgd {
             .filter(|(_, t)| t.requires_grad())
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let params = named
+        let params: Vec<ParamState> = named
             .into_iter()
             .map(|(name, param)| {
                 let last = name.rsplit('.').next().unwrap_or(&name);
@@ -57,86 +92,196 @@ impl Sgd {
                 }
             })
             .collect();
-        Sgd { cfg, params }
-    }
-
-    pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.param.zero_grad();
+        let mut keys: Vec<(f64, f64)> = Vec::new();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, p) in params.iter().enumerate() {
+            let key = (p.lr_mult, p.grad_scale);
+            match keys.iter().position(|k| *k == key) {
+                Some(g) => groups[g].push(i),
+                None => {
+                    keys.push(key);
+                    groups.push(vec![i]);
+                }
+            }
+        }
+        let divisors = keys
+            .iter()
+            .zip(&groups)
+            .map(|((_, s), idx)| {
+                (*s != 1.0).then(|| {
+                    let dev = params[idx[0]].param.device();
+                    Tensor::from_slice(&[(1.0 / s) as f32]).to_device(dev)
+                })
+            })
+            .collect();
+        Sgd {
+            cfg,
+            params,
+            groups,
+            divisors,
+            scaler: None,
         }
     }
 
-    /// ‖g‖₂ over all parameters (raw gradients), as a 0-dim tensor on the device: no sync.
-    pub fn grad_norm(&self) -> Tensor {
-        let sq: Vec<Tensor> = self
+    /// [`Sgd::new`], with loss scaling when `precision` is fp16 (on the parameters' device).
+    pub fn for_precision(
+        vs: &VarStore,
+        cfg: SgdConfig,
+        num_blocks: i64,
+        precision: Precision,
+    ) -> Sgd {
+        let opt = Sgd::new(vs, cfg, num_blocks);
+        match precision {
+            Precision::Fp16 => opt.with_loss_scaling(vs.device()),
+            Precision::Fp32 | Precision::Bf16 => opt,
+        }
+    }
+
+    /// Turns on fp16's dynamic loss scaling ([`LossScaler`]) on `device`.
+    pub fn with_loss_scaling(mut self, device: tch::Device) -> Sgd {
+        self.scaler = Some(LossScaler::new(device));
+        self
+    }
+
+    /// Backward of `loss` into fresh gradients; with loss scaling, of scale·loss, then the
+    /// gradients are unscaled and checked for overflow (no host sync either way).
+    pub fn backward(&mut self, loss: &Tensor) {
+        self.zero_grad();
+        let Some(sc) = &mut self.scaler else {
+            loss.backward();
+            return;
+        };
+        (loss * &sc.scale).backward();
+        let grads = self
             .params
             .iter()
             .map(|p| p.param.grad())
             .filter(|g| g.defined())
-            .map(|g| g.square().sum(Kind::Float))
-            .collect();
-        if sq.is_empty() {
-            return Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
-        }
-        Tensor::stack(&sq, 0).sum(Kind::Float).sqrt()
+            .collect::<Vec<_>>();
+        let refs: Vec<&Tensor> = grads.iter().collect();
+        let _ = sc.found_inf.zero_();
+        let inv = sc.scale.reciprocal();
+        torch_ext::unscale_(&refs, &sc.found_inf, &inv).expect("unscaling gradients");
     }
 
-    /// One SGD step at learning rate `lr`.
+    /// Drops the gradients (set to none, as PyTorch's default `zero_grad`): no kernel launch.
+    pub fn zero_grad(&mut self) {
+        let ps: Vec<&Tensor> = self.params.iter().map(|p| &p.param).collect();
+        torch_ext::clear_grads(&ps).expect("clearing gradients");
+    }
+
+    /// The defined gradients (raw: before the group's gradient scale).
+    pub fn grads(&self) -> Vec<Tensor> {
+        self.params
+            .iter()
+            .map(|p| p.param.grad())
+            .filter(|g| g.defined())
+            .collect()
+    }
+
+    /// ‖g‖₂ over all parameters (raw gradients), as a 0-dim tensor on the device: no sync.
+    pub fn grad_norm(&self) -> Tensor {
+        let grads = self.grads();
+        if grads.is_empty() {
+            return Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
+        }
+        let refs: Vec<&Tensor> = grads.iter().collect();
+        let norm = torch_ext::sum_of_squares(&refs)
+            .expect("gradient norm")
+            .sqrt();
+        match &self.scaler {
+            // A skipped (overflowed) step counts as 0, not inf, in the epoch's mean norm.
+            Some(sc) => norm.where_self(&sc.found_inf.eq(0.0).squeeze(), &norm.zeros_like()),
+            None => norm,
+        }
+    }
+
+    /// One SGD step at learning rate `lr` (see the module doc for the update). With loss
+    /// scaling, skipped on the device when the gradients overflowed, and the scale updated.
     pub fn step(&mut self, lr: f64) {
         let (mu, wd, nesterov) = (self.cfg.momentum, self.cfg.weight_decay, self.cfg.nesterov);
+        let found_inf = self.scaler.as_ref().map(|sc| sc.found_inf.shallow_clone());
+        let found_inf = found_inf.as_ref();
         tch::no_grad(|| {
-            for p in &mut self.params {
-                let g = p.param.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let mut d = if p.grad_scale != 1.0 {
-                    &g * p.grad_scale
-                } else {
-                    g.shallow_clone()
-                };
-                if wd != 0.0 {
-                    // Not `+=`: d may share storage with the gradient, which must stay raw.
-                    #[allow(clippy::assign_op_pattern)]
-                    {
-                        d = d + &p.param * wd;
+            for (g, idx) in self.groups.iter().enumerate() {
+                // Parameters without a gradient this step are left alone (as PyTorch does);
+                // those without a momentum buffer yet take their first step (buf = d).
+                // Without momentum there are no buffers: one pass, an empty buffer list.
+                let passes: &[bool] = if mu == 0.0 { &[false] } else { &[false, true] };
+                for &first in passes {
+                    let mut ps = Vec::new();
+                    let mut gs = Vec::new();
+                    for &i in idx {
+                        let p = &mut self.params[i];
+                        let grad = p.param.grad();
+                        if !grad.defined() || (mu != 0.0 && p.momentum.is_none() != first) {
+                            continue;
+                        }
+                        if first {
+                            p.momentum = Some(p.param.zeros_like());
+                        }
+                        ps.push(i);
+                        gs.push(grad);
                     }
-                }
-                let update = if mu != 0.0 {
-                    let buf = match &mut p.momentum {
-                        Some(buf) => {
-                            let _ = buf.g_mul_scalar_(mu).g_add_(&d);
-                            buf.shallow_clone()
-                        }
-                        None => {
-                            let buf = d.copy();
-                            p.momentum = Some(buf.shallow_clone());
-                            buf
-                        }
+                    if ps.is_empty() {
+                        continue;
+                    }
+                    let params: Vec<&Tensor> = ps.iter().map(|&i| &self.params[i].param).collect();
+                    let bufs: Vec<&Tensor> = ps
+                        .iter()
+                        .filter_map(|&i| self.params[i].momentum.as_ref())
+                        .collect();
+                    let grads: Vec<&Tensor> = gs.iter().collect();
+                    let hp = torch_ext::FusedSgd {
+                        lr: lr * self.params[idx[0]].lr_mult,
+                        momentum: mu,
+                        weight_decay: wd,
+                        nesterov,
+                        first_step: first,
                     };
-                    if nesterov {
-                        d + buf * mu
-                    } else {
-                        buf
-                    }
-                } else {
-                    d
-                };
-                let _ = p.param.g_sub_(&(update * (lr * p.lr_mult)));
+                    torch_ext::fused_sgd(
+                        &params,
+                        &grads,
+                        &bufs,
+                        hp,
+                        self.divisors[g].as_ref(),
+                        found_inf,
+                    )
+                    .expect("SGD");
+                }
             }
         });
+        if let Some(sc) = &mut self.scaler {
+            let _ = sc.scale.internal_amp_update_scale_(
+                &sc.growth_tracker,
+                &sc.found_inf,
+                2.0,
+                0.5,
+                LossScaler::GROWTH_INTERVAL,
+            );
+        }
     }
 
     /// The momentum buffers, named `momentum.<param>`, for the checkpoint.
+    /// With loss scaling, also `loss_scale.scale` and `loss_scale.growth_tracker`.
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        self.params
+        let mut state: Vec<(String, Tensor)> = self
+            .params
             .iter()
             .filter_map(|p| {
                 p.momentum
                     .as_ref()
                     .map(|m| (format!("momentum.{}", p.name), m.shallow_clone()))
             })
-            .collect()
+            .collect();
+        if let Some(sc) = &self.scaler {
+            state.push(("loss_scale.scale".into(), sc.scale.shallow_clone()));
+            state.push((
+                "loss_scale.growth_tracker".into(),
+                sc.growth_tracker.shallow_clone(),
+            ));
+        }
+        state
     }
 
     /// Restores buffers saved by [`Sgd::state`]; a buffer of the wrong shape is an error.
@@ -151,9 +296,21 @@ impl Sgd {
                         p.param.size()
                     );
                 }
-                p.momentum = Some(m.to_device(p.param.device()).to_kind(p.param.kind()));
+                // In the parameter's memory format (the fused kernel wants matching strides).
+                let mut buf = p.param.zeros_like();
+                tch::no_grad(|| buf.copy_(m));
+                p.momentum = Some(buf);
             } else {
                 p.momentum = None;
+            }
+        }
+        if let Some(sc) = &mut self.scaler {
+            let dev = sc.scale.device();
+            if let Some(t) = saved.get("loss_scale.scale") {
+                sc.scale = t.to_device(dev).to_kind(Kind::Float).reshape([1]);
+            }
+            if let Some(t) = saved.get("loss_scale.growth_tracker") {
+                sc.growth_tracker = t.to_device(dev).to_kind(Kind::Int).reshape([1]);
             }
         }
         Ok(())

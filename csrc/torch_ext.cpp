@@ -1,0 +1,101 @@
+// libtorch functions that tch 0.24 does not expose, behind a small C ABI (see src/torch_ext.rs).
+//
+// Tensors cross as `at::Tensor*`, which is what tch's `C_tensor` pointers are. Every function
+// returns 0 on success and 1 on a C++ exception, whose message `deepres_last_error` gives.
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/CachingDeviceAllocator.h>
+
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace {
+thread_local std::string last_error;
+
+std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
+  std::vector<at::Tensor> v;
+  v.reserve(n);
+  for (size_t i = 0; i < n; ++i) v.push_back(*ts[i]);
+  return v;
+}
+}  // namespace
+
+#define DEEPRES_TRY(...)                  \
+  try {                                   \
+    __VA_ARGS__;                          \
+    return 0;                             \
+  } catch (const std::exception& e) {     \
+    last_error = e.what();                \
+    return 1;                             \
+  }
+
+extern "C" {
+
+const char* deepres_last_error() { return last_error.c_str(); }
+
+// Autocast's lower-precision dtype on a device: cuda != 0 selects CUDA (else CPU);
+// bf16 != 0 selects bfloat16 (else float16).
+int deepres_set_autocast_dtype(int cuda, int bf16) {
+  DEEPRES_TRY(at::autocast::set_autocast_dtype(cuda ? at::kCUDA : at::kCPU,
+                                               bf16 ? at::kBFloat16 : at::kHalf))
+}
+
+// PyTorch's fused SGD (torch._fused_sgd_): for every i,
+//   d = g_i / grad_scale + wd·p_i;  buf_i = d (first step) or μ·buf_i + d;
+//   p_i -= lr · (nesterov ? d + μ·buf_i : buf_i),
+// skipped entirely where found_inf (a 1-element float tensor) is nonzero. grad_scale and
+// found_inf may be null; bufs is empty (n_bufs = 0) when momentum is 0. One launch per chunk
+// of tensors instead of several per tensor.
+int deepres_fused_sgd(at::Tensor** params, at::Tensor** grads, at::Tensor** bufs, size_t n,
+                      size_t n_bufs, double weight_decay, double momentum, double lr, int nesterov,
+                      int first_step, at::Tensor* grad_scale, at::Tensor* found_inf) {
+  DEEPRES_TRY({
+    std::optional<at::Tensor> gs, fi;
+    if (grad_scale) gs = *grad_scale;
+    if (found_inf) fi = *found_inf;
+    at::_fused_sgd_(list(params, n), list(grads, n), list(bufs, n_bufs), weight_decay, momentum, lr,
+                    /*dampening=*/0.0, nesterov != 0, /*maximize=*/false, first_step != 0, gs, fi);
+  })
+}
+
+// Σ_i ‖t_i‖² over a list of tensors (fp32, 0-dim, on the tensors' device), via _foreach_norm.
+int deepres_sum_of_squares(at::Tensor** ts, size_t n, at::Tensor** out) {
+  DEEPRES_TRY({
+    auto norms = at::_foreach_norm(list(ts, n), 2, at::kFloat);
+    *out = new at::Tensor(at::stack(norms).square().sum());
+  })
+}
+
+// AMP's unscale: t_i *= inv_scale for every i, and found_inf = 1 if any entry is inf or NaN.
+int deepres_unscale(at::Tensor** ts, size_t n, at::Tensor* found_inf, at::Tensor* inv_scale) {
+  DEEPRES_TRY(at::_amp_foreach_non_finite_check_and_unscale_(list(ts, n), *found_inf, *inv_scale))
+}
+
+// Drops the parameters' gradients (PyTorch's zero_grad(set_to_none=True)): no kernel launch,
+// and the next backward writes the gradient instead of adding into zeros.
+int deepres_clear_grads(at::Tensor** params, size_t n) {
+  DEEPRES_TRY({
+    for (size_t i = 0; i < n; ++i) params[i]->mutable_grad().reset();
+  })
+}
+
+// A copy of t in channels-last (NHWC) memory format (t itself when already so).
+int deepres_channels_last(at::Tensor* t, at::Tensor** out) {
+  DEEPRES_TRY(*out = new at::Tensor(t->contiguous(at::MemoryFormat::ChannelsLast)))
+}
+
+// The CUDA caching allocator's peak allocated and reserved bytes on a device since the last
+// reset (reset != 0 resets the peaks after reading them).
+int deepres_cuda_peak_bytes(int device, int reset, long long* allocated, long long* reserved) {
+  DEEPRES_TRY({
+    auto* alloc = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+    auto stats = alloc->getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    *allocated = stats.allocated_bytes[all].peak;
+    *reserved = stats.reserved_bytes[all].peak;
+    if (reset) alloc->resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  })
+}
+
+}  // extern "C"

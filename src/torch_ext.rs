@@ -1,0 +1,189 @@
+//! libtorch functions that tch 0.24 does not expose, compiled from csrc/torch_ext.cpp by
+//! build.rs: bf16 autocast, PyTorch's fused SGD kernel, AMP's unscale, a one-launch sum of
+//! squared norms, gradients set to none, channels-last copies and the CUDA caching
+//! allocator's peak statistics.
+use anyhow::{anyhow, Result};
+use std::ffi::{c_char, c_int, c_longlong, CStr};
+use tch::{Device, Tensor};
+
+type CTensor = *mut torch_sys::C_tensor;
+
+extern "C" {
+    fn deepres_last_error() -> *const c_char;
+    fn deepres_set_autocast_dtype(cuda: c_int, bf16: c_int) -> c_int;
+    fn deepres_fused_sgd(
+        params: *const CTensor,
+        grads: *const CTensor,
+        bufs: *const CTensor,
+        n: usize,
+        n_bufs: usize,
+        weight_decay: f64,
+        momentum: f64,
+        lr: f64,
+        nesterov: c_int,
+        first_step: c_int,
+        grad_scale: CTensor,
+        found_inf: CTensor,
+    ) -> c_int;
+    fn deepres_sum_of_squares(ts: *const CTensor, n: usize, out: *mut CTensor) -> c_int;
+    fn deepres_unscale(
+        ts: *const CTensor,
+        n: usize,
+        found_inf: CTensor,
+        inv_scale: CTensor,
+    ) -> c_int;
+    fn deepres_clear_grads(params: *const CTensor, n: usize) -> c_int;
+    fn deepres_channels_last(t: CTensor, out: *mut CTensor) -> c_int;
+    fn deepres_cuda_peak_bytes(
+        device: c_int,
+        reset: c_int,
+        allocated: *mut c_longlong,
+        reserved: *mut c_longlong,
+    ) -> c_int;
+}
+
+fn check(rc: c_int, what: &str) -> Result<()> {
+    if rc == 0 {
+        return Ok(());
+    }
+    // SAFETY: deepres_last_error returns the thread's NUL-terminated message, valid until the
+    // next failing call on this thread; it is copied at once.
+    let msg = unsafe { CStr::from_ptr(deepres_last_error()) }.to_string_lossy();
+    let first = msg.lines().next().unwrap_or("").to_string();
+    Err(anyhow!("{what}: libtorch error: {first}"))
+}
+
+fn ptrs(ts: &[&Tensor]) -> Vec<CTensor> {
+    ts.iter().map(|t| t.as_ptr() as CTensor).collect()
+}
+
+fn opt_ptr(t: Option<&Tensor>) -> CTensor {
+    t.map_or(std::ptr::null_mut(), |t| t.as_ptr() as CTensor)
+}
+
+/// Which lower precision autocast uses on CUDA (`bf16`) — fp16 otherwise. Global to the
+/// process, like torch.autocast's dtype; it must be set before entering `tch::autocast`.
+pub fn set_cuda_autocast_bf16(bf16: bool) -> Result<()> {
+    check(
+        unsafe { deepres_set_autocast_dtype(1, bf16 as c_int) },
+        "set_autocast_dtype",
+    )
+}
+
+/// Hyper-parameters of one [`fused_sgd`] call (one parameter group).
+#[derive(Debug, Clone, Copy)]
+pub struct FusedSgd {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    /// The momentum buffers are written as d (not μ·buf + d): the first step.
+    pub first_step: bool,
+}
+
+/// torch._fused_sgd_ over one group: `params`, their `grads` (divided by `grad_scale` when
+/// given) and momentum `bufs` (same shapes; empty when momentum is 0); skipped where
+/// `found_inf` is nonzero.
+pub fn fused_sgd(
+    params: &[&Tensor],
+    grads: &[&Tensor],
+    bufs: &[&Tensor],
+    hp: FusedSgd,
+    grad_scale: Option<&Tensor>,
+    found_inf: Option<&Tensor>,
+) -> Result<()> {
+    assert!(params.len() == grads.len() && (bufs.is_empty() || params.len() == bufs.len()));
+    let (p, g, b) = (ptrs(params), ptrs(grads), ptrs(bufs));
+    check(
+        unsafe {
+            deepres_fused_sgd(
+                p.as_ptr(),
+                g.as_ptr(),
+                b.as_ptr(),
+                p.len(),
+                b.len(),
+                hp.weight_decay,
+                hp.momentum,
+                hp.lr,
+                hp.nesterov as c_int,
+                hp.first_step as c_int,
+                opt_ptr(grad_scale),
+                opt_ptr(found_inf),
+            )
+        },
+        "fused SGD step",
+    )
+}
+
+/// Σ‖t‖² over `ts` as a 0-dim fp32 tensor on their device (a few launches, no host sync).
+pub fn sum_of_squares(ts: &[&Tensor]) -> Result<Tensor> {
+    let p = ptrs(ts);
+    let mut out: CTensor = std::ptr::null_mut();
+    check(
+        unsafe { deepres_sum_of_squares(p.as_ptr(), p.len(), &mut out) },
+        "sum of squares",
+    )?;
+    // SAFETY: on success `out` is a heap-allocated at::Tensor the caller owns.
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// AMP's unscale: every tensor of `ts` is multiplied by `inv_scale` in place, and `found_inf`
+/// (1 element, fp32) is set to 1 when any entry is inf or NaN.
+pub fn unscale_(ts: &[&Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> Result<()> {
+    let p = ptrs(ts);
+    check(
+        unsafe {
+            deepres_unscale(
+                p.as_ptr(),
+                p.len(),
+                found_inf.as_ptr() as CTensor,
+                inv_scale.as_ptr() as CTensor,
+            )
+        },
+        "gradient unscale",
+    )
+}
+
+/// Sets the parameters' gradients to none (PyTorch's `zero_grad(set_to_none=True)`).
+pub fn clear_grads(params: &[&Tensor]) -> Result<()> {
+    let p = ptrs(params);
+    check(
+        unsafe { deepres_clear_grads(p.as_ptr(), p.len()) },
+        "clear gradients",
+    )
+}
+
+/// `t` in channels-last (NHWC) memory format: a copy, or `t` when it already is.
+pub fn channels_last(t: &Tensor) -> Result<Tensor> {
+    let mut out: CTensor = std::ptr::null_mut();
+    check(
+        unsafe { deepres_channels_last(t.as_ptr() as CTensor, &mut out) },
+        "channels-last copy",
+    )?;
+    // SAFETY: on success `out` is a heap-allocated at::Tensor the caller owns.
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// Converts every 4-D variable of `vs` (the convolution weights) to channels-last in place
+/// (`set_data`: the same variables, so optimizer and checkpoint are unaffected).
+pub fn vars_to_channels_last(vs: &tch::nn::VarStore) -> Result<()> {
+    for (_, mut v) in vs.variables() {
+        if v.dim() == 4 {
+            let nhwc = channels_last(&v)?;
+            tch::no_grad(|| v.set_data(&nhwc));
+        }
+    }
+    Ok(())
+}
+
+/// Peak bytes (allocated by tensors, reserved by the caching allocator) on a CUDA device since
+/// the process started or the last reset; `reset` starts a new peak. `None` off CUDA.
+pub fn cuda_peak_bytes(device: Device, reset: bool) -> Option<(i64, i64)> {
+    let Device::Cuda(i) = device else {
+        return None;
+    };
+    let (mut a, mut r) = (0 as c_longlong, 0 as c_longlong);
+    let rc = unsafe { deepres_cuda_peak_bytes(i as c_int, reset as c_int, &mut a, &mut r) };
+    check(rc, "CUDA allocator statistics").ok()?;
+    Some((a, r))
+}
