@@ -27,10 +27,6 @@ say "date: $(date -u +%FT%TZ)"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null
 $bin info
 
-say "1. bench.py: ResNet-56/110, fp32+bf16, 3 rounds"
-$py scripts/bench.py --deepres "$bin" --python "$py" --device $dev --depths $depths \
-  --precisions fp32,bf16 --rounds $rounds --timeout 90 --out "$out/bench" 2>&1
-
 say "2. ResNet-1202 peak memory, batch 128"
 for p in fp32 bf16; do
   $bin bench --depth $big --batch 128 --steps 5 --warmup 3 --precision $p --device $dev \
@@ -49,6 +45,10 @@ for p in bf16 fp32 fp16; do
     --set train.checkpoint=false > "$out/train-r110-$p.log" 2>&1
   echo "-- $p (exit $?)"; cat "$out/train/r110-$p/metrics.csv"
 done
+
+say "1. bench.py: ResNet-56/110, fp32+bf16, 3 rounds"
+$py scripts/bench.py --deepres "$bin" --python "$py" --device $dev --depths $depths \
+  --precisions fp32,bf16 --rounds $rounds --timeout 90 --out "$out/bench" 2>&1
 
 say "4. channels-last, ResNet-110 bf16 (deepres, PyTorch on-device)"
 for cl in "" "--channels-last"; do
