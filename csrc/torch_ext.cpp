@@ -34,11 +34,25 @@ extern "C" {
 
 const char* deepres_last_error() { return last_error.c_str(); }
 
-// Autocast's lower-precision dtype on a device: cuda != 0 selects CUDA (else CPU);
-// bf16 != 0 selects bfloat16 (else float16).
-int deepres_set_autocast_dtype(int cuda, int bf16) {
-  DEEPRES_TRY(at::autocast::set_autocast_dtype(cuda ? at::kCUDA : at::kCPU,
-                                               bf16 ? at::kBFloat16 : at::kHalf))
+// Enters CUDA autocast with dtype bf16 (bf16 != 0) or fp16, as torch.autocast("cuda", dtype)
+// does: *was_enabled receives the previous state for deepres_autocast_exit. (tch's
+// autocast goes through deprecated calls that print a warning on every use.)
+int deepres_autocast_enter(int bf16, int* was_enabled) {
+  DEEPRES_TRY({
+    *was_enabled = at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0;
+    at::autocast::set_autocast_dtype(at::kCUDA, bf16 ? at::kBFloat16 : at::kHalf);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::increment_nesting();
+  })
+}
+
+// Leaves the autocast region entered by deepres_autocast_enter: the weight-cast cache is
+// cleared when the outermost region ends, and the previous state restored.
+int deepres_autocast_exit(int was_enabled) {
+  DEEPRES_TRY({
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled != 0);
+  })
 }
 
 // PyTorch's fused SGD (torch._fused_sgd_): for every i,

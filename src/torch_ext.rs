@@ -1,5 +1,5 @@
 //! libtorch functions that tch 0.24 does not expose, compiled from csrc/torch_ext.cpp by
-//! build.rs: bf16 autocast, PyTorch's fused SGD kernel, AMP's unscale, a one-launch sum of
+//! build.rs: CUDA autocast in bf16 or fp16, PyTorch's fused SGD kernel, AMP's unscale, a one-launch sum of
 //! squared norms, gradients set to none, channels-last copies and the CUDA caching
 //! allocator's peak statistics.
 use anyhow::{anyhow, Result};
@@ -10,7 +10,8 @@ type CTensor = *mut torch_sys::C_tensor;
 
 extern "C" {
     fn deepres_last_error() -> *const c_char;
-    fn deepres_set_autocast_dtype(cuda: c_int, bf16: c_int) -> c_int;
+    fn deepres_autocast_enter(bf16: c_int, was_enabled: *mut c_int) -> c_int;
+    fn deepres_autocast_exit(was_enabled: c_int) -> c_int;
     fn deepres_fused_sgd(
         params: *const CTensor,
         grads: *const CTensor,
@@ -61,13 +62,18 @@ fn opt_ptr(t: Option<&Tensor>) -> CTensor {
     t.map_or(std::ptr::null_mut(), |t| t.as_ptr() as CTensor)
 }
 
-/// Which lower precision autocast uses on CUDA (`bf16`) — fp16 otherwise. Global to the
-/// process, like torch.autocast's dtype; it must be set before entering `tch::autocast`.
-pub fn set_cuda_autocast_bf16(bf16: bool) -> Result<()> {
+/// Runs `f` under CUDA autocast in bf16 (`bf16`) or fp16, like
+/// `with torch.autocast("cuda", dtype):` (tch's own `autocast` is fp16 only and warns on
+/// every call through deprecated libtorch functions).
+pub fn cuda_autocast<T>(bf16: bool, f: impl FnOnce() -> T) -> Result<T> {
+    let mut was: c_int = 0;
     check(
-        unsafe { deepres_set_autocast_dtype(1, bf16 as c_int) },
-        "set_autocast_dtype",
-    )
+        unsafe { deepres_autocast_enter(bf16 as c_int, &mut was) },
+        "entering autocast",
+    )?;
+    let out = f();
+    check(unsafe { deepres_autocast_exit(was) }, "leaving autocast")?;
+    Ok(out)
 }
 
 /// Hyper-parameters of one [`fused_sgd`] call (one parameter group).

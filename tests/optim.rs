@@ -124,3 +124,15 @@ fn momentum_survives_a_save_and_load() {
     step(&mut b);
     assert!(w.equal(&w_a), "resumed optimizer takes another step");
 }
+
+#[test]
+fn cuda_autocast_region_restores_the_previous_state() {
+    // On CPU tensors CUDA autocast changes nothing; entering and leaving must not fail, and
+    // nesting is balanced (a second region works too).
+    let x = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
+    for bf16 in [true, false] {
+        let y = deepres::torch_ext::cuda_autocast(bf16, || x.matmul(&x)).unwrap();
+        assert_eq!(y.kind(), Kind::Float);
+        assert_eq!(y.double_value(&[0, 0]), 2.0);
+    }
+}

@@ -455,8 +455,9 @@ pub fn forward(model: &ResNet, x: &Tensor, train: bool, precision: Precision) ->
         Precision::Bf16 => true,
         Precision::Fp16 => false,
     };
-    torch_ext::set_cuda_autocast_bf16(bf16).expect("selecting autocast's dtype");
-    tch::autocast(true, || model.forward_t(x, train)).to_kind(Kind::Float)
+    torch_ext::cuda_autocast(bf16, || model.forward_t(x, train))
+        .expect("CUDA autocast")
+        .to_kind(Kind::Float)
 }
 
 /// Mean cross-entropy and accuracy on a dataset, in eval mode, without autograd.
