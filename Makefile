@@ -32,7 +32,7 @@ RUNS := runs
 
 ## setup: libtorch venv, Fashion-MNIST and a font for PNG plots, each only when missing
 ## (a second run takes seconds)
-setup: $(TORCH_VENV)/.installed $(FASHION) $(FONT)
+setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(FASHION) $(FONT)
 
 $(TORCH_VENV)/.installed:
 	@echo "setup: installing $(TORCH_SPEC) into $(TORCH_VENV) (about 4.6 GB, a minute or two)"
@@ -41,6 +41,14 @@ $(TORCH_VENV)/.installed:
 	python3 -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
 	$(TORCH_VENV)/bin/python -c 'import torch; v = torch.__version__; assert v.startswith("2.11.0"), v; print("setup: torch", v)'
+	touch $@
+
+# CUDA graphs (src/train/graph.rs) compile against the CUDA runtime headers; torch's wheel
+# brings cuda_runtime_api.h but not crt/host_config.h, which is this 130 kB wheel.
+CUDA_CRT_SPEC := nvidia-cuda-crt==13.0.88
+$(TORCH_VENV)/.cuda-headers: $(TORCH_VENV)/.installed
+	@echo "setup: installing $(CUDA_CRT_SPEC) (CUDA headers for CUDA graphs) into $(TORCH_VENV)"
+	$(TORCH_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps $(CUDA_CRT_SPEC)
 	touch $@
 
 $(FASHION):

@@ -73,6 +73,22 @@ int deepres_fused_sgd(at::Tensor** params, at::Tensor** grads, at::Tensor** bufs
   })
 }
 
+// deepres_fused_sgd with the learning rate read from a 1-element tensor on the device (so a
+// captured CUDA graph can take a new rate per step without being captured again).
+int deepres_fused_sgd_tensor_lr(at::Tensor** params, at::Tensor** grads, at::Tensor** bufs,
+                                size_t n, size_t n_bufs, double weight_decay, double momentum,
+                                at::Tensor* lr, int nesterov, int first_step,
+                                at::Tensor* grad_scale, at::Tensor* found_inf) {
+  DEEPRES_TRY({
+    std::optional<at::Tensor> gs, fi;
+    if (grad_scale) gs = *grad_scale;
+    if (found_inf) fi = *found_inf;
+    at::_fused_sgd_(list(params, n), list(grads, n), list(bufs, n_bufs), weight_decay, momentum,
+                    *lr, /*dampening=*/0.0, nesterov != 0, /*maximize=*/false, first_step != 0,
+                    gs, fi);
+  })
+}
+
 // Σ_i ‖t_i‖² over a list of tensors (fp32, 0-dim, on the tensors' device), via _foreach_norm.
 int deepres_sum_of_squares(at::Tensor** ts, size_t n, at::Tensor** out) {
   DEEPRES_TRY({

@@ -33,8 +33,9 @@ use tch::Device;
 use crate::config::{Precision, RunConfig};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::resnet::{blocks_per_stage, forward_flops, trainable_parameters, ResNet};
+use crate::train::graph::Stepper;
 use crate::train::sgd::Sgd;
-use crate::train::{epoch_seed, schedule, train_step, StepSums};
+use crate::train::{epoch_seed, schedule, StepSums};
 
 /// At most this many synthetic images (CIFAR-10's training set size); more steps cycle epochs.
 pub const MAX_IMAGES: i64 = 50_000;
@@ -61,6 +62,8 @@ pub struct BenchOptions {
     pub grad_norm: bool,
     /// Weights and batches in channels-last (NHWC) memory format (`train.channels_last`).
     pub channels_last: bool,
+    /// Replay the step from a CUDA graph (`train.cuda_graph`).
+    pub cuda_graph: bool,
 }
 
 impl Default for BenchOptions {
@@ -76,6 +79,7 @@ impl Default for BenchOptions {
             windows: 1,
             grad_norm: true,
             channels_last: false,
+            cuda_graph: false,
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct BenchReport {
     pub windows: Vec<Window>,
     pub grad_norm: bool,
     pub channels_last: bool,
+    pub cuda_graph: bool,
     /// The CUDA caching allocator's peak (allocated, reserved) bytes, or why there is none.
     pub gpu_memory: std::result::Result<(i64, i64), String>,
     /// The loss sum over all steps, read once at the end (a check that the steps ran).
@@ -161,6 +166,14 @@ impl BenchReport {
                 if self.channels_last { "channels_last" } else { "contiguous" }
             ),
             "optimizer: SGD, PyTorch's fused kernel (torch._fused_sgd_)".to_string(),
+            format!(
+                "cuda_graph: {}",
+                if self.cuda_graph {
+                    "on (full-batch steps replayed from one captured graph)"
+                } else {
+                    "off"
+                }
+            ),
             "pipeline: on-device (dataset on the device as uint8, batched crop pad 4 + flip by gather)".to_string(),
             format!("data: synthetic 3x32x32, {} images, epochs cycled", self.images),
             format!("device: {}", device_name(self.device)),
@@ -311,6 +324,9 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     }
     let mut opt = Sgd::for_precision(&vs, cfg.train.optimizer, model.num_blocks, precision);
 
+    let mut stepper =
+        Stepper::new(o.cuda_graph, device, o.batch, &mut opt).context("--cuda-graph")?;
+
     let steps_per_epoch = batches;
     let mut sums = StepSums::new(device);
     let mut batches_iter = (0i64..).flat_map(|epoch| {
@@ -335,16 +351,18 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
                     cfg.train.epochs,
                     t,
                 );
-                train_step(
-                    &model,
-                    &mut opt,
-                    &x,
-                    &y,
-                    lr,
-                    precision,
-                    o.grad_norm,
-                    &mut sums,
-                );
+                stepper
+                    .step(
+                        &model,
+                        &mut opt,
+                        &x,
+                        &y,
+                        lr,
+                        precision,
+                        o.grad_norm,
+                        &mut sums,
+                    )
+                    .expect("training step");
             }
         };
 
@@ -388,6 +406,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         windows,
         grad_norm: o.grad_norm,
         channels_last: o.channels_last,
+        cuda_graph: o.cuda_graph,
         gpu_memory,
         mean_loss,
         forward_flops: forward_flops(o.depth, 3, 10)?,

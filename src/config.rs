@@ -255,6 +255,8 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Convolution weights and batches in channels-last (NHWC) memory format.
     pub channels_last: bool,
+    /// Replay each full-batch training step from a captured CUDA graph (CUDA only).
+    pub cuda_graph: bool,
     /// Write a checkpoint after every epoch (needed for `--resume`).
     pub checkpoint: bool,
 }
@@ -269,6 +271,7 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::default(),
             precision: Precision::Fp32,
             channels_last: false,
+            cuda_graph: false,
             checkpoint: true,
         }
     }

@@ -139,6 +139,9 @@ enum Cmd {
         /// Weights and batches in channels-last (NHWC) memory format.
         #[arg(long)]
         channels_last: bool,
+        /// Replay each step from a captured CUDA graph (CUDA only).
+        #[arg(long)]
+        cuda_graph: bool,
         /// auto | cpu | cuda | cuda:N
         #[arg(long, default_value = "auto")]
         device: String,
@@ -359,6 +362,7 @@ fn run(cli: Cli) -> Result<()> {
             windows,
             no_grad_norm,
             channels_last,
+            cuda_graph,
         } => {
             let opts = deepres::bench::BenchOptions {
                 depth,
@@ -371,6 +375,7 @@ fn run(cli: Cli) -> Result<()> {
                 windows,
                 grad_norm: !no_grad_norm,
                 channels_last,
+                cuda_graph,
             };
             for line in deepres::bench::run(&opts)?.lines() {
                 println!("{line}");

@@ -26,6 +26,20 @@ extern "C" {
         grad_scale: CTensor,
         found_inf: CTensor,
     ) -> c_int;
+    fn deepres_fused_sgd_tensor_lr(
+        params: *const CTensor,
+        grads: *const CTensor,
+        bufs: *const CTensor,
+        n: usize,
+        n_bufs: usize,
+        weight_decay: f64,
+        momentum: f64,
+        lr: CTensor,
+        nesterov: c_int,
+        first_step: c_int,
+        grad_scale: CTensor,
+        found_inf: CTensor,
+    ) -> c_int;
     fn deepres_sum_of_squares(ts: *const CTensor, n: usize, out: *mut CTensor) -> c_int;
     fn deepres_unscale(
         ts: *const CTensor,
@@ -89,20 +103,22 @@ pub struct FusedSgd {
 
 /// torch._fused_sgd_ over one group: `params`, their `grads` (divided by `grad_scale` when
 /// given) and momentum `bufs` (same shapes; empty when momentum is 0); skipped where
-/// `found_inf` is nonzero.
+/// `found_inf` is nonzero. The learning rate is `lr_tensor` (1 element, on the device) when
+/// given, else `hp.lr`.
 pub fn fused_sgd(
     params: &[&Tensor],
     grads: &[&Tensor],
     bufs: &[&Tensor],
     hp: FusedSgd,
+    lr_tensor: Option<&Tensor>,
     grad_scale: Option<&Tensor>,
     found_inf: Option<&Tensor>,
 ) -> Result<()> {
     assert!(params.len() == grads.len() && (bufs.is_empty() || params.len() == bufs.len()));
     let (p, g, b) = (ptrs(params), ptrs(grads), ptrs(bufs));
-    check(
-        unsafe {
-            deepres_fused_sgd(
+    let rc = unsafe {
+        match lr_tensor {
+            None => deepres_fused_sgd(
                 p.as_ptr(),
                 g.as_ptr(),
                 b.as_ptr(),
@@ -115,10 +131,24 @@ pub fn fused_sgd(
                 hp.first_step as c_int,
                 opt_ptr(grad_scale),
                 opt_ptr(found_inf),
-            )
-        },
-        "fused SGD step",
-    )
+            ),
+            Some(lr) => deepres_fused_sgd_tensor_lr(
+                p.as_ptr(),
+                g.as_ptr(),
+                b.as_ptr(),
+                p.len(),
+                b.len(),
+                hp.weight_decay,
+                hp.momentum,
+                lr.as_ptr() as CTensor,
+                hp.nesterov as c_int,
+                hp.first_step as c_int,
+                opt_ptr(grad_scale),
+                opt_ptr(found_inf),
+            ),
+        }
+    };
+    check(rc, "fused SGD step")
 }
 
 /// Σ‖t‖² over `ts` as a 0-dim fp32 tensor on their device (a few launches, no host sync).

@@ -342,3 +342,19 @@ fn low_precision_on_cpu_is_refused_in_one_line() {
         );
     }
 }
+
+#[test]
+fn cuda_graph_on_cpu_is_refused_in_one_line() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "graph", &["train.cuda_graph=true"]);
+    let e = format!("{:#}", train::run(&cfg, &quiet()).unwrap_err());
+    assert!(
+        e.starts_with("train.cuda_graph") && e.contains("CUDA") && !e.contains('\n'),
+        "{e}"
+    );
+    assert!(
+        !tmp.path().join("graph").exists(),
+        "a refused run leaves no directory"
+    );
+}

@@ -2,6 +2,7 @@
 //! `config.yaml` (resolved config), `metrics.csv` (one row per epoch), `checkpoint.safetensors`
 //! (after every epoch, atomic) and `summary.json`. `resume` continues from the checkpoint.
 pub mod checkpoint;
+pub mod graph;
 pub mod metrics;
 pub mod schedule;
 pub mod sgd;
@@ -169,6 +170,10 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         model.num_blocks,
         cfg.train.precision,
     );
+    let mut stepper =
+        graph::Stepper::new(cfg.train.cuda_graph, device, cfg.train.batch_size, &mut opt)
+            .context("train.cuda_graph")?;
+    let mut sums = StepSums::new(device);
     create_dir(cfg, &dir)?;
 
     let mut start_epoch = 0;
@@ -245,13 +250,14 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         let train = train_epoch(
             &model,
             &mut opt,
+            &mut stepper,
+            &mut sums,
             &train_data,
             cfg,
             epoch,
             steps_per_epoch,
-            device,
             bar.as_ref(),
-        );
+        )?;
         let train_secs = t0.elapsed().as_secs_f64();
         let (test_loss, test_acc) = evaluate(
             &model,
@@ -364,6 +370,16 @@ pub struct StepSums {
 }
 
 impl StepSums {
+    /// Zeroes the sums in place (the same tensors: a captured CUDA graph keeps adding into
+    /// them).
+    pub fn reset(&mut self) {
+        for t in [&mut self.loss, &mut self.correct, &mut self.grad_norm] {
+            let _ = t.zero_();
+        }
+        self.images = 0;
+        self.steps = 0;
+    }
+
     pub fn new(device: Device) -> StepSums {
         let zero = || Tensor::zeros([], (Kind::Float, device));
         StepSums {
@@ -410,14 +426,15 @@ pub fn train_step(
 fn train_epoch(
     model: &ResNet,
     opt: &mut Sgd,
+    stepper: &mut graph::Stepper,
+    sums: &mut StepSums,
     data: &DeviceData,
     cfg: &RunConfig,
     epoch: i64,
     steps_per_epoch: i64,
-    device: Device,
     bar: Option<&indicatif::ProgressBar>,
-) -> EpochStats {
-    let mut sums = StepSums::new(device);
+) -> Result<EpochStats> {
+    sums.reset();
     for (x, y) in data.train_batches(
         cfg.train.batch_size,
         epoch_seed(cfg.seed, epoch),
@@ -430,7 +447,7 @@ fn train_epoch(
             cfg.train.epochs,
             t,
         );
-        train_step(model, opt, &x, &y, lr, cfg.train.precision, true, &mut sums);
+        stepper.step(model, opt, &x, &y, lr, cfg.train.precision, true, sums)?;
         if let Some(bar) = bar {
             bar.inc(1);
         }
@@ -439,11 +456,11 @@ fn train_epoch(
         }
     }
     let images = sums.images.max(1) as f64;
-    EpochStats {
+    Ok(EpochStats {
         loss: sums.loss.double_value(&[]) / images,
         acc: sums.correct.double_value(&[]) / images,
         grad_norm: sums.grad_norm.double_value(&[]) / sums.steps.max(1) as f64,
-    }
+    })
 }
 
 /// The forward pass in the configured precision, logits in fp32. bf16 and fp16 are CUDA

@@ -34,6 +34,10 @@ pub struct Sgd {
     divisors: Vec<Option<Tensor>>,
     /// fp16's dynamic loss scaling (None in fp32 and bf16).
     pub scaler: Option<LossScaler>,
+    /// The learning rate as a 1-element tensor on the device, for CUDA graphs: when set,
+    /// [`Sgd::step`] reads the rate from it (set by [`Sgd::set_lr_tensor`] outside the graph)
+    /// and ignores its argument.
+    lr_tensor: Option<Tensor>,
 }
 
 /// Dynamic loss scaling for fp16 (PyTorch's GradScaler, defaults 2¹⁶, ×2 after 2000 clean
@@ -120,6 +124,23 @@ impl Sgd {
             groups,
             divisors,
             scaler: None,
+            lr_tensor: None,
+        }
+    }
+
+    /// Switches to a device-side learning rate (see the `lr_tensor` field), initially `lr`.
+    pub fn use_lr_tensor(&mut self, lr: f64) {
+        let dev = self
+            .params
+            .first()
+            .map_or(tch::Device::Cpu, |p| p.param.device());
+        self.lr_tensor = Some(Tensor::from_slice(&[lr as f32]).to_device(dev));
+    }
+
+    /// Writes `lr` into the device-side learning rate (an asynchronous fill, no host sync).
+    pub fn set_lr_tensor(&mut self, lr: f64) {
+        if let Some(t) = &mut self.lr_tensor {
+            let _ = t.fill_(lr);
         }
     }
 
@@ -232,8 +253,16 @@ impl Sgd {
                         .filter_map(|&i| self.params[i].momentum.as_ref())
                         .collect();
                     let grads: Vec<&Tensor> = gs.iter().collect();
+                    let mult = self.params[idx[0]].lr_mult;
+                    let lr_t = self.lr_tensor.as_ref().map(|t| {
+                        if mult == 1.0 {
+                            t.shallow_clone()
+                        } else {
+                            t * mult
+                        }
+                    });
                     let hp = torch_ext::FusedSgd {
-                        lr: lr * self.params[idx[0]].lr_mult,
+                        lr: lr * mult,
                         momentum: mu,
                         weight_decay: wd,
                         nesterov,
@@ -244,6 +273,7 @@ impl Sgd {
                         &grads,
                         &bufs,
                         hp,
+                        lr_t.as_ref(),
                         self.divisors[g].as_ref(),
                         found_inf,
                     )

@@ -1,0 +1,86 @@
+// CUDA graphs of libtorch (at::cuda::CUDAGraph) behind a C ABI (see src/train/graph.rs):
+// a whole training step is captured once and replayed per batch, so the host launches one
+// graph instead of a few thousand small kernels. Compiled by build.rs when the CUDA runtime
+// headers are found (pip's nvidia-cuda-runtime + nvidia-cuda-crt); otherwise
+// cuda_graph_stub.cpp provides the same functions, failing with a clear message.
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <exception>
+#include <optional>
+#include <string>
+
+namespace {
+thread_local std::string graph_error;
+
+struct Graph {
+  at::cuda::CUDAGraph graph;
+  std::optional<c10::cuda::CUDAStreamGuard> side_stream;
+  bool autocast_cache = true;
+};
+}  // namespace
+
+#define GRAPH_TRY(...)                \
+  try {                               \
+    __VA_ARGS__;                      \
+    return 0;                         \
+  } catch (const std::exception& e) { \
+    graph_error = e.what();           \
+    return 1;                         \
+  }
+
+extern "C" {
+
+const char* deepres_graph_last_error() { return graph_error.c_str(); }
+
+int deepres_graph_available() { return 1; }
+
+void* deepres_graph_new() {
+  try {
+    return new Graph();
+  } catch (const std::exception& e) {
+    graph_error = e.what();
+    return nullptr;
+  }
+}
+
+void deepres_graph_free(void* g) { delete static_cast<Graph*>(g); }
+
+// Starts capturing on a side stream of `device` (capture cannot use the default stream), after
+// the device has finished all earlier work; autocast's weight-cast cache is off meanwhile
+// (as torch.cuda.graph does).
+int deepres_graph_capture_begin(void* g, int device) {
+  GRAPH_TRY({
+    auto* gr = static_cast<Graph*>(g);
+    c10::cuda::device_synchronize();
+    gr->side_stream.emplace(c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(device)));
+    gr->autocast_cache = at::autocast::is_autocast_cache_enabled();
+    at::autocast::set_autocast_cache_enabled(false);
+    gr->graph.capture_begin();
+  })
+}
+
+// Ends the capture and returns to the previous stream.
+int deepres_graph_capture_end(void* g) {
+  auto* gr = static_cast<Graph*>(g);
+  try {
+    gr->graph.capture_end();
+  } catch (const std::exception& e) {
+    graph_error = e.what();
+    at::autocast::set_autocast_cache_enabled(gr->autocast_cache);
+    gr->side_stream.reset();
+    return 1;
+  }
+  at::autocast::set_autocast_cache_enabled(gr->autocast_cache);
+  gr->side_stream.reset();
+  GRAPH_TRY(c10::cuda::device_synchronize())
+}
+
+// Launches the captured work on the current stream.
+int deepres_graph_replay(void* g) { GRAPH_TRY(static_cast<Graph*>(g)->graph.replay()) }
+
+}  // extern "C"
