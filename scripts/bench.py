@@ -4,7 +4,8 @@
 For each round (default 3) and each depth (default ResNet-20, 56, 110) and precision, every
 variant runs once, deepres first in odd rounds and last in even ones (so a drift of the
 machine's speed does not favour one tool):
-  - deepres (its on-device pipeline),
+  - deepres (its on-device pipeline), and with --cuda-graph also deepres `--cuda-graph`
+    (each full-batch step replayed from one captured CUDA graph), labelled `on-device+graph`,
   - PyTorch eager, `--pipeline cpu` (the usual DataLoader),
   - PyTorch eager, `--pipeline gpu` (the dataset on the device, batched crop/flip, as deepres;
     on a CPU device that is "on the CPU, batched"),
@@ -106,6 +107,8 @@ def main(argv):
     p.add_argument("--compile", action="store_true", help="also PyTorch with torch.compile")
     p.add_argument("--fused-torch", action="store_true",
                    help="also the PyTorch variants with --fused (SGD fused=True), as <pipeline>+fused")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="also deepres with --cuda-graph (CUDA only), as on-device+graph")
     p.add_argument("--channels-last", action="store_true",
                    help="both tools with --channels-last (model and batches in NHWC memory format)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: per device and depth)")
@@ -135,6 +138,9 @@ def main(argv):
     memory_format = "channels_last" if a.channels_last else "contiguous"
 
     variants = [("deepres", "on-device", [a.deepres, "bench"])]
+    if a.cuda_graph:
+        variants.append(("deepres", "on-device+graph", [a.deepres, "bench", "--cuda-graph"]))
+    deepres_pipelines = [pl for t, pl, _ in variants if t == "deepres"]
     torch_script = [a.python, os.path.join(ROOT, "scripts/bench_torch.py")]
     for pl in pipelines:
         name = {"cpu": "cpu-loader", "gpu": "on-device"}[pl]
@@ -240,7 +246,7 @@ def main(argv):
             "(max_memory_allocated, MiB), per tool.",
             "",
         ]
-    head = ["ResNet", "precision", "memory format", "deepres"]
+    head = ["ResNet", "precision", "memory format", "deepres pipeline", "deepres"]
     for t, pl in torch_names:
         head += [f"{t} {pl}", f"ratio vs {pl}" + (" (compile)" if t != "pytorch" else "")]
     if is_cuda:
@@ -256,16 +262,17 @@ def main(argv):
             def sel(t, pl, col):
                 return [float(x[col]) for x in rows if x[2] == depth and x[4] == prec and x[5] == t
                         and x[6] == pl and x[9] == memory_format and x[8] and x[col]]
-            ours_s, ours = cell(sel("deepres", "on-device", 8))
-            line = [str(depth), prec, memory_format, ours_s]
-            for t, pl in torch_names:
-                s, m = cell(sel(t, pl, 8))
-                ratio = f"{ours / m:.2f}" if ours and m else "n/a"
-                line += [s, ratio]
-            if is_cuda:
-                line += [median_peak(sel("deepres", "on-device", 10))]
-                line += [median_peak(sel(t, pl, 10)) for t, pl in torch_names]
-            md.append("| " + " | ".join(line) + " |")
+            for dpl in deepres_pipelines:
+                ours_s, ours = cell(sel("deepres", dpl, 8))
+                line = [str(depth), prec, memory_format, dpl, ours_s]
+                for t, pl in torch_names:
+                    s, m = cell(sel(t, pl, 8))
+                    ratio = f"{ours / m:.2f}" if ours and m else "n/a"
+                    line += [s, ratio]
+                if is_cuda:
+                    line += [median_peak(sel("deepres", dpl, 10))]
+                    line += [median_peak(sel(t, pl, 10)) for t, pl in torch_names]
+                md.append("| " + " | ".join(line) + " |")
     md.append("")
     with open(md_path, "w") as f:
         f.write("\n".join(md))
