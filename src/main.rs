@@ -147,6 +147,22 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// A figure of Marion et al. (2022) from experiments/marion2022/<fig>.yaml: measurements or
+    /// training, CSV, Markdown tables and SVG/PNG plots in --out
+    /// (default runs/marion2022/<fig>/<scale>/).
+    Marion {
+        /// The figure file (experiments/marion2022/fig1.yaml ... fig9.yaml).
+        figure: PathBuf,
+        /// smoke (minutes on a 2-core CPU) | full (the paper's size)
+        #[arg(long, default_value = "smoke")]
+        scale: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Run a grid of configs (a sweep): missing cells run, interrupted ones resume, finished and
     /// diverged ones are skipped; `--status` lists the cells instead.
     Sweep {
@@ -397,6 +413,18 @@ fn run(cli: Cli) -> Result<()> {
                     "Marion et al. (2022): metrics at initialization"
                 )?
             );
+        }
+        Cmd::Marion {
+            figure,
+            scale,
+            out,
+            device,
+            quiet,
+        } => {
+            let fig = experiment::marion::Figure::load(&figure, &scale)?;
+            let out = out.unwrap_or_else(|| experiment::marion::default_out(&fig));
+            let text = experiment::marion::run(&fig, &out, device::select_device(&device)?, quiet)?;
+            print!("{text}");
         }
         Cmd::Sweep {
             grid,
