@@ -217,3 +217,161 @@ fn full_resnet_weights_have_the_paper_shapes() {
     let s = depth_scale(100, 0.5, Device::Cpu);
     assert!((f(&s) - 0.1).abs() < 1e-7);
 }
+
+fn slopes(rows: &[deepres::probe::scaling::ScalingRow]) -> Vec<(f64, f64, f64)> {
+    deepres::probe::scaling::summarize(rows)
+        .into_iter()
+        .map(|(_, beta, series)| {
+            let pts = |b: bool| -> Vec<(f64, f64)> {
+                series
+                    .iter()
+                    .map(|(l, f, bw)| (*l as f64, if b { bw.mean } else { f.mean }))
+                    .collect()
+            };
+            (
+                beta,
+                deepres::probe::fit::fit(&pts(false)).power,
+                deepres::probe::fit::fit(&pts(true)).power,
+            )
+        })
+        .collect()
+}
+
+fn scaling_spec(init: LayerInit, betas: Vec<f64>) -> deepres::probe::scaling::ScalingSpec {
+    deepres::probe::scaling::ScalingSpec {
+        model: MarionModel::Full,
+        inits: vec![init],
+        depths: vec![10, 40, 160, 640],
+        betas,
+        width: 24,
+        input_dim: 16,
+        output_dim: 1,
+        models: 24,
+        inputs: 1,
+        chunk: 24,
+        seed: 0,
+        device: Device::Cpu,
+    }
+}
+
+/// The paper's picture at small size: i.i.d. weights need β = 1/2, smooth ones β = 1.
+#[test]
+fn scaling_metrics_show_the_iid_and_smooth_regimes() {
+    let _g = lock();
+    let rows = deepres::probe::scaling::run(
+        &scaling_spec(LayerInit::Iid, vec![0.25, 0.5, 1.0]),
+        None,
+        true,
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 4 * 3 * 24);
+    let s = slopes(&rows);
+    eprintln!("iid slopes {s:?}");
+    assert!(s[0].1 > 0.6 && s[0].2 > 0.6, "β = 0.25 must grow: {s:?}");
+    assert!(
+        s[1].1.abs() < 0.15 && s[1].2.abs() < 0.15,
+        "β = 0.5 bounded: {s:?}"
+    );
+    assert!(
+        (s[2].1 + 0.5).abs() < 0.1 && (s[2].2 + 0.5).abs() < 0.1,
+        "β = 1 ∝ L^-1/2: {s:?}"
+    );
+    let rows = deepres::probe::scaling::run(
+        &scaling_spec(LayerInit::Smooth, vec![0.5, 1.0, 2.0]),
+        None,
+        true,
+    )
+    .unwrap();
+    let s = slopes(&rows);
+    eprintln!("smooth slopes {s:?}");
+    assert!(s[0].1 > 0.6, "smooth β = 0.5 must grow: {s:?}");
+    assert!(
+        s[1].1.abs() < 0.15 && s[1].2.abs() < 0.15,
+        "smooth β = 1 bounded: {s:?}"
+    );
+    assert!((s[2].1 + 1.0).abs() < 0.1, "smooth β = 2 ∝ 1/L: {s:?}");
+}
+
+#[test]
+fn every_figure_file_loads_at_both_scales() {
+    let mut n = 0;
+    for e in std::fs::read_dir("experiments/marion2022").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            for scale in ["smoke", "full"] {
+                deepres::experiment::marion::Figure::load(&p, scale)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            }
+            n += 1;
+        }
+    }
+    assert_eq!(n, 9);
+}
+
+#[test]
+fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    let text = std::fs::read_to_string("experiments/marion2022/fig1.yaml")
+        .unwrap()
+        .replace("  width: 40", "  widht: 40");
+    std::fs::write(&bad, text).unwrap();
+    let err = deepres::experiment::marion::Figure::load(&bad, "smoke").unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("bad.yaml") && msg.contains("widht") && msg.contains("unknown key"),
+        "{msg}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deepres"))
+        .args(["marion", bad.to_str().unwrap(), "--out"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(!tmp.path().join("out").exists());
+    let bad_scale = deepres::experiment::marion::Figure::load(
+        std::path::Path::new("experiments/marion2022/fig1.yaml"),
+        "huge",
+    )
+    .unwrap_err();
+    assert!(format!("{bad_scale:#}").contains("smoke"));
+}
+
+/// Training runs end to end (Adam, SimpleResNet and FullResNet) and learns something.
+#[test]
+fn training_learns_on_synthetic_data() {
+    let _g = lock();
+    let spec = deepres::data::DataSpec {
+        synthetic_train: 400,
+        synthetic_test: 200,
+        ..deepres::data::DataSpec::new(deepres::data::DatasetName::Synthetic)
+    };
+    let split = deepres::data::load(&spec).unwrap();
+    let t = deepres::experiment::marion::TrainFig {
+        epochs: 3,
+        batch: 50,
+        lr_step: 5,
+        limit_train: None,
+        limit_test: None,
+    };
+    for kind in [MarionModel::Simple, MarionModel::Full] {
+        let tr = deepres::experiment::marion::train_classifier(
+            kind,
+            &split,
+            20,
+            16,
+            LayerInit::Fbm { hurst: 0.7 },
+            0.7,
+            0.003,
+            &t,
+            0,
+            Device::Cpu,
+        )
+        .unwrap();
+        eprintln!("{kind}: acc {} loss {}", tr.test_acc, tr.train_loss);
+        assert!(!tr.diverged);
+        assert!(tr.test_acc > 0.2, "{kind}: test acc {}", tr.test_acc);
+    }
+}

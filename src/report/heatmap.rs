@@ -162,6 +162,8 @@ impl Heatmap {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("{}: cannot create", dir.display()))?;
         }
+        // Registers the font family our text uses (before any drawing).
+        let font = font_path();
         let size = (1000u32, 760u32);
         let svg = stem.with_extension("svg");
         let mut out = vec![];
@@ -171,7 +173,7 @@ impl Heatmap {
                 .with_context(|| format!("{}: cannot draw", svg.display()))?;
         }
         out.push(svg);
-        if font_path().is_some() {
+        if font.is_some() {
             let png = stem.with_extension("png");
             {
                 let root = BitMapBackend::new(&png, size).into_drawing_area();
