@@ -896,7 +896,7 @@ fn weights_figure(
             .map(|s| s.to_string())
             .collect(),
     );
-    for (ri, r) in s.runs.iter().enumerate() {
+    for r in &s.runs {
         let t0 = Instant::now();
         let tr = train_classifier(
             s.model, &split, s.depth, s.width, r.init, r.beta, s.lr, &s.train, s.seed, device,
@@ -962,7 +962,6 @@ fn weights_figure(
             ),
             series,
         });
-        let _ = ri;
     }
     csv.write_csv(&out.join("weights.csv"))?;
     table.write_csv(&out.join("runs.csv"))?;
@@ -1053,7 +1052,8 @@ fn accuracy_figure(
                         tr.diverged.to_string(),
                         format!("{secs:.2}"),
                     ]);
-                    if tr.test_acc.is_finite() && !(tr.test_acc <= best[i][j]) {
+                    if tr.test_acc.is_finite() && (best[i][j].is_nan() || tr.test_acc > best[i][j])
+                    {
                         best[i][j] = tr.test_acc;
                         best_lr[i][j] = lr;
                     }

@@ -265,14 +265,17 @@ impl Stats {
     }
 }
 
-/// Key of a summary group: (init, β, L).
-pub type GroupKey = (String, u64, i64);
+/// Per (init, β): the statistics (forward, backward) of every depth L, in increasing L.
+pub type Summary = Vec<(String, f64, Vec<(i64, Stats, Stats)>)>;
+
+/// Per (init, β bits), per L: the forward and backward values.
+type Groups = BTreeMap<(String, u64), BTreeMap<i64, (Vec<f64>, Vec<f64>)>>;
 
 /// Per (init, β, L): statistics of the forward and backward metrics, in first-seen order of
 /// (init, β) and increasing L.
-pub fn summarize(rows: &[ScalingRow]) -> Vec<(String, f64, Vec<(i64, Stats, Stats)>)> {
+pub fn summarize(rows: &[ScalingRow]) -> Summary {
     let mut order: Vec<(String, u64)> = Vec::new();
-    let mut groups: BTreeMap<(String, u64), BTreeMap<i64, (Vec<f64>, Vec<f64>)>> = BTreeMap::new();
+    let mut groups: Groups = BTreeMap::new();
     for r in rows {
         let key = (r.init.clone(), r.beta.to_bits());
         if !groups.contains_key(&key) {
