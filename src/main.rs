@@ -156,6 +156,9 @@ enum Cmd {
         /// smoke (minutes on a 2-core CPU) | full (the paper's size)
         #[arg(long, default_value = "smoke")]
         scale: String,
+        /// Override a key of the figure's spec: --set depth=200 --set hursts.points=11
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
         #[arg(long)]
         out: Option<PathBuf>,
         #[arg(long, default_value = "auto")]
@@ -417,11 +420,12 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Marion {
             figure,
             scale,
+            set,
             out,
             device,
             quiet,
         } => {
-            let fig = experiment::marion::Figure::load(&figure, &scale)?;
+            let fig = experiment::marion::Figure::load_with(&figure, &scale, &set)?;
             let out = out.unwrap_or_else(|| experiment::marion::default_out(&fig));
             let text = experiment::marion::run(&fig, &out, device::select_device(&device)?, quiet)?;
             print!("{text}");

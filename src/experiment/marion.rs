@@ -244,6 +244,12 @@ impl Figure {
     /// Reads `path`, applies `scales[scale]` over `spec`, checks the values. Errors name the
     /// file and the key.
     pub fn load(path: &Path, scale: &str) -> Result<Figure> {
+        Figure::load_with(path, scale, &[])
+    }
+
+    /// As [`Figure::load`], then `overrides` (`key=value`, dotted keys of `spec`, e.g.
+    /// `depth=200`, `hursts.points=11`, `train.epochs=2`) over the scaled spec.
+    pub fn load_with(path: &Path, scale: &str, overrides: &[String]) -> Result<Figure> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{origin}: cannot read the figure file"))?;
@@ -270,14 +276,22 @@ impl Figure {
                 file.scales.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
         }
-        let spec: FigureSpec = serde_path_to_error::deserialize(serde_yaml::Value::Mapping(spec))
-            .map_err(|e| {
+        let mut spec = serde_yaml::Value::Mapping(spec);
+        for ov in overrides {
+            crate::config::apply_override(&mut spec, ov).with_context(|| format!("--set {ov}"))?;
+        }
+        let spec: FigureSpec = serde_path_to_error::deserialize(spec).map_err(|e| {
             let p = e.path().to_string();
             let msg = e
                 .into_inner()
                 .to_string()
                 .replace("unknown field", "unknown key");
-            anyhow::anyhow!("{origin}: spec.{p}: {msg}")
+            let key = if p == "." {
+                "spec".into()
+            } else {
+                format!("spec.{p}")
+            };
+            anyhow::anyhow!("{origin}: {key}: {msg}")
         })?;
         let fig = Figure {
             figure: file.figure,
