@@ -337,6 +337,23 @@ fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
     )
     .unwrap_err();
     assert!(format!("{bad_scale:#}").contains("smoke"));
+    // --set overrides keys of the scaled spec, and names a wrong key.
+    let fig7 = std::path::Path::new("experiments/marion2022/fig7.yaml");
+    let fig = deepres::experiment::marion::Figure::load_with(
+        fig7,
+        "smoke",
+        &["depth=50".into(), "hursts.points=3".into()],
+    )
+    .unwrap();
+    match fig.spec {
+        deepres::experiment::marion::FigureSpec::Heatmap(h) => {
+            assert_eq!((h.depth, h.hursts.points, h.betas.points), (50, 3, 70))
+        }
+        _ => panic!("fig7 is a heatmap"),
+    }
+    let err = deepres::experiment::marion::Figure::load_with(fig7, "smoke", &["hurst=3".into()])
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("hurst"), "{err:#}");
 }
 
 /// Training runs end to end (Adam, SimpleResNet and FullResNet) and learns something.
