@@ -178,6 +178,17 @@ fn iid_weights_are_uniform_with_variance_one_over_fan_in_and_independent_over_la
     assert!((var - 1.0).abs() < 0.02, "d·Var W = {var}");
     let seq = w.permute([0, 2, 3, 1]).reshape([-1, 200]);
     assert!(lag_corr(&seq, 1).abs() < 0.01);
+    // Uniform: 20 equal bins of [−b, b] each hold 1/20 of the values (± 2%), and
+    // neighbouring values in memory (the same random word) are uncorrelated.
+    let flat = (w.view([-1]) / bound + 1.0) * 10.0;
+    let n = flat.size()[0] as f64;
+    let counts = Vec::<f64>::try_from(flat.histc(20).to_kind(Kind::Double)).unwrap();
+    for c in &counts {
+        assert!((c / n * 20.0 - 1.0).abs() < 0.02, "bins {counts:?}");
+    }
+    let v = w.view([-1, 2]).to_kind(Kind::Double);
+    let c = f(&(v.select(1, 0) * v.select(1, 1)).mean(Kind::Double)) * d as f64;
+    assert!(c.abs() < 0.01, "pair correlation {c}");
 }
 
 /// The hand-written backward recursion equals autograd's ∂ℓ/∂h_0.
