@@ -18,7 +18,9 @@ export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(TORCH_VENV)/bin:$(PATH)
 
 .PHONY: setup build test demo info clean-demo data-cifar10 data-cifar100 data-mnist \
-        tables zhang-stability zhang-table1 zhang-table2 zhang-fig3
+        tables zhang-stability zhang-table1 zhang-table2 zhang-fig3 \
+        marion marion-fig1 marion-fig2 marion-fig3 marion-fig4 marion-fig5 marion-fig6 \
+        marion-fig7 marion-fig8 marion-fig9
 
 # Paper targets: SCALE=smoke (default; minutes on a 2-core CPU, small depths, Fashion-MNIST
 # when CIFAR-10 is absent) or SCALE=full (the paper's setting; needs CIFAR on disk and a GPU).
@@ -129,3 +131,16 @@ BENCH_ARGS ?=
 bench: build
 	$(TORCH_VENV)/bin/python scripts/bench.py --deepres $(DEEPRES) --python $(TORCH_VENV)/bin/python \
 	  --device $(BENCH_DEVICE) --out bench $(BENCH_ARGS)
+
+## Scaling ResNets in the large-depth regime (Marion et al. 2022, SPEC §1.2) -----------------
+## marion-figN: figure MN from experiments/marion2022/figN.yaml into runs/marion2022/figN/$(SCALE)/
+## (CSV, Markdown tables, SVG/PNG). M1–M7 run at the paper's size at both scales (M2: 10³ models
+## at smoke, 10⁴ at full); M8–M9 shrink at smoke (L = 100, 1 epoch, fewer cells).
+## MARION_ARGS adds options, e.g. --device cuda.
+MARION_ARGS ?=
+MARION_FIGS := 1 2 3 4 5 6 7 8 9
+$(addprefix marion-fig,$(MARION_FIGS)): marion-fig%: build
+	$(DEEPRES) marion experiments/marion2022/fig$*.yaml --scale $(SCALE) $(MARION_ARGS)
+
+## marion: every figure of the Marion et al. paper
+marion: $(addprefix marion-fig,$(MARION_FIGS))

@@ -103,6 +103,69 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Marion et al. (2022) at initialization: ‖h_L − h_0‖/‖h_0‖ and the same relative change of
+    /// ∂ℓ/∂h from layer L back to 0, over depths, scalings L^-β, inits and random models
+    /// (batched); writes scaling.csv, summary.csv, the log-log slope table and plots to --out.
+    Scaling {
+        /// full (V relu(W h)) | simple (V relu(h) + b)
+        #[arg(long, default_value = "full")]
+        model: deepres::model::marion_net::MarionModel,
+        /// Comma-separated layer inits: iid, smooth, fbm:H (0 < H < 1).
+        #[arg(long, value_delimiter = ',', default_value = "iid")]
+        init: Vec<deepres::model::weight_init::LayerInit>,
+        /// Comma-separated depths L.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10,120,230,340,450,560,670,780,890,1000"
+        )]
+        depths: Vec<i64>,
+        /// Comma-separated scaling exponents β (residual scale L^-β).
+        #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,1")]
+        betas: Vec<f64>,
+        /// Width d.
+        #[arg(long, default_value_t = 40)]
+        width: i64,
+        /// Input dimension (inputs uniform on [0, 1]).
+        #[arg(long, default_value_t = 64)]
+        input_dim: i64,
+        /// Random models per (init, L).
+        #[arg(long, default_value_t = 50)]
+        models: i64,
+        /// Random inputs per model.
+        #[arg(long, default_value_t = 1)]
+        inputs: i64,
+        /// At most this many models per batched pass.
+        #[arg(long, default_value_t = 50)]
+        chunk: i64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long, default_value = "runs/scaling")]
+        out: PathBuf,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// A figure of Marion et al. (2022) from experiments/marion2022/<fig>.yaml: measurements or
+    /// training, CSV, Markdown tables and SVG/PNG plots in --out
+    /// (default runs/marion2022/<fig>/<scale>/).
+    Marion {
+        /// The figure file (experiments/marion2022/fig1.yaml ... fig9.yaml).
+        figure: PathBuf,
+        /// smoke (minutes on a 2-core CPU) | full (the paper's size)
+        #[arg(long, default_value = "smoke")]
+        scale: String,
+        /// Override a key of the figure's spec: --set depth=200 --set hursts.points=11
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Run a grid of configs (a sweep): missing cells run, interrupted ones resume, finished and
     /// diverged ones are skipped; `--status` lists the cells instead.
     Sweep {
@@ -320,6 +383,58 @@ fn run(cli: Cli) -> Result<()> {
             };
             let rows = probe::run(&spec, &out.join("probe.csv"), quiet)?;
             print!("{}", probe::report::write(&rows, &out)?);
+        }
+        Cmd::Scaling {
+            model,
+            init,
+            depths,
+            betas,
+            width,
+            input_dim,
+            models,
+            inputs,
+            chunk,
+            seed,
+            device,
+            out,
+            quiet,
+        } => {
+            let spec = probe::scaling::ScalingSpec {
+                model,
+                inits: init,
+                depths,
+                betas,
+                width,
+                input_dim,
+                output_dim: 1,
+                models,
+                inputs,
+                chunk,
+                seed,
+                device: device::select_device(&device)?,
+            };
+            let rows = probe::scaling::run(&spec, Some(&out.join("scaling.csv")), quiet)?;
+            print!(
+                "{}",
+                probe::scaling::write_report(
+                    &rows,
+                    &out,
+                    "Marion et al. (2022): metrics at initialization"
+                )?
+            );
+        }
+        Cmd::Marion {
+            figure,
+            scale,
+            set,
+            out,
+            device,
+            quiet,
+        } => {
+            let fig = experiment::marion::Figure::load_with(&figure, &scale, &set)?;
+            let out = out.unwrap_or_else(|| experiment::marion::default_out(&fig));
+            let text = experiment::marion::run(&fig, &out, device::select_device(&device)?, quiet)?;
+            print!("{text}");
         }
         Cmd::Sweep {
             grid,

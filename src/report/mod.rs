@@ -7,10 +7,11 @@
 //!   test error vs the row key) or the training curves (two-panel figures, long CSV) that the
 //!   grid file's `report:` section asks for.
 //! - Building blocks, shared by all papers' tables and figures:
-//!   [`plot`] (line plots, SVG + PNG, log axes, several panels), [`table`] (Markdown and CSV
+//!   [`plot`] (line plots, SVG + PNG, log axes, several panels), [`heatmap`] (heatmaps), [`table`] (Markdown and CSV
 //!   tables), [`runs`] (a run directory loaded leniently: config, summary, metrics), and
 //!   [`published`] (the papers' numbers to print beside ours).
 pub mod compare;
+pub mod heatmap;
 pub mod plot;
 pub mod published;
 pub mod runs;

@@ -1,0 +1,1119 @@
+//! The figures of Marion et al. (2022, SPEC §1.2) from `experiments/marion2022/*.yaml`.
+//!
+//! A figure file holds `figure` (its name), `title`, `spec` (the settings, tagged by `kind`) and
+//! `scales` (`smoke`, `full`: keys that replace those of `spec`). Kinds:
+//! - `scaling` (M1, M3, M4, M5): [`crate::probe::scaling`] over depths × β, mean and spread,
+//!   log-log slopes, one panel per β;
+//! - `histogram` (M2): one output coordinate over many random models, with the fitted Gaussian;
+//! - `fbm-paths` (M6): sample paths of the fBm generator the models use;
+//! - `heatmap` (M7): log10 of the forward and backward metrics over H × β (fBm init), with the
+//!   measured explosion boundary and the theoretical max(H, 1/2);
+//! - `weights` (M8): train, then plot a few weight entries against the layer index;
+//! - `accuracy` (M9): test accuracy after training over H × β, best over a learning-rate grid.
+//!
+//! Outputs go to `<out>/` (default `runs/marion2022/<file stem>/<scale>/`): CSV, Markdown
+//! tables, SVG/PNG plots.
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+use crate::data::{self, DataSpec, DatasetName, DeviceData};
+use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
+use crate::model::weight_init::{fbm_paths, LayerInit};
+use crate::probe::scaling::{self, ScalingSpec, Stats};
+use crate::report::heatmap::Heatmap;
+use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
+use crate::report::table::Table;
+
+/// `n` points evenly spaced from `from` to `to` (both included).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Linspace {
+    pub from: f64,
+    pub to: f64,
+    pub points: usize,
+}
+
+impl Linspace {
+    pub fn values(&self) -> Vec<f64> {
+        if self.points <= 1 {
+            return vec![self.from];
+        }
+        let h = (self.to - self.from) / (self.points - 1) as f64;
+        (0..self.points)
+            .map(|i| ((self.from + h * i as f64) * 1e6).round() / 1e6)
+            .collect()
+    }
+}
+
+fn d_models() -> i64 {
+    50
+}
+fn d_one() -> i64 {
+    1
+}
+fn d_chunk() -> i64 {
+    50
+}
+fn d_width() -> i64 {
+    40
+}
+fn d_input() -> i64 {
+    64
+}
+
+/// Settings of `kind: scaling`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingFig {
+    pub model: MarionModel,
+    pub init: LayerInit,
+    pub depths: Vec<i64>,
+    pub betas: Vec<f64>,
+    #[serde(default = "d_width")]
+    pub width: i64,
+    #[serde(default = "d_input")]
+    pub input_dim: i64,
+    #[serde(default = "d_models")]
+    pub models: i64,
+    #[serde(default = "d_one")]
+    pub inputs: i64,
+    #[serde(default = "d_chunk")]
+    pub chunk: i64,
+    /// forward | backward: the metric the figure shows.
+    pub metric: Metric,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Forward,
+    Backward,
+}
+
+/// Settings of `kind: histogram`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistogramFig {
+    pub model: MarionModel,
+    pub init: LayerInit,
+    pub depth: i64,
+    pub beta: f64,
+    pub width: i64,
+    #[serde(default = "d_input")]
+    pub input_dim: i64,
+    pub models: i64,
+    #[serde(default = "d_chunk")]
+    pub chunk: i64,
+    pub bins: usize,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// Settings of `kind: fbm-paths`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FbmPathsFig {
+    pub hursts: Vec<f64>,
+    pub steps: i64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// Settings of `kind: heatmap`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeatmapFig {
+    pub model: MarionModel,
+    pub hursts: Linspace,
+    pub betas: Linspace,
+    pub depth: i64,
+    #[serde(default = "d_width")]
+    pub width: i64,
+    #[serde(default = "d_input")]
+    pub input_dim: i64,
+    /// Random models per H (shared by all β).
+    pub models: i64,
+    /// Random inputs per model and β.
+    pub inputs: i64,
+    #[serde(default = "d_chunk")]
+    pub chunk: i64,
+    /// A cell explodes when the mean log10 of its metric exceeds this.
+    pub explosion_log10: f64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// One trained configuration of `kind: weights`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightRun {
+    pub init: LayerInit,
+    pub beta: f64,
+}
+
+/// Training settings shared by `weights` and `accuracy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainFig {
+    pub epochs: i64,
+    pub batch: i64,
+    /// The learning rate is multiplied by 0.1 every `lr_step` epochs (the authors' StepLR).
+    pub lr_step: i64,
+    /// Keep only the first n training / test examples (none: all).
+    #[serde(default)]
+    pub limit_train: Option<i64>,
+    #[serde(default)]
+    pub limit_test: Option<i64>,
+}
+
+/// Settings of `kind: weights`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsFig {
+    pub model: MarionModel,
+    /// Datasets tried in order (the first present is used).
+    pub data: Vec<DatasetName>,
+    pub depth: i64,
+    pub width: i64,
+    pub lr: f64,
+    pub runs: Vec<WeightRun>,
+    /// Weight entries (i, j) plotted per run.
+    pub entries: usize,
+    pub train: TrainFig,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// Settings of `kind: accuracy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccuracyFig {
+    pub model: MarionModel,
+    /// Each entry: datasets tried in order (e.g. [mnist, fashion-mnist]); an entry none of
+    /// whose datasets is present is skipped with a message.
+    pub datasets: Vec<Vec<DatasetName>>,
+    pub hursts: Linspace,
+    pub betas: Linspace,
+    pub depth: i64,
+    pub width: i64,
+    pub lrs: Vec<f64>,
+    pub train: TrainFig,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// A figure's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FigureSpec {
+    Scaling(ScalingFig),
+    Histogram(HistogramFig),
+    FbmPaths(FbmPathsFig),
+    Heatmap(HeatmapFig),
+    Weights(WeightsFig),
+    Accuracy(AccuracyFig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FigureFile {
+    figure: String,
+    title: String,
+    spec: serde_yaml::Mapping,
+    #[serde(default)]
+    scales: std::collections::BTreeMap<String, serde_yaml::Mapping>,
+}
+
+/// A loaded figure file at one scale.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub figure: String,
+    pub title: String,
+    pub scale: String,
+    pub spec: FigureSpec,
+    /// The file's stem (e.g. `fig1`).
+    pub stem: String,
+}
+
+impl Figure {
+    /// Reads `path`, applies `scales[scale]` over `spec`, checks the values. Errors name the
+    /// file and the key.
+    pub fn load(path: &Path, scale: &str) -> Result<Figure> {
+        Figure::load_with(path, scale, &[])
+    }
+
+    /// As [`Figure::load`], then `overrides` (`key=value`, dotted keys of `spec`, e.g.
+    /// `depth=200`, `hursts.points=11`, `train.epochs=2`) over the scaled spec.
+    pub fn load_with(path: &Path, scale: &str, overrides: &[String]) -> Result<Figure> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{origin}: cannot read the figure file"))?;
+        let file: FigureFile = serde_path_to_error::deserialize(
+            serde_yaml::Deserializer::from_str(&text),
+        )
+        .map_err(|e| {
+            let p = e.path().to_string();
+            anyhow::anyhow!(
+                "{origin}: {p}: {} (keys: figure, title, spec, scales)",
+                e.into_inner()
+            )
+        })?;
+        let mut spec = file.spec.clone();
+        match file.scales.get(scale) {
+            Some(over) => {
+                for (k, v) in over {
+                    spec.insert(k.clone(), v.clone());
+                }
+            }
+            None if file.scales.is_empty() => {}
+            None => bail!(
+                "{origin}: scales: no scale {scale:?}; the file has {}",
+                file.scales.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+        let mut spec = serde_yaml::Value::Mapping(spec);
+        for ov in overrides {
+            crate::config::apply_override(&mut spec, ov).with_context(|| format!("--set {ov}"))?;
+        }
+        let spec: FigureSpec = serde_path_to_error::deserialize(spec).map_err(|e| {
+            let p = e.path().to_string();
+            let msg = e
+                .into_inner()
+                .to_string()
+                .replace("unknown field", "unknown key");
+            let key = if p == "." {
+                "spec".into()
+            } else {
+                format!("spec.{p}")
+            };
+            anyhow::anyhow!("{origin}: {key}: {msg}")
+        })?;
+        let fig = Figure {
+            figure: file.figure,
+            title: file.title,
+            scale: scale.to_string(),
+            spec,
+            stem: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        fig.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Ok(fig)
+    }
+
+    /// Checks values serde cannot check.
+    pub fn validate(&self) -> Result<()> {
+        let pos = |name: &str, v: i64| -> Result<()> {
+            if v < 1 {
+                bail!("spec.{name}: must be ≥ 1, got {v}");
+            }
+            Ok(())
+        };
+        let grid = |name: &str, g: &Linspace, lo: f64, hi: f64| -> Result<()> {
+            if g.points < 1 || !(g.from >= lo && g.to <= hi && g.from <= g.to) {
+                bail!("spec.{name}: need {lo} ≤ from ≤ to ≤ {hi} and points ≥ 1, got {g:?}");
+            }
+            Ok(())
+        };
+        match &self.spec {
+            FigureSpec::Scaling(s) => {
+                for &d in &s.depths {
+                    pos("depths", d)?;
+                }
+                if s.depths.is_empty() || s.betas.is_empty() {
+                    bail!("spec.depths, spec.betas: give at least one value each");
+                }
+                pos("width", s.width)?;
+                pos("models", s.models)?;
+            }
+            FigureSpec::Histogram(s) => {
+                pos("depth", s.depth)?;
+                pos("models", s.models)?;
+                pos("bins", s.bins as i64)?;
+            }
+            FigureSpec::FbmPaths(s) => {
+                pos("steps", s.steps)?;
+                if let Some(h) = s.hursts.iter().find(|h| !(**h > 0.0 && **h < 1.0)) {
+                    bail!("spec.hursts: every H must be in (0, 1), got {h}");
+                }
+            }
+            FigureSpec::Heatmap(s) => {
+                grid("hursts", &s.hursts, 1e-6, 1.0 - 1e-6)?;
+                grid("betas", &s.betas, -10.0, 10.0)?;
+                pos("depth", s.depth)?;
+                pos("models", s.models)?;
+                pos("inputs", s.inputs)?;
+            }
+            FigureSpec::Weights(s) => {
+                pos("depth", s.depth)?;
+                pos("train.epochs", s.train.epochs)?;
+                pos("train.batch", s.train.batch)?;
+                if s.runs.is_empty() || s.data.is_empty() {
+                    bail!("spec.runs, spec.data: give at least one value each");
+                }
+            }
+            FigureSpec::Accuracy(s) => {
+                grid("hursts", &s.hursts, 1e-6, 1.0 - 1e-6)?;
+                grid("betas", &s.betas, -10.0, 10.0)?;
+                pos("depth", s.depth)?;
+                pos("train.epochs", s.train.epochs)?;
+                pos("train.batch", s.train.batch)?;
+                if s.lrs.is_empty() || s.datasets.is_empty() {
+                    bail!("spec.lrs, spec.datasets: give at least one value each");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a figure into `out`; returns the text printed (tables, observations).
+pub fn run(fig: &Figure, out: &Path, device: Device, quiet: bool) -> Result<String> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let start = Instant::now();
+    let mut text = format!("# {} ({}, scale {})\n\n", fig.title, fig.figure, fig.scale);
+    text += &match &fig.spec {
+        FigureSpec::Scaling(s) => scaling_figure(fig, s, out, device, quiet)?,
+        FigureSpec::Histogram(s) => histogram_figure(fig, s, out, device, quiet)?,
+        FigureSpec::FbmPaths(s) => fbm_figure(fig, s, out, device)?,
+        FigureSpec::Heatmap(s) => heatmap_figure(fig, s, out, device, quiet)?,
+        FigureSpec::Weights(s) => weights_figure(fig, s, out, device, quiet)?,
+        FigureSpec::Accuracy(s) => accuracy_figure(fig, s, out, device, quiet)?,
+    };
+    text += &format!(
+        "\nwall time: {:.1} s; outputs in {}\n",
+        start.elapsed().as_secs_f64(),
+        out.display()
+    );
+    std::fs::write(out.join("README.md"), &text)
+        .with_context(|| format!("{}: cannot write", out.display()))?;
+    Ok(text)
+}
+
+fn scaling_figure(
+    fig: &Figure,
+    s: &ScalingFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let spec = ScalingSpec {
+        model: s.model,
+        inits: vec![s.init],
+        depths: s.depths.clone(),
+        betas: s.betas.clone(),
+        width: s.width,
+        input_dim: s.input_dim,
+        output_dim: 1,
+        models: s.models,
+        inputs: s.inputs,
+        chunk: s.chunk,
+        seed: s.seed,
+        device,
+    };
+    let rows = scaling::run(&spec, Some(&out.join("scaling.csv")), quiet)?;
+    let md = scaling::write_report(&rows, out, &fig.title)?;
+    let (metric, label) = match s.metric {
+        Metric::Forward => ("forward", "‖h_L − h_0‖ / ‖h_0‖"),
+        Metric::Backward => ("backward", "‖∂ℓ/∂h_0 − ∂ℓ/∂h_L‖ / ‖∂ℓ/∂h_L‖"),
+    };
+    // The figure itself: the paper's metric, one panel per β (copied under a stable name).
+    let name = s.init.to_string().replace(':', "");
+    for ext in ["svg", "png"] {
+        let from = out.join(format!("{metric}-{name}.{ext}"));
+        if from.exists() {
+            std::fs::copy(&from, out.join(format!("{}.{ext}", fig.stem)))?;
+        }
+    }
+    let mut t = format!(
+        "Figure: {}.svg/png ({label} against L, mean with 10%/90% quantiles over {} models × {} inputs, {} init).\n\n",
+        fig.stem, s.models, s.inputs, s.init
+    );
+    t += &md;
+    // Per-L table of the figure's metric.
+    let mut table = Table::new(
+        format!("{label}: mean ± std per depth"),
+        std::iter::once("L".to_string())
+            .chain(s.betas.iter().map(|b| format!("β = {b}")))
+            .collect(),
+    );
+    let summary = scaling::summarize(&rows);
+    for &l in &s.depths {
+        let mut row = vec![l.to_string()];
+        for (_, _, series) in &summary {
+            let st = series.iter().find(|x| x.0 == l).map(|x| match s.metric {
+                Metric::Forward => x.1,
+                Metric::Backward => x.2,
+            });
+            row.push(st.map_or(String::new(), |st| {
+                format!("{:.3e} ± {:.2e}", st.mean, st.std)
+            }));
+        }
+        table.push(row);
+    }
+    t += "\n";
+    t += &table.to_markdown();
+    Ok(t)
+}
+
+/// Density of N(mean, std²) at x.
+fn gaussian(x: f64, mean: f64, std: f64) -> f64 {
+    (-(x - mean).powi(2) / (2.0 * std * std)).exp() / (std * (2.0 * std::f64::consts::PI).sqrt())
+}
+
+fn histogram_figure(
+    fig: &Figure,
+    s: &HistogramFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let spec = ScalingSpec {
+        model: s.model,
+        inits: vec![s.init],
+        depths: vec![s.depth],
+        betas: vec![s.beta],
+        width: s.width,
+        input_dim: s.input_dim,
+        output_dim: 1,
+        models: s.models,
+        inputs: 1,
+        chunk: s.chunk,
+        seed: s.seed,
+        device,
+    };
+    let rows = scaling::run(&spec, Some(&out.join("samples.csv")), quiet)?;
+    let mut text = String::new();
+    let mut panels = Vec::new();
+    let mut table = Table::new(
+        format!(
+            "Distribution over {} random models (L = {}, width {}, β = {}, {} init)",
+            s.models, s.depth, s.width, s.beta, s.init
+        ),
+        [
+            "quantity",
+            "mean",
+            "std",
+            "skewness",
+            "excess kurtosis",
+            "KS distance to fitted N",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    );
+    for (name, label, values) in [
+        (
+            "output",
+            "output B h_L (first coordinate)",
+            rows.iter().map(|r| r.output).collect::<Vec<_>>(),
+        ),
+        (
+            "forward",
+            "‖h_L − h_0‖ / ‖h_0‖",
+            rows.iter().map(|r| r.forward).collect::<Vec<_>>(),
+        ),
+    ] {
+        let v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let m3 = v.iter().map(|x| ((x - mean) / std).powi(3)).sum::<f64>() / n;
+        let m4 = v.iter().map(|x| ((x - mean) / std).powi(4)).sum::<f64>() / n - 3.0;
+        let mut sorted = v.clone();
+        sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        // Kolmogorov–Smirnov distance to the fitted normal (Abramowitz–Stegun erf).
+        let cdf = |x: f64| 0.5 * (1.0 + erf((x - mean) / (std * std::f64::consts::SQRT_2)));
+        let ks = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let c = cdf(x);
+                (c - i as f64 / n).abs().max(((i + 1) as f64 / n - c).abs())
+            })
+            .fold(0.0, f64::max);
+        table.push(vec![
+            label.to_string(),
+            format!("{mean:.4}"),
+            format!("{std:.4}"),
+            format!("{m3:.3}"),
+            format!("{m4:.3}"),
+            format!("{ks:.4}"),
+        ]);
+        let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
+        let w = (hi - lo) / s.bins as f64;
+        let mut counts = vec![0usize; s.bins];
+        for &x in &sorted {
+            counts[(((x - lo) / w) as usize).min(s.bins - 1)] += 1;
+        }
+        // The histogram as a density step line, and the fitted Gaussian.
+        let mut steps = vec![(lo, 0.0)];
+        let mut hist_rows = Table::new(
+            "",
+            vec![
+                "bin_lo".into(),
+                "bin_hi".into(),
+                "count".into(),
+                "density".into(),
+            ],
+        );
+        for (i, &c) in counts.iter().enumerate() {
+            let d = c as f64 / (n * w);
+            let (a, b) = (lo + w * i as f64, lo + w * (i + 1) as f64);
+            steps.extend([(a, d), (b, d)]);
+            hist_rows.push(vec![
+                a.to_string(),
+                b.to_string(),
+                c.to_string(),
+                d.to_string(),
+            ]);
+        }
+        steps.push((hi, 0.0));
+        hist_rows.write_csv(&out.join(format!("histogram-{name}.csv")))?;
+        let curve: Vec<(f64, f64)> = (0..=200)
+            .map(|i| {
+                let x = lo + (hi - lo) * i as f64 / 200.0;
+                (x, gaussian(x, mean, std))
+            })
+            .collect();
+        panels.push(Panel {
+            spec: PlotSpec::new(label, label, "density"),
+            series: vec![
+                Series::new(format!("histogram ({} models)", v.len()), steps),
+                Series::new(format!("N({mean:.3}, {std:.3}²)"), curve),
+            ],
+        });
+    }
+    multi_panel(&out.join(&fig.stem), &fig.title, &panels)?;
+    table.write_csv(&out.join("moments.csv"))?;
+    text += &format!("Figure: {}.svg/png.\n\n", fig.stem);
+    text += &table.to_markdown();
+    Ok(text)
+}
+
+/// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
+fn erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+    let y = 1.0
+        - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+            + 0.254829592)
+            * t
+            * (-x * x).exp();
+    if x >= 0.0 {
+        y
+    } else {
+        -y
+    }
+}
+
+fn fbm_figure(fig: &Figure, s: &FbmPathsFig, out: &Path, device: Device) -> Result<String> {
+    tch::manual_seed(s.seed as i64);
+    let mut panels = Vec::new();
+    let mut csv = Table::new("", vec!["hurst".into(), "k".into(), "value".into()]);
+    let mut table = Table::new(
+        format!("One path per H over {} layers, and its increments", s.steps),
+        [
+            "H",
+            "increment std (this path)",
+            "(1/L)^H",
+            "lag-1 corr (this path)",
+            "2^(2H-1) − 1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    );
+    for &h in &s.hursts {
+        let p = fbm_paths(1, s.steps, h, device)
+            .view([-1])
+            .to_device(Device::Cpu);
+        let v = Vec::<f64>::try_from(p.to_kind(Kind::Double))?;
+        let inc: Vec<f64> = v.windows(2).map(|w| w[1] - w[0]).collect();
+        let n = inc.len() as f64;
+        let m2 = inc.iter().map(|x| x * x).sum::<f64>() / n;
+        let c1 = inc.windows(2).map(|w| w[0] * w[1]).sum::<f64>() / (n - 1.0) / m2;
+        table.push(vec![
+            format!("{h}"),
+            format!("{:.4}", m2.sqrt()),
+            format!("{:.4}", (s.steps as f64).powf(-h)),
+            format!("{c1:.3}"),
+            format!("{:.3}", 2f64.powf(2.0 * h - 1.0) - 1.0),
+        ]);
+        for (k, x) in v.iter().enumerate() {
+            csv.push(vec![h.to_string(), k.to_string(), x.to_string()]);
+        }
+        panels.push(Panel {
+            spec: PlotSpec::new(format!("H = {h}"), "layer k", "B^H(k/L)"),
+            series: vec![Series::new(
+                format!("H = {h}"),
+                v.iter().enumerate().map(|(k, &x)| (k as f64, x)).collect(),
+            )],
+        });
+    }
+    csv.write_csv(&out.join("paths.csv"))?;
+    multi_panel(&out.join(&fig.stem), &fig.title, &panels)?;
+    Ok(format!(
+        "Figure: {}.svg/png.\n\n{}",
+        fig.stem,
+        table.to_markdown()
+    ))
+}
+
+fn heatmap_figure(
+    fig: &Figure,
+    s: &HeatmapFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let hs = s.hursts.values();
+    let betas = s.betas.values();
+    let spec = ScalingSpec {
+        model: s.model,
+        inits: hs.iter().map(|&h| LayerInit::Fbm { hurst: h }).collect(),
+        depths: vec![s.depth],
+        betas: betas.clone(),
+        width: s.width,
+        input_dim: s.input_dim,
+        output_dim: 1,
+        models: s.models,
+        inputs: s.inputs,
+        chunk: s.chunk,
+        seed: s.seed,
+        device,
+    };
+    let rows = scaling::run(&spec, Some(&out.join("scaling.csv")), quiet)?;
+    scaling::summary_table(&rows).write_csv(&out.join("summary.csv"))?;
+    let summary = scaling::summarize(&rows);
+    let cell = |h: f64, b: f64| -> (Stats, Stats) {
+        let init = LayerInit::Fbm { hurst: h }.to_string();
+        let (_, _, series) = summary
+            .iter()
+            .find(|(i, beta, _)| *i == init && *beta == b)
+            .expect("every cell measured");
+        (series[0].1, series[0].2)
+    };
+    let mut text = format!(
+        "Figures: {0}-forward.svg/png, {0}-backward.svg/png.\n\n",
+        fig.stem
+    );
+    let mut boundary_table = Table::new(
+        format!(
+            "Explosion boundary: smallest β above which every β has mean log10(metric) ≤ {} (L = {})",
+            s.explosion_log10, s.depth
+        ),
+        ["H", "β* forward", "β* backward", "max(H, 1/2)"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    let mut bounds: Vec<Vec<(f64, f64)>> = vec![vec![], vec![]];
+    for (mi, metric) in ["forward", "backward"].iter().enumerate() {
+        let values: Vec<Vec<f64>> = betas
+            .iter()
+            .map(|&b| {
+                hs.iter()
+                    .map(|&h| {
+                        let (f, bw) = cell(h, b);
+                        if mi == 0 {
+                            f.log10_mean
+                        } else {
+                            bw.log10_mean
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        for (j, &h) in hs.iter().enumerate() {
+            // Scan from the largest β down; the boundary is the last β before a cell explodes.
+            let mut star = betas[betas.len() - 1];
+            for i in (0..betas.len()).rev() {
+                let v = values[i][j];
+                if v.is_nan() || v > s.explosion_log10 {
+                    break;
+                }
+                star = betas[i];
+            }
+            bounds[mi].push((h, star));
+        }
+        let theory: Vec<(f64, f64)> = hs.iter().map(|&h| (h, h.max(0.5))).collect();
+        Heatmap {
+            title: format!("{}: log10 {metric} metric (L = {})", fig.figure, s.depth),
+            x_label: "Hurst index H".into(),
+            y_label: "β (scale L^-β)".into(),
+            xs: hs.clone(),
+            ys: betas.clone(),
+            values,
+            vmin: -1.0,
+            vmax: 1.0,
+            value_label: format!("log10 {metric}"),
+            curves: vec![
+                ("measured boundary β*(H)".into(), bounds[mi].clone()),
+                ("max(H, 1/2)".into(), theory),
+            ],
+        }
+        .write(&out.join(format!("{}-{metric}", fig.stem)))?;
+    }
+    for (j, &h) in hs.iter().enumerate() {
+        boundary_table.push(vec![
+            format!("{h}"),
+            format!("{:.3}", bounds[0][j].1),
+            format!("{:.3}", bounds[1][j].1),
+            format!("{:.3}", h.max(0.5)),
+        ]);
+    }
+    boundary_table.write_csv(&out.join("boundary.csv"))?;
+    text += &boundary_table.to_markdown();
+    Ok(text)
+}
+
+/// The first dataset of `names` that loads (limits applied), or the errors of all.
+fn load_first(names: &[DatasetName], t: &TrainFig) -> Result<data::DataSplit> {
+    let mut errs = Vec::new();
+    for &name in names {
+        let spec = DataSpec {
+            limit_train: t.limit_train,
+            limit_test: t.limit_test,
+            ..DataSpec::new(name)
+        };
+        match data::load(&spec) {
+            Ok(s) => return Ok(s),
+            Err(e) => errs.push(format!("{name}: {e:#}")),
+        }
+    }
+    bail!("no dataset available: {}", errs.join("; "))
+}
+
+/// Result of one training run.
+pub struct Trained {
+    pub net: MarionNet,
+    pub test_acc: f64,
+    pub train_loss: f64,
+    pub diverged: bool,
+}
+
+/// Trains one model of `shape` (Adam, batch `t.batch`, lr × 0.1 every `t.lr_step` epochs,
+/// cross-entropy) on flattened, normalized images; returns it with its final test accuracy.
+#[allow(clippy::too_many_arguments)]
+pub fn train_classifier(
+    kind: MarionModel,
+    split: &data::DataSplit,
+    depth: i64,
+    width: i64,
+    init: LayerInit,
+    beta: f64,
+    lr: f64,
+    t: &TrainFig,
+    seed: u64,
+    device: Device,
+) -> Result<Trained> {
+    tch::manual_seed(seed as i64);
+    let d_in = split.channels * split.height * split.width;
+    let shape = MarionShape {
+        depth,
+        width,
+        d_in,
+        d_out: split.num_classes,
+    };
+    let vs = nn::VarStore::new(device);
+    let net = MarionNet::trainable(kind, &vs.root(), shape, init);
+    let scale = Tensor::from((depth as f64).powf(-beta) as f32).to_device(device);
+    let mut opt = nn::Adam::default().build(&vs, lr)?;
+    let train = DeviceData::new(&split.train, &split.mean, &split.std, device);
+    let test = DeviceData::new(&split.test, &split.mean, &split.std, device);
+    let mut last_loss = f64::NAN;
+    let mut diverged = false;
+    'epochs: for epoch in 0..t.epochs {
+        opt.set_lr(lr * 0.1f64.powi((epoch / t.lr_step.max(1)) as i32));
+        let mut sum = 0.0;
+        let mut n = 0.0;
+        for (x, y) in train.train_batches(t.batch, seed as i64 * 1000 + epoch, data::Augment::NONE)
+        {
+            let x = x.view([1, x.size()[0], -1]);
+            let logits = net.forward(&x, &scale).squeeze_dim(0);
+            let loss = logits.cross_entropy_for_logits(&y);
+            opt.backward_step(&loss);
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                diverged = true;
+                last_loss = l;
+                break 'epochs;
+            }
+            sum += l * y.size()[0] as f64;
+            n += y.size()[0] as f64;
+        }
+        last_loss = sum / n;
+    }
+    let test_acc = if diverged {
+        f64::NAN
+    } else {
+        tch::no_grad(|| {
+            let mut correct = 0i64;
+            let mut total = 0i64;
+            for (x, y) in test.eval_batches(1000) {
+                let x = x.view([1, x.size()[0], -1]);
+                let pred = net.forward(&x, &scale).squeeze_dim(0).argmax(-1, false);
+                correct += pred.eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
+                total += y.size()[0];
+            }
+            correct as f64 / total as f64
+        })
+    };
+    Ok(Trained {
+        net,
+        test_acc,
+        train_loss: last_loss,
+        diverged,
+    })
+}
+
+fn weights_figure(
+    fig: &Figure,
+    s: &WeightsFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let split = load_first(&s.data, &s.train)?;
+    let mut text = format!(
+        "Data: {} ({} train / {} test images). Figure: {}.svg/png.\n\n",
+        split.name,
+        split.train.len(),
+        split.test.len(),
+        fig.stem
+    );
+    let mut table = Table::new(
+        "Trained models, and the roughness of their weights along the layers",
+        [
+            "init",
+            "β",
+            "test acc",
+            "train loss",
+            "mean |W_{k+1} − W_k| / mean |W_k| (first weight tensor)",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    );
+    let mut panels = Vec::new();
+    let mut csv = Table::new(
+        "",
+        ["init", "beta", "tensor", "i", "j", "k", "value"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    for r in &s.runs {
+        let t0 = Instant::now();
+        let tr = train_classifier(
+            s.model, &split, s.depth, s.width, r.init, r.beta, s.lr, &s.train, s.seed, device,
+        )?;
+        if !quiet {
+            eprintln!(
+                "weights: {} init, β = {}: test acc {:.4} ({:.1}s)",
+                r.init,
+                r.beta,
+                tr.test_acc,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        let (name, w) = tr.net.layer_weights()[0];
+        let w = w.detach().to_device(Device::Cpu).select(0, 0); // [L, d, d]
+        let l = w.size()[0];
+        let rough = tch::no_grad(|| {
+            let dw = (w.narrow(0, 1, l - 1) - w.narrow(0, 0, l - 1))
+                .abs()
+                .mean(Kind::Double);
+            dw.double_value(&[]) / w.abs().mean(Kind::Double).double_value(&[])
+        });
+        table.push(vec![
+            r.init.to_string(),
+            format!("{}", r.beta),
+            format!("{:.4}", tr.test_acc),
+            format!("{:.4}", tr.train_loss),
+            format!("{rough:.4}"),
+        ]);
+        // A few entries (i, j), the same for every run: (e, (e·7 + 3) mod d).
+        let d = s.width;
+        let mut series = Vec::new();
+        for e in 0..s.entries as i64 {
+            let (i, j) = (e % d, (e * 7 + 3) % d);
+            let path = Vec::<f64>::try_from(w.select(1, i).select(1, j).to_kind(Kind::Double))?;
+            for (k, v) in path.iter().enumerate() {
+                csv.push(vec![
+                    r.init.to_string(),
+                    r.beta.to_string(),
+                    name.to_string(),
+                    i.to_string(),
+                    j.to_string(),
+                    (k + 1).to_string(),
+                    v.to_string(),
+                ]);
+            }
+            series.push(Series::new(
+                format!("{name}[{i},{j}]"),
+                path.iter()
+                    .enumerate()
+                    .map(|(k, &v)| ((k + 1) as f64, v))
+                    .collect(),
+            ));
+        }
+        panels.push(Panel {
+            spec: PlotSpec::new(
+                format!(
+                    "{} init, β = {} (test acc {:.3})",
+                    r.init, r.beta, tr.test_acc
+                ),
+                "layer k",
+                format!("{name}_k entry after training"),
+            ),
+            series,
+        });
+    }
+    csv.write_csv(&out.join("weights.csv"))?;
+    table.write_csv(&out.join("runs.csv"))?;
+    multi_panel(&out.join(&fig.stem), &fig.title, &panels)?;
+    text += &table.to_markdown();
+    Ok(text)
+}
+
+fn accuracy_figure(
+    fig: &Figure,
+    s: &AccuracyFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let hs = s.hursts.values();
+    let betas = s.betas.values();
+    let mut text = String::new();
+    for names in &s.datasets {
+        let split = match load_first(names, &s.train) {
+            Ok(split) => split,
+            Err(e) => {
+                let msg = format!(
+                    "skipped {}: {e:#}\n\n",
+                    names
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                );
+                eprintln!("{}: {msg}", fig.figure);
+                text += &msg;
+                continue;
+            }
+        };
+        let dname = split.name.as_str();
+        let mut runs = Table::new(
+            "",
+            [
+                "dataset",
+                "hurst",
+                "beta",
+                "lr",
+                "test_acc",
+                "train_loss",
+                "diverged",
+                "seconds",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        );
+        let mut best = vec![vec![f64::NAN; hs.len()]; betas.len()];
+        let mut best_lr = vec![vec![f64::NAN; hs.len()]; betas.len()];
+        let total = hs.len() * betas.len() * s.lrs.len();
+        let mut n = 0;
+        for (j, &h) in hs.iter().enumerate() {
+            for (i, &b) in betas.iter().enumerate() {
+                for &lr in &s.lrs {
+                    n += 1;
+                    let t0 = Instant::now();
+                    let tr = train_classifier(
+                        s.model,
+                        &split,
+                        s.depth,
+                        s.width,
+                        LayerInit::Fbm { hurst: h },
+                        b,
+                        lr,
+                        &s.train,
+                        s.seed,
+                        device,
+                    )?;
+                    let secs = t0.elapsed().as_secs_f64();
+                    if !quiet {
+                        eprintln!(
+                            "[{n}/{total}] {dname} H={h} β={b} lr={lr}: test acc {:.4} ({secs:.1}s)",
+                            tr.test_acc
+                        );
+                    }
+                    runs.push(vec![
+                        dname.into(),
+                        h.to_string(),
+                        b.to_string(),
+                        lr.to_string(),
+                        tr.test_acc.to_string(),
+                        tr.train_loss.to_string(),
+                        tr.diverged.to_string(),
+                        format!("{secs:.2}"),
+                    ]);
+                    if tr.test_acc.is_finite() && (best[i][j].is_nan() || tr.test_acc > best[i][j])
+                    {
+                        best[i][j] = tr.test_acc;
+                        best_lr[i][j] = lr;
+                    }
+                }
+            }
+        }
+        runs.write_csv(&out.join(format!("runs-{dname}.csv")))?;
+        let mut table = Table::new(
+            format!(
+                "{dname}: best test accuracy over lr ∈ {:?} (rows β, columns H; L = {}, width {}, {} epoch(s))",
+                s.lrs, s.depth, s.width, s.train.epochs
+            ),
+            std::iter::once("β \\ H".to_string())
+                .chain(hs.iter().map(|h| format!("{h}")))
+                .collect(),
+        );
+        for (i, &b) in betas.iter().enumerate().rev() {
+            table.push(
+                std::iter::once(format!("{b}"))
+                    .chain(best[i].iter().map(|a| format!("{a:.3}")))
+                    .collect(),
+            );
+        }
+        Heatmap {
+            title: format!("{}: test accuracy, {dname} (L = {})", fig.figure, s.depth),
+            x_label: "Hurst index H".into(),
+            y_label: "β (scale L^-β)".into(),
+            xs: hs.clone(),
+            ys: betas.clone(),
+            values: best,
+            vmin: 0.0,
+            vmax: 1.0,
+            value_label: "test accuracy".into(),
+            curves: vec![],
+        }
+        .write(&out.join(format!("{}-{dname}", fig.stem)))?;
+        text += &format!("Figure: {}-{dname}.svg/png.\n\n", fig.stem);
+        text += &table.to_markdown();
+        text += "\n";
+    }
+    Ok(text)
+}
+
+/// The default output directory of a figure: `runs/marion2022/<stem>/<scale>`.
+pub fn default_out(fig: &Figure) -> PathBuf {
+    PathBuf::from("runs/marion2022")
+        .join(&fig.stem)
+        .join(&fig.scale)
+}

@@ -1,0 +1,129 @@
+//! FullResNet of Marion et al. (2022, SPEC §1.2), many independent models at once:
+//! h_0 = A x, h_{k+1} = h_k + L^-β V_{k+1} relu(W_{k+1} h_k), k = 0..L−1, output B h_L.
+//!
+//! Shapes (M models, width d, depth L, a batch of B inputs per model): A `[M, d, d_in]`,
+//! W and V `[M, L, d, d]` (the depth's weights as one tensor), B `[M, d_out, d]`, hidden states
+//! `[M, B, d]`. Every layer is one batched matmul over the M models. The scale s = L^-β is a
+//! tensor broadcast against `[M, B, 1]`, so one pass can hold several β (one per input row).
+//! A and B are uniform ±√(3/fan_in) (the authors' code), W and V follow a [`LayerInit`].
+use tch::{nn, Device, Kind, Tensor};
+
+use super::weight_init::{layer_weights, LayerInit};
+
+/// Uniform ±√(3/fan_in) matrices `[models, d_out, d_in]`.
+pub fn uniform_matrix(models: i64, d_out: i64, d_in: i64, device: Device) -> Tensor {
+    let bound = (3.0 / d_in as f64).sqrt();
+    Tensor::empty([models, d_out, d_in], (Kind::Float, device)).uniform_(-bound, bound)
+}
+
+/// The residual scale s = L^-β as a scalar tensor.
+pub fn depth_scale(depth: i64, beta: f64, device: Device) -> Tensor {
+    Tensor::from((depth as f64).powf(-beta) as f32).to_device(device)
+}
+
+/// M FullResNets of the same depth L and width d.
+#[derive(Debug)]
+pub struct FullResNet {
+    /// A: `[M, d, d_in]`.
+    pub a: Tensor,
+    /// W_1..W_L: `[M, L, d, d]`.
+    pub w: Tensor,
+    /// V_1..V_L: `[M, L, d, d]`.
+    pub v: Tensor,
+    /// B: `[M, d_out, d]`.
+    pub b: Tensor,
+}
+
+impl FullResNet {
+    /// `models` random models; W and V drawn independently from `init`.
+    pub fn new(
+        models: i64,
+        depth: i64,
+        width: i64,
+        d_in: i64,
+        d_out: i64,
+        init: LayerInit,
+        device: Device,
+    ) -> FullResNet {
+        FullResNet {
+            a: uniform_matrix(models, width, d_in, device),
+            w: layer_weights(init, models, depth, width, width, device),
+            v: layer_weights(init, models, depth, width, width, device),
+            b: uniform_matrix(models, d_out, width, device),
+        }
+    }
+
+    /// One random model whose A, W, V, B are trainable variables of `path` (M = 1).
+    pub fn trainable(
+        path: &nn::Path,
+        depth: i64,
+        width: i64,
+        d_in: i64,
+        d_out: i64,
+        init: LayerInit,
+    ) -> FullResNet {
+        let m = tch::no_grad(|| FullResNet::new(1, depth, width, d_in, d_out, init, path.device()));
+        FullResNet {
+            a: path.var_copy("A", &m.a),
+            w: path.var_copy("W", &m.w),
+            v: path.var_copy("V", &m.v),
+            b: path.var_copy("B", &m.b),
+        }
+    }
+
+    /// Depth L.
+    pub fn depth(&self) -> i64 {
+        self.w.size()[1]
+    }
+
+    /// h_0 = A x: x `[B, d_in]` (shared by the models) or `[M, B, d_in]` → `[M, B, d]`.
+    pub fn embed(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.a.transpose(-1, -2))
+    }
+
+    /// h_L from h_0 `[M, B, d]` with scale s (broadcast against `[M, B, 1]`); when `masks` is
+    /// given, pushes relu′(W_{k+1} h_k) of every layer (bool) for [`Self::hidden_grad`].
+    pub fn hidden(
+        &self,
+        h0: &Tensor,
+        scale: &Tensor,
+        mut masks: Option<&mut Vec<Tensor>>,
+    ) -> Tensor {
+        let mut h = h0.shallow_clone();
+        for k in 0..self.depth() {
+            let w = self.w.select(1, k);
+            let v = self.v.select(1, k);
+            let pre = h.matmul(&w.transpose(-1, -2));
+            if let Some(m) = masks.as_deref_mut() {
+                m.push(pre.gt(0.0));
+            }
+            // h_{k+1} = h_k + L^-β V_{k+1} relu(W_{k+1} h_k)
+            h = &h + pre.relu().matmul(&v.transpose(-1, -2)) * scale;
+        }
+        h
+    }
+
+    /// ∂ℓ/∂h_0 from g_L = ∂ℓ/∂h_L by the backward recursion
+    /// g_k = g_{k+1} + s W_{k+1}ᵀ (relu′(W_{k+1} h_k) ⊙ V_{k+1}ᵀ g_{k+1}), with the masks of
+    /// [`Self::hidden`] (no autograd).
+    pub fn hidden_grad(&self, g_l: &Tensor, scale: &Tensor, masks: &[Tensor]) -> Tensor {
+        let mut g = g_l.shallow_clone();
+        for k in (0..self.depth()).rev() {
+            let w = self.w.select(1, k);
+            let v = self.v.select(1, k);
+            let u = g.matmul(&v) * masks[k as usize].to_kind(g.kind());
+            g = &g + u.matmul(&w) * scale;
+        }
+        g
+    }
+
+    /// Output B h_L: `[M, B, d_out]`.
+    pub fn output(&self, h_l: &Tensor) -> Tensor {
+        h_l.matmul(&self.b.transpose(-1, -2))
+    }
+
+    /// B h_L for inputs x, with autograd (training).
+    pub fn forward(&self, x: &Tensor, scale: &Tensor) -> Tensor {
+        self.output(&self.hidden(&self.embed(x), scale, None))
+    }
+}

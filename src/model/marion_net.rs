@@ -1,0 +1,139 @@
+//! [`MarionNet`]: either fully connected ResNet of Marion et al. (2022) behind one interface,
+//! for the scaling measurements and the training of Figures M8–M9.
+use std::str::FromStr;
+
+use tch::{nn, Device, Tensor};
+
+use super::full_resnet::FullResNet;
+use super::simple_resnet::SimpleResNet;
+use super::weight_init::LayerInit;
+
+/// Which residual block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MarionModel {
+    /// h_{k+1} = h_k + L^-β V relu(W h_k).
+    Full,
+    /// h_{k+1} = h_k + L^-β (V relu(h_k) + b).
+    Simple,
+}
+
+impl FromStr for MarionModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(MarionModel::Full),
+            "simple" => Ok(MarionModel::Simple),
+            _ => Err(format!("unknown model {s:?}: expected full or simple")),
+        }
+    }
+}
+
+impl std::fmt::Display for MarionModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MarionModel::Full => "full",
+            MarionModel::Simple => "simple",
+        })
+    }
+}
+
+/// M models of one kind.
+#[derive(Debug)]
+pub enum MarionNet {
+    Full(FullResNet),
+    Simple(SimpleResNet),
+}
+
+/// Sizes of a [`MarionNet`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MarionShape {
+    pub depth: i64,
+    pub width: i64,
+    pub d_in: i64,
+    pub d_out: i64,
+}
+
+impl MarionNet {
+    /// `models` random models.
+    pub fn new(
+        kind: MarionModel,
+        models: i64,
+        s: MarionShape,
+        init: LayerInit,
+        device: Device,
+    ) -> MarionNet {
+        match kind {
+            MarionModel::Full => MarionNet::Full(FullResNet::new(
+                models, s.depth, s.width, s.d_in, s.d_out, init, device,
+            )),
+            MarionModel::Simple => MarionNet::Simple(SimpleResNet::new(
+                models, s.depth, s.width, s.d_in, s.d_out, init, device,
+            )),
+        }
+    }
+
+    /// One random trainable model (M = 1) in `path`.
+    pub fn trainable(
+        kind: MarionModel,
+        path: &nn::Path,
+        s: MarionShape,
+        init: LayerInit,
+    ) -> MarionNet {
+        match kind {
+            MarionModel::Full => MarionNet::Full(FullResNet::trainable(
+                path, s.depth, s.width, s.d_in, s.d_out, init,
+            )),
+            MarionModel::Simple => MarionNet::Simple(SimpleResNet::trainable(
+                path, s.depth, s.width, s.d_in, s.d_out, init,
+            )),
+        }
+    }
+
+    pub fn depth(&self) -> i64 {
+        match self {
+            MarionNet::Full(m) => m.depth(),
+            MarionNet::Simple(m) => m.depth(),
+        }
+    }
+
+    pub fn embed(&self, x: &Tensor) -> Tensor {
+        match self {
+            MarionNet::Full(m) => m.embed(x),
+            MarionNet::Simple(m) => m.embed(x),
+        }
+    }
+
+    pub fn hidden(&self, h0: &Tensor, scale: &Tensor, masks: Option<&mut Vec<Tensor>>) -> Tensor {
+        match self {
+            MarionNet::Full(m) => m.hidden(h0, scale, masks),
+            MarionNet::Simple(m) => m.hidden(h0, scale, masks),
+        }
+    }
+
+    pub fn hidden_grad(&self, g_l: &Tensor, scale: &Tensor, masks: &[Tensor]) -> Tensor {
+        match self {
+            MarionNet::Full(m) => m.hidden_grad(g_l, scale, masks),
+            MarionNet::Simple(m) => m.hidden_grad(g_l, scale, masks),
+        }
+    }
+
+    pub fn output(&self, h_l: &Tensor) -> Tensor {
+        match self {
+            MarionNet::Full(m) => m.output(h_l),
+            MarionNet::Simple(m) => m.output(h_l),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, scale: &Tensor) -> Tensor {
+        self.output(&self.hidden(&self.embed(x), scale, None))
+    }
+
+    /// The depth's weight tensors `[M, L, d, d]` by name: W, V (full) or V (simple).
+    pub fn layer_weights(&self) -> Vec<(&'static str, &Tensor)> {
+        match self {
+            MarionNet::Full(m) => vec![("W", &m.w), ("V", &m.v)],
+            MarionNet::Simple(m) => vec![("V", &m.v)],
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! SimpleResNet of Marion et al. (2022, SPEC §1.2), many independent models at once:
+//! h_0 = A x, h_{k+1} = h_k + L^-β (V_{k+1} relu(h_k) + b_{k+1}), output B h_L.
+//!
+//! Shapes as in [`super::full_resnet`]: A `[M, d, d_in]`, V `[M, L, d, d]`, biases
+//! b `[M, L, d]` (zero at initialization, as in the authors' code), B `[M, d_out, d]`.
+use tch::{nn, Device, Kind, Tensor};
+
+use super::full_resnet::uniform_matrix;
+use super::weight_init::{layer_weights, LayerInit};
+
+/// M SimpleResNets of the same depth L and width d.
+#[derive(Debug)]
+pub struct SimpleResNet {
+    /// A: `[M, d, d_in]`.
+    pub a: Tensor,
+    /// V_1..V_L: `[M, L, d, d]`.
+    pub v: Tensor,
+    /// b_1..b_L: `[M, L, d]`.
+    pub bias: Tensor,
+    /// B: `[M, d_out, d]`.
+    pub b: Tensor,
+}
+
+impl SimpleResNet {
+    /// `models` random models; V drawn from `init`, biases zero.
+    pub fn new(
+        models: i64,
+        depth: i64,
+        width: i64,
+        d_in: i64,
+        d_out: i64,
+        init: LayerInit,
+        device: Device,
+    ) -> SimpleResNet {
+        SimpleResNet {
+            a: uniform_matrix(models, width, d_in, device),
+            v: layer_weights(init, models, depth, width, width, device),
+            bias: Tensor::zeros([models, depth, width], (Kind::Float, device)),
+            b: uniform_matrix(models, d_out, width, device),
+        }
+    }
+
+    /// One random model whose parameters are trainable variables of `path` (M = 1).
+    pub fn trainable(
+        path: &nn::Path,
+        depth: i64,
+        width: i64,
+        d_in: i64,
+        d_out: i64,
+        init: LayerInit,
+    ) -> SimpleResNet {
+        let m =
+            tch::no_grad(|| SimpleResNet::new(1, depth, width, d_in, d_out, init, path.device()));
+        SimpleResNet {
+            a: path.var_copy("A", &m.a),
+            v: path.var_copy("V", &m.v),
+            bias: path.var_copy("bias", &m.bias),
+            b: path.var_copy("B", &m.b),
+        }
+    }
+
+    /// Depth L.
+    pub fn depth(&self) -> i64 {
+        self.v.size()[1]
+    }
+
+    /// h_0 = A x → `[M, B, d]`.
+    pub fn embed(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.a.transpose(-1, -2))
+    }
+
+    /// h_L from h_0 `[M, B, d]`; `masks` collects relu′(h_k) for [`Self::hidden_grad`].
+    pub fn hidden(
+        &self,
+        h0: &Tensor,
+        scale: &Tensor,
+        mut masks: Option<&mut Vec<Tensor>>,
+    ) -> Tensor {
+        let mut h = h0.shallow_clone();
+        for k in 0..self.depth() {
+            let v = self.v.select(1, k);
+            let b = self.bias.select(1, k).unsqueeze(1);
+            if let Some(m) = masks.as_deref_mut() {
+                m.push(h.gt(0.0));
+            }
+            // h_{k+1} = h_k + L^-β (V_{k+1} relu(h_k) + b_{k+1})
+            h = &h + (h.relu().matmul(&v.transpose(-1, -2)) + b) * scale;
+        }
+        h
+    }
+
+    /// ∂ℓ/∂h_0 from g_L: g_k = g_{k+1} + s relu′(h_k) ⊙ V_{k+1}ᵀ g_{k+1} (no autograd).
+    pub fn hidden_grad(&self, g_l: &Tensor, scale: &Tensor, masks: &[Tensor]) -> Tensor {
+        let mut g = g_l.shallow_clone();
+        for k in (0..self.depth()).rev() {
+            let v = self.v.select(1, k);
+            g = &g + g.matmul(&v) * masks[k as usize].to_kind(g.kind()) * scale;
+        }
+        g
+    }
+
+    /// Output B h_L: `[M, B, d_out]`.
+    pub fn output(&self, h_l: &Tensor) -> Tensor {
+        h_l.matmul(&self.b.transpose(-1, -2))
+    }
+
+    /// B h_L for inputs x, with autograd (training).
+    pub fn forward(&self, x: &Tensor, scale: &Tensor) -> Tensor {
+        self.output(&self.hidden(&self.embed(x), scale, None))
+    }
+}

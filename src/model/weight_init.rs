@@ -1,0 +1,307 @@
+//! Layer-correlated initializations of the fully connected ResNets of Marion et al. (2022,
+//! SPEC §1.2): every entry (i, j) of the depth's weights `[L, d, d]` is an independent path over
+//! the layer index k = 1..L; the three laws differ in how a path is correlated across k.
+//!
+//! - [`LayerInit::Iid`]: uniform on ±√(3/fan_in), independent across k (variance 1/fan_in);
+//!   on the CPU drawn by [`fast_uniform`] (xoshiro256++ streams seeded from torch's RNG).
+//! - [`LayerInit::Smooth`]: a Gaussian process f over t_k = k/L, t ∈ [0, 1], with kernel
+//!   exp(-(t-s)²/0.02) (bandwidth 0.1); as in the authors' code, the layer weights are the
+//!   path's increments W_k ∝ f(t_k) − f(t_{k−1}) normalized to variance 1/fan_in, a smooth
+//!   function of t_k (≈ f′(t_k)), so W_{k+1} − W_k = O(1/L).
+//! - [`LayerInit::Fbm`]: fractional Brownian motion B^H with Hurst index H sampled exactly at
+//!   t_k = k/L (Cholesky factor of the fractional Gaussian noise covariance, computed in f64
+//!   once per (L, H) and cached); the layer weights are its increments normalized to unit
+//!   variance, W_k = L^H (B^H(t_k) − B^H(t_{k−1})) / √fan_in (fractional Gaussian noise, as in
+//!   the authors' code). H = 1/2 gives i.i.d. Gaussian weights; H → 1 smooth ones; H < 1/2
+//!   anti-correlated, rough ones.
+//!
+//! Paths of all d² entries (and of many models) come from one matmul `z @ Cᵀ` of standard
+//! normals with the factor C; nothing loops over entries. Randomness: torch's global RNG
+//! (`tch::manual_seed`).
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tch::{Device, Kind, Tensor};
+
+/// Squared bandwidth term of the smooth kernel: k(t, s) = exp(-(t-s)² / SMOOTH_KERNEL_DENOM).
+pub const SMOOTH_KERNEL_DENOM: f64 = 0.02;
+
+/// How the L layer weights of a fully connected ResNet are drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerInit {
+    /// Uniform ±√(3/fan_in), independent across layers.
+    Iid,
+    /// Increments of a Gaussian process with kernel exp(-(t-s)²/0.02), normalized.
+    Smooth,
+    /// Fractional Gaussian noise of Hurst index `hurst` in (0, 1), normalized.
+    Fbm { hurst: f64 },
+}
+
+impl fmt::Display for LayerInit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerInit::Iid => f.write_str("iid"),
+            LayerInit::Smooth => f.write_str("smooth"),
+            LayerInit::Fbm { hurst } => write!(f, "fbm:{hurst}"),
+        }
+    }
+}
+
+impl FromStr for LayerInit {
+    type Err = String;
+    /// `iid`, `smooth` or `fbm:H` with 0 < H < 1.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "iid" => Ok(LayerInit::Iid),
+            "smooth" => Ok(LayerInit::Smooth),
+            _ => {
+                let h = s.strip_prefix("fbm:").ok_or_else(|| {
+                    format!("unknown init {s:?}: expected iid, smooth or fbm:H (0 < H < 1)")
+                })?;
+                let hurst: f64 = h
+                    .parse()
+                    .map_err(|_| format!("{s:?}: the Hurst index {h:?} is not a number"))?;
+                if !(hurst > 0.0 && hurst < 1.0) {
+                    return Err(format!("{s:?}: the Hurst index must be in (0, 1)"));
+                }
+                Ok(LayerInit::Fbm { hurst })
+            }
+        }
+    }
+}
+
+impl serde::Serialize for LayerInit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LayerInit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Autocovariance of unit-variance fractional Gaussian noise at lag n:
+/// γ(n) = ½(|n+1|^{2H} − 2|n|^{2H} + |n−1|^{2H}).
+pub fn fgn_autocovariance(n: i64, hurst: f64) -> f64 {
+    let p = 2.0 * hurst;
+    let a = |x: i64| (x.abs() as f64).powf(p);
+    0.5 * (a(n + 1) - 2.0 * a(n) + a(n - 1))
+}
+
+/// Cached factors as (rows, cols, values) in f64 (a `Tensor` is not `Sync`).
+type FactorCache = Mutex<HashMap<(i64, u64), Arc<(i64, i64, Vec<f64>)>>>;
+
+fn cache() -> &'static FactorCache {
+    static CACHE: OnceLock<FactorCache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The cached factor under `key`, computed by `make` (f64 `[rows, cols]`) when missing.
+fn cached(key: (i64, u64), make: impl FnOnce() -> Tensor) -> Tensor {
+    let hit = cache().lock().unwrap().get(&key).cloned();
+    let entry = match hit {
+        Some(e) => e,
+        None => {
+            let t = make().to_kind(Kind::Double).contiguous();
+            let (r, c) = (t.size()[0], t.size()[1]);
+            let v = Vec::<f64>::try_from(t.view([-1])).expect("factor values");
+            let e = Arc::new((r, c, v));
+            cache().lock().unwrap().insert(key, e.clone());
+            e
+        }
+    };
+    Tensor::from_slice(&entry.2).view([entry.0, entry.1])
+}
+
+/// Lower Cholesky factor C (f64, CPU, `[L, L]`) of the covariance of L steps of unit-variance
+/// fractional Gaussian noise: z @ Cᵀ has exactly that covariance. Cached per (L, H).
+pub fn fgn_factor(steps: i64, hurst: f64) -> Tensor {
+    cached((steps, hurst.to_bits()), || fgn_cholesky(steps, hurst))
+}
+
+fn fgn_cholesky(steps: i64, hurst: f64) -> Tensor {
+    let lags: Vec<f64> = (0..steps).map(|n| fgn_autocovariance(n, hurst)).collect();
+    let lag = Tensor::from_slice(&lags);
+    let idx = Tensor::arange(steps, (Kind::Int64, Device::Cpu));
+    let dist = (idx.unsqueeze(1) - idx.unsqueeze(0)).abs();
+    let cov = lag.index_select(0, &dist.view([-1])).view([steps, steps]);
+    cov.linalg_cholesky(false)
+}
+
+/// A factor F (f64, CPU, `[L+1, r]`) with F Fᵀ ≈ K, K the smooth kernel over t_k = k/L,
+/// k = 0..L: eigen-decomposition of K in f64, eigenvalues below 1e-13·λ_max dropped (K is
+/// numerically of low rank). Cached per L.
+pub fn smooth_factor(steps: i64) -> Tensor {
+    cached((steps, u64::MAX), || smooth_eigen_factor(steps))
+}
+
+fn smooth_eigen_factor(steps: i64) -> Tensor {
+    let t = Tensor::arange(steps + 1, (Kind::Double, Device::Cpu)) / steps as f64;
+    let d = t.unsqueeze(1) - t.unsqueeze(0);
+    let k = (-(&d * &d) / SMOOTH_KERNEL_DENOM).exp();
+    let (eval, evec) = k.linalg_eigh("L");
+    let max = eval.max().double_value(&[]);
+    let keep = eval.gt(1e-13 * max).nonzero().view([-1]);
+    evec.index_select(1, &keep) * eval.index_select(0, &keep).sqrt().unsqueeze(0)
+}
+
+/// `n` fBm paths B^H(t_k), t_k = k/L, k = 0..L (`[n, L+1]`, f32, B^H(0) = 0) on `device`:
+/// Var B^H(t) = t^{2H}; increments have variance (1/L)^{2H}.
+pub fn fbm_paths(n: i64, steps: i64, hurst: f64, device: Device) -> Tensor {
+    let fgn = fgn(n, steps, hurst, device);
+    let b = fgn.cumsum(1, Kind::Float) * (steps as f64).powf(-hurst);
+    Tensor::cat(&[Tensor::zeros([n, 1], (Kind::Float, device)), b], 1)
+}
+
+/// `n` sequences of L steps of unit-variance fractional Gaussian noise (`[n, L]`, f32).
+pub fn fgn(n: i64, steps: i64, hurst: f64, device: Device) -> Tensor {
+    let c = fgn_factor(steps, hurst)
+        .to_kind(Kind::Float)
+        .to_device(device);
+    Tensor::randn([n, steps], (Kind::Float, device)).matmul(&c.tr())
+}
+
+/// `n` paths of the smooth Gaussian process at t_k = k/L, k = 0..L (`[n, L+1]`, f32).
+pub fn smooth_paths(n: i64, steps: i64, device: Device) -> Tensor {
+    let f = smooth_factor(steps).to_kind(Kind::Float).to_device(device);
+    Tensor::randn([n, f.size()[1]], (Kind::Float, device)).matmul(&f.tr())
+}
+
+/// Standard deviation of an increment f(t_k) − f(t_{k−1}) of the smooth process:
+/// √(2(1 − exp(−(1/L)²/0.02))) ≈ 10/L.
+pub fn smooth_increment_std(steps: i64) -> f64 {
+    let dt = 1.0 / steps as f64;
+    (2.0 * (1.0 - (-dt * dt / SMOOTH_KERNEL_DENOM).exp())).sqrt()
+}
+
+/// xoshiro256++ (Blackman & Vigna): a small, fast generator for bulk uniform weights.
+struct Xoshiro256pp([u64; 4]);
+
+impl Xoshiro256pp {
+    /// State from a 64-bit seed through splitmix64 (never all zero).
+    fn new(mut seed: u64) -> Self {
+        let mut s = [0u64; 4];
+        for x in &mut s {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            *x = z ^ (z >> 31);
+        }
+        Xoshiro256pp(s)
+    }
+
+    #[inline]
+    fn next(&mut self) -> u64 {
+        let s = &mut self.0;
+        let r = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        r
+    }
+}
+
+/// `n` independent uniform(−bound, bound) f32 values (24 random bits each), on all cores:
+/// one xoshiro256++ stream per thread, seeded from torch's global RNG (so `tch::manual_seed`
+/// fixes them). Sampling the i.i.d. weights of many wide, deep models (Figure M2: 2·10¹¹
+/// values) is several times faster this way than with torch's CPU `uniform_`.
+pub fn fast_uniform(n: usize, bound: f32) -> Vec<f32> {
+    let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(16);
+    let mut out = vec![0f32; n];
+    let per = n.div_ceil(threads).max(1);
+    let scale = 2.0 * bound / (1u32 << 24) as f32;
+    std::thread::scope(|sc| {
+        for (t, part) in out.chunks_mut(per).enumerate() {
+            sc.spawn(move || {
+                let mut rng =
+                    Xoshiro256pp::new(seed ^ (t as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+                let mut pairs = part.chunks_exact_mut(2);
+                for p in &mut pairs {
+                    let x = rng.next();
+                    p[0] = (x >> 40) as f32 * scale - bound;
+                    p[1] = ((x >> 8) & 0xFF_FFFF) as f32 * scale - bound;
+                }
+                for v in pairs.into_remainder() {
+                    *v = (rng.next() >> 40) as f32 * scale - bound;
+                }
+            });
+        }
+    });
+    out
+}
+
+/// Weights of `models` independent models of depth `steps` = L: `[models, L, d_out, d_in]`
+/// (f32), each entry an independent path over k drawn from `init`, of variance 1/d_in.
+pub fn layer_weights(
+    init: LayerInit,
+    models: i64,
+    steps: i64,
+    d_out: i64,
+    d_in: i64,
+    device: Device,
+) -> Tensor {
+    let n = models * d_out * d_in;
+    let scale = 1.0 / (d_in as f64).sqrt();
+    let paths = match init {
+        LayerInit::Iid => {
+            let bound = (3.0 / d_in as f64).sqrt();
+            // Independent across k: draw in the final layout directly.
+            let shape = [models, steps, d_out, d_in];
+            if device == Device::Cpu {
+                let v = fast_uniform((models * steps * d_out * d_in) as usize, bound as f32);
+                return Tensor::from_slice(&v).view(shape);
+            }
+            return Tensor::empty(shape, (Kind::Float, device)).uniform_(-bound, bound);
+        }
+        LayerInit::Smooth => {
+            let f = smooth_factor(steps);
+            // Increments of the factor give the increments of the path: ΔF = F[1:] − F[:-1].
+            let df = (f.narrow(0, 1, steps) - f.narrow(0, 0, steps)) / smooth_increment_std(steps)
+                * scale;
+            let df = df.to_kind(Kind::Float).to_device(device);
+            Tensor::randn([n, df.size()[1]], (Kind::Float, device)).matmul(&df.tr())
+        }
+        LayerInit::Fbm { hurst } => fgn(n, steps, hurst, device) * scale,
+    };
+    paths
+        .view([models, d_out, d_in, steps])
+        .permute([0, 3, 1, 2])
+        .contiguous()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_inits() {
+        assert_eq!("iid".parse::<LayerInit>().unwrap(), LayerInit::Iid);
+        assert_eq!(
+            "fbm:0.3".parse::<LayerInit>().unwrap(),
+            LayerInit::Fbm { hurst: 0.3 }
+        );
+        assert!("fbm:1.2".parse::<LayerInit>().is_err());
+        assert!("gp".parse::<LayerInit>().is_err());
+        assert_eq!(LayerInit::Fbm { hurst: 0.3 }.to_string(), "fbm:0.3");
+    }
+
+    #[test]
+    fn fgn_autocovariance_at_half_is_white() {
+        assert_eq!(fgn_autocovariance(0, 0.5), 1.0);
+        assert!(fgn_autocovariance(1, 0.5).abs() < 1e-15);
+        assert!((fgn_autocovariance(1, 0.8) - (2f64.powf(0.6) - 1.0)).abs() < 1e-12);
+    }
+}

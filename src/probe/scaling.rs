@@ -1,0 +1,449 @@
+//! `deepres scaling`: the forward and backward metrics of Marion et al. (2022, SPEC §1.2) at
+//! initialization, over depths L, scalings β, layer initializations and random models.
+//!
+//! For each model and input x (uniform on [0, 1]^{d_in}, target uniform on [0, 1]):
+//! - forward:  ‖h_L − h_0‖ / ‖h_0‖;
+//! - backward: ‖g_0 − g_L‖ / ‖g_L‖, g_k = ∂ℓ/∂h_k, ℓ = ‖B h_L − target‖² (the authors' loss),
+//!   g_0 from g_L by the batched backward recursion (no autograd);
+//! - output: the first coordinate of B h_L (Figure M2).
+//!
+//! Models are drawn in chunks of at most `chunk` and evaluated at once; all β of the list share
+//! a chunk's models (one input row per (β, input)), so the weights are drawn once per depth.
+//! Overflow is data: inf and NaN are written as such.
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
+use crate::model::weight_init::LayerInit;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct ScalingSpec {
+    pub model: MarionModel,
+    pub inits: Vec<LayerInit>,
+    pub depths: Vec<i64>,
+    pub betas: Vec<f64>,
+    pub width: i64,
+    pub input_dim: i64,
+    pub output_dim: i64,
+    /// Random models per (init, depth).
+    pub models: i64,
+    /// Random inputs per model (and per β).
+    pub inputs: i64,
+    /// At most this many models in one batched pass.
+    pub chunk: i64,
+    pub seed: u64,
+    pub device: Device,
+}
+
+impl ScalingSpec {
+    /// Checks sizes and lists; errors name the option.
+    pub fn validate(&self) -> Result<()> {
+        if self.inits.is_empty() || self.depths.is_empty() || self.betas.is_empty() {
+            bail!("init, depths and betas must each hold at least one value");
+        }
+        if let Some(d) = self.depths.iter().find(|&&d| d < 1) {
+            bail!("depths: every depth L must be ≥ 1, got {d}");
+        }
+        if let Some(b) = self.betas.iter().find(|b| !b.is_finite()) {
+            bail!("betas: every β must be a finite number, got {b}");
+        }
+        for (name, v) in [
+            ("width", self.width),
+            ("input_dim", self.input_dim),
+            ("output_dim", self.output_dim),
+            ("models", self.models),
+            ("inputs", self.inputs),
+            ("chunk", self.chunk),
+        ] {
+            if v < 1 {
+                bail!("{name}: must be ≥ 1, got {v}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One measurement (one model, one β, one input).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalingRow {
+    pub model: String,
+    pub init: String,
+    pub depth: i64,
+    pub beta: f64,
+    pub width: i64,
+    /// Index of the random model within its (init, depth).
+    pub sample: i64,
+    pub input: i64,
+    pub forward: f64,
+    pub backward: f64,
+    pub output: f64,
+}
+
+/// Forward metric, backward metric and first output coordinate of every (model, row):
+/// x `[M, B, d_in]`, scale broadcast against `[M, B, 1]`; returns three `[M, B]` f64 tensors.
+pub fn measure(net: &MarionNet, x: &Tensor, target: &Tensor, scale: &Tensor) -> [Tensor; 3] {
+    tch::no_grad(|| {
+        let h0 = net.embed(x);
+        let mut masks = Vec::with_capacity(net.depth() as usize);
+        let hl = net.hidden(&h0, scale, Some(&mut masks));
+        let out = net.output(&hl);
+        // ℓ = ‖B h_L − target‖²: g_L = 2 (B h_L − target) B.
+        let b = match net {
+            MarionNet::Full(m) => &m.b,
+            MarionNet::Simple(m) => &m.b,
+        };
+        let gl = (&out - target).matmul(b) * 2.0;
+        let g0 = net.hidden_grad(&gl, scale, &masks);
+        let norm = |t: &Tensor| {
+            t.to_kind(Kind::Double)
+                .square()
+                .sum_dim_intlist([-1i64].as_slice(), false, Kind::Double)
+                .sqrt()
+        };
+        let fwd = norm(&(&hl - &h0)) / norm(&h0);
+        let bwd = norm(&(&g0 - &gl)) / norm(&gl);
+        [fwd, bwd, out.select(-1, 0).to_kind(Kind::Double)]
+    })
+}
+
+/// Runs every (init, depth) of `spec`; returns the rows (also written to `csv` when given).
+pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<ScalingRow>> {
+    spec.validate()?;
+    tch::manual_seed(spec.seed as i64);
+    let dev = spec.device;
+    let nb = spec.betas.len() as i64;
+    let mut rows = Vec::new();
+    let start = Instant::now();
+    for init in &spec.inits {
+        for &depth in &spec.depths {
+            let scales: Vec<f32> = spec
+                .betas
+                .iter()
+                .flat_map(|&b| {
+                    std::iter::repeat_n((depth as f64).powf(-b) as f32, spec.inputs as usize)
+                })
+                .collect();
+            let scale = Tensor::from_slice(&scales).view([1, -1, 1]).to_device(dev);
+            let mut done = 0;
+            while done < spec.models {
+                let m = spec.chunk.min(spec.models - done);
+                let shape = MarionShape {
+                    depth,
+                    width: spec.width,
+                    d_in: spec.input_dim,
+                    d_out: spec.output_dim,
+                };
+                let net = MarionNet::new(spec.model, m, shape, *init, dev);
+                // The same inputs and targets for every β of a model.
+                let x = Tensor::rand([m, 1, spec.inputs, spec.input_dim], (Kind::Float, dev))
+                    .expand([m, nb, spec.inputs, spec.input_dim], false)
+                    .reshape([m, nb * spec.inputs, spec.input_dim]);
+                let t = Tensor::rand([m, 1, spec.inputs, spec.output_dim], (Kind::Float, dev))
+                    .expand([m, nb, spec.inputs, spec.output_dim], false)
+                    .reshape([m, nb * spec.inputs, spec.output_dim]);
+                let [f, b, o] = measure(&net, &x, &t, &scale);
+                let to_vec = |t: Tensor| Vec::<f64>::try_from(t.to_device(Device::Cpu).view([-1]));
+                let (f, b, o) = (to_vec(f)?, to_vec(b)?, to_vec(o)?);
+                for i in 0..m {
+                    for (bi, &beta) in spec.betas.iter().enumerate() {
+                        for j in 0..spec.inputs {
+                            let k = (i * nb * spec.inputs + bi as i64 * spec.inputs + j) as usize;
+                            rows.push(ScalingRow {
+                                model: spec.model.to_string(),
+                                init: init.to_string(),
+                                depth,
+                                beta,
+                                width: spec.width,
+                                sample: done + i,
+                                input: j,
+                                forward: f[k],
+                                backward: b[k],
+                                output: o[k],
+                            });
+                        }
+                    }
+                }
+                done += m;
+            }
+            if !quiet {
+                eprintln!(
+                    "scaling: {} init {init} L={depth}: {} models × {} β done ({:.1}s)",
+                    spec.model,
+                    spec.models,
+                    nb,
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    if let Some(path) = csv {
+        write_rows(&rows, path)?;
+    }
+    Ok(rows)
+}
+
+/// Writes rows as CSV (creating the directory).
+pub fn write_rows(rows: &[ScalingRow], path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    let mut w = csv::Writer::from_path(path)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads rows written by [`write_rows`].
+pub fn read_rows(path: &Path) -> Result<Vec<ScalingRow>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    r.deserialize()
+        .map(|row| row.with_context(|| format!("{}: malformed row", path.display())))
+        .collect()
+}
+
+/// Statistics of one metric over the models and inputs of a (init, β, L).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub mean: f64,
+    pub std: f64,
+    pub median: f64,
+    pub q10: f64,
+    pub q90: f64,
+    /// Mean of log10 (−∞/+∞ when a value is 0 / not finite).
+    pub log10_mean: f64,
+    pub n: usize,
+    /// How many values were inf or NaN (overflow).
+    pub nonfinite: usize,
+}
+
+impl Stats {
+    pub fn of(values: &[f64]) -> Stats {
+        let nonfinite = values.iter().filter(|v| !v.is_finite()).count();
+        let mut v: Vec<f64> = values.to_vec();
+        // NaN (inf − inf after overflow) sorts as +inf: it is an overflow too.
+        v.iter_mut()
+            .filter(|x| x.is_nan())
+            .for_each(|x| *x = f64::INFINITY);
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let n = v.len();
+        let q = |p: f64| {
+            if n == 0 {
+                return f64::NAN;
+            }
+            let pos = p * (n - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            let w = pos - lo as f64;
+            if w == 0.0 {
+                v[lo]
+            } else {
+                v[lo] * (1.0 - w) + v[hi] * w
+            }
+        };
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+        let log10_mean = v.iter().map(|x| x.log10()).sum::<f64>() / n as f64;
+        Stats {
+            mean,
+            std: var.sqrt(),
+            median: q(0.5),
+            q10: q(0.1),
+            q90: q(0.9),
+            log10_mean,
+            n,
+            nonfinite,
+        }
+    }
+}
+
+/// Per (init, β): the statistics (forward, backward) of every depth L, in increasing L.
+pub type Summary = Vec<(String, f64, Vec<(i64, Stats, Stats)>)>;
+
+/// Per (init, β bits), per L: the forward and backward values.
+type Groups = BTreeMap<(String, u64), BTreeMap<i64, (Vec<f64>, Vec<f64>)>>;
+
+/// Per (init, β, L): statistics of the forward and backward metrics, in first-seen order of
+/// (init, β) and increasing L.
+pub fn summarize(rows: &[ScalingRow]) -> Summary {
+    let mut order: Vec<(String, u64)> = Vec::new();
+    let mut groups: Groups = BTreeMap::new();
+    for r in rows {
+        let key = (r.init.clone(), r.beta.to_bits());
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        let e = groups.entry(key).or_default().entry(r.depth).or_default();
+        e.0.push(r.forward);
+        e.1.push(r.backward);
+    }
+    order
+        .into_iter()
+        .map(|key| {
+            let by_l = &groups[&key];
+            let series = by_l
+                .iter()
+                .map(|(&l, (f, b))| (l, Stats::of(f), Stats::of(b)))
+                .collect();
+            (key.0, f64::from_bits(key.1), series)
+        })
+        .collect()
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The table of log-log slopes: per (init, β), the mean metric at the smallest and largest L,
+/// the exponent p of mean ∝ L^p (least squares on log-log, over finite means) and its R².
+pub fn slope_table(rows: &[ScalingRow], title: &str) -> crate::report::table::Table {
+    let headers = [
+        "init",
+        "β",
+        "L",
+        "forward at L min",
+        "forward at L max",
+        "forward ∝ L^p: p",
+        "R²",
+        "backward at L min",
+        "backward at L max",
+        "backward ∝ L^p: p",
+        "R²",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut t = crate::report::table::Table::new(title, headers);
+    for (init, beta, series) in summarize(rows) {
+        let pts = |which: usize| -> Vec<(f64, f64)> {
+            series
+                .iter()
+                .map(|(l, f, b)| (*l as f64, if which == 0 { f.mean } else { b.mean }))
+                .collect()
+        };
+        let ff = crate::probe::fit::fit(&pts(0));
+        let fb = crate::probe::fit::fit(&pts(1));
+        let first = series.first().unwrap();
+        let last = series.last().unwrap();
+        t.push(vec![
+            init,
+            format!("{beta}"),
+            format!("{}–{}", first.0, last.0),
+            fmt(first.1.mean),
+            fmt(last.1.mean),
+            format!("{:.3}", ff.power),
+            format!("{:.3}", ff.r2_power),
+            fmt(first.2.mean),
+            fmt(last.2.mean),
+            format!("{:.3}", fb.power),
+            format!("{:.3}", fb.r2_power),
+        ]);
+    }
+    t
+}
+
+/// The long summary table (CSV): one line per (init, β, L) with both metrics' statistics.
+pub fn summary_table(rows: &[ScalingRow]) -> crate::report::table::Table {
+    let mut headers = vec!["init".to_string(), "beta".into(), "depth".into()];
+    for m in ["forward", "backward"] {
+        for s in [
+            "mean",
+            "std",
+            "median",
+            "q10",
+            "q90",
+            "log10_mean",
+            "n",
+            "nonfinite",
+        ] {
+            headers.push(format!("{m}_{s}"));
+        }
+    }
+    let mut t = crate::report::table::Table::new("", headers);
+    for (init, beta, series) in summarize(rows) {
+        for (l, f, b) in series {
+            let mut row = vec![init.clone(), format!("{beta}"), l.to_string()];
+            for s in [f, b] {
+                row.extend([
+                    s.mean.to_string(),
+                    s.std.to_string(),
+                    s.median.to_string(),
+                    s.q10.to_string(),
+                    s.q90.to_string(),
+                    s.log10_mean.to_string(),
+                    s.n.to_string(),
+                    s.nonfinite.to_string(),
+                ]);
+            }
+            t.push(row);
+        }
+    }
+    t
+}
+
+/// Writes `summary.csv`, `slopes.md`/`slopes.csv` and, per init, a figure with one panel per
+/// β of mean, 10% and 90% quantiles against L (log-log), forward and backward; returns the
+/// Markdown slope table.
+pub fn write_report(rows: &[ScalingRow], out: &Path, title: &str) -> Result<String> {
+    use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
+    summary_table(rows).write_csv(&out.join("summary.csv"))?;
+    let slopes = slope_table(rows, title);
+    slopes.write_csv(&out.join("slopes.csv"))?;
+    let md = slopes.to_markdown();
+    std::fs::write(out.join("slopes.md"), &md)
+        .with_context(|| format!("{}: cannot write", out.display()))?;
+    let summary = summarize(rows);
+    let mut inits: Vec<String> = summary.iter().map(|s| s.0.clone()).collect();
+    inits.dedup();
+    for init in inits {
+        for (metric, label) in [
+            ("forward", "‖h_L − h_0‖ / ‖h_0‖"),
+            ("backward", "‖∂ℓ/∂h_0 − ∂ℓ/∂h_L‖ / ‖∂ℓ/∂h_L‖"),
+        ] {
+            let panels: Vec<Panel> = summary
+                .iter()
+                .filter(|s| s.0 == init)
+                .map(|(_, beta, series)| {
+                    let pick = |f: fn(&Stats) -> f64| -> Vec<(f64, f64)> {
+                        series
+                            .iter()
+                            .map(|(l, fs, bs)| {
+                                (*l as f64, f(if metric == "forward" { fs } else { bs }))
+                            })
+                            .collect()
+                    };
+                    Panel {
+                        spec: PlotSpec::new(format!("β = {beta}"), "depth L", label)
+                            .log_x(true)
+                            .log_y(true)
+                            .markers(true),
+                        series: vec![
+                            Series::new("mean", pick(|s| s.mean)),
+                            Series::new("10% quantile", pick(|s| s.q10)),
+                            Series::new("90% quantile", pick(|s| s.q90)),
+                        ],
+                    }
+                })
+                .collect();
+            let name = init.replace(':', "");
+            multi_panel(
+                &out.join(format!("{metric}-{name}")),
+                &format!("{title}: {metric} metric, {init} init"),
+                &panels,
+            )?;
+        }
+    }
+    Ok(md)
+}

@@ -1,0 +1,187 @@
+//! Heatmaps (SVG + PNG) of a value over a regular (x, y) grid, with a colour bar and optional
+//! overlaid curves (e.g. a measured and a theoretical boundary). Values are clipped to
+//! `[vmin, vmax]` and coloured on a diverging blue–white–red scale; non-finite values (overflow)
+//! take the colour of `vmax` (+inf, NaN) or `vmin` (−inf).
+use anyhow::{Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+use super::plot::{color, font_path, format_tick};
+
+/// A heatmap: `values[i][j]` sits at (xs[j], ys[i]).
+#[derive(Debug, Clone)]
+pub struct Heatmap {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub xs: Vec<f64>,
+    pub ys: Vec<f64>,
+    pub values: Vec<Vec<f64>>,
+    pub vmin: f64,
+    pub vmax: f64,
+    /// Colour-bar label.
+    pub value_label: String,
+    /// Curves drawn over the map: (legend label, points).
+    pub curves: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Blue (t = 0) → white (t = 1/2) → red (t = 1).
+fn diverging(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0);
+    let lerp = |a: f64, b: f64, s: f64| (a + (b - a) * s).round() as u8;
+    let (blue, white, red) = (
+        (59.0, 76.0, 192.0),
+        (247.0, 247.0, 247.0),
+        (180.0, 4.0, 38.0),
+    );
+    let (a, b, s) = if t < 0.5 {
+        (blue, white, t * 2.0)
+    } else {
+        (white, red, (t - 0.5) * 2.0)
+    };
+    RGBColor(lerp(a.0, b.0, s), lerp(a.1, b.1, s), lerp(a.2, b.2, s))
+}
+
+impl Heatmap {
+    fn colour(&self, v: f64) -> RGBColor {
+        let t = if v.is_nan() || v == f64::INFINITY {
+            1.0
+        } else if v == f64::NEG_INFINITY {
+            0.0
+        } else {
+            (v - self.vmin) / (self.vmax - self.vmin)
+        };
+        diverging(t)
+    }
+
+    fn cell_edges(c: &[f64]) -> (f64, f64) {
+        let h = if c.len() > 1 {
+            (c[c.len() - 1] - c[0]) / (c.len() - 1) as f64
+        } else {
+            1.0
+        };
+        (c[0] - h / 2.0, c[c.len() - 1] + h / 2.0)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let (w, _) = root.dim_in_pixel();
+        let (map, bar) = root.split_horizontally(w.saturating_sub(140));
+        let (x0, x1) = Self::cell_edges(&self.xs);
+        let (y0, y1) = Self::cell_edges(&self.ys);
+        let font = ("sans-serif", 18);
+        let mut chart = ChartBuilder::on(&map)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .label_style(font)
+            .axis_desc_style(font)
+            .x_label_formatter(&|v| format_tick(*v))
+            .y_label_formatter(&|v| format_tick(*v))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let hx = (x1 - x0) / self.xs.len() as f64;
+        let hy = (y1 - y0) / self.ys.len() as f64;
+        chart
+            .draw_series(self.ys.iter().enumerate().flat_map(|(i, &y)| {
+                self.xs.iter().enumerate().map(move |(j, &x)| {
+                    let v = self.values[i][j];
+                    Rectangle::new(
+                        [(x - hx / 2.0, y - hy / 2.0), (x + hx / 2.0, y + hy / 2.0)],
+                        self.colour(v).filled(),
+                    )
+                })
+            }))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        for (i, (label, pts)) in self.curves.iter().enumerate() {
+            let c = if i == 0 { BLACK } else { color(i + 1) };
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().copied().filter(|p| p.1.is_finite()),
+                    c.stroke_width(3),
+                ))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(3)));
+        }
+        if !self.curves.is_empty() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(font)
+                .draw()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        // Colour bar.
+        let mut cb = ChartBuilder::on(&bar)
+            .margin_top(50)
+            .margin_bottom(60)
+            .margin_right(10)
+            .y_label_area_size(60)
+            .caption(&self.value_label, ("sans-serif", 15))
+            .build_cartesian_2d(0.0..1.0, self.vmin..self.vmax)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        cb.configure_mesh()
+            .disable_mesh()
+            .disable_x_axis()
+            .label_style(font)
+            .y_label_formatter(&|v| format_tick(*v))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let n = 100;
+        let step = (self.vmax - self.vmin) / n as f64;
+        cb.draw_series((0..n).map(|k| {
+            let v = self.vmin + step * k as f64;
+            Rectangle::new(
+                [(0.0, v), (1.0, v + step)],
+                self.colour(v + step / 2.0).filled(),
+            )
+        }))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(())
+    }
+
+    /// Writes `<stem>.svg` and, when a font is available, `<stem>.png`.
+    pub fn write(&self, stem: &Path) -> Result<Vec<PathBuf>> {
+        if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: cannot create", dir.display()))?;
+        }
+        // Registers the font family our text uses (before any drawing).
+        let font = font_path();
+        let size = (1000u32, 760u32);
+        let svg = stem.with_extension("svg");
+        let mut out = vec![];
+        {
+            let root = SVGBackend::new(&svg, size).into_drawing_area();
+            self.draw(&root)
+                .with_context(|| format!("{}: cannot draw", svg.display()))?;
+        }
+        out.push(svg);
+        if font.is_some() {
+            let png = stem.with_extension("png");
+            {
+                let root = BitMapBackend::new(&png, size).into_drawing_area();
+                self.draw(&root)
+                    .with_context(|| format!("{}: cannot draw", png.display()))?;
+            }
+            out.push(png);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,405 @@
+//! Marion et al. (2022), SPEC §1.2: the layer-correlated initializations match their laws over
+//! many draws (tolerances that a wrong generator fails), the batched models' hand-written
+//! backward pass equals autograd, and the scaling measurement shows the i.i.d. picture.
+use deepres::model::full_resnet::{depth_scale, FullResNet};
+use deepres::model::marion_net::{MarionModel, MarionNet, MarionShape};
+use deepres::model::weight_init::{
+    fbm_paths, layer_weights, smooth_increment_std, smooth_paths, LayerInit,
+};
+use std::sync::Mutex;
+use tch::{Device, Kind, Tensor};
+
+/// Tests that draw from torch's global RNG run one at a time (seeded, reproducible).
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn f(t: &Tensor) -> f64 {
+    t.to_kind(Kind::Double).double_value(&[])
+}
+
+/// Mean square of the increments of paths `[n, L+1]` along dim 1.
+fn increment_var(paths: &Tensor) -> f64 {
+    let l = paths.size()[1] - 1;
+    let d = paths.narrow(1, 1, l) - paths.narrow(1, 0, l);
+    f(&(&d * &d).mean(Kind::Double))
+}
+
+/// Correlation of x_k and x_{k+lag} over all sequences `[n, L]` (zero-mean law).
+fn lag_corr(x: &Tensor, lag: i64) -> f64 {
+    let l = x.size()[1];
+    let a = x.narrow(1, 0, l - lag).to_kind(Kind::Double);
+    let b = x.narrow(1, lag, l - lag).to_kind(Kind::Double);
+    f(&(&a * &b).mean(Kind::Double)) / f(&(x.to_kind(Kind::Double).square().mean(Kind::Double)))
+}
+
+fn increments(paths: &Tensor) -> Tensor {
+    let l = paths.size()[1] - 1;
+    paths.narrow(1, 1, l) - paths.narrow(1, 0, l)
+}
+
+#[test]
+fn fbm_increment_variance_scales_like_step_to_the_2h() {
+    let _g = lock();
+    tch::manual_seed(1);
+    for h in [0.2, 0.5, 0.8] {
+        let v50 = increment_var(&fbm_paths(4000, 50, h, Device::Cpu));
+        let v400 = increment_var(&fbm_paths(500, 400, h, Device::Cpu));
+        // Var(B(t+1/L) − B(t)) = (1/L)^{2H}.
+        for (v, l) in [(v50, 50.0f64), (v400, 400.0)] {
+            let want = l.powf(-2.0 * h);
+            assert!(
+                (v / want - 1.0).abs() < 0.03,
+                "H={h} L={l}: var {v} vs {want}"
+            );
+        }
+        let ratio = v50 / v400;
+        let want = 8f64.powf(2.0 * h);
+        assert!(
+            (ratio / want - 1.0).abs() < 0.05,
+            "H={h}: variance ratio L=50/L=400 {ratio}, want 8^(2H) = {want}"
+        );
+        // Var B(1) = 1 and Var B(1/2) = 2^{-2H} (self-similarity over the whole path).
+        let p = fbm_paths(4000, 50, h, Device::Cpu);
+        let v1 = f(&p.select(1, 50).square().mean(Kind::Double));
+        let vh = f(&p.select(1, 25).square().mean(Kind::Double));
+        assert!((v1 - 1.0).abs() < 0.08, "H={h}: Var B(1) = {v1}");
+        assert!(
+            (vh / 2f64.powf(-2.0 * h) - 1.0).abs() < 0.08,
+            "H={h}: Var B(1/2) = {vh}"
+        );
+    }
+}
+
+#[test]
+fn fbm_increments_have_the_fractional_gaussian_noise_correlations() {
+    let _g = lock();
+    tch::manual_seed(2);
+    for h in [0.2, 0.5, 0.8] {
+        let inc = increments(&fbm_paths(3000, 200, h, Device::Cpu));
+        let want1 = 2f64.powf(2.0 * h - 1.0) - 1.0;
+        let got1 = lag_corr(&inc, 1);
+        assert!(
+            (got1 - want1).abs() < 0.02,
+            "H={h}: lag-1 correlation {got1}, want 2^(2H-1) - 1 = {want1}"
+        );
+        // Long memory: lag 10, ½(11^{2H} − 2·10^{2H} + 9^{2H}).
+        let p = 2.0 * h;
+        let want10 = 0.5 * (11f64.powf(p) - 2.0 * 10f64.powf(p) + 9f64.powf(p));
+        let got10 = lag_corr(&inc, 10);
+        assert!(
+            (got10 - want10).abs() < 0.02,
+            "H={h}: lag-10 correlation {got10}, want {want10}"
+        );
+    }
+}
+
+#[test]
+fn fbm_weights_are_unit_variance_fgn_over_the_layers_scaled_by_one_over_sqrt_d() {
+    let _g = lock();
+    tch::manual_seed(3);
+    let d = 16;
+    for h in [0.2, 0.8] {
+        let w = layer_weights(LayerInit::Fbm { hurst: h }, 4, 300, d, d, Device::Cpu);
+        assert_eq!(w.size(), vec![4, 300, d, d]);
+        let var = f(&w.square().mean(Kind::Double)) * d as f64;
+        assert!((var - 1.0).abs() < 0.05, "H={h}: d·Var W = {var}");
+        // Along k, the entries are fGn: lag-1 correlation 2^{2H−1} − 1.
+        let seq = w.permute([0, 2, 3, 1]).reshape([-1, 300]);
+        let got = lag_corr(&seq, 1);
+        let want = 2f64.powf(2.0 * h - 1.0) - 1.0;
+        assert!((got - want).abs() < 0.03, "H={h}: lag-1 {got} vs {want}");
+        // Independent across entries: neighbouring entries (i, j), (i, j+1) uncorrelated.
+        let a = w.narrow(3, 0, d - 1).to_kind(Kind::Double);
+        let b = w.narrow(3, 1, d - 1).to_kind(Kind::Double);
+        let c = f(&(&a * &b).mean(Kind::Double)) * d as f64;
+        assert!(c.abs() < 0.03, "H={h}: cross-entry correlation {c}");
+    }
+}
+
+#[test]
+fn smooth_paths_have_the_kernel_covariance_and_increments_shrinking_like_one_over_l() {
+    let _g = lock();
+    tch::manual_seed(4);
+    let p = smooth_paths(4000, 100, Device::Cpu);
+    assert_eq!(p.size(), vec![4000, 101]);
+    let var = f(&p.square().mean(Kind::Double));
+    assert!((var - 1.0).abs() < 0.05, "Var f(t) = {var}");
+    // Cov(f(0), f(0.1)) = exp(−0.01/0.02).
+    let c = f(&(p.select(1, 0) * p.select(1, 10)).mean(Kind::Double));
+    assert!(
+        (c - (-0.5f64).exp()).abs() < 0.05,
+        "Cov(f(0), f(0.1)) = {c}"
+    );
+    let s50 = increment_var(&smooth_paths(2000, 50, Device::Cpu)).sqrt();
+    let s400 = increment_var(&smooth_paths(2000, 400, Device::Cpu)).sqrt();
+    // Increment std ≈ 10/L: the ratio between L = 50 and 400 is 8 (a rough path would give √8).
+    assert!(
+        (s50 / s400 - 8.0).abs() < 0.4,
+        "increment std ratio {}",
+        s50 / s400
+    );
+    assert!((s50 / smooth_increment_std(50) - 1.0).abs() < 0.05);
+    // The weights (normalized increments) are themselves smooth in k: their own increments
+    // shrink like 1/L too, and their variance is 1/d.
+    let d = 8;
+    let wvar = |l: i64| {
+        let w = layer_weights(LayerInit::Smooth, 8, l, d, d, Device::Cpu);
+        let seq = w.permute([0, 2, 3, 1]).reshape([-1, l]);
+        let v = f(&seq.square().mean(Kind::Double)) * d as f64;
+        let dv = f(&increments(&seq).square().mean(Kind::Double)).sqrt();
+        (v, dv)
+    };
+    let (v50, d50) = wvar(50);
+    let (v200, d200) = wvar(200);
+    assert!(
+        (v50 - 1.0).abs() < 0.1 && (v200 - 1.0).abs() < 0.1,
+        "{v50} {v200}"
+    );
+    assert!(
+        (d50 / d200 - 4.0).abs() < 0.4,
+        "weight increment ratio {}",
+        d50 / d200
+    );
+}
+
+#[test]
+fn iid_weights_are_uniform_with_variance_one_over_fan_in_and_independent_over_layers() {
+    let _g = lock();
+    tch::manual_seed(5);
+    let d = 25;
+    let w = layer_weights(LayerInit::Iid, 8, 200, d, d, Device::Cpu);
+    let bound = (3.0 / d as f64).sqrt();
+    assert!(f(&w.abs().max()) <= bound + 1e-6);
+    assert!(f(&w.abs().max()) > 0.99 * bound);
+    let var = f(&w.square().mean(Kind::Double)) * d as f64;
+    assert!((var - 1.0).abs() < 0.02, "d·Var W = {var}");
+    let seq = w.permute([0, 2, 3, 1]).reshape([-1, 200]);
+    assert!(lag_corr(&seq, 1).abs() < 0.01);
+    // Uniform: 20 equal bins of [−b, b] each hold 1/20 of the values (± 2%), and
+    // neighbouring values in memory (the same random word) are uncorrelated.
+    let flat = (w.view([-1]) / bound + 1.0) * 10.0;
+    let n = flat.size()[0] as f64;
+    let counts = Vec::<f64>::try_from(flat.histc(20).to_kind(Kind::Double)).unwrap();
+    for c in &counts {
+        assert!((c / n * 20.0 - 1.0).abs() < 0.02, "bins {counts:?}");
+    }
+    let v = w.view([-1, 2]).to_kind(Kind::Double);
+    let c = f(&(v.select(1, 0) * v.select(1, 1)).mean(Kind::Double)) * d as f64;
+    assert!(c.abs() < 0.01, "pair correlation {c}");
+}
+
+/// The hand-written backward recursion equals autograd's ∂ℓ/∂h_0.
+#[test]
+fn manual_backward_matches_autograd() {
+    let _g = lock();
+    tch::manual_seed(6);
+    for kind in [MarionModel::Full, MarionModel::Simple] {
+        let shape = MarionShape {
+            depth: 30,
+            width: 12,
+            d_in: 7,
+            d_out: 3,
+        };
+        let net = MarionNet::new(kind, 4, shape, LayerInit::Iid, Device::Cpu);
+        let x = Tensor::rand([4, 5, 7], (Kind::Float, Device::Cpu));
+        let scale = Tensor::from_slice(&[0.5f32, 0.2, 1.0, 0.3, 0.1]).view([1, 5, 1]);
+        let h0 = net.embed(&x).detach().set_requires_grad(true);
+        let mut masks = Vec::new();
+        let hl = net.hidden(&h0, &scale, Some(&mut masks));
+        let loss = net.output(&hl).square().sum(Kind::Float);
+        let g = Tensor::run_backward(&[&loss], &[&h0, &hl], false, false);
+        let manual = tch::no_grad(|| net.hidden_grad(&g[1], &scale, &masks));
+        let err = f(&(&manual - &g[0]).abs().max()) / f(&g[0].abs().max());
+        assert!(err < 1e-4, "{kind}: relative error {err}");
+    }
+}
+
+#[test]
+fn full_resnet_weights_have_the_paper_shapes() {
+    let _g = lock();
+    tch::manual_seed(7);
+    let m = FullResNet::new(3, 10, 40, 64, 1, LayerInit::Smooth, Device::Cpu);
+    assert_eq!(m.w.size(), vec![3, 10, 40, 40]);
+    assert_eq!(m.a.size(), vec![3, 40, 64]);
+    assert_eq!(m.b.size(), vec![3, 1, 40]);
+    let s = depth_scale(100, 0.5, Device::Cpu);
+    assert!((f(&s) - 0.1).abs() < 1e-7);
+}
+
+fn slopes(rows: &[deepres::probe::scaling::ScalingRow]) -> Vec<(f64, f64, f64)> {
+    deepres::probe::scaling::summarize(rows)
+        .into_iter()
+        .map(|(_, beta, series)| {
+            let pts = |b: bool| -> Vec<(f64, f64)> {
+                series
+                    .iter()
+                    .map(|(l, f, bw)| (*l as f64, if b { bw.mean } else { f.mean }))
+                    .collect()
+            };
+            (
+                beta,
+                deepres::probe::fit::fit(&pts(false)).power,
+                deepres::probe::fit::fit(&pts(true)).power,
+            )
+        })
+        .collect()
+}
+
+fn scaling_spec(init: LayerInit, betas: Vec<f64>) -> deepres::probe::scaling::ScalingSpec {
+    deepres::probe::scaling::ScalingSpec {
+        model: MarionModel::Full,
+        inits: vec![init],
+        depths: vec![10, 40, 160, 640],
+        betas,
+        width: 24,
+        input_dim: 16,
+        output_dim: 1,
+        models: 24,
+        inputs: 1,
+        chunk: 24,
+        seed: 0,
+        device: Device::Cpu,
+    }
+}
+
+/// The paper's picture at small size: i.i.d. weights need β = 1/2, smooth ones β = 1.
+#[test]
+fn scaling_metrics_show_the_iid_and_smooth_regimes() {
+    let _g = lock();
+    let rows = deepres::probe::scaling::run(
+        &scaling_spec(LayerInit::Iid, vec![0.25, 0.5, 1.0]),
+        None,
+        true,
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 4 * 3 * 24);
+    let s = slopes(&rows);
+    eprintln!("iid slopes {s:?}");
+    assert!(s[0].1 > 0.6 && s[0].2 > 0.6, "β = 0.25 must grow: {s:?}");
+    assert!(
+        s[1].1.abs() < 0.15 && s[1].2.abs() < 0.15,
+        "β = 0.5 bounded: {s:?}"
+    );
+    assert!(
+        (s[2].1 + 0.5).abs() < 0.1 && (s[2].2 + 0.5).abs() < 0.1,
+        "β = 1 ∝ L^-1/2: {s:?}"
+    );
+    let rows = deepres::probe::scaling::run(
+        &scaling_spec(LayerInit::Smooth, vec![0.5, 1.0, 2.0]),
+        None,
+        true,
+    )
+    .unwrap();
+    let s = slopes(&rows);
+    eprintln!("smooth slopes {s:?}");
+    assert!(s[0].1 > 0.6, "smooth β = 0.5 must grow: {s:?}");
+    assert!(
+        s[1].1.abs() < 0.15 && s[1].2.abs() < 0.15,
+        "smooth β = 1 bounded: {s:?}"
+    );
+    assert!((s[2].1 + 1.0).abs() < 0.1, "smooth β = 2 ∝ 1/L: {s:?}");
+}
+
+#[test]
+fn every_figure_file_loads_at_both_scales() {
+    let mut n = 0;
+    for e in std::fs::read_dir("experiments/marion2022").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            for scale in ["smoke", "full"] {
+                deepres::experiment::marion::Figure::load(&p, scale)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            }
+            n += 1;
+        }
+    }
+    assert_eq!(n, 9);
+}
+
+#[test]
+fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    let text = std::fs::read_to_string("experiments/marion2022/fig1.yaml")
+        .unwrap()
+        .replace("  width: 40", "  widht: 40");
+    std::fs::write(&bad, text).unwrap();
+    let err = deepres::experiment::marion::Figure::load(&bad, "smoke").unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("bad.yaml") && msg.contains("widht") && msg.contains("unknown key"),
+        "{msg}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deepres"))
+        .args(["marion", bad.to_str().unwrap(), "--out"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(!tmp.path().join("out").exists());
+    let bad_scale = deepres::experiment::marion::Figure::load(
+        std::path::Path::new("experiments/marion2022/fig1.yaml"),
+        "huge",
+    )
+    .unwrap_err();
+    assert!(format!("{bad_scale:#}").contains("smoke"));
+    // --set overrides keys of the scaled spec, and names a wrong key.
+    let fig7 = std::path::Path::new("experiments/marion2022/fig7.yaml");
+    let fig = deepres::experiment::marion::Figure::load_with(
+        fig7,
+        "smoke",
+        &["depth=50".into(), "hursts.points=3".into()],
+    )
+    .unwrap();
+    match fig.spec {
+        deepres::experiment::marion::FigureSpec::Heatmap(h) => {
+            assert_eq!((h.depth, h.hursts.points, h.betas.points), (50, 3, 70))
+        }
+        _ => panic!("fig7 is a heatmap"),
+    }
+    let err = deepres::experiment::marion::Figure::load_with(fig7, "smoke", &["hurst=3".into()])
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("hurst"), "{err:#}");
+}
+
+/// Training runs end to end (Adam, SimpleResNet and FullResNet) and learns something.
+#[test]
+fn training_learns_on_synthetic_data() {
+    let _g = lock();
+    let spec = deepres::data::DataSpec {
+        synthetic_train: 400,
+        synthetic_test: 200,
+        ..deepres::data::DataSpec::new(deepres::data::DatasetName::Synthetic)
+    };
+    let split = deepres::data::load(&spec).unwrap();
+    let t = deepres::experiment::marion::TrainFig {
+        epochs: 3,
+        batch: 50,
+        lr_step: 5,
+        limit_train: None,
+        limit_test: None,
+    };
+    for kind in [MarionModel::Simple, MarionModel::Full] {
+        let tr = deepres::experiment::marion::train_classifier(
+            kind,
+            &split,
+            20,
+            16,
+            LayerInit::Fbm { hurst: 0.7 },
+            0.7,
+            0.003,
+            &t,
+            0,
+            Device::Cpu,
+        )
+        .unwrap();
+        eprintln!("{kind}: acc {} loss {}", tr.test_acc, tr.train_loss);
+        assert!(!tr.diverged);
+        assert!(tr.test_acc > 0.2, "{kind}: test acc {}", tr.test_acc);
+    }
+}
