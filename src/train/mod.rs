@@ -80,34 +80,101 @@ pub fn epoch_seed(seed: u64, epoch: i64) -> i64 {
     ((seed as i64).wrapping_mul(1_000_003)).wrapping_add(epoch + 1) & i64::MAX
 }
 
-/// Checks the run directory without writing: a fresh run refuses a directory holding results,
-/// a resumed run refuses a directory whose config differs. Returns true if a checkpoint is to
-/// be loaded.
-fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
+/// The file of a run directory that records the SHA-256 of its `config.yaml`
+/// ([`RunConfig::hash`]), in `sha256sum` format.
+pub const HASH_FILE: &str = "config.sha256";
+
+fn has_results(dir: &Path) -> bool {
+    dir.join(metrics::FILE_NAME).exists() || checkpoint::path(dir).exists()
+}
+
+/// Why the run directory of `cfg` cannot take `cfg`'s results, if it cannot (one line naming
+/// the file, without a hint: `train` and `sweep` add theirs): it holds results
+/// of a different config (compared as configs, not as text: keys added to deepres since, with
+/// their defaults, do not make an old run "different"), results without a config, or a
+/// `config.yaml` that no longer matches the hash recorded in `config.sha256` (edited by hand).
+/// `None` for a free directory or one holding results of the same config.
+pub fn config_conflict(cfg: &RunConfig) -> Option<String> {
+    let dir = cfg.run_dir();
+    if !has_results(&dir) {
+        return None;
+    }
     let cfg_path = dir.join("config.yaml");
-    let has_results = dir.join(metrics::FILE_NAME).exists() || checkpoint::path(dir).exists();
-    if has_results && !opts.resume {
+    let text = match std::fs::read(&cfg_path) {
+        Ok(t) => t,
+        Err(_) => {
+            return Some(format!(
+                "{}: holds results but no config.yaml, so they cannot be matched to a config",
+                dir.display()
+            ))
+        }
+    };
+    if let Some(recorded) = recorded_hash(&dir) {
+        if recorded != crate::config::sha256_hex(&text) {
+            return Some(format!(
+                "{}: does not match the hash recorded in {HASH_FILE} (edited after the run started?)",
+                cfg_path.display()
+            ));
+        }
+    }
+    let old = RunConfig::from_yaml_str(
+        &String::from_utf8_lossy(&text),
+        &cfg_path.display().to_string(),
+        &[],
+    );
+    match old {
+        Ok(old) if old == *cfg => None,
+        Ok(old) => Some(format!(
+            "{}: the run there has a different config (hash {} there, {} now)",
+            cfg_path.display(),
+            &old.hash()[..12],
+            &cfg.hash()[..12]
+        )),
+        Err(e) => Some(format!(
+            "{}: the run there has a config this deepres cannot read ({})",
+            cfg_path.display(),
+            e.to_string().replace('\n', " ")
+        )),
+    }
+}
+
+/// The hash recorded in the run directory's `config.sha256`, if any.
+fn recorded_hash(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(HASH_FILE))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+}
+
+/// `cfg` itself if its run directory does not exist yet, else `cfg` renamed to the first
+/// `<name>-2`, `<name>-3`, ... whose directory does not exist (`--force-new`).
+pub fn with_new_dir(cfg: &RunConfig) -> RunConfig {
+    let mut out = cfg.clone();
+    let mut n = 2;
+    while out.run_dir().exists() {
+        out.name = format!("{}-{n}", cfg.name);
+        n += 1;
+    }
+    out
+}
+
+/// Checks the run directory without writing: a fresh run refuses a directory holding results,
+/// a resumed run refuses a directory whose config differs ([`config_conflict`]). Returns
+/// whether a checkpoint is to be loaded.
+fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
+    if has_results(dir) && !opts.resume {
         bail!(
-            "{}: holds results of an earlier run; pass --resume to continue it, or choose another name (--set name=...)",
+            "{}: holds results of an earlier run; pass --resume to continue it, --force-new for a new directory, or choose another name (--set name=...)",
             dir.display()
         );
     }
-    if cfg_path.exists() && has_results {
-        // Compared as configs, not as text: keys added to deepres since (with their defaults)
-        // do not make an old run "different".
-        let text = std::fs::read_to_string(&cfg_path)?;
-        let old = RunConfig::from_yaml_str(&text, &cfg_path.display().to_string(), &[]);
-        if old.as_ref().ok() != Some(cfg) {
-            bail!(
-                "{}: the run there has a different config; pick another name (--set name=...) or move that directory away",
-                cfg_path.display()
-            );
-        }
+    if let Some(e) = config_conflict(cfg) {
+        bail!("{e}; pick another name (--set name=...), pass --force-new for a new directory, or move that directory away");
     }
     Ok(opts.resume && checkpoint::path(dir).exists())
 }
 
-/// Creates the run directory (checking it is writable) and saves the resolved config.
+/// Creates the run directory (checking it is writable) and saves the resolved config and its
+/// hash (`config.sha256`).
 fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     let cfg_path = dir.join("config.yaml");
     std::fs::create_dir_all(dir)
@@ -121,6 +188,9 @@ fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     let tmp = dir.join("config.yaml.tmp");
     std::fs::write(&tmp, cfg.to_yaml())?;
     std::fs::rename(&tmp, &cfg_path)?;
+    let tmp = dir.join("config.sha256.tmp");
+    std::fs::write(&tmp, format!("{}  config.yaml\n", cfg.hash()))?;
+    std::fs::rename(&tmp, dir.join(HASH_FILE))?;
     Ok(())
 }
 
@@ -128,6 +198,9 @@ fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
 pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let dir: PathBuf = cfg.run_dir();
     let load_ckpt = check_dir(cfg, &dir, opts)?;
+    // The hashes a checkpoint of this run may carry: this config's and the one recorded when
+    // the run started (the same config, serialized by an older deepres).
+    let accepted_hashes = [Some(cfg.hash()), recorded_hash(&dir)];
     if opts.resume {
         if let Ok(s) = read_summary(&dir) {
             if s.status == "finished" || s.status == "diverged" {
@@ -176,6 +249,16 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let csv_path = dir.join(metrics::FILE_NAME);
     if load_ckpt {
         let saved = checkpoint::load(&dir, &mut vs, &mut opt)?;
+        if let Some(h) = &saved.config_hash {
+            if !accepted_hashes.contains(&Some(h.clone())) {
+                bail!(
+                    "{}: the checkpoint comes from another config (hash {} there, {} for this run); move it away to restart this run from scratch",
+                    checkpoint::path(&dir).display(),
+                    &h[..h.len().min(12)],
+                    &cfg.hash()[..12]
+                );
+            }
+        }
         if saved.seed != cfg.seed as i64 {
             bail!(
                 "{}: checkpoint has seed {}, config seed {}",
@@ -318,6 +401,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
                 seed: cfg.seed as i64,
                 best_test_acc: best_acc,
                 best_epoch,
+                config_hash: Some(cfg.hash()),
             };
             checkpoint::save(&dir, &vs, &opt, &meta)?;
         }
