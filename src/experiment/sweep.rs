@@ -194,13 +194,13 @@ fn ensure_writable(dir: &Path) -> Result<()> {
 /// ([`SweepReport::busy`]). One progress line per cell goes to stderr; a cell's error (or
 /// panic) lands in [`SweepReport::failed`]. The caller decides the exit status.
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
-    grid.check_data()?;
-    check_configs(grid)?;
-    ensure_writable(&grid.dir)?;
     let cells = match opts.cell {
         Some(i) => vec![grid.cell(i)?],
         None => grid.cells()?,
     };
+    grid.check_data()?;
+    check_configs(grid)?;
+    ensure_writable(&grid.dir)?;
     let n = grid.cells()?.len();
     let mut report = SweepReport::default();
     for cell in &cells {

@@ -123,7 +123,16 @@ pub fn config_conflict(cfg: &RunConfig) -> Option<String> {
         &[],
     );
     match old {
-        Ok(old) if old == *cfg => None,
+        // out_dir says where the run is, not what it is (a moved sweep, a relative path
+        // made absolute for a Slurm task): it does not count.
+        Ok(old)
+            if RunConfig {
+                out_dir: cfg.out_dir.clone(),
+                ..old.clone()
+            } == *cfg =>
+        {
+            None
+        }
         Ok(old) => Some(format!(
             "{}: the run there has a different config (hash {} there, {} now)",
             cfg_path.display(),
@@ -174,7 +183,8 @@ fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
 }
 
 /// Creates the run directory (checking it is writable) and saves the resolved config and its
-/// hash (`config.sha256`).
+/// hash (`config.sha256`), unless the directory already holds results (of this config:
+/// [`check_dir`] refused others), whose config.yaml stays as the run started it.
 fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     let cfg_path = dir.join("config.yaml");
     std::fs::create_dir_all(dir)
@@ -183,8 +193,20 @@ fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     std::fs::write(&probe, b"")
         .with_context(|| format!("{}: run directory is not writable", dir.display()))?;
     std::fs::remove_file(&probe).ok();
-    // check_dir refused a different config beside results, so this rewrites at most a stale
-    // config of an attempt that left no results.
+    if has_results(dir) && cfg_path.exists() {
+        if recorded_hash(dir).is_none() {
+            // a run of an older deepres: record the hash of the config it started with
+            let text = std::fs::read(&cfg_path)?;
+            let tmp = dir.join("config.sha256.tmp");
+            std::fs::write(
+                &tmp,
+                format!("{}  config.yaml\n", crate::config::sha256_hex(&text)),
+            )?;
+            std::fs::rename(&tmp, dir.join(HASH_FILE))?;
+        }
+        return Ok(());
+    }
+    // No results: this rewrites at most a stale config of an attempt that left none.
     let tmp = dir.join("config.yaml.tmp");
     std::fs::write(&tmp, cfg.to_yaml())?;
     std::fs::rename(&tmp, &cfg_path)?;
@@ -198,9 +220,6 @@ fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
 pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let dir: PathBuf = cfg.run_dir();
     let load_ckpt = check_dir(cfg, &dir, opts)?;
-    // The hashes a checkpoint of this run may carry: this config's and the one recorded when
-    // the run started (the same config, serialized by an older deepres).
-    let accepted_hashes = [Some(cfg.hash()), recorded_hash(&dir)];
     if opts.resume {
         if let Ok(s) = read_summary(&dir) {
             if s.status == "finished" || s.status == "diverged" {
@@ -243,6 +262,8 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         cfg.train.precision,
     );
     create_dir(cfg, &dir)?;
+    // The hash recorded when the run started; its checkpoints carry it.
+    let run_hash = recorded_hash(&dir).unwrap_or_else(|| cfg.hash());
 
     let mut start_epoch = 0;
     let (mut best_acc, mut best_epoch) = (0.0, 0);
@@ -250,12 +271,12 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     if load_ckpt {
         let saved = checkpoint::load(&dir, &mut vs, &mut opt)?;
         if let Some(h) = &saved.config_hash {
-            if !accepted_hashes.contains(&Some(h.clone())) {
+            if *h != run_hash {
                 bail!(
-                    "{}: the checkpoint comes from another config (hash {} there, {} for this run); move it away to restart this run from scratch",
+                    "{}: the checkpoint comes from another config (hash {} there, {} in {HASH_FILE}); move it away to restart this run from scratch",
                     checkpoint::path(&dir).display(),
                     &h[..h.len().min(12)],
-                    &cfg.hash()[..12]
+                    &run_hash[..run_hash.len().min(12)]
                 );
             }
         }
@@ -401,7 +422,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
                 seed: cfg.seed as i64,
                 best_test_acc: best_acc,
                 best_epoch,
-                config_hash: Some(cfg.hash()),
+                config_hash: Some(run_hash.clone()),
             };
             checkpoint::save(&dir, &vs, &opt, &meta)?;
         }
