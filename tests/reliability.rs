@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn deepres() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deepres"));
@@ -184,6 +184,48 @@ fn kill_9_at_20_random_moments_loses_and_duplicates_nothing() {
         "only {killed_mid_run} kills hit a running sweep"
     );
     eprintln!("{killed_mid_run} of 20 kills hit a running sweep (uninterrupted: {full:?})");
+}
+
+/// kill -9 at the exact moments a random kill rarely hits, through the failpoint
+/// `DEEPRES_CRASH_AT=<point>:<epoch>` (the process SIGKILLs itself there): halfway through
+/// writing a metrics.csv row, after the row but before the checkpoint, halfway through writing
+/// the checkpoint, after the checkpoint but before summary.json; at the first and the last
+/// epoch. A rerun finishes and the CSV equals the uninterrupted run's (timing columns aside).
+#[test]
+fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = grid(tmp.path(), "fp", "seeds: [0]\n");
+    let g = g.to_str().unwrap();
+    ok(&run(
+        &["sweep", g, "-q", "--set", "out_dir=ref"],
+        tmp.path(),
+    ));
+    let want = csv_without_timing(&tmp.path().join("ref/fp/s0/metrics.csv"));
+    for point in ["csv-row", "after-csv", "checkpoint", "summary"] {
+        for epoch in [1, 3] {
+            let out = format!("out_dir={point}-{epoch}");
+            let o = deepres()
+                .args(["sweep", g, "-q", "--set", &out])
+                .env("DEEPRES_CRASH_AT", format!("{point}:{epoch}"))
+                .current_dir(tmp.path())
+                .output()
+                .unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                o.status.signal(),
+                Some(9),
+                "{point}:{epoch}: {}",
+                stderr(&o)
+            );
+            let csv = tmp
+                .path()
+                .join(format!("{point}-{epoch}/fp/s0/metrics.csv"));
+            let o = run(&["sweep", g, "-q", "--set", &out], tmp.path());
+            ok(&o);
+            assert_eq!(epochs(&csv), [1, 2, 3], "{point}:{epoch}");
+            assert_eq!(csv_without_timing(&csv), want, "{point}:{epoch}");
+        }
+    }
 }
 
 /// Two `deepres sweep` processes started together on one grid: each cell runs in exactly one

@@ -61,6 +61,15 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("{}: fsync", tmp.display()))?;
+    if super::crash_point("checkpoint", meta.epoch) {
+        // the test of a kill inside this write: a torn temporary file, then SIGKILL
+        let len = std::fs::metadata(&tmp)?.len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)?
+            .set_len(len / 2)?;
+        super::die();
+    }
     std::fs::rename(&tmp, &path)
         .with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
     Ok(())

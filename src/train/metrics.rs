@@ -45,18 +45,27 @@ pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
         || std::fs::metadata(path)
             .map(|m| m.len() == 0)
             .unwrap_or(true);
-    let file = OpenOptions::new()
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(new)
+        .from_writer(Vec::new());
+    w.serialize(row)
+        .with_context(|| format!("{}: cannot write row", path.display()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
+    let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("{}: cannot open for appending", path.display()))?;
-    let mut w = csv::WriterBuilder::new().has_headers(new).from_writer(file);
-    w.serialize(row)
+    if super::crash_point("csv-row", row.epoch) {
+        // the test of a kill inside this write: half the row, then SIGKILL
+        file.write_all(&bytes[..bytes.len() / 2])?;
+        file.sync_data()?;
+        super::die();
+    }
+    file.write_all(&bytes)
         .with_context(|| format!("{}: cannot write row", path.display()))?;
-    let mut file = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
-    file.flush()?;
     file.sync_data()?;
     Ok(())
 }

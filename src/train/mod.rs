@@ -75,6 +75,22 @@ fn write_summary(dir: &Path, s: &Summary) -> Result<()> {
     Ok(())
 }
 
+/// A failpoint for the crash tests: true when the environment variable `DEEPRES_CRASH_AT`
+/// is `<point>:<epoch>` (points: `csv-row`, `after-csv`, `checkpoint`, `summary`), where the
+/// caller then dies by [`die`] at that exact moment of that epoch.
+pub(crate) fn crash_point(point: &str, epoch: i64) -> bool {
+    std::env::var("DEEPRES_CRASH_AT").is_ok_and(|v| v == format!("{point}:{epoch}"))
+}
+
+/// SIGKILL to this process (what kill -9 or a preemption does: no unwinding, no flush).
+pub(crate) fn die() -> ! {
+    // SAFETY: sends a signal to this process.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort()
+}
+
 /// The seed of torch's generator for epoch `epoch` (0-based) of a run seeded `seed`.
 pub fn epoch_seed(seed: u64, epoch: i64) -> i64 {
     ((seed as i64).wrapping_mul(1_000_003)).wrapping_add(epoch + 1) & i64::MAX
@@ -382,6 +398,9 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             },
         };
         metrics::append(&csv_path, &row)?;
+        if crash_point("after-csv", epoch + 1) {
+            die();
+        }
         summary.epochs_done = epoch + 1;
         summary.final_test_acc = test_acc;
         summary.final_train_loss = train.loss;
@@ -425,6 +444,9 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
                 config_hash: Some(run_hash.clone()),
             };
             checkpoint::save(&dir, &vs, &opt, &meta)?;
+        }
+        if crash_point("summary", epoch + 1) {
+            die();
         }
         write_summary(&dir, &summary)?;
     }
