@@ -564,7 +564,8 @@ fn an_empty_grid_and_a_bad_cell_are_one_line() {
     assert!(!tmp.path().join("runs").exists());
 }
 
-/// `--jobs 2` runs every cell once, in child processes; a rerun skips them all.
+/// `--jobs 2` runs every cell once, in child processes; a rerun skips them all; `--gpus 0,1`
+/// runs them too.
 #[test]
 fn jobs_run_every_cell_in_child_processes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -584,6 +585,15 @@ fn jobs_run_every_cell_in_child_processes() {
     ok(&o);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(out.contains("0 ran (0 diverged), 3 skipped"), "{out}");
+    // --gpus schedules the same way, one child per listed GPU (CPU cells here: no GPU in CI,
+    // so this checks the scheduling, not the GPU pinning)
+    let o = run(
+        &["sweep", g, "--gpus", "0,1", "-q", "--set", "out_dir=g"],
+        tmp.path(),
+    );
+    ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("g/j: 3 ran (0 diverged)"), "{out}");
 }
 
 /// `--slurm` writes a job-array script (one task per unfinished cell, each calling
