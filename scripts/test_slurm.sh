@@ -17,9 +17,12 @@ HOST=$(hostname -s)
 CPUS=$(nproc)
 echo "test-slurm: working in $W (host $HOST, $CPUS CPUs)"
 PIDS=()
+PASSED=
 cleanup() {
   for p in "${PIDS[@]}"; do $SUDO kill "$p" 2>/dev/null || true; done
   [ -f "$W/munged.pid" ] && $SUDO kill "$(cat "$W/munged.pid")" 2>/dev/null || true
+  # on success the work directory goes (KEEP=1 keeps it); on failure it stays for the logs
+  if [ -n "$PASSED" ] && [ -z "${KEEP:-}" ]; then sleep 1; $SUDO rm -rf "$W"; else echo "test-slurm: logs in $W"; fi
 }
 trap cleanup EXIT
 
@@ -118,4 +121,5 @@ for c in s0 s1 s2; do
   grep -q '"finished"' "runs/slurm/$c/summary.json"
 done
 grep -l 'resuming after epoch' runs/slurm/slurm/*.out >/dev/null || { echo "test-slurm: no task resumed"; cat runs/slurm/slurm/*.out; exit 1; }
+PASSED=1
 echo "test-slurm: OK: every cell finished with each epoch once; the cancelled cell resumed from its checkpoint"
