@@ -229,11 +229,24 @@ fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
 }
 
 /// Two `deepres sweep` processes started together on one grid: each cell runs in exactly one
-/// of them (its lock), both exit 0, every cell is done with each epoch once.
+/// of them (its lock), both exit 0, every cell is done with each epoch once. The first cell
+/// starts with the stale lock of a dead process, which both race to take over: one does.
 #[test]
 fn two_concurrent_sweeps_run_each_cell_once() {
     let tmp = tempfile::tempdir().unwrap();
     let g = grid(tmp.path(), "pair", "seeds: [0, 1, 2, 3]\n");
+    let mut dead = Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    std::fs::create_dir_all(tmp.path().join("runs/pair")).unwrap();
+    std::fs::write(
+        tmp.path().join("runs/pair/s0.lock"),
+        format!(
+            "host={} pid={} pid_start=- started=0\n",
+            hostname(),
+            dead.id()
+        ),
+    )
+    .unwrap();
     let spawn = || {
         deepres()
             .args(["sweep", g.to_str().unwrap(), "-q"])
@@ -262,6 +275,7 @@ fn two_concurrent_sweeps_run_each_cell_once() {
         logs.contains("skipped (running in "),
         "the two sweeps never met at a locked cell:\n{logs}"
     );
+    assert_eq!(logs.matches("took over the lock").count(), 1, "{logs}");
 }
 
 fn hostname() -> String {

@@ -213,7 +213,7 @@ pub fn try_lock(path: &Path) -> Result<Acquired> {
         if age(&guard).is_some_and(|a| a > TORN_AFTER) {
             std::fs::remove_file(&guard).ok(); // a takeover killed midway; the next try wins
         }
-        return Ok(Acquired::Held("another process is taking it over".into()));
+        return Ok(Acquired::Held("a process taking it over".into()));
     }
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let verdict = match Owner::parse(&text) {
@@ -236,7 +236,7 @@ pub fn try_lock(path: &Path) -> Result<Acquired> {
                 Ok(Acquired::Held("another process".into()))
             }
         }
-        None => Ok(Acquired::Held("a process that is writing the lock".into())),
+        None => Ok(Acquired::Held("a process writing the lock".into())),
     };
     std::fs::remove_file(&guard).ok();
     result
