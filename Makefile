@@ -65,9 +65,21 @@ $(FONT):
 build: setup
 	cargo build --release
 
-## test: the whole test suite (CPU, a few minutes after the build)
+## test: the whole test suite (CPU, a few minutes after the build), then test-slurm where it
+## can run (root or passwordless sudo; about a minute). SLURM_TEST=0 leaves it out.
+SLURM_TEST ?= auto
 test: setup
 	cargo test --release
+	@if [ "$(SLURM_TEST)" = 0 ]; then echo "test: test-slurm left out (SLURM_TEST=0)"; \
+	elif [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then $(MAKE) --no-print-directory test-slurm; \
+	else echo "test: test-slurm left out (needs root or passwordless sudo for the Slurm daemons)"; fi
+
+## test-slurm: a one-node Slurm on localhost (Debian's slurm-wlm and munge, installed when
+## missing; loopback only), a 3-cell grid as a job array, one task cancelled mid-run and
+## resubmitted; checks every cell finished with complete CSVs (scripts/test_slurm.sh)
+.PHONY: test-slurm
+test-slurm: build
+	scripts/test_slurm.sh $(BIN)
 
 ## demo: ResNet-20 with BN vs without normalization (τ = 1/√L) on Fashion-MNIST, 3 epochs,
 ## curves and a comparison under runs/demo/. CUDA when present. Rerunning resumes/skips.

@@ -484,6 +484,21 @@ impl RunConfig {
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).expect("a RunConfig always serializes")
     }
+
+    /// SHA-256 (hex) of the resolved config as [`RunConfig::to_yaml`] writes it: equal configs
+    /// have equal hashes. A run directory records it in `config.sha256`.
+    pub fn hash(&self) -> String {
+        sha256_hex(self.to_yaml().as_bytes())
+    }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Applies `a.b.c=value` to a YAML tree; the value is parsed as YAML (numbers, bools, lists).

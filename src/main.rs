@@ -37,6 +37,9 @@ enum Cmd {
         /// Stop after this many epochs in this process (the run stays resumable).
         #[arg(long, value_name = "N")]
         stop_after: Option<i64>,
+        /// When <out_dir>/<name> exists, train into the first free <name>-2, <name>-3, ...
+        #[arg(long)]
+        force_new: bool,
         /// No per-epoch lines.
         #[arg(short, long)]
         quiet: bool,
@@ -171,9 +174,38 @@ enum Cmd {
     Sweep {
         #[command(flatten)]
         grid: GridArgs,
-        /// List the cells and their state (done / running / diverged / missing); run nothing.
+        /// List the cells and their state (done / running / diverged / missing) and who holds
+        /// each running cell's lock; run nothing.
         #[arg(long)]
         status: bool,
+        /// Run only cell I (as --status numbers them); what each Slurm array task runs.
+        #[arg(long, value_name = "I")]
+        cell: Option<usize>,
+        /// Run N cells at a time, each in its own process (CPU).
+        #[arg(long, value_name = "N", conflicts_with_all = ["gpus", "cell", "slurm"])]
+        jobs: Option<usize>,
+        /// Run one cell per listed GPU at a time, each process seeing only its GPU: --gpus 0,1,2,3
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["cell", "slurm"])]
+        gpus: Option<Vec<String>>,
+        /// If the sweep directory holds runs of another config, run into the first
+        /// <dir>-2, <dir>-3, ... that holds none (rerunning with the flag resumes there).
+        #[arg(long)]
+        force_new: bool,
+        /// Submit a Slurm job array (one unfinished cell per task) with sbatch; print the job id.
+        #[arg(long, conflicts_with = "cell")]
+        slurm: bool,
+        /// Slurm partition (with --slurm).
+        #[arg(long, requires = "slurm")]
+        partition: Option<String>,
+        /// Slurm time limit per task, e.g. 24:00:00 (with --slurm).
+        #[arg(long, requires = "slurm")]
+        time: Option<String>,
+        /// Slurm generic resources per task, e.g. gpu:1 (with --slurm).
+        #[arg(long, requires = "slurm")]
+        gres: Option<String>,
+        /// At most K array tasks at once (with --slurm).
+        #[arg(long, value_name = "K", requires = "slurm")]
+        max_parallel: Option<usize>,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -250,15 +282,52 @@ struct GridArgs {
     /// Override a run-config key in every cell.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Put the cells in DIR instead of <out_dir>/<name> (what --force-new passes on to the
+    /// processes of --jobs, --gpus and --slurm).
+    #[arg(long, value_name = "DIR")]
+    sweep_dir: Option<PathBuf>,
 }
 
 impl GridArgs {
     fn load(&self) -> Result<experiment::Grid> {
         let grid = experiment::Grid::load(&self.grid, self.scale.as_deref(), &self.set)?;
-        match &self.seeds {
-            Some(s) => grid.with_seeds(s),
+        let grid = match &self.seeds {
+            Some(s) => grid.with_seeds(s)?,
+            None => grid,
+        };
+        match &self.sweep_dir {
+            Some(d) => grid.relocated(d),
             None => Ok(grid),
         }
+    }
+
+    /// The arguments of a child `deepres sweep` on the same cells in `dir` (absolute paths,
+    /// so that a Slurm task may start elsewhere).
+    fn child_args(&self, dir: &std::path::Path, quiet: bool) -> Result<Vec<String>> {
+        let abs = |p: &std::path::Path| -> Result<String> {
+            let p = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                std::env::current_dir()?.join(p)
+            };
+            Ok(p.display().to_string())
+        };
+        let mut a = vec!["sweep".to_string(), abs(&self.grid)?];
+        if let Some(s) = &self.scale {
+            a.extend(["--scale".into(), s.clone()]);
+        }
+        if let Some(seeds) = &self.seeds {
+            let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+            a.extend(["--seeds".into(), list.join(",")]);
+        }
+        for s in &self.set {
+            a.extend(["--set".into(), s.clone()]);
+        }
+        a.extend(["--sweep-dir".into(), abs(dir)?]);
+        if quiet {
+            a.push("--quiet".into());
+        }
+        Ok(a)
     }
 }
 
@@ -295,12 +364,16 @@ fn run(cli: Cli) -> Result<()> {
             device,
             resume,
             stop_after,
+            force_new,
             quiet,
         } => {
             if let Some(d) = device {
                 set.push(format!("device={d}"));
             }
-            let cfg = load_config(config.as_deref(), &set)?;
+            let mut cfg = load_config(config.as_deref(), &set)?;
+            if force_new {
+                cfg = train::with_new_dir(&cfg);
+            }
             let s = train::run(
                 &cfg,
                 &train::RunOptions {
@@ -437,16 +510,57 @@ fn run(cli: Cli) -> Result<()> {
             print!("{text}");
         }
         Cmd::Sweep {
-            grid,
+            grid: args,
             status,
+            cell,
+            jobs,
+            gpus,
+            force_new,
+            slurm,
+            partition,
+            time,
+            gres,
+            max_parallel,
             quiet,
         } => {
-            let grid = grid.load()?;
+            let mut grid = args.load()?;
             if status {
                 print!("{}", experiment::status_table(&grid)?);
                 return Ok(());
             }
-            let report = experiment::run_sweep(&grid, &experiment::SweepOptions { quiet })?;
+            if force_new {
+                grid = experiment::with_new_dir(&grid)?;
+                eprintln!("sweep directory: {}", grid.dir.display());
+            }
+            let report = if slurm {
+                experiment::check_configs(&grid)?;
+                let opts = experiment::slurm::SlurmOptions {
+                    partition,
+                    time,
+                    gres,
+                    max_parallel,
+                };
+                match experiment::slurm::submit(&grid, &args.child_args(&grid.dir, quiet)?, &opts)?
+                {
+                    Some((script, id)) => {
+                        eprintln!("submitted {}", script.display());
+                        println!("{id}");
+                    }
+                    None => eprintln!(
+                        "{}: every cell is done or diverged; nothing submitted",
+                        grid.dir.display()
+                    ),
+                }
+                return Ok(());
+            } else if let Some(slots) = match (jobs, gpus) {
+                (Some(n), _) => Some(experiment::local::Slots::Cpu(n)),
+                (None, Some(g)) => Some(experiment::local::Slots::Gpus(g)),
+                (None, None) => None,
+            } {
+                experiment::local::run_local(&grid, &args.child_args(&grid.dir, quiet)?, &slots)?
+            } else {
+                experiment::run_sweep(&grid, &experiment::SweepOptions { quiet, cell })?
+            };
             println!("{}: {report}", grid.dir.display());
             if !report.failed.is_empty() {
                 anyhow::bail!(

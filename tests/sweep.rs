@@ -36,7 +36,10 @@ base:
 ";
 
 fn quiet() -> SweepOptions {
-    SweepOptions { quiet: true }
+    SweepOptions {
+        quiet: true,
+        ..Default::default()
+    }
 }
 
 fn err_of(r: anyhow::Result<Grid>) -> String {

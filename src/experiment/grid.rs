@@ -347,6 +347,16 @@ impl Grid {
         Ok(self)
     }
 
+    /// The same grid with its cells in `dir` instead of [`Grid::dir`] (`--force-new`,
+    /// `--sweep-dir`).
+    pub fn relocated(&self, dir: &Path) -> Result<Grid> {
+        let mut g = self.clone();
+        g.expansion.dir = dir.to_path_buf();
+        g.dir = dir.to_path_buf();
+        g.cells = g.expansion.cells()?;
+        Ok(g)
+    }
+
     /// The seeds of the cells (the file's, the scale's or [`Grid::with_seeds`]'s), in order.
     pub fn seeds(&self) -> &[u64] {
         &self.expansion.seeds

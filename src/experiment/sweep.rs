@@ -1,9 +1,11 @@
 //! Running a sweep and reporting its state.
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 
 use super::grid::{Cell, Grid};
+use super::lock::{self, Acquired};
 use crate::train::{self, checkpoint, metrics, read_summary, RunOptions, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,8 @@ impl fmt::Display for CellStatus {
 #[derive(Debug, Clone, Default)]
 pub struct SweepOptions {
     pub quiet: bool,
+    /// Run only this cell (`--cell i`, as `--status` numbers them; a Slurm array task).
+    pub cell: Option<usize>,
 }
 
 /// What [`run_sweep`] did: `ran + skipped + failed.len()` is the number of cells.
@@ -52,6 +56,8 @@ pub struct SweepReport {
     pub diverged: usize,
     /// (cell name, one-line error) of cells that failed with an error.
     pub failed: Vec<(String, String)>,
+    /// (cell name, lock owner) of cells another live process is running (left to it).
+    pub busy: Vec<(String, String)>,
 }
 
 impl fmt::Display for SweepReport {
@@ -64,7 +70,11 @@ impl fmt::Display for SweepReport {
             self.diverged,
             self.skipped,
             self.failed.len()
-        )
+        )?;
+        if !self.busy.is_empty() {
+            write!(f, ", {} running elsewhere", self.busy.len())?;
+        }
+        Ok(())
     }
 }
 
@@ -127,73 +137,161 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Refuses, in one line, a sweep whose directory holds a cell's results under another config
+/// (the grid file or an override changed since): nothing runs, nothing is touched.
+pub fn check_configs(grid: &Grid) -> Result<()> {
+    let conflicts: Vec<String> = grid
+        .cells()?
+        .iter()
+        .filter_map(|c| train::config_conflict(&c.config))
+        .collect();
+    if let Some(first) = conflicts.first() {
+        let more = match conflicts.len() {
+            1 => String::new(),
+            n => format!(" (and {} more cells)", n - 1),
+        };
+        bail!(
+            "{first}{more}; this grid's cells differ from the runs in {}: pass --force-new to run it into a new sweep directory, --set out_dir=DIR, or move that directory away",
+            grid.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `grid` itself if its directory takes its cells ([`check_configs`]), else the grid moved to
+/// the first of `<dir>-2`, `<dir>-3`, ... that does (`--force-new`; a rerun with the same
+/// flag finds the same directory again and resumes there).
+pub fn with_new_dir(grid: &Grid) -> Result<Grid> {
+    let mut n = 2;
+    let mut g = grid.clone();
+    while check_configs(&g).is_err() {
+        let mut name = grid.dir.as_os_str().to_owned();
+        name.push(format!("-{n}"));
+        g = grid.relocated(&std::path::PathBuf::from(name))?;
+        n += 1;
+    }
+    Ok(g)
+}
+
+/// Creates `dir` and checks that files can be created in it.
+fn ensure_writable(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the sweep directory", dir.display()))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("{}: sweep directory is not writable", dir.display()))?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
+
 /// Runs the grid's cells one after the other (missing → run, running → resume, done and
 /// diverged → skip); a cell that fails with an error is reported and the sweep goes on.
 ///
-/// First checks the scale's `requires_data` ([`Grid::check_data`]): missing data is an error
-/// before any cell runs. One progress line per cell goes to stderr; a cell's error (or panic)
-/// lands in [`SweepReport::failed`]. The caller decides the exit status.
+/// First checks the scale's `requires_data` ([`Grid::check_data`]), that no cell's directory
+/// holds another config's results ([`check_configs`]) and that the sweep directory is
+/// writable: each is an error before any cell runs. Each cell runs under its lock
+/// ([`lock`](super::lock)): a cell another live process holds is left to it
+/// ([`SweepReport::busy`]). One progress line per cell goes to stderr; a cell's error (or
+/// panic) lands in [`SweepReport::failed`]. The caller decides the exit status.
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
+    let cells = match opts.cell {
+        Some(i) => vec![grid.cell(i)?],
+        None => grid.cells()?,
+    };
     grid.check_data()?;
-    let cells = grid.cells()?;
-    let n = cells.len();
+    check_configs(grid)?;
+    ensure_writable(&grid.dir)?;
+    let n = grid.cells()?.len();
     let mut report = SweepReport::default();
     for cell in &cells {
-        let tag = format!("[{}/{n}] {}", cell.index + 1, cell.name);
-        match inspect(cell) {
-            (CellStatus::Done, _) => {
-                report.skipped += 1;
-                eprintln!("{tag}: skipped (done)");
-                continue;
-            }
-            (CellStatus::Diverged, _) => {
-                report.skipped += 1;
-                eprintln!("{tag}: skipped (diverged)");
-                continue;
-            }
-            (CellStatus::Running, s) => {
-                let done = s.map(|s| s.epochs_done).unwrap_or(0);
-                eprintln!("{tag}: running (resuming after epoch {done})");
-            }
-            (CellStatus::Missing, _) => eprintln!("{tag}: running"),
-        }
-        let run_opts = RunOptions {
-            resume: true,
-            quiet: opts.quiet,
-            stop_after: None,
-        };
-        let outcome = catch_unwind(AssertUnwindSafe(|| train::run(&cell.config, &run_opts)));
-        let error = match outcome {
-            Ok(Ok(s)) => {
-                report.ran += 1;
-                if s.status == "diverged" {
-                    report.diverged += 1;
-                    eprintln!(
-                        "{tag}: diverged at epoch {}",
-                        s.diverged_at_epoch.unwrap_or(s.epochs_done)
-                    );
-                } else {
-                    let err = best_error(CellStatus::Done, &s)
-                        .map(|e| format!("{:.2}%", 100.0 * e))
-                        .unwrap_or("-".into());
-                    eprintln!(
-                        "{tag}: {} after {} epochs, best test error {err}",
-                        s.status, s.epochs_done
-                    );
-                }
-                continue;
-            }
-            Ok(Err(e)) => one_line(&format!("{e:#}")),
-            Err(p) => format!("panicked: {}", one_line(&panic_message(p.as_ref()))),
-        };
-        eprintln!("{tag}: failed: {error}");
-        report.failed.push((cell.name.clone(), error));
+        run_cell(cell, n, opts, &mut report);
     }
     Ok(report)
 }
 
-/// The `--status` listing: one line per cell (index, name, status, best test error, epochs),
-/// then the counts.
+/// `Some("done")` or `Some("diverged")` when the cell needs no run.
+fn finished(cell: &Cell) -> Option<&'static str> {
+    match inspect(cell).0 {
+        CellStatus::Done => Some("done"),
+        CellStatus::Diverged => Some("diverged"),
+        _ => None,
+    }
+}
+
+fn run_cell(cell: &Cell, n: usize, opts: &SweepOptions, report: &mut SweepReport) {
+    let tag = format!("[{}/{n}] {}", cell.index + 1, cell.name);
+    if let Some(word) = finished(cell) {
+        report.skipped += 1;
+        eprintln!("{tag}: skipped ({word})");
+        return;
+    }
+    let _lock = match lock::try_lock(&lock::lock_path(&cell.dir())) {
+        Ok(Acquired::Got { lock, took_over }) => {
+            if let Some(gone) = took_over {
+                eprintln!("{tag}: took over the lock of {gone} (gone)");
+            }
+            lock
+        }
+        Ok(Acquired::Held(owner)) => {
+            eprintln!("{tag}: skipped (running in {owner})");
+            report.busy.push((cell.name.clone(), owner));
+            return;
+        }
+        Err(e) => {
+            let error = one_line(&format!("{e:#}"));
+            eprintln!("{tag}: failed: {error}");
+            report.failed.push((cell.name.clone(), error));
+            return;
+        }
+    };
+    // Under the lock: another process may have finished the cell since the first look.
+    match inspect(cell) {
+        (CellStatus::Done, _) | (CellStatus::Diverged, _) => {
+            report.skipped += 1;
+            eprintln!("{tag}: skipped ({})", finished(cell).unwrap_or("done"));
+            return;
+        }
+        (CellStatus::Running, s) => {
+            let done = s.map(|s| s.epochs_done).unwrap_or(0);
+            eprintln!("{tag}: running (resuming after epoch {done})");
+        }
+        (CellStatus::Missing, _) => eprintln!("{tag}: running"),
+    }
+    let run_opts = RunOptions {
+        resume: true,
+        quiet: opts.quiet,
+        stop_after: None,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| train::run(&cell.config, &run_opts)));
+    let error = match outcome {
+        Ok(Ok(s)) => {
+            report.ran += 1;
+            if s.status == "diverged" {
+                report.diverged += 1;
+                eprintln!(
+                    "{tag}: diverged at epoch {}",
+                    s.diverged_at_epoch.unwrap_or(s.epochs_done)
+                );
+            } else {
+                let err = best_error(CellStatus::Done, &s)
+                    .map(|e| format!("{:.2}%", 100.0 * e))
+                    .unwrap_or("-".into());
+                eprintln!(
+                    "{tag}: {} after {} epochs, best test error {err}",
+                    s.status, s.epochs_done
+                );
+            }
+            return;
+        }
+        Ok(Err(e)) => one_line(&format!("{e:#}")),
+        Err(p) => format!("panicked: {}", one_line(&panic_message(p.as_ref()))),
+    };
+    eprintln!("{tag}: failed: {error}");
+    report.failed.push((cell.name.clone(), error));
+}
+
+/// The `--status` listing: one line per cell (index, name, status, best test error, epochs,
+/// and `locked by host:pid` while a live process runs it), then the counts.
 pub fn status_table(grid: &Grid) -> Result<String> {
     let cells = grid.cells()?;
     let w = cells.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
@@ -223,13 +321,17 @@ pub fn status_table(grid: &Grid) -> Result<String> {
             .map(|e| format!("{:.2}", 100.0 * e))
             .unwrap_or_else(|| "-".into());
         out += &format!(
-            "{:>5}  {:<w$}  {:<8}  {:>9}  {:>10}\n",
+            "{:>5}  {:<w$}  {:<8}  {:>9}  {:>10}",
             c.index,
             c.name,
             status.as_str(),
             format!("{done}/{}", c.config.train.epochs),
             err
         );
+        if let Some(owner) = lock::live_owner(&lock::lock_path(&c.dir())) {
+            out += &format!("  locked by {owner}");
+        }
+        out += "\n";
     }
     let [done, running, diverged, missing] = counts;
     out += &format!("{done} done, {running} running, {diverged} diverged, {missing} missing\n");

@@ -19,6 +19,9 @@ pub struct Saved {
     pub seed: i64,
     pub best_test_acc: f64,
     pub best_epoch: i64,
+    /// [`RunConfig::hash`](crate::config::RunConfig::hash) of the run's config (absent in
+    /// checkpoints of older deepres versions).
+    pub config_hash: Option<String>,
 }
 
 /// Writes the checkpoint of `dir` atomically. Tensors are stored contiguous (NCHW) whatever
@@ -44,6 +47,12 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
         "meta.best_epoch".into(),
         Tensor::from_slice(&[meta.best_epoch]),
     ));
+    if let Some(h) = &meta.config_hash {
+        named.push((
+            "meta.config_sha256".into(),
+            Tensor::from_slice(h.as_bytes()),
+        ));
+    }
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let path = dir.join(FILE_NAME);
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
@@ -52,6 +61,15 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("{}: fsync", tmp.display()))?;
+    if super::crash_point("checkpoint", meta.epoch) {
+        // the test of a kill inside this write: a torn temporary file, then SIGKILL
+        let len = std::fs::metadata(&tmp)?.len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)?
+            .set_len(len / 2)?;
+        super::die();
+    }
     std::fs::rename(&tmp, &path)
         .with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
     Ok(())
@@ -103,6 +121,9 @@ pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut Sgd) -> Result<Saved> {
         seed: get_i("meta.seed")?,
         best_test_acc: get_f("meta.best_test_acc")?,
         best_epoch: get_i("meta.best_epoch")?,
+        config_hash: map.get("meta.config_sha256").map(|t| {
+            String::from_utf8_lossy(&Vec::<u8>::try_from(t).unwrap_or_default()).into_owned()
+        }),
     };
     let optim: HashMap<String, Tensor> = map
         .iter()

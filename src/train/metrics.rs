@@ -45,18 +45,27 @@ pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
         || std::fs::metadata(path)
             .map(|m| m.len() == 0)
             .unwrap_or(true);
-    let file = OpenOptions::new()
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(new)
+        .from_writer(Vec::new());
+    w.serialize(row)
+        .with_context(|| format!("{}: cannot write row", path.display()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
+    let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("{}: cannot open for appending", path.display()))?;
-    let mut w = csv::WriterBuilder::new().has_headers(new).from_writer(file);
-    w.serialize(row)
+    if super::crash_point("csv-row", row.epoch) {
+        // the test of a kill inside this write: half the row, then SIGKILL
+        file.write_all(&bytes[..bytes.len() / 2])?;
+        file.sync_data()?;
+        super::die();
+    }
+    file.write_all(&bytes)
         .with_context(|| format!("{}: cannot write row", path.display()))?;
-    let mut file = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
-    file.flush()?;
     file.sync_data()?;
     Ok(())
 }
@@ -70,24 +79,43 @@ pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
         .collect()
 }
 
-/// Keeps the rows with epoch ≤ `last_epoch` (rewritten atomically); a missing file stays missing.
+/// Keeps the header and the complete rows with epoch ≤ `last_epoch`; a missing file stays
+/// missing. A torn last line (a kill inside [`append`]) is dropped too, so this also repairs a
+/// file that [`read`] refuses. The file is rewritten atomically (temporary file, fsync, rename)
+/// and only when something is dropped.
 pub fn truncate_after(path: &Path, last_epoch: i64) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let rows = read(path)?;
-    if rows.iter().all(|r| r.epoch <= last_epoch) {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut kept: Vec<u8> = Vec::with_capacity(bytes.len());
+    for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        if !line.ends_with(b"\n") {
+            break; // torn: the process died while writing it
+        }
+        let first = line.split(|&b| b == b',').next().unwrap_or_default();
+        let keep = match std::str::from_utf8(first)
+            .ok()
+            .and_then(|f| f.trim().parse::<i64>().ok())
+        {
+            Some(epoch) => epoch <= last_epoch,
+            None => i == 0 && first == b"epoch",
+        };
+        if keep {
+            kept.extend_from_slice(line);
+        }
+    }
+    if kept == bytes {
         return Ok(());
     }
     let tmp = path.with_extension("csv.tmp");
     {
-        let mut w = csv::Writer::from_path(&tmp)
+        let mut f = std::fs::File::create(&tmp)
             .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        for r in rows.iter().filter(|r| r.epoch <= last_epoch) {
-            w.serialize(r)?;
-        }
-        w.flush()?;
+        f.write_all(&kept)?;
+        f.sync_data()?;
     }
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
     Ok(())
 }

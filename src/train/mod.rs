@@ -76,39 +76,132 @@ fn write_summary(dir: &Path, s: &Summary) -> Result<()> {
     Ok(())
 }
 
+/// A failpoint for the crash tests: true when the environment variable `DEEPRES_CRASH_AT`
+/// is `<point>:<epoch>` (points: `csv-row`, `after-csv`, `checkpoint`, `summary`), where the
+/// caller then dies by [`die`] at that exact moment of that epoch.
+pub(crate) fn crash_point(point: &str, epoch: i64) -> bool {
+    std::env::var("DEEPRES_CRASH_AT").is_ok_and(|v| v == format!("{point}:{epoch}"))
+}
+
+/// SIGKILL to this process (what kill -9 or a preemption does: no unwinding, no flush).
+pub(crate) fn die() -> ! {
+    // SAFETY: sends a signal to this process.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort()
+}
+
 /// The seed of torch's generator for epoch `epoch` (0-based) of a run seeded `seed`.
 pub fn epoch_seed(seed: u64, epoch: i64) -> i64 {
     ((seed as i64).wrapping_mul(1_000_003)).wrapping_add(epoch + 1) & i64::MAX
 }
 
-/// Checks the run directory without writing: a fresh run refuses a directory holding results,
-/// a resumed run refuses a directory whose config differs. Returns true if a checkpoint is to
-/// be loaded.
-fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
+/// The file of a run directory that records the SHA-256 of its `config.yaml`
+/// ([`RunConfig::hash`]), in `sha256sum` format.
+pub const HASH_FILE: &str = "config.sha256";
+
+fn has_results(dir: &Path) -> bool {
+    dir.join(metrics::FILE_NAME).exists() || checkpoint::path(dir).exists()
+}
+
+/// Why the run directory of `cfg` cannot take `cfg`'s results, if it cannot (one line naming
+/// the file, without a hint: `train` and `sweep` add theirs): it holds results
+/// of a different config (compared as configs, not as text: keys added to deepres since, with
+/// their defaults, do not make an old run "different"), results without a config, or a
+/// `config.yaml` that no longer matches the hash recorded in `config.sha256` (edited by hand).
+/// `None` for a free directory or one holding results of the same config.
+pub fn config_conflict(cfg: &RunConfig) -> Option<String> {
+    let dir = cfg.run_dir();
+    if !has_results(&dir) {
+        return None;
+    }
     let cfg_path = dir.join("config.yaml");
-    let has_results = dir.join(metrics::FILE_NAME).exists() || checkpoint::path(dir).exists();
-    if has_results && !opts.resume {
+    let text = match std::fs::read(&cfg_path) {
+        Ok(t) => t,
+        Err(_) => {
+            return Some(format!(
+                "{}: holds results but no config.yaml, so they cannot be matched to a config",
+                dir.display()
+            ))
+        }
+    };
+    if let Some(recorded) = recorded_hash(&dir) {
+        if recorded != crate::config::sha256_hex(&text) {
+            return Some(format!(
+                "{}: does not match the hash recorded in {HASH_FILE} (edited after the run started?)",
+                cfg_path.display()
+            ));
+        }
+    }
+    let old = RunConfig::from_yaml_str(
+        &String::from_utf8_lossy(&text),
+        &cfg_path.display().to_string(),
+        &[],
+    );
+    match old {
+        // out_dir says where the run is, not what it is (a moved sweep, a relative path
+        // made absolute for a Slurm task): it does not count.
+        Ok(old)
+            if RunConfig {
+                out_dir: cfg.out_dir.clone(),
+                ..old.clone()
+            } == *cfg =>
+        {
+            None
+        }
+        Ok(old) => Some(format!(
+            "{}: the run there has a different config (hash {} there, {} now)",
+            cfg_path.display(),
+            &old.hash()[..12],
+            &cfg.hash()[..12]
+        )),
+        Err(e) => Some(format!(
+            "{}: the run there has a config this deepres cannot read ({})",
+            cfg_path.display(),
+            e.to_string().replace('\n', " ")
+        )),
+    }
+}
+
+/// The hash recorded in the run directory's `config.sha256`, if any.
+fn recorded_hash(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(HASH_FILE))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+}
+
+/// `cfg` itself if its run directory does not exist yet, else `cfg` renamed to the first
+/// `<name>-2`, `<name>-3`, ... whose directory does not exist (`--force-new`).
+pub fn with_new_dir(cfg: &RunConfig) -> RunConfig {
+    let mut out = cfg.clone();
+    let mut n = 2;
+    while out.run_dir().exists() {
+        out.name = format!("{}-{n}", cfg.name);
+        n += 1;
+    }
+    out
+}
+
+/// Checks the run directory without writing: a fresh run refuses a directory holding results,
+/// a resumed run refuses a directory whose config differs ([`config_conflict`]). Returns
+/// whether a checkpoint is to be loaded.
+fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Result<bool> {
+    if has_results(dir) && !opts.resume {
         bail!(
-            "{}: holds results of an earlier run; pass --resume to continue it, or choose another name (--set name=...)",
+            "{}: holds results of an earlier run; pass --resume to continue it, --force-new for a new directory, or choose another name (--set name=...)",
             dir.display()
         );
     }
-    if cfg_path.exists() && has_results {
-        // Compared as configs, not as text: keys added to deepres since (with their defaults)
-        // do not make an old run "different".
-        let text = std::fs::read_to_string(&cfg_path)?;
-        let old = RunConfig::from_yaml_str(&text, &cfg_path.display().to_string(), &[]);
-        if old.as_ref().ok() != Some(cfg) {
-            bail!(
-                "{}: the run there has a different config; pick another name (--set name=...) or move that directory away",
-                cfg_path.display()
-            );
-        }
+    if let Some(e) = config_conflict(cfg) {
+        bail!("{e}; pick another name (--set name=...), pass --force-new for a new directory, or move that directory away");
     }
     Ok(opts.resume && checkpoint::path(dir).exists())
 }
 
-/// Creates the run directory (checking it is writable) and saves the resolved config.
+/// Creates the run directory (checking it is writable) and saves the resolved config and its
+/// hash (`config.sha256`), unless the directory already holds results (of this config:
+/// [`check_dir`] refused others), whose config.yaml stays as the run started it.
 fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     let cfg_path = dir.join("config.yaml");
     std::fs::create_dir_all(dir)
@@ -117,11 +210,26 @@ fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     std::fs::write(&probe, b"")
         .with_context(|| format!("{}: run directory is not writable", dir.display()))?;
     std::fs::remove_file(&probe).ok();
-    // check_dir refused a different config beside results, so this rewrites at most a stale
-    // config of an attempt that left no results.
+    if has_results(dir) && cfg_path.exists() {
+        if recorded_hash(dir).is_none() {
+            // a run of an older deepres: record the hash of the config it started with
+            let text = std::fs::read(&cfg_path)?;
+            let tmp = dir.join("config.sha256.tmp");
+            std::fs::write(
+                &tmp,
+                format!("{}  config.yaml\n", crate::config::sha256_hex(&text)),
+            )?;
+            std::fs::rename(&tmp, dir.join(HASH_FILE))?;
+        }
+        return Ok(());
+    }
+    // No results: this rewrites at most a stale config of an attempt that left none.
     let tmp = dir.join("config.yaml.tmp");
     std::fs::write(&tmp, cfg.to_yaml())?;
     std::fs::rename(&tmp, &cfg_path)?;
+    let tmp = dir.join("config.sha256.tmp");
+    std::fs::write(&tmp, format!("{}  config.yaml\n", cfg.hash()))?;
+    std::fs::rename(&tmp, dir.join(HASH_FILE))?;
     Ok(())
 }
 
@@ -175,12 +283,24 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             .context("train.cuda_graph")?;
     let mut sums = StepSums::new(device);
     create_dir(cfg, &dir)?;
+    // The hash recorded when the run started; its checkpoints carry it.
+    let run_hash = recorded_hash(&dir).unwrap_or_else(|| cfg.hash());
 
     let mut start_epoch = 0;
     let (mut best_acc, mut best_epoch) = (0.0, 0);
     let csv_path = dir.join(metrics::FILE_NAME);
     if load_ckpt {
         let saved = checkpoint::load(&dir, &mut vs, &mut opt)?;
+        if let Some(h) = &saved.config_hash {
+            if *h != run_hash {
+                bail!(
+                    "{}: the checkpoint comes from another config (hash {} there, {} in {HASH_FILE}); move it away to restart this run from scratch",
+                    checkpoint::path(&dir).display(),
+                    &h[..h.len().min(12)],
+                    &run_hash[..run_hash.len().min(12)]
+                );
+            }
+        }
         if saved.seed != cfg.seed as i64 {
             bail!(
                 "{}: checkpoint has seed {}, config seed {}",
@@ -284,6 +404,9 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             },
         };
         metrics::append(&csv_path, &row)?;
+        if crash_point("after-csv", epoch + 1) {
+            die();
+        }
         summary.epochs_done = epoch + 1;
         summary.final_test_acc = test_acc;
         summary.final_train_loss = train.loss;
@@ -324,8 +447,12 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
                 seed: cfg.seed as i64,
                 best_test_acc: best_acc,
                 best_epoch,
+                config_hash: Some(run_hash.clone()),
             };
             checkpoint::save(&dir, &vs, &opt, &meta)?;
+        }
+        if crash_point("summary", epoch + 1) {
+            die();
         }
         write_summary(&dir, &summary)?;
     }

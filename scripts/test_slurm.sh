@@ -1,0 +1,125 @@
+#!/bin/bash
+# make test-slurm: a one-node Slurm on localhost (munged, slurmctld, slurmd from Debian's
+# slurm-wlm and munge, a generated slurm.conf, loopback only), then a small deepres grid
+# submitted as a job array; one task is cancelled mid-run and resubmitted; at the end every
+# cell must be finished with each epoch exactly once in its metrics.csv.
+# Usage: scripts/test_slurm.sh [path/to/deepres]   (needs root or sudo for the daemons)
+set -euo pipefail
+DEEPRES=$(realpath "${1:-target/release/deepres}")
+SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+  echo "test-slurm: installing the Debian packages slurm-wlm and munge"
+  $SUDO apt-get install -y slurm-wlm munge || { $SUDO apt-get update && $SUDO apt-get install -y slurm-wlm munge; }
+fi
+W=$(mktemp -d /tmp/deepres-slurm.XXXXXX)
+chmod 755 "$W"
+HOST=$(hostname -s)
+CPUS=$(nproc)
+echo "test-slurm: working in $W (host $HOST, $CPUS CPUs)"
+PIDS=()
+PASSED=
+cleanup() {
+  for p in "${PIDS[@]}"; do $SUDO kill "$p" 2>/dev/null || true; done
+  [ -f "$W/munged.pid" ] && $SUDO kill "$(cat "$W/munged.pid")" 2>/dev/null || true
+  # on success the work directory goes (KEEP=1 keeps it); on failure it stays for the logs
+  if [ -n "$PASSED" ] && [ -z "${KEEP:-}" ]; then sleep 1; $SUDO rm -rf "$W"; else echo "test-slurm: logs in $W"; fi
+}
+trap cleanup EXIT
+
+# munge: a fresh key and socket of our own, so a system munged (if any) is left alone.
+mkdir -p "$W/munge"
+$SUDO dd if=/dev/urandom of="$W/munge/munge.key" bs=1024 count=1 status=none
+$SUDO chmod 600 "$W/munge/munge.key"
+$SUDO munged --force --key-file="$W/munge/munge.key" --socket="$W/munge/socket" \
+  --pid-file="$W/munged.pid" --log-file="$W/munged.log" --seed-file="$W/munge/seed"
+
+mkdir -p "$W/state" "$W/spool" "$W/log"
+cat > "$W/slurm.conf" <<CONF
+ClusterName=deepres-test
+SlurmctldHost=$HOST(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$W/munge/socket
+CredType=cred/munge
+SlurmctldPort=16817
+SlurmdPort=16818
+StateSaveLocation=$W/state
+SlurmdSpoolDir=$W/spool
+SlurmctldPidFile=$W/slurmctld.pid
+SlurmdPidFile=$W/slurmd.pid
+SlurmctldLogFile=$W/log/slurmctld.log
+SlurmdLogFile=$W/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+ReturnToService=2
+SwitchType=switch/none
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
+PartitionName=test Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+CONF
+export SLURM_CONF=$W/slurm.conf
+$SUDO env SLURM_CONF="$SLURM_CONF" slurmctld -D -f "$SLURM_CONF" > "$W/log/slurmctld.out" 2>&1 &
+PIDS+=($!)
+$SUDO env SLURM_CONF="$SLURM_CONF" slurmd -D -f "$SLURM_CONF" > "$W/log/slurmd.out" 2>&1 &
+PIDS+=($!)
+for i in $(seq 60); do
+  sinfo -h -o %T 2>/dev/null | grep -qE '^idle' && break
+  sleep 1
+  if [ "$i" = 60 ]; then
+    echo "test-slurm: the node never became idle"; sinfo || true
+    tail -n 20 "$W"/log/*; exit 1
+  fi
+done
+echo "test-slurm: slurm is up: $(sinfo -h -o '%P %T %c CPUs')"
+
+# The grid: 3 cells of a few seconds each, one CPU per task.
+cat > "$W/grid.yaml" <<YAML
+name: slurm
+out_dir: $W/runs
+base:
+  device: cpu
+  data: {name: synthetic, synthetic_train: 512, synthetic_test: 64}
+  model: {depth: 8}
+  train: {epochs: 6, batch_size: 32, eval_batch_size: 64, optimizer: {lr: 0.05}, schedule: {kind: constant}}
+seeds: [0, 1, 2]
+YAML
+cd "$W"
+export OMP_NUM_THREADS=1
+JOB=$("$DEEPRES" sweep grid.yaml --slurm --partition test --time 10:00 --max-parallel 2 -q)
+echo "test-slurm: submitted job array $JOB"
+# Cancel task 1 once it has finished an epoch (mid-run), then resubmit the unfinished cells.
+for i in $(seq 120); do
+  [ -s runs/slurm/s1/metrics.csv ] && [ "$(wc -l < runs/slurm/s1/metrics.csv)" -ge 2 ] && break
+  sleep 0.5
+done
+"$DEEPRES" sweep grid.yaml --status
+scancel "${JOB}_1"
+echo "test-slurm: cancelled ${JOB}_1 after $(($(wc -l < runs/slurm/s1/metrics.csv) - 1)) epoch(s)"
+for i in $(seq 60); do
+  squeue -h -j "${JOB}_1" 2>/dev/null | grep -q . || break
+  sleep 0.5
+done
+JOB2=$("$DEEPRES" sweep grid.yaml --slurm --partition test --time 10:00 -q)
+echo "test-slurm: resubmitted the unfinished cells as job array $JOB2"
+"$DEEPRES" sweep grid.yaml --status
+for i in $(seq 600); do
+  [ -z "$(squeue -h 2>/dev/null)" ] && break
+  sleep 1
+done
+"$DEEPRES" sweep grid.yaml --status | tee status.txt
+grep -q '^3 done, 0 running, 0 diverged, 0 missing' status.txt
+for c in s0 s1 s2; do
+  got=$(tail -n +2 "runs/slurm/$c/metrics.csv" | cut -d, -f1 | tr '\n' ' ')
+  [ "$got" = "1 2 3 4 5 6 " ] || { echo "test-slurm: $c has epochs '$got'"; exit 1; }
+  grep -q '"finished"' "runs/slurm/$c/summary.json"
+done
+grep -l 'resuming after epoch' runs/slurm/slurm/*.out >/dev/null || { echo "test-slurm: no task resumed"; cat runs/slurm/slurm/*.out; exit 1; }
+PASSED=1
+echo "test-slurm: OK: every cell finished with each epoch once; the cancelled cell resumed from its checkpoint"

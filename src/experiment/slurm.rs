@@ -1,0 +1,144 @@
+//! Slurm: `deepres sweep GRID --slurm` writes an sbatch job-array script, one array task per
+//! unfinished cell, each running `deepres sweep GRID ... --cell $SLURM_ARRAY_TASK_ID`, and
+//! submits it. Tasks are requeue-safe: a task run again (requeued after preemption, or
+//! resubmitted after a cancel) takes over its cell's lock and resumes from the checkpoint.
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::grid::Grid;
+use super::sweep::{cell_status, CellStatus};
+
+#[derive(Debug, Clone, Default)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub gres: Option<String>,
+    /// At most this many array tasks at once (`--array=...%K`).
+    pub max_parallel: Option<usize>,
+}
+
+/// Quotes `s` for bash.
+fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The sbatch script for the unfinished cells of `grid` (`None` when every cell is done or
+/// diverged). `exe` and `child_args` make the command (`deepres sweep GRID ...`), run in `cwd`.
+pub fn script(
+    grid: &Grid,
+    exe: &Path,
+    child_args: &[String],
+    cwd: &Path,
+    opts: &SlurmOptions,
+) -> Result<Option<String>> {
+    let todo: Vec<String> = grid
+        .cells()?
+        .iter()
+        .filter(|c| !matches!(cell_status(c).0, CellStatus::Done | CellStatus::Diverged))
+        .map(|c| c.index.to_string())
+        .collect();
+    if todo.is_empty() {
+        return Ok(None);
+    }
+    let logs = absolute(&grid.dir.join("slurm"))?;
+    let mut s = String::from("#!/bin/bash\n");
+    s += &format!(
+        "#SBATCH --job-name={}\n",
+        quote(&format!("deepres-{}", grid.name))
+    );
+    let limit = opts
+        .max_parallel
+        .map(|k| format!("%{k}"))
+        .unwrap_or_default();
+    s += &format!("#SBATCH --array={}{limit}\n", todo.join(","));
+    s += &format!(
+        "#SBATCH --output={}\n",
+        quote(&format!("{}/%A_%a.out", logs.display()))
+    );
+    s += "#SBATCH --open-mode=append\n#SBATCH --requeue\n";
+    for (flag, v) in [
+        ("partition", &opts.partition),
+        ("time", &opts.time),
+        ("gres", &opts.gres),
+    ] {
+        if let Some(v) = v {
+            s += &format!("#SBATCH --{flag}={}\n", quote(v));
+        }
+    }
+    s += "# One cell per array task; a requeued or resubmitted task resumes its cell from its\n";
+    s += "# checkpoint (the cell's lock names the task, so the task takes its own lock over).\n";
+    s += "set -eu\n";
+    s += &format!("cd {}\n", quote(&cwd.display().to_string()));
+    let args: Vec<String> = child_args.iter().map(|a| quote(a)).collect();
+    s += &format!(
+        "exec {} {} --cell \"$SLURM_ARRAY_TASK_ID\"\n",
+        quote(&exe.display().to_string()),
+        args.join(" ")
+    );
+    Ok(Some(s))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}
+
+/// Writes the script to `<sweep dir>/slurm/sweep-<unix time>.sbatch` and submits it with
+/// `sbatch --parsable`; returns the script's path and the job id (`None`, nothing submitted,
+/// when no cell is left).
+pub fn submit(
+    grid: &Grid,
+    child_args: &[String],
+    opts: &SlurmOptions,
+) -> Result<Option<(PathBuf, String)>> {
+    let exe = std::env::current_exe().context("cannot find the deepres executable")?;
+    let cwd = std::env::current_dir()?;
+    let Some(text) = script(grid, &exe, child_args, &cwd, opts)? else {
+        return Ok(None);
+    };
+    let dir = grid.dir.join("slurm");
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let path = dir.join(format!("sweep-{stamp}.sbatch"));
+    std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&path)
+        .output()
+        .with_context(|| {
+            format!(
+                "--slurm: cannot run sbatch (is Slurm installed and on PATH?); the script is {}",
+                path.display()
+            )
+        })?;
+    if !out.status.success() {
+        bail!(
+            "--slurm: sbatch {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', " ")
+        );
+    }
+    let id = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Ok(Some((path, id)))
+}
