@@ -168,18 +168,14 @@ impl Sgd {
     /// gradients are unscaled and checked for overflow (no host sync either way).
     pub fn backward(&mut self, loss: &Tensor) {
         self.zero_grad();
-        let Some(sc) = &mut self.scaler else {
+        let Some(scale) = self.scaler.as_ref().map(|sc| sc.scale.shallow_clone()) else {
             loss.backward();
             return;
         };
-        (loss * &sc.scale).backward();
-        let grads = self
-            .params
-            .iter()
-            .map(|p| p.param.grad())
-            .filter(|g| g.defined())
-            .collect::<Vec<_>>();
+        (loss * &scale).backward();
+        let grads = self.grads();
         let refs: Vec<&Tensor> = grads.iter().collect();
+        let sc = self.scaler.as_mut().expect("loss scaling is on");
         let _ = sc.found_inf.zero_();
         let inv = sc.scale.reciprocal();
         torch_ext::unscale_(&refs, &sc.found_inf, &inv).expect("unscaling gradients");
