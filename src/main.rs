@@ -169,6 +169,26 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// A figure of Chizat (2025, "The Hidden Width of Deep ResNets") from
+    /// experiments/chizat2025/<fig>.yaml: 2LP-block ResNets trained by gradient descent against
+    /// their limit; CSV, Markdown tables and SVG/PNG plots in --out
+    /// (default runs/chizat2025/<fig>/<scale>/).
+    Chizat {
+        /// The figure file (experiments/chizat2025/fig1.yaml ... fig5.yaml).
+        figure: PathBuf,
+        /// smoke (minutes on a 2-core CPU) | full (the paper's size)
+        #[arg(long, default_value = "smoke")]
+        scale: String,
+        /// Override a key of the figure's spec: --set depths=[4,16] --set dynamics.eta=0.5
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Run a grid of configs (a sweep): missing cells run, interrupted ones resume, finished and
     /// diverged ones are skipped; `--status` lists the cells instead.
     Sweep {
@@ -507,6 +527,19 @@ fn run(cli: Cli) -> Result<()> {
             let fig = experiment::marion::Figure::load_with(&figure, &scale, &set)?;
             let out = out.unwrap_or_else(|| experiment::marion::default_out(&fig));
             let text = experiment::marion::run(&fig, &out, device::select_device(&device)?, quiet)?;
+            print!("{text}");
+        }
+        Cmd::Chizat {
+            figure,
+            scale,
+            set,
+            out,
+            device,
+            quiet,
+        } => {
+            let fig = experiment::chizat::load(&figure, &scale, &set)?;
+            let out = out.unwrap_or_else(|| experiment::chizat::default_out(&fig));
+            let text = experiment::chizat::run(&fig, &out, device::select_device(&device)?, quiet)?;
             print!("{text}");
         }
         Cmd::Sweep {

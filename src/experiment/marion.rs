@@ -219,16 +219,6 @@ pub enum FigureSpec {
     Accuracy(AccuracyFig),
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FigureFile {
-    figure: String,
-    title: String,
-    spec: serde_yaml::Mapping,
-    #[serde(default)]
-    scales: std::collections::BTreeMap<String, serde_yaml::Mapping>,
-}
-
 /// A loaded figure file at one scale.
 #[derive(Debug, Clone)]
 pub struct Figure {
@@ -251,57 +241,13 @@ impl Figure {
     /// `depth=200`, `hursts.points=11`, `train.epochs=2`) over the scaled spec.
     pub fn load_with(path: &Path, scale: &str, overrides: &[String]) -> Result<Figure> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{origin}: cannot read the figure file"))?;
-        let file: FigureFile = serde_path_to_error::deserialize(
-            serde_yaml::Deserializer::from_str(&text),
-        )
-        .map_err(|e| {
-            let p = e.path().to_string();
-            anyhow::anyhow!(
-                "{origin}: {p}: {} (keys: figure, title, spec, scales)",
-                e.into_inner()
-            )
-        })?;
-        let mut spec = file.spec.clone();
-        match file.scales.get(scale) {
-            Some(over) => {
-                for (k, v) in over {
-                    spec.insert(k.clone(), v.clone());
-                }
-            }
-            None if file.scales.is_empty() => {}
-            None => bail!(
-                "{origin}: scales: no scale {scale:?}; the file has {}",
-                file.scales.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        }
-        let mut spec = serde_yaml::Value::Mapping(spec);
-        for ov in overrides {
-            crate::config::apply_override(&mut spec, ov).with_context(|| format!("--set {ov}"))?;
-        }
-        let spec: FigureSpec = serde_path_to_error::deserialize(spec).map_err(|e| {
-            let p = e.path().to_string();
-            let msg = e
-                .into_inner()
-                .to_string()
-                .replace("unknown field", "unknown key");
-            let key = if p == "." {
-                "spec".into()
-            } else {
-                format!("spec.{p}")
-            };
-            anyhow::anyhow!("{origin}: {key}: {msg}")
-        })?;
+        let f = super::figure::load::<FigureSpec>(path, scale, overrides)?;
         let fig = Figure {
-            figure: file.figure,
-            title: file.title,
-            scale: scale.to_string(),
-            spec,
-            stem: path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            figure: f.figure,
+            title: f.title,
+            scale: f.scale,
+            spec: f.spec,
+            stem: f.stem,
         };
         fig.validate()
             .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;

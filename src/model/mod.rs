@@ -6,12 +6,17 @@
 //! [`simple_resnet::SimpleResNet`] (many models batched, depth weights `[L, d, d]`), behind
 //! [`marion_net::MarionNet`], with the layer-correlated inits of [`weight_init`]
 //! (i.i.d., smooth Gaussian process, fractional Brownian motion).
+//!
+//! Chizat (2025): [`two_layer_resnet::TwoLayerResNet`], ResNets with two-layer-perceptron
+//! blocks (depth L, hidden width M, embedding D, residual scale α·D^γ/(L·M)), many models
+//! batched, trained by full-batch gradient descent.
 pub mod full_resnet;
 pub mod init;
 pub mod marion_net;
 pub mod resnet;
 pub mod simple_resnet;
 pub mod tau;
+pub mod two_layer_resnet;
 pub mod weight_init;
 
 pub use resnet::{blocks_per_stage, ResNet};

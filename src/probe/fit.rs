@@ -52,7 +52,7 @@ impl Fit {
 }
 
 /// Least squares slope and R² of y on x.
-fn slope(points: &[(f64, f64)]) -> (f64, f64) {
+pub fn slope(points: &[(f64, f64)]) -> (f64, f64) {
     let n = points.len() as f64;
     if points.len() < 2 {
         return (f64::NAN, f64::NAN);

@@ -28,9 +28,11 @@ pub fn write(rows: &[ProbeRow], out_dir: &Path) -> Result<String> {
         let of = |which: fn(&fit::FitRow) -> &Vec<(f64, f64)>| -> Vec<crate::report::plot::Series> {
             fits.iter()
                 .filter(|f| f.model == model && f.norm == norm)
-                .map(|f| crate::report::plot::Series {
-                    label: format!("τ = {}", f.tau_rule),
-                    points: which(f).clone(),
+                .map(|f| {
+                    crate::report::plot::Series::new(
+                        format!("τ = {}", f.tau_rule),
+                        which(f).clone(),
+                    )
                 })
                 .collect()
         };

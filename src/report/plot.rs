@@ -29,6 +29,12 @@ use std::sync::OnceLock;
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    /// The colour as (r, g, b); `None`: the palette's colour for the series' position.
+    pub rgb: Option<(u8, u8, u8)>,
+    /// Points only (a scatter plot), no line.
+    pub scatter: bool,
+    /// Leave the series out of the legend (e.g. one line per layer, explained by the title).
+    pub unlabelled: bool,
 }
 
 impl Series {
@@ -36,8 +42,41 @@ impl Series {
         Series {
             label: label.into(),
             points,
+            rgb: None,
+            scatter: false,
+            unlabelled: false,
         }
     }
+    pub fn rgb(mut self, rgb: (u8, u8, u8)) -> Series {
+        self.rgb = Some(rgb);
+        self
+    }
+    pub fn scatter(mut self) -> Series {
+        self.scatter = true;
+        self
+    }
+    pub fn unlabelled(mut self) -> Series {
+        self.unlabelled = true;
+        self
+    }
+}
+
+/// A colour along viridis-like ramp (t in [0, 1]: dark blue → green → yellow), e.g. the layer
+/// index ℓ/L of one line per layer.
+pub fn ramp(t: f64) -> (u8, u8, u8) {
+    const STOPS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let i = (t.floor() as usize).min(STOPS.len() - 2);
+    let f = t - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
+    (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
 /// Where the legend goes.
@@ -540,20 +579,30 @@ fn draw_in<DB: Backend>(
         .bold_line_style(RGBColor(220, 220, 220))
         .draw()
         .map_err(plot_err)?;
+    let series_color = |i: usize| match panel.series[i].rgb {
+        Some((r, g, b)) => RGBColor(r, g, b),
+        None => color(i),
+    };
     for (i, series) in segs.iter().enumerate() {
-        let c = color(i);
+        let c = series_color(i);
+        let scatter = panel.series[i].scatter;
         for seg in series {
-            chart
-                .draw_series(LineSeries::new(seg.iter().copied(), c.stroke_width(2)))
-                .map_err(plot_err)?;
-            if spec.markers || seg.len() == 1 {
+            if !scatter {
+                chart
+                    .draw_series(LineSeries::new(seg.iter().copied(), c.stroke_width(2)))
+                    .map_err(plot_err)?;
+            }
+            if spec.markers || scatter || seg.len() == 1 {
                 chart
                     .draw_series(seg.iter().map(|&p| Circle::new(p, 3, c.filled())))
                     .map_err(plot_err)?;
             }
         }
     }
-    if spec.legend == Legend::Hidden || panel.series.is_empty() {
+    let labelled: Vec<usize> = (0..panel.series.len())
+        .filter(|&i| !panel.series[i].unlabelled)
+        .collect();
+    if spec.legend == Legend::Hidden || labelled.is_empty() {
         return Ok(());
     }
     // The legend, drawn by hand so that it needs no font metrics (SVG without a font file).
@@ -568,9 +617,9 @@ fn draw_in<DB: Backend>(
     let (pw, ph) = plot.dim_in_pixel();
     let text = TextStyle::from((family, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     let line_h = 20;
-    let text_w = panel
-        .series
+    let text_w = labelled
         .iter()
+        .map(|&i| &panel.series[i])
         .map(|s| {
             plot.estimate_text_size(&s.label, &text)
                 .map(|d| d.0)
@@ -578,7 +627,7 @@ fn draw_in<DB: Backend>(
         })
         .max()
         .unwrap_or(0) as i32;
-    let (bw, bh) = (text_w + 44, line_h * panel.series.len() as i32 + 10);
+    let (bw, bh) = (text_w + 44, line_h * labelled.len() as i32 + 10);
     let inset = 8;
     let corners = [
         (Legend::UpperRight, (pw as i32 - bw - inset, inset)),
@@ -619,15 +668,18 @@ fn draw_in<DB: Backend>(
         BLACK.mix(0.5).stroke_width(1),
     ))
     .map_err(plot_err)?;
-    for (i, s) in panel.series.iter().enumerate() {
-        let c = color(i);
-        let yy = by + 5 + line_h * i as i32 + line_h / 2;
-        plot.draw(&PathElement::new(
-            vec![(bx + 8, yy), (bx + 32, yy)],
-            c.stroke_width(2),
-        ))
-        .map_err(plot_err)?;
-        if spec.markers {
+    for (row, &i) in labelled.iter().enumerate() {
+        let s = &panel.series[i];
+        let c = series_color(i);
+        let yy = by + 5 + line_h * row as i32 + line_h / 2;
+        if !s.scatter {
+            plot.draw(&PathElement::new(
+                vec![(bx + 8, yy), (bx + 32, yy)],
+                c.stroke_width(2),
+            ))
+            .map_err(plot_err)?;
+        }
+        if spec.markers || s.scatter {
             plot.draw(&Circle::new((bx + 20, yy), 3, c.filled()))
                 .map_err(plot_err)?;
         }

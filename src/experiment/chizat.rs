@@ -1,0 +1,1698 @@
+//! The figures of Chizat (2025, "The Hidden Width of Deep ResNets", SPEC §1.3) from
+//! `experiments/chizat2025/*.yaml` (see [`super::figure`] for the file format).
+//!
+//! Every figure trains [`TwoLayerResNet`]s (2LP blocks, residual scale α·D^γ/(L·M)) by K steps of
+//! full-batch gradient descent on one synthetic regression task and compares them with the
+//! limit model. Kinds:
+//! - `forward-pass` (C1): ⟨e_1, h_ℓ⟩ against ℓ/L after training, M = 1, several L, limit in red;
+//! - `error-grid` (C2): RMS output error against the limit over an (L, M) grid, fitted
+//!   a/L + b·√(D/(LM)), log-log slopes at M = 1 and at the largest M;
+//! - `limit-training` (C3): the limit's training loss; one unit's u trajectory in every layer
+//!   (its initialization shared by all layers);
+//! - `phase-diagram` (C4): local feature updates over (σ_u = D^a, γ) for several D, the exponent
+//!   of each update in D, the regions they imply and the theoretical boundaries;
+//! - `error-sweep` (C5): many random (L, M, D), error at several k against a_k/L + b_k√(D/(LM)).
+//!
+//! The task (our reconstruction, SPEC §1.3; the paper's text was not at hand): n inputs
+//! x ~ N(0, I_D), targets y = tanh(2⟨w, x⟩) with w uniform on the first min(D, 3) coordinates
+//! (‖w‖ = 1); `train` points for training, `test` held-out points for the error. The limit
+//! (Mean ODE) is the same ResNet at a much larger L and M trained the same way; it is computed
+//! once per (D, σ_u, σ_v, α, γ, η, K, task, limit size, seed) and cached under `cache`.
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+use super::marion::Linspace;
+use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
+use crate::probe::fit::slope;
+use crate::report::heatmap::Heatmap;
+use crate::report::plot::{multi_panel, ramp, Legend, Panel, PlotSpec, Series};
+use crate::report::table::Table;
+
+fn d_train() -> i64 {
+    32
+}
+fn d_test() -> i64 {
+    128
+}
+fn d_steps() -> usize {
+    100
+}
+fn d_one() -> f64 {
+    1.0
+}
+fn d_half() -> f64 {
+    0.5
+}
+fn d_limit_depth() -> i64 {
+    2048
+}
+fn d_limit_width() -> i64 {
+    1024
+}
+fn d_limit_models() -> i64 {
+    1
+}
+fn d_cache() -> PathBuf {
+    PathBuf::from("runs/chizat2025/limits")
+}
+fn d_batch() -> usize {
+    32
+}
+
+/// The synthetic regression task.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Training points n.
+    #[serde(default = "d_train")]
+    pub train: i64,
+    /// Held-out points on which outputs are compared with the limit.
+    #[serde(default = "d_test")]
+    pub test: i64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl Default for TaskSpec {
+    fn default() -> Self {
+        TaskSpec {
+            train: d_train(),
+            test: d_test(),
+            seed: 0,
+        }
+    }
+}
+
+/// Initialization, residual scale and gradient descent, shared by the finite models and the
+/// limit (see [`TwoLayerSpec`]).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dynamics {
+    #[serde(default = "d_one")]
+    pub sigma_u: f64,
+    #[serde(default = "d_one")]
+    pub sigma_v: f64,
+    #[serde(default = "d_one")]
+    pub alpha: f64,
+    #[serde(default = "d_half")]
+    pub gamma: f64,
+    /// η: λ = η/(s²·L·M).
+    #[serde(default = "d_one")]
+    pub eta: f64,
+    /// K: gradient steps.
+    #[serde(default = "d_steps")]
+    pub steps: usize,
+}
+
+impl Default for Dynamics {
+    fn default() -> Self {
+        Dynamics {
+            sigma_u: 1.0,
+            sigma_v: 1.0,
+            alpha: 1.0,
+            gamma: 0.5,
+            eta: 1.0,
+            steps: d_steps(),
+        }
+    }
+}
+
+impl Dynamics {
+    pub fn model(&self, depth: i64, width: i64, dim: i64) -> TwoLayerSpec {
+        TwoLayerSpec {
+            depth,
+            width,
+            dim,
+            sigma_u: self.sigma_u,
+            sigma_v: self.sigma_v,
+            alpha: self.alpha,
+            gamma: self.gamma,
+            eta: self.eta,
+        }
+    }
+}
+
+/// The size of the model that stands for the limit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    #[serde(default = "d_limit_depth")]
+    pub depth: i64,
+    #[serde(default = "d_limit_width")]
+    pub width: i64,
+    /// Independent large models averaged (each one's own error shrinks like √D/√(LM)).
+    #[serde(default = "d_limit_models")]
+    pub models: i64,
+    #[serde(default)]
+    pub seed: u64,
+    /// Where limits are cached (one file per setting).
+    #[serde(default = "d_cache")]
+    pub cache: PathBuf,
+}
+
+impl Default for LimitSpec {
+    fn default() -> Self {
+        LimitSpec {
+            depth: d_limit_depth(),
+            width: d_limit_width(),
+            models: d_limit_models(),
+            seed: 0,
+            cache: d_cache(),
+        }
+    }
+}
+
+/// `kind: forward-pass` (C1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardPassFig {
+    pub dim: i64,
+    pub depths: Vec<i64>,
+    #[serde(default = "d_width_one")]
+    pub width: i64,
+    /// Held-out inputs whose forward pass is drawn (one panel each).
+    #[serde(default = "d_inputs")]
+    pub inputs: i64,
+    #[serde(default)]
+    pub dynamics: Dynamics,
+    #[serde(default)]
+    pub task: TaskSpec,
+    #[serde(default)]
+    pub limit: LimitSpec,
+    #[serde(default)]
+    pub seed: u64,
+}
+fn d_width_one() -> i64 {
+    1
+}
+fn d_inputs() -> i64 {
+    2
+}
+
+/// `kind: error-grid` (C2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorGridFig {
+    pub dim: i64,
+    pub depths: Vec<i64>,
+    pub widths: Vec<i64>,
+    pub repetitions: i64,
+    #[serde(default)]
+    pub dynamics: Dynamics,
+    #[serde(default)]
+    pub task: TaskSpec,
+    #[serde(default)]
+    pub limit: LimitSpec,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// `kind: limit-training` (C3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitTrainingFig {
+    pub dim: i64,
+    /// The model whose unit trajectories are drawn (its unit 1 shares one initialization
+    /// across all layers).
+    pub depth: i64,
+    pub width: i64,
+    #[serde(default)]
+    pub dynamics: Dynamics,
+    #[serde(default)]
+    pub task: TaskSpec,
+    #[serde(default)]
+    pub limit: LimitSpec,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// `kind: phase-diagram` (C4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseDiagramFig {
+    /// Embedding dimensions D over which the update exponents are measured.
+    pub dims: Vec<i64>,
+    /// a in σ_u = D^a.
+    pub sigma_u_exponents: Linspace,
+    /// γ in s = D^γ/(L·M).
+    pub gammas: Linspace,
+    pub depth: i64,
+    pub width: i64,
+    /// Models per cell and D (averaged).
+    #[serde(default = "d_reps")]
+    pub repetitions: i64,
+    /// |exponent| ≤ tolerance counts as O(1) (maximal update).
+    #[serde(default = "d_tol")]
+    pub tolerance: f64,
+    #[serde(default)]
+    pub dynamics: Dynamics,
+    #[serde(default)]
+    pub task: TaskSpec,
+    #[serde(default)]
+    pub seed: u64,
+}
+fn d_reps() -> i64 {
+    2
+}
+fn d_tol() -> f64 {
+    0.2
+}
+
+/// `kind: error-sweep` (C5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorSweepFig {
+    /// Number of random ResNets.
+    pub models: usize,
+    /// L drawn log-uniformly in [from, to] (integers).
+    pub depth: [i64; 2],
+    /// M drawn log-uniformly in [from, to] (integers).
+    pub width: [i64; 2],
+    /// D drawn uniformly from this list (each D needs its own limit).
+    pub dims: Vec<i64>,
+    /// Steps k at which the error is measured (multiples of 5, or K).
+    pub eval_steps: Vec<usize>,
+    /// Points with D/(LM) above this are marked outside the theory and left out of the fit.
+    #[serde(default = "d_one")]
+    pub outside: f64,
+    /// Models per batched program.
+    #[serde(default = "d_batch")]
+    pub batch: usize,
+    #[serde(default)]
+    pub dynamics: Dynamics,
+    #[serde(default)]
+    pub task: TaskSpec,
+    #[serde(default)]
+    pub limit: LimitSpec,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// A figure's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FigureSpec {
+    ForwardPass(ForwardPassFig),
+    ErrorGrid(ErrorGridFig),
+    LimitTraining(LimitTrainingFig),
+    PhaseDiagram(PhaseDiagramFig),
+    ErrorSweep(ErrorSweepFig),
+}
+
+pub type Figure = super::figure::FigureFileAt<FigureSpec>;
+
+/// Reads a figure file at `scale` with `--set` overrides and checks its values.
+pub fn load(path: &Path, scale: &str, overrides: &[String]) -> Result<Figure> {
+    let fig = super::figure::load::<FigureSpec>(path, scale, overrides)?;
+    validate(&fig.spec).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(fig)
+}
+
+/// Default output directory: runs/chizat2025/<stem>/<scale>/.
+pub fn default_out(fig: &Figure) -> PathBuf {
+    PathBuf::from("runs/chizat2025")
+        .join(&fig.stem)
+        .join(&fig.scale)
+}
+
+fn validate(spec: &FigureSpec) -> Result<()> {
+    let pos = |name: &str, v: i64| -> Result<()> {
+        if v < 1 {
+            bail!("spec.{name}: must be ≥ 1, got {v}");
+        }
+        Ok(())
+    };
+    let all_pos = |name: &str, vs: &[i64]| -> Result<()> {
+        if vs.is_empty() {
+            bail!("spec.{name}: give at least one value");
+        }
+        vs.iter().try_for_each(|&v| pos(name, v))
+    };
+    let dynamics = |d: &Dynamics, t: &TaskSpec| -> Result<()> {
+        if d.steps < 1 {
+            bail!("spec.dynamics.steps: must be ≥ 1");
+        }
+        if !(d.eta > 0.0 && d.alpha > 0.0 && d.sigma_u > 0.0 && d.sigma_v > 0.0) {
+            bail!("spec.dynamics: eta, alpha, sigma_u and sigma_v must be > 0");
+        }
+        pos("task.train", t.train)?;
+        pos("task.test", t.test)
+    };
+    let limit = |l: &LimitSpec| -> Result<()> {
+        pos("limit.depth", l.depth)?;
+        pos("limit.width", l.width)?;
+        pos("limit.models", l.models)
+    };
+    match spec {
+        FigureSpec::ForwardPass(s) => {
+            pos("dim", s.dim)?;
+            all_pos("depths", &s.depths)?;
+            pos("width", s.width)?;
+            pos("inputs", s.inputs)?;
+            if s.inputs > s.task.test {
+                bail!("spec.inputs: at most task.test = {}", s.task.test);
+            }
+            dynamics(&s.dynamics, &s.task)?;
+            limit(&s.limit)
+        }
+        FigureSpec::ErrorGrid(s) => {
+            pos("dim", s.dim)?;
+            all_pos("depths", &s.depths)?;
+            all_pos("widths", &s.widths)?;
+            pos("repetitions", s.repetitions)?;
+            dynamics(&s.dynamics, &s.task)?;
+            limit(&s.limit)
+        }
+        FigureSpec::LimitTraining(s) => {
+            if s.dim < 2 {
+                bail!(
+                    "spec.dim: the trajectories are drawn in 2-D: need D ≥ 2, got {}",
+                    s.dim
+                );
+            }
+            pos("depth", s.depth)?;
+            pos("width", s.width)?;
+            dynamics(&s.dynamics, &s.task)?;
+            limit(&s.limit)
+        }
+        FigureSpec::PhaseDiagram(s) => {
+            all_pos("dims", &s.dims)?;
+            if s.dims.len() < 2 {
+                bail!("spec.dims: the exponents need at least two dimensions D");
+            }
+            pos("depth", s.depth)?;
+            pos("width", s.width)?;
+            pos("repetitions", s.repetitions)?;
+            pos(
+                "sigma_u_exponents.points",
+                s.sigma_u_exponents.points as i64,
+            )?;
+            pos("gammas.points", s.gammas.points as i64)?;
+            dynamics(&s.dynamics, &s.task)
+        }
+        FigureSpec::ErrorSweep(s) => {
+            pos("models", s.models as i64)?;
+            pos("batch", s.batch as i64)?;
+            all_pos("dims", &s.dims)?;
+            for (name, r) in [("depth", s.depth), ("width", s.width)] {
+                if r[0] < 1 || r[1] < r[0] {
+                    bail!("spec.{name}: need [from, to] with 1 ≤ from ≤ to, got {r:?}");
+                }
+            }
+            if s.eval_steps.is_empty() {
+                bail!("spec.eval_steps: give at least one step");
+            }
+            for &k in &s.eval_steps {
+                if !recorded(k, s.dynamics.steps) {
+                    bail!(
+                        "spec.eval_steps: {k} is not recorded: use multiples of 5 up to \
+                         dynamics.steps = {}, or {} itself",
+                        s.dynamics.steps,
+                        s.dynamics.steps
+                    );
+                }
+            }
+            dynamics(&s.dynamics, &s.task)?;
+            limit(&s.limit)
+        }
+    }
+}
+
+/// The steps at which test outputs are recorded: multiples of 5 and K.
+pub fn recorded(k: usize, steps: usize) -> bool {
+    k <= steps && (k % 5 == 0 || k == steps)
+}
+
+fn recorded_steps(steps: usize) -> Vec<usize> {
+    (0..=steps).filter(|&k| recorded(k, steps)).collect()
+}
+
+/// The task's (x `[n, D]`, y `[n]`) for `split` 0 (train) or 1 (test); deterministic in
+/// (seed, D, split).
+pub fn task(spec: &TaskSpec, dim: i64, split: u64, device: Device) -> (Tensor, Tensor) {
+    let n = if split == 0 { spec.train } else { spec.test };
+    tch::manual_seed((spec.seed * 1_000_003 + dim as u64 * 1009 + split) as i64);
+    let x = Tensor::randn([n, dim], (Kind::Float, Device::Cpu));
+    let k = dim.min(3);
+    let w = Tensor::cat(
+        &[
+            Tensor::full([k], 1.0 / (k as f64).sqrt(), (Kind::Float, Device::Cpu)),
+            Tensor::zeros([dim - k], (Kind::Float, Device::Cpu)),
+        ],
+        0,
+    );
+    // y = tanh(2⟨w, x⟩)
+    let y = (x.matmul(&w) * 2.0).tanh();
+    (x.to_device(device), y.to_device(device))
+}
+
+/// Trains `net` for K steps on (x, y); returns the training loss per step `[K + 1, B]` (the
+/// last row after the last step) and the test outputs at the recorded steps
+/// (step → `[B, n_test]`). `each_step(k, net)` runs after every step.
+pub fn train(
+    net: &mut TwoLayerResNet,
+    x: &Tensor,
+    y: &Tensor,
+    x_test: &Tensor,
+    steps: usize,
+    mut each_step: impl FnMut(usize, &TwoLayerResNet),
+) -> (Tensor, BTreeMap<usize, Tensor>) {
+    let _guard = tch::no_grad_guard();
+    let mut losses = Vec::with_capacity(steps + 1);
+    let mut outputs = BTreeMap::new();
+    for k in 0..=steps {
+        if recorded(k, steps) {
+            outputs.insert(k, net.forward(x_test));
+        }
+        if k == steps {
+            let f = net.forward(x);
+            losses.push((f - y).square().mean_dim(1, false, Kind::Float) * 0.5);
+            break;
+        }
+        losses.push(net.gd_step(x, y));
+        each_step(k + 1, net);
+    }
+    (Tensor::stack(&losses, 0), outputs)
+}
+
+/// The limit model's results for one setting.
+pub struct Limit {
+    /// Training loss per step `[K + 1]`.
+    pub loss: Tensor,
+    /// Mean test output at each recorded step, `[n_test]`.
+    pub outputs: BTreeMap<usize, Tensor>,
+    /// ⟨e_1, h_ℓ⟩ after training for ℓ = 0..L_lim, `[L_lim + 1, n_test]`.
+    pub trace: Tensor,
+    pub seconds: f64,
+    pub cached: bool,
+}
+
+/// The limit for dimension `dim`: loaded from the cache, or trained (and cached).
+pub fn limit(
+    dim: i64,
+    dynamics: &Dynamics,
+    task_spec: &TaskSpec,
+    lim: &LimitSpec,
+    device: Device,
+    quiet: bool,
+) -> Result<Limit> {
+    let key = format!(
+        "D{dim}-su{}-sv{}-a{}-g{}-eta{}-K{}-n{}-{}-task{}-L{}-M{}-x{}-seed{}",
+        dynamics.sigma_u,
+        dynamics.sigma_v,
+        dynamics.alpha,
+        dynamics.gamma,
+        dynamics.eta,
+        dynamics.steps,
+        task_spec.train,
+        task_spec.test,
+        task_spec.seed,
+        lim.depth,
+        lim.width,
+        lim.models,
+        lim.seed
+    );
+    let path = lim.cache.join(format!("limit-{key}.ot"));
+    if path.exists() {
+        let named = Tensor::load_multi_with_device(&path, device).with_context(|| {
+            format!(
+                "{}: cannot read the cached limit (delete it to recompute)",
+                path.display()
+            )
+        })?;
+        let get = |name: &str| -> Result<Tensor> {
+            named
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shallow_clone())
+                .with_context(|| {
+                    format!(
+                        "{}: no tensor {name:?} (delete the file to recompute)",
+                        path.display()
+                    )
+                })
+        };
+        let mut outputs = BTreeMap::new();
+        for k in recorded_steps(dynamics.steps) {
+            outputs.insert(k, get(&format!("out{k}"))?);
+        }
+        return Ok(Limit {
+            loss: get("loss")?,
+            outputs,
+            trace: get("trace")?,
+            seconds: 0.0,
+            cached: true,
+        });
+    }
+    if !quiet {
+        eprintln!(
+            "limit: D = {dim}, L = {}, M = {}, {} model(s), K = {} (cached in {})",
+            lim.depth,
+            lim.width,
+            lim.models,
+            dynamics.steps,
+            lim.cache.display()
+        );
+    }
+    let start = Instant::now();
+    let (x, y) = task(task_spec, dim, 0, device);
+    let (xt, _) = task(task_spec, dim, 1, device);
+    tch::manual_seed(1_000_000 + lim.seed as i64 * 7919 + dim);
+    let specs = vec![dynamics.model(lim.depth, lim.width, dim); lim.models as usize];
+    let mut net = TwoLayerResNet::new(&specs, device);
+    let (loss, outputs) = train(&mut net, &x, &y, &xt, dynamics.steps, |_, _| {});
+    let trace = {
+        let _g = tch::no_grad_guard();
+        net.trace(&xt).mean_dim(0, false, Kind::Float)
+    };
+    let lim_out = Limit {
+        loss: loss.mean_dim(1, false, Kind::Float),
+        outputs: outputs
+            .into_iter()
+            .map(|(k, o)| (k, o.mean_dim(0, false, Kind::Float)))
+            .collect(),
+        trace,
+        seconds: start.elapsed().as_secs_f64(),
+        cached: false,
+    };
+    std::fs::create_dir_all(&lim.cache)
+        .with_context(|| format!("{}: cannot create the limit cache", lim.cache.display()))?;
+    let mut named: Vec<(String, Tensor)> = vec![
+        ("loss".into(), lim_out.loss.to_device(Device::Cpu)),
+        ("trace".into(), lim_out.trace.to_device(Device::Cpu)),
+    ];
+    for (k, o) in &lim_out.outputs {
+        named.push((format!("out{k}"), o.to_device(Device::Cpu)));
+    }
+    let tmp = path.with_extension("ot.tmp");
+    Tensor::save_multi(&named, &tmp)
+        .with_context(|| format!("{}: cannot write the limit", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("{}: cannot write the limit", path.display()))?;
+    if !quiet {
+        eprintln!(
+            "limit: D = {dim} done in {:.1} s, final loss {:.2e}",
+            lim_out.seconds,
+            lim_out.loss.double_value(&[dynamics.steps as i64])
+        );
+    }
+    Ok(lim_out)
+}
+
+/// RMS over test points of (outputs − limit), per model: `[B, n]` vs `[n]` → `Vec<f64>`.
+fn rms_error(outputs: &Tensor, limit: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(
+        (outputs - limit)
+            .square()
+            .mean_dim(1, false, Kind::Float)
+            .sqrt()
+            .to_kind(Kind::Double)
+            .to_device(Device::Cpu),
+    )
+    .unwrap_or_default()
+}
+
+/// The least-squares fit err ≈ a/L + b·√(D/(LM)), in relative terms (minimizes
+/// Σ((a·x₁ + b·x₂)/err − 1)², so that small and large errors weigh alike); R² of log err
+/// against log prediction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateFit {
+    pub a: f64,
+    pub b: f64,
+    pub r2: f64,
+    pub points: usize,
+}
+
+impl RateFit {
+    pub fn predict(&self, l: f64, m: f64, d: f64) -> f64 {
+        self.a / l + self.b * (d / (l * m)).sqrt()
+    }
+}
+
+/// Fits a and b over points (L, M, D, err).
+pub fn fit_rate(points: &[(f64, f64, f64, f64)]) -> RateFit {
+    let pts: Vec<_> = points
+        .iter()
+        .copied()
+        .filter(|p| p.3.is_finite() && p.3 > 0.0)
+        .collect();
+    let (mut s11, mut s12, mut s22, mut t1, mut t2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(l, m, d, e) in &pts {
+        let (x1, x2) = (1.0 / l / e, (d / (l * m)).sqrt() / e);
+        s11 += x1 * x1;
+        s12 += x1 * x2;
+        s22 += x2 * x2;
+        t1 += x1;
+        t2 += x2;
+    }
+    let det = s11 * s22 - s12 * s12;
+    let (a, b) = if det.abs() > 1e-12 * (s11 * s22).max(1e-300) {
+        ((t1 * s22 - t2 * s12) / det, (s11 * t2 - s12 * t1) / det)
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    let fit = RateFit {
+        a,
+        b,
+        r2: f64::NAN,
+        points: pts.len(),
+    };
+    let logs: Vec<(f64, f64)> = pts
+        .iter()
+        .map(|&(l, m, d, e)| (e.ln(), fit.predict(l, m, d).ln()))
+        .collect();
+    let mean = logs.iter().map(|p| p.0).sum::<f64>() / logs.len().max(1) as f64;
+    let ss_tot: f64 = logs.iter().map(|p| (p.0 - mean).powi(2)).sum();
+    let ss_res: f64 = logs.iter().map(|p| (p.0 - p.1).powi(2)).sum();
+    RateFit {
+        r2: if ss_tot > 0.0 {
+            1.0 - ss_res / ss_tot
+        } else {
+            f64::NAN
+        },
+        ..fit
+    }
+}
+
+/// Runs a figure into `out`; returns the text printed (tables, fits, acceptance checks).
+pub fn run(fig: &Figure, out: &Path, device: Device, quiet: bool) -> Result<String> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let start = Instant::now();
+    let body = match &fig.spec {
+        FigureSpec::ForwardPass(s) => forward_pass(fig, s, out, device, quiet)?,
+        FigureSpec::ErrorGrid(s) => error_grid(fig, s, out, device, quiet)?,
+        FigureSpec::LimitTraining(s) => limit_training(fig, s, out, device, quiet)?,
+        FigureSpec::PhaseDiagram(s) => phase_diagram(fig, s, out, device, quiet)?,
+        FigureSpec::ErrorSweep(s) => error_sweep(fig, s, out, device, quiet)?,
+    };
+    let text = format!(
+        "# {}\n\nscale: {}, device: {device:?}, wall time {:.1} s\n\n{body}",
+        fig.title,
+        fig.scale,
+        start.elapsed().as_secs_f64()
+    );
+    std::fs::write(out.join("README.md"), &text)
+        .with_context(|| format!("{}: cannot write", out.display()))?;
+    Ok(text)
+}
+
+fn write_csv(path: &Path, header: &str, rows: &[String]) -> Result<()> {
+    let mut text = String::from(header);
+    text.push('\n');
+    for r in rows {
+        text += r;
+        text.push('\n');
+    }
+    let tmp = path.with_extension("csv.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn to_vec(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(
+        t.to_kind(Kind::Double)
+            .to_device(Device::Cpu)
+            .flatten(0, -1),
+    )
+    .unwrap_or_default()
+}
+
+const RED: (u8, u8, u8) = (214, 39, 40);
+
+fn forward_pass(
+    fig: &Figure,
+    s: &ForwardPassFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+    let (x, y) = task(&s.task, s.dim, 0, device);
+    let (xt, _) = task(&s.task, s.dim, 1, device);
+    let mut rows = Vec::new();
+    let mut panels: Vec<Panel> = (0..s.inputs)
+        .map(|i| Panel {
+            spec: PlotSpec::new(
+                format!("held-out input {}", i + 1),
+                "ℓ / L",
+                "⟨e_1, h_ℓ⟩ (trained)",
+            )
+            .legend(Legend::Auto),
+            series: Vec::new(),
+        })
+        .collect();
+    let mut table = Table::new(
+        format!(
+            "RMS distance of the trained forward pass to the limit's (M = {})",
+            s.width
+        ),
+        vec![
+            "L".into(),
+            "mean over ℓ/L and inputs".into(),
+            "output error".into(),
+        ],
+    );
+    let lim_trace = to_vec(&lim.trace);
+    let n_test = s.task.test as usize;
+    let lim_at = |t: f64, i: usize| {
+        // The limit's ⟨e_1, h⟩ at depth fraction t (nearest layer).
+        let l = ((t * s.limit.depth as f64).round() as usize).min(s.limit.depth as usize);
+        lim_trace[l * n_test + i]
+    };
+    for (di, &depth) in s.depths.iter().enumerate() {
+        tch::manual_seed(s.seed as i64 * 7919 + depth);
+        let mut net = TwoLayerResNet::new(&[s.dynamics.model(depth, s.width, s.dim)], device);
+        let _ = train(&mut net, &x, &y, &xt, s.dynamics.steps, |_, _| {});
+        let tr = {
+            let _g = tch::no_grad_guard();
+            to_vec(&net.trace(&xt))
+        };
+        let mut sq = 0.0;
+        for l in 0..=depth as usize {
+            let t = l as f64 / depth as f64;
+            for i in 0..n_test {
+                sq += (tr[l * n_test + i] - lim_at(t, i)).powi(2);
+            }
+            let row: Vec<String> = (0..s.inputs as usize)
+                .map(|i| format!("{:.6}", tr[l * n_test + i]))
+                .collect();
+            rows.push(format!("{depth},{l},{t:.6},{}", row.join(",")));
+        }
+        let dist = (sq / ((depth + 1) as f64 * n_test as f64)).sqrt();
+        let out_err = (0..n_test)
+            .map(|i| (tr[depth as usize * n_test + i] - lim_at(1.0, i)).powi(2))
+            .sum::<f64>()
+            / n_test as f64;
+        table.push(vec![
+            depth.to_string(),
+            format!("{dist:.4}"),
+            format!("{:.4}", out_err.sqrt()),
+        ]);
+        for (i, p) in panels.iter_mut().enumerate() {
+            let pts = (0..=depth as usize)
+                .map(|l| (l as f64 / depth as f64, tr[l * n_test + i]))
+                .collect();
+            p.series.push(
+                Series::new(format!("L = {depth}"), pts)
+                    .rgb(ramp(di as f64 / s.depths.len().max(2) as f64 * 0.9)),
+            );
+        }
+        if !quiet {
+            eprintln!("C1: L = {depth} trained, distance to the limit {dist:.4}");
+        }
+    }
+    for (i, p) in panels.iter_mut().enumerate() {
+        let pts = (0..=s.limit.depth as usize)
+            .map(|l| (l as f64 / s.limit.depth as f64, lim_trace[l * n_test + i]))
+            .collect();
+        p.series.push(Series::new("limit", pts).rgb(RED));
+    }
+    let head: Vec<String> = (1..=s.inputs).map(|i| format!("input{i}")).collect();
+    write_csv(
+        &out.join("forward.csv"),
+        &format!("L,layer,depth_fraction,{}", head.join(",")),
+        &rows,
+    )?;
+    let lim_rows: Vec<String> = (0..=s.limit.depth as usize)
+        .map(|l| {
+            let v: Vec<String> = (0..s.inputs as usize)
+                .map(|i| format!("{:.6}", lim_trace[l * n_test + i]))
+                .collect();
+            format!("{l},{:.6},{}", l as f64 / s.limit.depth as f64, v.join(","))
+        })
+        .collect();
+    write_csv(
+        &out.join("limit.csv"),
+        &format!("layer,depth_fraction,{}", head.join(",")),
+        &lim_rows,
+    )?;
+    multi_panel(
+        &out.join(&fig.stem),
+        &format!(
+            "{}: forward pass after K = {} steps, M = {}, D = {} (limit: L = {}, M = {})",
+            fig.figure, s.dynamics.steps, s.width, s.dim, s.limit.depth, s.limit.width
+        ),
+        &panels,
+    )?;
+    Ok(format!(
+        "Figure: {}.svg/png; data forward.csv, limit.csv.\n\n{}",
+        fig.stem,
+        table.to_markdown()
+    ))
+}
+
+/// Mean of each (L, M) cell's errors.
+fn cell_means(rows: &[(i64, i64, f64)]) -> BTreeMap<(i64, i64), (f64, f64)> {
+    let mut cells: BTreeMap<(i64, i64), Vec<f64>> = BTreeMap::new();
+    for &(l, m, e) in rows {
+        cells.entry((l, m)).or_default().push(e);
+    }
+    cells
+        .into_iter()
+        .map(|(k, v)| {
+            let n = v.len() as f64;
+            let mean = v.iter().sum::<f64>() / n;
+            let sd = (v.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / n.max(2.0 - 1.0)).sqrt();
+            (k, (mean, sd))
+        })
+        .collect()
+}
+
+fn loglog_slope(points: &[(f64, f64)]) -> f64 {
+    let logs: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.1 > 0.0 && p.1.is_finite())
+        .map(|p| (p.0.ln(), p.1.ln()))
+        .collect();
+    slope(&logs).0
+}
+
+fn check(name: &str, value: f64, lo: f64, hi: f64) -> String {
+    let ok = value >= lo && value <= hi;
+    format!(
+        "- {name}: {value:.3} (expected in [{lo}, {hi}]: {})\n",
+        if ok { "yes" } else { "NO" }
+    )
+}
+
+fn error_grid(
+    fig: &Figure,
+    s: &ErrorGridFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+    let k = s.dynamics.steps;
+    let lim_out = &lim.outputs[&k];
+    let (x, y) = task(&s.task, s.dim, 0, device);
+    let (xt, _) = task(&s.task, s.dim, 1, device);
+    let mut rows: Vec<(i64, i64, f64)> = Vec::new();
+    let mut csv = Vec::new();
+    for &m in &s.widths {
+        for &l in &s.depths {
+            let t0 = Instant::now();
+            tch::manual_seed(s.seed as i64 * 1_000_003 + l * 10_007 + m);
+            let specs = vec![s.dynamics.model(l, m, s.dim); s.repetitions as usize];
+            let mut net = TwoLayerResNet::new(&specs, device);
+            let (loss, outs) = train(&mut net, &x, &y, &xt, k, |_, _| {});
+            let errs = rms_error(&outs[&k], lim_out);
+            let final_loss = to_vec(&loss.get(k as i64));
+            for (r, e) in errs.iter().enumerate() {
+                rows.push((l, m, *e));
+                csv.push(format!(
+                    "{l},{m},{},{r},{e:.6e},{:.6e}",
+                    s.dim, final_loss[r]
+                ));
+            }
+            if !quiet {
+                eprintln!(
+                    "C2: M = {m}, L = {l}: error {:.3e} ({} models, {:.1} s)",
+                    errs.iter().sum::<f64>() / errs.len() as f64,
+                    errs.len(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    write_csv(
+        &out.join("errors.csv"),
+        "L,M,D,repetition,error,train_loss",
+        &csv,
+    )?;
+    let means = cell_means(&rows);
+    let d = s.dim as f64;
+    let fit = fit_rate(
+        &means
+            .iter()
+            .map(|(&(l, m), &(e, _))| (l as f64, m as f64, d, e))
+            .collect::<Vec<_>>(),
+    );
+    let mut table = Table::new(
+        format!(
+            "RMS error against the limit after k = {k} steps (mean ± std over {} models)",
+            s.repetitions
+        ),
+        std::iter::once("L".to_string())
+            .chain(s.widths.iter().map(|m| format!("M = {m}")))
+            .collect(),
+    );
+    for &l in &s.depths {
+        let mut row = vec![l.to_string()];
+        for &m in &s.widths {
+            let (e, sd) = means[&(l, m)];
+            row.push(format!("{e:.3e} ± {sd:.1e}"));
+        }
+        table.push(row);
+    }
+    let mut series = Vec::new();
+    let mut slopes = Vec::new();
+    for (i, &m) in s.widths.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = s
+            .depths
+            .iter()
+            .map(|&l| (l as f64, means[&(l, m)].0))
+            .collect();
+        slopes.push((m, loglog_slope(&pts)));
+        let c = crate::report::plot::color(i);
+        series.push(
+            Series::new(format!("M = {m}"), pts)
+                .rgb((c.0, c.1, c.2))
+                .scatter(),
+        );
+        let lo = *s.depths.iter().min().unwrap() as f64;
+        let hi = *s.depths.iter().max().unwrap() as f64;
+        let curve = (0..=40)
+            .map(|j| {
+                let l = lo * (hi / lo).powf(j as f64 / 40.0);
+                (l, fit.predict(l, m as f64, d))
+            })
+            .collect();
+        series.push(Series::new("", curve).rgb((c.0, c.1, c.2)).unlabelled());
+    }
+    multi_panel(
+        &out.join(&fig.stem),
+        &format!(
+            "{}: error vs the limit after k = {k} GD steps, D = {} (points: mean of {}; lines: a/L + b√(D/(LM)))",
+            fig.figure, s.dim, s.repetitions
+        ),
+        &[Panel {
+            spec: PlotSpec::new(
+                format!("a = {:.3}, b = {:.3} (b√D = {:.3}), R² = {:.3}", fit.a, fit.b, fit.b * d.sqrt(), fit.r2),
+                "depth L",
+                "RMS error of the output",
+            )
+            .log_x(true)
+            .log_y(true),
+            series,
+        }],
+    )?;
+    let mut text = format!("Figure: {}.svg/png; data errors.csv.\n\n", fig.stem);
+    text += &table.to_markdown();
+    text += &format!(
+        "\nFit over the {} cell means: err ≈ a/L + b·√(D/(LM)) with a = {:.4}, b = {:.4} \
+         (in the paper's C2 form a/L + b'/√(LM) at D = {}: b' = b√D = {:.4}); b/a = {:.3}, \
+         R² (log) = {:.4}. The paper's hand-fitted values: a = 0.15, b' = 0.22.\n\n",
+        fit.points,
+        fit.a,
+        fit.b,
+        s.dim,
+        fit.b * d.sqrt(),
+        fit.b / fit.a,
+        fit.r2
+    );
+    text += "Log-log slope of the error against L, per M:\n\n";
+    for (m, sl) in &slopes {
+        text += &format!("- M = {m}: {sl:.3}\n");
+    }
+    text += "\nAcceptance:\n";
+    let m_min = *s.widths.iter().min().unwrap();
+    let m_max = *s.widths.iter().max().unwrap();
+    let sl = |m: i64| slopes.iter().find(|x| x.0 == m).map_or(f64::NAN, |x| x.1);
+    if m_min == 1 {
+        text += &check("slope at M = 1 (1/√L)", sl(1), -0.65, -0.35);
+    }
+    text += &check(
+        &format!("slope at M = {m_max} (1/L)"),
+        sl(m_max),
+        -1.2,
+        -0.8,
+    );
+    Ok(text)
+}
+
+fn limit_training(
+    fig: &Figure,
+    s: &LimitTrainingFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+    let loss = to_vec(&lim.loss);
+    let k = s.dynamics.steps;
+    // Trajectories: one model whose unit 1 shares one initialization in all layers.
+    let (x, y) = task(&s.task, s.dim, 0, device);
+    let (xt, _) = task(&s.task, s.dim, 1, device);
+    tch::manual_seed(s.seed as i64 * 7919 + 17);
+    let mut net = TwoLayerResNet::new(&[s.dynamics.model(s.depth, s.width, s.dim)], device);
+    {
+        let _g = tch::no_grad_guard();
+        let (u0, v0) = (
+            net.u[0].narrow(1, 0, 1).copy(),
+            net.v[0].narrow(1, 0, 1).copy(),
+        );
+        for l in 1..net.depth() {
+            net.u[l].narrow(1, 0, 1).copy_(&u0);
+            net.v[l].narrow(1, 0, 1).copy_(&v0);
+        }
+    }
+    let unit = |net: &TwoLayerResNet| -> Vec<f64> {
+        // u_{ℓ,1} coordinates 1 and 2 for every ℓ: [L, 2]
+        let parts: Vec<Tensor> = net
+            .u
+            .iter()
+            .map(|u| u.get(0).get(0).narrow(0, 0, 2))
+            .collect();
+        to_vec(&Tensor::stack(&parts, 0))
+    };
+    let mut traj = vec![unit(&net)];
+    let (model_loss, _) = train(&mut net, &x, &y, &xt, k, |_, n| traj.push(unit(n)));
+    let model_loss = to_vec(&model_loss);
+    let depth = s.depth as usize;
+    let mut csv = Vec::new();
+    for (step, t) in traj.iter().enumerate() {
+        for l in 0..depth {
+            csv.push(format!(
+                "{step},{},{:.6},{:.6}",
+                l + 1,
+                t[2 * l],
+                t[2 * l + 1]
+            ));
+        }
+    }
+    write_csv(&out.join("trajectories.csv"), "step,layer,u1,u2", &csv)?;
+    let loss_rows: Vec<String> = loss
+        .iter()
+        .zip(&model_loss)
+        .enumerate()
+        .map(|(k, (a, b))| format!("{k},{a:.6e},{b:.6e}"))
+        .collect();
+    write_csv(
+        &out.join("loss.csv"),
+        "step,limit_loss,model_loss",
+        &loss_rows,
+    )?;
+    let traj_series: Vec<Series> = (0..depth)
+        .map(|l| {
+            let pts = traj.iter().map(|t| (t[2 * l], t[2 * l + 1])).collect();
+            Series::new("", pts)
+                .rgb(ramp(l as f64 / (depth.max(2) - 1) as f64))
+                .unlabelled()
+        })
+        .chain(std::iter::once(
+            Series::new("initialization (shared)", vec![(traj[0][0], traj[0][1])])
+                .rgb(RED)
+                .scatter(),
+        ))
+        .collect();
+    multi_panel(
+        &out.join(&fig.stem),
+        &format!(
+            "{}: training of the limit (L = {}, M = {}, D = {})",
+            fig.figure, s.limit.depth, s.limit.width, s.dim
+        ),
+        &[
+            Panel {
+                spec: PlotSpec::new("square loss over GD steps", "step k", "train loss")
+                    .log_y(true),
+                series: vec![
+                    Series::new(
+                        format!("limit (L = {}, M = {})", s.limit.depth, s.limit.width),
+                        loss.iter()
+                            .enumerate()
+                            .map(|(k, v)| (k as f64, *v))
+                            .collect(),
+                    )
+                    .rgb(RED),
+                    Series::new(
+                        format!("L = {}, M = {}", s.depth, s.width),
+                        model_loss
+                            .iter()
+                            .enumerate()
+                            .map(|(k, v)| (k as f64, *v))
+                            .collect(),
+                    ),
+                ],
+            },
+            Panel {
+                spec: PlotSpec::new(
+                    format!(
+                        "u of unit 1 over k, layers ℓ = 1 (dark) … {} (yellow)",
+                        s.depth
+                    ),
+                    "u coordinate 1",
+                    "u coordinate 2",
+                ),
+                series: traj_series,
+            },
+        ],
+    )?;
+    let moves: Vec<f64> = (0..depth)
+        .map(|l| {
+            let (a, b) = (&traj[0], &traj[k]);
+            ((b[2 * l] - a[2 * l]).powi(2) + (b[2 * l + 1] - a[2 * l + 1]).powi(2)).sqrt()
+        })
+        .collect();
+    let init_norm = (traj[0][0].powi(2) + traj[0][1].powi(2)).sqrt();
+    let mut text = format!(
+        "Figure: {}.svg/png; data loss.csv, trajectories.csv.\n\n",
+        fig.stem
+    );
+    text += &format!(
+        "Limit (L = {}, M = {}): train loss {:.3e} at k = 0, {:.3e} at k = {k} ({:.1}× lower){}.\n\n",
+        s.limit.depth,
+        s.limit.width,
+        loss[0],
+        loss[k],
+        loss[0] / loss[k],
+        if lim.cached { ", from the cache" } else { "" }
+    );
+    text += &format!(
+        "Unit 1's u (2-D, ‖u_init‖ = {init_norm:.3}) moved by {:.3} (min over layers) to {:.3} \
+         (max) after K = {k} steps, in the model L = {}, M = {} (train loss {:.3e} → {:.3e}).\n",
+        moves.iter().cloned().fold(f64::INFINITY, f64::min),
+        moves.iter().cloned().fold(0.0, f64::max),
+        s.depth,
+        s.width,
+        model_loss[0],
+        model_loss[k]
+    );
+    Ok(text)
+}
+
+/// Per-model local feature updates after training (see [`phase_diagram`]).
+fn feature_updates(
+    net: &TwoLayerResNet,
+    u0: &[Tensor],
+    v0: &[Tensor],
+    x: &Tensor,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let _g = tch::no_grad_guard();
+    let (mut dpre, mut pre0, mut du, mut u0s, mut div) = (None, None, None, None, None);
+    let add = |acc: &mut Option<Tensor>, t: Tensor| {
+        *acc = Some(match acc.take() {
+            None => t,
+            Some(a) => a + t,
+        })
+    };
+    for l in 0..net.depth() {
+        // pre-activation change ⟨v_K − v_0, x_i⟩ against ⟨v_0, x_i⟩, RMS over units and inputs
+        let dv = &net.v[l] - &v0[l];
+        add(
+            &mut dpre,
+            x.matmul(&dv.transpose(1, 2))
+                .square()
+                .mean_dim([1, 2].as_slice(), false, Kind::Float),
+        );
+        add(
+            &mut pre0,
+            x.matmul(&v0[l].transpose(1, 2)).square().mean_dim(
+                [1, 2].as_slice(),
+                false,
+                Kind::Float,
+            ),
+        );
+        // output-direction change of u: (u_K − u_0)·e_1 against u_0·e_1
+        add(
+            &mut du,
+            (&net.u[l] - &u0[l])
+                .select(2, 0)
+                .square()
+                .mean_dim(1, false, Kind::Float),
+        );
+        add(
+            &mut u0s,
+            u0[l].select(2, 0).square().mean_dim(1, false, Kind::Float),
+        );
+        // diversity: 1 − mean |cos| between the trained v of distinct units of the layer
+        let vn = &net.v[l] / (net.v[l].norm_scalaropt_dim(2, [2].as_slice(), true) + 1e-12);
+        let m = vn.size()[1] as f64;
+        let cos = vn.bmm(&vn.transpose(1, 2)).abs().sum_dim_intlist(
+            [1, 2].as_slice(),
+            false,
+            Kind::Float,
+        );
+        add(&mut div, 1.0 - (cos - m) / (m * (m - 1.0)).max(1.0));
+    }
+    let l = net.depth() as f64;
+    let ratio = |a: Option<Tensor>, b: Option<Tensor>| to_vec(&(a.unwrap() / b.unwrap()).sqrt());
+    (
+        ratio(dpre, pre0),
+        ratio(du, u0s),
+        to_vec(&(div.unwrap() / l)),
+    )
+}
+
+fn phase_diagram(
+    fig: &Figure,
+    s: &PhaseDiagramFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let a_s = s.sigma_u_exponents.values();
+    let gammas = s.gammas.values();
+    let reps = s.repetitions as usize;
+    // per D: [cell][rep] of (Δpre, Δu, diversity, loss ratio)
+    let mut measured: Vec<Vec<[f64; 4]>> = Vec::new();
+    let mut csv = Vec::new();
+    for &d in &s.dims {
+        let t0 = Instant::now();
+        let (x, y) = task(&s.task, d, 0, device);
+        let (xt, _) = task(&s.task, d, 1, device);
+        let mut specs = Vec::new();
+        for &g in &gammas {
+            for &a in &a_s {
+                for _ in 0..reps {
+                    specs.push(TwoLayerSpec {
+                        sigma_u: (d as f64).powf(a),
+                        gamma: g,
+                        ..s.dynamics.model(s.depth, s.width, d)
+                    });
+                }
+            }
+        }
+        tch::manual_seed(s.seed as i64 * 7919 + d);
+        let mut net = TwoLayerResNet::new(&specs, device);
+        let u0: Vec<Tensor> = net.u.iter().map(|t| t.copy()).collect();
+        let v0: Vec<Tensor> = net.v.iter().map(|t| t.copy()).collect();
+        let (loss, _) = train(&mut net, &x, &y, &xt, s.dynamics.steps, |_, _| {});
+        let (dpre, du, div) = feature_updates(&net, &u0, &v0, &x);
+        let l0 = to_vec(&loss.get(0));
+        let lk = to_vec(&loss.get(s.dynamics.steps as i64));
+        let mut cells = Vec::new();
+        for (i, sp) in specs.iter().enumerate() {
+            let a = (sp.sigma_u.ln() / (d as f64).ln()).round_to(1e-6);
+            csv.push(format!(
+                "{d},{a},{},{},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e}",
+                sp.gamma,
+                i % reps,
+                dpre[i],
+                du[i],
+                div[i],
+                l0[i],
+                lk[i]
+            ));
+            cells.push([dpre[i], du[i], div[i], lk[i] / l0[i]]);
+        }
+        measured.push(cells);
+        if !quiet {
+            eprintln!(
+                "C4: D = {d}: {} models trained in {:.1} s",
+                specs.len(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    write_csv(
+        &out.join("updates.csv"),
+        "D,a,gamma,repetition,feature_update_v,feature_update_u,diversity,loss_initial,loss_final",
+        &csv,
+    )?;
+    let logd: Vec<f64> = s.dims.iter().map(|&d| d as f64).collect();
+    let (na, ng) = (a_s.len(), gammas.len());
+    let mut ev = vec![vec![0.0; na]; ng];
+    let mut eu = vec![vec![0.0; na]; ng];
+    let mut phase = vec![vec![0.0; na]; ng];
+    let mut diversity = vec![vec![0.0; na]; ng];
+    let mut big_dv = vec![vec![0.0; na]; ng];
+    let tol = s.tolerance;
+    for gi in 0..ng {
+        for ai in 0..na {
+            let cell = gi * na + ai;
+            let mean_over = |di: usize, q: usize| {
+                let v: Vec<f64> = (0..reps)
+                    .map(|r| measured[di][cell * reps + r][q])
+                    .collect();
+                (v.iter().map(|x| x.max(1e-300).ln()).sum::<f64>() / reps as f64).exp()
+            };
+            let pts = |q: usize| -> Vec<(f64, f64)> {
+                (0..s.dims.len())
+                    .map(|di| (logd[di], mean_over(di, q)))
+                    .collect()
+            };
+            ev[gi][ai] = loglog_slope(&pts(0));
+            eu[gi][ai] = loglog_slope(&pts(1));
+            let last = s.dims.len() - 1;
+            diversity[gi][ai] = mean_over(last, 2);
+            big_dv[gi][ai] = mean_over(last, 0).log10();
+            let (v, u) = (ev[gi][ai], eu[gi][ai]);
+            phase[gi][ai] = if !(v.is_finite() && u.is_finite()) || v > tol || u > tol {
+                3.0
+            } else if v.abs() <= tol && u.abs() <= tol {
+                2.0
+            } else if v.abs() <= tol || u.abs() <= tol {
+                1.0
+            } else {
+                0.0
+            };
+        }
+    }
+    let (amin, amax) = (a_s[0], a_s[na - 1]);
+    let line = |f: &dyn Fn(f64) -> f64| -> Vec<(f64, f64)> {
+        (0..=20)
+            .map(|i| amin + (amax - amin) * i as f64 / 20.0)
+            .map(|a| (a, f(a)))
+            .collect()
+    };
+    let theory = vec![
+        ("v update O(1): γ = 1/2 + a".to_string(), line(&|a| 0.5 + a)),
+        ("u update O(1): γ = 1/2 − a".to_string(), line(&|a| 0.5 - a)),
+    ];
+    let hm = |title: String, values: Vec<Vec<f64>>, vmin: f64, vmax: f64, label: &str| Heatmap {
+        title,
+        x_label: "a (σ_u = D^a)".into(),
+        y_label: "γ (residual scale D^γ/(LM))".into(),
+        xs: a_s.clone(),
+        ys: gammas.clone(),
+        values,
+        vmin,
+        vmax,
+        value_label: label.into(),
+        curves: theory.clone(),
+    };
+    let dmax = *s.dims.last().unwrap();
+    hm(
+        format!(
+            "{}: phases from the measured exponents (tolerance {tol})",
+            fig.figure
+        ),
+        phase.clone(),
+        0.0,
+        3.0,
+        "0 lazy · 1 sub-critical MLU · 2 critical MLU · 3 super-critical",
+    )
+    .write(&out.join(&fig.stem))?;
+    hm(
+        format!(
+            "{}: exponent of the v (pre-activation) update in D",
+            fig.figure
+        ),
+        ev.clone(),
+        -1.0,
+        1.0,
+        "d log Δ⟨v, x⟩ / d log D",
+    )
+    .write(&out.join(format!("{}-exponent-v", fig.stem)))?;
+    hm(
+        format!(
+            "{}: exponent of the u (output-direction) update in D",
+            fig.figure
+        ),
+        eu.clone(),
+        -1.0,
+        1.0,
+        "d log Δ⟨u, e_1⟩ / d log D",
+    )
+    .write(&out.join(format!("{}-exponent-u", fig.stem)))?;
+    hm(
+        format!(
+            "{}: feature diversity after training, D = {dmax}",
+            fig.figure
+        ),
+        diversity.clone(),
+        0.0,
+        1.0,
+        "1 − mean |cos(v_j, v_k)|",
+    )
+    .write(&out.join(format!("{}-diversity", fig.stem)))?;
+    hm(
+        format!("{}: log10 relative v update at D = {dmax}", fig.figure),
+        big_dv,
+        -2.0,
+        2.0,
+        "log10 Δ⟨v, x⟩ / ⟨v, x⟩",
+    )
+    .write(&out.join(format!("{}-update-v", fig.stem)))?;
+    let names = ["lazy", "sub-critical MLU", "critical MLU", "super-critical"];
+    let mut table = Table::new(
+        "Phase per cell (rows γ, columns a in σ_u = D^a); exponents e_v / e_u of the updates in D",
+        std::iter::once("γ \\ a".to_string())
+            .chain(a_s.iter().map(|a| format!("{a}")))
+            .collect(),
+    );
+    for gi in (0..ng).rev() {
+        let mut row = vec![format!("{}", gammas[gi])];
+        for ai in 0..na {
+            row.push(format!(
+                "{} ({:+.2}/{:+.2})",
+                names[phase[gi][ai] as usize].split(' ').next().unwrap(),
+                ev[gi][ai],
+                eu[gi][ai]
+            ));
+        }
+        table.push(row);
+    }
+    let mut text = format!(
+        "Figure: {}.svg/png (phases), {}-exponent-v, {}-exponent-u, {}-diversity, {}-update-v; data updates.csv.\n\n",
+        fig.stem, fig.stem, fig.stem, fig.stem, fig.stem
+    );
+    text += &format!(
+        "Each cell trains {reps} model(s) of L = {}, M = {} for K = {} steps at each D in {:?}; \
+         e_v and e_u are the log-log slopes in D of the RMS pre-activation change ⟨v_K − v_0, x⟩ \
+         (relative to ⟨v_0, x⟩) and of the output-direction change of u (relative to u_0·e_1). \
+         Theory (our derivation for λ = η/(s²LM)): e_v = a + 1/2 − γ, e_u = 1/2 − γ − a.\n\n",
+        s.depth, s.width, s.dynamics.steps, s.dims
+    );
+    text += &table.to_markdown();
+    let mut err_v = 0.0;
+    let mut err_u = 0.0;
+    for gi in 0..ng {
+        for ai in 0..na {
+            err_v += (ev[gi][ai] - (a_s[ai] + 0.5 - gammas[gi])).abs();
+            err_u += (eu[gi][ai] - (0.5 - gammas[gi] - a_s[ai])).abs();
+        }
+    }
+    let n = (na * ng) as f64;
+    text += &format!(
+        "\nMean |measured − predicted| exponent over the {} cells: v {:.3}, u {:.3}.\n",
+        na * ng,
+        err_v / n,
+        err_u / n
+    );
+    Ok(text)
+}
+
+trait RoundTo {
+    fn round_to(self, q: f64) -> f64;
+}
+impl RoundTo for f64 {
+    fn round_to(self, q: f64) -> f64 {
+        (self / q).round() * q
+    }
+}
+
+/// Integer drawn log-uniformly in [lo, hi].
+fn log_uniform(rng: &mut u64, lo: i64, hi: i64) -> i64 {
+    let u = next_uniform(rng);
+    let v = ((lo as f64).ln() + u * ((hi as f64 + 1.0).ln() - (lo as f64).ln())).exp();
+    (v.floor() as i64).clamp(lo, hi)
+}
+
+/// SplitMix64 → uniform in [0, 1).
+fn next_uniform(state: &mut u64) -> f64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn error_sweep(
+    fig: &Figure,
+    s: &ErrorSweepFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    // Sample (L, M, D).
+    let mut rng = s.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5EED;
+    let models: Vec<(i64, i64, i64)> = (0..s.models)
+        .map(|_| {
+            let l = log_uniform(&mut rng, s.depth[0], s.depth[1]);
+            let m = log_uniform(&mut rng, s.width[0], s.width[1]);
+            let d = s.dims
+                [((next_uniform(&mut rng) * s.dims.len() as f64) as usize).min(s.dims.len() - 1)];
+            (l, m, d)
+        })
+        .collect();
+    let ks = &s.eval_steps;
+    // errors[model][k index]
+    let mut errors = vec![vec![f64::NAN; ks.len()]; models.len()];
+    let mut dims: Vec<i64> = s.dims.clone();
+    dims.sort();
+    dims.dedup();
+    let t_all = Instant::now();
+    let mut done = 0usize;
+    for &d in &dims {
+        let mut idx: Vec<usize> = (0..models.len()).filter(|&i| models[i].2 == d).collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let lim = limit(d, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+        let (x, y) = task(&s.task, d, 0, device);
+        let (xt, _) = task(&s.task, d, 1, device);
+        // Similar shapes together, so that padding to the batch's largest L and M wastes little.
+        idx.sort_by_key(|&i| {
+            (
+                (models[i].0 as f64).log2().floor() as i64,
+                models[i].1,
+                models[i].0,
+            )
+        });
+        for (bi, chunk) in idx.chunks(s.batch).enumerate() {
+            let specs: Vec<TwoLayerSpec> = chunk
+                .iter()
+                .map(|&i| s.dynamics.model(models[i].0, models[i].1, d))
+                .collect();
+            tch::manual_seed(s.seed as i64 * 1_000_003 + d * 10_007 + bi as i64);
+            let mut net = TwoLayerResNet::new(&specs, device);
+            let (_, outs) = train(&mut net, &x, &y, &xt, s.dynamics.steps, |_, _| {});
+            for (ki, k) in ks.iter().enumerate() {
+                let e = rms_error(&outs[k], &lim.outputs[k]);
+                for (j, &i) in chunk.iter().enumerate() {
+                    errors[i][ki] = e[j];
+                }
+            }
+            done += chunk.len();
+            if !quiet {
+                eprintln!(
+                    "C5: {done}/{} models (D = {d}, batch of {} padded to L = {}, M = {}), {:.0} s",
+                    models.len(),
+                    chunk.len(),
+                    net.depth(),
+                    specs.iter().map(|s| s.width).max().unwrap(),
+                    t_all.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    let outside = |&(l, m, d): &(i64, i64, i64)| d as f64 / (l * m) as f64 > s.outside;
+    let mut fits = Vec::new();
+    for ki in 0..ks.len() {
+        let pts: Vec<(f64, f64, f64, f64)> = models
+            .iter()
+            .enumerate()
+            .filter(|(_, md)| !outside(md))
+            .map(|(i, &(l, m, d))| (l as f64, m as f64, d as f64, errors[i][ki]))
+            .collect();
+        fits.push(fit_rate(&pts));
+    }
+    let mut csv = Vec::new();
+    for (i, &(l, m, d)) in models.iter().enumerate() {
+        for (ki, k) in ks.iter().enumerate() {
+            csv.push(format!(
+                "{i},{l},{m},{d},{k},{:.6e},{:.6e},{}",
+                errors[i][ki],
+                fits[ki].predict(l as f64, m as f64, d as f64),
+                outside(&(l, m, d)) as u8
+            ));
+        }
+    }
+    write_csv(
+        &out.join("errors.csv"),
+        "model,L,M,D,k,error,predicted,outside_theory",
+        &csv,
+    )?;
+    let mut series = Vec::new();
+    let mut lo = f64::INFINITY;
+    let mut hi: f64 = 0.0;
+    for (ki, k) in ks.iter().enumerate() {
+        let c = crate::report::plot::color(ki);
+        let pts: Vec<(f64, f64)> = models
+            .iter()
+            .enumerate()
+            .filter(|(_, md)| !outside(md))
+            .map(|(i, &(l, m, d))| {
+                (
+                    fits[ki].predict(l as f64, m as f64, d as f64),
+                    errors[i][ki],
+                )
+            })
+            .collect();
+        for p in &pts {
+            if p.0 > 0.0 && p.1 > 0.0 {
+                lo = lo.min(p.0.min(p.1));
+                hi = hi.max(p.0.max(p.1));
+            }
+        }
+        series.push(
+            Series::new(format!("k = {k}"), pts)
+                .rgb((c.0, c.1, c.2))
+                .scatter(),
+        );
+    }
+    let out_pts: Vec<(f64, f64)> = models
+        .iter()
+        .enumerate()
+        .filter(|(_, md)| outside(md))
+        .map(|(i, &(l, m, d))| {
+            let ki = ks.len() - 1;
+            (
+                fits[ki].predict(l as f64, m as f64, d as f64),
+                errors[i][ki],
+            )
+        })
+        .collect();
+    if !out_pts.is_empty() {
+        series.push(
+            Series::new(
+                format!(
+                    "D/(LM) > {} (outside the theory), k = {}",
+                    s.outside,
+                    ks[ks.len() - 1]
+                ),
+                out_pts,
+            )
+            .rgb((170, 170, 170))
+            .scatter(),
+        );
+    }
+    if lo.is_finite() && hi > 0.0 {
+        series.push(Series::new("measured = predicted", vec![(lo, lo), (hi, hi)]).rgb((0, 0, 0)));
+    }
+    multi_panel(
+        &out.join(&fig.stem),
+        &format!(
+            "{}: {} ResNets, L ∈ [{}, {}], M ∈ [{}, {}], D ∈ {:?}",
+            fig.figure, s.models, s.depth[0], s.depth[1], s.width[0], s.width[1], dims
+        ),
+        &[Panel {
+            spec: PlotSpec::new(
+                "RMS error vs a_k/L + b_k√(D/(LM)) (fitted per k)",
+                "predicted error",
+                "measured error",
+            )
+            .log_x(true)
+            .log_y(true),
+            series,
+        }],
+    )?;
+    let mut table = Table::new(
+        format!(
+            "Fit per k over the {} models with D/(LM) ≤ {}",
+            models.iter().filter(|md| !outside(md)).count(),
+            s.outside
+        ),
+        vec![
+            "k".into(),
+            "a_k".into(),
+            "b_k".into(),
+            "b_k / a_k".into(),
+            "R² (log)".into(),
+        ],
+    );
+    for (ki, k) in ks.iter().enumerate() {
+        let f = &fits[ki];
+        table.push(vec![
+            k.to_string(),
+            format!("{:.4}", f.a),
+            format!("{:.4}", f.b),
+            format!("{:.3}", f.b / f.a),
+            format!("{:.3}", f.r2),
+        ]);
+    }
+    Ok(format!(
+        "Figure: {}.svg/png; data errors.csv ({} models × {} steps).\n\n{}",
+        fig.stem,
+        models.len(),
+        ks.len(),
+        table.to_markdown()
+    ))
+}

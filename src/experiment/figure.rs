@@ -1,0 +1,91 @@
+//! Figure files (`experiments/<paper>/figN.yaml`), shared by the papers' figure runners: a file
+//! holds `figure` (its name), `title`, `spec` (the settings, tagged by `kind`) and `scales`
+//! (`smoke`, `full`: keys that replace those of `spec`); `--set key=value` overrides come last.
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FigureFile {
+    figure: String,
+    title: String,
+    spec: serde_yaml::Mapping,
+    #[serde(default)]
+    scales: std::collections::BTreeMap<String, serde_yaml::Mapping>,
+}
+
+/// A figure file read at one scale, its spec parsed into `S`.
+#[derive(Debug, Clone)]
+pub struct FigureFileAt<S> {
+    pub figure: String,
+    pub title: String,
+    pub scale: String,
+    pub spec: S,
+    /// The file's stem (e.g. `fig1`).
+    pub stem: String,
+}
+
+/// Reads `path`, applies `scales[scale]` over `spec`, then `overrides` (`key=value`, dotted keys
+/// of `spec`, e.g. `depth=200`, `train.epochs=2`), and parses the result. Errors name the file
+/// and the key (`<file>: spec.<key>: unknown key ...`).
+pub fn load<S: DeserializeOwned>(
+    path: &Path,
+    scale: &str,
+    overrides: &[String],
+) -> Result<FigureFileAt<S>> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{origin}: cannot read the figure file"))?;
+    let file: FigureFile = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(
+        &text,
+    ))
+    .map_err(|e| {
+        let p = e.path().to_string();
+        anyhow::anyhow!(
+            "{origin}: {p}: {} (keys: figure, title, spec, scales)",
+            e.into_inner()
+        )
+    })?;
+    let mut spec = file.spec.clone();
+    match file.scales.get(scale) {
+        Some(over) => {
+            for (k, v) in over {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        None if file.scales.is_empty() => {}
+        None => bail!(
+            "{origin}: scales: no scale {scale:?}; the file has {}",
+            file.scales.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
+    let mut spec = serde_yaml::Value::Mapping(spec);
+    for ov in overrides {
+        crate::config::apply_override(&mut spec, ov).with_context(|| format!("--set {ov}"))?;
+    }
+    let spec: S = serde_path_to_error::deserialize(spec).map_err(|e| {
+        let p = e.path().to_string();
+        let msg = e
+            .into_inner()
+            .to_string()
+            .replace("unknown field", "unknown key");
+        let key = if p == "." {
+            "spec".into()
+        } else {
+            format!("spec.{p}")
+        };
+        anyhow::anyhow!("{origin}: {key}: {msg}")
+    })?;
+    Ok(FigureFileAt {
+        figure: file.figure,
+        title: file.title,
+        scale: scale.to_string(),
+        spec,
+        stem: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    })
+}
