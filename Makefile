@@ -20,7 +20,8 @@ export PATH := $(TORCH_VENV)/bin:$(PATH)
 .PHONY: setup build test demo info clean-demo data-cifar10 data-cifar100 data-mnist \
         tables zhang-stability zhang-table1 zhang-table2 zhang-fig3 \
         marion marion-fig1 marion-fig2 marion-fig3 marion-fig4 marion-fig5 marion-fig6 \
-        marion-fig7 marion-fig8 marion-fig9
+        marion-fig7 marion-fig8 marion-fig9 \
+        chizat chizat-fig1 chizat-fig2 chizat-fig3 chizat-fig4 chizat-fig5
 
 # Paper targets: SCALE=smoke (default; minutes on a 2-core CPU, small depths, Fashion-MNIST
 # when CIFAR-10 is absent) or SCALE=full (the paper's setting; needs CIFAR on disk and a GPU).
@@ -156,3 +157,16 @@ $(addprefix marion-fig,$(MARION_FIGS)): marion-fig%: build
 
 ## marion: every figure of the Marion et al. paper
 marion: $(addprefix marion-fig,$(MARION_FIGS))
+
+## The hidden width of deep ResNets (Chizat 2025, SPEC §1.3) ---------------------------------
+## chizat-figN: figure CN from experiments/chizat2025/figN.yaml into runs/chizat2025/figN/$(SCALE)/
+## (CSV, Markdown tables with the fits and acceptance checks, SVG/PNG). Limit models are cached
+## in runs/chizat2025/limits/ and shared by the figures. CHIZAT_ARGS adds options, e.g.
+## --device cuda or --set dynamics.eta=0.5.
+CHIZAT_ARGS ?=
+CHIZAT_FIGS := 1 2 3 4 5
+$(addprefix chizat-fig,$(CHIZAT_FIGS)): chizat-fig%: build
+	$(DEEPRES) chizat experiments/chizat2025/fig$*.yaml --scale $(SCALE) $(CHIZAT_ARGS)
+
+## chizat: every figure of the Chizat paper
+chizat: $(addprefix chizat-fig,$(CHIZAT_FIGS))

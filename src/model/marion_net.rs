@@ -90,6 +90,31 @@ impl MarionNet {
         }
     }
 
+    /// Draws new random models in place (same shapes and law as [`MarionNet::new`]), reusing
+    /// the weight buffers.
+    pub fn redraw(&mut self, init: LayerInit) {
+        use super::weight_init::redraw_layer_weights;
+        let uniform_ = |t: &mut Tensor| {
+            let bound = (3.0 / *t.size().last().unwrap() as f64).sqrt();
+            tch::no_grad(|| {
+                let _ = t.uniform_(-bound, bound);
+            });
+        };
+        match self {
+            MarionNet::Full(m) => {
+                uniform_(&mut m.a);
+                redraw_layer_weights(&mut m.w, init);
+                redraw_layer_weights(&mut m.v, init);
+                uniform_(&mut m.b);
+            }
+            MarionNet::Simple(m) => {
+                uniform_(&mut m.a);
+                redraw_layer_weights(&mut m.v, init);
+                uniform_(&mut m.b);
+            }
+        }
+    }
+
     pub fn depth(&self) -> i64 {
         match self {
             MarionNet::Full(m) => m.depth(),

@@ -8,9 +8,10 @@
 //! - h_ℓ = h_{ℓ−1} + s Σ_{j=1..M} u_{ℓ,j} tanh(⟨v_{ℓ,j}, h_{ℓ−1}⟩), ℓ = 1..L;
 //! - output f(x) = ⟨e_1, h_L⟩ (a fixed linear readout: the first coordinate).
 //!
-//! Initialization (our reconstruction, SPEC §1.3): u_{ℓ,j} ~ N(0, σ_u² I_D / D) and
-//! v_{ℓ,j} ~ N(0, σ_v² I_D / D), i.i.d. over (ℓ, j), so that ‖u‖ ≈ σ_u, ‖v‖ ≈ σ_v and the
-//! pre-activations ⟨v, h⟩ are O(σ_v) for h of norm √D.
+//! Initialization (SPEC §1.3): u_{ℓ,j} ~ σ_u·N(0, I_D) and v_{ℓ,j} ~ σ_v·N(0, I_D / D), i.i.d.
+//! over (ℓ, j): each coordinate of u is O(σ_u), ‖v‖ ≈ σ_v and the pre-activations ⟨v, h⟩ are
+//! O(σ_v) for h of norm √D. At initialization each coordinate of h_L − h_0 is then
+//! O(σ_u·α·D^γ/√(LM)): the √D/√(LM) of the error bound at γ = 1/2.
 //!
 //! Training: the square loss ½·mean_i (f(x_i) − y_i)², full batch, and the mean-field step
 //! θ ← θ − λ ∇_θ loss for every u and v with λ = η/(s²·L·M) = η·L·M/(α²·D^{2γ}): at the critical
@@ -34,7 +35,7 @@ pub struct TwoLayerSpec {
     pub width: i64,
     /// D: embedding dimension.
     pub dim: i64,
-    /// σ_u: scale of u (‖u‖ ≈ σ_u).
+    /// σ_u: scale of u (each coordinate ~ σ_u·N(0, 1)).
     pub sigma_u: f64,
     /// σ_v: scale of v (‖v‖ ≈ σ_v).
     pub sigma_v: f64,
@@ -105,8 +106,8 @@ impl TwoLayerResNet {
                 .to_device(device)
                 .view([b, 1, 1])
         };
-        // Per-model std of u and v entries (σ/√D), zero outside each model's M and D.
-        let std_u = col(&|s| s.sigma_u / (s.dim as f64).sqrt());
+        // Per-model std of u and v entries (σ_u and σ_v/√D), zero outside each model's M and D.
+        let std_u = col(&|s| s.sigma_u);
         let std_v = col(&|s| s.sigma_v / (s.dim as f64).sqrt());
         let units = prefix_mask(
             &specs.iter().map(|s| s.width).collect::<Vec<_>>(),

@@ -130,6 +130,8 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                 .collect();
             let scale = Tensor::from_slice(&scales).view([1, -1, 1]).to_device(dev);
             let mut done = 0;
+            // One set of weight buffers per (init, depth), redrawn in place for each chunk.
+            let mut reuse: Option<MarionNet> = None;
             while done < spec.models {
                 let m = spec.chunk.min(spec.models - done);
                 let shape = MarionShape {
@@ -138,7 +140,13 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                     d_in: spec.input_dim,
                     d_out: spec.output_dim,
                 };
-                let net = MarionNet::new(spec.model, m, shape, *init, dev);
+                let net = match reuse.take() {
+                    Some(mut net) if net_models(&net) == m => {
+                        net.redraw(*init);
+                        net
+                    }
+                    _ => MarionNet::new(spec.model, m, shape, *init, dev),
+                };
                 // The same inputs and targets for every β of a model.
                 let x = Tensor::rand([m, 1, spec.inputs, spec.input_dim], (Kind::Float, dev))
                     .expand([m, nb, spec.inputs, spec.input_dim], false)
@@ -169,6 +177,7 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                     }
                 }
                 done += m;
+                reuse = Some(net);
             }
             if !quiet {
                 eprintln!(
@@ -185,6 +194,14 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
         write_rows(&rows, path)?;
     }
     Ok(rows)
+}
+
+/// Number of models M held by `net`.
+fn net_models(net: &MarionNet) -> i64 {
+    match net {
+        MarionNet::Full(m) => m.a.size()[0],
+        MarionNet::Simple(m) => m.a.size()[0],
+    }
 }
 
 /// Writes rows as CSV (creating the directory).
