@@ -403,3 +403,32 @@ fn training_learns_on_synthetic_data() {
         assert!(tr.test_acc > 0.2, "{kind}: test acc {}", tr.test_acc);
     }
 }
+
+#[test]
+fn redrawing_iid_weights_in_place_keeps_the_buffer_and_the_law() {
+    let _g = lock();
+    tch::manual_seed(9);
+    let mut w = layer_weights(LayerInit::Iid, 3, 50, 20, 20, Device::Cpu);
+    let (ptr, before) = (w.data_ptr(), w.copy());
+    deepres::model::weight_init::redraw_layer_weights(&mut w, LayerInit::Iid);
+    assert_eq!(w.data_ptr(), ptr, "the buffer was reallocated");
+    assert_eq!(w.size(), before.size());
+    let changed = f(&w
+        .ne_tensor(&before)
+        .to_kind(Kind::Double)
+        .mean(Kind::Double));
+    assert!(
+        changed > 0.999,
+        "only {changed} of the entries were redrawn"
+    );
+    // uniform ±√(3/20): variance 1/20, bounded
+    let bound = (3.0f64 / 20.0).sqrt();
+    assert!(f(&w.abs().max()) <= bound + 1e-6);
+    let var = f(&w.to_kind(Kind::Double).square().mean(Kind::Double));
+    assert!((var * 20.0 - 1.0).abs() < 0.02, "variance {var}");
+    // Other inits are redrawn by copy, with their own law.
+    let mut s = layer_weights(LayerInit::Smooth, 2, 40, 10, 10, Device::Cpu);
+    let s0 = s.copy();
+    deepres::model::weight_init::redraw_layer_weights(&mut s, LayerInit::Smooth);
+    assert!(f(&(&s - &s0).abs().max()) > 0.0);
+}
