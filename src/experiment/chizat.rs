@@ -1471,7 +1471,7 @@ fn phase_diagram(
             format!("phases from the measured exponents e_v, e_f (tolerance {tol})"),
             phase.clone(),
             (0.0, 3.0),
-            "0 lazy · 1 sub-critical · 2 critical · 3 super",
+            "0 lazy, 1 sub-crit., 2 critical, 3 super",
         ),
         (
             "-exponent-f".into(),

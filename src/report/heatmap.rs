@@ -88,8 +88,8 @@ impl Heatmap {
             .y_desc(&self.y_label)
             .label_style(font)
             .axis_desc_style(font)
-            .x_label_formatter(&|v| format_tick(*v))
-            .y_label_formatter(&|v| format_tick(*v))
+            .x_label_formatter(&|v| format_tick(snap(*v)))
+            .y_label_formatter(&|v| format_tick(snap(*v)))
             .draw()
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let hx = (x1 - x0) / self.xs.len() as f64;
@@ -139,7 +139,7 @@ impl Heatmap {
             .disable_mesh()
             .disable_x_axis()
             .label_style(font)
-            .y_label_formatter(&|v| format_tick(*v))
+            .y_label_formatter(&|v| format_tick(snap(*v)))
             .draw()
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let n = 100;
@@ -183,5 +183,14 @@ impl Heatmap {
             out.push(png);
         }
         Ok(out)
+    }
+}
+
+/// Rounding noise around zero (−2.2e-16 from the cell edges' arithmetic) shows as 0.
+fn snap(v: f64) -> f64 {
+    if v.abs() < 1e-12 {
+        0.0
+    } else {
+        v
     }
 }
