@@ -1045,12 +1045,15 @@ fn error_grid(
     multi_panel(
         &out.join(&fig.stem),
         &format!(
-            "{}: error vs the limit after k = {k} GD steps, D = {} (points: mean of {}; lines: a/L + b√(D/(LM)))",
+            "{}: error vs the limit after k = {k} steps, D = {}, mean of {}",
             fig.figure, s.dim, s.repetitions
         ),
         &[Panel {
             spec: PlotSpec::new(
-                format!("a = {:.3}, b = {:.3} (b√D = {:.3}), R² = {:.3}", fit.a, fit.b, fit.b * d.sqrt(), fit.r2),
+                format!(
+                    "lines: a/L + b√(D/(LM)), a = {:.3}, b = {:.3}, R² = {:.3}",
+                    fit.a, fit.b, fit.r2
+                ),
                 "depth L",
                 "RMS error of the output",
             )
@@ -1766,8 +1769,15 @@ fn error_sweep(
     multi_panel(
         &out.join(&fig.stem),
         &format!(
-            "{}: {} ResNets, L ∈ [{}, {}], M ∈ [{}, {}], D ∈ {:?}",
-            fig.figure, s.models, s.depth[0], s.depth[1], s.width[0], s.width[1], dims
+            "{}: {} ResNets, L ∈ [{}, {}], M ∈ [{}, {}], D ∈ [{}, {}]",
+            fig.figure,
+            s.models,
+            s.depth[0],
+            s.depth[1],
+            s.width[0],
+            s.width[1],
+            dims[0],
+            dims[dims.len() - 1]
         ),
         &[Panel {
             spec: PlotSpec::new(
