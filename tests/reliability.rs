@@ -330,6 +330,40 @@ fn a_live_lock_is_respected_and_a_dead_one_taken_over() {
     assert!(!lock.exists());
 }
 
+/// A sweep killed after a cell finished but before it removed that cell's lock leaves a stale
+/// lock on a finished cell: the rerun skips the cell and removes the lock (a live owner's lock
+/// on a finished cell stays). Found by the kill -9 test above, which failed once this way.
+#[test]
+fn a_stale_lock_on_a_finished_cell_is_removed_and_a_live_one_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = grid(tmp.path(), "fin", "seeds: [0]\n");
+    let g = g.to_str().unwrap();
+    ok(&run(&["sweep", g, "-q"], tmp.path()));
+    let lock = tmp.path().join("runs/fin/s0.lock");
+    let host = hostname();
+    let mut dead = Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    std::fs::write(
+        &lock,
+        format!("host={host} pid={} pid_start=- started=0\n", dead.id()),
+    )
+    .unwrap();
+    let before = snapshot(&tmp.path().join("runs/fin/s0"));
+    let o = run(&["sweep", g, "-q"], tmp.path());
+    ok(&o);
+    assert!(stderr(&o).contains("skipped (done)"), "{}", stderr(&o));
+    assert!(!lock.exists(), "the stale lock of a finished cell stayed");
+    assert_eq!(snapshot(&tmp.path().join("runs/fin/s0")), before);
+    // A live owner's lock is left alone.
+    let mut live = Command::new("sleep").arg("60").spawn().unwrap();
+    let line = format!("host={host} pid={} pid_start=- started=0\n", live.id());
+    std::fs::write(&lock, &line).unwrap();
+    ok(&run(&["sweep", g, "-q"], tmp.path()));
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), line);
+    live.kill().unwrap();
+    live.wait().unwrap();
+}
+
 /// A run directory records its resolved config and its hash; another config into the same
 /// directory is refused (train and sweep, one line, nothing touched); `--force-new` makes a
 /// new directory; a hand-edited config.yaml is refused too.

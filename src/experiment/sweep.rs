@@ -218,11 +218,23 @@ fn finished(cell: &Cell) -> Option<&'static str> {
     }
 }
 
+/// Removes the lock of a finished cell whose owner is gone (killed after the cell finished,
+/// before it removed its lock): taking it over and dropping it. A live owner's lock stays.
+fn clear_stale_lock(cell: &Cell) {
+    let path = lock::lock_path(&cell.dir());
+    if path.exists() {
+        if let Ok(Acquired::Got { lock, .. }) = lock::try_lock(&path) {
+            drop(lock);
+        }
+    }
+}
+
 fn run_cell(cell: &Cell, n: usize, opts: &SweepOptions, report: &mut SweepReport) {
     let tag = format!("[{}/{n}] {}", cell.index + 1, cell.name);
     if let Some(word) = finished(cell) {
         report.skipped += 1;
         eprintln!("{tag}: skipped ({word})");
+        clear_stale_lock(cell);
         return;
     }
     let _lock = match lock::try_lock(&lock::lock_path(&cell.dir())) {
