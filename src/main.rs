@@ -154,40 +154,16 @@ enum Cmd {
     /// training, CSV, Markdown tables and SVG/PNG plots in --out
     /// (default runs/marion2022/<fig>/<scale>/).
     Marion {
-        /// The figure file (experiments/marion2022/fig1.yaml ... fig9.yaml).
-        figure: PathBuf,
-        /// smoke (minutes on a 2-core CPU) | full (the paper's size)
-        #[arg(long, default_value = "smoke")]
-        scale: String,
-        /// Override a key of the figure's spec: --set depth=200 --set hursts.points=11
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        #[arg(long)]
-        out: Option<PathBuf>,
-        #[arg(long, default_value = "auto")]
-        device: String,
-        #[arg(short, long)]
-        quiet: bool,
+        #[command(flatten)]
+        fig: FigureArgs,
     },
     /// A figure of Chizat (2025, "The Hidden Width of Deep ResNets") from
     /// experiments/chizat2025/<fig>.yaml: 2LP-block ResNets trained by gradient descent against
     /// their limit; CSV, Markdown tables and SVG/PNG plots in --out
     /// (default runs/chizat2025/<fig>/<scale>/).
     Chizat {
-        /// The figure file (experiments/chizat2025/fig1.yaml ... fig5.yaml).
-        figure: PathBuf,
-        /// smoke (minutes on a 2-core CPU) | full (the paper's size)
-        #[arg(long, default_value = "smoke")]
-        scale: String,
-        /// Override a key of the figure's spec: --set depths=[4,16] --set dynamics.eta=0.5
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        #[arg(long)]
-        out: Option<PathBuf>,
-        #[arg(long, default_value = "auto")]
-        device: String,
-        #[arg(short, long)]
-        quiet: bool,
+        #[command(flatten)]
+        fig: FigureArgs,
     },
     /// Run a grid of configs (a sweep): missing cells run, interrupted ones resume, finished and
     /// diverged ones are skipped; `--status` lists the cells instead.
@@ -286,6 +262,27 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
+}
+
+/// A paper's figure file and how to run it (shared by `marion` and `chizat`).
+#[derive(clap::Args)]
+struct FigureArgs {
+    /// The figure file (experiments/marion2022/figN.yaml, experiments/chizat2025/figN.yaml).
+    figure: PathBuf,
+    /// smoke (minutes on a 2-core CPU) | full (the paper's size)
+    #[arg(long, default_value = "smoke")]
+    scale: String,
+    /// Override a key of the figure's spec: --set depth=200 --set dynamics.eta=0.5
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Output directory (default runs/<paper>/<fig>/<scale>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 /// Which sweep: a grid file, its scale, seeds and overrides (shared by `sweep` and `report`).
@@ -516,31 +513,21 @@ fn run(cli: Cli) -> Result<()> {
                 )?
             );
         }
-        Cmd::Marion {
-            figure,
-            scale,
-            set,
-            out,
-            device,
-            quiet,
-        } => {
-            let fig = experiment::marion::Figure::load_with(&figure, &scale, &set)?;
-            let out = out.unwrap_or_else(|| experiment::marion::default_out(&fig));
-            let text = experiment::marion::run(&fig, &out, device::select_device(&device)?, quiet)?;
-            print!("{text}");
+        Cmd::Marion { fig: a } => {
+            let fig = experiment::marion::Figure::load_with(&a.figure, &a.scale, &a.set)?;
+            let out = a
+                .out
+                .unwrap_or_else(|| experiment::marion::default_out(&fig));
+            let dev = device::select_device(&a.device)?;
+            print!("{}", experiment::marion::run(&fig, &out, dev, a.quiet)?);
         }
-        Cmd::Chizat {
-            figure,
-            scale,
-            set,
-            out,
-            device,
-            quiet,
-        } => {
-            let fig = experiment::chizat::load(&figure, &scale, &set)?;
-            let out = out.unwrap_or_else(|| experiment::chizat::default_out(&fig));
-            let text = experiment::chizat::run(&fig, &out, device::select_device(&device)?, quiet)?;
-            print!("{text}");
+        Cmd::Chizat { fig: a } => {
+            let fig = experiment::chizat::load(&a.figure, &a.scale, &a.set)?;
+            let out = a
+                .out
+                .unwrap_or_else(|| experiment::chizat::default_out(&fig));
+            let dev = device::select_device(&a.device)?;
+            print!("{}", experiment::chizat::run(&fig, &out, dev, a.quiet)?);
         }
         Cmd::Sweep {
             grid: args,
