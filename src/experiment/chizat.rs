@@ -27,7 +27,6 @@ use tch::{Device, Kind, Tensor};
 
 use super::marion::Linspace;
 use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
-use crate::probe::fit::slope;
 use crate::report::heatmap::Heatmap;
 use crate::report::plot::{multi_panel, ramp, Legend, Panel, PlotSpec, Series};
 use crate::report::table::Table;
@@ -606,15 +605,12 @@ pub fn limit(
 
 /// RMS over test points of (outputs − limit), per model: `[B, n]` vs `[n]` → `Vec<f64>`.
 fn rms_error(outputs: &Tensor, limit: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(
-        (outputs - limit)
+    to_vec(
+        &(outputs - limit)
             .square()
             .mean_dim(1, false, Kind::Float)
-            .sqrt()
-            .to_kind(Kind::Double)
-            .to_device(Device::Cpu),
+            .sqrt(),
     )
-    .unwrap_or_default()
 }
 
 /// The least-squares fit err ≈ a/L + b·√(D/(LM)) in log space: minimizes
@@ -775,9 +771,7 @@ fn write_csv(path: &Path, header: &str, rows: &[String]) -> Result<()> {
         text += r;
         text.push('\n');
     }
-    let tmp = path.with_extension("csv.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+    crate::report::write_atomic(path, &text)
 }
 
 fn to_vec(t: &Tensor) -> Vec<f64> {
@@ -930,13 +924,9 @@ fn cell_means(rows: &[(i64, i64, f64)]) -> BTreeMap<(i64, i64), (f64, f64)> {
         .collect()
 }
 
+/// Log-log slope of points (x, y > 0).
 fn loglog_slope(points: &[(f64, f64)]) -> f64 {
-    let logs: Vec<(f64, f64)> = points
-        .iter()
-        .filter(|p| p.1 > 0.0 && p.1.is_finite())
-        .map(|p| (p.0.ln(), p.1.ln()))
-        .collect();
-    slope(&logs).0
+    crate::probe::fit::fit(points).power
 }
 
 fn check(name: &str, value: f64, lo: f64, hi: f64) -> String {
@@ -1368,7 +1358,7 @@ fn phase_diagram(
         let lk = to_vec(&loss.get(s.dynamics.steps as i64));
         let mut cells = Vec::new();
         for (i, sp) in specs.iter().enumerate() {
-            let a = (sp.sigma_u.ln() / (d as f64).ln()).round_to(1e-6);
+            let a = (sp.sigma_u.ln() / (d as f64).ln() * 1e6).round() / 1e6;
             csv.push(format!(
                 "{d},{a},{},{},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e}",
                 sp.gamma,
@@ -1585,15 +1575,6 @@ fn phase_diagram(
         err_u / n
     );
     Ok(text)
-}
-
-trait RoundTo {
-    fn round_to(self, q: f64) -> f64;
-}
-impl RoundTo for f64 {
-    fn round_to(self, q: f64) -> f64 {
-        (self / q).round() * q
-    }
 }
 
 /// Integer drawn log-uniformly in [lo, hi].

@@ -115,6 +115,14 @@ impl MarionNet {
         }
     }
 
+    /// The number of models M held.
+    pub fn models(&self) -> i64 {
+        match self {
+            MarionNet::Full(m) => m.a.size()[0],
+            MarionNet::Simple(m) => m.a.size()[0],
+        }
+    }
+
     pub fn depth(&self) -> i64 {
         match self {
             MarionNet::Full(m) => m.depth(),

@@ -233,9 +233,10 @@ impl TwoLayerResNet {
     pub fn gd_step(&mut self, x: &Tensor, y: &Tensor) -> Tensor {
         let mut updates = Vec::with_capacity(self.depth());
         let loss = self.backward(x, y, |l, g_u, g_v| updates.push((l, g_u, g_v)));
+        let minus_step = self.step.neg();
         for (l, g_u, g_v) in updates {
-            let _ = self.u[l].addcmul_(&g_u, &self.step.neg());
-            let _ = self.v[l].addcmul_(&g_v, &self.step.neg());
+            let _ = self.u[l].addcmul_(&g_u, &minus_step);
+            let _ = self.v[l].addcmul_(&g_v, &minus_step);
         }
         loss
     }

@@ -141,7 +141,7 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                     d_out: spec.output_dim,
                 };
                 let net = match reuse.take() {
-                    Some(mut net) if net_models(&net) == m => {
+                    Some(mut net) if net.models() == m => {
                         net.redraw(*init);
                         net
                     }
@@ -194,14 +194,6 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
         write_rows(&rows, path)?;
     }
     Ok(rows)
-}
-
-/// Number of models M held by `net`.
-fn net_models(net: &MarionNet) -> i64 {
-    match net {
-        MarionNet::Full(m) => m.a.size()[0],
-        MarionNet::Simple(m) => m.a.size()[0],
-    }
 }
 
 /// Writes rows as CSV (creating the directory).

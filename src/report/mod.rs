@@ -19,3 +19,20 @@ pub mod sweep_report;
 pub mod table;
 
 pub use sweep_report::{render, render_with, ReportContext};
+
+use anyhow::Result;
+use std::path::Path;
+
+/// Writes `text` to `path` atomically: a temporary file beside it, then a rename, so a reader
+/// (or a kill) never sees half a file.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
+}

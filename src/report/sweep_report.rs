@@ -14,7 +14,7 @@
 //! A cell never started shows as `missing`, never as an error.
 use anyhow::{bail, Result};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::plot::{self, Panel, PlotSpec, Series};
 use super::published;
@@ -483,7 +483,7 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
             }
         }
         let md_path = dir.join(format!("{stem_name}.md"));
-        write_atomic(&md_path, &body)?;
+        super::write_atomic(&md_path, &body)?;
         let csv_path = dir.join(format!("{stem_name}.csv"));
         long.write_csv(&csv_path)?;
         let mut files = vec![md_path, csv_path];
@@ -528,18 +528,6 @@ fn file_list(files: &[PathBuf]) -> String {
         .map(|f| format!("`{}`", f.display()))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)
-        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
 }
 
 /// Final values of one plotted run, for the Markdown.
@@ -678,6 +666,6 @@ fn render_curves(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
     long.write_csv(&csv_path)?;
     md += &format!("curves (long CSV): `{}`\n", csv_path.display());
     let md_path = dir.join(format!("{}.md", slug(&ctx.name)));
-    write_atomic(&md_path, &md)?;
+    super::write_atomic(&md_path, &md)?;
     Ok(md)
 }
