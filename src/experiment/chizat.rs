@@ -19,6 +19,8 @@
 //! (Mean ODE) is the same ResNet at a much larger L and M trained the same way; it is computed
 //! once per (D, σ_u, σ_v, α, γ, η, K, task, limit size, seed) and cached under `cache`.
 use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -1578,20 +1580,10 @@ fn phase_diagram(
 }
 
 /// Integer drawn log-uniformly in [lo, hi].
-fn log_uniform(rng: &mut u64, lo: i64, hi: i64) -> i64 {
-    let u = next_uniform(rng);
+fn log_uniform(rng: &mut impl Rng, lo: i64, hi: i64) -> i64 {
+    let u: f64 = rng.gen();
     let v = ((lo as f64).ln() + u * ((hi as f64 + 1.0).ln() - (lo as f64).ln())).exp();
     (v.floor() as i64).clamp(lo, hi)
-}
-
-/// SplitMix64 → uniform in [0, 1).
-fn next_uniform(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn error_sweep(
@@ -1602,14 +1594,12 @@ fn error_sweep(
     quiet: bool,
 ) -> Result<String> {
     // Sample (L, M, D).
-    let mut rng = s.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5EED;
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let models: Vec<(i64, i64, i64)> = (0..s.models)
         .map(|_| {
             let l = log_uniform(&mut rng, s.depth[0], s.depth[1]);
             let m = log_uniform(&mut rng, s.width[0], s.width[1]);
-            let d = s.dims
-                [((next_uniform(&mut rng) * s.dims.len() as f64) as usize).min(s.dims.len() - 1)];
-            (l, m, d)
+            (l, m, s.dims[rng.gen_range(0..s.dims.len())])
         })
         .collect();
     let ks = &s.eval_steps;
