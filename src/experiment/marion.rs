@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
@@ -26,6 +26,7 @@ use crate::probe::scaling::{self, ScalingSpec, Stats};
 use crate::report::heatmap::Heatmap;
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
+use crate::train::adam::BatchedAdam;
 
 /// `n` points evenly spaced from `from` to `to` (both included).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -55,6 +56,9 @@ fn d_one() -> i64 {
     1
 }
 fn d_chunk() -> i64 {
+    50
+}
+fn d_train_chunk() -> usize {
     50
 }
 fn d_width() -> i64 {
@@ -203,6 +207,9 @@ pub struct AccuracyFig {
     pub width: i64,
     pub lrs: Vec<f64>,
     pub train: TrainFig,
+    /// Models trained at once, in one batched program (memory grows with it).
+    #[serde(default = "d_train_chunk")]
+    pub chunk: usize,
     #[serde(default)]
     pub seed: u64,
 }
@@ -311,6 +318,7 @@ impl Figure {
                 pos("depth", s.depth)?;
                 pos("train.epochs", s.train.epochs)?;
                 pos("train.batch", s.train.batch)?;
+                pos("chunk", s.chunk as i64)?;
                 if s.lrs.is_empty() || s.datasets.is_empty() {
                     bail!("spec.lrs, spec.datasets: give at least one value each");
                 }
@@ -737,85 +745,150 @@ fn load_first(names: &[DatasetName], t: &TrainFig) -> Result<data::DataSplit> {
     bail!("no dataset available: {}", errs.join("; "))
 }
 
-/// Result of one training run.
-pub struct Trained {
-    pub net: MarionNet,
-    pub test_acc: f64,
-    pub train_loss: f64,
-    pub diverged: bool,
+/// One model of a batched training run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainRun {
+    pub init: LayerInit,
+    pub beta: f64,
+    pub lr: f64,
 }
 
-/// Trains one model of `shape` (Adam, batch `t.batch`, lr × 0.1 every `t.lr_step` epochs,
-/// cross-entropy) on flattened, normalized images; returns it with its final test accuracy.
+/// The models of one batched training run, in the order of their [`TrainRun`]s.
+pub struct Trained {
+    /// All M models (tensors `[M, ...]`).
+    pub net: MarionNet,
+    /// Test accuracy per model (NaN for a diverged model).
+    pub test_acc: Vec<f64>,
+    /// Mean training loss of the last epoch per model.
+    pub train_loss: Vec<f64>,
+    /// Whether the model's training loss became non-finite.
+    pub diverged: Vec<bool>,
+}
+
+/// Per-model mean cross-entropy of logits `[M, B, C]` against labels `[B]`: `[M]`.
+fn per_model_cross_entropy(logits: &Tensor, y: &Tensor) -> Tensor {
+    let (m, b) = (logits.size()[0], y.size()[0]);
+    let target = y.view([1, b, 1]).expand([m, b, 1], false);
+    -logits
+        .log_softmax(-1, Kind::Float)
+        .gather(2, &target, false)
+        .squeeze_dim(-1)
+        .mean_dim(1, false, Kind::Float)
+}
+
+/// Trains one model of `shape` per entry of `runs`, all at once in one batched program (every
+/// layer one batched matmul over the models): Adam with each model's learning rate (× 0.1
+/// every `t.lr_step` epochs), cross-entropy, batch `t.batch` of flattened, normalized images in
+/// the same order for every model; model m starts from `runs[m].init` drawn after
+/// `manual_seed(seed)` and has the residual scale L^-β_m. The losses stay on the device and are
+/// read once per epoch; a model whose loss turns non-finite is marked diverged (the others go
+/// on, unaffected). `label`: print one progress line per epoch with it (None: quiet).
 #[allow(clippy::too_many_arguments)]
-pub fn train_classifier(
+pub fn train_classifiers(
     kind: MarionModel,
     split: &data::DataSplit,
     depth: i64,
     width: i64,
-    init: LayerInit,
-    beta: f64,
-    lr: f64,
+    runs: &[TrainRun],
     t: &TrainFig,
     seed: u64,
     device: Device,
+    label: Option<&str>,
 ) -> Result<Trained> {
-    tch::manual_seed(seed as i64);
-    let d_in = split.channels * split.height * split.width;
+    let m = runs.len();
     let shape = MarionShape {
         depth,
         width,
-        d_in,
+        d_in: split.channels * split.height * split.width,
         d_out: split.num_classes,
     };
     let vs = nn::VarStore::new(device);
-    let net = MarionNet::trainable(kind, &vs.root(), shape, init);
-    let scale = Tensor::from((depth as f64).powf(-beta) as f32).to_device(device);
-    let mut opt = nn::Adam::default().build(&vs, lr)?;
+    let inits: Vec<LayerInit> = runs.iter().map(|r| r.init).collect();
+    let net = MarionNet::trainable(kind, &vs.root(), shape, &inits, seed);
+    let scales: Vec<f32> = runs
+        .iter()
+        .map(|r| (depth as f64).powf(-r.beta) as f32)
+        .collect();
+    // s_m = L^-β_m, broadcast against the hidden states `[M, B, d]`.
+    let scale = Tensor::from_slice(&scales)
+        .view([m as i64, 1, 1])
+        .to_device(device);
+    let params = net
+        .named_tensors()
+        .iter()
+        .map(|(_, p)| p.shallow_clone())
+        .collect();
+    let base_lr: Vec<f64> = runs.iter().map(|r| r.lr).collect();
+    let mut opt = BatchedAdam::new(params, &base_lr);
     let train = DeviceData::new(&split.train, &split.mean, &split.std, device);
     let test = DeviceData::new(&split.test, &split.mean, &split.std, device);
-    let mut last_loss = f64::NAN;
-    let mut diverged = false;
-    'epochs: for epoch in 0..t.epochs {
-        opt.set_lr(lr * 0.1f64.powi((epoch / t.lr_step.max(1)) as i32));
-        let mut sum = 0.0;
-        let mut n = 0.0;
+    let mut train_loss = vec![f64::NAN; m];
+    let mut diverged = vec![false; m];
+    for epoch in 0..t.epochs {
+        let t0 = Instant::now();
+        let decay = 0.1f64.powi((epoch / t.lr_step.max(1)) as i32);
+        opt.set_lr(&base_lr.iter().map(|lr| lr * decay).collect::<Vec<_>>());
+        let mut sum = Tensor::zeros([m as i64], (Kind::Float, device));
+        let mut n = 0i64;
         for (x, y) in train.train_batches(t.batch, seed as i64 * 1000 + epoch, data::Augment::NONE)
         {
-            let x = x.view([1, x.size()[0], -1]);
-            let logits = net.forward(&x, &scale).squeeze_dim(0);
-            let loss = logits.cross_entropy_for_logits(&y);
-            opt.backward_step(&loss);
-            let l = loss.double_value(&[]);
-            if !l.is_finite() {
-                diverged = true;
-                last_loss = l;
-                break 'epochs;
-            }
-            sum += l * y.size()[0] as f64;
-            n += y.size()[0] as f64;
+            let b = y.size()[0];
+            let logits = net.forward(&x.view([b, -1]), &scale);
+            let losses = per_model_cross_entropy(&logits, &y);
+            opt.backward_step(&losses.sum(Kind::Float));
+            let _ = sum.g_add_(&(losses.detach() * b as f64));
+            n += b;
         }
-        last_loss = sum / n;
+        let mean = Vec::<f64>::try_from((sum / n as f64).to_kind(Kind::Double))?;
+        for (i, l) in mean.into_iter().enumerate() {
+            diverged[i] |= !l.is_finite();
+            train_loss[i] = l;
+        }
+        let live: Vec<f64> = (0..m)
+            .filter(|&i| !diverged[i])
+            .map(|i| train_loss[i])
+            .collect();
+        if let Some(label) = label {
+            eprintln!(
+                "{label}: epoch {}/{}: {} of {m} models training, mean loss {:.4} ({:.1}s)",
+                epoch + 1,
+                t.epochs,
+                live.len(),
+                live.iter().sum::<f64>() / live.len().max(1) as f64,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        if live.is_empty() {
+            break;
+        }
     }
-    let test_acc = if diverged {
-        f64::NAN
-    } else {
-        tch::no_grad(|| {
-            let mut correct = 0i64;
-            let mut total = 0i64;
-            for (x, y) in test.eval_batches(1000) {
-                let x = x.view([1, x.size()[0], -1]);
-                let pred = net.forward(&x, &scale).squeeze_dim(0).argmax(-1, false);
-                correct += pred.eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
-                total += y.size()[0];
+    let correct = tch::no_grad(|| {
+        let mut correct = Tensor::zeros([m as i64], (Kind::Int64, device));
+        for (x, y) in test.eval_batches(1000) {
+            let b = y.size()[0];
+            let pred = net.forward(&x.view([b, -1]), &scale).argmax(-1, false);
+            let _ = correct.g_add_(&pred.eq_tensor(&y.unsqueeze(0)).sum_dim_intlist(
+                1,
+                false,
+                Kind::Int64,
+            ));
+        }
+        Vec::<i64>::try_from(correct)
+    })?;
+    let total = test.len() as f64;
+    let test_acc = (0..m)
+        .map(|i| {
+            if diverged[i] {
+                f64::NAN
+            } else {
+                correct[i] as f64 / total
             }
-            correct as f64 / total as f64
         })
-    };
+        .collect();
     Ok(Trained {
         net,
         test_acc,
-        train_loss: last_loss,
+        train_loss,
         diverged,
     })
 }
@@ -856,22 +929,42 @@ fn weights_figure(
             .map(|s| s.to_string())
             .collect(),
     );
-    for r in &s.runs {
-        let t0 = Instant::now();
-        let tr = train_classifier(
-            s.model, &split, s.depth, s.width, r.init, r.beta, s.lr, &s.train, s.seed, device,
-        )?;
+    // The runs train together, one batched program (one model each).
+    let runs: Vec<TrainRun> = s
+        .runs
+        .iter()
+        .map(|r| TrainRun {
+            init: r.init,
+            beta: r.beta,
+            lr: s.lr,
+        })
+        .collect();
+    let t0 = Instant::now();
+    let tr = train_classifiers(
+        s.model,
+        &split,
+        s.depth,
+        s.width,
+        &runs,
+        &s.train,
+        s.seed,
+        device,
+        (!quiet).then_some("weights"),
+    )?;
+    let (name, weights) = tr.net.layer_weights()[0];
+    let weights = weights.detach().to_device(Device::Cpu); // [M, L, d, d]
+    for (idx, r) in s.runs.iter().enumerate() {
+        let test_acc = tr.test_acc[idx];
         if !quiet {
             eprintln!(
-                "weights: {} init, β = {}: test acc {:.4} ({:.1}s)",
+                "weights: {} init, β = {}: test acc {test_acc:.4} ({:.1}s for all {} runs)",
                 r.init,
                 r.beta,
-                tr.test_acc,
-                t0.elapsed().as_secs_f64()
+                t0.elapsed().as_secs_f64(),
+                runs.len()
             );
         }
-        let (name, w) = tr.net.layer_weights()[0];
-        let w = w.detach().to_device(Device::Cpu).select(0, 0); // [L, d, d]
+        let w = weights.select(0, idx as i64); // [L, d, d]
         let l = w.size()[0];
         let rough = tch::no_grad(|| {
             let dw = (w.narrow(0, 1, l - 1) - w.narrow(0, 0, l - 1))
@@ -882,8 +975,8 @@ fn weights_figure(
         table.push(vec![
             r.init.to_string(),
             format!("{}", r.beta),
-            format!("{:.4}", tr.test_acc),
-            format!("{:.4}", tr.train_loss),
+            format!("{test_acc:.4}"),
+            format!("{:.4}", tr.train_loss[idx]),
             format!("{rough:.4}"),
         ]);
         // A few entries (i, j), the same for every run: (e, (e·7 + 3) mod d).
@@ -913,10 +1006,7 @@ fn weights_figure(
         }
         panels.push(Panel {
             spec: PlotSpec::new(
-                format!(
-                    "{} init, β = {} (test acc {:.3})",
-                    r.init, r.beta, tr.test_acc
-                ),
+                format!("{} init, β = {} (test acc {test_acc:.3})", r.init, r.beta),
                 "layer k",
                 format!("{name}_k entry after training"),
             ),
@@ -928,6 +1018,93 @@ fn weights_figure(
     multi_panel(&out.join(&fig.stem), &fig.title, &panels)?;
     text += &table.to_markdown();
     Ok(text)
+}
+
+/// The columns of M9's runs-<dataset>.csv.
+const RUN_COLUMNS: [&str; 8] = [
+    "dataset",
+    "hurst",
+    "beta",
+    "lr",
+    "test_acc",
+    "train_loss",
+    "diverged",
+    "chunk_seconds",
+];
+
+/// A grid run's (H, β, lr) as written in the runs CSV.
+type RunKey = (String, String, String);
+
+/// The runs CSV in grid order (runs not trained yet left out).
+fn runs_table<G>(
+    grid: &[G],
+    key: &dyn Fn(&G) -> RunKey,
+    rows: &std::collections::HashMap<RunKey, Vec<String>>,
+) -> Table {
+    let mut t = Table::new("", RUN_COLUMNS.iter().map(|s| s.to_string()).collect());
+    for g in grid {
+        if let Some(r) = rows.get(&key(g)) {
+            t.push(r.clone());
+        }
+    }
+    t
+}
+
+/// The runs an interrupted M9 left in `runs_path`, by (H, β, lr), when they were trained with
+/// the same settings (recorded in a `.key` file beside it); the runs of other settings are
+/// moved aside to `runs-<dataset>.<unix time>.csv`, never overwritten.
+fn resume_rows(
+    s: &AccuracyFig,
+    split: &data::DataSplit,
+    out: &Path,
+    runs_path: &Path,
+    quiet: bool,
+) -> Result<std::collections::HashMap<RunKey, Vec<String>>> {
+    let dname = split.name.as_str();
+    let key = format!(
+        "{:?}\n",
+        (
+            s.model,
+            s.depth,
+            s.width,
+            &s.train,
+            s.seed,
+            split.train.len(),
+            split.test.len()
+        )
+    );
+    let key_path = out.join(format!(".runs-{dname}.key"));
+    let mut rows = std::collections::HashMap::new();
+    if runs_path.exists() {
+        if std::fs::read_to_string(&key_path).ok().as_deref() == Some(key.as_str()) {
+            let mut r = csv::Reader::from_path(runs_path)
+                .with_context(|| format!("{}: cannot read", runs_path.display()))?;
+            for rec in r.records() {
+                let rec = rec.with_context(|| format!("{}: bad row", runs_path.display()))?;
+                let row: Vec<String> = rec.iter().map(String::from).collect();
+                if row.len() == RUN_COLUMNS.len() {
+                    rows.insert((row[1].clone(), row[2].clone(), row[3].clone()), row);
+                }
+            }
+        } else {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = out.join(format!("runs-{dname}.{secs}.csv"));
+            std::fs::rename(runs_path, &aside)
+                .with_context(|| format!("{}: cannot move aside", runs_path.display()))?;
+            if !quiet {
+                eprintln!(
+                    "{}: trained with other settings; moved to {}",
+                    runs_path.display(),
+                    aside.display()
+                );
+            }
+        }
+    }
+    crate::report::write_atomic(&key_path, &key)?;
+    Ok(rows)
 }
 
 fn accuracy_figure(
@@ -958,69 +1135,94 @@ fn accuracy_figure(
             }
         };
         let dname = split.name.as_str();
-        let mut runs = Table::new(
-            "",
-            [
-                "dataset",
-                "hurst",
-                "beta",
-                "lr",
-                "test_acc",
-                "train_loss",
-                "diverged",
-                "seconds",
-            ]
+        // Every (H, β, lr) of the grid, H slowest; trained `chunk` models at a time.
+        let grid: Vec<(usize, usize, f64)> = (0..hs.len())
+            .flat_map(|j| {
+                (0..betas.len()).flat_map(move |i| s.lrs.iter().map(move |&lr| (j, i, lr)))
+            })
+            .collect();
+        let row_key = |&(j, i, lr): &(usize, usize, f64)| {
+            (hs[j].to_string(), betas[i].to_string(), lr.to_string())
+        };
+        let runs_path = out.join(format!("runs-{dname}.csv"));
+        let mut rows = resume_rows(s, &split, out, &runs_path, quiet)?;
+        let todo: Vec<_> = grid
             .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        );
-        let mut best = vec![vec![f64::NAN; hs.len()]; betas.len()];
-        let mut best_lr = vec![vec![f64::NAN; hs.len()]; betas.len()];
-        let total = hs.len() * betas.len() * s.lrs.len();
-        let mut n = 0;
-        for (j, &h) in hs.iter().enumerate() {
-            for (i, &b) in betas.iter().enumerate() {
-                for &lr in &s.lrs {
-                    n += 1;
-                    let t0 = Instant::now();
-                    let tr = train_classifier(
-                        s.model,
-                        &split,
-                        s.depth,
-                        s.width,
-                        LayerInit::Fbm { hurst: h },
+            .filter(|g| !rows.contains_key(&row_key(g)))
+            .copied()
+            .collect();
+        if !quiet && rows.len() > 0 {
+            eprintln!(
+                "{}: {dname}: {} of {} runs already in {}, {} to train",
+                fig.figure,
+                grid.len() - todo.len(),
+                grid.len(),
+                runs_path.display(),
+                todo.len()
+            );
+        }
+        let chunks = todo.len().div_ceil(s.chunk);
+        for (c, chunk) in todo.chunks(s.chunk).enumerate() {
+            let t0 = Instant::now();
+            let runs: Vec<TrainRun> = chunk
+                .iter()
+                .map(|&(j, i, lr)| TrainRun {
+                    init: LayerInit::Fbm { hurst: hs[j] },
+                    beta: betas[i],
+                    lr,
+                })
+                .collect();
+            let label = format!(
+                "{} {dname} chunk {}/{chunks} ({} models)",
+                fig.figure,
+                c + 1,
+                runs.len()
+            );
+            let tr = train_classifiers(
+                s.model,
+                &split,
+                s.depth,
+                s.width,
+                &runs,
+                &s.train,
+                s.seed,
+                device,
+                (!quiet).then_some(label.as_str()),
+            )?;
+            let secs = t0.elapsed().as_secs_f64();
+            for (m, g) in chunk.iter().enumerate() {
+                let (h, b, lr) = row_key(g);
+                rows.insert(
+                    row_key(g),
+                    vec![
+                        dname.into(),
+                        h,
                         b,
                         lr,
-                        &s.train,
-                        s.seed,
-                        device,
-                    )?;
-                    let secs = t0.elapsed().as_secs_f64();
-                    if !quiet {
-                        eprintln!(
-                            "[{n}/{total}] {dname} H={h} β={b} lr={lr}: test acc {:.4} ({secs:.1}s)",
-                            tr.test_acc
-                        );
-                    }
-                    runs.push(vec![
-                        dname.into(),
-                        h.to_string(),
-                        b.to_string(),
-                        lr.to_string(),
-                        tr.test_acc.to_string(),
-                        tr.train_loss.to_string(),
-                        tr.diverged.to_string(),
+                        tr.test_acc[m].to_string(),
+                        tr.train_loss[m].to_string(),
+                        tr.diverged[m].to_string(),
                         format!("{secs:.2}"),
-                    ]);
-                    if tr.test_acc.is_finite() && (best[i][j].is_nan() || tr.test_acc > best[i][j])
-                    {
-                        best[i][j] = tr.test_acc;
-                        best_lr[i][j] = lr;
-                    }
-                }
+                    ],
+                );
+            }
+            if !quiet {
+                eprintln!("{label}: done in {secs:.1}s");
+            }
+            // Rewritten (atomically) after every chunk: an interrupted figure resumes from it.
+            runs_table(&grid, &row_key, &rows).write_csv(&runs_path)?;
+        }
+        runs_table(&grid, &row_key, &rows).write_csv(&runs_path)?;
+        let mut best = vec![vec![f64::NAN; hs.len()]; betas.len()];
+        let mut best_lr = vec![vec![f64::NAN; hs.len()]; betas.len()];
+        for g in &grid {
+            let (j, i, lr) = *g;
+            let acc: f64 = rows[&row_key(g)][4].parse().unwrap_or(f64::NAN);
+            if acc.is_finite() && (best[i][j].is_nan() || acc > best[i][j]) {
+                best[i][j] = acc;
+                best_lr[i][j] = lr;
             }
         }
-        runs.write_csv(&out.join(format!("runs-{dname}.csv")))?;
         let mut table = Table::new(
             format!(
                 "{dname}: best test accuracy over lr ∈ {:?} (rows β, columns H; L = {}, width {}, {} epoch(s))",

@@ -6,7 +6,7 @@
 //! `[M, B, d]`. Every layer is one batched matmul over the M models. The scale s = L^-β is a
 //! tensor broadcast against `[M, B, 1]`, so one pass can hold several β (one per input row).
 //! A and B are uniform ±√(3/fan_in) (the authors' code), W and V follow a [`LayerInit`].
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::weight_init::{layer_weights, LayerInit};
 
@@ -53,24 +53,6 @@ impl FullResNet {
         }
     }
 
-    /// One random model whose A, W, V, B are trainable variables of `path` (M = 1).
-    pub fn trainable(
-        path: &nn::Path,
-        depth: i64,
-        width: i64,
-        d_in: i64,
-        d_out: i64,
-        init: LayerInit,
-    ) -> FullResNet {
-        let m = tch::no_grad(|| FullResNet::new(1, depth, width, d_in, d_out, init, path.device()));
-        FullResNet {
-            a: path.var_copy("A", &m.a),
-            w: path.var_copy("W", &m.w),
-            v: path.var_copy("V", &m.v),
-            b: path.var_copy("B", &m.b),
-        }
-    }
-
     /// Depth L.
     pub fn depth(&self) -> i64 {
         self.w.size()[1]
@@ -90,9 +72,10 @@ impl FullResNet {
         mut masks: Option<&mut Vec<Tensor>>,
     ) -> Tensor {
         let mut h = h0.shallow_clone();
-        for k in 0..self.depth() {
-            let w = self.w.select(1, k);
-            let v = self.v.select(1, k);
+        // One unbind per weight tensor, not a select per layer: autograd then stacks the
+        // layers' gradients once instead of adding L full-size `[M, L, d, d]` zero-padded ones.
+        let (ws, vs) = (self.w.unbind(1), self.v.unbind(1));
+        for (w, v) in ws.iter().zip(&vs) {
             let pre = h.matmul(&w.transpose(-1, -2));
             if let Some(m) = masks.as_deref_mut() {
                 m.push(pre.gt(0.0));

@@ -73,20 +73,58 @@ impl MarionNet {
         }
     }
 
-    /// One random trainable model (M = 1) in `path`.
+    /// One trainable model per entry of `inits`, held as one `[M, ...]` set of variables of
+    /// `path` (A, W, V, B or A, V, bias, B). Model m is drawn from `inits[m]` right after
+    /// `tch::manual_seed(seed)`, so models of the same init start from the same weights (the
+    /// models of a learning-rate grid, or of several β, then differ only by those) and a model
+    /// is the same whichever others it is trained with.
     pub fn trainable(
         kind: MarionModel,
         path: &nn::Path,
         s: MarionShape,
-        init: LayerInit,
+        inits: &[LayerInit],
+        seed: u64,
     ) -> MarionNet {
+        let parts: Vec<MarionNet> = inits
+            .iter()
+            .map(|&init| {
+                tch::manual_seed(seed as i64);
+                tch::no_grad(|| MarionNet::new(kind, 1, s, init, path.device()))
+            })
+            .collect();
+        let vars = (0..parts[0].named_tensors().len())
+            .map(|i| {
+                let name = parts[0].named_tensors()[i].0;
+                let all: Vec<&Tensor> = parts.iter().map(|p| p.named_tensors()[i].1).collect();
+                path.var_copy(name, &tch::no_grad(|| Tensor::cat(&all, 0)))
+            })
+            .collect::<Vec<_>>();
+        let mut vars = vars.into_iter();
+        let mut next = || vars.next().unwrap();
         match kind {
-            MarionModel::Full => MarionNet::Full(FullResNet::trainable(
-                path, s.depth, s.width, s.d_in, s.d_out, init,
-            )),
-            MarionModel::Simple => MarionNet::Simple(SimpleResNet::trainable(
-                path, s.depth, s.width, s.d_in, s.d_out, init,
-            )),
+            MarionModel::Full => MarionNet::Full(FullResNet {
+                a: next(),
+                w: next(),
+                v: next(),
+                b: next(),
+            }),
+            MarionModel::Simple => MarionNet::Simple(SimpleResNet {
+                a: next(),
+                v: next(),
+                bias: next(),
+                b: next(),
+            }),
+        }
+    }
+
+    /// Every tensor of the models by name, in the order [`MarionNet::trainable`] builds them:
+    /// A, W, V, B (full) or A, V, bias, B (simple); each `[M, ...]`.
+    pub fn named_tensors(&self) -> Vec<(&'static str, &Tensor)> {
+        match self {
+            MarionNet::Full(m) => vec![("A", &m.a), ("W", &m.w), ("V", &m.v), ("B", &m.b)],
+            MarionNet::Simple(m) => {
+                vec![("A", &m.a), ("V", &m.v), ("bias", &m.bias), ("B", &m.b)]
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! Shapes as in [`super::full_resnet`]: A `[M, d, d_in]`, V `[M, L, d, d]`, biases
 //! b `[M, L, d]` (zero at initialization, as in the authors' code), B `[M, d_out, d]`.
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::full_resnet::uniform_matrix;
 use super::weight_init::{layer_weights, LayerInit};
@@ -40,25 +40,6 @@ impl SimpleResNet {
         }
     }
 
-    /// One random model whose parameters are trainable variables of `path` (M = 1).
-    pub fn trainable(
-        path: &nn::Path,
-        depth: i64,
-        width: i64,
-        d_in: i64,
-        d_out: i64,
-        init: LayerInit,
-    ) -> SimpleResNet {
-        let m =
-            tch::no_grad(|| SimpleResNet::new(1, depth, width, d_in, d_out, init, path.device()));
-        SimpleResNet {
-            a: path.var_copy("A", &m.a),
-            v: path.var_copy("V", &m.v),
-            bias: path.var_copy("bias", &m.bias),
-            b: path.var_copy("B", &m.b),
-        }
-    }
-
     /// Depth L.
     pub fn depth(&self) -> i64 {
         self.v.size()[1]
@@ -77,9 +58,10 @@ impl SimpleResNet {
         mut masks: Option<&mut Vec<Tensor>>,
     ) -> Tensor {
         let mut h = h0.shallow_clone();
-        for k in 0..self.depth() {
-            let v = self.v.select(1, k);
-            let b = self.bias.select(1, k).unsqueeze(1);
+        // One unbind per tensor, not a select per layer (see FullResNet::hidden).
+        let (vs, bs) = (self.v.unbind(1), self.bias.unbind(1));
+        for (v, b) in vs.iter().zip(&bs) {
+            let b = b.unsqueeze(1);
             if let Some(m) = masks.as_deref_mut() {
                 m.push(h.gt(0.0));
             }

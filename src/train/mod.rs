@@ -1,6 +1,7 @@
 //! Training: [`run`] trains one config into its run directory `<out_dir>/<name>/`:
 //! `config.yaml` (resolved config), `metrics.csv` (one row per epoch), `checkpoint.safetensors`
 //! (after every epoch, atomic) and `summary.json`. `resume` continues from the checkpoint.
+pub mod adam;
 pub mod checkpoint;
 pub mod graph;
 pub mod metrics;

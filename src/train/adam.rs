@@ -1,0 +1,95 @@
+//! Adam for M independent models stored along a leading model axis (every parameter is
+//! `[M, ...]`), each model with its own learning rate: torch.optim.Adam (β1 = 0.9,
+//! β2 = 0.999, ε = 1e-8, no weight decay) applied to each model, so that one batched program
+//! trains a whole learning-rate grid (Marion's Figure M9) at once:
+//!   m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²;
+//!   p ← p − lr_m / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε)
+use tch::{Kind, Tensor};
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+
+pub struct BatchedAdam {
+    params: Vec<Tensor>,
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
+    /// The models' current learning rates, `[M]` on the parameters' device.
+    lr: Tensor,
+    step: i32,
+}
+
+impl BatchedAdam {
+    /// Adam over `params` (each `[M, ...]`, requiring grad) with model m's rate `lrs[m]`.
+    pub fn new(params: Vec<Tensor>, lrs: &[f64]) -> BatchedAdam {
+        let models = lrs.len() as i64;
+        for p in &params {
+            assert_eq!(
+                p.size()[0],
+                models,
+                "parameter without the model axis of {models}"
+            );
+        }
+        let zeros = |p: &Tensor| p.zeros_like().detach();
+        let lr = Tensor::from_slice(lrs)
+            .to_kind(Kind::Float)
+            .to_device(params[0].device());
+        BatchedAdam {
+            exp_avg: params.iter().map(zeros).collect(),
+            exp_avg_sq: params.iter().map(zeros).collect(),
+            params,
+            lr,
+            step: 0,
+        }
+    }
+
+    /// Sets every model's learning rate (one value per model).
+    pub fn set_lr(&mut self, lrs: &[f64]) {
+        assert_eq!(lrs.len() as i64, self.lr.size()[0]);
+        let new = Tensor::from_slice(lrs).to_kind(Kind::Float);
+        tch::no_grad(|| self.lr.copy_(&new));
+    }
+
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+    }
+
+    /// One Adam step from the parameters' gradients.
+    pub fn step(&mut self) {
+        self.step += 1;
+        let bc1 = 1.0 - BETA1.powi(self.step);
+        let bc2_sqrt = (1.0 - BETA2.powi(self.step)).sqrt();
+        tch::no_grad(|| {
+            for ((p, m), v) in self
+                .params
+                .iter_mut()
+                .zip(&mut self.exp_avg)
+                .zip(&mut self.exp_avg_sq)
+            {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let _ = m.lerp_(&g, 1.0 - BETA1);
+                let _ = v.g_mul_scalar_(BETA2).addcmul_(&g, &(&g * (1.0 - BETA2)));
+                let denom = (v.sqrt() / bc2_sqrt) + EPS;
+                let mut shape = vec![-1i64];
+                shape.resize(p.dim(), 1);
+                let step_size = self.lr.view(shape.as_slice()) / bc1;
+                let _ = p.g_sub_(&(&*m / denom * step_size));
+            }
+        });
+    }
+
+    /// zero_grad, backward of `loss`, step.
+    pub fn backward_step(&mut self, loss: &Tensor) {
+        self.zero_grad();
+        loss.backward();
+        self.step();
+    }
+}
