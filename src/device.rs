@@ -135,3 +135,27 @@ fn libtorch_version() -> String {
         .unwrap_or("unknown (not recorded at build time)")
         .to_string()
 }
+
+/// Makes glibc keep freed host memory instead of returning it to the system at every free.
+///
+/// libtorch's CPU tensors come from malloc; by default glibc serves blocks of a few hundred KB
+/// and up with a fresh mmap and unmaps them when freed, so every training step page-faults its
+/// activations in anew (on Marion's M9, 50 models at L = 1000: 36 s of 78 s were system time).
+/// Blocks up to 32 MB (glibc's maximum) now come from the heap, which is never trimmed below
+/// 16 GB and grows 1 GB at a time — a caching allocator for the host, as CUDA has one for the
+/// GPU. Measured: that M9 slice 77.8 s → 56.5 s. Call once at start-up; the MALLOC_*
+/// environment variables still override these.
+pub fn keep_freed_host_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let set = |param: libc::c_int, env: &str, value: libc::c_int| {
+            if std::env::var_os(env).is_none() {
+                // SAFETY: mallopt only changes allocator parameters; called before threads start.
+                unsafe { libc::mallopt(param, value) };
+            }
+        };
+        set(libc::M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", 32 << 20);
+        set(libc::M_TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", -1); // never trim
+        set(libc::M_TOP_PAD, "MALLOC_TOP_PAD_", 1 << 30);
+    }
+}

@@ -366,6 +366,7 @@ enum DataCmd {
 }
 
 fn main() {
+    deepres::device::keep_freed_host_memory();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");

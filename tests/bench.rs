@@ -1,38 +1,13 @@
 //! `deepres bench` on a tiny CPU model: its output format and options, its one-line errors.
 //! No timing assertions (speed is measured by `make bench`, never by a test).
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{one_line_error, stderr, stdout};
 
 fn deepres(args: &[&str]) -> Output {
     let tmp = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_deepres"))
-        .args(args)
-        .current_dir(tmp.path())
-        .output()
-        .expect("run deepres")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A failing command exits 2 with one `error:` line on stderr.
-fn assert_one_line_error(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "stdout: {} stderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-    let e = stderr(o);
-    let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line expected, got: {e}");
-    assert!(lines[0].starts_with("error: "), "{e}");
-    lines[0].to_string()
+    common::run_in(args, tmp.path())
 }
 
 const TINY: [&str; 11] = [
@@ -154,7 +129,7 @@ fn bench_refuses_bad_precision_depth_and_counts() {
             Some(i) => a[i + 1] = extra[1],
             None => a.extend_from_slice(extra),
         }
-        assert_one_line_error(&deepres(&a))
+        one_line_error(&deepres(&a))
     };
     let e = with(&["--precision", "fp16"]);
     assert!(e.contains("--precision fp16") && e.contains("CUDA"), "{e}");

@@ -1,32 +1,6 @@
 //! The command line end to end: the binary, its exit codes and its one-line errors.
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn deepres(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deepres"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run deepres")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A failing command exits 2 with one `error:` line on stderr.
-fn assert_one_line_error(o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
-    let e = stderr(o);
-    let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line expected, got: {e}");
-    assert!(lines[0].starts_with("error: "), "{e}");
-    lines[0].to_string()
-}
+mod common;
+use common::{one_line_error, run_in, stderr, stdout};
 
 const TINY: &str = "name: tiny\nout_dir: runs\ndevice: cpu\ndata: {name: synthetic, synthetic_train: 256, synthetic_test: 128}\nmodel: {depth: 8}\ntrain: {epochs: 1, batch_size: 64}\n";
 
@@ -51,21 +25,21 @@ fn summary_prints_parameters_last() {
         (vec!["summary", "--depth", "56"], "853018"),
         (vec!["summary", "--depth", "110"], "1727962"),
     ] {
-        let o = deepres(&args, tmp.path());
+        let o = run_in(&args, tmp.path());
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(
             stdout(&o).lines().last().unwrap(),
             format!("parameters: {n}")
         );
     }
-    let e = assert_one_line_error(&deepres(&["summary", "--depth", "21"], tmp.path()));
+    let e = one_line_error(&run_in(&["summary", "--depth", "21"], tmp.path()));
     assert!(e.contains("6n+2") && e.contains("21"), "{e}");
 }
 
 #[test]
 fn info_reports_cuda_and_versions() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = deepres(&["info"], tmp.path());
+    let o = run_in(&["info"], tmp.path());
     assert!(o.status.success());
     let s = stdout(&o);
     for key in [
@@ -82,7 +56,7 @@ fn info_reports_cuda_and_versions() {
 fn train_resume_and_refusal() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("tiny.yaml"), TINY).unwrap();
-    let o = deepres(&["train", "--config", "tiny.yaml", "--quiet"], tmp.path());
+    let o = run_in(&["train", "--config", "tiny.yaml", "--quiet"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("finished after 1/1 epochs"),
@@ -92,14 +66,14 @@ fn train_resume_and_refusal() {
     let csv = tmp.path().join("runs/tiny/metrics.csv");
     let before = std::fs::read(&csv).unwrap();
     // the same command again refuses to overwrite, and says how to continue
-    let e = assert_one_line_error(&deepres(&["train", "--config", "tiny.yaml"], tmp.path()));
+    let e = one_line_error(&run_in(&["train", "--config", "tiny.yaml"], tmp.path()));
     assert!(e.contains("runs/tiny") && e.contains("--resume"), "{e}");
     // --resume on a finished run changes nothing
-    let o = deepres(&["train", "--config", "tiny.yaml", "--resume"], tmp.path());
+    let o = run_in(&["train", "--config", "tiny.yaml", "--resume"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read(&csv).unwrap(), before);
     // --set continues a longer run
-    let o = deepres(
+    let o = run_in(
         &[
             "train",
             "--config",
@@ -113,7 +87,7 @@ fn train_resume_and_refusal() {
         tmp.path(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = deepres(
+    let o = run_in(
         &["compare", "runs/tiny", "runs/tiny2", "--out", "cmp.csv"],
         tmp.path(),
     );
@@ -131,15 +105,15 @@ fn bad_config_gets_one_line_naming_file_and_key() {
         "model:\n  depth: 20\n  normalization: bn\n",
     )
     .unwrap();
-    let e = assert_one_line_error(&deepres(&["train", "--config", "bad.yaml"], tmp.path()));
+    let e = one_line_error(&run_in(&["train", "--config", "bad.yaml"], tmp.path()));
     assert!(
         e.contains("bad.yaml") && e.contains("normalization") && e.contains("norm"),
         "{e}"
     );
-    let e = assert_one_line_error(&deepres(&["train", "--config", "missing.yaml"], tmp.path()));
+    let e = one_line_error(&run_in(&["train", "--config", "missing.yaml"], tmp.path()));
     assert!(e.contains("missing.yaml"), "{e}");
     std::fs::write(tmp.path().join("tiny.yaml"), TINY).unwrap();
-    let e = assert_one_line_error(&deepres(
+    let e = one_line_error(&run_in(
         &["train", "--config", "tiny.yaml", "--set", "model.depth=100"],
         tmp.path(),
     ));
@@ -158,7 +132,7 @@ fn cuda_asked_for_and_absent_is_an_error() {
     }
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("tiny.yaml"), TINY).unwrap();
-    let e = assert_one_line_error(&deepres(
+    let e = one_line_error(&run_in(
         &["train", "--config", "tiny.yaml", "--device", "cuda"],
         tmp.path(),
     ));
@@ -180,7 +154,7 @@ fn missing_dataset_is_one_clear_line() {
         ),
     )
     .unwrap();
-    let e = assert_one_line_error(&deepres(&["train", "--config", "c10.yaml"], tmp.path()));
+    let e = one_line_error(&run_in(&["train", "--config", "c10.yaml"], tmp.path()));
     assert!(
         e.contains("nodata/cifar-10-batches-bin") && e.contains("deepres data fetch cifar10"),
         "{e}"

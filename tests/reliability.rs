@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
+mod common;
+use common::{one_line_error, stderr};
+
 fn deepres() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deepres"));
+    let mut c = common::deepres();
     // One intra-op thread: the test's processes share 2 cores, and the thread count is part of
     // what makes CPU results bit-for-bit repeatable.
     c.env("OMP_NUM_THREADS", "1");
@@ -23,22 +26,8 @@ fn run(args: &[&str], cwd: &Path) -> Output {
         .expect("run deepres")
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn ok(o: &Output) {
     assert!(o.status.success(), "stderr: {}", stderr(o));
-}
-
-/// A failing command exits 2 with one `error:` line on stderr; returns it.
-fn one_line_error(o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
-    let e = stderr(o);
-    let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line expected, got: {e}");
-    assert!(lines[0].starts_with("error: "), "{e}");
-    lines[0].to_string()
 }
 
 /// The error line of a failing sweep (exit 2; progress lines may precede it).

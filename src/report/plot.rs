@@ -439,7 +439,10 @@ fn draw_panel<DB: Backend>(
 
 /// Tick labels: plain decimals for moderate magnitudes, `1e5` style otherwise.
 pub fn format_tick(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
+    if v == 0.0 {
+        return "0".into();
+    }
+    if !v.is_finite() {
         return format!("{v}");
     }
     let a = v.abs();
@@ -479,7 +482,14 @@ impl Axis {
     }
 
     fn linear_ticks<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
-        let pts = self.linear.key_points(hint);
+        let mut pts = self.linear.key_points(hint);
+        // plotters accumulates the step, so 0 can come out as −1.1e-16: snap to the step.
+        if let [a, b, ..] = pts[..] {
+            let step = b - a;
+            for v in &mut pts {
+                *v = (*v / step).round() * step;
+            }
+        }
         if self.integer {
             let ints: Vec<f64> = pts.iter().copied().filter(|v| v.fract() == 0.0).collect();
             if ints.len() >= 2 {
@@ -588,8 +598,11 @@ fn draw_in<DB: Backend>(
         let scatter = panel.series[i].scatter;
         for seg in series {
             if !scatter {
+                // A thin line for dense series: plotters joins thick lines with unlimited
+                // miters, which shoot far out of the panel at the sharp turns of a rough path.
+                let width = if seg.len() > 100 { 1 } else { 2 };
                 chart
-                    .draw_series(LineSeries::new(seg.iter().copied(), c.stroke_width(2)))
+                    .draw_series(LineSeries::new(seg.iter().copied(), c.stroke_width(width)))
                     .map_err(plot_err)?;
             }
             if spec.markers || scatter || seg.len() == 1 {
