@@ -40,47 +40,56 @@ use crate::train::{epoch_seed, schedule, StepSums};
 /// At most this many synthetic images (CIFAR-10's training set size); more steps cycle epochs.
 pub const MAX_IMAGES: i64 = 50_000;
 
-/// What `deepres bench` measures.
-#[derive(Debug, Clone)]
+/// What `deepres bench` measures: its options, also its command-line arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// ResNet depth 6n+2.
+    /// Depth 6n+2.
+    #[arg(long, default_value_t = 56)]
     pub depth: i64,
+    #[arg(long, default_value_t = 128)]
     pub batch: i64,
-    /// Timed steps per window.
+    /// Timed steps (per window).
+    #[arg(long, default_value_t = 50)]
     pub steps: i64,
-    /// Untimed steps before the first window.
+    /// Untimed steps first (cuDNN autotuning, allocator warm-up).
+    #[arg(long, default_value_t = 10)]
     pub warmup: i64,
-    /// `fp32`, `fp16` (CUDA autocast) or `bf16` (refused: tch has no bf16 autocast).
+    /// fp32 | bf16 (CUDA autocast) | fp16 (CUDA autocast + loss scaling)
+    #[arg(long, default_value = "fp32")]
     pub precision: String,
-    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Intra-op threads (libtorch's default: one per core).
+    /// Intra-op threads (default: libtorch's, one per core).
+    #[arg(long)]
     pub threads: Option<i64>,
-    /// Timed windows (images/s is the median window's).
+    /// Timed windows of --steps steps each; images/s is the median window's.
+    #[arg(long, default_value_t = 1)]
     pub windows: i64,
     /// Compute the global gradient norm every step, as training does (off only to profile it).
+    #[arg(
+        long = "no-grad-norm",
+        action = clap::ArgAction::SetFalse,
+        help = "Skip the per-step gradient norm (profiling only: not the training step)"
+    )]
     pub grad_norm: bool,
     /// Weights and batches in channels-last (NHWC) memory format (`train.channels_last`).
+    #[arg(long)]
     pub channels_last: bool,
-    /// Replay the step from a CUDA graph (`train.cuda_graph`).
+    /// Replay each step from a captured CUDA graph (CUDA only; `train.cuda_graph`).
+    #[arg(long)]
     pub cuda_graph: bool,
 }
 
 impl Default for BenchOptions {
+    /// The command line's defaults.
     fn default() -> Self {
-        BenchOptions {
-            depth: 56,
-            batch: 128,
-            steps: 50,
-            warmup: 10,
-            precision: "fp32".into(),
-            device: "auto".into(),
-            threads: None,
-            windows: 1,
-            grad_norm: true,
-            channels_last: false,
-            cuda_graph: false,
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: BenchOptions,
         }
+        <Cli as clap::Parser>::parse_from(["bench"]).o
     }
 }
 

@@ -212,40 +212,7 @@ enum Cmd {
     },
     /// Time full training steps (on-device loader with crop + flip, forward, cross-entropy,
     /// backward, grad norm, SGD) on synthetic CIFAR-shaped data; last line `images_per_second: X`.
-    Bench {
-        /// Depth 6n+2.
-        #[arg(long, default_value_t = 56)]
-        depth: i64,
-        #[arg(long, default_value_t = 128)]
-        batch: i64,
-        /// Timed steps (per window).
-        #[arg(long, default_value_t = 50)]
-        steps: i64,
-        /// Untimed steps first (cuDNN autotuning, allocator warm-up).
-        #[arg(long, default_value_t = 10)]
-        warmup: i64,
-        /// fp32 | bf16 (CUDA autocast) | fp16 (CUDA autocast + loss scaling)
-        #[arg(long, default_value = "fp32")]
-        precision: String,
-        /// Weights and batches in channels-last (NHWC) memory format.
-        #[arg(long)]
-        channels_last: bool,
-        /// Replay each step from a captured CUDA graph (CUDA only).
-        #[arg(long)]
-        cuda_graph: bool,
-        /// auto | cpu | cuda | cuda:N
-        #[arg(long, default_value = "auto")]
-        device: String,
-        /// Intra-op threads (default: libtorch's, one per core).
-        #[arg(long)]
-        threads: Option<i64>,
-        /// Timed windows of --steps steps each; images/s is the median window's.
-        #[arg(long, default_value_t = 1)]
-        windows: i64,
-        /// Skip the per-step gradient norm (profiling only: not the training step).
-        #[arg(long)]
-        no_grad_norm: bool,
-    },
+    Bench(deepres::bench::BenchOptions),
     /// Print tch/libtorch versions, CUDA/cuDNN availability and each GPU's name and memory.
     Info,
     /// Datasets.
@@ -601,32 +568,7 @@ fn run(cli: Cli) -> Result<()> {
             let cells = grid.cells()?;
             print!("{}", report::sweep_report::render(&grid, &cells)?);
         }
-        Cmd::Bench {
-            depth,
-            batch,
-            steps,
-            warmup,
-            precision,
-            device,
-            threads,
-            windows,
-            no_grad_norm,
-            channels_last,
-            cuda_graph,
-        } => {
-            let opts = deepres::bench::BenchOptions {
-                depth,
-                batch,
-                steps,
-                warmup,
-                precision,
-                device,
-                threads,
-                windows,
-                grad_norm: !no_grad_norm,
-                channels_last,
-                cuda_graph,
-            };
+        Cmd::Bench(opts) => {
             for line in deepres::bench::run(&opts)?.lines() {
                 println!("{line}");
             }
