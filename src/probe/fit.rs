@@ -105,49 +105,68 @@ fn log_mean(values: &[f64]) -> f64 {
     (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp()
 }
 
-/// Groups rows by (model, norm, τ rule), averages seeds per L, and fits both ratios.
-pub fn fit_rows(rows: &[ProbeRow]) -> Vec<FitRow> {
-    type Key = (String, String, String);
-    /// Per L: the forward and the backward ratios of every seed.
-    type ByBlocks = BTreeMap<i64, (Vec<f64>, Vec<f64>)>;
-    let mut groups: BTreeMap<Key, ByBlocks> = BTreeMap::new();
-    let mut order: Vec<Key> = Vec::new();
-    for r in rows {
-        let key = (
-            format!("{:?}", r.model).to_lowercase(),
-            format!("{:?}", r.norm).to_lowercase(),
-            r.tau_rule.clone(),
-        );
+/// Per depth L: the forward and the backward values of every seed or model.
+pub type ByDepth = BTreeMap<i64, (Vec<f64>, Vec<f64>)>;
+
+/// Groups (key, L, forward, backward) measurements by key, then by L; keys in first-seen order,
+/// L increasing. Shared by the τ probe's fits and Marion's scaling summaries.
+pub fn group_by_depth<K: Ord + Clone>(
+    rows: impl IntoIterator<Item = (K, i64, f64, f64)>,
+) -> Vec<(K, ByDepth)> {
+    let mut groups: BTreeMap<K, ByDepth> = BTreeMap::new();
+    let mut order: Vec<K> = Vec::new();
+    for (key, depth, forward, backward) in rows {
         if !groups.contains_key(&key) {
             order.push(key.clone());
         }
-        let e = groups.entry(key).or_default().entry(r.blocks).or_default();
-        e.0.push(r.forward_ratio);
-        e.1.push(r.backward_ratio);
+        let e = groups.entry(key).or_default().entry(depth).or_default();
+        e.0.push(forward);
+        e.1.push(backward);
     }
     order
         .into_iter()
-        .map(|key| {
-            let by_l = &groups[&key];
-            let forward: Vec<(f64, f64)> = by_l
-                .iter()
-                .map(|(&l, v)| (l as f64, log_mean(&v.0)))
-                .collect();
-            let backward: Vec<(f64, f64)> = by_l
-                .iter()
-                .map(|(&l, v)| (l as f64, log_mean(&v.1)))
-                .collect();
-            FitRow {
-                model: key.0,
-                norm: key.1,
-                tau_rule: key.2,
-                forward_fit: fit(&forward),
-                backward_fit: fit(&backward),
-                forward,
-                backward,
-            }
+        .map(|k| {
+            let g = groups.remove(&k).unwrap_or_default();
+            (k, g)
         })
         .collect()
+}
+
+/// Groups rows by (model, norm, τ rule), averages seeds per L, and fits both ratios.
+pub fn fit_rows(rows: &[ProbeRow]) -> Vec<FitRow> {
+    group_by_depth(rows.iter().map(|r| {
+        (
+            (
+                format!("{:?}", r.model).to_lowercase(),
+                format!("{:?}", r.norm).to_lowercase(),
+                r.tau_rule.clone(),
+            ),
+            r.blocks,
+            r.forward_ratio,
+            r.backward_ratio,
+        )
+    }))
+    .into_iter()
+    .map(|(key, by_l)| {
+        let forward: Vec<(f64, f64)> = by_l
+            .iter()
+            .map(|(&l, v)| (l as f64, log_mean(&v.0)))
+            .collect();
+        let backward: Vec<(f64, f64)> = by_l
+            .iter()
+            .map(|(&l, v)| (l as f64, log_mean(&v.1)))
+            .collect();
+        FitRow {
+            model: key.0,
+            norm: key.1,
+            tau_rule: key.2,
+            forward_fit: fit(&forward),
+            backward_fit: fit(&backward),
+            forward,
+            backward,
+        }
+    })
+    .collect()
 }
 
 fn fmt(v: f64) -> String {

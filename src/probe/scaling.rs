@@ -12,13 +12,13 @@
 //! Overflow is data: inf and NaN are written as such.
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::weight_init::LayerInit;
+use crate::probe::fit::group_by_depth;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -277,34 +277,26 @@ impl Stats {
 /// Per (init, β): the statistics (forward, backward) of every depth L, in increasing L.
 pub type Summary = Vec<(String, f64, Vec<(i64, Stats, Stats)>)>;
 
-/// Per (init, β bits), per L: the forward and backward values.
-type Groups = BTreeMap<(String, u64), BTreeMap<i64, (Vec<f64>, Vec<f64>)>>;
-
 /// Per (init, β, L): statistics of the forward and backward metrics, in first-seen order of
 /// (init, β) and increasing L.
 pub fn summarize(rows: &[ScalingRow]) -> Summary {
-    let mut order: Vec<(String, u64)> = Vec::new();
-    let mut groups: Groups = BTreeMap::new();
-    for r in rows {
-        let key = (r.init.clone(), r.beta.to_bits());
-        if !groups.contains_key(&key) {
-            order.push(key.clone());
-        }
-        let e = groups.entry(key).or_default().entry(r.depth).or_default();
-        e.0.push(r.forward);
-        e.1.push(r.backward);
-    }
-    order
-        .into_iter()
-        .map(|key| {
-            let by_l = &groups[&key];
-            let series = by_l
-                .iter()
-                .map(|(&l, (f, b))| (l, Stats::of(f), Stats::of(b)))
-                .collect();
-            (key.0, f64::from_bits(key.1), series)
-        })
-        .collect()
+    group_by_depth(rows.iter().map(|r| {
+        (
+            (r.init.clone(), r.beta.to_bits()),
+            r.depth,
+            r.forward,
+            r.backward,
+        )
+    }))
+    .into_iter()
+    .map(|((init, beta), by_l)| {
+        let series = by_l
+            .iter()
+            .map(|(&l, (f, b))| (l, Stats::of(f), Stats::of(b)))
+            .collect();
+        (init, f64::from_bits(beta), series)
+    })
+    .collect()
 }
 
 fn fmt(v: f64) -> String {
