@@ -844,17 +844,19 @@ pub fn train_classifiers(
             diverged[i] |= !l.is_finite();
             train_loss[i] = l;
         }
-        let live: Vec<f64> = (0..m)
+        let mut live: Vec<f64> = (0..m)
             .filter(|&i| !diverged[i])
             .map(|i| train_loss[i])
             .collect();
         if let Some(label) = label {
+            // The median: a few models of a learning-rate grid have huge (finite) losses.
+            live.sort_by(f64::total_cmp);
             eprintln!(
-                "{label}: epoch {}/{}: {} of {m} models training, mean loss {:.4} ({:.1}s)",
+                "{label}: epoch {}/{}: {} of {m} models training, median loss {:.4} ({:.1}s)",
                 epoch + 1,
                 t.epochs,
                 live.len(),
-                live.iter().sum::<f64>() / live.len().max(1) as f64,
+                live.get(live.len() / 2).copied().unwrap_or(f64::NAN),
                 t0.elapsed().as_secs_f64()
             );
         }
