@@ -1,7 +1,9 @@
 //! Marion et al. (2022), SPEC §1.2: the layer-correlated initializations match their laws over
 //! many draws (tolerances that a wrong generator fails), the batched models' hand-written
 //! backward pass equals autograd, and the scaling measurement shows the i.i.d. picture.
-use deepres::experiment::marion::{self, train_classifiers, Figure, TrainFig, TrainRun};
+use deepres::experiment::marion::{
+    self, train_classifiers, Figure, TrainFig, TrainRun, TrainSetup,
+};
 use deepres::model::full_resnet::{depth_scale, FullResNet};
 use deepres::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use deepres::model::weight_init::{
@@ -388,6 +390,20 @@ fn train_fig(epochs: i64, batch: i64) -> TrainFig {
     }
 }
 
+fn setup(kind: MarionModel, depth: i64, width: i64, t: &TrainFig, seed: u64) -> TrainSetup<'_> {
+    TrainSetup {
+        model: kind,
+        depth,
+        width,
+        train: t,
+        seed,
+        device: Device::Cpu,
+        label: None,
+        checkpoint: None,
+        stop_after: None,
+    }
+}
+
 /// Training runs end to end (Adam, SimpleResNet and FullResNet) and learns something.
 #[test]
 fn training_learns_on_synthetic_data() {
@@ -399,18 +415,8 @@ fn training_learns_on_synthetic_data() {
         lr: 0.003,
     };
     for kind in [MarionModel::Simple, MarionModel::Full] {
-        let tr = train_classifiers(
-            kind,
-            &split,
-            20,
-            16,
-            &[run],
-            &train_fig(3, 50),
-            0,
-            Device::Cpu,
-            None,
-        )
-        .unwrap();
+        let t = train_fig(3, 50);
+        let tr = train_classifiers(&setup(kind, 20, 16, &t, 0), &split, &[run]).unwrap();
         eprintln!("{kind}: acc {:?} loss {:?}", tr.test_acc, tr.train_loss);
         assert!(!tr.diverged[0]);
         assert!(tr.test_acc[0] > 0.2, "{kind}: test acc {:?}", tr.test_acc);
@@ -484,23 +490,12 @@ fn models_trained_together_equal_models_trained_alone() {
         },
     ];
     for kind in [MarionModel::Simple, MarionModel::Full] {
-        let together =
-            train_classifiers(kind, &split, 12, 8, &runs, &t, 5, Device::Cpu, None).unwrap();
+        let together = train_classifiers(&setup(kind, 12, 8, &t, 5), &split, &runs).unwrap();
         assert_eq!(together.diverged, vec![false, true, false], "{kind}");
         assert!(together.test_acc[1].is_nan());
         for m in [0usize, 2] {
-            let alone = train_classifiers(
-                kind,
-                &split,
-                12,
-                8,
-                &runs[m..m + 1],
-                &t,
-                5,
-                Device::Cpu,
-                None,
-            )
-            .unwrap();
+            let alone =
+                train_classifiers(&setup(kind, 12, 8, &t, 5), &split, &runs[m..m + 1]).unwrap();
             assert!(
                 (alone.train_loss[0] - together.train_loss[m]).abs() < 1e-4,
                 "{kind} model {m}: loss {} alone, {} together",
@@ -518,6 +513,59 @@ fn models_trained_together_equal_models_trained_alone() {
                 assert!(d < 1e-4, "{kind} model {m}: {name} differs by {d}");
             }
         }
+    }
+}
+
+/// Training stopped after an epoch resumes from its checkpoint to the same models, bit for bit,
+/// as training that was never stopped; a checkpoint of other runs is not resumed.
+#[test]
+fn interrupted_training_resumes_from_its_checkpoint_bit_for_bit() {
+    let _g = lock();
+    let split = synthetic_split(300, 100);
+    let t = train_fig(3, 50);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("chunk.ot");
+    let runs = [
+        TrainRun {
+            init: LayerInit::Fbm { hurst: 0.6 },
+            beta: 0.5,
+            lr: 0.01,
+        },
+        TrainRun {
+            init: LayerInit::Iid,
+            beta: 1.0,
+            lr: 0.003,
+        },
+    ];
+    let whole =
+        train_classifiers(&setup(MarionModel::Simple, 10, 8, &t, 2), &split, &runs).unwrap();
+    // Another run's checkpoint in the way: ignored, then overwritten.
+    let other = [runs[0]];
+    let stopped = TrainSetup {
+        checkpoint: Some(ckpt.clone()),
+        stop_after: Some(1),
+        ..setup(MarionModel::Simple, 10, 8, &t, 2)
+    };
+    assert!(train_classifiers(&stopped, &split, &other).is_err());
+    match train_classifiers(&stopped, &split, &runs) {
+        Err(e) => assert!(format!("{e:#}").contains("stopped after epoch 1"), "{e:#}"),
+        Ok(_) => panic!("stop_after did not stop"),
+    }
+    assert!(ckpt.exists());
+    let resumed = TrainSetup {
+        checkpoint: Some(ckpt.clone()),
+        ..setup(MarionModel::Simple, 10, 8, &t, 2)
+    };
+    let tr = train_classifiers(&resumed, &split, &runs).unwrap();
+    assert_eq!(tr.train_loss, whole.train_loss);
+    assert_eq!(tr.test_acc, whole.test_acc);
+    for ((name, a), (_, b)) in tr
+        .net
+        .named_tensors()
+        .into_iter()
+        .zip(whole.net.named_tensors())
+    {
+        assert!(a.equal(b), "{name} differs after the resume");
     }
 }
 

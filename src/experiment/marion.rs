@@ -776,25 +776,44 @@ fn per_model_cross_entropy(logits: &Tensor, y: &Tensor) -> Tensor {
         .mean_dim(1, false, Kind::Float)
 }
 
-/// Trains one model of `shape` per entry of `runs`, all at once in one batched program (every
-/// layer one batched matmul over the models): Adam with each model's learning rate (× 0.1
-/// every `t.lr_step` epochs), cross-entropy, batch `t.batch` of flattened, normalized images in
-/// the same order for every model; model m starts from `runs[m].init` drawn after
-/// `manual_seed(seed)` and has the residual scale L^-β_m. The losses stay on the device and are
-/// read once per epoch; a model whose loss turns non-finite is marked diverged (the others go
-/// on, unaffected). `label`: print one progress line per epoch with it (None: quiet).
-#[allow(clippy::too_many_arguments)]
+/// What a batched training of Marion's classifiers needs besides its data and its runs.
+pub struct TrainSetup<'a> {
+    pub model: MarionModel,
+    pub depth: i64,
+    pub width: i64,
+    pub train: &'a TrainFig,
+    pub seed: u64,
+    pub device: Device,
+    /// Print one progress line per epoch with this label (None: quiet).
+    pub label: Option<String>,
+    /// Save the models and the optimizer here after every epoch, and resume from it when it
+    /// holds the same runs (None: no checkpoint). The caller removes it once the results are
+    /// written.
+    pub checkpoint: Option<PathBuf>,
+    /// Stop with an error after this many epochs, the checkpoint saved (tests of the resume).
+    pub stop_after: Option<i64>,
+}
+
+/// Trains one model per entry of `runs`, all at once in one batched program (every layer one
+/// batched matmul over the models): Adam with each model's learning rate (× 0.1 every
+/// `lr_step` epochs), cross-entropy, batches of flattened, normalized images in the same order
+/// for every model; model m starts from `runs[m].init` drawn after `manual_seed(seed)` and has
+/// the residual scale L^-β_m. The losses stay on the device and are read once per epoch; a
+/// model whose loss turns non-finite is marked diverged (the others go on, unaffected).
 pub fn train_classifiers(
-    kind: MarionModel,
+    setup: &TrainSetup,
     split: &data::DataSplit,
-    depth: i64,
-    width: i64,
     runs: &[TrainRun],
-    t: &TrainFig,
-    seed: u64,
-    device: Device,
-    label: Option<&str>,
 ) -> Result<Trained> {
+    let TrainSetup {
+        model: kind,
+        depth,
+        width,
+        train: t,
+        seed,
+        device,
+        ..
+    } = *setup;
     let m = runs.len();
     let shape = MarionShape {
         depth,
@@ -824,7 +843,28 @@ pub fn train_classifiers(
     let test = DeviceData::new(&split.test, &split.mean, &split.std, device);
     let mut train_loss = vec![f64::NAN; m];
     let mut diverged = vec![false; m];
-    for epoch in 0..t.epochs {
+    // Everything that makes the runs these runs: a checkpoint of other runs is not resumed.
+    let key = format!(
+        "{kind:?} {depth} {width} {t:?} {seed} {runs:?} {} {} {}",
+        split.name,
+        split.train.len(),
+        split.test.len()
+    );
+    let mut first_epoch = 0;
+    if let Some(path) = setup.checkpoint.as_deref().filter(|p| p.exists()) {
+        if let Some(done) =
+            load_checkpoint(path, &key, &net, &mut opt, &mut train_loss, &mut diverged)?
+        {
+            first_epoch = done;
+            if let Some(label) = &setup.label {
+                eprintln!(
+                    "{label}: resumed after epoch {done} from {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    for epoch in first_epoch..t.epochs {
         let t0 = Instant::now();
         let decay = 0.1f64.powi((epoch / t.lr_step.max(1)) as i32);
         opt.set_lr(&base_lr.iter().map(|lr| lr * decay).collect::<Vec<_>>());
@@ -848,7 +888,7 @@ pub fn train_classifiers(
             .filter(|&i| !diverged[i])
             .map(|i| train_loss[i])
             .collect();
-        if let Some(label) = label {
+        if let Some(label) = &setup.label {
             // The median: a few models of a learning-rate grid have huge (finite) losses.
             live.sort_by(f64::total_cmp);
             eprintln!(
@@ -859,6 +899,12 @@ pub fn train_classifiers(
                 live.get(live.len() / 2).copied().unwrap_or(f64::NAN),
                 t0.elapsed().as_secs_f64()
             );
+        }
+        if let Some(path) = &setup.checkpoint {
+            save_checkpoint(path, &key, epoch + 1, &net, &opt, &train_loss, &diverged)?;
+        }
+        if setup.stop_after == Some(epoch + 1) {
+            bail!("stopped after epoch {} (--stop-after)", epoch + 1);
         }
         if live.is_empty() {
             break;
@@ -893,6 +939,96 @@ pub fn train_classifiers(
         train_loss,
         diverged,
     })
+}
+
+/// Writes a training checkpoint atomically (a temporary file, then a rename): the models, the
+/// Adam state, the epochs done, the losses and divergence flags, and the runs' key.
+fn save_checkpoint(
+    path: &Path,
+    key: &str,
+    epochs_done: i64,
+    net: &MarionNet,
+    opt: &BatchedAdam,
+    train_loss: &[f64],
+    diverged: &[bool],
+) -> Result<()> {
+    let cpu = |t: &Tensor| t.detach().to_device(Device::Cpu);
+    let mut named: Vec<(String, Tensor)> = vec![
+        ("key".into(), Tensor::from_slice(key.as_bytes())),
+        ("epochs_done".into(), Tensor::from_slice(&[epochs_done])),
+        (
+            "adam_step".into(),
+            Tensor::from_slice(&[opt.steps() as i64]),
+        ),
+        ("train_loss".into(), Tensor::from_slice(train_loss)),
+        (
+            "diverged".into(),
+            Tensor::from_slice(&diverged.iter().map(|&d| d as i64).collect::<Vec<_>>()),
+        ),
+    ];
+    for (name, p) in net.named_tensors() {
+        named.push((format!("param.{name}"), cpu(p)));
+    }
+    for (i, (m, v)) in opt.moments().enumerate() {
+        named.push((format!("exp_avg.{i}"), cpu(m)));
+        named.push((format!("exp_avg_sq.{i}"), cpu(v)));
+    }
+    let tmp = path.with_extension("ot.tmp");
+    Tensor::save_multi(&named, &tmp)
+        .with_context(|| format!("{}: cannot write the checkpoint", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot write the checkpoint", path.display()))
+}
+
+/// Restores a checkpoint of [`save_checkpoint`] into the models and the optimizer; returns the
+/// epochs it holds, or None (nothing restored) when it holds other runs.
+fn load_checkpoint(
+    path: &Path,
+    key: &str,
+    net: &MarionNet,
+    opt: &mut BatchedAdam,
+    train_loss: &mut [f64],
+    diverged: &mut [bool],
+) -> Result<Option<i64>> {
+    let bad = || {
+        format!(
+            "{}: unreadable checkpoint (delete it to start the runs over)",
+            path.display()
+        )
+    };
+    let named = Tensor::load_multi(path).with_context(bad)?;
+    let get = |name: &str| -> Result<&Tensor> {
+        named
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .with_context(|| format!("{}: no {name:?}", bad()))
+    };
+    if Vec::<u8>::try_from(get("key")?)? != key.as_bytes() {
+        return Ok(None);
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, p) in net.named_tensors() {
+            let mut p = p.shallow_clone();
+            p.copy_(get(&format!("param.{name}"))?);
+        }
+        let mut m = Vec::new();
+        let mut v = Vec::new();
+        for i in 0..net.named_tensors().len() {
+            m.push(get(&format!("exp_avg.{i}"))?.shallow_clone());
+            v.push(get(&format!("exp_avg_sq.{i}"))?.shallow_clone());
+        }
+        opt.restore(get("adam_step")?.int64_value(&[0]) as i32, &m, &v);
+        Ok(())
+    })?;
+    train_loss.copy_from_slice(&Vec::<f64>::try_from(get("train_loss")?)?);
+    for (d, v) in diverged
+        .iter_mut()
+        .zip(Vec::<i64>::try_from(get("diverged")?)?)
+    {
+        *d = v != 0;
+    }
+    Ok(Some(get("epochs_done")?.int64_value(&[0])))
 }
 
 fn weights_figure(
@@ -942,17 +1078,19 @@ fn weights_figure(
         })
         .collect();
     let t0 = Instant::now();
-    let tr = train_classifiers(
-        s.model,
-        &split,
-        s.depth,
-        s.width,
-        &runs,
-        &s.train,
-        s.seed,
+    let checkpoint = out.join(".training.ot");
+    let setup = TrainSetup {
+        model: s.model,
+        depth: s.depth,
+        width: s.width,
+        train: &s.train,
+        seed: s.seed,
         device,
-        (!quiet).then_some("weights"),
-    )?;
+        label: (!quiet).then(|| "weights".to_string()),
+        checkpoint: Some(checkpoint.clone()),
+        stop_after: None,
+    };
+    let tr = train_classifiers(&setup, &split, &runs)?;
     let (name, weights) = tr.net.layer_weights()[0];
     let weights = weights.detach().to_device(Device::Cpu); // [M, L, d, d]
     for (idx, r) in s.runs.iter().enumerate() {
@@ -1018,6 +1156,7 @@ fn weights_figure(
     csv.write_csv(&out.join("weights.csv"))?;
     table.write_csv(&out.join("runs.csv"))?;
     multi_panel(&out.join(&fig.stem), &fig.title, &panels)?;
+    let _ = std::fs::remove_file(&checkpoint);
     text += &table.to_markdown();
     Ok(text)
 }
@@ -1164,6 +1303,8 @@ fn accuracy_figure(
             );
         }
         let chunks = todo.len().div_ceil(s.chunk);
+        // The current chunk's models and optimizer after every epoch.
+        let checkpoint = out.join(format!(".chunk-{dname}.ot"));
         for (c, chunk) in todo.chunks(s.chunk).enumerate() {
             let t0 = Instant::now();
             let runs: Vec<TrainRun> = chunk
@@ -1180,17 +1321,18 @@ fn accuracy_figure(
                 c + 1,
                 runs.len()
             );
-            let tr = train_classifiers(
-                s.model,
-                &split,
-                s.depth,
-                s.width,
-                &runs,
-                &s.train,
-                s.seed,
+            let setup = TrainSetup {
+                model: s.model,
+                depth: s.depth,
+                width: s.width,
+                train: &s.train,
+                seed: s.seed,
                 device,
-                (!quiet).then_some(label.as_str()),
-            )?;
+                label: (!quiet).then_some(label.clone()),
+                checkpoint: Some(checkpoint.clone()),
+                stop_after: None,
+            };
+            let tr = train_classifiers(&setup, &split, &runs)?;
             let secs = t0.elapsed().as_secs_f64();
             for (m, g) in chunk.iter().enumerate() {
                 let (h, b, lr) = row_key(g);
@@ -1211,8 +1353,10 @@ fn accuracy_figure(
             if !quiet {
                 eprintln!("{label}: done in {secs:.1}s");
             }
-            // Rewritten (atomically) after every chunk: an interrupted figure resumes from it.
+            // Rewritten (atomically) after every chunk: an interrupted figure resumes from it
+            // (and from the chunk's checkpoint, removed once its runs are in the file).
             runs_table(&grid, &row_key, &rows).write_csv(&runs_path)?;
+            let _ = std::fs::remove_file(&checkpoint);
         }
         runs_table(&grid, &row_key, &rows).write_csv(&runs_path)?;
         let mut best = vec![vec![f64::NAN; hs.len()]; betas.len()];

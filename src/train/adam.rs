@@ -86,6 +86,31 @@ impl BatchedAdam {
         });
     }
 
+    /// Steps taken so far.
+    pub fn steps(&self) -> i32 {
+        self.step
+    }
+
+    /// The first and second moments of each parameter, in the parameters' order.
+    pub fn moments(&self) -> impl Iterator<Item = (&Tensor, &Tensor)> {
+        self.exp_avg.iter().zip(&self.exp_avg_sq)
+    }
+
+    /// Restores the state of [`Self::steps`] and [`Self::moments`] (a checkpoint's).
+    pub fn restore(&mut self, steps: i32, exp_avg: &[Tensor], exp_avg_sq: &[Tensor]) {
+        assert_eq!(exp_avg.len(), self.params.len());
+        assert_eq!(exp_avg_sq.len(), self.params.len());
+        self.step = steps;
+        tch::no_grad(|| {
+            for (dst, src) in self.exp_avg.iter_mut().zip(exp_avg) {
+                dst.copy_(src);
+            }
+            for (dst, src) in self.exp_avg_sq.iter_mut().zip(exp_avg_sq) {
+                dst.copy_(src);
+            }
+        });
+    }
+
     /// zero_grad, backward of `loss`, step.
     pub fn backward_step(&mut self, loss: &Tensor) {
         self.zero_grad();
