@@ -141,10 +141,11 @@ fn libtorch_version() -> String {
 /// libtorch's CPU tensors come from malloc; by default glibc serves blocks of a few hundred KB
 /// and up with a fresh mmap and unmaps them when freed, so every training step page-faults its
 /// activations in anew (on Marion's M9, 50 models at L = 1000: 36 s of 78 s were system time).
-/// Blocks up to 32 MB (glibc's maximum) now come from the heap, which is never trimmed below
-/// 16 GB and grows 1 GB at a time — a caching allocator for the host, as CUDA has one for the
-/// GPU. Measured: that M9 slice 77.8 s → 56.5 s. Call once at start-up; the MALLOC_*
-/// environment variables still override these.
+/// Blocks up to 32 MB (glibc's maximum) now come from the heap, which is never trimmed and grows
+/// 1 GB at a time — a caching allocator for the host, as CUDA has one for the GPU. Measured
+/// (BENCHMARKS.md): that M9 slice 77.8 s → 60.5–61.7 s, ResNet-20 `deepres bench` on CPU
+/// 397.6 → 475.8 images/s. Call once at start-up; the MALLOC_* environment variables still
+/// override these.
 pub fn keep_freed_host_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
