@@ -391,17 +391,7 @@ fn train_fig(epochs: i64, batch: i64) -> TrainFig {
 }
 
 fn setup(kind: MarionModel, depth: i64, width: i64, t: &TrainFig, seed: u64) -> TrainSetup<'_> {
-    TrainSetup {
-        model: kind,
-        depth,
-        width,
-        train: t,
-        seed,
-        device: Device::Cpu,
-        label: None,
-        checkpoint: None,
-        stop_after: None,
-    }
+    TrainSetup::new(kind, depth, width, t, seed, Device::Cpu)
 }
 
 /// Training runs end to end (Adam, SimpleResNet and FullResNet) and learns something.

@@ -794,6 +794,30 @@ pub struct TrainSetup<'a> {
     pub stop_after: Option<i64>,
 }
 
+impl<'a> TrainSetup<'a> {
+    /// Quiet, without a checkpoint.
+    pub fn new(
+        model: MarionModel,
+        depth: i64,
+        width: i64,
+        train: &'a TrainFig,
+        seed: u64,
+        device: Device,
+    ) -> TrainSetup<'a> {
+        TrainSetup {
+            model,
+            depth,
+            width,
+            train,
+            seed,
+            device,
+            label: None,
+            checkpoint: None,
+            stop_after: None,
+        }
+    }
+}
+
 /// Trains one model per entry of `runs`, all at once in one batched program (every layer one
 /// batched matmul over the models): Adam with each model's learning rate (× 0.1 every
 /// `lr_step` epochs), cross-entropy, batches of flattened, normalized images in the same order
@@ -1080,15 +1104,9 @@ fn weights_figure(
     let t0 = Instant::now();
     let checkpoint = out.join(".training.ot");
     let setup = TrainSetup {
-        model: s.model,
-        depth: s.depth,
-        width: s.width,
-        train: &s.train,
-        seed: s.seed,
-        device,
         label: (!quiet).then(|| "weights".to_string()),
         checkpoint: Some(checkpoint.clone()),
-        stop_after: None,
+        ..TrainSetup::new(s.model, s.depth, s.width, &s.train, s.seed, device)
     };
     let tr = train_classifiers(&setup, &split, &runs)?;
     let (name, weights) = tr.net.layer_weights()[0];
@@ -1322,15 +1340,9 @@ fn accuracy_figure(
                 runs.len()
             );
             let setup = TrainSetup {
-                model: s.model,
-                depth: s.depth,
-                width: s.width,
-                train: &s.train,
-                seed: s.seed,
-                device,
                 label: (!quiet).then_some(label.clone()),
                 checkpoint: Some(checkpoint.clone()),
-                stop_after: None,
+                ..TrainSetup::new(s.model, s.depth, s.width, &s.train, s.seed, device)
             };
             let tr = train_classifiers(&setup, &split, &runs)?;
             let secs = t0.elapsed().as_secs_f64();
