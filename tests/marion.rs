@@ -447,7 +447,7 @@ fn batched_adam_matches_torch_adam() {
     }
     let dw = f(&(&lin.ws - w.select(0, 0)).abs().max());
     let db = f(&(lin.bs.as_ref().unwrap() - b.select(0, 0)).abs().max());
-    let moved = f(&(&lin.ws).abs().max());
+    let moved = f(&lin.ws.abs().max());
     assert!(
         dw < 1e-5 && db < 1e-5,
         "differ by {dw}, {db} (weights ~{moved})"

@@ -425,7 +425,7 @@ fn validate(spec: &FigureSpec) -> Result<()> {
 
 /// The steps at which test outputs are recorded: multiples of 5 and K.
 pub fn recorded(k: usize, steps: usize) -> bool {
-    k <= steps && (k % 5 == 0 || k == steps)
+    k <= steps && (k.is_multiple_of(5) || k == steps)
 }
 
 fn recorded_steps(steps: usize) -> Vec<usize> {
@@ -1654,16 +1654,18 @@ fn error_sweep(
         }
     }
     let outside = |&(l, m, d): &(i64, i64, i64)| d as f64 / (l * m) as f64 > s.outside;
-    let mut fits = Vec::new();
-    for ki in 0..ks.len() {
-        let pts: Vec<(f64, f64, f64, f64)> = models
-            .iter()
-            .enumerate()
-            .filter(|(_, md)| !outside(md))
-            .map(|(i, &(l, m, d))| (l as f64, m as f64, d as f64, errors[i][ki]))
-            .collect();
-        fits.push(fit_rate(&pts));
-    }
+    // One fit per recorded step k, over the models inside the region.
+    let fits: Vec<_> = (0..ks.len())
+        .map(|ki| {
+            let pts: Vec<(f64, f64, f64, f64)> = models
+                .iter()
+                .zip(&errors)
+                .filter(|(md, _)| !outside(md))
+                .map(|(&(l, m, d), e)| (l as f64, m as f64, d as f64, e[ki]))
+                .collect();
+            fit_rate(&pts)
+        })
+        .collect();
     let mut csv = Vec::new();
     for (i, &(l, m, d)) in models.iter().enumerate() {
         for (ki, k) in ks.iter().enumerate() {

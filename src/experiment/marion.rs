@@ -1310,7 +1310,7 @@ fn accuracy_figure(
             .filter(|g| !rows.contains_key(&row_key(g)))
             .copied()
             .collect();
-        if !quiet && rows.len() > 0 {
+        if !quiet && !rows.is_empty() {
             eprintln!(
                 "{}: {dname}: {} of {} runs already in {}, {} to train",
                 fig.figure,

@@ -255,7 +255,7 @@ impl TwoLayerResNet {
         let loss = resid.square().mean_dim(1, false, Kind::Float) * 0.5;
         // p_L = ∂loss/∂h_L = e_1 (f − y)/n
         let mut p = Tensor::zeros_like(&tape.inputs[0]);
-        let _ = p.select(2, 0).copy_(&(resid / n as f64));
+        p.select(2, 0).copy_(&(resid / n as f64));
         for l in (0..self.depth()).rev() {
             let (h, act) = (&tape.inputs[l], &tape.acts[l]);
             let ps = &p * &self.scale;
@@ -264,7 +264,7 @@ impl TwoLayerResNet {
             let g_z: Tensor = ps.bmm(&self.u[l].transpose(1, 2)) * (act.square().neg() + 1.0);
             let g_v = g_z.transpose(1, 2).bmm(h);
             // p_{ℓ−1} = p_ℓ + (∂/∂z) v_ℓ
-            p = p + g_z.bmm(&self.v[l]);
+            p += g_z.bmm(&self.v[l]);
             each(l, g_u, g_v);
         }
         loss
