@@ -1370,7 +1370,6 @@ fn accuracy_figure(
             runs_table(&grid, &row_key, &rows).write_csv(&runs_path)?;
             let _ = std::fs::remove_file(&checkpoint);
         }
-        runs_table(&grid, &row_key, &rows).write_csv(&runs_path)?;
         let mut best = vec![vec![f64::NAN; hs.len()]; betas.len()];
         let mut best_lr = vec![vec![f64::NAN; hs.len()]; betas.len()];
         for g in &grid {
