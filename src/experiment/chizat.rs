@@ -32,6 +32,7 @@ use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use crate::report::heatmap::Heatmap;
 use crate::report::plot::{multi_panel, ramp, Legend, Panel, PlotSpec, Series};
 use crate::report::table::Table;
+use crate::train::tensor_file::{self, TensorFile};
 
 fn d_train() -> i64 {
     32
@@ -520,24 +521,8 @@ pub fn limit(
     );
     let path = lim.cache.join(format!("limit-{key}.ot"));
     if path.exists() {
-        let named = Tensor::load_multi_with_device(&path, device).with_context(|| {
-            format!(
-                "{}: cannot read the cached limit (delete it to recompute)",
-                path.display()
-            )
-        })?;
-        let get = |name: &str| -> Result<Tensor> {
-            named
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.shallow_clone())
-                .with_context(|| {
-                    format!(
-                        "{}: no tensor {name:?} (delete the file to recompute)",
-                        path.display()
-                    )
-                })
-        };
+        let file = TensorFile::read(&path, device, "cached limit", "delete it to recompute")?;
+        let get = |name: &str| file.get(name).map(Tensor::shallow_clone);
         let mut outputs = BTreeMap::new();
         for k in recorded_steps(dynamics.steps) {
             outputs.insert(k, get(&format!("out{k}"))?);
@@ -590,11 +575,7 @@ pub fn limit(
     for (k, o) in &lim_out.outputs {
         named.push((format!("out{k}"), o.to_device(Device::Cpu)));
     }
-    let tmp = path.with_extension("ot.tmp");
-    Tensor::save_multi(&named, &tmp)
-        .with_context(|| format!("{}: cannot write the limit", tmp.display()))?;
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("{}: cannot write the limit", path.display()))?;
+    tensor_file::write(&path, &named, "limit")?;
     if !quiet {
         eprintln!(
             "limit: D = {dim} done in {:.1} s, final loss {:.2e}",

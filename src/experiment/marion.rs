@@ -27,6 +27,7 @@ use crate::report::heatmap::Heatmap;
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
 use crate::train::adam::BatchedAdam;
+use crate::train::tensor_file::{self, TensorFile};
 
 /// `n` points evenly spaced from `from` to `to` (both included).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -997,11 +998,7 @@ fn save_checkpoint(
         named.push((format!("exp_avg.{i}"), cpu(m)));
         named.push((format!("exp_avg_sq.{i}"), cpu(v)));
     }
-    let tmp = path.with_extension("ot.tmp");
-    Tensor::save_multi(&named, &tmp)
-        .with_context(|| format!("{}: cannot write the checkpoint", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot write the checkpoint", path.display()))
+    tensor_file::write(path, &named, "training checkpoint")
 }
 
 /// Restores a checkpoint of [`save_checkpoint`] into the models and the optimizer; returns the
@@ -1014,20 +1011,13 @@ fn load_checkpoint(
     train_loss: &mut [f64],
     diverged: &mut [bool],
 ) -> Result<Option<i64>> {
-    let bad = || {
-        format!(
-            "{}: unreadable checkpoint (delete it to start the runs over)",
-            path.display()
-        )
-    };
-    let named = Tensor::load_multi(path).with_context(bad)?;
-    let get = |name: &str| -> Result<&Tensor> {
-        named
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t)
-            .with_context(|| format!("{}: no {name:?}", bad()))
-    };
+    let file = TensorFile::read(
+        path,
+        Device::Cpu,
+        "training checkpoint",
+        "delete it to start the runs over",
+    )?;
+    let get = |name: &str| file.get(name);
     if Vec::<u8>::try_from(get("key")?)? != key.as_bytes() {
         return Ok(None);
     }

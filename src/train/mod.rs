@@ -7,6 +7,7 @@ pub mod graph;
 pub mod metrics;
 pub mod schedule;
 pub mod sgd;
+pub mod tensor_file;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

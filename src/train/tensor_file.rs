@@ -1,0 +1,80 @@
+//! Files of named tensors (libtorch's `.ot` format) for caches and training state outside the
+//! run checkpoint: written atomically (a temporary file, fsync, a rename, so a kill leaves the
+//! previous file or none), read back with one-line errors that name the file and the fix.
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// Writes `named` to `path` atomically; `what` names the file's content in errors.
+pub fn write(path: &Path, named: &[(String, Tensor)], what: &str) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    Tensor::save_multi(named, &tmp)
+        .with_context(|| format!("{}: cannot write the {what}", tmp.display()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("{}: cannot write the {what} (fsync)", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot write the {what}", path.display()))
+}
+
+/// The tensors of a file of [`write`], by name.
+pub struct TensorFile {
+    path: PathBuf,
+    /// What to do about a bad file, e.g. "delete it to recompute".
+    fix: String,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl TensorFile {
+    /// Reads `path` onto `device`; `what` and `fix` go into the error lines.
+    pub fn read(path: &Path, device: Device, what: &str, fix: &str) -> Result<Self> {
+        let tensors = Tensor::load_multi_with_device(path, device)
+            .with_context(|| format!("{}: unreadable {what} ({fix})", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            fix: fix.to_string(),
+            tensors: tensors.into_iter().collect(),
+        })
+    }
+
+    /// The tensor `name`, or an error naming the file, the missing tensor and the fix.
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.tensors
+            .get(name)
+            .with_context(|| format!("{}: no tensor {name:?} ({})", self.path.display(), self.fix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_missing_names() {
+        let dir = std::env::temp_dir().join(format!("deepres-tensor-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.ot");
+        let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
+        write(&path, &[("a".into(), a.shallow_clone())], "test file").unwrap();
+        assert!(!dir.join("x.ot.tmp").exists());
+        let f = TensorFile::read(&path, Device::Cpu, "test file", "delete it").unwrap();
+        assert_eq!(f.get("a").unwrap(), &a);
+        let err = format!("{:#}", f.get("b").unwrap_err());
+        assert!(
+            err.contains("x.ot") && err.contains("\"b\"") && err.contains("delete it"),
+            "{err}"
+        );
+        std::fs::write(&path, b"not a tensor file").unwrap();
+        let err = format!(
+            "{:#}",
+            TensorFile::read(&path, Device::Cpu, "test file", "delete it")
+                .err()
+                .unwrap()
+        );
+        assert!(err.contains("unreadable test file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
