@@ -13,6 +13,9 @@ machine's speed does not favour one tool):
   - with --fused-torch, each PyTorch variant again with `--fused` (SGD fused=True, the kernel
     deepres's step uses), labelled `<pipeline>+fused`; the plain variants keep PyTorch's
     default SGD (foreach on CUDA, a for-loop on CPU), PyTorch eager as users write it.
+  - with --torch-malloc, each PyTorch variant again with the host-memory setting deepres makes
+    at start-up (glibc's MALLOC_* environment variables; deepres calls mallopt), labelled
+    `<pipeline>+malloc`: without it PyTorch runs with glibc's defaults, as users run it.
 On CPU: fp32 only and few steps (a 2-core machine finishes in about 10 minutes); on CUDA:
 fp32 and bf16 (--precisions fp32,bf16,fp16 adds fp16, GradScaler-style loss scaling in both
 tools). --channels-last passes `--channels-last` to both tools (model and batches NHWC).
@@ -41,6 +44,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_STEPS = {20: (1, 6), 56: (1, 3), 110: (1, 2)}
 CPU_DEFAULT = (1, 3)
 GPU_STEPS = (20, 100)
+
+# The host-memory setting deepres makes at start-up (src/device.rs, keep_freed_host_memory:
+# mallopt), as glibc's environment variables, for PyTorch's `+malloc` variants: blocks up to
+# 32 MB from the heap, no trimming (16 GB threshold), the heap grown 1 GB at a time.
+DEEPRES_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(16 << 30),
+    "MALLOC_TOP_PAD_": str(1 << 30),
+}
 
 
 def fail(msg):
@@ -109,6 +121,8 @@ def main(argv):
                    help="also the PyTorch variants with --fused (SGD fused=True), as <pipeline>+fused")
     p.add_argument("--cuda-graph", action="store_true",
                    help="also deepres with --cuda-graph (CUDA only), as on-device+graph")
+    p.add_argument("--torch-malloc", action="store_true",
+                   help="also the PyTorch variants with deepres's host-memory setting (MALLOC_* env), as <pipeline>+malloc")
     p.add_argument("--channels-last", action="store_true",
                    help="both tools with --channels-last (model and batches in NHWC memory format)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: per device and depth)")
@@ -152,6 +166,8 @@ def main(argv):
             if a.fused_torch:
                 variants.append(("pytorch-compile", name + "+fused",
                                  torch_script + ["--pipeline", pl, "--compile", "--fused"]))
+        if a.torch_malloc:
+            variants.append(("pytorch", name + "+malloc", torch_script + ["--pipeline", pl]))
 
     def steps_for(depth):
         w, s = GPU_STEPS if is_cuda else CPU_STEPS.get(depth, CPU_DEFAULT)
@@ -184,14 +200,17 @@ def main(argv):
                         args.append("--channels-last")
                     tag = f"{tool}-{pipeline}-d{depth}-{prec}{'-cl' if a.channels_last else ''}-r{r}"
                     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    env = dict(os.environ, **DEEPRES_MALLOC) if pipeline.endswith("+malloc") else None
                     try:
-                        proc = subprocess.run(args, capture_output=True, text=True, timeout=a.timeout, cwd=ROOT)
+                        proc = subprocess.run(args, capture_output=True, text=True, timeout=a.timeout, cwd=ROOT,
+                                              env=env)
                         out, err, rc = proc.stdout, proc.stderr, proc.returncode
                     except subprocess.TimeoutExpired as e:
                         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
                         err, rc = f"timed out after {a.timeout} s", 124
                     with open(os.path.join(logs, tag + ".txt"), "w") as f:
-                        f.write(" ".join(args) + "\n\n" + out + ("\n--- stderr\n" + err if err else ""))
+                        prefix = "".join(f"{k}={v} " for k, v in DEEPRES_MALLOC.items()) if env else ""
+                        f.write(prefix + " ".join(args) + "\n\n" + out + ("\n--- stderr\n" + err if err else ""))
                     fields, ips = parse_output(out)
                     peak = peak_allocated(fields)
                     if rc != 0 or ips is None:
@@ -236,7 +255,9 @@ def main(argv):
         "(> 1: deepres faster). Pipelines: on-device = the dataset on the device, batched crop + flip "
         "(deepres's; on a CPU device, on the CPU); cpu-loader = PyTorch's DataLoader with per-image "
         "transforms in worker processes; +fused = PyTorch with SGD fused=True (deepres's kernel), "
-        "without it PyTorch's default SGD (foreach on CUDA, a for-loop on CPU). "
+        "without it PyTorch's default SGD (foreach on CUDA, a for-loop on CPU); +malloc = PyTorch with "
+        "the host-memory setting deepres makes at start-up (glibc MALLOC_* environment: mmap threshold "
+        "32 MB, no trim, 1 GB top pad), without it glibc's defaults. "
         "Raw figures: results.csv; full outputs: out/.",
         "",
     ]

@@ -149,3 +149,110 @@ fn bench_refuses_bad_precision_depth_and_counts() {
     let e = with(&["--device", "tpu"]);
     assert!(e.contains("tpu"), "{e}");
 }
+
+/// `make bench`'s driver (scripts/bench.py) against PyTorch (scripts/bench_torch.py) on a tiny
+/// CPU model, 2 rounds: every variant's run parsed, results.csv with one row per run, the
+/// Markdown table with the ratios, the `+malloc` variants run with deepres's host-memory setting.
+/// Needs the venv's python (torch 2.11.0), first on PATH under `make test` as for the build.
+#[test]
+fn make_bench_driver_writes_results_csv_and_ratio_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_torch = std::process::Command::new(&python)
+        .args(["-c", "import torch"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_torch,
+        "{python} cannot import torch: run the tests with the venv's python first on PATH (make test), or set PYTHON"
+    );
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new(&python)
+        .arg(format!("{root}/scripts/bench.py"))
+        .args([
+            "--deepres",
+            env!("CARGO_BIN_EXE_deepres"),
+            "--python",
+            &python,
+        ])
+        .args([
+            "--device", "cpu", "--depths", "8", "--batch", "8", "--rounds", "2",
+        ])
+        .args([
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+            "--threads",
+            "1",
+            "--torch-malloc",
+        ])
+        .arg("--out")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(!stdout(&o).contains("FAILED"), "{}", stdout(&o));
+
+    let csv = std::fs::read_to_string(tmp.path().join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "date,device,depth,batch,precision,tool,pipeline,round,images_per_second,memory_format,peak_allocated_mib"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // deepres + PyTorch {cpu-loader, on-device} × {glibc defaults, +malloc}, each round
+    assert_eq!(rows.len(), 2 * 5, "{csv}");
+    let mut variants: Vec<String> = rows.iter().map(|r| format!("{}/{}", r[5], r[6])).collect();
+    variants.sort();
+    variants.dedup();
+    assert_eq!(
+        variants,
+        [
+            "deepres/on-device",
+            "pytorch/cpu-loader",
+            "pytorch/cpu-loader+malloc",
+            "pytorch/on-device",
+            "pytorch/on-device+malloc"
+        ]
+    );
+    for r in &rows {
+        assert_eq!(&r[1..5], ["cpu", "8", "8", "fp32"], "{csv}");
+        let ips: f64 = r[8]
+            .parse()
+            .unwrap_or_else(|_| panic!("no figure in {r:?}"));
+        assert!(ips.is_finite() && ips > 0.0, "{r:?}");
+        assert_eq!(r[9], "contiguous");
+        assert_eq!(r[10], "", "no GPU peak on CPU: {r:?}");
+    }
+    // the rounds alternate: deepres first in round 1, last in round 2
+    assert_eq!(rows[0][5], "deepres");
+    assert_eq!(rows[9][5], "deepres");
+
+    let md = std::fs::read_to_string(tmp.path().join("results.md")).unwrap();
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| 8 | fp32 | contiguous | on-device |"))
+        .unwrap_or_else(|| panic!("no ResNet-8 row in\n{md}"));
+    let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+    // deepres, then (images/s, ratio) per PyTorch variant; each ratio = the medians' quotient
+    assert_eq!(cells.len(), 5 + 2 * 4, "{row}");
+    let median = |cell: &str| -> f64 { cell.split(' ').next().unwrap().parse().unwrap() };
+    let ours = median(cells[4]);
+    for k in 0..4 {
+        let theirs = median(cells[5 + 2 * k]);
+        let ratio: f64 = cells[6 + 2 * k].parse().unwrap();
+        assert!((ratio - ours / theirs).abs() < 0.006, "{row}");
+    }
+    for entry in std::fs::read_dir(tmp.path().join("out")).unwrap() {
+        let path = entry.unwrap().path();
+        let log = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            log.starts_with("MALLOC_MMAP_THRESHOLD_=33554432 "),
+            name.contains("+malloc"),
+            "{name}"
+        );
+        assert!(log.contains("images_per_second: "), "{name}");
+    }
+}
