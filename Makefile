@@ -136,8 +136,9 @@ tables: zhang-stability zhang-table1 zhang-table2 zhang-fig3
 
 ## bench: deepres bench vs PyTorch eager (scripts/bench_torch.py), alternately, 3 rounds each,
 ## ResNet-20/56/110 at batch 128, on this machine: bench/results.csv, bench/results.md, bench/out/ (logs).
-## CPU: fp32, few steps (about 10 minutes on 2 cores); CUDA (auto): fp32 and fp16, both PyTorch
-## pipelines (DataLoader and on-device). BENCH_ARGS adds options, e.g. --compile, --rounds 5.
+## CPU: fp32, few steps (about 10 minutes on 2 cores); CUDA (auto): fp32 and bf16; both PyTorch
+## pipelines (DataLoader and on-device). BENCH_ARGS adds options, e.g. --compile, --rounds 5,
+## --steps 20, --torch-malloc (PyTorch also with deepres's glibc allocator setting).
 BENCH_DEVICE ?= auto
 BENCH_ARGS ?=
 .PHONY: bench
