@@ -76,7 +76,8 @@ pub struct BenchOptions {
     /// Weights and batches in channels-last (NHWC) memory format (`train.channels_last`).
     #[arg(long)]
     pub channels_last: bool,
-    /// Replay each step from a captured CUDA graph (CUDA only; `train.cuda_graph`).
+    /// Replay each step from a captured CUDA graph (CUDA only; `train.cuda_graph`; experimental:
+    /// not yet validated on a GPU, compare with a run without it).
     #[arg(long)]
     pub cuda_graph: bool,
 }

@@ -255,7 +255,8 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Convolution weights and batches in channels-last (NHWC) memory format.
     pub channels_last: bool,
-    /// Replay each full-batch training step from a captured CUDA graph (CUDA only).
+    /// Replay each full-batch training step from a captured CUDA graph (CUDA only; experimental:
+    /// not yet validated on a GPU, compare its curves with a run without it).
     pub cuda_graph: bool,
     /// Write a checkpoint after every epoch (needed for `--resume`).
     pub checkpoint: bool,
