@@ -54,8 +54,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_missing_names() {
-        let dir = std::env::temp_dir().join(format!("deepres-tensor-file-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("x.ot");
         let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
         write(&path, &[("a".into(), a.shallow_clone())], "test file").unwrap();
@@ -75,6 +75,5 @@ mod tests {
                 .unwrap()
         );
         assert!(err.contains("unreadable test file"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
