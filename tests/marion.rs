@@ -20,6 +20,11 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// One training run of a figure: layer init, residual scale exponent β, learning rate.
+fn run(init: LayerInit, beta: f64, lr: f64) -> TrainRun {
+    TrainRun { init, beta, lr }
+}
+
 fn f(t: &Tensor) -> f64 {
     t.to_kind(Kind::Double).double_value(&[])
 }
@@ -399,14 +404,10 @@ fn setup(kind: MarionModel, depth: i64, width: i64, t: &TrainFig, seed: u64) -> 
 fn training_learns_on_synthetic_data() {
     let _g = lock();
     let split = synthetic_split(400, 200);
-    let run = TrainRun {
-        init: LayerInit::Fbm { hurst: 0.7 },
-        beta: 0.7,
-        lr: 0.003,
-    };
+    let one = run(LayerInit::Fbm { hurst: 0.7 }, 0.7, 0.003);
     for kind in [MarionModel::Simple, MarionModel::Full] {
         let t = train_fig(3, 50);
-        let tr = train_classifiers(&setup(kind, 20, 16, &t, 0), &split, &[run]).unwrap();
+        let tr = train_classifiers(&setup(kind, 20, 16, &t, 0), &split, &[one]).unwrap();
         eprintln!("{kind}: acc {:?} loss {:?}", tr.test_acc, tr.train_loss);
         assert!(!tr.diverged[0]);
         assert!(tr.test_acc[0] > 0.2, "{kind}: test acc {:?}", tr.test_acc);
@@ -462,22 +463,10 @@ fn models_trained_together_equal_models_trained_alone() {
     let split = synthetic_split(300, 100);
     let t = train_fig(2, 50);
     let runs = [
-        TrainRun {
-            init: LayerInit::Fbm { hurst: 0.3 },
-            beta: 0.5,
-            lr: 0.01,
-        },
+        run(LayerInit::Fbm { hurst: 0.3 }, 0.5, 0.01),
         // Diverges: the loss overflows within the first steps.
-        TrainRun {
-            init: LayerInit::Iid,
-            beta: 0.0,
-            lr: 1e4,
-        },
-        TrainRun {
-            init: LayerInit::Smooth,
-            beta: 1.0,
-            lr: 0.001,
-        },
+        run(LayerInit::Iid, 0.0, 1e4),
+        run(LayerInit::Smooth, 1.0, 0.001),
     ];
     for kind in [MarionModel::Simple, MarionModel::Full] {
         let together = train_classifiers(&setup(kind, 12, 8, &t, 5), &split, &runs).unwrap();
@@ -516,16 +505,8 @@ fn interrupted_training_resumes_from_its_checkpoint_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("chunk.ot");
     let runs = [
-        TrainRun {
-            init: LayerInit::Fbm { hurst: 0.6 },
-            beta: 0.5,
-            lr: 0.01,
-        },
-        TrainRun {
-            init: LayerInit::Iid,
-            beta: 1.0,
-            lr: 0.003,
-        },
+        run(LayerInit::Fbm { hurst: 0.6 }, 0.5, 0.01),
+        run(LayerInit::Iid, 1.0, 0.003),
     ];
     let whole =
         train_classifiers(&setup(MarionModel::Simple, 10, 8, &t, 2), &split, &runs).unwrap();
