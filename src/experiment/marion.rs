@@ -929,7 +929,7 @@ pub fn train_classifiers(
             save_checkpoint(path, &key, epoch + 1, &net, &opt, &train_loss, &diverged)?;
         }
         if setup.stop_after == Some(epoch + 1) {
-            bail!("stopped after epoch {} (--stop-after)", epoch + 1);
+            bail!("stopped after epoch {} (TrainSetup::stop_after)", epoch + 1);
         }
         if live.is_empty() {
             break;
@@ -966,7 +966,7 @@ pub fn train_classifiers(
     })
 }
 
-/// Writes a training checkpoint atomically (a temporary file, then a rename): the models, the
+/// Writes a training checkpoint atomically ([`tensor_file::write`]): the models, the
 /// Adam state, the epochs done, the losses and divergence flags, and the runs' key.
 fn save_checkpoint(
     path: &Path,
@@ -1017,32 +1017,32 @@ fn load_checkpoint(
         "training checkpoint",
         "delete it to start the runs over",
     )?;
-    let get = |name: &str| file.get(name);
-    if Vec::<u8>::try_from(get("key")?)? != key.as_bytes() {
+    if Vec::<u8>::try_from(file.get("key")?)? != key.as_bytes() {
         return Ok(None);
     }
     tch::no_grad(|| -> Result<()> {
-        for (name, p) in net.named_tensors() {
+        let params = net.named_tensors();
+        for (name, p) in &params {
             let mut p = p.shallow_clone();
-            p.copy_(get(&format!("param.{name}"))?);
+            p.copy_(file.get(&format!("param.{name}"))?);
         }
         let mut m = Vec::new();
         let mut v = Vec::new();
-        for i in 0..net.named_tensors().len() {
-            m.push(get(&format!("exp_avg.{i}"))?.shallow_clone());
-            v.push(get(&format!("exp_avg_sq.{i}"))?.shallow_clone());
+        for i in 0..params.len() {
+            m.push(file.get(&format!("exp_avg.{i}"))?.shallow_clone());
+            v.push(file.get(&format!("exp_avg_sq.{i}"))?.shallow_clone());
         }
-        opt.restore(get("adam_step")?.int64_value(&[0]) as i32, &m, &v);
+        opt.restore(file.get("adam_step")?.int64_value(&[0]) as i32, &m, &v);
         Ok(())
     })?;
-    train_loss.copy_from_slice(&Vec::<f64>::try_from(get("train_loss")?)?);
+    train_loss.copy_from_slice(&Vec::<f64>::try_from(file.get("train_loss")?)?);
     for (d, v) in diverged
         .iter_mut()
-        .zip(Vec::<i64>::try_from(get("diverged")?)?)
+        .zip(Vec::<i64>::try_from(file.get("diverged")?)?)
     {
         *d = v != 0;
     }
-    Ok(Some(get("epochs_done")?.int64_value(&[0])))
+    Ok(Some(file.get("epochs_done")?.int64_value(&[0])))
 }
 
 fn weights_figure(
