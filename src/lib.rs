@@ -1,17 +1,17 @@
-//! deepres: train and probe very deep residual networks (BN vs τ-scaled, unnormalized) with libtorch.
+//! deepres: train and probe very deep residual networks (BN vs τ-scaled, unnormalized) with
+//! libtorch, and reproduce three papers' tables and figures.
 //!
-//! Layout: [`config`] (YAML run configs), [`data`] (datasets and the on-device loader),
-//! [`model`] (CIFAR ResNet-(6n+2), τ rules, inits), [`train`] (SGD with savable state,
-//! schedules, checkpoints, CSV metrics), [`probe`] (stability at initialization),
-//! [`experiment`] (sweeps over grids of configs), [`report`] (tables, plots, comparisons),
-//! [`device`] (device selection, `deepres info`), [`torch_ext`] (libtorch functions tch lacks).
-pub mod bench;
-pub mod config;
+//! Layers, each importing only the ones before it: [`util`] (atomic writer, keys, overrides,
+//! fits, device, libtorch extensions) → [`data`] (datasets, the on-device loader) → [`model`]
+//! (one model per file) → [`train`] (run config, run directory, loop, optimizers, checkpoints)
+//! → [`report`] (tables, plots, heatmaps) → [`sweep`] (grids, runner, locks, Slurm, the sweep
+//! report) → [`papers`] (each paper's own experiments) → [`cli`] (the command line).
+//! `tests/layers.rs` checks the order.
+pub mod cli;
 pub mod data;
-pub mod device;
-pub mod experiment;
 pub mod model;
-pub mod probe;
+pub mod papers;
 pub mod report;
-pub mod torch_ext;
+pub mod sweep;
 pub mod train;
+pub mod util;

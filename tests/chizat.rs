@@ -2,7 +2,7 @@
 //! padding models to a common shape is exact, the forward pass at initialization deviates from
 //! the identity like 1/√(LM), one GD step moves the output by O(1) whatever L and M, the
 //! least-squares fit of a/L + b√(D/(LM)) recovers known constants, and the figure files run.
-use deepres::experiment::chizat::{self, fit_rate, Dynamics};
+use deepres::papers::chizat2025::{self, fit_rate, Dynamics};
 use deepres::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
@@ -134,7 +134,7 @@ fn forward_pass_at_init_deviates_like_one_over_sqrt_lm() {
         .iter()
         .map(|&(l, m)| (((l * m) as f64).ln(), init_deviation(l, m, dim).ln()))
         .collect();
-    let (slope, r2) = deepres::probe::fit::slope(&pts);
+    let (slope, r2) = deepres::util::fit::slope(&pts);
     assert!((slope + 0.5).abs() < 0.06, "slope in LM {slope}, want −1/2");
     assert!(r2 > 0.99, "R² {r2}");
     // Per coordinate it goes like D^γ (the residual scale's D^γ; u is O(1) per coordinate):

@@ -1,5 +1,6 @@
 //! Config parsing, overrides and the one-line errors for bad input.
-use deepres::config::{Norm, RunConfig, TauLearnable, TauRule};
+use deepres::model::config::{Norm, TauLearnable, TauRule};
+use deepres::train::config::RunConfig;
 
 fn err(yaml: &str, sets: &[&str]) -> String {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();

@@ -1,7 +1,7 @@
 //! Marion et al. (2022), SPEC §1.2: the layer-correlated initializations match their laws over
 //! many draws (tolerances that a wrong generator fails), the batched models' hand-written
 //! backward pass equals autograd, and the scaling measurement shows the i.i.d. picture.
-use deepres::experiment::marion::{
+use deepres::papers::marion2022::{
     self, train_classifiers, Figure, TrainFig, TrainRun, TrainSetup,
 };
 use deepres::model::full_resnet::{depth_scale, FullResNet};
@@ -238,8 +238,8 @@ fn full_resnet_weights_have_the_paper_shapes() {
     assert!((f(&s) - 0.1).abs() < 1e-7);
 }
 
-fn slopes(rows: &[deepres::probe::scaling::ScalingRow]) -> Vec<(f64, f64, f64)> {
-    deepres::probe::scaling::summarize(rows)
+fn slopes(rows: &[deepres::papers::marion2022::scaling::ScalingRow]) -> Vec<(f64, f64, f64)> {
+    deepres::papers::marion2022::scaling::summarize(rows)
         .into_iter()
         .map(|(_, beta, series)| {
             let pts = |b: bool| -> Vec<(f64, f64)> {
@@ -250,15 +250,15 @@ fn slopes(rows: &[deepres::probe::scaling::ScalingRow]) -> Vec<(f64, f64, f64)> 
             };
             (
                 beta,
-                deepres::probe::fit::fit(&pts(false)).power,
-                deepres::probe::fit::fit(&pts(true)).power,
+                deepres::util::fit::fit(&pts(false)).power,
+                deepres::util::fit::fit(&pts(true)).power,
             )
         })
         .collect()
 }
 
-fn scaling_spec(init: LayerInit, betas: Vec<f64>) -> deepres::probe::scaling::ScalingSpec {
-    deepres::probe::scaling::ScalingSpec {
+fn scaling_spec(init: LayerInit, betas: Vec<f64>) -> deepres::papers::marion2022::scaling::ScalingSpec {
+    deepres::papers::marion2022::scaling::ScalingSpec {
         model: MarionModel::Full,
         inits: vec![init],
         depths: vec![10, 40, 160, 640],
@@ -278,7 +278,7 @@ fn scaling_spec(init: LayerInit, betas: Vec<f64>) -> deepres::probe::scaling::Sc
 #[test]
 fn scaling_metrics_show_the_iid_and_smooth_regimes() {
     let _g = lock();
-    let rows = deepres::probe::scaling::run(
+    let rows = deepres::papers::marion2022::scaling::run(
         &scaling_spec(LayerInit::Iid, vec![0.25, 0.5, 1.0]),
         None,
         true,
@@ -296,7 +296,7 @@ fn scaling_metrics_show_the_iid_and_smooth_regimes() {
         (s[2].1 + 0.5).abs() < 0.1 && (s[2].2 + 0.5).abs() < 0.1,
         "β = 1 ∝ L^-1/2: {s:?}"
     );
-    let rows = deepres::probe::scaling::run(
+    let rows = deepres::papers::marion2022::scaling::run(
         &scaling_spec(LayerInit::Smooth, vec![0.5, 1.0, 2.0]),
         None,
         true,
@@ -319,7 +319,7 @@ fn every_figure_file_loads_at_both_scales() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "yaml") {
             for scale in ["smoke", "full"] {
-                deepres::experiment::marion::Figure::load(&p, scale)
+                deepres::papers::marion2022::Figure::load(&p, scale)
                     .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
             }
             n += 1;
@@ -336,7 +336,7 @@ fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
         .unwrap()
         .replace("  width: 40", "  widht: 40");
     std::fs::write(&bad, text).unwrap();
-    let err = deepres::experiment::marion::Figure::load(&bad, "smoke").unwrap_err();
+    let err = deepres::papers::marion2022::Figure::load(&bad, "smoke").unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("bad.yaml") && msg.contains("widht") && msg.contains("unknown key"),
@@ -351,7 +351,7 @@ fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(!tmp.path().join("out").exists());
-    let bad_scale = deepres::experiment::marion::Figure::load(
+    let bad_scale = deepres::papers::marion2022::Figure::load(
         std::path::Path::new("experiments/marion2022/fig1.yaml"),
         "huge",
     )
@@ -359,19 +359,19 @@ fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
     assert!(format!("{bad_scale:#}").contains("smoke"));
     // --set overrides keys of the scaled spec, and names a wrong key.
     let fig7 = std::path::Path::new("experiments/marion2022/fig7.yaml");
-    let fig = deepres::experiment::marion::Figure::load_with(
+    let fig = deepres::papers::marion2022::Figure::load_with(
         fig7,
         "smoke",
         &["depth=50".into(), "hursts.points=3".into()],
     )
     .unwrap();
     match fig.spec {
-        deepres::experiment::marion::FigureSpec::Heatmap(h) => {
+        deepres::papers::marion2022::FigureSpec::Heatmap(h) => {
             assert_eq!((h.depth, h.hursts.points, h.betas.points), (50, 3, 70))
         }
         _ => panic!("fig7 is a heatmap"),
     }
-    let err = deepres::experiment::marion::Figure::load_with(fig7, "smoke", &["hurst=3".into()])
+    let err = deepres::papers::marion2022::Figure::load_with(fig7, "smoke", &["hurst=3".into()])
         .unwrap_err();
     assert!(format!("{err:#}").contains("hurst"), "{err:#}");
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use deepres::config::SgdConfig;
+use deepres::train::config::SgdConfig;
 use deepres::train::sgd::Sgd;
 
 const L: i64 = 7;
@@ -131,7 +131,7 @@ fn cuda_autocast_region_restores_the_previous_state() {
     // nesting is balanced (a second region works too).
     let x = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
     for bf16 in [true, false] {
-        let y = deepres::torch_ext::cuda_autocast(bf16, || x.matmul(&x)).unwrap();
+        let y = deepres::util::torch_ext::cuda_autocast(bf16, || x.matmul(&x)).unwrap();
         assert_eq!(y.kind(), Kind::Float);
         assert_eq!(y.double_value(&[0, 0]), 2.0);
     }

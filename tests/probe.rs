@@ -1,8 +1,8 @@
 //! The stability probe on small depths: without BN, τ = 1 grows exponentially with L while
 //! τ = 1/√L stays of order 1 and τ = 1/L tends to a constant (SPEC §1.1).
-use deepres::config::Norm;
+use deepres::model::config::Norm;
 use deepres::data::DatasetName;
-use deepres::probe::{self, fit, ProbeData, ProbeModel, ProbeRow, ProbeSpec};
+use deepres::papers::zhang2022::probe::{self, fit, ProbeData, ProbeModel, ProbeRow, ProbeSpec};
 use std::sync::Mutex;
 
 static TORCH_RNG: Mutex<()> = Mutex::new(());

@@ -1,8 +1,8 @@
 //! The report layer on fixture run directories written by the test (no training): tables with
 //! seeds aggregated, diverged / running / missing cells, published numbers and Δ, CSV, the
 //! curves figure and its CSV, and the plots' handling of NaN/inf and log axes.
-use deepres::config::RunConfig;
-use deepres::experiment::grid::{Cell, ReportKind, ReportSpec};
+use deepres::train::config::RunConfig;
+use deepres::sweep::grid::{Cell, ReportKind, ReportSpec};
 use deepres::report::plot::{self, Legend, Panel, PlotSpec, Series};
 use deepres::report::runs::{RunRecord, RunState};
 use deepres::report::table::Table;
@@ -21,7 +21,7 @@ fn cell(
 ) -> Cell {
     let vals: Vec<String> = values
         .iter()
-        .map(|(_, v)| deepres::report::sweep_report::value_label(v))
+        .map(|(_, v)| deepres::sweep::report::value_label(v))
         .collect();
     let name = format!("{variant}_{}_s{seed}", vals.join("_"));
     let mut config = RunConfig {
@@ -687,7 +687,7 @@ fn the_tau_paper_grids_report_before_any_run() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/zhang2022");
     for file in ["table1.yaml", "table2.yaml", "fig3.yaml"] {
         let set = [format!("out_dir={}", tmp.path().display())];
-        let grid = deepres::experiment::Grid::load(&root.join(file), Some("smoke"), &set).unwrap();
+        let grid = deepres::sweep::Grid::load(&root.join(file), Some("smoke"), &set).unwrap();
         let cells = grid.cells().unwrap();
         let md = deepres::report::render(&grid, &cells).unwrap();
         println!("{md}");

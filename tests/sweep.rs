@@ -1,7 +1,7 @@
 //! Sweeps: grid expansion (order, names, variants, scales, overrides, errors) and running
 //! tiny sweeps on synthetic data (skip, resume, divergence, failure, status listing).
-use deepres::config::Norm;
-use deepres::experiment::{cell_status, run_sweep, status_table, CellStatus, Grid, SweepOptions};
+use deepres::model::config::Norm;
+use deepres::sweep::{cell_status, run_sweep, status_table, CellStatus, Grid, SweepOptions};
 use deepres::train::{self, metrics, RunOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -106,7 +106,7 @@ report: {kind: table, title: T, rows: model.depth, published: zhang2022-table1}
         assert_eq!(c.dir(), g.dir.join(&c.name));
         assert_eq!(
             c.config.model.shortcut,
-            deepres::config::Shortcut::ABn,
+            deepres::model::config::Shortcut::ABn,
             "base kept under merged keys"
         );
     }
@@ -125,11 +125,11 @@ report: {kind: table, title: T, rows: model.depth, published: zhang2022-table1}
     );
     assert_eq!(
         last.config.model.tau.rule,
-        deepres::config::TauRule::InvSqrt
+        deepres::model::config::TauRule::InvSqrt
     );
     assert_eq!(
         cells[0].config.model.tau.rule,
-        deepres::config::TauRule::One
+        deepres::model::config::TauRule::One
     );
     assert_eq!(g.cell(31).unwrap().name, last.name);
     assert!(format!("{:#}", g.cell(32).unwrap_err()).contains("32 cells"));

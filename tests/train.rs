@@ -1,6 +1,6 @@
 //! Training end to end on small synthetic data: CSV columns, learning, determinism, resume,
 //! divergence, refusal to overwrite.
-use deepres::config::RunConfig;
+use deepres::train::config::RunConfig;
 use deepres::train::{self, metrics, RunOptions};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};

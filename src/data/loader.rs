@@ -87,7 +87,7 @@ impl DeviceData {
 
     fn layout(&self, x: Tensor) -> Tensor {
         if self.channels_last {
-            crate::torch_ext::channels_last(&x).expect("channels-last batch")
+            crate::util::torch_ext::channels_last(&x).expect("channels-last batch")
         } else {
             x
         }

@@ -10,6 +10,7 @@
 //! Chizat (2025): [`two_layer_resnet::TwoLayerResNet`], ResNets with two-layer-perceptron
 //! blocks (depth L, hidden width M, embedding D, residual scale α·D^γ/(L·M)), many models
 //! batched, trained by full-batch gradient descent.
+pub mod config;
 pub mod full_resnet;
 pub mod init;
 pub mod marion_net;

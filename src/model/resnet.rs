@@ -22,7 +22,7 @@ use tch::Tensor;
 
 use super::init;
 use super::tau::{initial_tau, Tau};
-use crate::config::{InitScheme, ModelConfig, Norm, Shortcut, TauLearnable};
+use crate::model::config::{InitScheme, ModelConfig, Norm, Shortcut, TauLearnable};
 
 /// n for depth = 6n+2, or a clear error.
 /// Multiply-add count ×2 of one forward pass of the width-1 CIFAR ResNet-(6n+2) on a

@@ -1,7 +1,7 @@
 //! The residual scale τ: its value from a rule of the number of residual blocks L, and the
 //! form in which it enters each block (a constant, one shared learnable scalar, or one
 //! learnable scalar per block).
-use crate::config::{TauConfig, TauRule};
+use crate::model::config::{TauConfig, TauRule};
 use tch::Tensor;
 
 /// τ₀ = the rule's value at L residual blocks: 1, c/√L, c/L, L^(-β) or a fixed value.

@@ -3,7 +3,7 @@
 //! metrics.csv is skipped. Every problem met is noted in [`RunRecord::problems`].
 use std::path::{Path, PathBuf};
 
-use crate::config::RunConfig;
+use crate::train::config::RunConfig;
 use crate::train::metrics::{self, EpochRow};
 use crate::train::Summary;
 

@@ -19,7 +19,7 @@ pub struct Saved {
     pub seed: i64,
     pub best_test_acc: f64,
     pub best_epoch: i64,
-    /// [`RunConfig::hash`](crate::config::RunConfig::hash) of the run's config (absent in
+    /// [`RunConfig::hash`](crate::train::config::RunConfig::hash) of the run's config (absent in
     /// checkpoints of older deepres versions).
     pub config_hash: Option<String>,
 }

@@ -17,7 +17,7 @@ use tch::{Device, Tensor};
 
 use super::sgd::Sgd;
 use super::{train_step, StepSums};
-use crate::config::Precision;
+use crate::train::config::Precision;
 use crate::model::resnet::ResNet;
 
 /// Ordinary steps before the capture.

@@ -2,7 +2,9 @@
 //! `config.yaml` (resolved config), `metrics.csv` (one row per epoch), `checkpoint.safetensors`
 //! (after every epoch, atomic) and `summary.json`. `resume` continues from the checkpoint.
 pub mod adam;
+pub mod bench;
 pub mod checkpoint;
+pub mod config;
 pub mod graph;
 pub mod metrics;
 pub mod schedule;
@@ -17,10 +19,10 @@ use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{Precision, RunConfig};
+use crate::train::config::{Precision, RunConfig};
 use crate::data::{self, DeviceData};
 use crate::model::resnet::{trainable_parameters, ResNet};
-use crate::torch_ext;
+use crate::util::torch_ext;
 use metrics::EpochRow;
 use sgd::Sgd;
 
@@ -129,7 +131,7 @@ pub fn config_conflict(cfg: &RunConfig) -> Option<String> {
         }
     };
     if let Some(recorded) = recorded_hash(&dir) {
-        if recorded != crate::config::sha256_hex(&text) {
+        if recorded != crate::util::key::sha256_hex(&text) {
             return Some(format!(
                 "{}: does not match the hash recorded in {HASH_FILE} (edited after the run started?)",
                 cfg_path.display()
@@ -219,7 +221,7 @@ fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
             let tmp = dir.join("config.sha256.tmp");
             std::fs::write(
                 &tmp,
-                format!("{}  config.yaml\n", crate::config::sha256_hex(&text)),
+                format!("{}  config.yaml\n", crate::util::key::sha256_hex(&text)),
             )?;
             std::fs::rename(&tmp, dir.join(HASH_FILE))?;
         }
@@ -254,7 +256,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             }
         }
     }
-    let device = crate::device::select_device(&cfg.device)?;
+    let device = crate::util::device::select_device(&cfg.device)?;
     cfg.train
         .precision
         .check_device(device)

@@ -1,6 +1,6 @@
 //! Learning-rate schedules: multi-step (× gamma at listed epochs, as PyTorch's MultiStepLR
 //! stepped once per epoch), cosine (per step, to 0), constant; optional linear warmup.
-use crate::config::{ScheduleConfig, ScheduleKind};
+use crate::train::config::{ScheduleConfig, ScheduleKind};
 
 /// The learning rate at fractional epoch `t` ∈ [0, epochs) (t = epoch index + step fraction).
 pub fn lr_at(cfg: &ScheduleConfig, base_lr: f64, epochs: i64, t: f64) -> f64 {

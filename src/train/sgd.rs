@@ -2,7 +2,7 @@
 //! momentum buffers go into the checkpoint (tch's optimizer cannot save its state).
 //!
 //! The update is PyTorch's torch.optim.SGD (dampening 0), done by its fused kernel
-//! (torch._fused_sgd_, through [`crate::torch_ext`]) once per parameter group:
+//! (torch._fused_sgd_, through [`crate::util::torch_ext`]) once per parameter group:
 //!   d = s·g + wd·p;  buf = d (first step) or μ·buf + d;  p -= lr·m · (nesterov ? d + μ·buf : buf)
 //! where the group's lr multiplier m and gradient scale s are 1 for ordinary weights,
 //! m = scalar_lr_mult for the scalar parameters (τ, scalar biases: the τ paper's lr/10), and
@@ -11,9 +11,9 @@ use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
 
-use crate::config::{Precision, SgdConfig};
+use crate::train::config::{Precision, SgdConfig};
 use crate::model::resnet::{SCALAR_SUFFIXES, SHARED_TAU_NAME};
-use crate::torch_ext;
+use crate::util::torch_ext;
 
 /// One trainable tensor and its optimizer state.
 pub struct ParamState {

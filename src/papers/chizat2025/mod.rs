@@ -1,5 +1,5 @@
 //! The figures of Chizat (2025, "The Hidden Width of Deep ResNets", SPEC §1.3) from
-//! `experiments/chizat2025/*.yaml` (see [`super::figure`] for the file format).
+//! `experiments/chizat2025/*.yaml` (see [`crate::papers::figure`] for the file format).
 //!
 //! Every figure trains [`TwoLayerResNet`]s (2LP blocks, residual scale α·D^γ/(L·M)) by K steps of
 //! full-batch gradient descent on one synthetic regression task and compares them with the
@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-use super::marion::Linspace;
+use crate::papers::marion2022::Linspace;
 use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use crate::report::heatmap::Heatmap;
 use crate::report::plot::{multi_panel, ramp, Legend, Panel, PlotSpec, Series};
@@ -754,7 +754,7 @@ fn write_csv(path: &Path, header: &str, rows: &[String]) -> Result<()> {
         text += r;
         text.push('\n');
     }
-    crate::report::write_atomic(path, &text)
+    crate::util::write_atomic(path, &text)
 }
 
 fn to_vec(t: &Tensor) -> Vec<f64> {
@@ -909,7 +909,7 @@ fn cell_means(rows: &[(i64, i64, f64)]) -> BTreeMap<(i64, i64), (f64, f64)> {
 
 /// Log-log slope of points (x, y > 0).
 fn loglog_slope(points: &[(f64, f64)]) -> f64 {
-    crate::probe::fit::fit(points).power
+    crate::util::fit::fit(points).power
 }
 
 fn check(name: &str, value: f64, lo: f64, hi: f64) -> String {

@@ -7,14 +7,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::grid::Grid;
-use super::sweep::{cell_status, CellStatus};
+use super::runner::{cell_status, CellStatus};
 
-#[derive(Debug, Clone, Default)]
+/// sbatch's options, given with `deepres sweep --slurm`.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct SlurmOptions {
+    /// Slurm partition (with --slurm).
+    #[arg(long, requires = "slurm")]
     pub partition: Option<String>,
+    /// Slurm time limit per task, e.g. 24:00:00 (with --slurm).
+    #[arg(long, requires = "slurm")]
     pub time: Option<String>,
+    /// Slurm generic resources per task, e.g. gpu:1 (with --slurm).
+    #[arg(long, requires = "slurm")]
     pub gres: Option<String>,
-    /// At most this many array tasks at once (`--array=...%K`).
+    /// At most K array tasks at once (`--array=...%K`, with --slurm).
+    #[arg(long, value_name = "K", requires = "slurm")]
     pub max_parallel: Option<usize>,
 }
 

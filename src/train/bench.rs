@@ -22,7 +22,7 @@
 //! shown. images/s is the median window's.
 //!
 //! Peak GPU memory: the CUDA caching allocator's peak allocated and reserved bytes over the
-//! whole run (through [`crate::torch_ext`]; tch 0.24 exposes no allocator statistics), the
+//! whole run (through [`crate::util::torch_ext`]; tch 0.24 exposes no allocator statistics), the
 //! figures torch.cuda.max_memory_allocated / max_memory_reserved give, which
 //! `scripts/bench_torch.py` prints in the same line format.
 use anyhow::{bail, Context, Result};
@@ -30,7 +30,7 @@ use std::time::Instant;
 use tch::nn::VarStore;
 use tch::Device;
 
-use crate::config::{Precision, RunConfig};
+use crate::train::config::{Precision, RunConfig};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::resnet::{blocks_per_stage, forward_flops, trainable_parameters, ResNet};
 use crate::train::graph::Stepper;
@@ -304,7 +304,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     if let Some(t) = o.threads {
         tch::set_num_threads(t as i32);
     }
-    let device = crate::device::select_device(&o.device).context("--device")?;
+    let device = crate::util::device::select_device(&o.device).context("--device")?;
     let precision = parse_precision(&o.precision, Some(device))?;
 
     let mut cfg = RunConfig::default();
@@ -330,7 +330,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let model = ResNet::new(&vs.root(), &cfg.model, split.channels, split.num_classes)?;
     let parameters = trainable_parameters(&vs);
     if o.channels_last {
-        crate::torch_ext::vars_to_channels_last(&vs)?;
+        crate::util::torch_ext::vars_to_channels_last(&vs)?;
     }
     let mut opt = Sgd::for_precision(&vs, cfg.train.optimizer, model.num_blocks, precision);
 
@@ -401,7 +401,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         sums.grad_norm.double_value(&[]),
     );
     let gpu_memory =
-        crate::torch_ext::cuda_peak_bytes(device, false).ok_or_else(|| device_name(device));
+        crate::util::torch_ext::cuda_peak_bytes(device, false).ok_or_else(|| device_name(device));
     Ok(BenchReport {
         depth: o.depth,
         blocks: model.num_blocks,

@@ -10,7 +10,8 @@ use serde_yaml::{Mapping, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::{apply_override, RunConfig};
+use crate::train::config::RunConfig;
+use crate::util::overrides::apply_override;
 use crate::data::DatasetName;
 
 /// One cell of a sweep: a resolved run config and where it came from.

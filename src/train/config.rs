@@ -2,13 +2,15 @@
 //! `--set key=value` overrides with dotted keys, and validation with one-line errors that name
 //! the file, the key and the accepted values.
 //!
-//! Where τ enters: `model.tau` ([`TauConfig`]) → [`crate::model::tau::initial_tau`] →
-//! [`crate::model::resnet::ResNet`] (one place in each block's forward pass).
+//! The model's part (`model:`, with τ) is [`crate::model::config::ModelConfig`].
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::data::{Augment, DatasetName};
+use crate::model::config::{InitScheme, ModelConfig, Norm, Shortcut};
+use crate::util::key::sha256_hex;
+use crate::util::overrides::{apply_override, explain_serde_error};
 
 /// One training run: `deepres train --config FILE`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -93,121 +95,6 @@ impl DataConfig {
             coarse_labels: self.coarse_labels,
             limit_train: self.limit_train,
             limit_test: self.limit_test,
-        }
-    }
-}
-
-/// Normalization inside the residual blocks.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Norm {
-    /// Batch norm after each conv (post-activation block of He et al.).
-    Bn,
-    /// No normalization: scalar biases around each conv (the τ paper's / Fixup's block).
-    None,
-}
-
-/// Shortcut of the downsampling blocks (first block of stages 2 and 3).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub enum Shortcut {
-    /// Option A: stride-2 subsampling and zero channel padding, no parameters.
-    #[serde(rename = "a")]
-    A,
-    /// The τ paper's code: 1×1 average pool with stride 2, batch norm, zero padding.
-    #[serde(rename = "a-bn")]
-    ABn,
-    /// Option B: 1×1 convolution with stride 2 and batch norm.
-    #[serde(rename = "b")]
-    B,
-}
-
-/// Initialization scheme of the convolutions.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum InitScheme {
-    /// Kaiming normal, fan-out: N(0, 2/(k²·out_channels)); BN γ = 1, β = 0.
-    Kaiming,
-    /// Fixup (Zhang et al. 2019): conv1 Kaiming scaled by L^(-1/2), conv2 and classifier zero,
-    /// a learnable scalar multiplier per block (initialized to τ₀, 1 with `rule: one`).
-    Fixup,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// Network depth 6n+2 (ResNet-20, 32, 44, 56, 110, 1202): L = 3n residual blocks.
-    pub depth: i64,
-    /// Width multiplier k: stages have 16k, 32k, 64k channels.
-    pub width: i64,
-    pub norm: Norm,
-    pub shortcut: Shortcut,
-    pub init: InitScheme,
-    pub tau: TauConfig,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            depth: 20,
-            width: 1,
-            norm: Norm::Bn,
-            shortcut: Shortcut::A,
-            init: InitScheme::Kaiming,
-            tau: TauConfig::default(),
-        }
-    }
-}
-
-/// How τ, the scale of every residual branch, depends on the number of blocks L.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum TauRule {
-    /// τ = 1 (the plain ResNet).
-    One,
-    /// τ = c/√L (the τ paper's choice, c = 1; 0.5 is reported slightly better).
-    InvSqrt,
-    /// τ = c/L.
-    Inv,
-    /// τ = L^(-β).
-    Power,
-    /// τ = value.
-    Fixed,
-}
-
-/// Whether τ is trained.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum TauLearnable {
-    /// τ is a constant.
-    None,
-    /// One scalar shared by all blocks (the τ paper's code), initialized from the rule;
-    /// its gradient is divided by L and it trains at lr/10.
-    Shared,
-    /// One scalar per block initialized to 0 (SkipInit / ReZero); the rule is ignored.
-    Rezero,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TauConfig {
-    pub rule: TauRule,
-    /// Constant c of `inv_sqrt` and `inv`.
-    pub c: f64,
-    /// Exponent β of `power`.
-    pub beta: f64,
-    /// Value of `fixed`.
-    pub value: f64,
-    pub learnable: TauLearnable,
-}
-
-impl Default for TauConfig {
-    fn default() -> Self {
-        TauConfig {
-            rule: TauRule::One,
-            c: 1.0,
-            beta: 0.5,
-            value: 1.0,
-            learnable: TauLearnable::None,
         }
     }
 }
@@ -451,7 +338,7 @@ impl RunConfig {
                 s.milestones
             );
         }
-        crate::device::parse_device(&self.device).map_err(|e| anyhow::anyhow!("device: {e}"))?;
+        crate::util::device::parse_device(&self.device).map_err(|e| anyhow::anyhow!("device: {e}"))?;
         if self.name.is_empty()
             || self.name.contains(['/', '\\'])
             || self.name == "."
@@ -493,54 +380,3 @@ impl RunConfig {
     }
 }
 
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Applies `a.b.c=value` to a YAML tree; the value is parsed as YAML (numbers, bools, lists).
-pub fn apply_override(root: &mut serde_yaml::Value, ov: &str) -> Result<()> {
-    let (key, raw) = ov
-        .split_once('=')
-        .ok_or_else(|| anyhow::anyhow!("expected key=value (dotted key, e.g. model.depth=56)"))?;
-    let key = key.trim();
-    if key.is_empty() || key.split('.').any(|p| p.is_empty()) {
-        bail!("empty key in {ov:?}; expected e.g. train.optimizer.lr=0.05");
-    }
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(raw).unwrap_or_else(|_| serde_yaml::Value::String(raw.to_string()));
-    let mut node = root;
-    for part in key.split('.') {
-        if !node.is_mapping() {
-            if node.is_null() {
-                *node = serde_yaml::Value::Mapping(Default::default());
-            } else {
-                bail!("{key}: {part:?} is inside a value that is not a mapping");
-            }
-        }
-        let map = node.as_mapping_mut().expect("checked above");
-        let k = serde_yaml::Value::String(part.to_string());
-        if !map.contains_key(&k) {
-            map.insert(k.clone(), serde_yaml::Value::Null);
-        }
-        node = map.get_mut(&k).expect("inserted above");
-    }
-    *node = value;
-    Ok(())
-}
-
-/// Rewrites serde's messages into the key/accepted-values form of our errors.
-fn explain_serde_error(msg: &str) -> String {
-    // serde_yaml: "model.tau: unknown field `foo`, expected one of `rule`, `c`, ... at line 3 column 5"
-    let msg = msg.replace("unknown field", "unknown key");
-    let msg = msg.replace("unknown variant", "unknown value");
-    if msg.contains("unknown key") {
-        format!("{msg} (remove or rename the key)")
-    } else {
-        msg
-    }
-}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::grid::Grid;
 use super::lock;
-use super::sweep::{cell_status, CellStatus, SweepReport};
+use super::runner::{cell_status, CellStatus, SweepReport};
 
 /// Where the children run: `jobs` CPU processes, or one process per listed GPU.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ pub enum Slots {
 /// is a failed cell (its own error line is above, on the shared stderr).
 pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<SweepReport> {
     grid.check_data()?;
-    super::sweep::check_configs(grid)?;
+    super::runner::check_configs(grid)?;
     let exe = std::env::current_exe().context("cannot find the deepres executable")?;
     let names: Vec<Option<String>> = match slots {
         Slots::Cpu(n) => vec![None; (*n).max(1)],

@@ -16,11 +16,11 @@ use anyhow::{bail, Result};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use super::plot::{self, Panel, PlotSpec, Series};
-use super::published;
-use super::runs::{RunRecord, RunState};
-use super::table::Table;
-use crate::experiment::grid::{Cell, Grid, ReportKind, ReportSpec};
+use crate::report::plot::{self, Panel, PlotSpec, Series};
+use crate::report::published;
+use crate::report::runs::{RunRecord, RunState};
+use crate::report::table::Table;
+use crate::sweep::grid::{Cell, Grid, ReportKind, ReportSpec};
 
 /// What a report needs from a grid (so it can be built without a grid file, e.g. in tests).
 #[derive(Debug, Clone, PartialEq)]
@@ -483,7 +483,7 @@ fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
             }
         }
         let md_path = dir.join(format!("{stem_name}.md"));
-        super::write_atomic(&md_path, &body)?;
+        crate::util::write_atomic(&md_path, &body)?;
         let csv_path = dir.join(format!("{stem_name}.csv"));
         long.write_csv(&csv_path)?;
         let mut files = vec![md_path, csv_path];
@@ -634,7 +634,7 @@ fn render_curves(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
                 l.extend([
                     c.seed.to_string(),
                     row.train_loss.to_string(),
-                    super::runs::error_pct(row.test_acc)
+                    crate::report::runs::error_pct(row.test_acc)
                         .map_or_else(|| "NaN".into(), |e| e.to_string()),
                 ]);
                 long.push(l);
@@ -666,6 +666,6 @@ fn render_curves(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
     long.write_csv(&csv_path)?;
     md += &format!("curves (long CSV): `{}`\n", csv_path.display());
     let md_path = dir.join(format!("{}.md", slug(&ctx.name)));
-    super::write_atomic(&md_path, &md)?;
+    crate::util::write_atomic(&md_path, &md)?;
     Ok(md)
 }

@@ -21,7 +21,7 @@ use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{ModelConfig, Norm, Shortcut, TauConfig, TauLearnable, TauRule};
+use crate::model::config::{ModelConfig, Norm, Shortcut, TauConfig, TauLearnable, TauRule};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::resnet::{blocks_per_stage, ResNet};
 use crate::model::tau::initial_tau;
@@ -39,7 +39,7 @@ pub const COLUMNS: [&str; 9] = [
     "backward_ratio",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeModel {
     /// The CIFAR ResNet-(6n+2); depths are network depths, L = 3n blocks.

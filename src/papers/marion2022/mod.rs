@@ -2,7 +2,7 @@
 //!
 //! A figure file holds `figure` (its name), `title`, `spec` (the settings, tagged by `kind`) and
 //! `scales` (`smoke`, `full`: keys that replace those of `spec`). Kinds:
-//! - `scaling` (M1, M3, M4, M5): [`crate::probe::scaling`] over depths × β, mean and spread,
+//! - `scaling` (M1, M3, M4, M5): [`crate::papers::marion2022::scaling`] over depths × β, mean and spread,
 //!   log-log slopes, one panel per β;
 //! - `histogram` (M2): one output coordinate over many random models, with the fitted Gaussian;
 //! - `fbm-paths` (M6): sample paths of the fBm generator the models use;
@@ -22,7 +22,7 @@ use tch::{nn, Device, Kind, Tensor};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::weight_init::{fbm_paths, LayerInit};
-use crate::probe::scaling::{self, ScalingSpec, Stats};
+use crate::papers::marion2022::scaling::{self, ScalingSpec, Stats};
 use crate::report::heatmap::Heatmap;
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
@@ -1252,7 +1252,7 @@ fn resume_rows(
             }
         }
     }
-    crate::report::write_atomic(&key_path, &key)?;
+    crate::util::write_atomic(&key_path, &key)?;
     Ok(rows)
 }
 

@@ -18,7 +18,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::weight_init::LayerInit;
-use crate::probe::fit::group_by_depth;
+use crate::util::fit::group_by_depth;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -334,8 +334,8 @@ pub fn slope_table(rows: &[ScalingRow], title: &str) -> crate::report::table::Ta
                 .map(|(l, f, b)| (*l as f64, if which == 0 { f.mean } else { b.mean }))
                 .collect()
         };
-        let ff = crate::probe::fit::fit(&pts(0));
-        let fb = crate::probe::fit::fit(&pts(1));
+        let ff = crate::util::fit::fit(&pts(0));
+        let fb = crate::util::fit::fit(&pts(1));
         let first = series.first().unwrap();
         let last = series.last().unwrap();
         t.push(vec![

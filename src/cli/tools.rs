@@ -1,0 +1,79 @@
+//! `deepres bench`, `info`, `data` and `compare`.
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+use crate::data::{self, DatasetName};
+use crate::report;
+use crate::train::bench::{self, BenchOptions};
+use crate::util::device;
+
+#[derive(Subcommand)]
+pub enum DataCmd {
+    /// Download the official archive(s), verify checksums and extract into the data directory.
+    Fetch {
+        /// cifar10 | cifar100 | mnist | fashion-mnist
+        name: DatasetName,
+        #[arg(long, default_value = "data")]
+        root: PathBuf,
+    },
+    /// Load a dataset and print its shapes (checks the files).
+    Check {
+        name: DatasetName,
+        #[arg(long, default_value = "data")]
+        root: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Run directories.
+    #[arg(required = true, num_args = 2..)]
+    runs: Vec<PathBuf>,
+    /// Output CSV.
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+pub fn bench(opts: &BenchOptions) -> Result<()> {
+    for line in bench::run(opts)?.lines() {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+pub fn info() -> Result<()> {
+    for line in device::info_lines() {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+pub fn data(cmd: DataCmd) -> Result<()> {
+    match cmd {
+        DataCmd::Fetch { name, root } => data::fetch::fetch(name, &root),
+        DataCmd::Check { name, root } => {
+            let spec = data::DataSpec {
+                root,
+                ..data::DataSpec::new(name)
+            };
+            let s = data::load(&spec)?;
+            println!(
+                "{name}: train {:?} test {:?} classes {} mean {:?} std {:?}",
+                s.train.images.size(),
+                s.test.images.size(),
+                s.num_classes,
+                s.mean,
+                s.std
+            );
+            Ok(())
+        }
+    }
+}
+
+pub fn compare(a: CompareArgs) -> Result<()> {
+    let runs: Vec<&Path> = a.runs.iter().map(PathBuf::as_path).collect();
+    print!("{}", report::compare::compare(&runs, &a.out)?);
+    println!("written: {}", a.out.display());
+    Ok(())
+}

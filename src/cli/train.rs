@@ -1,0 +1,113 @@
+//! `deepres train` and `deepres summary`: one run config.
+use anyhow::Result;
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+use crate::model::config::{Norm, Shortcut};
+use crate::model::resnet::{self, ResNet};
+use crate::train::{self, config::RunConfig};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// YAML run config (see experiments/); without it, the defaults.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Override a config key: --set model.depth=56 --set train.optimizer.lr=0.05
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Shorthand for --set device=...: auto | cpu | cuda | cuda:N
+    #[arg(long)]
+    device: Option<String>,
+    /// Continue the run from its checkpoint (a finished run is left as it is).
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many epochs in this process (the run stays resumable).
+    #[arg(long, value_name = "N")]
+    stop_after: Option<i64>,
+    /// When <out_dir>/<name> exists, train into the first free <name>-2, <name>-3, ...
+    #[arg(long)]
+    force_new: bool,
+    /// No per-epoch lines.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct SummaryArgs {
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Depth 6n+2.
+    #[arg(long)]
+    depth: Option<i64>,
+    #[arg(long, value_enum)]
+    norm: Option<Norm>,
+    #[arg(long, value_enum)]
+    shortcut: Option<Shortcut>,
+    /// Width multiplier k.
+    #[arg(long)]
+    width: Option<i64>,
+    /// Number of classes.
+    #[arg(long, default_value_t = 10)]
+    classes: i64,
+    /// Input channels (3 for CIFAR, 1 for MNIST).
+    #[arg(long, default_value_t = 3)]
+    in_channels: i64,
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let mut set = a.set;
+    set.extend(a.device.map(|d| format!("device={d}")));
+    let mut cfg = load_config(a.config.as_deref(), &set)?;
+    if a.force_new {
+        cfg = train::with_new_dir(&cfg);
+    }
+    let opts = train::RunOptions {
+        resume: a.resume,
+        stop_after: a.stop_after,
+        quiet: a.quiet,
+    };
+    let s = train::run(&cfg, &opts)?;
+    println!(
+        "{}: {} after {}/{} epochs, best test acc {:.4} (epoch {}), final test acc {:.4}",
+        cfg.run_dir().display(),
+        s.status,
+        s.epochs_done,
+        s.epochs,
+        s.best_test_acc,
+        s.best_epoch,
+        s.final_test_acc
+    );
+    Ok(())
+}
+
+pub fn summary(a: SummaryArgs) -> Result<()> {
+    let mut set = a.set;
+    set.extend(a.depth.map(|v| format!("model.depth={v}")));
+    set.extend(a.norm.map(|v| format!("model.norm={}", value_name(v))));
+    set.extend(a.shortcut.map(|v| format!("model.shortcut={}", value_name(v))));
+    set.extend(a.width.map(|v| format!("model.width={v}")));
+    let cfg = load_config(a.config.as_deref(), &set)?;
+    for line in resnet::describe(&cfg.model, a.in_channels, a.classes)? {
+        println!("{line}");
+    }
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    ResNet::new(&vs.root(), &cfg.model, a.in_channels, a.classes)?;
+    println!("parameters: {}", resnet::trainable_parameters(&vs));
+    Ok(())
+}
+
+/// The name clap and the config files both use for a value (`a-bn`, `none`).
+fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
+fn load_config(path: Option<&Path>, set: &[String]) -> Result<RunConfig> {
+    match path {
+        Some(p) => RunConfig::load(p, set),
+        None => RunConfig::from_overrides(set),
+    }
+}

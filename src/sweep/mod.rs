@@ -1,0 +1,18 @@
+//! Sweeps: a grid YAML (a base run config, named variants, dotted-key grids, seeds, scales)
+//! expanded into named cells ([`grid`]), one run directory per cell; [`runner::run_sweep`] runs
+//! the missing cells, resumes the interrupted ones, skips the finished ones and records the
+//! diverged ones. Cells run one after another, in local child processes ([`local`]) or as a
+//! Slurm job array ([`slurm`]); a cell's lock ([`lock`]) keeps two runners off one cell.
+//! [`report`] renders the grid file's `report:` section from the finished cells.
+pub mod grid;
+pub mod local;
+pub mod lock;
+pub mod report;
+pub mod runner;
+pub mod slurm;
+
+pub use grid::{Cell, Grid};
+pub use runner::{
+    cell_status, check_configs, run_sweep, status_table, with_new_dir, CellStatus, SweepOptions,
+    SweepReport,
+};
