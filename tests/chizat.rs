@@ -2,7 +2,7 @@
 //! padding models to a common shape is exact, the forward pass at initialization deviates from
 //! the identity like 1/√(LM), one GD step moves the output by O(1) whatever L and M, the
 //! least-squares fit of a/L + b√(D/(LM)) recovers known constants, and the figure files run.
-use deepres::papers::chizat2025::{self, fit_rate, Dynamics};
+use deepres::papers::chizat2025::{self as chizat, fit_rate, Dynamics};
 use deepres::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};

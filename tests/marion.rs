@@ -2,7 +2,7 @@
 //! many draws (tolerances that a wrong generator fails), the batched models' hand-written
 //! backward pass equals autograd, and the scaling measurement shows the i.i.d. picture.
 use deepres::papers::marion2022::{
-    self, train_classifiers, Figure, TrainFig, TrainRun, TrainSetup,
+    self as marion, train_classifiers, Figure, TrainFig, TrainRun, TrainSetup,
 };
 use deepres::model::full_resnet::{depth_scale, FullResNet};
 use deepres::model::marion_net::{MarionModel, MarionNet, MarionShape};

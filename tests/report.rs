@@ -6,7 +6,8 @@ use deepres::sweep::grid::{Cell, ReportKind, ReportSpec};
 use deepres::report::plot::{self, Legend, Panel, PlotSpec, Series};
 use deepres::report::runs::{RunRecord, RunState};
 use deepres::report::table::Table;
-use deepres::report::{published, render_with, ReportContext};
+use deepres::report::published;
+use deepres::sweep::report::{render_with, ReportContext};
 use deepres::train::{metrics, Summary};
 use std::path::{Path, PathBuf};
 
@@ -689,7 +690,7 @@ fn the_tau_paper_grids_report_before_any_run() {
         let set = [format!("out_dir={}", tmp.path().display())];
         let grid = deepres::sweep::Grid::load(&root.join(file), Some("smoke"), &set).unwrap();
         let cells = grid.cells().unwrap();
-        let md = deepres::report::render(&grid, &cells).unwrap();
+        let md = deepres::sweep::report::render(&grid, &cells).unwrap();
         println!("{md}");
         assert!(md.contains("missing"), "{file}: {md}");
         assert!(

@@ -13,6 +13,8 @@
 //!
 //! Outputs go to `<out>/` (default `runs/marion2022/<file stem>/<scale>/`): CSV, Markdown
 //! tables, SVG/PNG plots.
+pub mod scaling;
+
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use tch::{nn, Device, Kind, Tensor};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::weight_init::{fbm_paths, LayerInit};
-use crate::papers::marion2022::scaling::{self, ScalingSpec, Stats};
+use scaling::{ScalingSpec, Stats};
 use crate::report::heatmap::Heatmap;
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;

@@ -11,7 +11,6 @@
 //! are measured, and a rerun skips the rows already there, so a long probe resumes.
 pub mod fit;
 pub mod report;
-pub mod scaling;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
