@@ -104,7 +104,7 @@ data-cifar100: build
 data-mnist: build
 	$(DEEPRES) data fetch mnist
 
-## The τ paper (Zhang et al. 2022, SPEC §1.1) ------------------------------------------------
+## The τ paper (Zhang et al. 2022, arXiv:1903.07120; docs/zhang2022.md) ----------------------------
 PROBE_smoke := --depths 8,14,20,38,56,110,218 --batch 32
 PROBE_full  := --depths 20,32,44,56,110,218,434,866,1202 --batch 128
 PROBE_FC_smoke := --depths 3,6,9,18,27,54,108 --batch 32
@@ -146,7 +146,7 @@ bench: build
 	$(TORCH_VENV)/bin/python scripts/bench.py --deepres $(DEEPRES) --python $(TORCH_VENV)/bin/python \
 	  --device $(BENCH_DEVICE) --out bench $(BENCH_ARGS)
 
-## Scaling ResNets in the large-depth regime (Marion et al. 2022, SPEC §1.2) -----------------
+## Scaling ResNets in the large-depth regime (Marion et al. 2022, arXiv:2206.06929; docs/marion2022.md) ---
 ## marion-figN: figure MN from experiments/marion2022/figN.yaml into runs/marion2022/figN/$(SCALE)/
 ## (CSV, Markdown tables, SVG/PNG). M1–M7 run at the paper's size at both scales (M2: 10³ models
 ## at smoke, 10⁴ at full); M8–M9 shrink at smoke (L = 100, 1 epoch, fewer cells).
@@ -159,7 +159,7 @@ $(addprefix marion-fig,$(MARION_FIGS)): marion-fig%: build
 ## marion: every figure of the Marion et al. paper
 marion: $(addprefix marion-fig,$(MARION_FIGS))
 
-## The hidden width of deep ResNets (Chizat 2025, SPEC §1.3) ---------------------------------
+## The hidden width of deep ResNets (Chizat 2025, arXiv:2509.10167; docs/chizat2025.md) ------------
 ## chizat-figN: figure CN from experiments/chizat2025/figN.yaml into runs/chizat2025/figN/$(SCALE)/
 ## (CSV, Markdown tables with the fits and acceptance checks, SVG/PNG). Limit models are cached
 ## in runs/chizat2025/limits/ and shared by the figures. CHIZAT_ARGS adds options, e.g.
