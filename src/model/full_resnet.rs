@@ -8,6 +8,7 @@
 //! A and B are uniform ±√(3/fan_in) (the authors' code), W and V follow a [`LayerInit`].
 use tch::{Device, Kind, Tensor};
 
+use super::scale::residual_scale;
 use super::weight_init::{layer_weights, LayerInit};
 
 /// Uniform ±√(3/fan_in) matrices `[models, d_out, d_in]`.
@@ -16,9 +17,9 @@ pub fn uniform_matrix(models: i64, d_out: i64, d_in: i64, device: Device) -> Ten
     Tensor::empty([models, d_out, d_in], (Kind::Float, device)).uniform_(-bound, bound)
 }
 
-/// The residual scale s = L^-β as a scalar tensor.
+/// The residual scale s = L^-β ([`residual_scale`]) as a scalar tensor.
 pub fn depth_scale(depth: i64, beta: f64, device: Device) -> Tensor {
-    Tensor::from((depth as f64).powf(-beta) as f32).to_device(device)
+    Tensor::from(residual_scale(depth, beta) as f32).to_device(device)
 }
 
 /// M FullResNets of the same depth L and width d.

@@ -15,6 +15,7 @@ pub mod full_resnet;
 pub mod init;
 pub mod marion_net;
 pub mod resnet;
+pub mod scale;
 pub mod simple_resnet;
 pub mod tau;
 pub mod two_layer_resnet;

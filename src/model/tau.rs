@@ -2,6 +2,7 @@
 //! form in which it enters each block (a constant, one shared learnable scalar, or one
 //! learnable scalar per block).
 use crate::model::config::{TauConfig, TauRule};
+use crate::model::scale::residual_scale;
 use tch::Tensor;
 
 /// τ₀ = the rule's value at L residual blocks: 1, c/√L, c/L, L^(-β) or a fixed value.
@@ -11,7 +12,7 @@ pub fn initial_tau(cfg: &TauConfig, blocks: i64) -> f64 {
         TauRule::One => 1.0,
         TauRule::InvSqrt => cfg.c / l.sqrt(),
         TauRule::Inv => cfg.c / l,
-        TauRule::Power => l.powf(-cfg.beta),
+        TauRule::Power => residual_scale(blocks, cfg.beta),
         TauRule::Fixed => cfg.value,
     }
 }

@@ -89,3 +89,24 @@ pub fn load<S: DeserializeOwned>(
             .unwrap_or_default(),
     })
 }
+
+/// `n` points evenly spaced from `from` to `to` (both included).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Linspace {
+    pub from: f64,
+    pub to: f64,
+    pub points: usize,
+}
+
+impl Linspace {
+    pub fn values(&self) -> Vec<f64> {
+        if self.points <= 1 {
+            return vec![self.from];
+        }
+        let h = (self.to - self.from) / (self.points - 1) as f64;
+        (0..self.points)
+            .map(|i| ((self.from + h * i as f64) * 1e6).round() / 1e6)
+            .collect()
+    }
+}

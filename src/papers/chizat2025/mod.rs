@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-use crate::papers::marion2022::Linspace;
+use crate::papers::figure::Linspace;
 use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use crate::report::heatmap::Heatmap;
 use crate::report::plot::{multi_panel, ramp, Legend, Panel, PlotSpec, Series};

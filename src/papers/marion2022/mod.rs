@@ -22,35 +22,17 @@ use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
+use crate::model::scale::residual_scale;
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::weight_init::{fbm_paths, LayerInit};
 use scaling::{ScalingSpec, Stats};
 use crate::report::heatmap::Heatmap;
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
+use crate::papers::figure::Linspace;
 use crate::report::table::Table;
 use crate::train::adam::BatchedAdam;
 use crate::train::tensor_file::{self, TensorFile};
 
-/// `n` points evenly spaced from `from` to `to` (both included).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Linspace {
-    pub from: f64,
-    pub to: f64,
-    pub points: usize,
-}
-
-impl Linspace {
-    pub fn values(&self) -> Vec<f64> {
-        if self.points <= 1 {
-            return vec![self.from];
-        }
-        let h = (self.to - self.from) / (self.points - 1) as f64;
-        (0..self.points)
-            .map(|i| ((self.from + h * i as f64) * 1e6).round() / 1e6)
-            .collect()
-    }
-}
 
 fn d_models() -> i64 {
     50
@@ -853,7 +835,7 @@ pub fn train_classifiers(
     let net = MarionNet::trainable(kind, &vs.root(), shape, &inits, seed);
     let scales: Vec<f32> = runs
         .iter()
-        .map(|r| (depth as f64).powf(-r.beta) as f32)
+        .map(|r| residual_scale(depth, r.beta) as f32)
         .collect();
     // s_m = L^-β_m, broadcast against the hidden states `[M, B, d]`.
     let scale = Tensor::from_slice(&scales)

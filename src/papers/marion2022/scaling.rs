@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
+use crate::model::scale::residual_scale;
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::weight_init::LayerInit;
 use crate::util::fit::group_by_depth;
@@ -125,7 +126,7 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                 .betas
                 .iter()
                 .flat_map(|&b| {
-                    std::iter::repeat_n((depth as f64).powf(-b) as f32, spec.inputs as usize)
+                    std::iter::repeat_n(residual_scale(depth, b) as f32, spec.inputs as usize)
                 })
                 .collect();
             let scale = Tensor::from_slice(&scales).view([1, -1, 1]).to_device(dev);
