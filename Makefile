@@ -35,7 +35,17 @@ RUNS := runs
 
 ## setup: libtorch venv, Fashion-MNIST and a font for PNG plots, each only when missing
 ## (a second run takes seconds)
-setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(FASHION) $(FONT)
+setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(FASHION) $(FONT) .cargo/config.toml
+
+# Plain `cargo build` / `cargo test` (a Rust user's habit) build exactly as `make build` does:
+# torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH), which this
+# untracked file puts first on the PATH of cargo's build scripts. Rewritten when the venv is.
+.cargo/config.toml: $(TORCH_VENV)/.installed
+	@mkdir -p .cargo
+	@printf '%s\n' '# Written by `make setup` (not tracked): torch-sys takes libtorch from the cached venv.' \
+	  '[env]' 'LIBTORCH_USE_PYTORCH = "1"' \
+	  'PATH = { value = "$(PATH)", force = true }' > $@
+	@echo "setup: wrote $@ (cargo build / cargo test now work directly)"
 
 $(TORCH_VENV)/.installed:
 	@echo "setup: installing $(TORCH_SPEC) into $(TORCH_VENV) (about 4.6 GB, a minute or two)"

@@ -114,7 +114,7 @@ for i in $(seq 600); do
   sleep 1
 done
 "$DEEPRES" sweep grid.yaml --status | tee status.txt
-grep -q '^3 done, 0 running, 0 diverged, 0 missing' status.txt
+grep -q '^3 finished, 0 running, 0 diverged, 0 missing' status.txt
 for c in s0 s1 s2; do
   got=$(tail -n +2 "runs/slurm/$c/metrics.csv" | cut -d, -f1 | tr '\n' ' ')
   [ "$got" = "1 2 3 4 5 6 " ] || { echo "test-slurm: $c has epochs '$got'"; exit 1; }

@@ -4,11 +4,13 @@
 use deepres::train::config::RunConfig;
 use deepres::sweep::grid::{Cell, ReportKind, ReportSpec};
 use deepres::report::plot::{self, Legend, Panel, PlotSpec, Series};
-use deepres::report::runs::{RunRecord, RunState};
+use deepres::report::runs::RunRecord;
+use deepres::train::RunStatus;
 use deepres::report::table::Table;
 use deepres::report::published;
 use deepres::sweep::report::{render_with, ReportContext};
-use deepres::train::{metrics, Summary};
+use deepres::train::metrics::EpochStatus;
+use deepres::train::{metrics, run_dir, Summary};
 use std::path::{Path, PathBuf};
 
 const EPOCHS: i64 = 3;
@@ -66,11 +68,11 @@ fn write_run(c: &Cell, run: Run) {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.yaml"), c.config.to_yaml()).unwrap();
     let (errs, status, diverged) = match run {
-        Run::Finished(e) => (e, "finished", false),
-        Run::Diverged(e) => (e, "diverged", true),
-        Run::Running(e) => (e, "running", false),
+        Run::Finished(e) => (e, RunStatus::Finished, false),
+        Run::Diverged(e) => (e, RunStatus::Diverged, true),
+        Run::Running(e) => (e, RunStatus::Running, false),
     };
-    let row = |epoch: i64, loss: f64, acc: f64, status: &str| metrics::EpochRow {
+    let row = |epoch: i64, loss: f64, acc: f64, status: EpochStatus| metrics::EpochRow {
         epoch,
         lr: 0.1,
         train_loss: loss,
@@ -81,25 +83,25 @@ fn write_run(c: &Cell, run: Run) {
         tau: 1.0,
         epoch_seconds: 1.0,
         images_per_second: 100.0,
-        status: status.into(),
+        status,
     };
-    let path = dir.join(metrics::FILE_NAME);
+    let path = dir.join(run_dir::METRICS_FILE);
     for (i, e) in errs.iter().enumerate() {
         metrics::append(
             &path,
-            &row(i as i64 + 1, 2.0 / (i as f64 + 1.0), 1.0 - e / 100.0, "ok"),
+            &row(i as i64 + 1, 2.0 / (i as f64 + 1.0), 1.0 - e / 100.0, EpochStatus::Ok),
         )
         .unwrap();
     }
     let mut done = errs.len() as i64;
     if diverged {
         done += 1;
-        metrics::append(&path, &row(done, f64::NAN, 0.1, "diverged")).unwrap();
+        metrics::append(&path, &row(done, f64::NAN, 0.1, EpochStatus::Diverged)).unwrap();
     }
     let best = errs.iter().map(|e| 1.0 - e / 100.0).fold(0.0, f64::max);
     let summary = Summary {
         name: c.name.clone(),
-        status: status.into(),
+        status,
         epochs_done: done,
         epochs: EPOCHS,
         best_test_acc: best,
@@ -502,7 +504,7 @@ fn curves_write_two_panel_figures_and_the_long_csv() {
 fn run_records_tolerate_missing_and_torn_files() {
     let tmp = tempfile::tempdir().unwrap();
     let rec = RunRecord::load(&tmp.path().join("never-ran"));
-    assert!(!rec.exists() && rec.state() == RunState::Missing && rec.best_test_error().is_none());
+    assert!(!rec.exists() && rec.status() == RunStatus::Missing && rec.best_test_error().is_none());
     let c = cell(tmp.path(), 0, "bn", &[("model.depth", depth(20))], 0);
     write_run(&c, Run::Running(&[40.0, 30.0]));
     std::fs::remove_file(c.dir().join("summary.json")).unwrap();
@@ -511,13 +513,8 @@ fn run_records_tolerate_missing_and_torn_files() {
     text += "3,0.1,0.5";
     std::fs::write(c.dir().join("metrics.csv"), text).unwrap();
     let rec = RunRecord::load(&c.dir());
-    assert_eq!(
-        rec.state(),
-        RunState::Running {
-            epochs_done: 2,
-            epochs: EPOCHS
-        }
-    );
+    assert_eq!(rec.status(), RunStatus::Running);
+    assert_eq!((rec.epochs_done(), rec.epochs_planned()), (2, Some(EPOCHS)));
     assert!((rec.best_test_error().unwrap() - 30.0).abs() < 1e-9);
     assert_eq!(rec.problems.len(), 1, "{:?}", rec.problems);
 }

@@ -1,7 +1,8 @@
 //! Sweeps: grid expansion (order, names, variants, scales, overrides, errors) and running
 //! tiny sweeps on synthetic data (skip, resume, divergence, failure, status listing).
 use deepres::model::config::Norm;
-use deepres::sweep::{cell_status, run_sweep, status_table, CellStatus, Grid, SweepOptions};
+use deepres::sweep::{cell_status, run_sweep, status_table, Grid, SweepOptions};
+use deepres::train::RunStatus;
 use deepres::train::{self, metrics, RunOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -353,7 +354,7 @@ fn a_sweep_runs_its_cells_then_skips_them_untouched() {
     assert_eq!(cells.len(), 2);
     assert!(cells
         .iter()
-        .all(|c| cell_status(c) == (CellStatus::Missing, None)));
+        .all(|c| cell_status(c) == (RunStatus::Missing, None)));
     let r = run_sweep(&g, &quiet()).unwrap();
     assert_eq!(
         (r.ran, r.skipped, r.diverged, r.failed.len()),
@@ -363,7 +364,7 @@ fn a_sweep_runs_its_cells_then_skips_them_untouched() {
     let mut bytes = Vec::new();
     for c in &cells {
         let (status, err) = cell_status(c);
-        assert_eq!(status, CellStatus::Done);
+        assert_eq!(status, RunStatus::Finished);
         let err = err.unwrap();
         assert!((0.0..=1.0).contains(&err));
         assert_eq!(csv_epochs(&c.dir()), [1]);
@@ -381,7 +382,7 @@ fn a_sweep_runs_its_cells_then_skips_them_untouched() {
     }
     let table = status_table(&g).unwrap();
     assert!(
-        table.contains("2 done, 0 running, 0 diverged, 0 missing"),
+        table.contains("2 finished, 0 running, 0 diverged, 0 missing"),
         "{table}"
     );
 }
@@ -405,15 +406,15 @@ fn a_sweep_resumes_an_interrupted_cell() {
         },
     )
     .unwrap();
-    assert_eq!(s.status, "running");
-    assert_eq!(cell_status(&cells[0]).0, CellStatus::Running);
+    assert_eq!(s.status, RunStatus::Running);
+    assert_eq!(cell_status(&cells[0]).0, RunStatus::Running);
     let table = status_table(&g).unwrap();
     let row = table.lines().find(|l| l.contains("depth8_s0")).unwrap();
     assert!(row.contains("running") && row.contains("1/2"), "{table}");
     let r = run_sweep(&g, &quiet()).unwrap();
     assert_eq!((r.ran, r.skipped, r.failed.len()), (2, 0, 0), "{r:?}");
     for c in &cells {
-        assert_eq!(cell_status(c).0, CellStatus::Done);
+        assert_eq!(cell_status(c).0, RunStatus::Finished);
         assert_eq!(csv_epochs(&c.dir()), [1, 2]);
     }
 }
@@ -435,8 +436,8 @@ fn a_diverging_cell_is_recorded_and_the_sweep_goes_on() {
         (2, 0, 1, 0),
         "{r:?}"
     );
-    assert_eq!(cell_status(&cells[0]).0, CellStatus::Diverged);
-    assert_eq!(cell_status(&cells[1]).0, CellStatus::Done);
+    assert_eq!(cell_status(&cells[0]).0, RunStatus::Diverged);
+    assert_eq!(cell_status(&cells[1]).0, RunStatus::Finished);
     let r = run_sweep(&g, &quiet()).unwrap();
     assert_eq!((r.ran, r.skipped, r.diverged), (0, 2, 0), "{r:?}");
 }
@@ -460,21 +461,21 @@ fn status_lists_done_running_diverged_and_missing() {
     };
     assert_eq!(
         train::run(&cells[0].config, &q(None)).unwrap().status,
-        "diverged"
+        RunStatus::Diverged
     );
     assert_eq!(
         train::run(&cells[1].config, &q(None)).unwrap().status,
-        "finished"
+        RunStatus::Finished
     );
     assert_eq!(
         train::run(&cells[2].config, &q(Some(1))).unwrap().status,
-        "running"
+        RunStatus::Running
     );
     let expect = [
-        ("dv_s0", CellStatus::Diverged, "diverged"),
-        ("ok_s0", CellStatus::Done, "done"),
-        ("half_s0", CellStatus::Running, "running"),
-        ("todo_s0", CellStatus::Missing, "missing"),
+        ("dv_s0", RunStatus::Diverged, "diverged"),
+        ("ok_s0", RunStatus::Finished, "finished"),
+        ("half_s0", RunStatus::Running, "running"),
+        ("todo_s0", RunStatus::Missing, "missing"),
     ];
     let table = status_table(&g).unwrap();
     eprintln!("{table}");
@@ -484,7 +485,7 @@ fn status_lists_done_running_diverged_and_missing() {
         assert_eq!(s, status);
         assert_eq!(
             err.is_some(),
-            matches!(status, CellStatus::Done | CellStatus::Running),
+            matches!(status, RunStatus::Finished | RunStatus::Running),
             "{name}"
         );
         let row = table
@@ -494,10 +495,10 @@ fn status_lists_done_running_diverged_and_missing() {
         let fields: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(fields[0], c.index.to_string());
         assert_eq!(fields[2], word, "{table}");
-        if status == CellStatus::Missing {
+        if status == RunStatus::Missing {
             assert_eq!(&fields[3..], ["0/2", "-"]);
         }
-        if status == CellStatus::Done {
+        if status == RunStatus::Finished {
             assert_eq!(fields[3], "2/2");
             assert_eq!(fields[4], format!("{:.2}", 100.0 * err.unwrap()));
         }
@@ -507,7 +508,7 @@ fn status_lists_done_running_diverged_and_missing() {
             .lines()
             .last()
             .unwrap()
-            .contains("1 done, 1 running, 1 diverged, 1 missing"),
+            .contains("1 finished, 1 running, 1 diverged, 1 missing"),
         "{table}"
     );
     // The widths are fixed: every row as long as the header.
@@ -540,8 +541,8 @@ fn a_failing_cell_is_reported_and_the_others_still_run() {
     assert!(r.failed[0].1.contains("cifar"), "{}", r.failed[0].1);
     assert!(!r.failed[0].1.contains('\n'));
     let cells = g.cells().unwrap();
-    assert_eq!(cell_status(&cells[0]).0, CellStatus::Missing);
-    assert_eq!(cell_status(&cells[1]).0, CellStatus::Done);
+    assert_eq!(cell_status(&cells[0]).0, RunStatus::Missing);
+    assert_eq!(cell_status(&cells[1]).0, RunStatus::Finished);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Training end to end on small synthetic data: CSV columns, learning, determinism, resume,
 //! divergence, refusal to overwrite.
 use deepres::train::config::RunConfig;
-use deepres::train::{self, metrics, RunOptions};
+use deepres::train::metrics::EpochStatus;
+use deepres::train::{self, metrics, RunOptions, RunStatus};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -66,7 +67,7 @@ fn csv_has_the_columns_and_one_row_per_epoch() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), "cols", &["train.epochs=2"]);
     let s = train::run(&cfg, &quiet()).unwrap();
-    assert_eq!(s.status, "finished");
+    assert_eq!(s.status, RunStatus::Finished);
     let text = std::fs::read_to_string(tmp.path().join("cols/metrics.csv")).unwrap();
     let mut lines = text.lines();
     assert_eq!(
@@ -269,13 +270,13 @@ fn a_diverging_run_is_recorded_and_stops() {
         ],
     );
     let s = train::run(&cfg, &quiet()).unwrap();
-    assert_eq!(s.status, "diverged");
+    assert_eq!(s.status, RunStatus::Diverged);
     let rows = metrics::read(&tmp.path().join("boom/metrics.csv")).unwrap();
-    assert_eq!(rows.last().unwrap().status, "diverged");
+    assert_eq!(rows.last().unwrap().status, EpochStatus::Diverged);
     assert_eq!(s.diverged_at_epoch, Some(rows.last().unwrap().epoch));
     // summary.json (NaN written as null) reads back, and --resume leaves a diverged run alone
     let back = train::read_summary(&tmp.path().join("boom")).unwrap();
-    assert_eq!(back.status, "diverged");
+    assert_eq!(back.status, RunStatus::Diverged);
     let again = train::run(
         &cfg,
         &RunOptions {
@@ -285,7 +286,7 @@ fn a_diverging_run_is_recorded_and_stops() {
         },
     )
     .unwrap();
-    assert_eq!(again.status, "diverged");
+    assert_eq!(again.status, RunStatus::Diverged);
     assert_eq!(
         metrics::read(&tmp.path().join("boom/metrics.csv"))
             .unwrap()

@@ -30,7 +30,7 @@ pub struct GridArgs {
 pub struct SweepArgs {
     #[command(flatten)]
     grid: GridArgs,
-    /// List the cells and their state (done / running / diverged / missing) and who holds
+    /// List the cells and their state (finished / running / diverged / missing) and who holds
     /// each running cell's lock; run nothing.
     #[arg(long)]
     status: bool,

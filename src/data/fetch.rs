@@ -233,9 +233,7 @@ pub fn fetch_file(url: &str, dest: &Path, md5: &str) -> anyhow::Result<()> {
         .into());
     }
     verify_md5(&part, md5)?;
-    std::fs::rename(&part, dest)
-        .with_context(|| format!("cannot rename {} to {}", part.display(), dest.display()))?;
-    Ok(())
+    crate::util::atomic::commit(&part, dest)
 }
 
 /// Fetch the files of `sources` into `root` (download or verify each, extract archives).

@@ -1,4 +1,4 @@
-//! FullResNet of Marion et al. (2022, SPEC §1.2), many independent models at once:
+//! FullResNet of Marion et al. (2022, arXiv:2206.06929), many independent models at once:
 //! h_0 = A x, h_{k+1} = h_k + L^-β V_{k+1} relu(W_{k+1} h_k), k = 0..L−1, output B h_L.
 //!
 //! Shapes (M models, width d, depth L, a batch of B inputs per model): A `[M, d, d_in]`,

@@ -2,7 +2,7 @@
 //! 16k/32k/64k channels, global average pooling and a linear classifier. L = 3n residual
 //! blocks; depth 20/32/44/56/110/1202 ↔ L = 9/15/21/27/54/600.
 //!
-//! Two block families (SPEC §1.1):
+//! Two block families (Zhang et al. 2022, arXiv:1903.07120; docs/zhang2022.md):
 //! - `norm: bn`, the τ paper's BN + τ block (post-activation):
 //!   out = relu(x_skip + τ · bn2(conv2(relu(bn1(conv1(x))))))
 //! - `norm: none`, the τ paper's unnormalized block (its code, resnet_cifar_nobn.py), scalar

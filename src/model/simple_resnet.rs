@@ -1,4 +1,4 @@
-//! SimpleResNet of Marion et al. (2022, SPEC §1.2), many independent models at once:
+//! SimpleResNet of Marion et al. (2022, arXiv:2206.06929), many independent models at once:
 //! h_0 = A x, h_{k+1} = h_k + L^-β (V_{k+1} relu(h_k) + b_{k+1}), output B h_L.
 //!
 //! Shapes as in [`super::full_resnet`]: A `[M, d, d_in]`, V `[M, L, d, d]`, biases

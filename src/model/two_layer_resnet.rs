@@ -1,5 +1,5 @@
 //! The ResNet with two-layer-perceptron (2LP) blocks of Chizat (2025, "The Hidden Width of Deep
-//! ResNets", SPEC §1.3), many independent models at once, trained by full-batch gradient descent
+//! ResNets", arXiv:2509.10167), many independent models at once, trained by full-batch gradient descent
 //! with a hand-written backward pass.
 //!
 //! Notation (the paper's): embedding dimension D, depth L, hidden width M (units per block),
@@ -8,14 +8,14 @@
 //! - h_ℓ = h_{ℓ−1} + s Σ_{j=1..M} u_{ℓ,j} tanh(⟨v_{ℓ,j}, h_{ℓ−1}⟩), ℓ = 1..L;
 //! - output f(x) = ⟨e_1, h_L⟩ (a fixed linear readout: the first coordinate).
 //!
-//! Initialization (SPEC §1.3): u_{ℓ,j} ~ σ_u·N(0, I_D) and v_{ℓ,j} ~ σ_v·N(0, I_D / D), i.i.d.
+//! Initialization (our reconstruction, docs/chizat2025.md): u_{ℓ,j} ~ σ_u·N(0, I_D) and v_{ℓ,j} ~ σ_v·N(0, I_D / D), i.i.d.
 //! over (ℓ, j): each coordinate of u is O(σ_u), ‖v‖ ≈ σ_v and the pre-activations ⟨v, h⟩ are
 //! O(σ_v) for h of norm √D. At initialization each coordinate of h_L − h_0 is then
 //! O(σ_u·α·D^γ/√(LM)): the √D/√(LM) of the error bound at γ = 1/2.
 //!
 //! Training: the square loss ½·mean_i (f(x_i) − y_i)², full batch, and the mean-field step
 //! θ ← θ − λ ∇_θ loss for every u and v with λ = η/(s²·L·M) = η·L·M/(α²·D^{2γ}): at the critical
-//! scale this is SPEC's η·L·M step divided by D, and for every (α, γ, D) one step moves the
+//! scale this is the mean-field η·L·M step divided by D, and for every (α, γ, D) one step moves the
 //! output by O(η) whatever L and M (tests/chizat.rs checks it). Dividing by α² is what makes
 //! α → ∞ lazy rather than divergent (the usual lazy-training normalization).
 //!

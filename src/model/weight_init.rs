@@ -1,5 +1,5 @@
 //! Layer-correlated initializations of the fully connected ResNets of Marion et al. (2022,
-//! SPEC §1.2): every entry (i, j) of the depth's weights `[L, d, d]` is an independent path over
+//! arXiv:2206.06929; docs/marion2022.md): every entry (i, j) of the depth's weights `[L, d, d]` is an independent path over
 //! the layer index k = 1..L; the three laws differ in how a path is correlated across k.
 //!
 //! - [`LayerInit::Iid`]: uniform on ±√(3/fan_in), independent across k (variance 1/fan_in);

@@ -3,7 +3,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 
-use crate::train::metrics::{self, EpochRow};
+use crate::train::metrics::{self, EpochRow, EpochStatus};
+use crate::train::run_dir;
+use crate::util::atomic::write_atomic_with;
 
 #[derive(Debug, Serialize)]
 struct Row<'a> {
@@ -16,7 +18,7 @@ struct Row<'a> {
     test_acc: f64,
     tau: f64,
     epoch_seconds: f64,
-    status: &'a str,
+    status: EpochStatus,
 }
 
 /// A run's label (its directory name) and rows.
@@ -25,7 +27,7 @@ pub fn load_run(dir: &Path) -> Result<(String, Vec<EpochRow>)> {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string());
-    let rows = metrics::read(&dir.join(metrics::FILE_NAME))
+    let rows = metrics::read(&dir.join(run_dir::METRICS_FILE))
         .with_context(|| format!("{}: not a finished or running deepres run", dir.display()))?;
     Ok((label, rows))
 }
@@ -35,10 +37,8 @@ pub fn load_run(dir: &Path) -> Result<(String, Vec<EpochRow>)> {
 pub fn compare(runs: &[&Path], out_csv: &Path) -> Result<String> {
     let loaded: Vec<(String, Vec<EpochRow>)> =
         runs.iter().map(|d| load_run(d)).collect::<Result<_>>()?;
-    let tmp = out_csv.with_extension("csv.tmp");
-    {
-        let mut w = csv::Writer::from_path(&tmp)
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+    write_atomic_with(out_csv, |f| {
+        let mut w = csv::Writer::from_writer(f);
         let max_epoch = loaded
             .iter()
             .flat_map(|(_, r)| r.iter().map(|r| r.epoch))
@@ -57,14 +57,14 @@ pub fn compare(runs: &[&Path], out_csv: &Path) -> Result<String> {
                         test_acc: r.test_acc,
                         tau: r.tau,
                         epoch_seconds: r.epoch_seconds,
-                        status: &r.status,
+                        status: r.status,
                     })?;
                 }
             }
         }
         w.flush()?;
-    }
-    std::fs::rename(&tmp, out_csv)?;
+        Ok(())
+    })?;
     Ok(markdown(&loaded))
 }
 
@@ -87,7 +87,7 @@ fn markdown(loaded: &[(String, Vec<EpochRow>)]) -> String {
         s += &format!("| {e} |");
         for (_, rows) in loaded {
             match rows.iter().find(|r| r.epoch == e) {
-                Some(r) if r.status == "diverged" => s += " diverged | diverged |",
+                Some(r) if r.status == EpochStatus::Diverged => s += " diverged | diverged |",
                 Some(r) => s += &format!(" {:.4} | {:.4} |", r.train_loss, r.test_acc),
                 None => s += " – | – |",
             }

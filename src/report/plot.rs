@@ -24,6 +24,8 @@ use plotters_backend::DrawingBackend as Backend;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::util::atomic::{commit, temp_path, write_atomic};
+
 /// One line: a label for the legend and its (x, y) points, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -262,10 +264,7 @@ fn write_figure(stem: &Path, title: Option<&str>, panels: &[Panel]) -> Result<Ve
     let svg_path = with_ext(stem, "svg");
     let svg = render_svg(title, panels, FAMILY)
         .with_context(|| format!("{}: cannot draw", svg_path.display()))?;
-    let tmp = tmp_sibling(&svg_path, "svg");
-    std::fs::write(&tmp, svg).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, &svg_path)
-        .with_context(|| format!("{}: cannot write", svg_path.display()))?;
+    write_atomic(&svg_path, svg)?;
     written.push(svg_path);
 
     let png_path = with_ext(stem, "png");
@@ -276,7 +275,7 @@ fn write_figure(stem: &Path, title: Option<&str>, panels: &[Panel]) -> Result<Ve
         );
         return Ok(written);
     }
-    let tmp = tmp_sibling(&png_path, "png");
+    let tmp = temp_path(&png_path);
     let drawn = (|| -> Result<()> {
         let size = figure_size(title.is_some(), panels.len());
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
@@ -288,8 +287,7 @@ fn write_figure(stem: &Path, title: Option<&str>, panels: &[Panel]) -> Result<Ve
         let _ = std::fs::remove_file(&tmp);
         return Err(e.context(format!("{}: cannot draw", png_path.display())));
     }
-    std::fs::rename(&tmp, &png_path)
-        .with_context(|| format!("{}: cannot write", png_path.display()))?;
+    commit(&tmp, &png_path)?;
     written.push(png_path);
     Ok(written)
 }
@@ -300,16 +298,6 @@ fn with_ext(stem: &Path, ext: &str) -> PathBuf {
     s.push(".");
     s.push(ext);
     PathBuf::from(s)
-}
-
-/// A hidden temporary file beside `path` that keeps the extension (the PNG encoder picks the
-/// format from it).
-fn tmp_sibling(path: &Path, ext: &str) -> PathBuf {
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp.{ext}", std::process::id()))
 }
 
 fn figure_size(titled: bool, n: usize) -> (u32, u32) {

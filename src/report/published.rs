@@ -1,7 +1,7 @@
 //! Published numbers to print beside ours, keyed by a name that grid files use in
 //! `report: {published: KEY}`.
 //!
-//! - `zhang2022-table1`: Zhang et al. 2022 (the τ paper, SPEC §1.1), CIFAR-10 test error (%) of
+//! - `zhang2022-table1`: Zhang et al. 2022 (the τ paper, arXiv:1903.07120), CIFAR-10 test error (%) of
 //!   BN (our variant `bn`) and BN + τ (our variant `bn-tau`) for ResNet-20/32/56/110/1202
 //!   (no number for ResNet-44). Row values are depths.
 

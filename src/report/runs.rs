@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::train::config::RunConfig;
-use crate::train::metrics::{self, EpochRow};
-use crate::train::Summary;
+use crate::train::metrics::{EpochRow, EpochStatus};
+use crate::train::run_dir::{CONFIG_FILE, METRICS_FILE, SUMMARY_FILE};
+use crate::train::{RunStatus, Summary};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
@@ -20,23 +21,6 @@ pub struct RunRecord {
     pub problems: Vec<String>,
 }
 
-/// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    /// Nothing in the directory (or no directory).
-    Missing,
-    /// Started, not finished: `epochs_done` of `epochs` (0 when unknown).
-    Running {
-        epochs_done: i64,
-        epochs: i64,
-    },
-    /// The loss became NaN/inf at this epoch (1-based).
-    Diverged {
-        epoch: i64,
-    },
-    Finished,
-}
-
 /// 100 · (1 − accuracy) for a finite accuracy.
 pub fn error_pct(acc: f64) -> Option<f64> {
     acc.is_finite().then_some(100.0 * (1.0 - acc))
@@ -46,27 +30,27 @@ impl RunRecord {
     /// Loads `dir`; never fails.
     pub fn load(dir: &Path) -> RunRecord {
         let mut problems = Vec::new();
-        let config = read_text(&dir.join("config.yaml"), &mut problems).and_then(|t| {
+        let config = read_text(&dir.join(CONFIG_FILE), &mut problems).and_then(|t| {
             serde_yaml::from_str::<RunConfig>(&t)
                 .map_err(|e| {
                     problems.push(format!(
                         "{}: malformed: {e}",
-                        dir.join("config.yaml").display()
+                        dir.join(CONFIG_FILE).display()
                     ))
                 })
                 .ok()
         });
-        let summary = read_text(&dir.join("summary.json"), &mut problems).and_then(|t| {
+        let summary = read_text(&dir.join(SUMMARY_FILE), &mut problems).and_then(|t| {
             serde_json::from_str::<Summary>(&t)
                 .map_err(|e| {
                     problems.push(format!(
                         "{}: malformed: {e}",
-                        dir.join("summary.json").display()
+                        dir.join(SUMMARY_FILE).display()
                     ))
                 })
                 .ok()
         });
-        let rows = read_rows(&dir.join(metrics::FILE_NAME), &mut problems);
+        let rows = read_rows(&dir.join(METRICS_FILE), &mut problems);
         RunRecord {
             dir: dir.to_path_buf(),
             config,
@@ -103,13 +87,13 @@ impl RunRecord {
         if let Some(e) = self.summary.as_ref().and_then(|s| s.diverged_at_epoch) {
             return Some(e);
         }
-        if let Some(r) = self.rows.iter().find(|r| r.status == "diverged") {
+        if let Some(r) = self.rows.iter().find(|r| r.status == EpochStatus::Diverged) {
             return Some(r.epoch);
         }
         if self
             .summary
             .as_ref()
-            .is_some_and(|s| s.status == "diverged")
+            .is_some_and(|s| s.status == RunStatus::Diverged)
         {
             return Some(self.epochs_done());
         }
@@ -121,21 +105,20 @@ impl RunRecord {
             && self
                 .summary
                 .as_ref()
-                .is_some_and(|s| s.status == "finished")
+                .is_some_and(|s| s.status == RunStatus::Finished)
     }
 
-    pub fn state(&self) -> RunState {
-        if let Some(epoch) = self.diverged_at() {
-            RunState::Diverged { epoch }
+    /// Where the run stands (details: [`Self::diverged_at`], [`Self::epochs_done`],
+    /// [`Self::epochs_planned`]).
+    pub fn status(&self) -> RunStatus {
+        if self.diverged_at().is_some() {
+            RunStatus::Diverged
         } else if self.is_finished() {
-            RunState::Finished
+            RunStatus::Finished
         } else if self.exists() {
-            RunState::Running {
-                epochs_done: self.epochs_done(),
-                epochs: self.epochs_planned().unwrap_or(0),
-            }
+            RunStatus::Running
         } else {
-            RunState::Missing
+            RunStatus::Missing
         }
     }
 
@@ -143,7 +126,7 @@ impl RunRecord {
     fn ok_rows(&self) -> impl Iterator<Item = &EpochRow> {
         self.rows
             .iter()
-            .filter(|r| r.status != "diverged" && r.test_acc.is_finite())
+            .filter(|r| r.status != EpochStatus::Diverged && r.test_acc.is_finite())
     }
 
     /// Lowest test error (%) over the epochs: metrics.csv, else summary.json.

@@ -86,30 +86,20 @@ impl Table {
         out
     }
 
-    /// Headers and rows as CSV (the title is not written); temporary file, then rename.
+    /// Headers and rows as CSV (the title is not written), atomically.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("{}: cannot create the directory", dir.display()))?;
         }
-        let name = path
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let written = (|| -> Result<()> {
-            let mut w = csv::WriterBuilder::new().flexible(true).from_path(&tmp)?;
+        crate::util::atomic::write_atomic_with(path, |f| {
+            let mut w = csv::WriterBuilder::new().flexible(true).from_writer(f);
             w.write_record(&self.headers)?;
             for row in &self.rows {
                 w.write_record(row)?;
             }
             w.flush()?;
             Ok(())
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e.context(format!("{}: cannot write", tmp.display())));
-        }
-        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+        })
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::grid::Grid;
 use super::lock;
-use super::runner::{cell_status, CellStatus, SweepReport};
+use super::runner::{cell_status, SweepReport};
+use crate::train::RunStatus;
 
 /// Where the children run: `jobs` CPU processes, or one process per listed GPU.
 #[derive(Debug, Clone)]
@@ -41,7 +42,7 @@ pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<Sw
     let mut pending = Vec::new();
     for cell in grid.cells()? {
         match cell_status(&cell).0 {
-            CellStatus::Done | CellStatus::Diverged => report.skipped += 1,
+            RunStatus::Finished | RunStatus::Diverged => report.skipped += 1,
             _ => match lock::live_owner(&lock::lock_path(&cell.dir())) {
                 Some(owner) => report.busy.push((cell.name.clone(), owner.to_string())),
                 None => pending.push(cell),

@@ -18,7 +18,8 @@ use std::path::PathBuf;
 
 use crate::report::plot::{self, Panel, PlotSpec, Series};
 use crate::report::published;
-use crate::report::runs::{RunRecord, RunState};
+use crate::report::runs::RunRecord;
+use crate::train::RunStatus;
 use crate::report::table::Table;
 use crate::sweep::grid::{Cell, Grid, ReportKind, ReportSpec};
 
@@ -207,8 +208,8 @@ impl Agg {
             ..Default::default()
         };
         for r in records {
-            match r.state() {
-                RunState::Finished => match (r.best_test_error(), r.final_test_error()) {
+            match r.status() {
+                RunStatus::Finished => match (r.best_test_error(), r.final_test_error()) {
                     (Some(b), Some(f)) => {
                         a.best.push(b);
                         a.fin.push(f);
@@ -216,12 +217,11 @@ impl Agg {
                     // Finished but with no test accuracy on record: treat as not there.
                     _ => a.missing += 1,
                 },
-                RunState::Diverged { epoch } => a.diverged.push(epoch),
-                RunState::Running {
-                    epochs_done,
-                    epochs,
-                } => a.running.push((epochs_done, epochs)),
-                RunState::Missing => a.missing += 1,
+                RunStatus::Diverged => a.diverged.push(r.diverged_at().unwrap_or(0)),
+                RunStatus::Running => a
+                    .running
+                    .push((r.epochs_done(), r.epochs_planned().unwrap_or(0))),
+                RunStatus::Missing => a.missing += 1,
             }
         }
         a
@@ -540,15 +540,12 @@ fn fmt_opt(x: Option<f64>, digits: usize) -> String {
 }
 
 fn state_text(r: &RunRecord) -> String {
-    match r.state() {
-        RunState::Finished => "finished".into(),
-        RunState::Diverged { epoch } => format!("diverged at epoch {epoch}"),
-        RunState::Running {
-            epochs_done,
-            epochs,
-        } if epochs > 0 => format!("running ({epochs_done}/{epochs})"),
-        RunState::Running { epochs_done, .. } => format!("running ({epochs_done})"),
-        RunState::Missing => "missing".into(),
+    let (done, planned) = (r.epochs_done(), r.epochs_planned().unwrap_or(0));
+    match r.status() {
+        RunStatus::Diverged => format!("diverged at epoch {}", r.diverged_at().unwrap_or(0)),
+        RunStatus::Running if planned > 0 => format!("running ({done}/{planned})"),
+        RunStatus::Running => format!("running ({done})"),
+        s => s.to_string(),
     }
 }
 

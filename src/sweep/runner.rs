@@ -6,37 +6,8 @@ use std::path::Path;
 
 use super::grid::{Cell, Grid};
 use super::lock::{self, Acquired};
-use crate::train::{self, checkpoint, metrics, read_summary, RunOptions, Summary};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CellStatus {
-    /// summary.json says finished.
-    Done,
-    /// Started (config/metrics/checkpoint there) but not finished: resumable.
-    Running,
-    /// The loss became NaN/inf; recorded, not retried.
-    Diverged,
-    /// No run directory yet.
-    Missing,
-}
-
-impl CellStatus {
-    /// `done`, `running`, `diverged` or `missing`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CellStatus::Done => "done",
-            CellStatus::Running => "running",
-            CellStatus::Diverged => "diverged",
-            CellStatus::Missing => "missing",
-        }
-    }
-}
-
-impl fmt::Display for CellStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::train::run_dir::{CONFIG_FILE, METRICS_FILE, SUMMARY_FILE};
+use crate::train::{self, checkpoint, read_summary, RunOptions, RunStatus, Summary};
 
 #[derive(Debug, Clone, Default)]
 pub struct SweepOptions {
@@ -79,33 +50,32 @@ impl fmt::Display for SweepReport {
 }
 
 /// The status of a run directory and what its summary says, if it has a readable one.
-fn inspect(cell: &Cell) -> (CellStatus, Option<Summary>) {
+fn inspect(cell: &Cell) -> (RunStatus, Option<Summary>) {
     let dir = cell.dir();
-    let started = ["config.yaml", metrics::FILE_NAME, "summary.json"]
+    let started = [CONFIG_FILE, METRICS_FILE, SUMMARY_FILE]
         .iter()
         .any(|f| dir.join(f).exists())
         || checkpoint::path(&dir).exists();
     if !started {
-        return (CellStatus::Missing, None);
+        return (RunStatus::Missing, None);
     }
     match read_summary(&dir).ok() {
         Some(summary) => {
-            let status = match summary.status.as_str() {
-                "finished" => CellStatus::Done,
-                "diverged" => CellStatus::Diverged,
-                _ => CellStatus::Running,
+            let status = match summary.status {
+                RunStatus::Missing => RunStatus::Running,
+                s => s,
             };
             (status, Some(summary))
         }
         // No summary yet (killed during the first epoch) or a damaged one: resumable.
-        None => (CellStatus::Running, None),
+        None => (RunStatus::Running, None),
     }
 }
 
 /// Best test error (1 − best test accuracy) of a run that has a completed (healthy) epoch.
-fn best_error(status: CellStatus, s: &Summary) -> Option<f64> {
+fn best_error(status: RunStatus, s: &Summary) -> Option<f64> {
     if s.epochs_done < 1
-        || (status == CellStatus::Diverged && s.best_epoch < 1)
+        || (status == RunStatus::Diverged && s.best_epoch < 1)
         || !s.best_test_acc.is_finite()
     {
         return None;
@@ -114,7 +84,7 @@ fn best_error(status: CellStatus, s: &Summary) -> Option<f64> {
 }
 
 /// Status of a cell and its best test error (1 − best test accuracy) when it has one.
-pub fn cell_status(cell: &Cell) -> (CellStatus, Option<f64>) {
+pub fn cell_status(cell: &Cell) -> (RunStatus, Option<f64>) {
     let (status, summary) = inspect(cell);
     (status, summary.and_then(|s| best_error(status, &s)))
 }
@@ -209,13 +179,9 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
     Ok(report)
 }
 
-/// `Some("done")` or `Some("diverged")` when the cell needs no run.
-fn finished(cell: &Cell) -> Option<&'static str> {
-    match inspect(cell).0 {
-        CellStatus::Done => Some("done"),
-        CellStatus::Diverged => Some("diverged"),
-        _ => None,
-    }
+/// `Some(finished)` or `Some(diverged)` when the cell needs no run.
+fn finished(cell: &Cell) -> Option<RunStatus> {
+    Some(inspect(cell).0).filter(|s| s.is_final())
 }
 
 /// Removes the lock of a finished cell whose owner is gone (killed after the cell finished,
@@ -258,16 +224,16 @@ fn run_cell(cell: &Cell, n: usize, opts: &SweepOptions, report: &mut SweepReport
     };
     // Under the lock: another process may have finished the cell since the first look.
     match inspect(cell) {
-        (CellStatus::Done, _) | (CellStatus::Diverged, _) => {
+        (status, _) if status.is_final() => {
             report.skipped += 1;
-            eprintln!("{tag}: skipped ({})", finished(cell).unwrap_or("done"));
+            eprintln!("{tag}: skipped ({status})");
             return;
         }
-        (CellStatus::Running, s) => {
+        (RunStatus::Running, s) => {
             let done = s.map(|s| s.epochs_done).unwrap_or(0);
             eprintln!("{tag}: running (resuming after epoch {done})");
         }
-        (CellStatus::Missing, _) => eprintln!("{tag}: running"),
+        _ => eprintln!("{tag}: running"),
     }
     let run_opts = RunOptions {
         resume: true,
@@ -278,14 +244,14 @@ fn run_cell(cell: &Cell, n: usize, opts: &SweepOptions, report: &mut SweepReport
     let error = match outcome {
         Ok(Ok(s)) => {
             report.ran += 1;
-            if s.status == "diverged" {
+            if s.status == RunStatus::Diverged {
                 report.diverged += 1;
                 eprintln!(
                     "{tag}: diverged at epoch {}",
                     s.diverged_at_epoch.unwrap_or(s.epochs_done)
                 );
             } else {
-                let err = best_error(CellStatus::Done, &s)
+                let err = best_error(RunStatus::Finished, &s)
                     .map(|e| format!("{:.2}%", 100.0 * e))
                     .unwrap_or("-".into());
                 eprintln!(
@@ -321,10 +287,10 @@ pub fn status_table(grid: &Grid) -> Result<String> {
     for c in &cells {
         let (status, summary) = inspect(c);
         counts[match status {
-            CellStatus::Done => 0,
-            CellStatus::Running => 1,
-            CellStatus::Diverged => 2,
-            CellStatus::Missing => 3,
+            RunStatus::Finished => 0,
+            RunStatus::Running => 1,
+            RunStatus::Diverged => 2,
+            RunStatus::Missing => 3,
         }] += 1;
         let done = summary.as_ref().map(|s| s.epochs_done).unwrap_or(0);
         let err = summary
@@ -345,7 +311,9 @@ pub fn status_table(grid: &Grid) -> Result<String> {
         }
         out += "\n";
     }
-    let [done, running, diverged, missing] = counts;
-    out += &format!("{done} done, {running} running, {diverged} diverged, {missing} missing\n");
+    let [finished, running, diverged, missing] = counts;
+    out += &format!(
+        "{finished} finished, {running} running, {diverged} diverged, {missing} missing\n"
+    );
     Ok(out)
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::grid::Grid;
-use super::runner::{cell_status, CellStatus};
+use super::runner::cell_status;
+use crate::train::RunStatus;
 
 /// sbatch's options, given with `deepres sweep --slurm`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -50,7 +51,7 @@ pub fn script(
     let todo: Vec<String> = grid
         .cells()?
         .iter()
-        .filter(|c| !matches!(cell_status(c).0, CellStatus::Done | CellStatus::Diverged))
+        .filter(|c| !matches!(cell_status(c).0, RunStatus::Finished | RunStatus::Diverged))
         .map(|c| c.index.to_string())
         .collect();
     if todo.is_empty() {
@@ -122,7 +123,7 @@ pub fn submit(
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let path = dir.join(format!("sweep-{stamp}.sbatch"));
-    std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
+    crate::util::write_atomic(&path, text)?;
     let out = Command::new("sbatch")
         .arg("--parsable")
         .arg(&path)

@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use super::run_dir::CHECKPOINT_FILE;
 use super::sgd::Sgd;
+use crate::util::atomic;
 
-pub const FILE_NAME: &str = "checkpoint.safetensors";
 
 pub struct Saved {
     /// Epochs finished when the checkpoint was written.
@@ -54,13 +55,10 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
         ));
     }
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let path = dir.join(FILE_NAME);
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let path = dir.join(CHECKPOINT_FILE);
+    let tmp = atomic::temp_path(&path);
     Tensor::write_safetensors(&named, &tmp)
         .with_context(|| format!("{}: cannot write checkpoint", tmp.display()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("{}: fsync", tmp.display()))?;
     if super::crash_point("checkpoint", meta.epoch) {
         // the test of a kill inside this write: a torn temporary file, then SIGKILL
         let len = std::fs::metadata(&tmp)?.len();
@@ -70,13 +68,11 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
             .set_len(len / 2)?;
         super::die();
     }
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
-    Ok(())
+    atomic::commit(&tmp, &path)
 }
 
 pub fn path(dir: &Path) -> PathBuf {
-    dir.join(FILE_NAME)
+    dir.join(CHECKPOINT_FILE)
 }
 
 /// Loads the checkpoint of `dir` into `vs` and `opt`. A checkpoint whose variables do not

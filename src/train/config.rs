@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::data::{Augment, DatasetName};
 use crate::model::config::{InitScheme, ModelConfig, Norm, Shortcut};
-use crate::util::key::sha256_hex;
+use crate::util::key::spec_key;
 use crate::util::overrides::{apply_override, explain_serde_error};
 
 /// One training run: `deepres train --config FILE`.
@@ -376,7 +376,7 @@ impl RunConfig {
     /// SHA-256 (hex) of the resolved config as [`RunConfig::to_yaml`] writes it: equal configs
     /// have equal hashes. A run directory records it in `config.sha256`.
     pub fn hash(&self) -> String {
-        sha256_hex(self.to_yaml().as_bytes())
+        spec_key(self)
     }
 }
 

@@ -7,7 +7,6 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
-pub const FILE_NAME: &str = "metrics.csv";
 pub const COLUMNS: [&str; 11] = [
     "epoch",
     "lr",
@@ -35,8 +34,17 @@ pub struct EpochRow {
     pub tau: f64,
     pub epoch_seconds: f64,
     pub images_per_second: f64,
-    /// `ok`, or `diverged` when the loss became NaN or inf (the run stops there).
-    pub status: String,
+    pub status: EpochStatus,
+}
+
+/// The status column of metrics.csv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpochStatus {
+    /// A healthy epoch.
+    Ok,
+    /// The loss became NaN or inf (the run stops there).
+    Diverged,
 }
 
 /// Appends one row (writing the header first if the file is new), then flushes and fsyncs.
@@ -108,14 +116,5 @@ pub fn truncate_after(path: &Path, last_epoch: i64) -> Result<()> {
     if kept == bytes {
         return Ok(());
     }
-    let tmp = path.with_extension("csv.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        f.write_all(&kept)?;
-        f.sync_data()?;
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
-    Ok(())
+    crate::util::atomic::write_atomic(path, &kept)
 }

@@ -6,18 +6,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
+use crate::util::atomic;
+
 /// Writes `named` to `path` atomically; `what` names the file's content in errors.
 pub fn write(path: &Path, named: &[(String, Tensor)], what: &str) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = atomic::temp_path(path);
     Tensor::save_multi(named, &tmp)
         .with_context(|| format!("{}: cannot write the {what}", tmp.display()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("{}: cannot write the {what} (fsync)", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot write the {what}", path.display()))
+    atomic::commit(&tmp, path).with_context(|| format!("cannot write the {what}"))
 }
 
 /// The tensors of a file of [`write`], by name.
@@ -59,7 +55,8 @@ mod tests {
         let path = dir.join("x.ot");
         let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
         write(&path, &[("a".into(), a.shallow_clone())], "test file").unwrap();
-        assert!(!dir.join("x.ot.tmp").exists());
+        let names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["x.ot"], "no temporary file is left beside the written one");
         let f = TensorFile::read(&path, Device::Cpu, "test file", "delete it").unwrap();
         assert_eq!(f.get("a").unwrap(), &a);
         let err = format!("{:#}", f.get("b").unwrap_err());

@@ -43,13 +43,19 @@ pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
     sync_dir(path)
 }
 
-/// The temporary file beside `path`: hidden, named after it and this process.
+/// The temporary file beside `path`: hidden, named after it and this process, with the same
+/// extension (encoders such as the PNG one pick the format from it):
+/// `dir/.metrics.<pid>.tmp.csv` for `dir/metrics.csv`.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
+    let stem = path
+        .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    let pid = std::process::id();
+    match path.extension() {
+        Some(ext) => path.with_file_name(format!(".{stem}.{pid}.tmp.{}", ext.to_string_lossy())),
+        None => path.with_file_name(format!(".{stem}.{pid}.tmp")),
+    }
 }
 
 /// fsyncs the directory holding `path`, so that a rename in it survives a crash.

@@ -11,11 +11,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 
-/// The resume or cache key of a spec: the SHA-256 (hex) of its JSON serialization. Two specs
-/// share a key exactly when they serialize alike, so a field added to a spec changes every key
-/// (old results are then recomputed, never reused for another setting); the pinned keys in
-/// tests/keys.rs make such a change deliberate.
+/// The resume or cache key of a spec: the SHA-256 (hex) of its YAML serialization (for a run
+/// config, the text of its `config.yaml`). Two specs share a key exactly when they serialize
+/// alike, so a field added to a spec changes every key (old results are then recomputed, never
+/// reused for another setting); tests pin one key of each kind to make such a change deliberate.
 pub fn spec_key(spec: &impl serde::Serialize) -> String {
-    let json = serde_json::to_vec(spec).expect("a spec always serializes to JSON");
-    sha256_hex(&json)
+    let yaml = serde_yaml::to_string(spec).expect("a spec always serializes to YAML");
+    sha256_hex(yaml.as_bytes())
 }

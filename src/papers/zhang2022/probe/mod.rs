@@ -1,4 +1,5 @@
-//! Stability probe at initialization (the τ paper's theory check, SPEC §1.1).
+//! Stability probe at initialization (the τ paper's theory check: Zhang et al. 2022,
+//! arXiv:1903.07120; docs/zhang2022.md).
 //!
 //! On one fixed batch of real images, for each depth, τ rule, norm and seed, a freshly
 //! initialized network gives

@@ -1,5 +1,5 @@
 //! The probe's report: the fitted-growth table and the log-log plots of both ratios.
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::Path;
 
 use super::{fit, ProbeRow};
@@ -17,8 +17,7 @@ pub fn write(rows: &[ProbeRow], out_dir: &Path) -> Result<String> {
     };
     table.write_csv(&out_dir.join("stability.csv"))?;
     let md = table.to_markdown();
-    std::fs::write(out_dir.join("stability.md"), &md)
-        .with_context(|| format!("{}: cannot write", out_dir.display()))?;
+    crate::util::write_atomic(&out_dir.join("stability.md"), &md)?;
     let mut groups: Vec<(String, String)> = fits
         .iter()
         .map(|f| (f.model.clone(), f.norm.clone()))

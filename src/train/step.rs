@@ -1,0 +1,166 @@
+//! One training step and one epoch: forward in the configured precision, cross-entropy,
+//! backward, the global gradient norm, the SGD update; sums stay on the device. The training
+//! loop ([`super::run`]), the CUDA-graph stepper ([`super::graph`]) and `deepres bench` all run
+//! [`train_step`].
+use anyhow::Result;
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor};
+
+use super::config::{Precision, RunConfig};
+use super::graph;
+use super::sgd::Sgd;
+use super::{epoch_seed, schedule};
+use crate::data::DeviceData;
+use crate::model::resnet::ResNet;
+use crate::util::torch_ext;
+
+pub(crate) struct EpochStats {
+    pub loss: f64,
+    pub acc: f64,
+    pub grad_norm: f64,
+}
+
+/// Sums of one stretch of training steps, kept on the device (no host sync per step).
+pub struct StepSums {
+    pub loss: Tensor,
+    pub correct: Tensor,
+    pub grad_norm: Tensor,
+    pub images: i64,
+    pub steps: i64,
+}
+
+impl StepSums {
+    /// Zeroes the sums in place (the same tensors: a captured CUDA graph keeps adding into
+    /// them).
+    pub fn reset(&mut self) {
+        for t in [&mut self.loss, &mut self.correct, &mut self.grad_norm] {
+            let _ = t.zero_();
+        }
+        self.images = 0;
+        self.steps = 0;
+    }
+
+    pub fn new(device: Device) -> StepSums {
+        let zero = || Tensor::zeros([], (Kind::Float, device));
+        StepSums {
+            loss: zero(),
+            correct: zero(),
+            grad_norm: zero(),
+            images: 0,
+            steps: 0,
+        }
+    }
+}
+
+/// One SGD step on the batch (x, y) at learning rate `lr`: forward, cross-entropy, backward,
+/// the global gradient norm (when `grad_norm`), the update; sums accumulate on the device.
+/// The training loop and `deepres bench` both run exactly this.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    model: &ResNet,
+    opt: &mut Sgd,
+    x: &Tensor,
+    y: &Tensor,
+    lr: f64,
+    precision: Precision,
+    grad_norm: bool,
+    sums: &mut StepSums,
+) {
+    let b = y.size()[0];
+    let logits = forward(model, x, true, precision);
+    let loss = logits.cross_entropy_for_logits(y);
+    opt.backward(&loss);
+    if grad_norm {
+        sums.grad_norm += opt.grad_norm().to_device(x.device());
+    }
+    opt.step(lr);
+    sums.loss += loss.detach() * (b as f64);
+    sums.correct += logits.argmax(-1, false).eq_tensor(y).sum(Kind::Float);
+    sums.images += b;
+    sums.steps += 1;
+}
+
+/// One epoch of SGD. Loss, accuracy and gradient norm accumulate on the device and are read
+/// once at the end (plus a NaN check every 100 steps, so a diverged run stops early).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_epoch(
+    model: &ResNet,
+    opt: &mut Sgd,
+    stepper: &mut graph::Stepper,
+    sums: &mut StepSums,
+    data: &DeviceData,
+    cfg: &RunConfig,
+    epoch: i64,
+    steps_per_epoch: i64,
+    bar: Option<&indicatif::ProgressBar>,
+) -> Result<EpochStats> {
+    sums.reset();
+    for (x, y) in data.train_batches(
+        cfg.train.batch_size,
+        epoch_seed(cfg.seed, epoch),
+        cfg.data.augment,
+    ) {
+        let t = epoch as f64 + sums.steps as f64 / steps_per_epoch as f64;
+        let lr = schedule::lr_at(
+            &cfg.train.schedule,
+            cfg.train.optimizer.lr,
+            cfg.train.epochs,
+            t,
+        );
+        stepper.step(model, opt, &x, &y, lr, cfg.train.precision, true, sums)?;
+        if let Some(bar) = bar {
+            bar.inc(1);
+        }
+        if sums.steps % 100 == 0 && !sums.loss.double_value(&[]).is_finite() {
+            break;
+        }
+    }
+    let images = sums.images.max(1) as f64;
+    Ok(EpochStats {
+        loss: sums.loss.double_value(&[]) / images,
+        acc: sums.correct.double_value(&[]) / images,
+        grad_norm: sums.grad_norm.double_value(&[]) / sums.steps.max(1) as f64,
+    })
+}
+
+/// The forward pass in the configured precision, logits in fp32. bf16 and fp16 are CUDA
+/// autocast (convolutions and the classifier in the low precision, batch norm's statistics
+/// and the weights in fp32), as torch.autocast("cuda", dtype) does.
+pub fn forward(model: &ResNet, x: &Tensor, train: bool, precision: Precision) -> Tensor {
+    let bf16 = match precision {
+        Precision::Fp32 => return model.forward_t(x, train),
+        Precision::Bf16 => true,
+        Precision::Fp16 => false,
+    };
+    torch_ext::cuda_autocast(bf16, || model.forward_t(x, train))
+        .expect("CUDA autocast")
+        .to_kind(Kind::Float)
+}
+
+/// Mean cross-entropy and accuracy on a dataset, in eval mode, without autograd.
+pub fn evaluate(model: &ResNet, data: &DeviceData, batch: i64, precision: Precision) -> (f64, f64) {
+    tch::no_grad(|| {
+        let mut loss_sum: Option<Tensor> = None;
+        let mut correct: Option<Tensor> = None;
+        let mut n = 0i64;
+        for (x, y) in data.eval_batches(batch) {
+            let logits = forward(model, &x, false, precision);
+            let l = logits.cross_entropy_for_logits(&y) * (y.size()[0] as f64);
+            let c = logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Float);
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + l,
+                None => l,
+            });
+            correct = Some(match correct {
+                Some(s) => s + c,
+                None => c,
+            });
+            n += y.size()[0];
+        }
+        let n = n.max(1) as f64;
+        (
+            loss_sum.map(|t| t.double_value(&[])).unwrap_or(f64::NAN) / n,
+            correct.map(|t| t.double_value(&[])).unwrap_or(0.0) / n,
+        )
+    })
+}

@@ -1,0 +1,65 @@
+//! Resume and cache keys: one scheme, the SHA-256 of the spec's YAML (util::key::spec_key),
+//! for run configs (config.sha256), Marion's training checkpoints and M9 runs file, and
+//! Chizat's cached limits (their pinned keys are in tests/marion.rs and tests/chizat.rs).
+use deepres::train::config::RunConfig;
+use deepres::util::key::{sha256_hex, spec_key};
+
+/// The key of the default run config, pinned. If this test fails, the run config's serialized
+/// form changed (a field added, renamed or given another default): check that
+/// `config_conflict` still accepts runs of the old form (it compares configs, not text), then
+/// paste the new value here deliberately.
+#[test]
+fn the_default_run_config_key_is_pinned() {
+    assert_eq!(RunConfig::default().hash(), PINNED_DEFAULT_RUN_CONFIG);
+}
+
+const PINNED_DEFAULT_RUN_CONFIG: &str =
+    "5008bdcec5247ea9d38b6f7c1db69f8c22df980a6e7f667ae97495977fb024e0";
+
+#[test]
+fn the_key_is_the_sha256_of_the_yaml_that_config_yaml_holds() {
+    let c = RunConfig::default();
+    assert_eq!(c.hash(), sha256_hex(c.to_yaml().as_bytes()));
+    // sha256("abc"), FIPS 180-2's example: the hash function itself is the standard one.
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+#[test]
+fn every_setting_changes_the_key() {
+    let base = RunConfig::default();
+    let variants: Vec<(&str, RunConfig)> = vec![
+        ("seed", RunConfig { seed: 1, ..base.clone() }),
+        ("name", RunConfig { name: "other".into(), ..base.clone() }),
+        ("model.depth", {
+            let mut c = base.clone();
+            c.model.depth = 56;
+            c
+        }),
+        ("model.tau.c", {
+            let mut c = base.clone();
+            c.model.tau.c = 0.5;
+            c
+        }),
+        ("train.optimizer.lr", {
+            let mut c = base.clone();
+            c.train.optimizer.lr = 0.05;
+            c
+        }),
+        ("data.limit_train", {
+            let mut c = base.clone();
+            c.data.limit_train = Some(100);
+            c
+        }),
+    ];
+    for (field, c) in variants {
+        assert_ne!(c.hash(), base.hash(), "{field} does not change the key");
+    }
+    #[derive(serde::Serialize)]
+    struct S {
+        a: f64,
+    }
+    assert_ne!(spec_key(&S { a: 0.1 }), spec_key(&S { a: 0.1 + 1e-12 }));
+}
