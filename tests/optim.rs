@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use deepres::model::resnet::ParamGroup;
 use deepres::train::config::SgdConfig;
 use deepres::train::sgd::Sgd;
 
@@ -14,8 +15,12 @@ fn run(nesterov: bool, momentum: f64, steps: usize) -> (Vec<Tensor>, Vec<Tensor>
     let vs = VarStore::new(Device::Cpu);
     let root = vs.root();
     let w = root.randn("w", &[4, 3], 0.0, 1.0);
-    let b = (&root / "blk").randn("bias1a", &[1], 0.0, 1.0);
-    let tau = root.randn("tau", &[1], 0.0, 1.0);
+    let b = (&root / "blk")
+        .set_group(ParamGroup::Scalar as usize)
+        .randn("bias1a", &[1], 0.0, 1.0);
+    let tau = root
+        .set_group(ParamGroup::SharedTau as usize)
+        .randn("tau", &[1], 0.0, 1.0);
     let cfg = SgdConfig {
         lr: 0.1,
         momentum,
@@ -144,7 +149,9 @@ fn a_device_side_learning_rate_gives_the_same_steps() {
         tch::manual_seed(11);
         let vs = VarStore::new(Device::Cpu);
         let w = vs.root().randn("w", &[6], 0.0, 1.0);
-        let b = (&vs.root() / "blk").randn("bias1a", &[1], 0.0, 1.0);
+        let b = (&vs.root() / "blk")
+            .set_group(ParamGroup::Scalar as usize)
+            .randn("bias1a", &[1], 0.0, 1.0);
         let c = Tensor::randn([6], (Kind::Float, Device::Cpu));
         let mut opt = Sgd::new(&vs, SgdConfig::default(), 3);
         if tensor_lr {
@@ -163,4 +170,55 @@ fn a_device_side_learning_rate_gives_the_same_steps() {
     let (w2, b2) = run(true);
     let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) < 1e-6;
     assert!(close(&w1, &w2) && close(&b1, &b2), "{w1} {w2} {b1} {b2}");
+}
+
+#[test]
+fn a_real_resnet_puts_its_scalars_at_lr_over_10_and_divides_the_shared_taus_gradient_by_l() {
+    use deepres::model::config::{InitScheme, ModelConfig, Norm, TauConfig, TauLearnable, TauRule};
+    use deepres::model::ResNet;
+    // (init, τ learnable, expected counts of (scalars at lr/10, shared τ, weights at lr)) for
+    // ResNet-14 (n = 2, L = 6) without BN: the τ paper's net has 4 scalar biases per block and
+    // one shared τ; Fixup adds a bias after the stem and before the classifier and one
+    // multiplier per block; both have 2 convs per block, the stem conv and the classifier's
+    // weight and bias.
+    let cases = [
+        (InitScheme::Kaiming, TauLearnable::Shared, (4 * 6, 1, 2 * 6 + 3)),
+        (InitScheme::Fixup, TauLearnable::None, (4 * 6 + 2 + 6, 0, 2 * 6 + 3)),
+        (InitScheme::Kaiming, TauLearnable::Rezero, (4 * 6 + 6, 0, 2 * 6 + 3)),
+    ];
+    for (init, learnable, expected_counts) in cases {
+        let cfg = ModelConfig {
+            depth: 14,
+            norm: Norm::None,
+            init,
+            tau: TauConfig {
+                rule: TauRule::InvSqrt,
+                learnable,
+                ..TauConfig::default()
+            },
+            ..ModelConfig::default()
+        };
+        let vs = VarStore::new(Device::Cpu);
+        let net = ResNet::new(&vs.root(), &cfg, 3, 10).unwrap();
+        assert_eq!(net.num_blocks, 6);
+        let opt = Sgd::new(&vs, SgdConfig::default(), net.num_blocks);
+        let mut counts = (0, 0, 0);
+        for p in &opt.params {
+            let last = p.name.rsplit('.').next().unwrap();
+            // The paper's recipe by the parameter's role (its name is only this test's oracle).
+            let expected = match last {
+                "tau" => (0.1, 1.0 / 6.0),
+                "bias1a" | "bias1b" | "bias2a" | "bias2b" | "stem_bias" | "head_bias" | "scale"
+                | "rezero" => (0.1, 1.0),
+                _ => (1.0, 1.0),
+            };
+            assert_eq!((p.lr_mult, p.grad_scale), expected, "{init:?} {}", p.name);
+            match expected {
+                (1.0, _) => counts.2 += 1,
+                (_, 1.0) => counts.0 += 1,
+                _ => counts.1 += 1,
+            }
+        }
+        assert_eq!(counts, expected_counts, "{init:?} {learnable:?}");
+    }
 }

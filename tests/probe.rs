@@ -3,9 +3,9 @@
 use deepres::model::config::Norm;
 use deepres::data::DatasetName;
 use deepres::papers::zhang2022::probe::{self, fit, ProbeData, ProbeModel, ProbeRow, ProbeSpec};
-use std::sync::Mutex;
 
-static TORCH_RNG: Mutex<()> = Mutex::new(());
+mod common;
+use common::serial;
 
 fn spec(model: ProbeModel, depths: Vec<i64>, norms: Vec<Norm>) -> ProbeSpec {
     ProbeSpec {
@@ -37,7 +37,7 @@ fn series(rows: &[ProbeRow], norm: Norm, rule: &str) -> Vec<(i64, f64, f64)> {
 
 #[test]
 fn resnet_without_bn_tau_one_explodes_and_inv_sqrt_stays_bounded() {
-    let _g = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("probe.csv");
     let rows = probe::run(
@@ -97,7 +97,7 @@ fn resnet_without_bn_tau_one_explodes_and_inv_sqrt_stays_bounded() {
 
 #[test]
 fn fc_resnet_threshold() {
-    let _g = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("probe.csv");
     let rows = probe::run(

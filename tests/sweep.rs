@@ -5,14 +5,9 @@ use deepres::sweep::{cell_status, run_sweep, status_table, Grid, SweepOptions};
 use deepres::train::RunStatus;
 use deepres::train::{self, metrics, RunOptions};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
-/// torch's RNG is global to the process: training runs must not overlap.
-static TORCH_RNG: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::serial;
 
 /// Writes `grid.yaml` into `dir`: `out_dir: <dir>/runs`, then `body`.
 fn write_grid(dir: &Path, body: &str) -> PathBuf {

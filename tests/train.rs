@@ -4,14 +4,9 @@ use deepres::train::config::RunConfig;
 use deepres::train::metrics::EpochStatus;
 use deepres::train::{self, metrics, RunOptions, RunStatus};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 
-/// torch's RNG is global to the process: runs compared bit for bit must not overlap.
-static TORCH_RNG: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::serial;
 
 fn config(dir: &Path, name: &str, extra: &[&str]) -> RunConfig {
     let mut sets: Vec<String> = vec![

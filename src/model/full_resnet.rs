@@ -1,10 +1,10 @@
 //! FullResNet of Marion et al. (2022, arXiv:2206.06929), many independent models at once:
 //! h_0 = A x, h_{k+1} = h_k + L^-β V_{k+1} relu(W_{k+1} h_k), k = 0..L−1, output B h_L.
 //!
-//! Shapes (M models, width d, depth L, a batch of B inputs per model): A `[M, d, d_in]`,
-//! W and V `[M, L, d, d]` (the depth's weights as one tensor), B `[M, d_out, d]`, hidden states
-//! `[M, B, d]`. Every layer is one batched matmul over the M models. The scale s = L^-β is a
-//! tensor broadcast against `[M, B, 1]`, so one pass can hold several β (one per input row).
+//! Shapes (`models` models, width d, depth L, a batch of `inputs` inputs per model): A `[models, d, d_in]`,
+//! W and V `[models, L, d, d]` (the depth's weights as one tensor), B `[models, d_out, d]`, hidden states
+//! `[models, inputs, d]`. Every layer is one batched matmul over the `models` models. The scale s = L^-β is a
+//! tensor broadcast against `[models, inputs, 1]`, so one pass can hold several β (one per input row).
 //! A and B are uniform ±√(3/fan_in) (the authors' code), W and V follow a [`LayerInit`].
 use tch::{Device, Kind, Tensor};
 
@@ -22,16 +22,16 @@ pub fn depth_scale(depth: i64, beta: f64, device: Device) -> Tensor {
     Tensor::from(residual_scale(depth, beta) as f32).to_device(device)
 }
 
-/// M FullResNets of the same depth L and width d.
+/// `models` FullResNets of the same depth L and width d.
 #[derive(Debug)]
 pub struct FullResNet {
-    /// A: `[M, d, d_in]`.
+    /// A: `[models, d, d_in]`.
     pub a: Tensor,
-    /// W_1..W_L: `[M, L, d, d]`.
+    /// W_1..W_L: `[models, L, d, d]`.
     pub w: Tensor,
-    /// V_1..V_L: `[M, L, d, d]`.
+    /// V_1..V_L: `[models, L, d, d]`.
     pub v: Tensor,
-    /// B: `[M, d_out, d]`.
+    /// B: `[models, d_out, d]`.
     pub b: Tensor,
 }
 
@@ -59,12 +59,12 @@ impl FullResNet {
         self.w.size()[1]
     }
 
-    /// h_0 = A x: x `[B, d_in]` (shared by the models) or `[M, B, d_in]` → `[M, B, d]`.
+    /// h_0 = A x: x `[inputs, d_in]` (shared by the models) or `[models, inputs, d_in]` → `[models, inputs, d]`.
     pub fn embed(&self, x: &Tensor) -> Tensor {
         x.matmul(&self.a.transpose(-1, -2))
     }
 
-    /// h_L from h_0 `[M, B, d]` with scale s (broadcast against `[M, B, 1]`); when `masks` is
+    /// h_L from h_0 `[models, inputs, d]` with scale s (broadcast against `[models, inputs, 1]`); when `masks` is
     /// given, pushes relu′(W_{k+1} h_k) of every layer (bool) for [`Self::hidden_grad`].
     pub fn hidden(
         &self,
@@ -74,7 +74,7 @@ impl FullResNet {
     ) -> Tensor {
         let mut h = h0.shallow_clone();
         // One unbind per weight tensor, not a select per layer: autograd then stacks the
-        // layers' gradients once instead of adding L full-size `[M, L, d, d]` zero-padded ones.
+        // layers' gradients once instead of adding L full-size `[models, L, d, d]` zero-padded ones.
         let (ws, vs) = (self.w.unbind(1), self.v.unbind(1));
         for (w, v) in ws.iter().zip(&vs) {
             let pre = h.matmul(&w.transpose(-1, -2));
@@ -101,7 +101,7 @@ impl FullResNet {
         g
     }
 
-    /// Output B h_L: `[M, B, d_out]`.
+    /// Output B h_L: `[models, inputs, d_out]`.
     pub fn output(&self, h_l: &Tensor) -> Tensor {
         h_l.matmul(&self.b.transpose(-1, -2))
     }

@@ -38,7 +38,7 @@ impl std::fmt::Display for MarionModel {
     }
 }
 
-/// M models of one kind.
+/// `models` models of one kind.
 #[derive(Debug)]
 pub enum MarionNet {
     Full(FullResNet),
@@ -73,7 +73,7 @@ impl MarionNet {
         }
     }
 
-    /// One trainable model per entry of `inits`, held as one `[M, ...]` set of variables of
+    /// One trainable model per entry of `inits`, held as one `[models, ...]` set of variables of
     /// `path` (A, W, V, B or A, V, bias, B). Model m is drawn from `inits[m]` right after
     /// `tch::manual_seed(seed)`, so models of the same init start from the same weights (the
     /// models of a learning-rate grid, or of several β, then differ only by those) and a model
@@ -118,7 +118,7 @@ impl MarionNet {
     }
 
     /// Every tensor of the models by name, in the order [`MarionNet::trainable`] builds them:
-    /// A, W, V, B (full) or A, V, bias, B (simple); each `[M, ...]`.
+    /// A, W, V, B (full) or A, V, bias, B (simple); each `[models, ...]`.
     pub fn named_tensors(&self) -> Vec<(&'static str, &Tensor)> {
         match self {
             MarionNet::Full(m) => vec![("A", &m.a), ("W", &m.w), ("V", &m.v), ("B", &m.b)],
@@ -153,7 +153,7 @@ impl MarionNet {
         }
     }
 
-    /// The number of models M held.
+    /// The number of models held.
     pub fn models(&self) -> i64 {
         match self {
             MarionNet::Full(m) => m.a.size()[0],
@@ -200,7 +200,7 @@ impl MarionNet {
         self.output(&self.hidden(&self.embed(x), scale, None))
     }
 
-    /// The depth's weight tensors `[M, L, d, d]` by name: W, V (full) or V (simple).
+    /// The depth's weight tensors `[models, L, d, d]` by name: W, V (full) or V (simple).
     pub fn layer_weights(&self) -> Vec<(&'static str, &Tensor)> {
         match self {
             MarionNet::Full(m) => vec![("W", &m.w), ("V", &m.v)],

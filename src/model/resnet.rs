@@ -77,8 +77,10 @@ fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, ws_init: nn::Init
 }
 
 /// A learnable scalar of shape [1]; its name ends in a marker the optimizer groups by.
-fn scalar(p: &nn::Path, name: &str, value: f64) -> Tensor {
-    p.var(name, &[1], nn::Init::Const(value))
+/// A learnable scalar of optimizer group `group`.
+fn scalar(p: &nn::Path, name: &str, value: f64, group: ParamGroup) -> Tensor {
+    p.set_group(group as usize)
+        .var(name, &[1], nn::Init::Const(value))
 }
 
 /// Downsampling shortcut of a block whose input has `cin` channels, output `cout`.
@@ -198,23 +200,36 @@ pub struct ResNet {
     pub tau0: f64,
 }
 
-/// Names of the scalar parameters end in one of these; the optimizer trains them at
-/// lr × scalar_lr_mult (the τ paper: lr/10 for τ and the scalar biases).
-pub const SCALAR_SUFFIXES: [&str; 9] = [
-    "bias1a",
-    "bias1b",
-    "bias2a",
-    "bias2b",
-    "stem_bias",
-    "head_bias",
-    "tau",
-    "rezero",
-    "scale",
-];
-/// The name of the shared τ; its gradient is divided by L.
+/// The optimizer group of a parameter, set where the parameter is made (tch's
+/// `Path::set_group`) and read by [`crate::train::sgd::Sgd`], never guessed from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamGroup {
+    /// Convolutions, batch norm and the classifier: lr.
+    Weights = 0,
+    /// Scalar biases, ReZero's and Fixup's per-block scalars: lr × scalar_lr_mult (the τ
+    /// paper's lr/10).
+    Scalar = 1,
+    /// The shared learnable τ: lr × scalar_lr_mult, and its gradient divided by L.
+    SharedTau = 2,
+}
+
+impl ParamGroup {
+    /// The group of tch's group number (parameters made without a group are weights).
+    pub fn from_index(group: usize) -> ParamGroup {
+        match group {
+            1 => ParamGroup::Scalar,
+            2 => ParamGroup::SharedTau,
+            _ => ParamGroup::Weights,
+        }
+    }
+}
+
+/// The name of the shared τ in the var store.
 pub const SHARED_TAU_NAME: &str = "tau";
 
 impl ResNet {
+    // Long on purpose: it builds the network top to bottom in the order of He et al.'s
+    // description (stem, 3 stages of n blocks, head), which a split would scatter.
     /// Builds the net under `p` for images with `in_channels` channels and `classes` classes.
     pub fn new(p: &nn::Path, cfg: &ModelConfig, in_channels: i64, classes: i64) -> Result<ResNet> {
         let n = blocks_per_stage(cfg.depth)?;
@@ -223,7 +238,7 @@ impl ResNet {
         let fixup = cfg.init == InitScheme::Fixup;
         let tau0 = initial_tau(&cfg.tau, l);
         let shared_tau = match cfg.tau.learnable {
-            TauLearnable::Shared => Some(scalar(p, SHARED_TAU_NAME, tau0)),
+            TauLearnable::Shared => Some(scalar(p, SHARED_TAU_NAME, tau0, ParamGroup::SharedTau)),
             _ => None,
         };
         let c0 = 16 * k;
@@ -241,8 +256,8 @@ impl ResNet {
             // paper's unnormalized net has neither.
             Norm::None if fixup => (
                 None,
-                Some(scalar(p, "stem_bias", 0.0)),
-                Some(scalar(p, "head_bias", 0.0)),
+                Some(scalar(p, "stem_bias", 0.0, ParamGroup::Scalar)),
+                Some(scalar(p, "head_bias", 0.0, ParamGroup::Scalar)),
             ),
             Norm::None => (None, None, None),
         };
@@ -268,10 +283,10 @@ impl ResNet {
                     Norm::None => (
                         None,
                         Some(ScalarBiases {
-                            b1a: scalar(&bp, "bias1a", 0.0),
-                            b1b: scalar(&bp, "bias1b", 0.0),
-                            b2a: scalar(&bp, "bias2a", 0.0),
-                            b2b: scalar(&bp, "bias2b", 0.0),
+                            b1a: scalar(&bp, "bias1a", 0.0, ParamGroup::Scalar),
+                            b1b: scalar(&bp, "bias1b", 0.0, ParamGroup::Scalar),
+                            b2a: scalar(&bp, "bias2a", 0.0, ParamGroup::Scalar),
+                            b2b: scalar(&bp, "bias2b", 0.0, ParamGroup::Scalar),
                         }),
                     ),
                 };
@@ -299,9 +314,9 @@ impl ResNet {
                 };
                 let tau = match (&shared_tau, cfg.tau.learnable) {
                     (Some(t), _) => Tau::Learned(t.shallow_clone()),
-                    (None, TauLearnable::Rezero) => Tau::Learned(scalar(&bp, "rezero", 0.0)),
+                    (None, TauLearnable::Rezero) => Tau::Learned(scalar(&bp, "rezero", 0.0, ParamGroup::Scalar)),
                     // Fixup's per-block scalar multiplier, initialized to τ₀ (1 with rule: one).
-                    (None, TauLearnable::None) if fixup => Tau::Learned(scalar(&bp, "scale", tau0)),
+                    (None, TauLearnable::None) if fixup => Tau::Learned(scalar(&bp, "scale", tau0, ParamGroup::Scalar)),
                     _ => Tau::Const(tau0),
                 };
                 blocks.push(BasicBlock {

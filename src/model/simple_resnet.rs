@@ -1,23 +1,23 @@
 //! SimpleResNet of Marion et al. (2022, arXiv:2206.06929), many independent models at once:
 //! h_0 = A x, h_{k+1} = h_k + L^-β (V_{k+1} relu(h_k) + b_{k+1}), output B h_L.
 //!
-//! Shapes as in [`super::full_resnet`]: A `[M, d, d_in]`, V `[M, L, d, d]`, biases
-//! b `[M, L, d]` (zero at initialization, as in the authors' code), B `[M, d_out, d]`.
+//! Shapes as in [`super::full_resnet`]: A `[models, d, d_in]`, V `[models, L, d, d]`, biases
+//! b `[models, L, d]` (zero at initialization, as in the authors' code), B `[models, d_out, d]`.
 use tch::{Device, Kind, Tensor};
 
 use super::full_resnet::uniform_matrix;
 use super::weight_init::{layer_weights, LayerInit};
 
-/// M SimpleResNets of the same depth L and width d.
+/// `models` SimpleResNets of the same depth L and width d.
 #[derive(Debug)]
 pub struct SimpleResNet {
-    /// A: `[M, d, d_in]`.
+    /// A: `[models, d, d_in]`.
     pub a: Tensor,
-    /// V_1..V_L: `[M, L, d, d]`.
+    /// V_1..V_L: `[models, L, d, d]`.
     pub v: Tensor,
-    /// b_1..b_L: `[M, L, d]`.
+    /// b_1..b_L: `[models, L, d]`.
     pub bias: Tensor,
-    /// B: `[M, d_out, d]`.
+    /// B: `[models, d_out, d]`.
     pub b: Tensor,
 }
 
@@ -45,12 +45,12 @@ impl SimpleResNet {
         self.v.size()[1]
     }
 
-    /// h_0 = A x → `[M, B, d]`.
+    /// h_0 = A x → `[models, inputs, d]`.
     pub fn embed(&self, x: &Tensor) -> Tensor {
         x.matmul(&self.a.transpose(-1, -2))
     }
 
-    /// h_L from h_0 `[M, B, d]`; `masks` collects relu′(h_k) for [`Self::hidden_grad`].
+    /// h_L from h_0 `[models, inputs, d]`; `masks` collects relu′(h_k) for [`Self::hidden_grad`].
     pub fn hidden(
         &self,
         h0: &Tensor,
@@ -81,7 +81,7 @@ impl SimpleResNet {
         g
     }
 
-    /// Output B h_L: `[M, B, d_out]`.
+    /// Output B h_L: `[models, inputs, d_out]`.
     pub fn output(&self, h_l: &Tensor) -> Tensor {
         h_l.matmul(&self.b.transpose(-1, -2))
     }

@@ -23,7 +23,7 @@
 //! D_max). A model with fewer layers, units or coordinates has them set to zero, which is
 //! exact: a zero unit (u = v = 0) has zero output (tanh 0 = 0) and zero gradient, zero input
 //! coordinates stay zero, so padded parts never move. Each model has its own s and λ.
-//! Weights are kept per layer (`u[ℓ]`, `v[ℓ]`: `[B, M, D]`), hidden states are `[B, n, D]`.
+//! Weights are kept per layer (`u[ℓ]`, `v[ℓ]`: `[models, M, D]`), hidden states are `[models, n, D]`.
 use tch::{Device, Kind, Tensor};
 
 /// One model's shape and hyperparameters.
@@ -60,16 +60,16 @@ impl TwoLayerSpec {
     }
 }
 
-/// B models with 2LP blocks, padded to a common shape.
+/// `models` ResNets with 2LP blocks, padded to a common shape.
 #[derive(Debug)]
 pub struct TwoLayerResNet {
-    /// u_{ℓ,j} for ℓ = 1..L_max: `[B, M_max, D_max]` each.
+    /// u_{ℓ,j} for ℓ = 1..L_max: `[models, M_max, D_max]` each.
     pub u: Vec<Tensor>,
-    /// v_{ℓ,j} for ℓ = 1..L_max: `[B, M_max, D_max]` each.
+    /// v_{ℓ,j} for ℓ = 1..L_max: `[models, M_max, D_max]` each.
     pub v: Vec<Tensor>,
-    /// s per model, `[B, 1, 1]`.
+    /// s per model, `[models, 1, 1]`.
     pub scale: Tensor,
-    /// λ per model, `[B, 1, 1]`.
+    /// λ per model, `[models, 1, 1]`.
     pub step: Tensor,
     pub specs: Vec<TwoLayerSpec>,
     pub dim: i64,
@@ -77,13 +77,13 @@ pub struct TwoLayerResNet {
 
 /// The forward pass's saved tensors for the backward pass.
 pub struct Tape {
-    /// h_0 .. h_{L−1}: `[B, n, D]`.
+    /// h_0 .. h_{L−1}: `[models, n, D]`.
     inputs: Vec<Tensor>,
-    /// tanh(⟨v_{ℓ,j}, h_{ℓ−1}⟩) for ℓ = 1..L: `[B, n, M]`.
+    /// tanh(⟨v_{ℓ,j}, h_{ℓ−1}⟩) for ℓ = 1..L: `[models, n, M]`.
     acts: Vec<Tensor>,
 }
 
-/// `[B, …]` mask of ones where index < limit[b] along `dim` of a tensor of `size` there.
+/// `[models, …]` mask of ones where index < limit[b] along `dim` of a tensor of `size` there.
 fn prefix_mask(limits: &[i64], size: i64, device: Device) -> Tensor {
     let lim = Tensor::from_slice(limits).to_device(device).view([-1, 1]);
     Tensor::arange(size, (Kind::Int64, device))
@@ -162,7 +162,7 @@ impl TwoLayerResNet {
         (next, act)
     }
 
-    /// f(x) = ⟨e_1, h_L⟩ for inputs `[B, n, D]` (or `[n, D]`, shared by all models): `[B, n]`.
+    /// f(x) = ⟨e_1, h_L⟩ for inputs `[models, n, D]` (or `[n, D]`, shared by all models): `[models, n]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = self.batch_input(x);
         for l in 0..self.depth() {
@@ -171,7 +171,7 @@ impl TwoLayerResNet {
         h.select(2, 0)
     }
 
-    /// ⟨e_1, h_ℓ⟩ for ℓ = 0..L_max: `[B, L_max + 1, n]` (the 1-D projection of the forward pass).
+    /// ⟨e_1, h_ℓ⟩ for ℓ = 0..L_max: `[models, L_max + 1, n]` (the 1-D projection of the forward pass).
     pub fn trace(&self, x: &Tensor) -> Tensor {
         let mut h = self.batch_input(x);
         let mut out = vec![h.select(2, 0)];
@@ -198,7 +198,7 @@ impl TwoLayerResNet {
         x
     }
 
-    /// The forward pass with its tape: (f `[B, n]`, tape).
+    /// The forward pass with its tape: (f `[models, n]`, tape).
     fn forward_tape(&self, x: &Tensor) -> (Tensor, Tape) {
         let mut h = self.batch_input(x);
         let mut tape = Tape {
@@ -214,8 +214,8 @@ impl TwoLayerResNet {
         (h.select(2, 0), tape)
     }
 
-    /// Loss per model `[B]` and the gradients (∂loss/∂u_ℓ, ∂loss/∂v_ℓ) for ℓ = 1..L, for the
-    /// square loss ½·mean_i (f(x_i) − y_i)² with targets `[B, n]` (or `[n]`).
+    /// Loss per model `[models]` and the gradients (∂loss/∂u_ℓ, ∂loss/∂v_ℓ) for ℓ = 1..L, for the
+    /// square loss ½·mean_i (f(x_i) − y_i)² with targets `[models, n]` (or `[n]`).
     pub fn gradients(&self, x: &Tensor, y: &Tensor) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
         let mut gu = Vec::with_capacity(self.depth());
         let mut gv = Vec::with_capacity(self.depth());
@@ -229,7 +229,7 @@ impl TwoLayerResNet {
     }
 
     /// One full-batch gradient-descent step θ ← θ − λ∇θ on every u and v; returns the loss per
-    /// model before the step, `[B]`.
+    /// model before the step, `[models]`.
     pub fn gd_step(&mut self, x: &Tensor, y: &Tensor) -> Tensor {
         let mut updates = Vec::with_capacity(self.depth());
         let loss = self.backward(x, y, |l, g_u, g_v| updates.push((l, g_u, g_v)));

@@ -64,6 +64,8 @@ impl Heatmap {
         (c[0] - h / 2.0, c[c.len() - 1] + h / 2.0)
     }
 
+    // Long on purpose: plotters' drawing calls for one heatmap (cells, axes, color bar) in the
+    // order they are painted.
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
     where
         DB::ErrorType: 'static,

@@ -156,6 +156,7 @@ impl BenchReport {
         median(&rates)
     }
 
+    // Long on purpose: the report's lines in their printed order, one per measured figure.
     /// The lines `deepres bench` prints; the last is `images_per_second: X`.
     pub fn lines(&self) -> Vec<String> {
         let ms: Vec<f64> = self.windows.iter().map(Window::ms_per_step).collect();
@@ -298,6 +299,8 @@ fn synchronize(device: Device) {
     }
 }
 
+// Long on purpose: one timed protocol (set-up, warm-up, timed windows, report) read top to
+// bottom, as scripts/bench_torch.py does it on the PyTorch side.
 /// Runs the benchmark.
 pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     validate(o)?;

@@ -257,6 +257,36 @@ impl RunConfig {
 
     /// Checks values serde cannot check. Errors name the key and the accepted values.
     pub fn validate(&self) -> Result<()> {
+        self.validate_model()?;
+        self.validate_train()?;
+        crate::util::device::parse_device(&self.device).map_err(|e| anyhow::anyhow!("device: {e}"))?;
+        if self.name.is_empty()
+            || self.name.contains(['/', '\\'])
+            || self.name == "."
+            || self.name == ".."
+        {
+            bail!(
+                "name: must be a non-empty name without '/', got {:?}",
+                self.name
+            );
+        }
+        if let Some(n) = self.data.limit_train.filter(|&n| n < 1) {
+            bail!("data.limit_train: must be ≥ 1, got {n}");
+        }
+        if let Some(n) = self.data.limit_test.filter(|&n| n < 1) {
+            bail!("data.limit_test: must be ≥ 1, got {n}");
+        }
+        if self.data.augment.crop_padding < 0 {
+            bail!(
+                "data.augment.crop_padding: must be ≥ 0, got {}",
+                self.data.augment.crop_padding
+            );
+        }
+        Ok(())
+    }
+
+    /// `model.*`: the depth is 6n+2, τ's constants are finite, the norm fits the init and shortcut.
+    fn validate_model(&self) -> Result<()> {
         let m = &self.model;
         crate::model::resnet::blocks_per_stage(m.depth)
             .map_err(|e| anyhow::anyhow!("model.depth: {e}"))?;
@@ -281,6 +311,11 @@ impl RunConfig {
         if m.norm == Norm::None && m.shortcut != Shortcut::A {
             bail!("model.shortcut: norm: none needs shortcut: a (a-bn and b contain batch norm)");
         }
+        Ok(())
+    }
+
+    /// `train.*`: epochs, batch sizes, the optimizer and the schedule.
+    fn validate_train(&self) -> Result<()> {
         let t = &self.train;
         if t.epochs < 1 {
             bail!("train.epochs: must be ≥ 1, got {}", t.epochs);
@@ -336,29 +371,6 @@ impl RunConfig {
             bail!(
                 "train.schedule.milestones: must be increasing epochs ≥ 1, got {:?}",
                 s.milestones
-            );
-        }
-        crate::util::device::parse_device(&self.device).map_err(|e| anyhow::anyhow!("device: {e}"))?;
-        if self.name.is_empty()
-            || self.name.contains(['/', '\\'])
-            || self.name == "."
-            || self.name == ".."
-        {
-            bail!(
-                "name: must be a non-empty name without '/', got {:?}",
-                self.name
-            );
-        }
-        if let Some(n) = self.data.limit_train.filter(|&n| n < 1) {
-            bail!("data.limit_train: must be ≥ 1, got {n}");
-        }
-        if let Some(n) = self.data.limit_test.filter(|&n| n < 1) {
-            bail!("data.limit_test: must be ≥ 1, got {n}");
-        }
-        if self.data.augment.crop_padding < 0 {
-            bail!(
-                "data.augment.crop_padding: must be ≥ 0, got {}",
-                self.data.augment.crop_padding
             );
         }
         Ok(())

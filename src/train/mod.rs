@@ -197,18 +197,8 @@ impl Trainer {
 pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let dir: PathBuf = cfg.run_dir();
     let load_ckpt = run_dir::check_dir(cfg, &dir, opts)?;
-    if opts.resume {
-        if let Some(s) = read_summary(&dir).ok().filter(|s| s.status.is_final()) {
-            if !opts.quiet {
-                eprintln!(
-                    "{}: already {} ({} epochs), nothing to do",
-                    dir.display(),
-                    s.status,
-                    s.epochs_done
-                );
-            }
-            return Ok(s);
-        }
+    if let Some(s) = already_done(&dir, opts) {
+        return Ok(s);
     }
     let mut tr = Trainer::new(cfg)?;
     run_dir::create_dir(cfg, &dir)?;
@@ -237,25 +227,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
 
     let epochs = cfg.train.epochs;
     let steps_per_epoch = (tr.train_data.len() + cfg.train.batch_size - 1) / cfg.train.batch_size;
-    let mut summary = Summary {
-        name: cfg.name.clone(),
-        status: RunStatus::Running,
-        epochs_done: start_epoch,
-        epochs,
-        best_test_acc: best_acc,
-        best_epoch,
-        final_test_acc: f64::NAN,
-        final_train_loss: f64::NAN,
-        diverged_at_epoch: None,
-        parameters: tr.parameters,
-        tau0: tr.model.tau0,
-        device: format!("{:?}", tr.device),
-        train_seconds: read_summary(&dir).map(|s| s.train_seconds).unwrap_or(0.0),
-    };
-    if let Some(last) = metrics::read(&csv_path).ok().and_then(|r| r.last().cloned()) {
-        summary.final_test_acc = last.test_acc;
-        summary.final_train_loss = last.train_loss;
-    }
+    let mut summary = start_summary(cfg, &tr, &dir, start_epoch, (best_acc, best_epoch));
     let bar = progress_bar(steps_per_epoch, opts.quiet);
     for (ran, epoch) in (start_epoch..epochs).enumerate() {
         if opts.stop_after.is_some_and(|n| ran as i64 >= n) {
@@ -290,26 +262,11 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             }
             return Ok(summary);
         }
-        if row.test_acc > best_acc {
-            best_acc = row.test_acc;
-            best_epoch = epoch + 1;
+        if row.test_acc > summary.best_test_acc {
+            summary.best_test_acc = row.test_acc;
+            summary.best_epoch = epoch + 1;
         }
-        summary.best_test_acc = best_acc;
-        summary.best_epoch = best_epoch;
-        if cfg.train.checkpoint {
-            let meta = checkpoint::Saved {
-                epoch: epoch + 1,
-                seed: cfg.seed as i64,
-                best_test_acc: best_acc,
-                best_epoch,
-                config_hash: Some(run_hash.clone()),
-            };
-            checkpoint::save(&dir, &tr.vs, &tr.opt, &meta)?;
-        }
-        if crash_point("summary", epoch + 1) {
-            die();
-        }
-        write_summary(&dir, &summary)?;
+        save_epoch(cfg, &dir, &tr, &summary, &run_hash)?;
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -319,6 +276,63 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     }
     write_summary(&dir, &summary)?;
     Ok(summary)
+}
+
+/// The summary at the start of this process's epochs: progress and best accuracy so far (from
+/// the checkpoint), the last epoch's figures and the time already spent (from the run's files).
+fn start_summary(cfg: &RunConfig, tr: &Trainer, dir: &Path, start_epoch: i64, best: (f64, i64)) -> Summary {
+    let mut summary = Summary {
+        name: cfg.name.clone(),
+        status: RunStatus::Running,
+        epochs_done: start_epoch,
+        epochs: cfg.train.epochs,
+        best_test_acc: best.0,
+        best_epoch: best.1,
+        final_test_acc: f64::NAN,
+        final_train_loss: f64::NAN,
+        diverged_at_epoch: None,
+        parameters: tr.parameters,
+        tau0: tr.model.tau0,
+        device: format!("{:?}", tr.device),
+        train_seconds: read_summary(&dir).map(|s| s.train_seconds).unwrap_or(0.0),
+    };
+    if let Some(last) = metrics::read(&dir.join(run_dir::METRICS_FILE)).ok().and_then(|r| r.last().cloned()) {
+        summary.final_test_acc = last.test_acc;
+        summary.final_train_loss = last.train_loss;
+    }
+    summary
+}
+
+/// With `--resume`, the summary of a run that has nothing left to do (finished or diverged).
+fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
+    let s = read_summary(dir).ok().filter(|s| opts.resume && s.status.is_final())?;
+    if !opts.quiet {
+        eprintln!(
+            "{}: already {} ({} epochs), nothing to do",
+            dir.display(),
+            s.status,
+            s.epochs_done
+        );
+    }
+    Some(s)
+}
+
+/// After a healthy epoch: the checkpoint (when enabled), then the summary.
+fn save_epoch(cfg: &RunConfig, dir: &Path, tr: &Trainer, s: &Summary, run_hash: &str) -> Result<()> {
+    if cfg.train.checkpoint {
+        let meta = checkpoint::Saved {
+            epoch: s.epochs_done,
+            seed: cfg.seed as i64,
+            best_test_acc: s.best_test_acc,
+            best_epoch: s.best_epoch,
+            config_hash: Some(run_hash.to_string()),
+        };
+        checkpoint::save(dir, &tr.vs, &tr.opt, &meta)?;
+    }
+    if crash_point("summary", s.epochs_done) {
+        die();
+    }
+    write_summary(dir, s)
 }
 
 /// The per-epoch progress line.

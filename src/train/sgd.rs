@@ -7,12 +7,13 @@
 //! where the group's lr multiplier m and gradient scale s are 1 for ordinary weights,
 //! m = scalar_lr_mult for the scalar parameters (τ, scalar biases: the τ paper's lr/10), and
 //! s = 1/L for the shared learnable τ (the τ paper divides its gradient by the number of blocks).
+//! The groups are the [`ParamGroup`]s the model sets where it makes each parameter.
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
 
 use crate::train::config::{Precision, SgdConfig};
-use crate::model::resnet::{SCALAR_SUFFIXES, SHARED_TAU_NAME};
+use crate::model::resnet::ParamGroup;
 use crate::util::torch_ext;
 
 /// One trainable tensor and its optimizer state.
@@ -67,9 +68,17 @@ impl LossScaler {
 }
 
 impl Sgd {
-    /// Groups the var store's trainable variables by name (sorted, so the order is
-    /// deterministic). `num_blocks` is L, the shared τ's gradient divisor.
+    /// Takes the var store's trainable variables (sorted by name, so the order is
+    /// deterministic) with the [`ParamGroup`] each was made in. `num_blocks` is L, the shared
+    /// τ's gradient divisor.
     pub fn new(vs: &VarStore, cfg: SgdConfig, num_blocks: i64) -> Sgd {
+        let group_of: HashMap<usize, ParamGroup> = {
+            let vars = vs.variables_.lock().expect("the var store's lock");
+            let trainable = vars.trainable_variables.iter();
+            trainable
+                .map(|v| (v.tensor.data_ptr() as usize, ParamGroup::from_index(v.group)))
+                .collect()
+        };
         let mut named: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
@@ -79,13 +88,15 @@ impl Sgd {
         let params: Vec<ParamState> = named
             .into_iter()
             .map(|(name, param)| {
-                let last = name.rsplit('.').next().unwrap_or(&name);
-                let scalar = SCALAR_SUFFIXES.contains(&last);
-                let lr_mult = if scalar { cfg.scalar_lr_mult } else { 1.0 };
-                let grad_scale = if name == SHARED_TAU_NAME {
-                    1.0 / num_blocks as f64
-                } else {
-                    1.0
+                let group = group_of.get(&(param.data_ptr() as usize));
+                let group = group.copied().unwrap_or(ParamGroup::Weights);
+                let lr_mult = match group {
+                    ParamGroup::Weights => 1.0,
+                    _ => cfg.scalar_lr_mult,
+                };
+                let grad_scale = match group {
+                    ParamGroup::SharedTau => 1.0 / num_blocks as f64,
+                    _ => 1.0,
                 };
                 ParamState {
                     name,

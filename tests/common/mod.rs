@@ -1,7 +1,18 @@
-//! Helpers shared by the tests that run the real binary (cli, bench, reliability).
+//! Helpers shared by the test files: running the real binary (cli, bench, reliability) and
+//! serializing the tests that use torch's global generator.
 #![allow(dead_code)]
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+/// torch's RNG is global to the process: tests that seed it and compare results bit for bit
+/// must not overlap. Hold the guard for the whole test.
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+/// Takes the lock on torch's generator (a panicked holder does not poison it for the others).
+pub fn serial() -> MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The deepres binary built for the tests.
 pub fn deepres() -> Command {

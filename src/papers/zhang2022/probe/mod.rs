@@ -264,6 +264,8 @@ pub fn read_rows(path: &Path) -> Result<Vec<ProbeRow>> {
         .collect()
 }
 
+// Long on purpose: the nested loop over depths, τ rules, norms and seeds with its resume
+// check and CSV append reads as one measurement protocol.
 /// Measures every (depth, norm, τ rule, seed) of `spec` not already in `out_csv`, appending
 /// each row as soon as it is measured; returns all rows of the file.
 pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow>> {
