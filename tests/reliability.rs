@@ -340,7 +340,7 @@ fn a_stale_lock_on_a_finished_cell_is_removed_and_a_live_one_kept() {
     let before = snapshot(&tmp.path().join("runs/fin/s0"));
     let o = run(&["sweep", g, "-q"], tmp.path());
     ok(&o);
-    assert!(stderr(&o).contains("skipped (done)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipped (finished)"), "{}", stderr(&o));
     assert!(!lock.exists(), "the stale lock of a finished cell stayed");
     assert_eq!(snapshot(&tmp.path().join("runs/fin/s0")), before);
     // A live owner's lock is left alone.
@@ -420,7 +420,7 @@ fn another_config_is_refused_and_force_new_makes_a_new_directory() {
         tmp.path(),
     );
     ok(&o);
-    assert!(stderr(&o).contains("skipped (done)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipped (finished)"), "{}", stderr(&o));
     assert!(!tmp.path().join("runs/h-3").exists());
 
     // train: the run dir of a sweep cell, with another config
