@@ -36,6 +36,47 @@ type RunKey = (String, String, String);
 /// A grid point: (index of H, index of β, lr).
 type GridPoint = (usize, usize, f64);
 
+/// What every step of the figure needs.
+struct Ctx<'a> {
+    fig: &'a Figure,
+    s: &'a AccuracyFig,
+    out: &'a Path,
+    device: Device,
+    quiet: bool,
+}
+
+/// Every (H, β, lr) of the figure, H slowest.
+struct Grid {
+    hs: Vec<f64>,
+    betas: Vec<f64>,
+    points: Vec<GridPoint>,
+}
+
+impl Grid {
+    fn new(s: &AccuracyFig) -> Grid {
+        let (hs, betas) = (s.hursts.values(), s.betas.values());
+        let n_betas = betas.len();
+        let points = (0..hs.len())
+            .flat_map(|j| (0..n_betas).flat_map(move |i| s.lrs.iter().map(move |&lr| (j, i, lr))))
+            .collect();
+        Grid { hs, betas, points }
+    }
+
+    /// The point's (H, β, lr) as written in the runs CSV.
+    fn key(&self, &(j, i, lr): &GridPoint) -> RunKey {
+        (self.hs[j].to_string(), self.betas[i].to_string(), lr.to_string())
+    }
+
+    /// The point's model: fBm init with its H, its β and lr.
+    fn run(&self, &(j, i, lr): &GridPoint) -> TrainRun {
+        TrainRun {
+            init: LayerInit::Fbm { hurst: self.hs[j] },
+            beta: self.betas[i],
+            lr,
+        }
+    }
+}
+
 pub(super) fn accuracy_figure(
     fig: &Figure,
     s: &AccuracyFig,
@@ -43,6 +84,13 @@ pub(super) fn accuracy_figure(
     device: Device,
     quiet: bool,
 ) -> Result<String> {
+    let ctx = Ctx {
+        fig,
+        s,
+        out,
+        device,
+        quiet,
+    };
     let mut text = String::new();
     for names in &s.datasets {
         let split = match load_first(names, &s.training.train) {
@@ -61,108 +109,47 @@ pub(super) fn accuracy_figure(
                 continue;
             }
         };
-        text += &dataset_figure(fig, s, &split, out, device, quiet)?;
+        text += &dataset_figure(&ctx, &split)?;
     }
     Ok(text)
 }
 
 /// The grid of one dataset: trains the runs missing from its runs CSV, then writes the heatmap
 /// of the best accuracy over the learning rates; returns its Markdown.
-fn dataset_figure(
-    fig: &Figure,
-    s: &AccuracyFig,
-    split: &DataSplit,
-    out: &Path,
-    device: Device,
-    quiet: bool,
-) -> Result<String> {
-    let hs = s.hursts.values();
-    let betas = s.betas.values();
+fn dataset_figure(ctx: &Ctx, split: &DataSplit) -> Result<String> {
+    let Ctx { fig, s, out, .. } = *ctx;
+    let grid = Grid::new(s);
     let dname = split.name.as_str();
-    // Every (H, β, lr) of the grid, H slowest; trained `chunk` models at a time.
-    let grid: Vec<GridPoint> = (0..hs.len())
-        .flat_map(|j| (0..betas.len()).flat_map(move |i| s.lrs.iter().map(move |&lr| (j, i, lr))))
-        .collect();
-    let row_key =
-        |&(j, i, lr): &GridPoint| (hs[j].to_string(), betas[i].to_string(), lr.to_string());
     let runs_path = out.join(format!("runs-{dname}.csv"));
-    let mut rows = resume_rows(s, split, out, &runs_path, quiet)?;
+    let mut rows = resume_rows(s, split, out, &runs_path, ctx.quiet)?;
     let todo: Vec<GridPoint> = grid
+        .points
         .iter()
-        .filter(|g| !rows.contains_key(&row_key(g)))
+        .filter(|g| !rows.contains_key(&grid.key(g)))
         .copied()
         .collect();
-    if !quiet && !rows.is_empty() {
+    if !ctx.quiet && !rows.is_empty() {
         eprintln!(
             "{}: {dname}: {} of {} runs already in {}, {} to train",
             fig.figure,
-            grid.len() - todo.len(),
-            grid.len(),
+            grid.points.len() - todo.len(),
+            grid.points.len(),
             runs_path.display(),
             todo.len()
         );
     }
-    let chunks = todo.len().div_ceil(s.batched.chunk);
-    // The current chunk's models and optimizer after every epoch.
-    let checkpoint = out.join(format!(".chunk-{dname}.ot"));
-    for (c, chunk) in todo.chunks(s.batched.chunk).enumerate() {
-        let t0 = Instant::now();
-        let runs: Vec<TrainRun> = chunk
-            .iter()
-            .map(|&(j, i, lr)| TrainRun {
-                init: LayerInit::Fbm { hurst: hs[j] },
-                beta: betas[i],
-                lr,
-            })
-            .collect();
-        let label = format!(
-            "{} {dname} chunk {}/{chunks} ({} models)",
-            fig.figure,
-            c + 1,
-            runs.len()
-        );
-        let setup = TrainSetup {
-            label: (!quiet).then_some(label.clone()),
-            checkpoint: Some(checkpoint.clone()),
-            ..TrainSetup::of(&s.training, device)
-        };
-        let tr = train_classifiers(&setup, split, &runs)?;
-        let secs = t0.elapsed().as_secs_f64();
-        for (m, g) in chunk.iter().enumerate() {
-            let (h, b, lr) = row_key(g);
-            rows.insert(
-                row_key(g),
-                vec![
-                    dname.into(),
-                    h,
-                    b,
-                    lr,
-                    tr.test_acc[m].to_string(),
-                    tr.train_loss[m].to_string(),
-                    tr.diverged[m].to_string(),
-                    format!("{secs:.2}"),
-                ],
-            );
-        }
-        if !quiet {
-            eprintln!("{label}: done in {secs:.1}s");
-        }
-        // Rewritten (atomically) after every chunk: an interrupted figure resumes from it
-        // (and from the chunk's checkpoint, removed once its runs are in the file).
-        runs_table(&grid, &row_key, &rows).write_csv(&runs_path)?;
-        let _ = std::fs::remove_file(&checkpoint);
-    }
-    let best = best_over_lr(&grid, &row_key, &rows, hs.len(), betas.len());
+    train_missing(ctx, split, &grid, &todo, &mut rows, &runs_path)?;
+    let best = best_over_lr(&grid, &rows);
     let mut table = Table::new(
         format!(
             "{dname}: best test accuracy over lr ∈ {:?} (rows β, columns H; L = {}, width {}, {} epoch(s))",
             s.lrs, s.training.depth, s.training.width, s.training.train.epochs
         ),
         std::iter::once("β \\ H".to_string())
-            .chain(hs.iter().map(|h| format!("{h}")))
+            .chain(grid.hs.iter().map(|h| format!("{h}")))
             .collect(),
     );
-    for (i, &b) in betas.iter().enumerate().rev() {
+    for (i, &b) in grid.betas.iter().enumerate().rev() {
         table.push(
             std::iter::once(format!("{b}"))
                 .chain(best[i].iter().map(|a| format!("{a:.3}")))
@@ -176,8 +163,8 @@ fn dataset_figure(
         ),
         x_label: "Hurst index H".into(),
         y_label: "β (scale L^-β)".into(),
-        xs: hs.clone(),
-        ys: betas.clone(),
+        xs: grid.hs.clone(),
+        ys: grid.betas.clone(),
         values: best,
         vmin: 0.0,
         vmax: 1.0,
@@ -192,19 +179,71 @@ fn dataset_figure(
     ))
 }
 
+/// Trains the points `todo`, `chunk` models at a time, into `rows`; the runs CSV is rewritten
+/// after every chunk.
+fn train_missing(
+    ctx: &Ctx,
+    split: &DataSplit,
+    grid: &Grid,
+    todo: &[GridPoint],
+    rows: &mut HashMap<RunKey, Vec<String>>,
+    runs_path: &Path,
+) -> Result<()> {
+    let Ctx { fig, s, out, .. } = *ctx;
+    let dname = split.name.as_str();
+    let chunks = todo.len().div_ceil(s.batched.chunk);
+    // The current chunk's models and optimizer after every epoch.
+    let checkpoint = out.join(format!(".chunk-{dname}.ot"));
+    for (c, chunk) in todo.chunks(s.batched.chunk).enumerate() {
+        let t0 = Instant::now();
+        let runs: Vec<TrainRun> = chunk.iter().map(|g| grid.run(g)).collect();
+        let label = format!(
+            "{} {dname} chunk {}/{chunks} ({} models)",
+            fig.figure,
+            c + 1,
+            runs.len()
+        );
+        let setup = TrainSetup {
+            label: (!ctx.quiet).then_some(label.clone()),
+            checkpoint: Some(checkpoint.clone()),
+            ..TrainSetup::of(&s.training, ctx.device)
+        };
+        let tr = train_classifiers(&setup, split, &runs)?;
+        let secs = t0.elapsed().as_secs_f64();
+        for (m, g) in chunk.iter().enumerate() {
+            let (h, b, lr) = grid.key(g);
+            rows.insert(
+                grid.key(g),
+                vec![
+                    dname.into(),
+                    h,
+                    b,
+                    lr,
+                    tr.test_acc[m].to_string(),
+                    tr.train_loss[m].to_string(),
+                    tr.diverged[m].to_string(),
+                    format!("{secs:.2}"),
+                ],
+            );
+        }
+        if !ctx.quiet {
+            eprintln!("{label}: done in {secs:.1}s");
+        }
+        // Rewritten (atomically) after every chunk: an interrupted figure resumes from it
+        // (and from the chunk's checkpoint, removed once its runs are in the file).
+        runs_table(grid, rows).write_csv(runs_path)?;
+        let _ = std::fs::remove_file(&checkpoint);
+    }
+    Ok(())
+}
+
 /// The best finite test accuracy of every (β, H) cell over the learning rates: rows β, columns
 /// H (NaN where every run diverged).
-fn best_over_lr(
-    grid: &[GridPoint],
-    key: &dyn Fn(&GridPoint) -> RunKey,
-    rows: &HashMap<RunKey, Vec<String>>,
-    n_hursts: usize,
-    n_betas: usize,
-) -> Vec<Vec<f64>> {
-    let mut best = vec![vec![f64::NAN; n_hursts]; n_betas];
-    for g in grid {
+fn best_over_lr(grid: &Grid, rows: &HashMap<RunKey, Vec<String>>) -> Vec<Vec<f64>> {
+    let mut best = vec![vec![f64::NAN; grid.hs.len()]; grid.betas.len()];
+    for g in &grid.points {
         let (j, i, _) = *g;
-        let acc: f64 = rows[&key(g)][4].parse().unwrap_or(f64::NAN);
+        let acc: f64 = rows[&grid.key(g)][4].parse().unwrap_or(f64::NAN);
         if acc.is_finite() && (best[i][j].is_nan() || acc > best[i][j]) {
             best[i][j] = acc;
         }
@@ -213,14 +252,10 @@ fn best_over_lr(
 }
 
 /// The runs CSV in grid order (runs not trained yet left out).
-fn runs_table<G>(
-    grid: &[G],
-    key: &dyn Fn(&G) -> RunKey,
-    rows: &HashMap<RunKey, Vec<String>>,
-) -> Table {
+fn runs_table(grid: &Grid, rows: &HashMap<RunKey, Vec<String>>) -> Table {
     let mut t = Table::new("", RUN_COLUMNS.iter().map(|s| s.to_string()).collect());
-    for g in grid {
-        if let Some(r) = rows.get(&key(g)) {
+    for g in &grid.points {
+        if let Some(r) = rows.get(&grid.key(g)) {
             t.push(r.clone());
         }
     }

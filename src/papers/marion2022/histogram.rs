@@ -34,23 +34,7 @@ pub(super) fn histogram_figure(
     let rows = scaling::run(&spec, Some(&out.join("samples.csv")), quiet)?;
     let mut text = String::new();
     let mut panels = Vec::new();
-    let mut table = Table::new(
-        format!(
-            "Distribution over {} random models (L = {}, width {}, β = {}, {} init)",
-            s.models, s.depth, s.width, s.beta, s.init
-        ),
-        [
-            "quantity",
-            "mean",
-            "std",
-            "skewness",
-            "excess kurtosis",
-            "KS distance to fitted N",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    );
+    let mut table = moments_table(s);
     for (name, label, values) in [
         (
             "output",
@@ -95,6 +79,27 @@ pub(super) fn histogram_figure(
     text += &format!("Figure: {}.svg/png.\n\n", fig.stem);
     text += &table.to_markdown();
     Ok(text)
+}
+
+/// The (empty) table of the moments of each quantity.
+fn moments_table(s: &HistogramFig) -> Table {
+    Table::new(
+        format!(
+            "Distribution over {} random models (L = {}, width {}, β = {}, {} init)",
+            s.models, s.depth, s.width, s.beta, s.init
+        ),
+        [
+            "quantity",
+            "mean",
+            "std",
+            "skewness",
+            "excess kurtosis",
+            "KS distance to fitted N",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
 }
 
 /// The sample moments of finite values, and their distance to the fitted normal.

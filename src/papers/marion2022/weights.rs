@@ -27,25 +27,16 @@ pub(super) fn weights_figure(
     );
     let mut table = Table::new(
         "Trained models, and the roughness of their weights along the layers",
-        [
+        headers(&[
             "init",
             "β",
             "test acc",
             "train loss",
             "mean |W_{k+1} − W_k| / mean |W_k| (first weight tensor)",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        ]),
     );
     let mut panels = Vec::new();
-    let mut csv = Table::new(
-        "",
-        ["init", "beta", "tensor", "i", "j", "k", "value"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    );
+    let mut csv = Table::new("", headers(&["init", "beta", "tensor", "i", "j", "k", "value"]));
     // The runs train together, one batched program (one model each).
     let runs: Vec<TrainRun> = s
         .runs
@@ -101,6 +92,11 @@ pub(super) fn weights_figure(
     let _ = std::fs::remove_file(&checkpoint);
     text += &table.to_markdown();
     Ok(text)
+}
+
+/// Column names as the table wants them.
+fn headers(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
 }
 
 /// mean |W_{k+1} − W_k| / mean |W_k| of one model's weights `[L, d, d]`.
