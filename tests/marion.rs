@@ -1,8 +1,10 @@
-//! Marion et al. (2022), SPEC §1.2: the layer-correlated initializations match their laws over
+//! Marion et al., "Scaling ResNets in the Large-depth Regime" (arXiv:2206.06929;
+//! docs/marion2022.md): the layer-correlated initializations match their laws over
 //! many draws (tolerances that a wrong generator fails), the batched models' hand-written
 //! backward pass equals autograd, and the scaling measurement shows the i.i.d. picture.
 use deepres::papers::marion2022::{
-    self as marion, train_classifiers, Figure, TrainFig, TrainRun, TrainSetup,
+    self as marion, train_classifiers, Figure, FigureSpec, TrainFig, TrainRun, TrainSetup,
+    Training,
 };
 use deepres::model::full_resnet::{depth_scale, FullResNet};
 use deepres::model::marion_net::{MarionModel, MarionNet, MarionShape};
@@ -376,6 +378,50 @@ fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
     assert!(format!("{err:#}").contains("hurst"), "{err:#}");
 }
 
+/// A figure file that leaves out every optional key gets the defaults (those of the former
+/// per-field serde defaults).
+#[test]
+fn optional_keys_get_their_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let load = |spec: &str| {
+        let p = tmp.path().join("min.yaml");
+        std::fs::write(&p, format!("figure: X\ntitle: x\nspec:\n{spec}")).unwrap();
+        Figure::load(&p, "smoke").unwrap().spec
+    };
+    let scaling = "  kind: scaling\n  model: full\n  init: iid\n  metric: forward\n  depths: [10]\n  betas: [1]\n";
+    match load(scaling) {
+        FigureSpec::Scaling(s) => {
+            assert_eq!((s.sizes.width, s.sizes.models, s.sizes.inputs), (40, 50, 1));
+            assert_eq!((s.draw.input_dim, s.draw.chunk, s.draw.seed), (64, 50, 0));
+        }
+        _ => panic!("a scaling figure"),
+    }
+    let heatmap = "  kind: heatmap\n  model: full\n  hursts: {from: 0.1, to: 0.9, points: 3}\n  betas: {from: 0.1, to: 0.9, points: 3}\n  depth: 10\n  models: 2\n  inputs: 2\n  explosion_log10: 0.0\n";
+    match load(heatmap) {
+        FigureSpec::Heatmap(s) => {
+            assert_eq!(s.width.width, 40);
+            assert_eq!((s.draw.input_dim, s.draw.chunk, s.draw.seed), (64, 50, 0));
+        }
+        _ => panic!("a heatmap"),
+    }
+    let accuracy = "  kind: accuracy\n  model: simple\n  datasets: [[synthetic]]\n  hursts: {from: 0.1, to: 0.9, points: 3}\n  betas: {from: 0.1, to: 0.9, points: 3}\n  depth: 10\n  width: 8\n  lrs: [0.01]\n  train: {epochs: 1, batch: 10, lr_step: 5}\n";
+    match load(accuracy) {
+        FigureSpec::Accuracy(s) => {
+            assert_eq!((s.batched.chunk, s.training.seed), (50, 0));
+            assert_eq!((s.training.train.limit_train, s.training.train.limit_test), (None, None));
+        }
+        _ => panic!("an accuracy figure"),
+    }
+    // Required keys stay required; unknown keys stay errors, also next to flattened ones.
+    let err = Figure::load_with(&tmp.path().join("min.yaml"), "smoke", &["chunkk=3".into()]);
+    assert!(format!("{:#}", err.unwrap_err()).contains("chunkk"));
+    let no_width = accuracy.replace("  width: 8\n", "");
+    let p = tmp.path().join("min.yaml");
+    std::fs::write(&p, format!("figure: X\ntitle: x\nspec:\n{no_width}")).unwrap();
+    let err = format!("{:#}", Figure::load(&p, "smoke").unwrap_err());
+    assert!(err.contains("width"), "{err}");
+}
+
 fn synthetic_split(train: i64, test: i64) -> deepres::data::DataSplit {
     let spec = deepres::data::DataSpec {
         synthetic_train: train,
@@ -605,6 +651,57 @@ fn the_accuracy_figure_resumes_from_its_runs_file() {
         resumed
     );
     assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 5);
+}
+
+/// The resume keys of the training checkpoint and of M9's runs file, pinned for one setting. If
+/// a field is added to `CheckpointKey` or `RunsKey` (src/papers/marion2022/checkpoint.rs,
+/// accuracy.rs) this test fails: every old checkpoint and runs file is then retrained, so paste
+/// the new value deliberately. Changing any one setting changes the key.
+#[test]
+fn the_resume_keys_are_pinned_and_change_with_every_setting() {
+    let _g = lock();
+    let split = synthetic_split(300, 100);
+    let t = train_fig(3, 50);
+    let runs = [
+        run(LayerInit::Fbm { hurst: 0.6 }, 0.5, 0.01),
+        run(LayerInit::Iid, 1.0, 0.003),
+    ];
+    let key = |s: &TrainSetup, runs: &[TrainRun]| marion::checkpoint_key(s, &split, runs);
+    let base = key(&setup(MarionModel::Simple, 10, 8, &t, 2), &runs);
+    assert_eq!(base, "e311c188c3bea32e7a0b2d2ac29749cd8ff11064df7beb0337de7109dc4b8fce");
+    let mut other_beta = runs;
+    other_beta[1].beta = 0.75;
+    let mut other_lr = runs;
+    other_lr[0].lr = 0.02;
+    let t4 = train_fig(4, 50);
+    for (what, k) in [
+        ("β", key(&setup(MarionModel::Simple, 10, 8, &t, 2), &other_beta)),
+        ("lr", key(&setup(MarionModel::Simple, 10, 8, &t, 2), &other_lr)),
+        ("seed", key(&setup(MarionModel::Simple, 10, 8, &t, 3), &runs)),
+        ("depth", key(&setup(MarionModel::Simple, 11, 8, &t, 2), &runs)),
+        ("model", key(&setup(MarionModel::Full, 10, 8, &t, 2), &runs)),
+        ("epochs", key(&setup(MarionModel::Simple, 10, 8, &t4, 2), &runs)),
+        ("runs", key(&setup(MarionModel::Simple, 10, 8, &t, 2), &runs[..1])),
+    ] {
+        assert_ne!(k, base, "changing {what} must change the checkpoint key");
+    }
+    let training = |seed: u64, depth: i64, t: &TrainFig| Training {
+        model: MarionModel::Simple,
+        depth,
+        width: 30,
+        train: t.clone(),
+        seed,
+    };
+    let base = marion::runs_key(&training(0, 100, &t), &split);
+    assert_eq!(base, "21b7d36f08c93b1b2a7b6febe428ef86c7a577cde61e6c82746741c5c3acf02e");
+    for (what, k) in [
+        ("seed", marion::runs_key(&training(1, 100, &t), &split)),
+        ("depth", marion::runs_key(&training(0, 101, &t), &split)),
+        ("epochs", marion::runs_key(&training(0, 100, &t4), &split)),
+        ("data", marion::runs_key(&training(0, 100, &t), &synthetic_split(200, 100))),
+    ] {
+        assert_ne!(k, base, "changing {what} must change the runs key");
+    }
 }
 
 #[test]

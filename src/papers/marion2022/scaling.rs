@@ -1,5 +1,6 @@
-//! `deepres scaling`: the forward and backward metrics of Marion et al. (2022, SPEC §1.2) at
-//! initialization, over depths L, scalings β, layer initializations and random models.
+//! `deepres scaling`: the forward and backward metrics of Marion et al., "Scaling ResNets in the
+//! Large-depth Regime" (arXiv:2206.06929; docs/marion2022.md) at initialization, over depths L,
+//! scalings β (α_L = L^-β), layer initializations and random models.
 //!
 //! For each model and input x (uniform on [0, 1]^{d_in}, target uniform on [0, 1]):
 //! - forward:  ‖h_L − h_0‖ / ‖h_0‖;
@@ -86,7 +87,8 @@ pub struct ScalingRow {
 }
 
 /// Forward metric, backward metric and first output coordinate of every (model, row):
-/// x `[M, B, d_in]`, scale broadcast against `[M, B, 1]`; returns three `[M, B]` f64 tensors.
+/// x `[models, rows, d_in]`, scale broadcast against `[models, rows, 1]`; returns three
+/// `[models, rows]` f64 tensors.
 pub fn measure(net: &MarionNet, x: &Tensor, target: &Tensor, scale: &Tensor) -> [Tensor; 3] {
     tch::no_grad(|| {
         let h0 = net.embed(x);
@@ -113,6 +115,8 @@ pub fn measure(net: &MarionNet, x: &Tensor, target: &Tensor, scale: &Tensor) -> 
 }
 
 /// Runs every (init, depth) of `spec`; returns the rows (also written to `csv` when given).
+// One loop nest kept whole: the order of the random draws (weights, inputs, targets per chunk)
+// is the measurements' reproducibility, and is easiest to check in one place.
 pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<ScalingRow>> {
     spec.validate()?;
     tch::manual_seed(spec.seed as i64);
@@ -134,7 +138,7 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
             // One set of weight buffers per (init, depth), redrawn in place for each chunk.
             let mut reuse: Option<MarionNet> = None;
             while done < spec.models {
-                let m = spec.chunk.min(spec.models - done);
+                let models = spec.chunk.min(spec.models - done);
                 let shape = MarionShape {
                     depth,
                     width: spec.width,
@@ -142,23 +146,23 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                     d_out: spec.output_dim,
                 };
                 let net = match reuse.take() {
-                    Some(mut net) if net.models() == m => {
+                    Some(mut net) if net.models() == models => {
                         net.redraw(*init);
                         net
                     }
-                    _ => MarionNet::new(spec.model, m, shape, *init, dev),
+                    _ => MarionNet::new(spec.model, models, shape, *init, dev),
                 };
-                // The same inputs and targets for every β of a model.
-                let x = Tensor::rand([m, 1, spec.inputs, spec.input_dim], (Kind::Float, dev))
-                    .expand([m, nb, spec.inputs, spec.input_dim], false)
-                    .reshape([m, nb * spec.inputs, spec.input_dim]);
-                let t = Tensor::rand([m, 1, spec.inputs, spec.output_dim], (Kind::Float, dev))
-                    .expand([m, nb, spec.inputs, spec.output_dim], false)
-                    .reshape([m, nb * spec.inputs, spec.output_dim]);
+                // The same inputs and targets for every β of a model: `[models, β × inputs, _]`.
+                let x = Tensor::rand([models, 1, spec.inputs, spec.input_dim], (Kind::Float, dev))
+                    .expand([models, nb, spec.inputs, spec.input_dim], false)
+                    .reshape([models, nb * spec.inputs, spec.input_dim]);
+                let t = Tensor::rand([models, 1, spec.inputs, spec.output_dim], (Kind::Float, dev))
+                    .expand([models, nb, spec.inputs, spec.output_dim], false)
+                    .reshape([models, nb * spec.inputs, spec.output_dim]);
                 let [f, b, o] = measure(&net, &x, &t, &scale);
                 let to_vec = |t: Tensor| Vec::<f64>::try_from(t.to_device(Device::Cpu).view([-1]));
                 let (f, b, o) = (to_vec(f)?, to_vec(b)?, to_vec(o)?);
-                for i in 0..m {
+                for i in 0..models {
                     for (bi, &beta) in spec.betas.iter().enumerate() {
                         for j in 0..spec.inputs {
                             let k = (i * nb * spec.inputs + bi as i64 * spec.inputs + j) as usize;
@@ -177,7 +181,7 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                         }
                     }
                 }
-                done += m;
+                done += models;
                 reuse = Some(net);
             }
             if !quiet {
@@ -203,13 +207,14 @@ pub fn write_rows(rows: &[ScalingRow], path: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    let mut w = csv::Writer::from_path(path)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    for r in rows {
-        w.serialize(r)?;
-    }
-    w.flush()?;
-    Ok(())
+    crate::util::atomic::write_atomic_with(path, |f| {
+        let mut w = csv::Writer::from_writer(f);
+        for r in rows {
+            w.serialize(r)?;
+        }
+        w.flush()?;
+        Ok(())
+    })
 }
 
 /// Reads rows written by [`write_rows`].
@@ -404,8 +409,7 @@ pub fn write_report(rows: &[ScalingRow], out: &Path, title: &str) -> Result<Stri
     let slopes = slope_table(rows, title);
     slopes.write_csv(&out.join("slopes.csv"))?;
     let md = slopes.to_markdown();
-    std::fs::write(out.join("slopes.md"), &md)
-        .with_context(|| format!("{}: cannot write", out.display()))?;
+    crate::util::write_atomic(&out.join("slopes.md"), &md)?;
     let summary = summarize(rows);
     let mut inits: Vec<String> = summary.iter().map(|s| s.0.clone()).collect();
     inits.dedup();

@@ -1,0 +1,336 @@
+//! `kind: accuracy` (M9): test accuracy after training over H × β (fBm init), best over a
+//! learning-rate grid. The runs go to `runs-<dataset>.csv`, rewritten after every chunk of
+//! models, so that an interrupted figure resumes from it ([`resume_rows`]).
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+use tch::Device;
+
+use super::spec::{AccuracyFig, Figure, TrainFig, Training};
+use super::train::{load_first, train_classifiers, TrainRun, TrainSetup};
+use crate::data::DataSplit;
+use crate::model::marion_net::MarionModel;
+use crate::model::weight_init::LayerInit;
+use crate::report::heatmap::Heatmap;
+use crate::report::table::Table;
+use crate::util::key::spec_key;
+use crate::util::write_atomic;
+
+/// The columns of M9's runs-<dataset>.csv.
+const RUN_COLUMNS: [&str; 8] = [
+    "dataset",
+    "hurst",
+    "beta",
+    "lr",
+    "test_acc",
+    "train_loss",
+    "diverged",
+    "chunk_seconds",
+];
+
+/// A grid run's (H, β, lr) as written in the runs CSV.
+type RunKey = (String, String, String);
+
+/// A grid point: (index of H, index of β, lr).
+type GridPoint = (usize, usize, f64);
+
+/// What every step of the figure needs.
+struct Ctx<'a> {
+    fig: &'a Figure,
+    s: &'a AccuracyFig,
+    out: &'a Path,
+    device: Device,
+    quiet: bool,
+}
+
+/// Every (H, β, lr) of the figure, H slowest.
+struct Grid {
+    hs: Vec<f64>,
+    betas: Vec<f64>,
+    points: Vec<GridPoint>,
+}
+
+impl Grid {
+    fn new(s: &AccuracyFig) -> Grid {
+        let (hs, betas) = (s.hursts.values(), s.betas.values());
+        let n_betas = betas.len();
+        let points = (0..hs.len())
+            .flat_map(|j| (0..n_betas).flat_map(move |i| s.lrs.iter().map(move |&lr| (j, i, lr))))
+            .collect();
+        Grid { hs, betas, points }
+    }
+
+    /// The point's (H, β, lr) as written in the runs CSV.
+    fn key(&self, &(j, i, lr): &GridPoint) -> RunKey {
+        (self.hs[j].to_string(), self.betas[i].to_string(), lr.to_string())
+    }
+
+    /// The point's model: fBm init with its H, its β and lr.
+    fn run(&self, &(j, i, lr): &GridPoint) -> TrainRun {
+        TrainRun {
+            init: LayerInit::Fbm { hurst: self.hs[j] },
+            beta: self.betas[i],
+            lr,
+        }
+    }
+}
+
+pub(super) fn accuracy_figure(
+    fig: &Figure,
+    s: &AccuracyFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let ctx = Ctx {
+        fig,
+        s,
+        out,
+        device,
+        quiet,
+    };
+    let mut text = String::new();
+    for names in &s.datasets {
+        let split = match load_first(names, &s.training.train) {
+            Ok(split) => split,
+            Err(e) => {
+                let msg = format!(
+                    "skipped {}: {e:#}\n\n",
+                    names
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                );
+                eprintln!("{}: {msg}", fig.figure);
+                text += &msg;
+                continue;
+            }
+        };
+        text += &dataset_figure(&ctx, &split)?;
+    }
+    Ok(text)
+}
+
+/// The grid of one dataset: trains the runs missing from its runs CSV, then writes the heatmap
+/// of the best accuracy over the learning rates; returns its Markdown.
+fn dataset_figure(ctx: &Ctx, split: &DataSplit) -> Result<String> {
+    let Ctx { fig, s, out, .. } = *ctx;
+    let grid = Grid::new(s);
+    let dname = split.name.as_str();
+    let runs_path = out.join(format!("runs-{dname}.csv"));
+    let mut rows = resume_rows(s, split, out, &runs_path, ctx.quiet)?;
+    let todo: Vec<GridPoint> = grid
+        .points
+        .iter()
+        .filter(|g| !rows.contains_key(&grid.key(g)))
+        .copied()
+        .collect();
+    if !ctx.quiet && !rows.is_empty() {
+        eprintln!(
+            "{}: {dname}: {} of {} runs already in {}, {} to train",
+            fig.figure,
+            grid.points.len() - todo.len(),
+            grid.points.len(),
+            runs_path.display(),
+            todo.len()
+        );
+    }
+    train_missing(ctx, split, &grid, &todo, &mut rows, &runs_path)?;
+    let best = best_over_lr(&grid, &rows);
+    let mut table = Table::new(
+        format!(
+            "{dname}: best test accuracy over lr ∈ {:?} (rows β, columns H; L = {}, width {}, {} epoch(s))",
+            s.lrs, s.training.depth, s.training.width, s.training.train.epochs
+        ),
+        std::iter::once("β \\ H".to_string())
+            .chain(grid.hs.iter().map(|h| format!("{h}")))
+            .collect(),
+    );
+    for (i, &b) in grid.betas.iter().enumerate().rev() {
+        table.push(
+            std::iter::once(format!("{b}"))
+                .chain(best[i].iter().map(|a| format!("{a:.3}")))
+                .collect(),
+        );
+    }
+    Heatmap {
+        title: format!(
+            "{}: test accuracy, {dname} (L = {})",
+            fig.figure, s.training.depth
+        ),
+        x_label: "Hurst index H".into(),
+        y_label: "β (scale L^-β)".into(),
+        xs: grid.hs.clone(),
+        ys: grid.betas.clone(),
+        values: best,
+        vmin: 0.0,
+        vmax: 1.0,
+        value_label: "test accuracy".into(),
+        curves: vec![],
+    }
+    .write(&out.join(format!("{}-{dname}", fig.stem)))?;
+    Ok(format!(
+        "Figure: {}-{dname}.svg/png.\n\n{}\n",
+        fig.stem,
+        table.to_markdown()
+    ))
+}
+
+/// Trains the points `todo`, `chunk` models at a time, into `rows`; the runs CSV is rewritten
+/// after every chunk.
+fn train_missing(
+    ctx: &Ctx,
+    split: &DataSplit,
+    grid: &Grid,
+    todo: &[GridPoint],
+    rows: &mut HashMap<RunKey, Vec<String>>,
+    runs_path: &Path,
+) -> Result<()> {
+    let Ctx { fig, s, out, .. } = *ctx;
+    let dname = split.name.as_str();
+    let chunks = todo.len().div_ceil(s.batched.chunk);
+    // The current chunk's models and optimizer after every epoch.
+    let checkpoint = out.join(format!(".chunk-{dname}.ot"));
+    for (c, chunk) in todo.chunks(s.batched.chunk).enumerate() {
+        let t0 = Instant::now();
+        let runs: Vec<TrainRun> = chunk.iter().map(|g| grid.run(g)).collect();
+        let label = format!(
+            "{} {dname} chunk {}/{chunks} ({} models)",
+            fig.figure,
+            c + 1,
+            runs.len()
+        );
+        let setup = TrainSetup {
+            label: (!ctx.quiet).then_some(label.clone()),
+            checkpoint: Some(checkpoint.clone()),
+            ..TrainSetup::of(&s.training, ctx.device)
+        };
+        let tr = train_classifiers(&setup, split, &runs)?;
+        let secs = t0.elapsed().as_secs_f64();
+        for (m, g) in chunk.iter().enumerate() {
+            let (h, b, lr) = grid.key(g);
+            rows.insert(
+                grid.key(g),
+                vec![
+                    dname.into(),
+                    h,
+                    b,
+                    lr,
+                    tr.test_acc[m].to_string(),
+                    tr.train_loss[m].to_string(),
+                    tr.diverged[m].to_string(),
+                    format!("{secs:.2}"),
+                ],
+            );
+        }
+        if !ctx.quiet {
+            eprintln!("{label}: done in {secs:.1}s");
+        }
+        // Rewritten (atomically) after every chunk: an interrupted figure resumes from it
+        // (and from the chunk's checkpoint, removed once its runs are in the file).
+        runs_table(grid, rows).write_csv(runs_path)?;
+        let _ = std::fs::remove_file(&checkpoint);
+    }
+    Ok(())
+}
+
+/// The best finite test accuracy of every (β, H) cell over the learning rates: rows β, columns
+/// H (NaN where every run diverged).
+fn best_over_lr(grid: &Grid, rows: &HashMap<RunKey, Vec<String>>) -> Vec<Vec<f64>> {
+    let mut best = vec![vec![f64::NAN; grid.hs.len()]; grid.betas.len()];
+    for g in &grid.points {
+        let (j, i, _) = *g;
+        let acc: f64 = rows[&grid.key(g)][4].parse().unwrap_or(f64::NAN);
+        if acc.is_finite() && (best[i][j].is_nan() || acc > best[i][j]) {
+            best[i][j] = acc;
+        }
+    }
+    best
+}
+
+/// The runs CSV in grid order (runs not trained yet left out).
+fn runs_table(grid: &Grid, rows: &HashMap<RunKey, Vec<String>>) -> Table {
+    let mut t = Table::new("", RUN_COLUMNS.iter().map(|s| s.to_string()).collect());
+    for g in &grid.points {
+        if let Some(r) = rows.get(&grid.key(g)) {
+            t.push(r.clone());
+        }
+    }
+    t
+}
+
+/// The settings that determine the runs of one dataset's runs CSV (the grid point of a run is
+/// in its row; the dataset in the file's name).
+#[derive(Serialize)]
+struct RunsKey<'a> {
+    model: MarionModel,
+    depth: i64,
+    width: i64,
+    train: &'a TrainFig,
+    seed: u64,
+    train_examples: i64,
+    test_examples: i64,
+}
+
+/// The key of a runs CSV of `training` on `split`, recorded in the `.runs-<dataset>.key` file
+/// beside it ([`crate::util::key::spec_key`]).
+pub fn runs_key(training: &Training, split: &DataSplit) -> String {
+    spec_key(&RunsKey {
+        model: training.model,
+        depth: training.depth,
+        width: training.width,
+        train: &training.train,
+        seed: training.seed,
+        train_examples: split.train.len(),
+        test_examples: split.test.len(),
+    })
+}
+
+/// The runs an interrupted M9 left in `runs_path`, by (H, β, lr), when they were trained with
+/// the same settings ([`runs_key`], recorded in a `.key` file beside it); the runs of other
+/// settings are moved aside to `runs-<dataset>.<unix time>.csv`, never overwritten.
+fn resume_rows(
+    s: &AccuracyFig,
+    split: &DataSplit,
+    out: &Path,
+    runs_path: &Path,
+    quiet: bool,
+) -> Result<HashMap<RunKey, Vec<String>>> {
+    let dname = split.name.as_str();
+    let key = format!("{}\n", runs_key(&s.training, split));
+    let key_path = out.join(format!(".runs-{dname}.key"));
+    let mut rows = HashMap::new();
+    if runs_path.exists() {
+        if std::fs::read_to_string(&key_path).ok().as_deref() == Some(key.as_str()) {
+            let mut r = csv::Reader::from_path(runs_path)
+                .with_context(|| format!("{}: cannot read", runs_path.display()))?;
+            for rec in r.records() {
+                let rec = rec.with_context(|| format!("{}: bad row", runs_path.display()))?;
+                let row: Vec<String> = rec.iter().map(String::from).collect();
+                if row.len() == RUN_COLUMNS.len() {
+                    rows.insert((row[1].clone(), row[2].clone(), row[3].clone()), row);
+                }
+            }
+        } else {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = out.join(format!("runs-{dname}.{secs}.csv"));
+            std::fs::rename(runs_path, &aside)
+                .with_context(|| format!("{}: cannot move aside", runs_path.display()))?;
+            if !quiet {
+                eprintln!(
+                    "{}: trained with other settings; moved to {}",
+                    runs_path.display(),
+                    aside.display()
+                );
+            }
+        }
+    }
+    write_atomic(&key_path, &key)?;
+    Ok(rows)
+}

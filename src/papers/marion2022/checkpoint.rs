@@ -1,0 +1,127 @@
+//! The per-epoch training checkpoint of [`super::train::train_classifiers`]: the models, the
+//! Adam state, the epochs done, the losses and divergence flags, and the key of the runs
+//! ([`checkpoint_key`]); a checkpoint of other runs is never resumed. Written atomically by
+//! [`crate::train::tensor_file`].
+use anyhow::Result;
+use serde::Serialize;
+use std::path::Path;
+use tch::{Device, Tensor};
+
+use super::spec::TrainFig;
+use super::train::{TrainRun, TrainSetup};
+use crate::data::{DataSplit, DatasetName};
+use crate::model::marion_net::{MarionModel, MarionNet};
+use crate::train::adam::BatchedAdam;
+use crate::train::tensor_file::{self, TensorFile};
+use crate::util::key::spec_key;
+
+/// Everything that makes a batched training these runs: the settings of the setup, every run,
+/// the dataset and its sizes (after the limits).
+#[derive(Serialize)]
+struct CheckpointKey<'a> {
+    model: MarionModel,
+    depth: i64,
+    width: i64,
+    train: &'a TrainFig,
+    seed: u64,
+    runs: &'a [TrainRun],
+    dataset: DatasetName,
+    train_examples: i64,
+    test_examples: i64,
+}
+
+/// The key a training checkpoint of `runs` on `split` with `setup` carries
+/// ([`crate::util::key::spec_key`] of the settings that determine the result).
+pub fn checkpoint_key(setup: &TrainSetup, split: &DataSplit, runs: &[TrainRun]) -> String {
+    spec_key(&CheckpointKey {
+        model: setup.model,
+        depth: setup.depth,
+        width: setup.width,
+        train: setup.train,
+        seed: setup.seed,
+        runs,
+        dataset: split.name,
+        train_examples: split.train.len(),
+        test_examples: split.test.len(),
+    })
+}
+
+/// Writes a training checkpoint atomically ([`tensor_file::write`]): the models, the Adam
+/// state, the epochs done, the losses and divergence flags, and the runs' key.
+pub(super) fn save_checkpoint(
+    path: &Path,
+    key: &str,
+    epochs_done: i64,
+    net: &MarionNet,
+    opt: &BatchedAdam,
+    train_loss: &[f64],
+    diverged: &[bool],
+) -> Result<()> {
+    let cpu = |t: &Tensor| t.detach().to_device(Device::Cpu);
+    let mut named: Vec<(String, Tensor)> = vec![
+        ("key".into(), Tensor::from_slice(key.as_bytes())),
+        ("epochs_done".into(), Tensor::from_slice(&[epochs_done])),
+        (
+            "adam_step".into(),
+            Tensor::from_slice(&[opt.steps() as i64]),
+        ),
+        ("train_loss".into(), Tensor::from_slice(train_loss)),
+        (
+            "diverged".into(),
+            Tensor::from_slice(&diverged.iter().map(|&d| d as i64).collect::<Vec<_>>()),
+        ),
+    ];
+    for (name, p) in net.named_tensors() {
+        named.push((format!("param.{name}"), cpu(p)));
+    }
+    for (i, (m, v)) in opt.moments().enumerate() {
+        named.push((format!("exp_avg.{i}"), cpu(m)));
+        named.push((format!("exp_avg_sq.{i}"), cpu(v)));
+    }
+    tensor_file::write(path, &named, "training checkpoint")
+}
+
+/// Restores a checkpoint of [`save_checkpoint`] into the models, the optimizer, the losses and
+/// the divergence flags; returns the epochs it holds, or None (nothing restored) when its key
+/// is not `key`.
+pub(super) fn load_checkpoint(
+    path: &Path,
+    key: &str,
+    net: &MarionNet,
+    opt: &mut BatchedAdam,
+    train_loss: &mut [f64],
+    diverged: &mut [bool],
+) -> Result<Option<i64>> {
+    let file = TensorFile::read(
+        path,
+        Device::Cpu,
+        "training checkpoint",
+        "delete it to start the runs over",
+    )?;
+    if Vec::<u8>::try_from(file.get("key")?)? != key.as_bytes() {
+        return Ok(None);
+    }
+    tch::no_grad(|| -> Result<()> {
+        let params = net.named_tensors();
+        for (name, p) in &params {
+            let mut p = p.shallow_clone();
+            p.copy_(file.get(&format!("param.{name}"))?);
+        }
+        let mut m = Vec::new();
+        let mut v = Vec::new();
+        for i in 0..params.len() {
+            m.push(file.get(&format!("exp_avg.{i}"))?.shallow_clone());
+            v.push(file.get(&format!("exp_avg_sq.{i}"))?.shallow_clone());
+        }
+        opt.restore(file.get("adam_step")?.int64_value(&[0]) as i32, &m, &v);
+        Ok(())
+    })?;
+    train_loss.copy_from_slice(&Vec::<f64>::try_from(file.get("train_loss")?)?);
+    for (d, v) in diverged
+        .iter_mut()
+        .zip(Vec::<i64>::try_from(file.get("diverged")?)?)
+    {
+        *d = v != 0;
+    }
+    Ok(Some(file.get("epochs_done")?.int64_value(&[0])))
+}

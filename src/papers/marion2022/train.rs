@@ -1,0 +1,289 @@
+//! Batched training of Marion's classifiers (M8, M9): many independent models, each with its
+//! own initialization, β and learning rate, trained at once in one program (every layer one
+//! batched matmul over the models), with a per-epoch checkpoint ([`super::checkpoint`]).
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+use super::checkpoint::{checkpoint_key, load_checkpoint, save_checkpoint};
+use super::spec::{TrainFig, Training};
+use crate::data::{self, DataSpec, DatasetName, DeviceData};
+use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
+use crate::model::scale::residual_scale;
+use crate::model::weight_init::LayerInit;
+use crate::train::adam::BatchedAdam;
+
+/// One model of a batched training run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TrainRun {
+    pub init: LayerInit,
+    pub beta: f64,
+    pub lr: f64,
+}
+
+/// The models of one batched training run, in the order of their [`TrainRun`]s.
+pub struct Trained {
+    /// All the models (tensors `[models, ...]`).
+    pub net: MarionNet,
+    /// Test accuracy per model (NaN for a diverged model).
+    pub test_acc: Vec<f64>,
+    /// Mean training loss of the last epoch per model.
+    pub train_loss: Vec<f64>,
+    /// Whether the model's training loss became non-finite.
+    pub diverged: Vec<bool>,
+}
+
+/// What a batched training of Marion's classifiers needs besides its data and its runs.
+pub struct TrainSetup<'a> {
+    pub model: MarionModel,
+    pub depth: i64,
+    pub width: i64,
+    pub train: &'a TrainFig,
+    pub seed: u64,
+    pub device: Device,
+    /// Print one progress line per epoch with this label (None: quiet).
+    pub label: Option<String>,
+    /// Save the models and the optimizer here after every epoch, and resume from it when it
+    /// holds the same runs (None: no checkpoint). The caller removes it once the results are
+    /// written.
+    pub checkpoint: Option<PathBuf>,
+    /// Stop with an error after this many epochs, the checkpoint saved (tests of the resume).
+    pub stop_after: Option<i64>,
+}
+
+impl<'a> TrainSetup<'a> {
+    /// Quiet, without a checkpoint.
+    pub fn new(
+        model: MarionModel,
+        depth: i64,
+        width: i64,
+        train: &'a TrainFig,
+        seed: u64,
+        device: Device,
+    ) -> TrainSetup<'a> {
+        TrainSetup {
+            model,
+            depth,
+            width,
+            train,
+            seed,
+            device,
+            label: None,
+            checkpoint: None,
+            stop_after: None,
+        }
+    }
+
+    /// The setup of a figure's `training` settings: quiet, without a checkpoint.
+    pub(super) fn of(t: &'a Training, device: Device) -> TrainSetup<'a> {
+        TrainSetup::new(t.model, t.depth, t.width, &t.train, t.seed, device)
+    }
+}
+
+/// The first dataset of `names` that loads (limits applied), or the errors of all.
+pub(super) fn load_first(names: &[DatasetName], t: &TrainFig) -> Result<data::DataSplit> {
+    let mut errs = Vec::new();
+    for &name in names {
+        let spec = DataSpec {
+            limit_train: t.limit_train,
+            limit_test: t.limit_test,
+            ..DataSpec::new(name)
+        };
+        match data::load(&spec) {
+            Ok(s) => return Ok(s),
+            Err(e) => errs.push(format!("{name}: {e:#}")),
+        }
+    }
+    bail!("no dataset available: {}", errs.join("; "))
+}
+
+/// Per-model mean cross-entropy of logits `[models, batch, classes]` against labels `[batch]`:
+/// `[models]`.
+fn per_model_cross_entropy(logits: &Tensor, y: &Tensor) -> Tensor {
+    let (models, batch) = (logits.size()[0], y.size()[0]);
+    let target = y.view([1, batch, 1]).expand([models, batch, 1], false);
+    -logits
+        .log_softmax(-1, Kind::Float)
+        .gather(2, &target, false)
+        .squeeze_dim(-1)
+        .mean_dim(1, false, Kind::Float)
+}
+
+/// The models being trained, their residual scales and their optimizer.
+struct Batch {
+    net: MarionNet,
+    /// s_m = L^-β_m, broadcast against the hidden states `[models, batch, d]`.
+    scale: Tensor,
+    opt: BatchedAdam,
+    base_lr: Vec<f64>,
+}
+
+/// Draws the models of `runs` (after `manual_seed(seed)`, inside [`MarionNet::trainable`]) and
+/// their optimizer.
+fn build(setup: &TrainSetup, split: &data::DataSplit, runs: &[TrainRun]) -> Batch {
+    let shape = MarionShape {
+        depth: setup.depth,
+        width: setup.width,
+        d_in: split.channels * split.height * split.width,
+        d_out: split.num_classes,
+    };
+    let vs = nn::VarStore::new(setup.device);
+    let inits: Vec<LayerInit> = runs.iter().map(|r| r.init).collect();
+    let net = MarionNet::trainable(setup.model, &vs.root(), shape, &inits, setup.seed);
+    let scales: Vec<f32> = runs
+        .iter()
+        .map(|r| residual_scale(setup.depth, r.beta) as f32)
+        .collect();
+    let scale = Tensor::from_slice(&scales)
+        .view([runs.len() as i64, 1, 1])
+        .to_device(setup.device);
+    let params = net
+        .named_tensors()
+        .iter()
+        .map(|(_, p)| p.shallow_clone())
+        .collect();
+    let base_lr: Vec<f64> = runs.iter().map(|r| r.lr).collect();
+    let opt = BatchedAdam::new(params, &base_lr);
+    Batch {
+        net,
+        scale,
+        opt,
+        base_lr,
+    }
+}
+
+/// Trains one model per entry of `runs`, all at once in one batched program (every layer one
+/// batched matmul over the models): Adam with each model's learning rate (× 0.1 every
+/// `lr_step` epochs), cross-entropy, batches of flattened, normalized images in the same order
+/// for every model; model m starts from `runs[m].init` drawn after `manual_seed(seed)` and has
+/// the residual scale L^-β_m. The losses stay on the device and are read once per epoch; a
+/// model whose loss turns non-finite is marked diverged (the others go on, unaffected).
+pub fn train_classifiers(
+    setup: &TrainSetup,
+    split: &data::DataSplit,
+    runs: &[TrainRun],
+) -> Result<Trained> {
+    let (t, device) = (setup.train, setup.device);
+    let models = runs.len();
+    let mut batch = build(setup, split, runs);
+    let train = DeviceData::new(&split.train, &split.mean, &split.std, device);
+    let test = DeviceData::new(&split.test, &split.mean, &split.std, device);
+    let mut train_loss = vec![f64::NAN; models];
+    let mut diverged = vec![false; models];
+    // Everything that makes the runs these runs: a checkpoint of other runs is not resumed.
+    let key = checkpoint_key(setup, split, runs);
+    let mut first_epoch = 0;
+    if let Some(path) = setup.checkpoint.as_deref().filter(|p| p.exists()) {
+        let Batch { net, opt, .. } = &mut batch;
+        if let Some(done) = load_checkpoint(path, &key, net, opt, &mut train_loss, &mut diverged)? {
+            first_epoch = done;
+            if let Some(label) = &setup.label {
+                eprintln!(
+                    "{label}: resumed after epoch {done} from {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    for epoch in first_epoch..t.epochs {
+        let t0 = Instant::now();
+        let mean = train_epoch(&mut batch, &train, t, setup.seed, epoch)?;
+        for (i, l) in mean.into_iter().enumerate() {
+            diverged[i] |= !l.is_finite();
+            train_loss[i] = l;
+        }
+        let mut live: Vec<f64> = (0..models)
+            .filter(|&i| !diverged[i])
+            .map(|i| train_loss[i])
+            .collect();
+        if let Some(label) = &setup.label {
+            // The median: a few models of a learning-rate grid have huge (finite) losses.
+            live.sort_by(f64::total_cmp);
+            eprintln!(
+                "{label}: epoch {}/{}: {} of {models} models training, median loss {:.4} ({:.1}s)",
+                epoch + 1,
+                t.epochs,
+                live.len(),
+                live.get(live.len() / 2).copied().unwrap_or(f64::NAN),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        if let Some(path) = &setup.checkpoint {
+            let (net, opt) = (&batch.net, &batch.opt);
+            save_checkpoint(path, &key, epoch + 1, net, opt, &train_loss, &diverged)?;
+        }
+        if setup.stop_after == Some(epoch + 1) {
+            bail!("stopped after epoch {} (TrainSetup::stop_after)", epoch + 1);
+        }
+        if live.is_empty() {
+            break;
+        }
+    }
+    let test_acc = test_accuracy(&batch, &test, &diverged)?;
+    Ok(Trained {
+        net: batch.net,
+        test_acc,
+        train_loss,
+        diverged,
+    })
+}
+
+/// One epoch over `train` (the learning rates decayed for `epoch`); returns every model's mean
+/// training loss.
+fn train_epoch(
+    batch: &mut Batch,
+    train: &DeviceData,
+    t: &TrainFig,
+    seed: u64,
+    epoch: i64,
+) -> Result<Vec<f64>> {
+    let Batch {
+        net,
+        scale,
+        opt,
+        base_lr,
+    } = batch;
+    let decay = 0.1f64.powi((epoch / t.lr_step.max(1)) as i32);
+    opt.set_lr(&base_lr.iter().map(|lr| lr * decay).collect::<Vec<_>>());
+    let models = base_lr.len() as i64;
+    let mut sum = Tensor::zeros([models], (Kind::Float, scale.device()));
+    let mut n = 0i64;
+    for (x, y) in train.train_batches(t.batch, seed as i64 * 1000 + epoch, data::Augment::NONE) {
+        let b = y.size()[0];
+        let logits = net.forward(&x.view([b, -1]), scale);
+        let losses = per_model_cross_entropy(&logits, &y);
+        opt.backward_step(&losses.sum(Kind::Float));
+        let _ = sum.g_add_(&(losses.detach() * b as f64));
+        n += b;
+    }
+    Ok(Vec::<f64>::try_from((sum / n as f64).to_kind(Kind::Double))?)
+}
+
+/// Every model's accuracy on `test` (NaN for a diverged model).
+fn test_accuracy(batch: &Batch, test: &DeviceData, diverged: &[bool]) -> Result<Vec<f64>> {
+    let models = diverged.len() as i64;
+    let correct = tch::no_grad(|| {
+        let mut correct = Tensor::zeros([models], (Kind::Int64, batch.scale.device()));
+        for (x, y) in test.eval_batches(1000) {
+            let b = y.size()[0];
+            let pred = batch
+                .net
+                .forward(&x.view([b, -1]), &batch.scale)
+                .argmax(-1, false);
+            let _ = correct.g_add_(&pred.eq_tensor(&y.unsqueeze(0)).sum_dim_intlist(
+                1,
+                false,
+                Kind::Int64,
+            ));
+        }
+        Vec::<i64>::try_from(correct)
+    })?;
+    let total = test.len() as f64;
+    Ok(diverged
+        .iter()
+        .zip(correct)
+        .map(|(&d, c)| if d { f64::NAN } else { c as f64 / total })
+        .collect())
+}

@@ -1,0 +1,148 @@
+//! `kind: weights` (M8): train a few models together, then plot a few weight entries against
+//! the layer index k, with the roughness of each model's weights along the layers.
+use anyhow::Result;
+use std::path::Path;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+use super::spec::{Figure, WeightRun, WeightsFig};
+use super::train::{load_first, train_classifiers, TrainRun, TrainSetup};
+use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
+use crate::report::table::Table;
+
+pub(super) fn weights_figure(
+    fig: &Figure,
+    s: &WeightsFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let split = load_first(&s.data, &s.training.train)?;
+    let mut text = format!(
+        "Data: {} ({} train / {} test images). Figure: {}.svg/png.\n\n",
+        split.name,
+        split.train.len(),
+        split.test.len(),
+        fig.stem
+    );
+    let mut table = Table::new(
+        "Trained models, and the roughness of their weights along the layers",
+        headers(&[
+            "init",
+            "β",
+            "test acc",
+            "train loss",
+            "mean |W_{k+1} − W_k| / mean |W_k| (first weight tensor)",
+        ]),
+    );
+    let mut panels = Vec::new();
+    let mut csv = Table::new("", headers(&["init", "beta", "tensor", "i", "j", "k", "value"]));
+    // The runs train together, one batched program (one model each).
+    let runs: Vec<TrainRun> = s
+        .runs
+        .iter()
+        .map(|r| TrainRun {
+            init: r.init,
+            beta: r.beta,
+            lr: s.lr,
+        })
+        .collect();
+    let t0 = Instant::now();
+    let checkpoint = out.join(".training.ot");
+    let setup = TrainSetup {
+        label: (!quiet).then(|| "weights".to_string()),
+        checkpoint: Some(checkpoint.clone()),
+        ..TrainSetup::of(&s.training, device)
+    };
+    let tr = train_classifiers(&setup, &split, &runs)?;
+    let (name, weights) = tr.net.layer_weights()[0];
+    let weights = weights.detach().to_device(Device::Cpu); // [models, L, d, d]
+    for (idx, r) in s.runs.iter().enumerate() {
+        let test_acc = tr.test_acc[idx];
+        if !quiet {
+            eprintln!(
+                "weights: {} init, β = {}: test acc {test_acc:.4} ({:.1}s for all {} runs)",
+                r.init,
+                r.beta,
+                t0.elapsed().as_secs_f64(),
+                runs.len()
+            );
+        }
+        let w = weights.select(0, idx as i64); // [L, d, d]
+        table.push(vec![
+            r.init.to_string(),
+            format!("{}", r.beta),
+            format!("{test_acc:.4}"),
+            format!("{:.4}", tr.train_loss[idx]),
+            format!("{:.4}", roughness(&w)),
+        ]);
+        let series = entry_paths(r, name, &w, s.training.width, s.entries, &mut csv)?;
+        panels.push(Panel {
+            spec: PlotSpec::new(
+                format!("{} init, β = {} (test acc {test_acc:.3})", r.init, r.beta),
+                "layer k",
+                format!("{name}_k entry after training"),
+            ),
+            series,
+        });
+    }
+    csv.write_csv(&out.join("weights.csv"))?;
+    table.write_csv(&out.join("runs.csv"))?;
+    multi_panel(&out.join(&fig.stem), &fig.title, &panels)?;
+    let _ = std::fs::remove_file(&checkpoint);
+    text += &table.to_markdown();
+    Ok(text)
+}
+
+/// Column names as the table wants them.
+fn headers(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// mean |W_{k+1} − W_k| / mean |W_k| of one model's weights `[L, d, d]`.
+fn roughness(w: &Tensor) -> f64 {
+    let l = w.size()[0];
+    tch::no_grad(|| {
+        let dw = (w.narrow(0, 1, l - 1) - w.narrow(0, 0, l - 1))
+            .abs()
+            .mean(Kind::Double);
+        dw.double_value(&[]) / w.abs().mean(Kind::Double).double_value(&[])
+    })
+}
+
+/// A few entries (i, j) of one model's weights `w` `[L, d, d]` against the layer k, the same
+/// for every run: (e, (e·7 + 3) mod d) for e < `entries`; each one a plotted series and rows of
+/// `csv`.
+fn entry_paths(
+    r: &WeightRun,
+    name: &str,
+    w: &Tensor,
+    d: i64,
+    entries: usize,
+    csv: &mut Table,
+) -> Result<Vec<Series>> {
+    let mut series = Vec::new();
+    for e in 0..entries as i64 {
+        let (i, j) = (e % d, (e * 7 + 3) % d);
+        let path = Vec::<f64>::try_from(w.select(1, i).select(1, j).to_kind(Kind::Double))?;
+        for (k, v) in path.iter().enumerate() {
+            csv.push(vec![
+                r.init.to_string(),
+                r.beta.to_string(),
+                name.to_string(),
+                i.to_string(),
+                j.to_string(),
+                (k + 1).to_string(),
+                v.to_string(),
+            ]);
+        }
+        series.push(Series::new(
+            format!("{name}[{i},{j}]"),
+            path.iter()
+                .enumerate()
+                .map(|(k, &v)| ((k + 1) as f64, v))
+                .collect(),
+        ));
+    }
+    Ok(series)
+}
