@@ -43,7 +43,6 @@ impl Cell {
     }
 }
 
-
 /// A parsed grid file at one scale.
 #[derive(Debug, Clone)]
 pub struct Grid {
@@ -68,7 +67,6 @@ pub struct Grid {
     /// What the cells are expanded from.
     expansion: Expansion,
 }
-
 
 /// What the chosen scale changes, taken out of the file.
 struct Picked {
@@ -243,7 +241,6 @@ fn missing_data(name: DatasetName, root: &Path) -> Option<String> {
         .find(|p| !p.is_file())
         .map(|p| p.display().to_string())
 }
-
 
 /// The sweep's name: the file's `name:`, else the file's stem; a single path component.
 fn sweep_name(path: &Path, file: &str, name: Option<String>) -> Result<String> {

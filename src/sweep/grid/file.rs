@@ -278,8 +278,7 @@ impl<'de> Deserialize<'de> for VariantSets {
 }
 
 fn variants<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Sets)>, D::Error> {
-    let items: Vec<(Text, VariantSets)> =
-        entries(d, "a mapping of variant names to overrides")?;
+    let items: Vec<(Text, VariantSets)> = entries(d, "a mapping of variant names to overrides")?;
     Ok(items.into_iter().map(|(k, v)| (k.0, v.0)).collect())
 }
 
@@ -323,10 +322,7 @@ impl<'de> Deserialize<'de> for Seeds {
             .iter()
             .map(|s| {
                 s.as_u64().ok_or_else(|| {
-                    de::Error::custom(format!(
-                        "a seed must be an integer ≥ 0, got {}",
-                        render(s)
-                    ))
+                    de::Error::custom(format!("a seed must be an integer ≥ 0, got {}", render(s)))
                 })
             })
             .collect::<Result<_, _>>()

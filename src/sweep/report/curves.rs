@@ -30,7 +30,6 @@ fn state_text(r: &RunRecord) -> String {
     }
 }
 
-
 /// The curves of one combination: its cells sorted by variant (the grid's order) and seed.
 struct Figure<'c> {
     combo: &'c [String],

@@ -5,8 +5,8 @@
 use anyhow::{bail, Result};
 
 use super::{
-    cell_value, combo_of, combo_stem, combo_text, file_list, first_seen, format_mean_std,
-    mean_std, runs_note, ReportContext,
+    cell_value, combo_of, combo_stem, combo_text, file_list, first_seen, format_mean_std, mean_std,
+    runs_note, ReportContext,
 };
 use crate::report::plot::{self, PlotSpec, Series};
 use crate::report::published;
@@ -297,9 +297,13 @@ impl<'a> Layout<'a> {
                 .collect();
             let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let pspec = PlotSpec::new(title.clone(), self.row_header.clone(), "best test error (%)")
-                .log_x(lo > 0.0 && hi / lo > 10.0)
-                .markers(true);
+            let pspec = PlotSpec::new(
+                title.clone(),
+                self.row_header.clone(),
+                "best test error (%)",
+            )
+            .log_x(lo > 0.0 && hi / lo > 10.0)
+            .markers(true);
             files.extend(plot::line_plot(&dir.join(&stem_name), &pspec, series)?);
         }
         Ok(format!("{body}\nfiles: {}\n\n", file_list(&files)))
