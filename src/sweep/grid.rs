@@ -7,12 +7,18 @@
 //! `--set` overrides, then parsed and validated like any run config.
 use anyhow::{anyhow, bail, Result};
 use serde_yaml::{Mapping, Value};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::data::DatasetName;
 use crate::train::config::RunConfig;
 use crate::util::overrides::apply_override;
-use crate::data::DatasetName;
+
+mod expand;
+mod file;
+
+use expand::Expansion;
+use file::{scalar, GridFile, GridLists, ScaleFile, Sets};
+pub use file::{ReportKind, ReportSpec};
 
 /// One cell of a sweep: a resolved run config and where it came from.
 #[derive(Debug, Clone)]
@@ -35,31 +41,6 @@ impl Cell {
     pub fn dir(&self) -> PathBuf {
         self.config.run_dir()
     }
-}
-
-/// What `deepres report` makes of a sweep (the grid file's `report:` section).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportSpec {
-    pub kind: ReportKind,
-    /// Title of the table or figure, e.g. "Table Z1: CIFAR-10 test error (%), BN vs BN + τ".
-    pub title: String,
-    /// Tables: the grid key whose values are the rows (e.g. `model.depth`); columns are the
-    /// variants; one table per combination of the other grid keys; seeds are aggregated.
-    #[serde(default)]
-    pub rows: Option<String>,
-    /// Published numbers to print beside ours, a key of `report::published` (e.g. `zhang2022-table1`).
-    #[serde(default)]
-    pub published: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportKind {
-    /// Best and final test error per cell, mean ± std over seeds.
-    Table,
-    /// Per-epoch curves (train loss, test error) of every cell, one figure per grid point.
-    Curves,
 }
 
 /// A parsed grid file at one scale.
@@ -87,17 +68,12 @@ pub struct Grid {
     expansion: Expansion,
 }
 
-const TOP_KEYS: [&str; 8] = [
-    "name", "out_dir", "base", "variants", "grid", "seeds", "scales", "report",
-];
-const SCALE_KEYS: [&str; 4] = ["set", "grid", "seeds", "requires_data"];
-
-/// One scale of the file, parsed.
-struct Scale {
-    set: Vec<(String, Value)>,
-    grid: Vec<(String, Vec<Value>)>,
-    seeds: Option<Vec<u64>>,
+/// What the chosen scale changes, taken out of the file.
+struct Picked {
+    set: Sets,
     requires_data: Vec<DatasetName>,
+    /// The grid keys whose values come from the scale.
+    from_scale: Vec<String>,
 }
 
 impl Grid {
@@ -114,206 +90,25 @@ impl Grid {
     /// are refused (cells are named by the grid, seeds come from `seeds:`).
     pub fn load(path: &Path, scale: Option<&str>, overrides: &[String]) -> Result<Grid> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow!("{file}: cannot read the grid file: {e}"))?;
-        let root: Value = if text.trim().is_empty() {
-            Value::Mapping(Mapping::new())
-        } else {
-            serde_yaml::from_str(&text).map_err(|e| anyhow!("{file}: invalid YAML: {e}"))?
-        };
-        let root = match root {
-            Value::Mapping(m) => m,
-            Value::Null => Mapping::new(),
-            other => {
-                bail!("{file}: expected a mapping of name, base, variants, grid, ... at the top, got {}", kind(&other))
-            }
-        };
-        let mut top: HashMap<&str, Value> = HashMap::new();
-        for (k, v) in root {
-            let key = k
-                .as_str()
-                .ok_or_else(|| anyhow!("{file}: top-level key {} is not a string", render(&k)))?;
-            let known = TOP_KEYS.iter().find(|&&t| t == key).ok_or_else(|| {
-                anyhow!(
-                    "{file}: unknown top-level key `{key}` (expected one of {})",
-                    TOP_KEYS.join(", ")
-                )
-            })?;
-            top.insert(known, v);
-        }
+        let f = GridFile::read(path)?;
+        let name = sweep_name(path, &file, f.name)?;
+        let (mut grid, mut seeds) = (f.grid, f.seeds);
+        let picked = pick_scale(&file, scale, f.scales, &mut grid, &mut seeds)?;
+        let (out_dir, user) = sweep_overrides(&file, overrides, f.out_dir)?;
+        check_not_empty(&file, scale, &grid, &picked.from_scale, &seeds)?;
 
-        let name = match top.remove("name") {
-            None | Some(Value::Null) => path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .ok_or_else(|| anyhow!("{file}: no `name:` and no file name to take it from"))?,
-            Some(v) => scalar(&v)
-                .ok_or_else(|| anyhow!("{file}: name: expected a string, got {}", kind(&v)))?,
-        };
-        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
-            bail!("{file}: name: must be a non-empty name without '/', got {name:?}");
-        }
-        let mut out_dir = match top.remove("out_dir") {
-            None | Some(Value::Null) => PathBuf::from("runs"),
-            Some(v) => PathBuf::from(
-                scalar(&v)
-                    .ok_or_else(|| anyhow!("{file}: out_dir: expected a path, got {}", kind(&v)))?,
-            ),
-        };
-        let base = match top.remove("base") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Mapping(m)) => entries(&file, "base", m)?,
-            Some(v) => bail!(
-                "{file}: base: expected a mapping (a run config), got {}",
-                kind(&v)
-            ),
-        };
-        let mut variants: Vec<(String, Vec<(String, Value)>)> = Vec::new();
-        match top.remove("variants") {
-            None | Some(Value::Null) => {}
-            Some(Value::Mapping(m)) => {
-                for (k, v) in m {
-                    let vname = scalar(&k).ok_or_else(|| {
-                        anyhow!("{file}: variants: name {} is not a string", render(&k))
-                    })?;
-                    let vname = sanitize(&vname);
-                    if vname.is_empty() {
-                        bail!("{file}: variants: a variant has an empty name");
-                    }
-                    let sets = match v {
-                        Value::Null => Vec::new(),
-                        Value::Mapping(m) => entries(&file, &format!("variants.{vname}"), m)?,
-                        other => bail!(
-                            "{file}: variants.{vname}: expected a mapping of dotted keys to values (e.g. {{model.norm: bn}}), got {}",
-                            kind(&other)
-                        ),
-                    };
-                    if variants.iter().any(|(n, _)| *n == vname) {
-                        bail!("{file}: variants: two variants are named `{vname}`");
-                    }
-                    variants.push((vname, sets));
-                }
-            }
-            Some(v) => bail!(
-                "{file}: variants: expected a mapping of variant names to overrides, got {}",
-                kind(&v)
-            ),
-        }
-        let mut grid = match top.remove("grid") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(v) => grid_lists(&file, "grid", v)?,
-        };
-        let mut seeds = match top.remove("seeds") {
-            None | Some(Value::Null) => vec![0],
-            Some(v) => seed_list(&file, "seeds", v)?,
-        };
-        let mut scales: Vec<(String, Scale)> = Vec::new();
-        match top.remove("scales") {
-            None | Some(Value::Null) => {}
-            Some(Value::Mapping(m)) => {
-                for (k, v) in m {
-                    let sname =
-                        scalar(&k).ok_or_else(|| anyhow!("{file}: scales: name {} is not a string", render(&k)))?;
-                    let parsed = parse_scale(&file, &sname, v, &grid)?;
-                    scales.push((sname, parsed));
-                }
-            }
-            Some(v) => bail!(
-                "{file}: scales: expected a mapping of scale names to {{set, grid, seeds, requires_data}}, got {}",
-                kind(&v)
-            ),
-        }
-        let report = match top.remove("report") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                serde_yaml::from_value::<ReportSpec>(v)
-                    .map_err(|e| anyhow!("{file}: report: {e}"))?,
-            ),
-        };
-
-        // The scale.
-        let mut set = Vec::new();
-        let mut requires_data = Vec::new();
-        let mut from_scale: Vec<String> = Vec::new();
         let grid_name = match scale {
             None => name,
-            Some(s) => {
-                let Some(pos) = scales.iter().position(|(n, _)| n == s) else {
-                    let have: Vec<&str> = scales.iter().map(|(n, _)| n.as_str()).collect();
-                    if have.is_empty() {
-                        bail!("{file}: unknown scale `{s}` (the file has no scales:)");
-                    }
-                    bail!(
-                        "{file}: unknown scale `{s}` (the file's scales: {})",
-                        have.join(", ")
-                    );
-                };
-                let sc = scales.swap_remove(pos).1;
-                set = sc.set;
-                for (key, values) in sc.grid {
-                    let slot = grid
-                        .iter_mut()
-                        .find(|(k, _)| *k == key)
-                        .expect("checked by parse_scale");
-                    slot.1 = values;
-                    from_scale.push(key);
-                }
-                if let Some(s) = sc.seeds {
-                    seeds = s;
-                }
-                requires_data = sc.requires_data;
-                format!("{name}-{s}")
-            }
+            Some(s) => format!("{name}-{s}"),
         };
-
-        // The user's overrides: syntax checked once; out_dir moves the sweep.
-        let mut user = Vec::new();
-        for ov in overrides {
-            let mut scratch = Value::Mapping(Mapping::new());
-            apply_override(&mut scratch, ov).map_err(|e| anyhow!("--set {ov}: {e:#}"))?;
-            let key = ov
-                .split_once('=')
-                .map(|(k, _)| k.trim())
-                .unwrap_or_default();
-            match key {
-                "name" => {
-                    bail!("--set {ov}: a sweep names its cells itself (change `name:` in {file} to rename the sweep)")
-                }
-                "seed" => {
-                    bail!("--set {ov}: a sweep sets each cell's seed from `seeds:` in {file} (edit it or add a scale)")
-                }
-                "out_dir" => {
-                    let v = scratch.get("out_dir").cloned().unwrap_or(Value::Null);
-                    out_dir = PathBuf::from(
-                        scalar(&v).ok_or_else(|| anyhow!("--set {ov}: expected a path"))?,
-                    );
-                }
-                _ => user.push(ov.clone()),
-            }
-        }
-
-        // Empty expansions.
-        for (key, values) in &grid {
-            if values.is_empty() {
-                let at = match scale {
-                    Some(s) if from_scale.contains(key) => format!(" at scale {s}"),
-                    _ => String::new(),
-                };
-                bail!("{file}: the grid expands to no cell (grid key {key} has no values{at})");
-            }
-        }
-        if seeds.is_empty() {
-            bail!("{file}: the grid expands to no cell (seeds is empty)");
-        }
-
         let dir = out_dir.join(&grid_name);
         let keys: Vec<String> = grid.iter().map(|(k, _)| k.clone()).collect();
-        let variant_names = variants.iter().map(|(n, _)| n.clone()).collect();
+        let variant_names = f.variants.iter().map(|(n, _)| n.clone()).collect();
         let expansion = Expansion {
             file,
-            base,
-            set,
-            variants,
+            base: f.base,
+            set: picked.set,
+            variants: f.variants,
             grid,
             seeds,
             dir: dir.clone(),
@@ -325,11 +120,11 @@ impl Grid {
             path: path.to_path_buf(),
             scale: scale.map(str::to_string),
             dir,
-            report,
+            report: f.report,
             keys,
             variants: variant_names,
             cells,
-            requires_data,
+            requires_data: picked.requires_data,
             expansion,
         })
     }
@@ -447,152 +242,120 @@ fn missing_data(name: DatasetName, root: &Path) -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
-/// Everything the cells are made of (at the chosen scale, the user's overrides included).
-#[derive(Debug, Clone)]
-struct Expansion {
-    file: String,
-    base: Vec<(String, Value)>,
-    set: Vec<(String, Value)>,
-    variants: Vec<(String, Vec<(String, Value)>)>,
-    grid: Vec<(String, Vec<Value>)>,
-    seeds: Vec<u64>,
-    dir: PathBuf,
-    user: Vec<String>,
+/// The sweep's name: the file's `name:`, else the file's stem; a single path component.
+fn sweep_name(path: &Path, file: &str, name: Option<String>) -> Result<String> {
+    let name = match name {
+        Some(n) => n,
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .ok_or_else(|| anyhow!("{file}: no `name:` and no file name to take it from"))?,
+    };
+    if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+        bail!("{file}: name: must be a non-empty name without '/', got {name:?}");
+    }
+    Ok(name)
 }
 
-impl Expansion {
-    fn cells(&self) -> Result<Vec<Cell>> {
-        let file = self.file.as_str();
-        let labels = key_labels(&self.grid);
-        let unnamed = [(String::new(), Vec::new())];
-        let variants: &[(String, Vec<(String, Value)>)] = if self.variants.is_empty() {
-            &unnamed
-        } else {
-            &self.variants
-        };
-        let points: usize = self.grid.iter().map(|(_, v)| v.len()).product();
-        let mut cells: Vec<Cell> = Vec::new();
-        let mut names: HashMap<String, usize> = HashMap::new();
-        for (vname, vsets) in variants {
-            for p in 0..points {
-                // Mixed radix, last key fastest.
-                let mut rest = p;
-                let mut idx = vec![0; self.grid.len()];
-                for (i, (_, vals)) in self.grid.iter().enumerate().rev() {
-                    idx[i] = rest % vals.len();
-                    rest /= vals.len();
-                }
-                let values: Vec<(String, Value)> = self
-                    .grid
-                    .iter()
-                    .zip(&idx)
-                    .map(|((k, vals), &i)| (k.clone(), vals[i].clone()))
-                    .collect();
-                for &seed in &self.seeds {
-                    let index = cells.len();
-                    let mut parts: Vec<String> = Vec::new();
-                    if !vname.is_empty() {
-                        parts.push(vname.clone());
-                    }
-                    for ((_, v), label) in values.iter().zip(&labels) {
-                        parts.push(value_label(label, v));
-                    }
-                    parts.push(format!("s{seed}"));
-                    let name = sanitize(&parts.join("_"));
-                    if let Some(&other) = names.get(&name) {
-                        bail!(
-                            "{file}: cells {other} and {index} are both named `{name}` (repeated seeds or grid values, or values that differ only in characters outside [A-Za-z0-9._-]); make them distinct"
-                        );
-                    }
-                    names.insert(name.clone(), index);
-                    let at = |what: &str| format!("{file}: cell {name}: {what}");
-                    let mut tree = Value::Mapping(Mapping::new());
-                    for (k, v) in &self.base {
-                        set_path(&mut tree, k, v.clone())
-                            .map_err(|e| anyhow!("{}: {e}", at("base")))?;
-                    }
-                    for (k, v) in &self.set {
-                        set_path(&mut tree, k, v.clone())
-                            .map_err(|e| anyhow!("{}: {e}", at("scale set")))?;
-                    }
-                    for (k, v) in vsets {
-                        set_path(&mut tree, k, v.clone())
-                            .map_err(|e| anyhow!("{}: {e}", at(&format!("variant {vname}"))))?;
-                    }
-                    for (k, v) in &values {
-                        set_path(&mut tree, k, v.clone())
-                            .map_err(|e| anyhow!("{}: {e}", at("grid")))?;
-                    }
-                    set_path(&mut tree, "seed", Value::Number(seed.into()))?;
-                    set_path(&mut tree, "name", Value::String(name.clone()))?;
-                    set_path(
-                        &mut tree,
-                        "out_dir",
-                        Value::String(self.dir.display().to_string()),
-                    )?;
-                    for ov in &self.user {
-                        apply_override(&mut tree, ov)
-                            .map_err(|e| anyhow!("{}: {e:#}", at(&format!("--set {ov}"))))?;
-                    }
-                    let text = serde_yaml::to_string(&tree)
-                        .map_err(|e| anyhow!("{}: {e}", at("cannot serialize the config")))?;
-                    let config =
-                        RunConfig::from_yaml_str(&text, &format!("{file}: cell {name}"), &[])
-                            .map_err(|e| anyhow!("{}", one_line(&format!("{e:#}"))))?;
-                    cells.push(Cell {
-                        index,
-                        name,
-                        variant: (!vname.is_empty()).then(|| vname.clone()),
-                        values: values.clone(),
-                        seed,
-                        config,
-                    });
-                }
-            }
+/// Takes the chosen scale out of `scales`: its grid values replace the file's, its seeds
+/// the file's; an unknown scale is an error naming the file's scales.
+fn pick_scale(
+    file: &str,
+    scale: Option<&str>,
+    mut scales: Vec<(String, ScaleFile)>,
+    grid: &mut GridLists,
+    seeds: &mut Vec<u64>,
+) -> Result<Picked> {
+    let mut picked = Picked {
+        set: Vec::new(),
+        requires_data: Vec::new(),
+        from_scale: Vec::new(),
+    };
+    let Some(s) = scale else {
+        return Ok(picked);
+    };
+    let Some(pos) = scales.iter().position(|(n, _)| n == s) else {
+        let have: Vec<&str> = scales.iter().map(|(n, _)| n.as_str()).collect();
+        if have.is_empty() {
+            bail!("{file}: unknown scale `{s}` (the file has no scales:)");
         }
-        Ok(cells)
+        bail!(
+            "{file}: unknown scale `{s}` (the file's scales: {})",
+            have.join(", ")
+        );
+    };
+    let sc = scales.swap_remove(pos).1;
+    picked.set = sc.set;
+    for (key, values) in sc.grid {
+        let slot = grid
+            .iter_mut()
+            .find(|(k, _)| *k == key)
+            .expect("checked by GridFile::read");
+        slot.1 = values;
+        picked.from_scale.push(key);
     }
+    if let Some(s) = sc.seeds {
+        *seeds = s;
+    }
+    picked.requires_data = sc.requires_data;
+    Ok(picked)
 }
 
-/// The name label of each grid key: its last segment, or the whole key (dots → '-') when
-/// two keys share a last segment.
-fn key_labels(grid: &[(String, Vec<Value>)]) -> Vec<String> {
-    let last = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
-    grid.iter()
-        .map(|(k, _)| {
-            let l = last(k);
-            if grid.iter().filter(|(o, _)| last(o) == l).count() > 1 {
-                k.replace('.', "-")
-            } else {
-                l
+/// The user's overrides, syntax checked once: `out_dir` moves the sweep (the new out_dir is
+/// returned), `name` and `seed` are refused, the rest is returned for every cell.
+fn sweep_overrides(
+    file: &str,
+    overrides: &[String],
+    mut out_dir: PathBuf,
+) -> Result<(PathBuf, Vec<String>)> {
+    let mut user = Vec::new();
+    for ov in overrides {
+        let mut scratch = Value::Mapping(Mapping::new());
+        apply_override(&mut scratch, ov).map_err(|e| anyhow!("--set {ov}: {e:#}"))?;
+        let key = ov
+            .split_once('=')
+            .map(|(k, _)| k.trim())
+            .unwrap_or_default();
+        match key {
+            "name" => {
+                bail!("--set {ov}: a sweep names its cells itself (change `name:` in {file} to rename the sweep)")
             }
-        })
-        .collect()
+            "seed" => {
+                bail!("--set {ov}: a sweep sets each cell's seed from `seeds:` in {file} (edit it or add a scale)")
+            }
+            "out_dir" => {
+                let v = scratch.get("out_dir").cloned().unwrap_or(Value::Null);
+                out_dir = PathBuf::from(
+                    scalar(&v).ok_or_else(|| anyhow!("--set {ov}: expected a path"))?,
+                );
+            }
+            _ => user.push(ov.clone()),
+        }
+    }
+    Ok((out_dir, user))
 }
 
-/// `depth110` for numbers, `name-cifar100` for anything else.
-fn value_label(label: &str, v: &Value) -> String {
-    match v {
-        Value::Number(n) => format!("{label}{n}"),
-        other => format!("{label}-{}", bare(other)),
+/// Refuses a grid key without values and an empty seed list (the grid would have no cell).
+fn check_not_empty(
+    file: &str,
+    scale: Option<&str>,
+    grid: &GridLists,
+    from_scale: &[String],
+    seeds: &[u64],
+) -> Result<()> {
+    for (key, values) in grid {
+        if values.is_empty() {
+            let at = match scale {
+                Some(s) if from_scale.contains(key) => format!(" at scale {s}"),
+                _ => String::new(),
+            };
+            bail!("{file}: the grid expands to no cell (grid key {key} has no values{at})");
+        }
     }
-}
-
-/// A value's text in a cell name: scalars as written, lists and maps joined with '-'.
-fn bare(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Sequence(s) => s.iter().map(bare).collect::<Vec<_>>().join("-"),
-        Value::Mapping(m) => m
-            .iter()
-            .map(|(k, v)| format!("{}-{}", bare(k), bare(v)))
-            .collect::<Vec<_>>()
-            .join("-"),
-        Value::Tagged(t) => bare(&t.value),
+    if seeds.is_empty() {
+        bail!("{file}: the grid expands to no cell (seeds is empty)");
     }
+    Ok(())
 }
 
 /// Keeps [A-Za-z0-9._-]; every other character becomes '-'.
@@ -606,220 +369,4 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn one_line(s: &str) -> String {
-    s.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A scalar as text (strings, numbers, bools).
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
-
-fn render(v: &Value) -> String {
-    serde_yaml::to_string(v)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| format!("{v:?}"))
-}
-
-/// A mapping's (key, value) pairs with string keys, in file order.
-fn entries(file: &str, at: &str, m: Mapping) -> Result<Vec<(String, Value)>> {
-    m.into_iter()
-        .map(|(k, v)| {
-            let key = k
-                .as_str()
-                .ok_or_else(|| anyhow!("{file}: {at}: key {} is not a string", render(&k)))?;
-            check_key(key).map_err(|e| anyhow!("{file}: {at}: {e}"))?;
-            Ok((key.to_string(), v))
-        })
-        .collect()
-}
-
-fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.split('.').any(str::is_empty) {
-        bail!("empty part in key {key:?}; expected a dotted key like model.depth");
-    }
-    Ok(())
-}
-
-/// `key: [values]` pairs of a `grid:` section.
-fn grid_lists(file: &str, at: &str, v: Value) -> Result<Vec<(String, Vec<Value>)>> {
-    let m = match v {
-        Value::Mapping(m) => m,
-        other => bail!(
-            "{file}: {at}: expected a mapping of dotted keys to lists of values, got {}",
-            kind(&other)
-        ),
-    };
-    entries(file, at, m)?
-        .into_iter()
-        .map(|(k, v)| match v {
-            Value::Sequence(s) => Ok((k, s)),
-            other => bail!(
-                "{file}: {at}.{k}: expected a list of values (e.g. [20, 56]), got {}",
-                kind(&other)
-            ),
-        })
-        .collect()
-}
-
-fn seed_list(file: &str, at: &str, v: Value) -> Result<Vec<u64>> {
-    let items = match v {
-        Value::Sequence(s) => s,
-        one @ Value::Number(_) => vec![one],
-        other => bail!(
-            "{file}: {at}: expected a list of seeds (e.g. [0, 1, 2]), got {}",
-            kind(&other)
-        ),
-    };
-    let mut seeds = Vec::new();
-    for s in &items {
-        let n = s.as_u64().ok_or_else(|| {
-            anyhow!(
-                "{file}: {at}: a seed must be an integer ≥ 0, got {}",
-                render(s)
-            )
-        })?;
-        seeds.push(n);
-    }
-    Ok(seeds)
-}
-
-fn parse_scale(file: &str, name: &str, v: Value, grid: &[(String, Vec<Value>)]) -> Result<Scale> {
-    let at = format!("scales.{name}");
-    let m = match v {
-        Value::Null => Mapping::new(),
-        Value::Mapping(m) => m,
-        other => bail!(
-            "{file}: {at}: expected a mapping of set, grid, seeds, requires_data, got {}",
-            kind(&other)
-        ),
-    };
-    let mut scale = Scale {
-        set: Vec::new(),
-        grid: Vec::new(),
-        seeds: None,
-        requires_data: Vec::new(),
-    };
-    for (k, v) in m {
-        let key = k
-            .as_str()
-            .ok_or_else(|| anyhow!("{file}: {at}: key {} is not a string", render(&k)))?;
-        match key {
-            "set" => {
-                scale.set = match v {
-                    Value::Null => Vec::new(),
-                    Value::Mapping(m) => entries(file, &format!("{at}.set"), m)?,
-                    other => {
-                        bail!(
-                            "{file}: {at}.set: expected a mapping of dotted keys to values, got {}",
-                            kind(&other)
-                        )
-                    }
-                }
-            }
-            "grid" => {
-                if v.is_null() {
-                    continue;
-                }
-                scale.grid = grid_lists(file, &format!("{at}.grid"), v)?;
-                for (gk, _) in &scale.grid {
-                    if !grid.iter().any(|(k, _)| k == gk) {
-                        let keys: Vec<&str> = grid.iter().map(|(k, _)| k.as_str()).collect();
-                        bail!(
-                            "{file}: {at}.grid: {gk} is not a key of grid: (a scale replaces the values of grid keys; the grid's keys: {}); use {at}.set for a single value",
-                            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
-                        );
-                    }
-                }
-            }
-            "seeds" => scale.seeds = Some(seed_list(file, &format!("{at}.seeds"), v)?),
-            "requires_data" => {
-                let items = match v {
-                    Value::Sequence(s) => s,
-                    one @ Value::String(_) => vec![one],
-                    other => {
-                        bail!(
-                            "{file}: {at}.requires_data: expected a list of dataset names, got {}",
-                            kind(&other)
-                        )
-                    }
-                };
-                for it in &items {
-                    let s = it.as_str().ok_or_else(|| {
-                        anyhow!(
-                            "{file}: {at}.requires_data: expected dataset names, got {}",
-                            render(it)
-                        )
-                    })?;
-                    let ds: DatasetName = s
-                        .parse()
-                        .map_err(|e: String| anyhow!("{file}: {at}.requires_data: {e}"))?;
-                    scale.requires_data.push(ds);
-                }
-            }
-            other => bail!(
-                "{file}: {at}: unknown key `{other}` (expected one of {})",
-                SCALE_KEYS.join(", ")
-            ),
-        }
-    }
-    Ok(scale)
-}
-
-/// Sets a dotted key in a YAML tree; a mapping value is merged into a mapping already there
-/// (so `model: {norm: none}` keeps the other `model` keys), anything else replaces.
-fn set_path(root: &mut Value, key: &str, value: Value) -> Result<()> {
-    check_key(key)?;
-    let mut node = root;
-    for part in key.split('.') {
-        if node.is_null() {
-            *node = Value::Mapping(Mapping::new());
-        }
-        let Some(map) = node.as_mapping_mut() else {
-            bail!("{key}: {part:?} is inside a value that is not a mapping");
-        };
-        let k = Value::String(part.to_string());
-        node = map.entry(k).or_insert(Value::Null);
-    }
-    merge(node, value);
-    Ok(())
-}
-
-fn merge(node: &mut Value, value: Value) {
-    match (node, value) {
-        (Value::Mapping(dst), Value::Mapping(src)) => {
-            for (k, v) in src {
-                match dst.get_mut(&k) {
-                    Some(slot) => merge(slot, v),
-                    None => {
-                        dst.insert(k, v);
-                    }
-                }
-            }
-        }
-        (node, value) => *node = value,
-    }
 }
