@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 use tch::Device;
 
-use super::fit::{fit_rate, free_exponents};
+use super::fit::{fit_rate, free_exponents, RateFit};
 use super::gd::train;
 use super::limit::limit;
 use super::output::{rms_error, write_csv};
@@ -24,6 +24,9 @@ fn log_uniform(rng: &mut impl Rng, lo: i64, hi: i64) -> i64 {
     (v.floor() as i64).clamp(lo, hi)
 }
 
+/// One random ResNet's shape: (L, M, D).
+type Shape = (i64, i64, i64);
+
 pub(super) fn error_sweep(
     fig: &Figure,
     s: &ErrorSweepFig,
@@ -31,24 +34,82 @@ pub(super) fn error_sweep(
     device: Device,
     quiet: bool,
 ) -> Result<String> {
-    // Sample (L, M, D).
+    let models = sample_shapes(s);
+    let mut dims: Vec<i64> = s.dims.clone();
+    dims.sort();
+    dims.dedup();
+    let errors = measure_errors(s, &models, &dims, device, quiet)?;
+    let ks = &s.eval_steps;
+    // One fit per recorded step k, over the models inside the region.
+    let fits: Vec<RateFit> = (0..ks.len())
+        .map(|ki| fit_rate(&inside_points(s, &models, &errors, ki)))
+        .collect();
+    let mut csv = Vec::new();
+    for (i, &(l, m, d)) in models.iter().enumerate() {
+        for (ki, k) in ks.iter().enumerate() {
+            csv.push(format!(
+                "{i},{l},{m},{d},{k},{:.6e},{:.6e},{}",
+                errors[i][ki],
+                fits[ki].predict(l as f64, m as f64, d as f64),
+                outside(s, &(l, m, d)) as u8
+            ));
+        }
+    }
+    write_csv(
+        &out.join("errors.csv"),
+        "model,L,M,D,k,error,predicted,outside_theory",
+        &csv,
+    )?;
+    plot(fig, s, out, (&models, &errors, &fits), &dims)?;
+    Ok(report(fig, s, &models, &errors, &fits))
+}
+
+/// Draws the `models` random shapes: L, M log-uniform in their ranges, D uniform in the list.
+fn sample_shapes(s: &ErrorSweepFig) -> Vec<Shape> {
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
-    let models: Vec<(i64, i64, i64)> = (0..s.models)
+    (0..s.models)
         .map(|_| {
             let l = log_uniform(&mut rng, s.depth[0], s.depth[1]);
             let m = log_uniform(&mut rng, s.width[0], s.width[1]);
             (l, m, s.dims[rng.gen_range(0..s.dims.len())])
         })
-        .collect();
+        .collect()
+}
+
+/// Whether a shape lies outside the theory's region, D/(LM) > `outside`.
+fn outside(s: &ErrorSweepFig, &(l, m, d): &Shape) -> bool {
+    d as f64 / (l * m) as f64 > s.outside
+}
+
+/// The (L, M, D, error at the `ki`-th step) of the models inside the theory's region.
+fn inside_points(
+    s: &ErrorSweepFig,
+    models: &[Shape],
+    errors: &[Vec<f64>],
+    ki: usize,
+) -> Vec<(f64, f64, f64, f64)> {
+    models
+        .iter()
+        .zip(errors)
+        .filter(|(md, _)| !outside(s, md))
+        .map(|(&(l, m, d), e)| (l as f64, m as f64, d as f64, e[ki]))
+        .collect()
+}
+
+/// Trains every model, D by D (one limit per D), in batched programs of `batch` models;
+/// returns errors[model][index in eval_steps].
+fn measure_errors(
+    s: &ErrorSweepFig,
+    models: &[Shape],
+    dims: &[i64],
+    device: Device,
+    quiet: bool,
+) -> Result<Vec<Vec<f64>>> {
     let ks = &s.eval_steps;
-    // errors[model][k index]
     let mut errors = vec![vec![f64::NAN; ks.len()]; models.len()];
-    let mut dims: Vec<i64> = s.dims.clone();
-    dims.sort();
-    dims.dedup();
     let t_all = Instant::now();
     let mut done = 0usize;
-    for &d in &dims {
+    for &d in dims {
         let mut idx: Vec<usize> = (0..models.len()).filter(|&i| models[i].2 == d).collect();
         if idx.is_empty() {
             continue;
@@ -91,35 +152,24 @@ pub(super) fn error_sweep(
             }
         }
     }
-    let outside = |&(l, m, d): &(i64, i64, i64)| d as f64 / (l * m) as f64 > s.outside;
-    // One fit per recorded step k, over the models inside the region.
-    let fits: Vec<_> = (0..ks.len())
-        .map(|ki| {
-            let pts: Vec<(f64, f64, f64, f64)> = models
-                .iter()
-                .zip(&errors)
-                .filter(|(md, _)| !outside(md))
-                .map(|(&(l, m, d), e)| (l as f64, m as f64, d as f64, e[ki]))
-                .collect();
-            fit_rate(&pts)
-        })
-        .collect();
-    let mut csv = Vec::new();
-    for (i, &(l, m, d)) in models.iter().enumerate() {
-        for (ki, k) in ks.iter().enumerate() {
-            csv.push(format!(
-                "{i},{l},{m},{d},{k},{:.6e},{:.6e},{}",
-                errors[i][ki],
-                fits[ki].predict(l as f64, m as f64, d as f64),
-                outside(&(l, m, d)) as u8
-            ));
-        }
-    }
-    write_csv(
-        &out.join("errors.csv"),
-        "model,L,M,D,k,error,predicted,outside_theory",
-        &csv,
-    )?;
+    Ok(errors)
+}
+
+/// Measured against predicted error, one colour per k, the models outside the theory in grey.
+fn plot(
+    fig: &Figure,
+    s: &ErrorSweepFig,
+    out: &Path,
+    (models, errors, fits): (&[Shape], &[Vec<f64>], &[RateFit]),
+    dims: &[i64],
+) -> Result<()> {
+    let ks = &s.eval_steps;
+    let predicted = |ki: usize, (i, &(l, m, d)): (usize, &Shape)| {
+        (
+            fits[ki].predict(l as f64, m as f64, d as f64),
+            errors[i][ki],
+        )
+    };
     let mut series = Vec::new();
     let mut lo = f64::INFINITY;
     let mut hi: f64 = 0.0;
@@ -128,13 +178,8 @@ pub(super) fn error_sweep(
         let pts: Vec<(f64, f64)> = models
             .iter()
             .enumerate()
-            .filter(|(_, md)| !outside(md))
-            .map(|(i, &(l, m, d))| {
-                (
-                    fits[ki].predict(l as f64, m as f64, d as f64),
-                    errors[i][ki],
-                )
-            })
+            .filter(|(_, md)| !outside(s, md))
+            .map(|im| predicted(ki, im))
             .collect();
         for p in &pts {
             if p.0 > 0.0 && p.1 > 0.0 {
@@ -151,14 +196,8 @@ pub(super) fn error_sweep(
     let out_pts: Vec<(f64, f64)> = models
         .iter()
         .enumerate()
-        .filter(|(_, md)| outside(md))
-        .map(|(i, &(l, m, d))| {
-            let ki = ks.len() - 1;
-            (
-                fits[ki].predict(l as f64, m as f64, d as f64),
-                errors[i][ki],
-            )
-        })
+        .filter(|(_, md)| outside(s, md))
+        .map(|im| predicted(ks.len() - 1, im))
         .collect();
     if !out_pts.is_empty() {
         series.push(
@@ -201,10 +240,22 @@ pub(super) fn error_sweep(
             series,
         }],
     )?;
+    Ok(())
+}
+
+/// The text: the fit per k and the free power law per k.
+fn report(
+    fig: &Figure,
+    s: &ErrorSweepFig,
+    models: &[Shape],
+    errors: &[Vec<f64>],
+    fits: &[RateFit],
+) -> String {
+    let ks = &s.eval_steps;
     let mut table = Table::new(
         format!(
             "Fit per k over the {} models with D/(LM) ≤ {}",
-            models.iter().filter(|md| !outside(md)).count(),
+            models.iter().filter(|md| !outside(s, md)).count(),
             s.outside
         ),
         vec![
@@ -235,15 +286,9 @@ pub(super) fn error_sweep(
     text += "\nFree power law err ∝ L^p_L · M^p_M · D^p_D over the same models (the rate's \
              terms predict p_L between −1 and −1/2, p_M between 0 and −1/2, p_D between 0 and 1/2):\n\n";
     for (ki, k) in ks.iter().enumerate() {
-        let pts: Vec<(f64, f64, f64, f64)> = models
-            .iter()
-            .enumerate()
-            .filter(|(_, md)| !outside(md))
-            .map(|(i, &(l, m, d))| (l as f64, m as f64, d as f64, errors[i][ki]))
-            .collect();
-        if let Some((pl, pm, pd)) = free_exponents(&pts) {
+        if let Some((pl, pm, pd)) = free_exponents(&inside_points(s, models, errors, ki)) {
             text += &format!("- k = {k}: p_L = {pl:.3}, p_M = {pm:.3}, p_D = {pd:.3}\n");
         }
     }
-    Ok(text)
+    text
 }

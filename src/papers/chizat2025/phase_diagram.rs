@@ -77,6 +77,24 @@ fn feature_updates(
     )
 }
 
+/// Per model, the quantities measured at one D: Δpre after step 1, Δu after step 1, Δpre after
+/// K, Δu after K, diversity after K, the first step's output change through v.
+type Measured = [f64; 6];
+
+/// The measured exponents in D and the maps over the (γ, a) grid, `[γ index][a index]`.
+struct Grids {
+    /// e_v, e_u, e_f after the first step; e_v after K steps.
+    ev: Vec<Vec<f64>>,
+    eu: Vec<Vec<f64>>,
+    ef: Vec<Vec<f64>>,
+    ev_k: Vec<Vec<f64>>,
+    /// 0 lazy, 1 sub-critical, 2 critical, 3 super-critical.
+    phase: Vec<Vec<f64>>,
+    /// Feature diversity and log10 of the v update after K steps, at the largest D.
+    diversity: Vec<Vec<f64>>,
+    big_dv: Vec<Vec<f64>>,
+}
+
 pub(super) fn phase_diagram(
     fig: &Figure,
     s: &PhaseDiagramFig,
@@ -86,81 +104,10 @@ pub(super) fn phase_diagram(
 ) -> Result<String> {
     let a_s = s.sigma_u_exponents.values();
     let gammas = s.gammas.values();
-    let reps = s.repetitions as usize;
-    // Per D: [model] of (Δpre after step 1, Δu after step 1, Δpre after K, Δu after K,
-    // diversity after K, first step's output change through v).
-    let mut measured: Vec<Vec<[f64; 6]>> = Vec::new();
+    let mut measured: Vec<Vec<Measured>> = Vec::new();
     let mut csv = Vec::new();
     for &d in &s.dims {
-        let t0 = Instant::now();
-        let (x, y) = task(&s.task, d, 0, device);
-        let (xt, _) = task(&s.task, d, 1, device);
-        let mut specs = Vec::new();
-        for &g in &gammas {
-            for &a in &a_s {
-                for _ in 0..reps {
-                    specs.push(TwoLayerSpec {
-                        sigma_u: (d as f64).powf(a),
-                        gamma: g,
-                        ..s.dynamics.model(s.depth, s.width, d)
-                    });
-                }
-            }
-        }
-        tch::manual_seed(s.seed as i64 * 7919 + d);
-        let mut net = TwoLayerResNet::new(&specs, device);
-        let copy = |ts: &[Tensor]| ts.iter().map(|t| t.copy()).collect::<Vec<_>>();
-        let (u0, v0) = (copy(&net.u), copy(&net.v));
-        let f0 = tch::no_grad(|| net.forward(&xt));
-        let mut first: Option<(Vec<Tensor>, Vec<Tensor>)> = None;
-        let (loss, _) = train(&mut net, &x, &y, &xt, s.dynamics.steps, |k, n| {
-            if k == 1 {
-                first = Some((copy(&n.u), copy(&n.v)));
-            }
-        });
-        let (u1, v1) = first.expect("at least one step");
-        // The first step's change of the output through v alone, f(u_0, v_1) − f(u_0, v_0), on
-        // held-out inputs: how much the moved features change the function.
-        let fv = {
-            let (uk, vk) = (
-                std::mem::replace(&mut net.u, copy(&u0)),
-                std::mem::replace(&mut net.v, copy(&v1)),
-            );
-            let f = tch::no_grad(|| net.forward(&xt));
-            (net.u, net.v) = (uk, vk);
-            f
-        };
-        let feat_out = to_vec(&(fv - &f0).square().mean_dim(1, false, Kind::Float).sqrt());
-        let (dpre1, du1, _) = feature_updates((&u1, &v1), (&u0, &v0), &x);
-        let (dpre, du, div) = feature_updates((&net.u, &net.v), (&u0, &v0), &x);
-        let l0 = to_vec(&loss.get(0));
-        let lk = to_vec(&loss.get(s.dynamics.steps as i64));
-        let mut cells = Vec::new();
-        for (i, sp) in specs.iter().enumerate() {
-            let a = (sp.sigma_u.ln() / (d as f64).ln() * 1e6).round() / 1e6;
-            csv.push(format!(
-                "{d},{a},{},{},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e}",
-                sp.gamma,
-                i % reps,
-                feat_out[i],
-                dpre1[i],
-                du1[i],
-                dpre[i],
-                du[i],
-                div[i],
-                l0[i],
-                lk[i]
-            ));
-            cells.push([dpre1[i], du1[i], dpre[i], du[i], div[i], feat_out[i]]);
-        }
-        measured.push(cells);
-        if !quiet {
-            eprintln!(
-                "C4: D = {d}: {} models trained in {:.1} s",
-                specs.len(),
-                t0.elapsed().as_secs_f64()
-            );
-        }
+        measured.push(measure_dim(s, d, (&a_s, &gammas), device, quiet, &mut csv));
     }
     write_csv(
         &out.join("updates.csv"),
@@ -168,11 +115,108 @@ pub(super) fn phase_diagram(
          diversity,loss_initial,loss_final",
         &csv,
     )?;
+    let grids = exponent_grids(s, &measured, a_s.len(), gammas.len());
+    write_maps(fig, s, out, (&a_s, &gammas), &grids)?;
+    Ok(report(fig, s, (&a_s, &gammas), &grids))
+}
+
+/// Trains every cell's models at dimension `d` (one batched program) and measures them; appends
+/// one CSV row per model to `csv`.
+fn measure_dim(
+    s: &PhaseDiagramFig,
+    d: i64,
+    (a_s, gammas): (&[f64], &[f64]),
+    device: Device,
+    quiet: bool,
+    csv: &mut Vec<String>,
+) -> Vec<Measured> {
+    let reps = s.repetitions as usize;
+    let t0 = Instant::now();
+    let (x, y) = task(&s.task, d, 0, device);
+    let (xt, _) = task(&s.task, d, 1, device);
+    let mut specs = Vec::new();
+    for &g in gammas {
+        for &a in a_s {
+            for _ in 0..reps {
+                specs.push(TwoLayerSpec {
+                    sigma_u: (d as f64).powf(a),
+                    gamma: g,
+                    ..s.dynamics.model(s.depth, s.width, d)
+                });
+            }
+        }
+    }
+    tch::manual_seed(s.seed as i64 * 7919 + d);
+    let mut net = TwoLayerResNet::new(&specs, device);
+    let copy = |ts: &[Tensor]| ts.iter().map(|t| t.copy()).collect::<Vec<_>>();
+    let (u0, v0) = (copy(&net.u), copy(&net.v));
+    let f0 = tch::no_grad(|| net.forward(&xt));
+    let mut first: Option<(Vec<Tensor>, Vec<Tensor>)> = None;
+    let (loss, _) = train(&mut net, &x, &y, &xt, s.dynamics.steps, |k, n| {
+        if k == 1 {
+            first = Some((copy(&n.u), copy(&n.v)));
+        }
+    });
+    let (u1, v1) = first.expect("at least one step");
+    // The first step's change of the output through v alone, f(u_0, v_1) − f(u_0, v_0), on
+    // held-out inputs: how much the moved features change the function.
+    let fv = {
+        let (uk, vk) = (
+            std::mem::replace(&mut net.u, copy(&u0)),
+            std::mem::replace(&mut net.v, copy(&v1)),
+        );
+        let f = tch::no_grad(|| net.forward(&xt));
+        (net.u, net.v) = (uk, vk);
+        f
+    };
+    let feat_out = to_vec(&(fv - &f0).square().mean_dim(1, false, Kind::Float).sqrt());
+    let (dpre1, du1, _) = feature_updates((&u1, &v1), (&u0, &v0), &x);
+    let (dpre, du, div) = feature_updates((&net.u, &net.v), (&u0, &v0), &x);
+    let l0 = to_vec(&loss.get(0));
+    let lk = to_vec(&loss.get(s.dynamics.steps as i64));
+    let mut cells = Vec::new();
+    for (i, sp) in specs.iter().enumerate() {
+        let a = (sp.sigma_u.ln() / (d as f64).ln() * 1e6).round() / 1e6;
+        csv.push(format!(
+            "{d},{a},{},{},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e}",
+            sp.gamma,
+            i % reps,
+            feat_out[i],
+            dpre1[i],
+            du1[i],
+            dpre[i],
+            du[i],
+            div[i],
+            l0[i],
+            lk[i]
+        ));
+        cells.push([dpre1[i], du1[i], dpre[i], du[i], div[i], feat_out[i]]);
+    }
+    if !quiet {
+        eprintln!(
+            "C4: D = {d}: {} models trained in {:.1} s",
+            specs.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    cells
+}
+
+/// The exponents in D of each cell (log-log slopes of geometric means over the repetitions) and
+/// the phase they imply.
+fn exponent_grids(s: &PhaseDiagramFig, measured: &[Vec<Measured>], na: usize, ng: usize) -> Grids {
+    let reps = s.repetitions as usize;
     let dims: Vec<f64> = s.dims.iter().map(|&d| d as f64).collect();
-    let (na, ng) = (a_s.len(), gammas.len());
     let grid = || vec![vec![0.0; na]; ng];
-    let (mut ev, mut eu, mut ev_k, mut eu_k, mut ef) = (grid(), grid(), grid(), grid(), grid());
-    let (mut phase, mut diversity, mut big_dv) = (grid(), grid(), grid());
+    let mut g = Grids {
+        ev: grid(),
+        eu: grid(),
+        ef: grid(),
+        ev_k: grid(),
+        phase: grid(),
+        diversity: grid(),
+        big_dv: grid(),
+    };
     let tol = s.tolerance;
     for gi in 0..ng {
         for ai in 0..na {
@@ -190,26 +234,44 @@ pub(super) fn phase_diagram(
                     .collect();
                 loglog_slope(&pts)
             };
-            ev[gi][ai] = exponent(0);
-            eu[gi][ai] = exponent(1);
-            ev_k[gi][ai] = exponent(2);
-            eu_k[gi][ai] = exponent(3);
-            ef[gi][ai] = exponent(5);
+            g.ev[gi][ai] = exponent(0);
+            g.eu[gi][ai] = exponent(1);
+            g.ev_k[gi][ai] = exponent(2);
+            g.ef[gi][ai] = exponent(5);
             let last = dims.len() - 1;
-            diversity[gi][ai] = mean_over(last, 4);
-            big_dv[gi][ai] = mean_over(last, 2).log10();
-            let (v, b) = (ev[gi][ai], ef[gi][ai]);
-            phase[gi][ai] = if !(v.is_finite() && b.is_finite()) || v > tol || b > tol {
-                3.0
-            } else if v < -tol {
-                0.0
-            } else if b < -tol {
-                1.0
-            } else {
-                2.0
-            };
+            g.diversity[gi][ai] = mean_over(last, 4);
+            g.big_dv[gi][ai] = mean_over(last, 2).log10();
+            g.phase[gi][ai] = phase_of(g.ev[gi][ai], g.ef[gi][ai], tol);
         }
     }
+    g
+}
+
+/// The phase of a cell from its exponents e_v, e_f: 0 lazy, 1 sub-critical, 2 critical,
+/// 3 super-critical.
+fn phase_of(v: f64, b: f64, tol: f64) -> f64 {
+    if !(v.is_finite() && b.is_finite()) || v > tol || b > tol {
+        3.0
+    } else if v < -tol {
+        0.0
+    } else if b < -tol {
+        1.0
+    } else {
+        2.0
+    }
+}
+
+/// The heatmaps: phases, each exponent, diversity and update size, with the theory lines.
+// Long: most of it is the list of the seven maps (file suffix, title, values, range, label).
+fn write_maps(
+    fig: &Figure,
+    s: &PhaseDiagramFig,
+    out: &Path,
+    (a_s, gammas): (&[f64], &[f64]),
+    g: &Grids,
+) -> Result<()> {
+    let (na, ng) = (a_s.len(), gammas.len());
+    let tol = s.tolerance;
     let (amin, amax) = (a_s[0], a_s[na - 1]);
     let line = |f: &dyn Fn(f64) -> f64| -> Vec<(f64, f64)> {
         (0..=20)
@@ -229,8 +291,8 @@ pub(super) fn phase_diagram(
         title,
         x_label: "a (σ_u = D^a)".into(),
         y_label: "γ (residual scale D^γ/(LM))".into(),
-        xs: a_s.clone(),
-        ys: gammas.clone(),
+        xs: a_s.to_vec(),
+        ys: gammas.to_vec(),
         values,
         vmin,
         vmax,
@@ -241,28 +303,28 @@ pub(super) fn phase_diagram(
         (
             String::new(),
             format!("phases from the measured exponents e_v, e_f (tolerance {tol})"),
-            phase.clone(),
+            g.phase.clone(),
             (0.0, 3.0),
             "0 lazy, 1 sub-crit., 2 critical, 3 super",
         ),
         (
             "-exponent-f".into(),
             "exponent in D of the output change through v (step 1)".into(),
-            ef.clone(),
+            g.ef.clone(),
             (-1.0, 1.0),
             "d log |Δ_v f| / d log D",
         ),
         (
             "-exponent-v".into(),
             "exponent in D of the v update (step 1)".into(),
-            ev.clone(),
+            g.ev.clone(),
             (-1.0, 1.0),
             "d log Δ⟨v, x⟩ / d log D",
         ),
         (
             "-exponent-u".into(),
             "exponent in D of the u update (step 1)".into(),
-            eu.clone(),
+            g.eu.clone(),
             (-1.0, 1.0),
             "d log Δ⟨u, e_1⟩ / d log D",
         ),
@@ -272,21 +334,21 @@ pub(super) fn phase_diagram(
                 "exponent in D of the v update after K = {}",
                 s.dynamics.steps
             ),
-            ev_k.clone(),
+            g.ev_k.clone(),
             (-1.0, 1.0),
             "d log Δ⟨v, x⟩ / d log D",
         ),
         (
             "-diversity".into(),
             format!("feature diversity after training, D = {dmax}"),
-            diversity.clone(),
+            g.diversity.clone(),
             (0.0, 1.0),
             "1 − mean |cos(v_j, v_k)|",
         ),
         (
             "-update-v".into(),
             format!("log10 relative v update after training, D = {dmax}"),
-            big_dv,
+            g.big_dv.clone(),
             (-2.0, 2.0),
             "log10 Δ⟨v, x⟩ / ⟨v, x⟩",
         ),
@@ -295,6 +357,18 @@ pub(super) fn phase_diagram(
         hm(format!("{}: {title}", fig.figure), values, lo, hi, label)
             .write(&out.join(format!("{}{suffix}", fig.stem)))?;
     }
+    Ok(())
+}
+
+/// The text: what each cell measures, the phase table and the distance to the theory.
+fn report(
+    fig: &Figure,
+    s: &PhaseDiagramFig,
+    (a_s, gammas): (&[f64], &[f64]),
+    g: &Grids,
+) -> String {
+    let (na, ng) = (a_s.len(), gammas.len());
+    let (reps, tol) = (s.repetitions, s.tolerance);
     let names = ["lazy", "sub-critical", "critical", "super-critical"];
     let mut table = Table::new(
         "Phase per cell (rows γ, columns a in σ_u = D^a), with the measured exponents in D \
@@ -308,7 +382,7 @@ pub(super) fn phase_diagram(
         for ai in 0..na {
             row.push(format!(
                 "{} ({:+.2}/{:+.2}/{:+.2})",
-                names[phase[gi][ai] as usize], ev[gi][ai], ef[gi][ai], eu[gi][ai]
+                names[g.phase[gi][ai] as usize], g.ev[gi][ai], g.ef[gi][ai], g.eu[gi][ai]
             ));
         }
         table.push(row);
@@ -338,10 +412,10 @@ pub(super) fn phase_diagram(
     let (mut err_v, mut err_f, mut err_u) = (0.0, 0.0, 0.0);
     for gi in 0..ng {
         for ai in 0..na {
-            let (a, g) = (a_s[ai], gammas[gi]);
-            err_v += (ev[gi][ai] - (a + 0.5 - g)).abs();
-            err_f += (ef[gi][ai] - 2.0 * a).abs();
-            err_u += (eu[gi][ai] + a + g).abs();
+            let (a, gm) = (a_s[ai], gammas[gi]);
+            err_v += (g.ev[gi][ai] - (a + 0.5 - gm)).abs();
+            err_f += (g.ef[gi][ai] - 2.0 * a).abs();
+            err_u += (g.eu[gi][ai] + a + gm).abs();
         }
     }
     let n = (na * ng) as f64;
@@ -353,5 +427,5 @@ pub(super) fn phase_diagram(
         err_f / n,
         err_u / n
     );
-    Ok(text)
+    text
 }
