@@ -2,11 +2,12 @@
 //! a/L + b·√(D/(LM)), log-log slopes in L per M and the acceptance checks (slope −1/2 at M = 1,
 //! −1 at the largest M).
 use anyhow::Result;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
-use tch::Device;
+use tch::{Device, Tensor};
 
-use super::fit::{fit_rate, loglog_slope};
+use super::fit::{fit_rate, loglog_slope, RateFit};
 use super::gd::train;
 use super::limit::limit;
 use super::output::{cell_means, check, rms_error, to_vec, write_csv};
@@ -16,6 +17,9 @@ use crate::model::two_layer_resnet::TwoLayerResNet;
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
 
+/// Mean and standard deviation of the error per (L, M) cell.
+type Means = BTreeMap<(i64, i64), (f64, f64)>;
+
 pub(super) fn error_grid(
     fig: &Figure,
     s: &ErrorGridFig,
@@ -24,8 +28,29 @@ pub(super) fn error_grid(
     quiet: bool,
 ) -> Result<String> {
     let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+    let rows = train_grid(s, &lim.outputs[&s.dynamics.steps], out, device, quiet)?;
+    let means = cell_means(&rows);
+    let d = s.dim as f64;
+    let fit = fit_rate(
+        &means
+            .iter()
+            .map(|(&(l, m), &(e, _))| (l as f64, m as f64, d, e))
+            .collect::<Vec<_>>(),
+    );
+    let slopes = plot(fig, s, out, &means, &fit)?;
+    Ok(report(fig, s, &means, &fit, &slopes))
+}
+
+/// Trains `repetitions` models per (L, M) cell and writes errors.csv; returns (L, M, error)
+/// per model.
+fn train_grid(
+    s: &ErrorGridFig,
+    lim_out: &Tensor,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<Vec<(i64, i64, f64)>> {
     let k = s.dynamics.steps;
-    let lim_out = &lim.outputs[&k];
     let (x, y) = task(&s.task, s.dim, 0, device);
     let (xt, _) = task(&s.task, s.dim, 1, device);
     let mut rows: Vec<(i64, i64, f64)> = Vec::new();
@@ -61,31 +86,20 @@ pub(super) fn error_grid(
         "L,M,D,repetition,error,train_loss",
         &csv,
     )?;
-    let means = cell_means(&rows);
+    Ok(rows)
+}
+
+/// The cell means against L, one colour per M, with the fitted curves; returns the log-log
+/// slope in L per M.
+fn plot(
+    fig: &Figure,
+    s: &ErrorGridFig,
+    out: &Path,
+    means: &Means,
+    fit: &RateFit,
+) -> Result<Vec<(i64, f64)>> {
+    let k = s.dynamics.steps;
     let d = s.dim as f64;
-    let fit = fit_rate(
-        &means
-            .iter()
-            .map(|(&(l, m), &(e, _))| (l as f64, m as f64, d, e))
-            .collect::<Vec<_>>(),
-    );
-    let mut table = Table::new(
-        format!(
-            "RMS error against the limit after k = {k} steps (mean ± std over {} models)",
-            s.repetitions
-        ),
-        std::iter::once("L".to_string())
-            .chain(s.widths.iter().map(|m| format!("M = {m}")))
-            .collect(),
-    );
-    for &l in &s.depths {
-        let mut row = vec![l.to_string()];
-        for &m in &s.widths {
-            let (e, sd) = means[&(l, m)];
-            row.push(format!("{e:.3e} ± {sd:.1e}"));
-        }
-        table.push(row);
-    }
     let mut series = Vec::new();
     let mut slopes = Vec::new();
     for (i, &m) in s.widths.iter().enumerate() {
@@ -131,6 +145,36 @@ pub(super) fn error_grid(
             series,
         }],
     )?;
+    Ok(slopes)
+}
+
+/// The text: the error table, the fit, the slopes and the acceptance checks.
+fn report(
+    fig: &Figure,
+    s: &ErrorGridFig,
+    means: &Means,
+    fit: &RateFit,
+    slopes: &[(i64, f64)],
+) -> String {
+    let k = s.dynamics.steps;
+    let d = s.dim as f64;
+    let mut table = Table::new(
+        format!(
+            "RMS error against the limit after k = {k} steps (mean ± std over {} models)",
+            s.repetitions
+        ),
+        std::iter::once("L".to_string())
+            .chain(s.widths.iter().map(|m| format!("M = {m}")))
+            .collect(),
+    );
+    for &l in &s.depths {
+        let mut row = vec![l.to_string()];
+        for &m in &s.widths {
+            let (e, sd) = means[&(l, m)];
+            row.push(format!("{e:.3e} ± {sd:.1e}"));
+        }
+        table.push(row);
+    }
     let mut text = format!("Figure: {}.svg/png; data errors.csv.\n\n", fig.stem);
     text += &table.to_markdown();
     text += &format!(
@@ -146,7 +190,7 @@ pub(super) fn error_grid(
         fit.r2
     );
     text += "Log-log slope of the error against L, per M:\n\n";
-    for (m, sl) in &slopes {
+    for (m, sl) in slopes {
         text += &format!("- M = {m}: {sl:.3}\n");
     }
     text += "\nAcceptance:\n";
@@ -162,5 +206,5 @@ pub(super) fn error_grid(
         -1.2,
         -0.8,
     );
-    Ok(text)
+    text
 }

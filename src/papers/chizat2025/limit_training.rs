@@ -13,6 +13,9 @@ use super::task::task;
 use crate::model::two_layer_resnet::TwoLayerResNet;
 use crate::report::plot::{multi_panel, ramp, Panel, PlotSpec, Series};
 
+/// Unit 1's u, coordinates 1 and 2, in every layer ℓ, at each step k: `traj[k][2ℓ + c]`.
+type Trajectories = Vec<Vec<f64>>;
+
 pub(super) fn limit_training(
     fig: &Figure,
     s: &LimitTrainingFig,
@@ -22,8 +25,16 @@ pub(super) fn limit_training(
 ) -> Result<String> {
     let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
     let loss = to_vec(&lim.loss);
+    let (traj, model_loss) = train_with_shared_unit(s, device);
+    write_csvs(s, out, &traj, &loss, &model_loss)?;
+    plot(fig, s, out, &traj, &loss, &model_loss)?;
+    Ok(report(fig, s, &traj, (&loss, lim.cached), &model_loss))
+}
+
+/// Trains one model whose unit 1 shares one initialization in all layers; returns unit 1's
+/// trajectories and the model's training loss per step.
+fn train_with_shared_unit(s: &LimitTrainingFig, device: Device) -> (Trajectories, Vec<f64>) {
     let k = s.dynamics.steps;
-    // Trajectories: one model whose unit 1 shares one initialization in all layers.
     let (x, y) = task(&s.task, s.dim, 0, device);
     let (xt, _) = task(&s.task, s.dim, 1, device);
     tch::manual_seed(s.seed as i64 * 7919 + 17);
@@ -50,7 +61,17 @@ pub(super) fn limit_training(
     };
     let mut traj = vec![unit(&net)];
     let (model_loss, _) = train(&mut net, &x, &y, &xt, k, |_, n| traj.push(unit(n)));
-    let model_loss = to_vec(&model_loss);
+    (traj, to_vec(&model_loss))
+}
+
+/// trajectories.csv and loss.csv.
+fn write_csvs(
+    s: &LimitTrainingFig,
+    out: &Path,
+    traj: &Trajectories,
+    loss: &[f64],
+    model_loss: &[f64],
+) -> Result<()> {
     let depth = s.depth as usize;
     let mut csv = Vec::new();
     for (step, t) in traj.iter().enumerate() {
@@ -66,7 +87,7 @@ pub(super) fn limit_training(
     write_csv(&out.join("trajectories.csv"), "step,layer,u1,u2", &csv)?;
     let loss_rows: Vec<String> = loss
         .iter()
-        .zip(&model_loss)
+        .zip(model_loss)
         .enumerate()
         .map(|(k, (a, b))| format!("{k},{a:.6e},{b:.6e}"))
         .collect();
@@ -74,7 +95,19 @@ pub(super) fn limit_training(
         &out.join("loss.csv"),
         "step,limit_loss,model_loss",
         &loss_rows,
-    )?;
+    )
+}
+
+/// Left, the losses of the limit and the model; right, unit 1's u in every layer.
+fn plot(
+    fig: &Figure,
+    s: &LimitTrainingFig,
+    out: &Path,
+    traj: &Trajectories,
+    loss: &[f64],
+    model_loss: &[f64],
+) -> Result<()> {
+    let depth = s.depth as usize;
     let traj_series: Vec<Series> = (0..depth)
         .map(|l| {
             let pts = traj.iter().map(|t| (t[2 * l], t[2 * l + 1])).collect();
@@ -130,6 +163,19 @@ pub(super) fn limit_training(
             },
         ],
     )?;
+    Ok(())
+}
+
+/// The text: the limit's loss and how far unit 1 moved.
+fn report(
+    fig: &Figure,
+    s: &LimitTrainingFig,
+    traj: &Trajectories,
+    (loss, cached): (&[f64], bool),
+    model_loss: &[f64],
+) -> String {
+    let k = s.dynamics.steps;
+    let depth = s.depth as usize;
     let moves: Vec<f64> = (0..depth)
         .map(|l| {
             let (a, b) = (&traj[0], &traj[k]);
@@ -148,7 +194,7 @@ pub(super) fn limit_training(
         loss[0],
         loss[k],
         loss[0] / loss[k],
-        if lim.cached { ", from the cache" } else { "" }
+        if cached { ", from the cache" } else { "" }
     );
     text += &format!(
         "Unit 1's u (2-D, ‖u_init‖ = {init_norm:.3}) moved by {:.3} (min over layers) to {:.3} \
@@ -160,5 +206,5 @@ pub(super) fn limit_training(
         model_loss[0],
         model_loss[k]
     );
-    Ok(text)
+    text
 }
