@@ -4,8 +4,8 @@
 //! the identity like 1/√(LM), one GD step moves the output by O(1) whatever L and M, the
 //! least-squares fit of a/L + b√(D/(LM)) recovers known constants, the figure files run, and the
 //! limit cache's key is pinned and checked on load.
-use deepres::papers::chizat2025::{self as chizat, fit_rate, Dynamics};
 use deepres::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
+use deepres::papers::chizat2025::{self as chizat, fit_rate, Dynamics};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
@@ -325,19 +325,78 @@ fn the_limit_key_is_pinned_and_every_setting_changes_it() {
     );
     let changed = [
         ("D", key(d, t, l.clone(), 3)),
-        ("sigma_u", key(Dynamics { sigma_u: 2.0, ..d }, t, l.clone(), 2)),
-        ("sigma_v", key(Dynamics { sigma_v: 2.0, ..d }, t, l.clone(), 2)),
+        (
+            "sigma_u",
+            key(Dynamics { sigma_u: 2.0, ..d }, t, l.clone(), 2),
+        ),
+        (
+            "sigma_v",
+            key(Dynamics { sigma_v: 2.0, ..d }, t, l.clone(), 2),
+        ),
         ("alpha", key(Dynamics { alpha: 2.0, ..d }, t, l.clone(), 2)),
         ("gamma", key(Dynamics { gamma: 1.0, ..d }, t, l.clone(), 2)),
         ("eta", key(Dynamics { eta: 0.5, ..d }, t, l.clone(), 2)),
         ("steps", key(Dynamics { steps: 50, ..d }, t, l.clone(), 2)),
-        ("task.train", key(d, chizat::TaskSpec { train: 16, ..t }, l.clone(), 2)),
-        ("task.test", key(d, chizat::TaskSpec { test: 64, ..t }, l.clone(), 2)),
-        ("task.seed", key(d, chizat::TaskSpec { seed: 1, ..t }, l.clone(), 2)),
-        ("limit.depth", key(d, t, chizat::LimitSpec { depth: 1024, ..l.clone() }, 2)),
-        ("limit.width", key(d, t, chizat::LimitSpec { width: 512, ..l.clone() }, 2)),
-        ("limit.models", key(d, t, chizat::LimitSpec { models: 2, ..l.clone() }, 2)),
-        ("limit.seed", key(d, t, chizat::LimitSpec { seed: 1, ..l.clone() }, 2)),
+        (
+            "task.train",
+            key(d, chizat::TaskSpec { train: 16, ..t }, l.clone(), 2),
+        ),
+        (
+            "task.test",
+            key(d, chizat::TaskSpec { test: 64, ..t }, l.clone(), 2),
+        ),
+        (
+            "task.seed",
+            key(d, chizat::TaskSpec { seed: 1, ..t }, l.clone(), 2),
+        ),
+        (
+            "limit.depth",
+            key(
+                d,
+                t,
+                chizat::LimitSpec {
+                    depth: 1024,
+                    ..l.clone()
+                },
+                2,
+            ),
+        ),
+        (
+            "limit.width",
+            key(
+                d,
+                t,
+                chizat::LimitSpec {
+                    width: 512,
+                    ..l.clone()
+                },
+                2,
+            ),
+        ),
+        (
+            "limit.models",
+            key(
+                d,
+                t,
+                chizat::LimitSpec {
+                    models: 2,
+                    ..l.clone()
+                },
+                2,
+            ),
+        ),
+        (
+            "limit.seed",
+            key(
+                d,
+                t,
+                chizat::LimitSpec {
+                    seed: 1,
+                    ..l.clone()
+                },
+                2,
+            ),
+        ),
     ];
     for (field, k) in &changed {
         assert_ne!(k, &base, "changing {field} must change the limit's key");
@@ -375,7 +434,10 @@ fn a_cached_limit_of_another_setting_is_refused() {
             seed,
             ..lim.clone()
         };
-        chizat::limit_path(&l, &deepres::util::key::spec_key(&chizat::limit_key(2, &dynamics, &task, &l)))
+        chizat::limit_path(
+            &l,
+            &deepres::util::key::spec_key(&chizat::limit_key(2, &dynamics, &task, &l)),
+        )
     };
     std::fs::copy(key(0), key(1)).unwrap();
     let other = chizat::LimitSpec { seed: 1, ..lim };

@@ -41,17 +41,7 @@ pub fn fit_rate(points: &[(f64, f64, f64, f64)]) -> RateFit {
             .map(|&(x1, x2, e)| (e.ln() - (a * x1 + b * x2).max(1e-300).ln()).powi(2))
             .sum()
     };
-    // Start: relative least squares, min Σ((a·x₁ + b·x₂)/err − 1)².
-    let (mut s11, mut s12, mut s22, mut t1, mut t2) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for &(x1, x2, e) in &pts {
-        let (z1, z2) = (x1 / e, x2 / e);
-        s11 += z1 * z1;
-        s12 += z1 * z2;
-        s22 += z2 * z2;
-        t1 += z1;
-        t2 += z2;
-    }
-    let Some((a0, b0)) = solve2(s11, s12, s22, t1, t2) else {
+    let Some((a0, b0)) = relative_start(&pts) else {
         return RateFit {
             a: f64::NAN,
             b: f64::NAN,
@@ -60,12 +50,54 @@ pub fn fit_rate(points: &[(f64, f64, f64, f64)]) -> RateFit {
         };
     };
     let floor = 1e-12;
-    let (mut a, mut b) = (a0.max(floor), b0.max(floor));
+    let (a, b) = gauss_newton(&pts, (a0.max(floor), b0.max(floor)), floor, &sse);
+    let (a, b) = (
+        if a <= floor { 0.0 } else { a },
+        if b <= floor { 0.0 } else { b },
+    );
+    let mean = pts.iter().map(|p| p.2.ln()).sum::<f64>() / pts.len().max(1) as f64;
+    let ss_tot: f64 = pts.iter().map(|p| (p.2.ln() - mean).powi(2)).sum();
+    RateFit {
+        a,
+        b,
+        r2: if ss_tot > 0.0 {
+            1.0 - sse(a, b) / ss_tot
+        } else {
+            f64::NAN
+        },
+        points: pts.len(),
+    }
+}
+
+/// The start of the fit: relative least squares, min Σ((a·x₁ + b·x₂)/err − 1)², over points
+/// (x₁ = 1/L, x₂ = √(D/(LM)), err).
+fn relative_start(pts: &[(f64, f64, f64)]) -> Option<(f64, f64)> {
+    let (mut s11, mut s12, mut s22, mut t1, mut t2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(x1, x2, e) in pts {
+        let (z1, z2) = (x1 / e, x2 / e);
+        s11 += z1 * z1;
+        s12 += z1 * z2;
+        s22 += z2 * z2;
+        t1 += z1;
+        t2 += z2;
+    }
+    solve2(s11, s12, s22, t1, t2)
+}
+
+/// Gauss–Newton with step halving on the log-space residuals from `start`, a and b kept
+/// ≥ `floor`; `sse(a, b)` is the objective.
+fn gauss_newton(
+    pts: &[(f64, f64, f64)],
+    start: (f64, f64),
+    floor: f64,
+    sse: &dyn Fn(f64, f64) -> f64,
+) -> (f64, f64) {
+    let (mut a, mut b) = start;
     let mut cur = sse(a, b);
     for _ in 0..100 {
         // Gauss–Newton on r = log err − log p, ∂r/∂a = −x₁/p, ∂r/∂b = −x₂/p.
         let (mut s11, mut s12, mut s22, mut g1, mut g2) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for &(x1, x2, e) in &pts {
+        for &(x1, x2, e) in pts {
             let p = a * x1 + b * x2;
             let (j1, j2) = (x1 / p, x2 / p);
             let r = e.ln() - p.ln();
@@ -94,22 +126,7 @@ pub fn fit_rate(points: &[(f64, f64, f64, f64)]) -> RateFit {
             break;
         }
     }
-    let (a, b) = (
-        if a <= floor { 0.0 } else { a },
-        if b <= floor { 0.0 } else { b },
-    );
-    let mean = pts.iter().map(|p| p.2.ln()).sum::<f64>() / pts.len().max(1) as f64;
-    let ss_tot: f64 = pts.iter().map(|p| (p.2.ln() - mean).powi(2)).sum();
-    RateFit {
-        a,
-        b,
-        r2: if ss_tot > 0.0 {
-            1.0 - sse(a, b) / ss_tot
-        } else {
-            f64::NAN
-        },
-        points: pts.len(),
-    }
+    (a, b)
 }
 
 /// Free power law log err = c + p_L log L + p_M log M + p_D log D by least squares (the

@@ -2,7 +2,7 @@
 //! limit's in red, and the RMS distance of each curve to the limit's.
 use anyhow::Result;
 use std::path::Path;
-use tch::Device;
+use tch::{Device, Tensor};
 
 use super::gd::train;
 use super::limit::limit;
@@ -24,17 +24,7 @@ pub(super) fn forward_pass(
     let (x, y) = task(&s.task, s.dim, 0, device);
     let (xt, _) = task(&s.task, s.dim, 1, device);
     let mut rows = Vec::new();
-    let mut panels: Vec<Panel> = (0..s.inputs)
-        .map(|i| Panel {
-            spec: PlotSpec::new(
-                format!("held-out input {}", i + 1),
-                "ℓ / L",
-                "⟨e_1, h_ℓ⟩ (trained)",
-            )
-            .legend(Legend::Auto),
-            series: Vec::new(),
-        })
-        .collect();
+    let mut panels = empty_panels(s);
     let mut table = Table::new(
         format!(
             "RMS distance of the trained forward pass to the limit's (M = {})",
@@ -54,13 +44,7 @@ pub(super) fn forward_pass(
         lim_trace[l * n_test + i]
     };
     for (di, &depth) in s.depths.iter().enumerate() {
-        tch::manual_seed(s.seed as i64 * 7919 + depth);
-        let mut net = TwoLayerResNet::new(&[s.dynamics.model(depth, s.width, s.dim)], device);
-        let _ = train(&mut net, &x, &y, &xt, s.dynamics.steps, |_, _| {});
-        let tr = {
-            let _g = tch::no_grad_guard();
-            to_vec(&net.trace(&xt))
-        };
+        let tr = trained_trace(s, depth, (&x, &y, &xt), device);
         let mut sq = 0.0;
         for l in 0..=depth as usize {
             let t = l as f64 / depth as f64;
@@ -101,6 +85,55 @@ pub(super) fn forward_pass(
             .collect();
         p.series.push(Series::new("limit", pts).rgb(RED));
     }
+    write_csvs(s, out, &rows, &lim_trace)?;
+    multi_panel(
+        &out.join(&fig.stem),
+        &format!(
+            "{}: forward pass after K = {} steps, M = {}, D = {} (limit: L = {}, M = {})",
+            fig.figure, s.dynamics.steps, s.width, s.dim, s.limit.depth, s.limit.width
+        ),
+        &panels,
+    )?;
+    Ok(format!(
+        "Figure: {}.svg/png; data forward.csv, limit.csv.\n\n{}",
+        fig.stem,
+        table.to_markdown()
+    ))
+}
+
+/// One empty panel per drawn held-out input.
+fn empty_panels(s: &ForwardPassFig) -> Vec<Panel> {
+    (0..s.inputs)
+        .map(|i| Panel {
+            spec: PlotSpec::new(
+                format!("held-out input {}", i + 1),
+                "ℓ / L",
+                "⟨e_1, h_ℓ⟩ (trained)",
+            )
+            .legend(Legend::Auto),
+            series: Vec::new(),
+        })
+        .collect()
+}
+
+/// Trains one model of depth `depth`; its ⟨e_1, h_ℓ⟩ on the held-out inputs after training,
+/// `[L + 1, n_test]` flattened.
+fn trained_trace(
+    s: &ForwardPassFig,
+    depth: i64,
+    (x, y, xt): (&Tensor, &Tensor, &Tensor),
+    device: Device,
+) -> Vec<f64> {
+    tch::manual_seed(s.seed as i64 * 7919 + depth);
+    let mut net = TwoLayerResNet::new(&[s.dynamics.model(depth, s.width, s.dim)], device);
+    let _ = train(&mut net, x, y, xt, s.dynamics.steps, |_, _| {});
+    let _g = tch::no_grad_guard();
+    to_vec(&net.trace(xt))
+}
+
+/// forward.csv (the trained models' traces, `rows`) and limit.csv (the limit's).
+fn write_csvs(s: &ForwardPassFig, out: &Path, rows: &[String], lim_trace: &[f64]) -> Result<()> {
+    let n_test = s.task.test as usize;
     let head: Vec<String> = (1..=s.inputs).map(|i| format!("input{i}")).collect();
     write_csv(
         &out.join("forward.csv"),
@@ -119,18 +152,5 @@ pub(super) fn forward_pass(
         &out.join("limit.csv"),
         &format!("layer,depth_fraction,{}", head.join(",")),
         &lim_rows,
-    )?;
-    multi_panel(
-        &out.join(&fig.stem),
-        &format!(
-            "{}: forward pass after K = {} steps, M = {}, D = {} (limit: L = {}, M = {})",
-            fig.figure, s.dynamics.steps, s.width, s.dim, s.limit.depth, s.limit.width
-        ),
-        &panels,
-    )?;
-    Ok(format!(
-        "Figure: {}.svg/png; data forward.csv, limit.csv.\n\n{}",
-        fig.stem,
-        table.to_markdown()
-    ))
+    )
 }

@@ -361,12 +361,7 @@ fn write_maps(
 }
 
 /// The text: what each cell measures, the phase table and the distance to the theory.
-fn report(
-    fig: &Figure,
-    s: &PhaseDiagramFig,
-    (a_s, gammas): (&[f64], &[f64]),
-    g: &Grids,
-) -> String {
+fn report(fig: &Figure, s: &PhaseDiagramFig, (a_s, gammas): (&[f64], &[f64]), g: &Grids) -> String {
     let (na, ng) = (a_s.len(), gammas.len());
     let (reps, tol) = (s.repetitions, s.tolerance);
     let names = ["lazy", "sub-critical", "critical", "super-critical"];

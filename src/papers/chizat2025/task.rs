@@ -26,7 +26,11 @@ pub fn task(spec: &TaskSpec, dim: i64, split: u64, device: Device) -> (Tensor, T
 }
 
 /// The training and held-out inputs of dimension `dim`: (x, y, x_test).
-pub(super) fn train_and_test(spec: &TaskSpec, dim: i64, device: Device) -> (Tensor, Tensor, Tensor) {
+pub(super) fn train_and_test(
+    spec: &TaskSpec,
+    dim: i64,
+    device: Device,
+) -> (Tensor, Tensor, Tensor) {
     let (x, y) = task(spec, dim, 0, device);
     let (xt, _) = task(spec, dim, 1, device);
     (x, y, xt)
