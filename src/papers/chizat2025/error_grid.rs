@@ -12,7 +12,7 @@ use super::gd::train;
 use super::limit::limit;
 use super::output::{cell_means, check, rms_error, to_vec, write_csv};
 use super::spec::{ErrorGridFig, Figure};
-use super::task::task;
+use super::task::train_and_test;
 use crate::model::two_layer_resnet::TwoLayerResNet;
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
@@ -51,8 +51,7 @@ fn train_grid(
     quiet: bool,
 ) -> Result<Vec<(i64, i64, f64)>> {
     let k = s.dynamics.steps;
-    let (x, y) = task(&s.task, s.dim, 0, device);
-    let (xt, _) = task(&s.task, s.dim, 1, device);
+    let (x, y, xt) = train_and_test(&s.task, s.dim, device);
     let mut rows: Vec<(i64, i64, f64)> = Vec::new();
     let mut csv = Vec::new();
     for &m in &s.widths {

@@ -12,7 +12,7 @@ use super::gd::train;
 use super::limit::limit;
 use super::output::{rms_error, write_csv};
 use super::spec::{ErrorSweepFig, Figure};
-use super::task::task;
+use super::task::train_and_test;
 use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
@@ -115,8 +115,7 @@ fn measure_errors(
             continue;
         }
         let lim = limit(d, &s.dynamics, &s.task, &s.limit, device, quiet)?;
-        let (x, y) = task(&s.task, d, 0, device);
-        let (xt, _) = task(&s.task, d, 1, device);
+        let (x, y, xt) = train_and_test(&s.task, d, device);
         // Similar shapes together, so that padding to the batch's largest L and M wastes little.
         idx.sort_by_key(|&i| {
             (

@@ -8,7 +8,7 @@ use super::gd::train;
 use super::limit::limit;
 use super::output::{to_vec, write_csv, RED};
 use super::spec::{Figure, ForwardPassFig};
-use super::task::task;
+use super::task::train_and_test;
 use crate::model::two_layer_resnet::TwoLayerResNet;
 use crate::report::plot::{multi_panel, ramp, Legend, Panel, PlotSpec, Series};
 use crate::report::table::Table;
@@ -21,8 +21,7 @@ pub(super) fn forward_pass(
     quiet: bool,
 ) -> Result<String> {
     let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
-    let (x, y) = task(&s.task, s.dim, 0, device);
-    let (xt, _) = task(&s.task, s.dim, 1, device);
+    let (x, y, xt) = train_and_test(&s.task, s.dim, device);
     let mut rows = Vec::new();
     let mut panels = empty_panels(s);
     let mut table = Table::new(

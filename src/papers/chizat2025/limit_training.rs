@@ -9,7 +9,7 @@ use super::gd::train;
 use super::limit::limit;
 use super::output::{to_vec, write_csv, RED};
 use super::spec::{Figure, LimitTrainingFig};
-use super::task::task;
+use super::task::train_and_test;
 use crate::model::two_layer_resnet::TwoLayerResNet;
 use crate::report::plot::{multi_panel, ramp, Panel, PlotSpec, Series};
 
@@ -35,8 +35,7 @@ pub(super) fn limit_training(
 /// trajectories and the model's training loss per step.
 fn train_with_shared_unit(s: &LimitTrainingFig, device: Device) -> (Trajectories, Vec<f64>) {
     let k = s.dynamics.steps;
-    let (x, y) = task(&s.task, s.dim, 0, device);
-    let (xt, _) = task(&s.task, s.dim, 1, device);
+    let (x, y, xt) = train_and_test(&s.task, s.dim, device);
     tch::manual_seed(s.seed as i64 * 7919 + 17);
     let mut net = TwoLayerResNet::new(&[s.dynamics.model(s.depth, s.width, s.dim)], device);
     {

@@ -10,7 +10,7 @@ use super::fit::loglog_slope;
 use super::gd::train;
 use super::output::{to_vec, write_csv};
 use super::spec::{Figure, PhaseDiagramFig};
-use super::task::task;
+use super::task::train_and_test;
 use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use crate::report::heatmap::Heatmap;
 use crate::report::table::Table;
@@ -132,8 +132,7 @@ fn measure_dim(
 ) -> Vec<Measured> {
     let reps = s.repetitions as usize;
     let t0 = Instant::now();
-    let (x, y) = task(&s.task, d, 0, device);
-    let (xt, _) = task(&s.task, d, 1, device);
+    let (x, y, xt) = train_and_test(&s.task, d, device);
     let mut specs = Vec::new();
     for &g in gammas {
         for &a in a_s {
