@@ -440,7 +440,10 @@ fn a_cached_limit_of_another_setting_is_refused() {
         )
     };
     std::fs::copy(key(0), key(1)).unwrap();
-    let other = chizat::LimitSpec { seed: 1, ..lim };
+    let other = chizat::LimitSpec {
+        seed: 1,
+        ..lim.clone()
+    };
     let err = format!(
         "{:#}",
         chizat::limit(2, &dynamics, &task, &other, Device::Cpu, true)
