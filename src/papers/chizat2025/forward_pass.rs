@@ -137,7 +137,7 @@ fn write_csvs(s: &ForwardPassFig, out: &Path, rows: &[String], lim_trace: &[f64]
     write_csv(
         &out.join("forward.csv"),
         &format!("L,layer,depth_fraction,{}", head.join(",")),
-        &rows,
+        rows,
     )?;
     let lim_rows: Vec<String> = (0..=s.limit.depth as usize)
         .map(|l| {

@@ -404,9 +404,8 @@ fn report(fig: &Figure, s: &PhaseDiagramFig, (a_s, gammas): (&[f64], &[f64]), g:
     );
     text += &table.to_markdown();
     let (mut err_v, mut err_f, mut err_u) = (0.0, 0.0, 0.0);
-    for gi in 0..ng {
-        for ai in 0..na {
-            let (a, gm) = (a_s[ai], gammas[gi]);
+    for (gi, &gm) in gammas.iter().enumerate() {
+        for (ai, &a) in a_s.iter().enumerate() {
             err_v += (g.ev[gi][ai] - (a + 0.5 - gm)).abs();
             err_f += (g.ef[gi][ai] - 2.0 * a).abs();
             err_u += (g.eu[gi][ai] + a + gm).abs();
