@@ -1,9 +1,11 @@
-//! Chizat (2025), SPEC §1.3: the 2LP-block ResNet's hand-written backward pass equals autograd,
+//! Chizat (2025, "The Hidden Width of Deep ResNets", arXiv:2509.10167; docs/chizat2025.md): the
+//! 2LP-block ResNet's hand-written backward pass equals autograd,
 //! padding models to a common shape is exact, the forward pass at initialization deviates from
 //! the identity like 1/√(LM), one GD step moves the output by O(1) whatever L and M, the
-//! least-squares fit of a/L + b√(D/(LM)) recovers known constants, and the figure files run.
-use deepres::papers::chizat2025::{self as chizat, fit_rate, Dynamics};
+//! least-squares fit of a/L + b√(D/(LM)) recovers known constants, the figure files run, and the
+//! limit cache's key is pinned and checked on load.
 use deepres::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
+use deepres::papers::chizat2025::{self as chizat, fit_rate, Dynamics};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
@@ -120,7 +122,7 @@ fn init_deviation_at(depth: i64, width: i64, dim: i64, gamma: f64) -> f64 {
     let net = TwoLayerResNet::new(&vec![s; 64], Device::Cpu);
     let x = Tensor::randn([16, dim], (Kind::Float, Device::Cpu));
     let _g = tch::no_grad_guard();
-    let trace = net.trace(&x); // [B, L+1, n] of the first coordinate
+    let trace = net.trace(&x); // [models, L+1, n] of the first coordinate
     let d = trace.select(1, depth) - trace.select(1, 0);
     d.square().mean(Kind::Float).sqrt().double_value(&[])
 }
@@ -292,5 +294,165 @@ fn error_grid_runs_end_to_end_and_error_falls_with_depth() {
     assert_eq!(
         csv,
         std::fs::read_to_string(out2.join("errors.csv")).unwrap()
+    );
+}
+
+fn default_limit_key(dim: i64) -> String {
+    deepres::util::key::spec_key(&chizat::limit_key(
+        dim,
+        &Dynamics::default(),
+        &chizat::TaskSpec::default(),
+        &chizat::LimitSpec::default(),
+    ))
+}
+
+#[test]
+fn the_limit_key_is_pinned_and_every_setting_changes_it() {
+    // If a field is added to `LimitKey` (or a default changes), this test fails: paste the new
+    // value deliberately (cached limits are then recomputed under the new key, never reused).
+    assert_eq!(
+        default_limit_key(2),
+        "d1d0527595058e07a0f401654c047fb5831c71ae34b343c3f9cef8ac3c2fa23f"
+    );
+    let base = default_limit_key(2);
+    let key = |dynamics: Dynamics, task: chizat::TaskSpec, lim: chizat::LimitSpec, dim: i64| {
+        deepres::util::key::spec_key(&chizat::limit_key(dim, &dynamics, &task, &lim))
+    };
+    let (d, t, l) = (
+        Dynamics::default(),
+        chizat::TaskSpec::default(),
+        chizat::LimitSpec::default(),
+    );
+    let changed = [
+        ("D", key(d, t, l.clone(), 3)),
+        (
+            "sigma_u",
+            key(Dynamics { sigma_u: 2.0, ..d }, t, l.clone(), 2),
+        ),
+        (
+            "sigma_v",
+            key(Dynamics { sigma_v: 2.0, ..d }, t, l.clone(), 2),
+        ),
+        ("alpha", key(Dynamics { alpha: 2.0, ..d }, t, l.clone(), 2)),
+        ("gamma", key(Dynamics { gamma: 1.0, ..d }, t, l.clone(), 2)),
+        ("eta", key(Dynamics { eta: 0.5, ..d }, t, l.clone(), 2)),
+        ("steps", key(Dynamics { steps: 50, ..d }, t, l.clone(), 2)),
+        (
+            "task.train",
+            key(d, chizat::TaskSpec { train: 16, ..t }, l.clone(), 2),
+        ),
+        (
+            "task.test",
+            key(d, chizat::TaskSpec { test: 64, ..t }, l.clone(), 2),
+        ),
+        (
+            "task.seed",
+            key(d, chizat::TaskSpec { seed: 1, ..t }, l.clone(), 2),
+        ),
+        (
+            "limit.depth",
+            key(
+                d,
+                t,
+                chizat::LimitSpec {
+                    depth: 1024,
+                    ..l.clone()
+                },
+                2,
+            ),
+        ),
+        (
+            "limit.width",
+            key(
+                d,
+                t,
+                chizat::LimitSpec {
+                    width: 512,
+                    ..l.clone()
+                },
+                2,
+            ),
+        ),
+        (
+            "limit.models",
+            key(
+                d,
+                t,
+                chizat::LimitSpec {
+                    models: 2,
+                    ..l.clone()
+                },
+                2,
+            ),
+        ),
+        (
+            "limit.seed",
+            key(
+                d,
+                t,
+                chizat::LimitSpec {
+                    seed: 1,
+                    ..l.clone()
+                },
+                2,
+            ),
+        ),
+    ];
+    for (field, k) in &changed {
+        assert_ne!(k, &base, "changing {field} must change the limit's key");
+    }
+    // Where the cache lives does not change the limit.
+    let elsewhere = chizat::LimitSpec {
+        cache: "elsewhere".into(),
+        ..l.clone()
+    };
+    assert_eq!(key(d, t, elsewhere, 2), base);
+}
+
+#[test]
+fn a_cached_limit_of_another_setting_is_refused() {
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let lim = chizat::LimitSpec {
+        depth: 8,
+        width: 8,
+        cache: dir.path().join("limits"),
+        ..Default::default()
+    };
+    let dynamics = Dynamics {
+        steps: 5,
+        ..Default::default()
+    };
+    let task = chizat::TaskSpec::default();
+    let first = chizat::limit(2, &dynamics, &task, &lim, Device::Cpu, true).unwrap();
+    assert!(!first.cached);
+    let again = chizat::limit(2, &dynamics, &task, &lim, Device::Cpu, true).unwrap();
+    assert!(again.cached && again.loss == first.loss);
+    // A file copied by hand under another setting's name gives one line naming it and the fix.
+    let key = |seed| {
+        let l = chizat::LimitSpec {
+            seed,
+            ..lim.clone()
+        };
+        chizat::limit_path(
+            &l,
+            &deepres::util::key::spec_key(&chizat::limit_key(2, &dynamics, &task, &l)),
+        )
+    };
+    std::fs::copy(key(0), key(1)).unwrap();
+    let other = chizat::LimitSpec {
+        seed: 1,
+        ..lim.clone()
+    };
+    let err = format!(
+        "{:#}",
+        chizat::limit(2, &dynamics, &task, &other, Device::Cpu, true)
+            .err()
+            .unwrap()
+    );
+    let name = key(1).file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        err.contains(&name) && err.contains("another setting") && err.contains("delete it"),
+        "{err}"
     );
 }

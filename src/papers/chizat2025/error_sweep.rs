@@ -1,0 +1,293 @@
+//! C5, `kind: error-sweep`: many random (L, M, D), the error against the limit at several
+//! steps k, the fit a_k/L + b_k·√(D/(LM)) per k and the free power law in L, M, D.
+use anyhow::Result;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+use std::time::Instant;
+use tch::Device;
+
+use super::fit::{fit_rate, free_exponents, RateFit};
+use super::gd::train;
+use super::limit::limit;
+use super::output::{rms_error, write_csv};
+use super::spec::{ErrorSweepFig, Figure};
+use super::task::train_and_test;
+use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
+use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
+use crate::report::table::Table;
+
+/// Integer drawn log-uniformly in [lo, hi].
+fn log_uniform(rng: &mut impl Rng, lo: i64, hi: i64) -> i64 {
+    let u: f64 = rng.gen();
+    let v = ((lo as f64).ln() + u * ((hi as f64 + 1.0).ln() - (lo as f64).ln())).exp();
+    (v.floor() as i64).clamp(lo, hi)
+}
+
+/// One random ResNet's shape: (L, M, D).
+type Shape = (i64, i64, i64);
+
+pub(super) fn error_sweep(
+    fig: &Figure,
+    s: &ErrorSweepFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let models = sample_shapes(s);
+    let mut dims: Vec<i64> = s.dims.clone();
+    dims.sort();
+    dims.dedup();
+    let errors = measure_errors(s, &models, &dims, device, quiet)?;
+    let ks = &s.eval_steps;
+    // One fit per recorded step k, over the models inside the region.
+    let fits: Vec<RateFit> = (0..ks.len())
+        .map(|ki| fit_rate(&inside_points(s, &models, &errors, ki)))
+        .collect();
+    let mut csv = Vec::new();
+    for (i, &(l, m, d)) in models.iter().enumerate() {
+        for (ki, k) in ks.iter().enumerate() {
+            csv.push(format!(
+                "{i},{l},{m},{d},{k},{:.6e},{:.6e},{}",
+                errors[i][ki],
+                fits[ki].predict(l as f64, m as f64, d as f64),
+                outside(s, &(l, m, d)) as u8
+            ));
+        }
+    }
+    write_csv(
+        &out.join("errors.csv"),
+        "model,L,M,D,k,error,predicted,outside_theory",
+        &csv,
+    )?;
+    plot(fig, s, out, (&models, &errors, &fits), &dims)?;
+    Ok(report(fig, s, &models, &errors, &fits))
+}
+
+/// Draws the `models` random shapes: L, M log-uniform in their ranges, D uniform in the list.
+fn sample_shapes(s: &ErrorSweepFig) -> Vec<Shape> {
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    (0..s.models)
+        .map(|_| {
+            let l = log_uniform(&mut rng, s.depth[0], s.depth[1]);
+            let m = log_uniform(&mut rng, s.width[0], s.width[1]);
+            (l, m, s.dims[rng.gen_range(0..s.dims.len())])
+        })
+        .collect()
+}
+
+/// Whether a shape lies outside the theory's region, D/(LM) > `outside`.
+fn outside(s: &ErrorSweepFig, &(l, m, d): &Shape) -> bool {
+    d as f64 / (l * m) as f64 > s.outside
+}
+
+/// The (L, M, D, error at the `ki`-th step) of the models inside the theory's region.
+fn inside_points(
+    s: &ErrorSweepFig,
+    models: &[Shape],
+    errors: &[Vec<f64>],
+    ki: usize,
+) -> Vec<(f64, f64, f64, f64)> {
+    models
+        .iter()
+        .zip(errors)
+        .filter(|(md, _)| !outside(s, md))
+        .map(|(&(l, m, d), e)| (l as f64, m as f64, d as f64, e[ki]))
+        .collect()
+}
+
+/// Trains every model, D by D (one limit per D), in batched programs of `batch` models;
+/// returns errors[model][index in eval_steps].
+fn measure_errors(
+    s: &ErrorSweepFig,
+    models: &[Shape],
+    dims: &[i64],
+    device: Device,
+    quiet: bool,
+) -> Result<Vec<Vec<f64>>> {
+    let ks = &s.eval_steps;
+    let mut errors = vec![vec![f64::NAN; ks.len()]; models.len()];
+    let t_all = Instant::now();
+    let mut done = 0usize;
+    for &d in dims {
+        let mut idx: Vec<usize> = (0..models.len()).filter(|&i| models[i].2 == d).collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let lim = limit(d, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+        let (x, y, xt) = train_and_test(&s.task, d, device);
+        // Similar shapes together, so that padding to the batch's largest L and M wastes little.
+        idx.sort_by_key(|&i| {
+            (
+                (models[i].0 as f64).log2().floor() as i64,
+                models[i].1,
+                models[i].0,
+            )
+        });
+        for (bi, chunk) in idx.chunks(s.batch).enumerate() {
+            let specs: Vec<TwoLayerSpec> = chunk
+                .iter()
+                .map(|&i| s.dynamics.model(models[i].0, models[i].1, d))
+                .collect();
+            tch::manual_seed(s.seed as i64 * 1_000_003 + d * 10_007 + bi as i64);
+            let mut net = TwoLayerResNet::new(&specs, device);
+            let (_, outs) = train(&mut net, &x, &y, &xt, s.dynamics.steps, |_, _| {});
+            for (ki, k) in ks.iter().enumerate() {
+                let e = rms_error(&outs[k], &lim.outputs[k]);
+                for (j, &i) in chunk.iter().enumerate() {
+                    errors[i][ki] = e[j];
+                }
+            }
+            done += chunk.len();
+            if !quiet {
+                eprintln!(
+                    "C5: {done}/{} models (D = {d}, batch of {} padded to L = {}, M = {}), {:.0} s",
+                    models.len(),
+                    chunk.len(),
+                    net.depth(),
+                    specs.iter().map(|s| s.width).max().unwrap(),
+                    t_all.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    Ok(errors)
+}
+
+/// Measured against predicted error, one colour per k, the models outside the theory in grey.
+fn plot(
+    fig: &Figure,
+    s: &ErrorSweepFig,
+    out: &Path,
+    (models, errors, fits): (&[Shape], &[Vec<f64>], &[RateFit]),
+    dims: &[i64],
+) -> Result<()> {
+    let ks = &s.eval_steps;
+    let predicted = |ki: usize, (i, &(l, m, d)): (usize, &Shape)| {
+        (
+            fits[ki].predict(l as f64, m as f64, d as f64),
+            errors[i][ki],
+        )
+    };
+    let mut series = Vec::new();
+    let mut lo = f64::INFINITY;
+    let mut hi: f64 = 0.0;
+    for (ki, k) in ks.iter().enumerate() {
+        let c = crate::report::plot::color(ki);
+        let pts: Vec<(f64, f64)> = models
+            .iter()
+            .enumerate()
+            .filter(|(_, md)| !outside(s, md))
+            .map(|im| predicted(ki, im))
+            .collect();
+        for p in &pts {
+            if p.0 > 0.0 && p.1 > 0.0 {
+                lo = lo.min(p.0.min(p.1));
+                hi = hi.max(p.0.max(p.1));
+            }
+        }
+        series.push(
+            Series::new(format!("k = {k}"), pts)
+                .rgb((c.0, c.1, c.2))
+                .scatter(),
+        );
+    }
+    let out_pts: Vec<(f64, f64)> = models
+        .iter()
+        .enumerate()
+        .filter(|(_, md)| outside(s, md))
+        .map(|im| predicted(ks.len() - 1, im))
+        .collect();
+    if !out_pts.is_empty() {
+        series.push(
+            Series::new(
+                format!(
+                    "D/(LM) > {} (outside the theory), k = {}",
+                    s.outside,
+                    ks[ks.len() - 1]
+                ),
+                out_pts,
+            )
+            .rgb((170, 170, 170))
+            .scatter(),
+        );
+    }
+    if lo.is_finite() && hi > 0.0 {
+        series.push(Series::new("measured = predicted", vec![(lo, lo), (hi, hi)]).rgb((0, 0, 0)));
+    }
+    multi_panel(
+        &out.join(&fig.stem),
+        &format!(
+            "{}: {} ResNets, L ∈ [{}, {}], M ∈ [{}, {}], D ∈ [{}, {}]",
+            fig.figure,
+            s.models,
+            s.depth[0],
+            s.depth[1],
+            s.width[0],
+            s.width[1],
+            dims[0],
+            dims[dims.len() - 1]
+        ),
+        &[Panel {
+            spec: PlotSpec::new(
+                "RMS error vs a_k/L + b_k√(D/(LM)) (fitted per k)",
+                "predicted error",
+                "measured error",
+            )
+            .log_x(true)
+            .log_y(true),
+            series,
+        }],
+    )?;
+    Ok(())
+}
+
+/// The text: the fit per k and the free power law per k.
+fn report(
+    fig: &Figure,
+    s: &ErrorSweepFig,
+    models: &[Shape],
+    errors: &[Vec<f64>],
+    fits: &[RateFit],
+) -> String {
+    let ks = &s.eval_steps;
+    let mut table = Table::new(
+        format!(
+            "Fit per k over the {} models with D/(LM) ≤ {}",
+            models.iter().filter(|md| !outside(s, md)).count(),
+            s.outside
+        ),
+        vec![
+            "k".into(),
+            "a_k".into(),
+            "b_k".into(),
+            "b_k / a_k".into(),
+            "R² (log)".into(),
+        ],
+    );
+    for (ki, k) in ks.iter().enumerate() {
+        let f = &fits[ki];
+        table.push(vec![
+            k.to_string(),
+            format!("{:.4}", f.a),
+            format!("{:.4}", f.b),
+            format!("{:.3}", f.b / f.a),
+            format!("{:.3}", f.r2),
+        ]);
+    }
+    let mut text = format!(
+        "Figure: {}.svg/png; data errors.csv ({} models × {} steps).\n\n{}",
+        fig.stem,
+        models.len(),
+        ks.len(),
+        table.to_markdown()
+    );
+    text += "\nFree power law err ∝ L^p_L · M^p_M · D^p_D over the same models (the rate's \
+             terms predict p_L between −1 and −1/2, p_M between 0 and −1/2, p_D between 0 and 1/2):\n\n";
+    for (ki, k) in ks.iter().enumerate() {
+        if let Some((pl, pm, pd)) = free_exponents(&inside_points(s, models, errors, ki)) {
+            text += &format!("- k = {k}: p_L = {pl:.3}, p_M = {pm:.3}, p_D = {pd:.3}\n");
+        }
+    }
+    text
+}

@@ -1,0 +1,155 @@
+//! C1, `kind: forward-pass`: ⟨e_1, h_ℓ⟩ against ℓ/L after training, M = 1, several L, the
+//! limit's in red, and the RMS distance of each curve to the limit's.
+use anyhow::Result;
+use std::path::Path;
+use tch::{Device, Tensor};
+
+use super::gd::train;
+use super::limit::limit;
+use super::output::{to_vec, write_csv, RED};
+use super::spec::{Figure, ForwardPassFig};
+use super::task::train_and_test;
+use crate::model::two_layer_resnet::TwoLayerResNet;
+use crate::report::plot::{multi_panel, ramp, Legend, Panel, PlotSpec, Series};
+use crate::report::table::Table;
+
+pub(super) fn forward_pass(
+    fig: &Figure,
+    s: &ForwardPassFig,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<String> {
+    let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+    let (x, y, xt) = train_and_test(&s.task, s.dim, device);
+    let mut rows = Vec::new();
+    let mut panels = empty_panels(s);
+    let mut table = Table::new(
+        format!(
+            "RMS distance of the trained forward pass to the limit's (M = {})",
+            s.width
+        ),
+        vec![
+            "L".into(),
+            "mean over ℓ/L and inputs".into(),
+            "output error".into(),
+        ],
+    );
+    let lim_trace = to_vec(&lim.trace);
+    let n_test = s.task.test as usize;
+    let lim_at = |t: f64, i: usize| {
+        // The limit's ⟨e_1, h⟩ at depth fraction t (nearest layer).
+        let l = ((t * s.limit.depth as f64).round() as usize).min(s.limit.depth as usize);
+        lim_trace[l * n_test + i]
+    };
+    for (di, &depth) in s.depths.iter().enumerate() {
+        let tr = trained_trace(s, depth, (&x, &y, &xt), device);
+        let mut sq = 0.0;
+        for l in 0..=depth as usize {
+            let t = l as f64 / depth as f64;
+            for i in 0..n_test {
+                sq += (tr[l * n_test + i] - lim_at(t, i)).powi(2);
+            }
+            let row: Vec<String> = (0..s.inputs as usize)
+                .map(|i| format!("{:.6}", tr[l * n_test + i]))
+                .collect();
+            rows.push(format!("{depth},{l},{t:.6},{}", row.join(",")));
+        }
+        let dist = (sq / ((depth + 1) as f64 * n_test as f64)).sqrt();
+        let out_err = (0..n_test)
+            .map(|i| (tr[depth as usize * n_test + i] - lim_at(1.0, i)).powi(2))
+            .sum::<f64>()
+            / n_test as f64;
+        table.push(vec![
+            depth.to_string(),
+            format!("{dist:.4}"),
+            format!("{:.4}", out_err.sqrt()),
+        ]);
+        for (i, p) in panels.iter_mut().enumerate() {
+            let pts = (0..=depth as usize)
+                .map(|l| (l as f64 / depth as f64, tr[l * n_test + i]))
+                .collect();
+            p.series.push(
+                Series::new(format!("L = {depth}"), pts)
+                    .rgb(ramp(di as f64 / s.depths.len().max(2) as f64 * 0.9)),
+            );
+        }
+        if !quiet {
+            eprintln!("C1: L = {depth} trained, distance to the limit {dist:.4}");
+        }
+    }
+    for (i, p) in panels.iter_mut().enumerate() {
+        let pts = (0..=s.limit.depth as usize)
+            .map(|l| (l as f64 / s.limit.depth as f64, lim_trace[l * n_test + i]))
+            .collect();
+        p.series.push(Series::new("limit", pts).rgb(RED));
+    }
+    write_csvs(s, out, &rows, &lim_trace)?;
+    multi_panel(
+        &out.join(&fig.stem),
+        &format!(
+            "{}: forward pass after K = {} steps, M = {}, D = {} (limit: L = {}, M = {})",
+            fig.figure, s.dynamics.steps, s.width, s.dim, s.limit.depth, s.limit.width
+        ),
+        &panels,
+    )?;
+    Ok(format!(
+        "Figure: {}.svg/png; data forward.csv, limit.csv.\n\n{}",
+        fig.stem,
+        table.to_markdown()
+    ))
+}
+
+/// One empty panel per drawn held-out input.
+fn empty_panels(s: &ForwardPassFig) -> Vec<Panel> {
+    (0..s.inputs)
+        .map(|i| Panel {
+            spec: PlotSpec::new(
+                format!("held-out input {}", i + 1),
+                "ℓ / L",
+                "⟨e_1, h_ℓ⟩ (trained)",
+            )
+            .legend(Legend::Auto),
+            series: Vec::new(),
+        })
+        .collect()
+}
+
+/// Trains one model of depth `depth`; its ⟨e_1, h_ℓ⟩ on the held-out inputs after training,
+/// `[L + 1, n_test]` flattened.
+fn trained_trace(
+    s: &ForwardPassFig,
+    depth: i64,
+    (x, y, xt): (&Tensor, &Tensor, &Tensor),
+    device: Device,
+) -> Vec<f64> {
+    tch::manual_seed(s.seed as i64 * 7919 + depth);
+    let mut net = TwoLayerResNet::new(&[s.dynamics.model(depth, s.width, s.dim)], device);
+    let _ = train(&mut net, x, y, xt, s.dynamics.steps, |_, _| {});
+    let _g = tch::no_grad_guard();
+    to_vec(&net.trace(xt))
+}
+
+/// forward.csv (the trained models' traces, `rows`) and limit.csv (the limit's).
+fn write_csvs(s: &ForwardPassFig, out: &Path, rows: &[String], lim_trace: &[f64]) -> Result<()> {
+    let n_test = s.task.test as usize;
+    let head: Vec<String> = (1..=s.inputs).map(|i| format!("input{i}")).collect();
+    write_csv(
+        &out.join("forward.csv"),
+        &format!("L,layer,depth_fraction,{}", head.join(",")),
+        rows,
+    )?;
+    let lim_rows: Vec<String> = (0..=s.limit.depth as usize)
+        .map(|l| {
+            let v: Vec<String> = (0..s.inputs as usize)
+                .map(|i| format!("{:.6}", lim_trace[l * n_test + i]))
+                .collect();
+            format!("{l},{:.6},{}", l as f64 / s.limit.depth as f64, v.join(","))
+        })
+        .collect();
+    write_csv(
+        &out.join("limit.csv"),
+        &format!("layer,depth_fraction,{}", head.join(",")),
+        &lim_rows,
+    )
+}
