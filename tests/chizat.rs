@@ -6,15 +6,11 @@
 //! limit cache's key is pinned and checked on load.
 use deepres::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use deepres::papers::chizat2025::{self as chizat, fit_rate, Dynamics};
-use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
+mod common;
 /// Tests that draw from torch's global RNG run one at a time (seeded, reproducible).
-static TORCH_RNG: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::serial as lock;
 
 fn spec(depth: i64, width: i64, dim: i64) -> TwoLayerSpec {
     Dynamics::default().model(depth, width, dim)
@@ -312,7 +308,7 @@ fn the_limit_key_is_pinned_and_every_setting_changes_it() {
     // value deliberately (cached limits are then recomputed under the new key, never reused).
     assert_eq!(
         default_limit_key(2),
-        "d1d0527595058e07a0f401654c047fb5831c71ae34b343c3f9cef8ac3c2fa23f"
+        "e7b12bfe4581928950ecbd05301a1a5282e8e4644a17f2b950275dea080085af"
     );
     let base = default_limit_key(2);
     let key = |dynamics: Dynamics, task: chizat::TaskSpec, lim: chizat::LimitSpec, dim: i64| {

@@ -8,6 +8,7 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 use super::plot::{color, font_path, format_tick};
+use crate::util::atomic::{commit, temp_path};
 
 /// A heatmap: `values[i][j]` sits at (xs[j], ys[i]).
 #[derive(Debug, Clone)]
@@ -169,19 +170,23 @@ impl Heatmap {
         let size = (1000u32, 760u32);
         let svg = stem.with_extension("svg");
         let mut out = vec![];
+        let tmp = temp_path(&svg);
         {
-            let root = SVGBackend::new(&svg, size).into_drawing_area();
+            let root = SVGBackend::new(&tmp, size).into_drawing_area();
             self.draw(&root)
                 .with_context(|| format!("{}: cannot draw", svg.display()))?;
         }
+        commit(&tmp, &svg)?;
         out.push(svg);
         if font.is_some() {
             let png = stem.with_extension("png");
+            let tmp = temp_path(&png);
             {
-                let root = BitMapBackend::new(&png, size).into_drawing_area();
+                let root = BitMapBackend::new(&tmp, size).into_drawing_area();
                 self.draw(&root)
                     .with_context(|| format!("{}: cannot draw", png.display()))?;
             }
+            commit(&tmp, &png)?;
             out.push(png);
         }
         Ok(out)
