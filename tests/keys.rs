@@ -31,8 +31,20 @@ fn the_key_is_the_sha256_of_the_yaml_that_config_yaml_holds() {
 fn every_setting_changes_the_key() {
     let base = RunConfig::default();
     let variants: Vec<(&str, RunConfig)> = vec![
-        ("seed", RunConfig { seed: 1, ..base.clone() }),
-        ("name", RunConfig { name: "other".into(), ..base.clone() }),
+        (
+            "seed",
+            RunConfig {
+                seed: 1,
+                ..base.clone()
+            },
+        ),
+        (
+            "name",
+            RunConfig {
+                name: "other".into(),
+                ..base.clone()
+            },
+        ),
         ("model.depth", {
             let mut c = base.clone();
             c.model.depth = 56;

@@ -51,7 +51,13 @@ fn every_module_imports_only_the_layers_below_it() {
     let mut checked = 0;
     for f in &files {
         let rel = f.strip_prefix(&src).unwrap();
-        let top = rel.iter().next().unwrap().to_string_lossy().trim_end_matches(".rs").to_string();
+        let top = rel
+            .iter()
+            .next()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
         let Some(own) = rank(&top) else {
             assert!(
                 ["lib", "main"].contains(&top.as_str()),
@@ -80,13 +86,22 @@ fn every_module_imports_only_the_layers_below_it() {
             }
         }
     }
-    assert!(checked > 50, "only {checked} files checked: is src/ laid out as expected?");
+    assert!(
+        checked > 50,
+        "only {checked} files checked: is src/ laid out as expected?"
+    );
     assert!(bad.is_empty(), "upward imports:\n{}", bad.join("\n"));
 }
 
 #[test]
 fn the_checker_sees_an_upward_import() {
-    assert_eq!(crate_imports("use crate::sweep::grid::Grid; // crate::cli"), ["sweep"]);
-    assert_eq!(crate_imports("let x = deepres_crate::foo;"), Vec::<String>::new());
+    assert_eq!(
+        crate_imports("use crate::sweep::grid::Grid; // crate::cli"),
+        ["sweep"]
+    );
+    assert_eq!(
+        crate_imports("let x = deepres_crate::foo;"),
+        Vec::<String>::new()
+    );
     assert!(rank("sweep") > rank("report") && rank("util") < rank("data"));
 }

@@ -2,14 +2,13 @@
 //! docs/marion2022.md): the layer-correlated initializations match their laws over
 //! many draws (tolerances that a wrong generator fails), the batched models' hand-written
 //! backward pass equals autograd, and the scaling measurement shows the i.i.d. picture.
-use deepres::papers::marion2022::{
-    self as marion, train_classifiers, Figure, FigureSpec, TrainFig, TrainRun, TrainSetup,
-    Training,
-};
 use deepres::model::full_resnet::{depth_scale, FullResNet};
 use deepres::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use deepres::model::weight_init::{
     fbm_paths, layer_weights, smooth_increment_std, smooth_paths, LayerInit,
+};
+use deepres::papers::marion2022::{
+    self as marion, train_classifiers, Figure, FigureSpec, TrainFig, TrainRun, TrainSetup, Training,
 };
 use deepres::train::adam::BatchedAdam;
 use tch::{Device, Kind, Tensor};
@@ -255,7 +254,10 @@ fn slopes(rows: &[deepres::papers::marion2022::scaling::ScalingRow]) -> Vec<(f64
         .collect()
 }
 
-fn scaling_spec(init: LayerInit, betas: Vec<f64>) -> deepres::papers::marion2022::scaling::ScalingSpec {
+fn scaling_spec(
+    init: LayerInit,
+    betas: Vec<f64>,
+) -> deepres::papers::marion2022::scaling::ScalingSpec {
     deepres::papers::marion2022::scaling::ScalingSpec {
         model: MarionModel::Full,
         inits: vec![init],
@@ -404,7 +406,10 @@ fn optional_keys_get_their_defaults() {
     match load(accuracy) {
         FigureSpec::Accuracy(s) => {
             assert_eq!((s.batched.chunk, s.training.seed), (50, 0));
-            assert_eq!((s.training.train.limit_train, s.training.train.limit_test), (None, None));
+            assert_eq!(
+                (s.training.train.limit_train, s.training.train.limit_test),
+                (None, None)
+            );
         }
         _ => panic!("an accuracy figure"),
     }
@@ -664,20 +669,41 @@ fn the_resume_keys_are_pinned_and_change_with_every_setting() {
     ];
     let key = |s: &TrainSetup, runs: &[TrainRun]| marion::checkpoint_key(s, &split, runs);
     let base = key(&setup(MarionModel::Simple, 10, 8, &t, 2), &runs);
-    assert_eq!(base, "1fdec8ad625978120011d0bf5bd41d62007959283ab0d6d95ac6825e7b24a5d6");
+    assert_eq!(
+        base,
+        "1fdec8ad625978120011d0bf5bd41d62007959283ab0d6d95ac6825e7b24a5d6"
+    );
     let mut other_beta = runs;
     other_beta[1].beta = 0.75;
     let mut other_lr = runs;
     other_lr[0].lr = 0.02;
     let t4 = train_fig(4, 50);
     for (what, k) in [
-        ("β", key(&setup(MarionModel::Simple, 10, 8, &t, 2), &other_beta)),
-        ("lr", key(&setup(MarionModel::Simple, 10, 8, &t, 2), &other_lr)),
-        ("seed", key(&setup(MarionModel::Simple, 10, 8, &t, 3), &runs)),
-        ("depth", key(&setup(MarionModel::Simple, 11, 8, &t, 2), &runs)),
+        (
+            "β",
+            key(&setup(MarionModel::Simple, 10, 8, &t, 2), &other_beta),
+        ),
+        (
+            "lr",
+            key(&setup(MarionModel::Simple, 10, 8, &t, 2), &other_lr),
+        ),
+        (
+            "seed",
+            key(&setup(MarionModel::Simple, 10, 8, &t, 3), &runs),
+        ),
+        (
+            "depth",
+            key(&setup(MarionModel::Simple, 11, 8, &t, 2), &runs),
+        ),
         ("model", key(&setup(MarionModel::Full, 10, 8, &t, 2), &runs)),
-        ("epochs", key(&setup(MarionModel::Simple, 10, 8, &t4, 2), &runs)),
-        ("runs", key(&setup(MarionModel::Simple, 10, 8, &t, 2), &runs[..1])),
+        (
+            "epochs",
+            key(&setup(MarionModel::Simple, 10, 8, &t4, 2), &runs),
+        ),
+        (
+            "runs",
+            key(&setup(MarionModel::Simple, 10, 8, &t, 2), &runs[..1]),
+        ),
     ] {
         assert_ne!(k, base, "changing {what} must change the checkpoint key");
     }
@@ -689,12 +715,18 @@ fn the_resume_keys_are_pinned_and_change_with_every_setting() {
         seed,
     };
     let base = marion::runs_key(&training(0, 100, &t), &split);
-    assert_eq!(base, "dc626d8192e0df608a463c890084899e8b6f5553189f13866ae585e8bc2283db");
+    assert_eq!(
+        base,
+        "dc626d8192e0df608a463c890084899e8b6f5553189f13866ae585e8bc2283db"
+    );
     for (what, k) in [
         ("seed", marion::runs_key(&training(1, 100, &t), &split)),
         ("depth", marion::runs_key(&training(0, 101, &t), &split)),
         ("epochs", marion::runs_key(&training(0, 100, &t4), &split)),
-        ("data", marion::runs_key(&training(0, 100, &t), &synthetic_split(200, 100))),
+        (
+            "data",
+            marion::runs_key(&training(0, 100, &t), &synthetic_split(200, 100)),
+        ),
     ] {
         assert_ne!(k, base, "changing {what} must change the runs key");
     }

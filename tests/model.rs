@@ -1,5 +1,7 @@
 //! The CIFAR ResNet: parameter counts of the reference architectures, τ's effect, the init.
-use deepres::model::config::{InitScheme, ModelConfig, Norm, Shortcut, TauConfig, TauLearnable, TauRule};
+use deepres::model::config::{
+    InitScheme, ModelConfig, Norm, Shortcut, TauConfig, TauLearnable, TauRule,
+};
 use deepres::model::resnet::{blocks_per_stage, trainable_parameters, ResNet};
 use deepres::model::tau::initial_tau;
 use tch::nn::{ModuleT, VarStore};

@@ -8,6 +8,9 @@ use deepres::model::resnet::ParamGroup;
 use deepres::train::config::SgdConfig;
 use deepres::train::sgd::Sgd;
 
+mod common;
+use common::serial;
+
 const L: i64 = 7;
 
 fn run(nesterov: bool, momentum: f64, steps: usize) -> (Vec<Tensor>, Vec<Tensor>) {
@@ -90,6 +93,7 @@ fn assert_close(got: &[Tensor], want: &[Tensor], what: &str) {
 
 #[test]
 fn fused_sgd_is_torch_sgd_with_groups() {
+    let _serial = serial(); // torch\'s generator is global: one test at a time
     for (nesterov, momentum) in [(false, 0.9), (true, 0.9), (false, 0.0)] {
         let (got, want) = run(nesterov, momentum, 4);
         assert_close(
@@ -102,8 +106,9 @@ fn fused_sgd_is_torch_sgd_with_groups() {
 
 #[test]
 fn momentum_survives_a_save_and_load() {
-    // 2 steps, save the buffers, load them into a fresh optimizer on the same parameters:
-    // the next steps equal those of the uninterrupted optimizer.
+    let _serial = serial(); // torch\'s generator is global: one test at a time
+                            // 2 steps, save the buffers, load them into a fresh optimizer on the same parameters:
+                            // the next steps equal those of the uninterrupted optimizer.
     tch::manual_seed(5);
     let vs = VarStore::new(Device::Cpu);
     let w = vs.root().randn("w", &[5], 0.0, 1.0);
@@ -132,8 +137,9 @@ fn momentum_survives_a_save_and_load() {
 
 #[test]
 fn cuda_autocast_region_restores_the_previous_state() {
-    // On CPU tensors CUDA autocast changes nothing; entering and leaving must not fail, and
-    // nesting is balanced (a second region works too).
+    let _serial = serial(); // torch\'s generator is global: one test at a time
+                            // On CPU tensors CUDA autocast changes nothing; entering and leaving must not fail, and
+                            // nesting is balanced (a second region works too).
     let x = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
     for bf16 in [true, false] {
         let y = deepres::util::torch_ext::cuda_autocast(bf16, || x.matmul(&x)).unwrap();
@@ -144,7 +150,8 @@ fn cuda_autocast_region_restores_the_previous_state() {
 
 #[test]
 fn a_device_side_learning_rate_gives_the_same_steps() {
-    // The CUDA-graph path reads the rate from a tensor; on CPU it must match the scalar path.
+    let _serial = serial(); // torch\'s generator is global: one test at a time
+                            // The CUDA-graph path reads the rate from a tensor; on CPU it must match the scalar path.
     let run = |tensor_lr: bool| {
         tch::manual_seed(11);
         let vs = VarStore::new(Device::Cpu);
@@ -174,6 +181,7 @@ fn a_device_side_learning_rate_gives_the_same_steps() {
 
 #[test]
 fn a_real_resnet_puts_its_scalars_at_lr_over_10_and_divides_the_shared_taus_gradient_by_l() {
+    let _serial = serial(); // torch\'s generator is global: one test at a time
     use deepres::model::config::{InitScheme, ModelConfig, Norm, TauConfig, TauLearnable, TauRule};
     use deepres::model::ResNet;
     // (init, τ learnable, expected counts of (scalars at lr/10, shared τ, weights at lr)) for
@@ -182,9 +190,21 @@ fn a_real_resnet_puts_its_scalars_at_lr_over_10_and_divides_the_shared_taus_grad
     // multiplier per block; both have 2 convs per block, the stem conv and the classifier's
     // weight and bias.
     let cases = [
-        (InitScheme::Kaiming, TauLearnable::Shared, (4 * 6, 1, 2 * 6 + 3)),
-        (InitScheme::Fixup, TauLearnable::None, (4 * 6 + 2 + 6, 0, 2 * 6 + 3)),
-        (InitScheme::Kaiming, TauLearnable::Rezero, (4 * 6 + 6, 0, 2 * 6 + 3)),
+        (
+            InitScheme::Kaiming,
+            TauLearnable::Shared,
+            (4 * 6, 1, 2 * 6 + 3),
+        ),
+        (
+            InitScheme::Fixup,
+            TauLearnable::None,
+            (4 * 6 + 2 + 6, 0, 2 * 6 + 3),
+        ),
+        (
+            InitScheme::Kaiming,
+            TauLearnable::Rezero,
+            (4 * 6 + 6, 0, 2 * 6 + 3),
+        ),
     ];
     for (init, learnable, expected_counts) in cases {
         let cfg = ModelConfig {

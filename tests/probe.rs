@@ -1,7 +1,7 @@
 //! The stability probe on small depths: without BN, τ = 1 grows exponentially with L while
 //! τ = 1/√L stays of order 1 and τ = 1/L tends to a constant (Zhang et al. 2022, arXiv:1903.07120).
-use deepres::model::config::Norm;
 use deepres::data::DatasetName;
+use deepres::model::config::Norm;
 use deepres::papers::zhang2022::probe::{self, fit, ProbeData, ProbeModel, ProbeRow, ProbeSpec};
 
 mod common;

@@ -1,15 +1,15 @@
 //! The report layer on fixture run directories written by the test (no training): tables with
 //! seeds aggregated, diverged / running / missing cells, published numbers and Δ, CSV, the
 //! curves figure and its CSV, and the plots' handling of NaN/inf and log axes.
-use deepres::train::config::RunConfig;
-use deepres::sweep::grid::{Cell, ReportKind, ReportSpec};
 use deepres::report::plot::{self, Legend, Panel, PlotSpec, Series};
-use deepres::report::runs::RunRecord;
-use deepres::train::RunStatus;
-use deepres::report::table::Table;
 use deepres::report::published;
+use deepres::report::runs::RunRecord;
+use deepres::report::table::Table;
+use deepres::sweep::grid::{Cell, ReportKind, ReportSpec};
 use deepres::sweep::report::{render_with, ReportContext};
+use deepres::train::config::RunConfig;
 use deepres::train::metrics::EpochStatus;
+use deepres::train::RunStatus;
 use deepres::train::{metrics, run_dir, Summary};
 use std::path::{Path, PathBuf};
 
@@ -89,7 +89,12 @@ fn write_run(c: &Cell, run: Run) {
     for (i, e) in errs.iter().enumerate() {
         metrics::append(
             &path,
-            &row(i as i64 + 1, 2.0 / (i as f64 + 1.0), 1.0 - e / 100.0, EpochStatus::Ok),
+            &row(
+                i as i64 + 1,
+                2.0 / (i as f64 + 1.0),
+                1.0 - e / 100.0,
+                EpochStatus::Ok,
+            ),
         )
         .unwrap();
     }

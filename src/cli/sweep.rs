@@ -129,7 +129,11 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     };
     println!("{}: {report}", grid.dir.display());
     if !report.failed.is_empty() {
-        let failed: Vec<String> = report.failed.iter().map(|(c, e)| format!("{c}: {e}")).collect();
+        let failed: Vec<String> = report
+            .failed
+            .iter()
+            .map(|(c, e)| format!("{c}: {e}"))
+            .collect();
         bail!("{} cell(s) failed: {}", failed.len(), failed.join("; "));
     }
     Ok(())

@@ -86,7 +86,10 @@ pub fn summary(a: SummaryArgs) -> Result<()> {
     let mut set = a.set;
     set.extend(a.depth.map(|v| format!("model.depth={v}")));
     set.extend(a.norm.map(|v| format!("model.norm={}", value_name(v))));
-    set.extend(a.shortcut.map(|v| format!("model.shortcut={}", value_name(v))));
+    set.extend(
+        a.shortcut
+            .map(|v| format!("model.shortcut={}", value_name(v))),
+    );
     set.extend(a.width.map(|v| format!("model.width={v}")));
     let cfg = load_config(a.config.as_deref(), &set)?;
     for line in resnet::describe(&cfg.model, a.in_channels, a.classes)? {

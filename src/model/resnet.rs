@@ -314,9 +314,13 @@ impl ResNet {
                 };
                 let tau = match (&shared_tau, cfg.tau.learnable) {
                     (Some(t), _) => Tau::Learned(t.shallow_clone()),
-                    (None, TauLearnable::Rezero) => Tau::Learned(scalar(&bp, "rezero", 0.0, ParamGroup::Scalar)),
+                    (None, TauLearnable::Rezero) => {
+                        Tau::Learned(scalar(&bp, "rezero", 0.0, ParamGroup::Scalar))
+                    }
                     // Fixup's per-block scalar multiplier, initialized to τ₀ (1 with rule: one).
-                    (None, TauLearnable::None) if fixup => Tau::Learned(scalar(&bp, "scale", tau0, ParamGroup::Scalar)),
+                    (None, TauLearnable::None) if fixup => {
+                        Tau::Learned(scalar(&bp, "scale", tau0, ParamGroup::Scalar))
+                    }
                     _ => Tau::Const(tau0),
                 };
                 blocks.push(BasicBlock {

@@ -63,7 +63,8 @@ pub fn load<S: DeserializeOwned>(
     }
     let mut spec = serde_yaml::Value::Mapping(spec);
     for ov in overrides {
-        crate::util::overrides::apply_override(&mut spec, ov).with_context(|| format!("--set {ov}"))?;
+        crate::util::overrides::apply_override(&mut spec, ov)
+            .with_context(|| format!("--set {ov}"))?;
     }
     let spec: S = serde_path_to_error::deserialize(spec).map_err(|e| {
         let p = e.path().to_string();

@@ -30,9 +30,9 @@ use std::time::Instant;
 use tch::nn::VarStore;
 use tch::Device;
 
-use crate::train::config::{Precision, RunConfig};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::resnet::{blocks_per_stage, forward_flops, trainable_parameters, ResNet};
+use crate::train::config::{Precision, RunConfig};
 use crate::train::graph::Stepper;
 use crate::train::sgd::Sgd;
 use crate::train::{epoch_seed, schedule, StepSums};

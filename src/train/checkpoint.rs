@@ -13,7 +13,6 @@ use super::run_dir::CHECKPOINT_FILE;
 use super::sgd::Sgd;
 use crate::util::atomic;
 
-
 pub struct Saved {
     /// Epochs finished when the checkpoint was written.
     pub epoch: i64,

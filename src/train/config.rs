@@ -259,7 +259,8 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.validate_model()?;
         self.validate_train()?;
-        crate::util::device::parse_device(&self.device).map_err(|e| anyhow::anyhow!("device: {e}"))?;
+        crate::util::device::parse_device(&self.device)
+            .map_err(|e| anyhow::anyhow!("device: {e}"))?;
         if self.name.is_empty()
             || self.name.contains(['/', '\\'])
             || self.name == "."
@@ -391,4 +392,3 @@ impl RunConfig {
         spec_key(self)
     }
 }
-

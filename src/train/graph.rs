@@ -17,8 +17,8 @@ use tch::{Device, Tensor};
 
 use super::sgd::Sgd;
 use super::{train_step, StepSums};
-use crate::train::config::Precision;
 use crate::model::resnet::ResNet;
+use crate::train::config::Precision;
 
 /// Ordinary steps before the capture.
 pub const WARMUP_STEPS: i64 = 3;

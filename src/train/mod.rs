@@ -7,9 +7,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod graph;
 pub mod metrics;
+pub mod run_dir;
 pub mod schedule;
 pub mod sgd;
-pub mod run_dir;
 pub mod step;
 pub mod tensor_file;
 
@@ -41,7 +41,6 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
-
 /// A failpoint for the crash tests: true when the environment variable `DEEPRES_CRASH_AT`
 /// is `<point>:<epoch>` (points: `csv-row`, `after-csv`, `checkpoint`, `summary`), where the
 /// caller then dies by [`die`] at that exact moment of that epoch.
@@ -62,7 +61,6 @@ pub(crate) fn die() -> ! {
 pub fn epoch_seed(seed: u64, epoch: i64) -> i64 {
     ((seed as i64).wrapping_mul(1_000_003)).wrapping_add(epoch + 1) & i64::MAX
 }
-
 
 /// What one run trains with: the model, its optimizer and step, the data on the device.
 struct Trainer {
@@ -89,7 +87,8 @@ impl Trainer {
             .with_context(|| format!("train.precision {}", cfg.train.precision.name()))?;
         let split = data::load(&cfg.data.spec())?;
         let cl = cfg.train.channels_last;
-        let on_device = |s| DeviceData::new(s, &split.mean, &split.std, device).with_channels_last(cl);
+        let on_device =
+            |s| DeviceData::new(s, &split.mean, &split.std, device).with_channels_last(cl);
         let train_data = on_device(&split.train);
         let test_data = on_device(&split.test);
 
@@ -280,7 +279,13 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
 
 /// The summary at the start of this process's epochs: progress and best accuracy so far (from
 /// the checkpoint), the last epoch's figures and the time already spent (from the run's files).
-fn start_summary(cfg: &RunConfig, tr: &Trainer, dir: &Path, start_epoch: i64, best: (f64, i64)) -> Summary {
+fn start_summary(
+    cfg: &RunConfig,
+    tr: &Trainer,
+    dir: &Path,
+    start_epoch: i64,
+    best: (f64, i64),
+) -> Summary {
     let mut summary = Summary {
         name: cfg.name.clone(),
         status: RunStatus::Running,
@@ -294,9 +299,12 @@ fn start_summary(cfg: &RunConfig, tr: &Trainer, dir: &Path, start_epoch: i64, be
         parameters: tr.parameters,
         tau0: tr.model.tau0,
         device: format!("{:?}", tr.device),
-        train_seconds: read_summary(&dir).map(|s| s.train_seconds).unwrap_or(0.0),
+        train_seconds: read_summary(dir).map(|s| s.train_seconds).unwrap_or(0.0),
     };
-    if let Some(last) = metrics::read(&dir.join(run_dir::METRICS_FILE)).ok().and_then(|r| r.last().cloned()) {
+    if let Some(last) = metrics::read(&dir.join(run_dir::METRICS_FILE))
+        .ok()
+        .and_then(|r| r.last().cloned())
+    {
         summary.final_test_acc = last.test_acc;
         summary.final_train_loss = last.train_loss;
     }
@@ -305,7 +313,9 @@ fn start_summary(cfg: &RunConfig, tr: &Trainer, dir: &Path, start_epoch: i64, be
 
 /// With `--resume`, the summary of a run that has nothing left to do (finished or diverged).
 fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
-    let s = read_summary(dir).ok().filter(|s| opts.resume && s.status.is_final())?;
+    let s = read_summary(dir)
+        .ok()
+        .filter(|s| opts.resume && s.status.is_final())?;
     if !opts.quiet {
         eprintln!(
             "{}: already {} ({} epochs), nothing to do",
@@ -318,7 +328,13 @@ fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
 }
 
 /// After a healthy epoch: the checkpoint (when enabled), then the summary.
-fn save_epoch(cfg: &RunConfig, dir: &Path, tr: &Trainer, s: &Summary, run_hash: &str) -> Result<()> {
+fn save_epoch(
+    cfg: &RunConfig,
+    dir: &Path,
+    tr: &Trainer,
+    s: &Summary,
+    run_hash: &str,
+) -> Result<()> {
     if cfg.train.checkpoint {
         let meta = checkpoint::Saved {
             epoch: s.epochs_done,
@@ -358,4 +374,3 @@ fn progress_bar(steps: i64, quiet: bool) -> Option<indicatif::ProgressBar> {
     );
     Some(b)
 }
-

@@ -92,7 +92,6 @@ pub struct Summary {
     pub train_seconds: f64,
 }
 
-
 pub fn read_summary(dir: &Path) -> Result<Summary> {
     let p = dir.join(SUMMARY_FILE);
     let text =
@@ -101,9 +100,11 @@ pub fn read_summary(dir: &Path) -> Result<Summary> {
 }
 
 pub(crate) fn write_summary(dir: &Path, s: &Summary) -> Result<()> {
-    write_atomic(&dir.join(SUMMARY_FILE), serde_json::to_string_pretty(s)? + "\n")
+    write_atomic(
+        &dir.join(SUMMARY_FILE),
+        serde_json::to_string_pretty(s)? + "\n",
+    )
 }
-
 
 pub fn has_results(dir: &Path) -> bool {
     dir.join(METRICS_FILE).exists() || dir.join(CHECKPOINT_FILE).exists()
@@ -225,6 +226,9 @@ pub(crate) fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     }
     // No results: this rewrites at most a stale config of an attempt that left none.
     write_atomic(&cfg_path, cfg.to_yaml())?;
-    write_atomic(&dir.join(HASH_FILE), format!("{}  config.yaml\n", cfg.hash()))?;
+    write_atomic(
+        &dir.join(HASH_FILE),
+        format!("{}  config.yaml\n", cfg.hash()),
+    )?;
     Ok(())
 }

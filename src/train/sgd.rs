@@ -12,8 +12,8 @@ use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
 
-use crate::train::config::{Precision, SgdConfig};
 use crate::model::resnet::ParamGroup;
+use crate::train::config::{Precision, SgdConfig};
 use crate::util::torch_ext;
 
 /// One trainable tensor and its optimizer state.
@@ -76,7 +76,12 @@ impl Sgd {
             let vars = vs.variables_.lock().expect("the var store's lock");
             let trainable = vars.trainable_variables.iter();
             trainable
-                .map(|v| (v.tensor.data_ptr() as usize, ParamGroup::from_index(v.group)))
+                .map(|v| {
+                    (
+                        v.tensor.data_ptr() as usize,
+                        ParamGroup::from_index(v.group),
+                    )
+                })
                 .collect()
         };
         let mut named: Vec<(String, Tensor)> = vs

@@ -55,8 +55,15 @@ mod tests {
         let path = dir.join("x.ot");
         let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
         write(&path, &[("a".into(), a.shallow_clone())], "test file").unwrap();
-        let names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, ["x.ot"], "no temporary file is left beside the written one");
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["x.ot"],
+            "no temporary file is left beside the written one"
+        );
         let f = TensorFile::read(&path, Device::Cpu, "test file", "delete it").unwrap();
         assert_eq!(f.get("a").unwrap(), &a);
         let err = format!("{:#}", f.get("b").unwrap_err());

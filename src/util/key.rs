@@ -10,7 +10,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-
 /// The resume or cache key of a spec: the SHA-256 (hex) of its YAML serialization (for a run
 /// config, the text of its `config.yaml`). Two specs share a key exactly when they serialize
 /// alike, so a field added to a spec changes every key (old results are then recomputed, never

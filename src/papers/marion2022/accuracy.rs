@@ -64,7 +64,11 @@ impl Grid {
 
     /// The point's (H, β, lr) as written in the runs CSV.
     fn key(&self, &(j, i, lr): &GridPoint) -> RunKey {
-        (self.hs[j].to_string(), self.betas[i].to_string(), lr.to_string())
+        (
+            self.hs[j].to_string(),
+            self.betas[i].to_string(),
+            lr.to_string(),
+        )
     }
 
     /// The point's model: fBm init with its H, its β and lr.

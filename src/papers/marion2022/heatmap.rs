@@ -94,7 +94,12 @@ pub(super) fn heatmap_figure(
 
 /// Per H, the explosion boundary β*: scanning from the largest β down, the last β before a
 /// cell of `values` (rows β, columns H) is NaN or exceeds `explosion_log10`.
-fn boundary(hs: &[f64], betas: &[f64], values: &[Vec<f64>], explosion_log10: f64) -> Vec<(f64, f64)> {
+fn boundary(
+    hs: &[f64],
+    betas: &[f64],
+    values: &[Vec<f64>],
+    explosion_log10: f64,
+) -> Vec<(f64, f64)> {
     hs.iter()
         .enumerate()
         .map(|(j, &h)| {

@@ -17,8 +17,8 @@ use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-use crate::model::scale::residual_scale;
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
+use crate::model::scale::residual_scale;
 use crate::model::weight_init::LayerInit;
 use crate::util::fit::group_by_depth;
 
@@ -156,9 +156,12 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                 let x = Tensor::rand([models, 1, spec.inputs, spec.input_dim], (Kind::Float, dev))
                     .expand([models, nb, spec.inputs, spec.input_dim], false)
                     .reshape([models, nb * spec.inputs, spec.input_dim]);
-                let t = Tensor::rand([models, 1, spec.inputs, spec.output_dim], (Kind::Float, dev))
-                    .expand([models, nb, spec.inputs, spec.output_dim], false)
-                    .reshape([models, nb * spec.inputs, spec.output_dim]);
+                let t = Tensor::rand(
+                    [models, 1, spec.inputs, spec.output_dim],
+                    (Kind::Float, dev),
+                )
+                .expand([models, nb, spec.inputs, spec.output_dim], false)
+                .reshape([models, nb * spec.inputs, spec.output_dim]);
                 let [f, b, o] = measure(&net, &x, &t, &scale);
                 let to_vec = |t: Tensor| Vec::<f64>::try_from(t.to_device(Device::Cpu).view([-1]));
                 let (f, b, o) = (to_vec(f)?, to_vec(b)?, to_vec(o)?);

@@ -41,7 +41,10 @@ pub(super) fn scaling_figure(
     for ext in ["svg", "png"] {
         let from = out.join(format!("{metric}-{name}.{ext}"));
         if from.exists() {
-            write_atomic(&out.join(format!("{}.{ext}", fig.stem)), std::fs::read(&from)?)?;
+            write_atomic(
+                &out.join(format!("{}.{ext}", fig.stem)),
+                std::fs::read(&from)?,
+            )?;
         }
     }
     let mut t = format!(

@@ -258,7 +258,9 @@ fn train_epoch(
         let _ = sum.g_add_(&(losses.detach() * b as f64));
         n += b;
     }
-    Ok(Vec::<f64>::try_from((sum / n as f64).to_kind(Kind::Double))?)
+    Ok(Vec::<f64>::try_from(
+        (sum / n as f64).to_kind(Kind::Double),
+    )?)
 }
 
 /// Every model's accuracy on `test` (NaN for a diverged model).

@@ -36,7 +36,10 @@ pub(super) fn weights_figure(
         ]),
     );
     let mut panels = Vec::new();
-    let mut csv = Table::new("", headers(&["init", "beta", "tensor", "i", "j", "k", "value"]));
+    let mut csv = Table::new(
+        "",
+        headers(&["init", "beta", "tensor", "i", "j", "k", "value"]),
+    );
     // The runs train together, one batched program (one model each).
     let runs: Vec<TrainRun> = s
         .runs

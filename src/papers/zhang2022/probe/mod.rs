@@ -21,8 +21,8 @@ use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::model::config::{ModelConfig, Norm, Shortcut, TauConfig, TauLearnable, TauRule};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
+use crate::model::config::{ModelConfig, Norm, Shortcut, TauConfig, TauLearnable, TauRule};
 use crate::model::resnet::{blocks_per_stage, ResNet};
 use crate::model::tau::initial_tau;
 
