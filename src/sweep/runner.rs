@@ -8,6 +8,7 @@ use super::grid::{Cell, Grid};
 use super::lock::{self, Acquired};
 use crate::train::run_dir::{CONFIG_FILE, METRICS_FILE, SUMMARY_FILE};
 use crate::train::{self, checkpoint, read_summary, RunOptions, RunStatus, Summary};
+use crate::util::one_line;
 
 #[derive(Debug, Clone, Default)]
 pub struct SweepOptions {
@@ -87,14 +88,6 @@ fn best_error(status: RunStatus, s: &Summary) -> Option<f64> {
 pub fn cell_status(cell: &Cell) -> (RunStatus, Option<f64>) {
     let (status, summary) = inspect(cell);
     (status, summary.and_then(|s| best_error(status, &s)))
-}
-
-fn one_line(s: &str) -> String {
-    s.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {

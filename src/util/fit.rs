@@ -138,3 +138,13 @@ mod tests {
         assert_eq!(f.label(), "overflow");
     }
 }
+
+/// A measured ratio for a table: 3 significant digits in scientific notation; inf and NaN as
+/// such (overflow is data).
+pub fn fmt_sci(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3e}")
+    } else {
+        format!("{v}")
+    }
+}

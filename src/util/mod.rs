@@ -10,3 +10,12 @@ pub mod overrides;
 pub mod torch_ext;
 
 pub use atomic::write_atomic;
+
+/// A multi-line message (an error chain, a panic) as one line: lines trimmed, blanks dropped.
+pub fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

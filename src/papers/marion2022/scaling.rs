@@ -20,7 +20,7 @@ use tch::{Device, Kind, Tensor};
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::scale::residual_scale;
 use crate::model::weight_init::LayerInit;
-use crate::util::fit::group_by_depth;
+use crate::util::fit::{fmt_sci, group_by_depth};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -308,14 +308,6 @@ pub fn summarize(rows: &[ScalingRow]) -> Summary {
     .collect()
 }
 
-fn fmt(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3e}")
-    } else {
-        format!("{v}")
-    }
-}
-
 /// The table of log-log slopes: per (init, β), the mean metric at the smallest and largest L,
 /// the exponent p of mean ∝ L^p (least squares on log-log, over finite means) and its R².
 pub fn slope_table(rows: &[ScalingRow], title: &str) -> crate::report::table::Table {
@@ -351,12 +343,12 @@ pub fn slope_table(rows: &[ScalingRow], title: &str) -> crate::report::table::Ta
             init,
             format!("{beta}"),
             format!("{}–{}", first.0, last.0),
-            fmt(first.1.mean),
-            fmt(last.1.mean),
+            fmt_sci(first.1.mean),
+            fmt_sci(last.1.mean),
             format!("{:.3}", ff.power),
             format!("{:.3}", ff.r2_power),
-            fmt(first.2.mean),
-            fmt(last.2.mean),
+            fmt_sci(first.2.mean),
+            fmt_sci(last.2.mean),
             format!("{:.3}", fb.power),
             format!("{:.3}", fb.r2_power),
         ]);

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use super::file::{check_key, GridLists, Sets};
 use super::{sanitize, Cell};
 use crate::train::config::RunConfig;
+use crate::util::one_line;
 use crate::util::overrides::apply_override;
 
 /// Everything the cells are made of (at the chosen scale, the user's overrides included).
@@ -174,14 +175,6 @@ fn bare(v: &Value) -> String {
             .join("-"),
         Value::Tagged(t) => bare(&t.value),
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Sets a dotted key in a YAML tree; a mapping value is merged into a mapping already there

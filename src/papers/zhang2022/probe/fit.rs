@@ -6,7 +6,7 @@
 //! than the log-log fit) and grows, `polynomial` if p > 0.15, `vanishing` if p < -0.15,
 //! `bounded` otherwise.
 use super::ProbeRow;
-use crate::util::fit::{fit, group_by_depth, log_mean, Fit};
+use crate::util::fit::{fit, fmt_sci, group_by_depth, log_mean, Fit};
 
 /// One fitted line of the stability table.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,14 +58,6 @@ pub fn fit_rows(rows: &[ProbeRow]) -> Vec<FitRow> {
     .collect()
 }
 
-fn fmt(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3e}")
-    } else {
-        format!("{v}")
-    }
-}
-
 /// Headers and cells of the stability table.
 pub fn table_cells(fits: &[FitRow]) -> (Vec<String>, Vec<Vec<String>>) {
     let headers = [
@@ -99,12 +91,12 @@ pub fn table_cells(fits: &[FitRow]) -> (Vec<String>, Vec<Vec<String>>) {
                 f.norm.clone(),
                 f.tau_rule.clone(),
                 format!("{lmin}–{lmax}"),
-                fmt(f.forward.first().map(|p| p.1).unwrap_or(f64::NAN)),
-                fmt(f.forward.last().map(|p| p.1).unwrap_or(f64::NAN)),
+                fmt_sci(f.forward.first().map(|p| p.1).unwrap_or(f64::NAN)),
+                fmt_sci(f.forward.last().map(|p| p.1).unwrap_or(f64::NAN)),
                 format!("{:.3}", f.forward_fit.power),
                 growth(&f.forward_fit),
-                fmt(f.backward.first().map(|p| p.1).unwrap_or(f64::NAN)),
-                fmt(f.backward.last().map(|p| p.1).unwrap_or(f64::NAN)),
+                fmt_sci(f.backward.first().map(|p| p.1).unwrap_or(f64::NAN)),
+                fmt_sci(f.backward.last().map(|p| p.1).unwrap_or(f64::NAN)),
                 format!("{:.3}", f.backward_fit.power),
                 growth(&f.backward_fit),
             ]
