@@ -35,7 +35,7 @@ RUNS := runs
 
 ## setup: libtorch venv, Fashion-MNIST and a font for PNG plots, each only when missing
 ## (a second run takes seconds)
-setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(FASHION) $(FONT) .cargo/config.toml
+setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(TORCH_VENV)/.oracles $(FASHION) $(FONT) .cargo/config.toml
 
 # Plain `cargo build` / `cargo test` (a Rust user's habit) build exactly as `make build` does:
 # torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH), which this
@@ -62,6 +62,14 @@ CUDA_CRT_SPEC := nvidia-cuda-crt==13.0.88
 $(TORCH_VENV)/.cuda-headers: $(TORCH_VENV)/.installed
 	@echo "setup: installing $(CUDA_CRT_SPEC) (CUDA headers for CUDA graphs) into $(TORCH_VENV)"
 	$(TORCH_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps $(CUDA_CRT_SPEC)
+	touch $@
+
+# The tests' PyTorch oracles (tests/oracles/*.py) read the Rust side's tensors with the
+# safetensors package; numpy is what torchvision's pickled CIFAR batches hold.
+ORACLE_SPEC := numpy==2.4.6 safetensors==0.8.0
+$(TORCH_VENV)/.oracles: $(TORCH_VENV)/.installed
+	@echo "setup: installing $(ORACLE_SPEC) (the tests' PyTorch oracles) into $(TORCH_VENV)"
+	$(TORCH_VENV)/bin/pip install --quiet --disable-pip-version-check $(ORACLE_SPEC)
 	touch $@
 
 $(FASHION):

@@ -179,37 +179,36 @@ fn a_device_side_learning_rate_gives_the_same_steps() {
     assert!(close(&w1, &w2) && close(&b1, &b2), "{w1} {w2} {b1} {b2}");
 }
 
+/// For a real ResNet-14 (n = 2, L = 6) with each τ option, every parameter's learning-rate
+/// multiplier and gradient scale, against the papers' training scripts, which choose by name:
+/// the τ paper (dayu11/tau-ResNet cifar_train.py) puts names with `bias1`, `bias2` or `tau` at
+/// lr/10 and divides τ's gradient by the number of blocks; Fixup (hongyi-zhang/Fixup
+/// cifar_train.py) puts every name with `bias` or `scale` at lr/10, its classifier's bias
+/// included; ReZero's per-block α follows the scalars (docs/zhang2022.md). tests/oracle.rs
+/// checks the resulting steps against torch.optim.SGD itself.
 #[test]
-fn a_real_resnet_puts_its_scalars_at_lr_over_10_and_divides_the_shared_taus_gradient_by_l() {
-    let _serial = serial(); // torch\'s generator is global: one test at a time
+fn a_real_resnet_lists_each_parameters_learning_rate_multiplier_and_gradient_scale() {
+    let _serial = serial(); // torch's generator is global: one test at a time
     use deepres::model::config::{InitScheme, ModelConfig, Norm, TauConfig, TauLearnable, TauRule};
     use deepres::model::ResNet;
-    // (init, τ learnable, expected counts of (scalars at lr/10, shared τ, weights at lr)) for
-    // ResNet-14 (n = 2, L = 6) without BN: the τ paper's net has 4 scalar biases per block and
-    // one shared τ; Fixup adds a bias after the stem and before the classifier and one
-    // multiplier per block; both have 2 convs per block, the stem conv and the classifier's
-    // weight and bias.
+    // (norm, init, τ, expected counts of (scalars at lr/10, shared τ, weights at lr)): the τ
+    // paper's unnormalized block has 4 scalar biases; Fixup adds a bias after the stem and
+    // before the classifier and one multiplier per block; every net has 2 convs per block,
+    // the stem conv and the classifier's weight and bias (BN: 2 BN layers of 2 per block
+    // and the stem's).
+    use InitScheme::{Fixup, Kaiming};
+    use TauLearnable::{None as Const, Rezero, Shared};
     let cases = [
-        (
-            InitScheme::Kaiming,
-            TauLearnable::Shared,
-            (4 * 6, 1, 2 * 6 + 3),
-        ),
-        (
-            InitScheme::Fixup,
-            TauLearnable::None,
-            (4 * 6 + 2 + 6, 0, 2 * 6 + 3),
-        ),
-        (
-            InitScheme::Kaiming,
-            TauLearnable::Rezero,
-            (4 * 6 + 6, 0, 2 * 6 + 3),
-        ),
+        (Norm::Bn, Kaiming, Const, (0, 0, 2 * 6 + 3 + 2 * 2 * 6 + 2)),
+        (Norm::None, Kaiming, Const, (4 * 6, 0, 2 * 6 + 3)),
+        (Norm::None, Kaiming, Shared, (4 * 6, 1, 2 * 6 + 3)),
+        (Norm::None, Kaiming, Rezero, (4 * 6 + 6, 0, 2 * 6 + 3)),
+        (Norm::None, Fixup, Const, (4 * 6 + 2 + 6 + 1, 0, 2 * 6 + 2)),
     ];
-    for (init, learnable, expected_counts) in cases {
+    for (norm, init, learnable, expected_counts) in cases {
         let cfg = ModelConfig {
             depth: 14,
-            norm: Norm::None,
+            norm,
             init,
             tau: TauConfig {
                 rule: TauRule::InvSqrt,
@@ -225,20 +224,26 @@ fn a_real_resnet_puts_its_scalars_at_lr_over_10_and_divides_the_shared_taus_grad
         let mut counts = (0, 0, 0);
         for p in &opt.params {
             let last = p.name.rsplit('.').next().unwrap();
-            // The paper's recipe by the parameter's role (its name is only this test's oracle).
+            // The papers' rules by the parameter's role (its name is only this test's oracle).
             let expected = match last {
                 "tau" => (0.1, 1.0 / 6.0),
                 "bias1a" | "bias1b" | "bias2a" | "bias2b" | "stem_bias" | "head_bias" | "scale"
                 | "rezero" => (0.1, 1.0),
+                "bias" if init == Fixup => (0.1, 1.0),
                 _ => (1.0, 1.0),
             };
-            assert_eq!((p.lr_mult, p.grad_scale), expected, "{init:?} {}", p.name);
+            assert_eq!(
+                (p.lr_mult, p.grad_scale),
+                expected,
+                "{norm:?} {init:?} {learnable:?} {}",
+                p.name
+            );
             match expected {
                 (1.0, _) => counts.2 += 1,
                 (_, 1.0) => counts.0 += 1,
                 _ => counts.1 += 1,
             }
         }
-        assert_eq!(counts, expected_counts, "{init:?} {learnable:?}");
+        assert_eq!(counts, expected_counts, "{norm:?} {init:?} {learnable:?}");
     }
 }

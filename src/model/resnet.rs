@@ -206,8 +206,8 @@ pub struct ResNet {
 pub enum ParamGroup {
     /// Convolutions, batch norm and the classifier: lr.
     Weights = 0,
-    /// Scalar biases, ReZero's and Fixup's per-block scalars: lr × scalar_lr_mult (the τ
-    /// paper's lr/10).
+    /// Scalar biases, ReZero's and Fixup's per-block scalars, Fixup's classifier bias:
+    /// lr × scalar_lr_mult (the τ paper's and Fixup's lr/10).
     Scalar = 1,
     /// The shared learnable τ: lr × scalar_lr_mult, and its gradient divided by L.
     SharedTau = 2,
@@ -335,21 +335,26 @@ impl ResNet {
                 cin = cout;
             }
         }
-        let (fc_w, fc_b) = if fixup {
-            (init::ZERO, init::ZERO)
+        let fc = if fixup {
+            // Fixup: a zero classifier, and its bias in the scalar group (Fixup's training
+            // script puts every parameter named `bias` at lr/10, fc.bias included).
+            let fc = p / "fc";
+            nn::Linear {
+                ws: fc.var("weight", &[classes, cin], init::ZERO),
+                bs: Some(fc.set_group(ParamGroup::Scalar as usize).var(
+                    "bias",
+                    &[classes],
+                    init::ZERO,
+                )),
+            }
         } else {
-            (init::linear_default(cin), init::linear_default(cin))
-        };
-        let fc = nn::linear(
-            p / "fc",
-            cin,
-            classes,
-            nn::LinearConfig {
-                ws_init: fc_w,
-                bs_init: Some(fc_b),
+            let cfg = nn::LinearConfig {
+                ws_init: init::linear_default(cin),
+                bs_init: Some(init::linear_default(cin)),
                 bias: true,
-            },
-        );
+            };
+            nn::linear(p / "fc", cin, classes, cfg)
+        };
         Ok(ResNet {
             stem,
             stem_bn,

@@ -51,3 +51,28 @@ pub fn one_line_error(o: &Output) -> String {
     assert!(lines[0].starts_with("error: "), "{e}");
     lines[0].to_string()
 }
+
+/// Runs a PyTorch oracle script of tests/oracles/ with the project venv's python (the first
+/// `python3` on the PATH that `make test` and `.cargo/config.toml` set, or `DEEPRES_PYTHON`)
+/// and fails the test, with the script's output, unless it exits 0.
+pub fn python_oracle(script: &str, args: &[&str]) -> String {
+    let python = std::env::var("DEEPRES_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/oracles")
+        .join(script);
+    let out = Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: cannot run ({e}); run `make setup`"));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "{} {}: the PyTorch oracle disagrees or could not run (torch, safetensors and numpy \
+         come from `make setup`):\n{text}",
+        python,
+        path.display()
+    );
+    text
+}
