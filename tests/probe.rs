@@ -138,3 +138,101 @@ fn tau_rule_parsing() {
         .contains("power:β"));
     assert!(("power".parse::<probe::TauSpec>()).is_err());
 }
+
+/// The fully connected ResNet's closed form. Given h_{l−1}, W_l is an independent N(0, 2/m)
+/// matrix, so E[‖h_l‖² | h_{l−1}] = ‖h_{l−1}‖² + τ²·2‖relu(h_{l−1})‖² exactly, and relu keeps
+/// half of a symmetric vector's energy (h_0 = A x with Gaussian A is symmetric, and stays so
+/// up to O(1/m)): E ratio² ≈ (1 + τ²)^L. At L = 1024: τ = 1/√L gives (1 + 1/L)^L ≈ e,
+/// τ = 1/L gives ≈ 1, and τ = 1 gives log₂ ratio² ≈ L (checked at L = 64, below f32's range).
+/// Tolerance: 4 standard errors of the mean over 12 seeds (the seeds' own spread), plus 1 %
+/// for the O(1/m) asymmetry at width m = 256.
+#[test]
+fn fc_resnet_follows_the_closed_form_one_plus_tau_squared_to_the_l() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("probe.csv");
+    let mut s = spec(ProbeModel::Fc, vec![64, 1024], vec![Norm::None]);
+    s.taus = "one,inv_sqrt,inv"
+        .split(',')
+        .map(|t| t.parse().unwrap())
+        .collect();
+    s.seeds = (0..12).collect();
+    s.width = 256;
+    s.batch = 64;
+    let rows = probe::run(&s, &csv, true).unwrap();
+    // (τ rule, L, f(ratio²) whose mean is checked, expected value)
+    let e = std::f64::consts::E;
+    let l = 1024f64;
+    let checks: [(&str, i64, fn(f64) -> f64, f64); 4] = [
+        ("inv_sqrt", 1024, |r2| r2, (1.0 + 1.0 / l).powf(l)),
+        ("inv", 1024, |r2| r2, (1.0 + 1.0 / (l * l)).powf(l)),
+        ("one", 64, |r2| r2.log2(), 64.0),
+        ("inv_sqrt", 64, |r2| r2, (1.0 + 1.0 / 64.0f64).powi(64)),
+    ];
+    for (rule, blocks, f, expected) in checks {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.tau_rule == rule && r.blocks == blocks)
+            .map(|r| f(r.forward_ratio.powi(2)))
+            .collect();
+        assert_eq!(v.len(), 12);
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let tol = 4.0 * sd / n.sqrt() + 0.01 * expected.abs();
+        eprintln!(
+            "{rule} L={blocks}: mean {mean:.4} ± {:.4} (sd {sd:.4}), closed form {expected:.4}",
+            sd / n.sqrt()
+        );
+        assert!(
+            (mean - expected).abs() <= tol,
+            "{rule} L={blocks}: mean {mean} over 12 seeds, closed form {expected}, tolerance {tol}"
+        );
+    }
+    // the τ paper's e: τ = 1/√L at L = 1024 is e within the same tolerance
+    assert!(((1.0 + 1.0 / l).powf(l) - e).abs() < 2e-3);
+}
+
+/// The τ paper's sharp threshold on the CIFAR ResNet, read off the fitted growth labels:
+/// τ = L^(-1/4) (= L^(-1/2+c), c = 1/4) makes the forward ratio grow with L, τ = 1/√L keeps
+/// it bounded, with and without BN (without BN ratio² ≈ (1 + τ²)^L as for the fc net: e^√L
+/// against e; with BN each block adds a unit-variance branch, ratio² ≈ 1 + τ²·L: √L against 2).
+#[test]
+fn conv_resnet_threshold_labels_with_and_without_bn() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("probe.csv");
+    let mut s = spec(
+        ProbeModel::Resnet,
+        vec![8, 20, 56, 110],
+        vec![Norm::None, Norm::Bn],
+    );
+    s.taus = "power:0.25,inv_sqrt"
+        .split(',')
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let rows = probe::run(&s, &csv, true).unwrap();
+    let fits = fit::fit_rows(&rows);
+    for norm in ["none", "bn"] {
+        for (rule, growing) in [("power:0.25", true), ("inv_sqrt", false)] {
+            let f = fits
+                .iter()
+                .find(|f| f.norm == norm && f.tau_rule == rule)
+                .unwrap();
+            let label = f.forward_fit.label();
+            eprintln!(
+                "{norm} {rule}: {label} p = {:.3} {:?}",
+                f.forward_fit.power, f.forward
+            );
+            if growing {
+                assert!(
+                    matches!(label, "exponential" | "polynomial" | "overflow"),
+                    "{norm} {rule} must grow: {label} {:?}",
+                    f.forward
+                );
+            } else {
+                assert_eq!(label, "bounded", "{norm} {rule}: {:?}", f.forward);
+            }
+        }
+    }
+}
