@@ -1,4 +1,5 @@
-//! deepres command line: parse, call the library ([`deepres::cli`]), map errors to exit code 2.
+//! deepres command line: parse, call the library ([`deepres::cli`]), map errors to exit code 2
+//! (3 when a figure ran but failed its acceptance check).
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -9,7 +10,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            match e.downcast_ref::<deepres::report::acceptance::Failed>() {
+                Some(_) => ExitCode::from(deepres::report::acceptance::EXIT_CODE),
+                None => ExitCode::from(2),
+            }
         }
     }
 }

@@ -184,7 +184,7 @@ fn sgd_matches_torch_optim_sgd_with_the_papers_parameter_groups() {
     for (kind, cfg) in variants() {
         let (vs, net) = perturbed(&cfg, 3);
         let mut t = named("init", &vs);
-        let mut opt = Sgd::new(&vs, cfg_sgd.clone(), net.num_blocks);
+        let mut opt = Sgd::new(&vs, cfg_sgd, net.num_blocks);
         for (step, &lr) in lrs.iter().enumerate() {
             let (x, y) = batch(100 + step as i64);
             let loss = net.forward_t(&x, true).cross_entropy_loss::<Tensor>(

@@ -163,7 +163,8 @@ fn fc_resnet_follows_the_closed_form_one_plus_tau_squared_to_the_l() {
     // (τ rule, L, f(ratio²) whose mean is checked, expected value)
     let e = std::f64::consts::E;
     let l = 1024f64;
-    let checks: [(&str, i64, fn(f64) -> f64, f64); 4] = [
+    type Check = (&'static str, i64, fn(f64) -> f64, f64);
+    let checks: [Check; 4] = [
         ("inv_sqrt", 1024, |r2| r2, (1.0 + 1.0 / l).powf(l)),
         ("inv", 1024, |r2| r2, (1.0 + 1.0 / (l * l)).powf(l)),
         ("one", 64, |r2| r2.log2(), 64.0),

@@ -165,6 +165,7 @@ pub fn chizat(a: FigureArgs) -> Result<()> {
     let fig = chizat2025::load(&a.figure, &a.scale, &a.set)?;
     let out = a.out.unwrap_or_else(|| chizat2025::default_out(&fig));
     let dev = select_device(&a.device)?;
-    print!("{}", chizat2025::run(&fig, &out, dev, a.quiet)?);
-    Ok(())
+    let output = chizat2025::run(&fig, &out, dev, a.quiet)?;
+    print!("{}", output.text);
+    Ok(output.acceptance.into_result()?)
 }

@@ -1,12 +1,15 @@
 //! Reports from finished runs: building blocks that import nothing above `train`
 //! (the sweep report that uses them is [`crate::sweep::report`]).
 //!
+//! - [`acceptance`]: a figure's acceptance checks, its verdict line, acceptance.csv and the
+//!   exit status of a failed check.
 //! - [`compare`]: `deepres compare A B` joins two runs' metrics.csv per epoch (normalized vs
 //!   unnormalized) into one CSV and a Markdown table.
 //! - Building blocks, shared by all papers' tables and figures:
 //!   [`plot`] (line plots, SVG + PNG, log axes, several panels), [`heatmap`] (heatmaps), [`table`] (Markdown and CSV
 //!   tables), [`runs`] (a run directory loaded leniently: config, summary, metrics), and
 //!   [`published`] (the papers' numbers to print beside ours).
+pub mod acceptance;
 pub mod compare;
 pub mod heatmap;
 pub mod plot;

@@ -113,6 +113,16 @@ pub fn group_by_depth<K: Ord + Clone>(
         .collect()
 }
 
+/// A measured ratio for a table: 3 significant digits in scientific notation; inf and NaN as
+/// such (overflow is data).
+pub fn fmt_sci(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,15 +146,5 @@ mod tests {
         let f = fit(&over);
         assert_eq!(f.overflow_at, Some(96.0));
         assert_eq!(f.label(), "overflow");
-    }
-}
-
-/// A measured ratio for a table: 3 significant digits in scientific notation; inf and NaN as
-/// such (overflow is data).
-pub fn fmt_sci(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3e}")
-    } else {
-        format!("{v}")
     }
 }

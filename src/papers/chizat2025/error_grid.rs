@@ -10,10 +10,11 @@ use tch::{Device, Tensor};
 use super::fit::{fit_rate, loglog_slope, RateFit};
 use super::gd::train;
 use super::limit::limit;
-use super::output::{cell_means, check, rms_error, to_vec, write_csv};
+use super::output::{cell_means, rms_error, to_vec, write_csv};
 use super::spec::{ErrorGridFig, Figure};
 use super::task::train_and_test;
 use crate::model::two_layer_resnet::TwoLayerResNet;
+use crate::report::acceptance::{Acceptance, Check};
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
 
@@ -26,7 +27,7 @@ pub(super) fn error_grid(
     out: &Path,
     device: Device,
     quiet: bool,
-) -> Result<String> {
+) -> Result<(String, Acceptance)> {
     let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
     let rows = train_grid(s, &lim.outputs[&s.dynamics.steps], out, device, quiet)?;
     let means = cell_means(&rows);
@@ -38,7 +39,10 @@ pub(super) fn error_grid(
             .collect::<Vec<_>>(),
     );
     let slopes = plot(fig, s, out, &means, &fit)?;
-    Ok(report(fig, s, &means, &fit, &slopes))
+    Ok((
+        report(fig, s, &means, &fit, &slopes),
+        acceptance(s, &slopes),
+    ))
 }
 
 /// Trains `repetitions` models per (L, M) cell and writes errors.csv; returns (L, M, error)
@@ -147,7 +151,7 @@ fn plot(
     Ok(slopes)
 }
 
-/// The text: the error table, the fit, the slopes and the acceptance checks.
+/// The text: the error table, the fit and the slopes.
 fn report(
     fig: &Figure,
     s: &ErrorGridFig,
@@ -192,18 +196,20 @@ fn report(
     for (m, sl) in slopes {
         text += &format!("- M = {m}: {sl:.3}\n");
     }
-    text += "\nAcceptance:\n";
+    text
+}
+
+/// The paper's rates as checks: the error falls like 1/L at the largest M and, when M = 1 is
+/// in the grid, like 1/√L there (log-log slopes in L).
+fn acceptance(s: &ErrorGridFig, slopes: &[(i64, f64)]) -> Acceptance {
     let m_min = *s.widths.iter().min().unwrap();
     let m_max = *s.widths.iter().max().unwrap();
     let sl = |m: i64| slopes.iter().find(|x| x.0 == m).map_or(f64::NAN, |x| x.1);
+    let mut a = Acceptance::default();
     if m_min == 1 {
-        text += &check("slope at M = 1 (1/√L)", sl(1), -0.65, -0.35);
+        a.push(Check::new("slope at M = 1 (1/√L)", sl(1), -0.65, -0.35));
     }
-    text += &check(
-        &format!("slope at M = {m_max} (1/L)"),
-        sl(m_max),
-        -1.2,
-        -0.8,
-    );
-    text
+    let name = format!("slope at M = {m_max} (1/L)");
+    a.push(Check::new(name, sl(m_max), -1.2, -0.8));
+    a
 }

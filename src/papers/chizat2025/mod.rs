@@ -42,6 +42,8 @@ use std::path::Path;
 use std::time::Instant;
 use tch::Device;
 
+use crate::report::acceptance::{Acceptance, FigureOutput};
+
 pub use fit::{fit_rate, free_exponents, RateFit};
 pub use gd::{recorded, train};
 pub use limit::{limit, limit_key, limit_path, Limit, LimitKey};
@@ -51,23 +53,42 @@ pub use spec::{
 };
 pub use task::task;
 
-/// Runs a figure into `out`; returns the text printed (tables, fits, acceptance checks).
-pub fn run(fig: &Figure, out: &Path, device: Device, quiet: bool) -> Result<String> {
+/// Runs a figure into `out`; returns the text printed (tables, fits, acceptance checks, the
+/// verdict as its last line) and the checks, also written to `acceptance.csv`.
+pub fn run(fig: &Figure, out: &Path, device: Device, quiet: bool) -> Result<FigureOutput> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let start = Instant::now();
-    let body = match &fig.spec {
-        FigureSpec::ForwardPass(s) => forward_pass::forward_pass(fig, s, out, device, quiet)?,
+    let none = Acceptance::default;
+    let (body, acceptance) = match &fig.spec {
+        FigureSpec::ForwardPass(s) => (
+            forward_pass::forward_pass(fig, s, out, device, quiet)?,
+            none(),
+        ),
         FigureSpec::ErrorGrid(s) => error_grid::error_grid(fig, s, out, device, quiet)?,
-        FigureSpec::LimitTraining(s) => limit_training::limit_training(fig, s, out, device, quiet)?,
-        FigureSpec::PhaseDiagram(s) => phase_diagram::phase_diagram(fig, s, out, device, quiet)?,
-        FigureSpec::ErrorSweep(s) => error_sweep::error_sweep(fig, s, out, device, quiet)?,
+        FigureSpec::LimitTraining(s) => (
+            limit_training::limit_training(fig, s, out, device, quiet)?,
+            none(),
+        ),
+        FigureSpec::PhaseDiagram(s) => (
+            phase_diagram::phase_diagram(fig, s, out, device, quiet)?,
+            none(),
+        ),
+        FigureSpec::ErrorSweep(s) => (
+            error_sweep::error_sweep(fig, s, out, device, quiet)?,
+            none(),
+        ),
     };
-    let text = format!(
-        "# {}\n\nscale: {}, device: {device:?}, wall time {:.1} s\n\n{body}",
+    let mut text = format!(
+        "# {}\n\nscale: {}, device: {device:?}, wall time {:.1} s\n\n{body}{}",
         fig.title,
         fig.scale,
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        acceptance.lines()
     );
+    if !acceptance.checks.is_empty() {
+        text += &format!("\n{}\n", acceptance.verdict());
+    }
     crate::util::write_atomic(&out.join("README.md"), &text)?;
-    Ok(text)
+    acceptance.write(out)?;
+    Ok(FigureOutput { text, acceptance })
 }

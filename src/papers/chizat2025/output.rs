@@ -1,5 +1,5 @@
 //! Small helpers shared by the figures: CSV files (written atomically), tensors to numbers, the
-//! RMS error against the limit, cell means and the acceptance-check lines.
+//! RMS error against the limit and cell means.
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -54,13 +54,4 @@ pub(super) fn cell_means(rows: &[(i64, i64, f64)]) -> BTreeMap<(i64, i64), (f64,
             (k, (mean, sd))
         })
         .collect()
-}
-
-/// One acceptance line: `value` and whether it lies in [lo, hi].
-pub(super) fn check(name: &str, value: f64, lo: f64, hi: f64) -> String {
-    let ok = value >= lo && value <= hi;
-    format!(
-        "- {name}: {value:.3} (expected in [{lo}, {hi}]: {})\n",
-        if ok { "yes" } else { "NO" }
-    )
 }
