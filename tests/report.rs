@@ -122,6 +122,8 @@ fn write_run(c: &Cell, run: Run) {
         tau0: 1.0,
         device: "cpu".into(),
         train_seconds: 3.0,
+        input_mean: vec![],
+        input_std: vec![],
     };
     std::fs::write(
         dir.join("summary.json"),

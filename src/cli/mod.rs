@@ -1,6 +1,7 @@
 //! The command line: [`Cli`] (clap derive) and [`run`], which calls the library. One file per
 //! command group: [`train`] (train, summary), [`sweep`] (sweep, report), [`papers`] (probe,
-//! scaling, marion, chizat), [`tools`] (bench, info, data, compare).
+//! scaling, marion, chizat), [`models`] (export, eval), [`tools`] (bench, info, data, compare).
+pub mod models;
 pub mod papers;
 pub mod sweep;
 pub mod tools;
@@ -57,6 +58,13 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: tools::DataCmd,
     },
+    /// Write a run's last or best weights for PyTorch: a safetensors state dict under the τ
+    /// paper's or akamaster's names (with the model and input normalization in its metadata),
+    /// or TorchScript.
+    Export(models::ExportArgs),
+    /// Evaluate a run's weights or a model file on a test set: loss, top-1, top-5, and the
+    /// accuracy per class as CSV.
+    Eval(models::EvalArgs),
     /// Compare runs per epoch (e.g. BN vs no-BN + τ): writes a CSV and prints a Markdown table.
     Compare(tools::CompareArgs),
 }
@@ -76,5 +84,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Info => tools::info(),
         Cmd::Data { cmd } => tools::data(cmd),
         Cmd::Compare(a) => tools::compare(a),
+        Cmd::Export(a) => models::export(a),
+        Cmd::Eval(a) => models::eval(a),
     }
 }

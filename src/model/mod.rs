@@ -13,6 +13,7 @@
 pub mod config;
 pub mod full_resnet;
 pub mod init;
+pub mod interop;
 pub mod marion_net;
 pub mod resnet;
 pub mod scale;

@@ -5,6 +5,8 @@ pub mod adam;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod eval;
+pub mod export;
 pub mod graph;
 pub mod metrics;
 pub mod run_dir;
@@ -74,6 +76,8 @@ struct Trainer {
     parameters: i64,
     device: Device,
     data_name: String,
+    /// The per-channel mean and std the inputs are normalized with.
+    input_norm: (Vec<f64>, Vec<f64>),
 }
 
 impl Trainer {
@@ -114,6 +118,7 @@ impl Trainer {
             parameters,
             device,
             data_name: split.name.to_string(),
+            input_norm: (split.mean.clone(), split.std.clone()),
         })
     }
 
@@ -264,6 +269,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         if row.test_acc > summary.best_test_acc {
             summary.best_test_acc = row.test_acc;
             summary.best_epoch = epoch + 1;
+            save_best(&dir, &tr, &summary, &run_hash)?;
         }
         save_epoch(cfg, &dir, &tr, &summary, &run_hash)?;
     }
@@ -300,6 +306,8 @@ fn start_summary(
         tau0: tr.model.tau0,
         device: format!("{:?}", tr.device),
         train_seconds: read_summary(dir).map(|s| s.train_seconds).unwrap_or(0.0),
+        input_mean: tr.input_norm.0.clone(),
+        input_std: tr.input_norm.1.clone(),
     };
     if let Some(last) = metrics::read(&dir.join(run_dir::METRICS_FILE))
         .ok()
@@ -349,6 +357,19 @@ fn save_epoch(
         die();
     }
     write_summary(dir, s)
+}
+
+/// The model of a new best epoch into best.safetensors (atomically; before the checkpoint
+/// that records it, so a kill in between rewrites it on resume).
+fn save_best(dir: &Path, tr: &Trainer, s: &Summary, run_hash: &str) -> Result<()> {
+    let mut tensors: Vec<(String, tch::Tensor)> = tr.vs.variables().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let meta = std::collections::BTreeMap::from([
+        ("epoch".to_string(), s.best_epoch.to_string()),
+        ("test_acc".to_string(), s.best_test_acc.to_string()),
+        ("config_sha256".to_string(), run_hash.to_string()),
+    ]);
+    crate::util::safetensors_file::write(&dir.join(run_dir::BEST_FILE), &tensors, &meta)
 }
 
 /// The per-epoch progress line.

@@ -5,6 +5,8 @@
 //! - `config.sha256`: the SHA-256 of that file (`sha256sum` format); checkpoints carry it;
 //! - `metrics.csv`: one row per epoch ([`crate::train::metrics`]);
 //! - `checkpoint.safetensors`: weights, optimizer state and progress after every epoch;
+//! - `best.safetensors`: the model alone (weights and BN statistics) of the epoch with the best
+//!   test accuracy so far, rewritten when it improves; `summary.json` names its epoch;
 //! - `summary.json`: [`Summary`], rewritten after every epoch.
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,8 @@ pub const HASH_FILE: &str = "config.sha256";
 pub const METRICS_FILE: &str = "metrics.csv";
 /// Weights, optimizer state and progress after the last finished epoch.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// The model of the best epoch (test accuracy), with metadata (epoch, accuracy, config hash).
+pub const BEST_FILE: &str = "best.safetensors";
 /// [`Summary`] as JSON.
 pub const SUMMARY_FILE: &str = "summary.json";
 
@@ -90,6 +94,12 @@ pub struct Summary {
     pub device: String,
     #[serde(deserialize_with = "nan_if_null")]
     pub train_seconds: f64,
+    /// Per-channel mean and std ([0, 1] pixel units) of the training images, which every
+    /// input was normalized with: (x − mean) / std (empty in runs of older versions).
+    #[serde(default)]
+    pub input_mean: Vec<f64>,
+    #[serde(default)]
+    pub input_std: Vec<f64>,
 }
 
 pub fn read_summary(dir: &Path) -> Result<Summary> {

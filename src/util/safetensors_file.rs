@@ -1,0 +1,104 @@
+//! Model files with metadata: safetensors (the format PyTorch users load with
+//! `safetensors.torch.load_file`) with a string→string header, written through the one atomic
+//! writer. tch's own `write_safetensors` has no metadata; this goes through the safetensors
+//! crate directly.
+use anyhow::{bail, Context, Result};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+use crate::util::write_atomic;
+
+fn dtype(kind: Kind) -> Result<Dtype> {
+    Ok(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Bool => Dtype::BOOL,
+        k => bail!("tensors of kind {k:?} cannot go into a safetensors file"),
+    })
+}
+
+fn kind(dtype: Dtype) -> Result<Kind> {
+    Ok(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        d => bail!("safetensors dtype {d:?} is not supported"),
+    })
+}
+
+/// The raw little-endian bytes of a CPU-contiguous copy of `t`.
+fn bytes(t: &Tensor) -> Vec<u8> {
+    let t = t.to_device(Device::Cpu).contiguous();
+    let n = t.numel() * t.kind().elt_size_in_bytes();
+    let mut out = vec![0u8; n];
+    t.copy_data_u8(&mut out, t.numel());
+    out
+}
+
+/// Writes `tensors` (sorted by name in the file) and `metadata` to `path` atomically.
+pub fn write(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            Ok((name.clone(), dtype(t.kind())?, shape, bytes(t)))
+        })
+        .collect::<Result<_>>()?;
+    let views: Vec<(String, TensorView)> = raw
+        .iter()
+        .map(|(name, dt, shape, data)| {
+            let view = TensorView::new(*dt, shape.clone(), data)
+                .map_err(|e| anyhow::anyhow!("{name}: {e:?}"))?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<_>>()?;
+    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let buf = safetensors::serialize(views, &Some(meta))
+        .map_err(|e| anyhow::anyhow!("{}: cannot serialize ({e:?})", path.display()))?;
+    write_atomic(path, buf)
+}
+
+/// A safetensors file read back: its tensors (CPU) by name, in name order, and its metadata.
+pub struct Loaded {
+    pub tensors: BTreeMap<String, Tensor>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Reads `path`; a file that is not safetensors gets one line naming it.
+pub fn read(path: &Path) -> Result<Loaded> {
+    let buf = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let not_st = |e: safetensors::SafeTensorError| {
+        anyhow::anyhow!("{}: not a safetensors file ({e:?})", path.display())
+    };
+    let (_, header) = SafeTensors::read_metadata(&buf).map_err(not_st)?;
+    let metadata = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let st = SafeTensors::deserialize(&buf).map_err(not_st)?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let k = kind(view.dtype()).with_context(|| format!("{}: tensor {name}", path.display()))?;
+        tensors.insert(name, Tensor::from_data_size(view.data(), &shape, k));
+    }
+    Ok(Loaded { tensors, metadata })
+}
