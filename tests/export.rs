@@ -309,3 +309,79 @@ fn bad_exports_and_evals_get_one_line_and_touch_nothing() {
     ));
     assert!(e.contains("layer9.0.conv1.weight"), "{e}");
 }
+
+/// train.init_from takes deepres's best.safetensors or a τ-paper export: with the learning
+/// rate at 1e-30 (updates below half an f32 ulp) and weight decay 0 (a model without BN has
+/// no statistics to update), the run's weights after one epoch are exactly those it started
+/// from.
+#[test]
+fn init_from_starts_from_a_best_file_or_an_export() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let nobn = [
+        "model.norm=none",
+        "model.tau.rule=inv_sqrt",
+        "model.tau.learnable=shared",
+    ];
+    train(cwd, "a", &nobn);
+    let best = cwd.join("runs/a/best.safetensors");
+    let export = cwd.join("a.safetensors");
+    let o = run_in(
+        &[
+            "export",
+            "runs/a",
+            "--weights",
+            "best",
+            "--format",
+            "tau-paper",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+        cwd,
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let want = export::load_run(&cwd.join("runs/a"), Weights::Best)
+        .unwrap()
+        .vars;
+    for (name, from) in [("b", &best), ("c", &export)] {
+        let init = format!("train.init_from={}", from.display());
+        let mut sets = nobn.to_vec();
+        sets.extend([
+            "train.optimizer.lr=1e-30",
+            "train.optimizer.weight_decay=0",
+            &init,
+        ]);
+        train(cwd, name, &sets);
+        let got = export::load_run(&cwd.join("runs").join(name), Weights::Last)
+            .unwrap()
+            .vars;
+        assert_eq!(got.len(), want.len());
+        for (k, t) in &want {
+            assert!(got[k].equal(t), "{name}: {k} moved");
+        }
+    }
+    // a file of another model is refused with the key and the file
+    let sets = ["model.norm=bn", "model.shortcut=a-bn"];
+    let init = format!("train.init_from={}", export.display());
+    let mut args = vec![
+        "train",
+        "-q",
+        "--device",
+        "cpu",
+        "--set",
+        "name=d",
+        "--set",
+        "data.name=synthetic",
+        "--set",
+        "model.depth=8",
+    ];
+    for s in sets.iter().chain([&init.as_str()]) {
+        args.extend(["--set", s]);
+    }
+    let e = one_line_error(&run_in(&args, cwd));
+    assert!(
+        e.contains("train.init_from") && e.contains("a.safetensors"),
+        "{e}"
+    );
+}

@@ -147,6 +147,12 @@ pub struct TrainConfig {
     pub cuda_graph: bool,
     /// Write a checkpoint after every epoch (needed for `--resume`).
     pub checkpoint: bool,
+    /// Start from these weights instead of the initialization: a deepres `best.safetensors`,
+    /// an export, or a PyTorch state dict under the τ paper's or akamaster's names
+    /// ([`crate::train::export::init_tensors`]). Left out of config.yaml when unset, so the
+    /// keys of existing runs do not change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -161,6 +167,7 @@ impl Default for TrainConfig {
             channels_last: false,
             cuda_graph: false,
             checkpoint: true,
+            init_from: None,
         }
     }
 }

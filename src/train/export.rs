@@ -297,3 +297,44 @@ pub fn load_file(path: &Path, tau: Option<f64>) -> Result<ModelFile> {
         meta: f.metadata,
     })
 }
+
+/// The tensors of `path` for a model of config `cfg` whose variables are `expected` (deepres
+/// name → shape): deepres's own names (best.safetensors, or a checkpoint's `model.` entries)
+/// as they are, a τ-paper or akamaster state dict through the inverse mapping. A missing or
+/// misshapen tensor is an error naming the file.
+pub fn init_tensors(
+    path: &Path,
+    cfg: &ModelConfig,
+    expected: &BTreeMap<String, Vec<i64>>,
+) -> Result<BTreeMap<String, Tensor>> {
+    let f = safetensors_file::read(path)?;
+    let err = |msg: String| anyhow::anyhow!("{}: {msg}", path.display());
+    let native = |prefix: &str| f.tensors.contains_key(&format!("{prefix}stem.weight"));
+    let vars: BTreeMap<String, Tensor> = if native("") || native("model.") {
+        let prefix = if native("") { "" } else { "model." };
+        let mut out = BTreeMap::new();
+        for (name, shape) in expected {
+            let t = f.tensors.get(&format!("{prefix}{name}")).ok_or_else(|| {
+                err(format!(
+                    "has no tensor {prefix}{name}: it comes from another model config"
+                ))
+            })?;
+            if t.size() != *shape {
+                return Err(err(format!(
+                    "{name} has shape {:?}, the model needs {shape:?}",
+                    t.size()
+                )));
+            }
+            out.insert(name.clone(), t.shallow_clone());
+        }
+        out
+    } else {
+        let fmt = if f.tensors.contains_key("linear.weight") {
+            Format::Akamaster
+        } else {
+            Format::TauPaper
+        };
+        interop::import(cfg, fmt, &f.tensors, expected).map_err(|e| err(format!("{e:#}")))?
+    };
+    Ok(vars)
+}

@@ -100,6 +100,9 @@ impl Trainer {
         let vs = VarStore::new(device);
         let model = ResNet::new(&vs.root(), &cfg.model, split.channels, split.num_classes)?;
         let parameters = trainable_parameters(&vs);
+        if let Some(path) = &cfg.train.init_from {
+            init_from(&vs, &cfg.model, path).context("train.init_from")?;
+        }
         if cl {
             torch_ext::vars_to_channels_last(&vs)?;
         }
@@ -357,6 +360,21 @@ fn save_epoch(
         die();
     }
     write_summary(dir, s)
+}
+
+/// Copies the weights of `path` ([`export::init_tensors`]) into the freshly built model.
+fn init_from(vs: &VarStore, model: &crate::model::config::ModelConfig, path: &Path) -> Result<()> {
+    let vars = vs.variables();
+    let expected = vars.iter().map(|(k, t)| (k.clone(), t.size())).collect();
+    let tensors = export::init_tensors(path, model, &expected)?;
+    tch::no_grad(|| {
+        for (name, var) in &vars {
+            let src = &tensors[name];
+            var.shallow_clone()
+                .copy_(&src.to_device(var.device()).to_kind(var.kind()));
+        }
+    });
+    Ok(())
 }
 
 /// The model of a new best epoch into best.safetensors (atomically; before the checkpoint
