@@ -133,6 +133,17 @@ fn write_run(c: &Cell, run: Run) {
 }
 
 /// The cells of the Markdown line whose first cell is `first`.
+/// The Markdown row whose first two cells are `first` and `second`.
+fn md_row_pair(md: &str, first: &str, second: &str) -> Vec<String> {
+    md.lines()
+        .map(|l| {
+            let cells = l.trim().trim_matches('|').split('|');
+            cells.map(|c| c.trim().to_string()).collect::<Vec<_>>()
+        })
+        .find(|c| c.len() > 1 && c[0] == first && c[1] == second)
+        .unwrap_or_else(|| panic!("no row {first:?} {second:?} in\n{md}"))
+}
+
 fn md_row(md: &str, first: &str) -> Vec<String> {
     md.lines()
         .map(|l| {
@@ -185,6 +196,13 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
             }
         }
     }
+    // The variants differ in one setting, as in the grid file: the paired table compares them.
+    for c in cells
+        .iter_mut()
+        .filter(|c| c.variant.as_deref() == Some("bn-tau"))
+    {
+        c.config.model.tau.rule = deepres::model::config::TauRule::InvSqrt;
+    }
     let find = |v: &str, d: i64, s: u64| {
         cells
             .iter()
@@ -235,19 +253,20 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
         ]
     );
     // Mean ± sample std, by hand: bn best (8.25, 8.75): 8.50 ± 0.35; final (8.40, 9.10): 8.75 ± 0.49.
+    // 95 % interval with n = 2: ± t(0.975, 1) · s/√2 = ± 12.706 · 0.3536/1.4142 = ± 3.18.
     assert!((sd2(8.25, 8.75) - 0.3536).abs() < 1e-4 && (sd2(8.40, 9.10) - 0.4950).abs() < 1e-4);
     assert_eq!(
         md_row(&md, "20"),
         [
             "20",
-            "8.50 ± 0.35 (2)",
+            "8.50 ± 0.35, CI [5.32, 11.68] (n = 2)",
             "8.75 ± 0.49 (2)",
             "8.08",
-            "+0.42",
-            "7.80 ± 0.28 (2)",
+            "+0.42 (inside our CI)",
+            "7.80 ± 0.28, CI [5.26, 10.34] (n = 2)",
             "7.95 ± 0.35 (2)",
             "7.89",
-            "-0.09"
+            "-0.09 (inside our CI)"
         ]
     );
     assert_eq!(
@@ -273,19 +292,48 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
         md_row(&md, "110"),
         [
             "110",
-            "7.00 ± 0.14 (2)",
+            "7.00 ± 0.14, CI [5.73, 8.27] (n = 2)",
             "7.15 ± 0.21 (2)",
             "6.61",
-            "+0.39",
-            "6.00; 1 missing",
+            "+0.39 (inside our CI)",
+            "6.00 (n = 1, no interval); 1 missing",
             "6.00; 1 missing",
             "5.83",
             "+0.17"
         ]
     );
 
+    // Paired by seed, bn-tau − bn (they differ in model.tau.rule only). Depth 20: differences
+    // −0.65, −0.75: mean −0.70, s = 0.0707, interval ± 12.706 · 0.05 = ± 0.635, t = −14,
+    // p = 2(1 − F₁(14)) = 1 − 2·atan(14)/π = 0.045. Depth 110: one pair (seed 0: best 6.00 −
+    // 6.90 = −0.90), no interval.
+    assert_eq!(
+        md_row_pair(&md, "20", "bn-tau − bn"),
+        [
+            "20",
+            "bn-tau − bn",
+            "model.tau.rule",
+            "2",
+            "-0.70",
+            "[-1.34, -0.06]",
+            "0.045"
+        ]
+    );
+    assert_eq!(
+        md_row_pair(&md, "110", "bn-tau − bn"),
+        [
+            "110",
+            "bn-tau − bn",
+            "model.tau.rule",
+            "1",
+            "-0.90",
+            "n = 1: no interval",
+            "–"
+        ]
+    );
     // Files: Markdown, CSV (parseable, numbers), plot.
     let report = sweep.join("report");
+    assert!(report.join("z1-paired.csv").is_file());
     for f in plot_files("z1")
         .iter()
         .chain(&["z1.md".to_string(), "z1.csv".to_string()])
@@ -312,11 +360,14 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
             "finished",
             "best_mean",
             "best_std",
+            "best_ci_lo",
+            "best_ci_hi",
             "final_mean",
             "final_std",
             "status",
             "published",
-            "delta"
+            "delta",
+            "published_in_ci"
         ]
     );
     let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
@@ -330,15 +381,19 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
     let bn20 = get("20", "bn");
     assert!((bn20[4].parse::<f64>().unwrap() - 8.5).abs() < 1e-9);
     assert!((bn20[5].parse::<f64>().unwrap() - sd2(8.25, 8.75)).abs() < 1e-4);
-    assert_eq!(&bn20[8], "finished (2/2 seeds)");
-    assert_eq!(bn20[9].parse::<f64>().unwrap(), 8.08);
-    assert!((bn20[10].parse::<f64>().unwrap() - 0.42).abs() < 1e-9);
+    // the interval's ends: 8.50 ∓ 3.1765
+    assert!((bn20[6].parse::<f64>().unwrap() - 5.3235).abs() < 1e-3, "{bn20:?}");
+    assert!((bn20[7].parse::<f64>().unwrap() - 11.6765).abs() < 1e-3, "{bn20:?}");
+    assert_eq!(&bn20[10], "finished (2/2 seeds)");
+    assert_eq!(bn20[11].parse::<f64>().unwrap(), 8.08);
+    assert!((bn20[12].parse::<f64>().unwrap() - 0.42).abs() < 1e-9);
+    assert_eq!(&bn20[13], "true");
     let bn56 = get("56", "bn");
     assert_eq!(
-        (&bn56[3], &bn56[4], &bn56[8]),
+        (&bn56[3], &bn56[4], &bn56[10]),
         ("0", "", "diverged at epoch 2 (2/2 seeds)")
     );
-    assert_eq!(&get("32", "bn-tau")[8], "missing");
+    assert_eq!(&get("32", "bn-tau")[10], "missing");
 }
 
 #[test]
@@ -394,7 +449,7 @@ fn one_table_per_other_key_and_single_seed_values() {
             "20",
             "diverged at epoch 1",
             "diverged at epoch 1",
-            "10.00",
+            "10.00 (n = 1, no interval)",
             "10.50"
         ]
     );

@@ -8,11 +8,13 @@
 //! - Building blocks, shared by all papers' tables and figures:
 //!   [`plot`] (line plots, SVG + PNG, log axes, several panels), [`heatmap`] (heatmaps), [`table`] (Markdown and CSV
 //!   tables), [`runs`] (a run directory loaded leniently: config, summary, metrics), and
-//!   [`published`] (the papers' numbers to print beside ours).
+//!   [`published`] (the papers' numbers to print beside ours), [`stats`] (mean, std, Student t
+//!   intervals and paired tests over seeds).
 pub mod acceptance;
 pub mod compare;
 pub mod heatmap;
 pub mod plot;
 pub mod published;
 pub mod runs;
+pub mod stats;
 pub mod table;

@@ -5,7 +5,11 @@
 //!   the variants; one table per combination of the other grid keys; seeds aggregated. For each
 //!   table `<name>.md` (Markdown), `<name>.csv` (long form, one line per row × variant, numbers
 //!   only) and `<name>.svg`/`.png` (best test error vs the row value, one line per variant;
-//!   log-x when the row values span more than 10×) where the row values are numbers.
+//!   log-x when the row values span more than 10×) where the row values are numbers. The best
+//!   column gives mean ± std and the 95 % Student t interval (n ≥ 2 seeds); the published
+//!   number is marked inside or outside it. Variants whose configs differ in exactly one
+//!   setting (e.g. BN vs BN + τ) get `<name>-paired.md`/`.csv`: the difference of their best
+//!   errors paired by seed, its interval and the paired t-test's p-value.
 //! - `kind: curves`: one two-panel figure (train loss | test error % per epoch, one line per
 //!   variant and seed) per combination of the grid keys, `<name>.svg`/`.png`, and one long CSV
 //!   `<grid name>.csv` (`epoch,variant,<grid keys...>,seed,train_loss,test_error`) of what was
@@ -20,6 +24,7 @@ use crate::report::published;
 use crate::sweep::grid::{Cell, Grid, ReportKind, ReportSpec};
 
 mod curves;
+mod paired;
 mod table;
 
 use curves::render_curves;

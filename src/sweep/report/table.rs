@@ -4,6 +4,7 @@
 //! numeric rows, a plot of the best test error per variant.
 use anyhow::{bail, Result};
 
+use super::paired;
 use super::{
     cell_value, combo_of, combo_stem, combo_text, file_list, first_seen, format_mean_std, mean_std,
     runs_note, ReportContext,
@@ -11,6 +12,7 @@ use super::{
 use crate::report::plot::{self, PlotSpec, Series};
 use crate::report::published;
 use crate::report::runs::RunRecord;
+use crate::report::stats::Estimate;
 use crate::report::table::Table;
 use crate::sweep::grid::Cell;
 use crate::train::RunStatus;
@@ -20,6 +22,8 @@ use crate::train::RunStatus;
 struct Agg {
     seeds: usize,
     best: Vec<f64>,
+    /// (seed, best test error) of the finished seeds, for the paired differences.
+    best_by_seed: Vec<(u64, f64)>,
     fin: Vec<f64>,
     diverged: Vec<i64>,
     running: Vec<(i64, i64)>,
@@ -27,16 +31,17 @@ struct Agg {
 }
 
 impl Agg {
-    fn of(records: &[RunRecord]) -> Agg {
+    fn of(records: &[(u64, RunRecord)]) -> Agg {
         let mut a = Agg {
             seeds: records.len(),
             ..Default::default()
         };
-        for r in records {
+        for (seed, r) in records {
             match r.status() {
                 RunStatus::Finished => match (r.best_test_error(), r.final_test_error()) {
                     (Some(b), Some(f)) => {
                         a.best.push(b);
+                        a.best_by_seed.push((*seed, b));
                         a.fin.push(f);
                     }
                     // Finished but with no test accuracy on record: treat as not there.
@@ -103,10 +108,13 @@ impl Agg {
         }
     }
 
-    /// The text of a best/final column: numbers when some seed finished, else the state.
-    fn text(&self, xs: &[f64]) -> String {
+    /// The text of a best/final column: numbers when some seed finished (with the 95 %
+    /// interval when `interval`), else the state.
+    fn text(&self, xs: &[f64], interval: bool) -> String {
         if self.seeds == 0 {
             "–".into()
+        } else if !xs.is_empty() && interval {
+            Estimate::of(xs).map_or_else(String::new, |e| e.text()) + &self.others()
         } else if !xs.is_empty() {
             format_mean_std(xs) + &self.others()
         } else if !self.diverged.is_empty() {
@@ -129,22 +137,25 @@ impl Agg {
                 self.others()
             )
         } else {
-            self.text(&[])
+            self.text(&[], false)
         }
     }
 }
 
 /// The columns of the long CSV after the row, the variant and the other grid keys.
-const LONG_COLUMNS: [&str; 9] = [
+const LONG_COLUMNS: [&str; 12] = [
     "seeds",
     "finished",
     "best_mean",
     "best_std",
+    "best_ci_lo",
+    "best_ci_hi",
     "final_mean",
     "final_std",
     "status",
     "published",
     "delta",
+    "published_in_ci",
 ];
 
 pub(super) fn render_tables(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
@@ -184,6 +195,8 @@ struct Filled<'c> {
     numeric_rows: bool,
     in_table: Vec<&'c Cell>,
     same_dataset: bool,
+    /// (row, variant, (seed, best test error) of its finished seeds), for the paired table.
+    by_seed: paired::BySeed,
 }
 
 impl<'a> Layout<'a> {
@@ -289,6 +302,20 @@ impl<'a> Layout<'a> {
         let csv_path = dir.join(format!("{stem_name}.csv"));
         filled.long.write_csv(&csv_path)?;
         let mut files = vec![md_path, csv_path];
+        let pairs = paired::variant_pairs(cells, &self.variants);
+        let mut body = body;
+        if !pairs.is_empty() {
+            let t = paired::paired_table(&title, &self.row_header, &pairs, &filled.by_seed);
+            let md = t.to_markdown()
+                + "\nb − a: difference of the best test errors (points) of the same seed; \
+                   95 % Student t interval and two-sided paired t-test over the seeds both finished.\n";
+            let stem = format!("{stem_name}-paired");
+            crate::util::write_atomic(&dir.join(format!("{stem}.md")), &md)?;
+            t.write_csv(&dir.join(format!("{stem}.csv")))?;
+            files.push(dir.join(format!("{stem}.md")));
+            files.push(dir.join(format!("{stem}.csv")));
+            body += &format!("\n{md}");
+        }
         let series = &filled.series;
         if filled.numeric_rows && series.iter().any(|s| !s.points.is_empty()) {
             let xs: Vec<f64> = series
@@ -313,7 +340,8 @@ impl<'a> Layout<'a> {
     fn body(&self, filled: &Filled) -> String {
         let mut body = filled.table.to_markdown();
         body += "\nbest: lowest test error (%) over the epochs; final: at the last epoch; mean ± sample std (n \
-                 finished seeds) over seeds.\n";
+                 finished seeds) over seeds; CI: the 95 % Student t interval of the mean (none from one seed); \
+                 the published number is marked inside or outside it.\n";
         body += &runs_note(&filled.in_table);
         if let Some(d) = self.pub_key.and_then(published::describe) {
             body += &format!("published: {d}; Δ = ours best − published.\n");
@@ -348,6 +376,7 @@ impl<'a> Layout<'a> {
             numeric_rows: self.rows.is_some(),
             in_table,
             same_dataset,
+            by_seed: Vec::new(),
         };
         for rv in &self.row_values {
             let in_row: Vec<&Cell> = cells
@@ -379,26 +408,33 @@ impl<'a> Layout<'a> {
         (vi, v): (usize, &Option<String>),
         in_row: &[&Cell],
     ) {
-        let group: Vec<RunRecord> = in_row
+        let group: Vec<(u64, RunRecord)> = in_row
             .iter()
             .filter(|c| &c.variant == v)
-            .map(|c| RunRecord::load(&c.dir()))
+            .map(|c| (c.seed, RunRecord::load(&c.dir())))
             .collect();
         let agg = Agg::of(&group);
-        line.push(agg.text(&agg.best));
-        line.push(agg.text(&agg.fin));
+        line.push(agg.text(&agg.best, true));
+        line.push(agg.text(&agg.fin, false));
         let best = mean_std(&agg.best);
-        let publ = match (self.pub_key, v) {
-            (Some(k), Some(v)) => published::lookup(k, v, rv),
+        let est = Estimate::of(&agg.best);
+        let in_ci = match (est, publ_of(self.pub_key, v, rv)) {
+            (Some(e), Some(p)) if filled.same_dataset => e.contains(p),
             _ => None,
         };
+        let publ = publ_of(self.pub_key, v, rv);
         let delta = match (best, publ) {
             (Some((m, _, _)), Some(p)) if filled.same_dataset => Some(m - p),
             _ => None,
         };
         if self.with_pub(v) {
             line.push(publ.map_or_else(|| "–".into(), |p| format!("{p:.2}")));
-            line.push(delta.map_or_else(|| "–".into(), |d| format!("{d:+.2}")));
+            let mark = match in_ci {
+                Some(true) => " (inside our CI)",
+                Some(false) => " (outside our CI)",
+                None => "",
+            };
+            line.push(delta.map_or_else(|| "–".into(), |d| format!("{d:+.2}{mark}")));
         }
         let num = |o: Option<f64>| o.map_or_else(String::new, |x| format!("{x:.4}"));
         let fin = mean_std(&agg.fin);
@@ -409,15 +445,29 @@ impl<'a> Layout<'a> {
             agg.best.len().to_string(),
             num(best.map(|b| b.0)),
             num(best.map(|b| b.1)),
+            num(est.and_then(|e| e.ci).map(|c| c.0)),
+            num(est.and_then(|e| e.ci).map(|c| c.1)),
             num(fin.map(|f| f.0)),
             num(fin.map(|f| f.1)),
             agg.status(),
             num(publ),
             num(delta),
+            in_ci.map_or_else(String::new, |b| b.to_string()),
         ]);
+        filled
+            .by_seed
+            .push((rv.clone(), v.clone(), agg.best_by_seed.clone()));
         filled.long.push(l);
         if let (Some(x), Some((m, _, _))) = (x, best) {
             filled.series[vi].points.push((x, m));
         }
+    }
+}
+
+/// The published number of variant `v` at row `rv`, if the table has a source.
+fn publ_of(key: Option<&str>, v: &Option<String>, rv: &str) -> Option<f64> {
+    match (key, v) {
+        (Some(k), Some(v)) => published::lookup(k, v, rv),
+        _ => None,
     }
 }
