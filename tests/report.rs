@@ -382,8 +382,14 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
     assert!((bn20[4].parse::<f64>().unwrap() - 8.5).abs() < 1e-9);
     assert!((bn20[5].parse::<f64>().unwrap() - sd2(8.25, 8.75)).abs() < 1e-4);
     // the interval's ends: 8.50 ∓ 3.1765
-    assert!((bn20[6].parse::<f64>().unwrap() - 5.3235).abs() < 1e-3, "{bn20:?}");
-    assert!((bn20[7].parse::<f64>().unwrap() - 11.6765).abs() < 1e-3, "{bn20:?}");
+    assert!(
+        (bn20[6].parse::<f64>().unwrap() - 5.3235).abs() < 1e-3,
+        "{bn20:?}"
+    );
+    assert!(
+        (bn20[7].parse::<f64>().unwrap() - 11.6765).abs() < 1e-3,
+        "{bn20:?}"
+    );
     assert_eq!(&bn20[10], "finished (2/2 seeds)");
     assert_eq!(bn20[11].parse::<f64>().unwrap(), 8.08);
     assert!((bn20[12].parse::<f64>().unwrap() - 0.42).abs() < 1e-9);

@@ -354,3 +354,109 @@ fn cuda_graph_on_cpu_is_refused_in_one_line() {
         "a refused run leaves no directory"
     );
 }
+
+/// blocks.csv: one row per block at epoch 0 and after each epoch, once each across a resume,
+/// with values that have closed forms at initialization.
+#[test]
+fn per_block_diagnostics_have_their_closed_forms() {
+    use deepres::train::diagnostics::{self, BlockRow};
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let read = |name: &str| diagnostics::read(&tmp.path().join(name).join("blocks.csv")).unwrap();
+    let at = |rows: &[BlockRow], e: i64| -> Vec<BlockRow> {
+        rows.iter().filter(|r| r.epoch == e).cloned().collect()
+    };
+    // ReZero: τ_ℓ = 0 at initialization, so every block is relu(skip) and adds nothing:
+    // branch_to_skip = 0, and within stage 1 (identity shortcuts, inputs ≥ 0 after a relu)
+    // h_ℓ = h_{ℓ−1} exactly: equal norms. Its weights get no gradient, only its α does.
+    let rz = [
+        "model.norm=none",
+        "model.tau.learnable=rezero",
+        "train.epochs=2",
+    ];
+    let cfg = config(tmp.path(), "rezero", &rz);
+    train::run(
+        &cfg,
+        &RunOptions {
+            stop_after: Some(1),
+            ..quiet()
+        },
+    )
+    .unwrap();
+    train::run(
+        &cfg,
+        &RunOptions {
+            resume: true,
+            ..quiet()
+        },
+    )
+    .unwrap();
+    let rows = read("rezero");
+    assert_eq!(
+        rows.len(),
+        3 * 3,
+        "(epochs 0, 1, 2) × 3 blocks, once each: {rows:?}"
+    );
+    let e0 = at(&rows, 0);
+    for r in &e0 {
+        assert_eq!((r.tau, r.branch_to_skip), (0.0, 0.0), "{r:?}");
+        assert!(r.grad_norm > 0.0 && r.weight_norm > 0.0, "{r:?}");
+    }
+    assert_eq!(e0[0].stage, 1);
+    assert_eq!(e0[2].stage, 3);
+    // depth 8: one block per stage; with depth 14 (two per stage) the stage-1 norms are equal
+    let cfg = config(
+        tmp.path(),
+        "rezero14",
+        &[
+            "model.norm=none",
+            "model.tau.learnable=rezero",
+            "model.depth=14",
+            "train.epochs=1",
+        ],
+    );
+    train::run(&cfg, &quiet()).unwrap();
+    let e0 = at(&read("rezero14"), 0);
+    assert_eq!(e0[0].h_norm, e0[1].h_norm, "{e0:?}");
+    assert!(
+        at(&read("rezero14"), 1).iter().any(|r| r.tau != 0.0),
+        "α trains"
+    );
+    // τ enters the ratio linearly: the same initial weights (same seed) with τ = 0.5 and 0.25
+    // give block 1 the same branch and skip, so its ratio halves (to rounding).
+    let mut ratio = Vec::new();
+    for (name, tau) in [("half", "0.5"), ("quarter", "0.25")] {
+        let v = format!("model.tau.value={tau}");
+        let sets = [
+            "model.norm=none",
+            "model.tau.rule=fixed",
+            v.as_str(),
+            "train.epochs=1",
+        ];
+        train::run(&config(tmp.path(), name, &sets), &quiet()).unwrap();
+        let e0 = at(&read(name), 0);
+        assert_eq!(e0[0].tau.to_string(), tau);
+        ratio.push(e0[0].branch_to_skip);
+    }
+    assert!((ratio[0] / ratio[1] - 2.0).abs() < 1e-5, "{ratio:?}");
+    // the shared learnable τ of every block is metrics.csv's τ of the same epoch
+    let sets = [
+        "model.norm=none",
+        "model.tau.rule=inv_sqrt",
+        "model.tau.learnable=shared",
+        "train.epochs=2",
+    ];
+    train::run(&config(tmp.path(), "shared", &sets), &quiet()).unwrap();
+    let blocks = read("shared");
+    for m in metrics::read(&tmp.path().join("shared/metrics.csv")).unwrap() {
+        for r in at(&blocks, m.epoch) {
+            assert!(
+                (r.tau - m.tau).abs() < 1e-6,
+                "epoch {}: {} vs {}",
+                m.epoch,
+                r.tau,
+                m.tau
+            );
+        }
+    }
+}

@@ -165,6 +165,11 @@ impl BasicBlock {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.trace(x, train).out
+    }
+
+    /// The block's pieces: its skip path, τ·f(x) and its output.
+    pub fn trace(&self, x: &Tensor, train: bool) -> BlockTrace {
         let branch = self.branch(x, train);
         // Fixup downsamples x + b1a; the τ paper's blocks downsample x.
         let skip = match (&self.biases, &self.shortcut) {
@@ -173,13 +178,31 @@ impl BasicBlock {
             }
             _ => self.shortcut.forward_t(x, train),
         };
+        let scaled = self.tau.scale(&branch);
         // out = relu(x_skip + τ · f(x))   [Fixup: relu(x_skip + τ · f(x) + b2b), τ its multiplier]
-        let out = skip + self.tau.scale(&branch);
-        match (&self.biases, self.fixup) {
+        let out = &skip + &scaled;
+        let out = match (&self.biases, self.fixup) {
             (Some(b), true) => (out + &b.b2b).relu(),
             _ => out.relu(),
-        }
+        };
+        BlockTrace { skip, scaled, out }
     }
+
+    /// τ as this block sees it (reads the device for a learned τ).
+    pub fn tau_value(&self) -> f64 {
+        self.tau.value()
+    }
+}
+
+/// One block's forward pass in pieces, for the per-block diagnostics.
+#[derive(Debug)]
+pub struct BlockTrace {
+    /// x_skip: the identity or the downsampling shortcut.
+    pub skip: Tensor,
+    /// τ · f(x).
+    pub scaled: Tensor,
+    /// The block's output h_ℓ.
+    pub out: Tensor,
 }
 
 /// The CIFAR ResNet-(6n+2).
@@ -376,6 +399,11 @@ impl ResNet {
             (None, Some(b)) => (h + b).relu(),
             (None, None) => h.relu(),
         }
+    }
+
+    /// The residual blocks, in order (for diagnostics).
+    pub fn blocks(&self) -> &[BasicBlock] {
+        &self.blocks
     }
 
     /// h_L from h_0: the L residual blocks.

@@ -49,6 +49,13 @@ pub enum EpochStatus {
 
 /// Appends one row (writing the header first if the file is new), then flushes and fsyncs.
 pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
+    append_rows(path, std::slice::from_ref(row), row.epoch)
+}
+
+/// Appends `rows` of an epoch-keyed CSV (metrics.csv, blocks.csv: first column `epoch`),
+/// the header first if the file is new, then flushes and fsyncs; `epoch` names the crash
+/// point of the tests.
+pub fn append_rows<T: Serialize>(path: &Path, rows: &[T], epoch: i64) -> Result<()> {
     let new = !path.exists()
         || std::fs::metadata(path)
             .map(|m| m.len() == 0)
@@ -56,8 +63,10 @@ pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
     let mut w = csv::WriterBuilder::new()
         .has_headers(new)
         .from_writer(Vec::new());
-    w.serialize(row)
-        .with_context(|| format!("{}: cannot write row", path.display()))?;
+    for row in rows {
+        w.serialize(row)
+            .with_context(|| format!("{}: cannot write row", path.display()))?;
+    }
     let bytes = w
         .into_inner()
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
@@ -66,7 +75,7 @@ pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("{}: cannot open for appending", path.display()))?;
-    if super::crash_point("csv-row", row.epoch) {
+    if super::crash_point("csv-row", epoch) {
         // the test of a kill inside this write: half the row, then SIGKILL
         file.write_all(&bytes[..bytes.len() / 2])?;
         file.sync_data()?;
@@ -80,6 +89,11 @@ pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
 
 /// Reads all rows.
 pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
+    read_rows(path)
+}
+
+/// Reads all rows of an epoch-keyed CSV.
+pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
     r.deserialize()

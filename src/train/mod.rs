@@ -5,6 +5,7 @@ pub mod adam;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod diagnostics;
 pub mod eval;
 pub mod export;
 pub mod graph;
@@ -64,6 +65,9 @@ pub fn epoch_seed(seed: u64, epoch: i64) -> i64 {
     ((seed as i64).wrapping_mul(1_000_003)).wrapping_add(epoch + 1) & i64::MAX
 }
 
+/// Images in the fixed batch of the per-block diagnostics ([`diagnostics`]).
+const DIAG_BATCH: i64 = 128;
+
 /// What one run trains with: the model, its optimizer and step, the data on the device.
 struct Trainer {
     vs: VarStore,
@@ -78,6 +82,8 @@ struct Trainer {
     data_name: String,
     /// The per-channel mean and std the inputs are normalized with.
     input_norm: (Vec<f64>, Vec<f64>),
+    /// The fixed batch of the per-block diagnostics (the first training images).
+    diag_batch: (tch::Tensor, tch::Tensor),
 }
 
 impl Trainer {
@@ -95,6 +101,10 @@ impl Trainer {
             |s| DeviceData::new(s, &split.mean, &split.std, device).with_channels_last(cl);
         let train_data = on_device(&split.train);
         let test_data = on_device(&split.test);
+        let diag_batch = train_data
+            .eval_batches(DIAG_BATCH)
+            .next()
+            .context("the training set is empty")?;
 
         tch::manual_seed(cfg.seed as i64);
         let vs = VarStore::new(device);
@@ -122,6 +132,7 @@ impl Trainer {
             device,
             data_name: split.name.to_string(),
             input_norm: (split.mean.clone(), split.std.clone()),
+            diag_batch,
         })
     }
 
@@ -148,6 +159,13 @@ impl Trainer {
             );
         }
         Ok((saved.epoch, saved.best_test_acc, saved.best_epoch))
+    }
+
+    /// The per-block diagnostics after `epoch` epochs, appended to blocks.csv.
+    fn diagnose(&self, dir: &Path, epoch: i64) -> Result<()> {
+        let (x, y) = &self.diag_batch;
+        let rows = diagnostics::measure(&self.model, &self.vs, x, y, epoch);
+        diagnostics::append(dir, &rows)
     }
 
     /// Trains epoch `epoch` (0-based) and evaluates; the row for metrics.csv.
@@ -217,12 +235,15 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     if load_ckpt {
         (start_epoch, best_acc, best_epoch) = tr.restore(cfg, &dir, &run_hash)?;
         metrics::truncate_after(&csv_path, start_epoch)?;
+        metrics::truncate_after(&dir.join(diagnostics::FILE), start_epoch)?;
         if !opts.quiet {
             eprintln!("{}: resuming after epoch {start_epoch}", dir.display());
         }
     } else {
         // A fresh start: no stale rows from an attempt killed before its first checkpoint.
         metrics::truncate_after(&csv_path, 0)?;
+        let _ = std::fs::remove_file(dir.join(diagnostics::FILE));
+        tr.diagnose(&dir, 0)?;
     }
     if !opts.quiet {
         eprintln!(
@@ -242,6 +263,9 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         }
         let row = tr.epoch(cfg, epoch, steps_per_epoch, bar.as_ref())?;
         metrics::append(&csv_path, &row)?;
+        if row.status == EpochStatus::Ok {
+            tr.diagnose(&dir, epoch + 1)?;
+        }
         if crash_point("after-csv", epoch + 1) {
             die();
         }
