@@ -500,7 +500,24 @@ fn curves_write_two_panel_figures_and_the_long_csv() {
     write_run(&cells[0], Run::Finished(&[30.0, 20.0, 15.0]));
     write_run(&cells[1], Run::Finished(&[35.0, 25.0, 18.0]));
     write_run(&cells[2], Run::Diverged(&[80.0]));
-    // cells[3] (fixup) never ran.
+    // cells[3] (fixup) never ran. The two finished runs have per-block diagnostics.
+    for c in &cells[..2] {
+        let rows: Vec<deepres::train::diagnostics::BlockRow> = (0..=3)
+            .flat_map(|e| {
+                (0..4).map(move |b| deepres::train::diagnostics::BlockRow {
+                    epoch: e,
+                    block: b,
+                    stage: 1 + 3 * b / 4,
+                    tau: 0.1 * e as f64,
+                    branch_to_skip: if e == 0 { 0.0 } else { 0.1 * (b + 1) as f64 },
+                    h_norm: 1.0,
+                    weight_norm: 1.0,
+                    grad_norm: 0.1,
+                })
+            })
+            .collect();
+        deepres::train::diagnostics::append(&c.dir(), &rows).unwrap();
+    }
     let spec = ReportSpec {
         kind: ReportKind::Curves,
         title: "Figure Z3".into(),
@@ -566,6 +583,18 @@ fn curves_write_two_panel_figures_and_the_long_csv() {
     );
     assert_eq!(md_row(&md, "nobn-tau1")[6], "diverged at epoch 2");
     assert_eq!(md_row(&md, "fixup")[6], "missing");
+    // per-block figures of the runs that have blocks.csv, side by side (one column each)
+    let blocks = md_row(&md, "‖τ·f‖/‖skip‖");
+    assert_eq!(blocks.len(), 3, "{md}");
+    for name in [&cells[0].name, &cells[1].name] {
+        for kind in ["ratio", "tau"] {
+            let f = report.join(format!("z3-{name}-{kind}.svg"));
+            assert!(f.is_file(), "{} missing", f.display());
+        }
+    }
+    let heat =
+        std::fs::read_to_string(report.join(format!("z3-{}-ratio.svg", cells[0].name))).unwrap();
+    assert!(heat.contains("log10"), "the heatmap names its value");
 }
 
 #[test]

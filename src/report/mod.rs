@@ -3,6 +3,7 @@
 //!
 //! - [`acceptance`]: a figure's acceptance checks, its verdict line, acceptance.csv and the
 //!   exit status of a failed check.
+//! - [`blocks`]: a run's per-block diagnostics as a heatmap block × epoch and τ curves.
 //! - [`compare`]: `deepres compare A B` joins two runs' metrics.csv per epoch (normalized vs
 //!   unnormalized) into one CSV and a Markdown table.
 //! - Building blocks, shared by all papers' tables and figures:
@@ -11,6 +12,7 @@
 //!   [`published`] (the papers' numbers to print beside ours), [`stats`] (mean, std, Student t
 //!   intervals and paired tests over seeds).
 pub mod acceptance;
+pub mod blocks;
 pub mod compare;
 pub mod heatmap;
 pub mod plot;

@@ -5,6 +5,7 @@ use anyhow::Result;
 use std::collections::BTreeSet;
 
 use super::{combo_of, combo_stem, combo_text, file_list, runs_note, slug, ReportContext};
+use crate::report::blocks::block_figures;
 use crate::report::plot::{self, Panel, PlotSpec, Series};
 use crate::report::runs::RunRecord;
 use crate::report::table::Table;
@@ -162,7 +163,49 @@ impl<'c> Figure<'c> {
         } else {
             md += "\nno epochs logged yet: no figure\n\n";
         }
+        md += &self.block_section(stem)?;
         Ok(md)
+    }
+
+    /// Each run's per-block figures (ratio heatmap, τ curves), side by side in one table.
+    fn block_section(&self, stem: &std::path::Path) -> Result<String> {
+        let mut heads = Vec::new();
+        let mut ratio = Vec::new();
+        let mut tau = Vec::new();
+        for c in &self.cells {
+            let name = format!(
+                "{}-{}",
+                stem.file_name().unwrap_or_default().to_string_lossy(),
+                c.name
+            );
+            let files = block_figures(&c.dir(), &stem.with_file_name(name), &c.name)?;
+            let pick = |suffix: &str| {
+                files
+                    .iter()
+                    .find(|f| f.to_string_lossy().ends_with(suffix))
+                    .map_or_else(|| "–".into(), |f| format!("`{}`", f.display()))
+            };
+            if files.is_empty() {
+                continue;
+            }
+            heads.push(c.name.clone());
+            ratio.push(pick("-ratio.svg"));
+            tau.push(pick("-tau.svg"));
+        }
+        if heads.is_empty() {
+            return Ok(String::new());
+        }
+        let mut t = Table::new(
+            "per block (blocks.csv): log10 ‖τ·f‖/‖skip‖ over block × epoch, and τ per block",
+            std::iter::once(String::new()).chain(heads).collect(),
+        );
+        t.push(
+            std::iter::once("‖τ·f‖/‖skip‖".to_string())
+                .chain(ratio)
+                .collect(),
+        );
+        t.push(std::iter::once("τ".to_string()).chain(tau).collect());
+        Ok(format!("{}\n", t.to_markdown()))
     }
 
     /// One long-CSV line per logged epoch of cell `c`'s run `r`.
