@@ -84,14 +84,15 @@ $(FONT):
 build: setup
 	cargo build --release
 
-## test: the whole test suite (CPU, a few minutes after the build), then test-slurm where it
-## can run (root or passwordless sudo; about a minute). SLURM_TEST=0 leaves it out.
+## test: the whole test suite (CPU, a few minutes after the build), then test-slurm (root or
+## passwordless sudo; about a minute). Where test-slurm cannot run, `make test` fails rather
+## than pass without it; SLURM_TEST=0 leaves it out on purpose (and says so).
 SLURM_TEST ?= auto
 test: setup
 	cargo test --release
-	@if [ "$(SLURM_TEST)" = 0 ]; then echo "test: test-slurm left out (SLURM_TEST=0)"; \
+	@if [ "$(SLURM_TEST)" = 0 ]; then echo "test: test-slurm left out (SLURM_TEST=0): the Slurm path is untested"; \
 	elif [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then $(MAKE) --no-print-directory test-slurm; \
-	else echo "test: test-slurm left out (needs root or passwordless sudo for the Slurm daemons)"; fi
+	else echo "test: FAILED: test-slurm cannot run here (it needs root or passwordless sudo for the Slurm daemons); run it where it can, or leave it out with \`make test SLURM_TEST=0\`" >&2; exit 1; fi
 
 ## test-slurm: a one-node Slurm on localhost (Debian's slurm-wlm and munge, installed when
 ## missing; loopback only), a 3-cell grid as a job array, one task cancelled mid-run and

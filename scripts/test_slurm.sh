@@ -2,7 +2,9 @@
 # make test-slurm: a one-node Slurm on localhost (munged, slurmctld, slurmd from Debian's
 # slurm-wlm and munge, a generated slurm.conf, loopback only), then a small deepres grid
 # submitted as a job array; one task is cancelled mid-run and resubmitted; at the end every
-# cell must be finished with each epoch exactly once in its metrics.csv.
+# cell must be finished with each epoch exactly once in its metrics.csv, and the cancelled and
+# resumed cell's metrics.csv must equal an uninterrupted run's of the same cell byte for byte
+# except the two timing columns (epoch_seconds, images_per_second: wall-clock measurements).
 # Usage: scripts/test_slurm.sh [path/to/deepres]   (needs root or sudo for the daemons)
 set -euo pipefail
 DEEPRES=$(realpath "${1:-target/release/deepres}")
@@ -121,5 +123,24 @@ for c in s0 s1 s2; do
   grep -q '"finished"' "runs/slurm/$c/summary.json"
 done
 grep -l 'resuming after epoch' runs/slurm/slurm/*.out >/dev/null || { echo "test-slurm: no task resumed"; cat runs/slurm/slurm/*.out; exit 1; }
+
+# The cancelled cell against an uninterrupted run of the same cell (same grid, another out_dir,
+# here without Slurm; one intra-op thread in both, so CPU results repeat bit for bit).
+sed "s|^out_dir: .*|out_dir: $W/ref|" grid.yaml > ref.yaml
+"$DEEPRES" sweep ref.yaml --cell 1 -q
+# metrics.csv without the columns named epoch_seconds and images_per_second (both must exist).
+untimed() {
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "epoch_seconds" || $i == "images_per_second") { drop[i] = 1; n++ }
+                     if (n != 2) { print "test-slurm: " FILENAME ": timing columns not found: " $0 > "/dev/stderr"; exit 1 } }
+           { out = ""; sep = ""; for (i = 1; i <= NF; i++) if (!(i in drop)) { out = out sep $i; sep = "," }; print out }' "$1"
+}
+untimed runs/slurm/s1/metrics.csv > s1-resumed.csv
+untimed ref/slurm/s1/metrics.csv > s1-uninterrupted.csv
+[ "$(wc -l < s1-uninterrupted.csv)" = 7 ] || { echo "test-slurm: the uninterrupted run has no 6 epochs"; cat s1-uninterrupted.csv; exit 1; }
+if ! cmp -s s1-resumed.csv s1-uninterrupted.csv; then
+  echo "test-slurm: the cancelled and resumed cell differs from an uninterrupted run (timing columns left out):"
+  diff s1-resumed.csv s1-uninterrupted.csv || true
+  exit 1
+fi
 PASSED=1
-echo "test-slurm: OK: every cell finished with each epoch once; the cancelled cell resumed from its checkpoint"
+echo "test-slurm: OK: every cell finished with each epoch once; the cancelled cell resumed from its checkpoint and its metrics.csv equals an uninterrupted run's (timing columns aside)"

@@ -16,11 +16,11 @@
 //! [`bayes_ceiling`]`(min_weight)` (≈ 83% for the default 0.4), while the dominant
 //! template is easy to pick up, so a small CNN beats chance clearly after one epoch.
 //!
-//! Measured (tests/data.rs): a 2-conv CNN gets 35% after one epoch of 3000 images (CPU);
-//! a small BN ResNet (3 blocks, 15 epochs, crop+flip, 10000 images, on an H200) reaches
-//! 81% after 3 epochs and 83.5% at the end (ceiling 83.3%); with `min_weight` 0.3 / 0.45
-//! it ends at 71% / 90% (ceilings 71% / 91%); without the mixture (`min_weight = 1`,
-//! an earlier version of this generator) it reached 100%.
+//! Measured (tests/loader.rs): a 2-conv CNN gets 35% after one epoch of 3000 images (CPU);
+//! a small BN ResNet (examples/synthetic_difficulty.rs: 3 blocks, 15 epochs, crop+flip,
+//! 10000 images, on an H200) reaches 81% after 3 epochs and 83.5% at the end (ceiling
+//! 83.3%); with `min_weight` 0.3 / 0.45 it ends at 71% / 90% (ceilings 71% / 91%); without
+//! the mixture (`min_weight = 1`, an earlier version of this generator) it reached 100%.
 //!
 //! Everything is drawn from a ChaCha8 stream seeded from the user's seed (never torch's
 //! global RNG): stream 0 makes the templates, stream 1 the training set, stream 2 the test

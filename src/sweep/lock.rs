@@ -83,9 +83,16 @@ impl Owner {
         })
     }
 
-    /// Whether the owner is certainly gone (see the module doc).
+    /// Whether the owner is certainly gone (see the module doc), judged from this process.
     pub fn is_gone(&self) -> bool {
-        if self.host == hostname() {
+        self.is_gone_from(&Here::current())
+    }
+
+    /// Whether the owner is certainly gone, judged from `here`: on `here.host`, by its pid
+    /// and the pid's start time; elsewhere, by its Slurm task (`here.slurm_task` itself, or a
+    /// task `here.squeue` no longer lists).
+    pub fn is_gone_from(&self, here: &Here) -> bool {
+        if self.host == here.host {
             if !pid_alive(self.pid) {
                 return true;
             }
@@ -97,8 +104,34 @@ impl Owner {
         match &self.slurm {
             // An earlier attempt of this very array task (requeued onto another node), or a
             // task Slurm no longer runs.
-            Some(task) => slurm_task().as_deref() == Some(task.as_str()) || slurm_task_gone(task),
+            Some(task) => {
+                here.slurm_task.as_deref() == Some(task.as_str())
+                    || slurm_task_gone(&here.squeue, task)
+            }
             None => false,
+        }
+    }
+}
+
+/// Where a lock's owner is judged from: this host, this process's Slurm array task, and the
+/// `squeue` program asked about another task. [`Here::current`] is this process; the tests
+/// build others (a stand-in `squeue`, a Slurm task of their choosing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Here {
+    pub host: String,
+    /// `JOB_TASK` from `SLURM_ARRAY_JOB_ID` and `SLURM_ARRAY_TASK_ID`, when both are set.
+    pub slurm_task: Option<String>,
+    /// The `squeue` to run (found on `PATH` when not a path).
+    pub squeue: PathBuf,
+}
+
+impl Here {
+    /// This process: its host name, its Slurm array task and `squeue` from `PATH`.
+    pub fn current() -> Here {
+        Here {
+            host: hostname(),
+            slurm_task: slurm_task(),
+            squeue: PathBuf::from("squeue"),
         }
     }
 }
@@ -259,8 +292,10 @@ fn pid_alive(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks after boot), on Linux.
-fn pid_start(pid: u32) -> Option<u64> {
+/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks after boot), on Linux. The
+/// fields are counted after the last `)`, since the command name (field 2) may hold spaces and
+/// parentheses.
+pub fn pid_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 1..];
     after_comm.split_whitespace().nth(19)?.parse().ok()
@@ -277,9 +312,10 @@ fn slurm_task() -> Option<String> {
     ))
 }
 
-/// True when `squeue` answers and no longer lists the task (finished, cancelled, failed).
-fn slurm_task_gone(task: &str) -> bool {
-    match std::process::Command::new("squeue")
+/// True when `squeue` answers and no longer lists the task (finished, cancelled, failed), or
+/// calls its id invalid (Slurm forgot it); false when it lists it or cannot be asked.
+fn slurm_task_gone(squeue: &Path, task: &str) -> bool {
+    match std::process::Command::new(squeue)
         .args(["-h", "-o", "%T", "-j", task])
         .output()
     {

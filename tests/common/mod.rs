@@ -76,3 +76,21 @@ pub fn python_oracle(script: &str, args: &[&str]) -> String {
     );
     text
 }
+
+/// Whether a CUDA test can run here. Without CUDA it prints a note and returns false (the test
+/// then returns early), except under `DEEPRES_REQUIRE_CUDA=1` (set by scripts/gpu_tests.sh on
+/// a GPU machine), where a missing GPU fails the test instead of letting it pass unrun.
+pub fn cuda_or_skip(test: &str) -> bool {
+    if tch::Cuda::is_available() {
+        return true;
+    }
+    if std::env::var("DEEPRES_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+        panic!(
+            "{test}: DEEPRES_REQUIRE_CUDA=1 but CUDA is not available (no GPU, no driver, or a libtorch without CUDA)"
+        );
+    }
+    eprintln!(
+        "note: CUDA not available: {test} skipped (DEEPRES_REQUIRE_CUDA=1 makes that a failure)"
+    );
+    false
+}

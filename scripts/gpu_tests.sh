@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The tests that need a GPU, in one run (issue 22). A GPU machine has no cargo: the test
+# executables are built here and carried over, as the GPU check and bench scripts carry the
+# release binary.
+#
+#   scripts/gpu_tests.sh --prepare   # build machine (cargo): builds tests/gpu.rs, tests/loader.rs
+#                                    # and deepres; copies them to target/gpu-tests/ (carry that)
+#   scripts/gpu_tests.sh [OUT_DIR]   # GPU machine, in the repository root: runs them
+#
+# Each test runs alone from its executable with an exact filter, under DEEPRES_REQUIRE_CUDA=1,
+# so a test whose CUDA part cannot run FAILS instead of skipping; a filter that matches no
+# test fails too (the harness would say "0 passed" and exit 0). The tests and their oracles:
+#   loader cuda_loader_matches_cpu: the CUDA loader and augmentation equal the CPU ones;
+#   gpu fp16_loss_scaling_skips_an_overflowing_step_and_recovers: a step whose fp16 gradients
+#       overflow is skipped (weights unchanged, scale halved), the next is taken exactly;
+#   gpu autocast_dtype_inside_the_region_and_restored_after: bf16/fp16 inside, fp32 after,
+#       nested regions restore the outer dtype;
+#   gpu a_graphed_step_equals_the_ordinary_one: CUDA-graph steps vs ordinary steps, fp32, bf16;
+#   gpu gpus_pin_one_child_per_device: `sweep --gpus` over every GPU, one child per device,
+#       each child's CUDA_VISIBLE_DEVICES its one device, cells on cuda:0 (with one GPU this
+#       checks one child at a time on it; the pinning across devices needs two or more).
+# Output: OUT_DIR/gpu-tests.log (everything) and OUT_DIR/results.txt (one line per test).
+# Exit status 0 only when every test passed. DRY_RUN_CPU=1 runs them without
+# DEEPRES_REQUIRE_CUDA on a machine without a GPU (CPU parts only; a check of this script).
+# libtorch: the binaries' rpath, else LD_LIBRARY_PATH, else TORCH_LIB, else python3's torch,
+# else /opt/torch/.venv's.
+set -uo pipefail
+DIR=target/gpu-tests
+TESTS=(
+  "loader cuda_loader_matches_cpu"
+  "gpu fp16_loss_scaling_skips_an_overflowing_step_and_recovers"
+  "gpu autocast_dtype_inside_the_region_and_restored_after"
+  "gpu a_graphed_step_equals_the_ordinary_one"
+  "gpu gpus_pin_one_child_per_device"
+)
+
+prepare() {
+  set -e
+  cargo build --release
+  local json
+  json=$(cargo test --release --no-run --test gpu --test loader --message-format=json)
+  rm -rf "$DIR" && mkdir -p "$DIR"
+  for t in gpu loader; do
+    exe=$(python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$t" <<< "$json")
+    [ -n "$exe" ] || { echo "gpu-tests: no executable for tests/$t.rs"; exit 1; }
+    cp "$exe" "$DIR/$t"
+  done
+  cp target/release/deepres "$DIR/deepres"
+  { echo "commit $(git rev-parse HEAD)"; git status --porcelain | sed 's/^/dirty /'; } > "$DIR/BUILD"
+  echo "gpu-tests: $DIR ready ($(du -sh "$DIR" | cut -f1)); carry it to the GPU machine"
+  cat "$DIR/BUILD"
+}
+
+# Makes libtorch findable when the binaries' rpath (the build machine's venv) is not there.
+find_libtorch() {
+  if ldd "$DIR/deepres" | grep -q 'libtorch.*not found'; then
+    local lib=${TORCH_LIB:-}
+    if [ -z "$lib" ]; then
+      lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
+    fi
+    if [ -z "$lib" ]; then  # where the device machines of BENCHMARKS.md had it
+      lib=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib 2>/dev/null | head -n 1)
+    fi
+    export LD_LIBRARY_PATH=${lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    if ldd "$DIR/deepres" | grep -q 'not found'; then
+      echo "gpu-tests: libtorch not found (set TORCH_LIB to torch's lib directory)"
+      ldd "$DIR/deepres" | grep 'not found'
+      return 1
+    fi
+  fi
+}
+
+run_all() {
+  local out=${1:-gpu-tests-out}
+  mkdir -p "$out"
+  local log=$out/gpu-tests.log results=$out/results.txt
+  : > "$results"
+  exec > >(tee -a "$log") 2>&1
+  for f in gpu loader deepres BUILD; do
+    [ -e "$DIR/$f" ] || { echo "gpu-tests: $DIR/$f missing: run scripts/gpu_tests.sh --prepare on the build machine"; exit 1; }
+  done
+  find_libtorch || exit 1
+  echo "== date: $(date -u +%FT%TZ)"
+  cat "$DIR/BUILD"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv
+  export DEEPRES_BIN=$PWD/$DIR/deepres
+  "$DEEPRES_BIN" info
+  if [ -n "${DRY_RUN_CPU:-}" ]; then
+    echo "== DRY_RUN_CPU: DEEPRES_REQUIRE_CUDA unset, CUDA parts skip (this is no GPU result)"
+    unset DEEPRES_REQUIRE_CUDA
+  else
+    export DEEPRES_REQUIRE_CUDA=1
+    "$DEEPRES_BIN" info | grep -qx 'cuda_available: true' || echo "gpu-tests: CUDA is not available: every test below must fail"
+  fi
+  local failed=0
+  for t in "${TESTS[@]}"; do
+    read -r exe name <<< "$t"
+    echo "== $exe $name"
+    local start=$SECONDS
+    "$DIR/$exe" "$name" --exact --nocapture --test-threads=1 > "$out/$name.log" 2>&1
+    local rc=$?
+    cat "$out/$name.log"
+    if [ "$rc" = 0 ] && grep -q '^test result: ok. 1 passed' "$out/$name.log"; then
+      echo "PASS $exe $name ($((SECONDS - start)) s)" | tee -a "$results"
+    else
+      failed=$((failed + 1))
+      echo "FAIL $exe $name (exit $rc, $((SECONDS - start)) s)" | tee -a "$results"
+    fi
+  done
+  echo "== $((${#TESTS[@]} - failed)) of ${#TESTS[@]} passed${DRY_RUN_CPU:+ (DRY_RUN_CPU: CPU parts only)}"
+  cat "$results"
+  [ "$failed" = 0 ]
+}
+
+case "${1:-}" in
+  --prepare) prepare ;;
+  -h | --help) sed -n '2,26p' "$0" ;;
+  *) run_all "$@" ;;
+esac

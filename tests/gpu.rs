@@ -1,0 +1,398 @@
+//! What only a GPU exercises, as tests with exact oracles: fp16 loss scaling skips the step
+//! whose gradients overflow and recovers, bf16/fp16 autocast gives the low dtype inside its
+//! region and the previous one after, a CUDA-graph step equals the ordinary step, and
+//! `sweep --gpus` runs one child per listed device, each seeing only its own.
+//!
+//! Each test runs what it can on the CPU (loss scaling with an explicit overflow, the `--gpus`
+//! scheduling and pinning of the environment) and its CUDA part when CUDA is there; without
+//! CUDA that part is skipped with a note, and fails under `DEEPRES_REQUIRE_CUDA=1`, which
+//! scripts/gpu_tests.sh sets on a GPU machine (where `DEEPRES_BIN` names the deepres binary,
+//! since the path compiled into this test is the build machine's).
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use deepres::model::config::ModelConfig;
+use deepres::model::ResNet;
+use deepres::train::config::{Precision, SgdConfig};
+use deepres::train::graph::{self, Stepper};
+use deepres::train::sgd::Sgd;
+use deepres::train::StepSums;
+use deepres::util::torch_ext::cuda_autocast;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+mod common;
+use common::{cuda_or_skip, serial};
+
+// ---------------------------------------------------------------- fp16 loss scaling
+
+/// SGD without momentum and weight decay (p -= lr·g exactly) with loss scaling on `device`,
+/// over one parameter `w` of `n` elements, all `w0`.
+fn scaled_sgd(device: Device, n: i64, w0: f64) -> (VarStore, Tensor, Sgd) {
+    let vs = VarStore::new(device);
+    let w = vs.root().var("w", &[1, n], tch::nn::Init::Const(w0));
+    let cfg = SgdConfig {
+        lr: 0.5,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        nesterov: false,
+        scalar_lr_mult: 1.0,
+    };
+    let opt = Sgd::new(&vs, cfg, 1).with_loss_scaling(device);
+    (vs, w, opt)
+}
+
+/// (scale, growth tracker, found_inf) of the optimizer's loss scaler.
+fn scaler_state(opt: &Sgd) -> (f64, i64, f64) {
+    let sc = opt.scaler.as_ref().expect("loss scaling is on");
+    (
+        sc.scale.double_value(&[0]),
+        sc.growth_tracker.int64_value(&[0]),
+        sc.found_inf.double_value(&[0]),
+    )
+}
+
+/// An explicit overflow (any device): the gradient 1e35 times the scale 2¹⁶ is beyond fp32,
+/// so the step is skipped (w unchanged) and the scale halves; the next, finite step is taken
+/// (w -= lr·g) at the halved scale; after 2000 clean steps the scale doubles.
+fn overflow_then_recover(device: Device) {
+    let (_vs, w, mut opt) = scaled_sgd(device, 3, 1.0);
+    let before = w.copy();
+    let c = Tensor::from_slice(&[1e35f32, 1.0, 1.0]).to_device(device);
+    opt.backward(&(&w * &c).sum(Kind::Float));
+    opt.step(0.5);
+    assert!(w.equal(&before), "{device:?}: an overflowed step changed w");
+    assert_eq!(scaler_state(&opt), (32768.0, 0, 1.0), "{device:?}");
+    let c = Tensor::from_slice(&[2.0f32, -4.0, 0.5]).to_device(device);
+    opt.backward(&(&w * &c).sum(Kind::Float));
+    opt.step(0.5);
+    let want = Tensor::from_slice(&[0.0f32, 3.0, 0.75]).view([1, 3]);
+    assert!(
+        w.to_device(Device::Cpu).equal(&want),
+        "{device:?}: w = {w} after the clean step, want {want}"
+    );
+    assert_eq!(scaler_state(&opt), (32768.0, 1, 0.0), "{device:?}");
+    let c = Tensor::from_slice(&[0.0f32, 0.0, 0.0]).to_device(device);
+    for _ in 1..2000 {
+        opt.backward(&(&w * &c).sum(Kind::Float));
+        opt.step(0.5);
+    }
+    assert_eq!(
+        scaler_state(&opt),
+        (65536.0, 0, 0.0),
+        "{device:?}: no growth"
+    );
+}
+
+/// A real fp16 overflow under CUDA autocast: y = x·wᵀ runs in fp16 with x all ones (4 × 8),
+/// loss = Σ y. The scaled gradient of y is the scale itself, of w 4·scale: beyond fp16's 65504
+/// at scales 65536, 32768 and 16384 (each step skipped, the scale halved), within it at 8192,
+/// where the step is taken with the exact unscaled gradient 4.
+fn fp16_autocast_overflow_then_recover() {
+    let device = Device::Cuda(0);
+    let (_vs, w, mut opt) = scaled_sgd(device, 8, 1.0);
+    let x = Tensor::ones([4, 8], (Kind::Float, device));
+    for (k, scale) in [65536.0, 32768.0, 16384.0, 8192.0].into_iter().enumerate() {
+        assert_eq!(scaler_state(&opt).0, scale, "before step {k}");
+        let y = cuda_autocast(false, || x.matmul(&w.tr())).unwrap();
+        assert_eq!(y.kind(), Kind::Half, "autocast fp16 is not on");
+        opt.backward(&y.to_kind(Kind::Float).sum(Kind::Float));
+        opt.step(0.5);
+        let skipped = k < 3;
+        assert_eq!(
+            scaler_state(&opt).2,
+            skipped as i64 as f64,
+            "step {k}, scale {scale}"
+        );
+        let want = if skipped { 1.0 } else { 1.0 - 0.5 * 4.0 };
+        let off = (&w - want).abs().max().double_value(&[]);
+        assert_eq!(off, 0.0, "step {k}: w = {w}, want all {want}");
+    }
+    assert_eq!(scaler_state(&opt), (8192.0, 1, 0.0));
+}
+
+#[test]
+fn fp16_loss_scaling_skips_an_overflowing_step_and_recovers() {
+    overflow_then_recover(Device::Cpu);
+    if cuda_or_skip("fp16_loss_scaling_skips_an_overflowing_step_and_recovers (CUDA part)") {
+        overflow_then_recover(Device::Cuda(0));
+        fp16_autocast_overflow_then_recover();
+    }
+}
+
+// ---------------------------------------------------------------- autocast
+
+/// Inside `cuda_autocast(bf16)` a CUDA matmul and convolution give bf16 (fp16), after it fp32
+/// again; nested regions restore the outer one's dtype when the inner one ends; the result
+/// of the closure comes out; the model's forward in bf16 returns fp32 logits.
+#[test]
+fn autocast_dtype_inside_the_region_and_restored_after() {
+    if !cuda_or_skip("autocast_dtype_inside_the_region_and_restored_after") {
+        return;
+    }
+    let dev = Device::Cuda(0);
+    let x = Tensor::ones([4, 4], (Kind::Float, dev));
+    let img = Tensor::ones([2, 3, 8, 8], (Kind::Float, dev));
+    let k = Tensor::ones([5, 3, 3, 3], (Kind::Float, dev));
+    let mm = || x.matmul(&x).kind();
+    let conv = || img.conv2d(&k, None::<Tensor>, [1], [1], [1], 1).kind();
+    assert_eq!((mm(), conv()), (Kind::Float, Kind::Float));
+    for (bf16, low) in [(true, Kind::BFloat16), (false, Kind::Half)] {
+        let inside = cuda_autocast(bf16, || (mm(), conv())).unwrap();
+        assert_eq!(inside, (low, low), "bf16 = {bf16}");
+        assert_eq!(
+            (mm(), conv()),
+            (Kind::Float, Kind::Float),
+            "after bf16 = {bf16}"
+        );
+    }
+    let nested = cuda_autocast(false, || {
+        let outer = mm();
+        let inner = cuda_autocast(true, mm).unwrap();
+        (outer, inner, mm())
+    })
+    .unwrap();
+    assert_eq!(nested, (Kind::Half, Kind::BFloat16, Kind::Half));
+    assert_eq!(mm(), Kind::Float);
+    let _g = serial();
+    tch::manual_seed(0);
+    let vs = VarStore::new(dev);
+    let cfg = ModelConfig {
+        depth: 8,
+        ..ModelConfig::default()
+    };
+    let net = ResNet::new(&vs.root(), &cfg, 3, 10).unwrap();
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, dev));
+    let logits = deepres::train::forward(&net, &x, true, Precision::Bf16);
+    assert_eq!(logits.kind(), Kind::Float);
+    assert_eq!(mm(), Kind::Float, "the forward left autocast on");
+}
+
+// ---------------------------------------------------------------- CUDA graphs
+
+/// Every variable of a var store (parameters and batch-norm statistics), by name, on the CPU.
+fn variables(vs: &VarStore) -> BTreeMap<String, Tensor> {
+    vs.variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_device(Device::Cpu).to_kind(Kind::Double)))
+        .collect()
+}
+
+/// max |a − b| over all variables.
+fn max_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> f64 {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .map(|(k, t)| (t - &b[k]).abs().max().double_value(&[]))
+        .fold(0.0, f64::max)
+}
+
+/// Runs `steps` (batch sizes) of training on ResNet-8 copies of `init` through a stepper with
+/// or without a CUDA graph; returns the variables after and the loss, correct and gradient
+/// norm sums.
+fn train_steps(
+    init: &VarStore,
+    graphed: bool,
+    precision: Precision,
+    batches: &[(Tensor, Tensor)],
+) -> (BTreeMap<String, Tensor>, [f64; 3]) {
+    let dev = Device::Cuda(0);
+    let cfg = ModelConfig {
+        depth: 8,
+        ..ModelConfig::default()
+    };
+    let mut vs = VarStore::new(dev);
+    let net = ResNet::new(&vs.root(), &cfg, 3, 10).unwrap();
+    vs.copy(init).unwrap();
+    let mut opt = Sgd::for_precision(&vs, SgdConfig::default(), net.num_blocks, precision);
+    let full = batches[0].1.size()[0];
+    let mut stepper = Stepper::new(graphed, dev, full, &mut opt).unwrap();
+    assert_eq!(stepper.graphed(), graphed);
+    let mut sums = StepSums::new(dev);
+    for (k, (x, y)) in batches.iter().enumerate() {
+        let lr = 0.1 / (k + 1) as f64;
+        stepper
+            .step(&net, &mut opt, x, y, lr, precision, true, &mut sums)
+            .unwrap();
+    }
+    assert_eq!(sums.steps, batches.len() as i64);
+    let s = [&sums.loss, &sums.correct, &sums.grad_norm].map(|t| t.double_value(&[]));
+    (variables(&vs), s)
+}
+
+/// A CUDA-graph stepper (3 ordinary warm-up steps, the capture, replays, a partial batch as an
+/// ordinary step in between) against ordinary steps from the same weights on the same batches
+/// with a learning rate changing every step: the weights, batch-norm statistics and sums
+/// agree to a small fraction of how far training moved them (a replay that did nothing, or
+/// read a stale batch or rate, is off by the whole movement), in fp32 and bf16.
+#[test]
+fn a_graphed_step_equals_the_ordinary_one() {
+    if !cuda_or_skip("a_graphed_step_equals_the_ordinary_one") {
+        return;
+    }
+    assert!(
+        graph::available(),
+        "CUDA is here but this build has no CUDA graphs (CUDA headers missing at build time)"
+    );
+    let _g = serial();
+    let dev = Device::Cuda(0);
+    tch::manual_seed(0);
+    let init = VarStore::new(dev);
+    let cfg = ModelConfig {
+        depth: 8,
+        ..ModelConfig::default()
+    };
+    let _net = ResNet::new(&init.root(), &cfg, 3, 10).unwrap();
+    let start = variables(&init);
+    let batch = |b: i64| {
+        let x = Tensor::randn([b, 3, 32, 32], (Kind::Float, dev));
+        let y = Tensor::randint(10, [b], (Kind::Int64, dev));
+        (x, y)
+    };
+    let mut batches: Vec<(Tensor, Tensor)> = (0..7).map(|_| batch(16)).collect();
+    batches.push(batch(7));
+    batches.extend((0..3).map(|_| batch(16)));
+    for (precision, tol) in [(Precision::Fp32, 1e-3), (Precision::Bf16, 2e-2)] {
+        let (plain, s_plain) = train_steps(&init, false, precision, &batches);
+        let (graphed, s_graph) = train_steps(&init, true, precision, &batches);
+        let moved = max_diff(&plain, &start);
+        let off = max_diff(&plain, &graphed);
+        assert!(
+            moved > 1e-3,
+            "{precision:?}: training did not move the weights"
+        );
+        assert!(
+            off <= tol * moved,
+            "{precision:?}: graphed and ordinary differ by {off} (training moved {moved})"
+        );
+        for (a, b) in s_plain.iter().zip(&s_graph) {
+            assert!(
+                (a - b).abs() <= tol * a.abs().max(1.0),
+                "{precision:?}: sums {s_plain:?} vs {s_graph:?}"
+            );
+        }
+        eprintln!(
+            "{precision:?}: max difference {off:.3e}, movement {moved:.3e}, sums {s_plain:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- --gpus
+
+/// The deepres binary: `DEEPRES_BIN` when set (the GPU machine), else the one cargo built.
+fn deepres_bin() -> PathBuf {
+    std::env::var_os("DEEPRES_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_deepres")))
+}
+
+/// `CUDA_VISIBLE_DEVICES` in the environment of process `pid` (None when it is gone).
+fn visible_devices(pid: u32) -> Option<Option<String>> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    Some(
+        env.split(|&b| b == 0)
+            .filter_map(|kv| kv.strip_prefix(b"CUDA_VISIBLE_DEVICES="))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .next(),
+    )
+}
+
+/// The live children holding cell locks in `sweep_dir`: (cell, pid, CUDA_VISIBLE_DEVICES).
+fn lock_holders(sweep_dir: &Path) -> Vec<(String, u32, Option<String>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(sweep_dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(cell) = name.strip_suffix(".lock") else {
+            continue;
+        };
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let pid = text
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("pid="))
+            .and_then(|p| p.parse().ok());
+        if let Some(pid) = pid {
+            if let Some(vis) = visible_devices(pid) {
+                out.push((cell.to_string(), pid, vis));
+            }
+        }
+    }
+    out
+}
+
+/// Runs `sweep --gpus <slots>` on a 4-cell grid on `device` and watches it: every child (the
+/// pid in a cell's lock) sees exactly one of the listed devices in `CUDA_VISIBLE_DEVICES`, no
+/// two live children share one, every listed device is used when there are more cells than
+/// devices, and every cell finishes, in its summary on `want_device`.
+fn gpus_run_one_child_per_device(slots: &[&str], device: &str, want_device: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = tmp.path().join("pin.yaml");
+    std::fs::write(
+        &grid,
+        format!(
+            "name: pin\nout_dir: runs\nbase:\n  device: {device}\n  data: {{name: synthetic, synthetic_train: 256, synthetic_test: 32}}\n  model: {{depth: 8}}\n  train: {{epochs: 2, batch_size: 32, eval_batch_size: 32, optimizer: {{lr: 0.05}}, schedule: {{kind: constant}}}}\nseeds: [0, 1, 2, 3]\n"
+        ),
+    )
+    .unwrap();
+    let mut sweep = Command::new(deepres_bin())
+        .args(["sweep", "pin.yaml", "-q", "--gpus", &slots.join(",")])
+        .current_dir(tmp.path())
+        .env("OMP_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("sweep.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let dir = tmp.path().join("runs/pin");
+    let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let t0 = Instant::now();
+    let status = loop {
+        let holders = lock_holders(&dir);
+        let mut busy = BTreeSet::new();
+        for (cell, pid, vis) in holders {
+            let vis = vis.unwrap_or_else(|| panic!("{cell} (pid {pid}) sees every device"));
+            assert!(
+                slots.contains(&vis.as_str()),
+                "{cell} sees {vis:?}, not one of {slots:?}"
+            );
+            assert!(busy.insert(vis.clone()), "two children on device {vis}");
+            seen.entry(cell).or_default().insert(vis);
+        }
+        if let Some(status) = sweep.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "the sweep takes too long"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let log = std::fs::read_to_string(tmp.path().join("sweep.err")).unwrap();
+    assert!(status.success(), "sweep --gpus failed: {status}: {log}");
+    assert_eq!(seen.len(), 4, "cells seen running: {seen:?}");
+    let used: BTreeSet<&String> = seen.values().flatten().collect();
+    assert_eq!(
+        used.len(),
+        slots.len(),
+        "devices used: {used:?} of {slots:?}"
+    );
+    for c in ["s0", "s1", "s2", "s3"] {
+        let s = deepres::train::read_summary(&dir.join(c)).unwrap();
+        assert_eq!(s.status.as_str(), "finished", "{c}");
+        assert_eq!(s.device, want_device, "{c}");
+    }
+    eprintln!("--gpus {}: cells on devices {seen:?}", slots.join(","));
+}
+
+/// `--gpus`: on the CPU, with CPU cells, the scheduling and the environment each child gets
+/// (the device names are only names there); with CUDA, CUDA cells on every device there is,
+/// each child running on `cuda:0` = the one device it sees.
+#[test]
+fn gpus_pin_one_child_per_device() {
+    gpus_run_one_child_per_device(&["0", "1"], "cpu", "Cpu");
+    if cuda_or_skip("gpus_pin_one_child_per_device (CUDA part)") {
+        let n = tch::Cuda::device_count();
+        let names: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        let slots: Vec<&str> = names.iter().map(String::as_str).collect();
+        gpus_run_one_child_per_device(&slots, "cuda", "Cuda(0)");
+    }
+}
