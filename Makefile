@@ -35,7 +35,7 @@ RUNS := runs
 
 ## setup: libtorch venv, Fashion-MNIST and a font for PNG plots, each only when missing
 ## (a second run takes seconds)
-setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(TORCH_VENV)/.oracles $(FASHION) $(FONT) .cargo/config.toml
+setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(TORCH_VENV)/.oracles-v2 $(FASHION) $(FONT) .cargo/config.toml
 
 # Plain `cargo build` / `cargo test` (a Rust user's habit) build exactly as `make build` does:
 # torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH), which this
@@ -65,9 +65,11 @@ $(TORCH_VENV)/.cuda-headers: $(TORCH_VENV)/.installed
 	touch $@
 
 # The tests' PyTorch oracles (tests/oracles/*.py) read the Rust side's tensors with the
-# safetensors package; numpy is what torchvision's pickled CIFAR batches hold.
-ORACLE_SPEC := numpy==2.4.6 safetensors==0.8.0
-$(TORCH_VENV)/.oracles: $(TORCH_VENV)/.installed
+# safetensors package; numpy is what torchvision's pickled CIFAR batches hold; TensorBoard's
+# own reader checks the event files deepres writes.
+# (the stamp's version goes up with the list, so cached venvs get the new packages)
+ORACLE_SPEC := numpy==2.4.6 safetensors==0.8.0 tensorboard==2.21.0
+$(TORCH_VENV)/.oracles-v2: $(TORCH_VENV)/.installed
 	@echo "setup: installing $(ORACLE_SPEC) (the tests' PyTorch oracles) into $(TORCH_VENV)"
 	$(TORCH_VENV)/bin/pip install --quiet --disable-pip-version-check $(ORACLE_SPEC)
 	touch $@

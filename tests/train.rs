@@ -460,3 +460,66 @@ fn per_block_diagnostics_have_their_closed_forms() {
         }
     }
 }
+
+/// log.tensorboard: TensorBoard's own reader (the tensorboard package in the project's venv)
+/// reads every metrics.csv column and every blocks.csv value back, per epoch, as written
+/// (float32), across a resume.
+#[test]
+fn tensorboard_reads_back_every_scalar() {
+    use deepres::train::diagnostics;
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "log.tensorboard=true",
+        "model.norm=none",
+        "model.tau.learnable=shared",
+    ];
+    let cfg = config(tmp.path(), "tb", &sets);
+    train::run(
+        &cfg,
+        &RunOptions {
+            stop_after: Some(1),
+            ..quiet()
+        },
+    )
+    .unwrap();
+    train::run(
+        &cfg,
+        &RunOptions {
+            resume: true,
+            ..quiet()
+        },
+    )
+    .unwrap();
+    let dir = tmp.path().join("tb");
+    let text = common::python_oracle("tensorboard_read.py", &[dir.to_str().unwrap()]);
+    let read: std::collections::BTreeMap<String, Vec<(i64, f64)>> =
+        serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    // TensorBoard keeps float32 (simple_value); compared as such.
+    let f32_eq = |got: f64, want: f64| got as f32 == want as f32 || (got.is_nan() && want.is_nan());
+    let rows = metrics::read(&dir.join("metrics.csv")).unwrap();
+    assert_eq!(rows.len(), 3);
+    let cols: [(&str, fn(&metrics::EpochRow) -> f64); 4] = [
+        ("train_loss", |r| r.train_loss),
+        ("test_acc", |r| r.test_acc),
+        ("tau", |r| r.tau),
+        ("lr", |r| r.lr),
+    ];
+    for (col, get) in cols {
+        let series = &read[&format!("metrics/{col}")];
+        assert_eq!(series.len(), rows.len(), "{col}: {series:?}");
+        for (r, (step, v)) in rows.iter().zip(series) {
+            assert_eq!(*step, r.epoch);
+            assert!(f32_eq(*v, get(r)), "{col} epoch {step}: {v} vs {}", get(r));
+        }
+    }
+    let blocks = diagnostics::read(&dir.join("blocks.csv")).unwrap();
+    assert_eq!(blocks.len(), 4 * 3, "epochs 0..=3 × 3 blocks");
+    for b in &blocks {
+        let series = &read[&format!("blocks/branch_to_skip/{}", b.block + 1)];
+        let v = series.iter().find(|(s, _)| *s == b.epoch).unwrap().1;
+        assert!(f32_eq(v, b.branch_to_skip), "{b:?}: {v}");
+    }
+    let n_tags = 9 + 5 * 3;
+    assert_eq!(read.len(), n_tags, "{:?}", read.keys().collect::<Vec<_>>());
+}

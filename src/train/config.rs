@@ -27,6 +27,24 @@ pub struct RunConfig {
     pub data: DataConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    /// What is logged besides metrics.csv and blocks.csv; it does not change results, is left
+    /// out of config.yaml when default, and a resume may change it.
+    #[serde(skip_serializing_if = "LogConfig::is_default")]
+    pub log: LogConfig,
+}
+
+/// `log:`: extra logs of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// TensorBoard event files next to metrics.csv ([`crate::train::tensorboard`]).
+    pub tensorboard: bool,
+}
+
+impl LogConfig {
+    pub fn is_default(&self) -> bool {
+        *self == LogConfig::default()
+    }
 }
 
 impl Default for RunConfig {
@@ -39,6 +57,7 @@ impl Default for RunConfig {
             data: DataConfig::default(),
             model: ModelConfig::default(),
             train: TrainConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

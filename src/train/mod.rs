@@ -15,6 +15,7 @@ pub mod schedule;
 pub mod sgd;
 pub mod step;
 pub mod tensor_file;
+pub mod tensorboard;
 
 use anyhow::{bail, Context, Result};
 use std::io::IsTerminal;
@@ -161,11 +162,12 @@ impl Trainer {
         Ok((saved.epoch, saved.best_test_acc, saved.best_epoch))
     }
 
-    /// The per-block diagnostics after `epoch` epochs, appended to blocks.csv.
-    fn diagnose(&self, dir: &Path, epoch: i64) -> Result<()> {
+    /// The per-block diagnostics after `epoch` epochs, appended to blocks.csv; returned.
+    fn diagnose(&self, dir: &Path, epoch: i64) -> Result<Vec<diagnostics::BlockRow>> {
         let (x, y) = &self.diag_batch;
         let rows = diagnostics::measure(&self.model, &self.vs, x, y, epoch);
-        diagnostics::append(dir, &rows)
+        diagnostics::append(dir, &rows)?;
+        Ok(rows)
     }
 
     /// Trains epoch `epoch` (0-based) and evaluates; the row for metrics.csv.
@@ -243,7 +245,16 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         // A fresh start: no stale rows from an attempt killed before its first checkpoint.
         metrics::truncate_after(&csv_path, 0)?;
         let _ = std::fs::remove_file(dir.join(diagnostics::FILE));
-        tr.diagnose(&dir, 0)?;
+    }
+    let mut tb = match cfg.log.tensorboard {
+        true => Some(tensorboard::EventWriter::create(&dir).context("log.tensorboard")?),
+        false => None,
+    };
+    if !load_ckpt {
+        let blocks = tr.diagnose(&dir, 0)?;
+        if let Some(w) = &mut tb {
+            w.scalars(0, &tb_scalars(None, &blocks))?;
+        }
     }
     if !opts.quiet {
         eprintln!(
@@ -263,8 +274,12 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         }
         let row = tr.epoch(cfg, epoch, steps_per_epoch, bar.as_ref())?;
         metrics::append(&csv_path, &row)?;
-        if row.status == EpochStatus::Ok {
-            tr.diagnose(&dir, epoch + 1)?;
+        let blocks = match row.status {
+            EpochStatus::Ok => tr.diagnose(&dir, epoch + 1)?,
+            EpochStatus::Diverged => Vec::new(),
+        };
+        if let Some(w) = &mut tb {
+            w.scalars(epoch + 1, &tb_scalars(Some(&row), &blocks))?;
         }
         if crash_point("after-csv", epoch + 1) {
             die();
@@ -412,6 +427,35 @@ fn save_best(dir: &Path, tr: &Trainer, s: &Summary, run_hash: &str) -> Result<()
         ("config_sha256".to_string(), run_hash.to_string()),
     ]);
     crate::util::safetensors_file::write(&dir.join(run_dir::BEST_FILE), &tensors, &meta)
+}
+
+/// The TensorBoard scalars of one epoch: metrics.csv's numeric columns (`metrics/<column>`)
+/// and blocks.csv's values per block (`blocks/<value>/<block>`, blocks counted from 1).
+fn tb_scalars(row: Option<&EpochRow>, blocks: &[diagnostics::BlockRow]) -> Vec<(String, f64)> {
+    let mut v = Vec::new();
+    if let Some(r) = row {
+        let cols = [
+            ("lr", r.lr),
+            ("train_loss", r.train_loss),
+            ("train_acc", r.train_acc),
+            ("test_loss", r.test_loss),
+            ("test_acc", r.test_acc),
+            ("grad_norm", r.grad_norm),
+            ("tau", r.tau),
+            ("epoch_seconds", r.epoch_seconds),
+            ("images_per_second", r.images_per_second),
+        ];
+        v.extend(cols.iter().map(|(k, x)| (format!("metrics/{k}"), *x)));
+    }
+    for b in blocks {
+        let k = b.block + 1;
+        v.push((format!("blocks/tau/{k}"), b.tau));
+        v.push((format!("blocks/branch_to_skip/{k}"), b.branch_to_skip));
+        v.push((format!("blocks/h_norm/{k}"), b.h_norm));
+        v.push((format!("blocks/weight_norm/{k}"), b.weight_norm));
+        v.push((format!("blocks/grad_norm/{k}"), b.grad_norm));
+    }
+    v
 }
 
 /// The per-epoch progress line.

@@ -156,10 +156,11 @@ pub fn config_conflict(cfg: &RunConfig) -> Option<String> {
     );
     match old {
         // out_dir says where the run is, not what it is (a moved sweep, a relative path
-        // made absolute for a Slurm task): it does not count.
+        // made absolute for a Slurm task), and log what is logged: neither counts.
         Ok(old)
             if RunConfig {
                 out_dir: cfg.out_dir.clone(),
+                log: cfg.log.clone(),
                 ..old.clone()
             } == *cfg =>
         {
