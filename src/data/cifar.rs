@@ -158,11 +158,6 @@ fn concat(parts: &[Dataset]) -> Dataset {
     }
 }
 
-/// A format error on `path` saying what a pickled batch's `what` should have been.
-fn bad(path: &Path, what: String) -> DataError {
-    DataError::format(path, what)
-}
-
 /// Read one pickled CIFAR batch of torchvision's python layout holding `n_expected` images:
 /// a dict whose `data` is a uint8 numpy array `[n_expected, 3072]` and whose `label_key` is
 /// a list of `n_expected` ints in `0..num_classes`. Keys may be bytes (as in the official
@@ -174,55 +169,68 @@ pub fn read_cifar_pickle(
     label_key: &str,
     num_classes: i64,
 ) -> Result<Dataset, DataError> {
+    let bad = |what: String| DataError::format(path, what);
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => bad(
-            path,
-            format!("missing: expected a pickled CIFAR batch of {n_expected} images"),
-        ),
+        std::io::ErrorKind::NotFound => bad(format!(
+            "missing: expected a pickled CIFAR batch of {n_expected} images"
+        )),
         _ => DataError::io(path, 0, e),
     })?;
-    let value = pickle::load(&bytes).map_err(|e| bad(path, e.to_string()))?;
+    let value = pickle::load(&bytes).map_err(|e| bad(e.to_string()))?;
     if !matches!(value, Value::Dict(_)) {
-        return Err(bad(
-            path,
-            format!("the pickle holds a {}, expected a dict", value.kind()),
-        ));
+        let kind = value.kind();
+        return Err(bad(format!("the pickle holds a {kind}, expected a dict")));
     }
     let field = |key: &str| {
         value
             .get(key)
-            .ok_or_else(|| bad(path, format!("the pickled dict has no key `{key}`")))
+            .ok_or_else(|| bad(format!("the pickled dict has no key `{key}`")))
     };
-    let Value::Array(data) = field("data")? else {
-        let kind = field("data")?.kind();
-        return Err(bad(path, format!("`data` is a {kind}, expected a numpy array")));
+    let images = pickled_images(path, field("data")?, n_expected)?;
+    let labels = int_list(field(label_key)?)
+        .ok_or_else(|| bad(format!("`{label_key}` is not a list of ints")))?;
+    if labels.len() as i64 != n_expected {
+        let found = labels.len();
+        return Err(bad(format!(
+            "`{label_key}` has {found} entries, expected {n_expected}"
+        )));
+    }
+    let ds = Dataset {
+        images,
+        labels: Tensor::from_slice(&labels),
     };
-    let n = n_expected;
+    check_labels(&ds, path, num_classes)?;
+    Ok(ds)
+}
+
+/// The images uint8 `[n, 3, 32, 32]` of a pickled batch's `data`, which must be a uint8
+/// numpy array `[n, 3072]` (C or Fortran order).
+fn pickled_images(path: &Path, data: &Value, n: i64) -> Result<Tensor, DataError> {
+    let bad = |what: String| Err(DataError::format(path, what));
+    let Value::Array(data) = data else {
+        return bad(format!(
+            "`data` is a {}, expected a numpy array",
+            data.kind()
+        ));
+    };
     if &*data.dtype != "u1" {
-        return Err(bad(
-            path,
-            format!("`data` has dtype {}, expected uint8 (u1)", data.dtype),
+        return bad(format!(
+            "`data` has dtype {}, expected uint8 (u1)",
+            data.dtype
         ));
     }
     if data.shape != [n, CIFAR_PIXELS] {
-        return Err(bad(
-            path,
-            format!("`data` has shape {:?}, expected [{n}, {CIFAR_PIXELS}]", data.shape),
+        let shape = &data.shape;
+        return bad(format!(
+            "`data` has shape {shape:?}, expected [{n}, {CIFAR_PIXELS}]"
         ));
     }
     let raw = data.data.as_slice();
     if raw.len() as i64 != n * CIFAR_PIXELS {
-        return Err(bad(
-            path,
-            format!("`data` holds {} bytes, expected {}", raw.len(), n * CIFAR_PIXELS),
-        ));
-    }
-    let labels = int_list(field(label_key)?)
-        .ok_or_else(|| bad(path, format!("`{label_key}` is not a list of ints")))?;
-    if labels.len() as i64 != n {
-        return Err(bad(
-            path,
-            format!("`{label_key}` has {} entries, expected {n}", labels.len()),
+        let expected = n * CIFAR_PIXELS;
+        return bad(format!(
+            "`data` holds {} bytes, expected {expected}",
+            raw.len()
         ));
     }
     let flat = Tensor::from_slice(raw);
@@ -230,12 +238,7 @@ pub fn read_cifar_pickle(
         true => flat.view([CIFAR_PIXELS, n]).tr(),
         false => flat.view([n, CIFAR_PIXELS]),
     };
-    let ds = Dataset {
-        images: flat.reshape([n, 3, 32, 32]).contiguous(),
-        labels: Tensor::from_slice(&labels),
-    };
-    check_labels(&ds, path, num_classes)?;
-    Ok(ds)
+    Ok(flat.reshape([n, 3, 32, 32]).contiguous())
 }
 
 /// The ints of a list or tuple of ints.
@@ -257,7 +260,14 @@ pub fn read_cifar10_py_dir(
     n_test: i64,
 ) -> Result<(Dataset, Dataset), DataError> {
     let parts = (1..=5)
-        .map(|i| read_cifar_pickle(&dir.join(format!("data_batch_{i}")), n_per_batch, "labels", 10))
+        .map(|i| {
+            read_cifar_pickle(
+                &dir.join(format!("data_batch_{i}")),
+                n_per_batch,
+                "labels",
+                10,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let test = read_cifar_pickle(&dir.join("test_batch"), n_test, "labels", 10)?;
     Ok((concat(&parts), test))

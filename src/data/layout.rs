@@ -50,7 +50,10 @@ impl Layout {
     }
 
     fn is_idx(self) -> bool {
-        matches!(self, Layout::Idx | Layout::TorchvisionIdx | Layout::SystemIdx)
+        matches!(
+            self,
+            Layout::Idx | Layout::TorchvisionIdx | Layout::SystemIdx
+        )
     }
 }
 
@@ -166,13 +169,13 @@ pub fn missing(name: DatasetName, root: &Path) -> Option<String> {
 
 /// "How to get the data" for errors about `name` read from `at` under `root`.
 pub fn hint(name: DatasetName, at: &Located, root: &Path) -> String {
-    let archive = match name {
-        DatasetName::Cifar10 => "cifar-10-python.tar.gz",
-        _ => "cifar-100-python.tar.gz",
+    let (archive, class) = match name {
+        DatasetName::Cifar10 => ("cifar-10-python.tar.gz", "CIFAR10"),
+        _ => ("cifar-100-python.tar.gz", "CIFAR100"),
     };
     match at.layout {
         Layout::CifarPython => format!(
-            "re-extract torchvision's {archive} into {}/ (torchvision's download does), or run `deepres data fetch {name}` for the binary version",
+            "re-extract torchvision's {archive} into {}/ (what torchvision.datasets.{class}(root, download=True) fetches), or run `deepres data fetch {name}` for the binary version",
             root.display()
         ),
         _ => fetch::hint(name, root),

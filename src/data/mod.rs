@@ -208,7 +208,10 @@ pub fn default_dir(name: DatasetName, root: &Path) -> PathBuf {
 fn note_once(note: &str) {
     static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if seen.get_or_insert_with(HashSet::new).insert(note.to_string()) {
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(note.to_string())
+    {
         eprintln!("note: {note}");
     }
 }

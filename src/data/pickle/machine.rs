@@ -330,7 +330,7 @@ impl<'a> Machine<'a> {
     }
 
     fn extend_dict(&mut self, items: Vec<(Value<'a>, u16)>) -> Res<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.malformed("SETITEMS with an odd number of items".into());
         }
         let (mut dict, depth) = self.pop()?;
@@ -507,4 +507,3 @@ impl<'a> Machine<'a> {
         }
     }
 }
-
