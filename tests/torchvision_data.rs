@@ -260,6 +260,10 @@ fn unpickler_refuses_what_it_does_not_resolve() {
         e.contains("refused pickle global `copyreg._reconstructor`"),
         "{e}"
     );
+    // Names from the file are escaped: the message stays one line.
+    let e = load_err(b"\x80\x02cos\rx\nsystem\n.");
+    assert!(e.contains(r"refused pickle global `os\rx.system`"), "{e}");
+    assert!(!e.contains('\r'), "{e}");
     let e = load_err(b"\x80\x02(ios\nsystem\nU\x02ls.");
     assert!(
         e.contains("unsupported pickle opcode INST (0x69 'i')"),

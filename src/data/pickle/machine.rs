@@ -393,10 +393,11 @@ impl<'a> Machine<'a> {
             ("numpy", "ndarray") => Ok(Global::Ndarray),
             ("numpy", "dtype") => Ok(Global::Dtype),
             ("_codecs", "encode") => Ok(Global::Encode),
+            // Escaped: the names come from the file and the message must stay one line.
             _ => Err(PickleError::Global {
                 pos: self.op_pos,
-                module,
-                name,
+                module: module.escape_debug().to_string(),
+                name: name.escape_debug().to_string(),
             }),
         }
     }

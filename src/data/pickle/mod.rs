@@ -136,12 +136,12 @@ impl<'a> Value<'a> {
     }
 
     /// The value of a dict under the key `key`, written as bytes (Python 2 `str`, how the
-    /// official files have it) or as unicode.
+    /// official files have it) or as unicode; the last one when a key repeats, as in Python.
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         let Value::Dict(items) = self else {
             return None;
         };
-        items.iter().find_map(|(k, v)| {
+        items.iter().rev().find_map(|(k, v)| {
             let hit = match k {
                 Value::Bytes(b) => b.as_slice() == key.as_bytes(),
                 Value::Str(s) => &**s == key,
