@@ -29,7 +29,7 @@ SCALE ?= smoke
 # SEEDS=0,1,2,3,4 runs every cell with 5 seeds (default: the grid file's seeds, i.e. 0).
 SEEDS ?=
 SEEDS_ARG := $(if $(SEEDS),--seeds $(SEEDS),)
-HAVE_CIFAR10 := $(wildcard data/cifar-10-batches-bin/test_batch.bin)
+HAVE_CIFAR10 := $(wildcard data/cifar-10-batches-bin/test_batch.bin data/cifar-10-batches-py/test_batch)
 SMOKE_DATA_ARG := $(if $(filter smoke,$(SCALE)),$(if $(HAVE_CIFAR10),--set data.name=cifar10,),)
 RUNS := runs
 

@@ -499,7 +499,8 @@ fn tensorboard_reads_back_every_scalar() {
     let f32_eq = |got: f64, want: f64| got as f32 == want as f32 || (got.is_nan() && want.is_nan());
     let rows = metrics::read(&dir.join("metrics.csv")).unwrap();
     assert_eq!(rows.len(), 3);
-    let cols: [(&str, fn(&metrics::EpochRow) -> f64); 4] = [
+    type Column = (&'static str, fn(&metrics::EpochRow) -> f64);
+    let cols: [Column; 4] = [
         ("train_loss", |r| r.train_loss),
         ("test_acc", |r| r.test_acc),
         ("tau", |r| r.tau),

@@ -17,7 +17,8 @@ pub enum DataCmd {
         #[arg(long, default_value = "data")]
         root: PathBuf,
     },
-    /// Load a dataset and print its shapes (checks the files).
+    /// Load a dataset and print where it was read from (directory and layout: binary,
+    /// torchvision python, IDX) and its shapes (checks the files).
     Check {
         name: DatasetName,
         #[arg(long, default_value = "data")]
@@ -58,8 +59,12 @@ pub fn data(cmd: DataCmd) -> Result<()> {
                 ..data::DataSpec::new(name)
             };
             let s = data::load(&spec)?;
+            let from = match &s.source {
+                Some(at) => format!("{} in {}", at.layout.describe(), at.dir.display()),
+                None => data::Layout::Generated.describe().to_string(),
+            };
             println!(
-                "{name}: train {:?} test {:?} classes {} mean {:?} std {:?}",
+                "{name}: {from}: train {:?} test {:?} classes {} mean {:?} std {:?}",
                 s.train.images.size(),
                 s.test.images.size(),
                 s.num_classes,

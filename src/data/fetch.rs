@@ -19,7 +19,7 @@ use anyhow::Context;
 use md5::{Digest, Md5};
 
 use super::error::DataError;
-use super::DatasetName;
+use super::{DatasetName, Layout, Located};
 
 /// One official file: where it comes from, where it goes (relative to the data root) and
 /// its published MD5.
@@ -259,13 +259,16 @@ pub fn fetch(name: DatasetName, root: &Path) -> anyhow::Result<()> {
     }
     fetch_sources(&remotes(name), root)?;
     // Check what was extracted/downloaded is readable at the official sizes.
-    let dir = root.join(super::dir_name(name));
-    match name {
-        DatasetName::Cifar10 => super::cifar::load_cifar10(&dir).map(|_| ())?,
-        DatasetName::Cifar100 => super::cifar::load_cifar100(&dir, false).map(|_| ())?,
-        DatasetName::Mnist | DatasetName::FashionMnist => super::idx::load_idx(&dir).map(|_| ())?,
-        DatasetName::Synthetic => {}
-    }
-    eprintln!("{name}: ready in {}", dir.display());
+    let layout = match name {
+        DatasetName::Cifar10 | DatasetName::Cifar100 => Layout::CifarBinary,
+        _ => Layout::Idx,
+    };
+    let at = Located {
+        layout,
+        dir: root.join(super::dir_name(name)),
+        note: None,
+    };
+    super::read_splits(name, &at, false)?;
+    eprintln!("{name}: ready in {}", at.dir.display());
     Ok(())
 }

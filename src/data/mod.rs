@@ -1,21 +1,25 @@
-//! Datasets: readers for the official CIFAR-10/100 binary and (Fashion-)MNIST IDX files,
-//! a seeded synthetic CIFAR-shaped set, the on-device batch loader and the fetcher.
+//! Datasets: readers for the official CIFAR-10/100 binary and (Fashion-)MNIST IDX files and
+//! for torchvision's layouts of them (pickled CIFAR batches, `MNIST/raw/`), a seeded
+//! synthetic CIFAR-shaped set, the on-device batch loader and the fetcher.
 //!
 //! Everything read from disk comes back as CPU tensors (images uint8 `[N,C,H,W]`, labels
 //! int64 `[N]`); [`loader::DeviceData`] moves a set to the training device.
 //!
-//! Files are looked for under a data root (default `data/`), see [`default_dir`]:
+//! Files are looked for under a data root (default `data/`), see [`layout`] for the order
+//! in which the candidate directories are tried:
 //!
-//! | name            | directory                     |
+//! | name            | directories                   |
 //! |-----------------|-------------------------------|
-//! | `cifar10`       | `<root>/cifar-10-batches-bin` |
-//! | `cifar100`      | `<root>/cifar-100-binary`     |
-//! | `mnist`         | `<root>/mnist`, else `/usr/share/datasets/mnist` |
-//! | `fashion-mnist` | `<root>/fashion-mnist`, else `/usr/share/datasets/fashion-mnist` (Debian `dataset-fashion-mnist`) |
+//! | `cifar10`       | `<root>/cifar-10-batches-bin`, `<root>/cifar-10-batches-py` (torchvision) |
+//! | `cifar100`      | `<root>/cifar-100-binary`, `<root>/cifar-100-python` (torchvision) |
+//! | `mnist`         | `<root>/mnist`, `<root>/MNIST/raw` (torchvision), `/usr/share/datasets/mnist` |
+//! | `fashion-mnist` | `<root>/fashion-mnist`, `<root>/FashionMNIST/raw` (torchvision), `/usr/share/datasets/fashion-mnist` (Debian `dataset-fashion-mnist`) |
 //! | `synthetic`     | generated, nothing read       |
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use tch::{Kind, Tensor};
 
@@ -23,11 +27,14 @@ pub mod cifar;
 pub mod error;
 pub mod fetch;
 pub mod idx;
+pub mod layout;
 pub mod loader;
+pub mod pickle;
 pub mod synthetic;
 
 pub use error::DataError;
 pub use fetch::{extract_tar_gz, fetch, verify_and_extract, verify_md5};
+pub use layout::{locate, Layout, Located};
 pub use loader::{augment, crop_with_offsets, flip_where, Augment, DeviceData};
 
 /// Where distribution packages install datasets (Debian's `dataset-fashion-mnist`).
@@ -138,6 +145,8 @@ pub struct DataSplit {
     pub mean: Vec<f64>,
     /// Per-channel standard deviation, in `[0, 1]` pixel units.
     pub std: Vec<f64>,
+    /// Where the files were read from (`None` for generated data).
+    pub source: Option<Located>,
 }
 
 /// What to load.
@@ -177,7 +186,7 @@ impl DataSpec {
     }
 }
 
-/// The directory name of `name` under a data root.
+/// The directory name of `name` under a data root (deepres's own layout).
 pub fn dir_name(name: DatasetName) -> &'static str {
     match name {
         DatasetName::Cifar10 => cifar::CIFAR10_DIR,
@@ -188,19 +197,23 @@ pub fn dir_name(name: DatasetName) -> &'static str {
     }
 }
 
-/// Where the files of `name` are looked for: `<root>/<dir>`; for (Fashion-)MNIST, if that
-/// does not hold the four IDX files but `/usr/share/datasets/<dir>` does, the latter.
+/// The directory the files of `name` are read from under `root`: the first complete
+/// candidate of [`layout::candidates`] (e.g. `<root>/cifar-10-batches-bin`, else
+/// `<root>/cifar-10-batches-py`), see [`layout::locate`].
 pub fn default_dir(name: DatasetName, root: &Path) -> PathBuf {
-    let dir = root.join(dir_name(name));
-    if matches!(name, DatasetName::Mnist | DatasetName::FashionMnist)
-        && !idx::idx_dir_complete(&dir)
+    locate(name, root).dir
+}
+
+/// Print `note` on stderr, once per process (a sweep loads the same dataset many times).
+fn note_once(note: &str) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(note.to_string())
     {
-        let system = Path::new(SYSTEM_DATASETS).join(dir_name(name));
-        if idx::idx_dir_complete(&system) {
-            return system;
-        }
+        eprintln!("note: {note}");
     }
-    dir
 }
 
 /// Per-channel mean and (population) standard deviation of uint8 `[N,C,H,W]` images, in
@@ -230,59 +243,73 @@ pub fn channel_mean_std(images: &Tensor) -> (Vec<f64>, Vec<f64>) {
     (mean, std)
 }
 
+/// The train and test splits of `name` at their official sizes, read from `at` (CIFAR-100:
+/// the 20 coarse labels if `coarse`). Not for `synthetic`, which is generated.
+pub fn read_splits(
+    name: DatasetName,
+    at: &Located,
+    coarse: bool,
+) -> Result<(Dataset, Dataset), DataError> {
+    let (dir, python) = (at.dir.as_path(), at.layout == Layout::CifarPython);
+    match name {
+        DatasetName::Cifar10 if python => cifar::load_cifar10_py(dir),
+        DatasetName::Cifar10 => cifar::load_cifar10(dir),
+        DatasetName::Cifar100 if python => cifar::load_cifar100_py(dir, coarse),
+        DatasetName::Cifar100 => cifar::load_cifar100(dir, coarse),
+        DatasetName::Mnist | DatasetName::FashionMnist => idx::load_idx(dir),
+        DatasetName::Synthetic => Err(DataError::format(dir, "synthetic data is generated")),
+    }
+}
+
+/// Number of classes and the published per-channel mean and std of a dataset on disk.
+fn published_stats(name: DatasetName, coarse: bool) -> (i64, Vec<f64>, Vec<f64>) {
+    match name {
+        DatasetName::Cifar10 => (
+            10,
+            vec![0.4914, 0.4822, 0.4465],
+            vec![0.2023, 0.1994, 0.2010],
+        ),
+        DatasetName::Cifar100 => (
+            if coarse { 20 } else { 100 },
+            vec![0.5071, 0.4865, 0.4409],
+            vec![0.2673, 0.2564, 0.2762],
+        ),
+        DatasetName::Mnist => (10, vec![0.1307], vec![0.3081]),
+        DatasetName::FashionMnist => (10, vec![0.2860], vec![0.3530]),
+        DatasetName::Synthetic => (synthetic::SYNTH_CLASSES, vec![], vec![]),
+    }
+}
+
 /// Load the train and test splits described by `spec` (limits applied), with the number of
 /// classes, the image shape and the per-channel normalization statistics.
 ///
 /// CIFAR and (Fashion-)MNIST use the published statistics (CIFAR-10: the τ paper's
 /// (0.4914, 0.4822, 0.4465) / (0.2023, 0.1994, 0.2010)); the synthetic set uses those of
-/// its own full generated training set.
+/// its own full generated training set. Where several layouts of a dataset are under the
+/// root, a note on stderr (once per process) says which one is read.
 pub fn load(spec: &DataSpec) -> anyhow::Result<DataSplit> {
     let name = spec.name;
-    let dir = default_dir(name, &spec.root);
-    let hint = fetch::hint(name, &spec.root);
-    let with_hint = |e: DataError| e.with_hint(&hint);
-    let (train, test, num_classes, mean, std) = match name {
-        DatasetName::Cifar10 => {
-            let (tr, te) = cifar::load_cifar10(&dir).map_err(with_hint)?;
-            (
-                tr,
-                te,
-                10,
-                vec![0.4914, 0.4822, 0.4465],
-                vec![0.2023, 0.1994, 0.2010],
-            )
+    let (train, test, num_classes, mean, std, source) = if name == DatasetName::Synthetic {
+        anyhow::ensure!(
+            spec.synthetic_train > 0 && spec.synthetic_test >= 0,
+            "synthetic: sizes must be positive (train {}, test {})",
+            spec.synthetic_train,
+            spec.synthetic_test
+        );
+        let (tr, te) =
+            synthetic::synthetic_split(spec.synthetic_train, spec.synthetic_test, spec.seed);
+        let (mean, std) = channel_mean_std(&tr.images);
+        (tr, te, synthetic::SYNTH_CLASSES, mean, std, None)
+    } else {
+        let at = locate(name, &spec.root);
+        if let Some(note) = &at.note {
+            note_once(note);
         }
-        DatasetName::Cifar100 => {
-            let (tr, te) = cifar::load_cifar100(&dir, spec.coarse_labels).map_err(with_hint)?;
-            let classes = if spec.coarse_labels { 20 } else { 100 };
-            (
-                tr,
-                te,
-                classes,
-                vec![0.5071, 0.4865, 0.4409],
-                vec![0.2673, 0.2564, 0.2762],
-            )
-        }
-        DatasetName::Mnist => {
-            let (tr, te) = idx::load_idx(&dir).map_err(with_hint)?;
-            (tr, te, 10, vec![0.1307], vec![0.3081])
-        }
-        DatasetName::FashionMnist => {
-            let (tr, te) = idx::load_idx(&dir).map_err(with_hint)?;
-            (tr, te, 10, vec![0.2860], vec![0.3530])
-        }
-        DatasetName::Synthetic => {
-            anyhow::ensure!(
-                spec.synthetic_train > 0 && spec.synthetic_test >= 0,
-                "synthetic: sizes must be positive (train {}, test {})",
-                spec.synthetic_train,
-                spec.synthetic_test
-            );
-            let (tr, te) =
-                synthetic::synthetic_split(spec.synthetic_train, spec.synthetic_test, spec.seed);
-            let (mean, std) = channel_mean_std(&tr.images);
-            (tr, te, synthetic::SYNTH_CLASSES, mean, std)
-        }
+        let hint = layout::hint(name, &at, &spec.root);
+        let (tr, te) =
+            read_splits(name, &at, spec.coarse_labels).map_err(|e| e.with_hint(&hint))?;
+        let (classes, mean, std) = published_stats(name, spec.coarse_labels);
+        (tr, te, classes, mean, std, Some(at))
     };
     let train = match spec.limit_train {
         Some(n) => train.subset(n),
@@ -303,5 +330,6 @@ pub fn load(spec: &DataSpec) -> anyhow::Result<DataSplit> {
         test,
         mean,
         std,
+        source,
     })
 }

@@ -209,37 +209,7 @@ impl Grid {
 
 /// What is missing of dataset `name` under `root` (a directory or a file), if anything.
 fn missing_data(name: DatasetName, root: &Path) -> Option<String> {
-    use crate::data::{default_dir, dir_name, idx};
-    let files: Vec<String> = match name {
-        DatasetName::Synthetic => return None,
-        DatasetName::Cifar10 => (1..=5)
-            .map(|i| format!("data_batch_{i}.bin"))
-            .chain(["test_batch.bin".to_string()])
-            .collect(),
-        DatasetName::Cifar100 => vec!["train.bin".into(), "test.bin".into()],
-        DatasetName::Mnist | DatasetName::FashionMnist => {
-            if idx::idx_dir_complete(&default_dir(name, root)) {
-                return None;
-            }
-            let dir = root.join(dir_name(name));
-            if !dir.is_dir() {
-                return Some(format!("{}/", dir.display()));
-            }
-            let base = idx::IDX_FILES
-                .iter()
-                .find(|f| idx::find_idx_file(&dir, f).is_none())?;
-            return Some(format!("{}[.gz]", dir.join(base).display()));
-        }
-    };
-    let dir = default_dir(name, root);
-    if !dir.is_dir() {
-        return Some(format!("{}/", dir.display()));
-    }
-    files
-        .iter()
-        .map(|f| dir.join(f))
-        .find(|p| !p.is_file())
-        .map(|p| p.display().to_string())
+    crate::data::layout::missing(name, root)
 }
 
 /// The sweep's name: the file's `name:`, else the file's stem; a single path component.
