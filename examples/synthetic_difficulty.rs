@@ -66,6 +66,7 @@ fn train_small_resnet(params: synthetic::SynthParams) {
             Augment {
                 crop_padding: 4,
                 hflip: true,
+                cutout: None,
             },
         ) {
             let loss = net.forward_t(&x, true).cross_entropy_for_logits(&y);

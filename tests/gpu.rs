@@ -17,6 +17,7 @@ use deepres::model::config::ModelConfig;
 use deepres::model::ResNet;
 use deepres::train::config::{Precision, SgdConfig};
 use deepres::train::graph::{self, Stepper};
+use deepres::train::recipe::Targets;
 use deepres::train::sgd::Sgd;
 use deepres::train::StepSums;
 use deepres::util::torch_ext::cuda_autocast;
@@ -213,7 +214,16 @@ fn train_steps(
     for (k, (x, y)) in batches.iter().enumerate() {
         let lr = 0.1 / (k + 1) as f64;
         stepper
-            .step(&net, &mut opt, x, y, lr, precision, true, &mut sums)
+            .step(
+                &net,
+                &mut opt,
+                x,
+                &Targets::hard(y),
+                lr,
+                precision,
+                true,
+                &mut sums,
+            )
             .unwrap();
     }
     assert_eq!(sums.steps, batches.len() as i64);

@@ -207,6 +207,7 @@ fn augment_varies_per_image_and_is_seeded() {
     let aug = Augment {
         crop_padding: 4,
         hflip: true,
+        cutout: None,
     };
     tch::manual_seed(11);
     let a = augment(&x, aug);
@@ -240,7 +241,8 @@ fn augment_varies_per_image_and_is_seeded() {
             &x,
             Augment {
                 crop_padding: 0,
-                hflip: false
+                hflip: false,
+                cutout: None,
             }
         ),
         &x
@@ -285,6 +287,7 @@ fn train_batches_cover_every_index_once_and_are_seeded() {
     let aug = Augment {
         crop_padding: 1,
         hflip: true,
+        cutout: None,
     };
     let (a, sizes) = epoch_labels(&d, 10, 5, aug);
     assert_eq!(sizes, [10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 3]);
@@ -301,6 +304,7 @@ fn train_batches_cover_every_index_once_and_are_seeded() {
         Augment {
             crop_padding: 0,
             hflip: false,
+            cutout: None,
         },
     ) {
         let want = ((y.remainder(256).to_kind(Kind::Float) / 255.0 - 0.5) / 0.25)
@@ -380,6 +384,7 @@ fn cuda_loader_matches_cpu() {
     let aug = Augment {
         crop_padding: 4,
         hflip: true,
+        cutout: None,
     };
     tch::manual_seed(3);
     let a = augment(&xg.to_kind(Kind::Uint8), aug);

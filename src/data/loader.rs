@@ -3,18 +3,26 @@
 //!
 //! Per training batch: `index_select` of the shuffled indices → float in `[0, 1]` → random
 //! crop with zero padding + horizontal flip (one draw per image, torch's global RNG on the
-//! device) → `(x - mean) / std`. Nothing is done per image on the CPU.
+//! device) → `(x - mean) / std` → cutout when asked (one square per image set to 0, i.e. to
+//! the mean pixel, after normalization as in DeVries & Taylor's code). Nothing is done per
+//! image on the CPU.
 use tch::{Device, Kind, Tensor};
 
 use super::Dataset;
 
-/// Training-time augmentation.
+/// Training-time augmentation (a key left out takes the CIFAR default: crop 4, flip, no
+/// cutout).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Augment {
     /// Zero padding of the random crop, in pixels; 0 = no crop.
     pub crop_padding: i64,
     /// Horizontal flip with probability 1/2.
     pub hflip: bool,
+    /// Cutout (DeVries & Taylor 2017, arXiv:1708.04552): the side of the square zeroed in each
+    /// image, centred uniformly over the image and clipped at its edges; absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutout: Option<i64>,
 }
 
 impl Augment {
@@ -22,12 +30,37 @@ impl Augment {
     pub const NONE: Augment = Augment {
         crop_padding: 0,
         hflip: false,
+        cutout: None,
     };
     /// The standard CIFAR augmentation: RandomCrop(32, padding=4) + RandomHorizontalFlip.
     pub const CIFAR: Augment = Augment {
         crop_padding: 4,
         hflip: true,
+        cutout: None,
     };
+}
+
+impl Default for Augment {
+    fn default() -> Augment {
+        Augment::CIFAR
+    }
+}
+
+/// Cutout on a batch `[B, C, H, W]`: for each image a centre (cy, cx) uniform over the pixels
+/// and the square rows [cy − s/2, cy + s/2) × columns [cx − s/2, cx + s/2), clipped to the
+/// image, set to 0 in every channel (one draw per image, on the device).
+pub fn cutout(x: &Tensor, size: i64) -> Tensor {
+    let (b, _, h, w) = x.size4().expect("cutout: x must be [B,C,H,W]");
+    let dev = x.device();
+    let cy = Tensor::randint(h, [b, 1, 1], (Kind::Int64, dev));
+    let cx = Tensor::randint(w, [b, 1, 1], (Kind::Int64, dev));
+    let rows = Tensor::arange(h, (Kind::Int64, dev)).view([1, h, 1]);
+    let cols = Tensor::arange(w, (Kind::Int64, dev)).view([1, 1, w]);
+    let (lo, hi) = (size / 2, size - size / 2);
+    let inside =
+        |t: &Tensor, c: &Tensor| t.ge_tensor(&(c - lo)).logical_and(&t.lt_tensor(&(c + hi)));
+    let hole = inside(&rows, &cy).logical_and(&inside(&cols, &cx)); // [B, H, W]
+    x * hole.logical_not().unsqueeze(1).to_kind(x.kind())
 }
 
 /// A dataset on the training device, ready to be batched.
@@ -134,7 +167,10 @@ impl DeviceData {
             let idx = perm.narrow(0, start, batch_size.min(n - start));
             let x = self.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
             let x = augment(&x, aug);
-            let x = (x - &self.mean) / &self.std;
+            let mut x = (x - &self.mean) / &self.std;
+            if let Some(size) = aug.cutout {
+                x = cutout(&x, size);
+            }
             (self.layout(x), self.labels.index_select(0, &idx))
         })
     }

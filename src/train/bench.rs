@@ -369,7 +369,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
                         &model,
                         &mut opt,
                         &x,
-                        &y,
+                        &crate::train::recipe::Targets::hard(&y),
                         lr,
                         precision,
                         o.grad_norm,

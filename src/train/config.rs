@@ -88,10 +88,7 @@ impl Default for DataConfig {
         DataConfig {
             name: DatasetName::Cifar10,
             root: "data".into(),
-            augment: Augment {
-                crop_padding: 4,
-                hflip: true,
-            },
+            augment: Augment::CIFAR,
             synthetic_train: 5000,
             synthetic_test: 1000,
             synthetic_seed: 0,
@@ -172,6 +169,14 @@ pub struct TrainConfig {
     /// keys of existing runs do not change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_from: Option<std::path::PathBuf>,
+    /// Mixup (Zhang et al. 2018, arXiv:1710.09412) as Fixup's training script does it: per
+    /// batch λ ~ Beta(α, α), the batch mixed with a permutation of itself, the loss
+    /// λ·CE(y) + (1 − λ)·CE(y_perm); absent: off ([`crate::train::recipe`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixup_alpha: Option<f64>,
+    /// Label smoothing ε of the cross-entropy (targets (1 − ε)·one-hot + ε/C); absent: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -187,6 +192,8 @@ impl Default for TrainConfig {
             cuda_graph: false,
             checkpoint: true,
             init_from: None,
+            mixup_alpha: None,
+            label_smoothing: None,
         }
     }
 }
@@ -344,6 +351,7 @@ impl RunConfig {
     /// `train.*`: epochs, batch sizes, the optimizer and the schedule.
     fn validate_train(&self) -> Result<()> {
         let t = &self.train;
+        super::recipe::validate(self)?;
         if t.epochs < 1 {
             bail!("train.epochs: must be ≥ 1, got {}", t.epochs);
         }

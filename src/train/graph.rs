@@ -15,6 +15,7 @@ use anyhow::{anyhow, bail, Result};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use tch::{Device, Tensor};
 
+use super::recipe::Targets;
 use super::sgd::Sgd;
 use super::{train_step, StepSums};
 use crate::model::resnet::ResNet;
@@ -132,23 +133,25 @@ impl Stepper {
         model: &ResNet,
         opt: &mut Sgd,
         x: &Tensor,
-        y: &Tensor,
+        targets: &Targets,
         lr: f64,
         precision: Precision,
         grad_norm: bool,
         sums: &mut StepSums,
     ) -> Result<()> {
         let Some(device) = self.device else {
-            train_step(model, opt, x, y, lr, precision, grad_norm, sums);
+            train_step(model, opt, x, targets, lr, precision, grad_norm, sums);
             return Ok(());
         };
+        // (recipe::validate keeps mixup and label smoothing away from captured graphs)
+        let y = &targets.y;
         opt.set_lr_tensor(lr);
         let b = y.size()[0];
         if b != self.batch || self.warmup_left > 0 {
             if b == self.batch {
                 self.warmup_left -= 1;
             }
-            train_step(model, opt, x, y, lr, precision, grad_norm, sums);
+            train_step(model, opt, x, targets, lr, precision, grad_norm, sums);
             return Ok(());
         }
         match &mut self.captured {
@@ -164,7 +167,16 @@ impl Stepper {
                 // The capture records the step (and counts it in `sums` once on the host);
                 // the replay right after runs it.
                 let graph = CudaGraph::capture(device, || {
-                    train_step(model, opt, &sx, &sy, lr, precision, grad_norm, sums)
+                    train_step(
+                        model,
+                        opt,
+                        &sx,
+                        &Targets::hard(&sy),
+                        lr,
+                        precision,
+                        grad_norm,
+                        sums,
+                    )
                 })?;
                 graph.replay()?;
                 self.captured = Some(Captured {

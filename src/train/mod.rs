@@ -10,6 +10,7 @@ pub mod eval;
 pub mod export;
 pub mod graph;
 pub mod metrics;
+pub mod recipe;
 pub mod run_dir;
 pub mod schedule;
 pub mod sgd;
@@ -97,6 +98,7 @@ impl Trainer {
             .check_device(device)
             .with_context(|| format!("train.precision {}", cfg.train.precision.name()))?;
         let split = data::load(&cfg.data.spec())?;
+        recipe::check_cutout(cfg, split.height, split.width)?;
         let cl = cfg.train.channels_last;
         let on_device =
             |s| DeviceData::new(s, &split.mean, &split.std, device).with_channels_last(cl);

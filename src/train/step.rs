@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{Precision, RunConfig};
 use super::graph;
+use super::recipe::{self, Targets};
 use super::sgd::Sgd;
 use super::{epoch_seed, schedule};
 use crate::data::DeviceData;
@@ -52,30 +53,31 @@ impl StepSums {
     }
 }
 
-/// One SGD step on the batch (x, y) at learning rate `lr`: forward, cross-entropy, backward,
-/// the global gradient norm (when `grad_norm`), the update; sums accumulate on the device.
-/// The training loop and `deepres bench` both run exactly this.
+/// One SGD step on the batch x against `targets` (the labels; with mixup, the pair of labels
+/// and λ; [`Targets`]) at learning rate `lr`: forward, cross-entropy, backward, the global
+/// gradient norm (when `grad_norm`), the update; sums accumulate on the device. The training
+/// loop and `deepres bench` both run exactly this.
 #[allow(clippy::too_many_arguments)]
 pub fn train_step(
     model: &ResNet,
     opt: &mut Sgd,
     x: &Tensor,
-    y: &Tensor,
+    targets: &Targets,
     lr: f64,
     precision: Precision,
     grad_norm: bool,
     sums: &mut StepSums,
 ) {
-    let b = y.size()[0];
+    let b = targets.len();
     let logits = forward(model, x, true, precision);
-    let loss = logits.cross_entropy_for_logits(y);
+    let loss = targets.loss(&logits);
     opt.backward(&loss);
     if grad_norm {
         sums.grad_norm += opt.grad_norm().to_device(x.device());
     }
     opt.step(lr);
     sums.loss += loss.detach() * (b as f64);
-    sums.correct += logits.argmax(-1, false).eq_tensor(y).sum(Kind::Float);
+    sums.correct += targets.correct(&logits);
     sums.images += b;
     sums.steps += 1;
 }
@@ -107,7 +109,17 @@ pub(crate) fn train_epoch(
             cfg.train.epochs,
             t,
         );
-        stepper.step(model, opt, &x, &y, lr, cfg.train.precision, true, sums)?;
+        let (x, targets) = recipe::prepare(cfg, x, &y);
+        stepper.step(
+            model,
+            opt,
+            &x,
+            &targets,
+            lr,
+            cfg.train.precision,
+            true,
+            sums,
+        )?;
         if let Some(bar) = bar {
             bar.inc(1);
         }

@@ -1,0 +1,128 @@
+//! Recipe options of the anchors' training scripts, as batched tensor operations on the
+//! device: mixup (Fixup's cifar_train.py and utils.mixup_data: one λ ~ Beta(α, α) per batch,
+//! a random permutation of the batch as the partner, the loss λ·CE(y_a) + (1 − λ)·CE(y_b) and
+//! the accuracy λ·[ŷ = y_a] + (1 − λ)·[ŷ = y_b]) and label smoothing ε. Cutout, an input
+//! augmentation, lives with the others in [`crate::data::loader`].
+use anyhow::{bail, Result};
+use tch::{Kind, Reduction, Tensor};
+
+use super::config::RunConfig;
+
+/// What a step's loss is taken against.
+pub struct Targets {
+    /// The labels (int64 `[B]`); with mixup, y_a.
+    pub y: Tensor,
+    /// Mixup's partner labels y_b = y[π] and λ (a 0-dim tensor on the device).
+    pub mix: Option<(Tensor, Tensor)>,
+    /// Label smoothing ε (0: none).
+    pub smoothing: f64,
+}
+
+impl Targets {
+    /// Plain labels: the cross-entropy as ever.
+    pub fn hard(y: &Tensor) -> Targets {
+        Targets {
+            y: y.shallow_clone(),
+            mix: None,
+            smoothing: 0.0,
+        }
+    }
+
+    pub fn len(&self) -> i64 {
+        self.y.size()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn ce(&self, logits: &Tensor, y: &Tensor) -> Tensor {
+        if self.smoothing == 0.0 {
+            logits.cross_entropy_for_logits(y)
+        } else {
+            logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, self.smoothing)
+        }
+    }
+
+    /// The mean loss of the batch.
+    pub fn loss(&self, logits: &Tensor) -> Tensor {
+        match &self.mix {
+            None => self.ce(logits, &self.y),
+            Some((y_b, lam)) => self.ce(logits, &self.y) * lam + self.ce(logits, y_b) * (1.0 - lam),
+        }
+    }
+
+    /// The number of correct predictions (mixup: weighted by λ and 1 − λ).
+    pub fn correct(&self, logits: &Tensor) -> Tensor {
+        let pred = logits.argmax(-1, false);
+        let right = |y: &Tensor| pred.eq_tensor(y).sum(Kind::Float);
+        match &self.mix {
+            None => right(&self.y),
+            Some((y_b, lam)) => right(&self.y) * lam + right(y_b) * (1.0 - lam),
+        }
+    }
+}
+
+/// λ ~ Beta(α, α) as a 0-dim float tensor on `device`: X/(X + Y) with X, Y ~ Gamma(α, 1)
+/// (torch's generator, so seeded with the epoch like the augmentation).
+pub fn beta_sample(alpha: f64, device: tch::Device) -> Tensor {
+    let a = Tensor::full([2], alpha, (Kind::Float, device));
+    let g = a.internal_standard_gamma();
+    (g.get(0) / g.sum(Kind::Float)).to_kind(Kind::Float)
+}
+
+/// The batch (x, y) as the recipe trains on it: mixed when mixup is on.
+pub fn prepare(cfg: &RunConfig, x: Tensor, y: &Tensor) -> (Tensor, Targets) {
+    let t = &cfg.train;
+    let smoothing = t.label_smoothing.unwrap_or(0.0);
+    let Some(alpha) = t.mixup_alpha else {
+        return (
+            x,
+            Targets {
+                smoothing,
+                ..Targets::hard(y)
+            },
+        );
+    };
+    let b = y.size()[0];
+    let lam = beta_sample(alpha, x.device());
+    let perm = Tensor::randperm(b, (Kind::Int64, x.device()));
+    let mixed = &x * &lam + x.index_select(0, &perm) * (1.0 - &lam);
+    let targets = Targets {
+        y: y.shallow_clone(),
+        mix: Some((y.index_select(0, &perm), lam)),
+        smoothing,
+    };
+    (mixed, targets)
+}
+
+/// `train.mixup_alpha`, `train.label_smoothing`, `data.augment.cutout`: one line each.
+pub fn validate(cfg: &RunConfig) -> Result<()> {
+    let t = &cfg.train;
+    if let Some(a) = t.mixup_alpha.filter(|a| !(a.is_finite() && *a > 0.0)) {
+        bail!("train.mixup_alpha: must be a positive number (Fixup trains with 1.0; leave the key out for no mixup), got {a}");
+    }
+    if let Some(e) = t.label_smoothing.filter(|e| !(*e >= 0.0 && *e < 1.0)) {
+        bail!("train.label_smoothing: must be in [0, 1) (0.1 is usual), got {e}");
+    }
+    if let Some(s) = cfg.data.augment.cutout.filter(|s| *s < 1) {
+        bail!("data.augment.cutout: the square's side must be ≥ 1 pixel (16 for CIFAR-10 in the Cutout paper), got {s}");
+    }
+    let recipe = t.mixup_alpha.is_some() || t.label_smoothing.is_some();
+    if recipe && t.cuda_graph {
+        bail!("train.cuda_graph: not with train.mixup_alpha or train.label_smoothing (the captured step takes plain labels); turn one off");
+    }
+    Ok(())
+}
+
+/// The cutout square must fit the images (known once the data is loaded).
+pub fn check_cutout(cfg: &RunConfig, height: i64, width: i64) -> Result<()> {
+    match cfg.data.augment.cutout {
+        Some(s) if s > height.min(width) => bail!(
+            "data.augment.cutout: {s} is larger than the {height}×{width} images of {}; use at most {}",
+            cfg.data.name,
+            height.min(width)
+        ),
+        _ => Ok(()),
+    }
+}
