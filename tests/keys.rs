@@ -75,3 +75,17 @@ fn every_setting_changes_the_key() {
     }
     assert_ne!(spec_key(&S { a: 0.1 }), spec_key(&S { a: 0.1 + 1e-12 }));
 }
+
+/// `train.deterministic` stays out of config.yaml when false (the default key above does not
+/// change) and, when true, is written and changes the key (its GPU kernels differ).
+#[test]
+fn deterministic_mode_is_in_the_key_only_when_on() {
+    let base = RunConfig::default();
+    assert!(!base.to_yaml().contains("deterministic"));
+    let mut on = base.clone();
+    on.train.deterministic = true;
+    assert!(on.to_yaml().contains("deterministic: true"));
+    assert_ne!(on.hash(), base.hash());
+    let back = RunConfig::from_yaml_str(&on.to_yaml(), "test", &[]).unwrap();
+    assert_eq!(back, on);
+}

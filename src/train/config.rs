@@ -153,6 +153,12 @@ pub struct TrainConfig {
     /// keys of existing runs do not change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_from: Option<std::path::PathBuf>,
+    /// Deterministic kernels ([`crate::util::torch_ext::set_deterministic`]): on a GPU, cuDNN
+    /// deterministic and not benchmarking, torch's deterministic algorithms; on the CPU, oneDNN
+    /// off. What this does and does not make bit-identical: docs/reliability.md. Left out of
+    /// config.yaml when false, so the keys of existing runs do not change.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deterministic: bool,
 }
 
 impl Default for TrainConfig {
@@ -168,6 +174,7 @@ impl Default for TrainConfig {
             cuda_graph: false,
             checkpoint: true,
             init_from: None,
+            deterministic: false,
         }
     }
 }

@@ -78,6 +78,9 @@ struct Trainer {
     data_name: String,
     /// The per-channel mean and std the inputs are normalized with.
     input_norm: (Vec<f64>, Vec<f64>),
+    /// `train.deterministic` on the CPU: libtorch on one thread while the run lasts (its CPU
+    /// reductions split their sums by the thread count).
+    _one_thread: Option<crate::util::threads::TorchThreads>,
 }
 
 impl Trainer {
@@ -85,6 +88,10 @@ impl Trainer {
     /// optimizer.
     fn new(cfg: &RunConfig) -> Result<Trainer> {
         let device = crate::util::device::select_device(&cfg.device)?;
+        torch_ext::set_deterministic(cfg.train.deterministic, device.is_cuda())
+            .context("train.deterministic")?;
+        let one_thread = (cfg.train.deterministic && device == Device::Cpu)
+            .then(|| crate::util::threads::TorchThreads::hold(1));
         cfg.train
             .precision
             .check_device(device)
@@ -122,6 +129,7 @@ impl Trainer {
             device,
             data_name: split.name.to_string(),
             input_norm: (split.mean.clone(), split.std.clone()),
+            _one_thread: one_thread,
         })
     }
 
