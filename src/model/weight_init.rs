@@ -180,6 +180,11 @@ pub fn smooth_increment_std(steps: i64) -> f64 {
     (2.0 * (1.0 - (-dt * dt / SMOOTH_KERNEL_DENOM).exp())).sqrt()
 }
 
+/// The version of the i.i.d. CPU sampler ([`uniform_blocks`]), in the keys of results that
+/// depend on its values (Marion's training checkpoints): 1 was the hand-written generator with
+/// one stream per thread (its values depended on the core count), 2 the fixed blocks.
+pub const IID_SAMPLER_VERSION: u32 = 2;
+
 /// Values per block of the i.i.d. sampler ([`uniform_blocks`]): a fixed unit of work, not a
 /// share of the threads, so that the values do not depend on how many threads draw them.
 pub const UNIFORM_BLOCK: usize = 1 << 18;
