@@ -3,6 +3,7 @@
 // Tensors cross as `at::Tensor*`, which is what tch's `C_tensor` pointers are. Every function
 // returns 0 on success and 1 on a C++ exception, whose message `deepres_last_error` gives.
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/CachingDeviceAllocator.h>
 
@@ -94,6 +95,18 @@ int deepres_sum_of_squares(at::Tensor** ts, size_t n, at::Tensor** out) {
   DEEPRES_TRY({
     auto norms = at::_foreach_norm(list(ts, n), 2, at::kFloat);
     *out = new at::Tensor(at::stack(norms).square().sum());
+  })
+}
+
+// Deterministic mode (on != 0) or libtorch's defaults: torch.use_deterministic_algorithms
+// (warn_only: an op without a deterministic kernel warns instead of throwing), cuDNN
+// deterministic and not benchmarking (off, benchmark != 0 gives deepres' CUDA default).
+int deepres_set_deterministic(int on, int benchmark) {
+  DEEPRES_TRY({
+    auto& ctx = at::globalContext();
+    ctx.setDeterministicAlgorithms(on != 0, /*warn_only=*/true);
+    ctx.setDeterministicCuDNN(on != 0);
+    ctx.setBenchmarkCuDNN(on == 0 && benchmark != 0);
   })
 }
 

@@ -16,13 +16,19 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 fn main() {
-    let depths: Vec<i64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let depths: Vec<i64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let dev = Device::cuda_if_available();
     for depth in if depths.is_empty() { vec![20] } else { depths } {
         let cfg = ModelConfig {
             depth,
             norm: Norm::Bn,
-            tau: TauConfig { rule: TauRule::InvSqrt, ..TauConfig::default() },
+            tau: TauConfig {
+                rule: TauRule::InvSqrt,
+                ..TauConfig::default()
+            },
             ..ModelConfig::default()
         };
         tch::manual_seed(0);
@@ -33,7 +39,11 @@ fn main() {
         let y = Tensor::randint(10, [128], (Kind::Int64, dev));
         let mut sums = StepSums::new(dev);
         let t = Targets::hard(&y);
-        let sync = || if let Device::Cuda(i) = dev { tch::Cuda::synchronize(i as i64) };
+        let sync = || {
+            if let Device::Cuda(i) = dev {
+                tch::Cuda::synchronize(i as i64)
+            }
+        };
         let time = |f: &mut dyn FnMut(), n: usize| {
             f();
             sync();
@@ -44,8 +54,27 @@ fn main() {
             sync();
             t0.elapsed().as_secs_f64() / n as f64
         };
-        let step = time(&mut || train_step(&net, &mut opt, &x, &t, 0.01, Precision::Fp32, true, &mut sums), 5);
-        let diag = time(&mut || { diagnostics::measure(&net, &vs, &x, &y, 1); }, 5);
+        let step = time(
+            &mut || {
+                train_step(
+                    &net,
+                    &mut opt,
+                    &x,
+                    &t,
+                    0.01,
+                    Precision::Fp32,
+                    true,
+                    &mut sums,
+                )
+            },
+            5,
+        );
+        let diag = time(
+            &mut || {
+                diagnostics::measure(&net, &vs, &x, &y, 1);
+            },
+            5,
+        );
         let epoch = 391.0 * step;
         println!(
             "ResNet-{depth} on {dev:?}: training step {:.1} ms, epoch (391 steps) {:.1} s, diagnostics {:.1} ms = {:.3} % of an epoch",

@@ -75,3 +75,95 @@ fn every_setting_changes_the_key() {
     }
     assert_ne!(spec_key(&S { a: 0.1 }), spec_key(&S { a: 0.1 + 1e-12 }));
 }
+
+/// `train.deterministic` stays out of config.yaml when false (the default key above does not
+/// change) and, when true, is written and changes the key (its GPU kernels differ).
+#[test]
+fn deterministic_mode_is_in_the_key_only_when_on() {
+    let base = RunConfig::default();
+    assert!(!base.to_yaml().contains("deterministic"));
+    let mut on = base.clone();
+    on.train.deterministic = true;
+    assert!(on.to_yaml().contains("deterministic: true"));
+    assert_ne!(on.hash(), base.hash());
+    let back = RunConfig::from_yaml_str(&on.to_yaml(), "test", &[]).unwrap();
+    assert_eq!(back, on);
+}
+
+/// Every leaf of the run config's YAML (found by walking the serialized default, so a field
+/// added later is covered without editing this test), changed alone to another valid value,
+/// changes the key: a run directory's config.sha256, a checkpoint's hash and a sweep cell's
+/// key (a cell's run is keyed by its resolved config) all come from it. Fields left out of the
+/// YAML at their default (`train.init_from`, `train.deterministic`) are checked above and in
+/// `deterministic_mode_is_in_the_key_only_when_on`.
+#[test]
+fn every_field_of_the_run_config_changes_the_key() {
+    use serde_yaml::Value;
+    let base = RunConfig::default();
+    let tree = serde_yaml::to_value(&base).unwrap();
+    let mut leaves = Vec::new();
+    collect_leaves(&tree, &mut Vec::new(), &mut leaves);
+    assert!(leaves.len() > 30, "{leaves:?}");
+    // Other values of each kind; for strings, the first that still parses as a config.
+    let strings = [
+        "cpu", "mnist", "none", "fixup", "b", "inv", "shared", "bf16", "cosine", "x",
+    ];
+    for path in &leaves {
+        let old = get(&tree, path).clone();
+        let candidates: Vec<Value> = match &old {
+            Value::Bool(b) => vec![Value::Bool(!b)],
+            Value::Number(n) if n.is_i64() => vec![Value::from(n.as_i64().unwrap() + 6)],
+            Value::Number(n) => vec![Value::from(n.as_f64().unwrap() + 0.125)],
+            Value::Null => vec![Value::from(100)],
+            Value::String(_) => strings.iter().map(|s| Value::from(*s)).collect(),
+            other => panic!("{path:?}: unexpected leaf {other:?}"),
+        };
+        let changed = candidates.into_iter().find_map(|v| {
+            let mut t = tree.clone();
+            *get_mut(&mut t, path) = v;
+            serde_yaml::from_value::<RunConfig>(t)
+                .ok()
+                .filter(|c| c != &base)
+        });
+        let c = changed.unwrap_or_else(|| panic!("{}: no other valid value", path.join(".")));
+        assert_ne!(
+            c.hash(),
+            base.hash(),
+            "{} does not change the key",
+            path.join(".")
+        );
+    }
+}
+
+/// Dotted paths of the scalar leaves of `v` (a sequence counts by its first element).
+fn collect_leaves(v: &serde_yaml::Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match v {
+        serde_yaml::Value::Mapping(m) => {
+            for (k, child) in m {
+                at.push(k.as_str().unwrap().to_string());
+                collect_leaves(child, at, out);
+                at.pop();
+            }
+        }
+        serde_yaml::Value::Sequence(s) if !s.is_empty() => {
+            at.push("0".into());
+            collect_leaves(&s[0], at, out);
+            at.pop();
+        }
+        _ => out.push(at.clone()),
+    }
+}
+
+fn get<'a>(v: &'a serde_yaml::Value, path: &[String]) -> &'a serde_yaml::Value {
+    path.iter().fold(v, |v, k| match k.parse::<usize>() {
+        Ok(i) if v.is_sequence() => &v[i],
+        _ => &v[k.as_str()],
+    })
+}
+
+fn get_mut<'a>(v: &'a mut serde_yaml::Value, path: &[String]) -> &'a mut serde_yaml::Value {
+    path.iter().fold(v, |v, k| match k.parse::<usize>() {
+        Ok(i) if v.is_sequence() => &mut v[i],
+        _ => &mut v[k.as_str()],
+    })
+}

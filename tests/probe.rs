@@ -123,9 +123,9 @@ fn fc_resnet_threshold() {
     );
     // NaN/inf survive the CSV round trip
     let text = std::fs::read_to_string(&csv).unwrap();
-    assert!(
-        text.starts_with("model,depth,blocks,norm,tau_rule,tau,seed,forward_ratio,backward_ratio")
-    );
+    assert!(text.starts_with(
+        "dataset,model,width,batch,depth,blocks,norm,tau_rule,tau,seed,forward_ratio,backward_ratio,probe_version\n"
+    ), "{text}");
 }
 
 #[test]
@@ -236,4 +236,86 @@ fn conv_resnet_threshold_labels_with_and_without_bn() {
             }
         }
     }
+}
+
+/// probe.csv names the dataset, width, batch and probe version of every row; a rerun resumes
+/// only into a file of the same setting: another batch size, fc width or dataset, and a file of
+/// an older deepres without the dataset column, are refused in one line naming the file and the
+/// fix, and the file is left as it was. ResNet rows may join fc rows (the table keeps models
+/// apart).
+#[test]
+fn probe_rows_of_another_setting_are_never_mixed_into_one_file() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("probe.csv");
+    let fc = |batch: i64, width: i64, data: DatasetName| ProbeSpec {
+        seeds: vec![0],
+        batch,
+        width,
+        data: ProbeData::Named(data),
+        ..spec(ProbeModel::Fc, vec![2, 4], vec![Norm::None])
+    };
+    let rows = probe::run(&fc(16, 64, DatasetName::Synthetic), &csv, true).unwrap();
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r.dataset == DatasetName::Synthetic
+        && (r.batch, r.width, r.probe_version) == (16, 64, probe::PROBE_VERSION)));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    // The same setting resumes: nothing is measured again.
+    probe::run(&fc(16, 64, DatasetName::Synthetic), &csv, true).unwrap();
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), text);
+    let refused = |spec: &ProbeSpec, what: &str| {
+        let err = format!("{:#}", probe::run(spec, &csv, true).unwrap_err());
+        assert!(
+            err.contains("probe.csv") && err.contains("move the file aside") && !err.contains('\n'),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&csv).unwrap(),
+            text,
+            "{what}: the file changed"
+        );
+    };
+    refused(&fc(8, 64, DatasetName::Synthetic), "another batch");
+    refused(&fc(16, 32, DatasetName::Synthetic), "another width");
+    // Another dataset: rows of another dataset in the file (as a probe of it would leave them).
+    let other = text.replace("synthetic,", "cifar10,");
+    std::fs::write(&csv, &other).unwrap();
+    let err = format!(
+        "{:#}",
+        probe::run(&fc(16, 64, DatasetName::Synthetic), &csv, true).unwrap_err()
+    );
+    assert!(
+        err.contains("on cifar10") && err.contains("on synthetic"),
+        "{err}"
+    );
+    // Another probe version.
+    let old_version = text.replace(&format!(",{}\n", probe::PROBE_VERSION), ",1\n");
+    std::fs::write(&csv, &old_version).unwrap();
+    let err = format!(
+        "{:#}",
+        probe::run(&fc(16, 64, DatasetName::Synthetic), &csv, true).unwrap_err()
+    );
+    assert!(err.contains("probe version 1"), "{err}");
+    // A ResNet probe of the same dataset and batch joins the file.
+    std::fs::write(&csv, &text).unwrap();
+    let resnet = ProbeSpec {
+        seeds: vec![0],
+        taus: vec!["one".parse().unwrap()],
+        ..spec(ProbeModel::Resnet, vec![8], vec![Norm::None])
+    };
+    assert_eq!(probe::run(&resnet, &csv, true).unwrap().len(), 7);
+    // A probe.csv of an older deepres (no dataset column) is refused with the fix.
+    let old = "model,depth,blocks,norm,tau_rule,tau,seed,forward_ratio,backward_ratio\nfc,2,2,none,one,1.0,0,1.5,1.5\n";
+    std::fs::write(&csv, old).unwrap();
+    let err = format!(
+        "{:#}",
+        probe::run(&fc(16, 64, DatasetName::Synthetic), &csv, true).unwrap_err()
+    );
+    assert!(
+        err.contains("probe.csv")
+            && err.contains("without the dataset column")
+            && err.contains("move it aside"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), old);
 }

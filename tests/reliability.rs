@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 mod common;
-use common::{one_line_error, stderr};
+use common::{csv_without_timing, one_line_error, stderr};
 
 fn deepres() -> Command {
     let mut c = common::deepres();
@@ -73,32 +73,6 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     }
     out.sort();
     out
-}
-
-/// metrics.csv without its two timing columns (epoch_seconds, images_per_second: wall-clock
-/// measurements, never equal between two runs); everything else byte for byte.
-fn csv_without_timing(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let skip: Vec<usize> = header
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| **h == "epoch_seconds" || **h == "images_per_second")
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(skip.len(), 2, "{text}");
-    assert!(text.ends_with('\n'));
-    text.lines()
-        .map(|l| {
-            l.split(',')
-                .enumerate()
-                .filter(|(i, _)| !skip.contains(i))
-                .map(|(_, f)| f)
-                .collect::<Vec<_>>()
-                .join(",")
-                + "\n"
-        })
-        .collect()
 }
 
 fn epochs(path: &Path) -> Vec<i64> {

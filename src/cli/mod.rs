@@ -71,6 +71,7 @@ pub enum Cmd {
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
+    crate::util::threads::apply_env()?;
     match cli.cmd {
         Cmd::Train(a) => train::train(a),
         Cmd::Summary(a) => train::summary(a),

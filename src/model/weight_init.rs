@@ -3,7 +3,8 @@
 //! the layer index k = 1..L; the three laws differ in how a path is correlated across k.
 //!
 //! - [`LayerInit::Iid`]: uniform on ±√(3/fan_in), independent across k (variance 1/fan_in);
-//!   on the CPU drawn by [`fast_uniform`] (xoshiro256++ streams seeded from torch's RNG).
+//!   on the CPU drawn by [`fast_uniform`] (xoshiro256++ streams of fixed-size blocks seeded
+//!   from torch's RNG: the same values whatever the number of threads).
 //! - [`LayerInit::Smooth`]: a Gaussian process f over t_k = k/L, t ∈ [0, 1], with kernel
 //!   exp(-(t-s)²/0.02) (bandwidth 0.1); as in the authors' code, the layer weights are the
 //!   path's increments W_k ∝ f(t_k) − f(t_{k−1}) normalized to variance 1/fan_in, a smooth
@@ -179,42 +180,20 @@ pub fn smooth_increment_std(steps: i64) -> f64 {
     (2.0 * (1.0 - (-dt * dt / SMOOTH_KERNEL_DENOM).exp())).sqrt()
 }
 
-/// xoshiro256++ (Blackman & Vigna): a small, fast generator for bulk uniform weights.
-struct Xoshiro256pp([u64; 4]);
+/// The version of the i.i.d. CPU sampler ([`uniform_blocks`]), in the keys of results that
+/// depend on its values (Marion's training checkpoints): 1 was the hand-written generator with
+/// one stream per thread (its values depended on the core count), 2 the fixed blocks.
+pub const IID_SAMPLER_VERSION: u32 = 2;
 
-impl Xoshiro256pp {
-    /// State from a 64-bit seed through splitmix64 (never all zero).
-    fn new(mut seed: u64) -> Self {
-        let mut s = [0u64; 4];
-        for x in &mut s {
-            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            *x = z ^ (z >> 31);
-        }
-        Xoshiro256pp(s)
-    }
+/// Values per block of the i.i.d. sampler ([`uniform_blocks`]): a fixed unit of work, not a
+/// share of the threads, so that the values do not depend on how many threads draw them.
+pub const UNIFORM_BLOCK: usize = 1 << 18;
 
-    #[inline]
-    fn next(&mut self) -> u64 {
-        let s = &mut self.0;
-        let r = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        r
-    }
-}
-
-/// `n` independent uniform(−bound, bound) f32 values (24 random bits each), on all cores:
-/// one xoshiro256++ stream per thread, seeded from torch's global RNG (so `tch::manual_seed`
-/// fixes them). Sampling the i.i.d. weights of many wide, deep models (Figure M2: 2·10¹¹
-/// values) is several times faster this way than with torch's CPU `uniform_`.
+/// `n` independent uniform(−bound, bound) f32 values (24 random bits each), on
+/// [`crate::util::threads::worker_threads`] threads, seeded from torch's global RNG (so
+/// `tch::manual_seed` fixes them): [`uniform_blocks`] with one seed drawn from it. Sampling the
+/// i.i.d. weights of many wide, deep models (Figure M2: 2·10¹¹ values) is several times faster
+/// this way than with torch's CPU `uniform_`.
 pub fn fast_uniform(n: usize, bound: f32) -> Vec<f32> {
     let mut out = vec![0f32; n];
     fast_uniform_into(&mut out, bound);
@@ -223,30 +202,53 @@ pub fn fast_uniform(n: usize, bound: f32) -> Vec<f32> {
 
 /// [`fast_uniform`] into an existing buffer (no allocation).
 pub fn fast_uniform_into(out: &mut [f32], bound: f32) {
-    let n = out.len();
     let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(16);
-    let per = n.div_ceil(threads).max(1);
+    uniform_blocks(out, bound, seed, crate::util::threads::worker_threads());
+}
+
+/// Fills `out` with uniform(−bound, bound) values from `seed`, the same bytes for any
+/// `threads`: block b (values b·[`UNIFORM_BLOCK`] onwards) is drawn from the xoshiro256++
+/// stream `Xoshiro256PlusPlus::seed_from_u64(seed)` advanced by b jumps (2¹²⁸ steps each, so
+/// the blocks' streams never overlap); each 64-bit output gives two values, its bits 40..64
+/// and 8..32 (a block's odd last value takes bits 40..64 of one more output). Threads take
+/// contiguous runs of blocks.
+pub fn uniform_blocks(out: &mut [f32], bound: f32, seed: u64, threads: usize) {
+    use rand_xoshiro::rand_core::SeedableRng;
+    let blocks = out.len().div_ceil(UNIFORM_BLOCK);
+    let per_thread = blocks.div_ceil(threads.max(1)).max(1);
     let scale = 2.0 * bound / (1u32 << 24) as f32;
     std::thread::scope(|sc| {
-        for (t, part) in out.chunks_mut(per).enumerate() {
+        for (t, part) in out.chunks_mut(per_thread * UNIFORM_BLOCK).enumerate() {
             sc.spawn(move || {
-                let mut rng =
-                    Xoshiro256pp::new(seed ^ (t as u64).wrapping_mul(0xA076_1D64_78BD_642F));
-                let mut pairs = part.chunks_exact_mut(2);
-                for p in &mut pairs {
-                    let x = rng.next();
-                    p[0] = (x >> 40) as f32 * scale - bound;
-                    p[1] = ((x >> 8) & 0xFF_FFFF) as f32 * scale - bound;
+                let mut stream = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+                for _ in 0..t * per_thread {
+                    stream.jump();
                 }
-                for v in pairs.into_remainder() {
-                    *v = (rng.next() >> 40) as f32 * scale - bound;
+                for block in part.chunks_mut(UNIFORM_BLOCK) {
+                    fill_uniform(block, &mut stream.clone(), scale, bound);
+                    stream.jump();
                 }
             });
         }
     });
+}
+
+/// Two values per 64-bit output of `rng`: (bits 40..64, bits 8..32) · `scale` − `bound`.
+fn fill_uniform(
+    out: &mut [f32],
+    rng: &mut impl rand_xoshiro::rand_core::RngCore,
+    scale: f32,
+    bound: f32,
+) {
+    let mut pairs = out.chunks_exact_mut(2);
+    for p in &mut pairs {
+        let x = rng.next_u64();
+        p[0] = (x >> 40) as f32 * scale - bound;
+        p[1] = ((x >> 8) & 0xFF_FFFF) as f32 * scale - bound;
+    }
+    for v in pairs.into_remainder() {
+        *v = (rng.next_u64() >> 40) as f32 * scale - bound;
+    }
 }
 
 /// Redraws `weights` (`[models, L, d_out, d_in]`, as made by [`layer_weights`]) in place from
@@ -336,5 +338,67 @@ mod tests {
         assert_eq!(fgn_autocovariance(0, 0.5), 1.0);
         assert!(fgn_autocovariance(1, 0.5).abs() < 1e-15);
         assert!((fgn_autocovariance(1, 0.8) - (2f64.powf(0.6) - 1.0)).abs() < 1e-12);
+    }
+
+    /// xoshiro256++ and its splitmix64 seeding transcribed from the reference C code
+    /// (Blackman & Vigna, prng.di.unimi.it): the oracle of the sampler's first block.
+    fn reference_stream(mut seed: u64) -> impl FnMut() -> u64 {
+        let mut s = [0u64; 4];
+        for x in &mut s {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            *x = z ^ (z >> 31);
+        }
+        move || {
+            let r = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+            let t = s[1] << 17;
+            s[2] ^= s[0];
+            s[3] ^= s[1];
+            s[1] ^= s[2];
+            s[0] ^= s[3];
+            s[2] ^= t;
+            s[3] = s[3].rotate_left(45);
+            r
+        }
+    }
+
+    #[test]
+    fn uniform_blocks_are_the_same_bytes_for_any_thread_count() {
+        // 3.5 blocks plus an odd value: a partial last block with an odd length.
+        let n = UNIFORM_BLOCK * 7 / 2 + 1;
+        let draw = |threads| {
+            let mut v = vec![0f32; n];
+            uniform_blocks(&mut v, 0.5, 42, threads);
+            v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+        };
+        let one = draw(1);
+        for threads in [2, 3, 4, 16, 64] {
+            assert!(one == draw(threads), "{threads} threads give other values");
+        }
+        // Block 0 is the reference xoshiro256++ stream of the seed, two values per output.
+        let mut next = reference_stream(42);
+        let scale = 1.0 / (1u32 << 24) as f32;
+        for i in 0..1000 {
+            let x = next();
+            assert_eq!(one[2 * i], ((x >> 40) as f32 * scale - 0.5).to_bits());
+            assert_eq!(
+                one[2 * i + 1],
+                (((x >> 8) & 0xFF_FFFF) as f32 * scale - 0.5).to_bits()
+            );
+        }
+        // Every block is its own stream: no block repeats another's start.
+        let starts: std::collections::HashSet<_> = (0..4)
+            .map(|b| one[b * UNIFORM_BLOCK..b * UNIFORM_BLOCK + 8].to_vec())
+            .collect();
+        assert_eq!(starts.len(), 4);
+        // Another seed, other values.
+        let mut other = vec![0f32; 16];
+        uniform_blocks(&mut other, 0.5, 43, 1);
+        assert_ne!(
+            other.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            one[..16]
+        );
     }
 }

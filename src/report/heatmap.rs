@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 use super::plot::{color, font_path, format_tick};
-use crate::util::atomic::{commit, temp_path};
+use crate::util::atomic::write_atomic_by_path;
 
 /// A heatmap: `values[i][j]` sits at (xs[j], ys[i]).
 #[derive(Debug, Clone)]
@@ -170,23 +170,20 @@ impl Heatmap {
         let size = (1000u32, 760u32);
         let svg = stem.with_extension("svg");
         let mut out = vec![];
-        let tmp = temp_path(&svg);
-        {
-            let root = SVGBackend::new(&tmp, size).into_drawing_area();
-            self.draw(&root)
-                .with_context(|| format!("{}: cannot draw", svg.display()))?;
-        }
-        commit(&tmp, &svg)?;
+        write_atomic_by_path(&svg, |tmp| {
+            let root = SVGBackend::new(tmp, size).into_drawing_area();
+            self.draw(&root).context("cannot draw")?;
+            // present() writes the file and reports a failed write (a drop would not).
+            root.present().map_err(|e| anyhow::anyhow!("{e:?}"))
+        })?;
         out.push(svg);
         if font.is_some() {
             let png = stem.with_extension("png");
-            let tmp = temp_path(&png);
-            {
-                let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-                self.draw(&root)
-                    .with_context(|| format!("{}: cannot draw", png.display()))?;
-            }
-            commit(&tmp, &png)?;
+            write_atomic_by_path(&png, |tmp| {
+                let root = BitMapBackend::new(tmp, size).into_drawing_area();
+                self.draw(&root).context("cannot draw")?;
+                root.present().map_err(|e| anyhow::anyhow!("{e:?}"))
+            })?;
             out.push(png);
         }
         Ok(out)

@@ -22,7 +22,7 @@ use plotters_backend::DrawingBackend as Backend;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::util::atomic::{commit, temp_path, write_atomic};
+use crate::util::atomic::{write_atomic, write_atomic_by_path};
 
 mod axis;
 mod panel;
@@ -281,19 +281,13 @@ fn write_figure(stem: &Path, title: Option<&str>, panels: &[Panel]) -> Result<Ve
         );
         return Ok(written);
     }
-    let tmp = temp_path(&png_path);
-    let drawn = (|| -> Result<()> {
+    write_atomic_by_path(&png_path, |tmp| {
         let size = figure_size(title.is_some(), panels.len());
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
         draw_figure(&root, title, panels, FAMILY)?;
         root.present().map_err(plot_err)?;
         Ok(())
-    })();
-    if let Err(e) = drawn {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("{}: cannot draw", png_path.display())));
-    }
-    commit(&tmp, &png_path)?;
+    })?;
     written.push(png_path);
     Ok(written)
 }

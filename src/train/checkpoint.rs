@@ -55,19 +55,19 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
     }
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let path = dir.join(CHECKPOINT_FILE);
-    let tmp = atomic::temp_path(&path);
-    Tensor::write_safetensors(&named, &tmp)
-        .with_context(|| format!("{}: cannot write checkpoint", tmp.display()))?;
-    if super::crash_point("checkpoint", meta.epoch) {
-        // the test of a kill inside this write: a torn temporary file, then SIGKILL
-        let len = std::fs::metadata(&tmp)?.len();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&tmp)?
-            .set_len(len / 2)?;
-        super::die();
-    }
-    atomic::commit(&tmp, &path)
+    atomic::write_atomic_by_path(&path, |tmp| {
+        Tensor::write_safetensors(&named, tmp)?;
+        if super::crash_point("checkpoint", meta.epoch) {
+            // the test of a kill inside this write: a torn temporary file, then SIGKILL
+            let len = std::fs::metadata(tmp)?.len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(tmp)?
+                .set_len(len / 2)?;
+            super::die();
+        }
+        Ok(())
+    })
 }
 
 pub fn path(dir: &Path) -> PathBuf {

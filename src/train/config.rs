@@ -177,6 +177,12 @@ pub struct TrainConfig {
     /// Label smoothing ε of the cross-entropy (targets (1 − ε)·one-hot + ε/C); absent: off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label_smoothing: Option<f64>,
+    /// Deterministic kernels ([`crate::util::torch_ext::set_deterministic`]): on a GPU, cuDNN
+    /// deterministic and not benchmarking, torch's deterministic algorithms; on the CPU, oneDNN
+    /// off. What this does and does not make bit-identical: docs/reliability.md. Left out of
+    /// config.yaml when false, so the keys of existing runs do not change.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deterministic: bool,
 }
 
 impl Default for TrainConfig {
@@ -194,6 +200,7 @@ impl Default for TrainConfig {
             init_from: None,
             mixup_alpha: None,
             label_smoothing: None,
+            deterministic: false,
         }
     }
 }

@@ -210,11 +210,7 @@ fn trace(run: &RunModel, out: &Path) -> Result<()> {
     let module = tch::CModule::create_by_tracing("ResNet", "forward", &[x], &mut |inputs| {
         vec![tch::nn::ModuleT::forward_t(&net, &inputs[0], false)]
     })?;
-    let tmp = crate::util::atomic::temp_path(out);
-    module
-        .save(&tmp)
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    crate::util::atomic::commit(&tmp, out)
+    crate::util::atomic::write_atomic_by_path(out, |tmp| Ok(module.save(tmp)?))
 }
 
 /// A model read from a file: its config, its tensors by deepres name, the file's metadata.

@@ -47,7 +47,8 @@ pub enum EpochStatus {
     Diverged,
 }
 
-/// Appends one row (writing the header first if the file is new), then flushes and fsyncs.
+/// Appends one row (writing the header first if the file is new), then fsyncs; a failed write
+/// leaves the file as it was ([`crate::util::atomic::append`]).
 pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
     append_rows(path, std::slice::from_ref(row), row.epoch)
 }
@@ -70,21 +71,15 @@ pub fn append_rows<T: Serialize>(path: &Path, rows: &[T], epoch: i64) -> Result<
     let bytes = w
         .into_inner()
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("{}: cannot open for appending", path.display()))?;
     if super::crash_point("csv-row", epoch) {
         // the test of a kill inside this write: half the row, then SIGKILL
+        let mut file = OpenOptions::new().append(true).create(true).open(path)?;
         file.write_all(&bytes[..bytes.len() / 2])?;
         file.sync_data()?;
         super::die();
     }
-    file.write_all(&bytes)
-        .with_context(|| format!("{}: cannot write row", path.display()))?;
-    file.sync_data()?;
-    Ok(())
+    // A failed append (a full disk) is cut back: the file keeps its complete rows.
+    crate::util::atomic::append(path, &bytes)
 }
 
 /// Reads all rows.

@@ -86,6 +86,9 @@ struct Trainer {
     input_norm: (Vec<f64>, Vec<f64>),
     /// The fixed batch of the per-block diagnostics (the first training images).
     diag_batch: (tch::Tensor, tch::Tensor),
+    /// `train.deterministic` on the CPU: libtorch on one thread while the run lasts (its CPU
+    /// reductions split their sums by the thread count).
+    _one_thread: Option<crate::util::threads::TorchThreads>,
 }
 
 impl Trainer {
@@ -93,6 +96,10 @@ impl Trainer {
     /// optimizer.
     fn new(cfg: &RunConfig) -> Result<Trainer> {
         let device = crate::util::device::select_device(&cfg.device)?;
+        torch_ext::set_deterministic(cfg.train.deterministic, device.is_cuda())
+            .context("train.deterministic")?;
+        let one_thread = (cfg.train.deterministic && device == Device::Cpu)
+            .then(|| crate::util::threads::TorchThreads::hold(1));
         cfg.train
             .precision
             .check_device(device)
@@ -136,6 +143,7 @@ impl Trainer {
             data_name: split.name.to_string(),
             input_norm: (split.mean.clone(), split.std.clone()),
             diag_batch,
+            _one_thread: one_thread,
         })
     }
 

@@ -10,10 +10,8 @@ use crate::util::atomic;
 
 /// Writes `named` to `path` atomically; `what` names the file's content in errors.
 pub fn write(path: &Path, named: &[(String, Tensor)], what: &str) -> Result<()> {
-    let tmp = atomic::temp_path(path);
-    Tensor::save_multi(named, &tmp)
-        .with_context(|| format!("{}: cannot write the {what}", tmp.display()))?;
-    atomic::commit(&tmp, path).with_context(|| format!("cannot write the {what}"))
+    atomic::write_atomic_by_path(path, |tmp| Ok(Tensor::save_multi(named, tmp)?))
+        .with_context(|| format!("the {what}"))
 }
 
 /// The tensors of a file of [`write`], by name.

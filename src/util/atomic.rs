@@ -1,7 +1,10 @@
 //! The one atomic writer: every file deepres writes goes through here. The bytes go to a
 //! temporary file beside the target, which is fsynced, renamed over the target, and then the
 //! directory is fsynced, so that a reader, a kill -9 or a node crash sees the old file or the
-//! new one, never half of one.
+//! new one, never half of one. A write that fails (a full disk above all) removes its temporary
+//! file, leaves the target as it was and says so in one line naming the file
+//! ([`write_error`]). Appends to a log ([`append`]) are cut back to their previous length when
+//! they fail, so a full disk never leaves half a row.
 use anyhow::{anyhow, Result};
 use std::fs::File;
 use std::io::Write;
@@ -15,32 +18,80 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 /// Like [`write_atomic`], with the content written by `fill` into the temporary file (for
 /// writers that stream, e.g. libtorch's tensor files or CSV writers).
 pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| -> Result<()> {
-        let mut f = File::create(&tmp)?;
+    write_atomic_by_path(path, |tmp| {
+        let mut f = File::create(tmp)?;
         fill(&mut f)?;
-        f.sync_all()?;
+        f.flush()?;
         Ok(())
-    })();
-    if let Err(e) = result {
+    })
+}
+
+/// Like [`write_atomic`], for writers that create the file themselves from its path
+/// (libtorch's `save`, image encoders): `fill` writes the temporary file it is given, which is
+/// then fsynced and renamed over `path`; when `fill` fails, the temporary file is removed.
+pub fn write_atomic_by_path(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = temp_path(path);
+    if let Err(e) = fill(&tmp) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow!("{}: cannot write: {e:#}", path.display()));
+        return Err(write_error(path, e));
     }
     commit(&tmp, path)
 }
 
-/// Renames a finished temporary file (from [`temp_path`]) over `path` and fsyncs the directory.
-/// For writers that must produce the temporary file themselves (e.g. libtorch's `save`).
+/// fsyncs a finished temporary file (from [`temp_path`]), renames it over `path` and fsyncs
+/// the directory; on failure the temporary file is removed and `path` is left as it was.
 pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
-    if let Ok(f) = File::open(tmp) {
-        f.sync_all()
-            .map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-    }
-    std::fs::rename(tmp, path).map_err(|e| {
+    let synced = File::open(tmp).and_then(|f| f.sync_all());
+    trace("fsync file");
+    if let Err(e) = synced {
         let _ = std::fs::remove_file(tmp);
-        anyhow!("{}: cannot write: {e}", path.display())
-    })?;
+        return Err(write_error(path, e.into()));
+    }
+    if let Err(e) = std::fs::rename(tmp, path) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(write_error(path, e.into()));
+    }
+    trace("rename");
     sync_dir(path)
+}
+
+/// Appends `bytes` to `path` (created when missing) and fsyncs it. When the write fails (a
+/// full disk), the file is cut back to its previous length: it never keeps half of `bytes`.
+pub fn append(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| write_error(path, e.into()))?;
+    let before = f.metadata().map_err(|e| write_error(path, e.into()))?.len();
+    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_data()) {
+        let _ = f.set_len(before).and_then(|_| f.sync_data());
+        return Err(write_error(path, e.into()));
+    }
+    trace("fsync file");
+    Ok(())
+}
+
+/// True when `e` (any cause in its chain) is a full disk or an exhausted quota.
+pub fn is_no_space(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
+            || c.to_string().contains("No space left on device")
+    })
+}
+
+/// The one-line error of a failed write of `path`: a full disk says so, with the fix.
+pub fn write_error(path: &Path, e: anyhow::Error) -> anyhow::Error {
+    if is_no_space(&e) {
+        anyhow!(
+            "{}: cannot write: no space left on the device (the previous file is kept; free some space, then rerun: a run continues with --resume)",
+            path.display()
+        )
+    } else {
+        anyhow!("{}: cannot write: {e:#}", path.display())
+    }
 }
 
 /// The temporary file beside `path`: hidden, named after it and this process, with the same
@@ -66,5 +117,74 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     };
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| anyhow!("{}: cannot sync the directory: {e}", dir.display()))
+        .map_err(|e| anyhow!("{}: cannot sync the directory: {e}", dir.display()))?;
+    trace("fsync dir");
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    static TRACE: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records a durability step of this thread (unit tests read the order back).
+fn trace(_step: &'static str) {
+    #[cfg(test)]
+    TRACE.with(|t| t.borrow_mut().push(_step));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps() -> Vec<&'static str> {
+        TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()))
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_write_fsyncs_the_file_then_renames_then_fsyncs_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("a.csv");
+        steps();
+        write_atomic(&p, "x\n").unwrap();
+        assert_eq!(steps(), ["fsync file", "rename", "fsync dir"]);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "x\n");
+        write_atomic_by_path(&p, |t| Ok(std::fs::write(t, "y\n")?)).unwrap();
+        assert_eq!(steps(), ["fsync file", "rename", "fsync dir"]);
+        assert_eq!(names(tmp.path()), ["a.csv"], "no temporary file is left");
+        append(&p, b"z\n").unwrap();
+        assert_eq!(steps(), ["fsync file"]);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "y\nz\n");
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_removes_its_temporary_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("a.csv");
+        write_atomic(&p, "old\n").unwrap();
+        let err = write_atomic_with(&p, |f| {
+            f.write_all(b"half")?;
+            Err(std::io::Error::from_raw_os_error(libc::ENOSPC).into())
+        })
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("a.csv") && msg.contains("no space left") && !msg.contains('\n'),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old\n");
+        assert_eq!(names(tmp.path()), ["a.csv"]);
+        let other = write_atomic_by_path(&p, |_| anyhow::bail!("encoder failed")).unwrap_err();
+        assert!(format!("{other:#}").contains("encoder failed"));
+        assert!(!is_no_space(&other));
+    }
 }

@@ -71,7 +71,31 @@ pub fn write(
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
     let buf = safetensors::serialize(views, &Some(meta))
         .map_err(|e| anyhow::anyhow!("{}: cannot serialize ({e:?})", path.display()))?;
-    write_atomic(path, buf)
+    write_atomic(path, sorted_metadata(buf)?)
+}
+
+/// `buf` (a serialized safetensors file) with its metadata in key order: the safetensors crate
+/// takes the metadata as a `HashMap`, whose order is random in each process, so the same
+/// tensors and metadata would otherwise give other bytes in each run.
+fn sorted_metadata(buf: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(buf[..8].try_into()?) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&buf[8..8 + n])?;
+    if let Some(serde_json::Value::Object(meta)) = header.remove("__metadata__") {
+        let sorted: BTreeMap<String, serde_json::Value> = meta.into_iter().collect();
+        let mut rebuilt = serde_json::Map::new();
+        rebuilt.insert("__metadata__".into(), serde_json::json!(sorted));
+        rebuilt.extend(header);
+        header = rebuilt;
+    }
+    let mut json = serde_json::to_vec(&header)?;
+    // The header is padded with spaces to a multiple of 8 bytes, as safetensors writes it.
+    json.resize(json.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + buf.len() - 8 - n);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&buf[8 + n..]);
+    Ok(out)
 }
 
 /// A safetensors file read back: its tensors (CPU) by name, in name order, and its metadata.

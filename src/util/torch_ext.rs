@@ -1,7 +1,7 @@
 //! libtorch functions that tch 0.24 does not expose, compiled from csrc/torch_ext.cpp by
 //! build.rs: CUDA autocast in bf16 or fp16, PyTorch's fused SGD kernel, AMP's unscale, a one-launch sum of
 //! squared norms, gradients set to none, channels-last copies and the CUDA caching
-//! allocator's peak statistics.
+//! allocator's peak statistics, and deterministic mode.
 use anyhow::{anyhow, Result};
 use std::ffi::{c_char, c_int, c_longlong, CStr};
 use tch::{Device, Tensor};
@@ -47,6 +47,7 @@ extern "C" {
         found_inf: CTensor,
         inv_scale: CTensor,
     ) -> c_int;
+    fn deepres_set_deterministic(on: c_int, benchmark: c_int) -> c_int;
     fn deepres_clear_grads(params: *const CTensor, n: usize) -> c_int;
     fn deepres_channels_last(t: CTensor, out: *mut CTensor) -> c_int;
     fn deepres_cuda_peak_bytes(
@@ -177,6 +178,21 @@ pub fn unscale_(ts: &[&Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> Resul
             )
         },
         "gradient unscale",
+    )
+}
+
+/// Deterministic kernels (`on`) or libtorch's defaults: `torch.use_deterministic_algorithms`
+/// (with `warn_only`: an op that has no deterministic kernel prints libtorch's warning naming
+/// it instead of failing), cuDNN deterministic and not benchmarking, and
+/// `CUBLAS_WORKSPACE_CONFIG=:4096:8` (cuBLAS' deterministic workspaces; set before the
+/// first CUDA matmul, kept when already set). Off, cuDNN benchmarks when `cudnn_benchmark`.
+pub fn set_deterministic(on: bool, cudnn_benchmark: bool) -> Result<()> {
+    if on && std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
+        std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
+    }
+    check(
+        unsafe { deepres_set_deterministic(on as c_int, cudnn_benchmark as c_int) },
+        "deterministic mode",
     )
 }
 

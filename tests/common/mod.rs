@@ -94,3 +94,29 @@ pub fn cuda_or_skip(test: &str) -> bool {
     );
     false
 }
+
+/// metrics.csv without its two timing columns (epoch_seconds, images_per_second: wall-clock
+/// measurements, never equal between two runs); everything else byte for byte.
+pub fn csv_without_timing(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let skip: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| **h == "epoch_seconds" || **h == "images_per_second")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(skip.len(), 2, "{text}");
+    assert!(text.ends_with('\n'));
+    text.lines()
+        .map(|l| {
+            l.split(',')
+                .enumerate()
+                .filter(|(i, _)| !skip.contains(i))
+                .map(|(_, f)| f)
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n"
+        })
+        .collect()
+}

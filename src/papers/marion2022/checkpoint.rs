@@ -28,6 +28,10 @@ struct CheckpointKey<'a> {
     dataset: DatasetName,
     train_examples: i64,
     test_examples: i64,
+    /// [`crate::model::weight_init::IID_SAMPLER_VERSION`] when a run has i.i.d. weights (which
+    /// it draws); left out otherwise, so the keys of fBm and smooth runs did not change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iid_sampler: Option<u32>,
 }
 
 /// The key a training checkpoint of `runs` on `split` with `setup` carries
@@ -43,6 +47,10 @@ pub fn checkpoint_key(setup: &TrainSetup, split: &DataSplit, runs: &[TrainRun]) 
         dataset: split.name,
         train_examples: split.train.len(),
         test_examples: split.test.len(),
+        iid_sampler: runs
+            .iter()
+            .any(|r| r.init == crate::model::weight_init::LayerInit::Iid)
+            .then_some(crate::model::weight_init::IID_SAMPLER_VERSION),
     })
 }
 

@@ -9,14 +9,17 @@
 //! for the CIFAR ResNet (`--model resnet`) or the paper's fully connected ResNet
 //! (`--model fc`): h_l = h_{l-1} + τ W_l relu(h_{l-1}), W_l ~ N(0, 2/m), width m.
 //! Overflow is data: inf and NaN are written as such. Rows are appended to the CSV as they
-//! are measured, and a rerun skips the rows already there, so a long probe resumes.
+//! are measured, and a rerun skips the rows already there, so a long probe resumes. Every row
+//! names its dataset, batch size, width and [`PROBE_VERSION`]; one probe.csv holds one dataset,
+//! batch size and version (and one width per model): a rerun of another setting into it, and a
+//! probe.csv of an older deepres without these columns, are refused in one line
+//! ([`check_setting`]), so rows of different settings never meet in one table.
 pub mod fit;
 pub mod report;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -26,9 +29,17 @@ use crate::model::config::{ModelConfig, Norm, Shortcut, TauConfig, TauLearnable,
 use crate::model::resnet::{blocks_per_stage, ResNet};
 use crate::model::tau::initial_tau;
 
+/// The version of the measurement protocol, in every row: bump it when a change of the code
+/// changes the numbers, so that old rows are not mixed with new ones. Version 1 is the files
+/// written before the column existed (without `dataset` either).
+pub const PROBE_VERSION: u32 = 2;
+
 /// CSV columns of the probe.
-pub const COLUMNS: [&str; 9] = [
+pub const COLUMNS: [&str; 13] = [
+    "dataset",
     "model",
+    "width",
+    "batch",
     "depth",
     "blocks",
     "norm",
@@ -37,6 +48,7 @@ pub const COLUMNS: [&str; 9] = [
     "seed",
     "forward_ratio",
     "backward_ratio",
+    "probe_version",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -130,7 +142,13 @@ pub struct ProbeSpec {
 /// One measurement (one CSV row).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ProbeRow {
+    /// The dataset of the fixed batch.
+    pub dataset: DatasetName,
     pub model: ProbeModel,
+    /// fc: the width m; resnet: the base width of the CIFAR ResNet.
+    pub width: i64,
+    /// Images in the fixed batch.
+    pub batch: i64,
     pub depth: i64,
     pub blocks: i64,
     pub norm: Norm,
@@ -139,6 +157,7 @@ pub struct ProbeRow {
     pub seed: u64,
     pub forward_ratio: f64,
     pub backward_ratio: f64,
+    pub probe_version: u32,
 }
 
 impl ProbeRow {
@@ -255,13 +274,51 @@ fn probe_fc(
     (ratio(&h, &h0), ratio(&grads[0], &grads[1]))
 }
 
-/// Reads the rows of an earlier (possibly interrupted) probe.
+/// Reads the rows of an earlier (possibly interrupted) probe; a file without the `dataset`
+/// column (an older deepres) is refused in one line with the fix.
 pub fn read_rows(path: &Path) -> Result<Vec<ProbeRow>> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let headers = r
+        .headers()
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    if !headers.iter().any(|h| h == "dataset") {
+        bail!(
+            "{}: a probe.csv of an older deepres, without the dataset column (its rows cannot be told apart from other datasets'): move it aside (e.g. to probe.old.csv) and rerun",
+            path.display()
+        );
+    }
     r.deserialize()
         .map(|row| row.with_context(|| format!("{}: malformed row", path.display())))
         .collect()
+}
+
+/// Refuses `rows` (of `path`) of another dataset, batch size or probe version than `ours`, or of
+/// the same model with another width, in one line naming the file and the fix.
+pub fn check_setting(path: &Path, rows: &[ProbeRow], ours: &ProbeRow) -> Result<()> {
+    let setting = |r: &ProbeRow| {
+        format!(
+            "{} width {} on {}, batch {}, probe version {}",
+            format!("{:?}", r.model).to_lowercase(),
+            r.width,
+            r.dataset,
+            r.batch,
+            r.probe_version
+        )
+    };
+    let other = rows.iter().find(|r| {
+        (r.dataset, r.batch, r.probe_version) != (ours.dataset, ours.batch, ours.probe_version)
+            || (r.model == ours.model && r.width != ours.width)
+    });
+    if let Some(r) = other {
+        bail!(
+            "{}: holds probe rows of {}, this probe is {}: use another --out, or move the file aside",
+            path.display(),
+            setting(r),
+            setting(ours)
+        );
+    }
+    Ok(())
 }
 
 // Long on purpose: the nested loop over depths, τ rules, norms and seeds with its resume
@@ -283,8 +340,29 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
     let (x, y, dataset) = fixed_batch(spec)?;
     let classes = y.max().int64_value(&[]) + 1;
     let classes = classes.max(10);
+    let width = match spec.model {
+        ProbeModel::Resnet => ModelConfig::default().width,
+        ProbeModel::Fc => spec.width,
+    };
+    let template = ProbeRow {
+        dataset,
+        model: spec.model,
+        width,
+        batch: x.size()[0],
+        depth: 0,
+        blocks: 0,
+        norm: Norm::None,
+        tau_rule: String::new(),
+        tau: f64::NAN,
+        seed: 0,
+        forward_ratio: f64::NAN,
+        backward_ratio: f64::NAN,
+        probe_version: PROBE_VERSION,
+    };
     let done: HashSet<_> = if out_csv.exists() {
-        read_rows(out_csv)?.iter().map(|r| r.key()).collect()
+        let rows = read_rows(out_csv)?;
+        check_setting(out_csv, &rows, &template)?;
+        rows.iter().map(|r| r.key()).collect()
     } else {
         HashSet::new()
     };
@@ -292,15 +370,7 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
         std::fs::create_dir_all(parent)
             .with_context(|| format!("{}: cannot create", parent.display()))?;
     }
-    let new_file = !out_csv.exists() || std::fs::metadata(out_csv)?.len() == 0;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out_csv)
-        .with_context(|| format!("{}: cannot open for appending", out_csv.display()))?;
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(new_file)
-        .from_writer(file);
+    let mut new_file = !out_csv.exists() || std::fs::metadata(out_csv)?.len() == 0;
     let norms: Vec<Norm> = if spec.model == ProbeModel::Fc {
         vec![Norm::None]
     } else {
@@ -328,15 +398,13 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
                 for &seed in &spec.seeds {
                     n += 1;
                     let mut row = ProbeRow {
-                        model: spec.model,
                         depth,
                         blocks,
                         norm,
                         tau_rule: t.label.clone(),
                         tau,
                         seed,
-                        forward_ratio: f64::NAN,
-                        backward_ratio: f64::NAN,
+                        ..template.clone()
                     };
                     if done.contains(&row.key()) {
                         continue;
@@ -348,8 +416,8 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
                         ProbeModel::Fc => probe_fc(&x, &y, blocks, tau, spec.width, seed, classes),
                     };
                     (row.forward_ratio, row.backward_ratio) = (f, b);
-                    w.serialize(&row)?;
-                    w.flush()?;
+                    append_row(out_csv, &row, new_file)?;
+                    new_file = false;
                     if !quiet {
                         eprintln!("[{n}/{total}] L={blocks:<4} {norm:?} τ={:<10} seed {seed}: forward {f:.4e} backward {b:.4e}", t.label);
                     }
@@ -357,9 +425,18 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
             }
         }
     }
-    let mut file = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("{}: {}", out_csv.display(), e.error()))?;
-    file.flush()?;
     read_rows(out_csv)
+}
+
+/// Appends `row` (after the header when `header`) and fsyncs; a failed write (a full disk)
+/// leaves the file as it was ([`crate::util::atomic::append`]).
+fn append_row(path: &Path, row: &ProbeRow, header: bool) -> Result<()> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(header)
+        .from_writer(Vec::new());
+    w.serialize(row)?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
+    crate::util::atomic::append(path, &bytes)
 }
