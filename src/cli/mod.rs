@@ -1,6 +1,6 @@
 //! The command line: [`Cli`] (clap derive) and [`run`], which calls the library. One file per
 //! command group: [`train`] (train, summary), [`sweep`] (sweep, report), [`papers`] (probe,
-//! scaling, marion, chizat), [`models`] (export, eval), [`tools`] (bench, info, data, compare).
+//! scaling, marion, chizat), [`models`] (export, eval), [`tools`] (bench, info, data, compare, page).
 pub mod models;
 pub mod papers;
 pub mod sweep;
@@ -65,6 +65,10 @@ pub enum Cmd {
     /// Evaluate a run's weights or a model file on a test set: loss, top-1, top-5, and the
     /// accuracy per class as CSV.
     Eval(models::EvalArgs),
+    /// One static HTML page (no server, nothing loaded from elsewhere) with every paper's
+    /// tables and figures under --runs (SVGs inline), each with its scale, the command that
+    /// made it and its date; a paper with nothing run yet says so. `make report` runs it.
+    Page(tools::PageArgs),
     /// Compare runs per epoch (e.g. BN vs no-BN + τ): writes a CSV and prints a Markdown table.
     Compare(tools::CompareArgs),
 }
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Info => tools::info(),
         Cmd::Data { cmd } => tools::data(cmd),
         Cmd::Compare(a) => tools::compare(a),
+        Cmd::Page(a) => tools::page(a),
         Cmd::Export(a) => models::export(a),
         Cmd::Eval(a) => models::eval(a),
     }

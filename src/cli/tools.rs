@@ -1,4 +1,4 @@
-//! `deepres bench`, `info`, `data` and `compare`.
+//! `deepres bench`, `info`, `data`, `compare` and `page`.
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,16 @@ pub struct CompareArgs {
     /// Output CSV.
     #[arg(short, long)]
     out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct PageArgs {
+    /// The runs directory scanned.
+    #[arg(long, default_value = "runs")]
+    runs: PathBuf,
+    /// The page written (default: `<runs>/index.html`).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 pub fn bench(opts: &BenchOptions) -> Result<()> {
@@ -80,5 +90,18 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     let runs: Vec<&Path> = a.runs.iter().map(PathBuf::as_path).collect();
     print!("{}", report::compare::compare(&runs, &a.out)?);
     println!("written: {}", a.out.display());
+    Ok(())
+}
+
+pub fn page(a: PageArgs) -> Result<()> {
+    let out = a.out.unwrap_or_else(|| a.runs.join("index.html"));
+    let s = report::page::write(&a.runs, &out)?;
+    println!(
+        "written: {} ({} of 3 papers with results; {} tables/figures, {} plots)",
+        out.display(),
+        s.papers,
+        s.entries,
+        s.figures
+    );
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! - [`blocks`]: a run's per-block diagnostics as a heatmap block × epoch and τ curves.
 //! - [`compare`]: `deepres compare A B` joins two runs' metrics.csv per epoch (normalized vs
 //!   unnormalized) into one CSV and a Markdown table.
+//! - [`page`]: `deepres page` (`make report`), one self-contained HTML page with every paper's
+//!   tables and figures found under `runs/`.
 //! - Building blocks, shared by all papers' tables and figures:
 //!   [`plot`] (line plots, SVG + PNG, log axes, several panels), [`heatmap`] (heatmaps), [`table`] (Markdown and CSV
 //!   tables), [`runs`] (a run directory loaded leniently: config, summary, metrics), and
@@ -15,6 +17,7 @@ pub mod acceptance;
 pub mod blocks;
 pub mod compare;
 pub mod heatmap;
+pub mod page;
 pub mod plot;
 pub mod published;
 pub mod runs;
