@@ -17,7 +17,7 @@ DEEPRES     := ./$(BIN)
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(TORCH_VENV)/bin:$(PATH)
 
-.PHONY: setup build test demo info clean-demo data-cifar10 data-cifar100 data-mnist \
+.PHONY: setup setup-chromium build test demo info report clean-demo data-cifar10 data-cifar100 data-mnist \
         tables zhang-stability zhang-table1 zhang-table2 zhang-fig3 \
         marion marion-fig1 marion-fig2 marion-fig3 marion-fig4 marion-fig5 marion-fig6 \
         marion-fig7 marion-fig8 marion-fig9 \
@@ -33,9 +33,9 @@ HAVE_CIFAR10 := $(wildcard data/cifar-10-batches-bin/test_batch.bin data/cifar-1
 SMOKE_DATA_ARG := $(if $(filter smoke,$(SCALE)),$(if $(HAVE_CIFAR10),--set data.name=cifar10,),)
 RUNS := runs
 
-## setup: libtorch venv, Fashion-MNIST and a font for PNG plots, each only when missing
-## (a second run takes seconds)
-setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(TORCH_VENV)/.oracles-v2 $(FASHION) $(FONT) .cargo/config.toml
+## setup: libtorch venv, Fashion-MNIST, a font for PNG plots and Chromium (tests/page.rs opens
+## the report page headless), each only when missing (a second run takes seconds)
+setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(TORCH_VENV)/.oracles-v2 $(FASHION) $(FONT) setup-chromium .cargo/config.toml
 
 # Plain `cargo build` / `cargo test` (a Rust user's habit) build exactly as `make build` does:
 # torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH), which this
@@ -81,6 +81,12 @@ $(FASHION):
 $(FONT):
 	@echo "setup: installing the Debian package fonts-dejavu-core (text in PNG plots)"
 	$(SUDO) apt-get install -y fonts-dejavu-core || ($(SUDO) apt-get update && $(SUDO) apt-get install -y fonts-dejavu-core)
+
+# Debian's chromium, for tests/page.rs (headless: a screenshot of runs/index.html and a check
+# that every figure rendered); found on the PATH by name, as the test looks for it.
+setup-chromium:
+	@command -v chromium >/dev/null || { echo "setup: installing the Debian package chromium (tests/page.rs)"; \
+	  $(SUDO) apt-get install -y chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium); }
 
 ## build: the release binary (linked against the venv's libtorch, rpath set)
 build: setup
@@ -151,6 +157,12 @@ zhang-table2: build
 zhang-fig3: build
 	$(DEEPRES) sweep experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) $(SMOKE_DATA_ARG)
 	$(DEEPRES) report experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) $(SMOKE_DATA_ARG)
+
+## report: runs/index.html, one static page (nothing loaded from elsewhere) with every paper's
+## tables and figures found under runs/ (SVGs inline), each with its scale, the command that
+## made it and its date; runs nothing, only reads what exists
+report: build
+	$(DEEPRES) page --runs $(RUNS) --out $(RUNS)/index.html
 
 ## tables: every table and figure of the τ paper
 tables: zhang-stability zhang-table1 zhang-table2 zhang-fig3

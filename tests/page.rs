@@ -136,7 +136,12 @@ fn check_html(html: &str, figures: &[PathBuf]) {
         );
     }
     assert!(html.contains("Table Z1: CIFAR-10 test error (%) (table1, smoke)"));
-    assert!(html.contains("Figure M1: relative change at init"));
+    assert!(html.contains("<h3>Figure M1: relative change at init (M1, scale smoke)</h3>"));
+    let (t1, st) = (
+        html.find("Table Z1").unwrap(),
+        html.find("stability (resnet)").unwrap(),
+    );
+    assert!(t1 < st, "the τ paper's tables come before its probe");
     assert!(
         !html.contains("not shown"),
         "a README stands for the other Markdown files"

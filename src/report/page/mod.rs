@@ -107,7 +107,11 @@ fn entry(paper: &str, e: &Entry, page_dir: &Path) -> Result<String> {
             .with_context(|| format!("{}: cannot read", md.display()))?;
         let (heading, rest) = split_heading(&text);
         if let (0, Some(h)) = (i, heading) {
-            title = format!("{h} ({}, {})", e.name, e.scale);
+            // Marion's READMEs end their heading with `(M1, scale smoke)` already.
+            title = match h.contains(&format!("scale {}", e.scale)) {
+                true => h.to_string(),
+                false => format!("{h} ({}, {})", e.name, e.scale),
+            };
         }
         body += &markdown::to_html(if i == 0 { rest } else { &text }, 2);
     }

@@ -164,14 +164,33 @@ fn zhang(runs: &Path) -> Result<Vec<Entry>> {
             )?);
         }
     }
+    // The paper's order: its tables, its figure, then the probe; smoke before full.
+    let order = ["table1", "table2", "fig3"];
+    let rank = |e: &Entry| {
+        order
+            .iter()
+            .position(|&o| o == e.name)
+            .unwrap_or(order.len())
+    };
+    out.sort_by_key(|e| (rank(e), natural_key(&e.name), scale_rank(&e.scale)));
     Ok(out)
+}
+
+/// Smoke before full before any other scale.
+fn scale_rank(scale: &str) -> usize {
+    SCALES
+        .iter()
+        .position(|&s| s == scale)
+        .unwrap_or(SCALES.len())
 }
 
 /// Marion's or Chizat's figures: `<runs>/<paper_dir>/<fig>/<scale>/`.
 fn figures(runs: &Path, paper_dir: &str, cmd: &str) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for (fig, dir) in subdirs(&runs.join(paper_dir))? {
-        for (scale, sub) in subdirs(&dir)? {
+        let mut scales = subdirs(&dir)?;
+        scales.sort_by_key(|(s, _)| scale_rank(s));
+        for (scale, sub) in scales {
             let numbered = fig
                 .strip_prefix("fig")
                 .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
