@@ -85,6 +85,8 @@ fn fake_runs(runs: &Path) -> Vec<PathBuf> {
     let prolog = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd\">\n";
     std::fs::write(m1.join("fig1.svg"), format!("{prolog}{svg}")).unwrap();
     write_png(&m1.join("paths.png"));
+    // A copy of the figure (as Marion's scaling figures write one) is shown once.
+    std::fs::copy(m1.join("fig1.svg"), m1.join("forward-iid.svg")).unwrap();
     // An empty figure directory (the limit-model cache, say) is left out.
     std::fs::create_dir_all(runs.join("chizat2025/limits")).unwrap();
     vec![

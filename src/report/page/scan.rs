@@ -236,11 +236,20 @@ fn entry(
         }
         markdown.insert(0, readme);
     }
-    let figures: Vec<PathBuf> = files
+    let mut figures: Vec<PathBuf> = files
         .iter()
         .filter(|p| ext(p, "svg") || (ext(p, "png") && !p.with_extension("svg").is_file()))
         .cloned()
         .collect();
+    // The figure named after the directory's target first; a copy of it shown once.
+    figures.sort_by_key(|p| p.file_stem().is_none_or(|s| s != name.as_str()));
+    let mut seen = Vec::new();
+    figures.retain(|p| {
+        let bytes = std::fs::read(p).unwrap_or_default();
+        let new = !seen.contains(&bytes);
+        seen.push(bytes);
+        new
+    });
     if markdown.is_empty() && figures.is_empty() {
         return Ok(None);
     }
