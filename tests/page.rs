@@ -76,13 +76,16 @@ fn fake_runs(runs: &Path) -> Vec<PathBuf> {
     let m1 = runs.join("marion2022/fig1/smoke");
     std::fs::create_dir_all(&m1).unwrap();
     let readme = format!(
-        "# Figure M1: relative change at init (M1, scale smoke)\n\n- slope β = 1: -0.02\n\n{}\nwall time: 0.4 s\n",
+        "# Figure M1: relative change at init (M1, scale smoke)\n\n\
+         - slope β = 1: -0.02\n\n{}\nwall time: 0.4 s\n",
         table_md("log-log slopes")
     );
     std::fs::write(m1.join("README.md"), readme).unwrap();
     std::fs::write(m1.join("slopes.md"), "**not shown: the README holds it**\n").unwrap();
     let svg = deepres::report::plot::svg_string(Some("M1"), &[panel("M1")]).unwrap();
-    let prolog = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd\">\n";
+    let prolog = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE svg PUBLIC \
+                  \"-//W3C//DTD SVG 1.1//EN\" \
+                  \"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd\">\n";
     std::fs::write(m1.join("fig1.svg"), format!("{prolog}{svg}")).unwrap();
     write_png(&m1.join("paths.png"));
     // A copy of the figure (as Marion's scaling figures write one) is shown once.

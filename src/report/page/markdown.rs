@@ -187,7 +187,8 @@ mod tests {
 
     #[test]
     fn tables_headings_lists_and_inline() {
-        let md = "# Title\n\n**Table A**\n\n| depth | err |\n|:------|----:|\n| 20 | 8.1 \\| 2 |\n\n- a `x<y`\n- b\n";
+        let md = "# Title\n\n**Table A**\n\n| depth | err |\n|:------|----:|\n\
+                  | 20 | 8.1 \\| 2 |\n\n- a `x<y`\n- b\n";
         let html = to_html(md, 1);
         assert!(html.contains("<h2>Title</h2>"), "{html}");
         assert!(html.contains("<p><strong>Table A</strong></p>"), "{html}");

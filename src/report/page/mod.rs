@@ -56,7 +56,8 @@ figcaption{color:#555;font-size:90%}article{border-top:1px solid #ddd;margin-top
 pub fn render(papers: &[Paper], runs: &Path, page_dir: &Path) -> Result<String> {
     let mut html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <title>deepres: the papers' tables and figures</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <title>deepres: the papers' tables and figures</title>\n\
+         <style>{STYLE}</style>\n</head>\n<body>\n\
          <h1>deepres: the papers' tables and figures</h1>\n\
          <p class=\"meta\">From <code>{}</code>, written {} by <code>deepres page</code> \
          (<code>make report</code>).</p>\n<ul>\n",
@@ -118,7 +119,8 @@ fn entry(paper: &str, e: &Entry, page_dir: &Path) -> Result<String> {
     let anchor = format!("{paper}-{}-{}", e.name, e.scale)
         .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-");
     let mut html = format!(
-        "<article id=\"{anchor}\">\n<h3>{}</h3>\n<p class=\"meta\">scale <strong>{}</strong>; made by \
+        "<article id=\"{anchor}\">\n<h3>{}</h3>\n\
+         <p class=\"meta\">scale <strong>{}</strong>; made by \
          <code>{}</code>; date {}; in <code>{}</code></p>\n{body}",
         markdown::inline(&title),
         escape(&e.scale),

@@ -91,7 +91,7 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
             out.push((e.file_name().to_string_lossy().into_owned(), p));
         }
     }
-    out.sort_by(|a, b| natural_key(&a.0).cmp(&natural_key(&b.0)));
+    out.sort_by_key(|a| natural_key(&a.0));
     Ok(out)
 }
 
@@ -225,7 +225,7 @@ fn entry(
             }
         }
     }
-    files.sort_by(|a, b| natural_key(&a.to_string_lossy()).cmp(&natural_key(&b.to_string_lossy())));
+    files.sort_by_key(|p| natural_key(&p.to_string_lossy()));
     let ext = |p: &PathBuf, e: &str| p.extension().is_some_and(|x| x == e);
     let readme = dir.join("README.md");
     let mut markdown: Vec<PathBuf> = files.iter().filter(|p| ext(p, "md")).cloned().collect();
