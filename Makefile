@@ -35,7 +35,7 @@ RUNS := runs
 
 ## setup: libtorch venv, Fashion-MNIST, a font for PNG plots and Chromium (tests/page.rs opens
 ## the report page headless), each only when missing (a second run takes seconds)
-setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(TORCH_VENV)/.oracles-v2 $(FASHION) $(FONT) setup-chromium .cargo/config.toml
+setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(TORCH_VENV)/.oracles-v2 $(FASHION) $(FONT) .cargo/config.toml
 
 # Plain `cargo build` / `cargo test` (a Rust user's habit) build exactly as `make build` does:
 # torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH), which this
@@ -83,7 +83,8 @@ $(FONT):
 	$(SUDO) apt-get install -y fonts-dejavu-core || ($(SUDO) apt-get update && $(SUDO) apt-get install -y fonts-dejavu-core)
 
 # Debian's chromium, for tests/page.rs (headless: a screenshot of runs/index.html and a check
-# that every figure rendered); found on the PATH by name, as the test looks for it.
+# that every figure rendered); found on the PATH by name, as the test looks for it. Only
+# `make test` needs it (about 300 MB), so `make setup` / `make demo` leave it out.
 setup-chromium:
 	@command -v chromium >/dev/null || { echo "setup: installing the Debian package chromium (tests/page.rs)"; \
 	  $(SUDO) apt-get install -y chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium); }
@@ -96,7 +97,7 @@ build: setup
 ## passwordless sudo; about a minute). Where test-slurm cannot run, `make test` fails rather
 ## than pass without it; SLURM_TEST=0 leaves it out on purpose (and says so).
 SLURM_TEST ?= auto
-test: setup
+test: setup setup-chromium
 	cargo test --release
 	@if [ "$(SLURM_TEST)" = 0 ]; then echo "test: test-slurm left out (SLURM_TEST=0): the Slurm path is untested"; \
 	elif [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then $(MAKE) --no-print-directory test-slurm; \
