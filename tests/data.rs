@@ -519,3 +519,99 @@ fn official_remotes_and_dirs() {
     );
     deepres::data::fetch(DatasetName::Synthetic, root).unwrap();
 }
+
+/// `data fetch` extracts only what stays inside the target folder: an archive with an entry
+/// `../x`, an absolute path or a link is refused whole, in one line naming the entry, and
+/// nothing of it is written (tar headers written raw: tar's own builder refuses such names).
+#[test]
+fn archives_with_escaping_entries_are_refused_whole() {
+    use deepres::data::fetch::extract_tar_gz;
+    let tmp = tempfile::tempdir().unwrap();
+    let build = |name: &str, bad: &str, kind: tar::EntryType| {
+        let path = tmp.path().join(name);
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut b = tar::Builder::new(gz);
+        let mut ok = tar::Header::new_gnu();
+        ok.set_path("cifar-10-batches-bin/ok.bin").unwrap();
+        ok.set_size(3);
+        ok.set_cksum();
+        b.append(&ok, &b"abc"[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        let raw = &mut h.as_gnu_mut().unwrap().name;
+        raw[..bad.len()].copy_from_slice(bad.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(if kind == tar::EntryType::Regular {
+            4
+        } else {
+            0
+        });
+        if kind == tar::EntryType::Symlink {
+            h.set_link_name("/etc/passwd").unwrap();
+        }
+        h.set_mode(0o644);
+        h.set_cksum();
+        let data: &[u8] = if kind == tar::EntryType::Regular {
+            b"evil"
+        } else {
+            b""
+        };
+        b.append(&h, data).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+        path
+    };
+    let cases = [
+        (
+            "dotdot.tar.gz",
+            "../escaped.txt",
+            tar::EntryType::Regular,
+            "leaves the target folder",
+        ),
+        (
+            "deep.tar.gz",
+            "cifar-10-batches-bin/../../escaped.txt",
+            tar::EntryType::Regular,
+            "leaves the target folder",
+        ),
+        (
+            "abs.tar.gz",
+            "/tmp/deepres-escaped-abs.txt",
+            tar::EntryType::Regular,
+            "leaves the target folder",
+        ),
+        (
+            "link.tar.gz",
+            "cifar-10-batches-bin/link",
+            tar::EntryType::Symlink,
+            "is a link",
+        ),
+    ];
+    for (name, bad, kind, why) in cases {
+        let archive = build(name, bad, kind);
+        let dest = tmp.path().join("data").join(name);
+        let e = format!("{:#}", extract_tar_gz(&archive, &dest).unwrap_err());
+        assert!(
+            e.contains(name) && e.contains(bad) && e.contains(why),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        assert!(!dest.exists(), "{name}: nothing extracted");
+    }
+    assert!(!tmp.path().join("data/escaped.txt").exists());
+    assert!(!tmp.path().join("escaped.txt").exists());
+    assert!(!Path::new("/tmp/deepres-escaped-abs.txt").exists());
+    // a clean archive of the same shape extracts
+    let archive = build(
+        "clean.tar.gz",
+        "cifar-10-batches-bin/two.bin",
+        tar::EntryType::Regular,
+    );
+    let dest = tmp.path().join("data/clean");
+    extract_tar_gz(&archive, &dest).unwrap();
+    assert_eq!(
+        std::fs::read(dest.join("cifar-10-batches-bin/two.bin")).unwrap(),
+        b"evil"
+    );
+}

@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use md5::{Digest, Md5};
 
 use super::error::DataError;
@@ -165,18 +165,63 @@ pub fn verify_md5(path: &Path, expected: &str) -> anyhow::Result<()> {
 /// Extract the `.tar.gz` `archive` into `dest` (created if needed). Entries that would
 /// land outside `dest` are refused by the `tar` crate.
 pub fn extract_tar_gz(archive: &Path, dest: &Path) -> anyhow::Result<()> {
-    let file = std::fs::File::open(archive)
-        .with_context(|| format!("{}: cannot open", archive.display()))?;
+    let open = || -> anyhow::Result<tar::Archive<flate2::read::GzDecoder<std::io::BufReader<std::fs::File>>>> {
+        let file = std::fs::File::open(archive)
+            .with_context(|| format!("{}: cannot open", archive.display()))?;
+        let gz = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
+        Ok(tar::Archive::new(gz))
+    };
+    // First pass: every entry must stay inside `dest`, or nothing is extracted.
+    let mut entries = 0;
+    for entry in open()?
+        .entries()
+        .with_context(|| format!("{}: not a tar.gz archive", archive.display()))?
+    {
+        let entry = entry.with_context(|| format!("{}: corrupt archive", archive.display()))?;
+        check_entry(archive, &entry)?;
+        entries += 1;
+    }
+    if entries == 0 {
+        bail!("{}: empty archive", archive.display());
+    }
     std::fs::create_dir_all(dest)
         .with_context(|| format!("{}: cannot create directory", dest.display()))?;
-    let gz = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
-    tar::Archive::new(gz).unpack(dest).with_context(|| {
+    open()?.unpack(dest).with_context(|| {
         format!(
             "{}: cannot extract into {}",
             archive.display(),
             dest.display()
         )
     })?;
+    Ok(())
+}
+
+/// An entry that would land outside the target folder (an absolute path, a `..` component)
+/// or that is a link (the official archives hold only files and folders) is refused.
+fn check_entry<R: std::io::Read>(archive: &Path, entry: &tar::Entry<R>) -> anyhow::Result<()> {
+    let path = entry
+        .path()
+        .with_context(|| format!("{}: an entry has an unreadable name", archive.display()))?;
+    let escapes = path.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    let kind = entry.header().entry_type();
+    let link = kind.is_symlink() || kind.is_hard_link();
+    if escapes || link {
+        let what = if link {
+            "is a link"
+        } else {
+            "leaves the target folder"
+        };
+        bail!(
+            "{}: entry {:?} {what}: refused, nothing extracted (not an official archive: delete it and fetch again)",
+            archive.display(),
+            path.display().to_string()
+        );
+    }
     Ok(())
 }
 
