@@ -1,5 +1,6 @@
 //! deepres command line: parse, call the library ([`deepres::cli`]), map errors to exit code 2
-//! (3 when a figure ran but failed its acceptance check).
+//! (3 when a figure ran but failed its acceptance check, 75 when a signal stopped a run after a
+//! resumable checkpoint).
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -10,9 +11,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            match e.downcast_ref::<deepres::report::acceptance::Failed>() {
-                Some(_) => ExitCode::from(deepres::report::acceptance::EXIT_CODE),
-                None => ExitCode::from(2),
+            if e.is::<deepres::report::acceptance::Failed>() {
+                ExitCode::from(deepres::report::acceptance::EXIT_CODE)
+            } else if e.is::<deepres::train::interrupt::Interrupted>() {
+                ExitCode::from(deepres::train::interrupt::EXIT_CODE)
+            } else {
+                ExitCode::from(2)
             }
         }
     }

@@ -22,6 +22,19 @@ pub struct Saved {
     /// [`RunConfig::hash`](crate::train::config::RunConfig::hash) of the run's config (absent in
     /// checkpoints of older deepres versions).
     pub config_hash: Option<String>,
+    /// Written by an interrupted epoch ([`super::interrupt`]): where it stopped.
+    pub position: Option<Position>,
+}
+
+/// The position inside the epoch after `epoch` finished ones: steps done and the epoch's sums
+/// so far (loss·images, correct, gradient norms, images), as the device held them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    pub step: i64,
+    pub loss: f64,
+    pub correct: f64,
+    pub grad_norm: f64,
+    pub images: i64,
 }
 
 /// Writes the checkpoint of `dir` atomically. Tensors are stored contiguous (NCHW) whatever
@@ -52,6 +65,12 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
             "meta.config_sha256".into(),
             Tensor::from_slice(h.as_bytes()),
         ));
+    }
+    if let Some(p) = &meta.position {
+        named.push(("position.step".into(), Tensor::from_slice(&[p.step])));
+        named.push(("position.images".into(), Tensor::from_slice(&[p.images])));
+        let sums = [p.loss, p.correct, p.grad_norm];
+        named.push(("position.sums".into(), Tensor::from_slice(&sums)));
     }
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let path = dir.join(CHECKPOINT_FILE);
@@ -119,6 +138,22 @@ pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut Sgd) -> Result<Saved> {
         config_hash: map.get("meta.config_sha256").map(|t| {
             String::from_utf8_lossy(&Vec::<u8>::try_from(t).unwrap_or_default()).into_owned()
         }),
+        position: match (map.get("position.step"), map.get("position.sums")) {
+            (Some(step), Some(sums)) => {
+                let v = Vec::<f64>::try_from(sums).unwrap_or_default();
+                if v.len() != 3 {
+                    bail!("{}: position.sums has {} values, 3 expected; move the checkpoint away to restart the run", path.display(), v.len());
+                }
+                Some(Position {
+                    step: step.int64_value(&[0]),
+                    loss: v[0],
+                    correct: v[1],
+                    grad_norm: v[2],
+                    images: get_i("position.images")?,
+                })
+            }
+            _ => None,
+        },
     };
     let optim: HashMap<String, Tensor> = map
         .iter()

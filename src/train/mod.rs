@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod eval;
 pub mod export;
 pub mod graph;
+pub mod interrupt;
 pub mod metrics;
 pub mod recipe;
 pub mod run_dir;
@@ -149,7 +150,12 @@ impl Trainer {
 
     /// Restores weights, optimizer state and progress from the run's checkpoint, checking that
     /// it belongs to this run; returns (epochs done, best test accuracy, its epoch).
-    fn restore(&mut self, cfg: &RunConfig, dir: &Path, run_hash: &str) -> Result<(i64, f64, i64)> {
+    fn restore(
+        &mut self,
+        cfg: &RunConfig,
+        dir: &Path,
+        run_hash: &str,
+    ) -> Result<(i64, f64, i64, i64)> {
         let saved = checkpoint::load(dir, &mut self.vs, &mut self.opt)?;
         if let Some(h) = &saved.config_hash {
             if h != run_hash {
@@ -169,7 +175,46 @@ impl Trainer {
                 cfg.seed
             );
         }
-        Ok((saved.epoch, saved.best_test_acc, saved.best_epoch))
+        let step = match &saved.position {
+            Some(p) => {
+                // The interrupted epoch's sums, as the device held them (filled in place: a
+                // CUDA graph captured later adds into these very tensors).
+                let _ = self.sums.loss.fill_(p.loss);
+                let _ = self.sums.correct.fill_(p.correct);
+                let _ = self.sums.grad_norm.fill_(p.grad_norm);
+                self.sums.images = p.images;
+                self.sums.steps = p.step;
+                p.step
+            }
+            None => 0,
+        };
+        Ok((saved.epoch, saved.best_test_acc, saved.best_epoch, step))
+    }
+
+    /// The checkpoint of a run stopped inside epoch `epoch` (0-based) after `steps` steps.
+    fn save_position(
+        &self,
+        cfg: &RunConfig,
+        dir: &Path,
+        s: &Summary,
+        run_hash: &str,
+        steps: i64,
+    ) -> Result<()> {
+        let meta = checkpoint::Saved {
+            epoch: s.epochs_done,
+            seed: cfg.seed as i64,
+            best_test_acc: s.best_test_acc,
+            best_epoch: s.best_epoch,
+            config_hash: Some(run_hash.to_string()),
+            position: Some(checkpoint::Position {
+                step: steps,
+                loss: self.sums.loss.double_value(&[]),
+                correct: self.sums.correct.double_value(&[]),
+                grad_norm: self.sums.grad_norm.double_value(&[]),
+                images: self.sums.images,
+            }),
+        };
+        checkpoint::save(dir, &self.vs, &self.opt, &meta)
     }
 
     /// The per-block diagnostics after `epoch` epochs, appended to blocks.csv; returned.
@@ -180,14 +225,15 @@ impl Trainer {
         Ok(rows)
     }
 
-    /// Trains epoch `epoch` (0-based) and evaluates; the row for metrics.csv.
+    /// Trains epoch `epoch` (0-based) from step `start` and evaluates; the row for
+    /// metrics.csv, or the steps done when a signal stopped it.
     fn epoch(
         &mut self,
         cfg: &RunConfig,
-        epoch: i64,
+        (epoch, start): (i64, i64),
         steps_per_epoch: i64,
         bar: Option<&indicatif::ProgressBar>,
-    ) -> Result<EpochRow> {
+    ) -> Result<std::result::Result<EpochRow, i64>> {
         let t0 = Instant::now();
         let (t, epochs) = (&cfg.train, cfg.train.epochs);
         let lr = schedule::lr_at(&t.schedule, t.optimizer.lr, epochs, epoch as f64);
@@ -202,15 +248,19 @@ impl Trainer {
             &mut self.sums,
             &self.train_data,
             cfg,
-            epoch,
+            (epoch, start),
             steps_per_epoch,
             bar,
         )?;
+        let train = match train {
+            step::EpochEnd::Done(stats) => stats,
+            step::EpochEnd::Interrupted { steps } => return Ok(Err(steps)),
+        };
         let train_secs = t0.elapsed().as_secs_f64();
         let (test_loss, test_acc) =
             step::evaluate(&self.model, &self.test_data, t.eval_batch_size, t.precision);
         let diverged = !train.loss.is_finite() || !test_loss.is_finite();
-        Ok(EpochRow {
+        Ok(Ok(EpochRow {
             epoch: epoch + 1,
             lr,
             train_loss: train.loss,
@@ -226,7 +276,7 @@ impl Trainer {
             } else {
                 EpochStatus::Ok
             },
-        })
+        }))
     }
 }
 
@@ -242,14 +292,22 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     // The hash recorded when the run started; its checkpoints carry it.
     let run_hash = run_dir::recorded_hash(&dir).unwrap_or_else(|| cfg.hash());
 
-    let (mut start_epoch, mut best_acc, mut best_epoch) = (0, 0.0, 0);
+    interrupt::install();
+    let (mut start_epoch, mut best_acc, mut best_epoch, mut start_step) = (0, 0.0, 0, 0);
     let csv_path = dir.join(run_dir::METRICS_FILE);
     if load_ckpt {
-        (start_epoch, best_acc, best_epoch) = tr.restore(cfg, &dir, &run_hash)?;
+        (start_epoch, best_acc, best_epoch, start_step) = tr.restore(cfg, &dir, &run_hash)?;
         metrics::truncate_after(&csv_path, start_epoch)?;
         metrics::truncate_after(&dir.join(diagnostics::FILE), start_epoch)?;
         if !opts.quiet {
-            eprintln!("{}: resuming after epoch {start_epoch}", dir.display());
+            let inside = match start_step {
+                0 => String::new(),
+                k => format!(", at step {k} of epoch {}", start_epoch + 1),
+            };
+            eprintln!(
+                "{}: resuming after epoch {start_epoch}{inside}",
+                dir.display()
+            );
         }
     } else {
         // A fresh start: no stale rows from an attempt killed before its first checkpoint.
@@ -282,7 +340,20 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         if opts.stop_after.is_some_and(|n| ran as i64 >= n) {
             break;
         }
-        let row = tr.epoch(cfg, epoch, steps_per_epoch, bar.as_ref())?;
+        let start = std::mem::take(&mut start_step);
+        let row = match tr.epoch(cfg, (epoch, start), steps_per_epoch, bar.as_ref())? {
+            Ok(row) => row,
+            Err(steps) => {
+                tr.save_position(cfg, &dir, &summary, &run_hash, steps)?;
+                write_summary(&dir, &summary)?;
+                return Err(interrupt::Interrupted(format!(
+                    "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable: rerun with --resume",
+                    dir.display(),
+                    epoch + 1
+                ))
+                .into());
+            }
+        };
         metrics::append(&csv_path, &row)?;
         let blocks = match row.status {
             EpochStatus::Ok => tr.diagnose(&dir, epoch + 1)?,
@@ -402,6 +473,7 @@ fn save_epoch(
             best_test_acc: s.best_test_acc,
             best_epoch: s.best_epoch,
             config_hash: Some(run_hash.to_string()),
+            position: None,
         };
         checkpoint::save(dir, &tr.vs, &tr.opt, &meta)?;
     }

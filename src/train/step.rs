@@ -82,8 +82,17 @@ pub fn train_step(
     sums.steps += 1;
 }
 
-/// One epoch of SGD. Loss, accuracy and gradient norm accumulate on the device and are read
-/// once at the end (plus a NaN check every 100 steps, so a diverged run stops early).
+/// How an epoch ended: all its steps done, or stopped by a signal after `steps` steps.
+pub(crate) enum EpochEnd {
+    Done(EpochStats),
+    Interrupted { steps: i64 },
+}
+
+/// One epoch of SGD from step `start` (0, or where an interrupted epoch stopped, its sums
+/// restored in `sums`). Loss, accuracy and gradient norm accumulate on the device and are
+/// read once at the end (plus a NaN check every 100 steps, so a diverged run stops early).
+/// The first `start` batches are drawn and mixed but not trained on, so the generator is
+/// where it was. After each step a signal ([`super::interrupt`]) stops the epoch.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_epoch(
     model: &ResNet,
@@ -92,16 +101,23 @@ pub(crate) fn train_epoch(
     sums: &mut StepSums,
     data: &DeviceData,
     cfg: &RunConfig,
-    epoch: i64,
+    (epoch, start): (i64, i64),
     steps_per_epoch: i64,
     bar: Option<&indicatif::ProgressBar>,
-) -> Result<EpochStats> {
-    sums.reset();
-    for (x, y) in data.train_batches(
+) -> Result<EpochEnd> {
+    if start == 0 {
+        sums.reset();
+    }
+    let batches = data.train_batches(
         cfg.train.batch_size,
         epoch_seed(cfg.seed, epoch),
         cfg.data.augment,
-    ) {
+    );
+    for (k, (x, y)) in batches.enumerate() {
+        let (x, targets) = recipe::prepare(cfg, x, &y);
+        if (k as i64) < start {
+            continue; // replayed: the draws happen, the step does not
+        }
         let t = epoch as f64 + sums.steps as f64 / steps_per_epoch as f64;
         let lr = schedule::lr_at(
             &cfg.train.schedule,
@@ -109,7 +125,6 @@ pub(crate) fn train_epoch(
             cfg.train.epochs,
             t,
         );
-        let (x, targets) = recipe::prepare(cfg, x, &y);
         stepper.step(
             model,
             opt,
@@ -126,13 +141,17 @@ pub(crate) fn train_epoch(
         if sums.steps % 100 == 0 && !sums.loss.double_value(&[]).is_finite() {
             break;
         }
+        let done = k as i64 + 1;
+        if done < steps_per_epoch && super::interrupt::requested(epoch, done) {
+            return Ok(EpochEnd::Interrupted { steps: done });
+        }
     }
     let images = sums.images.max(1) as f64;
-    Ok(EpochStats {
+    Ok(EpochEnd::Done(EpochStats {
         loss: sums.loss.double_value(&[]) / images,
         acc: sums.correct.double_value(&[]) / images,
         grad_norm: sums.grad_norm.double_value(&[]) / sums.steps.max(1) as f64,
-    })
+    }))
 }
 
 /// The forward pass in the configured precision, logits in fp32. bf16 and fp16 are CUDA
