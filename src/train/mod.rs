@@ -200,20 +200,14 @@ impl Trainer {
         run_hash: &str,
         steps: i64,
     ) -> Result<()> {
-        let meta = checkpoint::Saved {
-            epoch: s.epochs_done,
-            seed: cfg.seed as i64,
-            best_test_acc: s.best_test_acc,
-            best_epoch: s.best_epoch,
-            config_hash: Some(run_hash.to_string()),
-            position: Some(checkpoint::Position {
-                step: steps,
-                loss: self.sums.loss.double_value(&[]),
-                correct: self.sums.correct.double_value(&[]),
-                grad_norm: self.sums.grad_norm.double_value(&[]),
-                images: self.sums.images,
-            }),
-        };
+        let position = Some(checkpoint::Position {
+            step: steps,
+            loss: self.sums.loss.double_value(&[]),
+            correct: self.sums.correct.double_value(&[]),
+            grad_norm: self.sums.grad_norm.double_value(&[]),
+            images: self.sums.images,
+        });
+        let meta = checkpoint_meta(cfg, s, run_hash, position);
         checkpoint::save(dir, &self.vs, &self.opt, &meta)
     }
 
@@ -458,6 +452,23 @@ fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
     Some(s)
 }
 
+/// The checkpoint's metadata after `s.epochs_done` epochs (and `position` inside the next).
+fn checkpoint_meta(
+    cfg: &RunConfig,
+    s: &Summary,
+    run_hash: &str,
+    position: Option<checkpoint::Position>,
+) -> checkpoint::Saved {
+    checkpoint::Saved {
+        epoch: s.epochs_done,
+        seed: cfg.seed as i64,
+        best_test_acc: s.best_test_acc,
+        best_epoch: s.best_epoch,
+        config_hash: Some(run_hash.to_string()),
+        position,
+    }
+}
+
 /// After a healthy epoch: the checkpoint (when enabled), then the summary.
 fn save_epoch(
     cfg: &RunConfig,
@@ -467,14 +478,7 @@ fn save_epoch(
     run_hash: &str,
 ) -> Result<()> {
     if cfg.train.checkpoint {
-        let meta = checkpoint::Saved {
-            epoch: s.epochs_done,
-            seed: cfg.seed as i64,
-            best_test_acc: s.best_test_acc,
-            best_epoch: s.best_epoch,
-            config_hash: Some(run_hash.to_string()),
-            position: None,
-        };
+        let meta = checkpoint_meta(cfg, s, run_hash, None);
         checkpoint::save(dir, &tr.vs, &tr.opt, &meta)?;
     }
     if crash_point("summary", s.epochs_done) {
