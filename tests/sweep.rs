@@ -590,3 +590,63 @@ fn requires_data_stops_the_sweep_before_any_cell_but_not_the_status() {
     }
     g.check_data().unwrap();
 }
+
+/// A preemption signal stops the sweep: the cell in progress writes its resumable checkpoint
+/// (the failpoint `DEEPRES_INTERRUPT_AT` stands in for SIGTERM), `deepres sweep` exits 75 and
+/// starts no other cell; the same command afterwards finishes every cell, and the interrupted
+/// cell's metrics.csv equals an uninterrupted run's (timing columns aside).
+#[test]
+fn a_signal_stops_the_sweep_resumably_with_exit_75() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let body = format!("name: pre\n{TINY}grid:\n  model.depth: [8, 14]\n");
+    let grid = write_grid(tmp.path(), &body);
+    let sweep = |env: Option<&str>| {
+        let mut c = common::deepres();
+        c.args(["sweep", grid.to_str().unwrap()])
+            .current_dir(tmp.path());
+        match env {
+            Some(at) => c.env("DEEPRES_INTERRUPT_AT", at),
+            None => c.env_remove("DEEPRES_INTERRUPT_AT"),
+        };
+        c.output().unwrap()
+    };
+    let o = sweep(Some("1:2"));
+    assert_eq!(o.status.code(), Some(75), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("interrupted by a signal at step 2 of epoch 2"),
+        "{}",
+        common::stderr(&o)
+    );
+    let runs = tmp.path().join("runs/pre");
+    let cells: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("config.yaml").exists())
+        .collect();
+    assert_eq!(cells.len(), 1, "no second cell started");
+    let first = cells[0].path();
+    let o = sweep(None);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let got = common::csv_without_timing(&first.join("metrics.csv"));
+    // the same cell, uninterrupted, in another sweep directory
+    let body2 = format!("name: ref\n{TINY}grid:\n  model.depth: [8]\n");
+    let grid2 = write_grid(tmp.path(), &body2);
+    let o = common::deepres()
+        .args(["sweep", grid2.to_str().unwrap()])
+        .current_dir(tmp.path())
+        .env_remove("DEEPRES_INTERRUPT_AT")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let reference = std::fs::read_dir(tmp.path().join("runs/ref"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().join("metrics.csv").exists())
+        .unwrap()
+        .path();
+    assert_eq!(
+        got,
+        common::csv_without_timing(&reference.join("metrics.csv"))
+    );
+}

@@ -167,7 +167,11 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
     let n = grid.cells()?.len();
     let mut report = SweepReport::default();
     for cell in &cells {
-        run_cell(cell, n, opts, &mut report);
+        if let Some(stop) = run_cell(cell, n, opts, &mut report) {
+            // A preemption signal: the cell wrote its resumable checkpoint; no other starts.
+            eprintln!("sweep stopped by a signal: {report}; rerun the same command to continue");
+            return Err(stop.into());
+        }
     }
     Ok(report)
 }
@@ -188,13 +192,19 @@ fn clear_stale_lock(cell: &Cell) {
     }
 }
 
-fn run_cell(cell: &Cell, n: usize, opts: &SweepOptions, report: &mut SweepReport) {
+/// Runs one cell; `Some` when a signal stopped it ([`train::interrupt`]), which ends the sweep.
+fn run_cell(
+    cell: &Cell,
+    n: usize,
+    opts: &SweepOptions,
+    report: &mut SweepReport,
+) -> Option<train::interrupt::Interrupted> {
     let tag = format!("[{}/{n}] {}", cell.index + 1, cell.name);
     if let Some(word) = finished(cell) {
         report.skipped += 1;
         eprintln!("{tag}: skipped ({word})");
         clear_stale_lock(cell);
-        return;
+        return None;
     }
     let _lock = match lock::try_lock(&lock::lock_path(&cell.dir())) {
         Ok(Acquired::Got { lock, took_over }) => {
@@ -206,13 +216,13 @@ fn run_cell(cell: &Cell, n: usize, opts: &SweepOptions, report: &mut SweepReport
         Ok(Acquired::Held(owner)) => {
             eprintln!("{tag}: skipped (running in {owner})");
             report.busy.push((cell.name.clone(), owner));
-            return;
+            return None;
         }
         Err(e) => {
             let error = one_line(&format!("{e:#}"));
             eprintln!("{tag}: failed: {error}");
             report.failed.push((cell.name.clone(), error));
-            return;
+            return None;
         }
     };
     // Under the lock: another process may have finished the cell since the first look.
@@ -220,7 +230,7 @@ fn run_cell(cell: &Cell, n: usize, opts: &SweepOptions, report: &mut SweepReport
         (status, _) if status.is_final() => {
             report.skipped += 1;
             eprintln!("{tag}: skipped ({status})");
-            return;
+            return None;
         }
         (RunStatus::Running, s) => {
             let done = s.map(|s| s.epochs_done).unwrap_or(0);
@@ -252,13 +262,20 @@ fn run_cell(cell: &Cell, n: usize, opts: &SweepOptions, report: &mut SweepReport
                     s.status, s.epochs_done
                 );
             }
-            return;
+            return None;
         }
-        Ok(Err(e)) => one_line(&format!("{e:#}")),
+        Ok(Err(e)) => match e.downcast::<train::interrupt::Interrupted>() {
+            Ok(stop) => {
+                eprintln!("{tag}: {stop}");
+                return Some(stop);
+            }
+            Err(e) => one_line(&format!("{e:#}")),
+        },
         Err(p) => format!("panicked: {}", one_line(&panic_message(p.as_ref()))),
     };
     eprintln!("{tag}: failed: {error}");
     report.failed.push((cell.name.clone(), error));
+    None
 }
 
 /// The `--status` listing: one line per cell (index, name, status, best test error, epochs,
