@@ -27,6 +27,20 @@ fn config(dir: &Path, name: &str, extra: &[&str]) -> RunConfig {
     RunConfig::from_overrides(&sets).unwrap()
 }
 
+/// Trains `cfg` one epoch, stops, then resumes it to the end.
+fn stopped_then_resumed(cfg: &RunConfig) {
+    let stop = RunOptions {
+        stop_after: Some(1),
+        ..quiet()
+    };
+    train::run(cfg, &stop).unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..quiet()
+    };
+    train::run(cfg, &resume).unwrap();
+}
+
 fn quiet() -> RunOptions {
     RunOptions {
         quiet: true,
@@ -375,22 +389,7 @@ fn per_block_diagnostics_have_their_closed_forms() {
         "train.epochs=2",
     ];
     let cfg = config(tmp.path(), "rezero", &rz);
-    train::run(
-        &cfg,
-        &RunOptions {
-            stop_after: Some(1),
-            ..quiet()
-        },
-    )
-    .unwrap();
-    train::run(
-        &cfg,
-        &RunOptions {
-            resume: true,
-            ..quiet()
-        },
-    )
-    .unwrap();
+    stopped_then_resumed(&cfg);
     let rows = read("rezero");
     assert_eq!(
         rows.len(),
@@ -475,22 +474,7 @@ fn tensorboard_reads_back_every_scalar() {
         "model.tau.learnable=shared",
     ];
     let cfg = config(tmp.path(), "tb", &sets);
-    train::run(
-        &cfg,
-        &RunOptions {
-            stop_after: Some(1),
-            ..quiet()
-        },
-    )
-    .unwrap();
-    train::run(
-        &cfg,
-        &RunOptions {
-            resume: true,
-            ..quiet()
-        },
-    )
-    .unwrap();
+    stopped_then_resumed(&cfg);
     let dir = tmp.path().join("tb");
     let text = common::python_oracle("tensorboard_read.py", &[dir.to_str().unwrap()]);
     let read: std::collections::BTreeMap<String, Vec<(i64, f64)>> =
@@ -546,9 +530,10 @@ fn an_interrupted_epoch_resumes_from_its_step_and_gives_the_same_curve() {
     for (k, at) in ["0:5", "1:1", "1:11", "2:7"].iter().enumerate() {
         let name = format!("cut{k}");
         let cfg = config(tmp.path(), &name, &sets);
-        std::env::set_var("DEEPRES_INTERRUPT_AT", at);
+        let (e, k) = at.split_once(':').unwrap();
+        deepres::train::interrupt::fail_at(Some((e.parse().unwrap(), k.parse().unwrap())));
         let e = train::run(&cfg, &quiet()).unwrap_err();
-        std::env::remove_var("DEEPRES_INTERRUPT_AT");
+        deepres::train::interrupt::fail_at(None);
         assert!(e.is::<deepres::train::interrupt::Interrupted>(), "{e:#}");
         let (epoch, step) = at.split_once(':').unwrap();
         assert!(

@@ -93,14 +93,21 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(CHECKPOINT_FILE)
 }
 
-/// Loads the checkpoint of `dir` into `vs` and `opt`. A checkpoint whose variables do not
-/// match the model (another config) or that cannot be read is refused; nothing is modified then.
-pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut Sgd) -> Result<Saved> {
+/// Every tensor of the checkpoint of `dir` by name (`model.*`, `optim.*`, `meta.*`,
+/// `position.*`), or one line naming the file when it cannot be read.
+pub fn read(dir: &Path) -> Result<HashMap<String, Tensor>> {
     let path = path(dir);
     let tensors = Tensor::read_safetensors(&path).map_err(|e| {
         anyhow::anyhow!("{}: corrupt or unreadable checkpoint ({e}); move it away to restart this run from scratch", path.display())
     })?;
-    let map: HashMap<String, Tensor> = tensors.into_iter().collect();
+    Ok(tensors.into_iter().collect())
+}
+
+/// Loads the checkpoint of `dir` into `vs` and `opt`. A checkpoint whose variables do not
+/// match the model (another config) or that cannot be read is refused; nothing is modified then.
+pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut Sgd) -> Result<Saved> {
+    let path = path(dir);
+    let map = read(dir)?;
     let vars = vs.variables();
     for (name, var) in &vars {
         match map.get(&format!("model.{name}")) {

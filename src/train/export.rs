@@ -58,14 +58,9 @@ pub fn load_run(dir: &Path, weights: Weights) -> Result<RunModel> {
             if !path.is_file() {
                 bail!("{}: no checkpoint yet (the run has not finished an epoch with train.checkpoint on)", path.display());
             }
-            let all = Tensor::read_safetensors(&path)
-                .map_err(|e| anyhow::anyhow!("{}: unreadable checkpoint ({e})", path.display()))?;
-            let epoch = all
-                .iter()
-                .find(|(k, _)| k == "meta.epoch")
-                .map(|(_, t)| t.int64_value(&[0]));
-            if let Some(e) = epoch {
-                meta.insert("epoch".into(), e.to_string());
+            let all = super::checkpoint::read(dir)?;
+            if let Some(e) = all.get("meta.epoch") {
+                meta.insert("epoch".into(), e.int64_value(&[0]).to_string());
             }
             all.into_iter()
                 .filter_map(|(k, t)| k.strip_prefix("model.").map(|n| (n.to_string(), t)))
@@ -171,8 +166,17 @@ pub fn build(
 ) -> Result<(VarStore, ResNet)> {
     let mut vs = VarStore::new(Device::Cpu);
     let net = ResNet::new(&vs.root(), cfg, in_channels, classes)?;
-    for (name, var) in vs.variables() {
-        let Some(src) = vars.get(&name) else {
+    copy_into(&vs, vars)?;
+    vs.freeze();
+    Ok((vs, net))
+}
+
+/// Copies `vars` (deepres names) into the variables of `vs`, on their device and kind; a
+/// missing, misshapen or extra tensor is an error naming it ("another model config").
+pub fn copy_into(vs: &VarStore, vars: &BTreeMap<String, Tensor>) -> Result<()> {
+    let own = vs.variables();
+    for (name, var) in &own {
+        let Some(src) = vars.get(name) else {
             bail!("the weights have no {name}: they come from another model config");
         };
         if src.size() != var.size() {
@@ -182,17 +186,21 @@ pub fn build(
                 var.size()
             );
         }
-        tch::no_grad(|| var.shallow_clone().copy_(&src.to_kind(var.kind())));
     }
-    if vars.len() != vs.variables().len() {
+    if vars.len() != own.len() {
         bail!(
             "the weights have {} tensors, the model {}: another model config",
             vars.len(),
-            vs.variables().len()
+            own.len()
         );
     }
-    vs.freeze();
-    Ok((vs, net))
+    tch::no_grad(|| {
+        for (name, var) in &own {
+            let src = vars[name].to_device(var.device()).to_kind(var.kind());
+            var.shallow_clone().copy_(&src);
+        }
+    });
+    Ok(())
 }
 
 /// The model traced in eval mode on a [1, C, 32, 32] input and saved as TorchScript.

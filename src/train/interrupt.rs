@@ -6,7 +6,7 @@
 //! run's metrics.csv equals the uninterrupted one's (timing columns aside). A second signal
 //! exits at once (status 130), losing only the step in progress.
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The exit status of a run stopped by a signal after writing a resumable checkpoint
 /// (sysexits' EX_TEMPFAIL).
@@ -33,13 +33,33 @@ pub fn install() {
     });
 }
 
-/// Whether a stop was asked for: a signal, or the tests' failpoint `DEEPRES_INTERRUPT_AT=
-/// <epoch>:<step>` (0-based epoch, steps done in it) at exactly that position.
+/// The failpoint standing in for a signal: stop after `step` steps of epoch `epoch` (0-based).
+/// Read once from `DEEPRES_INTERRUPT_AT=<epoch>:<step>`; in-process tests set it with
+/// [`fail_at`].
+fn failpoint() -> &'static Mutex<Option<(i64, i64)>> {
+    static AT: OnceLock<Mutex<Option<(i64, i64)>>> = OnceLock::new();
+    AT.get_or_init(|| {
+        let parse = || {
+            let v = std::env::var("DEEPRES_INTERRUPT_AT").ok()?;
+            let (e, k) = v.split_once(':')?;
+            Some((e.parse().ok()?, k.parse().ok()?))
+        };
+        Mutex::new(parse())
+    })
+}
+
+/// Sets (or clears) the failpoint of [`requested`] for this process.
+pub fn fail_at(position: Option<(i64, i64)>) {
+    *failpoint().lock().unwrap_or_else(|e| e.into_inner()) = position;
+}
+
+/// Whether a stop was asked for: a signal, or the failpoint at exactly this position. Called
+/// after every training step: an atomic load and an uncontended lock, no environment read.
 pub fn requested(epoch: i64, step: i64) -> bool {
     if FLAG.get().is_some_and(|f| f.load(Ordering::Relaxed)) {
         return true;
     }
-    std::env::var("DEEPRES_INTERRUPT_AT").is_ok_and(|v| v == format!("{epoch}:{step}"))
+    *failpoint().lock().unwrap_or_else(|e| e.into_inner()) == Some((epoch, step))
 }
 
 /// A run stopped by a signal; `deepres` exits with [`EXIT_CODE`].

@@ -492,14 +492,7 @@ fn init_from(vs: &VarStore, model: &crate::model::config::ModelConfig, path: &Pa
     let vars = vs.variables();
     let expected = vars.iter().map(|(k, t)| (k.clone(), t.size())).collect();
     let tensors = export::init_tensors(path, model, &expected)?;
-    tch::no_grad(|| {
-        for (name, var) in &vars {
-            let src = &tensors[name];
-            var.shallow_clone()
-                .copy_(&src.to_device(var.device()).to_kind(var.kind()));
-        }
-    });
-    Ok(())
+    export::copy_into(vs, &tensors)
 }
 
 /// The model of a new best epoch into best.safetensors (atomically; before the checkpoint
