@@ -110,6 +110,13 @@ int deepres_set_deterministic(int on, int benchmark) {
   })
 }
 
+// Flush-to-zero and denormals-are-zero on the calling thread's SSE unit, as
+// torch.set_flush_denormal: threads created later (libtorch's intra-op pool) inherit it.
+// *supported = 0 where the CPU lacks the flags.
+int deepres_set_flush_denormal(int on, int* supported) {
+  DEEPRES_TRY(*supported = at::globalContext().setFlushDenormal(on != 0) ? 1 : 0)
+}
+
 // AMP's unscale: t_i *= inv_scale for every i, and found_inf = 1 if any entry is inf or NaN.
 int deepres_unscale(at::Tensor** ts, size_t n, at::Tensor* found_inf, at::Tensor* inv_scale) {
   DEEPRES_TRY(at::_amp_foreach_non_finite_check_and_unscale_(list(ts, n), *found_inf, *inv_scale))

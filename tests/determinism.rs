@@ -18,7 +18,13 @@ fn run_with_threads(args: &[&str], threads: usize, cwd: &Path) -> Output {
         .current_dir(cwd)
         .output()
         .expect("run deepres");
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    // 3: the figure ran to the end but, at these tiny sizes, a check of the paper's claim
+    // failed (docs/cli.md); its files are written all the same.
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{args:?}: {}",
+        stderr(&out)
+    );
     out
 }
 

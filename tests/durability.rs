@@ -267,8 +267,11 @@ fn a_report_on_a_full_disk_fails_in_one_line_and_keeps_the_previous_one() {
         "--out",
         out.to_str().unwrap(),
     ];
+    // 0, or 3 when a check of the paper's claim fails at this tiny size (docs/cli.md): the
+    // figure ran to the end and wrote its files either way.
+    let ran = |o: &std::process::Output| matches!(o.status.code(), Some(0 | 3));
     let o = deepres_in(&args, fs.path());
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(ran(&o), "{}", stderr(&o));
     let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
         let mut v: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -286,6 +289,6 @@ fn a_report_on_a_full_disk_fails_in_one_line_and_keeps_the_previous_one() {
     assert_eq!(snapshot(&out), before, "the previous report changed");
     std::fs::remove_file(filler).unwrap();
     let o = deepres_in(&args, fs.path());
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(ran(&o), "{}", stderr(&o));
     assert_eq!(temporary_files(&out), Vec::<String>::new());
 }

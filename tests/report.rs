@@ -1,136 +1,17 @@
 //! The report layer on fixture run directories written by the test (no training): tables with
 //! seeds aggregated, diverged / running / missing cells, published numbers and Δ, CSV, the
 //! curves figure and its CSV, and the plots' handling of NaN/inf and log axes.
+mod common;
+
+use common::fixture_runs::{cell, ctx, depth, write_run, Run, EPOCHS};
 use deepres::report::plot::{self, Legend, Panel, PlotSpec, Series};
 use deepres::report::published;
 use deepres::report::runs::RunRecord;
 use deepres::report::table::Table;
 use deepres::sweep::grid::{Cell, ReportKind, ReportSpec};
-use deepres::sweep::report::{render_with, ReportContext};
-use deepres::train::config::RunConfig;
-use deepres::train::metrics::EpochStatus;
+use deepres::sweep::report::render_with;
 use deepres::train::RunStatus;
-use deepres::train::{metrics, run_dir, Summary};
 use std::path::{Path, PathBuf};
-
-const EPOCHS: i64 = 3;
-
-fn cell(
-    sweep: &Path,
-    index: usize,
-    variant: &str,
-    values: &[(&str, serde_yaml::Value)],
-    seed: u64,
-) -> Cell {
-    let vals: Vec<String> = values
-        .iter()
-        .map(|(_, v)| deepres::sweep::report::value_label(v))
-        .collect();
-    let name = format!("{variant}_{}_s{seed}", vals.join("_"));
-    let mut config = RunConfig {
-        name: name.clone(),
-        out_dir: sweep.to_path_buf(),
-        seed,
-        ..Default::default()
-    };
-    config.train.epochs = EPOCHS;
-    for (k, v) in values {
-        if *k == "model.depth" {
-            config.model.depth = v.as_i64().unwrap();
-        }
-    }
-    Cell {
-        index,
-        name,
-        variant: Some(variant.to_string()),
-        values: values
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        seed,
-        config,
-    }
-}
-
-/// What a fixture run did.
-enum Run<'a> {
-    /// Test error (%) per epoch, all epochs done.
-    Finished(&'a [f64]),
-    /// Test error per epoch, then NaN loss at the next epoch.
-    Diverged(&'a [f64]),
-    /// Test error per epoch so far, not finished.
-    Running(&'a [f64]),
-}
-
-/// Writes config.yaml, metrics.csv and summary.json as a training run would.
-fn write_run(c: &Cell, run: Run) {
-    let dir = c.dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config.yaml"), c.config.to_yaml()).unwrap();
-    let (errs, status, diverged) = match run {
-        Run::Finished(e) => (e, RunStatus::Finished, false),
-        Run::Diverged(e) => (e, RunStatus::Diverged, true),
-        Run::Running(e) => (e, RunStatus::Running, false),
-    };
-    let row = |epoch: i64, loss: f64, acc: f64, status: EpochStatus| metrics::EpochRow {
-        epoch,
-        lr: 0.1,
-        train_loss: loss,
-        train_acc: acc,
-        test_loss: loss,
-        test_acc: acc,
-        grad_norm: 1.0,
-        tau: 1.0,
-        epoch_seconds: 1.0,
-        images_per_second: 100.0,
-        status,
-    };
-    let path = dir.join(run_dir::METRICS_FILE);
-    for (i, e) in errs.iter().enumerate() {
-        metrics::append(
-            &path,
-            &row(
-                i as i64 + 1,
-                2.0 / (i as f64 + 1.0),
-                1.0 - e / 100.0,
-                EpochStatus::Ok,
-            ),
-        )
-        .unwrap();
-    }
-    let mut done = errs.len() as i64;
-    if diverged {
-        done += 1;
-        metrics::append(&path, &row(done, f64::NAN, 0.1, EpochStatus::Diverged)).unwrap();
-    }
-    let best = errs.iter().map(|e| 1.0 - e / 100.0).fold(0.0, f64::max);
-    let summary = Summary {
-        name: c.name.clone(),
-        status,
-        epochs_done: done,
-        epochs: EPOCHS,
-        best_test_acc: best,
-        best_epoch: 1,
-        final_test_acc: if diverged {
-            0.1
-        } else {
-            errs.last().map_or(f64::NAN, |e| 1.0 - e / 100.0)
-        },
-        final_train_loss: if diverged { f64::NAN } else { 1.0 },
-        diverged_at_epoch: diverged.then_some(done),
-        parameters: 1000,
-        tau0: 1.0,
-        device: "cpu".into(),
-        train_seconds: 3.0,
-        input_mean: vec![],
-        input_std: vec![],
-    };
-    std::fs::write(
-        dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary).unwrap(),
-    )
-    .unwrap();
-}
 
 /// The cells of the Markdown line whose first cell is `first`.
 /// The Markdown row whose first two cells are `first` and `second`.
@@ -155,26 +36,6 @@ fn md_row(md: &str, first: &str) -> Vec<String> {
         })
         .find(|cells| cells.first().map(String::as_str) == Some(first))
         .unwrap_or_else(|| panic!("no row {first:?} in\n{md}"))
-}
-
-fn ctx(
-    dir: &Path,
-    name: &str,
-    spec: ReportSpec,
-    keys: &[&str],
-    variants: &[&str],
-) -> ReportContext {
-    ReportContext {
-        name: name.into(),
-        dir: dir.to_path_buf(),
-        spec,
-        keys: keys.iter().map(|s| s.to_string()).collect(),
-        variants: variants.iter().map(|s| s.to_string()).collect(),
-    }
-}
-
-fn depth(d: i64) -> serde_yaml::Value {
-    serde_yaml::Value::from(d)
 }
 
 /// Sample standard deviation, by hand.
@@ -234,7 +95,8 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
         &ctx(&sweep, "z1", spec, &["model.depth"], &["bn", "bn-tau"]),
         &cells,
     )
-    .unwrap();
+    .unwrap()
+    .text;
     println!("{md}");
 
     let header = md_row(&md, "model.depth");
@@ -442,7 +304,8 @@ fn one_table_per_other_key_and_single_seed_values() {
         ),
         &cells,
     )
-    .unwrap();
+    .unwrap()
+    .text;
     println!("{md}");
     assert!(
         md.contains("**Table Z2 (data.name = cifar10)**")
@@ -534,7 +397,8 @@ fn curves_write_two_panel_figures_and_the_long_csv() {
         ),
         &cells,
     )
-    .unwrap();
+    .unwrap()
+    .text;
     println!("{md}");
     let report = sweep.join("report");
     for f in plot_files("z3")
@@ -784,7 +648,7 @@ fn the_tau_paper_grids_report_before_any_run() {
         let set = [format!("out_dir={}", tmp.path().display())];
         let grid = deepres::sweep::Grid::load(&root.join(file), Some("smoke"), &set).unwrap();
         let cells = grid.cells().unwrap();
-        let md = deepres::sweep::report::render(&grid, &cells).unwrap();
+        let md = deepres::sweep::report::render(&grid, &cells).unwrap().text;
         println!("{md}");
         assert!(md.contains("missing"), "{file}: {md}");
         assert!(

@@ -157,8 +157,9 @@ pub fn marion(a: FigureArgs) -> Result<()> {
     let fig = marion2022::Figure::load_with(&a.figure, &a.scale, &a.set)?;
     let out = a.out.unwrap_or_else(|| marion2022::default_out(&fig));
     let dev = select_device(&a.device)?;
-    print!("{}", marion2022::run(&fig, &out, dev, a.quiet)?);
-    Ok(())
+    let output = marion2022::run(&fig, &out, dev, a.quiet)?;
+    print!("{}", output.text);
+    Ok(output.acceptance.into_result()?)
 }
 
 pub fn chizat(a: FigureArgs) -> Result<()> {

@@ -159,6 +159,7 @@ fn submit(grid: &Grid, a: &SweepArgs) -> Result<()> {
 pub fn report(a: GridArgs) -> Result<()> {
     let grid = a.load()?;
     let cells = grid.cells()?;
-    print!("{}", sweep::report::render(&grid, &cells)?);
-    Ok(())
+    let output = sweep::report::render(&grid, &cells)?;
+    print!("{}", output.text);
+    Ok(output.acceptance.into_result()?)
 }

@@ -48,15 +48,22 @@ impl Check {
     }
 }
 
-/// The checks of one figure (none for figures that only draw).
+/// The checks of one figure (none for figures that only draw), and the paper's claims this
+/// scale cannot show (said as such, neither passed nor failed).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Acceptance {
     pub checks: Vec<Check>,
+    pub not_shown: Vec<String>,
 }
 
 impl Acceptance {
     pub fn push(&mut self, check: Check) {
         self.checks.push(check);
+    }
+
+    /// A claim this run cannot show, with the measured value and why.
+    pub fn not_shown(&mut self, what: impl Into<String>) {
+        self.not_shown.push(what.into());
     }
 
     pub fn passed(&self) -> bool {
@@ -76,6 +83,9 @@ impl Acceptance {
         for c in &self.checks {
             let _ = writeln!(text, "{}", c.line());
         }
+        for n in &self.not_shown {
+            let _ = writeln!(text, "- not shown: {n}");
+        }
         text
     }
 
@@ -83,9 +93,14 @@ impl Acceptance {
     /// naming each failed check (empty without checks).
     pub fn verdict(&self) -> String {
         let failed = self.failed();
+        let not_shown = match self.not_shown.len() {
+            0 => String::new(),
+            1 => "; 1 claim not shown by this run (above)".to_string(),
+            k => format!("; {k} claims not shown by this run (above)"),
+        };
         match (self.checks.len(), failed.len()) {
             (0, _) => String::new(),
-            (n, 0) => format!("Acceptance: all {n} checks pass"),
+            (n, 0) => format!("Acceptance: all {n} checks pass{not_shown}"),
             (n, k) => {
                 let names: Vec<String> = failed
                     .iter()
@@ -94,6 +109,21 @@ impl Acceptance {
                 format!("Acceptance: FAILED {k} of {n} checks: {}", names.join("; "))
             }
         }
+    }
+
+    /// The text that closes a figure: the checks, then the verdict as the last line (empty
+    /// without checks).
+    pub fn closing(&self) -> String {
+        if self.checks.is_empty() {
+            return String::new();
+        }
+        format!(
+            "{}
+{}
+",
+            self.lines(),
+            self.verdict()
+        )
     }
 
     /// Writes `dir/acceptance.csv` (check, value, lo, hi, passed); nothing without checks.
@@ -136,4 +166,19 @@ pub struct Failed(pub String);
 pub struct FigureOutput {
     pub text: String,
     pub acceptance: Acceptance,
+}
+
+impl FigureOutput {
+    /// `body` closed by the checks ([`Acceptance::closing`]) as `dir/README.md`, and the checks
+    /// as `dir/acceptance.csv` (removed when there are none, so that no verdict of an earlier
+    /// run stays beside this one).
+    pub fn write(body: String, acceptance: Acceptance, dir: &Path) -> Result<FigureOutput> {
+        let text = body + &acceptance.closing();
+        write_atomic(&dir.join("README.md"), &text)?;
+        if acceptance.checks.is_empty() {
+            let _ = std::fs::remove_file(dir.join(FILE));
+        }
+        acceptance.write(dir)?;
+        Ok(FigureOutput { text, acceptance })
+    }
 }

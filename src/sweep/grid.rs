@@ -18,7 +18,7 @@ mod file;
 
 use expand::Expansion;
 use file::{scalar, GridFile, GridLists, ScaleFile, Sets};
-pub use file::{ReportKind, ReportSpec};
+pub use file::{CurveMetric, Expectation, ReportKind, ReportSpec};
 
 /// One cell of a sweep: a resolved run config and where it came from.
 #[derive(Debug, Clone)]
@@ -56,6 +56,8 @@ pub struct Grid {
     pub dir: PathBuf,
     /// The file's `report:` section, if any.
     pub report: Option<ReportSpec>,
+    /// What the chosen scale's runs should show (`scales.<name>.expect:`).
+    pub expect: Vec<Expectation>,
     /// The grid's dotted keys in file order (not counting variants and seeds).
     pub keys: Vec<String>,
     /// The variant names in file order (empty if the file has none).
@@ -72,6 +74,9 @@ pub struct Grid {
 struct Picked {
     set: Sets,
     requires_data: Vec<DatasetName>,
+    expect: Vec<Expectation>,
+    /// The variants the scale runs (None: all).
+    variants: Option<Vec<String>>,
     /// The grid keys whose values come from the scale.
     from_scale: Vec<String>,
 }
@@ -92,8 +97,11 @@ impl Grid {
         let file = path.display().to_string();
         let f = GridFile::read(path)?;
         let name = sweep_name(path, &file, f.name)?;
-        let (mut grid, mut seeds) = (f.grid, f.seeds);
+        let (mut grid, mut seeds, mut variants) = (f.grid, f.seeds, f.variants);
         let picked = pick_scale(&file, scale, f.scales, &mut grid, &mut seeds)?;
+        if let Some(names) = &picked.variants {
+            variants.retain(|(v, _)| names.contains(v));
+        }
         let (out_dir, user) = sweep_overrides(&file, overrides, f.out_dir)?;
         check_not_empty(&file, scale, &grid, &picked.from_scale, &seeds)?;
 
@@ -103,12 +111,12 @@ impl Grid {
         };
         let dir = out_dir.join(&grid_name);
         let keys: Vec<String> = grid.iter().map(|(k, _)| k.clone()).collect();
-        let variant_names = f.variants.iter().map(|(n, _)| n.clone()).collect();
+        let variant_names = variants.iter().map(|(n, _)| n.clone()).collect();
         let expansion = Expansion {
             file,
             base: f.base,
             set: picked.set,
-            variants: f.variants,
+            variants,
             grid,
             seeds,
             dir: dir.clone(),
@@ -121,6 +129,7 @@ impl Grid {
             scale: scale.map(str::to_string),
             dir,
             report: f.report,
+            expect: picked.expect,
             keys,
             variants: variant_names,
             cells,
@@ -239,6 +248,8 @@ fn pick_scale(
     let mut picked = Picked {
         set: Vec::new(),
         requires_data: Vec::new(),
+        expect: Vec::new(),
+        variants: None,
         from_scale: Vec::new(),
     };
     let Some(s) = scale else {
@@ -268,6 +279,8 @@ fn pick_scale(
         *seeds = s;
     }
     picked.requires_data = sc.requires_data;
+    picked.expect = sc.expect;
+    picked.variants = sc.variants;
     Ok(picked)
 }
 

@@ -356,13 +356,16 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         let mut step = |n: i64| {
             for _ in 0..n {
                 let (epoch, (x, y)) = batches_iter.next().expect("the epochs never end");
-                let t =
-                    epoch as f64 + (sums.steps % steps_per_epoch) as f64 / steps_per_epoch as f64;
+                let at = schedule::At {
+                    epoch,
+                    step: sums.steps % steps_per_epoch,
+                    steps: steps_per_epoch,
+                };
                 let lr = schedule::lr_at(
                     &cfg.train.schedule,
                     cfg.train.optimizer.lr,
                     cfg.train.epochs,
-                    t,
+                    at,
                 );
                 stepper
                     .step(

@@ -230,7 +230,13 @@ impl Trainer {
     ) -> Result<std::result::Result<EpochRow, i64>> {
         let t0 = Instant::now();
         let (t, epochs) = (&cfg.train, cfg.train.epochs);
-        let lr = schedule::lr_at(&t.schedule, t.optimizer.lr, epochs, epoch as f64);
+        // The lr of the epoch's first step (metrics.csv's `lr`).
+        let first = schedule::At {
+            epoch,
+            step: 0,
+            steps: steps_per_epoch,
+        };
+        let lr = schedule::lr_at(&t.schedule, t.optimizer.lr, epochs, first);
         if let Some(b) = bar {
             b.reset();
             b.set_message(format!("epoch {}/{epochs}", epoch + 1));

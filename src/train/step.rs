@@ -118,12 +118,16 @@ pub(crate) fn train_epoch(
         if (k as i64) < start {
             continue; // replayed: the draws happen, the step does not
         }
-        let t = epoch as f64 + sums.steps as f64 / steps_per_epoch as f64;
+        let at = schedule::At {
+            epoch,
+            step: sums.steps,
+            steps: steps_per_epoch,
+        };
         let lr = schedule::lr_at(
             &cfg.train.schedule,
             cfg.train.optimizer.lr,
             cfg.train.epochs,
-            t,
+            at,
         );
         stepper.step(
             model,

@@ -1,7 +1,7 @@
 //! libtorch functions that tch 0.24 does not expose, compiled from csrc/torch_ext.cpp by
 //! build.rs: CUDA autocast in bf16 or fp16, PyTorch's fused SGD kernel, AMP's unscale, a one-launch sum of
 //! squared norms, gradients set to none, channels-last copies and the CUDA caching
-//! allocator's peak statistics, and deterministic mode.
+//! allocator's peak statistics, deterministic mode and flushing denormals.
 use anyhow::{anyhow, Result};
 use std::ffi::{c_char, c_int, c_longlong, CStr};
 use tch::{Device, Tensor};
@@ -48,6 +48,7 @@ extern "C" {
         inv_scale: CTensor,
     ) -> c_int;
     fn deepres_set_deterministic(on: c_int, benchmark: c_int) -> c_int;
+    fn deepres_set_flush_denormal(on: c_int, supported: *mut c_int) -> c_int;
     fn deepres_clear_grads(params: *const CTensor, n: usize) -> c_int;
     fn deepres_channels_last(t: CTensor, out: *mut CTensor) -> c_int;
     fn deepres_cuda_peak_bytes(
@@ -194,6 +195,17 @@ pub fn set_deterministic(on: bool, cudnn_benchmark: bool) -> Result<()> {
         unsafe { deepres_set_deterministic(on as c_int, cudnn_benchmark as c_int) },
         "deterministic mode",
     )
+}
+
+/// Flush-to-zero and denormals-are-zero for float arithmetic on this thread and the threads it
+/// creates later (libtorch's `torch.set_flush_denormal`); false where the CPU lacks the flags.
+pub fn set_flush_denormal(on: bool) -> Result<bool> {
+    let mut supported: c_int = 0;
+    check(
+        unsafe { deepres_set_flush_denormal(on as c_int, &mut supported) },
+        "flush denormals",
+    )?;
+    Ok(supported != 0)
 }
 
 /// Sets the parameters' gradients to none (PyTorch's `zero_grad(set_to_none=True)`).

@@ -1,6 +1,8 @@
 //! Helpers shared by the test files: running the real binary (cli, bench, reliability) and
 //! serializing the tests that use torch's global generator.
 #![allow(dead_code)]
+pub mod fixture_runs;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};

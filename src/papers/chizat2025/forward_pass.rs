@@ -4,12 +4,14 @@ use anyhow::Result;
 use std::path::Path;
 use tch::{Device, Tensor};
 
+use super::fit::loglog_slope;
 use super::gd::train;
 use super::limit::limit;
 use super::output::{to_vec, write_csv, RED};
 use super::spec::{Figure, ForwardPassFig};
 use super::task::train_and_test;
 use crate::model::two_layer_resnet::TwoLayerResNet;
+use crate::report::acceptance::{Acceptance, Check};
 use crate::report::plot::{multi_panel, ramp, Legend, Panel, PlotSpec, Series};
 use crate::report::table::Table;
 
@@ -19,7 +21,7 @@ pub(super) fn forward_pass(
     out: &Path,
     device: Device,
     quiet: bool,
-) -> Result<String> {
+) -> Result<(String, Acceptance)> {
     let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
     let (x, y, xt) = train_and_test(&s.task, s.dim, device);
     let mut rows = Vec::new();
@@ -42,6 +44,7 @@ pub(super) fn forward_pass(
         let l = ((t * s.limit.depth as f64).round() as usize).min(s.limit.depth as usize);
         lim_trace[l * n_test + i]
     };
+    let mut dists = Vec::new();
     for (di, &depth) in s.depths.iter().enumerate() {
         let tr = trained_trace(s, depth, (&x, &y, &xt), device);
         let mut sq = 0.0;
@@ -56,6 +59,7 @@ pub(super) fn forward_pass(
             rows.push(format!("{depth},{l},{t:.6},{}", row.join(",")));
         }
         let dist = (sq / ((depth + 1) as f64 * n_test as f64)).sqrt();
+        dists.push((depth as f64, dist));
         let out_err = (0..n_test)
             .map(|i| (tr[depth as usize * n_test + i] - lim_at(1.0, i)).powi(2))
             .sum::<f64>()
@@ -93,11 +97,27 @@ pub(super) fn forward_pass(
         ),
         &panels,
     )?;
-    Ok(format!(
-        "Figure: {}.svg/png; data forward.csv, limit.csv.\n\n{}",
-        fig.stem,
-        table.to_markdown()
+    Ok((
+        format!(
+            "Figure: {}.svg/png; data forward.csv, limit.csv.\n\n{}",
+            fig.stem,
+            table.to_markdown()
+        ),
+        acceptance(&dists),
     ))
+}
+
+/// The paper's claim as a check: the trained forward passes approach the limit's as L grows,
+/// at M = 1 like 1/√L (the √(D/(LM)) term): the log-log slope of the distance against L.
+fn acceptance(dists: &[(f64, f64)]) -> Acceptance {
+    let mut a = Acceptance::default();
+    a.push(Check::new(
+        "log-log slope of the distance to the limit against L (1/√L)",
+        loglog_slope(dists),
+        -0.8,
+        -0.3,
+    ));
+    a
 }
 
 /// One empty panel per drawn held-out input.

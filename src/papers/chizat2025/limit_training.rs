@@ -11,6 +11,7 @@ use super::output::{to_vec, write_csv, RED};
 use super::spec::{Figure, LimitTrainingFig};
 use super::task::train_and_test;
 use crate::model::two_layer_resnet::TwoLayerResNet;
+use crate::report::acceptance::{Acceptance, Check};
 use crate::report::plot::{multi_panel, ramp, Panel, PlotSpec, Series};
 
 /// Unit 1's u, coordinates 1 and 2, in every layer ℓ, at each step k: `traj[k][2ℓ + c]`.
@@ -22,13 +23,16 @@ pub(super) fn limit_training(
     out: &Path,
     device: Device,
     quiet: bool,
-) -> Result<String> {
+) -> Result<(String, Acceptance)> {
     let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
     let loss = to_vec(&lim.loss);
     let (traj, model_loss) = train_with_shared_unit(s, device);
     write_csvs(s, out, &traj, &loss, &model_loss)?;
     plot(fig, s, out, &traj, &loss, &model_loss)?;
-    Ok(report(fig, s, &traj, (&loss, lim.cached), &model_loss))
+    Ok((
+        report(fig, s, &traj, (&loss, lim.cached), &model_loss),
+        acceptance(s, &traj, &loss),
+    ))
 }
 
 /// Trains one model whose unit 1 shares one initialization in all layers; returns unit 1's
@@ -165,6 +169,41 @@ fn plot(
     Ok(())
 }
 
+/// How far unit 1's u moved in each layer after the K steps, and its initial norm.
+fn unit_moves(s: &LimitTrainingFig, traj: &Trajectories) -> (Vec<f64>, f64) {
+    let k = s.dynamics.steps;
+    let moves = (0..s.depth as usize)
+        .map(|l| {
+            let (a, b) = (&traj[0], &traj[k]);
+            ((b[2 * l] - a[2 * l]).powi(2) + (b[2 * l + 1] - a[2 * l + 1]).powi(2)).sqrt()
+        })
+        .collect();
+    (moves, (traj[0][0].powi(2) + traj[0][1].powi(2)).sqrt())
+}
+
+/// The paper's claims as checks: the limit trains (its loss falls at least 10× in K steps) and
+/// its features move by O(1) (MLU: in every layer unit 1 moves by at least a fifth of its
+/// initial norm).
+fn acceptance(s: &LimitTrainingFig, traj: &Trajectories, loss: &[f64]) -> Acceptance {
+    let k = s.dynamics.steps;
+    let (moves, init_norm) = unit_moves(s, traj);
+    let min_move = moves.iter().cloned().fold(f64::INFINITY, f64::min);
+    let mut a = Acceptance::default();
+    a.push(Check::new(
+        format!("the limit's loss at k = 0 over k = {k}"),
+        loss[0] / loss[k],
+        10.0,
+        f64::INFINITY,
+    ));
+    a.push(Check::new(
+        "unit 1's smallest move over the layers / its initial norm (MLU)",
+        min_move / init_norm,
+        0.2,
+        f64::INFINITY,
+    ));
+    a
+}
+
 /// The text: the limit's loss and how far unit 1 moved.
 fn report(
     fig: &Figure,
@@ -174,14 +213,7 @@ fn report(
     model_loss: &[f64],
 ) -> String {
     let k = s.dynamics.steps;
-    let depth = s.depth as usize;
-    let moves: Vec<f64> = (0..depth)
-        .map(|l| {
-            let (a, b) = (&traj[0], &traj[k]);
-            ((b[2 * l] - a[2 * l]).powi(2) + (b[2 * l + 1] - a[2 * l + 1]).powi(2)).sqrt()
-        })
-        .collect();
-    let init_norm = (traj[0][0].powi(2) + traj[0][1].powi(2)).sqrt();
+    let (moves, init_norm) = unit_moves(s, traj);
     let mut text = format!(
         "Figure: {}.svg/png; data loss.csv, trajectories.csv.\n\n",
         fig.stem

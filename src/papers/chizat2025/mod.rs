@@ -42,7 +42,7 @@ use std::path::Path;
 use std::time::Instant;
 use tch::Device;
 
-use crate::report::acceptance::{Acceptance, FigureOutput};
+use crate::report::acceptance::FigureOutput;
 
 pub use fit::{fit_rate, free_exponents, RateFit};
 pub use gd::{recorded, train};
@@ -58,37 +58,18 @@ pub use task::task;
 pub fn run(fig: &Figure, out: &Path, device: Device, quiet: bool) -> Result<FigureOutput> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let start = Instant::now();
-    let none = Acceptance::default;
     let (body, acceptance) = match &fig.spec {
-        FigureSpec::ForwardPass(s) => (
-            forward_pass::forward_pass(fig, s, out, device, quiet)?,
-            none(),
-        ),
+        FigureSpec::ForwardPass(s) => forward_pass::forward_pass(fig, s, out, device, quiet)?,
         FigureSpec::ErrorGrid(s) => error_grid::error_grid(fig, s, out, device, quiet)?,
-        FigureSpec::LimitTraining(s) => (
-            limit_training::limit_training(fig, s, out, device, quiet)?,
-            none(),
-        ),
-        FigureSpec::PhaseDiagram(s) => (
-            phase_diagram::phase_diagram(fig, s, out, device, quiet)?,
-            none(),
-        ),
-        FigureSpec::ErrorSweep(s) => (
-            error_sweep::error_sweep(fig, s, out, device, quiet)?,
-            none(),
-        ),
+        FigureSpec::LimitTraining(s) => limit_training::limit_training(fig, s, out, device, quiet)?,
+        FigureSpec::PhaseDiagram(s) => phase_diagram::phase_diagram(fig, s, out, device, quiet)?,
+        FigureSpec::ErrorSweep(s) => error_sweep::error_sweep(fig, s, out, device, quiet)?,
     };
-    let mut text = format!(
-        "# {}\n\nscale: {}, device: {device:?}, wall time {:.1} s\n\n{body}{}",
+    let body = format!(
+        "# {}\n\nscale: {}, device: {device:?}, wall time {:.1} s\n\n{body}",
         fig.title,
         fig.scale,
         start.elapsed().as_secs_f64(),
-        acceptance.lines()
     );
-    if !acceptance.checks.is_empty() {
-        text += &format!("\n{}\n", acceptance.verdict());
-    }
-    crate::util::write_atomic(&out.join("README.md"), &text)?;
-    acceptance.write(out)?;
-    Ok(FigureOutput { text, acceptance })
+    FigureOutput::write(body, acceptance, out)
 }

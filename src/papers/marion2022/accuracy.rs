@@ -13,6 +13,7 @@ use super::train::{load_first, train_classifiers, TrainRun, TrainSetup};
 use crate::data::DataSplit;
 use crate::model::marion_net::MarionModel;
 use crate::model::weight_init::LayerInit;
+use crate::report::acceptance::{Acceptance, Check};
 use crate::report::heatmap::Heatmap;
 use crate::report::table::Table;
 use crate::util::key::spec_key;
@@ -87,7 +88,7 @@ pub(super) fn accuracy_figure(
     out: &Path,
     device: Device,
     quiet: bool,
-) -> Result<String> {
+) -> Result<(String, Acceptance)> {
     let ctx = Ctx {
         fig,
         s,
@@ -96,6 +97,7 @@ pub(super) fn accuracy_figure(
         quiet,
     };
     let mut text = String::new();
+    let mut acc = Acceptance::default();
     for names in &s.datasets {
         let split = match load_first(names, &s.training.train) {
             Ok(split) => split,
@@ -113,14 +115,55 @@ pub(super) fn accuracy_figure(
                 continue;
             }
         };
-        text += &dataset_figure(&ctx, &split)?;
+        let (md, check) = dataset_figure(&ctx, &split)?;
+        text += &md;
+        acc.push(check);
     }
-    Ok(text)
+    Ok((text, acc))
+}
+
+/// The paper's claim on one dataset as a check: training fails where the initialization
+/// explodes (β below the M7 boundary max(H, 1/2)). The mean best accuracy of the cells at or
+/// above the boundary minus that of the cells more than 0.1 below it must be at least 0.1.
+fn boundary_check(dname: &str, grid: &Grid, best: &[Vec<f64>]) -> Check {
+    let (mut above, mut below) = (Vec::new(), Vec::new());
+    for (i, &b) in grid.betas.iter().enumerate() {
+        for (j, &h) in grid.hs.iter().enumerate() {
+            let boundary = h.max(0.5);
+            let a = if best[i][j].is_finite() {
+                best[i][j]
+            } else {
+                0.0
+            };
+            if b >= boundary - 1e-9 {
+                above.push(a);
+            } else if b < boundary - 0.1 {
+                below.push(a);
+            }
+        }
+    }
+    let mean = |xs: &[f64]| {
+        if xs.is_empty() {
+            f64::NAN
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
+    Check::new(
+        format!(
+            "{dname}: mean accuracy of the {} cells with β ≥ max(H, 1/2) minus the {} cells below it",
+            above.len(),
+            below.len()
+        ),
+        mean(&above) - mean(&below),
+        0.1,
+        1.0,
+    )
 }
 
 /// The grid of one dataset: trains the runs missing from its runs CSV, then writes the heatmap
 /// of the best accuracy over the learning rates; returns its Markdown.
-fn dataset_figure(ctx: &Ctx, split: &DataSplit) -> Result<String> {
+fn dataset_figure(ctx: &Ctx, split: &DataSplit) -> Result<(String, Check)> {
     let Ctx { fig, s, out, .. } = *ctx;
     let grid = Grid::new(s);
     let dname = split.name.as_str();
@@ -144,6 +187,7 @@ fn dataset_figure(ctx: &Ctx, split: &DataSplit) -> Result<String> {
     }
     train_missing(ctx, split, &grid, &todo, &mut rows, &runs_path)?;
     let best = best_over_lr(&grid, &rows);
+    let check = boundary_check(dname, &grid, &best);
     let mut table = Table::new(
         format!(
             "{dname}: best test accuracy over lr ∈ {:?} (rows β, columns H; L = {}, width {}, {} epoch(s))",
@@ -176,10 +220,13 @@ fn dataset_figure(ctx: &Ctx, split: &DataSplit) -> Result<String> {
         curves: vec![],
     }
     .write(&out.join(format!("{}-{dname}", fig.stem)))?;
-    Ok(format!(
-        "Figure: {}-{dname}.svg/png.\n\n{}\n",
-        fig.stem,
-        table.to_markdown()
+    Ok((
+        format!(
+            "Figure: {}-{dname}.svg/png.\n\n{}\n",
+            fig.stem,
+            table.to_markdown()
+        ),
+        check,
     ))
 }
 

@@ -8,6 +8,7 @@ use tch::Device;
 use super::scaling::{self, ScalingSpec, Stats};
 use super::spec::{Figure, HeatmapFig};
 use crate::model::weight_init::LayerInit;
+use crate::report::acceptance::{Acceptance, Check};
 use crate::report::heatmap::Heatmap;
 use crate::report::table::Table;
 
@@ -17,7 +18,7 @@ pub(super) fn heatmap_figure(
     out: &Path,
     device: Device,
     quiet: bool,
-) -> Result<String> {
+) -> Result<(String, Acceptance)> {
     let hs = s.hursts.values();
     let betas = s.betas.values();
     let spec = ScalingSpec {
@@ -89,7 +90,19 @@ pub(super) fn heatmap_figure(
     let boundary_table = boundary_table(s, &hs, &bounds);
     boundary_table.write_csv(&out.join("boundary.csv"))?;
     text += &boundary_table.to_markdown();
-    Ok(text)
+    let gap = bounds[0]
+        .iter()
+        .map(|&(h, star)| (star - h.max(0.5)).abs())
+        .sum::<f64>()
+        / bounds[0].len().max(1) as f64;
+    let mut acc = Acceptance::default();
+    acc.push(Check::new(
+        "mean |β*(H) − max(H, 1/2)| of the forward metric's boundary over H",
+        gap,
+        0.0,
+        0.1,
+    ));
+    Ok((text, acc))
 }
 
 /// Per H, the explosion boundary β*: scanning from the largest β down, the last β before a

@@ -7,6 +7,7 @@ use tch::Device;
 
 use super::scaling::{self, ScalingSpec};
 use super::spec::{Figure, HistogramFig};
+use crate::report::acceptance::{Acceptance, Check};
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
 
@@ -16,7 +17,7 @@ pub(super) fn histogram_figure(
     out: &Path,
     device: Device,
     quiet: bool,
-) -> Result<String> {
+) -> Result<(String, Acceptance)> {
     let spec = ScalingSpec {
         model: s.model,
         inits: vec![s.init],
@@ -35,6 +36,7 @@ pub(super) fn histogram_figure(
     let mut text = String::new();
     let mut panels = Vec::new();
     let mut table = moments_table(s);
+    let mut acc = Acceptance::default();
     for (name, label, values) in [
         (
             "output",
@@ -49,6 +51,20 @@ pub(super) fn histogram_figure(
     ] {
         let v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
         let m = Moments::of(&v);
+        if name == "output" {
+            // The paper's claim: at β = 1/2 the output is Gaussian over the draws. √n times the
+            // KS distance below 1.36, the 95 % critical value of the KS test (conservative
+            // here: the Gaussian is fitted to the same draws).
+            acc.push(Check::new(
+                format!(
+                    "√n · KS distance of the output to the fitted Gaussian (n = {})",
+                    v.len()
+                ),
+                m.ks * (v.len() as f64).sqrt(),
+                0.0,
+                1.36,
+            ));
+        }
         table.push(vec![
             label.to_string(),
             format!("{:.4}", m.mean),
@@ -78,7 +94,7 @@ pub(super) fn histogram_figure(
     table.write_csv(&out.join("moments.csv"))?;
     text += &format!("Figure: {}.svg/png.\n\n", fig.stem);
     text += &table.to_markdown();
-    Ok(text)
+    Ok((text, acc))
 }
 
 /// The (empty) table of the moments of each quantity.

@@ -36,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::Device;
 
+use crate::report::acceptance::{Acceptance, FigureOutput};
+
 pub use accuracy::runs_key;
 pub use checkpoint::checkpoint_key;
 pub use spec::{
@@ -44,26 +46,30 @@ pub use spec::{
 };
 pub use train::{train_classifiers, TrainRun, TrainSetup, Trained};
 
-/// Runs a figure into `out`; returns the text printed (tables, observations).
-pub fn run(fig: &Figure, out: &Path, device: Device, quiet: bool) -> Result<String> {
+/// Runs a figure into `out`; returns the text printed (tables, observations, the paper's
+/// claims as acceptance checks with the verdict as its last line) and the checks, also written
+/// to `acceptance.csv`.
+pub fn run(fig: &Figure, out: &Path, device: Device, quiet: bool) -> Result<FigureOutput> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let start = Instant::now();
-    let mut text = format!("# {} ({}, scale {})\n\n", fig.title, fig.figure, fig.scale);
-    text += &match &fig.spec {
+    let (body, acceptance) = match &fig.spec {
         FigureSpec::Scaling(s) => scaling_figure::scaling_figure(fig, s, out, device, quiet)?,
         FigureSpec::Histogram(s) => histogram::histogram_figure(fig, s, out, device, quiet)?,
-        FigureSpec::FbmPaths(s) => fbm::fbm_figure(fig, s, out, device)?,
+        // M6 draws the generator's paths; nothing to check.
+        FigureSpec::FbmPaths(s) => (fbm::fbm_figure(fig, s, out, device)?, Acceptance::default()),
         FigureSpec::Heatmap(s) => heatmap::heatmap_figure(fig, s, out, device, quiet)?,
         FigureSpec::Weights(s) => weights::weights_figure(fig, s, out, device, quiet)?,
         FigureSpec::Accuracy(s) => accuracy::accuracy_figure(fig, s, out, device, quiet)?,
     };
-    text += &format!(
-        "\nwall time: {:.1} s; outputs in {}\n",
+    let body = format!(
+        "# {} ({}, scale {})\n\n{body}\nwall time: {:.1} s; outputs in {}\n",
+        fig.title,
+        fig.figure,
+        fig.scale,
         start.elapsed().as_secs_f64(),
         out.display()
     );
-    crate::util::write_atomic(&out.join("README.md"), &text)?;
-    Ok(text)
+    FigureOutput::write(body, acceptance, out)
 }
 
 /// The default output directory of a figure: `runs/marion2022/<stem>/<scale>`.

@@ -6,6 +6,8 @@ use tch::Device;
 
 use super::scaling::{self, ScalingRow, ScalingSpec};
 use super::spec::{Figure, Metric, ScalingFig};
+use crate::model::weight_init::LayerInit;
+use crate::report::acceptance::{Acceptance, Check};
 use crate::report::table::Table;
 use crate::util::write_atomic;
 
@@ -15,7 +17,7 @@ pub(super) fn scaling_figure(
     out: &Path,
     device: Device,
     quiet: bool,
-) -> Result<String> {
+) -> Result<(String, Acceptance)> {
     let spec = ScalingSpec {
         model: s.model,
         inits: vec![s.init],
@@ -54,7 +56,52 @@ pub(super) fn scaling_figure(
     t += &md;
     t += "\n";
     t += &depth_table(s, label, &rows).to_markdown();
-    Ok(t)
+    Ok((t, acceptance(s, &rows)))
+}
+
+/// The critical β of an initialization: 1/2 for i.i.d. weights (a neural SDE), 1 for smooth
+/// ones (a neural ODE), max(H, 1/2) for fBm of Hurst index H (Marion et al., Section 4).
+fn critical_beta(init: LayerInit) -> f64 {
+    match init {
+        LayerInit::Iid => 0.5,
+        LayerInit::Smooth => 1.0,
+        LayerInit::Fbm { hurst } => hurst.max(0.5),
+    }
+}
+
+/// The paper's claim as checks on the log-log slope p of the mean metric against L, per β:
+/// below the critical β* the metric explodes (p ≥ 0.5), at β* it stays of order 1
+/// (|p| ≤ 0.15), above it it vanishes like L^(β* − β) (p within 0.15 of β* − β).
+fn acceptance(s: &ScalingFig, rows: &[ScalingRow]) -> Acceptance {
+    let critical = critical_beta(s.init);
+    let mut a = Acceptance::default();
+    for (_, beta, series) in scaling::summarize(rows) {
+        let points: Vec<(f64, f64)> = series
+            .iter()
+            .map(|(l, f, b)| {
+                let st = match s.metric {
+                    Metric::Forward => f,
+                    Metric::Backward => b,
+                };
+                (*l as f64, st.mean)
+            })
+            .collect();
+        let p = crate::util::fit::fit(&points).power;
+        let (what, lo, hi) = if beta < critical - 1e-9 {
+            ("explodes", 0.5, f64::INFINITY)
+        } else if beta > critical + 1e-9 {
+            ("vanishes", critical - beta - 0.15, critical - beta + 0.15)
+        } else {
+            ("stays of order 1", -0.15, 0.15)
+        };
+        a.push(Check::new(
+            format!("β = {beta} (β* = {critical}) {what}: log-log slope in L"),
+            p,
+            lo,
+            hi,
+        ));
+    }
+    a
 }
 
 /// Per-L table of the figure's metric: mean ± std, one column per β.

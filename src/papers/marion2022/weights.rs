@@ -7,6 +7,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::spec::{Figure, WeightRun, WeightsFig};
 use super::train::{load_first, train_classifiers, TrainRun, TrainSetup};
+use crate::model::weight_init::LayerInit;
+use crate::report::acceptance::{Acceptance, Check};
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
 
@@ -16,7 +18,7 @@ pub(super) fn weights_figure(
     out: &Path,
     device: Device,
     quiet: bool,
-) -> Result<String> {
+) -> Result<(String, Acceptance)> {
     let split = load_first(&s.data, &s.training.train)?;
     let mut text = format!(
         "Data: {} ({} train / {} test images). Figure: {}.svg/png.\n\n",
@@ -60,6 +62,7 @@ pub(super) fn weights_figure(
     let tr = train_classifiers(&setup, &split, &runs)?;
     let (name, weights) = tr.net.layer_weights()[0];
     let weights = weights.detach().to_device(Device::Cpu); // [models, L, d, d]
+    let mut measured = Vec::new(); // (init, roughness, test accuracy)
     for (idx, r) in s.runs.iter().enumerate() {
         let test_acc = tr.test_acc[idx];
         if !quiet {
@@ -72,6 +75,7 @@ pub(super) fn weights_figure(
             );
         }
         let w = weights.select(0, idx as i64); // [L, d, d]
+        measured.push((r.init, roughness(&w), test_acc));
         table.push(vec![
             r.init.to_string(),
             format!("{}", r.beta),
@@ -94,7 +98,42 @@ pub(super) fn weights_figure(
     multi_panel(&out.join(&fig.stem), &fig.title, &panels)?;
     let _ = std::fs::remove_file(&checkpoint);
     text += &table.to_markdown();
-    Ok(text)
+    Ok((text, acceptance(&measured)))
+}
+
+/// The paper's point as checks: the models train (test accuracy ≥ 0.7) and training keeps the
+/// regularity of the initialization: smooth-init weights stay smooth along the layers
+/// (roughness ≤ 0.5) and i.i.d.-init ones rough (≥ 1; 4/3 for independent uniform layers).
+fn acceptance(measured: &[(LayerInit, f64, f64)]) -> Acceptance {
+    let fold = |keep: &dyn Fn(&LayerInit) -> bool, pick: fn(f64, f64) -> f64, start: f64| {
+        measured
+            .iter()
+            .filter(|m| keep(&m.0))
+            .map(|m| m.1)
+            .fold(start, pick)
+    };
+    let mut a = Acceptance::default();
+    let lowest_acc = measured.iter().map(|m| m.2).fold(f64::INFINITY, f64::min);
+    a.push(Check::new("lowest test accuracy", lowest_acc, 0.7, 1.0));
+    if measured.iter().any(|m| m.0 == LayerInit::Smooth) {
+        let smooth = fold(&|i| *i == LayerInit::Smooth, f64::max, f64::NEG_INFINITY);
+        a.push(Check::new(
+            "highest roughness of the smooth-init weights",
+            smooth,
+            0.0,
+            0.5,
+        ));
+    }
+    if measured.iter().any(|m| m.0 == LayerInit::Iid) {
+        let iid = fold(&|i| *i == LayerInit::Iid, f64::min, f64::INFINITY);
+        a.push(Check::new(
+            "lowest roughness of the i.i.d.-init weights",
+            iid,
+            1.0,
+            f64::INFINITY,
+        ));
+    }
+    a
 }
 
 /// Column names as the table wants them.

@@ -36,6 +36,122 @@ pub enum ReportKind {
     Curves,
 }
 
+/// What a scale's runs should show (`scales.<name>.expect:`, one item per claim), judged by
+/// `deepres report` as acceptance checks (the report's last line says whether this run shows
+/// it; docs/cli.md). Errors are best test errors in %, a diverged cell counts as 100 %.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "ExpectationFile")]
+pub enum Expectation {
+    /// Every cell of these variants trains: its best test error (mean over seeds) is below
+    /// `below` %.
+    Trains { variants: Vec<String>, below: f64 },
+    /// At the last row of the table (the deepest depth), `variant` has the highest best test
+    /// error of all variants, or diverged.
+    Worst { variant: String },
+    /// `variant` is not worse than `than`: the lower end of the 95 % interval of the paired
+    /// difference `variant − than` (pairs: rows × seeds) is ≤ 0.
+    NotWorse { variant: String, than: String },
+    /// Curves: in every run, each metric (`train_loss`, `test_error`) at the last epoch is at
+    /// most `ratio` times its value at the first epoch.
+    Falls {
+        metrics: Vec<CurveMetric>,
+        ratio: f64,
+    },
+}
+
+/// An `expect:` item as written: a mapping with exactly one of the claims' names as its key
+/// (`- trains: {variants: [a, b], below: 15}`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExpectationFile {
+    trains: Option<TrainsArgs>,
+    worst: Option<WorstArgs>,
+    not_worse: Option<NotWorseArgs>,
+    falls: Option<FallsArgs>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainsArgs {
+    variants: Vec<String>,
+    below: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorstArgs {
+    variant: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotWorseArgs {
+    variant: String,
+    than: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FallsArgs {
+    metrics: Vec<CurveMetric>,
+    ratio: f64,
+}
+
+impl TryFrom<ExpectationFile> for Expectation {
+    type Error = String;
+
+    fn try_from(f: ExpectationFile) -> Result<Expectation, String> {
+        let mut found = Vec::new();
+        if let Some(a) = f.trains {
+            found.push(Expectation::Trains {
+                variants: a.variants,
+                below: a.below,
+            });
+        }
+        if let Some(a) = f.worst {
+            found.push(Expectation::Worst { variant: a.variant });
+        }
+        if let Some(a) = f.not_worse {
+            found.push(Expectation::NotWorse {
+                variant: a.variant,
+                than: a.than,
+            });
+        }
+        if let Some(a) = f.falls {
+            found.push(Expectation::Falls {
+                metrics: a.metrics,
+                ratio: a.ratio,
+            });
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            n => Err(format!(
+                "expected one of trains, worst, not_worse, falls per item, got {n}"
+            )),
+        }
+    }
+}
+
+/// A per-epoch metric of `metrics.csv` that an [`Expectation::Falls`] follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurveMetric {
+    TrainLoss,
+    TestError,
+}
+
+impl Expectation {
+    /// The variants the claim names.
+    pub fn variants(&self) -> Vec<&str> {
+        match self {
+            Expectation::Trains { variants, .. } => variants.iter().map(String::as_str).collect(),
+            Expectation::Worst { variant } => vec![variant],
+            Expectation::NotWorse { variant, than } => vec![variant, than],
+            Expectation::Falls { .. } => vec![],
+        }
+    }
+}
+
 /// `(dotted key, value)` pairs in file order (`base:`, a variant, a scale's `set:`).
 pub(super) type Sets = Vec<(String, Value)>;
 /// `(dotted key, values)` pairs in file order (`grid:`, a scale's `grid:`).
@@ -99,6 +215,11 @@ pub(super) struct ScaleFile {
     /// Datasets that must be on disk before a cell runs.
     #[serde(deserialize_with = "datasets")]
     pub requires_data: Vec<DatasetName>,
+    /// What the scale's runs should show, judged by `deepres report`.
+    pub expect: Vec<Expectation>,
+    /// The variants this scale runs (all of the file's when left out), by name.
+    #[serde(deserialize_with = "some_names")]
+    pub variants: Option<Vec<String>>,
 }
 
 impl GridFile {
@@ -142,7 +263,41 @@ impl GridFile {
             }
             seen.push(vname);
         }
+        for (_, scale) in &mut self.scales {
+            for name in scale.variants.iter_mut().flatten() {
+                *name = super::sanitize(name);
+            }
+        }
+        let all: Vec<&str> = self.variants.iter().map(|(v, _)| v.as_str()).collect();
+        let listing = |names: &[&str]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
         for (sname, scale) in &self.scales {
+            for name in scale.variants.iter().flatten() {
+                if !all.contains(&name.as_str()) {
+                    bail!(
+                        "{file}: scales.{sname}.variants: `{name}` is not a variant (the file's variants: {})",
+                        listing(&all)
+                    );
+                }
+            }
+            // The claims may name only the variants the scale runs.
+            let runs: Vec<&str> = match &scale.variants {
+                Some(v) => v.iter().map(String::as_str).collect(),
+                None => all.clone(),
+            };
+            for name in scale.expect.iter().flat_map(Expectation::variants) {
+                if !runs.contains(&name) {
+                    bail!(
+                        "{file}: scales.{sname}.expect: `{name}` is not a variant of this scale (its variants: {})",
+                        listing(&runs)
+                    );
+                }
+            }
             for (gk, _) in &scale.grid {
                 if !self.grid.iter().any(|(k, _)| k == gk) {
                     let keys: Vec<&str> = self.grid.iter().map(|(k, _)| k.as_str()).collect();
@@ -165,7 +320,7 @@ fn serde_message(path: &str, inner: &str) -> String {
     let inner = inner
         .replace(
             "expected struct ScaleFile",
-            "expected a mapping of set, grid, seeds, requires_data",
+            "expected a mapping of set, grid, seeds, requires_data, expect, variants",
         )
         .replace(
             "expected struct ReportSpec",
@@ -338,6 +493,11 @@ fn seeds_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> 
 /// A scale's seeds: present means a list (`null` is an error, as a list is expected).
 fn some_seeds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u64>>, D::Error> {
     Ok(Some(Seeds::deserialize(d)?.0))
+}
+
+fn some_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let names: Vec<Text> = Vec::deserialize(d)?;
+    Ok(Some(names.into_iter().map(|t| t.0).collect()))
 }
 
 fn optional_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

@@ -20,12 +20,16 @@ use anyhow::{bail, Result};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use crate::report::acceptance::{Acceptance, FigureOutput};
 use crate::report::published;
-use crate::sweep::grid::{Cell, Grid, ReportKind, ReportSpec};
+use crate::sweep::grid::{Cell, Expectation, Grid, ReportKind, ReportSpec};
 
 mod curves;
+mod expect;
 mod paired;
 mod table;
+
+pub use expect::Judged;
 
 use curves::render_curves;
 use table::render_tables;
@@ -42,6 +46,10 @@ pub struct ReportContext {
     pub keys: Vec<String>,
     /// Variant names in file order; empty: taken from the cells.
     pub variants: Vec<String>,
+    /// The scale's name, for the expected result's line.
+    pub scale: Option<String>,
+    /// What the scale's runs should show (the grid file's `scales.<name>.expect:`).
+    pub expect: Vec<Expectation>,
 }
 
 impl ReportContext {
@@ -59,6 +67,8 @@ impl ReportContext {
             spec,
             keys: grid.keys.clone(),
             variants: grid.variants.clone(),
+            scale: grid.scale.clone(),
+            expect: grid.expect.clone(),
         }
     }
 
@@ -68,13 +78,33 @@ impl ReportContext {
     }
 }
 
-/// Renders the grid's report into `<grid.dir>/report/` and returns it as Markdown.
-pub fn render(grid: &Grid, cells: &[Cell]) -> Result<String> {
+/// Renders the grid's report into `<grid.dir>/report/`: its text (Markdown, also
+/// `report/README.md`), ending with the expected result's checks and verdict when the scale
+/// has `expect:`, and the checks (also `report/acceptance.csv`).
+pub fn render(grid: &Grid, cells: &[Cell]) -> Result<FigureOutput> {
     render_with(&ReportContext::from_grid(grid), cells)
 }
 
 /// [`render`] from a [`ReportContext`].
-pub fn render_with(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
+pub fn render_with(ctx: &ReportContext, cells: &[Cell]) -> Result<FigureOutput> {
+    let mut text = render_body(ctx, cells)?;
+    let mut acceptance = Acceptance::default();
+    match expect::judge(ctx, cells) {
+        Some(Judged::Checks(a)) => {
+            let at = ctx.scale.as_deref().map_or_else(String::new, |s| format!(" (scale {s})"));
+            text += &format!("\nExpected result{at}: the checks below, on these runs.\n");
+            acceptance = a;
+        }
+        Some(Judged::NotYet { waiting, cells }) => text += &format!(
+            "\nAcceptance: not judged yet: {waiting} of {cells} cells have not finished (run the sweep, then the report)\n"
+        ),
+        None => {}
+    }
+    FigureOutput::write(text, acceptance, &ctx.report_dir())
+}
+
+/// The tables or curves, as Markdown.
+fn render_body(ctx: &ReportContext, cells: &[Cell]) -> Result<String> {
     let mut ctx = ctx.clone();
     if ctx.keys.is_empty() {
         ctx.keys = first_seen(

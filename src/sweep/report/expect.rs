@@ -1,0 +1,254 @@
+//! A sweep's expected result as acceptance checks: each claim of the scale's `expect:` list
+//! ([`Expectation`]) becomes one or more [`Check`]s measured on the finished runs. Claims are
+//! judged only once every cell they read has finished or diverged; before that the report says
+//! how many are still to run instead of failing.
+use crate::report::acceptance::{Acceptance, Check};
+use crate::report::runs::RunRecord;
+use crate::report::stats::paired;
+use crate::sweep::grid::{Cell, CurveMetric, Expectation};
+use crate::train::RunStatus;
+
+use super::{cell_value, combo_of, combo_text, first_seen, ReportContext};
+
+/// The error (%) a diverged run counts as.
+const DIVERGED_ERROR: f64 = 100.0;
+
+/// The claims judged, or why not yet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judged {
+    /// Every cell read has ended: the checks.
+    Checks(Acceptance),
+    /// `k` of `n` cells have not ended (missing or running).
+    NotYet { waiting: usize, cells: usize },
+}
+
+/// One run as the claims see it.
+struct Run<'c> {
+    cell: &'c Cell,
+    record: RunRecord,
+}
+
+impl Run<'_> {
+    /// Best test error (%), [`DIVERGED_ERROR`] when diverged, None when not ended.
+    fn error(&self) -> Option<f64> {
+        match self.record.status() {
+            RunStatus::Diverged => Some(DIVERGED_ERROR),
+            RunStatus::Finished => self.record.best_test_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Judges `ctx.expect` on `cells`; None when the scale expects nothing.
+pub(super) fn judge(ctx: &ReportContext, cells: &[Cell]) -> Option<Judged> {
+    if ctx.expect.is_empty() {
+        return None;
+    }
+    let runs: Vec<Run> = cells
+        .iter()
+        .map(|c| Run {
+            cell: c,
+            record: RunRecord::load(&c.dir()),
+        })
+        .collect();
+    let waiting = runs.iter().filter(|r| r.error().is_none()).count();
+    if waiting > 0 {
+        return Some(Judged::NotYet {
+            waiting,
+            cells: runs.len(),
+        });
+    }
+    // One group per combination of the grid keys other than the table's rows.
+    let other: Vec<String> = ctx
+        .keys
+        .iter()
+        .filter(|k| Some(*k) != ctx.spec.rows.as_ref())
+        .cloned()
+        .collect();
+    let combos = first_seen_vec(runs.iter().map(|r| combo_of(r.cell, &other)));
+    let mut acc = Acceptance::default();
+    for combo in &combos {
+        let group: Vec<&Run> = runs
+            .iter()
+            .filter(|r| &combo_of(r.cell, &other) == combo)
+            .collect();
+        let suffix = if combos.len() > 1 {
+            format!(" ({})", combo_text(&other, combo))
+        } else {
+            String::new()
+        };
+        for e in &ctx.expect {
+            for mut check in checks(ctx, e, &group) {
+                check.name += &suffix;
+                acc.push(check);
+            }
+        }
+    }
+    Some(Judged::Checks(acc))
+}
+
+fn first_seen_vec<I: IntoIterator<Item = Vec<String>>>(it: I) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for x in it {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// The mean error of `variant`'s runs at row `row` (every row when None).
+fn mean_error(group: &[&Run], variant: &str, row: Option<(&str, &str)>) -> Option<f64> {
+    let xs: Vec<f64> = group
+        .iter()
+        .filter(|r| r.cell.variant.as_deref() == Some(variant))
+        .filter(|r| row.is_none_or(|(k, v)| cell_value(r.cell, k) == v))
+        .filter_map(|r| r.error())
+        .collect();
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+/// The checks of one claim on one group of runs.
+fn checks(ctx: &ReportContext, e: &Expectation, group: &[&Run]) -> Vec<Check> {
+    let rows_key = ctx.spec.rows.as_deref();
+    let rows: Vec<String> = match rows_key {
+        Some(k) => first_seen(group.iter().map(|r| cell_value(r.cell, k))),
+        None => vec![],
+    };
+    let row_filters: Vec<Option<(&str, &str)>> = match rows_key {
+        Some(k) => rows.iter().map(|v| Some((k, v.as_str()))).collect(),
+        None => vec![None],
+    };
+    match e {
+        Expectation::Trains { variants, below } => {
+            let worst = variants
+                .iter()
+                .flat_map(|v| {
+                    row_filters
+                        .iter()
+                        .map(move |row| mean_error(group, v, *row))
+                })
+                .flatten()
+                .fold(f64::NAN, f64::max);
+            vec![Check::new(
+                format!(
+                    "{} train: highest best test error (%, diverged = 100)",
+                    variants.join(", ")
+                ),
+                worst,
+                0.0,
+                *below,
+            )]
+        }
+        Expectation::Worst { variant } => {
+            let last = row_filters.last().copied().flatten();
+            let at = last.map_or_else(String::new, |(k, v)| format!(" at {k} = {v}"));
+            let own = mean_error(group, variant, last).unwrap_or(f64::NAN);
+            let best_other = ctx
+                .variants
+                .iter()
+                .filter(|v| *v != variant)
+                .filter_map(|v| mean_error(group, v, last))
+                .fold(f64::NAN, f64::max);
+            vec![Check::new(
+                format!("{variant} worst{at}: its error minus the highest of the others (points)"),
+                own - best_other,
+                0.0,
+                DIVERGED_ERROR,
+            )]
+        }
+        Expectation::NotWorse { variant, than } => vec![not_worse(group, variant, than, rows_key)],
+        Expectation::Falls { metrics, ratio } => {
+            metrics.iter().map(|m| falls(group, *m, *ratio)).collect()
+        }
+    }
+}
+
+/// `variant − than`, paired by (row, seed): the lower end of the 95 % interval, which must be
+/// ≤ 0; the name carries the mean and the interval.
+fn not_worse(group: &[&Run], variant: &str, than: &str, rows_key: Option<&str>) -> Check {
+    let key = |r: &Run| {
+        (
+            rows_key.map_or_else(String::new, |k| cell_value(r.cell, k)),
+            r.cell.seed,
+        )
+    };
+    let of = |v: &str| -> Vec<((String, u64), f64)> {
+        group
+            .iter()
+            .filter(|r| r.cell.variant.as_deref() == Some(v))
+            .filter_map(|r| r.error().map(|e| (key(r), e)))
+            .collect()
+    };
+    let (a, b) = (of(than), of(variant));
+    // stats::paired pairs by a u64 id: number the (row, seed) keys.
+    let keys = first_seen_vec(a.iter().map(|(k, _)| vec![k.0.clone(), k.1.to_string()]));
+    let id = |k: &(String, u64)| {
+        keys.iter()
+            .position(|x| x[0] == k.0 && x[1] == k.1.to_string())
+            .map(|i| i as u64)
+    };
+    let ids = |xs: &[((String, u64), f64)]| -> Vec<(u64, f64)> {
+        xs.iter()
+            .filter_map(|(k, e)| id(k).map(|i| (i, *e)))
+            .collect()
+    };
+    let d = paired(&ids(&a), &ids(&b));
+    let (text, lo) = match d.as_ref().map(|d| (d.diff.mean, d.diff.n, d.diff.ci)) {
+        Some((mean, n, Some((lo, hi)))) => (
+            format!(
+                "mean {mean:+.2} points, 95 % CI [{lo:+.2}, {hi:+.2}] over {n} pairs (row × seed)"
+            ),
+            lo,
+        ),
+        Some((mean, n, None)) => (
+            format!("mean {mean:+.2} points over {n} pair: no interval"),
+            f64::NAN,
+        ),
+        None => ("no pair finished".to_string(), f64::NAN),
+    };
+    Check::new(
+        format!("{variant} not worse than {than}: best test error {variant} − {than}: {text}; lower end"),
+        lo,
+        f64::NEG_INFINITY,
+        0.0,
+    )
+}
+
+/// The highest last/first ratio of `metric` over the runs that did not diverge (a diverged run
+/// counts as infinite).
+fn falls(group: &[&Run], metric: CurveMetric, ratio: f64) -> Check {
+    let mut worst = (f64::NEG_INFINITY, "");
+    for r in group {
+        let curve = match metric {
+            CurveMetric::TrainLoss => r.record.train_loss_curve(),
+            CurveMetric::TestError => r.record.test_error_curve(),
+        };
+        let q = match (r.record.status(), curve.first(), curve.last()) {
+            (RunStatus::Diverged, _, _) => f64::INFINITY,
+            (_, Some(f), Some(l)) if curve.len() >= 2 => l.1 / f.1,
+            _ => f64::NAN, // fewer than two epochs: nothing to compare
+        };
+        if q.is_nan() || q > worst.0 {
+            worst = (q, r.cell.name.as_str());
+            if q.is_nan() {
+                break;
+            }
+        }
+    }
+    let (worst, name) = if group.is_empty() {
+        (f64::NAN, "")
+    } else {
+        worst
+    };
+    let m = match metric {
+        CurveMetric::TrainLoss => "train loss",
+        CurveMetric::TestError => "test error",
+    };
+    Check::new(
+        format!("{m} falls in every run: highest last/first epoch ratio ({name})"),
+        worst,
+        0.0,
+        ratio,
+    )
+}
