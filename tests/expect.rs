@@ -164,12 +164,12 @@ fn a_sweep_not_finished_is_not_judged() {
 }
 
 #[test]
-fn not_worse_pairs_rows_and_seeds_and_gives_the_interval() {
+fn compare_pairs_rows_and_seeds_and_says_what_the_interval_says() {
     let tmp = tempfile::tempdir().unwrap();
     let sweep = tmp.path().join("z1");
     let vs = ["bn", "bn-tau"];
     let cells = grid_cells(&sweep, &vs, &[0, 1]);
-    // bn − : best errors 10, 11 (depth 8, seeds 0, 1), 8, 9 (depth 20);
+    // bn: best errors 10, 11 (depth 8, seeds 0, 1), 8, 9 (depth 20);
     // bn-tau: 9.5, 11.5, 7.0, 8.6: differences −0.5, +0.5, −1.0, −0.4.
     let errs = [
         ("bn", 8, 0, 10.0),
@@ -184,43 +184,33 @@ fn not_worse_pairs_rows_and_seeds_and_gives_the_interval() {
     for (v, d, s, e) in errs {
         write_run(find(&cells, v, d, s), Run::Finished(&[30.0, e, e + 1.0]));
     }
-    let nw = |variant: &str, than: &str| Expectation::NotWorse {
-        variant: variant.into(),
-        than: than.into(),
+    let compare = Expectation::Compare {
+        variant: "bn-tau".into(),
+        than: "bn".into(),
     };
-    let (text, acc) = judge(
-        &sweep,
-        &vs,
-        &cells,
-        vec![nw("bn-tau", "bn"), nw("bn", "bn-tau")],
-    );
+    let trains = Expectation::Trains {
+        variants: vec!["bn".into(), "bn-tau".into()],
+        below: 15.0,
+    };
+    let (text, acc) = judge(&sweep, &vs, &cells, vec![trains, compare.clone()]);
     println!("{text}");
-    // d = (−0.5, 0.5, −1.0, −0.4): mean −0.35, sd 0.6245 (by hand), t_{0.975,3} = 3.182446:
-    // interval −0.35 ± 3.182446·0.6245/2 = [−1.3437, +0.6437].
-    let d = [-0.5, 0.5, -1.0, -0.4];
+    // Said, not checked: one check (trains), one measured line.
+    assert_eq!(acc.checks.len(), 1);
+    assert_eq!(last_line(&text), "Acceptance: all 1 checks pass");
+    // d = (−0.5, 0.5, −1.0, −0.4): mean −0.35, sd 0.6245, t_{0.975,3} = 3.182446:
+    // −0.35 ± 3.182446·0.6245/2 = [−1.34, +0.64], which holds 0.
+    let d = [-0.5f64, 0.5, -1.0, -0.4];
     let mean = d.iter().sum::<f64>() / 4.0;
     let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 3.0).sqrt();
     let half = 3.182446 * sd / 2.0;
-    assert!(
-        (acc.checks[0].value - (mean - half)).abs() < 1e-4,
-        "{:?}",
-        acc.checks[0]
+    let want = format!(
+        "- measured: best test error bn-tau − bn (points, paired by row × seed): mean {mean:+.2}, 95 % CI [{:+.2}, {:+.2}] over 4 pairs: no clear difference",
+        mean - half,
+        mean + half
     );
-    assert!(
-        acc.checks[0].name.contains("mean -0.35"),
-        "{}",
-        acc.checks[0].name
-    );
-    assert!(
-        acc.checks[0].name.contains("over 4 pairs"),
-        "{}",
-        acc.checks[0].name
-    );
-    // The other direction: bn − bn-tau, lower end −0.6437 ≤ 0, passes too (not significant).
-    assert!((acc.checks[1].value - (-mean - half)).abs() < 1e-4);
-    assert!(acc.passed());
+    assert!(text.contains(&want), "{want}\n{text}");
 
-    // bn-tau clearly worse everywhere (+2, +2.5, +2, +1.5): the lower end is above 0.
+    // bn-tau clearly worse everywhere (+2, +2.5, +2, +1.5): the interval is above 0.
     for (v, d, s, e) in [
         ("bn-tau", 8, 0, 12.0),
         ("bn-tau", 8, 1, 13.5),
@@ -229,11 +219,11 @@ fn not_worse_pairs_rows_and_seeds_and_gives_the_interval() {
     ] {
         write_run(find(&cells, v, d, s), Run::Finished(&[30.0, e, e + 1.0]));
     }
-    let (_, acc) = judge(&sweep, &vs, &cells, vec![nw("bn-tau", "bn")]);
+    let (text, acc) = judge(&sweep, &vs, &cells, vec![compare]);
+    assert!(acc.checks.is_empty() && acc.passed());
     assert!(
-        acc.checks[0].value > 0.0 && !acc.passed(),
-        "{:?}",
-        acc.checks[0]
+        text.contains("mean +2.00") && text.contains(": bn-tau worse"),
+        "{text}"
     );
 }
 

@@ -54,11 +54,19 @@ impl Check {
 pub struct Acceptance {
     pub checks: Vec<Check>,
     pub not_shown: Vec<String>,
+    /// Measured comparisons the claim asks to report, not to pass (e.g. BN + τ − BN with its
+    /// interval at smoke size).
+    pub measured: Vec<String>,
 }
 
 impl Acceptance {
     pub fn push(&mut self, check: Check) {
         self.checks.push(check);
+    }
+
+    /// A measured comparison, reported beside the checks.
+    pub fn measured(&mut self, what: impl Into<String>) {
+        self.measured.push(what.into());
     }
 
     /// A claim this run cannot show, with the measured value and why.
@@ -76,12 +84,15 @@ impl Acceptance {
 
     /// The checks, one line each, under a heading (empty without checks).
     pub fn lines(&self) -> String {
-        if self.checks.is_empty() {
+        if self.checks.is_empty() && self.measured.is_empty() && self.not_shown.is_empty() {
             return String::new();
         }
         let mut text = String::from("\nAcceptance:\n");
         for c in &self.checks {
             let _ = writeln!(text, "{}", c.line());
+        }
+        for m in &self.measured {
+            let _ = writeln!(text, "- measured: {m}");
         }
         for n in &self.not_shown {
             let _ = writeln!(text, "- not shown: {n}");
@@ -111,19 +122,13 @@ impl Acceptance {
         }
     }
 
-    /// The text that closes a figure: the checks, then the verdict as the last line (empty
-    /// without checks).
+    /// The text that closes a figure: the checks (and the measured and not-shown lines), then
+    /// the verdict as the last line (empty without any).
     pub fn closing(&self) -> String {
-        if self.checks.is_empty() {
-            return String::new();
+        match self.verdict().as_str() {
+            "" => self.lines(),
+            v => format!("{}\n{v}\n", self.lines()),
         }
-        format!(
-            "{}
-{}
-",
-            self.lines(),
-            self.verdict()
-        )
     }
 
     /// Writes `dir/acceptance.csv` (check, value, lo, hi, passed); nothing without checks.

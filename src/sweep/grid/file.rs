@@ -48,9 +48,10 @@ pub enum Expectation {
     /// At the last row of the table (the deepest depth), `variant` has the highest best test
     /// error of all variants, or diverged.
     Worst { variant: String },
-    /// `variant` is not worse than `than`: the lower end of the 95 % interval of the paired
-    /// difference `variant − than` (pairs: rows × seeds) is ≤ 0.
-    NotWorse { variant: String, than: String },
+    /// How `variant` compares with `than`, measured and said, not checked: the mean paired
+    /// difference `variant − than` of best test errors (pairs: rows × seeds), its 95 %
+    /// interval and what the interval says (better, worse, no clear difference).
+    Compare { variant: String, than: String },
     /// Curves: in every run, each metric (`train_loss`, `test_error`) at the last epoch is at
     /// most `ratio` times its value at the first epoch.
     Falls {
@@ -66,7 +67,7 @@ pub enum Expectation {
 pub(super) struct ExpectationFile {
     trains: Option<TrainsArgs>,
     worst: Option<WorstArgs>,
-    not_worse: Option<NotWorseArgs>,
+    compare: Option<CompareArgs>,
     falls: Option<FallsArgs>,
 }
 
@@ -85,7 +86,7 @@ struct WorstArgs {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NotWorseArgs {
+struct CompareArgs {
     variant: String,
     than: String,
 }
@@ -111,8 +112,8 @@ impl TryFrom<ExpectationFile> for Expectation {
         if let Some(a) = f.worst {
             found.push(Expectation::Worst { variant: a.variant });
         }
-        if let Some(a) = f.not_worse {
-            found.push(Expectation::NotWorse {
+        if let Some(a) = f.compare {
+            found.push(Expectation::Compare {
                 variant: a.variant,
                 than: a.than,
             });
@@ -126,7 +127,7 @@ impl TryFrom<ExpectationFile> for Expectation {
         match found.len() {
             1 => Ok(found.remove(0)),
             n => Err(format!(
-                "expected one of trains, worst, not_worse, falls per item, got {n}"
+                "expected one of trains, worst, compare, falls per item, got {n}"
             )),
         }
     }
@@ -146,7 +147,7 @@ impl Expectation {
         match self {
             Expectation::Trains { variants, .. } => variants.iter().map(String::as_str).collect(),
             Expectation::Worst { variant } => vec![variant],
-            Expectation::NotWorse { variant, than } => vec![variant, than],
+            Expectation::Compare { variant, than } => vec![variant, than],
             Expectation::Falls { .. } => vec![],
         }
     }

@@ -78,6 +78,11 @@ pub(super) fn judge(ctx: &ReportContext, cells: &[Cell]) -> Option<Judged> {
             String::new()
         };
         for e in &ctx.expect {
+            if let Expectation::Compare { variant, than } = e {
+                let rows_key = ctx.spec.rows.as_deref();
+                acc.measured(compare(&group, variant, than, rows_key) + &suffix);
+                continue;
+            }
             for mut check in checks(ctx, e, &group) {
                 check.name += &suffix;
                 acc.push(check);
@@ -157,16 +162,16 @@ fn checks(ctx: &ReportContext, e: &Expectation, group: &[&Run]) -> Vec<Check> {
                 DIVERGED_ERROR,
             )]
         }
-        Expectation::NotWorse { variant, than } => vec![not_worse(group, variant, than, rows_key)],
+        Expectation::Compare { .. } => vec![], // said, not checked: see `compare`
         Expectation::Falls { metrics, ratio } => {
             metrics.iter().map(|m| falls(group, *m, *ratio)).collect()
         }
     }
 }
 
-/// `variant − than`, paired by (row, seed): the lower end of the 95 % interval, which must be
-/// ≤ 0; the name carries the mean and the interval.
-fn not_worse(group: &[&Run], variant: &str, than: &str, rows_key: Option<&str>) -> Check {
+/// `variant − than`, paired by (row, seed): the mean difference of best test errors, its
+/// 95 % interval and what it says.
+fn compare(group: &[&Run], variant: &str, than: &str, rows_key: Option<&str>) -> String {
     let key = |r: &Run| {
         (
             rows_key.map_or_else(String::new, |k| cell_value(r.cell, k)),
@@ -181,38 +186,33 @@ fn not_worse(group: &[&Run], variant: &str, than: &str, rows_key: Option<&str>) 
             .collect()
     };
     let (a, b) = (of(than), of(variant));
-    // stats::paired pairs by a u64 id: number the (row, seed) keys.
-    let keys = first_seen_vec(a.iter().map(|(k, _)| vec![k.0.clone(), k.1.to_string()]));
-    let id = |k: &(String, u64)| {
-        keys.iter()
-            .position(|x| x[0] == k.0 && x[1] == k.1.to_string())
-            .map(|i| i as u64)
-    };
+    // stats::paired pairs by a u64 id: number the (row, seed) keys of `than`.
+    let keys: Vec<&(String, u64)> = a.iter().map(|(k, _)| k).collect();
     let ids = |xs: &[((String, u64), f64)]| -> Vec<(u64, f64)> {
         xs.iter()
-            .filter_map(|(k, e)| id(k).map(|i| (i, *e)))
+            .filter_map(|(k, e)| keys.iter().position(|x| *x == k).map(|i| (i as u64, *e)))
             .collect()
     };
-    let d = paired(&ids(&a), &ids(&b));
-    let (text, lo) = match d.as_ref().map(|d| (d.diff.mean, d.diff.n, d.diff.ci)) {
-        Some((mean, n, Some((lo, hi)))) => (
-            format!(
-                "mean {mean:+.2} points, 95 % CI [{lo:+.2}, {hi:+.2}] over {n} pairs (row × seed)"
-            ),
-            lo,
-        ),
-        Some((mean, n, None)) => (
-            format!("mean {mean:+.2} points over {n} pair: no interval"),
-            f64::NAN,
-        ),
-        None => ("no pair finished".to_string(), f64::NAN),
-    };
-    Check::new(
-        format!("{variant} not worse than {than}: best test error {variant} − {than}: {text}; lower end"),
-        lo,
-        f64::NEG_INFINITY,
-        0.0,
-    )
+    let head = format!("best test error {variant} − {than} (points, paired by row × seed)");
+    match paired(&ids(&a), &ids(&b)).map(|d| d.diff) {
+        Some(d) => match d.ci {
+            Some((lo, hi)) => {
+                let says = if lo > 0.0 {
+                    format!("{variant} worse")
+                } else if hi < 0.0 {
+                    format!("{variant} better")
+                } else {
+                    "no clear difference".to_string()
+                };
+                format!(
+                    "{head}: mean {:+.2}, 95 % CI [{lo:+.2}, {hi:+.2}] over {} pairs: {says}",
+                    d.mean, d.n
+                )
+            }
+            None => format!("{head}: {:+.2} from {} pair, no interval", d.mean, d.n),
+        },
+        None => format!("{head}: no pair finished"),
+    }
 }
 
 /// The highest last/first ratio of `metric` over the runs that did not diverge (a diverged run
