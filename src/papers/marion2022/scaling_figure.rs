@@ -128,3 +128,76 @@ fn depth_table(s: &ScalingFig, label: &str, rows: &[ScalingRow]) -> Table {
     }
     table
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::marion_net::MarionModel;
+    use crate::papers::marion2022::spec::{Draw, ScalingSizes};
+
+    /// Rows whose forward metric is exactly L^p(β) (the theory's closed form per regime).
+    fn rows(init: LayerInit, slopes: &[(f64, f64)]) -> Vec<ScalingRow> {
+        let mut out = Vec::new();
+        for &(beta, p) in slopes {
+            for depth in [10, 100, 1000] {
+                out.push(ScalingRow {
+                    model: "full".into(),
+                    init: init.to_string(),
+                    depth,
+                    beta,
+                    width: 40,
+                    sample: 0,
+                    input: 0,
+                    forward: (depth as f64).powf(p),
+                    backward: 1.0,
+                    output: 0.0,
+                });
+            }
+        }
+        out
+    }
+
+    fn fig(init: LayerInit, betas: &[f64]) -> ScalingFig {
+        ScalingFig {
+            model: MarionModel::Full,
+            init,
+            depths: vec![10, 100, 1000],
+            betas: betas.to_vec(),
+            metric: Metric::Forward,
+            sizes: ScalingSizes::default(),
+            draw: Draw::default(),
+        }
+    }
+
+    /// i.i.d.: β* = 1/2, the metric ∝ L^(1/2 − β) above it; smooth: β* = 1, ∝ L^(1 − β).
+    #[test]
+    fn the_checks_follow_the_critical_beta_of_each_init() {
+        let iid = fig(LayerInit::Iid, &[0.25, 0.5, 1.0]);
+        let a = acceptance(
+            &iid,
+            &rows(LayerInit::Iid, &[(0.25, 1.5), (0.5, 0.0), (1.0, -0.5)]),
+        );
+        assert_eq!(a.checks.len(), 3);
+        assert!(a.passed(), "{}", a.lines());
+        // The smooth regime's exponents under the i.i.d. β*: β = 1 stays flat, not L^-1/2.
+        let a = acceptance(
+            &iid,
+            &rows(LayerInit::Iid, &[(0.25, 1.5), (0.5, 0.0), (1.0, 0.0)]),
+        );
+        assert_eq!(a.failed().len(), 1, "{}", a.lines());
+        let smooth = fig(LayerInit::Smooth, &[0.5, 1.0, 2.0]);
+        let a = acceptance(
+            &smooth,
+            &rows(LayerInit::Smooth, &[(0.5, 3.0), (1.0, 0.0), (2.0, -1.0)]),
+        );
+        assert!(a.passed(), "{}", a.lines());
+        // An i.i.d. reading of smooth weights (β = 1 decaying like L^-1/2) fails.
+        let a = acceptance(
+            &smooth,
+            &rows(LayerInit::Smooth, &[(0.5, 3.0), (1.0, -0.5), (2.0, -1.0)]),
+        );
+        assert!(!a.passed());
+        assert_eq!(critical_beta(LayerInit::Fbm { hurst: 0.8 }), 0.8);
+        assert_eq!(critical_beta(LayerInit::Fbm { hurst: 0.2 }), 0.5);
+    }
+}
