@@ -30,6 +30,8 @@ pub struct SweepReport {
     pub failed: Vec<(String, String)>,
     /// (cell name, lock owner) of cells another live process is running (left to it).
     pub busy: Vec<(String, String)>,
+    /// Cells a preemption signal stopped, each with its resumable checkpoint.
+    pub interrupted: usize,
 }
 
 impl fmt::Display for SweepReport {
@@ -45,6 +47,9 @@ impl fmt::Display for SweepReport {
         )?;
         if !self.busy.is_empty() {
             write!(f, ", {} running elsewhere", self.busy.len())?;
+        }
+        if self.interrupted > 0 {
+            write!(f, ", {} interrupted (resumable)", self.interrupted)?;
         }
         Ok(())
     }
@@ -157,6 +162,7 @@ fn ensure_writable(dir: &Path) -> Result<()> {
 /// ([`SweepReport::busy`]). One progress line per cell goes to stderr; a cell's error (or
 /// panic) lands in [`SweepReport::failed`]. The caller decides the exit status.
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
+    train::interrupt::install();
     let cells = match opts.cell {
         Some(i) => vec![grid.cell(i)?],
         None => grid.cells()?,
@@ -167,7 +173,17 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
     let n = grid.cells()?.len();
     let mut report = SweepReport::default();
     for cell in &cells {
-        if let Some(stop) = run_cell(cell, n, opts, &mut report) {
+        let stop = match train::interrupt::signal() {
+            // A signal between cells (or before the first): no other cell starts.
+            Some(sig) => Some(train::interrupt::Interrupted(format!(
+                "{}: stopped by {} before cell {}",
+                grid.dir.display(),
+                train::interrupt::name(sig),
+                cell.name
+            ))),
+            None => run_cell(cell, n, opts, &mut report),
+        };
+        if let Some(stop) = stop {
             // A preemption signal: the cell wrote its resumable checkpoint; no other starts.
             eprintln!("sweep stopped by a signal: {report}; rerun the same command to continue");
             return Err(stop.into());
@@ -266,6 +282,7 @@ fn run_cell(
         }
         Ok(Err(e)) => match e.downcast::<train::interrupt::Interrupted>() {
             Ok(stop) => {
+                report.interrupted += 1;
                 eprintln!("{tag}: {stop}");
                 return Some(stop);
             }

@@ -5,32 +5,91 @@
 //! [`EXIT_CODE`]: "interrupted, resumable". `--resume` continues from that step, and on CPU the
 //! run's metrics.csv equals the uninterrupted one's (timing columns aside). A second signal
 //! exits at once (status 130), losing only the step in progress.
-use std::sync::atomic::{AtomicBool, Ordering};
+//!
+//! `deepres sweep --jobs N` catches the same signals ([`signal`]) and forwards the first to its
+//! children, which it starts with these signals blocked: [`install`] unblocks them, so a signal
+//! that arrives while a child is still starting up waits for the child's handler.
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The exit status of a run stopped by a signal after writing a resumable checkpoint
 /// (sysexits' EX_TEMPFAIL).
 pub const EXIT_CODE: u8 = 75;
 
+/// The signals that stop a run resumably.
+pub const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
+
 static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// The number of the first signal received (0: none yet).
+static FIRST: AtomicI32 = AtomicI32::new(0);
 
 /// Installs the handlers (once per process): the first signal sets the flag, the second
-/// exits with 130.
+/// exits with 130. Then unblocks the signals (blocked by a `--jobs` parent until now).
 pub fn install() {
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
-        for sig in [
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGUSR1,
-        ] {
+        for sig in SIGNALS {
             // The conditional shutdown is registered first: it exits only when the flag is
             // already set, i.e. on the second signal.
             let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag));
+            // SAFETY: the action is one atomic compare-exchange, async-signal-safe. Registered
+            // before the flag, so the signal's number is there once the flag is set.
+            let _ = unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    let _ = FIRST.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                })
+            };
             let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
         }
+        set_blocked(false);
         flag
     });
+}
+
+/// Blocks (`true`) or unblocks [`SIGNALS`] for the calling thread; a child started by
+/// `Command` inherits the mask of the thread that forks it (its `pre_exec` calls this).
+pub fn set_blocked(blocked: bool) {
+    // SAFETY: sigemptyset, sigaddset and pthread_sigmask on a local set; async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        let how = if blocked {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// The first signal received since [`install`], if any.
+pub fn signal() -> Option<i32> {
+    let set = FLAG.get().is_some_and(|f| f.load(Ordering::SeqCst));
+    set.then(|| match FIRST.load(Ordering::SeqCst) {
+        0 => libc::SIGTERM,
+        sig => sig,
+    })
+}
+
+/// A signal's name: `SIGTERM`, `SIGINT`, `SIGUSR1` (else its number).
+pub fn name(sig: i32) -> String {
+    match sig {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGUSR1 => "SIGUSR1".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// `<epoch>:<step>` from the environment variable `var`, read once by the caller.
+fn position_from_env(var: &str) -> Option<(i64, i64)> {
+    let v = std::env::var(var).ok()?;
+    let (e, k) = v.split_once(':')?;
+    Some((e.parse().ok()?, k.parse().ok()?))
 }
 
 /// The failpoint standing in for a signal: stop after `step` steps of epoch `epoch` (0-based).
@@ -38,14 +97,15 @@ pub fn install() {
 /// [`fail_at`].
 fn failpoint() -> &'static Mutex<Option<(i64, i64)>> {
     static AT: OnceLock<Mutex<Option<(i64, i64)>>> = OnceLock::new();
-    AT.get_or_init(|| {
-        let parse = || {
-            let v = std::env::var("DEEPRES_INTERRUPT_AT").ok()?;
-            let (e, k) = v.split_once(':')?;
-            Some((e.parse().ok()?, k.parse().ok()?))
-        };
-        Mutex::new(parse())
-    })
+    AT.get_or_init(|| Mutex::new(position_from_env("DEEPRES_INTERRUPT_AT")))
+}
+
+/// The failpoint that holds a run still until a signal arrives, for tests that must signal a
+/// process at a known step: after `step` steps of epoch `epoch` (0-based), from
+/// `DEEPRES_PAUSE_AT=<epoch>:<step>`, read once.
+fn pause_point() -> Option<(i64, i64)> {
+    static AT: OnceLock<Option<(i64, i64)>> = OnceLock::new();
+    *AT.get_or_init(|| position_from_env("DEEPRES_PAUSE_AT"))
 }
 
 /// Sets (or clears) the failpoint of [`requested`] for this process.
@@ -55,8 +115,19 @@ pub fn fail_at(position: Option<(i64, i64)>) {
 
 /// Whether a stop was asked for: a signal, or the failpoint at exactly this position. Called
 /// after every training step: an atomic load and an uncontended lock, no environment read.
+/// At the pause failpoint it says so on stderr and waits for a signal.
 pub fn requested(epoch: i64, step: i64) -> bool {
-    if FLAG.get().is_some_and(|f| f.load(Ordering::Relaxed)) {
+    if signal().is_some() {
+        return true;
+    }
+    if pause_point() == Some((epoch, step)) {
+        eprintln!(
+            "paused after step {step} of epoch {} until a signal (DEEPRES_PAUSE_AT)",
+            epoch + 1
+        );
+        while signal().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         return true;
     }
     *failpoint().lock().unwrap_or_else(|e| e.into_inner()) == Some((epoch, step))

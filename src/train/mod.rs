@@ -334,6 +334,20 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         if opts.stop_after.is_some_and(|n| ran as i64 >= n) {
             break;
         }
+        if let Some(sig) = interrupt::signal() {
+            // Between epochs: the last epoch's checkpoint is the resume point (written now if
+            // train.checkpoint is off); before any epoch of this process, what is on disk.
+            if ran > 0 && !cfg.train.checkpoint {
+                let meta = checkpoint_meta(cfg, &summary, &run_hash, None);
+                checkpoint::save(&dir, &tr.vs, &tr.opt, &meta)?;
+            }
+            return Err(interrupt::Interrupted(format!(
+                "{}: stopped by {} after epoch {epoch}; resumable: rerun with --resume",
+                dir.display(),
+                interrupt::name(sig)
+            ))
+            .into());
+        }
         let start = std::mem::take(&mut start_step);
         let row = match tr.epoch(cfg, (epoch, start), steps_per_epoch, bar.as_ref())? {
             Ok(row) => row,

@@ -1,0 +1,216 @@
+//! Preemption end to end, with the real binary: a signal to `deepres sweep --jobs N` reaches
+//! every child, each writes its resumable checkpoint and exits 75, the parent starts no other
+//! cell and exits 75, and the same command continues the sweep to the uninterrupted curves; a
+//! second signal ends the parent and its children at once.
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{csv_epochs, csv_without_timing, deepres_1t, stderr, tiny_grid};
+
+/// How long a test waits for a line or an exit before it fails.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn run(args: &[&str], cwd: &Path) -> Output {
+    deepres_1t()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run deepres")
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "stderr: {}", stderr(o));
+}
+
+/// A running deepres whose stderr lines arrive on a channel; killed if the test fails first.
+struct Watched {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watched {
+    fn spawn(cmd: &mut Command) -> Watched {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watched {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until `n` stderr lines contain `text`.
+    fn wait_for(&mut self, text: &str, n: usize) {
+        let t0 = Instant::now();
+        while self.seen.iter().filter(|l| l.contains(text)).count() < n {
+            let left = PATIENCE.saturating_sub(t0.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no {n} lines `{text}`:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) to the child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits for the exit; the status and every stderr line.
+    fn finish(mut self) -> (ExitStatus, String) {
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(t0.elapsed() < PATIENCE, "no exit:\n{}", self.seen.join("\n"));
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // the reader thread ends at EOF, once every process holding the pipe is gone
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            self.seen.push(line);
+        }
+        (status, self.seen.join("\n"))
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pid in a cell's lock file (`host=H pid=P ...`).
+fn lock_pid(lock: &Path) -> i32 {
+    let text = std::fs::read_to_string(lock).unwrap();
+    let pid = text.split_whitespace().find_map(|f| f.strip_prefix("pid="));
+    pid.and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{}: {text}", lock.display()))
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+}
+
+/// Asserts that each cell's metrics.csv in `runs` equals the one in `reference`, timing
+/// columns aside, with epochs 1..3 once each.
+fn assert_same_curves(runs: &Path, reference: &Path, cells: &[&str]) {
+    for c in cells {
+        let csv = runs.join(c).join("metrics.csv");
+        assert_eq!(csv_epochs(&csv), [1, 2, 3], "{}", csv.display());
+        assert_eq!(
+            csv_without_timing(&csv),
+            csv_without_timing(&reference.join(c).join("metrics.csv")),
+            "{}",
+            csv.display()
+        );
+    }
+}
+
+/// `deepres sweep --jobs 2` on 3 cells, both children held inside epoch 2 by the failpoint
+/// `DEEPRES_PAUSE_AT` (which waits for a signal), gets a real SIGTERM: it forwards it to both,
+/// each writes its checkpoint at step 2 of epoch 2 and exits 75, the third cell never starts,
+/// no lock is left, and the sweep exits 75. The same command then resumes both at that step
+/// and runs the third: every curve equals the uninterrupted sweep's (timing columns aside).
+/// Without the forwarding the paused children never stop and the test fails on its patience.
+#[test]
+fn a_signal_to_a_jobs_sweep_is_forwarded_to_its_children_and_the_rerun_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = tiny_grid(tmp.path(), "jobs", "seeds: [0, 1, 2]\n");
+    let g = g.to_str().unwrap();
+    ok(&run(&["sweep", g, "-q", "--set", "out_dir=ref"], tmp.path()));
+    let mut w = Watched::spawn(
+        deepres_1t()
+            .args(["sweep", g, "--jobs", "2"])
+            .env("DEEPRES_PAUSE_AT", "1:2")
+            .current_dir(tmp.path()),
+    );
+    w.wait_for("paused after step 2 of epoch 2", 2);
+    w.signal(libc::SIGTERM);
+    let (status, err) = w.finish();
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("SIGTERM received: forwarded to 2 running cell(s)"),
+        "{err}"
+    );
+    let stopped = |l: &&str| {
+        l.starts_with("error: ")
+            && l.ends_with("interrupted by a signal at step 2 of epoch 2; checkpoint written, resumable: rerun with --resume")
+    };
+    assert_eq!(err.lines().filter(stopped).count(), 2, "{err}");
+    assert!(err.contains("2 interrupted (resumable)"), "{err}");
+    let runs = tmp.path().join("runs/jobs");
+    for c in ["s0", "s1"] {
+        assert_eq!(csv_epochs(&runs.join(c).join("metrics.csv")), [1], "{c}");
+        assert!(!runs.join(format!("{c}.lock")).exists(), "{c}'s lock left");
+    }
+    assert!(!runs.join("s2/config.yaml").exists(), "s2 started: {err}");
+
+    let o = run(&["sweep", g, "--jobs", "2"], tmp.path());
+    ok(&o);
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("resuming after epoch 1, at step 2 of epoch 2")
+            .count(),
+        2,
+        "{err}"
+    );
+    assert_same_curves(&runs, &tmp.path().join("ref/jobs"), &["s0", "s1", "s2"]);
+}
+
+/// A second signal (SIGINT after SIGTERM: two different signals, so neither is merged into the
+/// other while pending) ends `deepres sweep --jobs 2` at once with 130 and its children with
+/// it (their parent-death signal); the rerun takes their locks over (the children may stay
+/// zombies: a container's init may reap nothing) and finishes with the uninterrupted curves.
+#[test]
+fn a_second_signal_ends_a_jobs_sweep_and_its_children_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = tiny_grid(tmp.path(), "twice", "seeds: [0, 1]\n");
+    let g = g.to_str().unwrap();
+    ok(&run(&["sweep", g, "-q", "--set", "out_dir=ref"], tmp.path()));
+    let mut w = Watched::spawn(
+        deepres_1t()
+            .args(["sweep", g, "--jobs", "2"])
+            .env("DEEPRES_PAUSE_AT", "1:2")
+            .current_dir(tmp.path()),
+    );
+    w.wait_for("paused after step 2 of epoch 2", 2);
+    let runs = tmp.path().join("runs/twice");
+    let children: Vec<i32> = ["s0", "s1"]
+        .iter()
+        .map(|c| lock_pid(&runs.join(format!("{c}.lock"))))
+        .collect();
+    assert!(children.iter().all(|&p| alive(p)));
+    w.signal(libc::SIGTERM);
+    w.signal(libc::SIGINT);
+    let (status, err) = w.finish();
+    assert_eq!(status.code(), Some(130), "{err}");
+    let t0 = Instant::now();
+    while children.iter().any(|&p| alive(p)) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "children left running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = run(&["sweep", g, "--jobs", "2"], tmp.path());
+    ok(&o);
+    assert_same_curves(&runs, &tmp.path().join("ref/twice"), &["s0", "s1"]);
+}
