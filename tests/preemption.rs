@@ -26,11 +26,13 @@ fn ok(o: &Output) {
     assert!(o.status.success(), "stderr: {}", stderr(o));
 }
 
-/// A running deepres whose stderr lines arrive on a channel; killed if the test fails first.
+/// A running deepres whose stderr lines arrive on a channel; killed if the test fails first
+/// (with its process group when `group`).
 struct Watched {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    group: bool,
 }
 
 impl Watched {
@@ -53,6 +55,7 @@ impl Watched {
             child,
             lines,
             seen: Vec::new(),
+            group: false,
         }
     }
 
@@ -83,6 +86,7 @@ impl Watched {
             assert!(t0.elapsed() < PATIENCE, "no exit:\n{}", self.seen.join("\n"));
             std::thread::sleep(Duration::from_millis(20));
         };
+        self.group = false; // gone with its leader's exit, or left to its own end
         // the reader thread ends at EOF, once every process holding the pipe is gone
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
             self.seen.push(line);
@@ -93,6 +97,10 @@ impl Watched {
 
 impl Drop for Watched {
     fn drop(&mut self) {
+        if self.group {
+            // SAFETY: kill(2) to the process group this test started.
+            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -214,3 +222,75 @@ fn a_second_signal_ends_a_jobs_sweep_and_its_children_at_once() {
     ok(&o);
     assert_same_curves(&runs, &tmp.path().join("ref/twice"), &["s0", "s1"]);
 }
+
+/// `deepres train` of a tiny run (3 epochs of 3 steps) named `name`, with `extra` settings
+/// (`key=value`) and flags (`--resume`).
+fn train(dir: &Path, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec!["train", "--device", "cpu"];
+    let name = format!("name={name}");
+    let base = [
+        name.as_str(),
+        "out_dir=runs",
+        "data.name=synthetic",
+        "data.synthetic_train=96",
+        "data.synthetic_test=32",
+        "model.depth=8",
+        "train.epochs=3",
+        "train.batch_size=32",
+        "train.schedule.kind=cosine",
+    ];
+    for s in base.iter().chain(extra) {
+        match s.starts_with("--") {
+            true => args.push(s),
+            false => args.extend(["--set", s]),
+        }
+    }
+    deepres_1t()
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// The periodic mid-epoch checkpoint (`train.checkpoint_minutes`): at 1e-6 minutes it is due
+/// after every step; a run killed -9 after step 2 of epoch 2 (the failpoint
+/// `DEEPRES_CRASH_AT=step-2:2`, right after that step's checkpoint) resumes from that step,
+/// and its metrics.csv equals the uninterrupted run's (timing columns aside), as does the
+/// curve of a run that wrote all those checkpoints; with 0 (off) the same kill resumes after
+/// epoch 1. A resume may change the interval (it is not a setting of the results); at its
+/// default it is left out of config.yaml (the run keys did not change); a negative one is one
+/// error line.
+#[test]
+fn the_periodic_mid_epoch_checkpoint_is_where_a_kill_9_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let every = "train.checkpoint_minutes=0.000001";
+    ok(&train(dir, "plain", &[], &[]));
+    let csv = |name: &str| csv_without_timing(&dir.join("runs").join(name).join("metrics.csv"));
+    let want = csv("plain");
+    let config = std::fs::read_to_string(dir.join("runs/plain/config.yaml")).unwrap();
+    assert!(!config.contains("checkpoint_minutes"), "{config}");
+    ok(&train(dir, "every", &[every], &[]));
+    assert_eq!(csv("every"), want, "the checkpoints changed the curve");
+
+    let crash = [("DEEPRES_CRASH_AT", "step-2:2")];
+    for (name, minutes, resumed) in [
+        ("cut", every, "resuming after epoch 1, at step 2 of epoch 2"),
+        ("off", "train.checkpoint_minutes=0", "resuming after epoch 1\n"),
+    ] {
+        let o = train(dir, name, &[minutes], &crash);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(o.status.signal(), Some(9), "{name}: {}", stderr(&o));
+        assert_eq!(csv_epochs(&dir.join("runs").join(name).join("metrics.csv")), [1]);
+        // resumed with another interval: the same run
+        let o = train(dir, name, &["train.checkpoint_minutes=5", "--resume"], &[]);
+        ok(&o);
+        assert!(stderr(&o).contains(resumed), "{name}: {}", stderr(&o));
+        assert_eq!(csv(name), want, "{name}");
+    }
+    let o = train(dir, "bad", &["train.checkpoint_minutes=-1"], &[]);
+    let line = common::one_line_error(&o);
+    assert!(line.contains("train.checkpoint_minutes: must be"), "{line}");
+}
+

@@ -48,10 +48,14 @@ pub struct RunOptions {
 }
 
 /// A failpoint for the crash tests: true when the environment variable `DEEPRES_CRASH_AT`
-/// is `<point>:<epoch>` (points: `csv-row`, `after-csv`, `checkpoint`, `summary`), where the
-/// caller then dies by [`die`] at that exact moment of that epoch.
-pub(crate) fn crash_point(point: &str, epoch: i64) -> bool {
-    std::env::var("DEEPRES_CRASH_AT").is_ok_and(|v| v == format!("{point}:{epoch}"))
+/// (read once) is `<point>:<epoch>` (points: `csv-row`, `after-csv`, `checkpoint`, `summary`,
+/// and `step-<k>`, after step k of the epoch and any checkpoint written there), where the
+/// caller then dies by [`die`] at that exact moment of that epoch (counted from 1).
+pub(crate) fn crash_point(point: impl std::fmt::Display, epoch: i64) -> bool {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AT.get_or_init(|| std::env::var("DEEPRES_CRASH_AT").ok())
+        .as_deref()
+        .is_some_and(|v| v == format!("{point}:{epoch}"))
 }
 
 /// SIGKILL to this process (what kill -9 or a preemption does: no unwinding, no flush).
@@ -191,25 +195,6 @@ impl Trainer {
         Ok((saved.epoch, saved.best_test_acc, saved.best_epoch, step))
     }
 
-    /// The checkpoint of a run stopped inside epoch `epoch` (0-based) after `steps` steps.
-    fn save_position(
-        &self,
-        cfg: &RunConfig,
-        dir: &Path,
-        s: &Summary,
-        run_hash: &str,
-        steps: i64,
-    ) -> Result<()> {
-        let position = Some(checkpoint::Position {
-            step: steps,
-            loss: self.sums.loss.double_value(&[]),
-            correct: self.sums.correct.double_value(&[]),
-            grad_norm: self.sums.grad_norm.double_value(&[]),
-            images: self.sums.images,
-        });
-        let meta = checkpoint_meta(cfg, s, run_hash, position);
-        checkpoint::save(dir, &self.vs, &self.opt, &meta)
-    }
 
     /// The per-block diagnostics after `epoch` epochs, appended to blocks.csv; returned.
     fn diagnose(&self, dir: &Path, epoch: i64) -> Result<Vec<diagnostics::BlockRow>> {
@@ -220,14 +205,16 @@ impl Trainer {
     }
 
     /// Trains epoch `epoch` (0-based) from step `start` and evaluates; the row for
-    /// metrics.csv, or the steps done when a signal stopped it.
+    /// metrics.csv, or the steps done when a signal stopped it. Mid-epoch checkpoints (the
+    /// periodic ones) go to `at`.
     fn epoch(
         &mut self,
-        cfg: &RunConfig,
+        at: &CheckpointTo,
         (epoch, start): (i64, i64),
         steps_per_epoch: i64,
         bar: Option<&indicatif::ProgressBar>,
     ) -> Result<std::result::Result<EpochRow, i64>> {
+        let cfg = at.cfg;
         let t0 = Instant::now();
         let (t, epochs) = (&cfg.train, cfg.train.epochs);
         let lr = schedule::lr_at(&t.schedule, t.optimizer.lr, epochs, epoch as f64);
@@ -235,6 +222,12 @@ impl Trainer {
             b.reset();
             b.set_message(format!("epoch {}/{epochs}", epoch + 1));
         }
+        let vs = &self.vs;
+        let mut save = |opt: &Sgd, sums: &StepSums, steps| save_position(vs, opt, sums, at, steps);
+        let periodic = step::Periodic {
+            every: t.checkpoint_interval(),
+            save: &mut save,
+        };
         let train = step::train_epoch(
             &self.model,
             &mut self.opt,
@@ -245,6 +238,7 @@ impl Trainer {
             (epoch, start),
             steps_per_epoch,
             bar,
+            periodic,
         )?;
         let train = match train {
             step::EpochEnd::Done(stats) => stats,
@@ -349,10 +343,16 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             .into());
         }
         let start = std::mem::take(&mut start_step);
-        let row = match tr.epoch(cfg, (epoch, start), steps_per_epoch, bar.as_ref())? {
+        let at = CheckpointTo {
+            cfg,
+            dir: &dir,
+            summary: &summary,
+            run_hash: &run_hash,
+        };
+        let row = match tr.epoch(&at, (epoch, start), steps_per_epoch, bar.as_ref())? {
             Ok(row) => row,
             Err(steps) => {
-                tr.save_position(cfg, &dir, &summary, &run_hash, steps)?;
+                save_position(&tr.vs, &tr.opt, &tr.sums, &at, steps)?;
                 write_summary(&dir, &summary)?;
                 return Err(interrupt::Interrupted(format!(
                     "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable: rerun with --resume",
@@ -481,6 +481,35 @@ fn checkpoint_meta(
         config_hash: Some(run_hash.to_string()),
         position,
     }
+}
+
+/// What a checkpoint written now needs: the run's config, directory, summary (progress and
+/// best epoch so far) and the hash it carries.
+struct CheckpointTo<'a> {
+    cfg: &'a RunConfig,
+    dir: &'a Path,
+    summary: &'a Summary,
+    run_hash: &'a str,
+}
+
+/// The checkpoint of a run inside an epoch after `steps` of its steps (a signal stopped it, or
+/// the periodic checkpoint), with the epoch's sums so far.
+fn save_position(
+    vs: &VarStore,
+    opt: &Sgd,
+    sums: &StepSums,
+    at: &CheckpointTo,
+    steps: i64,
+) -> Result<()> {
+    let position = Some(checkpoint::Position {
+        step: steps,
+        loss: sums.loss.double_value(&[]),
+        correct: sums.correct.double_value(&[]),
+        grad_norm: sums.grad_norm.double_value(&[]),
+        images: sums.images,
+    });
+    let meta = checkpoint_meta(at.cfg, at.summary, at.run_hash, position);
+    checkpoint::save(at.dir, vs, opt, &meta)
 }
 
 /// After a healthy epoch: the checkpoint (when enabled), then the summary.
