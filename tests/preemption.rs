@@ -360,3 +360,92 @@ fn sigterm_at_20_random_moments_loses_and_duplicates_nothing() {
     assert!(stopped >= 10, "only {stopped} of 20 signals stopped a run with 75");
 }
 
+/// The job-array script `deepres sweep --slurm` writes (submitted to a stand-in `sbatch` that
+/// keeps it), and a stand-in `scontrol` in `dir/bin` that records its arguments.
+fn slurm_script(dir: &Path, grid: &str, extra: &[&str]) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let keep = dir.join("submitted.sbatch");
+    let stand_ins = [
+        ("sbatch", format!("cp \"$2\" '{}'\necho 4242", keep.display())),
+        ("scontrol", format!("echo \"$@\" >> '{}'", dir.join("scontrol.args").display())),
+    ];
+    for (name, body) in stand_ins {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut args = vec!["sweep", grid, "--slurm"];
+    args.extend(extra);
+    let o = deepres_1t()
+        .args(args)
+        .env("PATH", path_with(&bin))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    ok(&o);
+    keep
+}
+
+fn path_with(bin: &Path) -> String {
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+/// The array task's script, run by bash outside Slurm as array task 4242_0 (its own process
+/// group, a stand-in `scontrol`), with deepres held at step 2 of epoch 2: SIGUSR1 to the batch
+/// shell alone (what `--signal=B:USR1@T` and `scancel --batch --signal=USR1` do) is forwarded,
+/// deepres checkpoints and exits 75, and the task requeues itself (`scontrol requeue 4242_0`);
+/// SIGTERM to every process of the task (what Slurm sends when it cancels, requeues or
+/// preempts a job) reaches deepres once (a second signal would end it with 130), the shell
+/// waits for the checkpoint, exits 75 and requeues nothing (Slurm does, when it requeues).
+/// The script asks for the signal 300 s before the limit by default, `--signal-before` sets it.
+#[test]
+fn the_slurm_task_forwards_usr1_checkpoints_and_requeues_itself() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let g = tiny_grid(dir, "sl", "seeds: [0]\n");
+    let script = slurm_script(dir, g.to_str().unwrap(), &["--signal-before", "120"]);
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.lines().any(|l| l == "#SBATCH --signal=B:USR1@120"), "{text}");
+    assert!(text.lines().any(|l| l == "#SBATCH --requeue"), "{text}");
+    let default = slurm_script(dir, g.to_str().unwrap(), &[]);
+    let text = std::fs::read_to_string(default).unwrap();
+    assert!(text.lines().any(|l| l == "#SBATCH --signal=B:USR1@300"), "{text}");
+    let requeues = dir.join("scontrol.args");
+    for (whom, requeued) in [("shell", true), ("group", false)] {
+        let _ = std::fs::remove_file(&requeues);
+        let mut w = Watched::spawn(
+            Command::new("bash")
+                .arg(&script)
+                .env("PATH", path_with(&dir.join("bin")))
+                .env("OMP_NUM_THREADS", "1")
+                .env("SLURM_ARRAY_JOB_ID", "4242")
+                .env("SLURM_ARRAY_TASK_ID", "0")
+                .env("DEEPRES_PAUSE_AT", "1:2")
+                .process_group(0),
+        );
+        w.group = true;
+        w.wait_for("paused after step 2 of epoch 2", 1);
+        let pid = w.child.id() as i32;
+        match whom {
+            "shell" => w.signal(libc::SIGUSR1),
+            // SAFETY: kill(2) to the process group of the shell this test started.
+            _ => assert_eq!(unsafe { libc::kill(-pid, libc::SIGTERM) }, 0),
+        }
+        let (status, err) = w.finish();
+        assert_eq!(status.code(), Some(75), "{whom}: {err}");
+        assert!(
+            err.contains("interrupted by a signal at step 2 of epoch 2"),
+            "{whom}: {err}"
+        );
+        let args = std::fs::read_to_string(&requeues).ok();
+        let want = requeued.then(|| "requeue 4242_0\n".to_string());
+        assert_eq!(args, want, "{whom}: {err}");
+        // the run goes on from that step (the next attempt resumes it)
+        let ckpt = dir.join("runs/sl/s0/checkpoint.safetensors");
+        assert!(ckpt.exists());
+        std::fs::remove_dir_all(dir.join("runs")).unwrap();
+    }
+}

@@ -621,17 +621,18 @@ fn slurm_writes_and_submits_a_job_array() {
         "#SBATCH --time=2:00:00",
         "#SBATCH --gres=gpu:1",
         "#SBATCH --requeue",
+        "#SBATCH --signal=B:USR1@300",
     ] {
         assert!(
             script.lines().any(|l| l == line),
             "{line} missing:\n{script}"
         );
     }
-    let exec = script.lines().last().unwrap();
+    let run: Vec<&str> = script.lines().filter(|l| l.contains(" sweep ")).collect();
+    assert_eq!(run.len(), 1, "{script}");
     assert!(
-        exec.contains(" sweep ")
-            && exec.contains(g)
-            && exec.ends_with("--cell \"$SLURM_ARRAY_TASK_ID\""),
-        "{exec}"
+        run[0].contains(g) && run[0].ends_with("--cell \"$SLURM_ARRAY_TASK_ID\" &"),
+        "{}",
+        run[0]
     );
 }
