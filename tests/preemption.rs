@@ -83,11 +83,15 @@ impl Watched {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(t0.elapsed() < PATIENCE, "no exit:\n{}", self.seen.join("\n"));
+            assert!(
+                t0.elapsed() < PATIENCE,
+                "no exit:\n{}",
+                self.seen.join("\n")
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         self.group = false; // gone with its leader's exit, or left to its own end
-        // the reader thread ends at EOF, once every process holding the pipe is gone
+                            // the reader thread ends at EOF, once every process holding the pipe is gone
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
             self.seen.push(line);
         }
@@ -146,7 +150,10 @@ fn a_signal_to_a_jobs_sweep_is_forwarded_to_its_children_and_the_rerun_continues
     let tmp = tempfile::tempdir().unwrap();
     let g = tiny_grid(tmp.path(), "jobs", "seeds: [0, 1, 2]\n");
     let g = g.to_str().unwrap();
-    ok(&run(&["sweep", g, "-q", "--set", "out_dir=ref"], tmp.path()));
+    ok(&run(
+        &["sweep", g, "-q", "--set", "out_dir=ref"],
+        tmp.path(),
+    ));
     let mut w = Watched::spawn(
         deepres_1t()
             .args(["sweep", g, "--jobs", "2"])
@@ -195,7 +202,10 @@ fn a_second_signal_ends_a_jobs_sweep_and_its_children_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let g = tiny_grid(tmp.path(), "twice", "seeds: [0, 1]\n");
     let g = g.to_str().unwrap();
-    ok(&run(&["sweep", g, "-q", "--set", "out_dir=ref"], tmp.path()));
+    ok(&run(
+        &["sweep", g, "-q", "--set", "out_dir=ref"],
+        tmp.path(),
+    ));
     let mut w = Watched::spawn(
         deepres_1t()
             .args(["sweep", g, "--jobs", "2"])
@@ -215,7 +225,10 @@ fn a_second_signal_ends_a_jobs_sweep_and_its_children_at_once() {
     assert_eq!(status.code(), Some(130), "{err}");
     let t0 = Instant::now();
     while children.iter().any(|&p| alive(p)) {
-        assert!(t0.elapsed() < Duration::from_secs(10), "children left running");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "children left running"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let o = run(&["sweep", g, "--jobs", "2"], tmp.path());
@@ -277,12 +290,19 @@ fn the_periodic_mid_epoch_checkpoint_is_where_a_kill_9_resumes() {
     let crash = [("DEEPRES_CRASH_AT", "step-2:2")];
     for (name, minutes, resumed) in [
         ("cut", every, "resuming after epoch 1, at step 2 of epoch 2"),
-        ("off", "train.checkpoint_minutes=0", "resuming after epoch 1\n"),
+        (
+            "off",
+            "train.checkpoint_minutes=0",
+            "resuming after epoch 1\n",
+        ),
     ] {
         let o = train(dir, name, &[minutes], &crash);
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(o.status.signal(), Some(9), "{name}: {}", stderr(&o));
-        assert_eq!(csv_epochs(&dir.join("runs").join(name).join("metrics.csv")), [1]);
+        assert_eq!(
+            csv_epochs(&dir.join("runs").join(name).join("metrics.csv")),
+            [1]
+        );
         // resumed with another interval: the same run
         let o = train(dir, name, &["train.checkpoint_minutes=5", "--resume"], &[]);
         ok(&o);
@@ -311,7 +331,10 @@ fn sigterm_at_20_random_moments_loses_and_duplicates_nothing() {
     let g = tiny_grid(tmp.path(), "term", "seeds: [0, 1]\n");
     let g = g.to_str().unwrap();
     let t0 = Instant::now();
-    ok(&run(&["sweep", g, "-q", "--set", "out_dir=ref"], tmp.path()));
+    ok(&run(
+        &["sweep", g, "-q", "--set", "out_dir=ref"],
+        tmp.path(),
+    ));
     let full = t0.elapsed();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
     let (mut signals, mut stopped, mut early) = (0, 0, 0);
@@ -351,13 +374,19 @@ fn sigterm_at_20_random_moments_loses_and_duplicates_nothing() {
         let runs = tmp.path().join(format!("t{trial}/term"));
         assert_same_curves(&runs, &tmp.path().join("ref/term"), &["s0", "s1"]);
         for c in ["s0", "s1"] {
-            assert!(!runs.join(format!("{c}.lock")).exists(), "trial {trial}: {c}.lock");
+            assert!(
+                !runs.join(format!("{c}.lock")).exists(),
+                "trial {trial}: {c}.lock"
+            );
         }
     }
     eprintln!(
         "{signals} SIGTERMs in {trial} trials: {stopped} stopped a run resumably (75), {early} came before the handler; uninterrupted: {full:?}"
     );
-    assert!(stopped >= 10, "only {stopped} of 20 signals stopped a run with 75");
+    assert!(
+        stopped >= 10,
+        "only {stopped} of 20 signals stopped a run with 75"
+    );
 }
 
 /// The job-array script `deepres sweep --slurm` writes (submitted to a stand-in `sbatch` that
@@ -367,8 +396,14 @@ fn slurm_script(dir: &Path, grid: &str, extra: &[&str]) -> std::path::PathBuf {
     std::fs::create_dir_all(&bin).unwrap();
     let keep = dir.join("submitted.sbatch");
     let stand_ins = [
-        ("sbatch", format!("cp \"$2\" '{}'\necho 4242", keep.display())),
-        ("scontrol", format!("echo \"$@\" >> '{}'", dir.join("scontrol.args").display())),
+        (
+            "sbatch",
+            format!("cp \"$2\" '{}'\necho 4242", keep.display()),
+        ),
+        (
+            "scontrol",
+            format!("echo \"$@\" >> '{}'", dir.join("scontrol.args").display()),
+        ),
     ];
     for (name, body) in stand_ins {
         let path = bin.join(name);
@@ -408,11 +443,17 @@ fn the_slurm_task_forwards_usr1_checkpoints_and_requeues_itself() {
     let g = tiny_grid(dir, "sl", "seeds: [0]\n");
     let script = slurm_script(dir, g.to_str().unwrap(), &["--signal-before", "120"]);
     let text = std::fs::read_to_string(&script).unwrap();
-    assert!(text.lines().any(|l| l == "#SBATCH --signal=B:USR1@120"), "{text}");
+    assert!(
+        text.lines().any(|l| l == "#SBATCH --signal=B:USR1@120"),
+        "{text}"
+    );
     assert!(text.lines().any(|l| l == "#SBATCH --requeue"), "{text}");
     let default = slurm_script(dir, g.to_str().unwrap(), &[]);
     let text = std::fs::read_to_string(default).unwrap();
-    assert!(text.lines().any(|l| l == "#SBATCH --signal=B:USR1@300"), "{text}");
+    assert!(
+        text.lines().any(|l| l == "#SBATCH --signal=B:USR1@300"),
+        "{text}"
+    );
     let requeues = dir.join("scontrol.args");
     for (whom, requeued) in [("shell", true), ("group", false)] {
         let _ = std::fs::remove_file(&requeues);

@@ -3,7 +3,7 @@
 //! Slurm script, and bad input that must get one error line, exit code 2 and leave existing
 //! results untouched.
 use rand::{Rng, SeedableRng};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 

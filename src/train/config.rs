@@ -391,9 +391,7 @@ impl RunConfig {
                 t.batch_size
             );
         }
-        if !(t.checkpoint_minutes.is_finite()
-            && (0.0..=1e6).contains(&t.checkpoint_minutes))
-        {
+        if !(t.checkpoint_minutes.is_finite() && (0.0..=1e6).contains(&t.checkpoint_minutes)) {
             bail!(
                 "train.checkpoint_minutes: must be a number of minutes ≥ 0 (0: no mid-epoch checkpoint), got {}",
                 t.checkpoint_minutes

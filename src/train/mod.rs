@@ -195,7 +195,6 @@ impl Trainer {
         Ok((saved.epoch, saved.best_test_acc, saved.best_epoch, step))
     }
 
-
     /// The per-block diagnostics after `epoch` epochs, appended to blocks.csv; returned.
     fn diagnose(&self, dir: &Path, epoch: i64) -> Result<Vec<diagnostics::BlockRow>> {
         let (x, y) = &self.diag_batch;
