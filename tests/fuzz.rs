@@ -421,3 +421,30 @@ fn checkpoints_and_safetensors_exports() {
         Ok(())
     });
 }
+
+/// A gzipped IDX label file that inflates to 256 MiB (zeros; 256 KiB on disk) where 11 bytes
+/// are expected is refused in one line, and no allocation near its inflated size is made:
+/// the reader stops one byte past the expected size.
+#[test]
+fn a_gzip_bomb_is_refused_without_inflating_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("train-labels-idx1-ubyte.gz");
+    let mut e = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::best(),
+    );
+    e.write_all(&idx_file(0x801, &[3], &[1, 7, 9])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..256 {
+        e.write_all(&zeros).unwrap();
+    }
+    e.finish().unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20);
+    let err = err_line(idx::read_idx_labels(&path, 3).unwrap_err());
+    assert!(
+        err.contains("wrong size: expected 11 bytes after decompression, found more"),
+        "{err}"
+    );
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(largest < HUGE, "an allocation of {largest} bytes");
+}
