@@ -341,7 +341,7 @@ fn sigterm_at_20_random_moments_loses_and_duplicates_nothing() {
     let mut trial = 0;
     while signals < 20 {
         trial += 1;
-        assert!(trial <= 20, "{signals} signals in 20 trials");
+        assert!(trial <= 40, "{signals} signals in 40 trials");
         let out = format!("out_dir=t{trial}");
         let mut args = vec!["sweep", g, "-q", "--set", &out];
         if trial % 2 == 0 {

@@ -208,7 +208,7 @@ impl Trainer {
     /// periodic ones) go to `at`.
     fn epoch(
         &mut self,
-        at: &CheckpointTo,
+        at: &checkpoint::Target,
         (epoch, start): (i64, i64),
         steps_per_epoch: i64,
         bar: Option<&indicatif::ProgressBar>,
@@ -222,7 +222,9 @@ impl Trainer {
             b.set_message(format!("epoch {}/{epochs}", epoch + 1));
         }
         let vs = &self.vs;
-        let mut save = |opt: &Sgd, sums: &StepSums, steps| save_position(vs, opt, sums, at, steps);
+        let mut save = |opt: &Sgd, sums: &StepSums, steps| {
+            at.save(vs, opt, Some(checkpoint::Position::of(sums, steps)))
+        };
         let periodic = step::Periodic {
             every: t.checkpoint_interval(),
             save: &mut save,
@@ -268,6 +270,9 @@ impl Trainer {
 }
 
 /// Trains `cfg` into its run directory and returns the summary.
+// Over 80 lines on purpose: the order of an epoch's writes (CSV row, diagnostics, best
+// weights, checkpoint, summary) and of the stops between and inside epochs is the crash and
+// preemption argument of docs/reliability.md, best read in one place, top to bottom.
 pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let dir: PathBuf = cfg.run_dir();
     let load_ckpt = run_dir::check_dir(cfg, &dir, opts)?;
@@ -280,27 +285,16 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let run_hash = run_dir::recorded_hash(&dir).unwrap_or_else(|| cfg.hash());
 
     interrupt::install();
-    let (mut start_epoch, mut best_acc, mut best_epoch, mut start_step) = (0, 0.0, 0, 0);
     let csv_path = dir.join(run_dir::METRICS_FILE);
-    if load_ckpt {
-        (start_epoch, best_acc, best_epoch, start_step) = tr.restore(cfg, &dir, &run_hash)?;
-        metrics::truncate_after(&csv_path, start_epoch)?;
-        metrics::truncate_after(&dir.join(diagnostics::FILE), start_epoch)?;
-        if !opts.quiet {
-            let inside = match start_step {
-                0 => String::new(),
-                k => format!(", at step {k} of epoch {}", start_epoch + 1),
-            };
-            eprintln!(
-                "{}: resuming after epoch {start_epoch}{inside}",
-                dir.display()
-            );
+    let (start_epoch, best_acc, best_epoch, mut start_step) = match load_ckpt {
+        true => resume_point(&mut tr, cfg, &dir, &run_hash, opts.quiet)?,
+        false => {
+            // A fresh start: no stale rows from an attempt killed before its first checkpoint.
+            metrics::truncate_after(&csv_path, 0)?;
+            let _ = std::fs::remove_file(dir.join(diagnostics::FILE));
+            (0, 0.0, 0, 0)
         }
-    } else {
-        // A fresh start: no stale rows from an attempt killed before its first checkpoint.
-        metrics::truncate_after(&csv_path, 0)?;
-        let _ = std::fs::remove_file(dir.join(diagnostics::FILE));
-    }
+    };
     let mut tb = match cfg.log.tensorboard {
         true => Some(tensorboard::EventWriter::create(&dir).context("log.tensorboard")?),
         false => None,
@@ -327,39 +321,19 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         if opts.stop_after.is_some_and(|n| ran as i64 >= n) {
             break;
         }
-        if let Some(sig) = interrupt::signal() {
-            // Between epochs: the last epoch's checkpoint is the resume point (written now if
-            // train.checkpoint is off); before any epoch of this process, what is on disk.
-            if ran > 0 && !cfg.train.checkpoint {
-                let meta = checkpoint_meta(cfg, &summary, &run_hash, None);
-                checkpoint::save(&dir, &tr.vs, &tr.opt, &meta)?;
-            }
-            return Err(interrupt::Interrupted(format!(
-                "{}: stopped by {} after epoch {epoch}; resumable: rerun with --resume",
-                dir.display(),
-                interrupt::name(sig)
-            ))
-            .into());
-        }
-        let start = std::mem::take(&mut start_step);
-        let at = CheckpointTo {
+        let at = checkpoint::Target {
             cfg,
             dir: &dir,
             summary: &summary,
             run_hash: &run_hash,
         };
+        if let Some(sig) = interrupt::signal() {
+            return Err(stopped_between_epochs(&at, &tr, ran > 0, sig)?);
+        }
+        let start = std::mem::take(&mut start_step);
         let row = match tr.epoch(&at, (epoch, start), steps_per_epoch, bar.as_ref())? {
             Ok(row) => row,
-            Err(steps) => {
-                save_position(&tr.vs, &tr.opt, &tr.sums, &at, steps)?;
-                write_summary(&dir, &summary)?;
-                return Err(interrupt::Interrupted(format!(
-                    "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable: rerun with --resume",
-                    dir.display(),
-                    epoch + 1
-                ))
-                .into());
-            }
+            Err(steps) => return Err(stopped_inside_epoch(&at, &tr, steps, epoch)?),
         };
         metrics::append(&csv_path, &row)?;
         let blocks = match row.status {
@@ -401,7 +375,13 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             summary.best_epoch = epoch + 1;
             save_best(&dir, &tr, &summary, &run_hash)?;
         }
-        save_epoch(cfg, &dir, &tr, &summary, &run_hash)?;
+        let at = checkpoint::Target {
+            cfg,
+            dir: &dir,
+            summary: &summary,
+            run_hash: &run_hash,
+        };
+        save_epoch(&at, &tr)?;
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -411,6 +391,28 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     }
     write_summary(&dir, &summary)?;
     Ok(summary)
+}
+
+/// Restores the run from its checkpoint and cuts its CSVs back to the checkpoint's epoch;
+/// returns (epochs done, best test accuracy, its epoch, steps done inside the next epoch).
+fn resume_point(
+    tr: &mut Trainer,
+    cfg: &RunConfig,
+    dir: &Path,
+    run_hash: &str,
+    quiet: bool,
+) -> Result<(i64, f64, i64, i64)> {
+    let (epoch, best_acc, best_epoch, step) = tr.restore(cfg, dir, run_hash)?;
+    metrics::truncate_after(&dir.join(run_dir::METRICS_FILE), epoch)?;
+    metrics::truncate_after(&dir.join(diagnostics::FILE), epoch)?;
+    if !quiet {
+        let inside = match step {
+            0 => String::new(),
+            k => format!(", at step {k} of epoch {}", epoch + 1),
+        };
+        eprintln!("{}: resuming after epoch {epoch}{inside}", dir.display());
+    }
+    Ok((epoch, best_acc, best_epoch, step))
 }
 
 /// The summary at the start of this process's epochs: progress and best accuracy so far (from
@@ -465,68 +467,58 @@ fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
     Some(s)
 }
 
-/// The checkpoint's metadata after `s.epochs_done` epochs (and `position` inside the next).
-fn checkpoint_meta(
-    cfg: &RunConfig,
-    s: &Summary,
-    run_hash: &str,
-    position: Option<checkpoint::Position>,
-) -> checkpoint::Saved {
-    checkpoint::Saved {
-        epoch: s.epochs_done,
-        seed: cfg.seed as i64,
-        best_test_acc: s.best_test_acc,
-        best_epoch: s.best_epoch,
-        config_hash: Some(run_hash.to_string()),
-        position,
+/// A signal between two epochs (or before this process's first): the last epoch's checkpoint
+/// is the resume point (written now when train.checkpoint is off and this process `trained`
+/// an epoch; otherwise what is on disk already is). The error that stops the run.
+fn stopped_between_epochs(
+    at: &checkpoint::Target,
+    tr: &Trainer,
+    trained: bool,
+    sig: i32,
+) -> Result<anyhow::Error> {
+    if trained && !at.cfg.train.checkpoint {
+        at.save(&tr.vs, &tr.opt, None)?;
     }
+    Ok(interrupt::Interrupted(format!(
+        "{}: stopped by {} after epoch {}; resumable: rerun with --resume",
+        at.dir.display(),
+        interrupt::name(sig),
+        at.summary.epochs_done
+    ))
+    .into())
 }
 
-/// What a checkpoint written now needs: the run's config, directory, summary (progress and
-/// best epoch so far) and the hash it carries.
-struct CheckpointTo<'a> {
-    cfg: &'a RunConfig,
-    dir: &'a Path,
-    summary: &'a Summary,
-    run_hash: &'a str,
-}
-
-/// The checkpoint of a run inside an epoch after `steps` of its steps (a signal stopped it, or
-/// the periodic checkpoint), with the epoch's sums so far.
-fn save_position(
-    vs: &VarStore,
-    opt: &Sgd,
-    sums: &StepSums,
-    at: &CheckpointTo,
+/// A signal inside epoch `epoch` (0-based) after `steps` steps: the checkpoint with that
+/// position and the summary are written. The error that stops the run.
+fn stopped_inside_epoch(
+    at: &checkpoint::Target,
+    tr: &Trainer,
     steps: i64,
-) -> Result<()> {
-    let position = Some(checkpoint::Position {
-        step: steps,
-        loss: sums.loss.double_value(&[]),
-        correct: sums.correct.double_value(&[]),
-        grad_norm: sums.grad_norm.double_value(&[]),
-        images: sums.images,
-    });
-    let meta = checkpoint_meta(at.cfg, at.summary, at.run_hash, position);
-    checkpoint::save(at.dir, vs, opt, &meta)
+    epoch: i64,
+) -> Result<anyhow::Error> {
+    at.save(
+        &tr.vs,
+        &tr.opt,
+        Some(checkpoint::Position::of(&tr.sums, steps)),
+    )?;
+    write_summary(at.dir, at.summary)?;
+    Ok(interrupt::Interrupted(format!(
+        "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable: rerun with --resume",
+        at.dir.display(),
+        epoch + 1
+    ))
+    .into())
 }
 
 /// After a healthy epoch: the checkpoint (when enabled), then the summary.
-fn save_epoch(
-    cfg: &RunConfig,
-    dir: &Path,
-    tr: &Trainer,
-    s: &Summary,
-    run_hash: &str,
-) -> Result<()> {
-    if cfg.train.checkpoint {
-        let meta = checkpoint_meta(cfg, s, run_hash, None);
-        checkpoint::save(dir, &tr.vs, &tr.opt, &meta)?;
+fn save_epoch(at: &checkpoint::Target, tr: &Trainer) -> Result<()> {
+    if at.cfg.train.checkpoint {
+        at.save(&tr.vs, &tr.opt, None)?;
     }
-    if crash_point("summary", s.epochs_done) {
+    if crash_point("summary", at.summary.epochs_done) {
         die();
     }
-    write_summary(dir, s)
+    write_summary(at.dir, at.summary)
 }
 
 /// Copies the weights of `path` ([`export::init_tensors`]) into the freshly built model.
