@@ -9,8 +9,13 @@
 //! `deepres sweep --jobs N` catches the same signals ([`signal`]) and forwards the first to its
 //! children, which it starts with these signals blocked: [`install`] unblocks them, so a signal
 //! that arrives while a child is still starting up waits for the child's handler.
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+//!
+//! A signal forwarded by the parent process (a `--jobs` scheduler, the Slurm task's batch
+//! shell) and one sent directly (Slurm signals every process of a job; `kill`; a terminal)
+//! are counted apart: the second signal is the second of the same origin, so the copy that
+//! a scheduler forwards of a signal the process also got itself does not end it at once.
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// The exit status of a run stopped by a signal after writing a resumable checkpoint
 /// (sysexits' EX_TEMPFAIL).
@@ -19,31 +24,43 @@ pub const EXIT_CODE: u8 = 75;
 /// The signals that stop a run resumably.
 pub const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
 
-static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// Set by the first signal.
+static FLAG: AtomicBool = AtomicBool::new(false);
 /// The number of the first signal received (0: none yet).
 static FIRST: AtomicI32 = AtomicI32::new(0);
+/// Signals received from the parent process, and from anyone else.
+static FROM_PARENT: AtomicUsize = AtomicUsize::new(0);
+static DIRECT: AtomicUsize = AtomicUsize::new(0);
 
-/// Installs the handlers (once per process): the first signal sets the flag, the second
-/// exits with 130. Then unblocks the signals (blocked by a `--jobs` parent until now).
+/// Installs the handlers (once per process): the first signal sets the flag, the second of
+/// the same origin exits with 130. Then unblocks the signals (blocked by a `--jobs` parent
+/// until now).
 pub fn install() {
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
         for sig in SIGNALS {
-            // The conditional shutdown is registered first: it exits only when the flag is
-            // already set, i.e. on the second signal.
-            let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag));
-            // SAFETY: the action is one atomic compare-exchange, async-signal-safe. Registered
-            // before the flag, so the signal's number is there once the flag is set.
+            // SAFETY: the action only uses atomics, getppid and _exit: async-signal-safe.
             let _ = unsafe {
-                signal_hook::low_level::register(sig, move || {
-                    let _ = FIRST.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-                })
+                signal_hook_registry::register_sigaction(sig, move |info| on_signal(sig, info))
             };
-            let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
         }
         set_blocked(false);
-        flag
     });
+}
+
+/// The handler: counts the signal by its origin, records the first, exits on the second.
+fn on_signal(sig: i32, info: &libc::siginfo_t) {
+    // SAFETY: si_pid is the sender's pid for kill(2) and 0 for the kernel's (a terminal's)
+    // signals; getppid cannot fail.
+    let from_parent = unsafe { info.si_pid() == libc::getppid() };
+    let count = if from_parent { &FROM_PARENT } else { &DIRECT };
+    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+    let _ = FIRST.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    FLAG.store(true, Ordering::SeqCst);
+    if n >= 2 {
+        // SAFETY: _exit is async-signal-safe; the second signal ends the process at once.
+        unsafe { libc::_exit(130) };
+    }
 }
 
 /// Blocks (`true`) or unblocks [`SIGNALS`] for the calling thread; a child started by
@@ -67,11 +84,11 @@ pub fn set_blocked(blocked: bool) {
 
 /// The first signal received since [`install`], if any.
 pub fn signal() -> Option<i32> {
-    let set = FLAG.get().is_some_and(|f| f.load(Ordering::SeqCst));
-    set.then(|| match FIRST.load(Ordering::SeqCst) {
-        0 => libc::SIGTERM,
-        sig => sig,
-    })
+    FLAG.load(Ordering::SeqCst)
+        .then(|| match FIRST.load(Ordering::SeqCst) {
+            0 => libc::SIGTERM,
+            sig => sig,
+        })
 }
 
 /// A signal's name: `SIGTERM`, `SIGINT`, `SIGUSR1` (else its number).
@@ -100,9 +117,9 @@ fn failpoint() -> &'static Mutex<Option<(i64, i64)>> {
     AT.get_or_init(|| Mutex::new(position_from_env("DEEPRES_INTERRUPT_AT")))
 }
 
-/// The failpoint that holds a run still until a signal arrives, for tests that must signal a
-/// process at a known step: after `step` steps of epoch `epoch` (0-based), from
-/// `DEEPRES_PAUSE_AT=<epoch>:<step>`, read once.
+/// The failpoint that holds a run still until a signal arrives and for a second after it,
+/// for tests that must signal a process at a known step (and may send it more): after `step`
+/// steps of epoch `epoch` (0-based), from `DEEPRES_PAUSE_AT=<epoch>:<step>`, read once.
 fn pause_point() -> Option<(i64, i64)> {
     static AT: OnceLock<Option<(i64, i64)>> = OnceLock::new();
     *AT.get_or_init(|| position_from_env("DEEPRES_PAUSE_AT"))
@@ -115,19 +132,20 @@ pub fn fail_at(position: Option<(i64, i64)>) {
 
 /// Whether a stop was asked for: a signal, or the failpoint at exactly this position. Called
 /// after every training step: an atomic load and an uncontended lock, no environment read.
-/// At the pause failpoint it says so on stderr and waits for a signal.
+/// At the pause failpoint it says so on stderr and waits for a signal (and a second more).
 pub fn requested(epoch: i64, step: i64) -> bool {
     if signal().is_some() {
         return true;
     }
     if pause_point() == Some((epoch, step)) {
-        eprintln!(
+        crate::eprintln_whole!(
             "paused after step {step} of epoch {} until a signal (DEEPRES_PAUSE_AT)",
             epoch + 1
         );
         while signal().is_none() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        std::thread::sleep(std::time::Duration::from_secs(1));
         return true;
     }
     *failpoint().lock().unwrap_or_else(|e| e.into_inner()) == Some((epoch, step))
