@@ -64,7 +64,7 @@ pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<Sw
         if let (None, Some(sig)) = (stopped_by, interrupt::signal()) {
             stopped_by = Some(sig);
             let n = forward(&running, sig);
-            crate::eprintln_whole!(
+            crate::util::eprintln_whole!(
                 "sweep: {} received: forwarded to {n} running cell(s), which write their checkpoints; {} cell(s) not started",
                 interrupt::name(sig),
                 pending.len()

@@ -185,7 +185,7 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
         };
         if let Some(stop) = stop {
             // A preemption signal: the cell wrote its resumable checkpoint; no other starts.
-            crate::eprintln_whole!(
+            crate::util::eprintln_whole!(
                 "sweep stopped by a signal: {report}; rerun the same command to continue"
             );
             return Err(stop.into());
@@ -220,25 +220,25 @@ fn run_cell(
     let tag = format!("[{}/{n}] {}", cell.index + 1, cell.name);
     if let Some(word) = finished(cell) {
         report.skipped += 1;
-        crate::eprintln_whole!("{tag}: skipped ({word})");
+        crate::util::eprintln_whole!("{tag}: skipped ({word})");
         clear_stale_lock(cell);
         return None;
     }
     let _lock = match lock::try_lock(&lock::lock_path(&cell.dir())) {
         Ok(Acquired::Got { lock, took_over }) => {
             if let Some(gone) = took_over {
-                crate::eprintln_whole!("{tag}: took over the lock of {gone} (gone)");
+                crate::util::eprintln_whole!("{tag}: took over the lock of {gone} (gone)");
             }
             lock
         }
         Ok(Acquired::Held(owner)) => {
-            crate::eprintln_whole!("{tag}: skipped (running in {owner})");
+            crate::util::eprintln_whole!("{tag}: skipped (running in {owner})");
             report.busy.push((cell.name.clone(), owner));
             return None;
         }
         Err(e) => {
             let error = one_line(&format!("{e:#}"));
-            crate::eprintln_whole!("{tag}: failed: {error}");
+            crate::util::eprintln_whole!("{tag}: failed: {error}");
             report.failed.push((cell.name.clone(), error));
             return None;
         }
@@ -247,14 +247,14 @@ fn run_cell(
     match inspect(cell) {
         (status, _) if status.is_final() => {
             report.skipped += 1;
-            crate::eprintln_whole!("{tag}: skipped ({status})");
+            crate::util::eprintln_whole!("{tag}: skipped ({status})");
             return None;
         }
         (RunStatus::Running, s) => {
             let done = s.map(|s| s.epochs_done).unwrap_or(0);
-            crate::eprintln_whole!("{tag}: running (resuming after epoch {done})");
+            crate::util::eprintln_whole!("{tag}: running (resuming after epoch {done})");
         }
-        _ => crate::eprintln_whole!("{tag}: running"),
+        _ => crate::util::eprintln_whole!("{tag}: running"),
     }
     let run_opts = RunOptions {
         resume: true,
@@ -267,7 +267,7 @@ fn run_cell(
             report.ran += 1;
             if s.status == RunStatus::Diverged {
                 report.diverged += 1;
-                crate::eprintln_whole!(
+                crate::util::eprintln_whole!(
                     "{tag}: diverged at epoch {}",
                     s.diverged_at_epoch.unwrap_or(s.epochs_done)
                 );
@@ -275,7 +275,7 @@ fn run_cell(
                 let err = best_error(RunStatus::Finished, &s)
                     .map(|e| format!("{:.2}%", 100.0 * e))
                     .unwrap_or("-".into());
-                crate::eprintln_whole!(
+                crate::util::eprintln_whole!(
                     "{tag}: {} after {} epochs, best test error {err}",
                     s.status,
                     s.epochs_done
@@ -286,14 +286,14 @@ fn run_cell(
         Ok(Err(e)) => match e.downcast::<train::interrupt::Interrupted>() {
             Ok(stop) => {
                 report.interrupted += 1;
-                crate::eprintln_whole!("{tag}: {stop}");
+                crate::util::eprintln_whole!("{tag}: {stop}");
                 return Some(stop);
             }
             Err(e) => one_line(&format!("{e:#}")),
         },
         Err(p) => format!("panicked: {}", one_line(&panic_message(p.as_ref()))),
     };
-    crate::eprintln_whole!("{tag}: failed: {error}");
+    crate::util::eprintln_whole!("{tag}: failed: {error}");
     report.failed.push((cell.name.clone(), error));
     None
 }

@@ -138,7 +138,7 @@ pub fn requested(epoch: i64, step: i64) -> bool {
         return true;
     }
     if pause_point() == Some((epoch, step)) {
-        crate::eprintln_whole!(
+        crate::util::eprintln_whole!(
             "paused after step {step} of epoch {} until a signal (DEEPRES_PAUSE_AT)",
             epoch + 1
         );

@@ -306,7 +306,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         }
     }
     if !opts.quiet {
-        crate::eprintln_whole!(
+        crate::util::eprintln_whole!(
             "{}: ResNet-{} L={} norm={:?} τ₀={:.4} params={} data={} ({} train / {} test) device={:?}",
             cfg.name, cfg.model.depth, tr.model.num_blocks, cfg.model.norm, tr.model.tau0, tr.parameters,
             tr.data_name, tr.train_data.len(), tr.test_data.len(), tr.device
@@ -354,7 +354,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             let line = epoch_line(&cfg.name, epochs, &row);
             match &bar {
                 Some(b) => b.println(line),
-                None => crate::eprintln_whole!("{line}"),
+                None => crate::util::eprintln_whole!("{line}"),
             }
         }
         if row.status == EpochStatus::Diverged {
@@ -362,7 +362,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             summary.diverged_at_epoch = Some(epoch + 1);
             write_summary(&dir, &summary)?;
             if !opts.quiet {
-                crate::eprintln_whole!(
+                crate::util::eprintln_whole!(
                     "{}: diverged at epoch {} (loss is NaN or inf); stopping this run",
                     cfg.name,
                     epoch + 1
@@ -410,7 +410,7 @@ fn resume_point(
             0 => String::new(),
             k => format!(", at step {k} of epoch {}", epoch + 1),
         };
-        crate::eprintln_whole!("{}: resuming after epoch {epoch}{inside}", dir.display());
+        crate::util::eprintln_whole!("{}: resuming after epoch {epoch}{inside}", dir.display());
     }
     Ok((epoch, best_acc, best_epoch, step))
 }
@@ -457,7 +457,7 @@ fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
         .ok()
         .filter(|s| opts.resume && s.status.is_final())?;
     if !opts.quiet {
-        crate::eprintln_whole!(
+        crate::util::eprintln_whole!(
             "{}: already {} ({} epochs), nothing to do",
             dir.display(),
             s.status,

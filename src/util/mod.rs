@@ -26,12 +26,12 @@ pub fn eprint_line(line: &str) {
 }
 
 /// `eprintln!` in one write ([`eprint_line`]).
-#[macro_export]
 macro_rules! eprintln_whole {
     ($($arg:tt)*) => {
         $crate::util::eprint_line(&format!($($arg)*))
     };
 }
+pub(crate) use eprintln_whole;
 
 /// A multi-line message (an error chain, a panic) as one line: lines trimmed, blanks dropped.
 pub fn one_line(s: &str) -> String {
