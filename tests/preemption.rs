@@ -475,8 +475,8 @@ fn path_with(bin: &Path) -> String {
 /// shell alone (what `--signal=B:USR1@T` and `scancel --batch --signal=USR1` do) is forwarded,
 /// deepres checkpoints and exits 75, and the task requeues itself (`scontrol requeue 4242_0`);
 /// SIGTERM to every process of the task (what Slurm sends when it cancels, requeues or
-/// preempts a job) reaches deepres once (a second signal would end it with 130), the shell
-/// waits for the checkpoint, exits 75 and requeues nothing (Slurm does, when it requeues).
+/// preempts a job) reaches deepres directly and is not forwarded; the shell waits for the
+/// checkpoint, exits 75 and requeues nothing (Slurm does, when it requeues).
 /// The script asks for the signal 300 s before the limit by default, `--signal-before` sets it.
 #[test]
 fn the_slurm_task_forwards_usr1_checkpoints_and_requeues_itself() {
