@@ -103,8 +103,10 @@ test: setup setup-chromium
 	else echo "test: FAILED: test-slurm cannot run here (it needs root or passwordless sudo for the Slurm daemons); run it where it can, or leave it out with \`make test SLURM_TEST=0\`" >&2; exit 1; fi
 
 ## test-slurm: a one-node Slurm on localhost (Debian's slurm-wlm and munge, installed when
-## missing; loopback only), a 3-cell grid as a job array, one task cancelled mid-run and
-## resubmitted; checks every cell finished with complete CSVs (scripts/test_slurm.sh)
+## missing; loopback only), a 3-cell grid as a job array, one task requeued (scontrol
+## requeue), one preempted by SIGUSR1 (it checkpoints and requeues itself), one cancelled
+## and resubmitted, all mid-run; checks every cell finished with the uninterrupted CSVs
+## (scripts/test_slurm.sh)
 .PHONY: test-slurm
 test-slurm: build
 	scripts/test_slurm.sh $(BIN)

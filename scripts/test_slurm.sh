@@ -1,10 +1,15 @@
 #!/bin/bash
 # make test-slurm: a one-node Slurm on localhost (munged, slurmctld, slurmd from Debian's
 # slurm-wlm and munge, a generated slurm.conf, loopback only), then a small deepres grid
-# submitted as a job array; one task is cancelled mid-run and resubmitted; at the end every
-# cell must be finished with each epoch exactly once in its metrics.csv, and the cancelled and
-# resumed cell's metrics.csv must equal an uninterrupted run's of the same cell byte for byte
-# except the two timing columns (epoch_seconds, images_per_second: wall-clock measurements).
+# submitted as a job array, each task interrupted once mid-run: task 0 requeued by
+# `scontrol requeue` (Slurm sends SIGTERM to its processes, deepres checkpoints and exits 75,
+# Slurm runs the task again), task 1 preempted by SIGUSR1 to its batch shell alone (what
+# `#SBATCH --signal=B:USR1@T` sends before the time limit: the shell forwards it, deepres
+# checkpoints, the task requeues itself), task 2 cancelled and resubmitted. At the end every
+# cell must be finished with each epoch exactly once in its metrics.csv, each task must have
+# resumed from its checkpoint, and every metrics.csv must equal an uninterrupted run's of the
+# same cell byte for byte except the two timing columns (epoch_seconds, images_per_second:
+# wall-clock measurements).
 # Usage: scripts/test_slurm.sh [path/to/deepres]   (needs root or sudo for the daemons)
 set -euo pipefail
 DEEPRES=$(realpath "${1:-target/release/deepres}")
@@ -94,26 +99,50 @@ seeds: [0, 1, 2]
 YAML
 cd "$W"
 export OMP_NUM_THREADS=1
-JOB=$("$DEEPRES" sweep grid.yaml --slurm --partition test --time 10:00 --max-parallel 2 -q)
+scontrol show config | grep -E '^(KillWait|JobRequeue|SlurmctldParameters|PreemptMode) ' || true
+JOB=$("$DEEPRES" sweep grid.yaml --slurm --partition test --time 10:00 -q)
 echo "test-slurm: submitted job array $JOB"
-# Cancel task 1 once it has finished an epoch (mid-run), then resubmit the unfinished cells.
-for i in $(seq 120); do
-  [ -s runs/slurm/s1/metrics.csv ] && [ "$(wc -l < runs/slurm/s1/metrics.csv)" -ge 2 ] && break
-  sleep 0.5
-done
+# Waits until cell $1 has finished an epoch (mid-run: 6 epochs).
+after_epoch_1() {
+  for i in $(seq 240); do
+    [ -s "runs/slurm/$1/metrics.csv" ] && [ "$(wc -l < "runs/slurm/$1/metrics.csv")" -ge 2 ] && return 0
+    sleep 0.5
+  done
+  echo "test-slurm: $1 never finished an epoch"; squeue; exit 1
+}
+# Slurm holds a requeued job back for a while (its BeginTime, about two minutes here); this
+# makes task $1 eligible now, once it is pending again.
+eligible_now() {
+  for i in $(seq 120); do
+    if [ "$(squeue -h -j "$1" -o %T 2>/dev/null)" = PENDING ]; then
+      scontrol update JobId="$1" StartTime=now && return 0
+    fi
+    sleep 0.5
+  done
+  echo "test-slurm: $1 was not requeued"; squeue; exit 1
+}
+after_epoch_1 s0
 "$DEEPRES" sweep grid.yaml --status
-scancel "${JOB}_1"
-echo "test-slurm: cancelled ${JOB}_1 after $(($(wc -l < runs/slurm/s1/metrics.csv) - 1)) epoch(s)"
-for i in $(seq 60); do
-  squeue -h -j "${JOB}_1" 2>/dev/null | grep -q . || break
+scontrol requeue "${JOB}_0"
+echo "test-slurm: requeued ${JOB}_0 (scontrol requeue) after $(($(wc -l < runs/slurm/s0/metrics.csv) - 1)) epoch(s)"
+after_epoch_1 s1
+scancel --batch --signal=USR1 "${JOB}_1"
+echo "test-slurm: sent SIGUSR1 to the batch shell of ${JOB}_1 after $(($(wc -l < runs/slurm/s1/metrics.csv) - 1)) epoch(s)"
+eligible_now "${JOB}_0"
+eligible_now "${JOB}_1"
+after_epoch_1 s2
+scancel "${JOB}_2"
+echo "test-slurm: cancelled ${JOB}_2 after $(($(wc -l < runs/slurm/s2/metrics.csv) - 1)) epoch(s)"
+"$DEEPRES" sweep grid.yaml --status
+for i in $(seq 600); do  # the requeued tasks finish their cells
+  [ -z "$(squeue -h -j "$JOB" 2>/dev/null)" ] && break
   sleep 0.5
 done
 JOB2=$("$DEEPRES" sweep grid.yaml --slurm --partition test --time 10:00 -q)
 echo "test-slurm: resubmitted the unfinished cells as job array $JOB2"
-"$DEEPRES" sweep grid.yaml --status
 for i in $(seq 600); do
   [ -z "$(squeue -h 2>/dev/null)" ] && break
-  sleep 1
+  sleep 0.5
 done
 "$DEEPRES" sweep grid.yaml --status | tee status.txt
 grep -q '^3 finished, 0 running, 0 diverged, 0 missing' status.txt
@@ -122,25 +151,40 @@ for c in s0 s1 s2; do
   [ "$got" = "1 2 3 4 5 6 " ] || { echo "test-slurm: $c has epochs '$got'"; exit 1; }
   grep -q '"finished"' "runs/slurm/$c/summary.json"
 done
-grep -l 'resuming after epoch' runs/slurm/slurm/*.out >/dev/null || { echo "test-slurm: no task resumed"; cat runs/slurm/slurm/*.out; exit 1; }
+# Each task stopped on its signal with a checkpoint (deepres exited 75: it was not killed),
+# inside an epoch or between two, and the same task (requeued) or the resubmitted one resumed.
+expect() {  # expect TASK PATTERN
+  grep -qE "$2" "runs/slurm/slurm/$1.out" || { echo "test-slurm: $1: no '$2' in its log:"; cat "runs/slurm/slurm/$1.out"; exit 1; }
+}
+stopped='(interrupted by a signal at step [0-9]+ of epoch|stopped by SIG[A-Z0-9]+ after epoch) [0-9]+'
+expect "${JOB}_0" "s0: .*$stopped"
+expect "${JOB}_0" "s0: running \(resuming after epoch"
+expect "${JOB}_1" "s1: .*$stopped"
+expect "${JOB}_1" "checkpointed on SIGUSR1; requeueing ${JOB}_1"
+expect "${JOB}_1" "s1: running \(resuming after epoch"
+expect "${JOB}_2" "s2: .*$stopped"
+expect "${JOB2}_2" "s2: running \(resuming after epoch"
+[ "$(ls runs/slurm/slurm/"${JOB2}"_*.out)" = "runs/slurm/slurm/${JOB2}_2.out" ] || { echo "test-slurm: the resubmission ran more than cell 2"; exit 1; }
 
-# The cancelled cell against an uninterrupted run of the same cell (same grid, another out_dir,
-# here without Slurm; one intra-op thread in both, so CPU results repeat bit for bit).
+# Every cell against an uninterrupted run of the same cell (same grid, another out_dir, here
+# without Slurm; one intra-op thread in both, so CPU results repeat bit for bit).
 sed "s|^out_dir: .*|out_dir: $W/ref|" grid.yaml > ref.yaml
-"$DEEPRES" sweep ref.yaml --cell 1 -q
+"$DEEPRES" sweep ref.yaml -q
 # metrics.csv without the columns named epoch_seconds and images_per_second (both must exist).
 untimed() {
   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "epoch_seconds" || $i == "images_per_second") { drop[i] = 1; n++ }
                      if (n != 2) { print "test-slurm: " FILENAME ": timing columns not found: " $0 > "/dev/stderr"; exit 1 } }
            { out = ""; sep = ""; for (i = 1; i <= NF; i++) if (!(i in drop)) { out = out sep $i; sep = "," }; print out }' "$1"
 }
-untimed runs/slurm/s1/metrics.csv > s1-resumed.csv
-untimed ref/slurm/s1/metrics.csv > s1-uninterrupted.csv
-[ "$(wc -l < s1-uninterrupted.csv)" = 7 ] || { echo "test-slurm: the uninterrupted run has no 6 epochs"; cat s1-uninterrupted.csv; exit 1; }
-if ! cmp -s s1-resumed.csv s1-uninterrupted.csv; then
-  echo "test-slurm: the cancelled and resumed cell differs from an uninterrupted run (timing columns left out):"
-  diff s1-resumed.csv s1-uninterrupted.csv || true
-  exit 1
-fi
+for c in s0 s1 s2; do
+  untimed "runs/slurm/$c/metrics.csv" > "$c-resumed.csv"
+  untimed "ref/slurm/$c/metrics.csv" > "$c-uninterrupted.csv"
+  [ "$(wc -l < "$c-uninterrupted.csv")" = 7 ] || { echo "test-slurm: the uninterrupted run of $c has no 6 epochs"; cat "$c-uninterrupted.csv"; exit 1; }
+  if ! cmp -s "$c-resumed.csv" "$c-uninterrupted.csv"; then
+    echo "test-slurm: $c, interrupted and resumed, differs from an uninterrupted run (timing columns left out):"
+    diff "$c-resumed.csv" "$c-uninterrupted.csv" || true
+    exit 1
+  fi
+done
 PASSED=1
-echo "test-slurm: OK: every cell finished with each epoch once; the cancelled cell resumed from its checkpoint and its metrics.csv equals an uninterrupted run's (timing columns aside)"
+echo "test-slurm: OK: every cell finished with each epoch once; the requeued, the SIGUSR1-preempted and the cancelled task each checkpointed on the signal and resumed, and every metrics.csv equals an uninterrupted run's (timing columns aside)"

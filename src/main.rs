@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     match deepres::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            deepres::util::eprint_line(&format!("error: {e:#}"));
             if e.is::<deepres::report::acceptance::Failed>() {
                 ExitCode::from(deepres::report::acceptance::EXIT_CODE)
             } else if e.is::<deepres::train::interrupt::Interrupted>() {

@@ -1,5 +1,5 @@
 //! Cell locks (src/sweep/lock.rs): when a lock's owner counts as gone and its lock is taken
-//! over. On this host: a dead pid, or a live pid whose start time is not the recorded one (the
+//! over. On this host: a dead pid (or a zombie), or a live pid whose start time is not the recorded one (the
 //! pid was reused); a live pid with its own start time is respected. Elsewhere: the lock names
 //! this process's own Slurm array task (a requeued task), or a task a stand-in `squeue` no
 //! longer lists (or calls invalid); a task it lists, an `squeue` that fails otherwise or is
@@ -173,6 +173,31 @@ fn a_live_pid_with_its_own_start_time_is_respected_and_with_another_taken_over()
     for start in [None, Some(start_ticks(std::process::id(), 3600.0))] {
         assert!(try_lock_over(tmp.path(), &line(&host, pid, start, None)).is_ok());
     }
+}
+
+/// A zombie (a child that exited and that nobody reaped: what the orphans of a killed
+/// `deepres sweep --jobs` stay in a container whose init reaps nothing) holds no lock: taken
+/// over even with its own start time.
+#[test]
+fn a_zombie_owner_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = host();
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    let t0 = std::time::Instant::now();
+    // not waited for: once it has exited it stays a zombie of this process
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .rsplit_once(") ")
+        .is_some_and(|(_, r)| r.starts_with('Z'))
+    {
+        assert!(t0.elapsed().as_secs() < 30, "pid {pid} did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let t = start_ticks(pid, 60.0);
+    let got = try_lock_over(tmp.path(), &line(&host, pid, Some(t), None));
+    assert_eq!(got, Ok(format!("{host}:{pid}")));
+    child.wait().unwrap();
 }
 
 // ---------------------------------------------------------------- another host, Slurm

@@ -3,23 +3,15 @@
 //! Slurm script, and bad input that must get one error line, exit code 2 and leave existing
 //! results untouched.
 use rand::{Rng, SeedableRng};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 mod common;
-use common::{csv_without_timing, one_line_error, stderr};
-
-fn deepres() -> Command {
-    let mut c = common::deepres();
-    // One intra-op thread: the test's processes share 2 cores, and the thread count is part of
-    // what makes CPU results bit-for-bit repeatable.
-    c.env("OMP_NUM_THREADS", "1");
-    c
-}
+use common::{csv_epochs, csv_without_timing, deepres_1t, one_line_error, stderr, tiny_grid};
 
 fn run(args: &[&str], cwd: &Path) -> Output {
-    deepres()
+    deepres_1t()
         .args(args)
         .current_dir(cwd)
         .output()
@@ -37,24 +29,6 @@ fn sweep_error(o: &Output) -> String {
     let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "{e}");
     errors[0].to_string()
-}
-
-const TINY_BASE: &str = "base:
-  device: cpu
-  data: {name: synthetic, synthetic_train: 96, synthetic_test: 32}
-  model: {depth: 8}
-  train: {epochs: 3, batch_size: 32, eval_batch_size: 32, optimizer: {lr: 0.05}, schedule: {kind: constant}}
-";
-
-/// A grid `name` in `dir/<name>.yaml` with cells in `dir/runs/<name>`.
-fn grid(dir: &Path, name: &str, extra: &str) -> PathBuf {
-    let p = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &p,
-        format!("name: {name}\nout_dir: runs\n{TINY_BASE}{extra}"),
-    )
-    .unwrap();
-    p
 }
 
 /// Every file of a run directory, by name, except lock files.
@@ -75,15 +49,6 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn epochs(path: &Path) -> Vec<i64> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().parse().unwrap())
-        .collect()
-}
-
 /// kill -9 at 20 random moments (a seeded RNG; inside a training step, a checkpoint write, a
 /// CSV append, a config write, process start-up, wherever the moment falls), each followed
 /// by a rerun of the same `deepres sweep`: the sweep finishes every cell, every metrics.csv
@@ -97,7 +62,7 @@ fn epochs(path: &Path) -> Vec<i64> {
 #[test]
 fn kill_9_at_20_random_moments_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = grid(tmp.path(), "kill", "seeds: [0, 1]\n");
+    let g = tiny_grid(tmp.path(), "kill", "seeds: [0, 1]\n");
     let g = g.to_str().unwrap();
     let cells = ["s0", "s1"];
     let t0 = Instant::now();
@@ -116,7 +81,7 @@ fn kill_9_at_20_random_moments_loses_and_duplicates_nothing() {
     while killed_mid_run < 20 && trial < 40 {
         trial += 1;
         let out = format!("out_dir=t{trial}");
-        let mut child = deepres()
+        let mut child = deepres_1t()
             .args(["sweep", g, "-q", "--set", &out])
             .current_dir(tmp.path())
             .stdout(Stdio::null())
@@ -134,7 +99,7 @@ fn kill_9_at_20_random_moments_loses_and_duplicates_nothing() {
         for (c, want) in cells.iter().zip(&reference) {
             let dir = tmp.path().join(format!("t{trial}/kill/{c}"));
             let csv = dir.join("metrics.csv");
-            assert_eq!(epochs(&csv), [1, 2, 3], "trial {trial} {c}");
+            assert_eq!(csv_epochs(&csv), [1, 2, 3], "trial {trial} {c}");
             assert_eq!(&csv_without_timing(&csv), want, "trial {trial} {c}");
             let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
             assert!(summary.contains("\"finished\""), "{summary}");
@@ -157,7 +122,7 @@ fn kill_9_at_20_random_moments_loses_and_duplicates_nothing() {
 #[test]
 fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = grid(tmp.path(), "fp", "seeds: [0]\n");
+    let g = tiny_grid(tmp.path(), "fp", "seeds: [0]\n");
     let g = g.to_str().unwrap();
     ok(&run(
         &["sweep", g, "-q", "--set", "out_dir=ref"],
@@ -167,7 +132,7 @@ fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
     for point in ["csv-row", "after-csv", "checkpoint", "summary"] {
         for epoch in [1, 3] {
             let out = format!("out_dir={point}-{epoch}");
-            let o = deepres()
+            let o = deepres_1t()
                 .args(["sweep", g, "-q", "--set", &out])
                 .env("DEEPRES_CRASH_AT", format!("{point}:{epoch}"))
                 .current_dir(tmp.path())
@@ -185,7 +150,7 @@ fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
                 .join(format!("{point}-{epoch}/fp/s0/metrics.csv"));
             let o = run(&["sweep", g, "-q", "--set", &out], tmp.path());
             ok(&o);
-            assert_eq!(epochs(&csv), [1, 2, 3], "{point}:{epoch}");
+            assert_eq!(csv_epochs(&csv), [1, 2, 3], "{point}:{epoch}");
             assert_eq!(csv_without_timing(&csv), want, "{point}:{epoch}");
         }
     }
@@ -197,7 +162,7 @@ fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
 #[test]
 fn two_concurrent_sweeps_run_each_cell_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = grid(tmp.path(), "pair", "seeds: [0, 1, 2, 3]\n");
+    let g = tiny_grid(tmp.path(), "pair", "seeds: [0, 1, 2, 3]\n");
     let mut dead = Command::new("true").spawn().unwrap();
     dead.wait().unwrap();
     std::fs::create_dir_all(tmp.path().join("runs/pair")).unwrap();
@@ -211,7 +176,7 @@ fn two_concurrent_sweeps_run_each_cell_once() {
     )
     .unwrap();
     let spawn = || {
-        deepres()
+        deepres_1t()
             .args(["sweep", g.to_str().unwrap(), "-q"])
             .current_dir(tmp.path())
             .stdout(Stdio::piped())
@@ -231,7 +196,7 @@ fn two_concurrent_sweeps_run_each_cell_once() {
             .count();
         assert_eq!(starts, 1, "{c} ran {starts} times:\n{logs}");
         let dir = tmp.path().join(format!("runs/pair/{c}"));
-        assert_eq!(epochs(&dir.join("metrics.csv")), [1, 2, 3], "{c}");
+        assert_eq!(csv_epochs(&dir.join("metrics.csv")), [1, 2, 3], "{c}");
         assert!(!tmp.path().join(format!("runs/pair/{c}.lock")).exists());
     }
     assert!(
@@ -251,7 +216,7 @@ fn hostname() -> String {
 #[test]
 fn a_live_lock_is_respected_and_a_dead_one_taken_over() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = grid(tmp.path(), "lk", "seeds: [0]\n");
+    let g = tiny_grid(tmp.path(), "lk", "seeds: [0]\n");
     let g = g.to_str().unwrap();
     std::fs::create_dir_all(tmp.path().join("runs/lk")).unwrap();
     let lock = tmp.path().join("runs/lk/s0.lock");
@@ -287,7 +252,7 @@ fn a_live_lock_is_respected_and_a_dead_one_taken_over() {
         stderr(&o)
     );
     assert_eq!(
-        epochs(&tmp.path().join("runs/lk/s0/metrics.csv")),
+        csv_epochs(&tmp.path().join("runs/lk/s0/metrics.csv")),
         [1, 2, 3]
     );
     assert!(!lock.exists());
@@ -299,7 +264,7 @@ fn a_live_lock_is_respected_and_a_dead_one_taken_over() {
 #[test]
 fn a_stale_lock_on_a_finished_cell_is_removed_and_a_live_one_kept() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = grid(tmp.path(), "fin", "seeds: [0]\n");
+    let g = tiny_grid(tmp.path(), "fin", "seeds: [0]\n");
     let g = g.to_str().unwrap();
     ok(&run(&["sweep", g, "-q"], tmp.path()));
     let lock = tmp.path().join("runs/fin/s0.lock");
@@ -333,7 +298,7 @@ fn a_stale_lock_on_a_finished_cell_is_removed_and_a_live_one_kept() {
 #[test]
 fn another_config_is_refused_and_force_new_makes_a_new_directory() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = grid(tmp.path(), "h", "seeds: [0]\n");
+    let g = tiny_grid(tmp.path(), "h", "seeds: [0]\n");
     let g = g.to_str().unwrap();
     ok(&run(&["sweep", g, "-q"], tmp.path()));
     let cell = tmp.path().join("runs/h/s0");
@@ -378,7 +343,7 @@ fn another_config_is_refused_and_force_new_makes_a_new_directory() {
         stderr(&o)
     );
     assert_eq!(
-        epochs(&tmp.path().join("runs/h-2/s0/metrics.csv")),
+        csv_epochs(&tmp.path().join("runs/h-2/s0/metrics.csv")),
         [1, 2, 3]
     );
     // the same command again finds runs/h-2 and has nothing left to do
@@ -422,7 +387,7 @@ fn another_config_is_refused_and_force_new_makes_a_new_directory() {
     );
     ok(&o);
     assert_eq!(
-        epochs(&tmp.path().join("runs/h/s0-2/metrics.csv")),
+        csv_epochs(&tmp.path().join("runs/h/s0-2/metrics.csv")),
         [1, 2, 3, 4]
     );
 
@@ -541,7 +506,7 @@ fn an_unwritable_output_directory_is_one_line() {
         e.contains("afile/runs/r") && e.contains("cannot create"),
         "{e}"
     );
-    let g = grid(tmp.path(), "u", "seeds: [0]\n");
+    let g = tiny_grid(tmp.path(), "u", "seeds: [0]\n");
     let e = one_line_error(&run(
         &[
             "sweep",
@@ -563,10 +528,10 @@ fn an_unwritable_output_directory_is_one_line() {
 #[test]
 fn an_empty_grid_and_a_bad_cell_are_one_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = grid(tmp.path(), "e", "seeds: []\n");
+    let g = tiny_grid(tmp.path(), "e", "seeds: []\n");
     let e = one_line_error(&run(&["sweep", g.to_str().unwrap()], tmp.path()));
     assert!(e.contains("e.yaml") && e.contains("no cell"), "{e}");
-    let g = grid(tmp.path(), "e", "seeds: [0]\n");
+    let g = tiny_grid(tmp.path(), "e", "seeds: [0]\n");
     let e = one_line_error(&run(
         &["sweep", g.to_str().unwrap(), "--cell", "5"],
         tmp.path(),
@@ -580,7 +545,7 @@ fn an_empty_grid_and_a_bad_cell_are_one_line() {
 #[test]
 fn jobs_run_every_cell_in_child_processes() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = grid(tmp.path(), "j", "seeds: [0, 1, 2]\n");
+    let g = tiny_grid(tmp.path(), "j", "seeds: [0, 1, 2]\n");
     let g = g.to_str().unwrap();
     let o = run(&["sweep", g, "--jobs", "2", "-q"], tmp.path());
     ok(&o);
@@ -588,7 +553,7 @@ fn jobs_run_every_cell_in_child_processes() {
     assert!(out.contains("runs/j: 3 ran (0 diverged)"), "{out}");
     for c in ["s0", "s1", "s2"] {
         assert_eq!(
-            epochs(&tmp.path().join(format!("runs/j/{c}/metrics.csv"))),
+            csv_epochs(&tmp.path().join(format!("runs/j/{c}/metrics.csv"))),
             [1, 2, 3]
         );
     }
@@ -613,7 +578,7 @@ fn jobs_run_every_cell_in_child_processes() {
 #[test]
 fn slurm_writes_and_submits_a_job_array() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = grid(tmp.path(), "sl", "seeds: [0, 1, 2]\n");
+    let g = tiny_grid(tmp.path(), "sl", "seeds: [0, 1, 2]\n");
     let g = g.to_str().unwrap();
     ok(&run(&["sweep", g, "--cell", "1", "-q"], tmp.path()));
     let bin = tmp.path().join("bin");
@@ -629,7 +594,7 @@ fn slurm_writes_and_submits_a_job_array() {
     .unwrap();
     Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let o = deepres()
+    let o = deepres_1t()
         .args([
             "sweep",
             g,
@@ -656,17 +621,18 @@ fn slurm_writes_and_submits_a_job_array() {
         "#SBATCH --time=2:00:00",
         "#SBATCH --gres=gpu:1",
         "#SBATCH --requeue",
+        "#SBATCH --signal=B:USR1@300",
     ] {
         assert!(
             script.lines().any(|l| l == line),
             "{line} missing:\n{script}"
         );
     }
-    let exec = script.lines().last().unwrap();
+    let run: Vec<&str> = script.lines().filter(|l| l.contains(" sweep ")).collect();
+    assert_eq!(run.len(), 1, "{script}");
     assert!(
-        exec.contains(" sweep ")
-            && exec.contains(g)
-            && exec.ends_with("--cell \"$SLURM_ARRAY_TASK_ID\""),
-        "{exec}"
+        run[0].contains(g) && run[0].ends_with("--cell \"$SLURM_ARRAY_TASK_ID\" &"),
+        "{}",
+        run[0]
     );
 }

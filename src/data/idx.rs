@@ -56,7 +56,7 @@ fn is_gz(path: &Path) -> bool {
 /// The whole (decompressed if `.gz`) content of `path`, which must be `expected` bytes.
 ///
 /// A raw file is size-checked before it is read (one bulk read); a gzipped one is
-/// decompressed in one `read_to_end` and its decompressed length checked.
+/// decompressed in one `read_to_end` of at most `expected + 1` bytes and its length checked.
 pub fn read_idx_bytes(path: &Path, expected: u64) -> Result<Vec<u8>, DataError> {
     if !is_gz(path) {
         let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, expected, e))?;
@@ -67,7 +67,10 @@ pub fn read_idx_bytes(path: &Path, expected: u64) -> Result<Vec<u8>, DataError> 
     }
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, expected, e))?;
     let mut out = Vec::with_capacity(expected as usize);
+    // At most one byte more than expected: a stream that inflates to gigabytes (corrupt or
+    // crafted) is refused without holding them.
     flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file))
+        .take(expected + 1)
         .read_to_end(&mut out)
         .map_err(|e| {
             DataError::format(
@@ -88,7 +91,10 @@ pub fn read_idx_bytes(path: &Path, expected: u64) -> Result<Vec<u8>, DataError> 
             path,
             format!(
                 "{how}: expected {expected} bytes after decompression, found {}",
-                out.len()
+                match out.len() as u64 > expected {
+                    true => "more".to_string(),
+                    false => out.len().to_string(),
+                }
             ),
         ));
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::grid::Grid;
 use super::lock;
 use super::runner::{cell_status, SweepReport};
-use crate::train::RunStatus;
+use crate::train::{interrupt, RunStatus};
 
 /// Where the children run: `jobs` CPU processes, or one process per listed GPU.
 #[derive(Debug, Clone)]
@@ -24,7 +24,15 @@ pub enum Slots {
 /// Children die with this process (`PR_SET_PDEATHSIG`), so a killed scheduler leaves no
 /// orphan training; their locks are then taken over by the next sweep. A child's nonzero exit
 /// is a failed cell (its own error line is above, on the shared stderr).
+///
+/// Preemption ([`interrupt`]): the first SIGTERM, SIGINT or SIGUSR1 is forwarded to every
+/// running child, which finishes its step, writes its resumable checkpoint and exits 75; no
+/// new cell starts, and once the children are gone the error is [`interrupt::Interrupted`]
+/// (exit 75: rerun the same command to continue). A second signal ends this process at once
+/// (130), and the children with it (SIGKILL, their parent-death signal). Children run in their
+/// own process group, so a terminal's Ctrl-C reaches them once, through this process.
 pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<SweepReport> {
+    interrupt::install();
     grid.check_data()?;
     super::runner::check_configs(grid)?;
     let exe = std::env::current_exe().context("cannot find the deepres executable")?;
@@ -51,45 +59,34 @@ pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<Sw
     }
     pending.reverse();
     let mut running: Vec<Option<(Child, String)>> = names.iter().map(|_| None).collect();
+    let mut stopped_by: Option<i32> = None;
     loop {
+        if let (None, Some(sig)) = (stopped_by, interrupt::signal()) {
+            stopped_by = Some(sig);
+            let n = forward(&running, sig);
+            crate::util::eprintln_whole!(
+                "sweep: {} received: forwarded to {n} running cell(s), which write their checkpoints; {} cell(s) not started",
+                interrupt::name(sig),
+                pending.len()
+            );
+            pending.clear();
+        }
         for (slot, gpu) in running.iter_mut().zip(&names) {
             if let Some((child, name)) = slot {
                 if let Some(status) = child.try_wait()? {
-                    if status.success() {
-                        report.ran += 1;
-                    } else {
-                        report
+                    match status.code() {
+                        Some(0) => report.ran += 1,
+                        Some(c) if c == i32::from(interrupt::EXIT_CODE) => report.interrupted += 1,
+                        _ => report
                             .failed
-                            .push((name.clone(), format!("its process ended with {status}")));
+                            .push((name.clone(), format!("its process ended with {status}"))),
                     }
                     *slot = None;
                 }
             }
             if slot.is_none() {
                 if let Some(cell) = pending.pop() {
-                    let mut cmd = Command::new(&exe);
-                    cmd.args(child_args)
-                        .arg("--cell")
-                        .arg(cell.index.to_string());
-                    match gpu {
-                        Some(g) => {
-                            cmd.env("CUDA_VISIBLE_DEVICES", g);
-                        }
-                        None if std::env::var_os("OMP_NUM_THREADS").is_none() => {
-                            cmd.env("OMP_NUM_THREADS", threads.to_string());
-                        }
-                        None => {}
-                    }
-                    // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
-                    unsafe {
-                        cmd.pre_exec(|| {
-                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                            Ok(())
-                        });
-                    }
-                    let child = cmd
-                        .spawn()
-                        .with_context(|| format!("cannot start {}", exe.display()))?;
+                    let child = spawn(&exe, child_args, cell.index, gpu.as_deref(), threads)?;
                     *slot = Some((child, cell.name.clone()));
                 }
             }
@@ -99,5 +96,60 @@ pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<Sw
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    if stopped_by.is_some() || report.interrupted > 0 {
+        let by = stopped_by.map_or("a signal".into(), interrupt::name);
+        return Err(interrupt::Interrupted(format!(
+            "{}: sweep stopped by {by}: {report}; rerun the same command to continue",
+            grid.dir.display()
+        ))
+        .into());
+    }
     Ok(report)
+}
+
+/// Sends `sig` to every running child; returns how many.
+fn forward(running: &[Option<(Child, String)>], sig: i32) -> usize {
+    let mut n = 0;
+    for (child, _) in running.iter().flatten() {
+        // SAFETY: kill(2) to a child this process started and has not reaped yet.
+        if unsafe { libc::kill(child.id() as libc::pid_t, sig) } == 0 {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Starts `deepres <child_args> --cell <cell>` on a GPU slot (`gpu`) or a CPU slot with
+/// `threads` intra-op threads: in its own process group, killed with this process, with the
+/// preemption signals blocked until its handler is installed ([`interrupt::install`]).
+fn spawn(
+    exe: &std::path::Path,
+    child_args: &[String],
+    cell: usize,
+    gpu: Option<&str>,
+    threads: usize,
+) -> Result<Child> {
+    let mut cmd = Command::new(exe);
+    cmd.args(child_args).arg("--cell").arg(cell.to_string());
+    match gpu {
+        Some(g) => {
+            cmd.env("CUDA_VISIBLE_DEVICES", g);
+        }
+        None if std::env::var_os("OMP_NUM_THREADS").is_none() => {
+            cmd.env("OMP_NUM_THREADS", threads.to_string());
+        }
+        None => {}
+    }
+    // SAFETY: setpgid, prctl and pthread_sigmask are async-signal-safe; they only set this
+    // child's process group, death signal and signal mask.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            interrupt::set_blocked(true);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))
 }

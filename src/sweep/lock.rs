@@ -5,7 +5,7 @@
 //! `host=H pid=P pid_start=T started=S [slurm=J_T]`: the host, the owner's pid, the pid's start
 //! time in clock ticks since boot (`/proc/<pid>/stat`, so a reused pid is told apart), the Unix
 //! time it was taken and, inside Slurm, the array task. A lock whose owner is gone is taken
-//! over: on the same host when the pid is dead (or belongs to a newer process); anywhere when
+//! over: on the same host when the pid is dead or a zombie (or belongs to a newer process); anywhere when
 //! it names this very Slurm task (a requeued or resubmitted task finds its own old lock) or a
 //! Slurm task that `squeue` no longer lists. Takeovers are serialized by a second
 //! `O_EXCL` file, `<cell>.lock.takeover`, so two processes never both take one stale lock.
@@ -286,10 +286,19 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).replace(char::is_whitespace, "_")
 }
 
+/// Whether `pid` names a live process. A zombie (exited, not yet reaped: the orphans of a
+/// killed `--jobs` parent stay so in a container whose init reaps nothing) is not.
 fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !matches!(pid_state(pid), Some('Z' | 'X'))
+}
+
+/// Field 3 of `/proc/<pid>/stat`, the state (`R`, `S`, `Z` zombie, `X` dead, ...), on Linux.
+fn pid_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks after boot), on Linux. The

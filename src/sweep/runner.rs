@@ -30,6 +30,8 @@ pub struct SweepReport {
     pub failed: Vec<(String, String)>,
     /// (cell name, lock owner) of cells another live process is running (left to it).
     pub busy: Vec<(String, String)>,
+    /// Cells a preemption signal stopped, each with its resumable checkpoint.
+    pub interrupted: usize,
 }
 
 impl fmt::Display for SweepReport {
@@ -45,6 +47,9 @@ impl fmt::Display for SweepReport {
         )?;
         if !self.busy.is_empty() {
             write!(f, ", {} running elsewhere", self.busy.len())?;
+        }
+        if self.interrupted > 0 {
+            write!(f, ", {} interrupted (resumable)", self.interrupted)?;
         }
         Ok(())
     }
@@ -157,6 +162,7 @@ fn ensure_writable(dir: &Path) -> Result<()> {
 /// ([`SweepReport::busy`]). One progress line per cell goes to stderr; a cell's error (or
 /// panic) lands in [`SweepReport::failed`]. The caller decides the exit status.
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
+    train::interrupt::install();
     let cells = match opts.cell {
         Some(i) => vec![grid.cell(i)?],
         None => grid.cells()?,
@@ -167,9 +173,21 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
     let n = grid.cells()?.len();
     let mut report = SweepReport::default();
     for cell in &cells {
-        if let Some(stop) = run_cell(cell, n, opts, &mut report) {
+        let stop = match train::interrupt::signal() {
+            // A signal between cells (or before the first): no other cell starts.
+            Some(sig) => Some(train::interrupt::Interrupted(format!(
+                "{}: stopped by {} before cell {}",
+                grid.dir.display(),
+                train::interrupt::name(sig),
+                cell.name
+            ))),
+            None => run_cell(cell, n, opts, &mut report),
+        };
+        if let Some(stop) = stop {
             // A preemption signal: the cell wrote its resumable checkpoint; no other starts.
-            eprintln!("sweep stopped by a signal: {report}; rerun the same command to continue");
+            crate::util::eprintln_whole!(
+                "sweep stopped by a signal: {report}; rerun the same command to continue"
+            );
             return Err(stop.into());
         }
     }
@@ -202,25 +220,25 @@ fn run_cell(
     let tag = format!("[{}/{n}] {}", cell.index + 1, cell.name);
     if let Some(word) = finished(cell) {
         report.skipped += 1;
-        eprintln!("{tag}: skipped ({word})");
+        crate::util::eprintln_whole!("{tag}: skipped ({word})");
         clear_stale_lock(cell);
         return None;
     }
     let _lock = match lock::try_lock(&lock::lock_path(&cell.dir())) {
         Ok(Acquired::Got { lock, took_over }) => {
             if let Some(gone) = took_over {
-                eprintln!("{tag}: took over the lock of {gone} (gone)");
+                crate::util::eprintln_whole!("{tag}: took over the lock of {gone} (gone)");
             }
             lock
         }
         Ok(Acquired::Held(owner)) => {
-            eprintln!("{tag}: skipped (running in {owner})");
+            crate::util::eprintln_whole!("{tag}: skipped (running in {owner})");
             report.busy.push((cell.name.clone(), owner));
             return None;
         }
         Err(e) => {
             let error = one_line(&format!("{e:#}"));
-            eprintln!("{tag}: failed: {error}");
+            crate::util::eprintln_whole!("{tag}: failed: {error}");
             report.failed.push((cell.name.clone(), error));
             return None;
         }
@@ -229,14 +247,14 @@ fn run_cell(
     match inspect(cell) {
         (status, _) if status.is_final() => {
             report.skipped += 1;
-            eprintln!("{tag}: skipped ({status})");
+            crate::util::eprintln_whole!("{tag}: skipped ({status})");
             return None;
         }
         (RunStatus::Running, s) => {
             let done = s.map(|s| s.epochs_done).unwrap_or(0);
-            eprintln!("{tag}: running (resuming after epoch {done})");
+            crate::util::eprintln_whole!("{tag}: running (resuming after epoch {done})");
         }
-        _ => eprintln!("{tag}: running"),
+        _ => crate::util::eprintln_whole!("{tag}: running"),
     }
     let run_opts = RunOptions {
         resume: true,
@@ -249,7 +267,7 @@ fn run_cell(
             report.ran += 1;
             if s.status == RunStatus::Diverged {
                 report.diverged += 1;
-                eprintln!(
+                crate::util::eprintln_whole!(
                     "{tag}: diverged at epoch {}",
                     s.diverged_at_epoch.unwrap_or(s.epochs_done)
                 );
@@ -257,23 +275,25 @@ fn run_cell(
                 let err = best_error(RunStatus::Finished, &s)
                     .map(|e| format!("{:.2}%", 100.0 * e))
                     .unwrap_or("-".into());
-                eprintln!(
+                crate::util::eprintln_whole!(
                     "{tag}: {} after {} epochs, best test error {err}",
-                    s.status, s.epochs_done
+                    s.status,
+                    s.epochs_done
                 );
             }
             return None;
         }
         Ok(Err(e)) => match e.downcast::<train::interrupt::Interrupted>() {
             Ok(stop) => {
-                eprintln!("{tag}: {stop}");
+                report.interrupted += 1;
+                crate::util::eprintln_whole!("{tag}: {stop}");
                 return Some(stop);
             }
             Err(e) => one_line(&format!("{e:#}")),
         },
         Err(p) => format!("panicked: {}", one_line(&panic_message(p.as_ref()))),
     };
-    eprintln!("{tag}: failed: {error}");
+    crate::util::eprintln_whole!("{tag}: failed: {error}");
     report.failed.push((cell.name.clone(), error));
     None
 }

@@ -2,6 +2,8 @@
 //! unfinished cell, each running `deepres sweep GRID ... --cell $SLURM_ARRAY_TASK_ID`, and
 //! submits it. Tasks are requeue-safe: a task run again (requeued after preemption, or
 //! resubmitted after a cancel) takes over its cell's lock and resumes from the checkpoint.
+//! Before its time limit a task is sent SIGUSR1 (`--signal-before`), checkpoints inside its
+//! epoch and requeues itself ([`TASK_BODY`]).
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +13,7 @@ use super::runner::cell_status;
 use crate::train::RunStatus;
 
 /// sbatch's options, given with `deepres sweep --slurm`.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct SlurmOptions {
     /// Slurm partition (with --slurm).
     #[arg(long, requires = "slurm")]
@@ -25,7 +27,51 @@ pub struct SlurmOptions {
     /// At most K array tasks at once (`--array=...%K`, with --slurm).
     #[arg(long, value_name = "K", requires = "slurm")]
     pub max_parallel: Option<usize>,
+    /// Ask Slurm for SIGUSR1 this many seconds before a task's time limit
+    /// (`--signal=B:USR1@SECONDS`): the task checkpoints and requeues itself; 0: no signal
+    /// (with --slurm).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SIGNAL_BEFORE,
+          value_parser = clap::value_parser!(u32).range(0..=65535), requires = "slurm")]
+    pub signal_before: u32,
 }
+
+impl Default for SlurmOptions {
+    fn default() -> Self {
+        SlurmOptions {
+            partition: None,
+            time: None,
+            gres: None,
+            max_parallel: None,
+            signal_before: DEFAULT_SIGNAL_BEFORE,
+        }
+    }
+}
+
+/// Seconds before the time limit at which a task is asked to checkpoint by default.
+pub const DEFAULT_SIGNAL_BEFORE: u32 = 300;
+
+/// The body of every array task: deepres in the background, the batch shell waiting on it.
+/// SIGUSR1 (what `--signal=B:USR1@T` or `scancel --batch --signal=USR1` sends to this shell
+/// alone) is forwarded to deepres, which finishes its step, writes its checkpoint and exits 75;
+/// the task then requeues itself and, run again, resumes from that step. SIGTERM (what Slurm
+/// sends every process of a job it cancels, requeues or preempts) reaches deepres directly, so
+/// the shell only keeps waiting for deepres's checkpoint instead of dying first. A trapped
+/// signal interrupts `wait` (status > 128) while deepres runs on: then it waits again.
+const TASK_BODY: &str = r#"DEEPRES_PID=$!
+forwarded=
+trap 'interrupted=1; forwarded=1; kill -USR1 "$DEEPRES_PID" 2>/dev/null || true' USR1
+trap 'interrupted=1' TERM INT
+while :; do
+  interrupted=
+  rc=0; wait "$DEEPRES_PID" || rc=$?
+  [ -n "$interrupted" ] && [ "$rc" -gt 128 ] || break
+done
+if [ "$rc" = 75 ] && [ -n "$forwarded" ]; then
+  echo "deepres: checkpointed on SIGUSR1; requeueing ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+  scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+fi
+exit "$rc"
+"#;
 
 /// Quotes `s` for bash.
 fn quote(s: &str) -> String {
@@ -73,6 +119,9 @@ pub fn script(
         quote(&format!("{}/%A_%a.out", logs.display()))
     );
     s += "#SBATCH --open-mode=append\n#SBATCH --requeue\n";
+    if opts.signal_before > 0 {
+        s += &format!("#SBATCH --signal=B:USR1@{}\n", opts.signal_before);
+    }
     for (flag, v) in [
         ("partition", &opts.partition),
         ("time", &opts.time),
@@ -84,14 +133,15 @@ pub fn script(
     }
     s += "# One cell per array task; a requeued or resubmitted task resumes its cell from its\n";
     s += "# checkpoint (the cell's lock names the task, so the task takes its own lock over).\n";
-    s += "set -eu\n";
-    s += &format!("cd {}\n", quote(&cwd.display().to_string()));
+    s += "set -u\n";
+    s += &format!("cd {} || exit 2\n", quote(&cwd.display().to_string()));
     let args: Vec<String> = child_args.iter().map(|a| quote(a)).collect();
     s += &format!(
-        "exec {} {} --cell \"$SLURM_ARRAY_TASK_ID\"\n",
+        "{} {} --cell \"$SLURM_ARRAY_TASK_ID\" &\n",
         quote(&exe.display().to_string()),
         args.join(" ")
     );
+    s += TASK_BODY;
     Ok(Some(s))
 }
 

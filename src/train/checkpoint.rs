@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::run_dir::CHECKPOINT_FILE;
+use super::config::RunConfig;
+use super::run_dir::{Summary, CHECKPOINT_FILE};
 use super::sgd::Sgd;
+use super::step::StepSums;
 use crate::util::atomic;
 
 pub struct Saved {
@@ -35,6 +37,46 @@ pub struct Position {
     pub correct: f64,
     pub grad_norm: f64,
     pub images: i64,
+}
+
+impl Position {
+    /// The position after `step` steps of an epoch whose sums so far are `sums` (read from
+    /// the device).
+    pub(crate) fn of(sums: &StepSums, step: i64) -> Position {
+        Position {
+            step,
+            loss: sums.loss.double_value(&[]),
+            correct: sums.correct.double_value(&[]),
+            grad_norm: sums.grad_norm.double_value(&[]),
+            images: sums.images,
+        }
+    }
+}
+
+/// Where and for what run a checkpoint is written now: the run's config, directory, summary
+/// (progress and best epoch so far) and the config hash it carries.
+pub(crate) struct Target<'a> {
+    pub cfg: &'a RunConfig,
+    pub dir: &'a Path,
+    pub summary: &'a Summary,
+    pub run_hash: &'a str,
+}
+
+impl Target<'_> {
+    /// Writes the checkpoint after `summary.epochs_done` epochs, with `position` inside the
+    /// next (a signal stopped it there, or the periodic mid-epoch checkpoint).
+    pub(crate) fn save(&self, vs: &VarStore, opt: &Sgd, position: Option<Position>) -> Result<()> {
+        let s = self.summary;
+        let meta = Saved {
+            epoch: s.epochs_done,
+            seed: self.cfg.seed as i64,
+            best_test_acc: s.best_test_acc,
+            best_epoch: s.best_epoch,
+            config_hash: Some(self.run_hash.to_string()),
+            position,
+        };
+        save(self.dir, vs, opt, &meta)
+    }
 }
 
 /// Writes the checkpoint of `dir` atomically. Tensors are stored contiguous (NCHW) whatever

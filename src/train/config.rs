@@ -163,6 +163,13 @@ pub struct TrainConfig {
     pub cuda_graph: bool,
     /// Write a checkpoint after every epoch (needed for `--resume`).
     pub checkpoint: bool,
+    /// Inside an epoch, also write the mid-epoch checkpoint a preemption signal writes
+    /// ([`crate::train::checkpoint::Position`]) every this many minutes of wall time, without
+    /// stopping, so that a kill -9 loses at most that much; 0: never. Fractions are allowed.
+    /// Like `log`, it does not change results: left out of config.yaml at its default (so the
+    /// keys of existing runs do not change), and a resume may change it.
+    #[serde(skip_serializing_if = "TrainConfig::is_default_checkpoint_minutes")]
+    pub checkpoint_minutes: f64,
     /// Start from these weights instead of the initialization: a deepres `best.safetensors`,
     /// an export, or a PyTorch state dict under the τ paper's or akamaster's names
     /// ([`crate::train::export::init_tensors`]). Left out of config.yaml when unset, so the
@@ -197,11 +204,27 @@ impl Default for TrainConfig {
             channels_last: false,
             cuda_graph: false,
             checkpoint: true,
+            checkpoint_minutes: TrainConfig::DEFAULT_CHECKPOINT_MINUTES,
             init_from: None,
             mixup_alpha: None,
             label_smoothing: None,
             deterministic: false,
         }
+    }
+}
+
+impl TrainConfig {
+    pub const DEFAULT_CHECKPOINT_MINUTES: f64 = 10.0;
+
+    fn is_default_checkpoint_minutes(m: &f64) -> bool {
+        *m == Self::DEFAULT_CHECKPOINT_MINUTES
+    }
+
+    /// The interval of the periodic mid-epoch checkpoint, `None` when off (0, or no
+    /// checkpoints at all).
+    pub fn checkpoint_interval(&self) -> Option<std::time::Duration> {
+        (self.checkpoint && self.checkpoint_minutes > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(self.checkpoint_minutes * 60.0))
     }
 }
 
@@ -366,6 +389,12 @@ impl RunConfig {
             bail!(
                 "train.batch_size: must be ≥ 2 (batch norm needs 2 samples), got {}",
                 t.batch_size
+            );
+        }
+        if !(t.checkpoint_minutes.is_finite() && (0.0..=1e6).contains(&t.checkpoint_minutes)) {
+            bail!(
+                "train.checkpoint_minutes: must be a number of minutes ≥ 0 (0: no mid-epoch checkpoint), got {}",
+                t.checkpoint_minutes
             );
         }
         if t.eval_batch_size < 1 {

@@ -5,32 +5,108 @@
 //! [`EXIT_CODE`]: "interrupted, resumable". `--resume` continues from that step, and on CPU the
 //! run's metrics.csv equals the uninterrupted one's (timing columns aside). A second signal
 //! exits at once (status 130), losing only the step in progress.
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+//!
+//! `deepres sweep --jobs N` catches the same signals ([`signal`]) and forwards the first to its
+//! children, which it starts with these signals blocked: [`install`] unblocks them, so a signal
+//! that arrives while a child is still starting up waits for the child's handler.
+//!
+//! A signal forwarded by the parent process (a `--jobs` scheduler, the Slurm task's batch
+//! shell) and one sent directly (Slurm signals every process of a job; `kill`; a terminal)
+//! are counted apart: the second signal is the second of the same origin, so the copy that
+//! a scheduler forwards of a signal the process also got itself does not end it at once.
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// The exit status of a run stopped by a signal after writing a resumable checkpoint
 /// (sysexits' EX_TEMPFAIL).
 pub const EXIT_CODE: u8 = 75;
 
-static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// The signals that stop a run resumably.
+pub const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
 
-/// Installs the handlers (once per process): the first signal sets the flag, the second
-/// exits with 130.
+/// Set by the first signal.
+static FLAG: AtomicBool = AtomicBool::new(false);
+/// The number of the first signal received (0: none yet).
+static FIRST: AtomicI32 = AtomicI32::new(0);
+/// Signals received from the parent process, and from anyone else.
+static FROM_PARENT: AtomicUsize = AtomicUsize::new(0);
+static DIRECT: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the handlers (once per process): the first signal sets the flag, the second of
+/// the same origin exits with 130. Then unblocks the signals (blocked by a `--jobs` parent
+/// until now).
 pub fn install() {
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        for sig in [
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGUSR1,
-        ] {
-            // The conditional shutdown is registered first: it exits only when the flag is
-            // already set, i.e. on the second signal.
-            let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag));
-            let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        for sig in SIGNALS {
+            // SAFETY: the action only uses atomics, getppid and _exit: async-signal-safe.
+            let _ = unsafe {
+                signal_hook_registry::register_sigaction(sig, move |info| on_signal(sig, info))
+            };
         }
-        flag
+        set_blocked(false);
     });
+}
+
+/// The handler: counts the signal by its origin, records the first, exits on the second.
+fn on_signal(sig: i32, info: &libc::siginfo_t) {
+    // SAFETY: si_pid is the sender's pid for kill(2) and 0 for the kernel's (a terminal's)
+    // signals; getppid cannot fail.
+    let from_parent = unsafe { info.si_pid() == libc::getppid() };
+    let count = if from_parent { &FROM_PARENT } else { &DIRECT };
+    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+    let _ = FIRST.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    FLAG.store(true, Ordering::SeqCst);
+    if n >= 2 {
+        // SAFETY: _exit is async-signal-safe; the second signal ends the process at once.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Blocks (`true`) or unblocks [`SIGNALS`] for the calling thread; a child started by
+/// `Command` inherits the mask of the thread that forks it (its `pre_exec` calls this).
+pub fn set_blocked(blocked: bool) {
+    // SAFETY: sigemptyset, sigaddset and pthread_sigmask on a local set; async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        let how = if blocked {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// The first signal received since [`install`], if any.
+pub fn signal() -> Option<i32> {
+    FLAG.load(Ordering::SeqCst)
+        .then(|| match FIRST.load(Ordering::SeqCst) {
+            0 => libc::SIGTERM,
+            sig => sig,
+        })
+}
+
+/// A signal's name: `SIGTERM`, `SIGINT`, `SIGUSR1` (else its number).
+pub fn name(sig: i32) -> String {
+    match sig {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGUSR1 => "SIGUSR1".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// `<epoch>:<step>` from the environment variable `var`, read once by the caller.
+fn position_from_env(var: &str) -> Option<(i64, i64)> {
+    let v = std::env::var(var).ok()?;
+    let (e, k) = v.split_once(':')?;
+    Some((e.parse().ok()?, k.parse().ok()?))
 }
 
 /// The failpoint standing in for a signal: stop after `step` steps of epoch `epoch` (0-based).
@@ -38,14 +114,15 @@ pub fn install() {
 /// [`fail_at`].
 fn failpoint() -> &'static Mutex<Option<(i64, i64)>> {
     static AT: OnceLock<Mutex<Option<(i64, i64)>>> = OnceLock::new();
-    AT.get_or_init(|| {
-        let parse = || {
-            let v = std::env::var("DEEPRES_INTERRUPT_AT").ok()?;
-            let (e, k) = v.split_once(':')?;
-            Some((e.parse().ok()?, k.parse().ok()?))
-        };
-        Mutex::new(parse())
-    })
+    AT.get_or_init(|| Mutex::new(position_from_env("DEEPRES_INTERRUPT_AT")))
+}
+
+/// The failpoint that holds a run still until a signal arrives and for a second after it,
+/// for tests that must signal a process at a known step (and may send it more): after `step`
+/// steps of epoch `epoch` (0-based), from `DEEPRES_PAUSE_AT=<epoch>:<step>`, read once.
+fn pause_point() -> Option<(i64, i64)> {
+    static AT: OnceLock<Option<(i64, i64)>> = OnceLock::new();
+    *AT.get_or_init(|| position_from_env("DEEPRES_PAUSE_AT"))
 }
 
 /// Sets (or clears) the failpoint of [`requested`] for this process.
@@ -55,8 +132,20 @@ pub fn fail_at(position: Option<(i64, i64)>) {
 
 /// Whether a stop was asked for: a signal, or the failpoint at exactly this position. Called
 /// after every training step: an atomic load and an uncontended lock, no environment read.
+/// At the pause failpoint it says so on stderr and waits for a signal (and a second more).
 pub fn requested(epoch: i64, step: i64) -> bool {
-    if FLAG.get().is_some_and(|f| f.load(Ordering::Relaxed)) {
+    if signal().is_some() {
+        return true;
+    }
+    if pause_point() == Some((epoch, step)) {
+        crate::util::eprintln_whole!(
+            "paused after step {step} of epoch {} until a signal (DEEPRES_PAUSE_AT)",
+            epoch + 1
+        );
+        while signal().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
         return true;
     }
     *failpoint().lock().unwrap_or_else(|e| e.into_inner()) == Some((epoch, step))

@@ -48,10 +48,14 @@ pub struct RunOptions {
 }
 
 /// A failpoint for the crash tests: true when the environment variable `DEEPRES_CRASH_AT`
-/// is `<point>:<epoch>` (points: `csv-row`, `after-csv`, `checkpoint`, `summary`), where the
-/// caller then dies by [`die`] at that exact moment of that epoch.
-pub(crate) fn crash_point(point: &str, epoch: i64) -> bool {
-    std::env::var("DEEPRES_CRASH_AT").is_ok_and(|v| v == format!("{point}:{epoch}"))
+/// (read once) is `<point>:<epoch>` (points: `csv-row`, `after-csv`, `checkpoint`, `summary`,
+/// and `step-<k>`, after step k of the epoch and any checkpoint written there), where the
+/// caller then dies by [`die`] at that exact moment of that epoch (counted from 1).
+pub(crate) fn crash_point(point: impl std::fmt::Display, epoch: i64) -> bool {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AT.get_or_init(|| std::env::var("DEEPRES_CRASH_AT").ok())
+        .as_deref()
+        .is_some_and(|v| v == format!("{point}:{epoch}"))
 }
 
 /// SIGKILL to this process (what kill -9 or a preemption does: no unwinding, no flush).
@@ -191,26 +195,6 @@ impl Trainer {
         Ok((saved.epoch, saved.best_test_acc, saved.best_epoch, step))
     }
 
-    /// The checkpoint of a run stopped inside epoch `epoch` (0-based) after `steps` steps.
-    fn save_position(
-        &self,
-        cfg: &RunConfig,
-        dir: &Path,
-        s: &Summary,
-        run_hash: &str,
-        steps: i64,
-    ) -> Result<()> {
-        let position = Some(checkpoint::Position {
-            step: steps,
-            loss: self.sums.loss.double_value(&[]),
-            correct: self.sums.correct.double_value(&[]),
-            grad_norm: self.sums.grad_norm.double_value(&[]),
-            images: self.sums.images,
-        });
-        let meta = checkpoint_meta(cfg, s, run_hash, position);
-        checkpoint::save(dir, &self.vs, &self.opt, &meta)
-    }
-
     /// The per-block diagnostics after `epoch` epochs, appended to blocks.csv; returned.
     fn diagnose(&self, dir: &Path, epoch: i64) -> Result<Vec<diagnostics::BlockRow>> {
         let (x, y) = &self.diag_batch;
@@ -220,14 +204,16 @@ impl Trainer {
     }
 
     /// Trains epoch `epoch` (0-based) from step `start` and evaluates; the row for
-    /// metrics.csv, or the steps done when a signal stopped it.
+    /// metrics.csv, or the steps done when a signal stopped it. Mid-epoch checkpoints (the
+    /// periodic ones) go to `at`.
     fn epoch(
         &mut self,
-        cfg: &RunConfig,
+        at: &checkpoint::Target,
         (epoch, start): (i64, i64),
         steps_per_epoch: i64,
         bar: Option<&indicatif::ProgressBar>,
     ) -> Result<std::result::Result<EpochRow, i64>> {
+        let cfg = at.cfg;
         let t0 = Instant::now();
         let (t, epochs) = (&cfg.train, cfg.train.epochs);
         // The lr of the epoch's first step (metrics.csv's `lr`).
@@ -241,6 +227,14 @@ impl Trainer {
             b.reset();
             b.set_message(format!("epoch {}/{epochs}", epoch + 1));
         }
+        let vs = &self.vs;
+        let mut save = |opt: &Sgd, sums: &StepSums, steps| {
+            at.save(vs, opt, Some(checkpoint::Position::of(sums, steps)))
+        };
+        let periodic = step::Periodic {
+            every: t.checkpoint_interval(),
+            save: &mut save,
+        };
         let train = step::train_epoch(
             &self.model,
             &mut self.opt,
@@ -251,6 +245,7 @@ impl Trainer {
             (epoch, start),
             steps_per_epoch,
             bar,
+            periodic,
         )?;
         let train = match train {
             step::EpochEnd::Done(stats) => stats,
@@ -281,6 +276,9 @@ impl Trainer {
 }
 
 /// Trains `cfg` into its run directory and returns the summary.
+// Over 80 lines on purpose: the order of an epoch's writes (CSV row, diagnostics, best
+// weights, checkpoint, summary) and of the stops between and inside epochs is the crash and
+// preemption argument of docs/reliability.md, best read in one place, top to bottom.
 pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let dir: PathBuf = cfg.run_dir();
     let load_ckpt = run_dir::check_dir(cfg, &dir, opts)?;
@@ -293,27 +291,16 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let run_hash = run_dir::recorded_hash(&dir).unwrap_or_else(|| cfg.hash());
 
     interrupt::install();
-    let (mut start_epoch, mut best_acc, mut best_epoch, mut start_step) = (0, 0.0, 0, 0);
     let csv_path = dir.join(run_dir::METRICS_FILE);
-    if load_ckpt {
-        (start_epoch, best_acc, best_epoch, start_step) = tr.restore(cfg, &dir, &run_hash)?;
-        metrics::truncate_after(&csv_path, start_epoch)?;
-        metrics::truncate_after(&dir.join(diagnostics::FILE), start_epoch)?;
-        if !opts.quiet {
-            let inside = match start_step {
-                0 => String::new(),
-                k => format!(", at step {k} of epoch {}", start_epoch + 1),
-            };
-            eprintln!(
-                "{}: resuming after epoch {start_epoch}{inside}",
-                dir.display()
-            );
+    let (start_epoch, best_acc, best_epoch, mut start_step) = match load_ckpt {
+        true => resume_point(&mut tr, cfg, &dir, &run_hash, opts.quiet)?,
+        false => {
+            // A fresh start: no stale rows from an attempt killed before its first checkpoint.
+            metrics::truncate_after(&csv_path, 0)?;
+            let _ = std::fs::remove_file(dir.join(diagnostics::FILE));
+            (0, 0.0, 0, 0)
         }
-    } else {
-        // A fresh start: no stale rows from an attempt killed before its first checkpoint.
-        metrics::truncate_after(&csv_path, 0)?;
-        let _ = std::fs::remove_file(dir.join(diagnostics::FILE));
-    }
+    };
     let mut tb = match cfg.log.tensorboard {
         true => Some(tensorboard::EventWriter::create(&dir).context("log.tensorboard")?),
         false => None,
@@ -325,7 +312,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         }
     }
     if !opts.quiet {
-        eprintln!(
+        crate::util::eprintln_whole!(
             "{}: ResNet-{} L={} norm={:?} τ₀={:.4} params={} data={} ({} train / {} test) device={:?}",
             cfg.name, cfg.model.depth, tr.model.num_blocks, cfg.model.norm, tr.model.tau0, tr.parameters,
             tr.data_name, tr.train_data.len(), tr.test_data.len(), tr.device
@@ -340,19 +327,19 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
         if opts.stop_after.is_some_and(|n| ran as i64 >= n) {
             break;
         }
+        let at = checkpoint::Target {
+            cfg,
+            dir: &dir,
+            summary: &summary,
+            run_hash: &run_hash,
+        };
+        if let Some(sig) = interrupt::signal() {
+            return Err(stopped_between_epochs(&at, &tr, ran > 0, sig)?);
+        }
         let start = std::mem::take(&mut start_step);
-        let row = match tr.epoch(cfg, (epoch, start), steps_per_epoch, bar.as_ref())? {
+        let row = match tr.epoch(&at, (epoch, start), steps_per_epoch, bar.as_ref())? {
             Ok(row) => row,
-            Err(steps) => {
-                tr.save_position(cfg, &dir, &summary, &run_hash, steps)?;
-                write_summary(&dir, &summary)?;
-                return Err(interrupt::Interrupted(format!(
-                    "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable: rerun with --resume",
-                    dir.display(),
-                    epoch + 1
-                ))
-                .into());
-            }
+            Err(steps) => return Err(stopped_inside_epoch(&at, &tr, steps, epoch)?),
         };
         metrics::append(&csv_path, &row)?;
         let blocks = match row.status {
@@ -373,7 +360,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             let line = epoch_line(&cfg.name, epochs, &row);
             match &bar {
                 Some(b) => b.println(line),
-                None => eprintln!("{line}"),
+                None => crate::util::eprintln_whole!("{line}"),
             }
         }
         if row.status == EpochStatus::Diverged {
@@ -381,7 +368,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             summary.diverged_at_epoch = Some(epoch + 1);
             write_summary(&dir, &summary)?;
             if !opts.quiet {
-                eprintln!(
+                crate::util::eprintln_whole!(
                     "{}: diverged at epoch {} (loss is NaN or inf); stopping this run",
                     cfg.name,
                     epoch + 1
@@ -394,7 +381,13 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             summary.best_epoch = epoch + 1;
             save_best(&dir, &tr, &summary, &run_hash)?;
         }
-        save_epoch(cfg, &dir, &tr, &summary, &run_hash)?;
+        let at = checkpoint::Target {
+            cfg,
+            dir: &dir,
+            summary: &summary,
+            run_hash: &run_hash,
+        };
+        save_epoch(&at, &tr)?;
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -404,6 +397,28 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     }
     write_summary(&dir, &summary)?;
     Ok(summary)
+}
+
+/// Restores the run from its checkpoint and cuts its CSVs back to the checkpoint's epoch;
+/// returns (epochs done, best test accuracy, its epoch, steps done inside the next epoch).
+fn resume_point(
+    tr: &mut Trainer,
+    cfg: &RunConfig,
+    dir: &Path,
+    run_hash: &str,
+    quiet: bool,
+) -> Result<(i64, f64, i64, i64)> {
+    let (epoch, best_acc, best_epoch, step) = tr.restore(cfg, dir, run_hash)?;
+    metrics::truncate_after(&dir.join(run_dir::METRICS_FILE), epoch)?;
+    metrics::truncate_after(&dir.join(diagnostics::FILE), epoch)?;
+    if !quiet {
+        let inside = match step {
+            0 => String::new(),
+            k => format!(", at step {k} of epoch {}", epoch + 1),
+        };
+        crate::util::eprintln_whole!("{}: resuming after epoch {epoch}{inside}", dir.display());
+    }
+    Ok((epoch, best_acc, best_epoch, step))
 }
 
 /// The summary at the start of this process's epochs: progress and best accuracy so far (from
@@ -448,7 +463,7 @@ fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
         .ok()
         .filter(|s| opts.resume && s.status.is_final())?;
     if !opts.quiet {
-        eprintln!(
+        crate::util::eprintln_whole!(
             "{}: already {} ({} epochs), nothing to do",
             dir.display(),
             s.status,
@@ -458,39 +473,58 @@ fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
     Some(s)
 }
 
-/// The checkpoint's metadata after `s.epochs_done` epochs (and `position` inside the next).
-fn checkpoint_meta(
-    cfg: &RunConfig,
-    s: &Summary,
-    run_hash: &str,
-    position: Option<checkpoint::Position>,
-) -> checkpoint::Saved {
-    checkpoint::Saved {
-        epoch: s.epochs_done,
-        seed: cfg.seed as i64,
-        best_test_acc: s.best_test_acc,
-        best_epoch: s.best_epoch,
-        config_hash: Some(run_hash.to_string()),
-        position,
+/// A signal between two epochs (or before this process's first): the last epoch's checkpoint
+/// is the resume point (written now when train.checkpoint is off and this process `trained`
+/// an epoch; otherwise what is on disk already is). The error that stops the run.
+fn stopped_between_epochs(
+    at: &checkpoint::Target,
+    tr: &Trainer,
+    trained: bool,
+    sig: i32,
+) -> Result<anyhow::Error> {
+    if trained && !at.cfg.train.checkpoint {
+        at.save(&tr.vs, &tr.opt, None)?;
     }
+    Ok(interrupt::Interrupted(format!(
+        "{}: stopped by {} after epoch {}; resumable: rerun with --resume",
+        at.dir.display(),
+        interrupt::name(sig),
+        at.summary.epochs_done
+    ))
+    .into())
+}
+
+/// A signal inside epoch `epoch` (0-based) after `steps` steps: the checkpoint with that
+/// position and the summary are written. The error that stops the run.
+fn stopped_inside_epoch(
+    at: &checkpoint::Target,
+    tr: &Trainer,
+    steps: i64,
+    epoch: i64,
+) -> Result<anyhow::Error> {
+    at.save(
+        &tr.vs,
+        &tr.opt,
+        Some(checkpoint::Position::of(&tr.sums, steps)),
+    )?;
+    write_summary(at.dir, at.summary)?;
+    Ok(interrupt::Interrupted(format!(
+        "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable: rerun with --resume",
+        at.dir.display(),
+        epoch + 1
+    ))
+    .into())
 }
 
 /// After a healthy epoch: the checkpoint (when enabled), then the summary.
-fn save_epoch(
-    cfg: &RunConfig,
-    dir: &Path,
-    tr: &Trainer,
-    s: &Summary,
-    run_hash: &str,
-) -> Result<()> {
-    if cfg.train.checkpoint {
-        let meta = checkpoint_meta(cfg, s, run_hash, None);
-        checkpoint::save(dir, &tr.vs, &tr.opt, &meta)?;
+fn save_epoch(at: &checkpoint::Target, tr: &Trainer) -> Result<()> {
+    if at.cfg.train.checkpoint {
+        at.save(&tr.vs, &tr.opt, None)?;
     }
-    if crash_point("summary", s.epochs_done) {
+    if crash_point("summary", at.summary.epochs_done) {
         die();
     }
-    write_summary(dir, s)
+    write_summary(at.dir, at.summary)
 }
 
 /// Copies the weights of `path` ([`export::init_tensors`]) into the freshly built model.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
 
-use super::config::RunConfig;
+use super::config::{RunConfig, TrainConfig};
 use super::RunOptions;
 use crate::util::write_atomic;
 
@@ -156,11 +156,16 @@ pub fn config_conflict(cfg: &RunConfig) -> Option<String> {
     );
     match old {
         // out_dir says where the run is, not what it is (a moved sweep, a relative path
-        // made absolute for a Slurm task), and log what is logged: neither counts.
+        // made absolute for a Slurm task), log what is logged and checkpoint_minutes how
+        // often a mid-epoch checkpoint is written: none of them counts.
         Ok(old)
             if RunConfig {
                 out_dir: cfg.out_dir.clone(),
                 log: cfg.log.clone(),
+                train: TrainConfig {
+                    checkpoint_minutes: cfg.train.checkpoint_minutes,
+                    ..old.train.clone()
+                },
                 ..old.clone()
             } == *cfg =>
         {

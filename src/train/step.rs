@@ -3,6 +3,7 @@
 //! loop ([`super::run`]), the CUDA-graph stepper ([`super::graph`]) and `deepres bench` all run
 //! [`train_step`].
 use anyhow::Result;
+use std::time::{Duration, Instant};
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
@@ -82,6 +83,14 @@ pub fn train_step(
     sums.steps += 1;
 }
 
+/// The periodic mid-epoch checkpoint ([`super::config::TrainConfig::checkpoint_minutes`]):
+/// `save(opt, sums, steps)` after the step that ends each `every` of wall time inside an epoch
+/// (the last step excepted: the epoch's own checkpoint follows it).
+pub(crate) struct Periodic<'a> {
+    pub every: Option<Duration>,
+    pub save: &'a mut dyn FnMut(&Sgd, &StepSums, i64) -> Result<()>,
+}
+
 /// How an epoch ended: all its steps done, or stopped by a signal after `steps` steps.
 pub(crate) enum EpochEnd {
     Done(EpochStats),
@@ -92,7 +101,8 @@ pub(crate) enum EpochEnd {
 /// restored in `sums`). Loss, accuracy and gradient norm accumulate on the device and are
 /// read once at the end (plus a NaN check every 100 steps, so a diverged run stops early).
 /// The first `start` batches are drawn and mixed but not trained on, so the generator is
-/// where it was. After each step a signal ([`super::interrupt`]) stops the epoch.
+/// where it was. After each step a signal ([`super::interrupt`]) stops the epoch, and the
+/// periodic checkpoint is written when due.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_epoch(
     model: &ResNet,
@@ -104,10 +114,12 @@ pub(crate) fn train_epoch(
     (epoch, start): (i64, i64),
     steps_per_epoch: i64,
     bar: Option<&indicatif::ProgressBar>,
+    periodic: Periodic<'_>,
 ) -> Result<EpochEnd> {
     if start == 0 {
         sums.reset();
     }
+    let mut since = Instant::now();
     let batches = data.train_batches(
         cfg.train.batch_size,
         epoch_seed(cfg.seed, epoch),
@@ -146,8 +158,17 @@ pub(crate) fn train_epoch(
             break;
         }
         let done = k as i64 + 1;
-        if done < steps_per_epoch && super::interrupt::requested(epoch, done) {
-            return Ok(EpochEnd::Interrupted { steps: done });
+        if done < steps_per_epoch {
+            if super::interrupt::requested(epoch, done) {
+                return Ok(EpochEnd::Interrupted { steps: done });
+            }
+            if periodic.every.is_some_and(|every| since.elapsed() >= every) {
+                (periodic.save)(opt, sums, done)?;
+                since = Instant::now();
+            }
+            if super::crash_point(format_args!("step-{done}"), epoch + 1) {
+                super::die(); // the test of a kill -9 after a step (and its checkpoint)
+            }
         }
     }
     let images = sums.images.max(1) as f64;

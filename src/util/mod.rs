@@ -14,6 +14,25 @@ pub mod torch_ext;
 
 pub use atomic::write_atomic;
 
+/// Writes `line` and a newline to stderr in one `write`: the lines of processes that share
+/// a stderr (`deepres sweep --jobs N` and its children) do not interleave inside a line (a
+/// pipe write of up to 4 KiB is atomic), as `eprintln!`'s piecewise writes do.
+pub fn eprint_line(line: &str) {
+    use std::io::Write;
+    let mut whole = String::with_capacity(line.len() + 1);
+    whole.push_str(line);
+    whole.push('\n');
+    let _ = std::io::stderr().lock().write_all(whole.as_bytes());
+}
+
+/// `eprintln!` in one write ([`eprint_line`]).
+macro_rules! eprintln_whole {
+    ($($arg:tt)*) => {
+        $crate::util::eprint_line(&format!($($arg)*))
+    };
+}
+pub(crate) use eprintln_whole;
+
 /// A multi-line message (an error chain, a panic) as one line: lines trimmed, blanks dropped.
 pub fn one_line(s: &str) -> String {
     s.split('\n')

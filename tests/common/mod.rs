@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 pub mod fixture_runs;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,6 +19,46 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// The deepres binary built for the tests.
 pub fn deepres() -> Command {
     Command::new(env!("CARGO_BIN_EXE_deepres"))
+}
+
+/// The deepres binary with one intra-op thread: the crash and preemption tests' processes
+/// share 2 cores, and the thread count is part of what makes CPU results bit-for-bit
+/// repeatable.
+pub fn deepres_1t() -> Command {
+    let mut c = deepres();
+    c.env("OMP_NUM_THREADS", "1");
+    c
+}
+
+/// The base run config of the tiny sweeps of the crash and preemption tests: ResNet-8 on 96
+/// synthetic images, 3 epochs of 3 steps.
+pub const TINY_BASE: &str = "base:
+  device: cpu
+  data: {name: synthetic, synthetic_train: 96, synthetic_test: 32}
+  model: {depth: 8}
+  train: {epochs: 3, batch_size: 32, eval_batch_size: 32, optimizer: {lr: 0.05}, schedule: {kind: constant}}
+";
+
+/// A grid `name` in `dir/<name>.yaml` with cells in `dir/runs/<name>`: [`TINY_BASE`], then
+/// `extra` (its seeds, a grid).
+pub fn tiny_grid(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &p,
+        format!("name: {name}\nout_dir: runs\n{TINY_BASE}{extra}"),
+    )
+    .unwrap();
+    p
+}
+
+/// The epoch column of a metrics.csv, row by row.
+pub fn csv_epochs(path: &Path) -> Vec<i64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
 }
 
 /// Runs `deepres args` in `cwd` and waits for it.
