@@ -308,7 +308,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     if !load_ckpt {
         let blocks = tr.diagnose(&dir, 0)?;
         if let Some(w) = &mut tb {
-            w.scalars(0, &tb_scalars(None, &blocks))?;
+            w.scalars(0, &tensorboard::epoch_scalars(None, &blocks))?;
         }
     }
     if !opts.quiet {
@@ -347,7 +347,7 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
             EpochStatus::Diverged => Vec::new(),
         };
         if let Some(w) = &mut tb {
-            w.scalars(epoch + 1, &tb_scalars(Some(&row), &blocks))?;
+            w.scalars(epoch + 1, &tensorboard::epoch_scalars(Some(&row), &blocks))?;
         }
         if crash_point("after-csv", epoch + 1) {
             die();
@@ -546,35 +546,6 @@ fn save_best(dir: &Path, tr: &Trainer, s: &Summary, run_hash: &str) -> Result<()
         ("config_sha256".to_string(), run_hash.to_string()),
     ]);
     crate::util::safetensors_file::write(&dir.join(run_dir::BEST_FILE), &tensors, &meta)
-}
-
-/// The TensorBoard scalars of one epoch: metrics.csv's numeric columns (`metrics/<column>`)
-/// and blocks.csv's values per block (`blocks/<value>/<block>`, blocks counted from 1).
-fn tb_scalars(row: Option<&EpochRow>, blocks: &[diagnostics::BlockRow]) -> Vec<(String, f64)> {
-    let mut v = Vec::new();
-    if let Some(r) = row {
-        let cols = [
-            ("lr", r.lr),
-            ("train_loss", r.train_loss),
-            ("train_acc", r.train_acc),
-            ("test_loss", r.test_loss),
-            ("test_acc", r.test_acc),
-            ("grad_norm", r.grad_norm),
-            ("tau", r.tau),
-            ("epoch_seconds", r.epoch_seconds),
-            ("images_per_second", r.images_per_second),
-        ];
-        v.extend(cols.iter().map(|(k, x)| (format!("metrics/{k}"), *x)));
-    }
-    for b in blocks {
-        let k = b.block + 1;
-        v.push((format!("blocks/tau/{k}"), b.tau));
-        v.push((format!("blocks/branch_to_skip/{k}"), b.branch_to_skip));
-        v.push((format!("blocks/h_norm/{k}"), b.h_norm));
-        v.push((format!("blocks/weight_norm/{k}"), b.weight_norm));
-        v.push((format!("blocks/grad_norm/{k}"), b.grad_norm));
-    }
-    v
 }
 
 /// The per-epoch progress line.

@@ -133,6 +133,38 @@ impl EventWriter {
     }
 }
 
+/// The TensorBoard scalars of one epoch: metrics.csv's numeric columns (`metrics/<column>`)
+/// and blocks.csv's values per block (`blocks/<value>/<block>`, blocks counted from 1).
+pub(crate) fn epoch_scalars(
+    row: Option<&crate::train::metrics::EpochRow>,
+    blocks: &[crate::train::diagnostics::BlockRow],
+) -> Vec<(String, f64)> {
+    let mut v = Vec::new();
+    if let Some(r) = row {
+        let cols = [
+            ("lr", r.lr),
+            ("train_loss", r.train_loss),
+            ("train_acc", r.train_acc),
+            ("test_loss", r.test_loss),
+            ("test_acc", r.test_acc),
+            ("grad_norm", r.grad_norm),
+            ("tau", r.tau),
+            ("epoch_seconds", r.epoch_seconds),
+            ("images_per_second", r.images_per_second),
+        ];
+        v.extend(cols.iter().map(|(k, x)| (format!("metrics/{k}"), *x)));
+    }
+    for b in blocks {
+        let k = b.block + 1;
+        v.push((format!("blocks/tau/{k}"), b.tau));
+        v.push((format!("blocks/branch_to_skip/{k}"), b.branch_to_skip));
+        v.push((format!("blocks/h_norm/{k}"), b.h_norm));
+        v.push((format!("blocks/weight_norm/{k}"), b.weight_norm));
+        v.push((format!("blocks/grad_norm/{k}"), b.grad_norm));
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
