@@ -105,18 +105,11 @@ pub(super) fn weights_figure(
 /// regularity of the initialization: smooth-init weights stay smooth along the layers
 /// (roughness ≤ 0.5) and i.i.d.-init ones rough (≥ 1; 4/3 for independent uniform layers).
 fn acceptance(measured: &[(LayerInit, f64, f64)]) -> Acceptance {
-    let fold = |keep: &dyn Fn(&LayerInit) -> bool, pick: fn(f64, f64) -> f64, start: f64| {
-        measured
-            .iter()
-            .filter(|m| keep(&m.0))
-            .map(|m| m.1)
-            .fold(start, pick)
-    };
+    let roughness = |init: LayerInit| measured.iter().filter(move |m| m.0 == init).map(|m| m.1);
     let mut a = Acceptance::default();
     let lowest_acc = measured.iter().map(|m| m.2).fold(f64::INFINITY, f64::min);
     a.push(Check::new("lowest test accuracy", lowest_acc, 0.7, 1.0));
-    if measured.iter().any(|m| m.0 == LayerInit::Smooth) {
-        let smooth = fold(&|i| *i == LayerInit::Smooth, f64::max, f64::NEG_INFINITY);
+    if let Some(smooth) = roughness(LayerInit::Smooth).reduce(f64::max) {
         a.push(Check::new(
             "highest roughness of the smooth-init weights",
             smooth,
@@ -124,8 +117,7 @@ fn acceptance(measured: &[(LayerInit, f64, f64)]) -> Acceptance {
             0.5,
         ));
     }
-    if measured.iter().any(|m| m.0 == LayerInit::Iid) {
-        let iid = fold(&|i| *i == LayerInit::Iid, f64::min, f64::INFINITY);
+    if let Some(iid) = roughness(LayerInit::Iid).reduce(f64::min) {
         a.push(Check::new(
             "lowest roughness of the i.i.d.-init weights",
             iid,

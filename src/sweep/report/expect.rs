@@ -65,7 +65,7 @@ pub(super) fn judge(ctx: &ReportContext, cells: &[Cell]) -> Option<Judged> {
         .filter(|k| Some(*k) != ctx.spec.rows.as_ref())
         .cloned()
         .collect();
-    let combos = first_seen_vec(runs.iter().map(|r| combo_of(r.cell, &other)));
+    let combos = first_seen(runs.iter().map(|r| combo_of(r.cell, &other)));
     let mut acc = Acceptance::default();
     for combo in &combos {
         let group: Vec<&Run> = runs
@@ -90,16 +90,6 @@ pub(super) fn judge(ctx: &ReportContext, cells: &[Cell]) -> Option<Judged> {
         }
     }
     Some(Judged::Checks(acc))
-}
-
-fn first_seen_vec<I: IntoIterator<Item = Vec<String>>>(it: I) -> Vec<Vec<String>> {
-    let mut out: Vec<Vec<String>> = Vec::new();
-    for x in it {
-        if !out.contains(&x) {
-            out.push(x);
-        }
-    }
-    out
 }
 
 /// The mean error of `variant`'s runs at row `row` (every row when None).

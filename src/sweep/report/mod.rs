@@ -191,7 +191,8 @@ pub fn format_mean_std(xs: &[f64]) -> String {
     }
 }
 
-fn first_seen<I: IntoIterator<Item = String>>(it: I) -> Vec<String> {
+/// The distinct items of `it` in the order first seen.
+fn first_seen<T: Ord + Clone, I: IntoIterator<Item = T>>(it: I) -> Vec<T> {
     let mut seen = BTreeSet::new();
     it.into_iter().filter(|s| seen.insert(s.clone())).collect()
 }
