@@ -359,6 +359,18 @@ fn the_limit_key_is_pinned_and_every_setting_changes_it() {
             key(d, chizat::TaskSpec { seed: 1, ..t }, l.clone(), 2),
         ),
         (
+            "task.target",
+            key(
+                d,
+                chizat::TaskSpec {
+                    target: chizat::Target::OneDirection,
+                    ..t
+                },
+                l.clone(),
+                2,
+            ),
+        ),
+        (
             "limit.depth",
             key(
                 d,

@@ -1,7 +1,7 @@
 //! C2, `kind: error-grid`: RMS output error against the limit over an (L, M) grid, the fit
 //! a/L + b·√(D/(LM)), log-log slopes in L per M and the acceptance checks (slope −1/2 at M = 1,
 //! −1 at the largest M).
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -28,19 +28,98 @@ pub(super) fn error_grid(
     device: Device,
     quiet: bool,
 ) -> Result<(String, Acceptance)> {
-    let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
-    let rows = train_grid(s, &lim.outputs[&s.dynamics.steps], out, device, quiet)?;
+    let dims = s.dim.values();
+    if let [d] = dims[..] {
+        let (text, _, acceptance) = one_dim(fig, s, d, out, device, quiet)?;
+        return Ok((text, acceptance));
+    }
+    // Several D: each its own grid in D<d>/ (its slope checks printed there, not judged: the
+    // paper states them at D = 2), then b per D side by side, measured.
+    let mut text = String::new();
+    let mut fits = Vec::new();
+    for &d in &dims {
+        let dir = out.join(format!("D{d}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        let (t, fit, a) = one_dim(fig, s, d, &dir, device, quiet)?;
+        text += &format!("## D = {d} (in D{d}/)\n\n{t}{}\n", a.lines());
+        fits.push((d, fit));
+    }
+    let (summary, slopes) = per_dim_summary(out, &fits)?;
+    let mut acceptance = Acceptance::default();
+    acceptance.measured(format!(
+        "log-log slope in D of b {:.3} and of b' = b√D {:.3} (the √D law: 0 and 1/2)",
+        slopes.0, slopes.1
+    ));
+    Ok((summary + "\n" + &text, acceptance))
+}
+
+/// b per D: the table, dims.csv, and the log-log slopes in D of b and of b' = b√D (the
+/// coefficient of 1/√(LM)): the √D law keeps b constant (b' grows like √D).
+fn per_dim_summary(out: &Path, fits: &[(i64, RateFit)]) -> Result<(String, (f64, f64))> {
+    let mut table = Table::new(
+        "The fit a/L + b·√(D/(LM)) per D (b' = b√D: the paper's a/L + b'/√(LM))",
+        ["D", "a", "b", "b' = b√D", "R² (log)"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let mut rows = Vec::new();
+    for (d, f) in fits {
+        let b_prime = f.b * (*d as f64).sqrt();
+        table.push(vec![
+            d.to_string(),
+            format!("{:.4}", f.a),
+            format!("{:.4}", f.b),
+            format!("{b_prime:.4}"),
+            format!("{:.3}", f.r2),
+        ]);
+        rows.push(format!(
+            "{d},{:.6e},{:.6e},{b_prime:.6e},{:.4}",
+            f.a, f.b, f.r2
+        ));
+    }
+    write_csv(&out.join("dims.csv"), "D,a,b,b_prime,r2", &rows)?;
+    let slope = |g: &dyn Fn(&RateFit, f64) -> f64| {
+        loglog_slope(
+            &fits
+                .iter()
+                .map(|(d, f)| (*d as f64, g(f, *d as f64)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (sb, sbp) = (slope(&|f, _| f.b), slope(&|f, d| f.b * d.sqrt()));
+    let text = format!(
+        "{}\nLog-log slope in D: of b {sb:.3}, of b' = b√D {sbp:.3}. The √D law keeps b \
+         constant (slope 0; b' slope 1/2); an error growing like D would give b slope 1/2 \
+         (b' slope 1).\n",
+        table.to_markdown()
+    );
+    Ok((text, (sb, sbp)))
+}
+
+/// One D: its limit, grid, fit, plot, text and checks.
+fn one_dim(
+    fig: &Figure,
+    s: &ErrorGridFig,
+    dim: i64,
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<(String, RateFit, Acceptance)> {
+    let lim = limit(dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+    let rows = train_grid(s, dim, &lim.outputs[&s.dynamics.steps], out, device, quiet)?;
     let means = cell_means(&rows);
-    let d = s.dim as f64;
+    let d = dim as f64;
     let fit = fit_rate(
         &means
             .iter()
             .map(|(&(l, m), &(e, _))| (l as f64, m as f64, d, e))
             .collect::<Vec<_>>(),
     );
-    let slopes = plot(fig, s, out, &means, &fit)?;
+    let slopes = plot(fig, s, dim, out, &means, &fit)?;
     Ok((
-        report(fig, s, &means, &fit, &slopes),
+        report(fig, s, dim, &means, &fit, &slopes),
+        fit,
         acceptance(s, &slopes),
     ))
 }
@@ -49,30 +128,28 @@ pub(super) fn error_grid(
 /// per model.
 fn train_grid(
     s: &ErrorGridFig,
+    dim: i64,
     lim_out: &Tensor,
     out: &Path,
     device: Device,
     quiet: bool,
 ) -> Result<Vec<(i64, i64, f64)>> {
     let k = s.dynamics.steps;
-    let (x, y, xt) = train_and_test(&s.task, s.dim, device);
+    let (x, y, xt) = train_and_test(&s.task, dim, device);
     let mut rows: Vec<(i64, i64, f64)> = Vec::new();
     let mut csv = Vec::new();
     for &m in &s.widths {
         for &l in &s.depths {
             let t0 = Instant::now();
             tch::manual_seed(s.seed as i64 * 1_000_003 + l * 10_007 + m);
-            let specs = vec![s.dynamics.model(l, m, s.dim); s.repetitions as usize];
+            let specs = vec![s.dynamics.model(l, m, dim); s.repetitions as usize];
             let mut net = TwoLayerResNet::new(&specs, device);
             let (loss, outs) = train(&mut net, &x, &y, &xt, k, |_, _| {});
             let errs = rms_error(&outs[&k], lim_out);
             let final_loss = to_vec(&loss.get(k as i64));
             for (r, e) in errs.iter().enumerate() {
                 rows.push((l, m, *e));
-                csv.push(format!(
-                    "{l},{m},{},{r},{e:.6e},{:.6e}",
-                    s.dim, final_loss[r]
-                ));
+                csv.push(format!("{l},{m},{dim},{r},{e:.6e},{:.6e}", final_loss[r]));
             }
             if !quiet {
                 eprintln!(
@@ -97,12 +174,13 @@ fn train_grid(
 fn plot(
     fig: &Figure,
     s: &ErrorGridFig,
+    dim: i64,
     out: &Path,
     means: &Means,
     fit: &RateFit,
 ) -> Result<Vec<(i64, f64)>> {
     let k = s.dynamics.steps;
-    let d = s.dim as f64;
+    let d = dim as f64;
     let mut series = Vec::new();
     let mut slopes = Vec::new();
     for (i, &m) in s.widths.iter().enumerate() {
@@ -132,7 +210,7 @@ fn plot(
         &out.join(&fig.stem),
         &format!(
             "{}: error vs the limit after k = {k} steps, D = {}, mean of {}",
-            fig.figure, s.dim, s.repetitions
+            fig.figure, dim, s.repetitions
         ),
         &[Panel {
             spec: PlotSpec::new(
@@ -155,12 +233,13 @@ fn plot(
 fn report(
     fig: &Figure,
     s: &ErrorGridFig,
+    dim: i64,
     means: &Means,
     fit: &RateFit,
     slopes: &[(i64, f64)],
 ) -> String {
     let k = s.dynamics.steps;
-    let d = s.dim as f64;
+    let d = dim as f64;
     let mut table = Table::new(
         format!(
             "RMS error against the limit after k = {k} steps (mean ± std over {} models)",
@@ -187,7 +266,7 @@ fn report(
         fit.points,
         fit.a,
         fit.b,
-        s.dim,
+        dim,
         fit.b * d.sqrt(),
         fit.b / fit.a,
         fit.r2

@@ -26,7 +26,7 @@ fn log_uniform(rng: &mut impl Rng, lo: i64, hi: i64) -> i64 {
 }
 
 /// One random ResNet's shape: (L, M, D).
-type Shape = (i64, i64, i64);
+pub(super) type Shape = (i64, i64, i64);
 
 pub(super) fn error_sweep(
     fig: &Figure,
@@ -97,7 +97,7 @@ fn acceptance(k: usize, exponents: Option<(f64, f64, f64)>) -> Acceptance {
 }
 
 /// Draws the `models` random shapes: L, M log-uniform in their ranges, D uniform in the list.
-fn sample_shapes(s: &ErrorSweepFig) -> Vec<Shape> {
+pub(super) fn sample_shapes(s: &ErrorSweepFig) -> Vec<Shape> {
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     (0..s.models)
         .map(|_| {
@@ -109,12 +109,12 @@ fn sample_shapes(s: &ErrorSweepFig) -> Vec<Shape> {
 }
 
 /// Whether a shape lies outside the theory's region, D/(LM) > `outside`.
-fn outside(s: &ErrorSweepFig, &(l, m, d): &Shape) -> bool {
+pub(super) fn outside(s: &ErrorSweepFig, &(l, m, d): &Shape) -> bool {
     d as f64 / (l * m) as f64 > s.outside
 }
 
 /// The (L, M, D, error at the `ki`-th step) of the models inside the theory's region.
-fn inside_points(
+pub(super) fn inside_points(
     s: &ErrorSweepFig,
     models: &[Shape],
     errors: &[Vec<f64>],
@@ -130,7 +130,7 @@ fn inside_points(
 
 /// Trains every model, D by D (one limit per D), in batched programs of `batch` models;
 /// returns errors[model][index in eval_steps].
-fn measure_errors(
+pub(super) fn measure_errors(
     s: &ErrorSweepFig,
     models: &[Shape],
     dims: &[i64],

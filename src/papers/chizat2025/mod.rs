@@ -24,7 +24,10 @@
 //!   - [`phase_diagram`] (C4): local feature updates over (σ_u = D^a, γ) for several D, the
 //!     exponent of each update in D, the regions they imply and the theoretical boundaries;
 //!   - [`error_sweep`] (C5): many random (L, M, D), error at several k against
-//!     a_k/L + b_k√(D/(LM)).
+//!     a_k/L + b_k√(D/(LM));
+//!   - [`d_law`] (study C5D): C5 over training points n, targets and step sizes η; the free
+//!     power law's D exponent per setting with its bootstrap interval (where the √D holds).
+mod d_law;
 mod error_grid;
 mod error_sweep;
 pub mod fit;
@@ -48,8 +51,8 @@ pub use fit::{fit_rate, free_exponents, RateFit};
 pub use gd::{recorded, train};
 pub use limit::{limit, limit_key, limit_path, Limit, LimitKey};
 pub use spec::{
-    default_out, load, Dynamics, ErrorGridFig, ErrorSweepFig, Figure, FigureSpec, ForwardPassFig,
-    LimitSpec, LimitTrainingFig, PhaseDiagramFig, TaskSpec,
+    default_out, load, DLawFig, Dynamics, ErrorGridFig, ErrorSweepFig, Figure, FigureSpec,
+    ForwardPassFig, LimitSpec, LimitTrainingFig, PhaseDiagramFig, Target, TaskSpec,
 };
 pub use task::task;
 
@@ -64,6 +67,7 @@ pub fn run(fig: &Figure, out: &Path, device: Device, quiet: bool) -> Result<Figu
         FigureSpec::LimitTraining(s) => limit_training::limit_training(fig, s, out, device, quiet)?,
         FigureSpec::PhaseDiagram(s) => phase_diagram::phase_diagram(fig, s, out, device, quiet)?,
         FigureSpec::ErrorSweep(s) => error_sweep::error_sweep(fig, s, out, device, quiet)?,
+        FigureSpec::DLaw(s) => d_law::d_law(fig, s, out, device, quiet)?,
     };
     let body = format!(
         "# {}\n\nscale: {}, device: {device:?}, wall time {:.1} s\n\n{body}",

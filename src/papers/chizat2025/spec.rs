@@ -18,6 +18,9 @@ pub struct TaskSpec {
     /// Held-out points on which outputs are compared with the limit.
     pub test: i64,
     pub seed: u64,
+    /// Not serialized at its default, so the cached limits' keys of the default task stay.
+    #[serde(skip_serializing_if = "Target::is_default")]
+    pub target: Target,
 }
 
 impl Default for TaskSpec {
@@ -26,7 +29,26 @@ impl Default for TaskSpec {
             train: 32,
             test: 128,
             seed: 0,
+            target: Target::default(),
         }
+    }
+}
+
+/// The target y(x) of the task (`task.target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// y = tanh(2⟨w, x⟩), w uniform on the first min(D, 3) coordinates (‖w‖ = 1): the target
+    /// of every figure; it gets harder from D = 1 to D = 3, then stays.
+    #[default]
+    ThreeCoords,
+    /// y = tanh(2x₁): one fixed direction (the readout's e₁), the same for every D.
+    OneDirection,
+}
+
+impl Target {
+    fn is_default(&self) -> bool {
+        *self == Target::default()
     }
 }
 
@@ -131,11 +153,29 @@ impl ForwardPassFig {
     }
 }
 
+/// `dim: 2` or `dim: [2, 8, 32]`: one embedding dimension D or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMore {
+    One(i64),
+    More(Vec<i64>),
+}
+
+impl OneOrMore {
+    pub fn values(&self) -> Vec<i64> {
+        match self {
+            OneOrMore::One(v) => vec![*v],
+            OneOrMore::More(v) => v.clone(),
+        }
+    }
+}
+
 /// `kind: error-grid` (C2).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorGridFig {
-    pub dim: i64,
+    /// D, or several (each its own grid, limit and fit, in `D<d>/`, and b per D compared).
+    pub dim: OneOrMore,
     pub depths: Vec<i64>,
     pub widths: Vec<i64>,
     pub repetitions: i64,
@@ -243,6 +283,39 @@ impl ErrorSweepFig {
     }
 }
 
+/// `kind: d-law` (study C5D): C5's sweep repeated over training points n, targets and step
+/// sizes η, with the free power law's exponents and their bootstrap intervals per setting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DLawFig {
+    /// The C5 sweep run in every setting (the same random shapes in all); each setting
+    /// replaces its `task.train`, `task.target` and `dynamics.eta`.
+    pub sweep: ErrorSweepFig,
+    /// Training points n.
+    pub train_points: Vec<i64>,
+    pub targets: Vec<Target>,
+    /// Step sizes η (λ = η/(s²·L·M)).
+    pub etas: Vec<f64>,
+    /// Bootstrap resamples of the models for the 95 % intervals.
+    #[serde(default = "DLawFig::default_bootstrap")]
+    pub bootstrap: usize,
+}
+
+impl DLawFig {
+    fn default_bootstrap() -> usize {
+        1000
+    }
+
+    /// The sweep of one setting: n training points, `target`, step size η.
+    pub fn setting(&self, n: i64, target: Target, eta: f64) -> ErrorSweepFig {
+        let mut s = self.sweep.clone();
+        s.task.train = n;
+        s.task.target = target;
+        s.dynamics.eta = eta;
+        s
+    }
+}
+
 /// A figure's settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -252,6 +325,7 @@ pub enum FigureSpec {
     LimitTraining(LimitTrainingFig),
     PhaseDiagram(PhaseDiagramFig),
     ErrorSweep(ErrorSweepFig),
+    DLaw(DLawFig),
 }
 
 pub type Figure = crate::papers::figure::FigureFileAt<FigureSpec>;
@@ -315,7 +389,7 @@ fn validate(spec: &FigureSpec) -> Result<()> {
             check_limit(&s.limit)
         }
         FigureSpec::ErrorGrid(s) => {
-            pos("dim", s.dim)?;
+            all_pos("dim", &s.dim.values())?;
             all_pos("depths", &s.depths)?;
             all_pos("widths", &s.widths)?;
             pos("repetitions", s.repetitions)?;
@@ -350,7 +424,36 @@ fn validate(spec: &FigureSpec) -> Result<()> {
             check_dynamics(&s.dynamics, &s.task)
         }
         FigureSpec::ErrorSweep(s) => validate_error_sweep(s),
+        FigureSpec::DLaw(s) => validate_d_law(s),
     }
+}
+
+fn validate_d_law(s: &DLawFig) -> Result<()> {
+    validate_error_sweep(&s.sweep)
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replacen("spec.", "spec.sweep.", 1)))?;
+    all_pos("train_points", &s.train_points)?;
+    if s.targets.is_empty() {
+        bail!("spec.targets: give at least one target (three-coords, one-direction)");
+    }
+    if s.etas.is_empty() || s.etas.iter().any(|&e| e.is_nan() || e <= 0.0) {
+        bail!("spec.etas: give at least one step size, each > 0");
+    }
+    if s.sweep
+        .dims
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        < 2
+    {
+        bail!("spec.sweep.dims: the exponent in D needs at least two dimensions");
+    }
+    if s.bootstrap < 100 {
+        bail!(
+            "spec.bootstrap: at least 100 resamples for a 95 % interval, got {}",
+            s.bootstrap
+        );
+    }
+    Ok(())
 }
 
 fn validate_error_sweep(s: &ErrorSweepFig) -> Result<()> {

@@ -1,10 +1,10 @@
 //! The synthetic regression task shared by every figure and the limit (our reconstruction of
 //! the paper's setup, docs/chizat2025.md "Where the paper was not at hand"): n inputs
 //! x ~ N(0, I_D), targets y = tanh(2⟨w, x⟩) with w uniform on the first min(D, 3) coordinates
-//! (‖w‖ = 1).
+//! (‖w‖ = 1), or w = e₁ (`task.target: one-direction`).
 use tch::{Device, Kind, Tensor};
 
-use super::spec::TaskSpec;
+use super::spec::{Target, TaskSpec};
 
 /// The task's (x `[n, D]`, y `[n]`) for `split` 0 (train) or 1 (test); deterministic in
 /// (seed, D, split).
@@ -12,7 +12,10 @@ pub fn task(spec: &TaskSpec, dim: i64, split: u64, device: Device) -> (Tensor, T
     let n = if split == 0 { spec.train } else { spec.test };
     tch::manual_seed((spec.seed * 1_000_003 + dim as u64 * 1009 + split) as i64);
     let x = Tensor::randn([n, dim], (Kind::Float, Device::Cpu));
-    let k = dim.min(3);
+    let k = match spec.target {
+        Target::ThreeCoords => dim.min(3),
+        Target::OneDirection => 1,
+    };
     let w = Tensor::cat(
         &[
             Tensor::full([k], 1.0 / (k as f64).sqrt(), (Kind::Float, Device::Cpu)),

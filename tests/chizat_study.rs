@@ -1,0 +1,189 @@
+//! Chizat (2025, arXiv:2509.10167; docs/chizat2025.md, "Where the √D law holds"): the study of
+//! the error's exponent in D (`kind: d-law`, study C5D) and C2 at several D run end to end; the
+//! task's two targets are the closed forms they claim; a study rerun reuses each finished
+//! setting and refuses another setting's file.
+use deepres::papers::chizat2025::{self as chizat, Target, TaskSpec};
+use std::path::Path;
+use tch::{Device, Tensor};
+
+mod common;
+use common::serial as lock;
+
+/// y = tanh(2⟨w, x⟩) with w = (1, 1, 1)/√3 on the first three coordinates (three-coords) or
+/// w = e₁ (one-direction), recomputed from x.
+#[test]
+fn the_targets_are_their_closed_forms() {
+    let _g = lock();
+    for (target, w) in [
+        (Target::ThreeCoords, vec![1.0 / 3f64.sqrt(); 3]),
+        (Target::OneDirection, vec![1.0]),
+    ] {
+        let spec = TaskSpec {
+            target,
+            ..Default::default()
+        };
+        let (x, y) = chizat::task(&spec, 5, 0, Device::Cpu);
+        let mut want = Tensor::zeros([32], (tch::Kind::Float, Device::Cpu));
+        for (j, wj) in w.iter().enumerate() {
+            want += x.select(1, j as i64) * *wj;
+        }
+        let want = (want * 2.0).tanh();
+        let diff = (&y - &want).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{target:?}: {diff}");
+    }
+}
+
+fn study(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut set: Vec<String> = vec![
+        "sweep.models=24".into(),
+        "sweep.depth=[2, 8]".into(),
+        "sweep.width=[2, 8]".into(),
+        "sweep.dims=[2, 4]".into(),
+        "sweep.eval_steps=[10, 20]".into(),
+        "sweep.dynamics.steps=20".into(),
+        "sweep.limit.depth=32".into(),
+        "sweep.limit.width=16".into(),
+        format!("sweep.limit.cache={}", dir.join("limits").display()),
+        "train_points=[16, 64]".into(),
+        "targets=[three-coords, one-direction]".into(),
+        "etas=[1.0]".into(),
+        "bootstrap=100".into(),
+    ];
+    set.extend(extra.iter().map(|s| s.to_string()));
+    set
+}
+
+#[test]
+fn the_d_law_study_runs_end_to_end_and_reuses_finished_settings() {
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let path = Path::new("experiments/chizat2025/dlaw.yaml");
+    let fig = chizat::load(path, "smoke", &study(dir.path(), &[])).unwrap();
+    let out = dir.path().join("c5d");
+    let output = chizat::run(&fig, &out, Device::Cpu, true).unwrap();
+    for f in [
+        "exponents.csv",
+        "errors.csv",
+        "limits.csv",
+        "dlaw.svg",
+        "README.md",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // 2 n × 2 targets × 2 steps rows, each estimate inside its own interval.
+    let csv = std::fs::read_to_string(out.join("exponents.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|r| r.split(',').skip(3).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 8, "{csv}");
+    for r in &rows {
+        for j in [2, 5, 8] {
+            assert!(r[j + 1] <= r[j] && r[j] <= r[j + 2], "{r:?}");
+        }
+    }
+    assert_eq!(output.acceptance.measured.len(), 4, "{}", output.text);
+    assert!(output.acceptance.checks.is_empty());
+    // A rerun reads the 4 finished settings instead of training: a value changed by hand in
+    // one of them (key kept) is what the rerun reports.
+    let settings = out.join("settings");
+    assert_eq!(std::fs::read_dir(&settings).unwrap().count(), 4);
+    let again = dir.path().join("again");
+    copy_dir(&settings, &again.join("settings"));
+    let first = std::fs::read_dir(again.join("settings"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&first).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[1] = lines[1].replacen(|c: char| c.is_ascii_digit(), "7", 1);
+    let planted = lines[1].split(',').next().unwrap().to_string();
+    std::fs::write(&first, lines.join("\n") + "\n").unwrap();
+    chizat::run(&fig, &again, Device::Cpu, true).unwrap();
+    let errors = std::fs::read_to_string(again.join("errors.csv")).unwrap();
+    assert!(
+        errors.lines().any(|r| r.ends_with(&format!(",{planted}"))),
+        "{planted}"
+    );
+    let unchanged = std::fs::read_to_string(out.join("errors.csv")).unwrap();
+    assert!(!unchanged
+        .lines()
+        .any(|r| r.ends_with(&format!(",{planted}"))));
+    // Another setting's file under this setting's name: one line naming it and the fix.
+    let files: Vec<_> = std::fs::read_dir(&settings)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    std::fs::copy(&files[0], &files[1]).unwrap();
+    let err = format!(
+        "{:#}",
+        chizat::run(&fig, &out, Device::Cpu, true).err().unwrap()
+    );
+    let name = files[1].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        err.contains(&name) && err.contains("another setting") && err.contains("delete it"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// C2 at two D: each D in its own folder, dims.csv with b' = b√D per row, the slopes measured.
+#[test]
+fn c2_at_several_dimensions_fits_b_per_d() {
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let set: Vec<String> = vec![
+        "dim=[2, 8]".into(),
+        "depths=[2, 8]".into(),
+        "widths=[8, 64]".into(),
+        "repetitions=2".into(),
+        "limit.depth=64".into(),
+        "limit.width=32".into(),
+        format!("limit.cache={}", dir.path().join("limits").display()),
+        "dynamics.steps=10".into(),
+    ];
+    let fig = chizat::load(
+        Path::new("experiments/chizat2025/fig2d.yaml"),
+        "smoke",
+        &set,
+    )
+    .unwrap();
+    let out = dir.path().join("c2d");
+    let output = chizat::run(&fig, &out, Device::Cpu, true).unwrap();
+    for f in [
+        "D2/errors.csv",
+        "D8/errors.csv",
+        "D8/fig2d.svg",
+        "dims.csv",
+        "README.md",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let dims = std::fs::read_to_string(out.join("dims.csv")).unwrap();
+    for row in dims.lines().skip(1) {
+        let c: Vec<f64> = row.split(',').map(|v| v.parse().unwrap()).collect();
+        assert!((c[3] / c[2] - c[0].sqrt()).abs() < 1e-4, "{row}");
+    }
+    assert!(output.text.contains("## D = 8 (in D8/)"), "{}", output.text);
+    assert_eq!(output.acceptance.measured.len(), 1);
+    // A bad D names the key.
+    let bad = chizat::load(
+        Path::new("experiments/chizat2025/fig2d.yaml"),
+        "smoke",
+        &["dim=[2, 0]".to_string()],
+    )
+    .err()
+    .unwrap();
+    assert!(format!("{bad:#}").contains("spec.dim"), "{bad:#}");
+}
