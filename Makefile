@@ -21,7 +21,7 @@ export PATH := $(TORCH_VENV)/bin:$(PATH)
         tables zhang-stability zhang-table1 zhang-table2 zhang-fig3 \
         marion marion-fig1 marion-fig2 marion-fig3 marion-fig4 marion-fig5 marion-fig6 \
         marion-fig7 marion-fig8 marion-fig9 \
-        chizat chizat-fig1 chizat-fig2 chizat-fig3 chizat-fig4 chizat-fig5
+        chizat chizat-fig1 chizat-fig2 chizat-fig3 chizat-fig4 chizat-fig5 chizat-fig2d chizat-dlaw
 
 # Paper targets: SCALE=smoke (default; minutes on a 2-core CPU, small depths, Fashion-MNIST,
 # each ending with the paper's expected result checked on its runs) or SCALE=full (the paper's
@@ -206,3 +206,9 @@ $(addprefix chizat-fig,$(CHIZAT_FIGS)): chizat-fig%: build
 
 ## chizat: every figure of the Chizat paper
 chizat: $(addprefix chizat-fig,$(CHIZAT_FIGS))
+
+## chizat-fig2d: C2 at D = 2, 8, 32 (b or b√D constant?); chizat-dlaw: study C5D, the error's
+## exponent in D over training points n, targets and step sizes η (docs/chizat2025.md,
+## "Where the √D law holds"). Not part of `make chizat`: they measure, they do not check.
+chizat-fig2d chizat-dlaw: chizat-%: build
+	$(DEEPRES) chizat experiments/chizat2025/$*.yaml --scale $(SCALE) $(CHIZAT_ARGS)
