@@ -2,6 +2,7 @@
 //! serializing the tests that use torch's global generator.
 #![allow(dead_code)]
 pub mod fixture_runs;
+pub mod watched;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
