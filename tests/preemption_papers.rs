@@ -9,19 +9,7 @@ use std::process::Output;
 
 mod common;
 use common::watched::Watched;
-use common::{deepres_1t, stderr};
-
-/// Figure M8 at a tiny size: three FullResNets (L = 12, d = 8) on 256 synthetic images, 2 epochs
-/// of 8 steps.
-const M8: [&str; 7] = [
-    "data=[synthetic]",
-    "depth=12",
-    "width=8",
-    "train.epochs=2",
-    "train.batch=32",
-    "train.limit_train=256",
-    "train.limit_test=64",
-];
+use common::{deepres_1t, stderr, TINY_M8};
 
 /// Figure C3 at a tiny size: the limit L = M = 64 and a model L = 8, M = 16, K = 20 GD steps.
 const C3: [&str; 5] = [
@@ -36,7 +24,12 @@ const C3: [&str; 5] = [
 fn figure(dir: &Path, paper: &str, fig: &str, sets: &[String], out: &str) -> std::process::Command {
     let mut c = deepres_1t();
     let root = env!("CARGO_MANIFEST_DIR");
-    c.args([paper, &format!("{root}/experiments/{fig}"), "--device", "cpu"]);
+    c.args([
+        paper,
+        &format!("{root}/experiments/{fig}"),
+        "--device",
+        "cpu",
+    ]);
     for s in sets {
         c.args(["--set", s]);
     }
@@ -65,7 +58,12 @@ fn stopped_by_sigterm(cmd: &mut std::process::Command, pause: &str, paused: &str
 
 fn assert_same_file(a: &Path, b: &Path) {
     let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    assert!(read(a) == read(b), "{} differs from {}", a.display(), b.display());
+    assert!(
+        read(a) == read(b),
+        "{} differs from {}",
+        a.display(),
+        b.display()
+    );
 }
 
 /// M8 stopped by SIGTERM at step 3 of epoch 2: exit 75, one line naming the checkpoint and
@@ -77,9 +75,14 @@ fn assert_same_file(a: &Path, b: &Path) {
 fn a_signal_stops_marion_training_at_its_step_and_the_rerun_continues() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let sets: Vec<String> = M8.iter().map(|s| s.to_string()).collect();
+    let sets: Vec<String> = TINY_M8.iter().map(|s| s.to_string()).collect();
     let fig = "marion2022/fig8.yaml";
-    finished(figure(dir, "marion", fig, &sets, "ref").arg("-q").output().unwrap());
+    finished(
+        figure(dir, "marion", fig, &sets, "ref")
+            .arg("-q")
+            .output()
+            .unwrap(),
+    );
 
     let mut cmd = figure(dir, "marion", fig, &sets, "run");
     let line = stopped_by_sigterm(&mut cmd, "1:3", "paused after step 3 of epoch 2");
@@ -101,9 +104,8 @@ fn a_signal_stops_marion_training_at_its_step_and_the_rerun_continues() {
         assert_same_file(&dir.join("run").join(f), &dir.join("ref").join(f));
     }
 
-    let mut w = Watched::spawn(
-        figure(dir, "marion", fig, &sets, "twice").env("DEEPRES_PAUSE_AT", "0:2"),
-    );
+    let mut w =
+        Watched::spawn(figure(dir, "marion", fig, &sets, "twice").env("DEEPRES_PAUSE_AT", "0:2"));
     w.wait_for("paused after step 2 of epoch 1", 1);
     w.signal(libc::SIGTERM);
     w.signal(libc::SIGINT);
@@ -125,7 +127,9 @@ fn a_signal_stops_a_chizat_limit_at_its_step_and_the_rerun_continues() {
         v
     };
     let fig = "chizat2025/fig3.yaml";
-    let reference = figure(dir, "chizat", fig, &sets("ref/lim"), "ref/out").arg("-q").output();
+    let reference = figure(dir, "chizat", fig, &sets("ref/lim"), "ref/out")
+        .arg("-q")
+        .output();
     finished(reference.unwrap());
 
     let mut cmd = figure(dir, "chizat", fig, &sets("run/lim"), "run/out");
@@ -150,9 +154,20 @@ fn a_signal_stops_a_chizat_limit_at_its_step_and_the_rerun_continues() {
         )
     );
 
-    let err = finished(figure(dir, "chizat", fig, &sets("run/lim"), "run/out").output().unwrap());
-    assert!(err.contains("limit: D = 2: resuming at GD step 7 of 20 from"), "{err}");
-    assert_eq!(files("run/lim"), cached, "the partial file is left or no limit cached");
+    let err = finished(
+        figure(dir, "chizat", fig, &sets("run/lim"), "run/out")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("limit: D = 2: resuming at GD step 7 of 20 from"),
+        "{err}"
+    );
+    assert_eq!(
+        files("run/lim"),
+        cached,
+        "the partial file is left or no limit cached"
+    );
     let load = |d: &str| tch::Tensor::load_multi(dir.join(d).join(&cached[0])).unwrap();
     let (a, b) = (load("run/lim"), load("ref/lim"));
     assert_eq!(a.len(), b.len());

@@ -40,6 +40,18 @@ pub const TINY_BASE: &str = "base:
   train: {epochs: 3, batch_size: 32, eval_batch_size: 32, optimizer: {lr: 0.05}, schedule: {kind: constant}}
 ";
 
+/// The `--set`s of Figure M8 at a tiny size (determinism and preemption tests): three
+/// FullResNets (L = 12, d = 8) on 256 synthetic images, 2 epochs of 8 steps.
+pub const TINY_M8: [&str; 7] = [
+    "data=[synthetic]",
+    "depth=12",
+    "width=8",
+    "train.epochs=2",
+    "train.batch=32",
+    "train.limit_train=256",
+    "train.limit_test=64",
+];
+
 /// A grid `name` in `dir/<name>.yaml` with cells in `dir/runs/<name>`: [`TINY_BASE`], then
 /// `extra` (its seeds, a grid).
 pub fn tiny_grid(dir: &Path, name: &str, extra: &str) -> PathBuf {

@@ -50,7 +50,15 @@ pub fn train(
     each_step: impl FnMut(usize, &TwoLayerResNet),
 ) -> Result<(Tensor, BTreeMap<usize, Tensor>)> {
     let stop = |_| interrupt::signal().is_some();
-    train_from(net, (x, y, x_test), steps, Progress::start(), each_step, stop).map_err(|p| {
+    train_from(
+        net,
+        (x, y, x_test),
+        steps,
+        Progress::start(),
+        each_step,
+        stop,
+    )
+    .map_err(|p| {
         let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
         Interrupted(format!(
             "stopped by {} after GD step {} of {steps} of the figure's models (limits computed \

@@ -141,22 +141,22 @@ fn compute(
         );
     }
     let stop = |k: usize| interrupt::requested(0, k as i64);
-    let (loss, outputs) = match train_from(&mut net, (&x, &y, &xt), steps, progress, |_, _| {}, stop)
-    {
-        Ok(done) => done,
-        Err(p) => {
-            save_partial(&partial, lim, key, &net, &p)?;
-            let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
-            return Err(Interrupted(format!(
-                "{}: the limit (D = {dim}) stopped by {} after GD step {} of {steps}, its \
+    let (loss, outputs) =
+        match train_from(&mut net, (&x, &y, &xt), steps, progress, |_, _| {}, stop) {
+            Ok(done) => done,
+            Err(p) => {
+                save_partial(&partial, lim, key, &net, &p)?;
+                let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
+                return Err(Interrupted(format!(
+                    "{}: the limit (D = {dim}) stopped by {} after GD step {} of {steps}, its \
                  training saved; resumable: rerun the same command",
-                partial.display(),
-                interrupt::name(sig),
-                p.done
-            ))
-            .into());
-        }
-    };
+                    partial.display(),
+                    interrupt::name(sig),
+                    p.done
+                ))
+                .into());
+            }
+        };
     let trace = {
         let _g = tch::no_grad_guard();
         net.trace(&xt).mean_dim(0, false, Kind::Float)
@@ -268,7 +268,10 @@ fn load_partial(
     let done = file.get("done")?.int64_value(&[0]) as usize;
     let loss = get("loss")?;
     if done == 0 || done >= steps || loss.size()[0] != done as i64 {
-        bail!("{}: a saved limit training with {done} steps of {steps} ({FIX})", path.display());
+        bail!(
+            "{}: a saved limit training with {done} steps of {steps} ({FIX})",
+            path.display()
+        );
     }
     for l in 0..net.depth() {
         net.u[l] = get(&format!("u{l}"))?;

@@ -37,7 +37,10 @@ pub(super) fn limit_training(
 
 /// Trains one model whose unit 1 shares one initialization in all layers; returns unit 1's
 /// trajectories and the model's training loss per step.
-fn train_with_shared_unit(s: &LimitTrainingFig, device: Device) -> Result<(Trajectories, Vec<f64>)> {
+fn train_with_shared_unit(
+    s: &LimitTrainingFig,
+    device: Device,
+) -> Result<(Trajectories, Vec<f64>)> {
     let k = s.dynamics.steps;
     let (x, y, xt) = train_and_test(&s.task, s.dim, device);
     tch::manual_seed(s.seed as i64 * 7919 + 17);

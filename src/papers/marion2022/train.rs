@@ -195,12 +195,19 @@ pub fn train_classifiers(
         let mean = match train_epoch(&mut batch, &train, t, setup.seed, at)? {
             EpochEnd::Done(mean) => mean,
             EpochEnd::Stopped(p) => {
-                let path = setup.checkpoint.as_deref().expect("stoppable with a checkpoint");
+                let path = setup
+                    .checkpoint
+                    .as_deref()
+                    .expect("stoppable with a checkpoint");
                 let (net, opt) = (&batch.net, &batch.opt);
                 let at = (epoch, Some(&p));
                 save_checkpoint(path, &key, at, net, opt, &train_loss, &diverged)?;
                 let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
-                let at = format!("at step {} of epoch {} (checkpoint written)", p.steps, epoch + 1);
+                let at = format!(
+                    "at step {} of epoch {} (checkpoint written)",
+                    p.steps,
+                    epoch + 1
+                );
                 return Err(stopped(path, sig, at));
             }
         };
@@ -226,7 +233,15 @@ pub fn train_classifiers(
         }
         if let Some(path) = &setup.checkpoint {
             let (net, opt) = (&batch.net, &batch.opt);
-            save_checkpoint(path, &key, (epoch + 1, None), net, opt, &train_loss, &diverged)?;
+            save_checkpoint(
+                path,
+                &key,
+                (epoch + 1, None),
+                net,
+                opt,
+                &train_loss,
+                &diverged,
+            )?;
         }
         if setup.stop_after == Some(epoch + 1) {
             bail!("stopped after epoch {} (TrainSetup::stop_after)", epoch + 1);
@@ -257,8 +272,7 @@ fn resume(
         return Ok((0, None));
     };
     let Batch { net, opt, .. } = batch;
-    let Some((done, position)) = load_checkpoint(path, key, net, opt, train_loss, diverged)?
-    else {
+    let Some((done, position)) = load_checkpoint(path, key, net, opt, train_loss, diverged)? else {
         return Ok((0, None));
     };
     if let Some(label) = &setup.label {
