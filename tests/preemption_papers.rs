@@ -179,3 +179,22 @@ fn a_signal_stops_a_chizat_limit_at_its_step_and_the_rerun_continues() {
         assert_same_file(&dir.join("run/out").join(f), &dir.join("ref/out").join(f));
     }
 }
+
+/// A command with no safe point to stop at (here `deepres scaling`, which trains nothing) hands
+/// the signals back (`interrupt::uncatch`): SIGTERM ends it by the signal, as without a
+/// handler, rather than being held until it finishes.
+#[test]
+fn a_command_without_a_safe_point_ends_by_the_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = Watched::spawn(
+        deepres_1t()
+            .args(["scaling", "--depths", "10,2000", "--models", "200"])
+            .args(["--device", "cpu", "--out", "o"])
+            .current_dir(tmp.path()),
+    );
+    w.wait_for("scaling: full init iid L=10:", 1);
+    w.signal(libc::SIGTERM);
+    let (status, err) = w.finish();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}: {err}");
+}

@@ -6,6 +6,9 @@
 //! run's metrics.csv equals the uninterrupted one's (timing columns aside). A second signal
 //! exits at once (status 130), losing only the step in progress.
 //!
+//! Marion's M8/M9 training (`papers::marion2022::train`) and Chizat's limits
+//! (`papers::chizat2025::limit`) stop the same way at their step, with their own checkpoints.
+//!
 //! `deepres sweep --jobs N` catches the same signals ([`signal`]) and forwards the first to its
 //! children, which it starts with these signals blocked: [`install`] unblocks them, so a signal
 //! that arrives while a child is still starting up waits for the child's handler.

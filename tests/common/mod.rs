@@ -150,6 +150,24 @@ pub fn cuda_or_skip(test: &str) -> bool {
     false
 }
 
+/// Asserts that a finished sweep's cells in `runs` (its `<out_dir>/<name>`) have each a
+/// metrics.csv with epochs 1..3 once each, equal to the one in `reference` but for the timing
+/// columns, and no lock left: the end of every crash and preemption test of the tiny sweeps.
+pub fn assert_same_curves(runs: &Path, reference: &Path, cells: &[&str]) {
+    for c in cells {
+        let csv = runs.join(c).join("metrics.csv");
+        assert_eq!(csv_epochs(&csv), [1, 2, 3], "{}", csv.display());
+        assert_eq!(
+            csv_without_timing(&csv),
+            csv_without_timing(&reference.join(c).join("metrics.csv")),
+            "{}",
+            csv.display()
+        );
+        let lock = runs.join(format!("{c}.lock"));
+        assert!(!lock.exists(), "{} left", lock.display());
+    }
+}
+
 /// metrics.csv without its two timing columns (epoch_seconds, images_per_second: wall-clock
 /// measurements, never equal between two runs); everything else byte for byte.
 pub fn csv_without_timing(path: &Path) -> String {
