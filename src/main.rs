@@ -5,6 +5,10 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // First: a preemption signal from here on is caught (a signal before main, while the
+    // dynamic loader maps libtorch, still ends the process: nothing is written by then).
+    // Commands without a safe point to stop at hand the signals back (interrupt::uncatch).
+    deepres::train::interrupt::install();
     deepres::util::device::keep_freed_host_memory();
     let cli = deepres::cli::Cli::parse();
     match deepres::cli::run(cli) {

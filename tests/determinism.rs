@@ -85,18 +85,7 @@ fn a_marion_figure_is_the_same_bytes_on_1_and_4_threads() {
 /// Figure M8 trains three FullResNets (smooth and i.i.d. inits) with the batched Adam.
 #[test]
 fn a_marion_training_figure_is_the_same_bytes_on_1_and_4_threads() {
-    figure_is_thread_independent(
-        "experiments/marion2022/fig8.yaml",
-        &[
-            "data=[synthetic]",
-            "depth=12",
-            "width=8",
-            "train.epochs=2",
-            "train.batch=32",
-            "train.limit_train=256",
-            "train.limit_test=64",
-        ],
-    );
+    figure_is_thread_independent("experiments/marion2022/fig8.yaml", &common::TINY_M8);
 }
 
 /// `train.deterministic: true` on the CPU: metrics.csv (but its two wall-clock columns), the

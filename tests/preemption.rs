@@ -2,17 +2,13 @@
 //! every child, each writes its resumable checkpoint and exits 75, the parent starts no other
 //! cell and exits 75, and the same command continues the sweep to the uninterrupted curves; a
 //! second signal ends the parent and its children at once.
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{csv_epochs, csv_without_timing, deepres_1t, stderr, tiny_grid};
-
-/// How long a test waits for a line or an exit before it fails.
-const PATIENCE: Duration = Duration::from_secs(120);
+use common::watched::Watched;
+use common::{assert_same_curves, csv_epochs, csv_without_timing, deepres_1t, stderr, tiny_grid};
 
 fn run(args: &[&str], cwd: &Path) -> Output {
     deepres_1t()
@@ -24,95 +20,6 @@ fn run(args: &[&str], cwd: &Path) -> Output {
 
 fn ok(o: &Output) {
     assert!(o.status.success(), "stderr: {}", stderr(o));
-}
-
-/// A running deepres whose stderr lines arrive on a channel; killed if the test fails first
-/// (with its process group when `group`).
-struct Watched {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    group: bool,
-}
-
-impl Watched {
-    fn spawn(cmd: &mut Command) -> Watched {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            // bytes, not str: a line that is not UTF-8 (a process killed inside a write) must
-            // not end the reading
-            for line in BufReader::new(err).split(b'\n').map_while(Result::ok) {
-                if tx
-                    .send(String::from_utf8_lossy(&line).into_owned())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        Watched {
-            child,
-            lines,
-            seen: Vec::new(),
-            group: false,
-        }
-    }
-
-    /// Waits until `n` stderr lines contain `text`.
-    fn wait_for(&mut self, text: &str, n: usize) {
-        let t0 = Instant::now();
-        while self.seen.iter().filter(|l| l.contains(text)).count() < n {
-            let left = PATIENCE.saturating_sub(t0.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("no {n} lines `{text}`:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) to the child this test started and has not reaped.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    /// Waits for the exit; the status and every stderr line.
-    fn finish(mut self) -> (ExitStatus, String) {
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                t0.elapsed() < PATIENCE,
-                "no exit:\n{}",
-                self.seen.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.group = false; // gone with its leader's exit, or left to its own end
-                            // the reader thread ends at EOF, once every process holding the pipe is gone
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
-            self.seen.push(line);
-        }
-        (status, self.seen.join("\n"))
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        if self.group {
-            // SAFETY: kill(2) to the process group this test started.
-            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The pid in a cell's lock file (`host=H pid=P ...`).
@@ -138,21 +45,6 @@ fn assert_stopped_at_step_2(err: &str, name: &str, cells: &[&str]) {
             "runs/{name}/{c}: interrupted by a signal at step 2 of epoch 2; checkpoint written"
         );
         assert!(err.contains(&line), "{c}: {err}");
-    }
-}
-
-/// Asserts that each cell's metrics.csv in `runs` equals the one in `reference`, timing
-/// columns aside, with epochs 1..3 once each.
-fn assert_same_curves(runs: &Path, reference: &Path, cells: &[&str]) {
-    for c in cells {
-        let csv = runs.join(c).join("metrics.csv");
-        assert_eq!(csv_epochs(&csv), [1, 2, 3], "{}", csv.display());
-        assert_eq!(
-            csv_without_timing(&csv),
-            csv_without_timing(&reference.join(c).join("metrics.csv")),
-            "{}",
-            csv.display()
-        );
     }
 }
 
@@ -416,12 +308,6 @@ fn sigterm_at_20_random_moments_loses_and_duplicates_nothing() {
         }
         let runs = tmp.path().join(format!("t{trial}/term"));
         assert_same_curves(&runs, &tmp.path().join("ref/term"), &["s0", "s1"]);
-        for c in ["s0", "s1"] {
-            assert!(
-                !runs.join(format!("{c}.lock")).exists(),
-                "trial {trial}: {c}.lock"
-            );
-        }
     }
     eprintln!(
         "{signals} SIGTERMs in {trial} trials: {stopped} stopped a run resumably (75), {early} came before the handler; uninterrupted: {full:?}"

@@ -73,8 +73,16 @@ pub enum Cmd {
     Compare(tools::CompareArgs),
 }
 
-/// Runs one command.
+/// Runs one command. `train`, `sweep`, `chizat` and `marion`'s training figures stop at their
+/// next safe point on a preemption signal (exit 75, resumable); every other command ends by
+/// the signal, as without a handler ([`crate::train::interrupt::uncatch`]).
 pub fn run(cli: Cli) -> Result<()> {
+    if !matches!(
+        cli.cmd,
+        Cmd::Train(_) | Cmd::Sweep(_) | Cmd::Marion(_) | Cmd::Chizat(_)
+    ) {
+        crate::train::interrupt::uncatch();
+    }
     crate::util::threads::apply_env()?;
     match cli.cmd {
         Cmd::Train(a) => train::train(a),

@@ -155,6 +155,9 @@ pub fn scaling(a: ScalingArgs) -> Result<()> {
 
 pub fn marion(a: FigureArgs) -> Result<()> {
     let fig = marion2022::Figure::load_with(&a.figure, &a.scale, &a.set)?;
+    if !fig.trains() {
+        crate::train::interrupt::uncatch(); // no safe point to stop at: the signal ends it
+    }
     let out = a.out.unwrap_or_else(|| marion2022::default_out(&fig));
     let dev = select_device(&a.device)?;
     let output = marion2022::run(&fig, &out, dev, a.quiet)?;

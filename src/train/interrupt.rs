@@ -6,6 +6,9 @@
 //! run's metrics.csv equals the uninterrupted one's (timing columns aside). A second signal
 //! exits at once (status 130), losing only the step in progress.
 //!
+//! Marion's M8/M9 training (`papers::marion2022::train`) and Chizat's limits
+//! (`papers::chizat2025::limit`) stop the same way at their step, with their own checkpoints.
+//!
 //! `deepres sweep --jobs N` catches the same signals ([`signal`]) and forwards the first to its
 //! children, which it starts with these signals blocked: [`install`] unblocks them, so a signal
 //! that arrives while a child is still starting up waits for the child's handler.
@@ -14,6 +17,10 @@
 //! shell) and one sent directly (Slurm signals every process of a job; `kill`; a terminal)
 //! are counted apart: the second signal is the second of the same origin, so the copy that
 //! a scheduler forwards of a signal the process also got itself does not end it at once.
+//!
+//! `deepres` installs the handler first thing in `main`, so that a signal during argument
+//! parsing or start-up is not lost; a command with no safe point to stop at calls
+//! [`uncatch`], after which the signals end the process as if no handler were installed.
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -31,6 +38,8 @@ static FIRST: AtomicI32 = AtomicI32::new(0);
 /// Signals received from the parent process, and from anyone else.
 static FROM_PARENT: AtomicUsize = AtomicUsize::new(0);
 static DIRECT: AtomicUsize = AtomicUsize::new(0);
+/// Set by [`uncatch`]: the signals take their default action (they end the process).
+static UNCAUGHT: AtomicBool = AtomicBool::new(false);
 
 /// Installs the handlers (once per process): the first signal sets the flag, the second of
 /// the same origin exits with 130. Then unblocks the signals (blocked by a `--jobs` parent
@@ -50,6 +59,10 @@ pub fn install() {
 
 /// The handler: counts the signal by its origin, records the first, exits on the second.
 fn on_signal(sig: i32, info: &libc::siginfo_t) {
+    if UNCAUGHT.load(Ordering::SeqCst) {
+        die_of(sig);
+        return;
+    }
     // SAFETY: si_pid is the sender's pid for kill(2) and 0 for the kernel's (a terminal's)
     // signals; getppid cannot fail.
     let from_parent = unsafe { info.si_pid() == libc::getppid() };
@@ -60,6 +73,25 @@ fn on_signal(sig: i32, info: &libc::siginfo_t) {
     if n >= 2 {
         // SAFETY: _exit is async-signal-safe; the second signal ends the process at once.
         unsafe { libc::_exit(130) };
+    }
+}
+
+/// For a command that has no safe point to stop at: from now on the signals take their default
+/// action (the process ends by the signal), and one that arrived since [`install`] does so now.
+pub fn uncatch() {
+    UNCAUGHT.store(true, Ordering::SeqCst);
+    if let Some(sig) = signal() {
+        die_of(sig);
+    }
+}
+
+/// Resets `sig` to its default action and raises it: at once outside a handler, and inside
+/// one as soon as the handler returns (the signal is blocked while its handler runs).
+fn die_of(sig: i32) {
+    // SAFETY: signal(2) and raise(3) are async-signal-safe.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
     }
 }
 

@@ -2,6 +2,7 @@
 //! serializing the tests that use torch's global generator.
 #![allow(dead_code)]
 pub mod fixture_runs;
+pub mod watched;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -38,6 +39,18 @@ pub const TINY_BASE: &str = "base:
   model: {depth: 8}
   train: {epochs: 3, batch_size: 32, eval_batch_size: 32, optimizer: {lr: 0.05}, schedule: {kind: constant}}
 ";
+
+/// The `--set`s of Figure M8 at a tiny size (determinism and preemption tests): three
+/// FullResNets (L = 12, d = 8) on 256 synthetic images, 2 epochs of 8 steps.
+pub const TINY_M8: [&str; 7] = [
+    "data=[synthetic]",
+    "depth=12",
+    "width=8",
+    "train.epochs=2",
+    "train.batch=32",
+    "train.limit_train=256",
+    "train.limit_test=64",
+];
 
 /// A grid `name` in `dir/<name>.yaml` with cells in `dir/runs/<name>`: [`TINY_BASE`], then
 /// `extra` (its seeds, a grid).
@@ -135,6 +148,24 @@ pub fn cuda_or_skip(test: &str) -> bool {
         "note: CUDA not available: {test} skipped (DEEPRES_REQUIRE_CUDA=1 makes that a failure)"
     );
     false
+}
+
+/// Asserts that a finished sweep's cells in `runs` (its `<out_dir>/<name>`) have each a
+/// metrics.csv with epochs 1..3 once each, equal to the one in `reference` but for the timing
+/// columns, and no lock left: the end of every crash and preemption test of the tiny sweeps.
+pub fn assert_same_curves(runs: &Path, reference: &Path, cells: &[&str]) {
+    for c in cells {
+        let csv = runs.join(c).join("metrics.csv");
+        assert_eq!(csv_epochs(&csv), [1, 2, 3], "{}", csv.display());
+        assert_eq!(
+            csv_without_timing(&csv),
+            csv_without_timing(&reference.join(c).join("metrics.csv")),
+            "{}",
+            csv.display()
+        );
+        let lock = runs.join(format!("{c}.lock"));
+        assert!(!lock.exists(), "{} left", lock.display());
+    }
 }
 
 /// metrics.csv without its two timing columns (epoch_seconds, images_per_second: wall-clock

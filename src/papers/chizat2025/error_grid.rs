@@ -144,7 +144,7 @@ fn train_grid(
             tch::manual_seed(s.seed as i64 * 1_000_003 + l * 10_007 + m);
             let specs = vec![s.dynamics.model(l, m, dim); s.repetitions as usize];
             let mut net = TwoLayerResNet::new(&specs, device);
-            let (loss, outs) = train(&mut net, &x, &y, &xt, k, |_, _| {});
+            let (loss, outs) = train(&mut net, &x, &y, &xt, k, |_, _| {})?;
             let errs = rms_error(&outs[&k], lim_out);
             let final_loss = to_vec(&loss.get(k as i64));
             for (r, e) in errs.iter().enumerate() {

@@ -163,7 +163,7 @@ pub(super) fn measure_errors(
                 .collect();
             tch::manual_seed(s.seed as i64 * 1_000_003 + d * 10_007 + bi as i64);
             let mut net = TwoLayerResNet::new(&specs, device);
-            let (_, outs) = train(&mut net, &x, &y, &xt, s.dynamics.steps, |_, _| {});
+            let (_, outs) = train(&mut net, &x, &y, &xt, s.dynamics.steps, |_, _| {})?;
             for (ki, k) in ks.iter().enumerate() {
                 let e = rms_error(&outs[k], &lim.outputs[k]);
                 for (j, &i) in chunk.iter().enumerate() {

@@ -46,7 +46,7 @@ pub(super) fn forward_pass(
     };
     let mut dists = Vec::new();
     for (di, &depth) in s.depths.iter().enumerate() {
-        let tr = trained_trace(s, depth, (&x, &y, &xt), device);
+        let tr = trained_trace(s, depth, (&x, &y, &xt), device)?;
         let mut sq = 0.0;
         for l in 0..=depth as usize {
             let t = l as f64 / depth as f64;
@@ -142,12 +142,12 @@ fn trained_trace(
     depth: i64,
     (x, y, xt): (&Tensor, &Tensor, &Tensor),
     device: Device,
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     tch::manual_seed(s.seed as i64 * 7919 + depth);
     let mut net = TwoLayerResNet::new(&[s.dynamics.model(depth, s.width, s.dim)], device);
-    let _ = train(&mut net, x, y, xt, s.dynamics.steps, |_, _| {});
+    let _ = train(&mut net, x, y, xt, s.dynamics.steps, |_, _| {})?;
     let _g = tch::no_grad_guard();
-    to_vec(&net.trace(xt))
+    Ok(to_vec(&net.trace(xt)))
 }
 
 /// forward.csv (the trained models' traces, `rows`) and limit.csv (the limit's).

@@ -1,10 +1,12 @@
 //! Full-batch gradient descent of a batch of models for K steps (the step itself, with the
 //! mean-field step size λ = η/(s²·L·M), is [`TwoLayerResNet::gd_step`]), and the steps at which
 //! the held-out outputs are recorded.
+use anyhow::Result;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
 use crate::model::two_layer_resnet::TwoLayerResNet;
+use crate::train::interrupt::{self, Interrupted};
 
 /// The steps at which test outputs are recorded: multiples of 5 and K.
 pub fn recorded(k: usize, steps: usize) -> bool {
@@ -15,31 +17,86 @@ pub(super) fn recorded_steps(steps: usize) -> Vec<usize> {
     (0..=steps).filter(|&k| recorded(k, steps)).collect()
 }
 
+/// A training after `done` steps: the loss before each of them (`[models]` each) and the
+/// test outputs recorded so far.
+pub struct Progress {
+    pub done: usize,
+    pub losses: Vec<Tensor>,
+    pub outputs: BTreeMap<usize, Tensor>,
+}
+
+impl Progress {
+    /// Before the first step.
+    pub fn start() -> Progress {
+        Progress {
+            done: 0,
+            losses: Vec::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+}
+
 /// Trains `net` for K steps on (x, y); returns the training loss per step `[K + 1, models]`
 /// (the last row after the last step) and the test outputs at the recorded steps
-/// (step → `[models, n_test]`). `each_step(k, net)` runs after every step.
+/// (step → `[models, n_test]`). `each_step(k, net)` runs after every step. A preemption signal
+/// ([`crate::train::interrupt`]) stops it after the step in progress with [`Interrupted`]:
+/// these models are trained again by the rerun (the limits, the long part, keep theirs).
 pub fn train(
     net: &mut TwoLayerResNet,
     x: &Tensor,
     y: &Tensor,
     x_test: &Tensor,
     steps: usize,
+    each_step: impl FnMut(usize, &TwoLayerResNet),
+) -> Result<(Tensor, BTreeMap<usize, Tensor>)> {
+    let stop = |_| interrupt::signal().is_some();
+    train_from(
+        net,
+        (x, y, x_test),
+        steps,
+        Progress::start(),
+        each_step,
+        stop,
+    )
+    .map_err(|p| {
+        let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
+        Interrupted(format!(
+            "stopped by {} after GD step {} of {steps} of the figure's models (limits computed \
+             so far are cached); resumable: rerun the same command",
+            interrupt::name(sig),
+            p.done
+        ))
+        .into()
+    })
+}
+
+/// [`train`] from `p` on (`net` holds the weights after `p.done` steps); `stop(k)` is asked
+/// after every step k < K and, when it says so, the progress is returned as the error.
+pub fn train_from(
+    net: &mut TwoLayerResNet,
+    (x, y, x_test): (&Tensor, &Tensor, &Tensor),
+    steps: usize,
+    mut p: Progress,
     mut each_step: impl FnMut(usize, &TwoLayerResNet),
-) -> (Tensor, BTreeMap<usize, Tensor>) {
+    mut stop: impl FnMut(usize) -> bool,
+) -> std::result::Result<(Tensor, BTreeMap<usize, Tensor>), Progress> {
     let _guard = tch::no_grad_guard();
-    let mut losses = Vec::with_capacity(steps + 1);
-    let mut outputs = BTreeMap::new();
-    for k in 0..=steps {
+    for k in p.done..=steps {
         if recorded(k, steps) {
-            outputs.insert(k, net.forward(x_test));
+            p.outputs.insert(k, net.forward(x_test));
         }
         if k == steps {
             let f = net.forward(x);
-            losses.push((f - y).square().mean_dim(1, false, Kind::Float) * 0.5);
+            p.losses
+                .push((f - y).square().mean_dim(1, false, Kind::Float) * 0.5);
             break;
         }
-        losses.push(net.gd_step(x, y));
+        p.losses.push(net.gd_step(x, y));
+        p.done = k + 1;
         each_step(k + 1, net);
+        if k + 1 < steps && stop(k + 1) {
+            return Err(p);
+        }
     }
-    (Tensor::stack(&losses, 0), outputs)
+    Ok((Tensor::stack(&p.losses, 0), p.outputs))
 }

@@ -2,18 +2,20 @@
 //! (`limit.depth`, `limit.width`, averaged over `limit.models` independent models), trained the
 //! same way. It is computed once per setting and cached under `limit.cache` in a file named by
 //! the setting's key ([`limit_key`]); the file holds the full key and a file whose key differs
-//! is refused, never used.
+//! is refused, never used. A limit whose training a preemption signal stopped keeps its state
+//! beside it ([`partial_path`], the same key) and continues from that step.
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-use super::gd::{recorded_steps, train};
+use super::gd::{recorded_steps, train_from, Progress};
 use super::spec::{Dynamics, LimitSpec, TaskSpec};
 use super::task::train_and_test;
 use crate::model::two_layer_resnet::TwoLayerResNet;
+use crate::train::interrupt::{self, Interrupted};
 use crate::train::tensor_file::{self, TensorFile};
 use crate::util::key::spec_key;
 
@@ -66,7 +68,16 @@ pub fn limit_path(lim: &LimitSpec, key: &str) -> PathBuf {
     lim.cache.join(format!("limit-{}.ot", &key[..16]))
 }
 
-/// The limit for dimension `dim`: loaded from the cache, or trained (and cached).
+/// The file of the limit's training stopped by a preemption signal (its weights after the
+/// steps done, their losses and the outputs recorded), beside the limit's cache file; removed
+/// once the limit is cached.
+pub fn partial_path(lim: &LimitSpec, key: &str) -> PathBuf {
+    lim.cache.join(format!("limit-{}.partial.ot", &key[..16]))
+}
+
+/// The limit for dimension `dim`: loaded from the cache, or trained (and cached). A preemption
+/// signal stops the training after the GD step in progress with [`Interrupted`], its state
+/// saved ([`partial_path`]); the rerun continues from that step to the same limit.
 pub fn limit(
     dim: i64,
     dynamics: &Dynamics,
@@ -90,8 +101,9 @@ pub fn limit(
             lim.cache.display()
         );
     }
-    let lim_out = compute(dim, dynamics, task_spec, lim, device);
+    let lim_out = compute(dim, (dynamics, task_spec, lim), &key, device, quiet)?;
     save(&lim_out, lim, &path, &key)?;
+    let _ = std::fs::remove_file(partial_path(lim, &key));
     if !quiet {
         eprintln!(
             "limit: D = {dim} done in {:.1} s, final loss {:.2e}",
@@ -102,25 +114,54 @@ pub fn limit(
     Ok(lim_out)
 }
 
-/// Trains the limit's models and averages them.
+/// Trains the limit's models (from their saved partial training, if any) and averages them.
 fn compute(
     dim: i64,
-    dynamics: &Dynamics,
-    task_spec: &TaskSpec,
-    lim: &LimitSpec,
+    (dynamics, task_spec, lim): (&Dynamics, &TaskSpec, &LimitSpec),
+    key: &str,
     device: Device,
-) -> Limit {
+    quiet: bool,
+) -> Result<Limit> {
     let start = Instant::now();
     let (x, y, xt) = train_and_test(task_spec, dim, device);
     tch::manual_seed(1_000_000 + lim.seed as i64 * 7919 + dim);
     let specs = vec![dynamics.model(lim.depth, lim.width, dim); lim.models as usize];
     let mut net = TwoLayerResNet::new(&specs, device);
-    let (loss, outputs) = train(&mut net, &x, &y, &xt, dynamics.steps, |_, _| {});
+    let partial = partial_path(lim, key);
+    let steps = dynamics.steps;
+    let progress = match partial.exists() {
+        true => load_partial(&partial, key, &mut net, steps, device)?,
+        false => Progress::start(),
+    };
+    if !quiet && progress.done > 0 {
+        eprintln!(
+            "limit: D = {dim}: resuming at GD step {} of {steps} from {}",
+            progress.done,
+            partial.display()
+        );
+    }
+    let stop = |k: usize| interrupt::requested(0, k as i64);
+    let (loss, outputs) =
+        match train_from(&mut net, (&x, &y, &xt), steps, progress, |_, _| {}, stop) {
+            Ok(done) => done,
+            Err(p) => {
+                save_partial(&partial, lim, key, &net, &p)?;
+                let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
+                return Err(Interrupted(format!(
+                    "{}: the limit (D = {dim}) stopped by {} after GD step {} of {steps}, its \
+                 training saved; resumable: rerun the same command",
+                    partial.display(),
+                    interrupt::name(sig),
+                    p.done
+                ))
+                .into());
+            }
+        };
     let trace = {
         let _g = tch::no_grad_guard();
         net.trace(&xt).mean_dim(0, false, Kind::Float)
     };
-    Limit {
+    Ok(Limit {
         loss: loss.mean_dim(1, false, Kind::Float),
         outputs: outputs
             .into_iter()
@@ -129,25 +170,31 @@ fn compute(
         trace,
         seconds: start.elapsed().as_secs_f64(),
         cached: false,
-    }
+    })
 }
 
 const FIX: &str = "delete it to recompute";
 
-/// Reads a cached limit, refusing a file that holds another setting's key.
-fn load(path: &std::path::Path, key: &str, steps: usize, device: Device) -> Result<Limit> {
-    let file = TensorFile::read(path, device, "cached limit", FIX)?;
+/// Reads a file of the limit cache (`what`), refusing one that holds another setting's key.
+fn read_keyed(path: &Path, key: &str, what: &str, device: Device) -> Result<TensorFile> {
+    let file = TensorFile::read(path, device, what, FIX)?;
     let stored = Vec::<u8>::try_from(file.get("key")?.to_device(Device::Cpu))
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_default();
     if stored != key {
         bail!(
-            "{}: the cached limit is for another setting (its key {stored:?}, this one's \
+            "{}: the {what} is for another setting (its key {stored:?}, this one's \
              {key:?}) ({FIX})",
             path.display()
         );
     }
+    Ok(file)
+}
+
+/// Reads a cached limit, refusing a file that holds another setting's key.
+fn load(path: &Path, key: &str, steps: usize, device: Device) -> Result<Limit> {
+    let file = read_keyed(path, key, "cached limit", device)?;
     let get = |name: &str| file.get(name).map(Tensor::shallow_clone);
     let mut outputs = BTreeMap::new();
     for k in recorded_steps(steps) {
@@ -162,10 +209,15 @@ fn load(path: &std::path::Path, key: &str, steps: usize, device: Device) -> Resu
     })
 }
 
-/// Writes a limit and its full key to `path` (atomically, see [`tensor_file::write`]).
-fn save(lim_out: &Limit, lim: &LimitSpec, path: &std::path::Path, key: &str) -> Result<()> {
+/// Creates the limit cache's directory.
+fn create_cache(lim: &LimitSpec) -> Result<()> {
     std::fs::create_dir_all(&lim.cache)
-        .with_context(|| format!("{}: cannot create the limit cache", lim.cache.display()))?;
+        .with_context(|| format!("{}: cannot create the limit cache", lim.cache.display()))
+}
+
+/// Writes a limit and its full key to `path` (atomically, see [`tensor_file::write`]).
+fn save(lim_out: &Limit, lim: &LimitSpec, path: &Path, key: &str) -> Result<()> {
+    create_cache(lim)?;
     let mut named: Vec<(String, Tensor)> = vec![
         ("key".into(), Tensor::from_slice(key.as_bytes())),
         ("loss".into(), lim_out.loss.to_device(Device::Cpu)),
@@ -175,4 +227,63 @@ fn save(lim_out: &Limit, lim: &LimitSpec, path: &std::path::Path, key: &str) -> 
         named.push((format!("out{k}"), o.to_device(Device::Cpu)));
     }
     tensor_file::write(path, &named, "limit")
+}
+
+/// Writes the limit's partial training (its key, the steps done, the weights after them, their
+/// losses and the outputs recorded so far) to `path`, atomically.
+fn save_partial(
+    path: &Path,
+    lim: &LimitSpec,
+    key: &str,
+    net: &TwoLayerResNet,
+    p: &Progress,
+) -> Result<()> {
+    create_cache(lim)?;
+    let cpu = |t: &Tensor| t.to_device(Device::Cpu);
+    let mut named: Vec<(String, Tensor)> = vec![
+        ("key".into(), Tensor::from_slice(key.as_bytes())),
+        ("done".into(), Tensor::from_slice(&[p.done as i64])),
+        ("loss".into(), cpu(&Tensor::stack(&p.losses, 0))),
+    ];
+    for (k, o) in &p.outputs {
+        named.push((format!("out{k}"), cpu(o)));
+    }
+    for (l, (u, v)) in net.u.iter().zip(&net.v).enumerate() {
+        named.push((format!("u{l}"), cpu(u)));
+        named.push((format!("v{l}"), cpu(v)));
+    }
+    tensor_file::write(path, &named, "limit training")
+}
+
+/// Restores a partial training of [`save_partial`] into `net`; returns its progress.
+fn load_partial(
+    path: &Path,
+    key: &str,
+    net: &mut TwoLayerResNet,
+    steps: usize,
+    device: Device,
+) -> Result<Progress> {
+    let file = read_keyed(path, key, "saved limit training", device)?;
+    let get = |name: &str| file.get(name).map(Tensor::shallow_clone);
+    let done = file.get("done")?.int64_value(&[0]) as usize;
+    let loss = get("loss")?;
+    if done == 0 || done >= steps || loss.size()[0] != done as i64 {
+        bail!(
+            "{}: a saved limit training with {done} steps of {steps} ({FIX})",
+            path.display()
+        );
+    }
+    for l in 0..net.depth() {
+        net.u[l] = get(&format!("u{l}"))?;
+        net.v[l] = get(&format!("v{l}"))?;
+    }
+    let mut outputs = BTreeMap::new();
+    for k in recorded_steps(steps).into_iter().filter(|&k| k < done) {
+        outputs.insert(k, get(&format!("out{k}"))?);
+    }
+    Ok(Progress {
+        done,
+        losses: loss.unbind(0),
+        outputs,
+    })
 }

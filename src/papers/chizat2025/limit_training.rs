@@ -26,7 +26,7 @@ pub(super) fn limit_training(
 ) -> Result<(String, Acceptance)> {
     let lim = limit(s.dim, &s.dynamics, &s.task, &s.limit, device, quiet)?;
     let loss = to_vec(&lim.loss);
-    let (traj, model_loss) = train_with_shared_unit(s, device);
+    let (traj, model_loss) = train_with_shared_unit(s, device)?;
     write_csvs(s, out, &traj, &loss, &model_loss)?;
     plot(fig, s, out, &traj, &loss, &model_loss)?;
     Ok((
@@ -37,7 +37,10 @@ pub(super) fn limit_training(
 
 /// Trains one model whose unit 1 shares one initialization in all layers; returns unit 1's
 /// trajectories and the model's training loss per step.
-fn train_with_shared_unit(s: &LimitTrainingFig, device: Device) -> (Trajectories, Vec<f64>) {
+fn train_with_shared_unit(
+    s: &LimitTrainingFig,
+    device: Device,
+) -> Result<(Trajectories, Vec<f64>)> {
     let k = s.dynamics.steps;
     let (x, y, xt) = train_and_test(&s.task, s.dim, device);
     tch::manual_seed(s.seed as i64 * 7919 + 17);
@@ -63,8 +66,8 @@ fn train_with_shared_unit(s: &LimitTrainingFig, device: Device) -> (Trajectories
         to_vec(&Tensor::stack(&parts, 0))
     };
     let mut traj = vec![unit(&net)];
-    let (model_loss, _) = train(&mut net, &x, &y, &xt, k, |_, n| traj.push(unit(n)));
-    (traj, to_vec(&model_loss))
+    let (model_loss, _) = train(&mut net, &x, &y, &xt, k, |_, n| traj.push(unit(n)))?;
+    Ok((traj, to_vec(&model_loss)))
 }
 
 /// trajectories.csv and loss.csv.

@@ -108,7 +108,7 @@ pub(super) fn phase_diagram(
     let mut measured: Vec<Vec<Measured>> = Vec::new();
     let mut csv = Vec::new();
     for &d in &s.dims {
-        measured.push(measure_dim(s, d, (&a_s, &gammas), device, quiet, &mut csv));
+        measured.push(measure_dim(s, d, (&a_s, &gammas), device, quiet, &mut csv)?);
     }
     write_csv(
         &out.join("updates.csv"),
@@ -164,7 +164,7 @@ fn measure_dim(
     device: Device,
     quiet: bool,
     csv: &mut Vec<String>,
-) -> Vec<Measured> {
+) -> Result<Vec<Measured>> {
     let reps = s.repetitions as usize;
     let t0 = Instant::now();
     let (x, y, xt) = train_and_test(&s.task, d, device);
@@ -190,7 +190,7 @@ fn measure_dim(
         if k == 1 {
             first = Some((copy(&n.u), copy(&n.v)));
         }
-    });
+    })?;
     let (u1, v1) = first.expect("at least one step");
     // The first step's change of the output through v alone, f(u_0, v_1) − f(u_0, v_0), on
     // held-out inputs: how much the moved features change the function.
@@ -233,7 +233,7 @@ fn measure_dim(
             t0.elapsed().as_secs_f64()
         );
     }
-    cells
+    Ok(cells)
 }
 
 /// The exponents in D of each cell (log-log slopes of geometric means over the repetitions) and

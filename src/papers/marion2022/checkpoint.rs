@@ -1,5 +1,7 @@
-//! The per-epoch training checkpoint of [`super::train::train_classifiers`]: the models, the
-//! Adam state, the epochs done, the losses and divergence flags, and the key of the runs
+//! The training checkpoint of [`super::train::train_classifiers`], written after every epoch
+//! and, on a preemption signal, after the step in progress: the models, the Adam state, the
+//! epochs done, the position inside the next epoch (steps done and the epoch's loss sums so
+//! far; absent at an epoch's end), the losses and divergence flags, and the key of the runs
 //! ([`checkpoint_key`]); a checkpoint of other runs is never resumed. Written atomically by
 //! [`crate::train::tensor_file`].
 use anyhow::Result;
@@ -54,12 +56,21 @@ pub fn checkpoint_key(setup: &TrainSetup, split: &DataSplit, runs: &[TrainRun]) 
     })
 }
 
+/// Where a training stopped inside an epoch: the steps done, the images they saw and the sum
+/// of every model's loss × batch size over them (`[models]`, on the training device).
+pub(super) struct Position {
+    pub steps: i64,
+    pub images: i64,
+    pub sum: Tensor,
+}
+
 /// Writes a training checkpoint atomically ([`tensor_file::write`]): the models, the Adam
-/// state, the epochs done, the losses and divergence flags, and the runs' key.
+/// state, the epochs done and the position inside the next epoch (`at`), the losses and
+/// divergence flags, and the runs' key.
 pub(super) fn save_checkpoint(
     path: &Path,
     key: &str,
-    epochs_done: i64,
+    (epochs_done, position): (i64, Option<&Position>),
     net: &MarionNet,
     opt: &BatchedAdam,
     train_loss: &[f64],
@@ -79,6 +90,10 @@ pub(super) fn save_checkpoint(
             Tensor::from_slice(&diverged.iter().map(|&d| d as i64).collect::<Vec<_>>()),
         ),
     ];
+    if let Some(p) = position {
+        named.push(("position".into(), Tensor::from_slice(&[p.steps, p.images])));
+        named.push(("epoch_loss_sum".into(), cpu(&p.sum)));
+    }
     for (name, p) in net.named_tensors() {
         named.push((format!("param.{name}"), cpu(p)));
     }
@@ -90,8 +105,8 @@ pub(super) fn save_checkpoint(
 }
 
 /// Restores a checkpoint of [`save_checkpoint`] into the models, the optimizer, the losses and
-/// the divergence flags; returns the epochs it holds, or None (nothing restored) when its key
-/// is not `key`.
+/// the divergence flags; returns the epochs it holds and the position inside the next one (its
+/// sums on the CPU), or None (nothing restored) when its key is not `key`.
 pub(super) fn load_checkpoint(
     path: &Path,
     key: &str,
@@ -99,7 +114,7 @@ pub(super) fn load_checkpoint(
     opt: &mut BatchedAdam,
     train_loss: &mut [f64],
     diverged: &mut [bool],
-) -> Result<Option<i64>> {
+) -> Result<Option<(i64, Option<Position>)>> {
     let file = TensorFile::read(
         path,
         Device::Cpu,
@@ -131,5 +146,13 @@ pub(super) fn load_checkpoint(
     {
         *d = v != 0;
     }
-    Ok(Some(file.get("epochs_done")?.int64_value(&[0])))
+    let position = match file.get("position") {
+        Ok(p) => Some(Position {
+            steps: p.int64_value(&[0]),
+            images: p.int64_value(&[1]),
+            sum: file.get("epoch_loss_sum")?.shallow_clone(),
+        }),
+        Err(_) => None, // written at an epoch's end
+    };
+    Ok(Some((file.get("epochs_done")?.int64_value(&[0]), position)))
 }

@@ -244,6 +244,12 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// Whether the figure trains networks (M8, M9): those stop resumably on a preemption
+    /// signal ([`crate::train::interrupt`]).
+    pub fn trains(&self) -> bool {
+        matches!(self.spec, FigureSpec::Weights(_) | FigureSpec::Accuracy(_))
+    }
+
     /// Reads `path`, applies `scales[scale]` over `spec`, checks the values. Errors name the
     /// file and the key.
     pub fn load(path: &Path, scale: &str) -> Result<Figure> {

@@ -1,19 +1,21 @@
 //! Batched training of Marion's classifiers (M8, M9): many independent models, each with its
 //! own initialization, β and learning rate, trained at once in one program (every layer one
-//! batched matmul over the models), with a per-epoch checkpoint ([`super::checkpoint`]).
+//! batched matmul over the models), with a per-epoch checkpoint ([`super::checkpoint`]) and
+//! one at the step in progress when a preemption signal stops it.
 use anyhow::{bail, Result};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
-use super::checkpoint::{checkpoint_key, load_checkpoint, save_checkpoint};
+use super::checkpoint::{checkpoint_key, load_checkpoint, save_checkpoint, Position};
 use super::spec::{TrainFig, Training};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::scale::residual_scale;
 use crate::model::weight_init::LayerInit;
 use crate::train::adam::BatchedAdam;
+use crate::train::interrupt::{self, Interrupted};
 
 /// One model of a batched training run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -160,6 +162,10 @@ fn build(setup: &TrainSetup, split: &data::DataSplit, runs: &[TrainRun]) -> Batc
 /// for every model; model m starts from `runs[m].init` drawn after `manual_seed(seed)` and has
 /// the residual scale L^-β_m. The losses stay on the device and are read once per epoch; a
 /// model whose loss turns non-finite is marked diverged (the others go on, unaffected).
+///
+/// With a checkpoint, a preemption signal ([`crate::train::interrupt`]) stops the training
+/// after the step in progress: the checkpoint then records the position inside the epoch, the
+/// error is [`Interrupted`] and a rerun continues from that step to the same models.
 pub fn train_classifiers(
     setup: &TrainSetup,
     split: &data::DataSplit,
@@ -174,22 +180,37 @@ pub fn train_classifiers(
     let mut diverged = vec![false; models];
     // Everything that makes the runs these runs: a checkpoint of other runs is not resumed.
     let key = checkpoint_key(setup, split, runs);
-    let mut first_epoch = 0;
-    if let Some(path) = setup.checkpoint.as_deref().filter(|p| p.exists()) {
-        let Batch { net, opt, .. } = &mut batch;
-        if let Some(done) = load_checkpoint(path, &key, net, opt, &mut train_loss, &mut diverged)? {
-            first_epoch = done;
-            if let Some(label) = &setup.label {
-                eprintln!(
-                    "{label}: resumed after epoch {done} from {}",
-                    path.display()
-                );
-            }
-        }
-    }
+    let (first_epoch, mut position) =
+        resume(setup, &key, &mut batch, &mut train_loss, &mut diverged)?;
     for epoch in first_epoch..t.epochs {
+        if let (Some(path), Some(sig)) = (&setup.checkpoint, interrupt::signal()) {
+            return Err(stopped(path, sig, format!("before epoch {}", epoch + 1)));
+        }
         let t0 = Instant::now();
-        let mean = train_epoch(&mut batch, &train, t, setup.seed, epoch)?;
+        let at = Epoch {
+            number: epoch,
+            start: position.take(),
+            stoppable: setup.checkpoint.is_some(),
+        };
+        let mean = match train_epoch(&mut batch, &train, t, setup.seed, at)? {
+            EpochEnd::Done(mean) => mean,
+            EpochEnd::Stopped(p) => {
+                let path = setup
+                    .checkpoint
+                    .as_deref()
+                    .expect("stoppable with a checkpoint");
+                let (net, opt) = (&batch.net, &batch.opt);
+                let at = (epoch, Some(&p));
+                save_checkpoint(path, &key, at, net, opt, &train_loss, &diverged)?;
+                let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
+                let at = format!(
+                    "at step {} of epoch {} (checkpoint written)",
+                    p.steps,
+                    epoch + 1
+                );
+                return Err(stopped(path, sig, at));
+            }
+        };
         for (i, l) in mean.into_iter().enumerate() {
             diverged[i] |= !l.is_finite();
             train_loss[i] = l;
@@ -212,7 +233,15 @@ pub fn train_classifiers(
         }
         if let Some(path) = &setup.checkpoint {
             let (net, opt) = (&batch.net, &batch.opt);
-            save_checkpoint(path, &key, epoch + 1, net, opt, &train_loss, &diverged)?;
+            save_checkpoint(
+                path,
+                &key,
+                (epoch + 1, None),
+                net,
+                opt,
+                &train_loss,
+                &diverged,
+            )?;
         }
         if setup.stop_after == Some(epoch + 1) {
             bail!("stopped after epoch {} (TrainSetup::stop_after)", epoch + 1);
@@ -230,37 +259,103 @@ pub fn train_classifiers(
     })
 }
 
-/// One epoch over `train` (the learning rates decayed for `epoch`); returns every model's mean
-/// training loss.
+/// Restores the setup's checkpoint when it holds these runs (`key`): the epochs done and the
+/// position inside the next epoch, if any (its sums moved to the training device).
+fn resume(
+    setup: &TrainSetup,
+    key: &str,
+    batch: &mut Batch,
+    train_loss: &mut [f64],
+    diverged: &mut [bool],
+) -> Result<(i64, Option<Position>)> {
+    let Some(path) = setup.checkpoint.as_deref().filter(|p| p.exists()) else {
+        return Ok((0, None));
+    };
+    let Batch { net, opt, .. } = batch;
+    let Some((done, position)) = load_checkpoint(path, key, net, opt, train_loss, diverged)? else {
+        return Ok((0, None));
+    };
+    if let Some(label) = &setup.label {
+        let inside = position.as_ref().map_or(String::new(), |p| {
+            format!(", at step {} of epoch {}", p.steps, done + 1)
+        });
+        eprintln!(
+            "{label}: resumed after epoch {done}{inside} from {}",
+            path.display()
+        );
+    }
+    let position = position.map(|p| Position {
+        sum: p.sum.to_device(setup.device),
+        ..p
+    });
+    Ok((done, position))
+}
+
+/// The error of a training stopped by signal `sig` (`at`: where): one line naming the
+/// checkpoint and how to resume.
+fn stopped(checkpoint: &Path, sig: i32, at: String) -> anyhow::Error {
+    Interrupted(format!(
+        "{}: training stopped by {} {at}; resumable: rerun the same command",
+        checkpoint.display(),
+        interrupt::name(sig)
+    ))
+    .into()
+}
+
+/// The epoch to train: its number (0-based), where it starts (None: at its first step) and
+/// whether a preemption signal may stop it after a step.
+struct Epoch {
+    number: i64,
+    start: Option<Position>,
+    stoppable: bool,
+}
+
+/// How [`train_epoch`] ended: every model's mean training loss, or stopped by a signal.
+enum EpochEnd {
+    Done(Vec<f64>),
+    Stopped(Position),
+}
+
+/// One epoch over `train` (the learning rates decayed for the epoch), from its start position
+/// on: the batches of the steps done are drawn in the same order and skipped.
 fn train_epoch(
     batch: &mut Batch,
     train: &DeviceData,
     t: &TrainFig,
     seed: u64,
-    epoch: i64,
-) -> Result<Vec<f64>> {
+    at: Epoch,
+) -> Result<EpochEnd> {
     let Batch {
         net,
         scale,
         opt,
         base_lr,
     } = batch;
-    let decay = 0.1f64.powi((epoch / t.lr_step.max(1)) as i32);
+    let decay = 0.1f64.powi((at.number / t.lr_step.max(1)) as i32);
     opt.set_lr(&base_lr.iter().map(|lr| lr * decay).collect::<Vec<_>>());
     let models = base_lr.len() as i64;
-    let mut sum = Tensor::zeros([models], (Kind::Float, scale.device()));
-    let mut n = 0i64;
-    for (x, y) in train.train_batches(t.batch, seed as i64 * 1000 + epoch, data::Augment::NONE) {
+    let mut p = at.start.unwrap_or_else(|| Position {
+        steps: 0,
+        images: 0,
+        sum: Tensor::zeros([models], (Kind::Float, scale.device())),
+    });
+    let steps = (train.len() + t.batch - 1) / t.batch;
+    let order = train.train_batches(t.batch, seed as i64 * 1000 + at.number, data::Augment::NONE);
+    for (x, y) in order.skip(p.steps as usize) {
         let b = y.size()[0];
         let logits = net.forward(&x.view([b, -1]), scale);
         let losses = per_model_cross_entropy(&logits, &y);
         opt.backward_step(&losses.sum(Kind::Float));
-        let _ = sum.g_add_(&(losses.detach() * b as f64));
-        n += b;
+        let _ = p.sum.g_add_(&(losses.detach() * b as f64));
+        p.images += b;
+        p.steps += 1;
+        if at.stoppable && p.steps < steps && interrupt::requested(at.number, p.steps) {
+            return Ok(EpochEnd::Stopped(p));
+        }
     }
-    Ok(Vec::<f64>::try_from(
-        (sum / n as f64).to_kind(Kind::Double),
-    )?)
+    Ok(EpochEnd::Done(Vec::<f64>::try_from(
+        (p.sum / p.images as f64).to_kind(Kind::Double),
+    )?))
 }
 
 /// Every model's accuracy on `test` (NaN for a diverged model).
