@@ -39,7 +39,7 @@ fn study(dir: &Path, extra: &[&str]) -> Vec<String> {
         "sweep.depth=[2, 8]".into(),
         "sweep.width=[2, 8]".into(),
         "sweep.dims=[2, 4]".into(),
-        "sweep.eval_steps=[10, 20]".into(),
+        "sweep.eval_steps=[0, 10, 20]".into(),
         "sweep.dynamics.steps=20".into(),
         "sweep.limit.depth=32".into(),
         "sweep.limit.width=16".into(),
@@ -63,6 +63,7 @@ fn the_d_law_study_runs_end_to_end_and_reuses_finished_settings() {
     let output = chizat::run(&fig, &out, Device::Cpu, true).unwrap();
     for f in [
         "exponents.csv",
+        "init.csv",
         "errors.csv",
         "limits.csv",
         "dlaw.svg",
@@ -70,37 +71,67 @@ fn the_d_law_study_runs_end_to_end_and_reuses_finished_settings() {
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    // 2 n × 2 targets × 2 steps rows, each estimate inside its own interval.
+    // 2 n × 2 targets × 3 steps rows, each estimate inside its own interval.
     let csv = std::fs::read_to_string(out.join("exponents.csv")).unwrap();
     let rows: Vec<Vec<f64>> = csv
         .lines()
         .skip(1)
         .map(|r| r.split(',').skip(3).map(|v| v.parse().unwrap()).collect())
         .collect();
-    assert_eq!(rows.len(), 8, "{csv}");
+    assert_eq!(rows.len(), 12, "{csv}");
     for r in &rows {
-        for j in [2, 5, 8] {
+        for j in [2, 5, 8, 11] {
             assert!(r[j + 1] <= r[j] && r[j] <= r[j + 2], "{r:?}");
         }
+    }
+    // The control measured once without training is every setting's own k = 0: the same
+    // exponents as init.csv, and p_D(0) − p_D(0) = 0 exactly, interval included.
+    let init = std::fs::read_to_string(out.join("init.csv")).unwrap();
+    let init: Vec<f64> = init
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let at_zero: Vec<&Vec<f64>> = rows.iter().filter(|r| r[0] == 0.0).collect();
+    assert_eq!(at_zero.len(), 4);
+    for r in at_zero {
+        assert_eq!(r[1..11], init[..], "{r:?} vs {init:?}");
+        assert_eq!(r[11..14], [0.0, 0.0, 0.0], "{r:?}");
     }
     assert_eq!(output.acceptance.measured.len(), 4, "{}", output.text);
     assert!(output.acceptance.checks.is_empty());
     // A rerun reads the 4 finished settings instead of training: a value changed by hand in
     // one of them (key kept) is what the rerun reports.
     let settings = out.join("settings");
-    assert_eq!(std::fs::read_dir(&settings).unwrap().count(), 4);
+    assert_eq!(
+        std::fs::read_dir(&settings).unwrap().count(),
+        5,
+        "4 settings and k = 0"
+    );
     let again = dir.path().join("again");
     copy_dir(&settings, &again.join("settings"));
+    // (a setting's file: three errors per row; the control's has one)
     let first = std::fs::read_dir(again.join("settings"))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .nth(1)
+                .unwrap()
+                .contains(',')
+        })
+        .unwrap();
     let text = std::fs::read_to_string(&first).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    lines[1] = lines[1].replacen(|c: char| c.is_ascii_digit(), "7", 1);
-    let planted = lines[1].split(',').next().unwrap().to_string();
+    let last = lines[1].rsplit(',').next().unwrap().to_string();
+    let planted = last.replacen(|c: char| c.is_ascii_digit(), "7", 1);
+    assert_ne!(planted, last);
+    lines[1] = format!("{},{planted}", lines[1].rsplit_once(',').unwrap().0);
     std::fs::write(&first, lines.join("\n") + "\n").unwrap();
     chizat::run(&fig, &again, Device::Cpu, true).unwrap();
     let errors = std::fs::read_to_string(again.join("errors.csv")).unwrap();

@@ -46,6 +46,8 @@ struct Setting {
     eta: f64,
     /// (p_L, p_M, p_D) and the number of models fitted, per recorded step (None: no fit).
     exponents: Vec<Option<([Interval; 3], usize)>>,
+    /// p_D(k) − p_D(0): what training adds to the exponent at initialization, per step.
+    growth: Vec<Option<Interval>>,
     /// The limit's training loss at k = 0 and k = K, per D.
     limit_loss: Vec<(i64, f64, f64)>,
 }
@@ -62,6 +64,7 @@ pub(super) fn d_law(
     dims.sort();
     dims.dedup();
     let ks = &s.sweep.eval_steps;
+    let init = init_errors(s, &shapes, &dims, out, device, quiet)?;
     let mut settings = Vec::new();
     let mut error_rows = Vec::new();
     for &target in &s.targets {
@@ -84,6 +87,18 @@ pub(super) fn d_law(
                 let exponents = (0..ks.len())
                     .map(|ki| exponents(&inside_points(&sw, &shapes, &errors, ki), s))
                     .collect();
+                let at_init = inside_points(&sw, &shapes, &init, 0);
+                let growth = (0..ks.len())
+                    .map(|ki| {
+                        let now = inside_points(&sw, &shapes, &errors, ki);
+                        growth(
+                            &now.into_iter()
+                                .zip(at_init.iter().copied())
+                                .collect::<Vec<_>>(),
+                            s,
+                        )
+                    })
+                    .collect();
                 let mut limit_loss = Vec::new();
                 for &d in &dims {
                     let lim = limit(d, &sw.dynamics, &sw.task, &sw.limit, device, true)?;
@@ -99,6 +114,7 @@ pub(super) fn d_law(
                     target,
                     eta,
                     exponents,
+                    growth,
                     limit_loss,
                 });
             }
@@ -109,9 +125,13 @@ pub(super) fn d_law(
         "n,target,eta,model,L,M,D,k,error",
         &error_rows,
     )?;
-    write_tables(s, out, &settings)?;
-    plot(fig, s, out, &settings)?;
-    Ok((report(fig, s, &shapes, &settings), acceptance(s, &settings)))
+    let init_fit = exponents(&inside_points(&s.sweep, &shapes, &init, 0), s);
+    write_tables(s, out, &settings, init_fit)?;
+    plot(fig, s, out, &settings, init_fit)?;
+    Ok((
+        report(fig, s, &shapes, &settings, init_fit),
+        acceptance(s, &settings),
+    ))
 }
 
 /// `three-coords` / `one-direction`, as in the figure files.
@@ -122,8 +142,43 @@ fn target_name(t: Target) -> &'static str {
     }
 }
 
+/// The control: every model's error against the limit at initialization (k = 0), as
+/// errors[model][0]. It is the same in every setting (the models, the limit and the held-out
+/// inputs are seeded apart from n, the target and η), so it is measured once (no training).
+fn init_errors(
+    s: &DLawFig,
+    shapes: &[Shape],
+    dims: &[i64],
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<Vec<Vec<f64>>> {
+    let mut sw = s.setting(s.train_points[0], s.targets[0], s.etas[0]);
+    sw.dynamics.steps = 0;
+    sw.eval_steps = vec![0];
+    if !quiet {
+        eprintln!("C5D: the errors at initialization (k = 0)");
+    }
+    setting_errors(&sw, shapes, dims, out, device, quiet)
+}
+
+/// An error point: (L, M, D, error).
+type Point = (f64, f64, f64, f64);
+
+/// p_D at step k minus p_D at initialization over the same models (`pairs`: (at k, at 0)),
+/// with its paired bootstrap interval (the models resampled together).
+fn growth(pairs: &[(Point, Point)], s: &DLawFig) -> Option<Interval> {
+    let diff = |p: &[(Point, Point)]| {
+        let (now, init): (Vec<Point>, Vec<Point>) = p.iter().copied().unzip();
+        Some([free_exponents(&now)?.2 - free_exponents(&init)?.2])
+    };
+    let est = diff(pairs)?[0];
+    let [(lo, hi)] = bootstrap95(pairs, s.bootstrap, s.sweep.seed, diff)?;
+    Some(Interval { est, lo, hi })
+}
+
 /// (p_L, p_M, p_D) with their bootstrap intervals over `points` (L, M, D, error).
-fn exponents(points: &[(f64, f64, f64, f64)], s: &DLawFig) -> Option<([Interval; 3], usize)> {
+fn exponents(points: &[Point], s: &DLawFig) -> Option<([Interval; 3], usize)> {
     let (pl, pm, pd) = free_exponents(points)?;
     let ci = bootstrap95(points, s.bootstrap, s.sweep.seed, |p| {
         free_exponents(p).map(|(a, b, c)| [a, b, c])
@@ -229,18 +284,33 @@ fn read_errors(path: &Path, key: &str, models: usize, steps: usize) -> Result<Ve
 }
 
 /// exponents.csv (one row per setting and k) and limits.csv (the limit's loss per D).
-fn write_tables(s: &DLawFig, out: &Path, settings: &[Setting]) -> Result<()> {
+/// One fit as CSV columns: models, then each exponent's estimate, low and high end.
+fn fit_columns((p, models): &([Interval; 3], usize)) -> String {
+    let cols: Vec<String> = p
+        .iter()
+        .map(|i| format!("{:.4},{:.4},{:.4}", i.est, i.lo, i.hi))
+        .collect();
+    format!("{models},{}", cols.join(","))
+}
+
+/// exponents.csv (one row per setting and k, with p_D(k) − p_D(0)), init.csv (the fit at
+/// k = 0) and limits.csv (the limit's loss per D).
+fn write_tables(
+    s: &DLawFig,
+    out: &Path,
+    settings: &[Setting],
+    init: Option<([Interval; 3], usize)>,
+) -> Result<()> {
     let mut rows = Vec::new();
     let mut lim_rows = Vec::new();
     for st in settings {
         let head = format!("{},{},{}", st.n, target_name(st.target), st.eta);
         for (ki, k) in s.sweep.eval_steps.iter().enumerate() {
-            if let Some((p, models)) = &st.exponents[ki] {
-                let cols: Vec<String> = p
-                    .iter()
-                    .map(|i| format!("{:.4},{:.4},{:.4}", i.est, i.lo, i.hi))
-                    .collect();
-                rows.push(format!("{head},{k},{models},{}", cols.join(",")));
+            if let Some(fit) = &st.exponents[ki] {
+                let g = st.growth[ki].map_or(",,".into(), |g| {
+                    format!("{:.4},{:.4},{:.4}", g.est, g.lo, g.hi)
+                });
+                rows.push(format!("{head},{k},{},{g}", fit_columns(fit)));
             }
         }
         for (d, l0, lk) in &st.limit_loss {
@@ -249,9 +319,16 @@ fn write_tables(s: &DLawFig, out: &Path, settings: &[Setting]) -> Result<()> {
     }
     write_csv(
         &out.join("exponents.csv"),
-        "n,target,eta,k,models,p_L,p_L_lo,p_L_hi,p_M,p_M_lo,p_M_hi,p_D,p_D_lo,p_D_hi",
+        "n,target,eta,k,models,p_L,p_L_lo,p_L_hi,p_M,p_M_lo,p_M_hi,p_D,p_D_lo,p_D_hi,\
+         growth,growth_lo,growth_hi",
         &rows,
     )?;
+    const HEAD: &str = "k,models,p_L,p_L_lo,p_L_hi,p_M,p_M_lo,p_M_hi,p_D,p_D_lo,p_D_hi";
+    let init_rows: Vec<String> = init
+        .iter()
+        .map(|f| format!("0,{}", fit_columns(f)))
+        .collect();
+    write_csv(&out.join("init.csv"), HEAD, &init_rows)?;
     write_csv(
         &out.join("limits.csv"),
         "n,target,eta,D,loss_0,loss_K",
@@ -261,7 +338,13 @@ fn write_tables(s: &DLawFig, out: &Path, settings: &[Setting]) -> Result<()> {
 
 /// p_D against n with its interval, one panel per k, one colour per (target, η); the lines
 /// p_D = 1/2 (the bound's √D) and p_D = 1.
-fn plot(fig: &Figure, s: &DLawFig, out: &Path, settings: &[Setting]) -> Result<()> {
+fn plot(
+    fig: &Figure,
+    s: &DLawFig,
+    out: &Path,
+    settings: &[Setting],
+    init: Option<([Interval; 3], usize)>,
+) -> Result<()> {
     let ns = (
         *s.train_points.iter().min().unwrap() as f64,
         *s.train_points.iter().max().unwrap() as f64,
@@ -297,6 +380,11 @@ fn plot(fig: &Figure, s: &DLawFig, out: &Path, settings: &[Setting]) -> Result<(
                 }
             }
         }
+        if let Some((p, _)) = init {
+            let label = "p_D at k = 0 (initialization)";
+            series
+                .push(Series::new(label, vec![(ns.0, p[2].est), (ns.1, p[2].est)]).rgb((0, 0, 0)));
+        }
         for (y, label) in [(0.5, "p_D = 1/2 (√D, the bound)"), (1.0, "p_D = 1")] {
             series.push(Series::new(label, vec![(ns.0, y), (ns.1, y)]).rgb((120, 120, 120)));
         }
@@ -323,12 +411,19 @@ fn plot(fig: &Figure, s: &DLawFig, out: &Path, settings: &[Setting]) -> Result<(
 }
 
 /// The table: per setting, p_D at every k, p_L and p_M at the last k, the limit's loss at K.
-fn report(fig: &Figure, s: &DLawFig, shapes: &[Shape], settings: &[Setting]) -> String {
+fn report(
+    fig: &Figure,
+    s: &DLawFig,
+    shapes: &[Shape],
+    settings: &[Setting],
+    init: Option<([Interval; 3], usize)>,
+) -> String {
     let ks = &s.sweep.eval_steps;
     let last = ks.len() - 1;
     let mut cols: Vec<String> = vec!["n".into(), "target".into(), "η".into()];
     cols.extend(ks.iter().map(|k| format!("p_D at k = {k}")));
     cols.extend([
+        format!("p_D(k = {}) − p_D(0)", ks[last]),
         format!("p_L at k = {}", ks[last]),
         format!("p_M at k = {}", ks[last]),
         "models".into(),
@@ -351,6 +446,7 @@ fn report(fig: &Figure, s: &DLawFig, shapes: &[Shape], settings: &[Setting]) -> 
         let text =
             |ki: usize, j: usize| st.exponents[ki].map_or("–".to_string(), |(p, _)| p[j].text());
         row.extend((0..ks.len()).map(|ki| text(ki, 2)));
+        row.push(st.growth[last].map_or("–".into(), |g| g.text()));
         row.push(text(last, 0));
         row.push(text(last, 1));
         row.push(st.exponents[last].map_or("0".into(), |(_, m)| m.to_string()));
@@ -362,9 +458,19 @@ fn report(fig: &Figure, s: &DLawFig, shapes: &[Shape], settings: &[Setting]) -> 
         row.push(ratio.join(" … "));
         table.push(row);
     }
+    let init = init.map_or("no fit".into(), |(p, m)| {
+        format!(
+            "p_D = {}, p_L = {}, p_M = {} over {m} models",
+            p[2].text(),
+            p[0].text(),
+            p[1].text()
+        )
+    });
     format!(
-        "Figure: {}.svg/png; data exponents.csv, errors.csv ({} shapes × {} settings × {} steps), \
-         limits.csv.\n\n{}",
+        "Figure: {}.svg/png; data exponents.csv, init.csv, errors.csv ({} shapes × {} settings × \
+         {} steps), limits.csv.\n\nAt initialization (k = 0: the same models, limit and \
+         held-out inputs in every setting), the control: {init}. p_D(k) − p_D(0) below is \
+         what training adds, with its paired bootstrap interval.\n\n{}",
         fig.stem,
         shapes.len(),
         settings.len(),
@@ -373,9 +479,11 @@ fn report(fig: &Figure, s: &DLawFig, shapes: &[Shape], settings: &[Setting]) -> 
     )
 }
 
-/// Each setting's p_D at the last k, said as measured: the bound allows p_D ≤ 1/2; a setting
-/// is consistent with it when its interval reaches 1/2 or below. The study has no pass/fail
-/// check (it asks where the law holds, not whether it holds everywhere).
+/// Each setting's p_D at the last k and what training added to it, said as measured: the
+/// bound allows p_D ≤ 1/2 (consistent when the interval reaches 1/2 or below), and training
+/// adds nothing to the initialization's exponent when the interval of the difference holds 0.
+/// The study has no pass/fail check (it asks where the law holds, not whether it holds
+/// everywhere).
 fn acceptance(s: &DLawFig, settings: &[Setting]) -> Acceptance {
     let ks = &s.sweep.eval_steps;
     let last = ks.len() - 1;
@@ -389,8 +497,16 @@ fn acceptance(s: &DLawFig, settings: &[Setting]) -> Acceptance {
         } else {
             "grows faster than √D"
         };
+        let added = st.growth[last].map_or(String::new(), |g| {
+            let what = if g.lo > 0.0 {
+                "training adds"
+            } else {
+                "no clear change by training"
+            };
+            format!("; p_D(k) − p_D(0) = {} ({what})", g.text())
+        });
         a.measured(format!(
-            "p_D at k = {}, n = {}, {}, η = {}: {} ({verdict})",
+            "p_D at k = {}, n = {}, {}, η = {}: {} ({verdict}){added}",
             ks[last],
             st.n,
             target_name(st.target),
