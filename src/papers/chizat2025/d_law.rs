@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::path::Path;
 use tch::Device;
 
-use super::error_sweep::{inside_points, measure_errors, sample_shapes, Shape};
+use super::error_sweep::{at_init, inside_points, measure_errors, sample_shapes, Shape};
 use super::fit::free_exponents;
 use super::limit::limit;
 use super::output::write_csv;
@@ -153,9 +153,7 @@ fn init_errors(
     device: Device,
     quiet: bool,
 ) -> Result<Vec<Vec<f64>>> {
-    let mut sw = s.setting(s.train_points[0], s.targets[0], s.etas[0]);
-    sw.dynamics.steps = 0;
-    sw.eval_steps = vec![0];
+    let sw = at_init(&s.setting(s.train_points[0], s.targets[0], s.etas[0]));
     if !quiet {
         eprintln!("C5D: the errors at initialization (k = 0)");
     }
