@@ -53,7 +53,11 @@ fn families() -> Vec<(&'static str, Vec<ModelConfig>)> {
         tau: TauConfig::default(),
     };
     let with = |m: &ModelConfig, taus: [TauConfig; 3]| {
-        taus.map(|t| ModelConfig { tau: t, ..m.clone() }).to_vec()
+        taus.map(|t| ModelConfig {
+            tau: t,
+            ..m.clone()
+        })
+        .to_vec()
     };
     let none = TauLearnable::None;
     let consts = [
@@ -70,7 +74,10 @@ fn families() -> Vec<(&'static str, Vec<ModelConfig>)> {
     let plain = [tau(TauRule::One, 1.0, none); 3];
     use {InitScheme::*, Norm::*, Shortcut::*};
     vec![
-        ("bn, shortcut a, τ 1 / 1/√L / 0.37", with(&base(Bn, A, Kaiming), consts)),
+        (
+            "bn, shortcut a, τ 1 / 1/√L / 0.37",
+            with(&base(Bn, A, Kaiming), consts),
+        ),
         ("bn, shortcut a-bn", with(&base(Bn, ABn, Kaiming), consts)),
         ("bn, shortcut b", with(&base(Bn, B, Kaiming), consts)),
         ("no bn, shared τ", with(&base(None, A, Kaiming), shared)),
@@ -102,13 +109,12 @@ fn single(cfg: &ModelConfig, seed: i64) -> Single {
 fn single_pass(s: &Single, x: &Tensor, y: &Tensor) -> (Tensor, HashMap<String, Tensor>) {
     let logits = s.net.forward_t(x, true);
     logits.cross_entropy_for_logits(y).backward();
-    let grads = s
-        .vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| t.requires_grad())
-        .map(|(k, t)| (k, t.grad().copy()))
-        .collect();
+    let grads =
+        s.vs.variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(k, t)| (k, t.grad().copy()))
+            .collect();
     (logits.detach(), grads)
 }
 
@@ -128,8 +134,12 @@ fn pack_vs_singles(name: &str, cfgs: &[ModelConfig], order: &[usize]) -> f64 {
     let singles: Vec<Single> = (0..3).map(|i| single(&cfgs[i], 10 + i as i64)).collect();
     let (vs, pack) = pack_of(cfgs, &singles, order);
     tch::manual_seed(99);
-    let xs: Vec<Tensor> = (0..3).map(|_| Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu))).collect();
-    let ys: Vec<Tensor> = (0..3).map(|_| Tensor::randint(10, [4], (Kind::Int64, Device::Cpu))).collect();
+    let xs: Vec<Tensor> = (0..3)
+        .map(|_| Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu)))
+        .collect();
+    let ys: Vec<Tensor> = (0..3)
+        .map(|_| Tensor::randint(10, [4], (Kind::Int64, Device::Cpu)))
+        .collect();
 
     let logits = pack.forward_t(&stack_inputs(&xs), true);
     assert_eq!(logits.size(), [3, 4, 10], "{name}: logits [P, B, classes]");
@@ -163,7 +173,10 @@ fn pack_vs_singles(name: &str, cfgs: &[ModelConfig], order: &[usize]) -> f64 {
     }
     let taus = pack.tau_values();
     for (p, s) in singles.iter().enumerate() {
-        assert!((taus[p] - s.net.tau_value()).abs() < 1e-6, "{name}: τ of member {p}");
+        assert!(
+            (taus[p] - s.net.tau_value()).abs() < 1e-6,
+            "{name}: τ of member {p}"
+        );
     }
     worst
 }
@@ -202,7 +215,10 @@ fn models_of_other_architectures_do_not_pack() {
         tau: tau(TauRule::Fixed, 0.5, TauLearnable::Shared),
         ..a.clone()
     };
-    assert!(check_packable(&[a.clone(), c]).is_err(), "learnable τ differs");
+    assert!(
+        check_packable(&[a.clone(), c]).is_err(),
+        "learnable τ differs"
+    );
     let d = ModelConfig {
         tau: tau(TauRule::Fixed, 0.5, TauLearnable::None),
         ..a.clone()

@@ -59,7 +59,9 @@ pub fn check_packable(cfgs: &[ModelConfig]) -> Result<()> {
 /// `t` `[P]` repeated per channel: `[1, P·c, 1, 1]`, member p's value on its c channels.
 fn per_channel(t: &Tensor, c: i64) -> Tensor {
     let p = t.size()[0];
-    t.view([p, 1]).expand([p, c], false).reshape([1, p * c, 1, 1])
+    t.view([p, 1])
+        .expand([p, c], false)
+        .reshape([1, p * c, 1, 1])
 }
 
 /// The members' constant τ_p as `[P]` on `device`.
@@ -103,8 +105,9 @@ impl PackedBlock {
                 .apply(&self.conv2)
                 .apply_t(bn2, train),
             (None, Some([b1a, b1b, b2a, b2b])) => {
-                let out = (((x + per_channel(b1a, cin)).apply(&self.conv1) + per_channel(b1b, cout))
-                    .relu()
+                let out = (((x + per_channel(b1a, cin)).apply(&self.conv1)
+                    + per_channel(b1b, cout))
+                .relu()
                     + per_channel(b2a, cout))
                 .apply(&self.conv2);
                 if self.fixup {
@@ -116,10 +119,9 @@ impl PackedBlock {
             (None, None) => unreachable!("a block has batch norms or scalar biases"),
         };
         let skip = match (&self.biases, &self.shortcut) {
-            (Some([b1a, ..]), ShortcutPath::Subsample { .. }) if self.fixup => {
-                self.shortcut
-                    .forward_t(&(x + per_channel(b1a, cin)), members, train)
-            }
+            (Some([b1a, ..]), ShortcutPath::Subsample { .. }) if self.fixup => self
+                .shortcut
+                .forward_t(&(x + per_channel(b1a, cin)), members, train),
             _ => self.shortcut.forward_t(x, members, train),
         };
         // out = relu(x_skip + τ_p · f(x)), member by member
@@ -196,8 +198,7 @@ impl PackedResNet {
             Norm::None => (None, None, None),
         };
         let const_tau = |c: i64| {
-            (tau0.iter().any(|&t| t != 1.0))
-                .then(|| per_channel(&const_taus(&tau0, p.device()), c))
+            (tau0.iter().any(|&t| t != 1.0)).then(|| per_channel(&const_taus(&tau0, p.device()), c))
         };
         let mut blocks = Vec::with_capacity(l as usize);
         let mut cin = c0;
@@ -209,7 +210,8 @@ impl PackedResNet {
                 let bns = (cfg.norm == Norm::Bn)
                     .then(|| (bn(&bp / "bn1", m * cout), bn(&bp / "bn2", m * cout)));
                 let biases = (cfg.norm == Norm::None).then(|| {
-                    ["bias1a", "bias1b", "bias2a", "bias2b"].map(|b| var(&bp, b, ParamGroup::Scalar))
+                    ["bias1a", "bias1b", "bias2a", "bias2b"]
+                        .map(|b| var(&bp, b, ParamGroup::Scalar))
                 });
                 let shortcut = match cfg.shortcut {
                     _ if stride == 1 && cin == cout => ShortcutPath::Identity,
@@ -250,7 +252,11 @@ impl PackedResNet {
         let fc = p / "fc";
         let fc_w = fc.var("weight", &[m * classes, cin], zero);
         // Fixup's classifier bias trains at lr/10 (its script's `bias` parameters).
-        let bias_group = if fixup { ParamGroup::Scalar } else { ParamGroup::Weights };
+        let bias_group = if fixup {
+            ParamGroup::Scalar
+        } else {
+            ParamGroup::Weights
+        };
         let fc_b = fc
             .set_group(bias_group as usize)
             .var("bias", &[m * classes], zero);
@@ -275,7 +281,9 @@ impl PackedResNet {
     fn head_t(&self, h: &Tensor) -> Tensor {
         let (b, pc) = (h.size()[0], h.size()[1]);
         let (m, c) = (self.members, pc / self.members);
-        let pooled = h.mean_dim([2i64, 3].as_slice(), false, h.kind()).view([b, m, c]);
+        let pooled = h
+            .mean_dim([2i64, 3].as_slice(), false, h.kind())
+            .view([b, m, c]);
         let pooled = match &self.head_bias {
             Some(hb) => pooled + hb.view([1, m, 1]),
             None => pooled,
