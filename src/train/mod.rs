@@ -11,6 +11,7 @@ pub mod export;
 pub mod graph;
 pub mod interrupt;
 pub mod metrics;
+pub mod pack;
 pub mod recipe;
 pub mod run_dir;
 pub mod schedule;
@@ -121,13 +122,8 @@ impl Trainer {
             .next()
             .context("the training set is empty")?;
 
-        tch::manual_seed(cfg.seed as i64);
-        let vs = VarStore::new(device);
-        let model = ResNet::new(&vs.root(), &cfg.model, split.channels, split.num_classes)?;
+        let (vs, model) = build_model(cfg, (split.channels, split.num_classes), device)?;
         let parameters = trainable_parameters(&vs);
-        if let Some(path) = &cfg.train.init_from {
-            init_from(&vs, &cfg.model, path).context("train.init_from")?;
-        }
         if cl {
             torch_ext::vars_to_channels_last(&vs)?;
         }
@@ -525,6 +521,23 @@ fn save_epoch(at: &checkpoint::Target, tr: &Trainer) -> Result<()> {
         die();
     }
     write_summary(at.dir, at.summary)
+}
+
+/// The run's model as it starts: seeded by `cfg.seed`, built for images of `channels` channels
+/// and `classes` classes, then `train.init_from`'s weights when set. A pack's members start
+/// exactly so ([`pack`]).
+pub(crate) fn build_model(
+    cfg: &RunConfig,
+    (channels, classes): (i64, i64),
+    device: Device,
+) -> Result<(VarStore, ResNet)> {
+    tch::manual_seed(cfg.seed as i64);
+    let vs = VarStore::new(device);
+    let model = ResNet::new(&vs.root(), &cfg.model, channels, classes)?;
+    if let Some(path) = &cfg.train.init_from {
+        init_from(&vs, &cfg.model, path).context("train.init_from")?;
+    }
+    Ok((vs, model))
 }
 
 /// Copies the weights of `path` ([`export::init_tensors`]) into the freshly built model.
