@@ -148,6 +148,45 @@ fn bench_refuses_bad_precision_depth_and_counts() {
     assert!(e.contains("--batch"), "{e}");
     let e = with(&["--device", "tpu"]);
     assert!(e.contains("tpu"), "{e}");
+    let e = with(&["--pack", "0"]);
+    assert!(e.contains("--pack"), "{e}");
+}
+
+#[test]
+fn bench_pack_prints_the_aggregate_beside_one_model() {
+    let mut args = TINY.to_vec();
+    args.extend(["--pack", "3"]);
+    let o = deepres(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let num = |key: &str| -> f64 {
+        field(&out, key)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(field(&out, "pack").starts_with("3 models"), "{out}");
+    assert!(field(&out, "pack_window 1").starts_with("2 steps"), "{out}");
+    let (one, pack) = (num("images_per_second"), num("pack_images_per_second"));
+    assert_eq!(
+        num("one_model_images_per_second"),
+        (one * 100.0).round() / 100.0
+    );
+    let speedup = num("pack_speedup");
+    assert!((speedup - pack / one).abs() < 2e-3 * speedup, "{out}");
+    // Member 0 has seed 0 like the single model: the same data and init, the same mean loss.
+    let losses: Vec<f64> = field(&out, "pack_mean_losses")
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 3);
+    assert!((losses[0] - num("mean_loss")).abs() < 2e-3, "{out}");
+    assert!(
+        out.lines().last().unwrap().starts_with("pack_speedup: "),
+        "{out}"
+    );
 }
 
 /// `make bench`'s driver (scripts/bench.py) against PyTorch (scripts/bench_torch.py) on a tiny

@@ -3,6 +3,7 @@
 //! (after every epoch, atomic) and `summary.json`. `resume` continues from the checkpoint.
 pub mod adam;
 pub mod bench;
+pub mod bench_pack;
 pub mod checkpoint;
 pub mod config;
 pub mod diagnostics;

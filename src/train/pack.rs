@@ -291,14 +291,14 @@ fn read(t: &Tensor) -> Vec<f64> {
 }
 
 /// Member `cfg`'s learning rate at step `step` of epoch `epoch` (as [`super::step`] has it).
-fn lr(cfg: &RunConfig, epoch: i64, step: i64, steps: i64) -> f64 {
+pub(crate) fn lr(cfg: &RunConfig, epoch: i64, step: i64, steps: i64) -> f64 {
     let t = &cfg.train;
     let at = schedule::At { epoch, step, steps };
     schedule::lr_at(&t.schedule, t.optimizer.lr, t.epochs, at)
 }
 
 /// The members' streams of batches in one epoch, each on its own generator state.
-struct Streams<'a> {
+pub(crate) struct Streams<'a> {
     batches: Vec<Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>>,
     rng: Vec<Vec<Tensor>>,
     device: Device,
@@ -306,7 +306,7 @@ struct Streams<'a> {
 
 impl<'a> Streams<'a> {
     /// Seeds each member's epoch as alone (its shuffle is drawn now) and keeps its state.
-    fn new(cfgs: &[RunConfig], data: &'a DeviceData, epoch: i64) -> Result<Streams<'a>> {
+    pub(crate) fn new(cfgs: &[RunConfig], data: &'a DeviceData, epoch: i64) -> Result<Streams<'a>> {
         let device = data.device();
         let mut batches: Vec<Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>> = Vec::new();
         let mut rng = Vec::new();
@@ -327,7 +327,7 @@ impl<'a> Streams<'a> {
     }
 
     /// Every member's next batch as its recipe trains on it (mixed when mixup is on).
-    fn next(&mut self, cfgs: &[RunConfig]) -> Result<(Vec<Tensor>, Vec<Targets>)> {
+    pub(crate) fn next(&mut self, cfgs: &[RunConfig]) -> Result<(Vec<Tensor>, Vec<Targets>)> {
         let (mut xs, mut ts) = (Vec::new(), Vec::new());
         for (p, c) in cfgs.iter().enumerate() {
             torch_ext::set_rng_state(self.device, &self.rng[p])?;
