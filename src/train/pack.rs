@@ -126,10 +126,22 @@ pub struct PackTrainer {
     pub train_data: DeviceData,
     pub test_data: DeviceData,
     pub device: Device,
+    /// The per-channel mean and std the inputs are normalized with.
+    pub input_norm: (Vec<f64>, Vec<f64>),
     /// Per member: the epoch it diverged at (1-based), once it has.
     pub diverged_at: Vec<Option<i64>>,
     /// Per member, inside the epoch in progress: its sums when it was frozen.
     frozen: Vec<Option<Frozen>>,
+    /// Each member as a single model with its own optimizer: what its run directory's files
+    /// are written from and its checkpoint is read into ([`super::pack_run`]).
+    pub singles: Vec<(VarStore, crate::model::resnet::ResNet, Sgd)>,
+}
+
+/// How a pack's epoch ended: each member's row (None for those that diverged before), or
+/// stopped by a signal after `steps` steps.
+pub enum PackEpoch {
+    Done(Vec<Option<EpochRow>>),
+    Interrupted { steps: i64 },
 }
 
 impl PackTrainer {
@@ -154,10 +166,13 @@ impl PackTrainer {
         let vs = VarStore::new(device);
         let models: Vec<_> = cfgs.iter().map(|c| c.model.clone()).collect();
         let model = PackedResNet::new(&vs.root(), &models, split.channels, split.num_classes)?;
+        let mut singles = Vec::with_capacity(cfgs.len());
         for (p, c) in cfgs.iter().enumerate() {
-            let (single, _) = super::build_model(c, (split.channels, split.num_classes), device)?;
+            let (single, net) = super::build_model(c, (split.channels, split.num_classes), device)?;
             load_member(&vs, members, p as i64, &single.variables())
                 .with_context(|| format!("{}: into the pack", c.name))?;
+            let opt = Sgd::new(&single, c.train.optimizer, net.num_blocks);
+            singles.push((single, net, opt));
         }
         if cl {
             torch_ext::vars_to_channels_last(&vs)?;
@@ -173,9 +188,19 @@ impl PackTrainer {
             train_data,
             test_data,
             device,
+            input_norm: (split.mean.clone(), split.std.clone()),
             diverged_at: vec![None; cfgs.len()],
             frozen: vec![None; cfgs.len()],
+            singles,
         })
+    }
+
+    /// The fixed batch of the per-block diagnostics, as a run alone has it.
+    pub fn diag_batch(&self) -> Result<(Tensor, Tensor)> {
+        self.train_data
+            .eval_batches(super::DIAG_BATCH)
+            .next()
+            .context("the training set is empty")
     }
 
     /// Steps per epoch (the last batch may be smaller).
@@ -187,31 +212,52 @@ impl PackTrainer {
     /// Trains epoch `epoch` (0-based) and evaluates: one row per member that was still
     /// training (None for those that diverged in an earlier epoch).
     pub fn epoch(&mut self, epoch: i64) -> Result<Vec<Option<EpochRow>>> {
+        match self.epoch_from(epoch, 0)? {
+            PackEpoch::Done(rows) => Ok(rows),
+            PackEpoch::Interrupted { .. } => bail!("interrupted by a signal"),
+        }
+    }
+
+    /// [`Self::epoch`] from step `start` (0, or where an interrupted epoch stopped, its sums
+    /// restored in `self.sums`): the first `start` batches of every member are drawn but not
+    /// trained on, so each generator is where it was. After each step a signal
+    /// ([`super::interrupt`]) stops the epoch.
+    pub fn epoch_from(&mut self, epoch: i64, start: i64) -> Result<PackEpoch> {
         let t0 = Instant::now();
         let steps = self.steps_per_epoch();
-        self.sums.reset();
+        if start == 0 {
+            self.sums.reset();
+        }
         self.frozen = vec![None; self.cfgs.len()];
         let mut streams = Streams::new(&self.cfgs, &self.train_data, epoch)?;
-        for _ in 0..steps {
+        for k in 0..steps {
             let (xs, targets) = streams.next(&self.cfgs)?;
+            if k < start {
+                continue; // replayed: the draws happen, the step does not
+            }
             let lrs: Vec<f64> = self
                 .cfgs
                 .iter()
                 .map(|c| lr(c, epoch, self.sums.steps, steps))
                 .collect();
+            let precision = self.cfgs[0].train.precision;
             pack_step(
                 &self.model,
                 &mut self.opt,
                 &xs,
                 &targets,
                 &lrs,
-                self.cfgs[0].train.precision,
+                precision,
                 &mut self.sums,
             );
             if self.sums.steps % 100 == 0
                 && freeze_diverged(&mut self.opt, &self.sums, &mut self.frozen)
             {
                 break; // every member has diverged
+            }
+            let done = k + 1;
+            if done < steps && super::interrupt::requested(epoch, done) {
+                return Ok(PackEpoch::Interrupted { steps: done });
             }
         }
         let train_secs = t0.elapsed().as_secs_f64();
@@ -262,7 +308,7 @@ impl PackTrainer {
                 },
             }));
         }
-        Ok(rows)
+        Ok(PackEpoch::Done(rows))
     }
 }
 
