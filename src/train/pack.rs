@@ -463,19 +463,3 @@ pub fn evaluate(
             .collect()
     })
 }
-
-/// Trains the pack of `cfgs` for all its epochs in memory (no run directories): each member's
-/// rows, ending at the epoch it diverged at.
-pub fn train_in_memory(cfgs: &[RunConfig]) -> Result<Vec<Vec<EpochRow>>> {
-    let mut tr = PackTrainer::new(cfgs)?;
-    let mut rows: Vec<Vec<EpochRow>> = vec![Vec::new(); cfgs.len()];
-    for epoch in 0..cfgs[0].train.epochs {
-        for (p, row) in tr.epoch(epoch)?.into_iter().enumerate() {
-            rows[p].extend(row);
-        }
-        if tr.diverged_at.iter().all(Option::is_some) {
-            break;
-        }
-    }
-    Ok(rows)
-}
