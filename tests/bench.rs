@@ -295,3 +295,48 @@ fn make_bench_driver_writes_results_csv_and_ratio_table() {
         assert!(log.contains("images_per_second: "), "{name}");
     }
 }
+
+/// scripts/gpu_tables.sh at tiny sizes on the CPU (a check of the script, not a measurement):
+/// every row has the ten columns, a number in `value`, and the figures it promises.
+#[test]
+fn gpu_tables_script_writes_its_rows_at_tiny_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("gpu.csv");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/gpu_tables.sh"))
+        .env("GPU_TABLES_SIZE", "tiny")
+        .env("GPU_TABLES_OUT", &csv)
+        .env("DEEPRES", env!("CARGO_BIN_EXE_deepres"))
+        .env("OMP_NUM_THREADS", "1")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "date,device,commit,what,model,precision,pack,value,unit,command"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.splitn(10, ',').collect()).collect();
+    let whats: Vec<&str> = rows.iter().map(|r| r[3]).collect();
+    assert_eq!(
+        whats,
+        [
+            "images_per_second",
+            "pack_images_per_second",
+            "pack_speedup",
+            "epoch_seconds",
+            "projected_200_epochs_from_one"
+        ],
+        "{text}"
+    );
+    for r in &rows {
+        assert_eq!(r.len(), 10, "{text}");
+        assert!(r[1].starts_with("cpu"), "{text}");
+        let v: f64 = r[7].parse().unwrap_or_else(|_| panic!("value {:?}", r[7]));
+        assert!(v.is_finite() && v > 0.0, "{text}");
+        assert!(r[9].starts_with("\"deepres "), "{text}");
+    }
+}
