@@ -3,7 +3,7 @@
 //! hash, metrics.csv, checkpoint, best weights, summary, no lock left), trains as it would alone
 //! (to a relative [`TOL`]), survives kill -9 and a preemption signal (the rerun's CSVs equal an
 //! uninterrupted packed sweep's byte for byte on CPU, timing columns aside), and a packed cell
-//! resumes alone.
+//! resumes alone; a cell another live process holds is left to it.
 use std::path::Path;
 use std::process::Output;
 
@@ -196,5 +196,45 @@ fn a_packed_cell_resumes_alone() {
     let first = |s: &str| s.lines().take(2).collect::<Vec<_>>().join("\n");
     for i in 0..3 {
         assert_eq!(first(&now[i]), first(&reference[i]), "{}", CELLS[i]);
+    }
+}
+
+/// A cell a live process holds is left to it, the others pack without it; once the owner is
+/// gone the cell runs (alone: the pack's other cells are done).
+#[test]
+fn a_packed_sweep_leaves_a_cell_locked_by_a_live_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = grid(tmp.path());
+    std::fs::create_dir_all(tmp.path().join("runs/pk")).unwrap();
+    let lock = tmp.path().join("runs/pk/s1.lock");
+    let mut owner = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let host = std::process::Command::new("hostname")
+        .output()
+        .unwrap()
+        .stdout;
+    let host = String::from_utf8_lossy(&host).trim().to_string();
+    let line = format!("host={host} pid={} pid_start=- started=0\n", owner.id());
+    std::fs::write(&lock, line).unwrap();
+    let o = run(&["sweep", &g, "-q", "--pack", "3"], tmp.path(), &[]);
+    ok(&o);
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("s1: skipped (running in {host}:{})", owner.id())),
+        "{e}"
+    );
+    assert!(e.contains("pack of 2: s0, s2"), "{e}");
+    assert!(!tmp.path().join("runs/pk/s1/metrics.csv").exists());
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    ok(&run(&["sweep", &g, "-q", "--pack", "3"], tmp.path(), &[]));
+    for c in CELLS {
+        assert_eq!(
+            csv_epochs(&tmp.path().join(format!("runs/pk/{c}/metrics.csv"))),
+            [1, 2, 3]
+        );
+        assert!(!tmp.path().join(format!("runs/pk/{c}.lock")).exists());
     }
 }
