@@ -9,7 +9,7 @@
 //!
 //! Training: a pack of three runs (different seeds, τ, lr, momentum, weight decay, schedule,
 //! mixup) trained 3 epochs of 4 steps on synthetic data gives each member the metrics.csv of
-//! its run alone (`train::run`) to a relative [`TRAIN_TOL`] (3e-4); a member that diverges is recorded
+//! its run alone (`train::run`) to a relative [`TRAIN_TOL`] (1e-3); a member that diverges is recorded
 //! as diverged at its epoch and frozen while the other trains on exactly as alone.
 use std::collections::HashMap;
 
@@ -249,10 +249,10 @@ fn models_of_other_architectures_do_not_pack() {
 }
 
 /// Relative tolerance of a packed member's metrics against its run alone after 12 steps
-/// (lr 0.01–0.02; measured up to 9.5e-5 on the 2-core CPU, 2026-11-30): grouped and ordinary
+/// (lr 0.01–0.02; measured up to 2.8e-4 on one thread, 9.5e-5 on two, 2-core CPU, 2026-11-30): grouped and ordinary
 /// convolutions round differently, and training amplifies it (at lr 0.1–0.2 the same runs
 /// drifted 5–13 % apart in test loss by epoch 3, while epoch 1's train loss agreed to 1e-5).
-const TRAIN_TOL: f64 = 3e-4;
+const TRAIN_TOL: f64 = 1e-3;
 
 fn run_config(dir: &Path, name: &str, extra: &[&str]) -> RunConfig {
     let mut sets: Vec<String> = vec![
