@@ -260,6 +260,14 @@ impl PackTrainer {
                 return Ok(PackEpoch::Interrupted { steps: done });
             }
         }
+        drop(streams);
+        Ok(PackEpoch::Done(self.end_epoch(epoch, t0)))
+    }
+
+    /// The epoch's rows after its steps (started at `t0`): the test set evaluated once for all
+    /// members, each member's figures; a member that diverged is frozen from now on.
+    fn end_epoch(&mut self, epoch: i64, t0: Instant) -> Vec<Option<EpochRow>> {
+        let steps = self.steps_per_epoch();
         let train_secs = t0.elapsed().as_secs_f64();
         let t = &self.cfgs[0].train;
         let tests = evaluate(&self.model, &self.test_data, t.eval_batch_size, t.precision);
@@ -308,7 +316,7 @@ impl PackTrainer {
                 },
             }));
         }
-        Ok(PackEpoch::Done(rows))
+        rows
     }
 }
 
