@@ -104,15 +104,7 @@ impl Trainer {
     /// Loads the data onto the device and builds the model (seeded by `cfg.seed`) and the
     /// optimizer.
     fn new(cfg: &RunConfig) -> Result<Trainer> {
-        let device = crate::util::device::select_device(&cfg.device)?;
-        torch_ext::set_deterministic(cfg.train.deterministic, device.is_cuda())
-            .context("train.deterministic")?;
-        let one_thread = (cfg.train.deterministic && device == Device::Cpu)
-            .then(|| crate::util::threads::TorchThreads::hold(1));
-        cfg.train
-            .precision
-            .check_device(device)
-            .with_context(|| format!("train.precision {}", cfg.train.precision.name()))?;
+        let (device, one_thread) = training_device(cfg)?;
         let split = data::load(&cfg.data.spec())?;
         recipe::check_cutout(cfg, split.height, split.width)?;
         let cl = cfg.train.channels_last;
@@ -349,6 +341,24 @@ fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
         );
     }
     Some(s)
+}
+
+/// The device `cfg` trains on, set up as the run asks: deterministic kernels (and, on the CPU,
+/// libtorch on one thread while the returned guard lives) with `train.deterministic`, the
+/// precision checked against the device. Alone and packed runs start so.
+pub(crate) fn training_device(
+    cfg: &RunConfig,
+) -> Result<(Device, Option<crate::util::threads::TorchThreads>)> {
+    let device = crate::util::device::select_device(&cfg.device)?;
+    torch_ext::set_deterministic(cfg.train.deterministic, device.is_cuda())
+        .context("train.deterministic")?;
+    let one_thread = (cfg.train.deterministic && device == Device::Cpu)
+        .then(|| crate::util::threads::TorchThreads::hold(1));
+    cfg.train
+        .precision
+        .check_device(device)
+        .with_context(|| format!("train.precision {}", cfg.train.precision.name()))?;
+    Ok((device, one_thread))
 }
 
 /// The run's model as it starts: seeded by `cfg.seed`, built for images of `channels` channels

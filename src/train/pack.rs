@@ -135,6 +135,8 @@ pub struct PackTrainer {
     /// Each member as a single model with its own optimizer: what its run directory's files
     /// are written from and its checkpoint is read into ([`super::pack_run`]).
     pub singles: Vec<(VarStore, crate::model::resnet::ResNet, Sgd)>,
+    /// `train.deterministic` on the CPU: libtorch on one thread while the pack lives.
+    _one_thread: Option<crate::util::threads::TorchThreads>,
 }
 
 /// How a pack's epoch ended: each member's row (None for those that diverged before), or
@@ -149,11 +151,7 @@ impl PackTrainer {
     pub fn new(cfgs: &[RunConfig]) -> Result<PackTrainer> {
         check_pack(cfgs)?;
         let cfg = &cfgs[0];
-        let device = crate::util::device::select_device(&cfg.device)?;
-        cfg.train
-            .precision
-            .check_device(device)
-            .with_context(|| format!("train.precision {}", cfg.train.precision.name()))?;
+        let (device, one_thread) = super::training_device(cfg)?;
         let split = data::load(&cfg.data.spec())?;
         for c in cfgs {
             super::recipe::check_cutout(c, split.height, split.width)?;
@@ -192,6 +190,7 @@ impl PackTrainer {
             diverged_at: vec![None; cfgs.len()],
             frozen: vec![None; cfgs.len()],
             singles,
+            _one_thread: one_thread,
         })
     }
 
