@@ -7,7 +7,10 @@
 #include <ATen/autocast_mode.h>
 #include <c10/core/CachingDeviceAllocator.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <exception>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -145,6 +148,30 @@ int deepres_cuda_peak_bytes(int device, int reset, long long* allocated, long lo
     *allocated = stats.allocated_bytes[all].peak;
     *reserved = stats.reserved_bytes[all].peak;
     if (reset) alloc->resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  })
+}
+
+// The default generator of a device (device < 0: the CPU's; else CUDA device `device`).
+static at::Generator default_generator(int device) {
+  if (device < 0) return at::detail::getDefaultCPUGenerator();
+  return at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device)));
+}
+
+// A copy of a default generator's state (torch.get_rng_state / torch.cuda.get_rng_state).
+int deepres_rng_get_state(int device, at::Tensor** out) {
+  DEEPRES_TRY({
+    auto gen = default_generator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    *out = new at::Tensor(gen.get_state());
+  })
+}
+
+// Restores a state from deepres_rng_get_state (torch.set_rng_state).
+int deepres_rng_set_state(int device, at::Tensor* state) {
+  DEEPRES_TRY({
+    auto gen = default_generator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(*state);
   })
 }
 

@@ -148,6 +148,45 @@ fn bench_refuses_bad_precision_depth_and_counts() {
     assert!(e.contains("--batch"), "{e}");
     let e = with(&["--device", "tpu"]);
     assert!(e.contains("tpu"), "{e}");
+    let e = with(&["--pack", "0"]);
+    assert!(e.contains("--pack"), "{e}");
+}
+
+#[test]
+fn bench_pack_prints_the_aggregate_beside_one_model() {
+    let mut args = TINY.to_vec();
+    args.extend(["--pack", "3"]);
+    let o = deepres(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let num = |key: &str| -> f64 {
+        field(&out, key)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(field(&out, "pack").starts_with("3 models"), "{out}");
+    assert!(field(&out, "pack_window 1").starts_with("2 steps"), "{out}");
+    let (one, pack) = (num("images_per_second"), num("pack_images_per_second"));
+    assert_eq!(
+        num("one_model_images_per_second"),
+        (one * 100.0).round() / 100.0
+    );
+    let speedup = num("pack_speedup");
+    assert!((speedup - pack / one).abs() < 2e-3 * speedup, "{out}");
+    // Member 0 has seed 0 like the single model: the same data and init, the same mean loss.
+    let losses: Vec<f64> = field(&out, "pack_mean_losses")
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 3);
+    assert!((losses[0] - num("mean_loss")).abs() < 2e-3, "{out}");
+    assert!(
+        out.lines().last().unwrap().starts_with("pack_speedup: "),
+        "{out}"
+    );
 }
 
 /// `make bench`'s driver (scripts/bench.py) against PyTorch (scripts/bench_torch.py) on a tiny
@@ -254,5 +293,50 @@ fn make_bench_driver_writes_results_csv_and_ratio_table() {
             "{name}"
         );
         assert!(log.contains("images_per_second: "), "{name}");
+    }
+}
+
+/// scripts/gpu_tables.sh at tiny sizes on the CPU (a check of the script, not a measurement):
+/// every row has the ten columns, a number in `value`, and the figures it promises.
+#[test]
+fn gpu_tables_script_writes_its_rows_at_tiny_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("gpu.csv");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/gpu_tables.sh"))
+        .env("GPU_TABLES_SIZE", "tiny")
+        .env("GPU_TABLES_OUT", &csv)
+        .env("DEEPRES", env!("CARGO_BIN_EXE_deepres"))
+        .env("OMP_NUM_THREADS", "1")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "date,device,commit,what,model,precision,pack,value,unit,command"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.splitn(10, ',').collect()).collect();
+    let whats: Vec<&str> = rows.iter().map(|r| r[3]).collect();
+    assert_eq!(
+        whats,
+        [
+            "images_per_second",
+            "pack_images_per_second",
+            "pack_speedup",
+            "epoch_seconds",
+            "projected_200_epochs_from_one"
+        ],
+        "{text}"
+    );
+    for r in &rows {
+        assert_eq!(r.len(), 10, "{text}");
+        assert!(r[1].starts_with("cpu"), "{text}");
+        let v: f64 = r[7].parse().unwrap_or_else(|_| panic!("value {:?}", r[7]));
+        assert!(v.is_finite() && v > 0.0, "{text}");
+        assert!(r[9].starts_with("\"deepres "), "{text}");
     }
 }

@@ -37,6 +37,10 @@ pub struct SweepArgs {
     /// Run only cell I (as --status numbers them); what each Slurm array task runs.
     #[arg(long, value_name = "I")]
     cell: Option<usize>,
+    /// Train cells that share architecture, data and progress N at a time as one program
+    /// (grouped convolutions); every cell keeps its own run directory and lock.
+    #[arg(long, value_name = "N", conflicts_with_all = ["jobs", "gpus", "slurm"])]
+    pack: Option<usize>,
     /// Run N cells at a time, each in its own process (CPU).
     #[arg(long, value_name = "N", conflicts_with_all = ["gpus", "cell", "slurm"])]
     jobs: Option<usize>,
@@ -124,6 +128,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             &SweepOptions {
                 quiet: a.quiet,
                 cell: a.cell,
+                pack: a.pack,
             },
         )?,
     };

@@ -46,9 +46,18 @@ pub struct PageArgs {
     out: Option<PathBuf>,
 }
 
+/// One model's report; with `--pack N` (N > 1), then the pack's, its aggregate images/s
+/// beside one model's.
 pub fn bench(opts: &BenchOptions) -> Result<()> {
-    for line in bench::run(opts)?.lines() {
+    let one = bench::run(opts)?;
+    for line in one.lines() {
         println!("{line}");
+    }
+    if opts.pack > 1 {
+        let pack = crate::train::bench_pack::run(opts)?;
+        for line in pack.lines(one.images_per_second()) {
+            println!("{line}");
+        }
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! [`marion_net::MarionNet`], with the layer-correlated inits of [`weight_init`]
 //! (i.i.d., smooth Gaussian process, fractional Brownian motion).
 //!
+//! Many CIFAR ResNets of one architecture (seeds, τ) as one network: [`packed::PackedResNet`].
+//!
 //! Chizat (2025): [`two_layer_resnet::TwoLayerResNet`], ResNets with two-layer-perceptron
 //! blocks (depth L, hidden width M, embedding D, residual scale α·D^γ/(L·M)), many models
 //! batched, trained by full-batch gradient descent.
@@ -15,6 +17,7 @@ pub mod full_resnet;
 pub mod init;
 pub mod interop;
 pub mod marion_net;
+pub mod packed;
 pub mod resnet;
 pub mod scale;
 pub mod simple_resnet;

@@ -56,7 +56,7 @@ pub fn blocks_per_stage(depth: i64) -> Result<i64> {
 }
 
 /// Batch norm with γ = 1, β = 0 (tch's default γ is Uniform(0, 1): overridden here).
-fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+pub(super) fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
     let cfg = nn::BatchNormConfig {
         ws_init: init::ONE,
         bs_init: init::ZERO,
@@ -66,26 +66,44 @@ fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
 }
 
 fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, ws_init: nn::Init) -> nn::Conv2D {
+    grouped_conv(p, (cin, cout, 1), k, stride, ws_init)
+}
+
+/// A k×k convolution without bias, padding k/2, `cin` → `cout` channels in `groups` groups
+/// (1: an ordinary convolution; the members of a pack, [`super::packed`]).
+pub(super) fn grouped_conv(
+    p: nn::Path,
+    (cin, cout, groups): (i64, i64, i64),
+    k: i64,
+    stride: i64,
+    ws_init: nn::Init,
+) -> nn::Conv2D {
     let cfg = ConvConfig {
         stride,
         padding: k / 2,
         bias: false,
         ws_init,
+        groups,
         ..Default::default()
     };
     nn::conv2d(p, cin, cout, k, cfg)
 }
 
-/// A learnable scalar of shape [1]; its name ends in a marker the optimizer groups by.
-/// A learnable scalar of optimizer group `group`.
+/// A learnable scalar (shape [1]) of optimizer group `group`.
 fn scalar(p: &nn::Path, name: &str, value: f64, group: ParamGroup) -> Tensor {
-    p.set_group(group as usize)
-        .var(name, &[1], nn::Init::Const(value))
+    scalars(p, name, 1, value, group)
 }
 
-/// Downsampling shortcut of a block whose input has `cin` channels, output `cout`.
+/// `n` learnable scalars (shape [n]: one per member of a pack) of optimizer group `group`.
+pub(super) fn scalars(p: &nn::Path, name: &str, n: i64, value: f64, group: ParamGroup) -> Tensor {
+    p.set_group(group as usize)
+        .var(name, &[n], nn::Init::Const(value))
+}
+
+/// Downsampling shortcut of a block whose input has `cin` channels, output `cout` (per
+/// member in a pack, [`super::packed`]).
 #[derive(Debug)]
-enum ShortcutPath {
+pub(super) enum ShortcutPath {
     Identity,
     /// Option A: x[:, :, ::2, ::2] and zero channels appended.
     Subsample {
@@ -104,9 +122,19 @@ enum ShortcutPath {
 }
 
 impl ShortcutPath {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+    /// The shortcut of x, whose channels are `members` models' (1: a single model) side by
+    /// side: option A's zero channels are appended to each member's own.
+    pub(super) fn forward_t(&self, x: &Tensor, members: i64, train: bool) -> Tensor {
         let sub = |x: &Tensor| x.slice(2, 0, None, 2).slice(3, 0, None, 2);
-        let pad = |x: Tensor, extra: i64| x.constant_pad_nd([0, 0, 0, 0, 0, extra]);
+        let pad = |x: Tensor, extra: i64| {
+            if members == 1 {
+                return x.constant_pad_nd([0, 0, 0, 0, 0, extra]);
+            }
+            let (b, c, h, w) = x.size4().expect("a 4-d activation");
+            x.reshape([b, members, c / members, h, w])
+                .constant_pad_nd([0, 0, 0, 0, 0, extra])
+                .reshape([b, c + members * extra, h, w])
+        };
         match self {
             ShortcutPath::Identity => x.shallow_clone(),
             ShortcutPath::Subsample { extra } => pad(sub(x), *extra),
@@ -174,9 +202,9 @@ impl BasicBlock {
         // Fixup downsamples x + b1a; the τ paper's blocks downsample x.
         let skip = match (&self.biases, &self.shortcut) {
             (Some(b), ShortcutPath::Subsample { .. }) if self.fixup => {
-                self.shortcut.forward_t(&(x + &b.b1a), train)
+                self.shortcut.forward_t(&(x + &b.b1a), 1, train)
             }
-            _ => self.shortcut.forward_t(x, train),
+            _ => self.shortcut.forward_t(x, 1, train),
         };
         let scaled = self.tau.scale(&branch);
         // out = relu(x_skip + τ · f(x))   [Fixup: relu(x_skip + τ · f(x) + b2b), τ its multiplier]

@@ -15,6 +15,9 @@ pub struct SweepOptions {
     pub quiet: bool,
     /// Run only this cell (`--cell i`, as `--status` numbers them; a Slurm array task).
     pub cell: Option<usize>,
+    /// Train cells that share architecture, data and progress N at a time as one pack
+    /// (`--pack N`, [`super::pack`]); None or 1: one cell at a time.
+    pub pack: Option<usize>,
 }
 
 /// What [`run_sweep`] did: `ran + skipped + failed.len()` is the number of cells.
@@ -142,7 +145,7 @@ pub fn with_new_dir(grid: &Grid) -> Result<Grid> {
 }
 
 /// Creates `dir` and checks that files can be created in it.
-fn ensure_writable(dir: &Path) -> Result<()> {
+pub(super) fn ensure_writable(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the sweep directory", dir.display()))?;
     let probe = dir.join(format!(".write-test-{}", std::process::id()));
@@ -162,6 +165,9 @@ fn ensure_writable(dir: &Path) -> Result<()> {
 /// ([`SweepReport::busy`]). One progress line per cell goes to stderr; a cell's error (or
 /// panic) lands in [`SweepReport::failed`]. The caller decides the exit status.
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
+    if let (Some(n), None) = (opts.pack.filter(|&n| n > 1), opts.cell) {
+        return super::pack::run_packed(grid, n, opts);
+    }
     train::interrupt::install();
     let cells = match opts.cell {
         Some(i) => vec![grid.cell(i)?],
@@ -195,13 +201,13 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
 }
 
 /// `Some(finished)` or `Some(diverged)` when the cell needs no run.
-fn finished(cell: &Cell) -> Option<RunStatus> {
+pub(super) fn finished(cell: &Cell) -> Option<RunStatus> {
     Some(inspect(cell).0).filter(|s| s.is_final())
 }
 
 /// Removes the lock of a finished cell whose owner is gone (killed after the cell finished,
 /// before it removed its lock): taking it over and dropping it. A live owner's lock stays.
-fn clear_stale_lock(cell: &Cell) {
+pub(super) fn clear_stale_lock(cell: &Cell) {
     let path = lock::lock_path(&cell.dir());
     if path.exists() {
         if let Ok(Acquired::Got { lock, .. }) = lock::try_lock(&path) {
@@ -211,7 +217,7 @@ fn clear_stale_lock(cell: &Cell) {
 }
 
 /// Runs one cell; `Some` when a signal stopped it ([`train::interrupt`]), which ends the sweep.
-fn run_cell(
+pub(super) fn run_cell(
     cell: &Cell,
     n: usize,
     opts: &SweepOptions,
@@ -262,39 +268,63 @@ fn run_cell(
         stop_after: None,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| train::run(&cell.config, &run_opts)));
-    let error = match outcome {
+    match outcome {
         Ok(Ok(s)) => {
-            report.ran += 1;
-            if s.status == RunStatus::Diverged {
-                report.diverged += 1;
-                crate::util::eprintln_whole!(
-                    "{tag}: diverged at epoch {}",
-                    s.diverged_at_epoch.unwrap_or(s.epochs_done)
-                );
-            } else {
-                let err = best_error(RunStatus::Finished, &s)
-                    .map(|e| format!("{:.2}%", 100.0 * e))
-                    .unwrap_or("-".into());
-                crate::util::eprintln_whole!(
-                    "{tag}: {} after {} epochs, best test error {err}",
-                    s.status,
-                    s.epochs_done
-                );
-            }
-            return None;
+            record(&tag, &s, report);
+            None
         }
-        Ok(Err(e)) => match e.downcast::<train::interrupt::Interrupted>() {
-            Ok(stop) => {
-                report.interrupted += 1;
+        Ok(Err(e)) => failed(&[(tag, cell.name.clone())], e, report),
+        Err(p) => failed(&[(tag, cell.name.clone())], panicked(p), report),
+    }
+}
+
+/// A panic as an error: its message on one line.
+pub(super) fn panicked(p: Box<dyn std::any::Any + Send>) -> anyhow::Error {
+    anyhow::anyhow!("panicked: {}", one_line(&panic_message(p.as_ref())))
+}
+
+/// A cell that trained (to the end, or until it diverged), in the report and on stderr.
+pub(super) fn record(tag: &str, s: &Summary, report: &mut SweepReport) {
+    report.ran += 1;
+    if s.status == RunStatus::Diverged {
+        report.diverged += 1;
+        crate::util::eprintln_whole!(
+            "{tag}: diverged at epoch {}",
+            s.diverged_at_epoch.unwrap_or(s.epochs_done)
+        );
+    } else {
+        let err = best_error(RunStatus::Finished, s)
+            .map(|e| format!("{:.2}%", 100.0 * e))
+            .unwrap_or("-".into());
+        crate::util::eprintln_whole!(
+            "{tag}: {} after {} epochs, best test error {err}",
+            s.status,
+            s.epochs_done
+        );
+    }
+}
+
+/// Cells (tag, name) that one error stopped: a preemption signal (`Some`: the sweep stops;
+/// each cell wrote its resumable checkpoint) or a failure, in the report and on stderr.
+pub(super) fn failed(
+    cells: &[(String, String)],
+    e: anyhow::Error,
+    report: &mut SweepReport,
+) -> Option<train::interrupt::Interrupted> {
+    let error = match e.downcast::<train::interrupt::Interrupted>() {
+        Ok(stop) => {
+            report.interrupted += cells.len();
+            for (tag, _) in cells {
                 crate::util::eprintln_whole!("{tag}: {stop}");
-                return Some(stop);
             }
-            Err(e) => one_line(&format!("{e:#}")),
-        },
-        Err(p) => format!("panicked: {}", one_line(&panic_message(p.as_ref()))),
+            return Some(stop);
+        }
+        Err(e) => one_line(&format!("{e:#}")),
     };
-    crate::util::eprintln_whole!("{tag}: failed: {error}");
-    report.failed.push((cell.name.clone(), error));
+    for (tag, name) in cells {
+        crate::util::eprintln_whole!("{tag}: failed: {error}");
+        report.failed.push((name.clone(), error.clone()));
+    }
     None
 }
 

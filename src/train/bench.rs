@@ -80,6 +80,10 @@ pub struct BenchOptions {
     /// not yet validated on a GPU, compare with a run without it).
     #[arg(long)]
     pub cuda_graph: bool,
+    /// Also time N models (seeds 0..N-1) trained as one pack ([`super::bench_pack`]) and print
+    /// their aggregate images/s beside one model's (1: one model only).
+    #[arg(long, default_value_t = 1)]
+    pub pack: i64,
 }
 
 impl Default for BenchOptions {
@@ -132,7 +136,7 @@ pub struct BenchReport {
     pub forward_flops: f64,
 }
 
-fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     let n = s.len();
@@ -272,13 +276,14 @@ pub fn parse_precision(s: &str, device: Option<Device>) -> Result<Precision> {
 }
 
 /// Checks the options that need no device (fast, before any data is generated).
-fn validate(o: &BenchOptions) -> Result<()> {
+pub(crate) fn validate(o: &BenchOptions) -> Result<()> {
     blocks_per_stage(o.depth).context("--depth")?;
     for (flag, v, min) in [
         ("--batch", o.batch, 1),
         ("--steps", o.steps, 1),
         ("--warmup", o.warmup, 0),
         ("--windows", o.windows, 1),
+        ("--pack", o.pack, 1),
     ] {
         if v < min {
             bail!("{flag} {v}: must be at least {min}");
@@ -291,6 +296,40 @@ fn validate(o: &BenchOptions) -> Result<()> {
     }
     parse_precision(&o.precision, None)?;
     Ok(())
+}
+
+/// The timing protocol (module doc): `step(o.warmup)`, then `o.windows` windows of
+/// `step(o.steps)`, the device synchronized only around each; (warm-up seconds, windows).
+pub(crate) fn time_windows(
+    o: &BenchOptions,
+    device: Device,
+    mut step: impl FnMut(i64) -> Result<()>,
+) -> Result<(f64, Vec<Window>)> {
+    synchronize(device);
+    let t0 = Instant::now();
+    step(o.warmup)?;
+    synchronize(device);
+    let warmup_seconds = t0.elapsed().as_secs_f64();
+    let mut windows = Vec::with_capacity(o.windows as usize);
+    for _ in 0..o.windows {
+        synchronize(device);
+        let t = Instant::now();
+        step(o.steps)?;
+        synchronize(device);
+        windows.push(Window {
+            steps: o.steps,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    Ok((warmup_seconds, windows))
+}
+
+/// Batches per epoch and images of the synthetic set: a whole number of batches, enough for
+/// warmup + all windows when that fits [`MAX_IMAGES`].
+pub(crate) fn synthetic_size(o: &BenchOptions) -> (i64, i64) {
+    let needed = o.warmup + o.steps * o.windows;
+    let batches = needed.min((MAX_IMAGES / o.batch).max(1));
+    (batches, batches * o.batch)
 }
 
 fn synchronize(device: Device) {
@@ -316,9 +355,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     cfg.train.precision = precision;
 
     // A whole number of batches, enough for warmup + all windows when that fits MAX_IMAGES.
-    let needed = o.warmup + o.steps * o.windows;
-    let batches = needed.min((MAX_IMAGES / o.batch).max(1));
-    let images = batches * o.batch;
+    let (batches, images) = synthetic_size(o);
     let spec = DataSpec {
         synthetic_train: images,
         synthetic_test: 0,
@@ -381,24 +418,10 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
                     .expect("training step");
             }
         };
-
-        synchronize(device);
-        let t0 = Instant::now();
-        step(o.warmup);
-        synchronize(device);
-        let warmup_seconds = t0.elapsed().as_secs_f64();
-        let mut windows = Vec::with_capacity(o.windows as usize);
-        for _ in 0..o.windows {
-            synchronize(device);
-            let t = Instant::now();
-            step(o.steps);
-            synchronize(device);
-            windows.push(Window {
-                steps: o.steps,
-                seconds: t.elapsed().as_secs_f64(),
-            });
-        }
-        (warmup_seconds, windows)
+        time_windows(o, device, |n| {
+            step(n);
+            Ok(())
+        })?
     };
     let total = (o.warmup + o.steps * o.windows) * o.batch;
     let mean_loss = sums.loss.double_value(&[]) / total as f64;

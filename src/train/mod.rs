@@ -3,6 +3,7 @@
 //! (after every epoch, atomic) and `summary.json`. `resume` continues from the checkpoint.
 pub mod adam;
 pub mod bench;
+pub mod bench_pack;
 pub mod checkpoint;
 pub mod config;
 pub mod diagnostics;
@@ -11,15 +12,18 @@ pub mod export;
 pub mod graph;
 pub mod interrupt;
 pub mod metrics;
+pub mod pack;
+pub mod pack_run;
 pub mod recipe;
 pub mod run_dir;
+pub mod run_files;
 pub mod schedule;
 pub mod sgd;
 pub mod step;
 pub mod tensor_file;
 pub mod tensorboard;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -31,7 +35,7 @@ use crate::model::resnet::{trainable_parameters, ResNet};
 use crate::train::config::RunConfig;
 use crate::util::torch_ext;
 use metrics::{EpochRow, EpochStatus};
-use run_dir::{write_summary, HASH_FILE};
+use run_files::{RunFiles, RunInfo, Weights};
 use sgd::Sgd;
 
 pub use run_dir::{config_conflict, read_summary, with_new_dir, RunStatus, Summary};
@@ -73,7 +77,7 @@ pub fn epoch_seed(seed: u64, epoch: i64) -> i64 {
 }
 
 /// Images in the fixed batch of the per-block diagnostics ([`diagnostics`]).
-const DIAG_BATCH: i64 = 128;
+pub(crate) const DIAG_BATCH: i64 = 128;
 
 /// What one run trains with: the model, its optimizer and step, the data on the device.
 struct Trainer {
@@ -100,15 +104,7 @@ impl Trainer {
     /// Loads the data onto the device and builds the model (seeded by `cfg.seed`) and the
     /// optimizer.
     fn new(cfg: &RunConfig) -> Result<Trainer> {
-        let device = crate::util::device::select_device(&cfg.device)?;
-        torch_ext::set_deterministic(cfg.train.deterministic, device.is_cuda())
-            .context("train.deterministic")?;
-        let one_thread = (cfg.train.deterministic && device == Device::Cpu)
-            .then(|| crate::util::threads::TorchThreads::hold(1));
-        cfg.train
-            .precision
-            .check_device(device)
-            .with_context(|| format!("train.precision {}", cfg.train.precision.name()))?;
+        let (device, one_thread) = training_device(cfg)?;
         let split = data::load(&cfg.data.spec())?;
         recipe::check_cutout(cfg, split.height, split.width)?;
         let cl = cfg.train.channels_last;
@@ -121,13 +117,8 @@ impl Trainer {
             .next()
             .context("the training set is empty")?;
 
-        tch::manual_seed(cfg.seed as i64);
-        let vs = VarStore::new(device);
-        let model = ResNet::new(&vs.root(), &cfg.model, split.channels, split.num_classes)?;
+        let (vs, model) = build_model(cfg, (split.channels, split.num_classes), device)?;
         let parameters = trainable_parameters(&vs);
-        if let Some(path) = &cfg.train.init_from {
-            init_from(&vs, &cfg.model, path).context("train.init_from")?;
-        }
         if cl {
             torch_ext::vars_to_channels_last(&vs)?;
         }
@@ -161,24 +152,7 @@ impl Trainer {
         run_hash: &str,
     ) -> Result<(i64, f64, i64, i64)> {
         let saved = checkpoint::load(dir, &mut self.vs, &mut self.opt)?;
-        if let Some(h) = &saved.config_hash {
-            if h != run_hash {
-                bail!(
-                    "{}: the checkpoint comes from another config (hash {} there, {} in {HASH_FILE}); move it away to restart this run from scratch",
-                    checkpoint::path(dir).display(),
-                    &h[..h.len().min(12)],
-                    &run_hash[..run_hash.len().min(12)]
-                );
-            }
-        }
-        if saved.seed != cfg.seed as i64 {
-            bail!(
-                "{}: checkpoint has seed {}, config seed {}",
-                dir.display(),
-                saved.seed,
-                cfg.seed
-            );
-        }
+        run_files::check_saved(&saved, cfg, dir, run_hash)?;
         let step = match &saved.position {
             Some(p) => {
                 // The interrupted epoch's sums, as the device held them (filled in place: a
@@ -195,12 +169,24 @@ impl Trainer {
         Ok((saved.epoch, saved.best_test_acc, saved.best_epoch, step))
     }
 
-    /// The per-block diagnostics after `epoch` epochs, appended to blocks.csv; returned.
-    fn diagnose(&self, dir: &Path, epoch: i64) -> Result<Vec<diagnostics::BlockRow>> {
-        let (x, y) = &self.diag_batch;
-        let rows = diagnostics::measure(&self.model, &self.vs, x, y, epoch);
-        diagnostics::append(dir, &rows)?;
-        Ok(rows)
+    /// The view of the model its run's files are written from.
+    fn weights(&self) -> Weights<'_> {
+        Weights {
+            vs: &self.vs,
+            model: &self.model,
+            opt: &self.opt,
+            diag_batch: &self.diag_batch,
+        }
+    }
+
+    /// What the summary records about the model and data.
+    fn info(&self) -> RunInfo {
+        RunInfo {
+            parameters: self.parameters,
+            tau0: self.model.tau0,
+            device: self.device,
+            input_norm: self.input_norm.clone(),
+        }
     }
 
     /// Trains epoch `epoch` (0-based) from step `start` and evaluates; the row for
@@ -276,9 +262,8 @@ impl Trainer {
 }
 
 /// Trains `cfg` into its run directory and returns the summary.
-// Over 80 lines on purpose: the order of an epoch's writes (CSV row, diagnostics, best
-// weights, checkpoint, summary) and of the stops between and inside epochs is the crash and
-// preemption argument of docs/reliability.md, best read in one place, top to bottom.
+// The order of an epoch's writes is [`RunFiles::end_epoch`]'s; the stops between and inside
+// epochs are here, top to bottom (docs/reliability.md).
 pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let dir: PathBuf = cfg.run_dir();
     let load_ckpt = run_dir::check_dir(cfg, &dir, opts)?;
@@ -291,26 +276,15 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let run_hash = run_dir::recorded_hash(&dir).unwrap_or_else(|| cfg.hash());
 
     interrupt::install();
-    let csv_path = dir.join(run_dir::METRICS_FILE);
-    let (start_epoch, best_acc, best_epoch, mut start_step) = match load_ckpt {
-        true => resume_point(&mut tr, cfg, &dir, &run_hash, opts.quiet)?,
-        false => {
-            // A fresh start: no stale rows from an attempt killed before its first checkpoint.
-            metrics::truncate_after(&csv_path, 0)?;
-            let _ = std::fs::remove_file(dir.join(diagnostics::FILE));
-            (0, 0.0, 0, 0)
+    let resumed = match load_ckpt {
+        true => {
+            let (epoch, best_acc, best_epoch, step) = tr.restore(cfg, &dir, &run_hash)?;
+            Some(((epoch, step), (best_acc, best_epoch)))
         }
-    };
-    let mut tb = match cfg.log.tensorboard {
-        true => Some(tensorboard::EventWriter::create(&dir).context("log.tensorboard")?),
         false => None,
     };
-    if !load_ckpt {
-        let blocks = tr.diagnose(&dir, 0)?;
-        if let Some(w) = &mut tb {
-            w.scalars(0, &tensorboard::epoch_scalars(None, &blocks))?;
-        }
-    }
+    let mut start_step = resumed.map_or(0, |((_, step), _)| step);
+    let mut files = RunFiles::open(cfg, &tr.weights(), &tr.info(), resumed, opts.quiet)?;
     if !opts.quiet {
         crate::util::eprintln_whole!(
             "{}: ResNet-{} L={} norm={:?} τ₀={:.4} params={} data={} ({} train / {} test) device={:?}",
@@ -321,140 +295,36 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
 
     let epochs = cfg.train.epochs;
     let steps_per_epoch = (tr.train_data.len() + cfg.train.batch_size - 1) / cfg.train.batch_size;
-    let mut summary = start_summary(cfg, &tr, &dir, start_epoch, (best_acc, best_epoch));
+    let start_epoch = files.summary.epochs_done;
     let bar = progress_bar(steps_per_epoch, opts.quiet);
     for (ran, epoch) in (start_epoch..epochs).enumerate() {
         if opts.stop_after.is_some_and(|n| ran as i64 >= n) {
             break;
         }
-        let at = checkpoint::Target {
-            cfg,
-            dir: &dir,
-            summary: &summary,
-            run_hash: &run_hash,
-        };
         if let Some(sig) = interrupt::signal() {
-            return Err(stopped_between_epochs(&at, &tr, ran > 0, sig)?);
+            return Err(files.stopped_between_epochs(&tr.weights(), ran > 0, sig)?);
         }
         let start = std::mem::take(&mut start_step);
-        let row = match tr.epoch(&at, (epoch, start), steps_per_epoch, bar.as_ref())? {
+        let row = match tr.epoch(
+            &files.target(),
+            (epoch, start),
+            steps_per_epoch,
+            bar.as_ref(),
+        )? {
             Ok(row) => row,
-            Err(steps) => return Err(stopped_inside_epoch(&at, &tr, steps, epoch)?),
-        };
-        metrics::append(&csv_path, &row)?;
-        let blocks = match row.status {
-            EpochStatus::Ok => tr.diagnose(&dir, epoch + 1)?,
-            EpochStatus::Diverged => Vec::new(),
-        };
-        if let Some(w) = &mut tb {
-            w.scalars(epoch + 1, &tensorboard::epoch_scalars(Some(&row), &blocks))?;
-        }
-        if crash_point("after-csv", epoch + 1) {
-            die();
-        }
-        summary.epochs_done = epoch + 1;
-        summary.final_test_acc = row.test_acc;
-        summary.final_train_loss = row.train_loss;
-        summary.train_seconds += row.epoch_seconds;
-        if !opts.quiet {
-            let line = epoch_line(&cfg.name, epochs, &row);
-            match &bar {
-                Some(b) => b.println(line),
-                None => crate::util::eprintln_whole!("{line}"),
+            Err(steps) => {
+                let at = checkpoint::Position::of(&tr.sums, steps);
+                return Err(files.stopped_inside_epoch(&tr.weights(), at, epoch)?);
             }
-        }
-        if row.status == EpochStatus::Diverged {
-            summary.status = RunStatus::Diverged;
-            summary.diverged_at_epoch = Some(epoch + 1);
-            write_summary(&dir, &summary)?;
-            if !opts.quiet {
-                crate::util::eprintln_whole!(
-                    "{}: diverged at epoch {} (loss is NaN or inf); stopping this run",
-                    cfg.name,
-                    epoch + 1
-                );
-            }
-            return Ok(summary);
-        }
-        if row.test_acc > summary.best_test_acc {
-            summary.best_test_acc = row.test_acc;
-            summary.best_epoch = epoch + 1;
-            save_best(&dir, &tr, &summary, &run_hash)?;
-        }
-        let at = checkpoint::Target {
-            cfg,
-            dir: &dir,
-            summary: &summary,
-            run_hash: &run_hash,
         };
-        save_epoch(&at, &tr)?;
+        if files.end_epoch(&tr.weights(), &row, bar.as_ref())? {
+            return Ok(files.summary);
+        }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if summary.epochs_done >= epochs {
-        summary.status = RunStatus::Finished;
-    }
-    write_summary(&dir, &summary)?;
-    Ok(summary)
-}
-
-/// Restores the run from its checkpoint and cuts its CSVs back to the checkpoint's epoch;
-/// returns (epochs done, best test accuracy, its epoch, steps done inside the next epoch).
-fn resume_point(
-    tr: &mut Trainer,
-    cfg: &RunConfig,
-    dir: &Path,
-    run_hash: &str,
-    quiet: bool,
-) -> Result<(i64, f64, i64, i64)> {
-    let (epoch, best_acc, best_epoch, step) = tr.restore(cfg, dir, run_hash)?;
-    metrics::truncate_after(&dir.join(run_dir::METRICS_FILE), epoch)?;
-    metrics::truncate_after(&dir.join(diagnostics::FILE), epoch)?;
-    if !quiet {
-        let inside = match step {
-            0 => String::new(),
-            k => format!(", at step {k} of epoch {}", epoch + 1),
-        };
-        crate::util::eprintln_whole!("{}: resuming after epoch {epoch}{inside}", dir.display());
-    }
-    Ok((epoch, best_acc, best_epoch, step))
-}
-
-/// The summary at the start of this process's epochs: progress and best accuracy so far (from
-/// the checkpoint), the last epoch's figures and the time already spent (from the run's files).
-fn start_summary(
-    cfg: &RunConfig,
-    tr: &Trainer,
-    dir: &Path,
-    start_epoch: i64,
-    best: (f64, i64),
-) -> Summary {
-    let mut summary = Summary {
-        name: cfg.name.clone(),
-        status: RunStatus::Running,
-        epochs_done: start_epoch,
-        epochs: cfg.train.epochs,
-        best_test_acc: best.0,
-        best_epoch: best.1,
-        final_test_acc: f64::NAN,
-        final_train_loss: f64::NAN,
-        diverged_at_epoch: None,
-        parameters: tr.parameters,
-        tau0: tr.model.tau0,
-        device: format!("{:?}", tr.device),
-        train_seconds: read_summary(dir).map(|s| s.train_seconds).unwrap_or(0.0),
-        input_mean: tr.input_norm.0.clone(),
-        input_std: tr.input_norm.1.clone(),
-    };
-    if let Some(last) = metrics::read(&dir.join(run_dir::METRICS_FILE))
-        .ok()
-        .and_then(|r| r.last().cloned())
-    {
-        summary.final_test_acc = last.test_acc;
-        summary.final_train_loss = last.train_loss;
-    }
-    summary
+    files.finish()
 }
 
 /// With `--resume`, the summary of a run that has nothing left to do (finished or diverged).
@@ -473,58 +343,39 @@ fn already_done(dir: &Path, opts: &RunOptions) -> Option<Summary> {
     Some(s)
 }
 
-/// A signal between two epochs (or before this process's first): the last epoch's checkpoint
-/// is the resume point (written now when train.checkpoint is off and this process `trained`
-/// an epoch; otherwise what is on disk already is). The error that stops the run.
-fn stopped_between_epochs(
-    at: &checkpoint::Target,
-    tr: &Trainer,
-    trained: bool,
-    sig: i32,
-) -> Result<anyhow::Error> {
-    if trained && !at.cfg.train.checkpoint {
-        at.save(&tr.vs, &tr.opt, None)?;
-    }
-    Ok(interrupt::Interrupted(format!(
-        "{}: stopped by {} after epoch {}; resumable: rerun with --resume",
-        at.dir.display(),
-        interrupt::name(sig),
-        at.summary.epochs_done
-    ))
-    .into())
+/// The device `cfg` trains on, set up as the run asks: deterministic kernels (and, on the CPU,
+/// libtorch on one thread while the returned guard lives) with `train.deterministic`, the
+/// precision checked against the device. Alone and packed runs start so.
+pub(crate) fn training_device(
+    cfg: &RunConfig,
+) -> Result<(Device, Option<crate::util::threads::TorchThreads>)> {
+    let device = crate::util::device::select_device(&cfg.device)?;
+    torch_ext::set_deterministic(cfg.train.deterministic, device.is_cuda())
+        .context("train.deterministic")?;
+    let one_thread = (cfg.train.deterministic && device == Device::Cpu)
+        .then(|| crate::util::threads::TorchThreads::hold(1));
+    cfg.train
+        .precision
+        .check_device(device)
+        .with_context(|| format!("train.precision {}", cfg.train.precision.name()))?;
+    Ok((device, one_thread))
 }
 
-/// A signal inside epoch `epoch` (0-based) after `steps` steps: the checkpoint with that
-/// position and the summary are written. The error that stops the run.
-fn stopped_inside_epoch(
-    at: &checkpoint::Target,
-    tr: &Trainer,
-    steps: i64,
-    epoch: i64,
-) -> Result<anyhow::Error> {
-    at.save(
-        &tr.vs,
-        &tr.opt,
-        Some(checkpoint::Position::of(&tr.sums, steps)),
-    )?;
-    write_summary(at.dir, at.summary)?;
-    Ok(interrupt::Interrupted(format!(
-        "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable: rerun with --resume",
-        at.dir.display(),
-        epoch + 1
-    ))
-    .into())
-}
-
-/// After a healthy epoch: the checkpoint (when enabled), then the summary.
-fn save_epoch(at: &checkpoint::Target, tr: &Trainer) -> Result<()> {
-    if at.cfg.train.checkpoint {
-        at.save(&tr.vs, &tr.opt, None)?;
+/// The run's model as it starts: seeded by `cfg.seed`, built for images of `channels` channels
+/// and `classes` classes, then `train.init_from`'s weights when set. A pack's members start
+/// exactly so ([`pack`]).
+pub(crate) fn build_model(
+    cfg: &RunConfig,
+    (channels, classes): (i64, i64),
+    device: Device,
+) -> Result<(VarStore, ResNet)> {
+    tch::manual_seed(cfg.seed as i64);
+    let vs = VarStore::new(device);
+    let model = ResNet::new(&vs.root(), &cfg.model, channels, classes)?;
+    if let Some(path) = &cfg.train.init_from {
+        init_from(&vs, &cfg.model, path).context("train.init_from")?;
     }
-    if crash_point("summary", at.summary.epochs_done) {
-        die();
-    }
-    write_summary(at.dir, at.summary)
+    Ok((vs, model))
 }
 
 /// Copies the weights of `path` ([`export::init_tensors`]) into the freshly built model.
@@ -533,28 +384,6 @@ fn init_from(vs: &VarStore, model: &crate::model::config::ModelConfig, path: &Pa
     let expected = vars.iter().map(|(k, t)| (k.clone(), t.size())).collect();
     let tensors = export::init_tensors(path, model, &expected)?;
     export::copy_into(vs, &tensors)
-}
-
-/// The model of a new best epoch into best.safetensors (atomically; before the checkpoint
-/// that records it, so a kill in between rewrites it on resume).
-fn save_best(dir: &Path, tr: &Trainer, s: &Summary, run_hash: &str) -> Result<()> {
-    let mut tensors: Vec<(String, tch::Tensor)> = tr.vs.variables().into_iter().collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let meta = std::collections::BTreeMap::from([
-        ("epoch".to_string(), s.best_epoch.to_string()),
-        ("test_acc".to_string(), s.best_test_acc.to_string()),
-        ("config_sha256".to_string(), run_hash.to_string()),
-    ]);
-    crate::util::safetensors_file::write(&dir.join(run_dir::BEST_FILE), &tensors, &meta)
-}
-
-/// The per-epoch progress line.
-fn epoch_line(name: &str, epochs: i64, row: &EpochRow) -> String {
-    format!(
-        "{name} epoch {:>3}/{epochs} lr {:.4} train_loss {:.4} train_acc {:.4} test_loss {:.4} test_acc {:.4} grad_norm {:.3} tau {:.4} {:.1}s {:.0} img/s",
-        row.epoch, row.lr, row.train_loss, row.train_acc, row.test_loss, row.test_acc, row.grad_norm,
-        row.tau, row.epoch_seconds, row.images_per_second
-    )
 }
 
 fn progress_bar(steps: i64, quiet: bool) -> Option<indicatif::ProgressBar> {

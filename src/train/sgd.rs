@@ -8,10 +8,16 @@
 //! m = scalar_lr_mult for the scalar parameters (τ, scalar biases: the τ paper's lr/10), and
 //! s = 1/L for the shared learnable τ (the τ paper divides its gradient by the number of blocks).
 //! The groups are the [`ParamGroup`]s the model sets where it makes each parameter.
+//!
+//! A pack of models ([`crate::model::packed`]) has one [`SgdConfig`] per member
+//! ([`Sgd::for_pack`]): each member's rows of every parameter take the fused kernel with its
+//! own lr, momentum, weight decay and scalar lr multiplier, exactly the update it would take
+//! alone; a frozen member (diverged) takes none.
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
 
+use crate::model::packed::member_slice;
 use crate::model::resnet::ParamGroup;
 use crate::train::config::{Precision, SgdConfig};
 use crate::util::torch_ext;
@@ -23,14 +29,25 @@ pub struct ParamState {
     pub momentum: Option<Tensor>,
     pub lr_mult: f64,
     pub grad_scale: f64,
+    pub group: ParamGroup,
+}
+
+/// One member of a pack: its optimizer settings and whether it still trains.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberSgd {
+    pub cfg: SgdConfig,
+    /// False once the member is frozen (it diverged): its rows are left as they are.
+    pub active: bool,
 }
 
 pub struct Sgd {
     pub cfg: SgdConfig,
     pub params: Vec<ParamState>,
-    /// Indices into `params` of each group of equal (lr multiplier, gradient scale): one fused
-    /// kernel call per group.
+    /// Indices into `params` of each [`ParamGroup`]: one fused kernel call per group (and
+    /// member).
     groups: Vec<Vec<usize>>,
+    /// The members of a pack (empty: one model, `cfg`).
+    pub members: Vec<MemberSgd>,
     /// Per group, the fused kernel's gradient divisor 1/s as a 1-element tensor (None when s = 1).
     divisors: Vec<Option<Tensor>>,
     /// fp16's dynamic loss scaling (None in fp32 and bf16).
@@ -109,13 +126,14 @@ impl Sgd {
                     momentum: None,
                     lr_mult,
                     grad_scale,
+                    group,
                 }
             })
             .collect();
-        let mut keys: Vec<(f64, f64)> = Vec::new();
+        let mut keys: Vec<ParamGroup> = Vec::new();
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for (i, p) in params.iter().enumerate() {
-            let key = (p.lr_mult, p.grad_scale);
+            let key = p.group;
             match keys.iter().position(|k| *k == key) {
                 Some(g) => groups[g].push(i),
                 None => {
@@ -124,13 +142,13 @@ impl Sgd {
                 }
             }
         }
-        let divisors = keys
+        let divisors = groups
             .iter()
-            .zip(&groups)
-            .map(|((_, s), idx)| {
-                (*s != 1.0).then(|| {
-                    let dev = params[idx[0]].param.device();
-                    Tensor::from_slice(&[(1.0 / s) as f32]).to_device(dev)
+            .map(|idx| {
+                let p = &params[idx[0]];
+                (p.grad_scale != 1.0).then(|| {
+                    let dev = p.param.device();
+                    Tensor::from_slice(&[(1.0 / p.grad_scale) as f32]).to_device(dev)
                 })
             })
             .collect();
@@ -138,6 +156,7 @@ impl Sgd {
             cfg,
             params,
             groups,
+            members: Vec::new(),
             divisors,
             scaler: None,
             lr_tensor: None,
@@ -172,6 +191,34 @@ impl Sgd {
             Precision::Fp16 => opt.with_loss_scaling(vs.device()),
             Precision::Fp32 | Precision::Bf16 => opt,
         }
+    }
+
+    /// The optimizer of a pack ([`crate::model::packed`]) whose member p trains with
+    /// `cfgs[p]`; L = `num_blocks` for all.
+    pub fn for_pack(vs: &VarStore, cfgs: &[SgdConfig], num_blocks: i64) -> Sgd {
+        let mut opt = Sgd::new(vs, cfgs[0], num_blocks);
+        opt.members = cfgs
+            .iter()
+            .map(|&cfg| MemberSgd { cfg, active: true })
+            .collect();
+        opt
+    }
+
+    /// Each member's ‖g‖₂ over all parameters (raw gradients), `[P]` on the device: no sync.
+    pub fn member_grad_norms(&self) -> Tensor {
+        let m = self.members.len() as i64;
+        let squares: Vec<Tensor> = self
+            .grads()
+            .iter()
+            .map(|g| {
+                g.reshape([m, -1])
+                    .square()
+                    .sum_dim_intlist(1, false, Kind::Float)
+            })
+            .collect();
+        Tensor::stack(&squares, 0)
+            .sum_dim_intlist(0, false, Kind::Float)
+            .sqrt()
     }
 
     /// Turns on fp16's dynamic loss scaling ([`LossScaler`]) on `device`.
@@ -232,64 +279,59 @@ impl Sgd {
     /// One SGD step at learning rate `lr` (see the module doc for the update). With loss
     /// scaling, skipped on the device when the gradients overflowed, and the scale updated.
     pub fn step(&mut self, lr: f64) {
-        let (mu, wd, nesterov) = (self.cfg.momentum, self.cfg.weight_decay, self.cfg.nesterov);
-        let found_inf = self.scaler.as_ref().map(|sc| sc.found_inf.shallow_clone());
-        let found_inf = found_inf.as_ref();
+        assert!(self.members.is_empty(), "a pack steps with step_members");
+        self.update(&[lr]);
+    }
+
+    /// One SGD step of a pack: member p at learning rate `lrs[p]` with its own settings;
+    /// frozen members are left alone.
+    pub fn step_members(&mut self, lrs: &[f64]) {
+        assert_eq!(
+            lrs.len(),
+            self.members.len(),
+            "one learning rate per member"
+        );
+        self.update(lrs);
+    }
+
+    /// The update of every group (see the module doc), per member in a pack.
+    fn update(&mut self, lrs: &[f64]) {
+        let members: Vec<MemberSgd> = match self.members.is_empty() {
+            true => vec![MemberSgd {
+                cfg: self.cfg,
+                active: true,
+            }],
+            false => self.members.clone(),
+        };
+        // Momentum buffers exist when any member uses momentum.
+        let mu = members.iter().map(|m| m.cfg.momentum).fold(0.0, f64::max);
         tch::no_grad(|| {
-            for (g, idx) in self.groups.iter().enumerate() {
+            for g in 0..self.groups.len() {
                 // Parameters without a gradient this step are left alone (as PyTorch does);
                 // those without a momentum buffer yet take their first step (buf = d).
                 // Without momentum there are no buffers: one pass, an empty buffer list.
                 let passes: &[bool] = if mu == 0.0 { &[false] } else { &[false, true] };
                 for &first in passes {
                     let mut ps = Vec::new();
-                    let mut gs = Vec::new();
-                    for &i in idx {
+                    for &i in &self.groups[g] {
                         let p = &mut self.params[i];
-                        let grad = p.param.grad();
-                        if !grad.defined() || (mu != 0.0 && p.momentum.is_none() != first) {
+                        if !p.param.grad().defined() || (mu != 0.0 && p.momentum.is_none() != first)
+                        {
                             continue;
                         }
                         if first {
                             p.momentum = Some(p.param.zeros_like());
                         }
                         ps.push(i);
-                        gs.push(grad);
                     }
                     if ps.is_empty() {
                         continue;
                     }
-                    let params: Vec<&Tensor> = ps.iter().map(|&i| &self.params[i].param).collect();
-                    let bufs: Vec<&Tensor> = ps
-                        .iter()
-                        .filter_map(|&i| self.params[i].momentum.as_ref())
-                        .collect();
-                    let grads: Vec<&Tensor> = gs.iter().collect();
-                    let mult = self.params[idx[0]].lr_mult;
-                    let lr_t = self.lr_tensor.as_ref().map(|t| {
-                        if mult == 1.0 {
-                            t.shallow_clone()
-                        } else {
-                            t * mult
+                    for (m, member) in members.iter().enumerate() {
+                        if member.active {
+                            self.fused(g, &ps, (m, members.len()), member.cfg, lrs[m], first);
                         }
-                    });
-                    let hp = torch_ext::FusedSgd {
-                        lr: lr * mult,
-                        momentum: mu,
-                        weight_decay: wd,
-                        nesterov,
-                        first_step: first,
-                    };
-                    torch_ext::fused_sgd(
-                        &params,
-                        &grads,
-                        &bufs,
-                        hp,
-                        lr_t.as_ref(),
-                        self.divisors[g].as_ref(),
-                        found_inf,
-                    )
-                    .expect("SGD");
+                    }
                 }
             }
         });
@@ -302,6 +344,69 @@ impl Sgd {
                 LossScaler::GROWTH_INTERVAL,
             );
         }
+    }
+
+    /// The fused kernel on parameters `ps` of group `g` with `cfg` at `lr`: their rows of
+    /// member `m` of `members` in a pack, the whole tensors for one model.
+    fn fused(
+        &self,
+        g: usize,
+        ps: &[usize],
+        (m, members): (usize, usize),
+        cfg: SgdConfig,
+        lr: f64,
+        first: bool,
+    ) {
+        let rows = |t: &Tensor| match members {
+            1 => t.shallow_clone(),
+            n => member_slice(t, n as i64, m as i64),
+        };
+        let params: Vec<Tensor> = ps.iter().map(|&i| rows(&self.params[i].param)).collect();
+        let grads: Vec<Tensor> = ps
+            .iter()
+            .map(|&i| rows(&self.params[i].param.grad()))
+            .collect();
+        // A member without momentum takes no buffers (PyTorch's momentum-free kernel).
+        let bufs: Vec<Tensor> = match cfg.momentum == 0.0 {
+            true => Vec::new(),
+            false => ps
+                .iter()
+                .filter_map(|&i| self.params[i].momentum.as_ref().map(rows))
+                .collect(),
+        };
+        let group = self.params[ps[0]].group;
+        let mult = match group {
+            ParamGroup::Weights => 1.0,
+            _ => cfg.scalar_lr_mult,
+        };
+        let lr_t = self.lr_tensor.as_ref().map(|t| {
+            if mult == 1.0 {
+                t.shallow_clone()
+            } else {
+                t * mult
+            }
+        });
+        let hp = torch_ext::FusedSgd {
+            lr: lr * mult,
+            momentum: cfg.momentum,
+            weight_decay: cfg.weight_decay,
+            nesterov: cfg.nesterov,
+            first_step: first,
+        };
+        let found_inf = self.scaler.as_ref().map(|sc| &sc.found_inf);
+        fn refs(v: &[Tensor]) -> Vec<&Tensor> {
+            v.iter().collect()
+        }
+        torch_ext::fused_sgd(
+            &refs(&params),
+            &refs(&grads),
+            &refs(&bufs),
+            hp,
+            lr_t.as_ref(),
+            self.divisors[g].as_ref(),
+            found_inf,
+        )
+        .expect("SGD");
     }
 
     /// The momentum buffers, named `momentum.<param>`, for the checkpoint.

@@ -43,7 +43,16 @@ impl StepSums {
     }
 
     pub fn new(device: Device) -> StepSums {
-        let zero = || Tensor::zeros([], (Kind::Float, device));
+        Self::of_shape(device, &[])
+    }
+
+    /// The sums of a pack's `members` members, `[P]` each (steps and images are shared).
+    pub fn for_members(device: Device, members: i64) -> StepSums {
+        Self::of_shape(device, &[members])
+    }
+
+    fn of_shape(device: Device, shape: &[i64]) -> StepSums {
+        let zero = || Tensor::zeros(shape, (Kind::Float, device));
         StepSums {
             loss: zero(),
             correct: zero(),
@@ -182,7 +191,7 @@ pub(crate) fn train_epoch(
 /// The forward pass in the configured precision, logits in fp32. bf16 and fp16 are CUDA
 /// autocast (convolutions and the classifier in the low precision, batch norm's statistics
 /// and the weights in fp32), as torch.autocast("cuda", dtype) does.
-pub fn forward(model: &ResNet, x: &Tensor, train: bool, precision: Precision) -> Tensor {
+pub fn forward<M: ModuleT>(model: &M, x: &Tensor, train: bool, precision: Precision) -> Tensor {
     let bf16 = match precision {
         Precision::Fp32 => return model.forward_t(x, train),
         Precision::Bf16 => true,

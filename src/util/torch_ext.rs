@@ -1,7 +1,7 @@
 //! libtorch functions that tch 0.24 does not expose, compiled from csrc/torch_ext.cpp by
 //! build.rs: CUDA autocast in bf16 or fp16, PyTorch's fused SGD kernel, AMP's unscale, a one-launch sum of
 //! squared norms, gradients set to none, channels-last copies and the CUDA caching
-//! allocator's peak statistics, deterministic mode and flushing denormals.
+//! allocator's peak statistics, deterministic mode, flushing denormals and the generators' state.
 use anyhow::{anyhow, Result};
 use std::ffi::{c_char, c_int, c_longlong, CStr};
 use tch::{Device, Tensor};
@@ -51,6 +51,8 @@ extern "C" {
     fn deepres_set_flush_denormal(on: c_int, supported: *mut c_int) -> c_int;
     fn deepres_clear_grads(params: *const CTensor, n: usize) -> c_int;
     fn deepres_channels_last(t: CTensor, out: *mut CTensor) -> c_int;
+    fn deepres_rng_get_state(device: c_int, out: *mut CTensor) -> c_int;
+    fn deepres_rng_set_state(device: c_int, state: CTensor) -> c_int;
     fn deepres_cuda_peak_bytes(
         device: c_int,
         reset: c_int,
@@ -250,4 +252,39 @@ pub fn cuda_peak_bytes(device: Device, reset: bool) -> Option<(i64, i64)> {
     let rc = unsafe { deepres_cuda_peak_bytes(i as c_int, reset as c_int, &mut a, &mut r) };
     check(rc, "CUDA allocator statistics").ok()?;
     Some((a, r))
+}
+
+/// The generators a random draw on `device` may use: the CPU's, and the device's own on CUDA
+/// (some CUDA ops, e.g. a small randperm, draw on the CPU).
+fn generators(device: Device) -> Vec<c_int> {
+    match device {
+        Device::Cuda(i) => vec![-1, i as c_int],
+        _ => vec![-1],
+    }
+}
+
+/// The state of torch's default generators that draws on `device` use (torch.get_rng_state,
+/// and torch.cuda.get_rng_state on CUDA): with [`set_rng_state`], several random streams
+/// (the members of a pack, each with its own data order and augmentation) share one process.
+pub fn rng_state(device: Device) -> Result<Vec<Tensor>> {
+    generators(device)
+        .into_iter()
+        .map(|g| {
+            let mut out: CTensor = std::ptr::null_mut();
+            check(unsafe { deepres_rng_get_state(g, &mut out) }, "RNG state")?;
+            // SAFETY: on success `out` is a heap-allocated at::Tensor the caller owns.
+            Ok(unsafe { Tensor::from_ptr(out) })
+        })
+        .collect()
+}
+
+/// Restores the generators' state saved by [`rng_state`] on the same device.
+pub fn set_rng_state(device: Device, state: &[Tensor]) -> Result<()> {
+    for (g, t) in generators(device).into_iter().zip(state) {
+        check(
+            unsafe { deepres_rng_set_state(g, t.as_ptr() as CTensor) },
+            "RNG state",
+        )?;
+    }
+    Ok(())
 }

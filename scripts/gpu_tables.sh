@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Issue 17's GPU figures in one run (under 10 minutes of device time on one H200 at full size),
+# as rows of bench/gpu.csv: date,device,commit,what,model,precision,pack,value,unit,command.
+#
+#   scripts/gpu_tables.sh                      # GPU machine, repository root, release binary built
+#   GPU_TABLES_SIZE=tiny scripts/gpu_tables.sh # tiny sizes on any device (a check of this script)
+#
+# What it measures (every value is read from deepres's own output, nothing is computed but the
+# 200-epoch projection, which says so in its `what`):
+#   1. packs: `deepres bench --pack N` at ResNet-56 and ResNet-110, fp32 and bf16, N = 2, 4, 8:
+#      one model's images/s (pack 1), the pack's aggregate images/s and their ratio;
+#   2. CUDA graph on/off: `deepres bench` at ResNet-110, fp32 and bf16, with and without
+#      --cuda-graph (images/s);
+#   3. the 200-epoch ResNet-110 recipe (the run-config defaults: batch 128, SGD, crop + flip) on
+#      50,000 synthetic CIFAR-shaped images (CIFAR is not on the GPU machines): the seconds of
+#      one epoch (training and the 10,000-image test pass, from metrics.csv), fp32 and bf16,
+#      and 200 × that in hours, labelled projected.
+# Environment: DEEPRES (binary, default target/release/deepres), DEVICE (default cuda; tiny:
+# cpu), GPU_TABLES_OUT (default bench/gpu.csv), GPU_TABLES_SIZE (full | tiny). A command that
+# fails writes no row and is named on stderr; the exit status is then 1.
+set -uo pipefail
+bin=${DEEPRES:-target/release/deepres}
+size=${GPU_TABLES_SIZE:-full}
+out=${GPU_TABLES_OUT:-bench/gpu.csv}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+case $size in
+  full) dev=${DEVICE:-cuda}; depths="56 110"; graph_depth=110; packs="2 4 8"; precisions="fp32 bf16"
+        batch=128; steps=30; warmup=10; train_n=50000; test_n=10000 ;;
+  tiny) dev=${DEVICE:-cpu}; depths="8"; graph_depth=8; packs="2"; precisions="fp32"
+        batch=8; steps=2; warmup=1; train_n=64; test_n=16 ;;
+  *) echo "GPU_TABLES_SIZE=$size: use full or tiny" >&2; exit 2 ;;
+esac
+[ -x "$bin" ] || { echo "$bin: no deepres binary (cargo build --release, or set DEEPRES)" >&2; exit 2; }
+[[ $dev == cuda* ]] && ! "$bin" info | grep -q "^cuda_available: true" &&
+  { echo "no CUDA device: run on the GPU machine, or GPU_TABLES_SIZE=tiny" >&2; exit 2; }
+
+date=$(date -u +%F)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+[[ $dev == cpu ]] && device="cpu ($(nproc) cores)"
+device=${device:-$dev}
+[ -s "$out" ] || echo "date,device,commit,what,model,precision,pack,value,unit,command" > "$out"
+status=0
+
+row() {  # what model precision pack value unit command
+  echo "$date,$device,$commit,$1,$2,$3,$4,$5,$6,\"$7\"" >> "$out"
+}
+
+field() {  # file key: the first number of the line `key: ...`
+  sed -n "s/^$2: \([-0-9.eE+]*\).*/\1/p" "$1" | head -1
+}
+
+bench() {  # label args...: runs deepres bench, output in $work/$label.txt
+  local label=$1; shift
+  if ! "$bin" bench --device "$dev" --batch $batch --steps $steps --warmup $warmup "$@" \
+      > "$work/$label.txt" 2>&1; then
+    echo "failed: deepres bench $* ($(tail -1 "$work/$label.txt"))" >&2; status=1; return 1
+  fi
+}
+
+for d in $depths; do
+  for p in $precisions; do
+    for n in $packs; do
+      args=(--depth $d --precision $p --pack $n)
+      bench "pack-$d-$p-$n" "${args[@]}" || continue
+      f=$work/pack-$d-$p-$n.txt
+      cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+      row images_per_second ResNet-$d $p 1 "$(field "$f" images_per_second)" images/s "$cmd"
+      row pack_images_per_second ResNet-$d $p $n "$(field "$f" pack_images_per_second)" images/s "$cmd"
+      row pack_speedup ResNet-$d $p $n "$(field "$f" pack_speedup)" x "$cmd"
+    done
+  done
+done
+
+if [[ $dev == cuda* ]]; then
+  for p in $precisions; do
+    for g in off on; do
+      args=(--depth $graph_depth --precision $p)
+      [ $g = on ] && args+=(--cuda-graph)
+      bench "graph-$p-$g" "${args[@]}" || continue
+      cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+      row "images_per_second_cuda_graph_$g" ResNet-$graph_depth $p 1 \
+        "$(field "$work/graph-$p-$g.txt" images_per_second)" images/s "$cmd"
+    done
+  done
+fi
+
+for p in $precisions; do
+  name=epoch-$p
+  sets=(--set name=$name --set "out_dir=$work/runs" --set data.name=synthetic
+        --set data.synthetic_train=$train_n --set data.synthetic_test=$test_n
+        --set model.depth=$graph_depth --set train.epochs=1 --set train.precision=$p
+        --set train.checkpoint=false)
+  if ! "$bin" train --device "$dev" --quiet "${sets[@]}" > "$work/$name.log" 2>&1; then
+    echo "failed: deepres train ${sets[*]} ($(tail -1 "$work/$name.log"))" >&2; status=1; continue
+  fi
+  csv=$work/runs/$name/metrics.csv
+  col=$(head -1 "$csv" | tr , '\n' | grep -n '^epoch_seconds$' | cut -d: -f1)
+  secs=$(sed -n 2p "$csv" | cut -d, -f"$col")
+  cmd="deepres train --device $dev ${sets[*]//$work\//}"
+  row epoch_seconds ResNet-$graph_depth $p 1 "$secs" s "$cmd"
+  row projected_200_epochs_from_one ResNet-$graph_depth $p 1 \
+    "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
+done
+echo "rows appended to $out" >&2
+exit $status

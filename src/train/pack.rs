@@ -1,0 +1,472 @@
+//! Training a pack (issue 17, "many models as one program"): P run configs that share the
+//! architecture and the data train as one [`PackedResNet`], one forward and one backward pass
+//! per step for all of them, each member exactly as it would train alone:
+//!
+//! - its own initialization ([`super::build_model`] with its seed, then copied in);
+//! - its own batches: every member has its own stream of batches (its seed's shuffle, its own
+//!   crops, flips, cutout and mixup draws) on its own copy of torch's generator state
+//!   ([`crate::util::torch_ext::rng_state`]), and the pack's input holds member p's batch in
+//!   its channels ([`stack_inputs`]);
+//! - its own loss: the pack minimizes Σ_p (mean loss of member p), so each member's gradient
+//!   is its own;
+//! - its own SGD (lr and schedule, momentum, weight decay, scalar lr multiplier:
+//!   [`Sgd::for_pack`]) and its own metrics (loss, accuracy, gradient norm, τ, test loss and
+//!   accuracy: the test set is evaluated once for all, each member on the same images);
+//! - its own divergence: a member whose loss is NaN or inf at a check (every 100 steps and at
+//!   the end of the epoch, as alone) is recorded as diverged at that epoch and frozen (its loss
+//!   leaves the sum, its rows are no longer updated) while the others go on.
+//!
+//! What members may differ in: seed, name, out_dir, `model.tau`'s rule and constants,
+//! `train.optimizer`, `train.schedule`, mixup, label smoothing, `data.augment`, `init_from`,
+//! checkpoints and logs. Everything else must be equal ([`check_pack`]). fp16 (its loss scale
+//! is global) and CUDA graphs are refused.
+use anyhow::{bail, Context, Result};
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::config::{Precision, RunConfig};
+use super::metrics::{EpochRow, EpochStatus};
+use super::recipe::{self, Targets};
+use super::sgd::Sgd;
+use super::step::{forward, StepSums};
+use super::{epoch_seed, schedule};
+use crate::data::{self, DeviceData};
+use crate::model::packed::{check_packable, load_member, repeat_input, stack_inputs, PackedResNet};
+use crate::util::torch_ext;
+
+/// The part of a run config that the members of a pack share: the config with every key a
+/// member may set on its own put back to its default.
+pub fn shared_part(cfg: &RunConfig) -> RunConfig {
+    let d = RunConfig::default();
+    let mut s = cfg.clone();
+    s.name = d.name;
+    s.out_dir = d.out_dir;
+    s.seed = d.seed;
+    s.log = d.log;
+    s.data.augment = d.data.augment;
+    s.model.tau = crate::model::config::TauConfig {
+        learnable: cfg.model.tau.learnable,
+        ..d.model.tau
+    };
+    let t = &mut s.train;
+    t.optimizer = d.train.optimizer;
+    t.schedule = d.train.schedule;
+    t.mixup_alpha = None;
+    t.label_smoothing = None;
+    t.init_from = None;
+    t.checkpoint = d.train.checkpoint;
+    t.checkpoint_minutes = d.train.checkpoint_minutes;
+    s
+}
+
+/// The first dotted key where two YAML values differ.
+fn first_difference(a: &serde_yaml::Value, b: &serde_yaml::Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (serde_yaml::Value::Mapping(x), serde_yaml::Value::Mapping(y)) => {
+            x.iter().find_map(|(k, v)| {
+                let key = format!("{at}{}", k.as_str().unwrap_or("?"));
+                match y.get(k) {
+                    Some(w) => first_difference(v, w, &format!("{key}.")),
+                    None => Some(key),
+                }
+            })
+        }
+        _ if a == b => None,
+        _ => Some(at.trim_end_matches('.').to_string()),
+    }
+}
+
+/// Checks that `cfgs` can train as one pack (see the module doc): one line naming the first
+/// member and key that differ.
+pub fn check_pack(cfgs: &[RunConfig]) -> Result<()> {
+    let Some(first) = cfgs.first() else {
+        bail!("a pack needs at least one run");
+    };
+    let models: Vec<_> = cfgs.iter().map(|c| c.model.clone()).collect();
+    check_packable(&models)?;
+    let base = serde_yaml::to_value(shared_part(first))?;
+    for c in &cfgs[1..] {
+        let other = serde_yaml::to_value(shared_part(c))?;
+        if let Some(key) = first_difference(&base, &other, "") {
+            bail!(
+                "{}: {key} differs from {}'s; runs of a pack must share it (only seeds, τ's rule, the optimizer, the schedule, the recipe and the augmentation may differ); pack them separately",
+                c.name,
+                first.name
+            );
+        }
+    }
+    let t = &first.train;
+    if t.precision == Precision::Fp16 {
+        bail!("train.precision: fp16's loss scale is one for the whole pack; pack with fp32 or bf16, or train fp16 runs alone");
+    }
+    if t.cuda_graph {
+        bail!("train.cuda_graph: not with packs yet; turn it off or train the runs alone");
+    }
+    Ok(())
+}
+
+/// A member frozen after it diverged: its epoch sums at that moment.
+#[derive(Debug, Clone, Copy)]
+struct Frozen {
+    loss: f64,
+    correct: f64,
+    grad_norm: f64,
+    images: i64,
+    steps: i64,
+}
+
+/// A pack with its optimizer and data on the device.
+pub struct PackTrainer {
+    pub cfgs: Vec<RunConfig>,
+    pub vs: VarStore,
+    pub model: PackedResNet,
+    pub opt: Sgd,
+    pub sums: StepSums,
+    pub train_data: DeviceData,
+    pub test_data: DeviceData,
+    pub device: Device,
+    /// The per-channel mean and std the inputs are normalized with.
+    pub input_norm: (Vec<f64>, Vec<f64>),
+    /// Per member: the epoch it diverged at (1-based), once it has.
+    pub diverged_at: Vec<Option<i64>>,
+    /// Per member, inside the epoch in progress: its sums when it was frozen.
+    frozen: Vec<Option<Frozen>>,
+    /// Each member as a single model with its own optimizer: what its run directory's files
+    /// are written from and its checkpoint is read into ([`super::pack_run`]).
+    pub singles: Vec<(VarStore, crate::model::resnet::ResNet, Sgd)>,
+    /// `train.deterministic` on the CPU: libtorch on one thread while the pack lives.
+    _one_thread: Option<crate::util::threads::TorchThreads>,
+}
+
+/// How a pack's epoch ended: each member's row (None for those that diverged before), or
+/// stopped by a signal after `steps` steps.
+pub enum PackEpoch {
+    Done(Vec<Option<EpochRow>>),
+    Interrupted { steps: i64 },
+}
+
+impl PackTrainer {
+    /// Loads the data and builds every member as it would start alone, then the pack.
+    pub fn new(cfgs: &[RunConfig]) -> Result<PackTrainer> {
+        check_pack(cfgs)?;
+        let cfg = &cfgs[0];
+        let (device, one_thread) = super::training_device(cfg)?;
+        let split = data::load(&cfg.data.spec())?;
+        for c in cfgs {
+            super::recipe::check_cutout(c, split.height, split.width)?;
+        }
+        let cl = cfg.train.channels_last;
+        let on_device =
+            |s| DeviceData::new(s, &split.mean, &split.std, device).with_channels_last(cl);
+        let (train_data, test_data) = (on_device(&split.train), on_device(&split.test));
+        let members = cfgs.len() as i64;
+        let vs = VarStore::new(device);
+        let models: Vec<_> = cfgs.iter().map(|c| c.model.clone()).collect();
+        let model = PackedResNet::new(&vs.root(), &models, split.channels, split.num_classes)?;
+        let mut singles = Vec::with_capacity(cfgs.len());
+        for (p, c) in cfgs.iter().enumerate() {
+            let (single, net) = super::build_model(c, (split.channels, split.num_classes), device)?;
+            load_member(&vs, members, p as i64, &single.variables())
+                .with_context(|| format!("{}: into the pack", c.name))?;
+            let opt = Sgd::new(&single, c.train.optimizer, net.num_blocks);
+            singles.push((single, net, opt));
+        }
+        if cl {
+            torch_ext::vars_to_channels_last(&vs)?;
+        }
+        let sgd: Vec<_> = cfgs.iter().map(|c| c.train.optimizer).collect();
+        let opt = Sgd::for_pack(&vs, &sgd, model.num_blocks);
+        Ok(PackTrainer {
+            cfgs: cfgs.to_vec(),
+            vs,
+            model,
+            opt,
+            sums: StepSums::for_members(device, members),
+            train_data,
+            test_data,
+            device,
+            input_norm: (split.mean.clone(), split.std.clone()),
+            diverged_at: vec![None; cfgs.len()],
+            frozen: vec![None; cfgs.len()],
+            singles,
+            _one_thread: one_thread,
+        })
+    }
+
+    /// The fixed batch of the per-block diagnostics, as a run alone has it.
+    pub fn diag_batch(&self) -> Result<(Tensor, Tensor)> {
+        self.train_data
+            .eval_batches(super::DIAG_BATCH)
+            .next()
+            .context("the training set is empty")
+    }
+
+    /// Steps per epoch (the last batch may be smaller).
+    pub fn steps_per_epoch(&self) -> i64 {
+        let b = self.cfgs[0].train.batch_size;
+        (self.train_data.len() + b - 1) / b
+    }
+
+    /// Trains epoch `epoch` (0-based) and evaluates: one row per member that was still
+    /// training (None for those that diverged in an earlier epoch).
+    pub fn epoch(&mut self, epoch: i64) -> Result<Vec<Option<EpochRow>>> {
+        match self.epoch_from(epoch, 0)? {
+            PackEpoch::Done(rows) => Ok(rows),
+            PackEpoch::Interrupted { .. } => bail!("interrupted by a signal"),
+        }
+    }
+
+    /// [`Self::epoch`] from step `start` (0, or where an interrupted epoch stopped, its sums
+    /// restored in `self.sums`): the first `start` batches of every member are drawn but not
+    /// trained on, so each generator is where it was. After each step a signal
+    /// ([`super::interrupt`]) stops the epoch.
+    pub fn epoch_from(&mut self, epoch: i64, start: i64) -> Result<PackEpoch> {
+        let t0 = Instant::now();
+        let steps = self.steps_per_epoch();
+        if start == 0 {
+            self.sums.reset();
+        }
+        self.frozen = vec![None; self.cfgs.len()];
+        let mut streams = Streams::new(&self.cfgs, &self.train_data, epoch)?;
+        for k in 0..steps {
+            let (xs, targets) = streams.next(&self.cfgs)?;
+            if k < start {
+                continue; // replayed: the draws happen, the step does not
+            }
+            let lrs: Vec<f64> = self
+                .cfgs
+                .iter()
+                .map(|c| lr(c, epoch, self.sums.steps, steps))
+                .collect();
+            let precision = self.cfgs[0].train.precision;
+            pack_step(
+                &self.model,
+                &mut self.opt,
+                &xs,
+                &targets,
+                &lrs,
+                precision,
+                &mut self.sums,
+            );
+            if self.sums.steps % 100 == 0
+                && freeze_diverged(&mut self.opt, &self.sums, &mut self.frozen)
+            {
+                break; // every member has diverged
+            }
+            let done = k + 1;
+            if done < steps && super::interrupt::requested(epoch, done) {
+                return Ok(PackEpoch::Interrupted { steps: done });
+            }
+        }
+        drop(streams);
+        Ok(PackEpoch::Done(self.end_epoch(epoch, t0)))
+    }
+
+    /// The epoch's rows after its steps (started at `t0`): the test set evaluated once for all
+    /// members, each member's figures; a member that diverged is frozen from now on.
+    fn end_epoch(&mut self, epoch: i64, t0: Instant) -> Vec<Option<EpochRow>> {
+        let steps = self.steps_per_epoch();
+        let train_secs = t0.elapsed().as_secs_f64();
+        let t = &self.cfgs[0].train;
+        let tests = evaluate(&self.model, &self.test_data, t.eval_batch_size, t.precision);
+        let taus = self.model.tau_values();
+        let (loss, correct, norm) = (
+            read(&self.sums.loss),
+            read(&self.sums.correct),
+            read(&self.sums.grad_norm),
+        );
+        let mut rows = Vec::with_capacity(self.cfgs.len());
+        for (p, c) in self.cfgs.iter().enumerate() {
+            if self.diverged_at[p].is_some() {
+                rows.push(None);
+                continue;
+            }
+            let f = self.frozen[p].unwrap_or(Frozen {
+                loss: loss[p],
+                correct: correct[p],
+                grad_norm: norm[p],
+                images: self.sums.images,
+                steps: self.sums.steps,
+            });
+            let images = f.images.max(1) as f64;
+            let (test_loss, test_acc) = tests[p];
+            let train_loss = f.loss / images;
+            let diverged = !train_loss.is_finite() || !test_loss.is_finite();
+            if diverged {
+                self.diverged_at[p] = Some(epoch + 1);
+                self.opt.members[p].active = false;
+            }
+            rows.push(Some(EpochRow {
+                epoch: epoch + 1,
+                lr: lr(c, epoch, 0, steps),
+                train_loss,
+                train_acc: f.correct / images,
+                test_loss,
+                test_acc,
+                grad_norm: f.grad_norm / f.steps.max(1) as f64,
+                tau: taus[p],
+                epoch_seconds: t0.elapsed().as_secs_f64(),
+                images_per_second: self.train_data.len() as f64 / train_secs.max(1e-9),
+                status: if diverged {
+                    EpochStatus::Diverged
+                } else {
+                    EpochStatus::Ok
+                },
+            }));
+        }
+        rows
+    }
+}
+
+/// Freezes the members whose loss sum is no longer finite (as a run alone stops there),
+/// keeping their sums; true when none is left training.
+fn freeze_diverged(opt: &mut Sgd, sums: &StepSums, frozen: &mut [Option<Frozen>]) -> bool {
+    let loss = read(&sums.loss);
+    let (correct, norm) = (read(&sums.correct), read(&sums.grad_norm));
+    for (p, m) in opt.members.iter_mut().enumerate() {
+        if m.active && !loss[p].is_finite() {
+            m.active = false;
+            frozen[p] = Some(Frozen {
+                loss: loss[p],
+                correct: correct[p],
+                grad_norm: norm[p],
+                images: sums.images,
+                steps: sums.steps,
+            });
+        }
+    }
+    opt.members.iter().all(|m| !m.active)
+}
+
+fn read(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double)).expect("a 1-d tensor")
+}
+
+/// Member `cfg`'s learning rate at step `step` of epoch `epoch` (as [`super::step`] has it).
+pub(crate) fn lr(cfg: &RunConfig, epoch: i64, step: i64, steps: i64) -> f64 {
+    let t = &cfg.train;
+    let at = schedule::At { epoch, step, steps };
+    schedule::lr_at(&t.schedule, t.optimizer.lr, t.epochs, at)
+}
+
+/// The members' streams of batches in one epoch, each on its own generator state.
+pub(crate) struct Streams<'a> {
+    batches: Vec<Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>>,
+    rng: Vec<Vec<Tensor>>,
+    device: Device,
+}
+
+impl<'a> Streams<'a> {
+    /// Seeds each member's epoch as alone (its shuffle is drawn now) and keeps its state.
+    pub(crate) fn new(cfgs: &[RunConfig], data: &'a DeviceData, epoch: i64) -> Result<Streams<'a>> {
+        let device = data.device();
+        let mut batches: Vec<Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>> = Vec::new();
+        let mut rng = Vec::new();
+        for c in cfgs {
+            let seed = epoch_seed(c.seed, epoch);
+            batches.push(Box::new(data.train_batches(
+                c.train.batch_size,
+                seed,
+                c.data.augment,
+            )));
+            rng.push(torch_ext::rng_state(device)?);
+        }
+        Ok(Streams {
+            batches,
+            rng,
+            device,
+        })
+    }
+
+    /// Every member's next batch as its recipe trains on it (mixed when mixup is on).
+    pub(crate) fn next(&mut self, cfgs: &[RunConfig]) -> Result<(Vec<Tensor>, Vec<Targets>)> {
+        let (mut xs, mut ts) = (Vec::new(), Vec::new());
+        for (p, c) in cfgs.iter().enumerate() {
+            torch_ext::set_rng_state(self.device, &self.rng[p])?;
+            let (x, y) = self.batches[p]
+                .next()
+                .context("a member's epoch ended early")?;
+            let (x, t) = recipe::prepare(c, x, &y);
+            self.rng[p] = torch_ext::rng_state(self.device)?;
+            xs.push(x);
+            ts.push(t);
+        }
+        Ok((xs, ts))
+    }
+}
+
+/// One SGD step of a pack: member p's batch `xs[p]` against `targets[p]` at `lrs[p]`; the
+/// loss Σ_p (member p's mean loss) over the members still training; per-member sums.
+pub fn pack_step(
+    model: &PackedResNet,
+    opt: &mut Sgd,
+    xs: &[Tensor],
+    targets: &[Targets],
+    lrs: &[f64],
+    precision: Precision,
+    sums: &mut StepSums,
+) {
+    let b = targets[0].len();
+    let logits = forward(model, &stack_inputs(xs), true, precision);
+    let losses: Vec<Tensor> = (0..targets.len())
+        .map(|p| targets[p].loss(&logits.get(p as i64)))
+        .collect();
+    let total = losses
+        .iter()
+        .zip(&opt.members)
+        .filter(|(_, m)| m.active)
+        .map(|(l, _)| l.shallow_clone())
+        .reduce(|a, b| a + b)
+        .expect("a member still training");
+    opt.backward(&total);
+    sums.grad_norm += opt.member_grad_norms().to_device(sums.loss.device());
+    opt.step_members(lrs);
+    let detached: Vec<Tensor> = losses.iter().map(Tensor::detach).collect();
+    sums.loss += Tensor::stack(&detached, 0) * (b as f64);
+    let correct: Vec<Tensor> = (0..targets.len())
+        .map(|p| targets[p].correct(&logits.get(p as i64)))
+        .collect();
+    sums.correct += Tensor::stack(&correct, 0);
+    sums.images += b;
+    sums.steps += 1;
+}
+
+/// Each member's mean cross-entropy and accuracy on a dataset (eval mode, no autograd), all
+/// members on the same images in one pass.
+pub fn evaluate(
+    model: &PackedResNet,
+    data: &DeviceData,
+    batch: i64,
+    precision: Precision,
+) -> Vec<(f64, f64)> {
+    let m = model.members;
+    tch::no_grad(|| {
+        let zeros = || Tensor::zeros([m], (Kind::Float, data.device()));
+        let (mut loss, mut correct, mut n) = (zeros(), zeros(), 0i64);
+        for (x, y) in data.eval_batches(batch) {
+            let logits = forward(model, &repeat_input(&x, m), false, precision);
+            let b = y.size()[0];
+            let l: Vec<Tensor> = (0..m)
+                .map(|p| logits.get(p).cross_entropy_for_logits(&y) * (b as f64))
+                .collect();
+            let c: Vec<Tensor> = (0..m)
+                .map(|p| {
+                    logits
+                        .get(p)
+                        .argmax(-1, false)
+                        .eq_tensor(&y)
+                        .sum(Kind::Float)
+                })
+                .collect();
+            loss += Tensor::stack(&l, 0);
+            correct += Tensor::stack(&c, 0);
+            n += b;
+        }
+        let n = n.max(1) as f64;
+        let (loss, correct) = (read(&loss), read(&correct));
+        (0..m as usize)
+            .map(|p| (loss[p] / n, correct[p] / n))
+            .collect()
+    })
+}
