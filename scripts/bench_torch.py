@@ -48,6 +48,15 @@ On CUDA, `peak_gpu_memory: A MiB allocated, R MiB reserved (caching allocator pe
 `gpu_memory_in_use: M MiB (cuMemGetInfo at the end)` (the reservation + the CUDA context).
 Errors: one line `error: ...` on stderr, exit status 2.
 
+--models N (N > 1): PyTorch's own way of training many small models at once, the
+model-ensembling recipe (torch.func.stack_module_state + functional_call + vmap(grad)): N
+ResNets (seeds 0 … N−1) stacked, each on its own batch from the stream, one vmapped
+forward/backward, torch.optim.SGD over the stacked parameters (elementwise, so per model the
+same update), the gradient norm per model. BatchNorm runs without running statistics
+(torch.func.replace_all_batch_norm_modules_: vmap cannot update them in place); batch
+statistics, as in training, are unchanged. images/s counts all N models' images (the
+aggregate, as `deepres bench --pack N`). fp16 and --compile are refused with --models.
+
 Usage: python scripts/bench_torch.py --depth 56 --batch 128 --steps 50 --warmup 10 \
            --precision fp32|fp16|bf16 --device auto|cpu|cuda|cuda:N --pipeline cpu|gpu [--compile] \
            [--fused] [--channels-last]
@@ -82,6 +91,8 @@ def parse_args(argv):
                    help="SGD with fused=True (torch._fused_sgd_, deepres's kernel); default: PyTorch's default SGD")
     p.add_argument("--channels-last", action="store_true",
                    help="model and input batches in channels-last (NHWC) memory format")
+    p.add_argument("--models", type=int, default=1,
+                   help="N > 1: N models trained at once with torch.func (stack_module_state + vmap)")
     p.add_argument("--no-grad-norm", action="store_true", help="skip the per-step gradient norm (profiling only)")
     a = p.parse_args(argv)
     if a.depth < 8 or (a.depth - 2) % 6 != 0:
@@ -90,6 +101,10 @@ def parse_args(argv):
                         ("--windows", a.windows, 1), ("--workers", a.workers, 0)]:
         if v < lo:
             fail(f"{flag} {v}: must be at least {lo}")
+    if a.models < 1:
+        fail(f"--models {a.models}: must be at least 1")
+    if a.models > 1 and (a.precision == "fp16" or a.compile):
+        fail("--models: the torch.func ensemble runs fp32 or bf16 without --compile")
     if a.threads is not None and a.threads < 1:
         fail(f"--threads {a.threads}: must be at least 1")
     if a.precision not in ("fp32", "fp16", "bf16"):
@@ -303,34 +318,42 @@ def main(argv):
             loss_sum += loss.detach() * y.shape[0]
             correct += (logits.argmax(-1) == y).sum().float()
 
+    if a.models > 1:
+        run, parameters = ensemble(a, ResNet, device, amp_dtype, stream, torch, F)
+    else:
+        run = steps
+
     def sync():
         if cuda:
             torch.cuda.synchronize(device)
 
     sync()
     t0 = time.perf_counter()
-    steps(a.warmup)
+    run(a.warmup)
     sync()
     warmup_s = time.perf_counter() - t0
     windows = []
     for _ in range(a.windows):
         sync()
         t = time.perf_counter()
-        steps(a.steps)
+        run(a.steps)
         sync()
         windows.append(time.perf_counter() - t)
-    total = (a.warmup + a.steps * a.windows) * a.batch
-    mean_loss = loss_sum.item() / total
-    correct.item(), gn_sum.item()
+    per_step = a.batch * a.models
+    total = (a.warmup + a.steps * a.windows) * per_step
+    sums = run.sums if a.models > 1 else (loss_sum, correct, gn_sum)
+    mean_loss = sums[0].item() / total
+    sums[1].item(), sums[2].item()
 
-    rates = [a.steps * a.batch / max(s, 1e-12) for s in windows]
+    rates = [a.steps * per_step / max(s, 1e-12) for s in windows]
     ms = [1e3 * s / a.steps for s in windows]
     out = [
         "tool: pytorch",
         f"torch: {torch.__version__}",
         f"model: ResNet-{a.depth} (L = {3 * ((a.depth - 2) // 6)} blocks, {parameters} parameters, BN, shortcut A, tau 1)"
         + (" torch.compile" if a.compile else " eager"),
-        f"batch: {a.batch}",
+        f"batch: {a.batch}" + (f" per model, {a.models} models (torch.func stack_module_state + vmap, "
+                               "BN without running statistics)" if a.models > 1 else ""),
         f"precision: {a.precision}"
         + (" (GradScaler: init scale 2**16, growth 2, backoff 0.5, interval 2000)" if scaler is not None else ""),
         f"memory_format: {'channels_last' if a.channels_last else 'contiguous'}",
@@ -360,6 +383,58 @@ def main(argv):
     out.append(f"mean_loss: {mean_loss:.4f}")
     out.append(f"images_per_second: {statistics.median(rates):.2f}")
     print("\n".join(out), flush=True)
+
+
+def ensemble(a, ResNet, device, amp_dtype, stream, torch, F):
+    """The model-ensembling recipe: returns run(k) (k steps of all models; run.sums holds the
+    device-side loss, correct and gradient-norm sums) and the parameter count of all models."""
+    import copy
+    from torch.func import functional_call, grad, replace_all_batch_norm_modules_, stack_module_state, vmap
+    members = []
+    for i in range(a.models):
+        torch.manual_seed(i)
+        m = ResNet(a.depth).to(device)
+        replace_all_batch_norm_modules_(m)
+        if a.channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        members.append(m)
+    stacked, buffers = stack_module_state(members)
+    base = copy.deepcopy(members[0]).to("meta")
+    names = list(stacked)
+    params = [stacked[n] for n in names]
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4,
+                          **({"fused": True} if a.fused else {}))
+
+    def member_loss(p, b, x, y):
+        if amp_dtype is None:
+            logits = functional_call(base, (p, b), (x,))
+        else:
+            with torch.autocast(device_type="cuda", dtype=amp_dtype):
+                logits = functional_call(base, (p, b), (x,))
+            logits = logits.float()
+        loss = F.cross_entropy(logits, y)
+        return loss, (loss, logits)
+
+    per_member = vmap(grad(member_loss, has_aux=True))
+    sums = [torch.zeros((), device=device) for _ in range(3)]
+
+    def run(k):
+        for _ in range(k):
+            xs, ys = zip(*(next(stream) for _ in range(a.models)))
+            x, y = torch.stack(xs), torch.stack(ys)
+            with torch.no_grad():
+                grads, (loss, logits) = per_member(stacked, buffers, x, y)
+                for n, p in zip(names, params):
+                    p.grad = grads[n]
+                if not a.no_grad_norm:
+                    norms = torch.stack([grads[n].flatten(1).norm(dim=1) for n in names])
+                    sums[2] += norms.norm(dim=0).sum()
+                opt.step()
+                sums[0] += loss.sum() * y.shape[1]
+                sums[1] += (logits.argmax(-1) == y).sum().float()
+
+    run.sums = sums
+    return run, sum(p.numel() for p in params)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@
 #      50,000 synthetic CIFAR-shaped images (CIFAR is not on the GPU machines): the seconds of
 #      one epoch (training and the 10,000-image test pass, from metrics.csv), fp32 and bf16,
 #      and 200 × that in hours, labelled projected.
-# Environment: DEEPRES (binary, default target/release/deepres), DEVICE (default cuda; tiny:
+# Also: PyTorch's torch.func ensemble (scripts/bench_torch.py --models N, the largest N) and
+# deepres's pack of N against it (ratio_vs_torch_vmap).
+# Environment: PYTHON (with torch; default python3), DEEPRES (binary, default target/release/deepres), DEVICE (default cuda; tiny:
 # cpu), GPU_TABLES_OUT (default bench/gpu.csv), GPU_TABLES_SIZE (full | tiny). A command that
 # fails writes no row and is named on stderr; the exit status is then 1.
 set -uo pipefail
@@ -70,6 +72,27 @@ for d in $depths; do
       row pack_images_per_second ResNet-$d $p $n "$(field "$f" pack_images_per_second)" images/s "$cmd"
       row pack_speedup ResNet-$d $p $n "$(field "$f" pack_speedup)" x "$cmd"
     done
+  done
+done
+
+# PyTorch's own way of training N models at once (torch.func stack_module_state + vmap,
+# scripts/bench_torch.py --models N) at the largest N, against deepres's pack of N.
+py=${PYTHON:-python3}
+n=${packs##* }
+for d in $depths; do
+  for p in $precisions; do
+    f=$work/torch-$d-$p-$n.txt
+    targs=(--depth $d --precision $p --models $n --batch $batch --steps $steps --warmup $warmup
+           --device $dev --pipeline gpu)
+    if ! "$py" scripts/bench_torch.py "${targs[@]}" > "$f" 2>&1; then
+      echo "failed: $py scripts/bench_torch.py ${targs[*]} ($(tail -1 "$f"))" >&2; status=1; continue
+    fi
+    torch_ips=$(field "$f" images_per_second)
+    row torch_vmap_images_per_second ResNet-$d $p $n "$torch_ips" images/s "python3 scripts/bench_torch.py ${targs[*]}"
+    ours=$work/pack-$d-$p-$n.txt
+    [ -s "$ours" ] && row ratio_vs_torch_vmap ResNet-$d $p $n \
+      "$(awk -v a="$(field "$ours" pack_images_per_second)" -v b="$torch_ips" 'BEGIN { printf "%.3f", a / b }')" \
+      x "deepres bench --pack $n / bench_torch.py --models $n"
   done
 done
 
