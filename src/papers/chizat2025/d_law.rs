@@ -186,7 +186,7 @@ fn exponents(points: &[Point], s: &DLawFig) -> Option<([Interval; 3], usize)> {
 }
 
 /// Everything that determines one setting's errors; its [`spec_key`] names the cached file.
-#[derive(Serialize)]
+#[derive(Clone, Copy, Serialize)]
 struct SettingKey<'a> {
     /// Bump when the training or the error changes.
     version: u32,
@@ -518,6 +518,80 @@ fn acceptance(s: &DLawFig, settings: &[Setting]) -> Acceptance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field of a setting's key changes it (so a kept setting is never read for another),
+    /// and where the study's output lives does not enter it.
+    #[test]
+    fn every_setting_changes_the_key_of_kept_errors() {
+        let shapes: Vec<Shape> = vec![(2, 3, 4), (5, 6, 2)];
+        let other_shapes: Vec<Shape> = vec![(2, 3, 4), (5, 6, 4)];
+        let base = SettingKey {
+            version: 1,
+            shapes: &shapes,
+            eval_steps: &[10, 100],
+            batch: 40,
+            seed: 0,
+            dynamics: Dynamics::default(),
+            task: TaskSpec::default(),
+            limit: (256, 128, 1, 0),
+        };
+        let key = |k: &SettingKey| spec_key(k);
+        let b = key(&base);
+        let changed = [
+            key(&SettingKey { version: 2, ..base }),
+            key(&SettingKey {
+                shapes: &other_shapes,
+                ..base
+            }),
+            key(&SettingKey {
+                eval_steps: &[10, 30],
+                ..base
+            }),
+            key(&SettingKey { batch: 32, ..base }),
+            key(&SettingKey { seed: 1, ..base }),
+            key(&SettingKey {
+                dynamics: Dynamics {
+                    eta: 0.25,
+                    ..base.dynamics
+                },
+                ..base
+            }),
+            key(&SettingKey {
+                dynamics: Dynamics {
+                    steps: 0,
+                    ..base.dynamics
+                },
+                ..base
+            }),
+            key(&SettingKey {
+                task: TaskSpec {
+                    train: 2048,
+                    ..base.task
+                },
+                ..base
+            }),
+            key(&SettingKey {
+                task: TaskSpec {
+                    target: Target::OneDirection,
+                    ..base.task
+                },
+                ..base
+            }),
+            key(&SettingKey {
+                limit: (256, 64, 1, 0),
+                ..base
+            }),
+            key(&SettingKey {
+                limit: (256, 128, 1, 1),
+                ..base
+            }),
+        ];
+        for (i, k) in changed.iter().enumerate() {
+            assert_ne!(k, &b, "change {i} kept the key");
+        }
+        let unique: std::collections::BTreeSet<_> = changed.iter().collect();
+        assert_eq!(unique.len(), changed.len());
+    }
 
     /// Points from a known power law err = 0.2·L^−0.5·M^−0.5·D^0.5 with 20 % log-normal noise
     /// (closed form): the estimate is near each exponent and its 95 % interval contains it and
