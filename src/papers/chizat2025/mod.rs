@@ -25,8 +25,9 @@
 //!     exponent of each update in D, the regions they imply and the theoretical boundaries;
 //!   - [`error_sweep`] (C5): many random (L, M, D), error at several k against
 //!     a_k/L + b_k√(D/(LM));
-//!   - [`d_law`] (study C5D): C5 over training points n, targets and step sizes η; the free
-//!     power law's D exponent per setting with its bootstrap interval (where the √D holds).
+//!   - [`d_law`] (study C5D; a folder: the run, the kept settings, the outputs): C5 over
+//!     training points n, targets and step sizes η; the free power law's D exponent per
+//!     setting with its bootstrap interval (where the √D holds).
 mod d_law;
 mod error_grid;
 mod error_sweep;
