@@ -174,8 +174,12 @@ fn bench_pack_prints_the_aggregate_beside_one_model() {
         num("one_model_images_per_second"),
         (one * 100.0).round() / 100.0
     );
+    // pack_speedup is printed to 3 decimals: allow its rounding (5e-4) beside the inputs' own.
     let speedup = num("pack_speedup");
-    assert!((speedup - pack / one).abs() < 2e-3 * speedup, "{out}");
+    assert!(
+        (speedup - pack / one).abs() <= 5e-4 + 2e-3 * speedup,
+        "{out}"
+    );
     // Member 0 has seed 0 like the single model: the same data and init, the same mean loss.
     let losses: Vec<f64> = field(&out, "pack_mean_losses")
         .split(", ")
