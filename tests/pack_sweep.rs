@@ -2,8 +2,8 @@
 //! tests/reliability.rs: every packed cell keeps the run directory of a cell alone (config and
 //! hash, metrics.csv, checkpoint, best weights, summary, no lock left), trains as it would alone
 //! (to a relative [`TOL`]), survives kill -9 and a preemption signal (the rerun's CSVs equal an
-//! uninterrupted packed sweep's byte for byte on CPU, timing columns aside), and a packed cell
-//! resumes alone; a cell another live process holds is left to it.
+//! uninterrupted packed sweep's byte for byte on CPU, timing columns aside), resumes from its
+//! periodic mid-epoch checkpoint, and a packed cell resumes alone; a cell another live process holds is left to it.
 use std::path::Path;
 use std::process::Output;
 
@@ -159,6 +159,35 @@ fn a_killed_or_preempted_pack_resumes_where_it_stopped() {
     }
 }
 
+/// The periodic mid-epoch checkpoint in a pack: at 1e-6 minutes it is due after every step;
+/// kill -9 right after step 2 of epoch 2 and its checkpoints (`DEEPRES_CRASH_AT=step-2:2`),
+/// and every member resumes from that step, its curve the uninterrupted pack's byte for byte.
+#[test]
+fn a_killed_pack_resumes_from_its_periodic_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (g, reference) = packed_reference(tmp.path());
+    let args = [
+        "sweep",
+        &g,
+        "--pack",
+        "3",
+        "--set",
+        "out_dir=periodic",
+        "--set",
+        "train.checkpoint_minutes=0.000001",
+    ];
+    let o = run(&args, tmp.path(), &[("DEEPRES_CRASH_AT", "step-2:2")]);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9), "{}", stderr(&o));
+    let o = run(&args, tmp.path(), &[]);
+    ok(&o);
+    let resumed = stderr(&o)
+        .matches("resuming after epoch 1, at step 2 of epoch 2")
+        .count();
+    assert_eq!(resumed, 3, "{}", stderr(&o));
+    assert_eq!(csvs(tmp.path(), "periodic"), reference);
+}
+
 #[test]
 fn a_packed_cell_resumes_alone() {
     let tmp = tempfile::tempdir().unwrap();
@@ -237,4 +266,61 @@ fn a_packed_sweep_leaves_a_cell_locked_by_a_live_process() {
         );
         assert!(!tmp.path().join(format!("runs/pk/{c}.lock")).exists());
     }
+}
+
+/// `--pack` with a scheduler. `--jobs 2 --pack 2` plans the packs {s0, s1} and {s2}, each
+/// trained by a child process (`--pack 2 --cell 0,1`, `--pack 2 --cell 2`): their curves equal
+/// the same packs trained in one process (`--pack 2`) byte for byte. `--slurm --pack 2`
+/// writes an array of two tasks, 0 (cells 0 and 1) and 2 (cell 2); its script, run by bash
+/// outside Slurm as each task, gives the same curves again, and refuses a task id that is no
+/// pack. `--pack auto` on the CPU packs nothing: the curves of the sweep without `--pack`.
+#[test]
+fn packs_run_in_child_processes_and_slurm_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let g = grid(dir);
+    let sweep = |out: &str, extra: &[&str]| {
+        let set = format!("out_dir={out}");
+        let mut args = vec!["sweep", &g, "-q", "--set", &set];
+        args.extend(extra);
+        let o = run(&args, dir, &[]);
+        ok(&o);
+        stderr(&o)
+    };
+    let e = sweep("inproc", &["--pack", "2"]);
+    assert!(e.contains("pack of 2: s0, s1"), "{e}");
+    let reference = csvs(dir, "inproc");
+    let e = sweep("jobs", &["--jobs", "2", "--pack", "2"]);
+    assert!(e.contains("pack of 2: s0, s1"), "{e}");
+    assert_eq!(csvs(dir, "jobs"), reference);
+
+    let script = common::slurm_script(dir, &g, &["--pack", "2", "--set", "out_dir=slurm"]);
+    let text = std::fs::read_to_string(&script).unwrap();
+    for line in ["#SBATCH --array=0,2", "  0) CELLS=0,1 ;;", "  2) CELLS=2 ;;"] {
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
+    assert!(text.contains("--pack 2 --cell \"$CELLS\" &"), "{text}");
+    let task = |id: &str| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .env("PATH", common::path_with(&dir.join("bin")))
+            .env("OMP_NUM_THREADS", "1")
+            .env("SLURM_ARRAY_JOB_ID", "4242")
+            .env("SLURM_ARRAY_TASK_ID", id)
+            .output()
+            .unwrap()
+    };
+    for id in ["0", "2"] {
+        ok(&task(id));
+    }
+    assert_eq!(csvs(dir, "slurm"), reference);
+    let o = task("1");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("array task 1 is no pack"), "{}", stderr(&o));
+
+    let e = sweep("auto", &["--pack", "auto"]);
+    assert!(e.contains("--pack auto on the CPU: packs of 1, 1, 1"), "{e}");
+    assert!(!e.contains("pack of"), "{e}");
+    sweep("alone", &[]);
+    assert_eq!(csvs(dir, "auto"), csvs(dir, "alone"));
 }

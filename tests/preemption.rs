@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::watched::Watched;
-use common::{assert_same_curves, csv_epochs, csv_without_timing, deepres_1t, stderr, tiny_grid};
+use common::{
+    assert_same_curves, csv_epochs, csv_without_timing, deepres_1t, path_with, slurm_script,
+    stderr, tiny_grid,
+};
 
 fn run(args: &[&str], cwd: &Path) -> Output {
     deepres_1t()
@@ -316,44 +319,6 @@ fn sigterm_at_20_random_moments_loses_and_duplicates_nothing() {
         stopped >= 10,
         "only {stopped} of 20 signals stopped a run with 75"
     );
-}
-
-/// The job-array script `deepres sweep --slurm` writes (submitted to a stand-in `sbatch` that
-/// keeps it), and a stand-in `scontrol` in `dir/bin` that records its arguments.
-fn slurm_script(dir: &Path, grid: &str, extra: &[&str]) -> std::path::PathBuf {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let keep = dir.join("submitted.sbatch");
-    let stand_ins = [
-        (
-            "sbatch",
-            format!("cp \"$2\" '{}'\necho 4242", keep.display()),
-        ),
-        (
-            "scontrol",
-            format!("echo \"$@\" >> '{}'", dir.join("scontrol.args").display()),
-        ),
-    ];
-    for (name, body) in stand_ins {
-        let path = bin.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let mut args = vec!["sweep", grid, "--slurm"];
-    args.extend(extra);
-    let o = deepres_1t()
-        .args(args)
-        .env("PATH", path_with(&bin))
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    ok(&o);
-    keep
-}
-
-fn path_with(bin: &Path) -> String {
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
 }
 
 /// The array task's script, run by bash outside Slurm as array task 4242_0 (its own process

@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
+use crate::sweep::pack::PackSize;
 use crate::sweep::{self, local, slurm, Grid, SweepOptions};
 
 /// Which sweep: a grid file, its scale, seeds and overrides (shared by `sweep` and `report`).
@@ -34,13 +35,16 @@ pub struct SweepArgs {
     /// each running cell's lock; run nothing.
     #[arg(long)]
     status: bool,
-    /// Run only cell I (as --status numbers them); what each Slurm array task runs.
-    #[arg(long, value_name = "I")]
-    cell: Option<usize>,
+    /// Run only cell I, or cells I,J,... (as --status numbers them); what each Slurm array
+    /// task and each child of --jobs or --gpus runs.
+    #[arg(long, value_name = "I[,J...]", value_delimiter = ',')]
+    cell: Option<Vec<usize>>,
     /// Train cells that share architecture, data and progress N at a time as one program
-    /// (grouped convolutions); every cell keeps its own run directory and lock.
-    #[arg(long, value_name = "N", conflicts_with_all = ["jobs", "gpus", "slurm"])]
-    pack: Option<usize>,
+    /// (grouped convolutions); every cell keeps its own run directory and lock. auto: 1 on the
+    /// CPU, on CUDA as many as fit half the GPU's memory, at most 10. With --jobs, --gpus or
+    /// --slurm each process or array task trains one pack.
+    #[arg(long, value_name = "N|auto")]
+    pack: Option<PackSize>,
     /// Run N cells at a time, each in its own process (CPU).
     #[arg(long, value_name = "N", conflicts_with_all = ["gpus", "cell", "slurm"])]
     jobs: Option<usize>,
@@ -103,6 +107,18 @@ impl GridArgs {
     }
 }
 
+impl SweepArgs {
+    /// The arguments of a child process or Slurm task on these cells in `dir`, with `--pack`
+    /// when packing (the child is told its cells with `--cell`).
+    fn child_args(&self, dir: &Path) -> Result<Vec<String>> {
+        let mut args = self.grid.child_args(dir, self.quiet)?;
+        if let Some(p) = self.pack {
+            args.extend(["--pack".into(), p.to_string()]);
+        }
+        Ok(args)
+    }
+}
+
 pub fn sweep(a: SweepArgs) -> Result<()> {
     let mut grid = a.grid.load()?;
     if a.status {
@@ -116,18 +132,18 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     if a.slurm {
         return submit(&grid, &a);
     }
-    let slots = match (a.jobs, a.gpus) {
+    let slots = match (a.jobs, a.gpus.clone()) {
         (Some(n), _) => Some(local::Slots::Cpu(n)),
         (None, Some(g)) => Some(local::Slots::Gpus(g)),
         (None, None) => None,
     };
     let report = match slots {
-        Some(slots) => local::run_local(&grid, &a.grid.child_args(&grid.dir, a.quiet)?, &slots)?,
+        Some(slots) => local::run_local(&grid, &a.child_args(&grid.dir)?, &slots, a.pack)?,
         None => sweep::run_sweep(
             &grid,
             &SweepOptions {
                 quiet: a.quiet,
-                cell: a.cell,
+                cell: a.cell.clone(),
                 pack: a.pack,
             },
         )?,
@@ -147,8 +163,8 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
 /// `--slurm`: submits one array task per unfinished cell.
 fn submit(grid: &Grid, a: &SweepArgs) -> Result<()> {
     sweep::check_configs(grid)?;
-    let child = a.grid.child_args(&grid.dir, a.quiet)?;
-    match slurm::submit(grid, &child, &a.slurm_options)? {
+    let child = a.child_args(&grid.dir)?;
+    match slurm::submit(grid, &child, &a.slurm_options, a.pack)? {
         Some((script, id)) => {
             eprintln!("submitted {}", script.display());
             println!("{id}");

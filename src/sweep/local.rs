@@ -1,13 +1,16 @@
 //! Local scheduling: `deepres sweep --jobs N` (N processes on CPU) and `--gpus 0,1,2,3` (one
 //! process per GPU at a time). Each cell runs in a child `deepres sweep ... --cell i`, which
 //! takes the cell's lock, so a local scheduler, a second sweep and Slurm tasks can share a grid.
+//! With `--pack`, each child trains one pack planned here ([`super::pack::plan`]):
+//! `deepres sweep ... --pack N --cell i,j,k`.
 use anyhow::{Context, Result};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use super::grid::Grid;
+use super::grid::{Cell, Grid};
 use super::lock;
+use super::pack::{self, PackSize};
 use super::runner::{cell_status, SweepReport};
 use crate::train::{interrupt, RunStatus};
 
@@ -18,8 +21,8 @@ pub enum Slots {
     Gpus(Vec<String>),
 }
 
-/// Runs every unfinished cell in a child process `deepres <child_args> --cell i`, at most one
-/// per slot at a time; on a GPU slot the child sees only that GPU (`CUDA_VISIBLE_DEVICES`), on
+/// Runs every unfinished cell in a child process `deepres <child_args> --cell i` (with `pack`:
+/// every pack [`pack::plan`] makes, `--cell i,j,k`), at most one per slot at a time; on a GPU slot the child sees only that GPU (`CUDA_VISIBLE_DEVICES`), on
 /// CPU slots each child gets cores/jobs intra-op threads (`OMP_NUM_THREADS`, unless set).
 /// Children die with this process (`PR_SET_PDEATHSIG`), so a killed scheduler leaves no
 /// orphan training; their locks are then taken over by the next sweep. A child's nonzero exit
@@ -31,7 +34,12 @@ pub enum Slots {
 /// (exit 75: rerun the same command to continue). A second signal ends this process at once
 /// (130), and the children with it (SIGKILL, their parent-death signal). Children run in their
 /// own process group, so a terminal's Ctrl-C reaches them once, through this process.
-pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<SweepReport> {
+pub fn run_local(
+    grid: &Grid,
+    child_args: &[String],
+    slots: &Slots,
+    pack: Option<PackSize>,
+) -> Result<SweepReport> {
     interrupt::install();
     grid.check_data()?;
     super::runner::check_configs(grid)?;
@@ -57,8 +65,9 @@ pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<Sw
             },
         }
     }
+    let mut pending = units(pending, slots, pack)?;
     pending.reverse();
-    let mut running: Vec<Option<(Child, String)>> = names.iter().map(|_| None).collect();
+    let mut running: Vec<Option<(Child, Vec<String>)>> = names.iter().map(|_| None).collect();
     let mut stopped_by: Option<i32> = None;
     loop {
         if let (None, Some(sig)) = (stopped_by, interrupt::signal()) {
@@ -72,22 +81,27 @@ pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<Sw
             pending.clear();
         }
         for (slot, gpu) in running.iter_mut().zip(&names) {
-            if let Some((child, name)) = slot {
+            if let Some((child, cells)) = slot {
                 if let Some(status) = child.try_wait()? {
                     match status.code() {
-                        Some(0) => report.ran += 1,
-                        Some(c) if c == i32::from(interrupt::EXIT_CODE) => report.interrupted += 1,
-                        _ => report
-                            .failed
-                            .push((name.clone(), format!("its process ended with {status}"))),
+                        Some(0) => report.ran += cells.len(),
+                        Some(c) if c == i32::from(interrupt::EXIT_CODE) => {
+                            report.interrupted += cells.len()
+                        }
+                        _ => report.failed.extend(
+                            cells
+                                .iter()
+                                .map(|n| (n.clone(), format!("its process ended with {status}"))),
+                        ),
                     }
                     *slot = None;
                 }
             }
             if slot.is_none() {
-                if let Some(cell) = pending.pop() {
-                    let child = spawn(&exe, child_args, cell.index, gpu.as_deref(), threads)?;
-                    *slot = Some((child, cell.name.clone()));
+                if let Some(unit) = pending.pop() {
+                    let index: Vec<usize> = unit.iter().map(|c| c.index).collect();
+                    let child = spawn(&exe, child_args, &index, gpu.as_deref(), threads)?;
+                    *slot = Some((child, unit.into_iter().map(|c| c.name).collect()));
                 }
             }
         }
@@ -107,8 +121,25 @@ pub fn run_local(grid: &Grid, child_args: &[String], slots: &Slots) -> Result<Sw
     Ok(report)
 }
 
+/// What each child runs: a cell, or with `pack` a pack planned for the slots' device (on GPU
+/// slots the first GPU's memory sizes `--pack auto`).
+fn units(cells: Vec<Cell>, slots: &Slots, pack: Option<PackSize>) -> Result<Vec<Vec<Cell>>> {
+    let Some(size) = pack else {
+        return Ok(cells.into_iter().map(|c| vec![c]).collect());
+    };
+    let target = match slots {
+        Slots::Cpu(_) => pack::Target::Cpu,
+        Slots::Gpus(g) => pack::Target::Gpu(
+            g.first()
+                .and_then(|i| i.trim().parse::<usize>().ok())
+                .and_then(|i| crate::util::device::gpu_properties().get(i).map(|p| p.1)),
+        ),
+    };
+    pack::plan(cells, |c| c, size, target)
+}
+
 /// Sends `sig` to every running child; returns how many.
-fn forward(running: &[Option<(Child, String)>], sig: i32) -> usize {
+fn forward(running: &[Option<(Child, Vec<String>)>], sig: i32) -> usize {
     let mut n = 0;
     for (child, _) in running.iter().flatten() {
         // SAFETY: kill(2) to a child this process started and has not reaped yet.
@@ -119,18 +150,19 @@ fn forward(running: &[Option<(Child, String)>], sig: i32) -> usize {
     n
 }
 
-/// Starts `deepres <child_args> --cell <cell>` on a GPU slot (`gpu`) or a CPU slot with
+/// Starts `deepres <child_args> --cell <cells>` on a GPU slot (`gpu`) or a CPU slot with
 /// `threads` intra-op threads: in its own process group, killed with this process, with the
 /// preemption signals blocked until its handler is installed ([`interrupt::install`]).
 fn spawn(
     exe: &std::path::Path,
     child_args: &[String],
-    cell: usize,
+    cells: &[usize],
     gpu: Option<&str>,
     threads: usize,
 ) -> Result<Child> {
+    let list: Vec<String> = cells.iter().map(usize::to_string).collect();
     let mut cmd = Command::new(exe);
-    cmd.args(child_args).arg("--cell").arg(cell.to_string());
+    cmd.args(child_args).arg("--cell").arg(list.join(","));
     match gpu {
         Some(g) => {
             cmd.env("CUDA_VISIBLE_DEVICES", g);

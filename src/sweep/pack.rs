@@ -16,21 +16,155 @@
 //!   checkpoint); a preemption signal writes every member's checkpoint at the step where it
 //!   stopped and ends the sweep with exit 75; the same command resumes the pack, and any of
 //!   its cells also resumes alone (`deepres sweep --cell i` or `deepres train --resume`).
-//! - Not yet: `--pack` with `--jobs`, `--gpus` or `--slurm`; an automatic N on CUDA (it needs
-//!   the GPU measurements of issue 17: scripts/gpu_tables.sh).
+//! - With `--jobs`, `--gpus` or `--slurm`, the scheduler plans the packs ([`plan`]) and each
+//!   child process or array task runs one (`--cell i,j,k --pack N`), taking its locks there.
+//! - `--pack auto` ([`PackSize`]): 1 on the CPU (a pack is slower there: 0.05–0.4× one model
+//!   in `deepres bench --pack`), on CUDA as many members as the memory estimate
+//!   [`member_bytes`] lets fill half the GPU, at most [`AUTO_MAX`].
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::str::FromStr;
 
 use super::grid::{Cell, Grid};
 use super::lock::{self, Acquired, CellLock};
 use super::runner::{self, SweepOptions, SweepReport};
 use crate::train::pack::shared_part;
+use crate::train::config::RunConfig;
 use crate::train::{self, checkpoint, pack_run, RunOptions};
 use crate::util::one_line;
 
+/// The most members `--pack auto` puts in one pack on CUDA: the pack of the issue-17 target
+/// (10 ResNet-56 or ResNet-110 models), until scripts/gpu_tables.sh has measured where the
+/// aggregate throughput stops growing.
+pub const AUTO_MAX: usize = 10;
+
+/// How many cells a pack holds: `--pack N` (N ≥ 1; 1 is no packing) or `--pack auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackSize {
+    Auto,
+    N(usize),
+}
+
+impl FromStr for PackSize {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<PackSize, String> {
+        match s.trim() {
+            "auto" => Ok(PackSize::Auto),
+            v => match v.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(PackSize::N(n)),
+                _ => Err(format!(
+                    "{v:?}: a number of cells per pack ≥ 1, or auto"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for PackSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PackSize::Auto => f.write_str("auto"),
+            PackSize::N(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Where the packs will train, for `--pack auto`: the CPU, a GPU of known memory (bytes), or a
+/// GPU not visible from here (a Slurm task's: only [`AUTO_MAX`] applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Cpu,
+    Gpu(Option<u64>),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Cpu => f.write_str("the CPU"),
+            Target::Gpu(Some(b)) => write!(f, "a GPU of {:.1} GiB", *b as f64 / (1u64 << 30) as f64),
+            Target::Gpu(None) => f.write_str("a GPU"),
+        }
+    }
+}
+
+impl Target {
+    /// Where `cfg` trains in this process (its `device`, CUDA's memory from the driver).
+    pub fn here(cfg: &RunConfig) -> Result<Target> {
+        Ok(match crate::util::device::select_device(&cfg.device)? {
+            tch::Device::Cuda(i) => Target::Gpu(
+                crate::util::device::gpu_properties()
+                    .get(i)
+                    .map(|(_, bytes)| *bytes),
+            ),
+            _ => Target::Cpu,
+        })
+    }
+}
+
+/// An upper estimate of the GPU memory one member of `cfg` needs to train (bytes): four fp32
+/// tensors of every convolution's output saved for the backward pass (convolution, batch norm
+/// or bias, ReLU, the residual sum) for a batch of 32×32 images (the largest of the datasets),
+/// twice over for cuDNN's workspaces and the allocator's slack. ResNet-110, batch 128:
+/// 4.2 GiB.
+pub fn member_bytes(cfg: &RunConfig) -> u64 {
+    let blocks_per_stage = ((cfg.model.depth - 2) / 6).max(1) as u64;
+    let k = cfg.model.width.max(1) as u64;
+    // Σ over the three stages of C·H·W: 16k·32², 32k·16², 64k·8².
+    let per_layer = k * (16 * 1024 + 32 * 256 + 64 * 64);
+    let floats_per_image = 4 * 2 * blocks_per_stage * per_layer;
+    2 * 4 * floats_per_image * cfg.train.batch_size.max(1) as u64
+}
+
+impl PackSize {
+    /// The members per pack for cells like `cfg` trained on `target`: N as given; auto: 1 on the
+    /// CPU, on a GPU as many as fill half its memory by [`member_bytes`], 1 to [`AUTO_MAX`].
+    pub fn members(self, cfg: &RunConfig, target: Target) -> usize {
+        match (self, target) {
+            (PackSize::N(n), _) => n,
+            (PackSize::Auto, Target::Cpu) => 1,
+            (PackSize::Auto, Target::Gpu(None)) => AUTO_MAX,
+            (PackSize::Auto, Target::Gpu(Some(bytes))) => {
+                ((bytes / 2 / member_bytes(cfg)) as usize).clamp(1, AUTO_MAX)
+            }
+        }
+    }
+}
+
 /// Locked cells by what they share (the shared part of their config, their progress).
-type Groups = BTreeMap<(String, (i64, i64)), Vec<(Cell, CellLock)>>;
+type Groups<T> = BTreeMap<(String, (i64, i64)), Vec<T>>;
+
+/// The packs of `items` (each holding the cell `cell_of` gives): items whose cells share
+/// everything a pack shares and resume at the same point, in grid order, `size` at a time
+/// (resolved per group for `target`). A cell whose checkpoint cannot be read is a pack of one
+/// (it runs alone, which says why).
+pub fn plan<T>(
+    items: Vec<T>,
+    cell_of: impl Fn(&T) -> &Cell,
+    size: PackSize,
+    target: Target,
+) -> Result<Vec<Vec<T>>> {
+    let mut groups = Groups::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let cell = cell_of(&item);
+        let key = match progress(cell) {
+            Some(at) => (serde_yaml::to_string(&shared_part(&cell.config))?, at),
+            None => (format!("alone {i}"), (0, 0)),
+        };
+        groups.entry(key).or_default().push(item);
+    }
+    let mut groups: Vec<Vec<T>> = groups.into_values().collect();
+    groups.sort_by_key(|g| cell_of(&g[0]).index);
+    let mut packs = Vec::new();
+    for group in groups {
+        let n = size.members(&cell_of(&group[0]).config, target).max(1);
+        let mut rest = group;
+        while !rest.is_empty() {
+            packs.push(rest.drain(..n.min(rest.len())).collect());
+        }
+    }
+    Ok(packs)
+}
 
 /// Where a cell would resume: (epochs done, step inside the next), (0, 0) without a
 /// checkpoint; None when its checkpoint cannot be read (it then runs alone, which says why).
@@ -44,10 +178,13 @@ fn progress(cell: &Cell) -> Option<(i64, i64)> {
     Some((int("meta.epoch")?, int("position.step").unwrap_or(0)))
 }
 
-/// The cells to run, each under its lock; skipped and busy ones go into the report.
-fn lock_cells(grid: &Grid, report: &mut SweepReport) -> Result<Vec<(Cell, CellLock)>> {
-    let cells = grid.cells()?;
-    let n = cells.len();
+/// The cells to run of `cells` (out of the grid's `n`), each under its lock; skipped and busy
+/// ones go into the report.
+fn lock_cells(
+    cells: Vec<Cell>,
+    n: usize,
+    report: &mut SweepReport,
+) -> Result<Vec<(Cell, CellLock)>> {
     let mut locked = Vec::new();
     for cell in cells {
         let tag = format!("[{}/{n}] {}", cell.index + 1, cell.name);
@@ -80,34 +217,39 @@ fn lock_cells(grid: &Grid, report: &mut SweepReport) -> Result<Vec<(Cell, CellLo
     Ok(locked)
 }
 
-/// Runs the grid's unfinished cells, packing N at a time (see the module doc).
-pub fn run_packed(grid: &Grid, n: usize, opts: &SweepOptions) -> Result<SweepReport> {
+/// Runs the unfinished ones of `cells` (the grid's, or those `--cell` names), in packs of
+/// `size` (see the module doc).
+pub fn run_packed(
+    grid: &Grid,
+    cells: Vec<Cell>,
+    size: PackSize,
+    opts: &SweepOptions,
+) -> Result<SweepReport> {
     train::interrupt::install();
     grid.check_data()?;
     runner::check_configs(grid)?;
     runner::ensure_writable(&grid.dir)?;
     let total = grid.cells()?.len();
     let mut report = SweepReport::default();
-    let mut groups = Groups::new();
-    for (i, (cell, lock)) in lock_cells(grid, &mut report)?.into_iter().enumerate() {
-        let key = match progress(&cell) {
-            Some(at) => (serde_yaml::to_string(&shared_part(&cell.config))?, at),
-            None => (format!("alone {i}"), (0, 0)),
-        };
-        groups.entry(key).or_default().push((cell, lock));
+    let locked = lock_cells(cells, total, &mut report)?;
+    let target = match locked.first() {
+        Some((c, _)) => Target::here(&c.config)?,
+        None => Target::Cpu,
+    };
+    let packs = plan(locked, |(c, _)| c, size, target)?;
+    if size == PackSize::Auto {
+        let sizes: Vec<String> = packs.iter().map(|p| p.len().to_string()).collect();
+        crate::util::eprintln_whole!(
+            "--pack auto on {target}: packs of {}",
+            if sizes.is_empty() { "none".into() } else { sizes.join(", ") }
+        );
     }
-    let mut groups: Vec<Vec<(Cell, CellLock)>> = groups.into_values().collect();
-    groups.sort_by_key(|g| g[0].0.index);
-    for group in groups {
-        let mut rest = group;
-        while !rest.is_empty() {
-            let chunk: Vec<(Cell, CellLock)> = rest.drain(..n.min(rest.len())).collect();
-            if let Some(stop) = run_chunk(chunk, total, opts, &mut report) {
-                crate::util::eprintln_whole!(
-                    "sweep stopped by a signal: {report}; rerun the same command to continue"
-                );
-                return Err(stop.into());
-            }
+    for chunk in packs {
+        if let Some(stop) = run_chunk(chunk, total, opts, &mut report) {
+            crate::util::eprintln_whole!(
+                "sweep stopped by a signal: {report}; rerun the same command to continue"
+            );
+            return Err(stop.into());
         }
     }
     Ok(report)

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::grid::{Cell, Grid};
 use super::lock::{self, Acquired};
+use super::pack::PackSize;
 use crate::train::run_dir::{CONFIG_FILE, METRICS_FILE, SUMMARY_FILE};
 use crate::train::{self, checkpoint, read_summary, RunOptions, RunStatus, Summary};
 use crate::util::one_line;
@@ -13,11 +14,12 @@ use crate::util::one_line;
 #[derive(Debug, Clone, Default)]
 pub struct SweepOptions {
     pub quiet: bool,
-    /// Run only this cell (`--cell i`, as `--status` numbers them; a Slurm array task).
-    pub cell: Option<usize>,
+    /// Run only these cells (`--cell i` or `--cell i,j,k`, as `--status` numbers them; a
+    /// Slurm array task, a child of `--jobs` or `--gpus`).
+    pub cell: Option<Vec<usize>>,
     /// Train cells that share architecture, data and progress N at a time as one pack
-    /// (`--pack N`, [`super::pack`]); None or 1: one cell at a time.
-    pub pack: Option<usize>,
+    /// (`--pack N` or `--pack auto`, [`super::pack`]); None or 1: one cell at a time.
+    pub pack: Option<PackSize>,
 }
 
 /// What [`run_sweep`] did: `ran + skipped + failed.len()` is the number of cells.
@@ -165,14 +167,14 @@ pub(super) fn ensure_writable(dir: &Path) -> Result<()> {
 /// ([`SweepReport::busy`]). One progress line per cell goes to stderr; a cell's error (or
 /// panic) lands in [`SweepReport::failed`]. The caller decides the exit status.
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
-    if let (Some(n), None) = (opts.pack.filter(|&n| n > 1), opts.cell) {
-        return super::pack::run_packed(grid, n, opts);
-    }
-    train::interrupt::install();
-    let cells = match opts.cell {
-        Some(i) => vec![grid.cell(i)?],
+    let cells = match &opts.cell {
+        Some(list) => list.iter().map(|&i| grid.cell(i)).collect::<Result<_>>()?,
         None => grid.cells()?,
     };
+    if let Some(size) = opts.pack.filter(|&s| s != PackSize::N(1)) {
+        return super::pack::run_packed(grid, cells, size, opts);
+    }
+    train::interrupt::install();
     grid.check_data()?;
     check_configs(grid)?;
     ensure_writable(&grid.dir)?;

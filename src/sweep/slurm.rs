@@ -3,12 +3,15 @@
 //! submits it. Tasks are requeue-safe: a task run again (requeued after preemption, or
 //! resubmitted after a cancel) takes over its cell's lock and resumes from the checkpoint.
 //! Before its time limit a task is sent SIGUSR1 (`--signal-before`), checkpoints inside its
-//! epoch and requeues itself ([`TASK_BODY`]).
+//! epoch and requeues itself ([`TASK_BODY`]). With `--pack`, each array task trains one pack
+//! planned at submission ([`super::pack::plan`]): the task's id is its first cell's index and
+//! the script maps it to the pack's cells (`--cell i,j,k`).
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::grid::Grid;
+use super::grid::{Cell, Grid};
+use super::pack::{self, PackSize};
 use super::runner::cell_status;
 use crate::train::RunStatus;
 
@@ -85,24 +88,47 @@ fn quote(s: &str) -> String {
     }
 }
 
+/// The array tasks for `todo` (the unfinished cells): one per cell, or with `pack` one per pack
+/// (`--pack auto` on CPU cells is 1; on GPU cells at most [`pack::AUTO_MAX`], each task sizing
+/// its packs again on its own GPU). Each task's id is its first cell's index.
+fn tasks(todo: Vec<Cell>, pack: Option<PackSize>) -> Result<Vec<Vec<usize>>> {
+    let units = match pack {
+        None => todo.into_iter().map(|c| vec![c]).collect(),
+        Some(size) => {
+            let cpu = todo
+                .iter()
+                .all(|c| crate::util::device::parse_device(&c.config.device).ok() == Some(crate::util::device::DeviceRequest::Cpu));
+            let target = if cpu { pack::Target::Cpu } else { pack::Target::Gpu(None) };
+            pack::plan(todo, |c| c, size, target)?
+        }
+    };
+    Ok(units
+        .into_iter()
+        .map(|u| u.iter().map(|c| c.index).collect())
+        .collect())
+}
+
 /// The sbatch script for the unfinished cells of `grid` (`None` when every cell is done or
-/// diverged). `exe` and `child_args` make the command (`deepres sweep GRID ...`), run in `cwd`.
+/// diverged). `exe` and `child_args` make the command (`deepres sweep GRID ...`, with `--pack`
+/// when `pack` is set), run in `cwd`.
 pub fn script(
     grid: &Grid,
     exe: &Path,
     child_args: &[String],
     cwd: &Path,
     opts: &SlurmOptions,
+    pack: Option<PackSize>,
 ) -> Result<Option<String>> {
-    let todo: Vec<String> = grid
+    let unfinished: Vec<Cell> = grid
         .cells()?
-        .iter()
+        .into_iter()
         .filter(|c| !matches!(cell_status(c).0, RunStatus::Finished | RunStatus::Diverged))
-        .map(|c| c.index.to_string())
         .collect();
-    if todo.is_empty() {
+    let tasks = tasks(unfinished, pack)?;
+    if tasks.is_empty() {
         return Ok(None);
     }
+    let todo: Vec<String> = tasks.iter().map(|t| t[0].to_string()).collect();
     let logs = absolute(&grid.dir.join("slurm"))?;
     let mut s = String::from("#!/bin/bash\n");
     s += &format!(
@@ -135,9 +161,22 @@ pub fn script(
     s += "# checkpoint (the cell's lock names the task, so the task takes its own lock over).\n";
     s += "set -u\n";
     s += &format!("cd {} || exit 2\n", quote(&cwd.display().to_string()));
+    let cells = if pack.is_some() {
+        s += "# --pack: array task i trains the pack whose first cell is i.\n";
+        s += "case \"$SLURM_ARRAY_TASK_ID\" in\n";
+        for t in &tasks {
+            let list: Vec<String> = t.iter().map(usize::to_string).collect();
+            s += &format!("  {}) CELLS={} ;;\n", t[0], list.join(","));
+        }
+        s += "  *) echo \"deepres: array task $SLURM_ARRAY_TASK_ID is no pack of this script\" >&2; exit 2 ;;\n";
+        s += "esac\n";
+        "\"$CELLS\""
+    } else {
+        "\"$SLURM_ARRAY_TASK_ID\""
+    };
     let args: Vec<String> = child_args.iter().map(|a| quote(a)).collect();
     s += &format!(
-        "{} {} --cell \"$SLURM_ARRAY_TASK_ID\" &\n",
+        "{} {} --cell {cells} &\n",
         quote(&exe.display().to_string()),
         args.join(" ")
     );
@@ -160,10 +199,11 @@ pub fn submit(
     grid: &Grid,
     child_args: &[String],
     opts: &SlurmOptions,
+    pack: Option<PackSize>,
 ) -> Result<Option<(PathBuf, String)>> {
     let exe = std::env::current_exe().context("cannot find the deepres executable")?;
     let cwd = std::env::current_dir()?;
-    let Some(text) = script(grid, &exe, child_args, &cwd, opts)? else {
+    let Some(text) = script(grid, &exe, child_args, &cwd, opts, pack)? else {
         return Ok(None);
     };
     let dir = grid.dir.join("slurm");

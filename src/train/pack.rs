@@ -21,7 +21,8 @@
 //! checkpoints and logs. Everything else must be equal ([`check_pack`]). fp16 (its loss scale
 //! is global) and CUDA graphs are refused.
 use anyhow::{bail, Context, Result};
-use std::time::Instant;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -123,7 +124,9 @@ pub struct PackTrainer {
     pub model: PackedResNet,
     pub opt: Sgd,
     pub sums: StepSums,
-    pub train_data: DeviceData,
+    /// Shared with the epoch's batch streams, so that a periodic checkpoint may borrow the
+    /// trainer while they run.
+    pub train_data: Rc<DeviceData>,
     pub test_data: DeviceData,
     pub device: Device,
     /// The per-channel mean and std the inputs are normalized with.
@@ -146,6 +149,14 @@ pub enum PackEpoch {
     Interrupted { steps: i64 },
 }
 
+/// The pack's periodic mid-epoch checkpoint, as [`super::step::Periodic`] for a run alone:
+/// `save(trainer, steps)` after the step that ends each `every` of wall time inside an epoch
+/// (the last step excepted: the epoch's own checkpoints follow it).
+pub struct PackPeriodic<'a> {
+    pub every: Option<Duration>,
+    pub save: &'a mut dyn FnMut(&mut PackTrainer, i64) -> Result<()>,
+}
+
 impl PackTrainer {
     /// Loads the data and builds every member as it would start alone, then the pack.
     pub fn new(cfgs: &[RunConfig]) -> Result<PackTrainer> {
@@ -159,7 +170,7 @@ impl PackTrainer {
         let cl = cfg.train.channels_last;
         let on_device =
             |s| DeviceData::new(s, &split.mean, &split.std, device).with_channels_last(cl);
-        let (train_data, test_data) = (on_device(&split.train), on_device(&split.test));
+        let (train_data, test_data) = (Rc::new(on_device(&split.train)), on_device(&split.test));
         let members = cfgs.len() as i64;
         let vs = VarStore::new(device);
         let models: Vec<_> = cfgs.iter().map(|c| c.model.clone()).collect();
@@ -211,7 +222,12 @@ impl PackTrainer {
     /// Trains epoch `epoch` (0-based) and evaluates: one row per member that was still
     /// training (None for those that diverged in an earlier epoch).
     pub fn epoch(&mut self, epoch: i64) -> Result<Vec<Option<EpochRow>>> {
-        match self.epoch_from(epoch, 0)? {
+        let mut none = |_: &mut PackTrainer, _| Ok(());
+        let periodic = PackPeriodic {
+            every: None,
+            save: &mut none,
+        };
+        match self.epoch_from(epoch, 0, periodic)? {
             PackEpoch::Done(rows) => Ok(rows),
             PackEpoch::Interrupted { .. } => bail!("interrupted by a signal"),
         }
@@ -220,15 +236,21 @@ impl PackTrainer {
     /// [`Self::epoch`] from step `start` (0, or where an interrupted epoch stopped, its sums
     /// restored in `self.sums`): the first `start` batches of every member are drawn but not
     /// trained on, so each generator is where it was. After each step a signal
-    /// ([`super::interrupt`]) stops the epoch.
-    pub fn epoch_from(&mut self, epoch: i64, start: i64) -> Result<PackEpoch> {
-        let t0 = Instant::now();
+    /// ([`super::interrupt`]) stops the epoch, and the periodic checkpoint is written when due.
+    pub fn epoch_from(
+        &mut self,
+        epoch: i64,
+        start: i64,
+        periodic: PackPeriodic<'_>,
+    ) -> Result<PackEpoch> {
+        let (t0, mut since) = (Instant::now(), Instant::now());
         let steps = self.steps_per_epoch();
         if start == 0 {
             self.sums.reset();
         }
         self.frozen = vec![None; self.cfgs.len()];
-        let mut streams = Streams::new(&self.cfgs, &self.train_data, epoch)?;
+        let data = Rc::clone(&self.train_data);
+        let mut streams = Streams::new(&self.cfgs, &data, epoch)?;
         for k in 0..steps {
             let (xs, targets) = streams.next(&self.cfgs)?;
             if k < start {
@@ -255,8 +277,17 @@ impl PackTrainer {
                 break; // every member has diverged
             }
             let done = k + 1;
-            if done < steps && super::interrupt::requested(epoch, done) {
-                return Ok(PackEpoch::Interrupted { steps: done });
+            if done < steps {
+                if super::interrupt::requested(epoch, done) {
+                    return Ok(PackEpoch::Interrupted { steps: done });
+                }
+                if periodic.every.is_some_and(|every| since.elapsed() >= every) {
+                    (periodic.save)(self, done)?;
+                    since = Instant::now();
+                }
+                if super::crash_point(format_args!("step-{done}"), epoch + 1) {
+                    super::die(); // the test of a kill -9 after a step (and its checkpoint)
+                }
             }
         }
         drop(streams);

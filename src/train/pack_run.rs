@@ -16,15 +16,17 @@
 //!
 //! Signals: between epochs, every member's last checkpoint is its resume point; inside an
 //! epoch, the step finishes, every member's checkpoint records the position, and the error is
-//! [`interrupt::Interrupted`] (exit 75). Not yet: the periodic mid-epoch checkpoint
-//! (`train.checkpoint_minutes`) of long epochs — a kill -9 loses the epoch in progress.
+//! [`interrupt::Interrupted`] (exit 75). The periodic mid-epoch checkpoint
+//! (`train.checkpoint_minutes`, the shortest of the members') writes every member's checkpoint
+//! with its position at the step where it falls, so a kill -9 loses at most that much of the
+//! epoch in progress, as for a run alone.
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::Tensor;
 
 use super::checkpoint::{self, Position};
 use super::config::RunConfig;
-use super::pack::{PackEpoch, PackTrainer};
+use super::pack::{PackEpoch, PackPeriodic, PackTrainer};
 use super::run_files::{check_saved, RunFiles, RunInfo, Weights};
 use super::sgd::Sgd;
 use super::{interrupt, run_dir, RunOptions, Summary};
@@ -203,7 +205,22 @@ pub fn run_pack(cfgs: &[RunConfig], opts: &RunOptions) -> Result<Vec<Summary>> {
             return Err(stop.unwrap_or_else(|| interrupt::Interrupted("stopped".into()).into()));
         }
         let start = std::mem::take(&mut start_step);
-        let rows = match tr.epoch_from(epoch, start)? {
+        let mut save = |tr: &mut PackTrainer, steps| -> Result<()> {
+            for (p, f) in files.iter().enumerate() {
+                let Some(f) = f else { continue };
+                if cfgs[p].train.checkpoint_interval().is_some() {
+                    to_single(tr, p)?;
+                    let at = position(tr, p, steps);
+                    f.target().save(&tr.singles[p].0, &tr.singles[p].2, Some(at))?;
+                }
+            }
+            Ok(())
+        };
+        let periodic = PackPeriodic {
+            every: cfgs.iter().filter_map(|c| c.train.checkpoint_interval()).min(),
+            save: &mut save,
+        };
+        let rows = match tr.epoch_from(epoch, start, periodic)? {
             PackEpoch::Done(rows) => rows,
             PackEpoch::Interrupted { steps } => {
                 let mut stop = None;

@@ -193,3 +193,41 @@ pub fn csv_without_timing(path: &Path) -> String {
         })
         .collect()
 }
+
+/// The job-array script `deepres sweep --slurm` writes (submitted to a stand-in `sbatch` that
+/// keeps it), and a stand-in `scontrol` in `dir/bin` that records its arguments.
+pub fn slurm_script(dir: &Path, grid: &str, extra: &[&str]) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let keep = dir.join("submitted.sbatch");
+    let stand_ins = [
+        (
+            "sbatch",
+            format!("cp \"$2\" '{}'\necho 4242", keep.display()),
+        ),
+        (
+            "scontrol",
+            format!("echo \"$@\" >> '{}'", dir.join("scontrol.args").display()),
+        ),
+    ];
+    for (name, body) in stand_ins {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut args = vec!["sweep", grid, "--slurm"];
+    args.extend(extra);
+    let o = deepres_1t()
+        .args(args)
+        .env("PATH", path_with(&bin))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    keep
+}
+
+pub fn path_with(bin: &Path) -> String {
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
