@@ -365,6 +365,37 @@ fn packed_members_train_as_they_would_alone() {
     }
 }
 
+/// `train.channels_last: true` in a pack (activations and the pack's weights in NHWC): each
+/// member still trains as the same run alone in the default layout, to [`TRAIN_TOL`].
+#[test]
+fn a_channels_last_pack_trains_as_its_members_alone() {
+    let _g = one_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfgs: Vec<RunConfig> = (0..2)
+        .map(|s| {
+            let (name, seed) = (format!("cl{s}"), format!("seed={s}"));
+            run_config(
+                tmp.path(),
+                &name,
+                &[&seed, "train.optimizer.lr=0.02", "train.channels_last=true"],
+            )
+        })
+        .collect();
+    let packed = packed(&cfgs);
+    for (cfg, rows) in cfgs.iter().zip(&packed) {
+        let contiguous = RunConfig {
+            train: train::config::TrainConfig {
+                channels_last: false,
+                ..cfg.train.clone()
+            },
+            ..cfg.clone()
+        };
+        let err = rows_deviation(&cfg.name, rows, &alone(&contiguous));
+        eprintln!("{}: channels-last pack vs alone, largest relative deviation {err:.2e}", cfg.name);
+        assert!(err <= TRAIN_TOL, "{}: {err:.2e} > {TRAIN_TOL:e}", cfg.name);
+    }
+}
+
 #[test]
 fn a_diverging_member_is_frozen_and_the_others_train_on() {
     let _g = one_at_a_time();
