@@ -7,7 +7,7 @@
 #
 # What it measures (every value is read from deepres's own output, nothing is computed but the
 # 200-epoch projection, which says so in its `what`):
-#   1. packs: `deepres bench --pack N` at ResNet-56 and ResNet-110, fp32 and bf16, N = 2, 4, 8:
+#   1. packs: `deepres bench --pack N` at ResNet-56 and ResNet-110, fp32 and bf16, N = 2, 4, 10 (the issue's 10 models):
 #      one model's images/s (pack 1), the pack's aggregate images/s and their ratio;
 #   2. CUDA graph on/off: `deepres bench` at ResNet-110, fp32 and bf16, with and without
 #      --cuda-graph (images/s);
@@ -27,7 +27,7 @@ out=${GPU_TABLES_OUT:-bench/gpu.csv}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 case $size in
-  full) dev=${DEVICE:-cuda}; depths="56 110"; graph_depth=110; packs="2 4 8"; precisions="fp32 bf16"
+  full) dev=${DEVICE:-cuda}; depths="56 110"; graph_depth=110; packs="2 4 10"; precisions="fp32 bf16"
         batch=128; steps=30; warmup=10; train_n=50000; test_n=10000 ;;
   tiny) dev=${DEVICE:-cpu}; depths="8"; graph_depth=8; packs="2"; precisions="fp32"
         batch=8; steps=2; warmup=1; train_n=64; test_n=16 ;;
