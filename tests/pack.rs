@@ -391,7 +391,10 @@ fn a_channels_last_pack_trains_as_its_members_alone() {
             ..cfg.clone()
         };
         let err = rows_deviation(&cfg.name, rows, &alone(&contiguous));
-        eprintln!("{}: channels-last pack vs alone, largest relative deviation {err:.2e}", cfg.name);
+        eprintln!(
+            "{}: channels-last pack vs alone, largest relative deviation {err:.2e}",
+            cfg.name
+        );
         assert!(err <= TRAIN_TOL, "{}: {err:.2e} > {TRAIN_TOL:e}", cfg.name);
     }
 }

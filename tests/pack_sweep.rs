@@ -296,7 +296,11 @@ fn packs_run_in_child_processes_and_slurm_tasks() {
 
     let script = common::slurm_script(dir, &g, &["--pack", "2", "--set", "out_dir=slurm"]);
     let text = std::fs::read_to_string(&script).unwrap();
-    for line in ["#SBATCH --array=0,2", "  0) CELLS=0,1 ;;", "  2) CELLS=2 ;;"] {
+    for line in [
+        "#SBATCH --array=0,2",
+        "  0) CELLS=0,1 ;;",
+        "  2) CELLS=2 ;;",
+    ] {
         assert!(text.lines().any(|l| l == line), "{line}\n{text}");
     }
     assert!(text.contains("--pack 2 --cell \"$CELLS\" &"), "{text}");
@@ -316,10 +320,17 @@ fn packs_run_in_child_processes_and_slurm_tasks() {
     assert_eq!(csvs(dir, "slurm"), reference);
     let o = task("1");
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("array task 1 is no pack"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("array task 1 is no pack"),
+        "{}",
+        stderr(&o)
+    );
 
     let e = sweep("auto", &["--pack", "auto"]);
-    assert!(e.contains("--pack auto on the CPU: packs of 1, 1, 1"), "{e}");
+    assert!(
+        e.contains("--pack auto on the CPU: packs of 1, 1, 1"),
+        "{e}"
+    );
     assert!(!e.contains("pack of"), "{e}");
     sweep("alone", &[]);
     assert_eq!(csvs(dir, "auto"), csvs(dir, "alone"));

@@ -29,8 +29,8 @@ use std::str::FromStr;
 use super::grid::{Cell, Grid};
 use super::lock::{self, Acquired, CellLock};
 use super::runner::{self, SweepOptions, SweepReport};
-use crate::train::pack::shared_part;
 use crate::train::config::RunConfig;
+use crate::train::pack::shared_part;
 use crate::train::{self, checkpoint, pack_run, RunOptions};
 use crate::util::one_line;
 
@@ -53,9 +53,7 @@ impl FromStr for PackSize {
             "auto" => Ok(PackSize::Auto),
             v => match v.parse::<usize>() {
                 Ok(n) if n >= 1 => Ok(PackSize::N(n)),
-                _ => Err(format!(
-                    "{v:?}: a number of cells per pack ≥ 1, or auto"
-                )),
+                _ => Err(format!("{v:?}: a number of cells per pack ≥ 1, or auto")),
             },
         }
     }
@@ -82,7 +80,9 @@ impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Cpu => f.write_str("the CPU"),
-            Target::Gpu(Some(b)) => write!(f, "a GPU of {:.1} GiB", *b as f64 / (1u64 << 30) as f64),
+            Target::Gpu(Some(b)) => {
+                write!(f, "a GPU of {:.1} GiB", *b as f64 / (1u64 << 30) as f64)
+            }
             Target::Gpu(None) => f.write_str("a GPU"),
         }
     }
@@ -241,7 +241,11 @@ pub fn run_packed(
         let sizes: Vec<String> = packs.iter().map(|p| p.len().to_string()).collect();
         crate::util::eprintln_whole!(
             "--pack auto on {target}: packs of {}",
-            if sizes.is_empty() { "none".into() } else { sizes.join(", ") }
+            if sizes.is_empty() {
+                "none".into()
+            } else {
+                sizes.join(", ")
+            }
         );
     }
     for chunk in packs {

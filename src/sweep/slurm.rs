@@ -95,10 +95,15 @@ fn tasks(todo: Vec<Cell>, pack: Option<PackSize>) -> Result<Vec<Vec<usize>>> {
     let units = match pack {
         None => todo.into_iter().map(|c| vec![c]).collect(),
         Some(size) => {
-            let cpu = todo
-                .iter()
-                .all(|c| crate::util::device::parse_device(&c.config.device).ok() == Some(crate::util::device::DeviceRequest::Cpu));
-            let target = if cpu { pack::Target::Cpu } else { pack::Target::Gpu(None) };
+            let cpu = todo.iter().all(|c| {
+                crate::util::device::parse_device(&c.config.device).ok()
+                    == Some(crate::util::device::DeviceRequest::Cpu)
+            });
+            let target = if cpu {
+                pack::Target::Cpu
+            } else {
+                pack::Target::Gpu(None)
+            };
             pack::plan(todo, |c| c, size, target)?
         }
     };

@@ -211,13 +211,17 @@ pub fn run_pack(cfgs: &[RunConfig], opts: &RunOptions) -> Result<Vec<Summary>> {
                 if cfgs[p].train.checkpoint_interval().is_some() {
                     to_single(tr, p)?;
                     let at = position(tr, p, steps);
-                    f.target().save(&tr.singles[p].0, &tr.singles[p].2, Some(at))?;
+                    f.target()
+                        .save(&tr.singles[p].0, &tr.singles[p].2, Some(at))?;
                 }
             }
             Ok(())
         };
         let periodic = PackPeriodic {
-            every: cfgs.iter().filter_map(|c| c.train.checkpoint_interval()).min(),
+            every: cfgs
+                .iter()
+                .filter_map(|c| c.train.checkpoint_interval())
+                .min(),
             save: &mut save,
         };
         let rows = match tr.epoch_from(epoch, start, periodic)? {
