@@ -18,7 +18,9 @@
 #   gpu a_graphed_step_equals_the_ordinary_one: CUDA-graph steps vs ordinary steps, fp32, bf16;
 #   gpu gpus_pin_one_child_per_device: `sweep --gpus` over every GPU, one child per device,
 #       each child's CUDA_VISIBLE_DEVICES its one device, cells on cuda:0 (with one GPU this
-#       checks one child at a time on it; the pinning across devices needs two or more).
+#       checks one child at a time on it; the pinning across devices needs two or more);
+#   gpu a_pack_on_cuda_trains_as_its_members_alone: `sweep --pack 3` against the cells alone
+#       on CUDA, fp32 and bf16, to a relative 2e-2; `--pack auto` packs them on the GPU.
 # Output: OUT_DIR/gpu-tests.log (everything) and OUT_DIR/results.txt (one line per test).
 # Exit status 0 only when every test passed. DRY_RUN_CPU=1 runs them without
 # DEEPRES_REQUIRE_CUDA on a machine without a GPU (CPU parts only; a check of this script).
@@ -32,6 +34,7 @@ TESTS=(
   "gpu autocast_dtype_inside_the_region_and_restored_after"
   "gpu a_graphed_step_equals_the_ordinary_one"
   "gpu gpus_pin_one_child_per_device"
+  "gpu a_pack_on_cuda_trains_as_its_members_alone"
 )
 
 prepare() {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{csv_epochs, csv_without_timing, deepres_1t, stderr, tiny_grid};
+use common::{csv_epochs, csv_without_timing, deepres_1t, deviation, stderr, tiny_grid};
 
 /// Relative tolerance of a packed cell's metrics against the same cell swept alone, or in a
 /// pack of another size (3 epochs of 3 steps, lr 0.05; grouped and ordinary convolutions round
@@ -40,20 +40,6 @@ fn csvs(root: &Path, out: &str) -> Vec<String> {
         .iter()
         .map(|c| csv_without_timing(&root.join(format!("{out}/pk/{c}/metrics.csv"))))
         .collect()
-}
-
-/// The largest relative difference between the numbers of two CSVs of the same shape.
-fn deviation(a: &str, b: &str) -> f64 {
-    let mut worst: f64 = 0.0;
-    for (la, lb) in a.lines().zip(b.lines()).skip(1) {
-        for (x, y) in la.split(',').zip(lb.split(',')) {
-            match (x.parse::<f64>(), y.parse::<f64>()) {
-                (Ok(x), Ok(y)) => worst = worst.max((x - y).abs() / y.abs().max(1e-3)),
-                _ => assert_eq!(x, y, "{la}\n{lb}"),
-            }
-        }
-    }
-    worst
 }
 
 #[test]

@@ -231,3 +231,17 @@ pub fn slurm_script(dir: &Path, grid: &str, extra: &[&str]) -> std::path::PathBu
 pub fn path_with(bin: &Path) -> String {
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
 }
+
+/// The largest relative difference between the numbers of two CSVs of the same shape.
+pub fn deviation(a: &str, b: &str) -> f64 {
+    let mut worst: f64 = 0.0;
+    for (la, lb) in a.lines().zip(b.lines()).skip(1) {
+        for (x, y) in la.split(',').zip(lb.split(',')) {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(x), Ok(y)) => worst = worst.max((x - y).abs() / y.abs().max(1e-3)),
+                _ => assert_eq!(x, y, "{la}\n{lb}"),
+            }
+        }
+    }
+    worst
+}
