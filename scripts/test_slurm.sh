@@ -9,7 +9,8 @@
 # cell must be finished with each epoch exactly once in its metrics.csv, each task must have
 # resumed from its checkpoint, and every metrics.csv must equal an uninterrupted run's of the
 # same cell byte for byte except the two timing columns (epoch_seconds, images_per_second:
-# wall-clock measurements).
+# wall-clock measurements). Then the grid again with --pack 3: one task training the three
+# cells as one pack, requeued mid-run, against the same pack run without Slurm.
 # Usage: scripts/test_slurm.sh [path/to/deepres]   (needs root or sudo for the daemons)
 set -euo pipefail
 DEEPRES=$(realpath "${1:-target/release/deepres}")
@@ -186,5 +187,37 @@ for c in s0 s1 s2; do
     exit 1
   fi
 done
+
+# Packs under Slurm: the same grid with --pack 3 is one array task (id 0, cells 0,1,2) that
+# trains the three cells as one pack; it is requeued once mid-run, resumes every member from
+# its checkpoint, and each metrics.csv equals the same pack's run without Slurm.
+sed "s|^out_dir: .*|out_dir: $W/packed|" grid.yaml > packed.yaml
+sed "s|^out_dir: .*|out_dir: $W/packref|" grid.yaml > packref.yaml
+JOB3=$("$DEEPRES" sweep packed.yaml --slurm --pack 3 --partition test --time 10:00)
+script=$(ls -t packed/slurm/slurm/sweep-*.sbatch | head -n 1)
+grep -q '^#SBATCH --array=0$' "$script" && grep -q '^  0) CELLS=0,1,2 ;;$' "$script" ||
+  { echo "test-slurm: the packed array is not one task of cells 0,1,2:"; cat "$script"; exit 1; }
+for i in $(seq 240); do
+  [ -s packed/slurm/s0/metrics.csv ] && [ "$(wc -l < packed/slurm/s0/metrics.csv)" -ge 2 ] && break
+  sleep 0.5
+  [ "$i" = 240 ] && { echo "test-slurm: the pack never finished an epoch"; squeue; exit 1; }
+done
+scontrol requeue "${JOB3}_0"
+echo "test-slurm: requeued the packed task ${JOB3}_0 after $(($(wc -l < packed/slurm/s0/metrics.csv) - 1)) epoch(s)"
+eligible_now "${JOB3}_0"
+for i in $(seq 600); do
+  [ -z "$(squeue -h -j "$JOB3" 2>/dev/null)" ] && break
+  sleep 0.5
+done
+"$DEEPRES" sweep packref.yaml --pack 3 -q
+log=packed/slurm/slurm/${JOB3}_0.out
+[ "$(grep -c 'pack of 3: s0, s1, s2' "$log")" -ge 2 ] && grep -q 'resuming after epoch' "$log" ||
+  { echo "test-slurm: the packed task did not run as a pack twice, resuming:"; cat "$log"; exit 1; }
+for c in s0 s1 s2; do
+  untimed "packed/slurm/$c/metrics.csv" > "$c-packed.csv"
+  untimed "packref/slurm/$c/metrics.csv" > "$c-packref.csv"
+  [ "$(wc -l < "$c-packref.csv")" = 7 ] || { echo "test-slurm: the packed run of $c has no 6 epochs"; exit 1; }
+  cmp -s "$c-packed.csv" "$c-packref.csv" || { echo "test-slurm: packed $c under Slurm differs:"; diff "$c-packed.csv" "$c-packref.csv" || true; exit 1; }
+done
 PASSED=1
-echo "test-slurm: OK: every cell finished with each epoch once; the requeued, the SIGUSR1-preempted and the cancelled task each checkpointed on the signal and resumed, and every metrics.csv equals an uninterrupted run's (timing columns aside)"
+echo "test-slurm: OK: every cell finished with each epoch once; the requeued, the SIGUSR1-preempted and the cancelled task each checkpointed on the signal and resumed, and every metrics.csv equals an uninterrupted run's (timing columns aside); the packed task, requeued, resumed its pack and equals the pack run without Slurm"
