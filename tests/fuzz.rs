@@ -165,8 +165,10 @@ fn fuzz(
         let t0 = Instant::now();
         let outcome = (read.borrow_mut())(&bytes);
         let took = t0.elapsed();
+        // A guard against a hang or a runaway allocation (a reader looping on a bad length),
+        // not a speed target: reads take milliseconds, and a loaded CI machine must not fail it.
         prop_assert!(
-            took < Duration::from_secs(1),
+            took < Duration::from_secs(10),
             "{name}: {took:?} on {edits:?}"
         );
         let (ok, err) = counts.get();
