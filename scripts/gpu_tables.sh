@@ -15,6 +15,9 @@
 #      50,000 synthetic CIFAR-shaped images (CIFAR is not on the GPU machines): the seconds of
 #      one epoch (training and the 10,000-image test pass, from metrics.csv), fp32 and bf16,
 #      and 200 × that in hours, labelled projected.
+#   4. Tables Z1 and Z2 (all depths, 5 seeds, 200 epochs) on one GPU, projected from 1-3 by
+#      scripts/project_tables.py (table_z1_hours, table_z2_hours; the cost model is in each
+#      row's command).
 # Also: PyTorch's torch.func ensemble (scripts/bench_torch.py --models N, the largest N) and
 # deepres's pack of N against it (ratio_vs_torch_vmap).
 # Environment: PYTHON (with torch; default python3), DEEPRES (binary, default target/release/deepres), DEVICE (default cuda; tiny:
@@ -29,7 +32,7 @@ trap 'rm -rf "$work"' EXIT
 case $size in
   full) dev=${DEVICE:-cuda}; depths="56 110"; graph_depth=110; packs="2 4 10"; precisions="fp32 bf16"
         batch=128; steps=30; warmup=10; train_n=50000; test_n=10000 ;;
-  tiny) dev=${DEVICE:-cpu}; depths="8"; graph_depth=8; packs="2"; precisions="fp32"
+  tiny) dev=${DEVICE:-cpu}; depths="8 14"; graph_depth=8; packs="2"; precisions="fp32"
         batch=8; steps=2; warmup=1; train_n=64; test_n=16 ;;
   *) echo "GPU_TABLES_SIZE=$size: use full or tiny" >&2; exit 2 ;;
 esac
@@ -126,5 +129,13 @@ for p in $precisions; do
   row projected_200_epochs_from_one ResNet-$graph_depth $p 1 \
     "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
 done
+# 4. Tables Z1 and Z2 on one GPU, projected from the rows above (scripts/project_tables.py
+#    states the model of the cost in each row's command).
+if "$py" scripts/project_tables.py "$out" --date "$date" --device "$device" --commit "$commit" \
+    --epoch-images $train_n > "$work/tables.csv"; then
+  cat "$work/tables.csv" >> "$out"
+else
+  echo "failed: python3 scripts/project_tables.py $out" >&2; status=1
+fi
 echo "rows appended to $out" >&2
 exit $status
