@@ -13,8 +13,8 @@ two benchmarked ones):
     aggregate images/s, each image of each member once), are linear in the depth d: the line
     through the two measured depths (ResNet-56 and ResNet-110 at full size), extrapolated to
     20-44 and 1202 (the work and the kernel launches of a step are both linear in the blocks);
-  - ResNet-1202 trains alone (a pack of 10 does not fit in memory by `--pack auto`'s
-    estimate), every other depth in packs of the largest measured N;
+  - ResNet-1202 trains alone (its packs are not measured; `--pack auto` would put 6 in a pack
+    on an H200), every other depth in packs of the largest measured N;
   - the test pass and the data pipeline: the measured ResNet-110 epoch (training + test pass)
     over its training images at the measured one-model rate, the same factor at every depth.
 Hours = sum over runs of 200 x 50,000 x factor x seconds per image(d).

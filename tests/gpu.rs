@@ -417,7 +417,7 @@ fn gpus_pin_one_child_per_device() {
 /// accuracies are left out: one of the 32 test images flipped moves them by 3 points. A pack
 /// that mixed up its members' data or weights is off by far more. The deviation is printed,
 /// to be recorded. `--pack auto` on the GPU packs the three cells (ResNet-8 at batch 32 is
-/// 59 MB by the estimate).
+/// 0.5 GiB by the estimate).
 #[test]
 fn a_pack_on_cuda_trains_as_its_members_alone() {
     if !cuda_or_skip("a_pack_on_cuda_trains_as_its_members_alone") {
