@@ -15,6 +15,7 @@
 #      50,000 synthetic CIFAR-shaped images (CIFAR is not on the GPU machines): the seconds of
 #      one epoch (training and the 10,000-image test pass, from metrics.csv), fp32 and bf16,
 #      and 200 × that in hours, labelled projected.
+#   3b. peak_fraction: the largest pack's FLOP/s at ResNet-110 over the GPU's dense bf16 peak;
 #   4. Tables Z1 and Z2 (all depths, 5 seeds, 200 epochs) on one GPU, projected from 1-3 by
 #      scripts/project_tables.py (table_z1_hours, table_z2_hours; the cost model is in each
 #      row's command).
@@ -76,6 +77,27 @@ for d in $depths; do
       row pack_speedup ResNet-$d $p $n "$(field "$f" pack_speedup)" x "$cmd"
     done
   done
+done
+
+# The fraction of the GPU's dense bf16 peak that the largest pack reaches at ResNet-$graph_depth
+# (issue 17: >= 5 % for ResNet-110 bf16): 3 x forward GFLOP per image (deepres bench's count)
+# x aggregate images/s. The peak: PEAK_TFLOPS, else NVIDIA's data-sheet figure for the GPU's
+# name (H100 SXM and H200: 989 TFLOP/s dense bf16); unknown: no row, said on stderr.
+peak=${PEAK_TFLOPS:-}
+case $device in
+  *H200*|*"H100 80GB HBM3"*|*"H100 SXM"*) peak=${peak:-989} ;;
+  *"H100 PCIe"*) peak=${peak:-756} ;;
+  *A100*) peak=${peak:-312} ;;
+esac
+n=${packs##* }
+for p in $precisions; do
+  f=$work/pack-$graph_depth-$p-$n.txt
+  [ -s "$f" ] || continue
+  if [ -z "$peak" ]; then echo "peak_fraction: no dense bf16 peak known for '$device' (set PEAK_TFLOPS)" >&2; break; fi
+  row peak_fraction ResNet-$graph_depth $p $n \
+    "$(awk -v g="$(field "$f" forward_gflops_per_image)" -v ips="$(field "$f" pack_images_per_second)" \
+          -v peak="$peak" 'BEGIN { printf "%.5f", 3 * g * ips / 1000 / peak }')" \
+    "of $peak TFLOP/s dense bf16" "deepres bench --depth $graph_depth --precision $p --pack $n (3 x forward_gflops_per_image x pack_images_per_second)"
 done
 
 # PyTorch's own way of training N models at once (torch.func stack_module_state + vmap,

@@ -313,6 +313,7 @@ fn gpu_tables_script_writes_its_rows_at_tiny_sizes() {
         .env("GPU_TABLES_OUT", &csv)
         .env("DEEPRES", env!("CARGO_BIN_EXE_deepres"))
         .env("OMP_NUM_THREADS", "1")
+        .env("PEAK_TFLOPS", "1")
         .current_dir(root)
         .output()
         .unwrap();
@@ -334,6 +335,7 @@ fn gpu_tables_script_writes_its_rows_at_tiny_sizes() {
             "images_per_second",
             "pack_images_per_second",
             "pack_speedup",
+            "peak_fraction",
             "torch_vmap_images_per_second",
             "ratio_vs_torch_vmap",
             "torch_vmap_images_per_second",
