@@ -342,7 +342,10 @@ mod tests {
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         for (depth, measured) in [(56, 725.1), (110, 1232.6), (1202, 11_518.1)] {
             let est = mib(member_bytes(&cfg(depth, 128)));
-            assert!(est >= measured, "ResNet-{depth}: {est} MiB < {measured} measured");
+            assert!(
+                est >= measured,
+                "ResNet-{depth}: {est} MiB < {measured} measured"
+            );
             assert!(
                 est <= 1.5 * measured && est <= measured + 300.0,
                 "ResNet-{depth}: {est} MiB far above {measured} measured"

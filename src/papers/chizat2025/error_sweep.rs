@@ -66,6 +66,20 @@ pub(super) fn error_sweep(
     let exponents = free_exponents(&inside_points(s, &models, &errors, last));
     // The control: the same models against the same limit before any step.
     let init = measure_errors(&at_init(s), &models, &dims, device, true)?;
+    let init_rows: Vec<String> = models
+        .iter()
+        .zip(&init)
+        .enumerate()
+        .map(|(i, (&(l, m, d), e))| {
+            let out = outside(s, &(l, m, d)) as u8;
+            format!("{i},{l},{m},{d},{:.6e},{out}", e[0])
+        })
+        .collect();
+    write_csv(
+        &out.join("init.csv"),
+        "model,L,M,D,error,outside_theory",
+        &init_rows,
+    )?;
     let init_exponents = free_exponents(&inside_points(s, &models, &init, 0));
     let text = report(fig, s, &models, &errors, &fits);
     let text = match init_exponents {
@@ -337,7 +351,7 @@ fn report(
         ]);
     }
     let mut text = format!(
-        "Figure: {}.svg/png; data errors.csv ({} models × {} steps).\n\n{}",
+        "Figure: {}.svg/png; data errors.csv ({} models × {} steps), init.csv (the same models at k = 0).\n\n{}",
         fig.stem,
         models.len(),
         ks.len(),
