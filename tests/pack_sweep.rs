@@ -120,11 +120,32 @@ fn packed_reference(root: &Path) -> (String, Vec<String>) {
 fn a_killed_or_preempted_pack_resumes_where_it_stopped() {
     let tmp = tempfile::tempdir().unwrap();
     let (g, reference) = packed_reference(tmp.path());
-    // kill -9 after member s0 wrote epoch 2's row (before its checkpoint); a signal after step
-    // 1 of epoch 2.
-    for (out, env) in [
-        ("killed", ("DEEPRES_CRASH_AT", "after-csv:2")),
-        ("signalled", ("DEEPRES_INTERRUPT_AT", "1:1")),
+    // kill -9 after member s0 wrote epoch 2's row (before its checkpoint); inside the pack's
+    // two-phase checkpoint of epoch 2: after s0's pending checkpoint (phase 1 not complete:
+    // every member goes back to epoch 1) and after s0's commit (phase 2 begun: s1 and s2 commit
+    // theirs on the rerun); a signal after step 1 of epoch 2.
+    let pending = |out: &str| -> Vec<bool> {
+        CELLS
+            .iter()
+            .map(|c| {
+                let dir = tmp.path().join(format!("{out}/pk/{c}"));
+                dir.join("checkpoint.pending.safetensors").exists()
+            })
+            .collect()
+    };
+    for (out, env, pending_after_kill) in [
+        ("killed", ("DEEPRES_CRASH_AT", "after-csv:2"), [false; 3]),
+        (
+            "phase1",
+            ("DEEPRES_CRASH_AT", "pack-pending-0:2"),
+            [true, false, false],
+        ),
+        (
+            "phase2",
+            ("DEEPRES_CRASH_AT", "pack-commit-0:2"),
+            [false, true, true],
+        ),
+        ("signalled", ("DEEPRES_INTERRUPT_AT", "1:1"), [false; 3]),
     ] {
         let set = format!("out_dir={out}");
         let o = run(
@@ -136,12 +157,14 @@ fn a_killed_or_preempted_pack_resumes_where_it_stopped() {
         if out == "signalled" {
             assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
         }
+        assert_eq!(pending(out), pending_after_kill, "{out}");
         ok(&run(
             &["sweep", &g, "-q", "--pack", "3", "--set", &set],
             tmp.path(),
             &[],
         ));
         assert_eq!(csvs(tmp.path(), out), reference, "{out}");
+        assert_eq!(pending(out), [false; 3], "{out}");
     }
 }
 

@@ -31,7 +31,7 @@ use super::lock::{self, Acquired, CellLock};
 use super::runner::{self, SweepOptions, SweepReport};
 use crate::train::config::RunConfig;
 use crate::train::pack::shared_part;
-use crate::train::{self, checkpoint, pack_run, RunOptions};
+use crate::train::{self, pack_commit, pack_run, RunOptions};
 use crate::util::one_line;
 
 /// The most members `--pack auto` puts in one pack on CUDA: the pack of the issue-17 target
@@ -175,14 +175,9 @@ pub fn plan<T>(
 
 /// Where a cell would resume: (epochs done, step inside the next), (0, 0) without a
 /// checkpoint; None when its checkpoint cannot be read (it then runs alone, which says why).
+/// A pack's pending checkpoints count where they will be settled ([`pack_commit`]).
 fn progress(cell: &Cell) -> Option<(i64, i64)> {
-    let dir = cell.dir();
-    if !checkpoint::path(&dir).exists() {
-        return Some((0, 0));
-    }
-    let map = checkpoint::read(&dir).ok()?;
-    let int = |k: &str| map.get(k).map(|t| t.int64_value(&[0]));
-    Some((int("meta.epoch")?, int("position.step").unwrap_or(0)))
+    pack_commit::resume_point(&cell.dir())
 }
 
 /// The cells to run of `cells` (out of the grid's `n`), each under its lock; skipped and busy

@@ -66,22 +66,38 @@ impl Target<'_> {
     /// Writes the checkpoint after `summary.epochs_done` epochs, with `position` inside the
     /// next (a signal stopped it there, or the periodic mid-epoch checkpoint).
     pub(crate) fn save(&self, vs: &VarStore, opt: &Sgd, position: Option<Position>) -> Result<()> {
+        save(self.dir, vs, opt, &self.saved(position))
+    }
+
+    /// What a checkpoint written now records.
+    pub(crate) fn saved(&self, position: Option<Position>) -> Saved {
         let s = self.summary;
-        let meta = Saved {
+        Saved {
             epoch: s.epochs_done,
             seed: self.cfg.seed as i64,
             best_test_acc: s.best_test_acc,
             best_epoch: s.best_epoch,
             config_hash: Some(self.run_hash.to_string()),
             position,
-        };
-        save(self.dir, vs, opt, &meta)
+        }
     }
 }
 
 /// Writes the checkpoint of `dir` atomically. Tensors are stored contiguous (NCHW) whatever
 /// their memory format in training (channels-last weights load back into either).
 pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
+    save_to(&path(dir), vs, opt, meta, Vec::new())
+}
+
+/// [`save`] to `path`, with `extra` named tensors beside the checkpoint's own (a pack's
+/// pending checkpoint names its pack: [`super::pack_commit`]).
+pub(crate) fn save_to(
+    path: &Path,
+    vs: &VarStore,
+    opt: &Sgd,
+    meta: &Saved,
+    extra: Vec<(String, Tensor)>,
+) -> Result<()> {
     let mut named: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
@@ -114,9 +130,9 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Sgd, meta: &Saved) -> Result<()> {
         let sums = [p.loss, p.correct, p.grad_norm];
         named.push(("position.sums".into(), Tensor::from_slice(&sums)));
     }
+    named.extend(extra);
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let path = dir.join(CHECKPOINT_FILE);
-    atomic::write_atomic_by_path(&path, |tmp| {
+    atomic::write_atomic_by_path(path, |tmp| {
         Tensor::write_safetensors(&named, tmp)?;
         if super::crash_point("checkpoint", meta.epoch) {
             // the test of a kill inside this write: a torn temporary file, then SIGKILL

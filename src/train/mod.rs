@@ -13,6 +13,7 @@ pub mod graph;
 pub mod interrupt;
 pub mod metrics;
 pub mod pack;
+pub mod pack_commit;
 pub mod pack_run;
 pub mod recipe;
 pub mod run_dir;

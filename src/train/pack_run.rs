@@ -16,20 +16,23 @@
 //!
 //! Signals: between epochs, every member's last checkpoint is its resume point; inside an
 //! epoch, the step finishes, every member's checkpoint records the position, and the error is
-//! [`interrupt::Interrupted`] (exit 75). The periodic mid-epoch checkpoint
+//! [`interrupt::Interrupted`] (exit 75). Every checkpoint of the members at one point is
+//! written in two phases, all or none ([`pack_commit`]). The periodic mid-epoch checkpoint
 //! (`train.checkpoint_minutes`, the shortest of the members') writes every member's checkpoint
 //! with its position at the step where it falls, so a kill -9 loses at most that much of the
 //! epoch in progress, as for a run alone.
 use anyhow::{bail, Result};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use tch::Tensor;
 
 use super::checkpoint::{self, Position};
 use super::config::RunConfig;
+use super::metrics::EpochStatus;
 use super::pack::{PackEpoch, PackPeriodic, PackTrainer};
 use super::run_files::{check_saved, RunFiles, RunInfo, Weights};
 use super::sgd::Sgd;
-use super::{interrupt, run_dir, RunOptions, Summary};
+use super::{crash_point, die, interrupt, pack_commit, run_dir, RunOptions, Summary};
 use crate::model::packed::{load_member, member_slice};
 use crate::model::resnet::trainable_parameters;
 
@@ -156,6 +159,39 @@ fn position(tr: &PackTrainer, p: usize, steps: i64) -> Position {
     }
 }
 
+/// The run directories of the open members for which `writes(p)` holds: those that write a
+/// checkpoint at this point, the pack of their pending checkpoints ([`pack_commit`]).
+fn writer_dirs(files: &[Option<RunFiles>], writes: impl Fn(usize) -> bool) -> Vec<PathBuf> {
+    files
+        .iter()
+        .enumerate()
+        .filter(|&(p, _)| writes(p))
+        .filter_map(|(_, f)| f.as_ref().map(|f| f.dir.clone()))
+        .collect()
+}
+
+/// [`writer_dirs`], also set as every open member's pack, so that its next checkpoint is
+/// written pending.
+fn set_writers(files: &mut [Option<RunFiles>], writes: impl Fn(usize) -> bool) -> Vec<PathBuf> {
+    let dirs = writer_dirs(files, writes);
+    for f in files.iter_mut().flatten() {
+        f.pack = Some(dirs.clone());
+    }
+    dirs
+}
+
+/// Phase 2: the pending checkpoints of `dirs` committed, one after another (the failpoint
+/// `pack-commit-<i>:<epoch>` kills after the i-th).
+fn commit_all(dirs: &[PathBuf], epoch: i64) -> Result<()> {
+    for (i, dir) in dirs.iter().enumerate() {
+        pack_commit::commit(dir)?;
+        if crash_point(format_args!("pack-commit-{i}"), epoch) {
+            die(); // the test of a kill inside phase 2
+        }
+    }
+    Ok(())
+}
+
 // Long on purpose: the pack's version of `train::run`, whose stops between and inside epochs
 // it mirrors member by member, top to bottom.
 /// Trains the pack of `cfgs` into the members' run directories (resuming each from its
@@ -206,16 +242,18 @@ pub fn run_pack(cfgs: &[RunConfig], opts: &RunOptions) -> Result<Vec<Summary>> {
         }
         let start = std::mem::take(&mut start_step);
         let mut save = |tr: &mut PackTrainer, steps| -> Result<()> {
+            let writes = |p: usize| cfgs[p].train.checkpoint_interval().is_some();
+            let dirs = writer_dirs(&files, writes);
             for (p, f) in files.iter().enumerate() {
-                let Some(f) = f else { continue };
-                if cfgs[p].train.checkpoint_interval().is_some() {
-                    to_single(tr, p)?;
-                    let at = position(tr, p, steps);
-                    f.target()
-                        .save(&tr.singles[p].0, &tr.singles[p].2, Some(at))?;
-                }
+                let Some(f) = f.as_ref().filter(|_| writes(p)) else {
+                    continue;
+                };
+                to_single(tr, p)?;
+                let (vs, opt) = (&tr.singles[p].0, &tr.singles[p].2);
+                let at = Some(position(tr, p, steps));
+                pack_commit::save_pending(&f.target(), vs, opt, at, &dirs)?;
             }
-            Ok(())
+            commit_all(&dirs, epoch + 1)
         };
         let periodic = PackPeriodic {
             every: cfgs
@@ -227,6 +265,7 @@ pub fn run_pack(cfgs: &[RunConfig], opts: &RunOptions) -> Result<Vec<Summary>> {
         let rows = match tr.epoch_from(epoch, start, periodic)? {
             PackEpoch::Done(rows) => rows,
             PackEpoch::Interrupted { steps } => {
+                let dirs = set_writers(&mut files, |_| true);
                 let mut stop = None;
                 for (p, f) in files.iter().enumerate() {
                     if let Some(f) = f {
@@ -235,19 +274,33 @@ pub fn run_pack(cfgs: &[RunConfig], opts: &RunOptions) -> Result<Vec<Summary>> {
                         stop = Some(f.stopped_inside_epoch(&weights(&tr, &diag, p), at, epoch)?);
                     }
                 }
+                commit_all(&dirs, epoch + 1)?;
                 return Err(stop.expect("a member still training"));
             }
         };
+        // Phase 1: each member's files, its checkpoint pending; phase 2: all committed.
+        let healthy = |p: usize| {
+            let ok = rows[p]
+                .as_ref()
+                .is_some_and(|r| r.status == EpochStatus::Ok);
+            ok && cfgs[p].train.checkpoint
+        };
+        let dirs = set_writers(&mut files, healthy);
         for (p, row) in rows.iter().enumerate() {
             let (Some(row), Some(f)) = (row, files[p].as_mut()) else {
                 continue;
             };
             to_single(&mut tr, p)?;
-            if f.end_epoch(&weights(&tr, &diag, p), row, None)? {
+            let stopped = f.end_epoch(&weights(&tr, &diag, p), row, None)?;
+            if crash_point(format_args!("pack-pending-{p}"), epoch + 1) {
+                die(); // the test of a kill inside phase 1
+            }
+            if stopped {
                 summaries[p] = Some(f.summary.clone());
                 files[p] = None;
             }
         }
+        commit_all(&dirs, epoch + 1)?;
         if files.iter().all(Option::is_none) {
             break;
         }

@@ -217,6 +217,10 @@ pub(crate) fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Resul
     if let Some(e) = config_conflict(cfg) {
         bail!("{e}; pick another name (--set name=...), pass --force-new for a new directory, or move that directory away");
     }
+    if opts.resume {
+        // A pack's checkpoint written pending is committed or dropped with its pack's.
+        super::pack_commit::settle(dir)?;
+    }
     Ok(opts.resume && dir.join(CHECKPOINT_FILE).exists())
 }
 

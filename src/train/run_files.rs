@@ -68,6 +68,10 @@ pub(crate) struct RunFiles<'a> {
     pub dir: PathBuf,
     pub run_hash: String,
     pub summary: Summary,
+    /// In a pack: the run directories of the members that write a checkpoint at this point.
+    /// This run's checkpoint is then written pending and committed by the pack once all are
+    /// written ([`super::pack_commit`]).
+    pub pack: Option<Vec<PathBuf>>,
     tb: Option<tensorboard::EventWriter>,
     quiet: bool,
 }
@@ -120,6 +124,7 @@ impl<'a> RunFiles<'a> {
             dir,
             run_hash,
             summary,
+            pack: None,
             tb,
             quiet,
         };
@@ -130,6 +135,16 @@ impl<'a> RunFiles<'a> {
             }
         }
         Ok(files)
+    }
+
+    /// The checkpoint now, with `position` inside the next epoch: pending in a pack.
+    pub fn checkpoint(&self, w: &Weights, position: Option<Position>) -> Result<()> {
+        match &self.pack {
+            Some(members) => {
+                super::pack_commit::save_pending(&self.target(), w.vs, w.opt, position, members)
+            }
+            None => self.target().save(w.vs, w.opt, position),
+        }
     }
 
     /// Where checkpoints of this run go now.
@@ -202,7 +217,7 @@ impl<'a> RunFiles<'a> {
         }
         // After a healthy epoch: the checkpoint (when enabled), then the summary.
         if self.cfg.train.checkpoint {
-            self.target().save(w.vs, w.opt, None)?;
+            self.checkpoint(w, None)?;
         }
         if crash_point("summary", epoch) {
             die();
@@ -250,7 +265,7 @@ impl<'a> RunFiles<'a> {
         epoch: i64,
     ) -> Result<anyhow::Error> {
         let steps = position.step;
-        self.target().save(w.vs, w.opt, Some(position))?;
+        self.checkpoint(w, Some(position))?;
         write_summary(&self.dir, &self.summary)?;
         Ok(interrupt::Interrupted(format!(
             "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable: rerun with --resume",
