@@ -379,23 +379,16 @@ fn table_projection_is_the_hand_sum() {
     };
     let mut text =
         String::from("date,device,commit,what,model,precision,pack,value,unit,command\n");
+    let rates = [
+        ("images_per_second", "ResNet-56", 1, 1000.0),
+        ("pack_images_per_second", "ResNet-56", 10, 5000.0),
+        ("images_per_second", "ResNet-110", 1, 500.0),
+        ("pack_images_per_second", "ResNet-110", 10, 2500.0),
+    ];
     for (commit, scale) in [("old", 7.0), ("abc", 1.0)] {
-        text += &row("images_per_second", "ResNet-56", 1, 1000.0 * scale, commit);
-        text += &row(
-            "pack_images_per_second",
-            "ResNet-56",
-            10,
-            5000.0 * scale,
-            commit,
-        );
-        text += &row("images_per_second", "ResNet-110", 1, 500.0 * scale, commit);
-        text += &row(
-            "pack_images_per_second",
-            "ResNet-110",
-            10,
-            2500.0 * scale,
-            commit,
-        );
+        for (what, model, pack, value) in rates {
+            text += &row(what, model, pack, value * scale, commit);
+        }
         text += &row("epoch_seconds", "ResNet-110", 1, 110.0 / scale, commit);
     }
     std::fs::write(&csv, text).unwrap();
