@@ -28,7 +28,7 @@ use tch::Tensor;
 
 use super::checkpoint::{self, Position};
 use super::config::RunConfig;
-use super::metrics::EpochStatus;
+use super::metrics::{EpochRow, EpochStatus};
 use super::pack::{PackEpoch, PackPeriodic, PackTrainer};
 use super::run_files::{check_saved, RunFiles, RunInfo, Weights};
 use super::sgd::Sgd;
@@ -192,6 +192,62 @@ fn commit_all(dirs: &[PathBuf], epoch: i64) -> Result<()> {
     Ok(())
 }
 
+/// A signal inside epoch `epoch` after `steps` steps: every member's checkpoint at that step
+/// (both phases), its summary; the stopping error.
+fn stop_inside(
+    tr: &mut PackTrainer,
+    diag: &(Tensor, Tensor),
+    files: &mut [Option<RunFiles>],
+    (epoch, steps): (i64, i64),
+) -> Result<anyhow::Error> {
+    let dirs = set_writers(files, |_| true);
+    let mut stop = None;
+    for (p, f) in files.iter().enumerate() {
+        if let Some(f) = f {
+            to_single(tr, p)?;
+            let at = position(tr, p, steps);
+            stop = Some(f.stopped_inside_epoch(&weights(tr, diag, p), at, epoch)?);
+        }
+    }
+    commit_all(&dirs, epoch + 1)?;
+    Ok(stop.expect("a member still training"))
+}
+
+/// After epoch `epoch` (0-based) trained to `rows`: phase 1, each member's files with its
+/// checkpoint pending; phase 2, every checkpoint committed. A member that stops (diverged)
+/// leaves `files`, its summary in `summaries`.
+fn end_epoch(
+    tr: &mut PackTrainer,
+    diag: &(Tensor, Tensor),
+    files: &mut [Option<RunFiles>],
+    summaries: &mut [Option<Summary>],
+    rows: &[Option<EpochRow>],
+    epoch: i64,
+) -> Result<()> {
+    let healthy = |p: usize| {
+        let ok = rows[p]
+            .as_ref()
+            .is_some_and(|r| r.status == EpochStatus::Ok);
+        ok && tr.cfgs[p].train.checkpoint
+    };
+    let dirs = set_writers(files, healthy);
+    for (p, row) in rows.iter().enumerate() {
+        let (Some(row), Some(f)) = (row, files[p].as_mut()) else {
+            continue;
+        };
+        to_single(tr, p)?;
+        let stopped = f.end_epoch(&weights(tr, diag, p), row, None)?;
+        if crash_point(format_args!("pack-pending-{p}"), epoch + 1) {
+            die(); // the test of a kill inside phase 1
+        }
+        if stopped {
+            summaries[p] = Some(f.summary.clone());
+            files[p] = None;
+        }
+    }
+    commit_all(&dirs, epoch + 1)
+}
+
 // Long on purpose: the pack's version of `train::run`, whose stops between and inside epochs
 // it mirrors member by member, top to bottom.
 /// Trains the pack of `cfgs` into the members' run directories (resuming each from its
@@ -265,42 +321,10 @@ pub fn run_pack(cfgs: &[RunConfig], opts: &RunOptions) -> Result<Vec<Summary>> {
         let rows = match tr.epoch_from(epoch, start, periodic)? {
             PackEpoch::Done(rows) => rows,
             PackEpoch::Interrupted { steps } => {
-                let dirs = set_writers(&mut files, |_| true);
-                let mut stop = None;
-                for (p, f) in files.iter().enumerate() {
-                    if let Some(f) = f {
-                        to_single(&mut tr, p)?;
-                        let at = position(&tr, p, steps);
-                        stop = Some(f.stopped_inside_epoch(&weights(&tr, &diag, p), at, epoch)?);
-                    }
-                }
-                commit_all(&dirs, epoch + 1)?;
-                return Err(stop.expect("a member still training"));
+                return Err(stop_inside(&mut tr, &diag, &mut files, (epoch, steps))?);
             }
         };
-        // Phase 1: each member's files, its checkpoint pending; phase 2: all committed.
-        let healthy = |p: usize| {
-            let ok = rows[p]
-                .as_ref()
-                .is_some_and(|r| r.status == EpochStatus::Ok);
-            ok && cfgs[p].train.checkpoint
-        };
-        let dirs = set_writers(&mut files, healthy);
-        for (p, row) in rows.iter().enumerate() {
-            let (Some(row), Some(f)) = (row, files[p].as_mut()) else {
-                continue;
-            };
-            to_single(&mut tr, p)?;
-            let stopped = f.end_epoch(&weights(&tr, &diag, p), row, None)?;
-            if crash_point(format_args!("pack-pending-{p}"), epoch + 1) {
-                die(); // the test of a kill inside phase 1
-            }
-            if stopped {
-                summaries[p] = Some(f.summary.clone());
-                files[p] = None;
-            }
-        }
-        commit_all(&dirs, epoch + 1)?;
+        end_epoch(&mut tr, &diag, &mut files, &mut summaries, &rows, epoch)?;
         if files.iter().all(Option::is_none) {
             break;
         }
