@@ -41,7 +41,12 @@ pub(crate) fn save_pending(
     position: Option<Position>,
     members: &[PathBuf],
 ) -> Result<()> {
-    let list: Vec<String> = members.iter().map(|m| m.display().to_string()).collect();
+    // Absolute, so that a rerun from another working directory finds the same members.
+    let list: Vec<String> = members
+        .iter()
+        .map(|m| std::path::absolute(m).unwrap_or_else(|_| m.clone()))
+        .map(|m| m.display().to_string())
+        .collect();
     let extra = vec![(
         MEMBERS.to_string(),
         Tensor::from_slice(list.join("\n").as_bytes()),
