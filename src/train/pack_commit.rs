@@ -60,10 +60,8 @@ pub fn commit(dir: &Path) -> Result<()> {
     crate::util::atomic::commit(&pending_path(dir), &checkpoint::path(dir))
 }
 
-/// (epochs done, step inside the next) of the checkpoint file at `path`, None when absent or
-/// unreadable.
-fn point_of(path: &Path) -> Option<(i64, i64)> {
-    let tensors = Tensor::read_safetensors(path).ok()?;
+/// (epochs done, step inside the next) of checkpoint `tensors`, None when it has no epoch.
+fn point_in(tensors: &[(String, Tensor)]) -> Option<(i64, i64)> {
     let get = |k: &str| {
         tensors
             .iter()
@@ -73,20 +71,25 @@ fn point_of(path: &Path) -> Option<(i64, i64)> {
     Some((get("meta.epoch")?, get("position.step").unwrap_or(0)))
 }
 
+/// [`point_in`] of the checkpoint file at `path`, None when absent or unreadable.
+fn point_of(path: &Path) -> Option<(i64, i64)> {
+    point_in(&Tensor::read_safetensors(path).ok()?)
+}
+
 /// Whether the pending checkpoint of `dir` is to be committed (Some(true)), removed
-/// (Some(false)), or there is none (None); see the module doc.
+/// (Some(false)), or there is none (None); see the module doc. The pending file is read once.
 fn verdict(dir: &Path) -> Option<bool> {
     let pending = pending_path(dir);
     if !pending.exists() {
         return None;
     }
-    let Some(at) = point_of(&pending) else {
-        return Some(false);
-    };
     let Ok(tensors) = Tensor::read_safetensors(&pending) else {
         return Some(false);
     };
-    let Some(list) = tensors.iter().find(|(n, _)| n == MEMBERS) else {
+    let (Some(at), Some(list)) = (
+        point_in(&tensors),
+        tensors.iter().find(|(n, _)| n == MEMBERS),
+    ) else {
         return Some(false);
     };
     let bytes = Vec::<u8>::try_from(&list.1).unwrap_or_default();
