@@ -166,6 +166,7 @@ impl PackedResNet {
     // blocks, head), which it mirrors line for line with P members.
     /// Builds a pack of `cfgs.len()` members under `p` (weights zero: load them with
     /// [`load_member`]) for images with `in_channels` channels and `classes` classes.
+    #[allow(clippy::too_many_lines)]
     pub fn new(
         p: &nn::Path,
         cfgs: &[ModelConfig],

@@ -282,6 +282,7 @@ impl ResNet {
     // Long on purpose: it builds the network top to bottom in the order of He et al.'s
     // description (stem, 3 stages of n blocks, head), which a split would scatter.
     /// Builds the net under `p` for images with `in_channels` channels and `classes` classes.
+    #[allow(clippy::too_many_lines)]
     pub fn new(p: &nn::Path, cfg: &ModelConfig, in_channels: i64, classes: i64) -> Result<ResNet> {
         let n = blocks_per_stage(cfg.depth)?;
         let l = 3 * n;

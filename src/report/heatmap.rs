@@ -67,6 +67,7 @@ impl Heatmap {
 
     // Long on purpose: plotters' drawing calls for one heatmap (cells, axes, color bar) in the
     // order they are painted.
+    #[allow(clippy::too_many_lines)]
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
     where
         DB::ErrorType: 'static,

@@ -162,6 +162,7 @@ impl BenchReport {
 
     // Long on purpose: the report's lines in their printed order, one per measured figure.
     /// The lines `deepres bench` prints; the last is `images_per_second: X`.
+    #[allow(clippy::too_many_lines)]
     pub fn lines(&self) -> Vec<String> {
         let ms: Vec<f64> = self.windows.iter().map(Window::ms_per_step).collect();
         let total_steps: i64 = self.windows.iter().map(|w| w.steps).sum();
@@ -341,6 +342,7 @@ fn synchronize(device: Device) {
 // Long on purpose: one timed protocol (set-up, warm-up, timed windows, report) read top to
 // bottom, as scripts/bench_torch.py does it on the PyTorch side.
 /// Runs the benchmark.
+#[allow(clippy::too_many_lines)]
 pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     validate(o)?;
     if let Some(t) = o.threads {

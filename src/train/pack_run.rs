@@ -252,6 +252,7 @@ fn end_epoch(
 // it mirrors member by member, top to bottom.
 /// Trains the pack of `cfgs` into the members' run directories (resuming each from its
 /// checkpoint with `opts.resume`); each member's summary, in order.
+#[allow(clippy::too_many_lines)]
 pub fn run_pack(cfgs: &[RunConfig], opts: &RunOptions) -> Result<Vec<Summary>> {
     let mut resume = Vec::with_capacity(cfgs.len());
     for c in cfgs {

@@ -47,47 +47,34 @@ pub(super) fn forward_pass(
     let mut dists = Vec::new();
     for (di, &depth) in s.depths.iter().enumerate() {
         let tr = trained_trace(s, depth, (&x, &y, &xt), device)?;
-        let mut sq = 0.0;
         for l in 0..=depth as usize {
-            let t = l as f64 / depth as f64;
-            for i in 0..n_test {
-                sq += (tr[l * n_test + i] - lim_at(t, i)).powi(2);
-            }
             let row: Vec<String> = (0..s.inputs as usize)
                 .map(|i| format!("{:.6}", tr[l * n_test + i]))
                 .collect();
+            let t = l as f64 / depth as f64;
             rows.push(format!("{depth},{l},{t:.6},{}", row.join(",")));
         }
-        let dist = (sq / ((depth + 1) as f64 * n_test as f64)).sqrt();
+        let (dist, out_err) = distances(&tr, depth, n_test, lim_at);
         dists.push((depth as f64, dist));
-        let out_err = (0..n_test)
-            .map(|i| (tr[depth as usize * n_test + i] - lim_at(1.0, i)).powi(2))
-            .sum::<f64>()
-            / n_test as f64;
         table.push(vec![
             depth.to_string(),
             format!("{dist:.4}"),
-            format!("{:.4}", out_err.sqrt()),
+            format!("{out_err:.4}"),
         ]);
-        for (i, p) in panels.iter_mut().enumerate() {
-            let pts = (0..=depth as usize)
-                .map(|l| (l as f64 / depth as f64, tr[l * n_test + i]))
-                .collect();
-            p.series.push(
-                Series::new(format!("L = {depth}"), pts)
-                    .rgb(ramp(di as f64 / s.depths.len().max(2) as f64 * 0.9)),
-            );
-        }
+        let rgb = ramp(di as f64 / s.depths.len().max(2) as f64 * 0.9);
+        push_curves(
+            &mut panels,
+            &format!("L = {depth}"),
+            rgb,
+            depth,
+            &tr,
+            n_test,
+        );
         if !quiet {
             eprintln!("C1: L = {depth} trained, distance to the limit {dist:.4}");
         }
     }
-    for (i, p) in panels.iter_mut().enumerate() {
-        let pts = (0..=s.limit.depth as usize)
-            .map(|l| (l as f64 / s.limit.depth as f64, lim_trace[l * n_test + i]))
-            .collect();
-        p.series.push(Series::new("limit", pts).rgb(RED));
-    }
+    push_curves(&mut panels, "limit", RED, s.limit.depth, &lim_trace, n_test);
     write_csvs(s, out, &rows, &lim_trace)?;
     multi_panel(
         &out.join(&fig.stem),
@@ -105,6 +92,42 @@ pub(super) fn forward_pass(
         ),
         acceptance(&dists),
     ))
+}
+
+/// The RMS distance of a trained trace `tr` (depth L = `depth`, `[L + 1, n_test]` flattened)
+/// to the limit's (`lim_at(ℓ/L, input)`): over every ℓ/L and input, and at the output ℓ = L.
+fn distances(
+    tr: &[f64],
+    depth: i64,
+    n_test: usize,
+    lim_at: impl Fn(f64, usize) -> f64,
+) -> (f64, f64) {
+    let sq = |l: usize| -> f64 {
+        let t = l as f64 / depth as f64;
+        (0..n_test)
+            .map(|i| (tr[l * n_test + i] - lim_at(t, i)).powi(2))
+            .sum()
+    };
+    let all: f64 = (0..=depth as usize).map(sq).sum();
+    let dist = (all / ((depth + 1) as f64 * n_test as f64)).sqrt();
+    (dist, (sq(depth as usize) / n_test as f64).sqrt())
+}
+
+/// Adds the curve ℓ/L ↦ ⟨e_1, h_ℓ⟩ of `trace` (depth `depth`) to each input's panel.
+fn push_curves(
+    panels: &mut [Panel],
+    label: &str,
+    rgb: (u8, u8, u8),
+    depth: i64,
+    trace: &[f64],
+    n_test: usize,
+) {
+    for (i, p) in panels.iter_mut().enumerate() {
+        let pts = (0..=depth as usize)
+            .map(|l| (l as f64 / depth as f64, trace[l * n_test + i]))
+            .collect();
+        p.series.push(Series::new(label, pts).rgb(rgb));
+    }
 }
 
 /// The paper's claim as a check: the trained forward passes approach the limit's as L grows,

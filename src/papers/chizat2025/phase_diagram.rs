@@ -297,6 +297,7 @@ fn phase_of(v: f64, b: f64, tol: f64) -> f64 {
 
 /// The heatmaps: phases, each exponent, diversity and update size, with the theory lines.
 // Long: most of it is the list of the seven maps (file suffix, title, values, range, label).
+#[allow(clippy::too_many_lines)]
 fn write_maps(
     fig: &Figure,
     s: &PhaseDiagramFig,

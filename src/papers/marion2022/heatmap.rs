@@ -38,36 +38,13 @@ pub(super) fn heatmap_figure(
     let rows = scaling::run(&spec, Some(&out.join("scaling.csv")), quiet)?;
     scaling::summary_table(&rows).write_csv(&out.join("summary.csv"))?;
     let summary = scaling::summarize(&rows);
-    let cell = |h: f64, b: f64| -> (Stats, Stats) {
-        let init = LayerInit::Fbm { hurst: h }.to_string();
-        let (_, _, series) = summary
-            .iter()
-            .find(|(i, beta, _)| *i == init && *beta == b)
-            .expect("every cell measured");
-        (series[0].1, series[0].2)
-    };
     let mut text = format!(
         "Figures: {0}-forward.svg/png, {0}-backward.svg/png.\n\n",
         fig.stem
     );
     let mut bounds: Vec<Vec<(f64, f64)>> = vec![vec![], vec![]];
     for (mi, metric) in ["forward", "backward"].iter().enumerate() {
-        // Rows β, columns H: the mean log10 of the metric.
-        let values: Vec<Vec<f64>> = betas
-            .iter()
-            .map(|&b| {
-                hs.iter()
-                    .map(|&h| {
-                        let (f, bw) = cell(h, b);
-                        if mi == 0 {
-                            f.log10_mean
-                        } else {
-                            bw.log10_mean
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
+        let values = metric_grid(&summary, &hs, &betas, mi);
         bounds[mi] = boundary(&hs, &betas, &values, s.explosion_log10);
         let theory: Vec<(f64, f64)> = hs.iter().map(|&h| (h, h.max(0.5))).collect();
         Heatmap {
@@ -103,6 +80,39 @@ pub(super) fn heatmap_figure(
         0.1,
     ));
     Ok((text, acc))
+}
+
+/// Rows β, columns H: the mean log10 of the forward (`metric` 0) or backward (1) metric of
+/// each (fBm H, β) cell of `summary`.
+fn metric_grid(
+    summary: &scaling::Summary,
+    hs: &[f64],
+    betas: &[f64],
+    metric: usize,
+) -> Vec<Vec<f64>> {
+    let cell = |h: f64, b: f64| -> (Stats, Stats) {
+        let init = LayerInit::Fbm { hurst: h }.to_string();
+        let (_, _, series) = summary
+            .iter()
+            .find(|(i, beta, _)| *i == init && *beta == b)
+            .expect("every cell measured");
+        (series[0].1, series[0].2)
+    };
+    betas
+        .iter()
+        .map(|&b| {
+            hs.iter()
+                .map(|&h| {
+                    let (f, bw) = cell(h, b);
+                    if metric == 0 {
+                        f.log10_mean
+                    } else {
+                        bw.log10_mean
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Per H, the explosion boundary β*: scanning from the largest β down, the last β before a

@@ -117,6 +117,7 @@ pub fn measure(net: &MarionNet, x: &Tensor, target: &Tensor, scale: &Tensor) -> 
 /// Runs every (init, depth) of `spec`; returns the rows (also written to `csv` when given).
 // One loop nest kept whole: the order of the random draws (weights, inputs, targets per chunk)
 // is the measurements' reproducibility, and is easiest to check in one place.
+#[allow(clippy::too_many_lines)]
 pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<ScalingRow>> {
     spec.validate()?;
     tch::manual_seed(spec.seed as i64);

@@ -156,6 +156,51 @@ fn build(setup: &TrainSetup, split: &data::DataSplit, runs: &[TrainRun]) -> Batc
     }
 }
 
+/// The progress line of an epoch: how many of the `models` still train (their losses `live`)
+/// and the median of those losses (a few models of a learning-rate grid have huge, finite ones).
+fn epoch_line(
+    label: &str,
+    (epoch, epochs): (i64, i64),
+    models: usize,
+    live: &[f64],
+    secs: f64,
+) -> String {
+    let mut sorted = live.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    format!(
+        "{label}: epoch {}/{epochs}: {} of {models} models training, median loss {:.4} ({secs:.1}s)",
+        epoch + 1,
+        sorted.len(),
+        sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN),
+    )
+}
+
+/// Stops inside epoch `epoch` at position `p` on a preemption signal: writes the checkpoint
+/// (`key`, the batch's models and optimizer, the losses and divergences so far) and returns
+/// the [`Interrupted`] error that says so.
+fn stop_inside(
+    setup: &TrainSetup,
+    epoch: i64,
+    p: &Position,
+    (key, batch, train_loss, diverged): (&str, &Batch, &[f64], &[bool]),
+) -> anyhow::Error {
+    let path = setup
+        .checkpoint
+        .as_deref()
+        .expect("stoppable with a checkpoint");
+    let at = (epoch, Some(p));
+    if let Err(e) = save_checkpoint(path, key, at, &batch.net, &batch.opt, train_loss, diverged) {
+        return e;
+    }
+    let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
+    let at = format!(
+        "at step {} of epoch {} (checkpoint written)",
+        p.steps,
+        epoch + 1
+    );
+    stopped(path, sig, at)
+}
+
 /// Trains one model per entry of `runs`, all at once in one batched program (every layer one
 /// batched matmul over the models): Adam with each model's learning rate (× 0.1 every
 /// `lr_step` epochs), cross-entropy, batches of flattened, normalized images in the same order
@@ -195,40 +240,23 @@ pub fn train_classifiers(
         let mean = match train_epoch(&mut batch, &train, t, setup.seed, at)? {
             EpochEnd::Done(mean) => mean,
             EpochEnd::Stopped(p) => {
-                let path = setup
-                    .checkpoint
-                    .as_deref()
-                    .expect("stoppable with a checkpoint");
-                let (net, opt) = (&batch.net, &batch.opt);
-                let at = (epoch, Some(&p));
-                save_checkpoint(path, &key, at, net, opt, &train_loss, &diverged)?;
-                let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
-                let at = format!(
-                    "at step {} of epoch {} (checkpoint written)",
-                    p.steps,
-                    epoch + 1
-                );
-                return Err(stopped(path, sig, at));
+                let ckpt = (key.as_str(), &batch, &train_loss[..], &diverged[..]);
+                return Err(stop_inside(setup, epoch, &p, ckpt));
             }
         };
         for (i, l) in mean.into_iter().enumerate() {
             diverged[i] |= !l.is_finite();
             train_loss[i] = l;
         }
-        let mut live: Vec<f64> = (0..models)
+        let live: Vec<f64> = (0..models)
             .filter(|&i| !diverged[i])
             .map(|i| train_loss[i])
             .collect();
         if let Some(label) = &setup.label {
-            // The median: a few models of a learning-rate grid have huge (finite) losses.
-            live.sort_by(f64::total_cmp);
+            let secs = t0.elapsed().as_secs_f64();
             eprintln!(
-                "{label}: epoch {}/{}: {} of {models} models training, median loss {:.4} ({:.1}s)",
-                epoch + 1,
-                t.epochs,
-                live.len(),
-                live.get(live.len() / 2).copied().unwrap_or(f64::NAN),
-                t0.elapsed().as_secs_f64()
+                "{}",
+                epoch_line(label, (epoch, t.epochs), models, &live, secs)
             );
         }
         if let Some(path) = &setup.checkpoint {

@@ -325,6 +325,7 @@ pub fn check_setting(path: &Path, rows: &[ProbeRow], ours: &ProbeRow) -> Result<
 // check and CSV append reads as one measurement protocol.
 /// Measures every (depth, norm, τ rule, seed) of `spec` not already in `out_csv`, appending
 /// each row as soon as it is measured; returns all rows of the file.
+#[allow(clippy::too_many_lines)]
 pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow>> {
     for &d in &spec.depths {
         match spec.model {
