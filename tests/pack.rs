@@ -23,12 +23,13 @@ use deepres::model::packed::{
 use deepres::model::resnet::ResNet;
 use deepres::train::config::RunConfig;
 use deepres::train::metrics::{self, EpochRow, EpochStatus};
-use deepres::train::{self, pack_run, RunOptions};
+use deepres::train::{self, pack_run};
 use std::path::Path;
 use tch::nn::{ModuleT, VarStore};
 
 mod common;
 use common::serial;
+use common::tiny_run::quiet;
 
 /// The torch-RNG lock, and one intra-op thread: the tests' cost on 2 shared cores (libtorch's
 /// threads slow down several-fold when another process computes on the same cores).
@@ -270,13 +271,6 @@ fn run_config(dir: &Path, name: &str, extra: &[&str]) -> RunConfig {
     ];
     sets.extend(extra.iter().map(|s| s.to_string()));
     RunConfig::from_overrides(&sets).unwrap()
-}
-
-fn quiet() -> RunOptions {
-    RunOptions {
-        quiet: true,
-        ..Default::default()
-    }
 }
 
 /// The run alone, through the real training loop: its metrics.csv.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{csv_epochs, csv_without_timing, deepres_1t, deviation, stderr, tiny_grid};
+use common::{csv_epochs, csv_without_timing, deepres_1t, deviation, ok, stderr, tiny_grid};
 
 /// Relative tolerance of a packed cell's metrics against the same cell swept alone, or in a
 /// pack of another size (3 epochs of 3 steps, lr 0.05; grouped and ordinary convolutions round
@@ -24,10 +24,6 @@ fn run(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
         c.env(k, v);
     }
     c.output().expect("run deepres")
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "stderr: {}", stderr(o));
 }
 
 fn grid(dir: &Path) -> String {

@@ -9,21 +9,9 @@ use std::time::{Duration, Instant};
 mod common;
 use common::watched::Watched;
 use common::{
-    assert_same_curves, csv_epochs, csv_without_timing, deepres_1t, path_with, slurm_script,
-    stderr, tiny_grid,
+    assert_same_curves, csv_epochs, csv_without_timing, deepres_1t, ok, path_with, run_1t as run,
+    slurm_script, stderr, tiny_grid,
 };
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    deepres_1t()
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run deepres")
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "stderr: {}", stderr(o));
-}
 
 /// The pid in a cell's lock file (`host=H pid=P ...`).
 fn lock_pid(lock: &Path) -> i32 {

@@ -1,17 +1,17 @@
 //! The report layer on fixture run directories written by the test (no training): tables with
 //! seeds aggregated, diverged / running / missing cells, published numbers and Δ, CSV, the
-//! curves figure and its CSV, and the plots' handling of NaN/inf and log axes.
+//! curves figure and its CSV (the plots and tables themselves in tests/plot.rs).
 mod common;
 
 use common::fixture_runs::{cell, ctx, depth, write_run, Run, EPOCHS};
-use deepres::report::plot::{self, Legend, Panel, PlotSpec, Series};
+use common::plots::{keep, plot_files};
+use deepres::report::plot;
 use deepres::report::published;
 use deepres::report::runs::RunRecord;
-use deepres::report::table::Table;
 use deepres::sweep::grid::{Cell, ReportKind, ReportSpec};
 use deepres::sweep::report::render_with;
 use deepres::train::RunStatus;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The cells of the Markdown line whose first cell is `first`.
 /// The Markdown row whose first two cells are `first` and `second`.
@@ -498,146 +498,6 @@ fn published_numbers_are_spec_s_numbers() {
     assert_eq!(published::lookup(k, "nobn-tau", "20"), None);
     assert_eq!(published::lookup("nope", "bn", "20"), None);
     assert!(published::is_known(k) && !published::is_known("nope"));
-}
-
-#[test]
-fn markdown_table_is_aligned_and_csv_round_trips() {
-    let mut t = Table::new("T", vec!["a".into(), "long header".into()]);
-    t.push(vec!["x".into(), "7.12 ± 0.10 (2)".into()]);
-    t.push(vec!["yy, z".into(), "Δ".into()]);
-    let md = t.to_markdown();
-    let widths: Vec<usize> = md.lines().skip(2).map(|l| l.chars().count()).collect();
-    assert!(
-        widths.len() == 4 && widths.iter().all(|&w| w == widths[0]),
-        "{md}"
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let p = tmp.path().join("t.csv");
-    t.write_csv(&p).unwrap();
-    let mut r = csv::Reader::from_path(&p).unwrap();
-    let rows: Vec<Vec<String>> = r
-        .records()
-        .map(|r| r.unwrap().iter().map(String::from).collect())
-        .collect();
-    assert_eq!(rows, t.rows);
-    assert_eq!(
-        std::fs::read_dir(tmp.path()).unwrap().count(),
-        1,
-        "no temporary file left"
-    );
-}
-
-/// The files a plot with stem `stem` writes: the PNG only where a font was found.
-fn plot_files(stem: &str) -> Vec<String> {
-    let mut v = vec![format!("{stem}.svg")];
-    if plot::font_path().is_some() {
-        v.push(format!("{stem}.png"));
-    }
-    v
-}
-
-fn files(paths: &[PathBuf]) -> Vec<String> {
-    paths
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect()
-}
-
-#[test]
-fn line_plot_skips_nan_and_inf() {
-    let tmp = tempfile::tempdir().unwrap();
-    let series = vec![
-        Series::new(
-            "overflows",
-            vec![
-                (1.0, 1.0),
-                (2.0, 10.0),
-                (3.0, 1e30),
-                (4.0, f64::INFINITY),
-                (5.0, f64::NAN),
-            ],
-        ),
-        Series::new(
-            "gap",
-            vec![(1.0, 2.0), (2.0, f64::NAN), (3.0, 3.0), (4.0, 2.5)],
-        ),
-        Series::new("all nan", vec![(1.0, f64::NAN)]),
-        Series::new("empty", vec![]),
-    ];
-    let spec = PlotSpec::new("NaN and inf", "x", "y").markers(true);
-    let written = plot::line_plot(&tmp.path().join("nan"), &spec, &series).unwrap();
-    assert_eq!(files(&written), plot_files("nan"));
-    keep(written.last().unwrap());
-    // Nothing drawable at all still gives a figure.
-    let nothing = [Series::new("nothing", vec![(f64::NAN, f64::NAN)])];
-    plot::line_plot(
-        &tmp.path().join("nothing"),
-        &spec.clone().log_y(true),
-        &nothing,
-    )
-    .unwrap();
-}
-
-#[test]
-fn log_axes_and_panels() {
-    let tmp = tempfile::tempdir().unwrap();
-    let depths = [9.0, 27.0, 54.0, 100.0, 600.0, 1000.0];
-    let series: Vec<Series> = [0.25, 0.5, 1.0]
-        .iter()
-        .map(|&b: &f64| {
-            Series::new(
-                format!("β = {b}"),
-                depths.iter().map(|&l: &f64| (l, l.powf(1.0 - b))).collect(),
-            )
-        })
-        .chain([Series::new(
-            "with zero",
-            vec![(0.0, 1.0), (10.0, 0.0), (100.0, 5.0)],
-        )])
-        .collect();
-    let spec = PlotSpec::new("log-log", "L", "ratio")
-        .log_x(true)
-        .log_y(true)
-        .markers(true);
-    let svg = plot::svg_string(
-        None,
-        &[Panel {
-            spec: spec.clone(),
-            series: series.clone(),
-        }],
-    )
-    .unwrap();
-    assert!(svg.contains("\nlog-log\n") && svg.contains("β = 0.25"));
-    plot::line_plot(&tmp.path().join("loglog"), &spec, &series).unwrap();
-    let panels = [
-        Panel {
-            spec: spec.clone().legend(Legend::LowerRight),
-            series: series.clone(),
-        },
-        Panel {
-            spec: PlotSpec::new("linear", "L", "ratio").log_x(true),
-            series,
-        },
-    ];
-    let written = plot::multi_panel(&tmp.path().join("panels"), "two panels", &panels).unwrap();
-    assert_eq!(files(&written), plot_files("panels"));
-    if plot::font_path().is_some() {
-        let png = std::fs::read(&written[1]).unwrap();
-        // PNG width (big-endian u32 at offset 16): two panels side by side.
-        assert_eq!(
-            u32::from_be_bytes(png[16..20].try_into().unwrap()),
-            2 * plot::PANEL_SIZE.0
-        );
-    }
-    keep(&tmp.path().join("loglog.png"));
-    keep(written.last().unwrap());
-}
-
-/// With `DEEPRES_KEEP_PLOTS=DIR`, copies a plot there to look at.
-fn keep(path: &Path) {
-    if let Ok(dir) = std::env::var("DEEPRES_KEEP_PLOTS") {
-        let _ = std::fs::copy(path, Path::new(&dir).join(path.file_name().unwrap()));
-    }
 }
 
 #[test]

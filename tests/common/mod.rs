@@ -1,7 +1,10 @@
 //! Helpers shared by the test files: running the real binary (cli, bench, reliability) and
 //! serializing the tests that use torch's global generator.
 #![allow(dead_code)]
+pub mod data_files;
 pub mod fixture_runs;
+pub mod plots;
+pub mod tiny_run;
 pub mod watched;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +32,14 @@ pub fn deepres_1t() -> Command {
     let mut c = deepres();
     c.env("OMP_NUM_THREADS", "1");
     c
+}
+
+/// Writes `grid.yaml` into `dir`: `out_dir: <dir>/runs`, then `body`.
+pub fn write_grid(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("grid.yaml");
+    let text = format!("out_dir: {}\n{body}", dir.join("runs").display());
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// The base run config of the tiny sweeps of the crash and preemption tests: ResNet-8 on 96
@@ -89,6 +100,47 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `deepres args` in `cwd` with one intra-op thread ([`deepres_1t`]) and waits for it.
+pub fn run_1t(args: &[&str], cwd: &Path) -> Output {
+    deepres_1t()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run deepres")
+}
+
+/// Asserts that the command succeeded, showing its stderr if not.
+pub fn ok(o: &Output) {
+    assert!(o.status.success(), "stderr: {}", stderr(o));
+}
+
+/// The error line of a failing sweep (exit 2; progress lines may precede it).
+pub fn sweep_error(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
+    let e = stderr(o);
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{e}");
+    errors[0].to_string()
+}
+
+/// Every file of a run directory, by name, except lock files.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// A failing command exits 2 with one `error:` line on stderr; returns that line.
