@@ -254,12 +254,46 @@ fn the_accuracy_figure_resumes_from_its_runs_file() {
     assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 5);
 }
 
-/// The resume keys of the training checkpoint and of M9's runs file, pinned for one setting. If
-/// a field is added to `CheckpointKey` or `RunsKey` (src/papers/marion2022/checkpoint.rs,
-/// accuracy.rs) this test fails: every old checkpoint and runs file is then retrained, so paste
-/// the new value deliberately. Changing any one setting changes the key.
+/// `t` with each field of the training settings (TrainFig) changed, by name.
+fn fig_variants(t: &TrainFig) -> [(&'static str, TrainFig); 4] {
+    [
+        (
+            "batch",
+            TrainFig {
+                batch: 25,
+                ..t.clone()
+            },
+        ),
+        (
+            "lr_step",
+            TrainFig {
+                lr_step: 2,
+                ..t.clone()
+            },
+        ),
+        (
+            "limit_train",
+            TrainFig {
+                limit_train: Some(200),
+                ..t.clone()
+            },
+        ),
+        (
+            "limit_test",
+            TrainFig {
+                limit_test: Some(50),
+                ..t.clone()
+            },
+        ),
+    ]
+}
+
+/// The resume key of the training checkpoint, pinned for one setting. If a field is added to
+/// `CheckpointKey` (src/papers/marion2022/checkpoint.rs) this test fails: every old checkpoint
+/// is then retrained, so paste the new value deliberately. Changing any one setting changes
+/// the key.
 #[test]
-fn the_resume_keys_are_pinned_and_change_with_every_setting() {
+fn the_checkpoint_key_is_pinned_and_changes_with_every_setting() {
     let _g = lock();
     let split = synthetic_split(300, 100);
     let t = train_fig(3, 50);
@@ -328,37 +362,7 @@ fn the_resume_keys_are_pinned_and_change_with_every_setting() {
         assert_ne!(k, base, "changing {what} must change the checkpoint key");
     }
     // Every field of the training settings (TrainFig) and the data.
-    let fig_variants = [
-        (
-            "batch",
-            TrainFig {
-                batch: 25,
-                ..t.clone()
-            },
-        ),
-        (
-            "lr_step",
-            TrainFig {
-                lr_step: 2,
-                ..t.clone()
-            },
-        ),
-        (
-            "limit_train",
-            TrainFig {
-                limit_train: Some(200),
-                ..t.clone()
-            },
-        ),
-        (
-            "limit_test",
-            TrainFig {
-                limit_test: Some(50),
-                ..t.clone()
-            },
-        ),
-    ];
-    for (what, tf) in &fig_variants {
+    for (what, tf) in &fig_variants(&t) {
         let k = key(&setup(MarionModel::Simple, 10, 8, tf, 2), &runs);
         assert_ne!(
             k, base,
@@ -375,6 +379,17 @@ fn the_resume_keys_are_pinned_and_change_with_every_setting() {
             "changing the {what} must change the checkpoint key"
         );
     }
+}
+
+/// The resume key of M9's runs file, pinned for one setting. If a field is added to `RunsKey`
+/// (src/papers/marion2022/accuracy.rs) this test fails: every old runs file is then retrained,
+/// so paste the new value deliberately. Changing any one setting changes the key.
+#[test]
+fn the_runs_key_is_pinned_and_changes_with_every_setting() {
+    let _g = lock();
+    let split = synthetic_split(300, 100);
+    let t = train_fig(3, 50);
+    let t4 = train_fig(4, 50);
     let training = |seed: u64, depth: i64, t: &TrainFig| Training {
         model: MarionModel::Simple,
         depth,
@@ -422,7 +437,7 @@ fn the_resume_keys_are_pinned_and_change_with_every_setting() {
     ] {
         assert_ne!(k, base, "changing {what} must change the runs key");
     }
-    for (what, tf) in &fig_variants {
+    for (what, tf) in &fig_variants(&t) {
         let k = marion::runs_key(&training(0, 100, tf), &split);
         assert_ne!(k, base, "changing train.{what} must change the runs key");
     }

@@ -11,7 +11,7 @@ use deepres::report::runs::RunRecord;
 use deepres::sweep::grid::{Cell, ReportKind, ReportSpec};
 use deepres::sweep::report::render_with;
 use deepres::train::RunStatus;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The cells of the Markdown line whose first cell is `first`.
 /// The Markdown row whose first two cells are `first` and `second`.
@@ -44,10 +44,11 @@ fn sd2(a: f64, b: f64) -> f64 {
     (((a - m).powi(2) + (b - m).powi(2)) / 1.0).sqrt()
 }
 
-#[test]
-fn table_aggregates_seeds_and_shows_published_numbers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let sweep = tmp.path().join("z1");
+/// The Table Z1 fixture under `tmp`: depths 20, 32, 56, 110 × {bn, bn-tau} × seeds 0, 1, with
+/// finished, diverged, running and missing cells (bn-tau differs in model.tau.rule only);
+/// returns the sweep directory and its rendered Markdown.
+fn z1_table(tmp: &Path) -> (PathBuf, String) {
+    let sweep = tmp.join("z1");
     let mut cells = Vec::new();
     for v in ["bn", "bn-tau"] {
         for d in [20, 32, 56, 110] {
@@ -98,7 +99,13 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
     .unwrap()
     .text;
     println!("{md}");
+    (sweep, md)
+}
 
+#[test]
+fn table_aggregates_seeds_and_shows_published_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, md) = z1_table(tmp.path());
     let header = md_row(&md, "model.depth");
     assert_eq!(
         header,
@@ -164,7 +171,12 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
             "+0.17"
         ]
     );
+}
 
+#[test]
+fn paired_rows_compare_the_variants_seed_by_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, md) = z1_table(tmp.path());
     // Paired by seed, bn-tau − bn (they differ in model.tau.rule only). Depth 20: differences
     // −0.65, −0.75: mean −0.70, s = 0.0707, interval ± 12.706 · 0.05 = ± 0.635, t = −14,
     // p = 2(1 − F₁(14)) = 1 − 2·atan(14)/π = 0.045. Depth 110: one pair (seed 0: best 6.00 −
@@ -193,6 +205,12 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
             "–"
         ]
     );
+}
+
+#[test]
+fn the_table_s_markdown_csv_and_plot_files_hold_its_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sweep, _) = z1_table(tmp.path());
     // Files: Markdown, CSV (parseable, numbers), plot.
     let report = sweep.join("report");
     assert!(report.join("z1-paired.csv").is_file());
@@ -351,6 +369,50 @@ fn one_table_per_other_key_and_single_seed_values() {
     );
 }
 
+/// blocks.csv of a run: 4 blocks over epochs 0–3, τ = 0.1·epoch, the branch/skip ratio
+/// 0.1·(block + 1) after initialization.
+fn write_blocks(c: &Cell) {
+    let rows: Vec<deepres::train::diagnostics::BlockRow> = (0..=3)
+        .flat_map(|e| {
+            (0..4).map(move |b| deepres::train::diagnostics::BlockRow {
+                epoch: e,
+                block: b,
+                stage: 1 + 3 * b / 4,
+                tau: 0.1 * e as f64,
+                branch_to_skip: if e == 0 { 0.0 } else { 0.1 * (b + 1) as f64 },
+                h_norm: 1.0,
+                weight_norm: 1.0,
+                grad_norm: 0.1,
+            })
+        })
+        .collect();
+    deepres::train::diagnostics::append(&c.dir(), &rows).unwrap();
+}
+
+/// The curves' long CSV of the Z3 fixture: one row per (cell, epoch) run, NaN after divergence.
+fn check_long_csv(path: &Path) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let headers: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        headers,
+        [
+            "epoch",
+            "variant",
+            "model.depth",
+            "seed",
+            "train_loss",
+            "test_error"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3 + 3 + 2);
+    let last_bn = rows.iter().rfind(|r| &r[1] == "bn").unwrap();
+    assert_eq!((&last_bn[0], &last_bn[2], &last_bn[3]), ("3", "110", "0"));
+    assert!((last_bn[5].parse::<f64>().unwrap() - 15.0).abs() < 1e-9);
+    let diverged = rows.iter().rfind(|r| &r[1] == "nobn-tau1").unwrap();
+    assert!(diverged[4].parse::<f64>().unwrap().is_nan());
+}
+
 #[test]
 fn curves_write_two_panel_figures_and_the_long_csv() {
     let tmp = tempfile::tempdir().unwrap();
@@ -365,21 +427,7 @@ fn curves_write_two_panel_figures_and_the_long_csv() {
     write_run(&cells[2], Run::Diverged(&[80.0]));
     // cells[3] (fixup) never ran. The two finished runs have per-block diagnostics.
     for c in &cells[..2] {
-        let rows: Vec<deepres::train::diagnostics::BlockRow> = (0..=3)
-            .flat_map(|e| {
-                (0..4).map(move |b| deepres::train::diagnostics::BlockRow {
-                    epoch: e,
-                    block: b,
-                    stage: 1 + 3 * b / 4,
-                    tau: 0.1 * e as f64,
-                    branch_to_skip: if e == 0 { 0.0 } else { 0.1 * (b + 1) as f64 },
-                    h_norm: 1.0,
-                    weight_norm: 1.0,
-                    grad_norm: 0.1,
-                })
-            })
-            .collect();
-        deepres::train::diagnostics::append(&c.dir(), &rows).unwrap();
+        write_blocks(c);
     }
     let spec = ReportSpec {
         kind: ReportKind::Curves,
@@ -420,27 +468,7 @@ fn curves_write_two_panel_figures_and_the_long_csv() {
     keep(&report.join("z3.png"));
     keep(&report.join("z3.svg"));
 
-    let mut r = csv::Reader::from_path(report.join("z3.csv")).unwrap();
-    let headers: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    assert_eq!(
-        headers,
-        [
-            "epoch",
-            "variant",
-            "model.depth",
-            "seed",
-            "train_loss",
-            "test_error"
-        ]
-    );
-    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 3 + 3 + 2);
-    let last_bn = rows.iter().rfind(|r| &r[1] == "bn").unwrap();
-    assert_eq!((&last_bn[0], &last_bn[2], &last_bn[3]), ("3", "110", "0"));
-    assert!((last_bn[5].parse::<f64>().unwrap() - 15.0).abs() < 1e-9);
-    let diverged = rows.iter().rfind(|r| &r[1] == "nobn-tau1").unwrap();
-    assert!(diverged[4].parse::<f64>().unwrap().is_nan());
-
+    check_long_csv(&report.join("z3.csv"));
     assert_eq!(
         md_row(&md, "bn")[3..],
         ["0.6667", "15.00", "15.00", "finished"]
