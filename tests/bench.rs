@@ -197,7 +197,9 @@ fn bench_pack_prints_the_aggregate_beside_one_model() {
 /// CPU model, 2 rounds: every variant's run parsed, results.csv with one row per run, the
 /// Markdown table with the ratios, the `+malloc` variants run with deepres's host-memory setting.
 /// Needs the venv's python (torch 2.11.0), first on PATH under `make test` as for the build.
+// Long: one run of the driver (minutes of PyTorch) checked file by file; a split would rerun it.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn make_bench_driver_writes_results_csv_and_ratio_table() {
     let tmp = tempfile::tempdir().unwrap();
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());

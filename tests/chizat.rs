@@ -349,7 +349,9 @@ fn default_limit_key(dim: i64) -> String {
     ))
 }
 
+// Long: the list of every setting of the key, one entry each.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn the_limit_key_is_pinned_and_every_setting_changes_it() {
     // If a field is added to `LimitKey` (or a default changes), this test fails: paste the new
     // value deliberately (cached limits are then recomputed under the new key, never reused).

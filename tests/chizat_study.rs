@@ -53,7 +53,9 @@ fn study(dir: &Path, extra: &[&str]) -> Vec<String> {
     set
 }
 
+// Long: one tiny study trained once, then its outputs, control, rerun and refusal checked in order.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn the_d_law_study_runs_end_to_end_and_reuses_finished_settings() {
     let _g = lock();
     let dir = tempfile::tempdir().unwrap();

@@ -45,7 +45,9 @@ fn logits(dir: &Path, weights: Weights, x: &Tensor) -> Tensor {
     tch::no_grad(|| net.forward_t(x, false))
 }
 
+// Long: one trained run exported once per public code, each export checked by its oracle in turn.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn exports_load_strictly_into_the_public_codes_and_give_deepres_logits() {
     let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
@@ -206,7 +208,9 @@ fn a_pytorch_state_dict_of_the_tau_paper_evaluates_in_deepres() {
     }
 }
 
+// Long: the list of bad exports and evals, each one line and nothing touched, against one trained run.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn bad_exports_and_evals_get_one_line_and_touch_nothing() {
     let _g = serial();
     let tmp = tempfile::tempdir().unwrap();

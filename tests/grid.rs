@@ -10,7 +10,9 @@ fn err_of(r: anyhow::Result<Grid>) -> String {
     format!("{:#}", r.expect_err("expected an error"))
 }
 
+// Long: mostly grid files and their expected cells, written out in full.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn expansion_order_names_values_seeds_and_variants() {
     let tmp = tempfile::tempdir().unwrap();
     let path = write_grid(
@@ -111,7 +113,9 @@ grid:
     assert_eq!(cells[0].variant, None);
 }
 
+// Long: mostly grid files and their expected cells, written out in full.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn scales_replace_set_grid_seeds_and_user_overrides_come_last() {
     let tmp = tempfile::tempdir().unwrap();
     let path = write_grid(

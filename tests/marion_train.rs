@@ -292,7 +292,9 @@ fn fig_variants(t: &TrainFig) -> [(&'static str, TrainFig); 4] {
 /// `CheckpointKey` (src/papers/marion2022/checkpoint.rs) this test fails: every old checkpoint
 /// is then retrained, so paste the new value deliberately. Changing any one setting changes
 /// the key.
+// Long: the list of every setting of the key, one entry each.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn the_checkpoint_key_is_pinned_and_changes_with_every_setting() {
     let _g = lock();
     let split = synthetic_split(300, 100);

@@ -11,7 +11,9 @@ use common::{
 /// A run directory records its resolved config and its hash; another config into the same
 /// directory is refused (train and sweep, one line, nothing touched); `--force-new` makes a
 /// new directory; a hand-edited config.yaml is refused too.
+// Long: one run directory taken through its refusals in order, each step on the state the last left.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn another_config_is_refused_and_force_new_makes_a_new_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let g = tiny_grid(tmp.path(), "h", "seeds: [0]\n");

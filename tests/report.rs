@@ -282,7 +282,9 @@ fn the_table_s_markdown_csv_and_plot_files_hold_its_numbers() {
     assert_eq!(&get("32", "bn-tau")[10], "missing");
 }
 
+// Long: the Z2 fixture and its expected rows, written out.
 #[test]
+#[allow(clippy::too_many_lines)]
 fn one_table_per_other_key_and_single_seed_values() {
     let tmp = tempfile::tempdir().unwrap();
     let sweep = tmp.path().join("z2");
