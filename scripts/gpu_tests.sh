@@ -58,24 +58,8 @@ for line in sys.stdin:
   cat "$DIR/BUILD"
 }
 
-# Makes libtorch findable when the binaries' rpath (the build machine's venv) is not there.
-find_libtorch() {
-  if ldd "$DIR/deepres" | grep -q 'libtorch.*not found'; then
-    local lib=${TORCH_LIB:-}
-    if [ -z "$lib" ]; then
-      lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
-    fi
-    if [ -z "$lib" ]; then  # where the device machines of BENCHMARKS.md had it
-      lib=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib 2>/dev/null | head -n 1)
-    fi
-    export LD_LIBRARY_PATH=${lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    if ldd "$DIR/deepres" | grep -q 'not found'; then
-      echo "gpu-tests: libtorch not found (set TORCH_LIB to torch's lib directory)"
-      ldd "$DIR/deepres" | grep 'not found'
-      return 1
-    fi
-  fi
-}
+# find_libtorch: the binaries' rpath, else TORCH_LIB, python3's torch or /opt/torch/.venv's.
+source "$(dirname "$0")/find_libtorch.sh"
 
 run_all() {
   local out=${1:-gpu-tests-out}
@@ -86,7 +70,7 @@ run_all() {
   for f in gpu loader deepres BUILD; do
     [ -e "$DIR/$f" ] || { echo "gpu-tests: $DIR/$f missing: run scripts/gpu_tests.sh --prepare on the build machine"; exit 1; }
   done
-  find_libtorch || exit 1
+  find_libtorch "$DIR/deepres" || exit 1
   echo "== date: $(date -u +%FT%TZ)"
   cat "$DIR/BUILD"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv

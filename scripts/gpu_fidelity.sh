@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Issue 20's GPU runs in one call (about 10 minutes of device time on one H200, by default):
+#   1. Figure M9 at full size on Fashion-MNIST: all 500 runs (10 H × 10 β × 5 learning rates,
+#      L = 1000, 10 epochs) in one batched program (`--set chunk=500`);
+#   2. Figure C5 at full size: 2100 models, D up to 100, n = 2048 training points.
+# Each runs under its own time limit (M9_SECONDS, C5_SECONDS). At the limit it gets SIGTERM,
+# stops after the step in progress and exits 75: its progress lines (seconds per epoch, per
+# limit) are then the measurement, and the figure is not finished (say so; claim nothing).
+#
+#   scripts/gpu_fidelity.sh --prepare        # build machine: the release binary and Fashion-MNIST
+#                                            # into target/gpu-fidelity/ and data/fashion-mnist/;
+#                                            # carry both to the GPU machine
+#   scripts/gpu_fidelity.sh OUT_DIR          # GPU machine, repository root
+#   FIDELITY_SIZE=tiny scripts/gpu_fidelity.sh OUT_DIR   # smoke scale on the CPU (a check of
+#                                            # this script; no GPU figure)
+# Output in OUT_DIR: m9/ and c5/ (each figure's CSV, Markdown and plots; not M9's chunk
+# checkpoint, 5 GB at 500 models), m9.log, c5.log, fidelity.log (everything) and summary.txt,
+# one line per figure: finished or stopped at the limit, wall seconds, exit status.
+# Environment: M9_SECONDS (default 330), C5_SECONDS (default 210), DEVICE (default cuda; tiny:
+# cpu), WORK (where the runs go before their results are copied; default a temporary folder).
+set -uo pipefail
+DIR=target/gpu-fidelity
+source "$(dirname "$0")/find_libtorch.sh"
+
+prepare() {
+  set -e
+  cargo build --release
+  rm -rf "$DIR" && mkdir -p "$DIR" data/fashion-mnist
+  cp target/release/deepres "$DIR/deepres"
+  cp /usr/share/datasets/fashion-mnist/*-ubyte.gz data/fashion-mnist/
+  { echo "commit $(git rev-parse HEAD)"; git status --porcelain | sed 's/^/dirty /'; } > "$DIR/BUILD"
+  echo "gpu-fidelity: ready; carry $DIR ($(du -sh "$DIR" | cut -f1)) and data/fashion-mnist ($(du -sh data/fashion-mnist | cut -f1))"
+  cat "$DIR/BUILD"
+}
+
+# run_figure NAME LIMIT_S OUT ARGS...: one figure under its time limit; a summary line.
+run_figure() {
+  local name=$1 limit=$2 out=$3
+  shift 3
+  local start=$SECONDS rc
+  echo "== $name: deepres $* (limit ${limit} s)"
+  timeout --preserve-status -s TERM -k 120 "$limit" "$DIR/deepres" "$@" > "$out/$name.log" 2>&1
+  rc=$?
+  cat "$out/$name.log"
+  local how="finished"
+  case $rc in
+    0) ;;
+    75) how="stopped at the ${limit} s limit (resumable; the figure is NOT finished)" ;;
+    *) how="FAILED" ;;
+  esac
+  echo "$name: $how, $((SECONDS - start)) s wall, exit $rc" | tee -a "$out/summary.txt"
+}
+
+# keep_results FROM TO: the figure's CSV, Markdown and plots, not its checkpoints or caches.
+keep_results() {
+  mkdir -p "$2"
+  find "$1" -maxdepth 1 -type f \( -name '*.csv' -o -name '*.md' -o -name '*.svg' -o -name '*.png' \) \
+    -exec cp {} "$2"/ \;
+}
+
+run_all() {
+  local out=${1:-gpu-fidelity-out}
+  mkdir -p "$out"
+  : > "$out/summary.txt"
+  exec > >(tee -a "$out/fidelity.log") 2>&1
+  [ -x "$DIR/deepres" ] || { echo "gpu-fidelity: $DIR/deepres missing: run scripts/gpu_fidelity.sh --prepare on the build machine"; exit 1; }
+  find_libtorch "$DIR/deepres" || exit 1
+  local size=${FIDELITY_SIZE:-full} scale dev
+  case $size in
+    full) scale=full; dev=${DEVICE:-cuda} ;;
+    tiny) scale=smoke; dev=${DEVICE:-cpu} ;;
+    *) echo "FIDELITY_SIZE=$size: use full or tiny"; exit 2 ;;
+  esac
+  echo "== date: $(date -u +%FT%TZ)"
+  cat "$DIR/BUILD" 2>/dev/null
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  "$DIR/deepres" info
+  if [[ $dev == cuda* ]] && ! "$DIR/deepres" info | grep -qx 'cuda_available: true'; then
+    echo "gpu-fidelity: CUDA is not available: run on the GPU machine, or FIDELITY_SIZE=tiny"
+    exit 2
+  fi
+  local work=${WORK:-$(mktemp -d)}
+  mkdir -p "$work"
+  # M9: every run in one program on the GPU (the CPU default is 50 at a time).
+  local chunk=500
+  [ "$size" = tiny ] && chunk=9
+  run_figure m9 "${M9_SECONDS:-330}" "$out" marion experiments/marion2022/fig9.yaml \
+    --scale "$scale" --device "$dev" --out "$work/m9" --set chunk=$chunk
+  keep_results "$work/m9" "$out/m9"
+  run_figure c5 "${C5_SECONDS:-210}" "$out" chizat experiments/chizat2025/fig5.yaml \
+    --scale "$scale" --device "$dev" --out "$work/c5"
+  keep_results "$work/c5" "$out/c5"
+  echo "== summary"
+  cat "$out/summary.txt"
+  ! grep -q FAILED "$out/summary.txt"
+}
+
+case "${1:-}" in
+  --prepare) prepare ;;
+  -h | --help) sed -n '2,22p' "$0" ;;
+  *) run_all "$@" ;;
+esac
