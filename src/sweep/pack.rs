@@ -18,8 +18,8 @@
 //!   its cells also resumes alone (`deepres sweep --cell i` or `deepres train --resume`).
 //! - With `--jobs`, `--gpus` or `--slurm`, the scheduler plans the packs ([`plan`]) and each
 //!   child process or array task runs one (`--cell i,j,k --pack N`), taking its locks there.
-//! - `--pack auto` ([`PackSize`]): 1 on the CPU (a pack is slower there: 0.05–0.4× one model
-//!   in `deepres bench --pack`), on CUDA as many members as the memory estimate
+//! - `--pack auto` ([`PackSize`]): 1 on the CPU (a pack is slower there: 0.91–0.93× one model
+//!   at ResNet-20 and 56 in `deepres bench --pack 4`, BENCHMARKS.md), on CUDA as many members as the memory estimate
 //!   [`member_bytes`] lets fill half the GPU, at most [`AUTO_MAX`].
 use anyhow::Result;
 use std::collections::BTreeMap;
