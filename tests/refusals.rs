@@ -255,5 +255,13 @@ fn an_empty_grid_and_a_bad_cell_are_one_line() {
         tmp.path(),
     ));
     assert!(e.contains("no cell 5") && e.contains("0..=0"), "{e}");
+    // A cell listed twice would be its own rival for the lock, packed or not.
+    for pack in ["1", "2"] {
+        let e = one_line_error(&run(
+            &["sweep", g.to_str().unwrap(), "--cell", "0,0", "--pack", pack],
+            tmp.path(),
+        ));
+        assert!(e.contains("cell 0 is listed twice"), "{e}");
+    }
     assert!(!tmp.path().join("runs").exists());
 }

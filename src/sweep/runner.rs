@@ -168,7 +168,15 @@ pub(super) fn ensure_writable(dir: &Path) -> Result<()> {
 /// panic) lands in [`SweepReport::failed`]. The caller decides the exit status.
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
     let cells = match &opts.cell {
-        Some(list) => list.iter().map(|&i| grid.cell(i)).collect::<Result<_>>()?,
+        Some(list) => {
+            if let Some(i) = list
+                .iter()
+                .find(|&&i| list.iter().filter(|&&j| j == i).count() > 1)
+            {
+                bail!("--cell: cell {i} is listed twice; list each cell once");
+            }
+            list.iter().map(|&i| grid.cell(i)).collect::<Result<_>>()?
+        }
         None => grid.cells()?,
     };
     if let Some(size) = opts.pack.filter(|&s| s != PackSize::N(1)) {
