@@ -258,7 +258,14 @@ fn an_empty_grid_and_a_bad_cell_are_one_line() {
     // A cell listed twice would be its own rival for the lock, packed or not.
     for pack in ["1", "2"] {
         let e = one_line_error(&run(
-            &["sweep", g.to_str().unwrap(), "--cell", "0,0", "--pack", pack],
+            &[
+                "sweep",
+                g.to_str().unwrap(),
+                "--cell",
+                "0,0",
+                "--pack",
+                pack,
+            ],
             tmp.path(),
         ));
         assert!(e.contains("cell 0 is listed twice"), "{e}");

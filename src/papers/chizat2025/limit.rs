@@ -114,6 +114,9 @@ pub fn limit(
     Ok(lim_out)
 }
 
+/// How often a limit in training says how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Trains the limit's models (from their saved partial training, if any) and averages them.
 fn compute(
     dim: i64,
@@ -141,8 +144,17 @@ fn compute(
         );
     }
     let stop = |k: usize| interrupt::requested(0, k as i64);
+    // A limit takes minutes to hours (L × M large, n points): a line every PROGRESS_EVERY.
+    let mut last = Instant::now();
+    let each_step = |k: usize, _: &TwoLayerResNet| {
+        if !quiet && last.elapsed() >= PROGRESS_EVERY {
+            last = Instant::now();
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!("limit: D = {dim}: GD step {k} of {steps} ({secs:.0} s)");
+        }
+    };
     let (loss, outputs) =
-        match train_from(&mut net, (&x, &y, &xt), steps, progress, |_, _| {}, stop) {
+        match train_from(&mut net, (&x, &y, &xt), steps, progress, each_step, stop) {
             Ok(done) => done,
             Err(p) => {
                 save_partial(&partial, lim, key, &net, &p)?;
