@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 20's GPU runs in one call (about 10 minutes of device time on one H200, by default):
+# Issue 20's GPU runs in one call (at most about 8 minutes of device time, by default):
 #   1. Figure M9 at full size on Fashion-MNIST: all 500 runs (10 H × 10 β × 5 learning rates,
 #      L = 1000, 10 epochs) in one batched program (`--set chunk=500`);
 #   2. Figure C5 at full size: 2100 models, D up to 100, n = 2048 training points.
@@ -16,7 +16,7 @@
 # Output in OUT_DIR: m9/ and c5/ (each figure's CSV, Markdown and plots; not M9's chunk
 # checkpoint, 5 GB at 500 models), m9.log, c5.log, fidelity.log (everything) and summary.txt,
 # one line per figure: finished or stopped at the limit, wall seconds, exit status.
-# Environment: M9_SECONDS (default 330), C5_SECONDS (default 210), DEVICE (default cuda; tiny:
+# Environment: M9_SECONDS (default 300), C5_SECONDS (default 180), DEVICE (default cuda; tiny:
 # cpu), WORK (where the runs go before their results are copied; default a temporary folder).
 set -uo pipefail
 DIR=target/gpu-fidelity
@@ -84,10 +84,10 @@ run_all() {
   # M9: every run in one program on the GPU (the CPU default is 50 at a time).
   local chunk=500
   [ "$size" = tiny ] && chunk=9
-  run_figure m9 "${M9_SECONDS:-330}" "$out" marion experiments/marion2022/fig9.yaml \
+  run_figure m9 "${M9_SECONDS:-300}" "$out" marion experiments/marion2022/fig9.yaml \
     --scale "$scale" --device "$dev" --out "$work/m9" --set chunk=$chunk
   keep_results "$work/m9" "$out/m9"
-  run_figure c5 "${C5_SECONDS:-210}" "$out" chizat experiments/chizat2025/fig5.yaml \
+  run_figure c5 "${C5_SECONDS:-180}" "$out" chizat experiments/chizat2025/fig5.yaml \
     --scale "$scale" --device "$dev" --out "$work/c5"
   keep_results "$work/c5" "$out/c5"
   echo "== summary"
