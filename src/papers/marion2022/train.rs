@@ -45,7 +45,8 @@ pub struct TrainSetup<'a> {
     pub train: &'a TrainFig,
     pub seed: u64,
     pub device: Device,
-    /// Print one progress line per epoch with this label (None: quiet).
+    /// Print one progress line per epoch (and one a minute inside a long epoch) with this
+    /// label (None: quiet).
     pub label: Option<String>,
     /// Save the models and the optimizer here after every epoch, and resume from it when it
     /// holds the same runs (None: no checkpoint). The caller removes it once the results are
@@ -236,6 +237,7 @@ pub fn train_classifiers(
             number: epoch,
             start: position.take(),
             stoppable: setup.checkpoint.is_some(),
+            label: setup.label.as_deref(),
         };
         let mean = match train_epoch(&mut batch, &train, t, setup.seed, at)? {
             EpochEnd::Done(mean) => mean,
@@ -332,11 +334,16 @@ fn stopped(checkpoint: &Path, sig: i32, at: String) -> anyhow::Error {
 
 /// The epoch to train: its number (0-based), where it starts (None: at its first step) and
 /// whether a preemption signal may stop it after a step.
-struct Epoch {
+struct Epoch<'a> {
     number: i64,
     start: Option<Position>,
     stoppable: bool,
+    /// The progress label: a line every [`PROGRESS_EVERY`] inside the epoch (none when quiet).
+    label: Option<&'a str>,
 }
+
+/// How often a long epoch (minutes on a CPU at L = 1000) says how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How [`train_epoch`] ended: every model's mean training loss, or stopped by a signal.
 enum EpochEnd {
@@ -351,7 +358,7 @@ fn train_epoch(
     train: &DeviceData,
     t: &TrainFig,
     seed: u64,
-    at: Epoch,
+    at: Epoch<'_>,
 ) -> Result<EpochEnd> {
     let Batch {
         net,
@@ -369,6 +376,7 @@ fn train_epoch(
     });
     let steps = (train.len() + t.batch - 1) / t.batch;
     let order = train.train_batches(t.batch, seed as i64 * 1000 + at.number, data::Augment::NONE);
+    let mut last = Instant::now();
     for (x, y) in order.skip(p.steps as usize) {
         let b = y.size()[0];
         let logits = net.forward(&x.view([b, -1]), scale);
@@ -377,6 +385,11 @@ fn train_epoch(
         let _ = p.sum.g_add_(&(losses.detach() * b as f64));
         p.images += b;
         p.steps += 1;
+        if let Some(label) = at.label.filter(|_| last.elapsed() >= PROGRESS_EVERY) {
+            last = Instant::now();
+            let (e, k) = (at.number + 1, p.steps);
+            eprintln!("{label}: epoch {e}/{}: step {k} of {steps}", t.epochs);
+        }
         if at.stoppable && p.steps < steps && interrupt::requested(at.number, p.steps) {
             return Ok(EpochEnd::Stopped(p));
         }
