@@ -247,3 +247,75 @@ fn a_real_resnet_lists_each_parameters_learning_rate_multiplier_and_gradient_sca
         assert_eq!(counts, expected_counts, "{norm:?} {init:?} {learnable:?}");
     }
 }
+
+/// A pack's update, member by member, equals the single-model update of that member's rows,
+/// bit for bit (the fused kernel is elementwise): with every member on the same settings and
+/// rate (one kernel on the whole tensors), with a rate per member (one kernel per member),
+/// and with a frozen member, whose rows stay as they are.
+#[test]
+fn a_pack_steps_each_member_as_it_would_step_alone() {
+    let _g = serial();
+    const P: i64 = 3;
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-2,
+        nesterov: false,
+        scalar_lr_mult: 0.1,
+    };
+    tch::manual_seed(11);
+    let (w0, b0) = (Tensor::randn([P * 4, 3], FLOAT), Tensor::randn([P], FLOAT));
+    let (cw, cb) = (Tensor::randn([P * 4, 3], FLOAT), Tensor::randn([P], FLOAT));
+    // The pack: member p owns rows 4p..4p+4 of w and entry p of the scalar b.
+    let step_pack = |lrs: &[f64], frozen: Option<usize>| {
+        let vs = VarStore::new(Device::Cpu);
+        let w = vs.root().var_copy("w", &w0);
+        let b = (&vs.root() / "blk")
+            .set_group(ParamGroup::Scalar as usize)
+            .var_copy("bias1a", &b0);
+        let mut opt = Sgd::for_pack(&vs, &[cfg; P as usize], L);
+        if let Some(p) = frozen {
+            opt.members[p].active = false;
+        }
+        for _ in 0..3 {
+            let loss = (&w * &w * &cw).sum(Kind::Float) + (&b * &b * &cb).sum(Kind::Float);
+            opt.zero_grad();
+            loss.backward();
+            opt.step_members(lrs);
+        }
+        (w.detach().copy(), b.detach().copy())
+    };
+    let step_alone = |p: i64, lr: f64| {
+        let vs = VarStore::new(Device::Cpu);
+        let w = vs.root().var_copy("w", &w0.narrow(0, 4 * p, 4));
+        let b = (&vs.root() / "blk")
+            .set_group(ParamGroup::Scalar as usize)
+            .var_copy("bias1a", &b0.narrow(0, p, 1));
+        let mut opt = Sgd::new(&vs, cfg, L);
+        for _ in 0..3 {
+            let loss = (&w * &w * cw.narrow(0, 4 * p, 4)).sum(Kind::Float)
+                + (&b * &b * cb.narrow(0, p, 1)).sum(Kind::Float);
+            opt.zero_grad();
+            loss.backward();
+            opt.step(lr);
+        }
+        (w.detach().copy(), b.detach().copy())
+    };
+    let same = [0.05; P as usize];
+    let each = [0.05, 0.02, 0.08];
+    for (lrs, frozen) in [(&same, None), (&each, None), (&same, Some(1))] {
+        let (w, b) = step_pack(lrs, frozen);
+        for p in 0..P {
+            let (w_p, b_p) = match frozen == Some(p as usize) {
+                true => (w0.narrow(0, 4 * p, 4), b0.narrow(0, p, 1)),
+                false => step_alone(p, lrs[p as usize]),
+            };
+            assert!(
+                w.narrow(0, 4 * p, 4).equal(&w_p) && b.narrow(0, p, 1).equal(&b_p),
+                "member {p} (rates {lrs:?}, frozen {frozen:?}) differs from its step alone"
+            );
+        }
+    }
+}
+
+const FLOAT: (Kind, Device) = (Kind::Float, Device::Cpu);

@@ -58,6 +58,18 @@ pub struct Sgd {
     lr_tensor: Option<Tensor>,
 }
 
+/// The one SGD setting of `members` when every member is active and has the same settings
+/// and learning rate (a pack of seeds, or of BN vs BN + τ): the update is then one kernel per
+/// group instead of one per member (kernel launches bound a GPU step at these sizes).
+fn uniform(members: &[MemberSgd], lrs: &[f64]) -> Option<SgdConfig> {
+    let first = members.first()?;
+    let same = members
+        .iter()
+        .zip(lrs)
+        .all(|(m, &lr)| m.active && m.cfg == first.cfg && lr == lrs[0]);
+    same.then_some(first.cfg)
+}
+
 /// Dynamic loss scaling for fp16 (PyTorch's GradScaler, defaults 2¹⁶, ×2 after 2000 clean
 /// steps, ×½ on overflow), entirely on the device: the loss is multiplied by the scale before
 /// backward, the gradients are unscaled in place with an overflow flag, and a step whose
@@ -325,6 +337,12 @@ impl Sgd {
                         ps.push(i);
                     }
                     if ps.is_empty() {
+                        continue;
+                    }
+                    if let Some(cfg) = uniform(&members, lrs) {
+                        // Every member active with the same settings and learning rate: one
+                        // kernel on the whole tensors (elementwise, so the same numbers).
+                        self.fused(g, &ps, (0, 1), cfg, lrs[0], first);
                         continue;
                     }
                     for (m, member) in members.iter().enumerate() {
