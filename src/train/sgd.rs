@@ -12,7 +12,9 @@
 //! A pack of models ([`crate::model::packed`]) has one [`SgdConfig`] per member
 //! ([`Sgd::for_pack`]): each member's rows of every parameter take the fused kernel with its
 //! own lr, momentum, weight decay and scalar lr multiplier, exactly the update it would take
-//! alone; a frozen member (diverged) takes none.
+//! alone; a frozen member (diverged) takes none. When every member is active with the same
+//! settings and rate, one kernel updates all their rows at once (the same numbers: the
+//! kernel is elementwise).
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
