@@ -169,10 +169,8 @@ pub(super) fn ensure_writable(dir: &Path) -> Result<()> {
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
     let cells = match &opts.cell {
         Some(list) => {
-            if let Some(i) = list
-                .iter()
-                .find(|&&i| list.iter().filter(|&&j| j == i).count() > 1)
-            {
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(i) = list.iter().find(|&&i| !seen.insert(i)) {
                 bail!("--cell: cell {i} is listed twice; list each cell once");
             }
             list.iter().map(|&i| grid.cell(i)).collect::<Result<_>>()?

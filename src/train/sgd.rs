@@ -310,15 +310,28 @@ impl Sgd {
 
     /// The update of every group (see the module doc), per member in a pack.
     fn update(&mut self, lrs: &[f64]) {
-        let members: Vec<MemberSgd> = match self.members.is_empty() {
-            true => vec![MemberSgd {
-                cfg: self.cfg,
-                active: true,
-            }],
-            false => self.members.clone(),
+        // The fused kernel's calls per group, decided once per step: the whole tensors (one
+        // model, or a pack whose members are all active with the same settings and rate:
+        // elementwise, so the same numbers), else each active member's rows.
+        let calls: Vec<((usize, usize), SgdConfig, f64)> = if self.members.is_empty() {
+            vec![((0, 1), self.cfg, lrs[0])]
+        } else if let Some(cfg) = uniform(&self.members, lrs) {
+            vec![((0, 1), cfg, lrs[0])]
+        } else {
+            (self.members.iter().enumerate())
+                .filter(|(_, m)| m.active)
+                .map(|(i, m)| ((i, self.members.len()), m.cfg, lrs[i]))
+                .collect()
         };
         // Momentum buffers exist when any member uses momentum.
-        let mu = members.iter().map(|m| m.cfg.momentum).fold(0.0, f64::max);
+        let mu = match self.members.is_empty() {
+            true => self.cfg.momentum,
+            false => self
+                .members
+                .iter()
+                .map(|m| m.cfg.momentum)
+                .fold(0.0, f64::max),
+        };
         tch::no_grad(|| {
             for g in 0..self.groups.len() {
                 // Parameters without a gradient this step are left alone (as PyTorch does);
@@ -341,16 +354,8 @@ impl Sgd {
                     if ps.is_empty() {
                         continue;
                     }
-                    if let Some(cfg) = uniform(&members, lrs) {
-                        // Every member active with the same settings and learning rate: one
-                        // kernel on the whole tensors (elementwise, so the same numbers).
-                        self.fused(g, &ps, (0, 1), cfg, lrs[0], first);
-                        continue;
-                    }
-                    for (m, member) in members.iter().enumerate() {
-                        if member.active {
-                            self.fused(g, &ps, (m, members.len()), member.cfg, lrs[m], first);
-                        }
+                    for &(rows, cfg, lr) in &calls {
+                        self.fused(g, &ps, rows, cfg, lr, first);
                     }
                 }
             }
