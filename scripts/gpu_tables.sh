@@ -10,7 +10,8 @@
 #   1. packs: `deepres bench --pack N` at ResNet-56 and ResNet-110, fp32 and bf16, N = 2, 4, 10 (the issue's 10 models):
 #      one model's images/s (pack 1), the pack's aggregate images/s and their ratio;
 #   2. CUDA graph on/off: `deepres bench` at ResNet-110, fp32 and bf16, with and without
-#      --cuda-graph (images/s);
+#      --cuda-graph (images/s); and the largest pack with --cuda-graph (aggregate images/s and
+#      its ratio to one graphed model);
 #   3. the 200-epoch ResNet-110 recipe (the run-config defaults: batch 128, SGD, crop + flip) on
 #      50,000 synthetic CIFAR-shaped images (CIFAR is not on the GPU machines): the seconds of
 #      one epoch (training and the 10,000-image test pass, from metrics.csv), fp32 and bf16,
@@ -131,6 +132,14 @@ if [[ $dev == cuda* ]]; then
       row "images_per_second_cuda_graph_$g" ResNet-$graph_depth $p 1 \
         "$(field "$work/graph-$p-$g.txt" images_per_second)" images/s "$cmd"
     done
+    # The largest pack with its step captured too (its graph-off figures are rows of 1.).
+    args=(--depth $graph_depth --precision $p --pack $n --cuda-graph)
+    bench "graph-pack-$p" "${args[@]}" || continue
+    f=$work/graph-pack-$p.txt
+    cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+    row pack_images_per_second_cuda_graph_on ResNet-$graph_depth $p $n \
+      "$(field "$f" pack_images_per_second)" images/s "$cmd"
+    row pack_speedup_cuda_graph_on ResNet-$graph_depth $p $n "$(field "$f" pack_speedup)" x "$cmd"
   done
 fi
 

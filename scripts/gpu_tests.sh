@@ -16,6 +16,8 @@
 #   gpu autocast_dtype_inside_the_region_and_restored_after: bf16/fp16 inside, fp32 after,
 #       nested regions restore the outer dtype;
 #   gpu a_graphed_step_equals_the_ordinary_one: CUDA-graph steps vs ordinary steps, fp32, bf16;
+#   gpu a_graphed_pack_step_equals_the_ordinary_one: a pack of 3 the same, one rate and a rate
+#       per member, a member frozen midway (the step captured again);
 #   gpu gpus_pin_one_child_per_device: `sweep --gpus` over every GPU, one child per device,
 #       each child's CUDA_VISIBLE_DEVICES its one device, cells on cuda:0 (with one GPU this
 #       checks one child at a time on it; the pinning across devices needs two or more);
@@ -33,6 +35,7 @@ TESTS=(
   "gpu fp16_loss_scaling_skips_an_overflowing_step_and_recovers"
   "gpu autocast_dtype_inside_the_region_and_restored_after"
   "gpu a_graphed_step_equals_the_ordinary_one"
+  "gpu a_graphed_pack_step_equals_the_ordinary_one"
   "gpu gpus_pin_one_child_per_device"
   "gpu a_pack_on_cuda_trains_as_its_members_alone"
 )

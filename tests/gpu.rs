@@ -1,6 +1,7 @@
 //! What only a GPU exercises, as tests with exact oracles: fp16 loss scaling skips the step
 //! whose gradients overflow and recovers, bf16/fp16 autocast gives the low dtype inside its
-//! region and the previous one after, a CUDA-graph step equals the ordinary step, and
+//! region and the previous one after, a CUDA-graph step (one model's, a pack's) equals the
+//! ordinary step, and
 //! `sweep --gpus` runs one child per listed device, each seeing only its own.
 //!
 //! Each test runs what it can on the CPU (loss scaling with an explicit overflow, the `--gpus`
@@ -286,6 +287,101 @@ fn a_graphed_step_equals_the_ordinary_one() {
             "{precision:?}: max difference {off:.3e}, movement {moved:.3e}, sums {s_plain:?}"
         );
     }
+}
+
+/// A pack's steps through its CUDA graph (issue 17: three ResNet-8 members on synthetic
+/// data) against the same pack's ordinary steps, fp32 and bf16: 3 warm-up steps, the capture,
+/// replays, a partial batch as an ordinary step, then a member frozen (the plan changes: the
+/// step is captured again). Once with every member at one rate (one update kernel for all),
+/// once with a rate per member (0.05, 0.02, 0.08: one kernel each, each reading its own
+/// device-side rate); the rates follow a one-epoch cosine, so they change every step. Weights, batch-norm statistics and each member's sums
+/// agree to a small fraction of how far training moved them; the frozen member's rows stay
+/// where they were when it froze in both.
+#[test]
+fn a_graphed_pack_step_equals_the_ordinary_one() {
+    if !cuda_or_skip("a_graphed_pack_step_equals_the_ordinary_one") {
+        return;
+    }
+    let _g = serial();
+    for (precision, tol) in [(Precision::Fp32, 1e-3), (Precision::Bf16, 2e-2)] {
+        for rates in [[0.05; 3], [0.05, 0.02, 0.08]] {
+            let (plain, s_plain, start) = pack_steps(false, precision, rates);
+            let (graphed, s_graph, _) = pack_steps(true, precision, rates);
+            let moved = max_diff(&plain, &start);
+            let off = max_diff(&plain, &graphed);
+            assert!(moved > 1e-3, "{precision:?} {rates:?}: nothing moved");
+            assert!(
+                off <= tol * moved,
+                "{precision:?} {rates:?}: graphed and ordinary differ by {off} (moved {moved})"
+            );
+            for (a, b) in s_plain.iter().zip(&s_graph) {
+                assert!(
+                    (a - b).abs() <= tol * a.abs().max(1.0),
+                    "{precision:?} {rates:?}: sums {s_plain:?} vs {s_graph:?}"
+                );
+            }
+            eprintln!("{precision:?} {rates:?}: pack graphed vs ordinary {off:.3e} (moved {moved:.3e})");
+        }
+    }
+}
+
+/// A pack of three ResNet-8 members (seeds 0..2, member p at `rates[p]` on a one-epoch cosine
+/// of 16 steps) on cuda:0, 12 steps of batch 16 (the 8th partial), member 1 frozen after step 9;
+/// the variables after and at the start, and each member's loss, correct and norm sums.
+fn pack_steps(
+    graphed: bool,
+    precision: Precision,
+    rates: [f64; 3],
+) -> (BTreeMap<String, Tensor>, Vec<f64>, BTreeMap<String, Tensor>) {
+    use deepres::data::DatasetName;
+    use deepres::train::config::{RunConfig, ScheduleConfig, ScheduleKind};
+    use deepres::train::pack::PackTrainer;
+    let cfgs: Vec<RunConfig> = (0..3)
+        .map(|p| {
+            let mut c = RunConfig {
+                name: format!("m{p}"),
+                seed: p as u64,
+                device: "cuda".into(),
+                ..RunConfig::default()
+            };
+            c.model.depth = 8;
+            c.data.name = DatasetName::Synthetic;
+            (c.data.synthetic_train, c.data.synthetic_test) = (256, 16);
+            let t = &mut c.train;
+            (t.batch_size, t.precision, t.cuda_graph) = (16, precision, graphed);
+            t.optimizer.lr = rates[p];
+            t.epochs = 1;
+            t.schedule = ScheduleConfig {
+                kind: ScheduleKind::Cosine,
+                milestones: vec![],
+                gamma: 0.1,
+                warmup_epochs: 0,
+            };
+            c
+        })
+        .collect();
+    let mut tr = PackTrainer::new(&cfgs).unwrap();
+    let start = variables(&tr.vs);
+    tch::manual_seed(5);
+    let dev = Device::Cuda(0);
+    for k in 0..12i64 {
+        let b = if k == 7 { 7 } else { 16 };
+        let xs: Vec<Tensor> = (0..3)
+            .map(|_| Tensor::randn([b, 3, 32, 32], (Kind::Float, dev)))
+            .collect();
+        let ts: Vec<Targets> = (0..3)
+            .map(|_| Targets::hard(&Tensor::randint(10, [b], (Kind::Int64, dev))))
+            .collect();
+        if k == 9 {
+            tr.opt.members[1].active = false;
+        }
+        tr.step(0, &xs, &ts).unwrap();
+    }
+    let sums = [&tr.sums.loss, &tr.sums.correct, &tr.sums.grad_norm]
+        .iter()
+        .flat_map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double)).unwrap())
+        .collect();
+    (variables(&tr.vs), sums, start)
 }
 
 // ---------------------------------------------------------------- --gpus

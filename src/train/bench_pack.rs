@@ -1,13 +1,13 @@
 //! `deepres bench --pack N`: N models of one architecture (seeds 0..N-1, otherwise
 //! [`super::bench`]'s model and recipe) trained as one pack ([`super::pack`]), timed as
 //! [`super::bench`] times one model: warm-up steps, then windows synchronized only at their
-//! ends. Each step is [`pack_step`] on every member's own batch (its own shuffle, crop and
+//! ends. Each step is [`PackTrainer::step`] on every member's own batch (its own shuffle, crop and
 //! flip); the aggregate images/s counts N × batch images per step.
 use anyhow::Result;
 
 use super::bench::{median, synthetic_size, time_windows, BenchOptions, Window};
 use super::config::RunConfig;
-use super::pack::{lr, pack_step, PackTrainer, Streams};
+use super::pack::{PackTrainer, Streams};
 use crate::data::DatasetName;
 
 /// What `--pack N` found.
@@ -82,6 +82,7 @@ fn member_configs(o: &BenchOptions) -> Result<Vec<RunConfig>> {
             c.train.batch_size = o.batch;
             c.train.precision = super::bench::parse_precision(&o.precision, None)?;
             c.train.channels_last = o.channels_last;
+            c.train.cuda_graph = o.cuda_graph;
             c.data.name = DatasetName::Synthetic;
             c.data.synthetic_train = images;
             c.data.synthetic_test = o.batch;
@@ -93,36 +94,21 @@ fn member_configs(o: &BenchOptions) -> Result<Vec<RunConfig>> {
 /// Times the pack (after [`super::bench::run`] checked the options).
 pub fn run(o: &BenchOptions) -> Result<PackReport> {
     super::bench::validate(o)?;
-    if o.cuda_graph {
-        anyhow::bail!("--cuda-graph: not with --pack yet; leave one of them out");
-    }
     let cfgs = member_configs(o)?;
     let mut tr = PackTrainer::new(&cfgs)?;
     let steps_per_epoch = tr.steps_per_epoch();
-    let precision = cfgs[0].train.precision;
     let device = tr.device;
-    let (mut epoch, mut streams) = (0, Streams::new(&cfgs, &tr.train_data, 0)?);
+    let data = std::rc::Rc::clone(&tr.train_data);
+    let (mut epoch, mut streams) = (0, Streams::new(&cfgs, &data, 0)?);
     let step = |n: i64| -> Result<()> {
         for _ in 0..n {
             if tr.sums.steps == steps_per_epoch {
                 tr.sums.steps = 0;
                 epoch += 1;
-                streams = Streams::new(&cfgs, &tr.train_data, epoch)?;
+                streams = Streams::new(&cfgs, &data, epoch)?;
             }
             let (xs, targets) = streams.next(&cfgs)?;
-            let lrs: Vec<f64> = cfgs
-                .iter()
-                .map(|c| lr(c, epoch, tr.sums.steps, steps_per_epoch))
-                .collect();
-            pack_step(
-                &tr.model,
-                &mut tr.opt,
-                &xs,
-                &targets,
-                &lrs,
-                precision,
-                &mut tr.sums,
-            );
+            tr.step(epoch, &xs, &targets)?;
         }
         Ok(())
     };

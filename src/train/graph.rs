@@ -1,4 +1,5 @@
-//! CUDA graphs for the training step (`train.cuda_graph: true`, `deepres bench --cuda-graph`).
+//! CUDA graphs for the training step (`train.cuda_graph: true`, `deepres bench --cuda-graph`),
+//! of one model or of a pack ([`super::pack`]).
 //!
 //! At batch 128 the CIFAR ResNets keep an H100/H200 mostly idle: each step is a few thousand
 //! small kernels and the host cannot launch them fast enough. [`Stepper`] captures one whole
@@ -11,13 +12,20 @@
 //! Before capturing, [`WARMUP_STEPS`] ordinary steps run (cuDNN autotuning, momentum buffers,
 //! allocator); a batch of another size (an epoch's last, partial batch) runs as an ordinary
 //! step. The captured step does not execute while it is captured: it is replayed at once.
+//!
+//! A pack's step also depends on the optimizer's plan ([`Sgd::plan`]: which members still
+//! train, and whether one kernel updates them all). The plan changes rarely (a member
+//! diverges and is frozen; members on different schedules reach different rates); when it
+//! does, the step is captured again, at once (the warm-up's work is done by then).
 use anyhow::{anyhow, bail, Result};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use tch::{Device, Tensor};
 
+use super::pack::pack_step;
 use super::recipe::Targets;
 use super::sgd::Sgd;
 use super::{train_step, StepSums};
+use crate::model::packed::{stack_inputs, PackedResNet};
 use crate::model::resnet::ResNet;
 use crate::train::config::Precision;
 
@@ -80,14 +88,16 @@ impl CudaGraph {
     }
 }
 
-/// The captured step: its graph and static inputs.
+/// The captured step: its graph, static inputs and the optimizer's plan it was captured under.
 struct Captured {
     graph: CudaGraph,
     x: Tensor,
     y: Tensor,
+    plan: Vec<bool>,
 }
 
-/// Runs training steps, through a CUDA graph when enabled (see the module doc).
+/// Runs training steps, through a CUDA graph when enabled (see the module doc): one model's
+/// ([`Stepper::step`]) or a pack's ([`Stepper::step_pack`]).
 pub struct Stepper {
     device: Option<usize>,
     batch: i64,
@@ -97,7 +107,7 @@ pub struct Stepper {
 
 impl Stepper {
     /// Ordinary steps (`cuda_graph` false), or graphed steps of `batch` images on `device`
-    /// (CUDA only; the optimizer switches to a device-side learning rate).
+    /// (CUDA only; the optimizer switches to device-side learning rates).
     pub fn new(cuda_graph: bool, device: Device, batch: i64, opt: &mut Sgd) -> Result<Stepper> {
         let device = match (cuda_graph, device) {
             (false, _) => None,
@@ -105,7 +115,7 @@ impl Stepper {
                 if !available() {
                     return Err(graph_error("this build"));
                 }
-                opt.use_lr_tensor(0.0);
+                opt.use_lr_tensors();
                 Some(i)
             }
             (true, d) => bail!(
@@ -139,25 +149,86 @@ impl Stepper {
         grad_norm: bool,
         sums: &mut StepSums,
     ) -> Result<()> {
+        // (recipe::validate keeps mixup and label smoothing away from captured graphs)
+        opt.set_lr_tensors(&[lr]);
+        let inputs = || (x.shallow_clone(), targets.y.shallow_clone());
+        self.run(targets.len(), inputs, Vec::new(), sums, |given, sums| {
+            match given {
+                None => train_step(model, opt, x, targets, lr, precision, grad_norm, sums),
+                Some((sx, sy)) => {
+                    let t = Targets::hard(sy);
+                    train_step(model, opt, sx, &t, lr, precision, grad_norm, sums)
+                }
+            }
+        })
+    }
+
+    /// One step of a pack, like [`pack_step`]: member p's batch `xs[p]` against `targets[p]`
+    /// at `lrs[p]`. Graphed, the static input is the stacked batch and the labels `[P, B]`;
+    /// a member frozen, or the members' rates parting, captures the step again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_pack(
+        &mut self,
+        model: &PackedResNet,
+        opt: &mut Sgd,
+        xs: &[Tensor],
+        targets: &[Targets],
+        lrs: &[f64],
+        precision: Precision,
+        sums: &mut StepSums,
+    ) -> Result<()> {
+        let x = stack_inputs(xs);
+        opt.set_lr_tensors(lrs);
+        let plan = opt.plan(lrs);
+        let inputs = || {
+            let ys: Vec<Tensor> = targets.iter().map(|t| t.y.shallow_clone()).collect();
+            (x.shallow_clone(), Tensor::stack(&ys, 0))
+        };
+        self.run(targets[0].len(), inputs, plan, sums, |given, sums| {
+            match given {
+                None => pack_step(model, opt, &x, targets, lrs, precision, sums),
+                Some((sx, sy)) => {
+                    let ts: Vec<Targets> = (0..targets.len() as i64)
+                        .map(|p| Targets::hard(&sy.get(p)))
+                        .collect();
+                    pack_step(model, opt, sx, &ts, lrs, precision, sums)
+                }
+            }
+        })
+    }
+
+    /// Runs one step of `b` images: `step(None, sums)` on the caller's inputs when ordinary
+    /// (no graph, a warm-up step, a partial batch); else `inputs()` (the batch and labels) are
+    /// copied into the graph's static tensors and the graph captured under `plan` is replayed,
+    /// first captured from `step(Some((x, y)), sums)` on the static tensors (again when the
+    /// plan changed).
+    fn run(
+        &mut self,
+        b: i64,
+        inputs: impl FnOnce() -> (Tensor, Tensor),
+        plan: Vec<bool>,
+        sums: &mut StepSums,
+        mut step: impl FnMut(Option<(&Tensor, &Tensor)>, &mut StepSums),
+    ) -> Result<()> {
         let Some(device) = self.device else {
-            train_step(model, opt, x, targets, lr, precision, grad_norm, sums);
+            step(None, sums);
             return Ok(());
         };
-        // (recipe::validate keeps mixup and label smoothing away from captured graphs)
-        let y = &targets.y;
-        opt.set_lr_tensor(lr);
-        let b = y.size()[0];
         if b != self.batch || self.warmup_left > 0 {
             if b == self.batch {
                 self.warmup_left -= 1;
             }
-            train_step(model, opt, x, targets, lr, precision, grad_norm, sums);
+            step(None, sums);
             return Ok(());
         }
+        if self.captured.as_ref().is_some_and(|c| c.plan != plan) {
+            self.captured = None; // its graph (and memory pool) go before the new capture
+        }
+        let (x, y) = inputs();
         match &mut self.captured {
             Some(c) => {
-                c.x.copy_(x);
-                c.y.copy_(y);
+                c.x.copy_(&x);
+                c.y.copy_(&y);
                 c.graph.replay()?;
                 sums.images += b;
                 sums.steps += 1;
@@ -166,23 +237,13 @@ impl Stepper {
                 let (sx, sy) = (x.copy(), y.copy());
                 // The capture records the step (and counts it in `sums` once on the host);
                 // the replay right after runs it.
-                let graph = CudaGraph::capture(device, || {
-                    train_step(
-                        model,
-                        opt,
-                        &sx,
-                        &Targets::hard(&sy),
-                        lr,
-                        precision,
-                        grad_norm,
-                        sums,
-                    )
-                })?;
+                let graph = CudaGraph::capture(device, || step(Some((&sx, &sy)), sums))?;
                 graph.replay()?;
                 self.captured = Some(Captured {
                     graph,
                     x: sx,
                     y: sy,
+                    plan,
                 });
             }
         }

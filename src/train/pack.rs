@@ -18,8 +18,9 @@
 //!
 //! What members may differ in: seed, name, out_dir, `model.tau`'s rule and constants,
 //! `train.optimizer`, `train.schedule`, mixup, label smoothing, `data.augment`, `init_from`,
-//! checkpoints and logs. Everything else must be equal ([`check_pack`]). fp16 (its loss scale
-//! is global) and CUDA graphs are refused.
+//! checkpoints and logs. Everything else must be equal ([`check_pack`]). fp16 is refused (its
+//! loss scale is global). With `train.cuda_graph` the pack's step is captured and replayed as
+//! one model's is ([`super::graph::Stepper::step_pack`]).
 use anyhow::{bail, Context, Result};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -27,13 +28,14 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::config::{Precision, RunConfig};
+use super::graph::Stepper;
 use super::metrics::{EpochRow, EpochStatus};
 use super::recipe::{self, Targets};
 use super::sgd::Sgd;
 use super::step::{forward, StepSums};
 use super::{epoch_seed, schedule};
 use crate::data::{self, DeviceData};
-use crate::model::packed::{check_packable, load_member, repeat_input, stack_inputs, PackedResNet};
+use crate::model::packed::{check_packable, load_member, repeat_input, PackedResNet};
 use crate::util::torch_ext;
 
 /// The part of a run config that the members of a pack share: the config with every key a
@@ -101,9 +103,6 @@ pub fn check_pack(cfgs: &[RunConfig]) -> Result<()> {
     if t.precision == Precision::Fp16 {
         bail!("train.precision: fp16's loss scale is one for the whole pack; pack with fp32 or bf16, or train fp16 runs alone");
     }
-    if t.cuda_graph {
-        bail!("train.cuda_graph: not with packs yet; turn it off or train the runs alone");
-    }
     Ok(())
 }
 
@@ -123,6 +122,8 @@ pub struct PackTrainer {
     pub vs: VarStore,
     pub model: PackedResNet,
     pub opt: Sgd,
+    /// Ordinary or CUDA-graph steps (`train.cuda_graph`).
+    stepper: Stepper,
     pub sums: StepSums,
     /// Shared with the epoch's batch streams, so that a periodic checkpoint may borrow the
     /// trainer while they run.
@@ -187,12 +188,16 @@ impl PackTrainer {
             torch_ext::vars_to_channels_last(&vs)?;
         }
         let sgd: Vec<_> = cfgs.iter().map(|c| c.train.optimizer).collect();
-        let opt = Sgd::for_pack(&vs, &sgd, model.num_blocks);
+        let mut opt = Sgd::for_pack(&vs, &sgd, model.num_blocks);
+        let t = &cfg.train;
+        let stepper = Stepper::new(t.cuda_graph, device, t.batch_size, &mut opt)
+            .context("train.cuda_graph")?;
         Ok(PackTrainer {
             cfgs: cfgs.to_vec(),
             vs,
             model,
             opt,
+            stepper,
             sums: StepSums::for_members(device, members),
             train_data,
             test_data,
@@ -256,21 +261,7 @@ impl PackTrainer {
             if k < start {
                 continue; // replayed: the draws happen, the step does not
             }
-            let lrs: Vec<f64> = self
-                .cfgs
-                .iter()
-                .map(|c| lr(c, epoch, self.sums.steps, steps))
-                .collect();
-            let precision = self.cfgs[0].train.precision;
-            pack_step(
-                &self.model,
-                &mut self.opt,
-                &xs,
-                &targets,
-                &lrs,
-                precision,
-                &mut self.sums,
-            );
+            self.step(epoch, &xs, &targets)?;
             if self.sums.steps % 100 == 0
                 && freeze_diverged(&mut self.opt, &self.sums, &mut self.frozen)
             {
@@ -292,6 +283,19 @@ impl PackTrainer {
         }
         drop(streams);
         Ok(PackEpoch::Done(self.end_epoch(epoch, t0)))
+    }
+
+    /// One step of epoch `epoch` (0-based) on the members' batches `xs` and `targets`, each
+    /// at its own learning rate ([`pack_step`], through the CUDA graph when on).
+    pub fn step(&mut self, epoch: i64, xs: &[Tensor], targets: &[Targets]) -> Result<()> {
+        let steps = self.steps_per_epoch();
+        let lrs: Vec<f64> = (self.cfgs.iter())
+            .map(|c| lr(c, epoch, self.sums.steps, steps))
+            .collect();
+        let precision = self.cfgs[0].train.precision;
+        let (model, opt, sums) = (&self.model, &mut self.opt, &mut self.sums);
+        self.stepper
+            .step_pack(model, opt, xs, targets, &lrs, precision, sums)
     }
 
     /// The epoch's rows after its steps (started at `t0`): the test set evaluated once for all
@@ -427,19 +431,20 @@ impl<'a> Streams<'a> {
     }
 }
 
-/// One SGD step of a pack: member p's batch `xs[p]` against `targets[p]` at `lrs[p]`; the
-/// loss Σ_p (member p's mean loss) over the members still training; per-member sums.
+/// One SGD step of a pack on `x`, the members' batches stacked (member p's in its channels:
+/// [`crate::model::packed::stack_inputs`]) against `targets[p]` at `lrs[p]`; the loss Σ_p
+/// (member p's mean loss) over the members still training; per-member sums.
 pub fn pack_step(
     model: &PackedResNet,
     opt: &mut Sgd,
-    xs: &[Tensor],
+    x: &Tensor,
     targets: &[Targets],
     lrs: &[f64],
     precision: Precision,
     sums: &mut StepSums,
 ) {
     let b = targets[0].len();
-    let logits = forward(model, &stack_inputs(xs), true, precision);
+    let logits = forward(model, x, true, precision);
     let losses: Vec<Tensor> = (0..targets.len())
         .map(|p| targets[p].loss(&logits.get(p as i64)))
         .collect();

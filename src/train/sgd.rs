@@ -54,10 +54,10 @@ pub struct Sgd {
     divisors: Vec<Option<Tensor>>,
     /// fp16's dynamic loss scaling (None in fp32 and bf16).
     pub scaler: Option<LossScaler>,
-    /// The learning rate as a 1-element tensor on the device, for CUDA graphs: when set,
-    /// [`Sgd::step`] reads the rate from it (set by [`Sgd::set_lr_tensor`] outside the graph)
-    /// and ignores its argument.
-    lr_tensor: Option<Tensor>,
+    /// The learning rates as 1-element tensors on the device, for CUDA graphs: one model's, or
+    /// one per member of a pack. When set, the update reads the rates from them (written by
+    /// [`Sgd::set_lr_tensors`] outside the graph) and ignores its arguments.
+    lr_tensors: Vec<Tensor>,
 }
 
 /// The one SGD setting of `members` when every member is active and has the same settings
@@ -173,24 +173,40 @@ impl Sgd {
             members: Vec::new(),
             divisors,
             scaler: None,
-            lr_tensor: None,
+            lr_tensors: Vec::new(),
         }
     }
 
-    /// Switches to a device-side learning rate (see the `lr_tensor` field), initially `lr`.
-    pub fn use_lr_tensor(&mut self, lr: f64) {
+    /// Switches to device-side learning rates (see the `lr_tensors` field): one for one model,
+    /// one per member of a pack (call after [`Sgd::for_pack`]).
+    pub fn use_lr_tensors(&mut self) {
         let dev = self
             .params
             .first()
             .map_or(tch::Device::Cpu, |p| p.param.device());
-        self.lr_tensor = Some(Tensor::from_slice(&[lr as f32]).to_device(dev));
+        self.lr_tensors = (0..self.members.len().max(1))
+            .map(|_| Tensor::zeros([1], (Kind::Float, dev)))
+            .collect();
     }
 
-    /// Writes `lr` into the device-side learning rate (an asynchronous fill, no host sync).
-    pub fn set_lr_tensor(&mut self, lr: f64) {
-        if let Some(t) = &mut self.lr_tensor {
+    /// Writes `lrs` (one model's rate, or one per member) into the device-side learning
+    /// rates (asynchronous fills, no host sync); nothing without them.
+    pub fn set_lr_tensors(&mut self, lrs: &[f64]) {
+        for (t, &lr) in self.lr_tensors.iter_mut().zip(lrs) {
             let _ = t.fill_(lr);
         }
+    }
+
+    /// What this step's update launches depends on besides its tensors: each member's
+    /// `active` and whether one kernel updates them all ([`uniform`]); empty for one model.
+    /// A CUDA graph captured under one plan is captured again when it changes.
+    pub fn plan(&self, lrs: &[f64]) -> Vec<bool> {
+        if self.members.is_empty() {
+            return Vec::new();
+        }
+        let mut plan: Vec<bool> = self.members.iter().map(|m| m.active).collect();
+        plan.push(uniform(&self.members, lrs).is_some());
+        plan
     }
 
     /// [`Sgd::new`], with loss scaling when `precision` is fp16 (on the parameters' device).
@@ -404,7 +420,8 @@ impl Sgd {
             ParamGroup::Weights => 1.0,
             _ => cfg.scalar_lr_mult,
         };
-        let lr_t = self.lr_tensor.as_ref().map(|t| {
+        // One model, or the members' common rate: the first; else member m's.
+        let lr_t = self.lr_tensors.get(m).map(|t| {
             if mult == 1.0 {
                 t.shallow_clone()
             } else {
