@@ -320,7 +320,9 @@ fn a_graphed_pack_step_equals_the_ordinary_one() {
                     "{precision:?} {rates:?}: sums {s_plain:?} vs {s_graph:?}"
                 );
             }
-            eprintln!("{precision:?} {rates:?}: pack graphed vs ordinary {off:.3e} (moved {moved:.3e})");
+            eprintln!(
+                "{precision:?} {rates:?}: pack graphed vs ordinary {off:.3e} (moved {moved:.3e})"
+            );
         }
     }
 }

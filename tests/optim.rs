@@ -349,7 +349,9 @@ fn a_packs_update_plan_changes_with_a_frozen_member_or_parting_rates() {
     assert_eq!(opt.plan(&[0.1, 0.1, 0.2]), vec![true, true, true, false]);
     opt.members[2].active = false;
     assert_eq!(opt.plan(&[0.1; 3]), vec![true, true, false, false]);
-    assert!(Sgd::new(&vs, SgdConfig::default(), L).plan(&[0.1]).is_empty());
+    assert!(Sgd::new(&vs, SgdConfig::default(), L)
+        .plan(&[0.1])
+        .is_empty());
 }
 
 const FLOAT: (Kind, Device) = (Kind::Float, Device::Cpu);

@@ -152,15 +152,19 @@ impl Stepper {
         // (recipe::validate keeps mixup and label smoothing away from captured graphs)
         opt.set_lr_tensors(&[lr]);
         let inputs = || (x.shallow_clone(), targets.y.shallow_clone());
-        self.run(targets.len(), inputs, Vec::new(), sums, |given, sums| {
-            match given {
+        self.run(
+            targets.len(),
+            inputs,
+            Vec::new(),
+            sums,
+            |given, sums| match given {
                 None => train_step(model, opt, x, targets, lr, precision, grad_norm, sums),
                 Some((sx, sy)) => {
                     let t = Targets::hard(sy);
                     train_step(model, opt, sx, &t, lr, precision, grad_norm, sums)
                 }
-            }
-        })
+            },
+        )
     }
 
     /// One step of a pack, like [`pack_step`]: member p's batch `xs[p]` against `targets[p]`
@@ -184,8 +188,12 @@ impl Stepper {
             let ys: Vec<Tensor> = targets.iter().map(|t| t.y.shallow_clone()).collect();
             (x.shallow_clone(), Tensor::stack(&ys, 0))
         };
-        self.run(targets[0].len(), inputs, plan, sums, |given, sums| {
-            match given {
+        self.run(
+            targets[0].len(),
+            inputs,
+            plan,
+            sums,
+            |given, sums| match given {
                 None => pack_step(model, opt, &x, targets, lrs, precision, sums),
                 Some((sx, sy)) => {
                     let ts: Vec<Targets> = (0..targets.len() as i64)
@@ -193,8 +201,8 @@ impl Stepper {
                         .collect();
                     pack_step(model, opt, sx, &ts, lrs, precision, sums)
                 }
-            }
-        })
+            },
+        )
     }
 
     /// Runs one step of `b` images: `step(None, sums)` on the caller's inputs when ordinary
