@@ -3,7 +3,7 @@
 # executables are built here and carried over, as the GPU check and bench scripts carry the
 # release binary.
 #
-#   scripts/gpu_tests.sh --prepare   # build machine (cargo): builds tests/gpu.rs, tests/loader.rs
+#   scripts/gpu_tests.sh --prepare   # build machine (cargo): builds tests/gpu.rs, gpu_graph.rs, loader.rs
 #                                    # and deepres; copies them to target/gpu-tests/ (carry that)
 #   scripts/gpu_tests.sh [OUT_DIR]   # GPU machine, in the repository root: runs them
 #
@@ -15,9 +15,11 @@
 #       overflow is skipped (weights unchanged, scale halved), the next is taken exactly;
 #   gpu autocast_dtype_inside_the_region_and_restored_after: bf16/fp16 inside, fp32 after,
 #       nested regions restore the outer dtype;
-#   gpu a_graphed_step_equals_the_ordinary_one: CUDA-graph steps vs ordinary steps, fp32, bf16;
-#   gpu a_graphed_pack_step_equals_the_ordinary_one: a pack of 3 the same, one rate and a rate
+#   gpu_graph a_graphed_step_equals_the_ordinary_one: CUDA-graph steps vs ordinary steps, fp32, bf16;
+#   gpu_graph a_graphed_pack_step_equals_the_ordinary_one: a pack of 3 the same, one rate and a rate
 #       per member, a member frozen midway (the step captured again);
+#   gpu_graph a_step_that_cannot_be_captured_runs_on_without_graphs: a failed capture falls back to
+#       ordinary steps, each step run and counted once;
 #   gpu gpus_pin_one_child_per_device: `sweep --gpus` over every GPU, one child per device,
 #       each child's CUDA_VISIBLE_DEVICES its one device, cells on cuda:0 (with one GPU this
 #       checks one child at a time on it; the pinning across devices needs two or more);
@@ -34,8 +36,9 @@ TESTS=(
   "loader cuda_loader_matches_cpu"
   "gpu fp16_loss_scaling_skips_an_overflowing_step_and_recovers"
   "gpu autocast_dtype_inside_the_region_and_restored_after"
-  "gpu a_graphed_step_equals_the_ordinary_one"
-  "gpu a_graphed_pack_step_equals_the_ordinary_one"
+  "gpu_graph a_graphed_step_equals_the_ordinary_one"
+  "gpu_graph a_graphed_pack_step_equals_the_ordinary_one"
+  "gpu_graph a_step_that_cannot_be_captured_runs_on_without_graphs"
   "gpu gpus_pin_one_child_per_device"
   "gpu a_pack_on_cuda_trains_as_its_members_alone"
 )
@@ -44,9 +47,9 @@ prepare() {
   set -e
   cargo build --release
   local json
-  json=$(cargo test --release --no-run --test gpu --test loader --message-format=json)
+  json=$(cargo test --release --no-run --test gpu --test gpu_graph --test loader --message-format=json)
   rm -rf "$DIR" && mkdir -p "$DIR"
-  for t in gpu loader; do
+  for t in gpu gpu_graph loader; do
     exe=$(python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -70,7 +73,7 @@ run_all() {
   local log=$out/gpu-tests.log results=$out/results.txt
   : > "$results"
   exec > >(tee -a "$log") 2>&1
-  for f in gpu loader deepres BUILD; do
+  for f in gpu gpu_graph loader deepres BUILD; do
     [ -e "$DIR/$f" ] || { echo "gpu-tests: $DIR/$f missing: run scripts/gpu_tests.sh --prepare on the build machine"; exit 1; }
   done
   find_libtorch "$DIR/deepres" || exit 1
@@ -108,6 +111,6 @@ run_all() {
 
 case "${1:-}" in
   --prepare) prepare ;;
-  -h | --help) sed -n '2,26p' "$0" ;;
+  -h | --help) sed -n '2,32p' "$0" ;;
   *) run_all "$@" ;;
 esac

@@ -9,7 +9,7 @@ use super::lock::{self, Acquired};
 use super::pack::PackSize;
 use crate::train::run_dir::{CONFIG_FILE, METRICS_FILE, SUMMARY_FILE};
 use crate::train::{self, checkpoint, read_summary, RunOptions, RunStatus, Summary};
-use crate::util::one_line;
+use crate::util::{one_line, panic_message};
 
 #[derive(Debug, Clone, Default)]
 pub struct SweepOptions {
@@ -98,16 +98,6 @@ fn best_error(status: RunStatus, s: &Summary) -> Option<f64> {
 pub fn cell_status(cell: &Cell) -> (RunStatus, Option<f64>) {
     let (status, summary) = inspect(cell);
     (status, summary.and_then(|s| best_error(status, &s)))
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_string()
-    }
 }
 
 /// Refuses, in one line, a sweep whose directory holds a cell's results under another config

@@ -12,6 +12,8 @@
 //! Before capturing, [`WARMUP_STEPS`] ordinary steps run (cuDNN autotuning, momentum buffers,
 //! allocator); a batch of another size (an epoch's last, partial batch) runs as an ordinary
 //! step. The captured step does not execute while it is captured: it is replayed at once.
+//! Where the capture fails (an operation that cannot be captured), one line says so and the
+//! run goes on with ordinary steps.
 //!
 //! A pack's step also depends on the optimizer's plan ([`Sgd::plan`]: which members still
 //! train, and whether one kernel updates them all). The plan changes rarely (a member
@@ -19,6 +21,7 @@
 //! does, the step is captured again, at once (the warm-up's work is done by then).
 use anyhow::{anyhow, bail, Result};
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::{Device, Tensor};
 
 use super::pack::pack_step;
@@ -28,6 +31,7 @@ use super::{train_step, StepSums};
 use crate::model::packed::{stack_inputs, PackedResNet};
 use crate::model::resnet::ResNet;
 use crate::train::config::Precision;
+use crate::util::{eprintln_whole, one_line, panic_message};
 
 /// Ordinary steps before the capture.
 pub const WARMUP_STEPS: i64 = 3;
@@ -63,7 +67,9 @@ impl Drop for CudaGraph {
 }
 
 impl CudaGraph {
-    /// Captures what `f` launches on CUDA device `device`.
+    /// Captures what `f` launches on CUDA device `device`. An operation that cannot be
+    /// captured (a host sync, say) makes `f` panic: the capture is ended all the same, and the
+    /// panic is the error.
     fn capture(device: usize, f: impl FnOnce()) -> Result<CudaGraph> {
         let g = unsafe { deepres_graph_new() };
         if g.is_null() {
@@ -73,8 +79,13 @@ impl CudaGraph {
         if unsafe { deepres_graph_capture_begin(g, device as c_int) } != 0 {
             return Err(graph_error("CUDA graph capture"));
         }
-        f();
-        if unsafe { deepres_graph_capture_end(g) } != 0 {
+        let ran = catch_unwind(AssertUnwindSafe(f));
+        let ended = unsafe { deepres_graph_capture_end(g) };
+        if let Err(p) = ran {
+            let msg = one_line(&panic_message(p.as_ref()));
+            bail!("CUDA graph capture: the step failed while captured: {msg}");
+        }
+        if ended != 0 {
             return Err(graph_error("CUDA graph capture"));
         }
         Ok(graph)
@@ -152,7 +163,7 @@ impl Stepper {
         // (recipe::validate keeps mixup and label smoothing away from captured graphs)
         opt.set_lr_tensors(&[lr]);
         let inputs = || (x.shallow_clone(), targets.y.shallow_clone());
-        self.run(
+        self.step_with(
             targets.len(),
             inputs,
             Vec::new(),
@@ -188,7 +199,7 @@ impl Stepper {
             let ys: Vec<Tensor> = targets.iter().map(|t| t.y.shallow_clone()).collect();
             (x.shallow_clone(), Tensor::stack(&ys, 0))
         };
-        self.run(
+        self.step_with(
             targets[0].len(),
             inputs,
             plan,
@@ -209,8 +220,10 @@ impl Stepper {
     /// (no graph, a warm-up step, a partial batch); else `inputs()` (the batch and labels) are
     /// copied into the graph's static tensors and the graph captured under `plan` is replayed,
     /// first captured from `step(Some((x, y)), sums)` on the static tensors (again when the
-    /// plan changed).
-    fn run(
+    /// plan changed). `step` must count the step in `sums.images` and `sums.steps` (a replay
+    /// counts it here). When the capture fails, one line says why, the step runs ordinarily
+    /// and graphs are off from then on.
+    pub fn step_with(
         &mut self,
         b: i64,
         inputs: impl FnOnce() -> (Tensor, Tensor),
@@ -243,16 +256,29 @@ impl Stepper {
             }
             None => {
                 let (sx, sy) = (x.copy(), y.copy());
+                let counted = (sums.images, sums.steps);
                 // The capture records the step (and counts it in `sums` once on the host);
                 // the replay right after runs it.
-                let graph = CudaGraph::capture(device, || step(Some((&sx, &sy)), sums))?;
-                graph.replay()?;
-                self.captured = Some(Captured {
-                    graph,
-                    x: sx,
-                    y: sy,
-                    plan,
-                });
+                match CudaGraph::capture(device, || step(Some((&sx, &sy)), sums)) {
+                    Ok(graph) => {
+                        graph.replay()?;
+                        self.captured = Some(Captured {
+                            graph,
+                            x: sx,
+                            y: sy,
+                            plan,
+                        });
+                    }
+                    Err(e) => {
+                        // Nothing recorded ran: this step and all after it run ordinarily.
+                        eprintln_whole!(
+                            "train.cuda_graph: {e:#}; training goes on without CUDA graphs"
+                        );
+                        (sums.images, sums.steps) = counted;
+                        self.device = None;
+                        step(None, sums);
+                    }
+                }
             }
         }
         Ok(())

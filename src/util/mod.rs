@@ -33,6 +33,17 @@ macro_rules! eprintln_whole {
 }
 pub(crate) use eprintln_whole;
 
+/// The message of a caught panic (`catch_unwind`'s payload).
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
 /// A multi-line message (an error chain, a panic) as one line: lines trimmed, blanks dropped.
 pub fn one_line(s: &str) -> String {
     s.split('\n')

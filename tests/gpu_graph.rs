@@ -1,0 +1,279 @@
+//! CUDA graphs on a GPU, with exact oracles: a captured step (one model's, a pack's) equals
+//! the ordinary step, and a step that cannot be captured runs on without graphs.
+//!
+//! On the CPU every test here skips with a note; under `DEEPRES_REQUIRE_CUDA=1`
+//! (scripts/gpu_tests.sh on a GPU machine) a test that cannot run its CUDA part fails.
+use std::collections::BTreeMap;
+
+use deepres::model::config::ModelConfig;
+use deepres::model::ResNet;
+use deepres::train::config::{Precision, SgdConfig};
+use deepres::train::graph::{self, Stepper};
+use deepres::train::recipe::Targets;
+use deepres::train::sgd::Sgd;
+use deepres::train::StepSums;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+mod common;
+use common::{cuda_or_skip, serial};
+// ---------------------------------------------------------------- CUDA graphs
+
+/// Every variable of a var store (parameters and batch-norm statistics), by name, on the CPU.
+fn variables(vs: &VarStore) -> BTreeMap<String, Tensor> {
+    vs.variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_device(Device::Cpu).to_kind(Kind::Double)))
+        .collect()
+}
+
+/// max |a − b| over all variables.
+fn max_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> f64 {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .map(|(k, t)| (t - &b[k]).abs().max().double_value(&[]))
+        .fold(0.0, f64::max)
+}
+
+/// Runs `steps` (batch sizes) of training on ResNet-8 copies of `init` through a stepper with
+/// or without a CUDA graph; returns the variables after and the loss, correct and gradient
+/// norm sums.
+fn train_steps(
+    init: &VarStore,
+    graphed: bool,
+    precision: Precision,
+    batches: &[(Tensor, Tensor)],
+) -> (BTreeMap<String, Tensor>, [f64; 3]) {
+    let dev = Device::Cuda(0);
+    let cfg = ModelConfig {
+        depth: 8,
+        ..ModelConfig::default()
+    };
+    let mut vs = VarStore::new(dev);
+    let net = ResNet::new(&vs.root(), &cfg, 3, 10).unwrap();
+    vs.copy(init).unwrap();
+    let mut opt = Sgd::for_precision(&vs, SgdConfig::default(), net.num_blocks, precision);
+    let full = batches[0].1.size()[0];
+    let mut stepper = Stepper::new(graphed, dev, full, &mut opt).unwrap();
+    assert_eq!(stepper.graphed(), graphed);
+    let mut sums = StepSums::new(dev);
+    for (k, (x, y)) in batches.iter().enumerate() {
+        let lr = 0.1 / (k + 1) as f64;
+        stepper
+            .step(
+                &net,
+                &mut opt,
+                x,
+                &Targets::hard(y),
+                lr,
+                precision,
+                true,
+                &mut sums,
+            )
+            .unwrap();
+    }
+    assert_eq!(sums.steps, batches.len() as i64);
+    let s = [&sums.loss, &sums.correct, &sums.grad_norm].map(|t| t.double_value(&[]));
+    (variables(&vs), s)
+}
+
+/// A CUDA-graph stepper (3 ordinary warm-up steps, the capture, replays, a partial batch as an
+/// ordinary step in between) against ordinary steps from the same weights on the same batches
+/// with a learning rate changing every step: the weights, batch-norm statistics and sums
+/// agree to a small fraction of how far training moved them (a replay that did nothing, or
+/// read a stale batch or rate, is off by the whole movement), in fp32 and bf16.
+#[test]
+fn a_graphed_step_equals_the_ordinary_one() {
+    if !cuda_or_skip("a_graphed_step_equals_the_ordinary_one") {
+        return;
+    }
+    assert!(
+        graph::available(),
+        "CUDA is here but this build has no CUDA graphs (CUDA headers missing at build time)"
+    );
+    let _g = serial();
+    let dev = Device::Cuda(0);
+    tch::manual_seed(0);
+    let init = VarStore::new(dev);
+    let cfg = ModelConfig {
+        depth: 8,
+        ..ModelConfig::default()
+    };
+    let _net = ResNet::new(&init.root(), &cfg, 3, 10).unwrap();
+    let start = variables(&init);
+    let batch = |b: i64| {
+        let x = Tensor::randn([b, 3, 32, 32], (Kind::Float, dev));
+        let y = Tensor::randint(10, [b], (Kind::Int64, dev));
+        (x, y)
+    };
+    let mut batches: Vec<(Tensor, Tensor)> = (0..7).map(|_| batch(16)).collect();
+    batches.push(batch(7));
+    batches.extend((0..3).map(|_| batch(16)));
+    for (precision, tol) in [(Precision::Fp32, 1e-3), (Precision::Bf16, 2e-2)] {
+        let (plain, s_plain) = train_steps(&init, false, precision, &batches);
+        let (graphed, s_graph) = train_steps(&init, true, precision, &batches);
+        let moved = max_diff(&plain, &start);
+        let off = max_diff(&plain, &graphed);
+        assert!(
+            moved > 1e-3,
+            "{precision:?}: training did not move the weights"
+        );
+        assert!(
+            off <= tol * moved,
+            "{precision:?}: graphed and ordinary differ by {off} (training moved {moved})"
+        );
+        for (a, b) in s_plain.iter().zip(&s_graph) {
+            assert!(
+                (a - b).abs() <= tol * a.abs().max(1.0),
+                "{precision:?}: sums {s_plain:?} vs {s_graph:?}"
+            );
+        }
+        eprintln!(
+            "{precision:?}: max difference {off:.3e}, movement {moved:.3e}, sums {s_plain:?}"
+        );
+    }
+}
+
+/// A pack's steps through its CUDA graph (issue 17: three ResNet-8 members on synthetic
+/// data) against the same pack's ordinary steps, fp32 and bf16: 3 warm-up steps, the capture,
+/// replays, a partial batch as an ordinary step, then a member frozen (the plan changes: the
+/// step is captured again). Once with every member at one rate (one update kernel for all),
+/// once with a rate per member (0.05, 0.02, 0.08: one kernel each, each reading its own
+/// device-side rate); the rates follow a one-epoch cosine, so they change every step. Weights, batch-norm statistics and each member's sums
+/// agree to a small fraction of how far training moved them; the frozen member's rows stay
+/// where they were when it froze in both.
+#[test]
+fn a_graphed_pack_step_equals_the_ordinary_one() {
+    if !cuda_or_skip("a_graphed_pack_step_equals_the_ordinary_one") {
+        return;
+    }
+    let _g = serial();
+    for (precision, tol) in [(Precision::Fp32, 1e-3), (Precision::Bf16, 2e-2)] {
+        for rates in [[0.05; 3], [0.05, 0.02, 0.08]] {
+            let (plain, s_plain, start) = pack_steps(false, precision, rates);
+            let (graphed, s_graph, _) = pack_steps(true, precision, rates);
+            let moved = max_diff(&plain, &start);
+            let off = max_diff(&plain, &graphed);
+            assert!(moved > 1e-3, "{precision:?} {rates:?}: nothing moved");
+            assert!(
+                off <= tol * moved,
+                "{precision:?} {rates:?}: graphed and ordinary differ by {off} (moved {moved})"
+            );
+            for (a, b) in s_plain.iter().zip(&s_graph) {
+                assert!(
+                    (a - b).abs() <= tol * a.abs().max(1.0),
+                    "{precision:?} {rates:?}: sums {s_plain:?} vs {s_graph:?}"
+                );
+            }
+            eprintln!(
+                "{precision:?} {rates:?}: pack graphed vs ordinary {off:.3e} (moved {moved:.3e})"
+            );
+        }
+    }
+}
+
+/// A pack of three ResNet-8 members (seeds 0..2, member p at `rates[p]` on a one-epoch cosine
+/// of 16 steps) on cuda:0, 12 steps of batch 16 (the 8th partial), member 1 frozen after step 9;
+/// the variables after and at the start, and each member's loss, correct and norm sums.
+fn pack_steps(
+    graphed: bool,
+    precision: Precision,
+    rates: [f64; 3],
+) -> (BTreeMap<String, Tensor>, Vec<f64>, BTreeMap<String, Tensor>) {
+    use deepres::data::DatasetName;
+    use deepres::train::config::{RunConfig, ScheduleConfig, ScheduleKind};
+    use deepres::train::pack::PackTrainer;
+    let cfgs: Vec<RunConfig> = (0..3)
+        .map(|p| {
+            let mut c = RunConfig {
+                name: format!("m{p}"),
+                seed: p as u64,
+                device: "cuda".into(),
+                ..RunConfig::default()
+            };
+            c.model.depth = 8;
+            c.data.name = DatasetName::Synthetic;
+            (c.data.synthetic_train, c.data.synthetic_test) = (256, 16);
+            let t = &mut c.train;
+            (t.batch_size, t.precision, t.cuda_graph) = (16, precision, graphed);
+            t.optimizer.lr = rates[p];
+            t.epochs = 1;
+            t.schedule = ScheduleConfig {
+                kind: ScheduleKind::Cosine,
+                milestones: vec![],
+                gamma: 0.1,
+                warmup_epochs: 0,
+            };
+            c
+        })
+        .collect();
+    let mut tr = PackTrainer::new(&cfgs).unwrap();
+    let start = variables(&tr.vs);
+    tch::manual_seed(5);
+    let dev = Device::Cuda(0);
+    for k in 0..12i64 {
+        let b = if k == 7 { 7 } else { 16 };
+        let xs: Vec<Tensor> = (0..3)
+            .map(|_| Tensor::randn([b, 3, 32, 32], (Kind::Float, dev)))
+            .collect();
+        let ts: Vec<Targets> = (0..3)
+            .map(|_| Targets::hard(&Tensor::randint(10, [b], (Kind::Int64, dev))))
+            .collect();
+        if k == 9 {
+            tr.opt.members[1].active = false;
+        }
+        tr.step(0, &xs, &ts).unwrap();
+    }
+    let sums = [&tr.sums.loss, &tr.sums.correct, &tr.sums.grad_norm]
+        .iter()
+        .flat_map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double)).unwrap())
+        .collect();
+    (variables(&tr.vs), sums, start)
+}
+
+/// A step that cannot be captured (it reads a device value on the host, which a capture
+/// forbids) does not end the run: the failed capture is ended and said in one line, the step
+/// runs ordinarily, and so does every step after it. Each step counts once and its work ran
+/// once: the weight, +1 per step, ends at the number of steps (a fallback that skipped the
+/// step leaves one less).
+#[test]
+fn a_step_that_cannot_be_captured_runs_on_without_graphs() {
+    if !cuda_or_skip("a_step_that_cannot_be_captured_runs_on_without_graphs") {
+        return;
+    }
+    let _g = serial();
+    let dev = Device::Cuda(0);
+    let vs = VarStore::new(dev);
+    let w = vs.root().var("w", &[4], tch::nn::Init::Const(0.0));
+    let mut opt = Sgd::new(&vs, SgdConfig::default(), 1);
+    let mut stepper = Stepper::new(true, dev, 4, &mut opt).unwrap();
+    let mut sums = StepSums::new(dev);
+    let (x, y) = (
+        Tensor::ones([4, 4], (Kind::Float, dev)),
+        Tensor::zeros([4], (Kind::Int64, dev)),
+    );
+    let n = graph::WARMUP_STEPS + 3;
+    let mut calls = 0;
+    for _ in 0..n {
+        let inputs = || (x.shallow_clone(), y.shallow_clone());
+        let step = |_: Option<(&Tensor, &Tensor)>, sums: &mut StepSums| {
+            calls += 1;
+            let _ = w.sum(Kind::Float).double_value(&[]); // a host sync: not capturable
+            tch::no_grad(|| {
+                let _ = w.shallow_clone().g_add_scalar_(1.0);
+            });
+            sums.images += 4;
+            sums.steps += 1;
+        };
+        stepper
+            .step_with(4, inputs, Vec::new(), &mut sums, step)
+            .unwrap();
+    }
+    assert!(
+        !stepper.graphed(),
+        "graphs are still on after a failed capture"
+    );
+    assert_eq!(sums.steps, n);
+    assert_eq!(calls, n + 1, "the capture called the step once more");
+    assert_eq!(w.double_value(&[0]), n as f64, "each step's work ran once");
+}
