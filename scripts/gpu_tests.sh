@@ -24,7 +24,8 @@
 #       each child's CUDA_VISIBLE_DEVICES its one device, cells on cuda:0 (with one GPU this
 #       checks one child at a time on it; the pinning across devices needs two or more);
 #   gpu a_pack_on_cuda_trains_as_its_members_alone: `sweep --pack 3` against the cells alone
-#       on CUDA, fp32 and bf16, to a relative 2e-2; `--pack auto` packs them on the GPU.
+#       on CUDA, fp32, bf16 and fp16 (a loss scale per member), to a relative 2e-2 (5e-2 in
+#       bf16 and fp16); `--pack auto` packs them on the GPU.
 # Output: OUT_DIR/gpu-tests.log (everything) and OUT_DIR/results.txt (one line per test).
 # Exit status 0 only when every test passed. DRY_RUN_CPU=1 runs them without
 # DEEPRES_REQUIRE_CUDA on a machine without a GPU (CPU parts only; a check of this script).
@@ -111,6 +112,6 @@ run_all() {
 
 case "${1:-}" in
   --prepare) prepare ;;
-  -h | --help) sed -n '2,32p' "$0" ;;
+  -h | --help) sed -n '2,33p' "$0" ;;
   *) run_all "$@" ;;
 esac

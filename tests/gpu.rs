@@ -291,9 +291,9 @@ fn gpus_pin_one_child_per_device() {
 // ---------------------------------------------------------------- packs on CUDA
 
 /// A pack on CUDA (issue 17): the tiny sweep of three seeds (ResNet-8, 3 epochs of 3 steps,
-/// lr 0.05) trained `--pack 3` and alone on cuda:0, fp32 then bf16: each packed cell's train
-/// loss, test loss and gradient norm agree with the cell alone to a relative 2e-2 (fp32) and
-/// 5e-2 (bf16) (grouped and ordinary convolutions round differently, cuDNN's convolutions in
+/// lr 0.05) trained `--pack 3` and alone on cuda:0, fp32, bf16 and fp16 (a loss scale per
+/// member, in each member's checkpoint): each packed cell's train loss, test loss and
+/// gradient norm agree with the cell alone to a relative 2e-2 (fp32) and 5e-2 (bf16, fp16) (grouped and ordinary convolutions round differently, cuDNN's convolutions in
 /// TF32 by default; the CPU agrees to 1e-3 on every column, tests/pack_sweep.rs). The
 /// accuracies are left out: one of the 32 test images flipped moves them by 3 points. A pack
 /// that mixed up its members' data or weights is off by far more. The deviation is printed,
@@ -323,7 +323,7 @@ fn a_pack_on_cuda_trains_as_its_members_alone() {
         let text = std::fs::read_to_string(dir.join(format!("{out}/pk/{c}/metrics.csv"))).unwrap();
         losses(&text)
     };
-    for (precision, tol) in [("fp32", 2e-2), ("bf16", 5e-2)] {
+    for (precision, tol) in [("fp32", 2e-2), ("bf16", 5e-2), ("fp16", 5e-2)] {
         let p = format!("train.precision={precision}");
         let e = sweep(
             &format!("packed-{precision}"),
@@ -339,6 +339,20 @@ fn a_pack_on_cuda_trains_as_its_members_alone() {
                 "{precision} {c}: packed vs alone on CUDA, largest relative deviation {err:.2e}"
             );
             assert!(err <= tol, "{precision} {c}: {err:.2e}\n{a}\n{b}");
+            if precision == "fp16" {
+                // Each member's own loss scale reaches its checkpoint: the same as alone, or
+                // a factor 2 off where only one of them hit an overflow.
+                let scale = |out: &str| {
+                    let ck = deepres::train::checkpoint::read(&dir.join(format!("{out}/pk/{c}")));
+                    ck.unwrap()["optim.loss_scale.scale"].double_value(&[0])
+                };
+                let (packed, alone) = (scale("packed-fp16"), scale("alone-fp16"));
+                eprintln!("fp16 {c}: loss scale {packed} packed, {alone} alone");
+                assert!(
+                    (0.5..=2.0).contains(&(packed / alone)),
+                    "{c}: {packed} vs {alone}"
+                );
+            }
         }
     }
     let e = sweep("auto", &["--pack", "auto"]);

@@ -355,3 +355,145 @@ fn a_packs_update_plan_changes_with_a_frozen_member_or_parting_rates() {
 }
 
 const FLOAT: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+/// The fp16 pack's problem: 3 members, member p's rows 2p..2p+2 of w and entry p of the scalar
+/// b, step k's coefficients `cw[k]` (member 1's overflow at k = 0: 1e35 × 2¹⁶ is beyond fp32).
+struct Scaled {
+    cfg: SgdConfig,
+    w0: Tensor,
+    b0: Tensor,
+    cw: Vec<Tensor>,
+    cb: Tensor,
+}
+
+const SP: i64 = 3;
+
+impl Scaled {
+    fn new() -> Scaled {
+        tch::manual_seed(12);
+        let (w0, b0) = (
+            Tensor::randn([SP * 2, 3], FLOAT),
+            Tensor::randn([SP], FLOAT),
+        );
+        let cw: Vec<Tensor> = (0..3)
+            .map(|k| {
+                let c = Tensor::randn([SP * 2, 3], FLOAT);
+                if k == 0 {
+                    let _ = c.get(2).get(0).fill_(1e35);
+                }
+                c
+            })
+            .collect();
+        let cfg = SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-2,
+            nesterov: false,
+            scalar_lr_mult: 0.1,
+        };
+        let cb = Tensor::randn([SP], FLOAT);
+        Scaled {
+            cfg,
+            w0,
+            b0,
+            cw,
+            cb,
+        }
+    }
+
+    /// Entry p of the optimizer's scaler: (scale, growth tracker, found_inf).
+    fn scaler(opt: &Sgd, p: i64) -> (f64, i64, f64) {
+        let sc = opt.scaler.as_ref().unwrap();
+        let (s, t, f) = (&sc.scale, &sc.growth_tracker, &sc.found_inf);
+        (
+            s.double_value(&[p]),
+            t.int64_value(&[p]),
+            f.double_value(&[p]),
+        )
+    }
+
+    /// w, b (rows first..first+rows of w0, entries of b0) as a var store's variables.
+    fn vars(&self, vs: &VarStore, (first, n): (i64, i64)) -> (Tensor, Tensor) {
+        let w = vs
+            .root()
+            .var_copy("w", &self.w0.narrow(0, 2 * first, 2 * n));
+        let b = (&vs.root() / "blk")
+            .set_group(ParamGroup::Scalar as usize)
+            .var_copy("bias1a", &self.b0.narrow(0, first, n));
+        (w, b)
+    }
+
+    /// Member p's loss at step k on its rows `w` and entry `b`.
+    fn loss(&self, k: usize, p: i64, w: &Tensor, b: &Tensor) -> Tensor {
+        (w * w * self.cw[k].narrow(0, 2 * p, 2)).sum(Kind::Float)
+            + (b.square() * self.cb.narrow(0, p, 1)).sum(Kind::Float)
+    }
+
+    /// The pack's 3 steps: w, b and each member's scaler after.
+    fn pack(&self, lrs: &[f64], frozen: Option<usize>) -> (Tensor, Tensor, Vec<(f64, i64, f64)>) {
+        let vs = VarStore::new(Device::Cpu);
+        let (w, b) = self.vars(&vs, (0, SP));
+        let mut opt =
+            Sgd::for_pack(&vs, &[self.cfg; SP as usize], L).with_loss_scaling(Device::Cpu);
+        if let Some(p) = frozen {
+            opt.members[p].active = false;
+        }
+        for k in 0..self.cw.len() {
+            let losses: Vec<Tensor> = (0..SP)
+                .map(|p| self.loss(k, p, &w.narrow(0, 2 * p, 2), &b.narrow(0, p, 1)))
+                .collect();
+            opt.backward_members(&losses);
+            opt.step_members(lrs);
+        }
+        let state = (0..SP).map(|p| Self::scaler(&opt, p)).collect();
+        (w.detach().copy(), b.detach().copy(), state)
+    }
+
+    /// Member p's 3 steps alone at `lr` with its own scaler.
+    fn alone(&self, p: i64, lr: f64) -> (Tensor, Tensor, (f64, i64, f64)) {
+        let vs = VarStore::new(Device::Cpu);
+        let (w, b) = self.vars(&vs, (p, 1));
+        let mut opt = Sgd::new(&vs, self.cfg, L).with_loss_scaling(Device::Cpu);
+        for k in 0..self.cw.len() {
+            opt.backward(&self.loss(k, p, &w, &b));
+            opt.step(lr);
+        }
+        (w.detach().copy(), b.detach().copy(), Self::scaler(&opt, 0))
+    }
+}
+
+/// fp16's loss scaling in a pack: each member has its own scale. Member 1's first gradient
+/// overflows: its step is skipped and its scale halved, while members 0 and 2 step and keep
+/// theirs; then all step. Every member's rows, scale, growth tracker and overflow flag equal
+/// the same member's steps alone with its own scaler, bit for bit, at one rate for all and at
+/// a rate each, and a frozen member is left alone.
+#[test]
+fn a_pack_with_loss_scaling_scales_each_member_as_alone() {
+    let _g = serial();
+    let fx = Scaled::new();
+    let same = [0.05; SP as usize];
+    let each = [0.05, 0.02, 0.08];
+    for (lrs, frozen) in [(&same, None), (&each, None), (&same, Some(2))] {
+        let (w, b, state) = fx.pack(lrs, frozen);
+        for p in 0..SP {
+            let (rows_w, rows_b) = (w.narrow(0, 2 * p, 2), b.narrow(0, p, 1));
+            if frozen == Some(p as usize) {
+                let w0 = fx.w0.narrow(0, 2 * p, 2);
+                assert!(rows_w.equal(&w0) && rows_b.equal(&fx.b0.narrow(0, p, 1)));
+                continue;
+            }
+            let (w_p, b_p, state_p) = fx.alone(p, lrs[p as usize]);
+            assert!(
+                rows_w.equal(&w_p) && rows_b.equal(&b_p),
+                "member {p} (rates {lrs:?}, frozen {frozen:?}) differs from its steps alone"
+            );
+            assert_eq!(
+                state[p as usize], state_p,
+                "member {p}'s scaler (rates {lrs:?})"
+            );
+        }
+        // The closed form of the first step: member 1 skipped it and halved its scale.
+        assert_eq!(state[1], (32768.0, 2, 0.0), "member 1 (rates {lrs:?})");
+        assert_eq!(state[0], (65536.0, 3, 0.0), "member 0 (rates {lrs:?})");
+    }
+}

@@ -11,6 +11,7 @@ pub mod eval;
 pub mod export;
 pub mod graph;
 pub mod interrupt;
+pub mod loss_scale;
 pub mod metrics;
 pub mod pack;
 pub mod pack_commit;

@@ -18,9 +18,9 @@
 //!
 //! What members may differ in: seed, name, out_dir, `model.tau`'s rule and constants,
 //! `train.optimizer`, `train.schedule`, mixup, label smoothing, `data.augment`, `init_from`,
-//! checkpoints and logs. Everything else must be equal ([`check_pack`]). fp16 is refused (its
-//! loss scale is global). With `train.cuda_graph` the pack's step is captured and replayed as
-//! one model's is ([`super::graph::Stepper::step_pack`]).
+//! checkpoints and logs. Everything else must be equal ([`check_pack`]). In fp16 each member
+//! has its own loss scale ([`super::loss_scale`]). With `train.cuda_graph` the pack's step is
+//! captured and replayed as one model's is ([`super::graph::Stepper::step_pack`]).
 use anyhow::{bail, Context, Result};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -98,10 +98,6 @@ pub fn check_pack(cfgs: &[RunConfig]) -> Result<()> {
                 first.name
             );
         }
-    }
-    let t = &first.train;
-    if t.precision == Precision::Fp16 {
-        bail!("train.precision: fp16's loss scale is one for the whole pack; pack with fp32 or bf16, or train fp16 runs alone");
     }
     Ok(())
 }
@@ -181,7 +177,8 @@ impl PackTrainer {
             let (single, net) = super::build_model(c, (split.channels, split.num_classes), device)?;
             load_member(&vs, members, p as i64, &single.variables())
                 .with_context(|| format!("{}: into the pack", c.name))?;
-            let opt = Sgd::new(&single, c.train.optimizer, net.num_blocks);
+            let t = &c.train;
+            let opt = Sgd::for_precision(&single, t.optimizer, net.num_blocks, t.precision);
             singles.push((single, net, opt));
         }
         if cl {
@@ -189,6 +186,9 @@ impl PackTrainer {
         }
         let sgd: Vec<_> = cfgs.iter().map(|c| c.train.optimizer).collect();
         let mut opt = Sgd::for_pack(&vs, &sgd, model.num_blocks);
+        if cfg.train.precision == Precision::Fp16 {
+            opt = opt.with_loss_scaling(device); // one scale per member
+        }
         let t = &cfg.train;
         let stepper = Stepper::new(t.cuda_graph, device, t.batch_size, &mut opt)
             .context("train.cuda_graph")?;
@@ -448,14 +448,7 @@ pub fn pack_step(
     let losses: Vec<Tensor> = (0..targets.len())
         .map(|p| targets[p].loss(&logits.get(p as i64)))
         .collect();
-    let total = losses
-        .iter()
-        .zip(&opt.members)
-        .filter(|(_, m)| m.active)
-        .map(|(l, _)| l.shallow_clone())
-        .reduce(|a, b| a + b)
-        .expect("a member still training");
-    opt.backward(&total);
+    opt.backward_members(&losses);
     sums.grad_norm += opt.member_grad_norms().to_device(sums.loss.device());
     opt.step_members(lrs);
     let detached: Vec<Tensor> = losses.iter().map(Tensor::detach).collect();

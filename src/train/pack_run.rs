@@ -36,26 +36,30 @@ use super::{crash_point, die, interrupt, pack_commit, run_dir, RunOptions, Summa
 use crate::model::packed::{load_member, member_slice};
 use crate::model::resnet::trainable_parameters;
 
-/// Member `p`'s momentum buffers in the pack's optimizer, named as [`Sgd::state`] names
-/// them (none for a member without momentum).
-fn member_momentum(opt: &Sgd, p: usize) -> HashMap<String, Tensor> {
+/// Member `p`'s optimizer state in the pack's optimizer, named as [`Sgd::state`] names it:
+/// its momentum buffers (none for a member without momentum) and, in fp16, its loss scale.
+fn member_state(opt: &Sgd, p: usize) -> HashMap<String, Tensor> {
     let m = opt.members.len() as i64;
-    if opt.members[p].cfg.momentum == 0.0 {
-        return HashMap::new();
+    let mut state: HashMap<String, Tensor> = match opt.members[p].cfg.momentum == 0.0 {
+        true => HashMap::new(),
+        false => (opt.params.iter())
+            .filter_map(|s| {
+                let buf = s.momentum.as_ref()?;
+                Some((
+                    format!("momentum.{}", s.name),
+                    member_slice(buf, m, p as i64),
+                ))
+            })
+            .collect(),
+    };
+    if let Some(sc) = &opt.scaler {
+        state.extend(sc.member_state(p));
     }
-    opt.params
-        .iter()
-        .filter_map(|s| {
-            let buf = s.momentum.as_ref()?;
-            Some((
-                format!("momentum.{}", s.name),
-                member_slice(buf, m, p as i64),
-            ))
-        })
-        .collect()
+    state
 }
 
-/// Copies member `p` of the pack into its single model (weights, statistics, momentum).
+/// Copies member `p` of the pack into its single model (weights, statistics, momentum, loss
+/// scale).
 fn to_single(tr: &mut PackTrainer, p: usize) -> Result<()> {
     let m = tr.model.members;
     let pack = tr.vs.variables();
@@ -65,7 +69,7 @@ fn to_single(tr: &mut PackTrainer, p: usize) -> Result<()> {
             t.copy_(&member_slice(&pack[&name], m, p as i64));
         }
     });
-    opt.load_state(&member_momentum(&tr.opt, p))
+    opt.load_state(&member_state(&tr.opt, p))
 }
 
 /// Copies member `p`'s single model (read from its checkpoint) into the pack.
@@ -79,6 +83,9 @@ fn from_single(tr: &mut PackTrainer, p: usize) -> Result<()> {
             let packed = s.momentum.get_or_insert_with(|| s.param.zeros_like());
             tch::no_grad(|| member_slice(packed, m, p as i64).copy_(buf));
         }
+    }
+    if let Some(sc) = &mut tr.opt.scaler {
+        sc.load_member(p, &saved);
     }
     Ok(())
 }

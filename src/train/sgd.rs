@@ -19,6 +19,7 @@ use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
 
+use super::loss_scale::LossScaler;
 use crate::model::packed::member_slice;
 use crate::model::resnet::ParamGroup;
 use crate::train::config::{Precision, SgdConfig};
@@ -70,32 +71,6 @@ fn uniform(members: &[MemberSgd], lrs: &[f64]) -> Option<SgdConfig> {
         .zip(lrs)
         .all(|(m, &lr)| m.active && m.cfg == first.cfg && lr == lrs[0]);
     same.then_some(first.cfg)
-}
-
-/// Dynamic loss scaling for fp16 (PyTorch's GradScaler, defaults 2¹⁶, ×2 after 2000 clean
-/// steps, ×½ on overflow), entirely on the device: the loss is multiplied by the scale before
-/// backward, the gradients are unscaled in place with an overflow flag, and a step whose
-/// gradients overflowed is skipped by the fused kernel itself.
-pub struct LossScaler {
-    /// The current scale (1 element, fp32).
-    pub scale: Tensor,
-    /// Clean steps since the last change (1 element, int32).
-    pub growth_tracker: Tensor,
-    /// 1 when this step's gradients had an inf or NaN (1 element, fp32).
-    pub found_inf: Tensor,
-}
-
-impl LossScaler {
-    pub const INIT_SCALE: f32 = 65536.0;
-    pub const GROWTH_INTERVAL: i64 = 2000;
-
-    pub fn new(device: tch::Device) -> LossScaler {
-        LossScaler {
-            scale: Tensor::from_slice(&[Self::INIT_SCALE]).to_device(device),
-            growth_tracker: Tensor::zeros([1], (Kind::Int, device)),
-            found_inf: Tensor::zeros([1], (Kind::Float, device)),
-        }
-    }
 }
 
 impl Sgd {
@@ -205,7 +180,7 @@ impl Sgd {
             return Vec::new();
         }
         let mut plan: Vec<bool> = self.members.iter().map(|m| m.active).collect();
-        plan.push(uniform(&self.members, lrs).is_some());
+        plan.push(self.one_kernel(lrs).is_some());
         plan
     }
 
@@ -246,32 +221,61 @@ impl Sgd {
                     .sum_dim_intlist(1, false, Kind::Float)
             })
             .collect();
-        Tensor::stack(&squares, 0)
+        let norms = Tensor::stack(&squares, 0)
             .sum_dim_intlist(0, false, Kind::Float)
-            .sqrt()
+            .sqrt();
+        match &self.scaler {
+            Some(sc) => sc.mask_overflowed(&norms),
+            None => norms,
+        }
     }
 
-    /// Turns on fp16's dynamic loss scaling ([`LossScaler`]) on `device`.
+    /// Turns on fp16's dynamic loss scaling ([`LossScaler`]) on `device`: one scaler, or one
+    /// per member of a pack (call after [`Sgd::for_pack`]).
     pub fn with_loss_scaling(mut self, device: tch::Device) -> Sgd {
-        self.scaler = Some(LossScaler::new(device));
+        let n = self.members.len().max(1) as i64;
+        self.scaler = Some(LossScaler::new(device, n));
         self
     }
 
     /// Backward of `loss` into fresh gradients; with loss scaling, of scale·loss, then the
     /// gradients are unscaled and checked for overflow (no host sync either way).
     pub fn backward(&mut self, loss: &Tensor) {
+        assert!(
+            self.members.is_empty(),
+            "a pack's backward is backward_members"
+        );
+        self.backward_of(&[(0, loss)]);
+    }
+
+    /// A pack's backward: of Σ_p `losses[p]` over the members still training; with loss
+    /// scaling, of Σ_p scale_p·loss_p, then member p's gradient rows unscaled by its own scale
+    /// with its own overflow flag.
+    pub fn backward_members(&mut self, losses: &[Tensor]) {
+        let active: Vec<(usize, &Tensor)> = (self.members.iter().zip(losses).enumerate())
+            .filter(|(_, (m, _))| m.active)
+            .map(|(p, (_, l))| (p, l))
+            .collect();
+        self.backward_of(&active);
+    }
+
+    fn backward_of(&mut self, losses: &[(usize, &Tensor)]) {
         self.zero_grad();
-        let Some(scale) = self.scaler.as_ref().map(|sc| sc.scale.shallow_clone()) else {
-            loss.backward();
+        let Some(sc) = &self.scaler else {
+            let total = losses
+                .iter()
+                .map(|&(_, l)| l.shallow_clone())
+                .reduce(|a, b| a + b);
+            total.expect("a member still training").backward();
             return;
         };
-        (loss * &scale).backward();
+        sc.scaled(losses)
+            .expect("a member still training")
+            .backward();
         let grads = self.grads();
-        let refs: Vec<&Tensor> = grads.iter().collect();
+        let members: Vec<usize> = losses.iter().map(|&(p, _)| p).collect();
         let sc = self.scaler.as_mut().expect("loss scaling is on");
-        let _ = sc.found_inf.zero_();
-        let inv = sc.scale.reciprocal();
-        torch_ext::unscale_(&refs, &sc.found_inf, &inv).expect("unscaling gradients");
+        sc.unscale(&grads, &members);
     }
 
     /// Drops the gradients (set to none, as PyTorch's default `zero_grad`): no kernel launch.
@@ -301,7 +305,7 @@ impl Sgd {
             .sqrt();
         match &self.scaler {
             // A skipped (overflowed) step counts as 0, not inf, in the epoch's mean norm.
-            Some(sc) => norm.where_self(&sc.found_inf.eq(0.0).squeeze(), &norm.zeros_like()),
+            Some(sc) => sc.mask_overflowed(&norm),
             None => norm,
         }
     }
@@ -331,7 +335,7 @@ impl Sgd {
         // elementwise, so the same numbers), else each active member's rows.
         let calls: Vec<((usize, usize), SgdConfig, f64)> = if self.members.is_empty() {
             vec![((0, 1), self.cfg, lrs[0])]
-        } else if let Some(cfg) = uniform(&self.members, lrs) {
+        } else if let Some(cfg) = self.one_kernel(lrs) {
             vec![((0, 1), cfg, lrs[0])]
         } else {
             (self.members.iter().enumerate())
@@ -377,14 +381,22 @@ impl Sgd {
             }
         });
         if let Some(sc) = &mut self.scaler {
-            let _ = sc.scale.internal_amp_update_scale_(
-                &sc.growth_tracker,
-                &sc.found_inf,
-                2.0,
-                0.5,
-                LossScaler::GROWTH_INTERVAL,
-            );
+            let active: Vec<usize> = match self.members.is_empty() {
+                true => vec![0],
+                false => (self.members.iter().enumerate())
+                    .filter(|(_, m)| m.active)
+                    .map(|(p, _)| p)
+                    .collect(),
+            };
+            sc.update(&active);
         }
+    }
+
+    /// The one setting that updates every member of a pack in one kernel per group
+    /// ([`uniform`]), unless each member has its own loss scale (fp16), whose overflow flag
+    /// skips that member's step alone.
+    fn one_kernel(&self, lrs: &[f64]) -> Option<SgdConfig> {
+        uniform(&self.members, lrs).filter(|_| self.scaler.is_none())
     }
 
     /// The fused kernel on parameters `ps` of group `g` with `cfg` at `lr`: their rows of
@@ -435,7 +447,7 @@ impl Sgd {
             nesterov: cfg.nesterov,
             first_step: first,
         };
-        let found_inf = self.scaler.as_ref().map(|sc| &sc.found_inf);
+        let found_inf = self.scaler.as_ref().map(|sc| sc.found_inf_of(m));
         fn refs(v: &[Tensor]) -> Vec<&Tensor> {
             v.iter().collect()
         }
@@ -446,7 +458,7 @@ impl Sgd {
             hp,
             lr_t.as_ref(),
             self.divisors[g].as_ref(),
-            found_inf,
+            found_inf.as_ref(),
         )
         .expect("SGD");
     }
@@ -496,10 +508,10 @@ impl Sgd {
         if let Some(sc) = &mut self.scaler {
             let dev = sc.scale.device();
             if let Some(t) = saved.get("loss_scale.scale") {
-                sc.scale = t.to_device(dev).to_kind(Kind::Float).reshape([1]);
+                sc.scale = t.to_device(dev).to_kind(Kind::Float).reshape([1]).copy();
             }
             if let Some(t) = saved.get("loss_scale.growth_tracker") {
-                sc.growth_tracker = t.to_device(dev).to_kind(Kind::Int).reshape([1]);
+                sc.growth_tracker = t.to_device(dev).to_kind(Kind::Int).reshape([1]).copy();
             }
         }
         Ok(())
