@@ -16,7 +16,7 @@
 #   gpu autocast_dtype_inside_the_region_and_restored_after: bf16/fp16 inside, fp32 after,
 #       nested regions restore the outer dtype;
 #   gpu_graph a_graphed_step_equals_the_ordinary_one: CUDA-graph steps vs ordinary steps, fp32, bf16;
-#   gpu_graph a_graphed_pack_step_equals_the_ordinary_one: a pack of 3 the same, one rate and a rate
+#   gpu_graph a_graphed_pack_step_equals_the_ordinary_one: a pack of 3 the same (and fp16), one rate and a rate
 #       per member, a member frozen midway (the step captured again);
 #   gpu_graph a_step_that_cannot_be_captured_runs_on_without_graphs: a failed capture falls back to
 #       ordinary steps, each step run and counted once;
