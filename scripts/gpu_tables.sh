@@ -23,7 +23,7 @@
 # Also: PyTorch's torch.func ensemble (scripts/bench_torch.py --models N, the largest N) and
 # deepres's pack of N against it (ratio_vs_torch_vmap).
 # Environment: PYTHON (with torch; default python3), DEEPRES (binary, default target/release/deepres), DEVICE (default cuda; tiny:
-# cpu), GPU_TABLES_OUT (default bench/gpu.csv), GPU_TABLES_SIZE (full | tiny). A command that
+# cpu), GPU_TABLES_OUT (default bench/gpu.csv), GPU_TABLES_SIZE (full | tiny), COMMIT (default git's HEAD). A command that
 # fails writes no row and is named on stderr; the exit status is then 1.
 set -uo pipefail
 bin=${DEEPRES:-target/release/deepres}
@@ -43,7 +43,7 @@ esac
   { echo "no CUDA device: run on the GPU machine, or GPU_TABLES_SIZE=tiny" >&2; exit 2; }
 
 date=$(date -u +%F)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 [[ $dev == cpu ]] && device="cpu ($(nproc) cores)"
 device=${device:-$dev}

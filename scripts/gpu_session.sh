@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A lent GPU's work in priority order, in two device calls of at most about 9 minutes each:
+# issue 17's figures and the GPU tests first, issue 20's full-size runs second.
+#
+#   scripts/gpu_session.sh --prepare       # build machine: builds and stages everything; prints
+#                                          # what to carry (about 52 MB, under the 64 MiB limit)
+#   scripts/gpu_session.sh OUT 1           # GPU machine, call 1: scripts/gpu_tables.sh (rows in
+#                                          # OUT/gpu.csv), then scripts/gpu_tests.sh (OUT/tests/)
+#   scripts/gpu_session.sh OUT 2           # GPU machine, call 2: scripts/gpu_fidelity.sh (OUT/fidelity/)
+#   GPU_SESSION_DRY=1 scripts/gpu_session.sh OUT 1|2   # the same at tiny sizes on the CPU (a check
+#                                          # of this script; no GPU figure)
+#
+# Each part runs under its own limit (TABLES_SECONDS 420, TESTS_SECONDS 120; call 2 keeps
+# gpu_fidelity.sh's own limits, M9_SECONDS 300 and C5_SECONDS 180), so that a call ends before
+# the device tool's 600 s and whatever was written under OUT comes back. OUT/session.txt says
+# what ran, how long and how it ended. Record every figure in BENCHMARKS.md and bench/gpu.csv
+# (OUT/gpu.csv holds its rows) with the date, device and command.
+set -uo pipefail
+here=$(dirname "$0")
+source "$here/find_libtorch.sh"
+
+prepare() {
+  set -e
+  "$here/gpu_tests.sh" --prepare
+  "$here/gpu_fidelity.sh" --prepare
+  echo "gpu-session: carry [\"target/gpu-tests\", \"target/gpu-fidelity\", \"data/fashion-mnist\"] ($(du -shc target/gpu-tests target/gpu-fidelity data/fashion-mnist | tail -1 | cut -f1))"
+}
+
+# part NAME LIMIT COMMAND...: runs COMMAND under LIMIT seconds, its output in OUT/NAME.log.
+part() {
+  local name=$1 limit=$2 start=$SECONDS rc
+  shift 2
+  echo "== $name (limit $limit s): $*"
+  timeout --signal=TERM --kill-after=20 "$limit" "$@" > "$out/$name.log" 2>&1
+  rc=$?
+  tail -n 15 "$out/$name.log"
+  local how=finished
+  [ "$rc" = 124 ] || [ "$rc" = 137 ] && how="stopped at the limit"
+  echo "$name: $how, exit $rc, $((SECONDS - start)) s" | tee -a "$out/session.txt"
+}
+
+run() {
+  out=${1:?OUT directory}
+  local call=${2:?call 1 or 2}
+  mkdir -p "$out"
+  find_libtorch target/gpu-tests/deepres || exit 1
+  echo "date $(date -u +%FT%TZ), call $call${GPU_SESSION_DRY:+ (GPU_SESSION_DRY: tiny sizes on the CPU, no GPU figure)}" | tee -a "$out/session.txt"
+  cat target/gpu-tests/BUILD >> "$out/session.txt"
+  local py=python3
+  [ -x /opt/torch/.venv/bin/python3 ] && py=/opt/torch/.venv/bin/python3
+  local dry=()
+  [ -n "${GPU_SESSION_DRY:-}" ] && dry=(env GPU_TABLES_SIZE=tiny DRY_RUN_CPU=1 FIDELITY_SIZE=tiny C5_SECONDS=20)
+  case $call in
+    1)
+      local commit
+      commit=$(sed -n 's/^commit \(.......\).*/\1/p' target/gpu-tests/BUILD)
+      part tables "${TABLES_SECONDS:-420}" "${dry[@]}" env DEEPRES=target/gpu-tests/deepres \
+        GPU_TABLES_OUT="$out/gpu.csv" PYTHON="$py" COMMIT="$commit" "$here/gpu_tables.sh"
+      part tests "${TESTS_SECONDS:-120}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
+      ;;
+    2)
+      part fidelity 560 "${dry[@]}" "$here/gpu_fidelity.sh" "$out/fidelity"
+      ;;
+    *) echo "call $call: use 1 or 2" >&2; exit 2 ;;
+  esac
+  cat "$out/session.txt"
+}
+
+case "${1:-}" in
+  --prepare) prepare ;;
+  -h | --help | "") sed -n '2,17p' "$0" ;;
+  *) run "$@" ;;
+esac
