@@ -14,7 +14,8 @@
 # gpu_fidelity.sh's own limits, M9_SECONDS 300 and C5_SECONDS 180), so that a call ends before
 # the device tool's 600 s and whatever was written under OUT comes back. OUT/session.txt says
 # what ran, how long and how it ended. Record every figure in BENCHMARKS.md and bench/gpu.csv
-# (OUT/gpu.csv holds its rows) with the date, device and command.
+# (OUT/gpu.csv holds its rows) with the date, device and command. PYTHON: a python3 with torch
+# for scripts/bench_torch.py (default /opt/torch/.venv/bin/python3 where it exists, else python3).
 set -uo pipefail
 here=$(dirname "$0")
 source "$here/find_libtorch.sh"
@@ -46,8 +47,8 @@ run() {
   find_libtorch target/gpu-tests/deepres || exit 1
   echo "date $(date -u +%FT%TZ), call $call${GPU_SESSION_DRY:+ (GPU_SESSION_DRY: tiny sizes on the CPU, no GPU figure)}" | tee -a "$out/session.txt"
   cat target/gpu-tests/BUILD >> "$out/session.txt"
-  local py=python3
-  [ -x /opt/torch/.venv/bin/python3 ] && py=/opt/torch/.venv/bin/python3
+  local py=${PYTHON:-python3}  # with torch, for scripts/bench_torch.py
+  [ -z "${PYTHON:-}" ] && [ -x /opt/torch/.venv/bin/python3 ] && py=/opt/torch/.venv/bin/python3
   local dry=()
   [ -n "${GPU_SESSION_DRY:-}" ] && dry=(env GPU_TABLES_SIZE=tiny DRY_RUN_CPU=1 FIDELITY_SIZE=tiny C5_SECONDS=20)
   case $call in
@@ -68,6 +69,6 @@ run() {
 
 case "${1:-}" in
   --prepare) prepare ;;
-  -h | --help | "") sed -n '2,17p' "$0" ;;
+  -h | --help | "") sed -n '2,19p' "$0" ;;
   *) run "$@" ;;
 esac
