@@ -35,6 +35,37 @@ fn max_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Graphed training (`graphed`: variables and sums after) equals the ordinary (`plain`) to
+/// `tol` of how far training moved the variables from `start`, and the sums to `tol`
+/// relative; the difference is printed, to be recorded.
+fn assert_same_training(
+    what: &str,
+    start: &BTreeMap<String, Tensor>,
+    plain: (&BTreeMap<String, Tensor>, &[f64]),
+    graphed: (&BTreeMap<String, Tensor>, &[f64]),
+    tol: f64,
+) {
+    let moved = max_diff(plain.0, start);
+    let off = max_diff(plain.0, graphed.0);
+    assert!(moved > 1e-3, "{what}: training did not move the weights");
+    assert!(
+        off <= tol * moved,
+        "{what}: graphed and ordinary differ by {off} (training moved {moved})"
+    );
+    for (a, b) in plain.1.iter().zip(graphed.1) {
+        assert!(
+            (a - b).abs() <= tol * a.abs().max(1.0),
+            "{what}: sums {:?} vs {:?}",
+            plain.1,
+            graphed.1
+        );
+    }
+    eprintln!(
+        "{what}: max difference {off:.3e}, movement {moved:.3e}, sums {:?}",
+        plain.1
+    );
+}
+
 /// Runs `steps` (batch sizes) of training on ResNet-8 copies of `init` through a stepper with
 /// or without a CUDA graph; returns the variables after and the loss, correct and gradient
 /// norm sums.
@@ -112,25 +143,8 @@ fn a_graphed_step_equals_the_ordinary_one() {
     for (precision, tol) in [(Precision::Fp32, 1e-3), (Precision::Bf16, 2e-2)] {
         let (plain, s_plain) = train_steps(&init, false, precision, &batches);
         let (graphed, s_graph) = train_steps(&init, true, precision, &batches);
-        let moved = max_diff(&plain, &start);
-        let off = max_diff(&plain, &graphed);
-        assert!(
-            moved > 1e-3,
-            "{precision:?}: training did not move the weights"
-        );
-        assert!(
-            off <= tol * moved,
-            "{precision:?}: graphed and ordinary differ by {off} (training moved {moved})"
-        );
-        for (a, b) in s_plain.iter().zip(&s_graph) {
-            assert!(
-                (a - b).abs() <= tol * a.abs().max(1.0),
-                "{precision:?}: sums {s_plain:?} vs {s_graph:?}"
-            );
-        }
-        eprintln!(
-            "{precision:?}: max difference {off:.3e}, movement {moved:.3e}, sums {s_plain:?}"
-        );
+        let what = format!("{precision:?}");
+        assert_same_training(&what, &start, (&plain, &s_plain), (&graphed, &s_graph), tol);
     }
 }
 
@@ -157,22 +171,8 @@ fn a_graphed_pack_step_equals_the_ordinary_one() {
         for rates in [[0.05; 3], [0.05, 0.02, 0.08]] {
             let (plain, s_plain, start) = pack_steps(false, precision, rates);
             let (graphed, s_graph, _) = pack_steps(true, precision, rates);
-            let moved = max_diff(&plain, &start);
-            let off = max_diff(&plain, &graphed);
-            assert!(moved > 1e-3, "{precision:?} {rates:?}: nothing moved");
-            assert!(
-                off <= tol * moved,
-                "{precision:?} {rates:?}: graphed and ordinary differ by {off} (moved {moved})"
-            );
-            for (a, b) in s_plain.iter().zip(&s_graph) {
-                assert!(
-                    (a - b).abs() <= tol * a.abs().max(1.0),
-                    "{precision:?} {rates:?}: sums {s_plain:?} vs {s_graph:?}"
-                );
-            }
-            eprintln!(
-                "{precision:?} {rates:?}: pack graphed vs ordinary {off:.3e} (moved {moved:.3e})"
-            );
+            let what = format!("pack {precision:?} {rates:?}");
+            assert_same_training(&what, &start, (&plain, &s_plain), (&graphed, &s_graph), tol);
         }
     }
 }

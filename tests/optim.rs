@@ -258,13 +258,7 @@ fn a_real_resnet_lists_each_parameters_learning_rate_multiplier_and_gradient_sca
 fn a_pack_steps_each_member_as_it_would_step_alone() {
     let _g = serial();
     const P: i64 = 3;
-    let cfg = SgdConfig {
-        lr: 0.1,
-        momentum: 0.9,
-        weight_decay: 1e-2,
-        nesterov: false,
-        scalar_lr_mult: 0.1,
-    };
+    let cfg = PACK_SGD;
     tch::manual_seed(11);
     let (w0, b0) = (Tensor::randn([P * 4, 3], FLOAT), Tensor::randn([P], FLOAT));
     let (cw, cb) = (Tensor::randn([P * 4, 3], FLOAT), Tensor::randn([P], FLOAT));
@@ -356,6 +350,16 @@ fn a_packs_update_plan_changes_with_a_frozen_member_or_parting_rates() {
 
 const FLOAT: (Kind, Device) = (Kind::Float, Device::Cpu);
 
+/// The pack tests' SGD: momentum, weight decay and scalars at lr/10, so that each term of the
+/// update is exercised.
+const PACK_SGD: SgdConfig = SgdConfig {
+    lr: 0.1,
+    momentum: 0.9,
+    weight_decay: 1e-2,
+    nesterov: false,
+    scalar_lr_mult: 0.1,
+};
+
 /// The fp16 pack's problem: 3 members, member p's rows 2p..2p+2 of w and entry p of the scalar
 /// b, step k's coefficients `cw[k]` (member 1's overflow at k = 0: 1e35 × 2¹⁶ is beyond fp32).
 struct Scaled {
@@ -384,13 +388,7 @@ impl Scaled {
                 c
             })
             .collect();
-        let cfg = SgdConfig {
-            lr: 0.1,
-            momentum: 0.9,
-            weight_decay: 1e-2,
-            nesterov: false,
-            scalar_lr_mult: 0.1,
-        };
+        let cfg = PACK_SGD;
         let cb = Tensor::randn([SP], FLOAT);
         Scaled {
             cfg,
