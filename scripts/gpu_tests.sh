@@ -14,7 +14,7 @@
 #   gpu fp16_loss_scaling_skips_an_overflowing_step_and_recovers: a step whose fp16 gradients
 #       overflow is skipped (weights unchanged, scale halved), the next is taken exactly;
 #   gpu autocast_dtype_inside_the_region_and_restored_after: bf16/fp16 inside, fp32 after,
-#       nested regions restore the outer dtype;
+#       nested regions restore the outer dtype, a panic inside a region leaves it;
 #   gpu_graph a_graphed_step_equals_the_ordinary_one: CUDA-graph steps vs ordinary steps, fp32, bf16;
 #   gpu_graph a_graphed_pack_step_equals_the_ordinary_one: a pack of 3 the same (and fp16), one rate and a rate
 #       per member, a member frozen midway (the step captured again);

@@ -124,8 +124,9 @@ fn fp16_loss_scaling_skips_an_overflowing_step_and_recovers() {
 // ---------------------------------------------------------------- autocast
 
 /// Inside `cuda_autocast(bf16)` a CUDA matmul and convolution give bf16 (fp16), after it fp32
-/// again; nested regions restore the outer one's dtype when the inner one ends; the result
-/// of the closure comes out; the model's forward in bf16 returns fp32 logits.
+/// again; nested regions restore the outer one's dtype when the inner one ends; a panic
+/// inside a region leaves it; the result of the closure comes out; the model's forward in
+/// bf16 returns fp32 logits.
 #[test]
 fn autocast_dtype_inside_the_region_and_restored_after() {
     if !cuda_or_skip("autocast_dtype_inside_the_region_and_restored_after") {
@@ -155,6 +156,10 @@ fn autocast_dtype_inside_the_region_and_restored_after() {
     .unwrap();
     assert_eq!(nested, (Kind::Half, Kind::BFloat16, Kind::Half));
     assert_eq!(mm(), Kind::Float);
+    // A panic inside a region (a failed CUDA-graph capture, caught) leaves the region too.
+    let caught = std::panic::catch_unwind(|| cuda_autocast(true, || panic!("inside")));
+    assert!(caught.is_err());
+    assert_eq!(mm(), Kind::Float, "a panic left autocast on");
     let _g = serial();
     tch::manual_seed(0);
     let vs = VarStore::new(dev);

@@ -82,14 +82,24 @@ fn opt_ptr(t: Option<&Tensor>) -> CTensor {
 
 /// Runs `f` under CUDA autocast in bf16 (`bf16`) or fp16, like
 /// `with torch.autocast("cuda", dtype):` (tch's own `autocast` is fp16 only and warns on
-/// every call through deprecated libtorch functions).
+/// every call through deprecated libtorch functions). The previous state comes back when `f`
+/// panics too (a failed CUDA-graph capture is caught and training goes on).
 pub fn cuda_autocast<T>(bf16: bool, f: impl FnOnce() -> T) -> Result<T> {
+    /// Leaves the region on drop: after `f`, or while a panic unwinds through it.
+    struct Region(c_int);
+    impl Drop for Region {
+        fn drop(&mut self) {
+            let _ = unsafe { deepres_autocast_exit(self.0) };
+        }
+    }
     let mut was: c_int = 0;
     check(
         unsafe { deepres_autocast_enter(bf16 as c_int, &mut was) },
         "entering autocast",
     )?;
+    let region = Region(was);
     let out = f();
+    std::mem::forget(region); // left here, where an error is reported
     check(unsafe { deepres_autocast_exit(was) }, "leaving autocast")?;
     Ok(out)
 }
