@@ -14,7 +14,9 @@
 //! own lr, momentum, weight decay and scalar lr multiplier, exactly the update it would take
 //! alone; a frozen member (diverged) takes none. When every member is active with the same
 //! settings and rate, one kernel updates all their rows at once (the same numbers: the
-//! kernel is elementwise).
+//! kernel is elementwise), fp16 aside: there each member's own overflow flag
+//! ([`super::loss_scale`]) skips its step alone. For CUDA graphs the rates can live on the
+//! device, one tensor per member ([`Sgd::use_lr_tensors`]).
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
