@@ -119,6 +119,7 @@ impl LossScaler {
     }
 }
 
-/// The checkpoint names of a scaler's state.
-const SCALE: &str = "loss_scale.scale";
-const TRACKER: &str = "loss_scale.growth_tracker";
+/// The checkpoint names of a scaler's state (one model's [`super::sgd::Sgd::state`] and each
+/// member's of a pack).
+pub const SCALE: &str = "loss_scale.scale";
+pub const TRACKER: &str = "loss_scale.growth_tracker";

@@ -21,7 +21,7 @@ use anyhow::{bail, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
 
-use super::loss_scale::LossScaler;
+use super::loss_scale::{self, LossScaler};
 use crate::model::packed::member_slice;
 use crate::model::resnet::ParamGroup;
 use crate::train::config::{Precision, SgdConfig};
@@ -478,11 +478,9 @@ impl Sgd {
             })
             .collect();
         if let Some(sc) = &self.scaler {
-            state.push(("loss_scale.scale".into(), sc.scale.shallow_clone()));
-            state.push((
-                "loss_scale.growth_tracker".into(),
-                sc.growth_tracker.shallow_clone(),
-            ));
+            state.push((loss_scale::SCALE.into(), sc.scale.shallow_clone()));
+            let tracker = sc.growth_tracker.shallow_clone();
+            state.push((loss_scale::TRACKER.into(), tracker));
         }
         state
     }
@@ -509,10 +507,10 @@ impl Sgd {
         }
         if let Some(sc) = &mut self.scaler {
             let dev = sc.scale.device();
-            if let Some(t) = saved.get("loss_scale.scale") {
+            if let Some(t) = saved.get(loss_scale::SCALE) {
                 sc.scale = t.to_device(dev).to_kind(Kind::Float).reshape([1]).copy();
             }
-            if let Some(t) = saved.get("loss_scale.growth_tracker") {
+            if let Some(t) = saved.get(loss_scale::TRACKER) {
                 sc.growth_tracker = t.to_device(dev).to_kind(Kind::Int).reshape([1]).copy();
             }
         }
