@@ -194,7 +194,12 @@ impl Stepper {
     ) -> Result<()> {
         let x = stack_inputs(xs);
         opt.set_lr_tensors(lrs);
-        let plan = opt.plan(lrs);
+        // (only a graph needs the plan: ordinary steps skip it)
+        let plan = if self.graphed() {
+            opt.plan(lrs)
+        } else {
+            Vec::new()
+        };
         let inputs = || {
             let ys: Vec<Tensor> = targets.iter().map(|t| t.y.shallow_clone()).collect();
             (x.shallow_clone(), Tensor::stack(&ys, 0))

@@ -185,11 +185,8 @@ impl PackTrainer {
             torch_ext::vars_to_channels_last(&vs)?;
         }
         let sgd: Vec<_> = cfgs.iter().map(|c| c.train.optimizer).collect();
-        let mut opt = Sgd::for_pack(&vs, &sgd, model.num_blocks);
-        if cfg.train.precision == Precision::Fp16 {
-            opt = opt.with_loss_scaling(device); // one scale per member
-        }
         let t = &cfg.train;
+        let mut opt = Sgd::for_pack(&vs, &sgd, model.num_blocks).with_precision(t.precision);
         let stepper = Stepper::new(t.cuda_graph, device, t.batch_size, &mut opt)
             .context("train.cuda_graph")?;
         Ok(PackTrainer {

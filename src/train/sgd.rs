@@ -157,10 +157,7 @@ impl Sgd {
     /// Switches to device-side learning rates (see the `lr_tensors` field): one for one model,
     /// one per member of a pack (call after [`Sgd::for_pack`]).
     pub fn use_lr_tensors(&mut self) {
-        let dev = self
-            .params
-            .first()
-            .map_or(tch::Device::Cpu, |p| p.param.device());
+        let dev = self.device();
         self.lr_tensors = (0..self.members.len().max(1))
             .map(|_| Tensor::zeros([1], (Kind::Float, dev)))
             .collect();
@@ -193,11 +190,37 @@ impl Sgd {
         num_blocks: i64,
         precision: Precision,
     ) -> Sgd {
-        let opt = Sgd::new(vs, cfg, num_blocks);
+        Sgd::new(vs, cfg, num_blocks).with_precision(precision)
+    }
+
+    /// This optimizer with loss scaling when `precision` is fp16 (one scale per member of a
+    /// pack), on the parameters' device.
+    pub fn with_precision(self, precision: Precision) -> Sgd {
         match precision {
-            Precision::Fp16 => opt.with_loss_scaling(vs.device()),
-            Precision::Fp32 | Precision::Bf16 => opt,
+            Precision::Fp16 => {
+                let dev = self.device();
+                self.with_loss_scaling(dev)
+            }
+            Precision::Fp32 | Precision::Bf16 => self,
         }
+    }
+
+    /// The parameters' device (the CPU when there are none).
+    fn device(&self) -> tch::Device {
+        self.params
+            .first()
+            .map_or(tch::Device::Cpu, |p| p.param.device())
+    }
+
+    /// The members that still train (0 alone for one model).
+    fn active(&self) -> Vec<usize> {
+        if self.members.is_empty() {
+            return vec![0];
+        }
+        (self.members.iter().enumerate())
+            .filter(|(_, m)| m.active)
+            .map(|(p, _)| p)
+            .collect()
     }
 
     /// The optimizer of a pack ([`crate::model::packed`]) whose member p trains with
@@ -254,10 +277,8 @@ impl Sgd {
     /// scaling, of Σ_p scale_p·loss_p, then member p's gradient rows unscaled by its own scale
     /// with its own overflow flag.
     pub fn backward_members(&mut self, losses: &[Tensor]) {
-        let active: Vec<(usize, &Tensor)> = (self.members.iter().zip(losses).enumerate())
-            .filter(|(_, (m, _))| m.active)
-            .map(|(p, (_, l))| (p, l))
-            .collect();
+        let active: Vec<(usize, &Tensor)> =
+            self.active().into_iter().map(|p| (p, &losses[p])).collect();
         self.backward_of(&active);
     }
 
@@ -340,9 +361,9 @@ impl Sgd {
         } else if let Some(cfg) = self.one_kernel(lrs) {
             vec![((0, 1), cfg, lrs[0])]
         } else {
-            (self.members.iter().enumerate())
-                .filter(|(_, m)| m.active)
-                .map(|(i, m)| ((i, self.members.len()), m.cfg, lrs[i]))
+            let n = self.members.len();
+            (self.active().into_iter())
+                .map(|i| ((i, n), self.members[i].cfg, lrs[i]))
                 .collect()
         };
         // Momentum buffers exist when any member uses momentum.
@@ -382,14 +403,8 @@ impl Sgd {
                 }
             }
         });
+        let active = self.active();
         if let Some(sc) = &mut self.scaler {
-            let active: Vec<usize> = match self.members.is_empty() {
-                true => vec![0],
-                false => (self.members.iter().enumerate())
-                    .filter(|(_, m)| m.active)
-                    .map(|(p, _)| p)
-                    .collect(),
-            };
             sc.update(&active);
         }
     }
