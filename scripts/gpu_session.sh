@@ -35,8 +35,12 @@ part() {
   timeout --signal=TERM --kill-after=20 "$limit" "$@" > "$out/$name.log" 2>&1
   rc=$?
   tail -n 15 "$out/$name.log"
-  local how=finished
-  [ "$rc" = 124 ] || [ "$rc" = 137 ] && how="stopped at the limit"
+  local how
+  case $rc in
+    0) how=finished ;;
+    124 | 137) how="stopped at the limit" ;;
+    *) how=FAILED ;;
+  esac
   echo "$name: $how, exit $rc, $((SECONDS - start)) s" | tee -a "$out/session.txt"
 }
 
