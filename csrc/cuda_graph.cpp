@@ -5,12 +5,14 @@
 // cuda_graph_stub.cpp provides the same functions, failing with a clear message.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <exception>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -21,7 +23,24 @@ struct Graph {
   at::cuda::CUDAGraph graph;
   std::optional<c10::cuda::CUDAStreamGuard> side_stream;
   bool autocast_cache = true;
+  c10::DeviceIndex device = 0;
 };
+
+// A capture that fails at its end leaves the device's default CUDA generator in capture mode
+// (libtorch's capture_end throws before its generator epilogue), and every later random draw
+// on the device fails ("Offset increment outside graph capture encountered unexpectedly").
+// The generator gets a fresh state with the same seed and offset: the draws recorded in the
+// failed capture never ran, so the sequence goes on as if the capture had not been tried.
+void release_generator(c10::DeviceIndex device) {
+  auto gen = at::cuda::detail::getDefaultCUDAGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto* impl = at::check_generator<at::CUDAGeneratorImpl>(gen);
+  auto fresh = at::cuda::detail::createCUDAGenerator(device);
+  auto* f = at::check_generator<at::CUDAGeneratorImpl>(fresh);
+  f->set_current_seed(impl->current_seed());
+  f->set_philox_offset_per_thread(impl->philox_offset_per_thread());
+  impl->graphsafe_set_state(fresh.getIntrusivePtr());
+}
 }  // namespace
 
 #define GRAPH_TRY(...)                \
@@ -58,13 +77,15 @@ int deepres_graph_capture_begin(void* g, int device) {
     auto* gr = static_cast<Graph*>(g);
     c10::cuda::device_synchronize();
     gr->side_stream.emplace(c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(device)));
+    gr->device = static_cast<c10::DeviceIndex>(device);
     gr->autocast_cache = at::autocast::is_autocast_cache_enabled();
     at::autocast::set_autocast_cache_enabled(false);
     gr->graph.capture_begin();
   })
 }
 
-// Ends the capture and returns to the previous stream.
+// Ends the capture and returns to the previous stream; a failed capture also releases the
+// device's generator from capture mode.
 int deepres_graph_capture_end(void* g) {
   auto* gr = static_cast<Graph*>(g);
   try {
@@ -73,6 +94,11 @@ int deepres_graph_capture_end(void* g) {
     graph_error = e.what();
     at::autocast::set_autocast_cache_enabled(gr->autocast_cache);
     gr->side_stream.reset();
+    try {
+      release_generator(gr->device);
+    } catch (const std::exception& e2) {
+      graph_error += std::string("; and releasing the CUDA generator: ") + e2.what();
+    }
     return 1;
   }
   at::autocast::set_autocast_cache_enabled(gr->autocast_cache);

@@ -39,11 +39,14 @@ extern "C" {
 const char* deepres_last_error() { return last_error.c_str(); }
 
 // Enters CUDA autocast with dtype bf16 (bf16 != 0) or fp16, as torch.autocast("cuda", dtype)
-// does: *was_enabled receives the previous state for deepres_autocast_exit. (tch's
-// autocast goes through deprecated calls that print a warning on every use.)
-int deepres_autocast_enter(int bf16, int* was_enabled) {
+// does: *prev receives the previous state (whether autocast was on, bit 0, and its dtype, the
+// bits above) for deepres_autocast_exit, so that a region nested in another of another dtype
+// gives the outer one its dtype back. (tch's autocast goes through deprecated calls that print
+// a warning on every use.)
+int deepres_autocast_enter(int bf16, int* prev) {
   DEEPRES_TRY({
-    *was_enabled = at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0;
+    int dtype = static_cast<int>(at::autocast::get_autocast_dtype(at::kCUDA));
+    *prev = (dtype << 1) | (at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0);
     at::autocast::set_autocast_dtype(at::kCUDA, bf16 ? at::kBFloat16 : at::kHalf);
     at::autocast::set_autocast_enabled(at::kCUDA, true);
     at::autocast::increment_nesting();
@@ -51,11 +54,20 @@ int deepres_autocast_enter(int bf16, int* was_enabled) {
 }
 
 // Leaves the autocast region entered by deepres_autocast_enter: the weight-cast cache is
-// cleared when the outermost region ends, and the previous state restored.
-int deepres_autocast_exit(int was_enabled) {
+// cleared when the outermost region ends, and the previous state (on or off, dtype) restored.
+int deepres_autocast_exit(int prev) {
   DEEPRES_TRY({
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled != 0);
+    at::autocast::set_autocast_dtype(at::kCUDA, static_cast<at::ScalarType>(prev >> 1));
+    at::autocast::set_autocast_enabled(at::kCUDA, (prev & 1) != 0);
+  })
+}
+
+// CUDA autocast's state on this thread, encoded as deepres_autocast_enter's *prev.
+int deepres_autocast_state(int* state) {
+  DEEPRES_TRY({
+    int dtype = static_cast<int>(at::autocast::get_autocast_dtype(at::kCUDA));
+    *state = (dtype << 1) | (at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0);
   })
 }
 

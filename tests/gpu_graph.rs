@@ -20,11 +20,16 @@ use common::{cuda_or_skip, serial};
 // ---------------------------------------------------------------- CUDA graphs
 
 /// Every variable of a var store (parameters and batch-norm statistics), by name, on the CPU.
+/// Copies of the variables, made without autograd: a copy made with it would hold the
+/// parameters' AccumulateGrad nodes alive across steps, and a CUDA graph captured after that
+/// fails (libtorch then syncs with the default stream inside the capture).
 fn variables(vs: &VarStore) -> BTreeMap<String, Tensor> {
-    vs.variables()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_device(Device::Cpu).to_kind(Kind::Double)))
-        .collect()
+    tch::no_grad(|| {
+        vs.variables()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_device(Device::Cpu).to_kind(Kind::Double)))
+            .collect()
+    })
 }
 
 /// max |a − b| over all variables.
@@ -240,7 +245,9 @@ fn pack_steps(
 /// forbids) does not end the run: the failed capture is ended and said in one line, the step
 /// runs ordinarily, and so does every step after it. Each step counts once and its work ran
 /// once: the weight, +1 per step, ends at the number of steps (a fallback that skipped the
-/// step leaves one less).
+/// step leaves one less). Each step draws a CUDA random number before its sync, the captured
+/// one too: afterwards the generator draws again (a failed capture once left it in capture
+/// mode, and every later draw failed), the sequence of a run that never tried to capture.
 #[test]
 fn a_step_that_cannot_be_captured_runs_on_without_graphs() {
     if !cuda_or_skip("a_step_that_cannot_be_captured_runs_on_without_graphs") {
@@ -248,6 +255,7 @@ fn a_step_that_cannot_be_captured_runs_on_without_graphs() {
     }
     let _g = serial();
     let dev = Device::Cuda(0);
+    tch::manual_seed(7);
     let vs = VarStore::new(dev);
     let w = vs.root().var("w", &[4], tch::nn::Init::Const(0.0));
     let mut opt = Sgd::new(&vs, SgdConfig::default(), 1);
@@ -263,6 +271,7 @@ fn a_step_that_cannot_be_captured_runs_on_without_graphs() {
         let inputs = || (x.shallow_clone(), y.shallow_clone());
         let step = |_: Option<(&Tensor, &Tensor)>, sums: &mut StepSums| {
             calls += 1;
+            let _ = Tensor::rand([1], (Kind::Float, dev));
             let _ = w.sum(Kind::Float).double_value(&[]); // a host sync: not capturable
             tch::no_grad(|| {
                 let _ = w.shallow_clone().g_add_scalar_(1.0);
@@ -281,4 +290,14 @@ fn a_step_that_cannot_be_captured_runs_on_without_graphs() {
     assert_eq!(sums.steps, n);
     assert_eq!(calls, n + 1, "the capture called the step once more");
     assert_eq!(w.double_value(&[0]), n as f64, "each step's work ran once");
+    let after = Tensor::randn([8], (Kind::Float, dev));
+    tch::manual_seed(7);
+    for _ in 0..n {
+        let _ = Tensor::rand([1], (Kind::Float, dev));
+    }
+    let expected = Tensor::randn([8], (Kind::Float, dev));
+    assert!(
+        after.equal(&expected),
+        "the draws after a failed capture are not those of a run without it"
+    );
 }

@@ -135,17 +135,38 @@ fn momentum_survives_a_save_and_load() {
     assert!(w.equal(&w_a), "resumed optimizer takes another step");
 }
 
+/// A region's state inside and after it, as `torch.autocast("cuda", dtype)` keeps it (it saves
+/// the previous on/off and dtype on entry and restores both on exit): on in its dtype inside,
+/// a nested region of another dtype gives the outer one its dtype back, a panic inside leaves
+/// the region. Read from libtorch's thread-local state, so it needs no GPU; on CPU tensors CUDA
+/// autocast changes nothing.
 #[test]
 fn cuda_autocast_region_restores_the_previous_state() {
-    let _serial = serial(); // torch\'s generator is global: one test at a time
-                            // On CPU tensors CUDA autocast changes nothing; entering and leaving must not fail, and
-                            // nesting is balanced (a second region works too).
+    use deepres::util::torch_ext::{cuda_autocast, cuda_autocast_state};
+    let before = cuda_autocast_state().unwrap();
+    assert!(!before.0, "autocast on outside any region");
     let x = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
-    for bf16 in [true, false] {
-        let y = deepres::util::torch_ext::cuda_autocast(bf16, || x.matmul(&x)).unwrap();
+    for (bf16, kind) in [(true, Kind::BFloat16), (false, Kind::Half)] {
+        let (inside, y) =
+            cuda_autocast(bf16, || (cuda_autocast_state().unwrap(), x.matmul(&x))).unwrap();
+        assert_eq!(inside, (true, kind), "bf16 = {bf16}");
         assert_eq!(y.kind(), Kind::Float);
         assert_eq!(y.double_value(&[0, 0]), 2.0);
     }
+    let nested = cuda_autocast(false, || {
+        let inner = cuda_autocast(true, || cuda_autocast_state().unwrap()).unwrap();
+        (inner, cuda_autocast_state().unwrap())
+    })
+    .unwrap();
+    assert_eq!(nested, ((true, Kind::BFloat16), (true, Kind::Half)));
+    let caught = std::panic::catch_unwind(|| {
+        cuda_autocast(true, || cuda_autocast(false, || panic!("inside")))
+    });
+    assert!(caught.is_err());
+    assert!(
+        !cuda_autocast_state().unwrap().0,
+        "a panic left autocast on"
+    );
 }
 
 #[test]

@@ -45,11 +45,17 @@ fn finished(o: Output) -> String {
     stderr(&o)
 }
 
-/// Runs `cmd` held at the failpoint `pause` (its stderr says `paused`), sends SIGTERM, and
+/// Runs `cmd` held at the failpoint `pause` (its stderr says `paused`), sends SIGTERM (twice,
+/// as GNU timeout does), and
 /// returns the last stderr line after checking the exit status 75.
 fn stopped_by_sigterm(cmd: &mut std::process::Command, pause: &str, paused: &str) -> String {
     let mut w = Watched::spawn(cmd.env("DEEPRES_PAUSE_AT", pause));
     w.wait_for(paused, 1);
+    // As GNU timeout sends it: to the process, then to its process group. The copy arrives
+    // after the first was handled (the kernel would merge it into a pending one), and must
+    // not count as a second signal (which ends the run at once with 130, no checkpoint).
+    w.signal(libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(50));
     w.signal(libc::SIGTERM);
     let (status, err) = w.finish();
     assert_eq!(status.code(), Some(75), "{err}");

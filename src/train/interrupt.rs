@@ -4,7 +4,10 @@
 //! epoch so far; the data order and augmentation are the epoch's seed replayed) and exits with
 //! [`EXIT_CODE`]: "interrupted, resumable". `--resume` continues from that step, and on CPU the
 //! run's metrics.csv equals the uninterrupted one's (timing columns aside). A second signal
-//! exits at once (status 130), losing only the step in progress.
+//! exits at once (status 130), losing only the step in progress. The same signal again from
+//! the same process within a second is a copy of the first, not a second signal: GNU
+//! `timeout` sends its signal to the process and to its process group, and the kernel merges
+//! the two only when the second arrives while the first is still pending.
 //!
 //! Marion's M8/M9 training (`papers::marion2022::train`) and Chizat's limits
 //! (`papers::chizat2025::limit`) stop the same way at their step, with their own checkpoints.
@@ -21,7 +24,7 @@
 //! `deepres` installs the handler first thing in `main`, so that a signal during argument
 //! parsing or start-up is not lost; a command with no safe point to stop at calls
 //! [`uncatch`], after which the signals end the process as if no handler were installed.
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// The exit status of a run stopped by a signal after writing a resumable checkpoint
@@ -40,6 +43,13 @@ static FROM_PARENT: AtomicUsize = AtomicUsize::new(0);
 static DIRECT: AtomicUsize = AtomicUsize::new(0);
 /// Set by [`uncatch`]: the signals take their default action (they end the process).
 static UNCAUGHT: AtomicBool = AtomicBool::new(false);
+/// The last signal sent by a process (kill(2)): its number, sender and arrival (monotonic
+/// milliseconds), to tell a copy from a second signal.
+static LAST_SIG: AtomicI32 = AtomicI32::new(0);
+static LAST_PID: AtomicI32 = AtomicI32::new(0);
+static LAST_MS: AtomicI64 = AtomicI64::new(0);
+/// How long after a signal the same one from the same sender counts as its copy.
+const COPY_WINDOW_MS: i64 = 1000;
 
 /// Installs the handlers (once per process): the first signal sets the flag, the second of
 /// the same origin exits with 130. Then unblocks the signals (blocked by a `--jobs` parent
@@ -65,7 +75,10 @@ fn on_signal(sig: i32, info: &libc::siginfo_t) {
     }
     // SAFETY: si_pid is the sender's pid for kill(2) and 0 for the kernel's (a terminal's)
     // signals; getppid cannot fail.
-    let from_parent = unsafe { info.si_pid() == libc::getppid() };
+    let (pid, from_parent) = unsafe { (info.si_pid(), info.si_pid() == libc::getppid()) };
+    if info.si_code == libc::SI_USER && is_copy(sig, pid) {
+        return;
+    }
     let count = if from_parent { &FROM_PARENT } else { &DIRECT };
     let n = count.fetch_add(1, Ordering::SeqCst) + 1;
     let _ = FIRST.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
@@ -74,6 +87,24 @@ fn on_signal(sig: i32, info: &libc::siginfo_t) {
         // SAFETY: _exit is async-signal-safe; the second signal ends the process at once.
         unsafe { libc::_exit(130) };
     }
+}
+
+/// Whether `sig` from process `pid` repeats the last signal a process sent within
+/// [`COPY_WINDOW_MS`] (see the module doc); records it as the last either way.
+fn is_copy(sig: i32, pid: i32) -> bool {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime is async-signal-safe and writes the local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now = ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000;
+    let copy = LAST_SIG.swap(sig, Ordering::SeqCst) == sig
+        && LAST_PID.swap(pid, Ordering::SeqCst) == pid
+        && now - LAST_MS.load(Ordering::SeqCst) < COPY_WINDOW_MS;
+    LAST_PID.store(pid, Ordering::SeqCst);
+    LAST_MS.store(now, Ordering::SeqCst);
+    copy
 }
 
 /// For a command that has no safe point to stop at: from now on the signals take their default

@@ -4,14 +4,15 @@
 //! allocator's peak statistics, deterministic mode, flushing denormals and the generators' state.
 use anyhow::{anyhow, Result};
 use std::ffi::{c_char, c_int, c_longlong, CStr};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 type CTensor = *mut torch_sys::C_tensor;
 
 extern "C" {
     fn deepres_last_error() -> *const c_char;
-    fn deepres_autocast_enter(bf16: c_int, was_enabled: *mut c_int) -> c_int;
-    fn deepres_autocast_exit(was_enabled: c_int) -> c_int;
+    fn deepres_autocast_enter(bf16: c_int, prev: *mut c_int) -> c_int;
+    fn deepres_autocast_exit(prev: c_int) -> c_int;
+    fn deepres_autocast_state(state: *mut c_int) -> c_int;
     fn deepres_fused_sgd(
         params: *const CTensor,
         grads: *const CTensor,
@@ -92,16 +93,35 @@ pub fn cuda_autocast<T>(bf16: bool, f: impl FnOnce() -> T) -> Result<T> {
             let _ = unsafe { deepres_autocast_exit(self.0) };
         }
     }
-    let mut was: c_int = 0;
+    // The state before (on or off, and the dtype) that leaving the region restores.
+    let mut prev: c_int = 0;
     check(
-        unsafe { deepres_autocast_enter(bf16 as c_int, &mut was) },
+        unsafe { deepres_autocast_enter(bf16 as c_int, &mut prev) },
         "entering autocast",
     )?;
-    let region = Region(was);
+    let region = Region(prev);
     let out = f();
     std::mem::forget(region); // left here, where an error is reported
-    check(unsafe { deepres_autocast_exit(was) }, "leaving autocast")?;
+    check(unsafe { deepres_autocast_exit(prev) }, "leaving autocast")?;
     Ok(out)
+}
+
+/// CUDA autocast's state on this thread: whether it is on, and its dtype (libtorch's default
+/// when never set: fp16).
+pub fn cuda_autocast_state() -> Result<(bool, Kind)> {
+    let mut state: c_int = 0;
+    check(
+        unsafe { deepres_autocast_state(&mut state) },
+        "reading autocast",
+    )?;
+    // c10::ScalarType's codes of the dtypes autocast takes
+    let kind = match state >> 1 {
+        5 => Kind::Half,
+        6 => Kind::Float,
+        15 => Kind::BFloat16,
+        k => return Err(anyhow!("autocast dtype: unexpected scalar type code {k}")),
+    };
+    Ok((state & 1 != 0, kind))
 }
 
 /// Hyper-parameters of one [`fused_sgd`] call (one parameter group).
