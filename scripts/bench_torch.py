@@ -54,8 +54,13 @@ ResNets (seeds 0 … N−1) stacked, each on its own batch from the stream, one 
 forward/backward, torch.optim.SGD over the stacked parameters (elementwise, so per model the
 same update), the gradient norm per model. BatchNorm runs without running statistics
 (torch.func.replace_all_batch_norm_modules_: vmap cannot update them in place); batch
-statistics, as in training, are unchanged. images/s counts all N models' images (the
-aggregate, as `deepres bench --pack N`). fp16 and --compile are refused with --models.
+statistics, as in training, are unchanged. bf16: autocast inside the vmapped function around
+the forward (functional_call), as in the single-model step; BatchNorm's weight and bias are
+cast to the activation dtype inside the forward (a cast node, so their gradients and the
+optimizer stay fp32): PyTorch's vmap batching rule for batch_norm's backward fails on a bf16
+input with fp32 weight ("expected scalar type BFloat16 but found Float", pytorch issue 184890),
+wherever the autocast is placed. images/s counts all N models' images (the aggregate, as
+`deepres bench --pack N`). fp16 and --compile are refused with --models.
 
 Usage: python scripts/bench_torch.py --depth 56 --batch 128 --steps 50 --warmup 10 \
            --precision fp32|fp16|bf16 --device auto|cpu|cuda|cuda:N --pipeline cpu|gpu [--compile] \
@@ -355,7 +360,8 @@ def main(argv):
         f"batch: {a.batch}" + (f" per model, {a.models} models (torch.func stack_module_state + vmap, "
                                "BN without running statistics)" if a.models > 1 else ""),
         f"precision: {a.precision}"
-        + (" (GradScaler: init scale 2**16, growth 2, backoff 0.5, interval 2000)" if scaler is not None else ""),
+        + (" (GradScaler: init scale 2**16, growth 2, backoff 0.5, interval 2000)" if scaler is not None else "")
+        + (f" (BN weight/bias cast to {a.precision} in the vmapped forward)" if a.models > 1 and amp_dtype else ""),
         f"memory_format: {'channels_last' if a.channels_last else 'contiguous'}",
         "optimizer: " + ("SGD fused=True" if a.fused else "SGD (default: foreach on CUDA, for-loop on CPU)"),
         f"pipeline: {pipeline_desc}",
@@ -400,6 +406,25 @@ def ensemble(a, ResNet, device, amp_dtype, stream, torch, F):
         members.append(m)
     stacked, buffers = stack_module_state(members)
     base = copy.deepcopy(members[0]).to("meta")
+    if amp_dtype is not None:
+        # Under autocast the convolutions hand BatchNorm a bf16/fp16 input while its weight and
+        # bias are fp32. Without vmap that mixed case is fine, but functorch's batching rule for
+        # native_batch_norm_backward multiplies the gradient by the fp32 weight and passes the
+        # fp32 result with the low-precision input to the kernel, which rejects it ("expected
+        # scalar type BFloat16 but found Float" on the CPU, "Expected grad_output to have type
+        # BFloat16 but got Float" on CUDA; pytorch issue 184890); moving the autocast outside
+        # vmap/grad does not change that. Casting weight and bias to the input's dtype keeps the
+        # batch norm in the input's dtype (on CUDA the kernel, the native one for bf16 with either
+        # weight dtype, never cuDNN, still keeps fp32 statistics); the cast is an autograd node,
+        # so the gradients reaching the stacked fp32 parameters are fp32.
+        class AmpBatchNorm2d(torch.nn.BatchNorm2d):
+            def forward(self, x):
+                return F.batch_norm(x, self.running_mean, self.running_var, self.weight.to(x.dtype),
+                                    self.bias.to(x.dtype), True, self.momentum, self.eps)
+
+        for m in base.modules():
+            if type(m) is torch.nn.BatchNorm2d:
+                m.__class__ = AmpBatchNorm2d  # the module functional_call runs; members keep theirs
     names = list(stacked)
     params = [stacked[n] for n in names]
     opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4,

@@ -13,7 +13,9 @@
 # Each part runs under its own limit (TABLES_SECONDS 420, TESTS_SECONDS 120; call 2 keeps
 # gpu_fidelity.sh's own limits, M9_SECONDS 300 and C5_SECONDS 180), so that a call ends before
 # the device tool's 600 s and whatever was written under OUT comes back. OUT/session.txt says
-# what ran, how long and how it ended. Record every figure in BENCHMARKS.md and bench/gpu.csv
+# what ran, how long and how it ended; every other file of the call (the logs of each part,
+# each command's own output under tables-logs/, the tests' and figures' files) is packed into
+# OUT/call-N.tar.gz, since the device tool brings back at most 8 files. Record every figure in BENCHMARKS.md and bench/gpu.csv
 # (OUT/gpu.csv holds its rows) with the date, device and command. PYTHON: a python3 with torch
 # for scripts/bench_torch.py (default /opt/torch/.venv/bin/python3 where it exists, else python3).
 set -uo pipefail
@@ -60,7 +62,8 @@ run() {
       local commit
       commit=$(sed -n 's/^commit \(.......\).*/\1/p' target/gpu-tests/BUILD)
       part tables "${TABLES_SECONDS:-420}" "${dry[@]}" env DEEPRES=target/gpu-tests/deepres \
-        GPU_TABLES_OUT="$out/gpu.csv" PYTHON="$py" COMMIT="$commit" "$here/gpu_tables.sh"
+        GPU_TABLES_OUT="$out/gpu.csv" GPU_TABLES_LOGS="$out/tables-logs" PYTHON="$py" COMMIT="$commit" \
+        "$here/gpu_tables.sh"
       part tests "${TESTS_SECONDS:-120}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
       ;;
     2)
@@ -68,7 +71,18 @@ run() {
       ;;
     *) echo "call $call: use 1 or 2" >&2; exit 2 ;;
   esac
+  bundle "$out" "$call"
   cat "$out/session.txt"
+}
+
+# bundle OUT CALL: everything under OUT but session.txt and gpu.csv into OUT/call-CALL.tar.gz
+# (the device tool brings back at most 8 files, at most 2 folders down).
+bundle() {
+  local out=$1 call=$2 items
+  items=$(cd "$out" && ls -A | grep -v -x -e session.txt -e gpu.csv -e 'call-.*\.tar\.gz')
+  [ -n "$items" ] || return 0
+  # shellcheck disable=SC2086
+  tar -czf "$out/call-$call.tar.gz" -C "$out" $items && (cd "$out" && rm -rf $items)
 }
 
 case "${1:-}" in

@@ -15,7 +15,9 @@
 #   3. the 200-epoch ResNet-110 recipe (the run-config defaults: batch 128, SGD, crop + flip) on
 #      50,000 synthetic CIFAR-shaped images (CIFAR is not on the GPU machines): the seconds of
 #      one epoch (training and the 10,000-image test pass, from metrics.csv), fp32 and bf16,
-#      and 200 × that in hours, labelled projected.
+#      CUDA graphs off and on, and 200 × that in hours, labelled projected;
+#   3a. ResNet-1202 (Table Z1's deepest) alone and in a pack of 6; the largest pack at
+#      ResNet-110 channels-last;
 #   3b. peak_fraction: the largest pack's FLOP/s at ResNet-110 over the GPU's dense bf16 peak;
 #   4. Tables Z1 and Z2 (all depths, 5 seeds, 200 epochs) on one GPU, projected from 1-3 by
 #      scripts/project_tables.py (table_z1_hours, table_z2_hours; the cost model is in each
@@ -23,19 +25,29 @@
 # Also: PyTorch's torch.func ensemble (scripts/bench_torch.py --models N, the largest N) and
 # deepres's pack of N against it (ratio_vs_torch_vmap).
 # Environment: PYTHON (with torch; default python3), DEEPRES (binary, default target/release/deepres), DEVICE (default cuda; tiny:
-# cpu), GPU_TABLES_OUT (default bench/gpu.csv), GPU_TABLES_SIZE (full | tiny), COMMIT (default git's HEAD). A command that
+# cpu), GPU_TABLES_OUT (default bench/gpu.csv), GPU_TABLES_SIZE (full | tiny), COMMIT (default git's HEAD),
+# GPU_TABLES_LOGS (a folder for every command's own output; default: not kept). A command that
 # fails writes no row and is named on stderr; the exit status is then 1.
 set -uo pipefail
 bin=${DEEPRES:-target/release/deepres}
 size=${GPU_TABLES_SIZE:-full}
 out=${GPU_TABLES_OUT:-bench/gpu.csv}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# GPU_TABLES_LOGS: a folder that keeps every command's own output (say, whether a CUDA-graph
+# capture fell back to ordinary steps); else they go with the temporary folder.
+keep_logs() {
+  [ -n "${GPU_TABLES_LOGS:-}" ] && mkdir -p "$GPU_TABLES_LOGS" &&
+    find "$work" -maxdepth 1 -name '*.txt' -o -maxdepth 1 -name '*.log' | xargs -r cp -t "$GPU_TABLES_LOGS"
+  rm -rf "$work"
+}
+trap keep_logs EXIT
 case $size in
   full) dev=${DEVICE:-cuda}; depths="56 110"; graph_depth=110; packs="2 4 10"; precisions="fp32 bf16"
-        batch=128; steps=30; warmup=10; train_n=50000; test_n=10000 ;;
+        batch=128; steps=30; warmup=10; train_n=50000; test_n=10000
+        deep=1202; deep_pack=6; deep_steps=10; deep_warmup=3 ;;
   tiny) dev=${DEVICE:-cpu}; depths="8 14"; graph_depth=8; packs="2"; precisions="fp32"
-        batch=8; steps=2; warmup=1; train_n=64; test_n=16 ;;
+        batch=8; steps=2; warmup=1; train_n=64; test_n=16
+        deep=20; deep_pack=2; deep_steps=1; deep_warmup=1 ;;
   *) echo "GPU_TABLES_SIZE=$size: use full or tiny" >&2; exit 2 ;;
 esac
 [ -x "$bin" ] || { echo "$bin: no deepres binary (cargo build --release, or set DEEPRES)" >&2; exit 2; }
@@ -58,7 +70,7 @@ field() {  # file key: the first number of the line `key: ...`
   sed -n "s/^$2: \([-0-9.eE+]*\).*/\1/p" "$1" | head -1
 }
 
-bench() {  # label args...: runs deepres bench, output in $work/$label.txt
+bench() {  # label args...: runs deepres bench (steps and warmup: $steps, $warmup), output in $work/$label.txt
   local label=$1; shift
   if ! "$bin" bench --device "$dev" --batch $batch --steps $steps --warmup $warmup "$@" \
       > "$work/$label.txt" 2>&1; then
@@ -78,6 +90,30 @@ for d in $depths; do
       row pack_speedup ResNet-$d $p $n "$(field "$f" pack_speedup)" x "$cmd"
     done
   done
+done
+
+# ResNet-$deep, the depth that Table Z1's projection trains alone (68 of its 74 hours on the
+# 2026-12-01 H200 run): one model and a pack of $deep_pack (what fits with room to spare: 11.5 GiB
+# per model in fp32 at batch 128), fewer steps (each is ~11 ResNet-110 steps).
+for p in $precisions; do
+  args=(--depth $deep --precision $p --pack $deep_pack)
+  steps=$deep_steps warmup=$deep_warmup bench "deep-$p" "${args[@]}" || continue
+  f=$work/deep-$p.txt
+  cmd="deepres bench --device $dev --batch $batch --steps $deep_steps --warmup $deep_warmup ${args[*]}"
+  row images_per_second ResNet-$deep $p 1 "$(field "$f" images_per_second)" images/s "$cmd"
+  row pack_images_per_second ResNet-$deep $p $deep_pack "$(field "$f" pack_images_per_second)" images/s "$cmd"
+  row pack_speedup ResNet-$deep $p $deep_pack "$(field "$f" pack_speedup)" x "$cmd"
+done
+
+# The largest pack at ResNet-$graph_depth with weights and batches channels-last (NHWC): cuDNN's
+# grouped convolutions may run other kernels there.
+n=${packs##* }
+for p in $precisions; do
+  args=(--depth $graph_depth --precision $p --pack $n --channels-last)
+  bench "cl-$p" "${args[@]}" || continue
+  cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+  row pack_images_per_second_channels_last ResNet-$graph_depth $p $n \
+    "$(field "$work/cl-$p.txt" pack_images_per_second)" images/s "$cmd"
 done
 
 # The fraction of the GPU's dense bf16 peak that the largest pack reaches at ResNet-$graph_depth
@@ -143,22 +179,32 @@ if [[ $dev == cuda* ]]; then
   done
 fi
 
+# The epoch through `deepres train` itself (its loader, schedule and test pass), with CUDA
+# graphs off (the run-config default) and, on CUDA, on (train.cuda_graph: true).
+graph_modes=off
+[[ $dev == cuda* ]] && graph_modes="off on"
 for p in $precisions; do
-  name=epoch-$p
-  sets=(--set name=$name --set "out_dir=$work/runs" --set data.name=synthetic
-        --set data.synthetic_train=$train_n --set data.synthetic_test=$test_n
-        --set model.depth=$graph_depth --set train.epochs=1 --set train.precision=$p
-        --set train.checkpoint=false)
-  if ! "$bin" train --device "$dev" --quiet "${sets[@]}" > "$work/$name.log" 2>&1; then
-    echo "failed: deepres train ${sets[*]} ($(tail -1 "$work/$name.log"))" >&2; status=1; continue
-  fi
-  csv=$work/runs/$name/metrics.csv
-  col=$(head -1 "$csv" | tr , '\n' | grep -n '^epoch_seconds$' | cut -d: -f1)
-  secs=$(sed -n 2p "$csv" | cut -d, -f"$col")
-  cmd="deepres train --device $dev ${sets[*]//$work\//}"
-  row epoch_seconds ResNet-$graph_depth $p 1 "$secs" s "$cmd"
-  row projected_200_epochs_from_one ResNet-$graph_depth $p 1 \
-    "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
+  for g in $graph_modes; do
+    name=epoch-$p-graph-$g
+    sets=(--set name=$name --set "out_dir=$work/runs" --set data.name=synthetic
+          --set data.synthetic_train=$train_n --set data.synthetic_test=$test_n
+          --set model.depth=$graph_depth --set train.epochs=1 --set train.precision=$p
+          --set train.checkpoint=false)
+    [ $g = on ] && sets+=(--set train.cuda_graph=true)
+    if ! "$bin" train --device "$dev" --quiet "${sets[@]}" > "$work/$name.log" 2>&1; then
+      echo "failed: deepres train ${sets[*]} ($(tail -1 "$work/$name.log"))" >&2; status=1; continue
+    fi
+    csv=$work/runs/$name/metrics.csv
+    col=$(head -1 "$csv" | tr , '\n' | grep -n '^epoch_seconds$' | cut -d: -f1)
+    secs=$(sed -n 2p "$csv" | cut -d, -f"$col")
+    cmd="deepres train --device $dev ${sets[*]//$work\//}"
+    # (graphs off keep the rows' first names, which scripts/project_tables.py reads)
+    suffix=""
+    [ $g = on ] && suffix=_cuda_graph_on
+    row epoch_seconds$suffix ResNet-$graph_depth $p 1 "$secs" s "$cmd"
+    row projected_200_epochs_from_one$suffix ResNet-$graph_depth $p 1 \
+      "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
+  done
 done
 # 4. Tables Z1 and Z2 on one GPU, projected from the rows above (scripts/project_tables.py
 #    states the model of the cost in each row's command).

@@ -13,8 +13,9 @@ two benchmarked ones):
     aggregate images/s, each image of each member once), are linear in the depth d: the line
     through the two measured depths (ResNet-56 and ResNet-110 at full size), extrapolated to
     20-44 and 1202 (the work and the kernel launches of a step are both linear in the blocks);
-  - ResNet-1202 trains alone (its packs are not measured; `--pack auto` would put 6 in a pack
-    on an H200), every other depth in packs of the largest measured N;
+  - ResNet-1202: in packs of the largest N measured at depth 1202 (its aggregate images/s), else
+    alone at its measured one-model rate, else alone on the one-model line; every other depth in
+    packs of the largest N measured at the two benchmarked depths;
   - the test pass and the data pipeline: the measured ResNet-110 epoch (training + test pass)
     over its training images at the measured one-model rate, the same factor at every depth.
 Hours = sum over runs of 200 x 50,000 x factor x seconds per image(d).
@@ -87,6 +88,17 @@ def main():
             return 1
         alone = line([(d, 1 / one[d]) for d in depths], f"{p} one model")
         packed = line([(d, 1 / packs[n][d]) for d in depths], f"{p} pack of {n}")
+        # seconds per image at each depth of ALONE, and how it was had
+        deep = {}
+        for d in ALONE:
+            measured = [k for k in packs if k > 1 and d in packs[k]]
+            if measured:
+                k = max(measured)
+                deep[d] = (1 / packs[k][d], f"ResNet-{d} in packs of {k}, measured")
+            elif d in one:
+                deep[d] = (1 / one[d], f"ResNet-{d} alone, measured")
+            else:
+                deep[d] = (alone[0] + alone[1] * d, f"ResNet-{d} alone, on the one-model line")
         d_ep, secs = epoch[-1]
         if d_ep not in one:
             print(f"project_tables: {p}: no one-model rate at the epoch's depth {d_ep}", file=sys.stderr)
@@ -95,12 +107,12 @@ def main():
         for table in (Z1, Z2):
             total = 0.0
             for d in table["depths"]:
-                a0, b = alone if d in ALONE else packed
-                per_image = a0 + b * d
+                per_image = deep[d][0] if d in deep else packed[0] + packed[1] * d
                 total += table["runs_per_depth"] * a.epochs * TRAIN_IMAGES * factor * per_image
+            deep_how = "; ".join(how for _, how in deep.values())
             how = (f"python3 scripts/project_tables.py (projected: seconds per image linear in "
                    f"depth through ResNet-{depths[0]} and ResNet-{depths[1]}; packs of {n}; "
-                   f"ResNet-1202 alone; x{factor:.3f} for the test pass from the ResNet-{d_ep} "
+                   f"{deep_how}; x{factor:.3f} for the test pass from the ResNet-{d_ep} "
                    f"epoch; {a.epochs} epochs)")
             runs = table["runs_per_depth"] * len(table["depths"])
             print(f'{a.date},{a.device},{a.commit},{table["name"]},{runs} runs,{p},{n},'
