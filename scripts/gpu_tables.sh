@@ -177,6 +177,23 @@ if [[ $dev == cuda* ]]; then
       "$(field "$f" pack_images_per_second)" images/s "$cmd"
     row pack_speedup_cuda_graph_on ResNet-$graph_depth $p $n "$(field "$f" pack_speedup)" x "$cmd"
   done
+  # The issue's 10 x ResNet-56 (target 5x one model) with graphs, and one ResNet-110 with
+  # graphs and channels-last (the 200-epoch target's model, every speed setting at once).
+  for p in $precisions; do
+    args=(--depth ${depths%% *} --precision $p --pack $n --cuda-graph)
+    if bench "graph-pack-${depths%% *}-$p" "${args[@]}"; then
+      f=$work/graph-pack-${depths%% *}-$p.txt
+      cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+      row pack_images_per_second_cuda_graph_on ResNet-${depths%% *} $p $n \
+        "$(field "$f" pack_images_per_second)" images/s "$cmd"
+      row pack_speedup_cuda_graph_on ResNet-${depths%% *} $p $n "$(field "$f" pack_speedup)" x "$cmd"
+    fi
+    args=(--depth $graph_depth --precision $p --cuda-graph --channels-last)
+    bench "graph-cl-$p" "${args[@]}" || continue
+    cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+    row images_per_second_cuda_graph_on_channels_last ResNet-$graph_depth $p 1 \
+      "$(field "$work/graph-cl-$p.txt" images_per_second)" images/s "$cmd"
+  done
 fi
 
 # The epoch through `deepres train` itself (its loader, schedule and test pass), with CUDA
