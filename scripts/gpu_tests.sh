@@ -20,6 +20,8 @@
 #       per member, a member frozen midway (the step captured again);
 #   gpu_graph a_step_that_cannot_be_captured_runs_on_without_graphs: a failed capture falls back to
 #       ordinary steps, each step run and counted once;
+#   gpu_graph a_graphed_marion_training_equals_the_ordinary_one: Marion's batched training (M9's)
+#       with its steps replayed from CUDA graphs equals it without (losses, weights, accuracy);
 #   gpu gpus_pin_one_child_per_device: `sweep --gpus` over every GPU, one child per device,
 #       each child's CUDA_VISIBLE_DEVICES its one device, cells on cuda:0 (with one GPU this
 #       checks one child at a time on it; the pinning across devices needs two or more);
@@ -40,6 +42,7 @@ TESTS=(
   "gpu_graph a_graphed_step_equals_the_ordinary_one"
   "gpu_graph a_graphed_pack_step_equals_the_ordinary_one"
   "gpu_graph a_step_that_cannot_be_captured_runs_on_without_graphs"
+  "gpu_graph a_graphed_marion_training_equals_the_ordinary_one"
   "gpu gpus_pin_one_child_per_device"
   "gpu a_pack_on_cuda_trains_as_its_members_alone"
 )

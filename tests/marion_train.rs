@@ -39,6 +39,7 @@ fn train_fig(epochs: i64, batch: i64) -> TrainFig {
         lr_step: 5,
         limit_train: None,
         limit_test: None,
+        cuda_graph: false,
     }
 }
 
@@ -62,7 +63,9 @@ fn training_learns_on_synthetic_data() {
 }
 
 /// The batched Adam is torch's Adam: one model trained with it and with tch's nn::Adam (the
-/// same gradients each step) stays equal to float rounding.
+/// same gradients each step) stays equal to float rounding; so does it with the bias
+/// corrections on the device (the CUDA-graph path: `begin_step` on the host, then
+/// `backward_update`), which a version that left them at a stale step would not.
 #[test]
 fn batched_adam_matches_torch_adam() {
     use tch::nn::{Module, OptimizerConfig};
@@ -73,33 +76,46 @@ fn batched_adam_matches_torch_adam() {
     let vs = tch::nn::VarStore::new(Device::Cpu);
     let lin = tch::nn::linear(vs.root(), 5, 1, Default::default());
     let mut adam = tch::nn::Adam::default().build(&vs, 0.05).unwrap();
-    // The same start, as one model `[1, ...]` for the batched Adam.
-    let w = lin.ws.detach().unsqueeze(0).set_requires_grad(true);
+    // The same start, as one model `[1, ...]` for the batched Adam: copies (a detached view
+    // would share lin's storage, and both optimizers would then step the same numbers).
+    let w = lin.ws.detach().unsqueeze(0).copy().set_requires_grad(true);
     let b = lin
         .bs
         .as_ref()
         .unwrap()
         .detach()
         .unsqueeze(0)
+        .copy()
         .set_requires_grad(true);
     let mut ours = BatchedAdam::new(vec![w.shallow_clone(), b.shallow_clone()], &[0.05]);
+    let (w2, b2) = (
+        w.detach().copy().set_requires_grad(true),
+        b.detach().copy().set_requires_grad(true),
+    );
+    let mut device_side = BatchedAdam::new(vec![w2.shallow_clone(), b2.shallow_clone()], &[0.05]);
+    device_side.use_device_bias_correction();
+    let pred = |w: &Tensor, b: &Tensor| x.matmul(&w.select(0, 0).tr()) + b.select(0, 0);
     for step in 0..30 {
         if step == 20 {
             adam.set_lr(0.005);
             ours.set_lr(&[0.005]);
+            device_side.set_lr(&[0.005]);
         }
         let loss = (lin.forward(&x) - &y).square().mean(Kind::Float);
         adam.backward_step(&loss);
-        let pred = x.matmul(&w.select(0, 0).tr()) + b.select(0, 0);
-        ours.backward_step(&(pred - &y).square().mean(Kind::Float));
+        ours.backward_step(&(pred(&w, &b) - &y).square().mean(Kind::Float));
+        device_side.begin_step();
+        device_side.backward_update(&(pred(&w2, &b2) - &y).square().mean(Kind::Float));
     }
-    let dw = f(&(&lin.ws - w.select(0, 0)).abs().max());
-    let db = f(&(lin.bs.as_ref().unwrap() - b.select(0, 0)).abs().max());
     let moved = f(&lin.ws.abs().max());
-    assert!(
-        dw < 1e-5 && db < 1e-5,
-        "differ by {dw}, {db} (weights ~{moved})"
-    );
+    for (what, w, b) in [("host", &w, &b), ("device", &w2, &b2)] {
+        let dw = f(&(&lin.ws - w.select(0, 0)).abs().max());
+        let db = f(&(lin.bs.as_ref().unwrap() - b.select(0, 0)).abs().max());
+        assert!(
+            dw < 1e-5 && db < 1e-5,
+            "{what} bias corrections: differ by {dw}, {db} (weights ~{moved})"
+        );
+    }
 }
 
 /// Models trained together in one batched program are the models trained alone: each with its
@@ -443,4 +459,25 @@ fn the_runs_key_is_pinned_and_changes_with_every_setting() {
         let k = marion::runs_key(&training(0, 100, tf), &split);
         assert_ne!(k, base, "changing train.{what} must change the runs key");
     }
+}
+
+/// `train.cuda_graph: true` on the CPU is refused in one line naming the setting (graphs are
+/// CUDA's), before any step.
+#[test]
+fn cuda_graphs_on_the_cpu_are_refused_naming_the_setting() {
+    let _g = lock();
+    let split = synthetic_split(40, 10);
+    let t = TrainFig {
+        cuda_graph: true,
+        ..train_fig(1, 20)
+    };
+    let runs = [run(LayerInit::Iid, 0.5, 0.01)];
+    let err = match train_classifiers(&setup(MarionModel::Simple, 4, 4, &t, 0), &split, &runs) {
+        Ok(_) => panic!("trained with CUDA graphs on the CPU"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert_eq!(
+        err,
+        "train.cuda_graph: CUDA graphs need a CUDA device, the device is cpu: turn them off there"
+    );
 }

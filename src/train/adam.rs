@@ -17,6 +17,10 @@ pub struct BatchedAdam {
     /// The models' current learning rates, `[M]` on the parameters' device.
     lr: Tensor,
     step: i32,
+    /// For steps replayed from a CUDA graph: 1 − β1^t and √(1 − β2^t) as `[1]` tensors on the
+    /// device, written by [`Self::begin_step`] before each step (the host's scalars would be
+    /// frozen into the graph at their capture-time values).
+    device_bias: Option<(Tensor, Tensor)>,
 }
 
 impl BatchedAdam {
@@ -40,6 +44,26 @@ impl BatchedAdam {
             params,
             lr,
             step: 0,
+            device_bias: None,
+        }
+    }
+
+    /// Keeps the bias corrections on the device (see `device_bias`), for CUDA graphs: then
+    /// each step is [`Self::begin_step`] on the host, then [`Self::backward_update`] (which a
+    /// graph may capture and replay).
+    pub fn use_device_bias_correction(&mut self) {
+        let dev = self.lr.device();
+        let one = || Tensor::ones([1], (Kind::Float, dev));
+        self.device_bias = Some((one(), one()));
+    }
+
+    /// Counts the step about to be taken, and writes its bias corrections into the device
+    /// tensors when they are used.
+    pub fn begin_step(&mut self) {
+        self.step += 1;
+        if let Some((bc1, bc2_sqrt)) = &mut self.device_bias {
+            let _ = bc1.fill_(1.0 - BETA1.powi(self.step));
+            let _ = bc2_sqrt.fill_((1.0 - BETA2.powi(self.step)).sqrt());
         }
     }
 
@@ -61,7 +85,12 @@ impl BatchedAdam {
 
     /// One Adam step from the parameters' gradients.
     pub fn step(&mut self) {
-        self.step += 1;
+        self.begin_step();
+        self.update();
+    }
+
+    /// The update of the step counted by [`Self::begin_step`].
+    fn update(&mut self) {
         let bc1 = 1.0 - BETA1.powi(self.step);
         let bc2_sqrt = (1.0 - BETA2.powi(self.step)).sqrt();
         tch::no_grad(|| {
@@ -77,10 +106,13 @@ impl BatchedAdam {
                 }
                 let _ = m.lerp_(&g, 1.0 - BETA1);
                 let _ = v.g_mul_scalar_(BETA2).addcmul_(&g, &(&g * (1.0 - BETA2)));
-                let denom = (v.sqrt() / bc2_sqrt) + EPS;
                 let mut shape = vec![-1i64];
                 shape.resize(p.dim(), 1);
-                let step_size = self.lr.view(shape.as_slice()) / bc1;
+                let lr = self.lr.view(shape.as_slice());
+                let (denom, step_size) = match &self.device_bias {
+                    None => ((v.sqrt() / bc2_sqrt) + EPS, lr / bc1),
+                    Some((bc1, bc2_sqrt)) => ((v.sqrt() / bc2_sqrt) + EPS, lr / bc1),
+                };
                 let _ = p.g_sub_(&(&*m / denom * step_size));
             }
         });
@@ -116,5 +148,12 @@ impl BatchedAdam {
         self.zero_grad();
         loss.backward();
         self.step();
+    }
+
+    /// zero_grad, backward of `loss`, and the update of the step [`Self::begin_step`] counted.
+    pub fn backward_update(&mut self, loss: &Tensor) {
+        self.zero_grad();
+        loss.backward();
+        self.update();
     }
 }

@@ -107,8 +107,24 @@ struct Captured {
     plan: Vec<bool>,
 }
 
+/// The host-side count of a run's images and steps, `(images, steps)`: a replay advances it as
+/// the step it stands for would, a failed capture puts it back ([`Stepper::step_with`]).
+pub trait StepCount {
+    fn counts(&self) -> (i64, i64);
+    fn set_counts(&mut self, counts: (i64, i64));
+}
+
+impl StepCount for StepSums {
+    fn counts(&self) -> (i64, i64) {
+        (self.images, self.steps)
+    }
+    fn set_counts(&mut self, (images, steps): (i64, i64)) {
+        (self.images, self.steps) = (images, steps);
+    }
+}
+
 /// Runs training steps, through a CUDA graph when enabled (see the module doc): one model's
-/// ([`Stepper::step`]) or a pack's ([`Stepper::step_pack`]).
+/// ([`Stepper::step`]), a pack's ([`Stepper::step_pack`]), or any step ([`Stepper::step_with`]).
 pub struct Stepper {
     device: Option<usize>,
     batch: i64,
@@ -120,13 +136,22 @@ impl Stepper {
     /// Ordinary steps (`cuda_graph` false), or graphed steps of `batch` images on `device`
     /// (CUDA only; the optimizer switches to device-side learning rates).
     pub fn new(cuda_graph: bool, device: Device, batch: i64, opt: &mut Sgd) -> Result<Stepper> {
+        let stepper = Stepper::on(cuda_graph, device, batch)?;
+        if stepper.graphed() {
+            opt.use_lr_tensors();
+        }
+        Ok(stepper)
+    }
+
+    /// [`Stepper::new`] for steps whose optimizer reads no host value that changes between
+    /// steps (the caller's business: a replay reruns the captured kernels as they are).
+    pub fn on(cuda_graph: bool, device: Device, batch: i64) -> Result<Stepper> {
         let device = match (cuda_graph, device) {
             (false, _) => None,
             (true, Device::Cuda(i)) => {
                 if !available() {
                     return Err(graph_error("this build"));
                 }
-                opt.use_lr_tensors();
                 Some(i)
             }
             (true, d) => bail!(
@@ -225,16 +250,16 @@ impl Stepper {
     /// (no graph, a warm-up step, a partial batch); else `inputs()` (the batch and labels) are
     /// copied into the graph's static tensors and the graph captured under `plan` is replayed,
     /// first captured from `step(Some((x, y)), sums)` on the static tensors (again when the
-    /// plan changed). `step` must count the step in `sums.images` and `sums.steps` (a replay
-    /// counts it here). When the capture fails, one line says why, the step runs ordinarily
-    /// and graphs are off from then on.
-    pub fn step_with(
+    /// plan changed). `step` must count the step in `sums` ([`StepCount`]: a replay counts
+    /// it here). When the capture fails, one line says why, the step runs ordinarily and
+    /// graphs are off from then on.
+    pub fn step_with<S: StepCount>(
         &mut self,
         b: i64,
         inputs: impl FnOnce() -> (Tensor, Tensor),
         plan: Vec<bool>,
-        sums: &mut StepSums,
-        mut step: impl FnMut(Option<(&Tensor, &Tensor)>, &mut StepSums),
+        sums: &mut S,
+        mut step: impl FnMut(Option<(&Tensor, &Tensor)>, &mut S),
     ) -> Result<()> {
         let Some(device) = self.device else {
             step(None, sums);
@@ -256,12 +281,12 @@ impl Stepper {
                 c.x.copy_(&x);
                 c.y.copy_(&y);
                 c.graph.replay()?;
-                sums.images += b;
-                sums.steps += 1;
+                let (images, steps) = sums.counts();
+                sums.set_counts((images + b, steps + 1));
             }
             None => {
                 let (sx, sy) = (x.copy(), y.copy());
-                let counted = (sums.images, sums.steps);
+                let counted = sums.counts();
                 // The capture records the step (and counts it in `sums` once on the host);
                 // the replay right after runs it.
                 match CudaGraph::capture(device, || step(Some((&sx, &sy)), sums)) {
@@ -279,7 +304,7 @@ impl Stepper {
                         eprintln_whole!(
                             "train.cuda_graph: {e:#}; training goes on without CUDA graphs"
                         );
-                        (sums.images, sums.steps) = counted;
+                        sums.set_counts(counted);
                         self.device = None;
                         step(None, sums);
                     }

@@ -161,6 +161,11 @@ pub struct TrainFig {
     pub limit_train: Option<i64>,
     #[serde(default)]
     pub limit_test: Option<i64>,
+    /// Capture each training step into a CUDA graph and replay it (CUDA only): the host then
+    /// launches one graph per step instead of thousands of small kernels (L = 1000 layers).
+    /// Not part of the runs' keys: it changes how fast, not what is computed.
+    #[serde(default, skip_serializing)]
+    pub cuda_graph: bool,
 }
 
 /// The trained models' settings shared by `weights` and `accuracy` (flattened into both).

@@ -15,6 +15,7 @@ use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::scale::residual_scale;
 use crate::model::weight_init::LayerInit;
 use crate::train::adam::BatchedAdam;
+use crate::train::graph::{StepCount, Stepper};
 use crate::train::interrupt::{self, Interrupted};
 
 /// One model of a batched training run.
@@ -148,7 +149,10 @@ fn build(setup: &TrainSetup, split: &data::DataSplit, runs: &[TrainRun]) -> Batc
         .map(|(_, p)| p.shallow_clone())
         .collect();
     let base_lr: Vec<f64> = runs.iter().map(|r| r.lr).collect();
-    let opt = BatchedAdam::new(params, &base_lr);
+    let mut opt = BatchedAdam::new(params, &base_lr);
+    if setup.train.cuda_graph {
+        opt.use_device_bias_correction();
+    }
     Batch {
         net,
         scale,
@@ -377,14 +381,25 @@ fn train_epoch(
     let steps = (train.len() + t.batch - 1) / t.batch;
     let order = train.train_batches(t.batch, seed as i64 * 1000 + at.number, data::Augment::NONE);
     let mut last = Instant::now();
+    // (one graph per epoch: it adds into this epoch's `p.sum`)
+    let mut stepper = Stepper::on(t.cuda_graph, scale.device(), t.batch)
+        .map_err(|e| anyhow::anyhow!("train.cuda_graph: {e:#}"))?;
     for (x, y) in order.skip(p.steps as usize) {
         let b = y.size()[0];
-        let logits = net.forward(&x.view([b, -1]), scale);
-        let losses = per_model_cross_entropy(&logits, &y);
-        opt.backward_step(&losses.sum(Kind::Float));
-        let _ = p.sum.g_add_(&(losses.detach() * b as f64));
-        p.images += b;
-        p.steps += 1;
+        let x = x.view([b, -1]);
+        // Adam's step count (and its device-side bias corrections) advance on the host: a
+        // replayed step cannot.
+        opt.begin_step();
+        let inputs = || (x.shallow_clone(), y.shallow_clone());
+        stepper.step_with(b, inputs, Vec::new(), &mut p, |given, p| {
+            let (x, y) = given.unwrap_or((&x, &y));
+            let logits = net.forward(x, scale);
+            let losses = per_model_cross_entropy(&logits, y);
+            opt.backward_update(&losses.sum(Kind::Float));
+            let _ = p.sum.g_add_(&(losses.detach() * b as f64));
+            p.images += b;
+            p.steps += 1;
+        })?;
         if let Some(label) = at.label.filter(|_| last.elapsed() >= PROGRESS_EVERY) {
             last = Instant::now();
             let (e, k) = (at.number + 1, p.steps);
@@ -397,6 +412,15 @@ fn train_epoch(
     Ok(EpochEnd::Done(Vec::<f64>::try_from(
         (p.sum / p.images as f64).to_kind(Kind::Double),
     )?))
+}
+
+impl StepCount for Position {
+    fn counts(&self) -> (i64, i64) {
+        (self.images, self.steps)
+    }
+    fn set_counts(&mut self, (images, steps): (i64, i64)) {
+        (self.images, self.steps) = (images, steps);
+    }
 }
 
 /// Every model's accuracy on `test` (NaN for a diverged model).
