@@ -70,12 +70,21 @@ field() {  # file key: the first number of the line `key: ...`
   sed -n "s/^$2: \([-0-9.eE+]*\).*/\1/p" "$1" | head -1
 }
 
+# fell_back FILE COMMAND: whether a CUDA-graph capture fell back to ordinary steps in FILE (its
+# figure would then not be one of graphs: no row, and said on stderr).
+fell_back() {
+  grep -q "training goes on without CUDA graphs" "$1" || return 1
+  echo "failed: $2 (the CUDA-graph capture fell back to ordinary steps: $(grep -m1 "without CUDA graphs" "$1" | cut -c1-200))" >&2
+  status=1
+}
+
 bench() {  # label args...: runs deepres bench (steps and warmup: $steps, $warmup), output in $work/$label.txt
   local label=$1; shift
   if ! "$bin" bench --device "$dev" --batch $batch --steps $steps --warmup $warmup "$@" \
       > "$work/$label.txt" 2>&1; then
     echo "failed: deepres bench $* ($(tail -1 "$work/$label.txt"))" >&2; status=1; return 1
   fi
+  ! fell_back "$work/$label.txt" "deepres bench $*"
 }
 
 for d in $depths; do
@@ -211,6 +220,7 @@ for p in $precisions; do
     if ! "$bin" train --device "$dev" --quiet "${sets[@]}" > "$work/$name.log" 2>&1; then
       echo "failed: deepres train ${sets[*]} ($(tail -1 "$work/$name.log"))" >&2; status=1; continue
     fi
+    fell_back "$work/$name.log" "deepres train ${sets[*]}" && continue
     csv=$work/runs/$name/metrics.csv
     col=$(head -1 "$csv" | tr , '\n' | grep -n '^epoch_seconds$' | cut -d: -f1)
     secs=$(sed -n 2p "$csv" | cut -d, -f"$col")
