@@ -98,6 +98,8 @@ for d in $depths; do
       row images_per_second ResNet-$d $p 1 "$(field "$f" images_per_second)" images/s "$cmd"
       row pack_images_per_second ResNet-$d $p $n "$(field "$f" pack_images_per_second)" images/s "$cmd"
       row pack_speedup ResNet-$d $p $n "$(field "$f" pack_speedup)" x "$cmd"
+      [[ $dev == cuda* ]] && row pack_peak_allocated_mib ResNet-$d $p $n \
+        "$(field "$f" pack_peak_gpu_memory)" MiB "$cmd"
     done
   done
 done
@@ -113,6 +115,8 @@ for p in $precisions; do
   row images_per_second ResNet-$deep $p 1 "$(field "$f" images_per_second)" images/s "$cmd"
   row pack_images_per_second ResNet-$deep $p $deep_pack "$(field "$f" pack_images_per_second)" images/s "$cmd"
   row pack_speedup ResNet-$deep $p $deep_pack "$(field "$f" pack_speedup)" x "$cmd"
+  [[ $dev == cuda* ]] && row pack_peak_allocated_mib ResNet-$deep $p $deep_pack \
+    "$(field "$f" pack_peak_gpu_memory)" MiB "$cmd"
 done
 
 # The largest pack at ResNet-$graph_depth with weights and batches channels-last (NHWC): cuDNN's

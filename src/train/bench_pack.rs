@@ -19,6 +19,9 @@ pub struct PackReport {
     pub windows: Vec<Window>,
     /// Each member's mean loss over all steps (a check that every member trained).
     pub mean_losses: Vec<f64>,
+    /// The CUDA caching allocator's peak (allocated, reserved) bytes while the pack was built
+    /// and trained (None off CUDA): what `--pack auto`'s estimate is to stay above.
+    pub peak_memory: Option<(i64, i64)>,
 }
 
 impl PackReport {
@@ -53,6 +56,14 @@ impl PackReport {
         }
         let losses: Vec<String> = self.mean_losses.iter().map(|v| format!("{v:.4}")).collect();
         l.push(format!("pack_mean_losses: {}", losses.join(", ")));
+        l.push(match self.peak_memory {
+            Some((a, r)) => format!(
+                "pack_peak_gpu_memory: {:.1} MiB allocated, {:.1} MiB reserved (caching allocator peaks)",
+                a as f64 / 1048576.0,
+                r as f64 / 1048576.0
+            ),
+            None => "pack_peak_gpu_memory: n/a (not CUDA)".into(),
+        });
         l.push(format!(
             "pack_images_per_second: {:.2} (aggregate of {} models)",
             self.images_per_second(),
@@ -95,6 +106,9 @@ fn member_configs(o: &BenchOptions) -> Result<Vec<RunConfig>> {
 pub fn run(o: &BenchOptions) -> Result<PackReport> {
     super::bench::validate(o)?;
     let cfgs = member_configs(o)?;
+    if let Ok(dev) = crate::util::device::select_device(&o.device) {
+        let _ = crate::util::torch_ext::cuda_peak_bytes(dev, true); // the pack's own peak from here
+    }
     let mut tr = PackTrainer::new(&cfgs)?;
     let steps_per_epoch = tr.steps_per_epoch();
     let device = tr.device;
@@ -124,5 +138,6 @@ pub fn run(o: &BenchOptions) -> Result<PackReport> {
         warmup_seconds,
         windows,
         mean_losses,
+        peak_memory: crate::util::torch_ext::cuda_peak_bytes(device, false),
     })
 }
