@@ -229,11 +229,14 @@ for p in $precisions; do
     csv=$work/runs/$name/metrics.csv
     col=$(head -1 "$csv" | tr , '\n' | grep -n '^epoch_seconds$' | cut -d: -f1)
     secs=$(sed -n 3p "$csv" | cut -d, -f"$col")  # epoch 2
+    ips_col=$(head -1 "$csv" | tr , '\n' | grep -n '^images_per_second$' | cut -d: -f1)
+    ips=$(sed -n 3p "$csv" | cut -d, -f"$ips_col")  # its training part alone
     cmd="deepres train --device $dev ${sets[*]//$work\//}"
     # (graphs off keep the rows' first names, which scripts/project_tables.py reads)
     suffix=""
     [ $g = on ] && suffix=_cuda_graph_on
     row epoch_seconds$suffix ResNet-$graph_depth $p 1 "$secs" s "$cmd"
+    row epoch_train_images_per_second$suffix ResNet-$graph_depth $p 1 "$ips" images/s "$cmd"
     row projected_200_epochs_from_one$suffix ResNet-$graph_depth $p 1 \
       "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
   done

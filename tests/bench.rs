@@ -347,6 +347,7 @@ fn gpu_tables_script_writes_its_rows_at_tiny_sizes() {
             "torch_vmap_images_per_second",
             "ratio_vs_torch_vmap",
             "epoch_seconds",
+            "epoch_train_images_per_second",
             "projected_200_epochs_from_one",
             "table_z1_hours",
             "table_z2_hours"
