@@ -15,9 +15,16 @@
 # the device tool's 600 s and whatever was written under OUT comes back. OUT/session.txt says
 # what ran, how long and how it ended; every other file of the call (the logs of each part,
 # each command's own output under tables-logs/, the tests' and figures' files) is packed into
-# OUT/call-N.tar.gz, since the device tool brings back at most 8 files. Record every figure in BENCHMARKS.md and bench/gpu.csv
-# (OUT/gpu.csv holds its rows) with the date, device and command. PYTHON: a python3 with torch
-# for scripts/bench_torch.py (default /opt/torch/.venv/bin/python3 where it exists, else python3).
+# OUT/call-N.tar.gz, since the device tool brings back at most 8 files. Record every figure in
+# BENCHMARKS.md and bench/gpu.csv (OUT/gpu.csv holds its rows) with the date, device and
+# command. PYTHON: a python3 with torch for scripts/bench_torch.py (default
+# /opt/torch/.venv/bin/python3 where it exists, else python3).
+#
+# The budget: a session's 15 device minutes count start-up and idle time too. On 2026-12-01 the
+# machine started in about 30 s and call 1 held it 317 s (tables 211 s, tests 71 s), call 2
+# 377 s. Call 1 now measures more (about 6 min expected): give call 2 what is left less a
+# minute, e.g. `M9_SECONDS=240 FIDELITY_FIGURES=m9 scripts/gpu_session.sh $OUT 2`, and
+# give_back at once after it.
 set -uo pipefail
 here=$(dirname "$0")
 source "$here/find_libtorch.sh"
