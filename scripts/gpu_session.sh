@@ -94,6 +94,6 @@ bundle() {
 
 case "${1:-}" in
   --prepare) prepare ;;
-  -h | --help | "") sed -n '2,19p' "$0" ;;
+  -h | --help | "") sed -n '2,/^set -uo/{/^set -uo/!p}' "$0" ;;
   *) run "$@" ;;
 esac

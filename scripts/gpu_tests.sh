@@ -115,6 +115,6 @@ run_all() {
 
 case "${1:-}" in
   --prepare) prepare ;;
-  -h | --help) sed -n '2,33p' "$0" ;;
+  -h | --help) sed -n '2,/^set -uo/{/^set -uo/!p}' "$0" ;;
   *) run_all "$@" ;;
 esac
