@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 
 #include <exception>
 #include <mutex>
@@ -108,5 +109,62 @@ int deepres_graph_capture_end(void* g) {
 
 // Launches the captured work on the current stream.
 int deepres_graph_replay(void* g) { GRAPH_TRY(static_cast<Graph*>(g)->graph.replay()) }
+
+// CUDA streams of libtorch's pool, for models stepped side by side (src/util/cuda_stream.rs):
+// a stream, made current around one model's work, then joined.
+void* deepres_stream_new(int device) {
+  try {
+    return new c10::cuda::CUDAStream(
+        c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(device)));
+  } catch (const std::exception& e) {
+    graph_error = e.what();
+    return nullptr;
+  }
+}
+
+void deepres_stream_free(void* s) { delete static_cast<c10::cuda::CUDAStream*>(s); }
+
+// Makes `s` its device's current stream; *prev receives the one it replaces, for
+// deepres_stream_exit.
+int deepres_stream_enter(void* s, void** prev) {
+  GRAPH_TRY({
+    auto* st = static_cast<c10::cuda::CUDAStream*>(s);
+    *prev = new c10::cuda::CUDAStream(c10::cuda::getCurrentCUDAStream(st->device_index()));
+    c10::cuda::setCurrentCUDAStream(*st);
+  })
+}
+
+// Makes `prev` (from deepres_stream_enter) current again, and frees it.
+int deepres_stream_exit(void* prev) {
+  auto* p = static_cast<c10::cuda::CUDAStream*>(prev);
+  int rc = 0;
+  try {
+    c10::cuda::setCurrentCUDAStream(*p);
+  } catch (const std::exception& e) {
+    graph_error = e.what();
+    rc = 1;
+  }
+  delete p;
+  return rc;
+}
+
+// `waiter`'s later work waits for the work queued so far on `on` (null: the device's current
+// stream), through an event: no host sync.
+int deepres_stream_wait(void* waiter, void* on) {
+  GRAPH_TRY({
+    auto* w = static_cast<c10::cuda::CUDAStream*>(waiter);
+    c10::cuda::CUDAGuard device(w->device_index());
+    auto source = on ? *static_cast<c10::cuda::CUDAStream*>(on)
+                     : c10::cuda::getCurrentCUDAStream(w->device_index());
+    // (the CUDA runtime's calls: ATen's CUDAEvent header needs CUDA headers the wheels lack)
+    cudaEvent_t event;
+    C10_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    cudaError_t recorded = cudaEventRecord(event, source.stream());
+    cudaError_t waited =
+        recorded == cudaSuccess ? cudaStreamWaitEvent(w->stream(), event, 0) : recorded;
+    C10_CUDA_CHECK(cudaEventDestroy(event));  // released once the wait is satisfied
+    C10_CUDA_CHECK(waited);
+  })
+}
 
 }  // extern "C"

@@ -17,4 +17,9 @@ void deepres_graph_free(void*) {}
 int deepres_graph_capture_begin(void*, int) { return 1; }
 int deepres_graph_capture_end(void*) { return 1; }
 int deepres_graph_replay(void*) { return 1; }
+void* deepres_stream_new(int) { return nullptr; }
+void deepres_stream_free(void*) {}
+int deepres_stream_enter(void*, void**) { return 1; }
+int deepres_stream_exit(void*) { return 1; }
+int deepres_stream_wait(void*, void*) { return 1; }
 }

@@ -20,6 +20,8 @@
 #   3a. ResNet-1202 (Table Z1's deepest) alone and in a pack of 6; the largest pack at
 #      ResNet-110 channels-last;
 #   3b. peak_fraction: the largest pack's FLOP/s at ResNet-110 over the GPU's dense bf16 peak;
+#   3c. the largest pack's other way, N networks each on a CUDA stream of its own replaying
+#      its graph (`--streams --cuda-graph`), at ResNet-56 and ResNet-110 (CUDA only);
 #   4. Tables Z1 and Z2 (all depths, 5 seeds, 200 epochs) on one GPU, projected from 1-3 by
 #      scripts/project_tables.py (table_z1_hours, table_z2_hours; the cost model is in each
 #      row's command).
@@ -62,6 +64,7 @@ device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1
 device=${device:-$dev}
 [ -s "$out" ] || echo "date,device,commit,what,model,precision,pack,value,unit,command" > "$out"
 status=0
+py=${PYTHON:-python3}  # with torch: scripts/bench_torch.py, scripts/project_tables.py
 
 row() {  # what model precision pack value unit command
   echo "$date,$device,$commit,$1,$2,$3,$4,$5,$6,\"$7\"" >> "$out"
@@ -119,6 +122,46 @@ for p in $precisions; do
     "$(field "$f" pack_peak_gpu_memory)" MiB "$cmd"
 done
 
+# The epoch through `deepres train` itself (its loader, schedule and test pass), with CUDA
+# graphs off (the run-config default) and, on CUDA, on (train.cuda_graph: true).
+graph_modes=off
+[[ $dev == cuda* ]] && graph_modes="off on"
+for p in $precisions; do
+  for g in $graph_modes; do
+    name=epoch-$p-graph-$g
+    sets=(--set name=$name --set "out_dir=$work/runs" --set data.name=synthetic
+          --set data.synthetic_train=$train_n --set data.synthetic_test=$test_n
+          --set model.depth=$graph_depth --set train.epochs=2 --set train.precision=$p
+          --set train.checkpoint=false)
+    [ $g = on ] && sets+=(--set train.cuda_graph=true)
+    if ! "$bin" train --device "$dev" --quiet "${sets[@]}" > "$work/$name.log" 2>&1; then
+      echo "failed: deepres train ${sets[*]} ($(tail -1 "$work/$name.log"))" >&2; status=1; continue
+    fi
+    fell_back "$work/$name.log" "deepres train ${sets[*]}" && continue
+    csv=$work/runs/$name/metrics.csv
+    col=$(head -1 "$csv" | tr , '\n' | grep -n '^epoch_seconds$' | cut -d: -f1)
+    secs=$(sed -n 3p "$csv" | cut -d, -f"$col")  # epoch 2
+    ips_col=$(head -1 "$csv" | tr , '\n' | grep -n '^images_per_second$' | cut -d: -f1)
+    ips=$(sed -n 3p "$csv" | cut -d, -f"$ips_col")  # its training part alone
+    cmd="deepres train --device $dev ${sets[*]//$work\//}"
+    # (graphs off keep the rows' first names, which scripts/project_tables.py reads)
+    suffix=""
+    [ $g = on ] && suffix=_cuda_graph_on
+    row epoch_seconds$suffix ResNet-$graph_depth $p 1 "$secs" s "$cmd"
+    row epoch_train_images_per_second$suffix ResNet-$graph_depth $p 1 "$ips" images/s "$cmd"
+    row projected_200_epochs_from_one$suffix ResNet-$graph_depth $p 1 \
+      "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
+  done
+done
+# 4. Tables Z1 and Z2 on one GPU, projected from the rows above (scripts/project_tables.py
+#    states the model of the cost in each row's command).
+if "$py" scripts/project_tables.py "$out" --date "$date" --device "$device" --commit "$commit" \
+    --epoch-images $train_n > "$work/tables.csv"; then
+  cat "$work/tables.csv" >> "$out"
+else
+  echo "failed: python3 scripts/project_tables.py $out" >&2; status=1
+fi
+
 # The largest pack at ResNet-$graph_depth with weights and batches channels-last (NHWC): cuDNN's
 # grouped convolutions may run other kernels there.
 n=${packs##* }
@@ -153,7 +196,6 @@ done
 
 # PyTorch's own way of training N models at once (torch.func stack_module_state + vmap,
 # scripts/bench_torch.py --models N) at the largest N, against deepres's pack of N.
-py=${PYTHON:-python3}
 n=${packs##* }
 for d in $depths; do
   for p in $precisions; do
@@ -208,46 +250,20 @@ if [[ $dev == cuda* ]]; then
     row images_per_second_cuda_graph_on_channels_last ResNet-$graph_depth $p 1 \
       "$(field "$work/graph-cl-$p.txt" images_per_second)" images/s "$cmd"
   done
+  # The largest pack's other way (issue 17, where grouped convolutions are slow): N networks,
+  # each replaying its graph on a CUDA stream of its own; ResNet-56 (the 5x target) in both
+  # precisions, ResNet-110 in bf16 (the peak-fraction target).
+  for dp in "${depths%% *} fp32" "${depths%% *} bf16" "$graph_depth bf16"; do
+    set -- $dp
+    args=(--depth $1 --precision $2 --pack $n --streams --cuda-graph)
+    bench "streams-$1-$2" "${args[@]}" || continue
+    f=$work/streams-$1-$2.txt
+    cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+    row streams_images_per_second_cuda_graph_on ResNet-$1 $2 $n \
+      "$(field "$f" pack_images_per_second)" images/s "$cmd"
+    row streams_speedup_cuda_graph_on ResNet-$1 $2 $n "$(field "$f" pack_speedup)" x "$cmd"
+  done
 fi
 
-# The epoch through `deepres train` itself (its loader, schedule and test pass), with CUDA
-# graphs off (the run-config default) and, on CUDA, on (train.cuda_graph: true).
-graph_modes=off
-[[ $dev == cuda* ]] && graph_modes="off on"
-for p in $precisions; do
-  for g in $graph_modes; do
-    name=epoch-$p-graph-$g
-    sets=(--set name=$name --set "out_dir=$work/runs" --set data.name=synthetic
-          --set data.synthetic_train=$train_n --set data.synthetic_test=$test_n
-          --set model.depth=$graph_depth --set train.epochs=2 --set train.precision=$p
-          --set train.checkpoint=false)
-    [ $g = on ] && sets+=(--set train.cuda_graph=true)
-    if ! "$bin" train --device "$dev" --quiet "${sets[@]}" > "$work/$name.log" 2>&1; then
-      echo "failed: deepres train ${sets[*]} ($(tail -1 "$work/$name.log"))" >&2; status=1; continue
-    fi
-    fell_back "$work/$name.log" "deepres train ${sets[*]}" && continue
-    csv=$work/runs/$name/metrics.csv
-    col=$(head -1 "$csv" | tr , '\n' | grep -n '^epoch_seconds$' | cut -d: -f1)
-    secs=$(sed -n 3p "$csv" | cut -d, -f"$col")  # epoch 2
-    ips_col=$(head -1 "$csv" | tr , '\n' | grep -n '^images_per_second$' | cut -d: -f1)
-    ips=$(sed -n 3p "$csv" | cut -d, -f"$ips_col")  # its training part alone
-    cmd="deepres train --device $dev ${sets[*]//$work\//}"
-    # (graphs off keep the rows' first names, which scripts/project_tables.py reads)
-    suffix=""
-    [ $g = on ] && suffix=_cuda_graph_on
-    row epoch_seconds$suffix ResNet-$graph_depth $p 1 "$secs" s "$cmd"
-    row epoch_train_images_per_second$suffix ResNet-$graph_depth $p 1 "$ips" images/s "$cmd"
-    row projected_200_epochs_from_one$suffix ResNet-$graph_depth $p 1 \
-      "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
-  done
-done
-# 4. Tables Z1 and Z2 on one GPU, projected from the rows above (scripts/project_tables.py
-#    states the model of the cost in each row's command).
-if "$py" scripts/project_tables.py "$out" --date "$date" --device "$device" --commit "$commit" \
-    --epoch-images $train_n > "$work/tables.csv"; then
-  cat "$work/tables.csv" >> "$out"
-else
-  echo "failed: python3 scripts/project_tables.py $out" >&2; status=1
-fi
 echo "rows appended to $out" >&2
 exit $status

@@ -22,6 +22,9 @@
 #       ordinary steps, each step run and counted once;
 #   gpu_graph a_graphed_marion_training_equals_the_ordinary_one: Marion's batched training (M9's)
 #       with its steps replayed from CUDA graphs equals it without (losses, weights, accuracy);
+#   gpu_graph networks_on_their_own_streams_train_as_on_one_stream: `bench --pack 3 --streams
+#       --cuda-graph` (each network's graph on its own stream) equals the networks stepped one
+#       after another on the default stream without graphs;
 #   gpu gpus_pin_one_child_per_device: `sweep --gpus` over every GPU, one child per device,
 #       each child's CUDA_VISIBLE_DEVICES its one device, cells on cuda:0 (with one GPU this
 #       checks one child at a time on it; the pinning across devices needs two or more);
@@ -43,6 +46,7 @@ TESTS=(
   "gpu_graph a_graphed_pack_step_equals_the_ordinary_one"
   "gpu_graph a_step_that_cannot_be_captured_runs_on_without_graphs"
   "gpu_graph a_graphed_marion_training_equals_the_ordinary_one"
+  "gpu_graph networks_on_their_own_streams_train_as_on_one_stream"
   "gpu gpus_pin_one_child_per_device"
   "gpu a_pack_on_cuda_trains_as_its_members_alone"
 )

@@ -150,6 +150,13 @@ fn bench_refuses_bad_precision_depth_and_counts() {
     assert!(e.contains("tpu"), "{e}");
     let e = with(&["--pack", "0"]);
     assert!(e.contains("--pack"), "{e}");
+    // N networks on N streams: N ≥ 2, and CUDA (TINY runs on the CPU).
+    let e = with(&["--streams"]);
+    assert!(e.contains("--streams") && e.contains("--pack N"), "{e}");
+    let mut streams = TINY.to_vec();
+    streams.extend(["--pack", "2", "--streams"]);
+    let e = one_line_error(&deepres(&streams));
+    assert!(e.contains("--streams") && e.contains("CUDA"), "{e}");
 }
 
 #[test]
@@ -340,17 +347,17 @@ fn gpu_tables_script_writes_its_rows_at_tiny_sizes() {
             "images_per_second",
             "pack_images_per_second",
             "pack_speedup",
+            "epoch_seconds",
+            "epoch_train_images_per_second",
+            "projected_200_epochs_from_one",
+            "table_z1_hours",
+            "table_z2_hours",
             "pack_images_per_second_channels_last",
             "peak_fraction",
             "torch_vmap_images_per_second",
             "ratio_vs_torch_vmap",
             "torch_vmap_images_per_second",
             "ratio_vs_torch_vmap",
-            "epoch_seconds",
-            "epoch_train_images_per_second",
-            "projected_200_epochs_from_one",
-            "table_z1_hours",
-            "table_z2_hours"
         ],
         "{text}"
     );

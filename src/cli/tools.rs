@@ -46,15 +46,18 @@ pub struct PageArgs {
     out: Option<PathBuf>,
 }
 
-/// One model's report; with `--pack N` (N > 1), then the pack's, its aggregate images/s
-/// beside one model's.
+/// One model's report; with `--pack N` (N > 1), then the pack's (or with `--streams`, the N
+/// networks on N streams'), its aggregate images/s beside one model's.
 pub fn bench(opts: &BenchOptions) -> Result<()> {
     let one = bench::run(opts)?;
     for line in one.lines() {
         println!("{line}");
     }
     if opts.pack > 1 {
-        let pack = crate::train::bench_pack::run(opts)?;
+        let pack = match opts.streams {
+            true => crate::train::bench_streams::run(opts)?,
+            false => crate::train::bench_pack::run(opts)?,
+        };
         for line in pack.lines(one.images_per_second()) {
             println!("{line}");
         }

@@ -76,14 +76,17 @@ pub struct BenchOptions {
     /// Weights and batches in channels-last (NHWC) memory format (`train.channels_last`).
     #[arg(long)]
     pub channels_last: bool,
-    /// Replay each step from a captured CUDA graph (CUDA only; `train.cuda_graph`; experimental:
-    /// not yet validated on a GPU, compare with a run without it).
+    /// Replay each step from a captured CUDA graph (CUDA only; `train.cuda_graph`).
     #[arg(long)]
     pub cuda_graph: bool,
     /// Also time N models (seeds 0..N-1) trained as one pack ([`super::bench_pack`]) and print
     /// their aggregate images/s beside one model's (1: one model only).
     #[arg(long, default_value_t = 1)]
     pub pack: i64,
+    /// With --pack N: the N models as N networks on N CUDA streams instead of one pack
+    /// ([`super::bench_streams`]; CUDA only; with --cuda-graph, one graph launch per model).
+    #[arg(long)]
+    pub streams: bool,
 }
 
 impl Default for BenchOptions {
@@ -296,6 +299,12 @@ pub(crate) fn validate(o: &BenchOptions) -> Result<()> {
         }
     }
     parse_precision(&o.precision, None)?;
+    if o.streams && o.pack < 2 {
+        bail!("--streams: times N models side by side: give --pack N with N ≥ 2");
+    }
+    if o.streams && !crate::util::device::select_device(&o.device)?.is_cuda() {
+        bail!("--streams: CUDA streams need a CUDA device, the device is cpu: drop --streams");
+    }
     Ok(())
 }
 

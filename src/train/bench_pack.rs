@@ -22,7 +22,13 @@ pub struct PackReport {
     /// The CUDA caching allocator's peak (allocated, reserved) bytes while the pack was built
     /// and trained (None off CUDA): what `--pack auto`'s estimate is to stay above.
     pub peak_memory: Option<(i64, i64)>,
+    /// How the N models ran as one program (the report's first line).
+    pub how: &'static str,
 }
+
+/// [`PackReport::how`] of a pack.
+pub const AS_A_PACK: &str =
+    "as one program: grouped convolutions, batch norm over N·C channels, batched classifier";
 
 impl PackReport {
     /// Aggregate images/s of the median window: N × batch images per step.
@@ -38,10 +44,10 @@ impl PackReport {
     /// The lines printed after one model's report; `one` is one model's images/s.
     pub fn lines(&self, one: f64) -> Vec<String> {
         let mut l = vec![format!(
-            "pack: {} models (seeds 0..{}) as one program: grouped convolutions, batch norm over {}·C channels, batched classifier",
+            "pack: {} models (seeds 0..{}) {}",
             self.members,
             self.members - 1,
-            self.members
+            self.how
         )];
         l.push(format!("pack_warmup: {:.3} s", self.warmup_seconds));
         for (i, w) in self.windows.iter().enumerate() {
@@ -139,5 +145,6 @@ pub fn run(o: &BenchOptions) -> Result<PackReport> {
         windows,
         mean_losses,
         peak_memory: crate::util::torch_ext::cuda_peak_bytes(device, false),
+        how: AS_A_PACK,
     })
 }

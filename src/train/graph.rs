@@ -46,7 +46,7 @@ extern "C" {
     fn deepres_graph_replay(g: *mut c_void) -> c_int;
 }
 
-fn graph_error(what: &str) -> anyhow::Error {
+pub(crate) fn graph_error(what: &str) -> anyhow::Error {
     // SAFETY: a NUL-terminated message owned by the C++ side, copied at once.
     let msg = unsafe { CStr::from_ptr(deepres_graph_last_error()) }.to_string_lossy();
     anyhow!("{what}: {}", msg.lines().next().unwrap_or(""))

@@ -4,6 +4,7 @@
 pub mod adam;
 pub mod bench;
 pub mod bench_pack;
+pub mod bench_streams;
 pub mod checkpoint;
 pub mod config;
 pub mod diagnostics;
@@ -22,6 +23,7 @@ pub mod run_files;
 pub mod schedule;
 pub mod sgd;
 pub mod step;
+pub mod streams;
 pub mod tensor_file;
 pub mod tensorboard;
 
