@@ -348,24 +348,27 @@ fn synchronize(device: Device) {
     }
 }
 
-// Long on purpose: one timed protocol (set-up, warm-up, timed windows, report) read top to
-// bottom, as scripts/bench_torch.py does it on the PyTorch side.
-/// Runs the benchmark.
-#[allow(clippy::too_many_lines)]
-pub fn run(o: &BenchOptions) -> Result<BenchReport> {
-    validate(o)?;
-    if let Some(t) = o.threads {
-        tch::set_num_threads(t as i32);
-    }
+/// What every benchmark of `o` starts from: the device, the precision, the run config of its
+/// model and recipe, and its synthetic training set on the device.
+pub(crate) struct BenchSetup {
+    pub device: Device,
+    pub precision: Precision,
+    pub cfg: RunConfig,
+    /// Batches in the training set (a whole number, enough for warm-up + all windows when that
+    /// fits MAX_IMAGES), and its images.
+    pub batches: i64,
+    pub images: i64,
+    pub split: data::DataSplit,
+    pub train_data: DeviceData,
+}
+
+pub(crate) fn setup(o: &BenchOptions) -> Result<BenchSetup> {
     let device = crate::util::device::select_device(&o.device).context("--device")?;
     let precision = parse_precision(&o.precision, Some(device))?;
-
     let mut cfg = RunConfig::default();
     cfg.model.depth = o.depth;
     cfg.train.batch_size = o.batch;
     cfg.train.precision = precision;
-
-    // A whole number of batches, enough for warmup + all windows when that fits MAX_IMAGES.
     let (batches, images) = synthetic_size(o);
     let spec = DataSpec {
         synthetic_train: images,
@@ -375,6 +378,35 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let split = data::load(&spec)?;
     let train_data = DeviceData::new(&split.train, &split.mean, &split.std, device)
         .with_channels_last(o.channels_last);
+    Ok(BenchSetup {
+        device,
+        precision,
+        cfg,
+        batches,
+        images,
+        split,
+        train_data,
+    })
+}
+
+// Long on purpose: one timed protocol (set-up, warm-up, timed windows, report) read top to
+// bottom, as scripts/bench_torch.py does it on the PyTorch side.
+/// Runs the benchmark.
+#[allow(clippy::too_many_lines)]
+pub fn run(o: &BenchOptions) -> Result<BenchReport> {
+    validate(o)?;
+    if let Some(t) = o.threads {
+        tch::set_num_threads(t as i32);
+    }
+    let BenchSetup {
+        device,
+        precision,
+        cfg,
+        batches,
+        images,
+        split,
+        train_data,
+    } = setup(o)?;
 
     tch::manual_seed(cfg.seed as i64);
     let vs = VarStore::new(device);

@@ -31,6 +31,28 @@ pub const AS_A_PACK: &str =
     "as one program: grouped convolutions, batch norm over N·C channels, batched classifier";
 
 impl PackReport {
+    /// The report of `o`'s N models on `device` after [`time_windows`] gave `(warm-up seconds,
+    /// windows)`: each model's loss summed over the images of every step, `loss_sums`; the
+    /// allocator's peak since it was reset before the models were built.
+    pub fn of_run(
+        o: &BenchOptions,
+        device: tch::Device,
+        (warmup_seconds, windows): (f64, Vec<Window>),
+        loss_sums: &[f64],
+        how: &'static str,
+    ) -> PackReport {
+        let total = ((o.warmup + o.steps * o.windows) * o.batch) as f64;
+        PackReport {
+            members: o.pack,
+            batch: o.batch,
+            warmup_seconds,
+            windows,
+            mean_losses: loss_sums.iter().map(|l| l / total).collect(),
+            peak_memory: crate::util::torch_ext::cuda_peak_bytes(device, false),
+            how,
+        }
+    }
+
     /// Aggregate images/s of the median window: N × batch images per step.
     pub fn images_per_second(&self) -> f64 {
         let rates: Vec<f64> = self
@@ -132,19 +154,7 @@ pub fn run(o: &BenchOptions) -> Result<PackReport> {
         }
         Ok(())
     };
-    let (warmup_seconds, windows) = time_windows(o, device, step)?;
-    let total = ((o.warmup + o.steps * o.windows) * o.batch) as f64;
-    let mean_losses = Vec::<f64>::try_from(tr.sums.loss.to_kind(tch::Kind::Double))?
-        .into_iter()
-        .map(|l| l / total)
-        .collect();
-    Ok(PackReport {
-        members: o.pack,
-        batch: o.batch,
-        warmup_seconds,
-        windows,
-        mean_losses,
-        peak_memory: crate::util::torch_ext::cuda_peak_bytes(device, false),
-        how: AS_A_PACK,
-    })
+    let timed = time_windows(o, device, step)?;
+    let loss_sums = Vec::<f64>::try_from(tr.sums.loss.to_kind(tch::Kind::Double))?;
+    Ok(PackReport::of_run(o, device, timed, &loss_sums, AS_A_PACK))
 }

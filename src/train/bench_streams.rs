@@ -9,15 +9,13 @@ use anyhow::{Context, Result};
 use tch::nn::VarStore;
 use tch::Kind;
 
-use super::bench::{parse_precision, synthetic_size, time_windows, BenchOptions};
+use super::bench::{time_windows, BenchOptions, BenchSetup};
 use super::bench_pack::PackReport;
-use super::config::RunConfig;
 use super::graph::Stepper;
 use super::recipe::Targets;
 use super::sgd::Sgd;
 use super::streams::CudaStream;
 use super::{epoch_seed, schedule, StepSums};
-use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::resnet::ResNet;
 
 /// One of the N networks, with everything its steps need.
@@ -47,21 +45,15 @@ pub fn run_one_stream(o: &BenchOptions) -> Result<PackReport> {
 #[allow(clippy::too_many_lines)]
 fn run_members(o: &BenchOptions, on_streams: bool) -> Result<PackReport> {
     super::bench::validate(o)?;
-    let device = crate::util::device::select_device(&o.device).context("--device")?;
-    let precision = parse_precision(&o.precision, Some(device))?;
-    let mut cfg = RunConfig::default();
-    cfg.model.depth = o.depth;
-    cfg.train.batch_size = o.batch;
-    cfg.train.precision = precision;
-    let (batches, images) = synthetic_size(o);
-    let spec = DataSpec {
-        synthetic_train: images,
-        synthetic_test: 0,
-        ..DataSpec::new(DatasetName::Synthetic)
-    };
-    let split = data::load(&spec)?;
-    let train_data = DeviceData::new(&split.train, &split.mean, &split.std, device)
-        .with_channels_last(o.channels_last);
+    let BenchSetup {
+        device,
+        precision,
+        cfg,
+        batches,
+        split,
+        train_data,
+        ..
+    } = super::bench::setup(o)?;
     let _ = crate::util::torch_ext::cuda_peak_bytes(device, true); // the N networks' own peak
     let mut members = Vec::with_capacity(o.pack as usize);
     for seed in 0..o.pack as u64 {
@@ -132,22 +124,14 @@ fn run_members(o: &BenchOptions, on_streams: bool) -> Result<PackReport> {
         }
         Ok(())
     };
-    let (warmup_seconds, windows) = time_windows(o, device, step)?;
-    let total = ((o.warmup + o.steps * o.windows) * o.batch) as f64;
-    let mut mean_losses = Vec::with_capacity(members.len());
+    let timed = time_windows(o, device, step)?;
+    let mut loss_sums = Vec::with_capacity(members.len());
     for m in &members {
         if let Some(s) = &m.stream {
             s.join_current()?;
         }
-        mean_losses.push(m.sums.loss.to_kind(Kind::Double).double_value(&[]) / total);
+        loss_sums.push(m.sums.loss.to_kind(Kind::Double).double_value(&[]));
     }
-    Ok(PackReport {
-        members: o.pack,
-        batch: o.batch,
-        warmup_seconds,
-        windows,
-        mean_losses,
-        peak_memory: crate::util::torch_ext::cuda_peak_bytes(device, false),
-        how: "as N networks, each stepping on a CUDA stream of its own (--streams)",
-    })
+    let how = "as N networks, each stepping on a CUDA stream of its own (--streams)";
+    Ok(PackReport::of_run(o, device, timed, &loss_sums, how))
 }
