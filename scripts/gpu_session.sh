@@ -10,7 +10,7 @@
 #   GPU_SESSION_DRY=1 scripts/gpu_session.sh OUT 1|2   # the same at tiny sizes on the CPU (a check
 #                                          # of this script; no GPU figure)
 #
-# Each part runs under its own limit (TABLES_SECONDS 440, TESTS_SECONDS 120; call 2 keeps
+# Each part runs under its own limit (TABLES_SECONDS 450, TESTS_SECONDS 110; call 2 keeps
 # gpu_fidelity.sh's own limits, M9_SECONDS 300 and C5_SECONDS 180), so that a call ends before
 # the device tool's 600 s and whatever was written under OUT comes back. OUT/session.txt says
 # what ran, how long and how it ended; every other file of the call (the logs of each part,
@@ -68,10 +68,10 @@ run() {
     1)
       local commit
       commit=$(sed -n 's/^commit \(.......\).*/\1/p' target/gpu-tests/BUILD)
-      part tables "${TABLES_SECONDS:-440}" "${dry[@]}" env DEEPRES=target/gpu-tests/deepres \
+      part tables "${TABLES_SECONDS:-450}" "${dry[@]}" env DEEPRES=target/gpu-tests/deepres \
         GPU_TABLES_OUT="$out/gpu.csv" GPU_TABLES_LOGS="$out/tables-logs" PYTHON="$py" COMMIT="$commit" \
         "$here/gpu_tables.sh"
-      part tests "${TESTS_SECONDS:-120}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
+      part tests "${TESTS_SECONDS:-110}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
       ;;
     2)
       part fidelity 560 "${dry[@]}" "$here/gpu_fidelity.sh" "$out/fidelity"

@@ -27,6 +27,9 @@
 #      row's command).
 # Also: PyTorch's torch.func ensemble (scripts/bench_torch.py --models N, the largest N) and
 # deepres's pack of N against it (ratio_vs_torch_vmap).
+# Order: packs, ResNet-1202, the epochs and the tables' projections first, then the ways that
+# may reach the pack targets (graphs, streams), the vmap ratio, then the rest: a run stopped
+# at its time limit (about 7 min expected at full size on an H200) loses the least needed.
 # Environment: PYTHON (with torch; default python3), DEEPRES (binary, default target/release/deepres), DEVICE (default cuda; tiny:
 # cpu), GPU_TABLES_OUT (default bench/gpu.csv), GPU_TABLES_SIZE (full | tiny), COMMIT (default git's HEAD),
 # GPU_TABLES_LOGS (a folder for every command's own output; default: not kept). A command that
@@ -162,16 +165,33 @@ else
   echo "failed: python3 scripts/project_tables.py $out" >&2; status=1
 fi
 
-# The largest pack at ResNet-$graph_depth with weights and batches channels-last (NHWC): cuDNN's
-# grouped convolutions may run other kernels there.
+# On CUDA, first what may reach issue 17's pack targets: the issue's 10 x ResNet-56 (5x one
+# model) with graphs, and the pack's other way.
 n=${packs##* }
-for p in $precisions; do
-  args=(--depth $graph_depth --precision $p --pack $n --channels-last)
-  bench "cl-$p" "${args[@]}" || continue
-  cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
-  row pack_images_per_second_channels_last ResNet-$graph_depth $p $n \
-    "$(field "$work/cl-$p.txt" pack_images_per_second)" images/s "$cmd"
-done
+if [[ $dev == cuda* ]]; then
+  for p in $precisions; do
+    args=(--depth ${depths%% *} --precision $p --pack $n --cuda-graph)
+    bench "graph-pack-${depths%% *}-$p" "${args[@]}" || continue
+    f=$work/graph-pack-${depths%% *}-$p.txt
+    cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+    row pack_images_per_second_cuda_graph_on ResNet-${depths%% *} $p $n \
+      "$(field "$f" pack_images_per_second)" images/s "$cmd"
+    row pack_speedup_cuda_graph_on ResNet-${depths%% *} $p $n "$(field "$f" pack_speedup)" x "$cmd"
+  done
+  # The largest pack's other way (issue 17, where grouped convolutions are slow): N networks,
+  # each replaying its graph on a CUDA stream of its own; ResNet-56 (the 5x target) in both
+  # precisions, ResNet-110 in bf16 (the peak-fraction target).
+  for dp in "${depths%% *} fp32" "${depths%% *} bf16" "$graph_depth bf16"; do
+    set -- $dp
+    args=(--depth $1 --precision $2 --pack $n --streams --cuda-graph)
+    bench "streams-$1-$2" "${args[@]}" || continue
+    f=$work/streams-$1-$2.txt
+    cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+    row streams_images_per_second_cuda_graph_on ResNet-$1 $2 $n \
+      "$(field "$f" pack_images_per_second)" images/s "$cmd"
+    row streams_speedup_cuda_graph_on ResNet-$1 $2 $n "$(field "$f" pack_speedup)" x "$cmd"
+  done
+fi
 
 # The fraction of the GPU's dense bf16 peak that the largest pack reaches at ResNet-$graph_depth
 # (issue 17: >= 5 % for ResNet-110 bf16): 3 x forward GFLOP per image (deepres bench's count)
@@ -214,6 +234,17 @@ for d in $depths; do
   done
 done
 
+# The largest pack at ResNet-$graph_depth with weights and batches channels-last (NHWC): cuDNN's
+# grouped convolutions may run other kernels there.
+n=${packs##* }
+for p in $precisions; do
+  args=(--depth $graph_depth --precision $p --pack $n --channels-last)
+  bench "cl-$p" "${args[@]}" || continue
+  cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+  row pack_images_per_second_channels_last ResNet-$graph_depth $p $n \
+    "$(field "$work/cl-$p.txt" pack_images_per_second)" images/s "$cmd"
+done
+
 if [[ $dev == cuda* ]]; then
   for p in $precisions; do
     for g in off on; do
@@ -233,35 +264,14 @@ if [[ $dev == cuda* ]]; then
       "$(field "$f" pack_images_per_second)" images/s "$cmd"
     row pack_speedup_cuda_graph_on ResNet-$graph_depth $p $n "$(field "$f" pack_speedup)" x "$cmd"
   done
-  # The issue's 10 x ResNet-56 (target 5x one model) with graphs, and one ResNet-110 with
-  # graphs and channels-last (the 200-epoch target's model, every speed setting at once).
+  # One ResNet-110 with graphs and channels-last (the 200-epoch target's model, every speed
+  # setting at once).
   for p in $precisions; do
-    args=(--depth ${depths%% *} --precision $p --pack $n --cuda-graph)
-    if bench "graph-pack-${depths%% *}-$p" "${args[@]}"; then
-      f=$work/graph-pack-${depths%% *}-$p.txt
-      cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
-      row pack_images_per_second_cuda_graph_on ResNet-${depths%% *} $p $n \
-        "$(field "$f" pack_images_per_second)" images/s "$cmd"
-      row pack_speedup_cuda_graph_on ResNet-${depths%% *} $p $n "$(field "$f" pack_speedup)" x "$cmd"
-    fi
     args=(--depth $graph_depth --precision $p --cuda-graph --channels-last)
     bench "graph-cl-$p" "${args[@]}" || continue
     cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
     row images_per_second_cuda_graph_on_channels_last ResNet-$graph_depth $p 1 \
       "$(field "$work/graph-cl-$p.txt" images_per_second)" images/s "$cmd"
-  done
-  # The largest pack's other way (issue 17, where grouped convolutions are slow): N networks,
-  # each replaying its graph on a CUDA stream of its own; ResNet-56 (the 5x target) in both
-  # precisions, ResNet-110 in bf16 (the peak-fraction target).
-  for dp in "${depths%% *} fp32" "${depths%% *} bf16" "$graph_depth bf16"; do
-    set -- $dp
-    args=(--depth $1 --precision $2 --pack $n --streams --cuda-graph)
-    bench "streams-$1-$2" "${args[@]}" || continue
-    f=$work/streams-$1-$2.txt
-    cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
-    row streams_images_per_second_cuda_graph_on ResNet-$1 $2 $n \
-      "$(field "$f" pack_images_per_second)" images/s "$cmd"
-    row streams_speedup_cuda_graph_on ResNet-$1 $2 $n "$(field "$f" pack_speedup)" x "$cmd"
   done
 fi
 

@@ -352,12 +352,12 @@ fn gpu_tables_script_writes_its_rows_at_tiny_sizes() {
             "projected_200_epochs_from_one",
             "table_z1_hours",
             "table_z2_hours",
-            "pack_images_per_second_channels_last",
             "peak_fraction",
             "torch_vmap_images_per_second",
             "ratio_vs_torch_vmap",
             "torch_vmap_images_per_second",
             "ratio_vs_torch_vmap",
+            "pack_images_per_second_channels_last",
         ],
         "{text}"
     );
