@@ -27,9 +27,10 @@
 #      row's command).
 # Also: PyTorch's torch.func ensemble (scripts/bench_torch.py --models N, the largest N) and
 # deepres's pack of N against it (ratio_vs_torch_vmap).
-# Order: packs, ResNet-1202, the epochs and the tables' projections first, then the ways that
-# may reach the pack targets (graphs, streams), the vmap ratio, then the rest: a run stopped
-# at its time limit (about 7 min expected at full size on an H200) loses the least needed.
+# Order: packs, ResNet-1202 and the epochs first, then the ways that may reach the pack targets
+# (graphs, streams), the vmap ratio, the rest, and the tables' projections from all of them: a
+# run stopped at its time limit (about 7 min expected at full size on an H200) loses the least
+# needed, and the projections can be rerun from the rows it wrote.
 # Environment: PYTHON (with torch; default python3), DEEPRES (binary, default target/release/deepres), DEVICE (default cuda; tiny:
 # cpu), GPU_TABLES_OUT (default bench/gpu.csv), GPU_TABLES_SIZE (full | tiny), COMMIT (default git's HEAD),
 # GPU_TABLES_LOGS (a folder for every command's own output; default: not kept). A command that
@@ -77,6 +78,18 @@ field() {  # file key: the first number of the line `key: ...`
   sed -n "s/^$2: \([-0-9.eE+]*\).*/\1/p" "$1" | head -1
 }
 
+# pack_rows FILE WHAT MODEL PRECISION N COMMAND: a `bench --pack N` output's rows, the pack's
+# aggregate images/s and its ratio to one model (WHAT: pack, pack_..._cuda_graph_on, streams_...)
+# and, on CUDA, the pack's peak allocated memory.
+pack_rows() {
+  local f=$1 what=$2 model=$3 p=$4 n=$5 cmd=$6
+  row ${what/WHAT/images_per_second} $model $p $n "$(field "$f" pack_images_per_second)" images/s "$cmd"
+  row ${what/WHAT/speedup} $model $p $n "$(field "$f" pack_speedup)" x "$cmd"
+  [[ $dev == cuda* ]] && row ${what/WHAT/peak_allocated_mib} $model $p $n \
+    "$(field "$f" pack_peak_gpu_memory)" MiB "$cmd"
+  return 0
+}
+
 # fell_back FILE COMMAND: whether a CUDA-graph capture fell back to ordinary steps in FILE (its
 # figure would then not be one of graphs: no row, and said on stderr).
 fell_back() {
@@ -102,10 +115,7 @@ for d in $depths; do
       f=$work/pack-$d-$p-$n.txt
       cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
       row images_per_second ResNet-$d $p 1 "$(field "$f" images_per_second)" images/s "$cmd"
-      row pack_images_per_second ResNet-$d $p $n "$(field "$f" pack_images_per_second)" images/s "$cmd"
-      row pack_speedup ResNet-$d $p $n "$(field "$f" pack_speedup)" x "$cmd"
-      [[ $dev == cuda* ]] && row pack_peak_allocated_mib ResNet-$d $p $n \
-        "$(field "$f" pack_peak_gpu_memory)" MiB "$cmd"
+      pack_rows "$f" pack_WHAT ResNet-$d $p $n "$cmd"
     done
   done
 done
@@ -119,10 +129,7 @@ for p in $precisions; do
   f=$work/deep-$p.txt
   cmd="deepres bench --device $dev --batch $batch --steps $deep_steps --warmup $deep_warmup ${args[*]}"
   row images_per_second ResNet-$deep $p 1 "$(field "$f" images_per_second)" images/s "$cmd"
-  row pack_images_per_second ResNet-$deep $p $deep_pack "$(field "$f" pack_images_per_second)" images/s "$cmd"
-  row pack_speedup ResNet-$deep $p $deep_pack "$(field "$f" pack_speedup)" x "$cmd"
-  [[ $dev == cuda* ]] && row pack_peak_allocated_mib ResNet-$deep $p $deep_pack \
-    "$(field "$f" pack_peak_gpu_memory)" MiB "$cmd"
+  pack_rows "$f" pack_WHAT ResNet-$deep $p $deep_pack "$cmd"
 done
 
 # The epoch through `deepres train` itself (its loader, schedule and test pass), with CUDA
@@ -156,15 +163,6 @@ for p in $precisions; do
       "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
   done
 done
-# 4. Tables Z1 and Z2 on one GPU, projected from the rows above (scripts/project_tables.py
-#    states the model of the cost in each row's command).
-if "$py" scripts/project_tables.py "$out" --date "$date" --device "$device" --commit "$commit" \
-    --epoch-images $train_n > "$work/tables.csv"; then
-  cat "$work/tables.csv" >> "$out"
-else
-  echo "failed: python3 scripts/project_tables.py $out" >&2; status=1
-fi
-
 # On CUDA, first what may reach issue 17's pack targets: the issue's 10 x ResNet-56 (5x one
 # model) with graphs, and the pack's other way.
 n=${packs##* }
@@ -174,9 +172,7 @@ if [[ $dev == cuda* ]]; then
     bench "graph-pack-${depths%% *}-$p" "${args[@]}" || continue
     f=$work/graph-pack-${depths%% *}-$p.txt
     cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
-    row pack_images_per_second_cuda_graph_on ResNet-${depths%% *} $p $n \
-      "$(field "$f" pack_images_per_second)" images/s "$cmd"
-    row pack_speedup_cuda_graph_on ResNet-${depths%% *} $p $n "$(field "$f" pack_speedup)" x "$cmd"
+    pack_rows "$f" pack_WHAT_cuda_graph_on ResNet-${depths%% *} $p $n "$cmd"
   done
   # The largest pack's other way (issue 17, where grouped convolutions are slow): N networks,
   # each replaying its graph on a CUDA stream of its own; ResNet-56 (the 5x target) in both
@@ -187,9 +183,7 @@ if [[ $dev == cuda* ]]; then
     bench "streams-$1-$2" "${args[@]}" || continue
     f=$work/streams-$1-$2.txt
     cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
-    row streams_images_per_second_cuda_graph_on ResNet-$1 $2 $n \
-      "$(field "$f" pack_images_per_second)" images/s "$cmd"
-    row streams_speedup_cuda_graph_on ResNet-$1 $2 $n "$(field "$f" pack_speedup)" x "$cmd"
+    pack_rows "$f" streams_WHAT_cuda_graph_on ResNet-$1 $2 $n "$cmd"
   done
 fi
 
@@ -260,9 +254,7 @@ if [[ $dev == cuda* ]]; then
     bench "graph-pack-$p" "${args[@]}" || continue
     f=$work/graph-pack-$p.txt
     cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
-    row pack_images_per_second_cuda_graph_on ResNet-$graph_depth $p $n \
-      "$(field "$f" pack_images_per_second)" images/s "$cmd"
-    row pack_speedup_cuda_graph_on ResNet-$graph_depth $p $n "$(field "$f" pack_speedup)" x "$cmd"
+    pack_rows "$f" pack_WHAT_cuda_graph_on ResNet-$graph_depth $p $n "$cmd"
   done
   # One ResNet-110 with graphs and channels-last (the 200-epoch target's model, every speed
   # setting at once).
@@ -275,5 +267,15 @@ if [[ $dev == cuda* ]]; then
   done
 fi
 
+# 4. Tables Z1 and Z2 on one GPU, projected from all the rows above (scripts/project_tables.py
+#    states the model of the cost in each row's command; run last, so that graphed packs
+#    measured at both depths count where faster). A run stopped at its limit loses these rows
+#    only: project_tables.py gives them from the rows written (GPU_CSV --date --device --commit).
+if "$py" scripts/project_tables.py "$out" --date "$date" --device "$device" --commit "$commit" \
+    --epoch-images $train_n > "$work/tables.csv"; then
+  cat "$work/tables.csv" >> "$out"
+else
+  echo "failed: python3 scripts/project_tables.py $out" >&2; status=1
+fi
 echo "rows appended to $out" >&2
 exit $status

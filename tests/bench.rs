@@ -350,14 +350,14 @@ fn gpu_tables_script_writes_its_rows_at_tiny_sizes() {
             "epoch_seconds",
             "epoch_train_images_per_second",
             "projected_200_epochs_from_one",
-            "table_z1_hours",
-            "table_z2_hours",
             "peak_fraction",
             "torch_vmap_images_per_second",
             "ratio_vs_torch_vmap",
             "torch_vmap_images_per_second",
             "ratio_vs_torch_vmap",
             "pack_images_per_second_channels_last",
+            "table_z1_hours",
+            "table_z2_hours",
         ],
         "{text}"
     );
