@@ -110,7 +110,7 @@ int deepres_graph_capture_end(void* g) {
 // Launches the captured work on the current stream.
 int deepres_graph_replay(void* g) { GRAPH_TRY(static_cast<Graph*>(g)->graph.replay()) }
 
-// CUDA streams of libtorch's pool, for models stepped side by side (src/util/cuda_stream.rs):
+// CUDA streams of libtorch's pool, for models stepped side by side (src/train/streams.rs):
 // a stream, made current around one model's work, then joined.
 void* deepres_stream_new(int device) {
   try {

@@ -23,6 +23,11 @@ std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
   for (size_t i = 0; i < n; ++i) v.push_back(*ts[i]);
   return v;
 }
+// CUDA autocast's state on this thread: whether it is on (bit 0) and its dtype (the bits above).
+int autocast_state() {
+  int dtype = static_cast<int>(at::autocast::get_autocast_dtype(at::kCUDA));
+  return (dtype << 1) | (at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0);
+}
 }  // namespace
 
 #define DEEPRES_TRY(...)                  \
@@ -45,8 +50,7 @@ const char* deepres_last_error() { return last_error.c_str(); }
 // a warning on every use.)
 int deepres_autocast_enter(int bf16, int* prev) {
   DEEPRES_TRY({
-    int dtype = static_cast<int>(at::autocast::get_autocast_dtype(at::kCUDA));
-    *prev = (dtype << 1) | (at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0);
+    *prev = autocast_state();
     at::autocast::set_autocast_dtype(at::kCUDA, bf16 ? at::kBFloat16 : at::kHalf);
     at::autocast::set_autocast_enabled(at::kCUDA, true);
     at::autocast::increment_nesting();
@@ -64,12 +68,7 @@ int deepres_autocast_exit(int prev) {
 }
 
 // CUDA autocast's state on this thread, encoded as deepres_autocast_enter's *prev.
-int deepres_autocast_state(int* state) {
-  DEEPRES_TRY({
-    int dtype = static_cast<int>(at::autocast::get_autocast_dtype(at::kCUDA));
-    *state = (dtype << 1) | (at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0);
-  })
-}
+int deepres_autocast_state(int* state) { DEEPRES_TRY(*state = autocast_state()) }
 
 // PyTorch's fused SGD (torch._fused_sgd_): for every i,
 //   d = g_i / grad_scale + wd·p_i;  buf_i = d (first step) or μ·buf_i + d;

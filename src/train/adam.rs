@@ -109,6 +109,8 @@ impl BatchedAdam {
                 let mut shape = vec![-1i64];
                 shape.resize(p.dim(), 1);
                 let lr = self.lr.view(shape.as_slice());
+                // The same formula, with the host's scalars (the ordinary step, rounded as it
+                // always was) or with the device tensors a CUDA graph reads at each replay.
                 let (denom, step_size) = match &self.device_bias {
                     None => ((v.sqrt() / bc2_sqrt) + EPS, lr / bc1),
                     Some((bc1, bc2_sqrt)) => ((v.sqrt() / bc2_sqrt) + EPS, lr / bc1),

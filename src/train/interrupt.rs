@@ -99,12 +99,10 @@ fn is_copy(sig: i32, pid: i32) -> bool {
     // SAFETY: clock_gettime is async-signal-safe and writes the local timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     let now = ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000;
-    let copy = LAST_SIG.swap(sig, Ordering::SeqCst) == sig
-        && LAST_PID.swap(pid, Ordering::SeqCst) == pid
-        && now - LAST_MS.load(Ordering::SeqCst) < COPY_WINDOW_MS;
-    LAST_PID.store(pid, Ordering::SeqCst);
-    LAST_MS.store(now, Ordering::SeqCst);
-    copy
+    let last_sig = LAST_SIG.swap(sig, Ordering::SeqCst);
+    let last_pid = LAST_PID.swap(pid, Ordering::SeqCst);
+    let last_ms = LAST_MS.swap(now, Ordering::SeqCst);
+    last_sig == sig && last_pid == pid && now - last_ms < COPY_WINDOW_MS
 }
 
 /// For a command that has no safe point to stop at: from now on the signals take their default
