@@ -16,7 +16,8 @@
 #      50,000 synthetic CIFAR-shaped images (CIFAR is not on the GPU machines): the seconds of
 #      the second of two epochs (training and the 10,000-image test pass, from metrics.csv; the
 #      first also holds cuDNN's autotuning of every shape), fp32 and bf16,
-#      CUDA graphs off and on, and 200 × that in hours, labelled projected;
+#      CUDA graphs off and on, and 200 × that in hours, labelled projected; and how far the
+#      two runs' curves (same seed, weights and batches) differ: epoch train loss, test accuracy;
 #   3a. ResNet-1202 (Table Z1's deepest) alone and in a pack of 6; the largest pack at
 #      ResNet-110 channels-last;
 #   3b. peak_fraction: the largest pack's FLOP/s at ResNet-110 over the GPU's dense bf16 peak;
@@ -98,6 +99,22 @@ fell_back() {
   status=1
 }
 
+# curve_rows OFF ON PRECISION COMMAND: how far `deepres train`'s curves with CUDA graphs (ON,
+# a metrics.csv) are from those without (OFF; the same seed, weights and batches, so every
+# step of both epochs went through the train path both ways): the largest relative
+# difference of an epoch's mean training loss, and of its test accuracy (absolute).
+curve_rows() {
+  [ -s "$1" ] && [ -s "$2" ] || return 0
+  local d
+  d=$(awk -F, 'FNR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+    NR == FNR { l[FNR] = $c["train_loss"]; a[FNR] = $c["test_acc"]; next }
+    { r = ($c["train_loss"] - l[FNR]) / l[FNR]; if (r < 0) r = -r; if (r > R) R = r
+      t = $c["test_acc"] - a[FNR]; if (t < 0) t = -t; if (t > T) T = t }
+    END { printf "%.3e %.4f", R, T }' "$1" "$2")
+  row graph_vs_ordinary_train_loss_rel_diff ResNet-$graph_depth $3 1 "${d% *}" relative "$4"
+  row graph_vs_ordinary_test_acc_diff ResNet-$graph_depth $3 1 "${d#* }" accuracy "$4"
+}
+
 bench() {  # label args...: runs deepres bench (steps and warmup: $steps, $warmup), output in $work/$label.txt
   local label=$1; shift
   if ! "$bin" bench --device "$dev" --batch $batch --steps $steps --warmup $warmup "$@" \
@@ -161,6 +178,7 @@ for p in $precisions; do
     row epoch_train_images_per_second$suffix ResNet-$graph_depth $p 1 "$ips" images/s "$cmd"
     row projected_200_epochs_from_one$suffix ResNet-$graph_depth $p 1 \
       "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
+    [ $g = on ] && curve_rows "$work/runs/epoch-$p-graph-off/metrics.csv" "$csv" $p "$cmd (against graphs off)"
   done
 done
 # On CUDA, first what may reach issue 17's pack targets: the issue's 10 x ResNet-56 (5x one

@@ -16,6 +16,9 @@
 #   gpu autocast_dtype_inside_the_region_and_restored_after: bf16/fp16 inside, fp32 after,
 #       nested regions restore the outer dtype, a panic inside a region leaves it;
 #   gpu_graph a_graphed_step_equals_the_ordinary_one: CUDA-graph steps vs ordinary steps, fp32, bf16;
+#   gpu_graph a_graphed_training_follows_the_ordinary_loss_over_200_steps: ResNet-20, 200 steps
+#       with and without graphs, fp32 and bf16: each step's loss within max(4 D, 2 %) of the
+#       ordinary run's, D the largest difference between two ordinary runs (printed);
 #   gpu_graph a_graphed_pack_step_equals_the_ordinary_one: a pack of 3 the same (and fp16), one rate and a rate
 #       per member, a member frozen midway (the step captured again);
 #   gpu_graph a_step_that_cannot_be_captured_runs_on_without_graphs: a failed capture falls back to
@@ -43,6 +46,7 @@ TESTS=(
   "gpu fp16_loss_scaling_skips_an_overflowing_step_and_recovers"
   "gpu autocast_dtype_inside_the_region_and_restored_after"
   "gpu_graph a_graphed_step_equals_the_ordinary_one"
+  "gpu_graph a_graphed_training_follows_the_ordinary_loss_over_200_steps"
   "gpu_graph a_graphed_pack_step_equals_the_ordinary_one"
   "gpu_graph a_step_that_cannot_be_captured_runs_on_without_graphs"
   "gpu_graph a_graphed_marion_training_equals_the_ordinary_one"

@@ -158,8 +158,9 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Convolution weights and batches in channels-last (NHWC) memory format.
     pub channels_last: bool,
-    /// Replay each full-batch training step from a captured CUDA graph (CUDA only; experimental:
-    /// not yet validated on a GPU, compare its curves with a run without it).
+    /// Replay each full-batch training step from a captured CUDA graph (CUDA only). A graphed
+    /// step equals the ordinary one on an H200 (tests/gpu_graph.rs, 2026-12-01); off by
+    /// default until whole `deepres train` runs with it are measured (BENCHMARKS.md).
     pub cuda_graph: bool,
     /// Write a checkpoint after every epoch (needed for `--resume`).
     pub checkpoint: bool,
