@@ -10,7 +10,7 @@
 #   GPU_SESSION_DRY=1 scripts/gpu_session.sh OUT 1|2   # the same at tiny sizes on the CPU (a check
 #                                          # of this script; no GPU figure)
 #
-# Each part runs under its own limit (TABLES_SECONDS 450, TESTS_SECONDS 110; call 2 keeps
+# Each part runs under its own limit (TABLES_SECONDS 430, TESTS_SECONDS 130; call 2 keeps
 # gpu_fidelity.sh's own limits, M9_SECONDS 300 and C5_SECONDS 180), so that a call ends before
 # the device tool's 600 s and whatever was written under OUT comes back. OUT/session.txt says
 # what ran, how long and how it ended; every other file of the call (the logs of each part,
@@ -22,8 +22,8 @@
 #
 # The budget: a session's 15 device minutes count start-up and idle time too. On 2026-12-01 the
 # machine started in about 30 s and call 1 held it 317 s (tables 211 s, tests 71 s), call 2
-# 377 s. Call 1 now measures more (about 6 min expected): give call 2 what is left less a
-# minute, e.g. `M9_SECONDS=240 FIDELITY_FIGURES=m9 scripts/gpu_session.sh $OUT 2`, and
+# 377 s. Call 1 now measures more (about 6 min expected; the tests, 11 now, about 100 s):
+# give call 2 what is left less a minute, e.g. `M9_SECONDS=240 FIDELITY_FIGURES=m9 scripts/gpu_session.sh $OUT 2`, and
 # give_back at once after it.
 set -uo pipefail
 here=$(dirname "$0")
@@ -68,10 +68,10 @@ run() {
     1)
       local commit
       commit=$(sed -n 's/^commit \(.......\).*/\1/p' target/gpu-tests/BUILD)
-      part tables "${TABLES_SECONDS:-450}" "${dry[@]}" env DEEPRES=target/gpu-tests/deepres \
+      part tables "${TABLES_SECONDS:-430}" "${dry[@]}" env DEEPRES=target/gpu-tests/deepres \
         GPU_TABLES_OUT="$out/gpu.csv" GPU_TABLES_LOGS="$out/tables-logs" PYTHON="$py" COMMIT="$commit" \
         "$here/gpu_tables.sh"
-      part tests "${TESTS_SECONDS:-110}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
+      part tests "${TESTS_SECONDS:-130}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
       ;;
     2)
       part fidelity 560 "${dry[@]}" "$here/gpu_fidelity.sh" "$out/fidelity"
