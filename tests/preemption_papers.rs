@@ -1,6 +1,7 @@
 //! Preemption of the papers' long runs, with the real binary: a SIGTERM stops Marion's M8
 //! training after the step in progress and Chizat's limit training after the GD step in
-//! progress, each saving its position, with exit 75 and one line naming what was saved; the
+//! progress, each saving its position (C5's sweep keeps its finished batches of models), with
+//! exit 75 and one line naming what was saved; the
 //! same command then continues from that step and writes the CSVs of an uninterrupted run byte
 //! for byte (these CSVs have no timing column). A failpoint (`DEEPRES_PAUSE_AT=<epoch>:<step>`,
 //! epoch 0 for a limit's GD steps) holds the run at a known step until the signal arrives.
@@ -184,6 +185,66 @@ fn a_signal_stops_a_chizat_limit_at_its_step_and_the_rerun_continues() {
     for f in ["loss.csv", "trajectories.csv"] {
         assert_same_file(&dir.join("run/out").join(f), &dir.join("ref/out").join(f));
     }
+}
+
+/// Figure C5 at a tiny size: 24 models in batches of 4 (7 here) over D ∈ {1, 2}, limits
+/// L = M = 32, K = 20 GD steps.
+const C5: [&str; 10] = [
+    "models=24",
+    "batch=4",
+    "depth=[1, 8]",
+    "width=[1, 8]",
+    "dims=[1, 2]",
+    "eval_steps=[10, 20]",
+    "task.train=32",
+    "limit.depth=32",
+    "limit.width=32",
+    "dynamics.steps=20",
+];
+
+/// C5 stopped by SIGTERM inside its third batch of models (after GD step 5): exit 75, one line
+/// saying so; the two finished batches are kept in `batches/` (one file each, the third not),
+/// and the rerun reads them, trains the others, and writes errors.csv and init.csv byte for
+/// byte as an uninterrupted run's. A run over the same kept batches trains nothing.
+#[test]
+fn a_signal_stops_c5_in_a_batch_and_the_rerun_goes_on_from_the_kept_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sets: Vec<String> = C5
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["limit.cache=lim".to_string()])
+        .collect();
+    let fig = "chizat2025/fig5.yaml";
+    let reference = finished(figure(dir, "chizat", fig, &sets, "ref").output().unwrap());
+    let batches = reference.matches("padded to").count();
+    assert!(batches >= 6, "{reference}");
+    let kept = |d: &str| std::fs::read_dir(dir.join(d).join("batches")).map_or(0, |r| r.count());
+    // Each batch of the models, and the same batch at k = 0 (the control).
+    assert_eq!(kept("ref"), 2 * batches);
+
+    let mut cmd = figure(dir, "chizat", fig, &sets, "run");
+    let line = stopped_by_sigterm(&mut cmd, "3:5", "paused after step 5 of epoch 4");
+    assert_eq!(
+        line,
+        "error: stopped by SIGTERM after GD step 5 of 20 of the figure's models (the limits \
+         computed so far are cached, C5's finished batches kept); resumable: rerun the same \
+         command"
+    );
+    assert_eq!(
+        kept("run"),
+        2,
+        "the finished batches are not kept, or the stopped one is"
+    );
+
+    let err = finished(figure(dir, "chizat", fig, &sets, "run").output().unwrap());
+    assert_eq!(err.matches("kept before").count(), 2, "{err}");
+    assert_eq!(err.matches("padded to").count(), batches - 2, "{err}");
+    for f in ["errors.csv", "init.csv"] {
+        assert_same_file(&dir.join("run").join(f), &dir.join("ref").join(f));
+    }
+    let again = finished(figure(dir, "chizat", fig, &sets, "run").output().unwrap());
+    assert!(!again.contains("padded to"), "{again}");
 }
 
 /// A command with no safe point to stop at (here `deepres scaling`, which trains nothing) hands

@@ -8,8 +8,9 @@ use std::time::Instant;
 use tch::Device;
 
 use super::fit::{fit_rate, free_exponents, RateFit};
-use super::gd::train;
-use super::limit::limit;
+use super::gd::train_batch;
+use super::kept::{device_kind, keep, read_kept, BatchKey};
+use super::limit::{limit, limit_key};
 use super::output::{rms_error, write_csv};
 use super::spec::{ErrorSweepFig, Figure};
 use super::task::train_and_test;
@@ -17,6 +18,7 @@ use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use crate::report::acceptance::{Acceptance, Check};
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
+use crate::util::key::spec_key;
 
 /// Integer drawn log-uniformly in [lo, hi].
 fn log_uniform(rng: &mut impl Rng, lo: i64, hi: i64) -> i64 {
@@ -39,7 +41,9 @@ pub(super) fn error_sweep(
     let mut dims: Vec<i64> = s.dims.clone();
     dims.sort();
     dims.dedup();
-    let errors = measure_errors(s, &models, &dims, device, quiet)?;
+    // Each finished batch is kept in `batches/`: a rerun after a stop goes on from there.
+    let kept = out.join("batches");
+    let errors = measure_errors(s, &models, &dims, Some(&kept), (device, quiet))?;
     let ks = &s.eval_steps;
     // One fit per recorded step k, over the models inside the region.
     let fits: Vec<RateFit> = (0..ks.len())
@@ -65,7 +69,7 @@ pub(super) fn error_sweep(
     let last = ks.len() - 1;
     let exponents = free_exponents(&inside_points(s, &models, &errors, last));
     // The control: the same models against the same limit before any step.
-    let init = measure_errors(&at_init(s), &models, &dims, device, true)?;
+    let init = measure_errors(&at_init(s), &models, &dims, Some(&kept), (device, true))?;
     let init_rows: Vec<String> = models
         .iter()
         .zip(&init)
@@ -172,24 +176,27 @@ pub(super) fn inside_points(
 }
 
 /// Trains every model, D by D (one limit per D), in batched programs of `batch` models;
-/// returns errors[model][index in eval_steps].
+/// returns errors[model][index in eval_steps]. With `kept` (a folder), each finished batch's
+/// errors are kept there under its [`BatchKey`] and a batch kept before is read instead of
+/// trained (a D whose batches are all kept needs no limit): a sweep stopped by a signal or a
+/// time limit goes on from its last finished batch, with the same numbers.
 pub(super) fn measure_errors(
     s: &ErrorSweepFig,
     models: &[Shape],
     dims: &[i64],
-    device: Device,
-    quiet: bool,
+    kept: Option<&Path>,
+    (device, quiet): (Device, bool),
 ) -> Result<Vec<Vec<f64>>> {
     let ks = &s.eval_steps;
     let mut errors = vec![vec![f64::NAN; ks.len()]; models.len()];
     let t_all = Instant::now();
-    let mut done = 0usize;
+    let (mut done, mut batches_seen) = (0usize, 0usize);
     for &d in dims {
         let mut idx: Vec<usize> = (0..models.len()).filter(|&i| models[i].2 == d).collect();
         if idx.is_empty() {
             continue;
         }
-        let lim = limit(d, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+        let mut lim = None;
         let (x, y, xt) = train_and_test(&s.task, d, device);
         // Similar shapes together, so that padding to the batch's largest L and M wastes little.
         idx.sort_by_key(|&i| {
@@ -200,27 +207,58 @@ pub(super) fn measure_errors(
             )
         });
         for (bi, chunk) in idx.chunks(s.batch).enumerate() {
-            let specs: Vec<TwoLayerSpec> = chunk
-                .iter()
-                .map(|&i| s.dynamics.model(models[i].0, models[i].1, d))
-                .collect();
-            tch::manual_seed(s.seed as i64 * 1_000_003 + d * 10_007 + bi as i64);
-            let mut net = TwoLayerResNet::new(&specs, device);
-            let (_, outs) = train(&mut net, &x, &y, &xt, s.dynamics.steps, |_, _| {})?;
-            for (ki, k) in ks.iter().enumerate() {
-                let e = rms_error(&outs[k], &lim.outputs[k]);
-                for (j, &i) in chunk.iter().enumerate() {
-                    errors[i][ki] = e[j];
+            batches_seen += 1;
+            let seed = s.seed as i64 * 1_000_003 + d * 10_007 + bi as i64;
+            let shapes: Vec<(i64, i64)> =
+                chunk.iter().map(|&i| (models[i].0, models[i].1)).collect();
+            let key = spec_key(&BatchKey {
+                version: 1,
+                device: device_kind(device),
+                limit: limit_key(d, &s.dynamics, &s.task, &s.limit),
+                seed,
+                shapes: &shapes,
+                eval_steps: ks,
+            });
+            let counts = (chunk.len(), ks.len());
+            let (batch_errors, how) = match kept.map(|dir| read_kept(dir, &key, counts)) {
+                Some(Ok(Some(e))) => (e, "kept before".to_string()),
+                Some(Err(e)) => return Err(e),
+                _ => {
+                    if lim.is_none() {
+                        lim = Some(limit(d, &s.dynamics, &s.task, &s.limit, device, quiet)?);
+                    }
+                    let lim = lim.as_ref().expect("computed above");
+                    let specs: Vec<TwoLayerSpec> = (shapes.iter())
+                        .map(|&(l, m)| s.dynamics.model(l, m, d))
+                        .collect();
+                    tch::manual_seed(seed);
+                    let mut net = TwoLayerResNet::new(&specs, device);
+                    let batch_no = batches_seen as i64;
+                    let (_, outs) =
+                        train_batch(&mut net, (&x, &y, &xt), s.dynamics.steps, batch_no)?;
+                    let per_k: Vec<Vec<f64>> = ks
+                        .iter()
+                        .map(|k| rms_error(&outs[k], &lim.outputs[k]))
+                        .collect();
+                    let e: Vec<Vec<f64>> = (0..chunk.len())
+                        .map(|j| per_k.iter().map(|ek| ek[j]).collect())
+                        .collect();
+                    if let Some(dir) = kept {
+                        keep(dir, &key, &e)?;
+                    }
+                    let (l, m) = (net.depth(), specs.iter().map(|s| s.width).max().unwrap());
+                    (e, format!("padded to L = {l}, M = {m}"))
                 }
+            };
+            for (j, &i) in chunk.iter().enumerate() {
+                errors[i] = batch_errors[j].clone();
             }
             done += chunk.len();
             if !quiet {
                 eprintln!(
-                    "C5: {done}/{} models (D = {d}, batch of {} padded to L = {}, M = {}), {:.0} s",
+                    "C5: {done}/{} models (D = {d}, batch of {} {how}), {:.0} s",
                     models.len(),
                     chunk.len(),
-                    net.depth(),
-                    specs.iter().map(|s| s.width).max().unwrap(),
                     t_all.elapsed().as_secs_f64()
                 );
             }

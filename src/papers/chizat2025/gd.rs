@@ -50,19 +50,37 @@ pub fn train(
     each_step: impl FnMut(usize, &TwoLayerResNet),
 ) -> Result<(Tensor, BTreeMap<usize, Tensor>)> {
     let stop = |_| interrupt::signal().is_some();
-    train_from(
-        net,
-        (x, y, x_test),
-        steps,
-        Progress::start(),
-        each_step,
-        stop,
-    )
-    .map_err(|p| {
+    train_until(net, (x, y, x_test), steps, each_step, stop)
+}
+
+/// [`train`] for C5's `batch`-th batch of models (from 1 over the whole sweep), which the
+/// tests' failpoints (`DEEPRES_PAUSE_AT`, `DEEPRES_INTERRUPT_AT`) see as epoch `batch` (a
+/// limit's GD steps being epoch 0), so that a test can stop a sweep inside a given batch.
+pub fn train_batch(
+    net: &mut TwoLayerResNet,
+    data: (&Tensor, &Tensor, &Tensor),
+    steps: usize,
+    batch: i64,
+) -> Result<(Tensor, BTreeMap<usize, Tensor>)> {
+    let stop = |k: usize| interrupt::requested(batch, k as i64);
+    train_until(net, data, steps, |_, _| {}, stop)
+}
+
+/// [`train_from`] the start, `stop(k)` asked after every step, its stop turned into
+/// [`Interrupted`].
+fn train_until(
+    net: &mut TwoLayerResNet,
+    data: (&Tensor, &Tensor, &Tensor),
+    steps: usize,
+    each_step: impl FnMut(usize, &TwoLayerResNet),
+    stop: impl FnMut(usize) -> bool,
+) -> Result<(Tensor, BTreeMap<usize, Tensor>)> {
+    train_from(net, data, steps, Progress::start(), each_step, stop).map_err(|p| {
         let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
         Interrupted(format!(
-            "stopped by {} after GD step {} of {steps} of the figure's models (limits computed \
-             so far are cached); resumable: rerun the same command",
+            "stopped by {} after GD step {} of {steps} of the figure's models (the limits \
+             computed so far are cached, C5's finished batches kept); resumable: rerun the \
+             same command",
             interrupt::name(sig),
             p.done
         ))

@@ -34,6 +34,7 @@ mod error_sweep;
 pub mod fit;
 mod forward_pass;
 pub mod gd;
+mod kept;
 pub mod limit;
 mod limit_training;
 mod output;

@@ -1,13 +1,15 @@
 //! Each finished setting's errors kept in `settings/errors-<16 hex>.csv` under the study's
 //! output, named by the SHA-256 of everything that determines them ([`SettingKey`]): a rerun
-//! reads them instead of training, and a file of another setting is refused in one line.
-use anyhow::{bail, Context, Result};
+//! reads them instead of training, and a file of another setting is refused in one line
+//! (the file format: `chizat2025/kept.rs`). Inside a setting, C5's sweep keeps each batch of
+//! models (`batches/`), so a setting stopped midway goes on from its last finished batch.
+use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
 use tch::Device;
 
 use crate::papers::chizat2025::error_sweep::{measure_errors, Shape};
-use crate::papers::chizat2025::output::write_csv;
+use crate::papers::chizat2025::kept::{keep, kept_path, read_kept};
 use crate::papers::chizat2025::spec::{Dynamics, ErrorSweepFig, TaskSpec};
 use crate::util::key::spec_key;
 
@@ -24,8 +26,6 @@ struct SettingKey<'a> {
     task: TaskSpec,
     limit: (i64, i64, i64, u64),
 }
-
-const FIX: &str = "delete it to recompute that setting";
 
 /// One setting's errors[model][index in eval_steps]: read from `out/settings/` when this
 /// setting finished before, else measured (C5's [`measure_errors`]) and kept there.
@@ -52,58 +52,22 @@ pub(super) fn setting_errors(
             sw.limit.seed,
         ),
     });
-    let path = out
-        .join("settings")
-        .join(format!("errors-{}.csv", &key[..16]));
-    if path.exists() {
+    let dir = out.join("settings");
+    let counts = (shapes.len(), sw.eval_steps.len());
+    if let Some(errors) = read_kept(&dir, &key, counts)? {
         if !quiet {
-            eprintln!("C5D: {} (finished before)", path.display());
+            eprintln!("C5D: {} (finished before)", kept_path(&dir, &key).display());
         }
-        return read_errors(&path, &key, shapes.len(), sw.eval_steps.len());
+        return Ok(errors);
     }
-    let errors = measure_errors(sw, shapes, dims, device, quiet)?;
-    let rows: Vec<String> = errors
-        .iter()
-        .map(|e| {
-            e.iter()
-                .map(|v| format!("{v:e}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect();
-    std::fs::create_dir_all(path.parent().expect("settings/ has a parent"))
-        .with_context(|| format!("{}: cannot create", out.join("settings").display()))?;
-    write_csv(&path, &format!("# key {key}"), &rows)?;
-    Ok(errors)
-}
-
-/// Reads a setting's cached errors, refusing another setting's file or a damaged one.
-fn read_errors(path: &Path, key: &str, models: usize, steps: usize) -> Result<Vec<Vec<f64>>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read ({FIX})", path.display()))?;
-    let mut lines = text.lines();
-    let stored = lines.next().unwrap_or_default();
-    if stored != format!("# key {key}") {
-        bail!(
-            "{}: the errors of another setting (first line {stored:?}, expected \"# key {key}\") ({FIX})",
-            path.display()
-        );
-    }
-    let errors: Vec<Vec<f64>> = lines
-        .map(|l| {
-            l.split(',')
-                .map(|v| v.parse::<f64>())
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{}: not a number ({FIX})", path.display()))?;
-    if errors.len() != models || errors.iter().any(|e| e.len() != steps) {
-        bail!(
-            "{}: expected {models} rows of {steps} errors, found {} rows ({FIX})",
-            path.display(),
-            errors.len()
-        );
-    }
+    let errors = measure_errors(
+        sw,
+        shapes,
+        dims,
+        Some(&out.join("batches")),
+        (device, quiet),
+    )?;
+    keep(&dir, &key, &errors)?;
     Ok(errors)
 }
 
