@@ -14,13 +14,19 @@
 #   FIDELITY_SIZE=tiny scripts/gpu_fidelity.sh OUT_DIR   # smoke scale on the CPU (a check of
 #                                            # this script; no GPU figure)
 # Output in OUT_DIR: m9/ and c5/ (each figure's CSV, Markdown and plots; not M9's chunk
-# checkpoint, 5 GB at 500 models), m9.log, c5.log, fidelity.log (everything) and summary.txt,
-# one line per figure: finished or stopped at the limit, wall seconds, exit status.
+# checkpoint, 5 GB at 500 models), c5-state/ (C5's kept batches and its limits, a few MB: what
+# lets a later run go on where this one stopped), m9.log, c5.log, fidelity.log (everything) and
+# summary.txt, one line per figure: finished or stopped at the limit, wall seconds, exit status.
+# Going on where a run stopped: the runs live in WORK (default runs/gpu-fidelity, a stable
+# folder), so a second call on the same (still warm) machine resumes M9 from its checkpoint
+# and C5 from its kept batches. A later session on a fresh machine resumes C5 only: put a
+# c5-state/ that came back at WORK/c5/state (scripts/gpu_session.sh --prepare carries it).
 # Environment: FIDELITY_FIGURES (default "m9 c5": which to run, in that order; "c5" alone for a
 # call of C5 only: 781 of its 2100 models took 128 s on an H200), M9_SECONDS (default 300),
 # C5_SECONDS (default 180), M9_GRAPH (default 1: M9's
 # steps through CUDA graphs; 0: ordinary), DEVICE (default cuda; tiny:
-# cpu), WORK (where the runs go before their results are copied; default a temporary folder).
+# cpu), WORK (where the runs go before their results are copied; default runs/gpu-fidelity,
+# tiny: a temporary folder).
 set -uo pipefail
 DIR=target/gpu-fidelity
 source "$(dirname "$0")/find_libtorch.sh"
@@ -82,7 +88,8 @@ run_all() {
     echo "gpu-fidelity: CUDA is not available: run on the GPU machine, or FIDELITY_SIZE=tiny"
     exit 2
   fi
-  local work=${WORK:-$(mktemp -d)}
+  local work=${WORK:-runs/gpu-fidelity}
+  [ "$size" = tiny ] && work=${WORK:-$(mktemp -d)}  # a check's runs never mix with a GPU's
   mkdir -p "$work"
   # M9: every run in one program on the GPU (the CPU default is 50 at a time), each step
   # replayed from a CUDA graph (M9_GRAPH=0: ordinary steps; its results count only where
@@ -96,9 +103,13 @@ run_all() {
     keep_results "$work/m9" "$out/m9"
   fi
   if [[ $figures == *" c5 "* ]]; then
+    # C5's kept batches and its limits in one folder (state/), returned as c5-state/.
+    local state=$work/c5/state
     run_figure c5 "${C5_SECONDS:-180}" "$out" chizat experiments/chizat2025/fig5.yaml \
-      --scale "$scale" --device "$dev" --out "$work/c5"
-    keep_results "$work/c5" "$out/c5"
+      --scale "$scale" --device "$dev" --out "$state" --set "limit.cache=$state/limits"
+    keep_results "$state" "$out/c5"
+    mkdir -p "$out/c5-state" && cp -r "$state/batches" "$state/limits" "$out/c5-state/" 2>/dev/null
+    echo "c5: $(ls "$state/batches" 2>/dev/null | wc -l) batches kept (returned in c5-state/)" | tee -a "$out/summary.txt"
   fi
   echo "== summary"
   cat "$out/summary.txt"

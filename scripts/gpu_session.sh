@@ -6,7 +6,9 @@
 #                                          # what to carry (about 52 MB, under the 64 MiB limit)
 #   scripts/gpu_session.sh OUT 1           # GPU machine, call 1: scripts/gpu_tables.sh (rows in
 #                                          # OUT/gpu.csv), then scripts/gpu_tests.sh (OUT/tests/)
-#   scripts/gpu_session.sh OUT 2           # GPU machine, call 2: scripts/gpu_fidelity.sh (OUT/fidelity/)
+#   scripts/gpu_session.sh OUT 2           # GPU machine, call 2: scripts/gpu_fidelity.sh (OUT/fidelity/;
+#                                          # C5's state in OUT/fidelity/c5-state/: unpack it to
+#                                          # runs/gpu-fidelity/c5/state here, and --prepare carries it)
 #   GPU_SESSION_DRY=1 scripts/gpu_session.sh OUT 1|2   # the same at tiny sizes on the CPU (a check
 #                                          # of this script; no GPU figure)
 #
@@ -33,7 +35,10 @@ prepare() {
   set -e
   "$here/gpu_tests.sh" --prepare
   "$here/gpu_fidelity.sh" --prepare
-  echo "gpu-session: carry [\"target/gpu-tests\", \"target/gpu-fidelity\", \"data/fashion-mnist\"] ($(du -shc target/gpu-tests target/gpu-fidelity data/fashion-mnist | tail -1 | cut -f1))"
+  local carry=(target/gpu-tests target/gpu-fidelity data/fashion-mnist)
+  # C5's state from an earlier GPU session (its c5-state/, put there): C5 goes on from it.
+  [ -d runs/gpu-fidelity/c5/state ] && carry+=(runs/gpu-fidelity/c5/state)
+  echo "gpu-session: carry [$(printf '"%s", ' "${carry[@]}" | sed 's/, $//')] ($(du -shc "${carry[@]}" | tail -1 | cut -f1))"
 }
 
 # part NAME LIMIT COMMAND...: runs COMMAND under LIMIT seconds, its output in OUT/NAME.log.
