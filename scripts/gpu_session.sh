@@ -8,7 +8,11 @@
 #                                          # OUT/gpu.csv), then scripts/gpu_tests.sh (OUT/tests/)
 #   scripts/gpu_session.sh OUT 2           # GPU machine, call 2: scripts/gpu_fidelity.sh (OUT/fidelity/;
 #                                          # C5's state in OUT/fidelity/c5-state/: unpack it to
-#                                          # runs/gpu-fidelity/c5/state here, and --prepare carries it)
+#                                          # runs/gpu-fidelity/c5/state here, and --prepare carries it;
+#                                          # likewise the CPU's M9 runs so far: copy
+#                                          # runs/marion2022/fig9/full/{runs-fashion-mnist.csv,
+#                                          # .runs-fashion-mnist.key} to runs/gpu-fidelity/m9/ and
+#                                          # the GPU trains only the rest, with its own draws)
 #   GPU_SESSION_DRY=1 scripts/gpu_session.sh OUT 1|2   # the same at tiny sizes on the CPU (a check
 #                                          # of this script; no GPU figure)
 #
@@ -38,6 +42,9 @@ prepare() {
   local carry=(target/gpu-tests target/gpu-fidelity data/fashion-mnist)
   # C5's state from an earlier GPU session (its c5-state/, put there): C5 goes on from it.
   [ -d runs/gpu-fidelity/c5/state ] && carry+=(runs/gpu-fidelity/c5/state)
+  # M9's runs so far (the CPU's runs-fashion-mnist.csv and its .runs-fashion-mnist.key, put
+  # there): the GPU trains the rest.
+  [ -f runs/gpu-fidelity/m9/runs-fashion-mnist.csv ] && carry+=(runs/gpu-fidelity/m9)
   echo "gpu-session: carry [$(printf '"%s", ' "${carry[@]}" | sed 's/, $//')] ($(du -shc "${carry[@]}" | tail -1 | cut -f1))"
 }
 
