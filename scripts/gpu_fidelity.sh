@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Issue 20's GPU runs in one call (at most about 8 minutes of device time, by default):
+#   0. Figure M7 at full size (51 H × 70 β heatmaps, L = 1000; 56 s on 2 CPU cores);
 #   1. Figure M9 at full size on Fashion-MNIST: all 500 runs (10 H × 10 β × 5 learning rates,
 #      L = 1000, 10 epochs) in one batched program (`--set chunk=500`);
 #   2. Figure C5 at full size: 2100 models, D up to 100, n = 2048 training points.
@@ -21,8 +22,9 @@
 # folder), so a second call on the same (still warm) machine resumes M9 from its checkpoint
 # and C5 from its kept batches. A later session on a fresh machine resumes C5 only: put a
 # c5-state/ that came back at WORK/c5/state (scripts/gpu_session.sh --prepare carries it).
-# Environment: FIDELITY_FIGURES (default "m9 c5": which to run, in that order; "c5" alone for a
-# call of C5 only: 781 of its 2100 models took 128 s on an H200), M9_SECONDS (default 300),
+# Environment: FIDELITY_FIGURES (default "m7 m9 c5": which to run, in that order; "c5" alone for
+# a call of C5 only: 781 of its 2100 models took 128 s on an H200), M7_SECONDS (default 60),
+# M9_SECONDS (default 300),
 # C5_SECONDS (default 180), M9_GRAPH (default 1: M9's
 # steps through CUDA graphs; 0: ordinary), DEVICE (default cuda; tiny:
 # cpu), WORK (where the runs go before their results are copied; default runs/gpu-fidelity,
@@ -54,6 +56,7 @@ run_figure() {
   local how="finished"
   case $rc in
     0) ;;
+    3) how="finished, a check of the paper's claim failed (see its acceptance.csv)" ;;
     75) how="stopped at the ${limit} s limit (resumable; the figure is NOT finished)" ;;
     *) how="FAILED" ;;
   esac
@@ -94,9 +97,16 @@ run_all() {
   # M9: every run in one program on the GPU (the CPU default is 50 at a time), each step
   # replayed from a CUDA graph (M9_GRAPH=0: ordinary steps; its results count only where
   # gpu_tests.sh's a_graphed_marion_training_equals_the_ordinary_one passed on that GPU).
-  local chunk=500 graph=(--set train.cuda_graph=true) figures=" ${FIDELITY_FIGURES:-m9 c5} "
+  local chunk=500 graph=(--set train.cuda_graph=true) figures=" ${FIDELITY_FIGURES:-m7 m9 c5} "
   [ "$size" = tiny ] && chunk=9
   [ "${M9_GRAPH:-1}" = 0 ] || [[ $dev != cuda* ]] && graph=()
+  if [[ $figures == *" m7 "* ]]; then  # the paper's size at both scales: 56 s on 2 CPU cores
+    local m7_tiny=()  # (its one scale is the paper's; the check of this script runs less)
+    [ "$size" = tiny ] && m7_tiny=(--set hursts.points=3 --set betas.points=4 --set depth=50)
+    run_figure m7 "${M7_SECONDS:-60}" "$out" marion experiments/marion2022/fig7.yaml \
+      --scale "$scale" --device "$dev" --out "$work/m7" "${m7_tiny[@]}"
+    keep_results "$work/m7" "$out/m7"
+  fi
   if [[ $figures == *" m9 "* ]]; then
     run_figure m9 "${M9_SECONDS:-300}" "$out" marion experiments/marion2022/fig9.yaml \
       --scale "$scale" --device "$dev" --out "$work/m9" --set chunk=$chunk "${graph[@]}"

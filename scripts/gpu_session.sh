@@ -29,8 +29,9 @@
 # The budget: a session's 15 device minutes count start-up and idle time too. On 2026-12-01 the
 # machine started in about 30 s and call 1 held it 317 s (tables 211 s, tests 71 s), call 2
 # 377 s. Call 1 now measures more (about 6 min expected; the tests, 11 now, about 100 s):
-# give call 2 what is left less a minute, e.g. `M9_SECONDS=240 FIDELITY_FIGURES=m9 scripts/gpu_session.sh $OUT 2`, and
-# give_back at once after it.
+# give call 2 what is left less a minute, e.g.
+# `M9_SECONDS=240 FIDELITY_FIGURES='m7 m9' scripts/gpu_session.sh $OUT 2`, and give_back at
+# once after it (M7 takes seconds; C5 wants a call of its own and goes on across sessions).
 set -uo pipefail
 here=$(dirname "$0")
 source "$here/find_libtorch.sh"
