@@ -23,6 +23,8 @@
 #   3b. peak_fraction: the largest pack's FLOP/s at ResNet-110 over the GPU's dense bf16 peak;
 #   3c. the largest pack's other way, N networks each on a CUDA stream of its own replaying
 #      its graph (`--streams --cuda-graph`), at ResNet-56 and ResNet-110 (CUDA only);
+#   3d. where a step's device time goes: `--profile` of one model and the largest pack at
+#      ResNet-110 (the 15 largest kernels; in the kept logs, no row);
 #   4. Tables Z1 and Z2 (all depths, 5 seeds, 200 epochs) on one GPU, projected from 1-3 by
 #      scripts/project_tables.py (table_z1_hours, table_z2_hours; the cost model is in each
 #      row's command).
@@ -284,6 +286,14 @@ if [[ $dev == cuda* ]]; then
       "$(field "$work/graph-cl-$p.txt" images_per_second)" images/s "$cmd"
   done
 fi
+
+# 3d. Where a step's device time goes: one model and the largest pack at ResNet-$graph_depth
+#    under libtorch's profiler (`--profile`: 5 steps after the timing, the 15 largest kernels
+#    by device time; no row: the kernels' names and shares are in the kept logs,
+#    GPU_TABLES_LOGS, to say whether the pack's grouped convolutions bound it).
+for p in $precisions; do
+  bench "profile-$p" --depth $graph_depth --precision $p --pack $n --profile || true
+done
 
 # 4. Tables Z1 and Z2 on one GPU, projected from all the rows above (scripts/project_tables.py
 #    states the model of the cost in each row's command; run last, so that graphed packs

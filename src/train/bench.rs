@@ -87,7 +87,16 @@ pub struct BenchOptions {
     /// ([`super::bench_streams`]; CUDA only; with --cuda-graph, one graph launch per model).
     #[arg(long)]
     pub streams: bool,
+    /// After the timed windows, record PROFILE_STEPS more steps with libtorch's profiler and
+    /// print the device's time per kernel, the largest first ([`crate::util::profile`]; not
+    /// part of the timing): where a step's time goes.
+    #[arg(long)]
+    pub profile: bool,
 }
+
+/// Steps recorded by `--profile`, and the kernels it lists.
+const PROFILE_STEPS: i64 = 5;
+const PROFILE_TOP: usize = 15;
 
 impl Default for BenchOptions {
     /// The command line's defaults.
@@ -310,6 +319,7 @@ pub(crate) fn validate(o: &BenchOptions) -> Result<()> {
 
 /// The timing protocol (module doc): `step(o.warmup)`, then `o.windows` windows of
 /// `step(o.steps)`, the device synchronized only around each; (warm-up seconds, windows).
+/// With `o.profile`, then [`PROFILE_STEPS`] steps under the profiler, its report printed.
 pub(crate) fn time_windows(
     o: &BenchOptions,
     device: Device,
@@ -330,6 +340,16 @@ pub(crate) fn time_windows(
             steps: o.steps,
             seconds: t.elapsed().as_secs_f64(),
         });
+    }
+    if o.profile {
+        let cuda = device.is_cuda();
+        crate::util::profile::start(cuda)?;
+        step(PROFILE_STEPS)?;
+        synchronize(device);
+        let rows = crate::util::profile::stop(cuda)?;
+        for line in crate::util::profile::report(&rows, PROFILE_STEPS, PROFILE_TOP, cuda) {
+            println!("{line}");
+        }
     }
     Ok((warmup_seconds, windows))
 }

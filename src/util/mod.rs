@@ -1,13 +1,14 @@
 //! General helpers used by every layer above: the one atomic writer ([`atomic`]), resume and
 //! cache keys ([`key`]), `--set` overrides of YAML ([`overrides`]), least-squares fits
 //! ([`fit`]), device selection ([`device`]), safetensors files with metadata
-//! ([`safetensors_file`]), thread counts ([`threads`]) and the libtorch functions tch lacks
-//! ([`torch_ext`]). Nothing here imports another module of the crate.
+//! ([`safetensors_file`]), thread counts ([`threads`]), the libtorch functions tch lacks
+//! ([`torch_ext`]) and libtorch's profiler ([`profile`]). Nothing here imports another module of the crate.
 pub mod atomic;
 pub mod device;
 pub mod fit;
 pub mod key;
 pub mod overrides;
+pub mod profile;
 pub mod safetensors_file;
 pub mod threads;
 pub mod torch_ext;
