@@ -5,12 +5,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::time::Instant;
-use tch::Device;
+use tch::{Device, Tensor};
 
 use super::fit::{fit_rate, free_exponents, RateFit};
 use super::gd::train_batch;
 use super::kept::{device_kind, keep, read_kept, BatchKey};
-use super::limit::{limit, limit_key};
+use super::limit::{limit, limit_key, Limit};
 use super::output::{rms_error, write_csv};
 use super::spec::{ErrorSweepFig, Figure};
 use super::task::train_and_test;
@@ -197,7 +197,7 @@ pub(super) fn measure_errors(
             continue;
         }
         let mut lim = None;
-        let (x, y, xt) = train_and_test(&s.task, d, device);
+        let data = train_and_test(&s.task, d, device);
         // Similar shapes together, so that padding to the batch's largest L and M wastes little.
         idx.sort_by_key(|&i| {
             (
@@ -228,26 +228,11 @@ pub(super) fn measure_errors(
                         lim = Some(limit(d, &s.dynamics, &s.task, &s.limit, device, quiet)?);
                     }
                     let lim = lim.as_ref().expect("computed above");
-                    let specs: Vec<TwoLayerSpec> = (shapes.iter())
-                        .map(|&(l, m)| s.dynamics.model(l, m, d))
-                        .collect();
-                    tch::manual_seed(seed);
-                    let mut net = TwoLayerResNet::new(&specs, device);
-                    let batch_no = batches_seen as i64;
-                    let (_, outs) =
-                        train_batch(&mut net, (&x, &y, &xt), s.dynamics.steps, batch_no)?;
-                    let per_k: Vec<Vec<f64>> = ks
-                        .iter()
-                        .map(|k| rms_error(&outs[k], &lim.outputs[k]))
-                        .collect();
-                    let e: Vec<Vec<f64>> = (0..chunk.len())
-                        .map(|j| per_k.iter().map(|ek| ek[j]).collect())
-                        .collect();
+                    let trained = train_errors(s, (d, &shapes), (seed, batches_seen), &data, lim)?;
                     if let Some(dir) = kept {
-                        keep(dir, &key, &e)?;
+                        keep(dir, &key, &trained.0)?;
                     }
-                    let (l, m) = (net.depth(), specs.iter().map(|s| s.width).max().unwrap());
-                    (e, format!("padded to L = {l}, M = {m}"))
+                    trained
                 }
             };
             for (j, &i) in chunk.iter().enumerate() {
@@ -265,6 +250,32 @@ pub(super) fn measure_errors(
         }
     }
     Ok(errors)
+}
+
+/// One batch of models (L, M in `shapes`, dimension `d`) drawn from `seed` and trained on the
+/// task `data` (x, y, x_test) as C5's `batch_no`-th batch: errors[model][index in eval_steps]
+/// against the limit `lim`, and how the batch was padded.
+fn train_errors(
+    s: &ErrorSweepFig,
+    (d, shapes): (i64, &[(i64, i64)]),
+    (seed, batch_no): (i64, usize),
+    (x, y, xt): &(Tensor, Tensor, Tensor),
+    lim: &Limit,
+) -> Result<(Vec<Vec<f64>>, String)> {
+    let specs: Vec<TwoLayerSpec> = (shapes.iter())
+        .map(|&(l, m)| s.dynamics.model(l, m, d))
+        .collect();
+    tch::manual_seed(seed);
+    let mut net = TwoLayerResNet::new(&specs, x.device());
+    let (_, outs) = train_batch(&mut net, (x, y, xt), s.dynamics.steps, batch_no as i64)?;
+    let per_k: Vec<Vec<f64>> = (s.eval_steps.iter())
+        .map(|k| rms_error(&outs[k], &lim.outputs[k]))
+        .collect();
+    let errors = (0..shapes.len())
+        .map(|j| per_k.iter().map(|ek| ek[j]).collect())
+        .collect();
+    let m = specs.iter().map(|s| s.width).max().unwrap_or(0);
+    Ok((errors, format!("padded to L = {}, M = {m}", net.depth())))
 }
 
 /// Measured against predicted error, one colour per k, the models outside the theory in grey.
