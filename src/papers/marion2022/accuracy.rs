@@ -204,22 +204,7 @@ fn dataset_figure(ctx: &Ctx, split: &DataSplit) -> Result<(String, Check)> {
                 .collect(),
         );
     }
-    Heatmap {
-        title: format!(
-            "{}: test accuracy, {dname} (L = {})",
-            fig.figure, s.training.depth
-        ),
-        x_label: "Hurst index H".into(),
-        y_label: "β (scale L^-β)".into(),
-        xs: grid.hs.clone(),
-        ys: grid.betas.clone(),
-        values: best,
-        vmin: 0.0,
-        vmax: 1.0,
-        value_label: "test accuracy".into(),
-        curves: vec![],
-    }
-    .write(&out.join(format!("{}-{dname}", fig.stem)))?;
+    write_heatmap(ctx, &grid, dname, &best, &rows)?;
     Ok((
         format!(
             "Figure: {}-{dname}.svg/png.\n\n{}\n",
@@ -228,6 +213,44 @@ fn dataset_figure(ctx: &Ctx, split: &DataSplit) -> Result<(String, Check)> {
         ),
         check,
     ))
+}
+
+/// The heatmap of the best accuracy over the learning rates (`best`: rows β, columns H) as
+/// `<stem>-<dataset>.svg/png`; while runs of the grid are missing from `rows` (a long figure
+/// between two chunks), its title says how many are in.
+fn write_heatmap(
+    ctx: &Ctx,
+    grid: &Grid,
+    dname: &str,
+    best: &[Vec<f64>],
+    rows: &HashMap<RunKey, Vec<String>>,
+) -> Result<()> {
+    let Ctx { fig, s, out, .. } = *ctx;
+    let done = (grid.points.iter())
+        .filter(|g| rows.contains_key(&grid.key(g)))
+        .count();
+    let total = grid.points.len();
+    let partial = match done < total {
+        true => format!(" (partial: {done} of {total} runs)"),
+        false => String::new(),
+    };
+    Heatmap {
+        title: format!(
+            "{}: test accuracy, {dname} (L = {}){partial}",
+            fig.figure, s.training.depth
+        ),
+        x_label: "Hurst index H".into(),
+        y_label: "β (scale L^-β)".into(),
+        xs: grid.hs.clone(),
+        ys: grid.betas.clone(),
+        values: best.to_vec(),
+        vmin: 0.0,
+        vmax: 1.0,
+        value_label: "test accuracy".into(),
+        curves: vec![],
+    }
+    .write(&out.join(format!("{}-{dname}", fig.stem)))?;
+    Ok(())
 }
 
 /// Trains the points `todo`, `chunk` models at a time, into `rows`; the runs CSV is rewritten
@@ -284,17 +307,24 @@ fn train_missing(
         // (and from the chunk's checkpoint, removed once its runs are in the file).
         runs_table(grid, rows).write_csv(runs_path)?;
         let _ = std::fs::remove_file(&checkpoint);
+        if c + 1 < chunks {
+            // The figure so far, for a run of hours or days (the last is written by the caller).
+            write_heatmap(ctx, grid, dname, &best_over_lr(grid, rows), rows)?;
+        }
     }
     Ok(())
 }
 
 /// The best finite test accuracy of every (β, H) cell over the learning rates: rows β, columns
-/// H (NaN where every run diverged).
+/// H (NaN where every run diverged, or none is trained yet).
 fn best_over_lr(grid: &Grid, rows: &HashMap<RunKey, Vec<String>>) -> Vec<Vec<f64>> {
     let mut best = vec![vec![f64::NAN; grid.hs.len()]; grid.betas.len()];
     for g in &grid.points {
         let (j, i, _) = *g;
-        let acc: f64 = rows[&grid.key(g)][4].parse().unwrap_or(f64::NAN);
+        let Some(row) = rows.get(&grid.key(g)) else {
+            continue; // not trained yet
+        };
+        let acc: f64 = row[4].parse().unwrap_or(f64::NAN);
         if acc.is_finite() && (best[i][j].is_nan() || acc > best[i][j]) {
             best[i][j] = acc;
         }
@@ -384,4 +414,51 @@ fn resume_rows(
     }
     write_atomic(&key_path, &key)?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::papers::marion2022::spec::FigureSpec;
+
+    /// Between two chunks of a long figure: the cells with no run yet are NaN, the others the
+    /// best accuracy over their learning rates (here by hand: max of the two), and the heatmap
+    /// written then says in its title how many runs are in.
+    #[test]
+    fn a_partial_grid_gives_a_partial_heatmap() {
+        let sets = ["hursts.points=2", "betas.points=2", "lrs=[0.01, 0.1]"].map(String::from);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/marion2022/fig9.yaml");
+        let fig = Figure::load_with(&path, "smoke", &sets).unwrap();
+        let FigureSpec::Accuracy(s) = &fig.spec else {
+            panic!("fig9 is an accuracy figure");
+        };
+        let grid = Grid::new(s);
+        assert_eq!(grid.points.len(), 8);
+        // Both learning rates of cell (H_0, β_0), one of cell (H_1, β_1), nothing else.
+        let mut rows = HashMap::new();
+        for (g, acc) in [
+            ((0, 0, 0.01), "0.5"),
+            ((0, 0, 0.1), "0.7"),
+            ((1, 1, 0.1), "0.6"),
+        ] {
+            let (h, b, lr) = grid.key(&g);
+            let row = ["synthetic", &h, &b, &lr, acc, "1.0", "false", "1.0"].map(String::from);
+            rows.insert(grid.key(&g), row.to_vec());
+        }
+        let best = best_over_lr(&grid, &rows);
+        assert_eq!(best[0][0], 0.7);
+        assert_eq!(best[1][1], 0.6);
+        assert!(best[0][1].is_nan() && best[1][0].is_nan(), "{best:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Ctx {
+            fig: &fig,
+            s,
+            out: dir.path(),
+            device: Device::Cpu,
+            quiet: true,
+        };
+        write_heatmap(&ctx, &grid, "synthetic", &best, &rows).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("fig9-synthetic.svg")).unwrap();
+        assert!(svg.contains("(partial: 3 of 8 runs)"), "no partial title");
+    }
 }
