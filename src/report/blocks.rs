@@ -5,7 +5,7 @@
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
-use super::heatmap::Heatmap;
+use super::heatmap::{Heatmap, NanAs};
 use super::plot::{self, PlotSpec, Series};
 use crate::train::diagnostics::{self, BlockRow};
 
@@ -69,6 +69,7 @@ fn ratio_heatmap(rows: &[BlockRow], stem: &Path, title: &str) -> Result<Vec<Path
         vmax: m,
         value_label: "log10 ‖τ·f‖/‖skip‖".into(),
         curves: Vec::new(),
+        nan: NanAs::Overflow,
     }
     .write(stem)
 }

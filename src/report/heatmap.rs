@@ -1,7 +1,9 @@
 //! Heatmaps (SVG + PNG) of a value over a regular (x, y) grid, with a colour bar and optional
 //! overlaid curves (e.g. a measured and a theoretical boundary). Values are clipped to
 //! `[vmin, vmax]` and coloured on a diverging blue–white–red scale; non-finite values (overflow)
-//! take the colour of `vmax` (+inf, NaN) or `vmin` (−inf).
+//! take the colour of `vmax` (+inf, NaN) or `vmin` (−inf), or, where NaN means "no value"
+//! ([`NanAs::Missing`]: every run diverged, or none ran yet), NaN is grey and said so under
+//! the colour bar.
 use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -25,7 +27,23 @@ pub struct Heatmap {
     pub value_label: String,
     /// Curves drawn over the map: (legend label, points).
     pub curves: Vec<(String, Vec<(f64, f64)>)>,
+    /// What a NaN value means, hence its colour.
+    pub nan: NanAs,
 }
+
+/// How a NaN value of a [`Heatmap`] is painted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NanAs {
+    /// An overflowed metric: the colour of `vmax`, as +∞.
+    #[default]
+    Overflow,
+    /// No value at all (every run of the cell diverged, or none has run yet): grey, with a
+    /// note under the colour bar.
+    Missing,
+}
+
+/// The colour of a [`NanAs::Missing`] cell.
+const MISSING: RGBColor = RGBColor(150, 150, 150);
 
 /// Blue (t = 0) → white (t = 1/2) → red (t = 1).
 fn diverging(t: f64) -> RGBColor {
@@ -46,6 +64,9 @@ fn diverging(t: f64) -> RGBColor {
 
 impl Heatmap {
     fn colour(&self, v: f64) -> RGBColor {
+        if v.is_nan() && self.nan == NanAs::Missing {
+            return MISSING;
+        }
         let t = if v.is_nan() || v == f64::INFINITY {
             1.0
         } else if v == f64::NEG_INFINITY {
@@ -156,6 +177,14 @@ impl Heatmap {
             )
         }))
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        if self.nan == NanAs::Missing {
+            let (_, h) = bar.dim_in_pixel();
+            let y = h as i32 - 30;
+            bar.draw(&Rectangle::new([(8, y), (26, y + 16)], MISSING.filled()))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            bar.draw(&Text::new("no value", (32, y), ("sans-serif", 15)))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
         root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(())
     }

@@ -13,7 +13,7 @@ use super::spec::{Figure, PhaseDiagramFig};
 use super::task::train_and_test;
 use crate::model::two_layer_resnet::{TwoLayerResNet, TwoLayerSpec};
 use crate::report::acceptance::{Acceptance, Check};
-use crate::report::heatmap::Heatmap;
+use crate::report::heatmap::{Heatmap, NanAs};
 use crate::report::table::Table;
 
 /// Per-model local feature updates after training (see [`phase_diagram`]).
@@ -333,6 +333,7 @@ fn write_maps(
         vmax,
         value_label: label.into(),
         curves: theory.clone(),
+        nan: NanAs::Overflow,
     };
     let maps = [
         (

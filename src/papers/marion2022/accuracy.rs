@@ -14,7 +14,7 @@ use crate::data::DataSplit;
 use crate::model::marion_net::MarionModel;
 use crate::model::weight_init::LayerInit;
 use crate::report::acceptance::{Acceptance, Check};
-use crate::report::heatmap::Heatmap;
+use crate::report::heatmap::{Heatmap, NanAs};
 use crate::report::table::Table;
 use crate::util::key::spec_key;
 use crate::util::write_atomic;
@@ -248,6 +248,8 @@ fn write_heatmap(
         vmax: 1.0,
         value_label: "test accuracy".into(),
         curves: vec![],
+        // A cell whose every run diverged, or none has run yet, has no accuracy: grey.
+        nan: NanAs::Missing,
     }
     .write(&out.join(format!("{}-{dname}", fig.stem)))?;
     Ok(())
@@ -423,7 +425,7 @@ mod tests {
 
     /// Between two chunks of a long figure: the cells with no run yet are NaN, the others the
     /// best accuracy over their learning rates (here by hand: max of the two), and the heatmap
-    /// written then says in its title how many runs are in.
+    /// written then says in its title how many runs are in and paints the NaN cells grey.
     #[test]
     fn a_partial_grid_gives_a_partial_heatmap() {
         let sets = ["hursts.points=2", "betas.points=2", "lrs=[0.01, 0.1]"].map(String::from);
@@ -460,5 +462,9 @@ mod tests {
         write_heatmap(&ctx, &grid, "synthetic", &best, &rows).unwrap();
         let svg = std::fs::read_to_string(dir.path().join("fig9-synthetic.svg")).unwrap();
         assert!(svg.contains("(partial: 3 of 8 runs)"), "no partial title");
+        // The two cells without an accuracy are grey (not the colour of accuracy 1), and so is
+        // the legend's square beside "no value".
+        assert_eq!(svg.matches("#969696").count(), 3, "grey cells");
+        assert!(svg.contains("no value"));
     }
 }

@@ -9,7 +9,7 @@ use super::scaling::{self, ScalingSpec, Stats};
 use super::spec::{Figure, HeatmapFig};
 use crate::model::weight_init::LayerInit;
 use crate::report::acceptance::{Acceptance, Check};
-use crate::report::heatmap::Heatmap;
+use crate::report::heatmap::{Heatmap, NanAs};
 use crate::report::table::Table;
 
 pub(super) fn heatmap_figure(
@@ -61,6 +61,7 @@ pub(super) fn heatmap_figure(
                 ("measured boundary β*(H)".into(), bounds[mi].clone()),
                 ("max(H, 1/2)".into(), theory),
             ],
+            nan: NanAs::Overflow,
         }
         .write(&out.join(format!("{}-{metric}", fig.stem)))?;
     }
