@@ -5,14 +5,13 @@
 //! The rpath to libtorch's directory lets the binary run without LD_LIBRARY_PATH.
 //!
 //! It also compiles csrc/torch_ext.cpp, the few libtorch functions tch 0.24 does not expose
-//! (bf16 autocast, fused SGD, allocator peaks; see src/util/torch_ext.rs), and csrc/profiler.cpp
-//! (libtorch's profiler, src/util/profile.rs), against libtorch's headers.
+//! (bf16 autocast, fused SGD, allocator peaks, libtorch's profiler; see src/util/torch_ext.rs
+//! and src/util/profile.rs), against libtorch's headers.
 use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/torch_ext.cpp");
-    println!("cargo:rerun-if-changed=csrc/profiler.cpp");
     println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
     println!("cargo:rerun-if-changed=csrc/cuda_graph_stub.cpp");
     println!("cargo:rerun-if-env-changed=DEEPRES_CUDA_INCLUDE");
@@ -50,7 +49,6 @@ fn compile_torch_ext(lib: &Path) {
     build
         .cpp(true)
         .file("csrc/torch_ext.cpp")
-        .file("csrc/profiler.cpp")
         .include(&include)
         .flag("-std=c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())

@@ -6,16 +6,21 @@
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/CachingDeviceAllocator.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <exception>
+#include <map>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
 namespace {
 thread_local std::string last_error;
+thread_local std::string profile_text;
 
 std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
   std::vector<at::Tensor> v;
@@ -183,6 +188,40 @@ int deepres_rng_set_state(int device, at::Tensor* state) {
     auto gen = default_generator(device);
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(*state);
+  })
+}
+
+// libtorch's profiler (Kineto; src/util/profile.rs, `deepres bench --profile`): starts
+// recording the CPU's operators and, when cuda != 0, the CUDA kernels (and copies).
+int deepres_profile_start(int cuda) {
+  DEEPRES_TRY({
+    using namespace torch::profiler::impl;
+    ProfilerConfig config(ProfilerState::KINETO);
+    std::set<ActivityType> activities{ActivityType::CPU};
+    if (cuda) activities.insert(ActivityType::CUDA);
+    torch::autograd::profiler::prepareProfiler(config, activities);
+    torch::autograd::profiler::enableProfiler(config, activities);
+  })
+}
+
+// Stops recording. *text receives one line per event name on the CUDA devices (cuda != 0: the
+// kernels and copies) or on the CPU (the operators, each with its nested ones' time included):
+// "count<TAB>total nanoseconds<TAB>name"; valid until the next call on this thread.
+int deepres_profile_stop(int cuda, const char** text) {
+  DEEPRES_TRY({
+    auto result = torch::autograd::profiler::disableProfiler();
+    auto want = cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
+    std::map<std::string, std::pair<unsigned long long, unsigned long long>> by_name;
+    for (const auto& e : result->events()) {
+      if (e.deviceType() != want) continue;
+      auto& a = by_name[e.name()];
+      a.first += 1;
+      a.second += e.durationNs();
+    }
+    std::ostringstream out;
+    for (const auto& [name, a] : by_name) out << a.first << '\t' << a.second << '\t' << name << '\n';
+    profile_text = out.str();
+    *text = profile_text.c_str();
   })
 }
 

@@ -1,12 +1,13 @@
-//! libtorch's profiler (Kineto, csrc/profiler.cpp) around a few steps: where the device's time
+//! libtorch's profiler (Kineto, through csrc/torch_ext.cpp) around a few steps: where the device's time
 //! goes, kernel by kernel (`deepres bench --profile`). On CUDA it reports the kernels and
 //! copies (their device time: what bounds a step once launches are not the limit); on the CPU
 //! the operators, each with its nested operators' time included.
 use anyhow::{anyhow, Result};
 use std::ffi::{c_char, c_int, CStr};
 
+use super::torch_ext::check;
+
 extern "C" {
-    fn deepres_profile_error() -> *const c_char;
     fn deepres_profile_start(cuda: c_int) -> c_int;
     fn deepres_profile_stop(cuda: c_int, text: *mut *const c_char) -> c_int;
 }
@@ -19,21 +20,12 @@ pub struct EventTime {
     pub total_ns: u64,
 }
 
-fn check(rc: c_int, what: &str) -> Result<()> {
-    if rc == 0 {
-        return Ok(());
-    }
-    // SAFETY: the thread's NUL-terminated message, valid until its next failing call; copied.
-    let msg = unsafe { CStr::from_ptr(deepres_profile_error()) }.to_string_lossy();
-    Err(anyhow!(
-        "{what}: libtorch's profiler: {}",
-        msg.lines().next().unwrap_or("")
-    ))
-}
-
 /// Starts recording (CUDA kernels too when `cuda`).
 pub fn start(cuda: bool) -> Result<()> {
-    check(unsafe { deepres_profile_start(cuda as c_int) }, "starting")
+    check(
+        unsafe { deepres_profile_start(cuda as c_int) },
+        "starting the profiler",
+    )
 }
 
 /// Stops recording: the CUDA kernels' (or the CPU operators') totals by name, the largest
@@ -42,7 +34,7 @@ pub fn stop(cuda: bool) -> Result<Vec<EventTime>> {
     let mut text: *const c_char = std::ptr::null();
     check(
         unsafe { deepres_profile_stop(cuda as c_int, &mut text) },
-        "stopping",
+        "stopping the profiler",
     )?;
     // SAFETY: set by a successful call: NUL-terminated, valid until the next call; copied.
     let text = unsafe { CStr::from_ptr(text) }

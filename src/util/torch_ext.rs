@@ -62,7 +62,7 @@ extern "C" {
     ) -> c_int;
 }
 
-fn check(rc: c_int, what: &str) -> Result<()> {
+pub(crate) fn check(rc: c_int, what: &str) -> Result<()> {
     if rc == 0 {
         return Ok(());
     }
