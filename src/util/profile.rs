@@ -1,5 +1,5 @@
-//! libtorch's profiler (Kineto, through csrc/torch_ext.cpp) around a few steps: where the device's time
-//! goes, kernel by kernel (`deepres bench --profile`). On CUDA it reports the kernels and
+//! libtorch's profiler (Kineto, through csrc/torch_ext.cpp) around a few steps: where the
+//! device's time goes, kernel by kernel (`deepres bench --profile`). On CUDA it reports the kernels and
 //! copies (their device time: what bounds a step once launches are not the limit); on the CPU
 //! the operators, each with its nested operators' time included.
 use anyhow::{anyhow, Result};

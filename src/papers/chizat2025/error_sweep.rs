@@ -196,8 +196,10 @@ pub(super) fn measure_errors(
         if idx.is_empty() {
             continue;
         }
-        let mut lim = None;
-        let data = train_and_test(&s.task, d, device);
+        // The limit and the task, made when a batch of this D has to be trained (none when
+        // every batch is kept).
+        let mut ready: Option<(Limit, (Tensor, Tensor, Tensor))> = None;
+        let lim_key = limit_key(d, &s.dynamics, &s.task, &s.limit);
         // Similar shapes together, so that padding to the batch's largest L and M wastes little.
         idx.sort_by_key(|&i| {
             (
@@ -214,7 +216,7 @@ pub(super) fn measure_errors(
             let key = spec_key(&BatchKey {
                 version: 1,
                 device: device_kind(device),
-                limit: limit_key(d, &s.dynamics, &s.task, &s.limit),
+                limit: &lim_key,
                 seed,
                 shapes: &shapes,
                 eval_steps: ks,
@@ -224,11 +226,12 @@ pub(super) fn measure_errors(
                 Some(Ok(Some(e))) => (e, "kept before".to_string()),
                 Some(Err(e)) => return Err(e),
                 _ => {
-                    if lim.is_none() {
-                        lim = Some(limit(d, &s.dynamics, &s.task, &s.limit, device, quiet)?);
+                    if ready.is_none() {
+                        let lim = limit(d, &s.dynamics, &s.task, &s.limit, device, quiet)?;
+                        ready = Some((lim, train_and_test(&s.task, d, device)));
                     }
-                    let lim = lim.as_ref().expect("computed above");
-                    let trained = train_errors(s, (d, &shapes), (seed, batches_seen), &data, lim)?;
+                    let (lim, data) = ready.as_ref().expect("made above");
+                    let trained = train_errors(s, (d, &shapes), (seed, batches_seen), data, lim)?;
                     if let Some(dir) = kept {
                         keep(dir, &key, &trained.0)?;
                     }

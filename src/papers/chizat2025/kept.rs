@@ -25,7 +25,7 @@ pub(super) struct BatchKey<'a> {
     /// Bump when the models, their training or the error changes.
     pub(super) version: u32,
     pub(super) device: &'static str,
-    pub(super) limit: LimitKey,
+    pub(super) limit: &'a LimitKey,
     pub(super) seed: i64,
     pub(super) shapes: &'a [(i64, i64)],
     pub(super) eval_steps: &'a [usize],
@@ -110,11 +110,16 @@ mod tests {
     use crate::papers::chizat2025::spec::{Dynamics, LimitSpec, TaskSpec};
     use crate::util::key::spec_key as batch_key;
 
-    fn base_key(lim: &LimitSpec, shapes: &'static [(i64, i64)]) -> BatchKey<'static> {
+    /// The limit key all but one change below share (D = 4, the default settings).
+    fn base_limit(lim: &LimitSpec) -> LimitKey {
+        limit_key(4, &Dynamics::default(), &TaskSpec::default(), lim)
+    }
+
+    fn base_key<'a>(limit: &'a LimitKey, shapes: &'a [(i64, i64)]) -> BatchKey<'a> {
         BatchKey {
             version: 1,
             device: "cpu",
-            limit: limit_key(4, &Dynamics::default(), &TaskSpec::default(), lim),
+            limit,
             seed: 7,
             shapes,
             eval_steps: &[10, 100],
@@ -127,38 +132,36 @@ mod tests {
     fn a_batch_key_covers_everything_that_makes_its_errors() {
         let lim = LimitSpec::default();
         let (dy, task) = (Dynamics::default(), TaskSpec::default());
-        let base = base_key(&lim, &[(2, 3), (5, 6)]);
-        let changed = [
+        let limit = base_limit(&lim);
+        let base = base_key(&limit, &[(2, 3), (5, 6)]);
+        let other_limits = [
+            limit_key(8, &dy, &task, &lim),
+            limit_key(4, &Dynamics { eta: 0.25, ..dy }, &task, &lim),
+            limit_key(4, &dy, &TaskSpec { train: 64, ..task }, &lim),
+            limit_key(
+                4,
+                &dy,
+                &task,
+                &LimitSpec {
+                    width: 64,
+                    ..lim.clone()
+                },
+            ),
+        ];
+        let mut changed: Vec<BatchKey> = other_limits
+            .iter()
+            .map(|limit| BatchKey {
+                limit,
+                ..base.clone()
+            })
+            .collect();
+        changed.extend([
             BatchKey {
                 version: 2,
                 ..base.clone()
             },
             BatchKey {
                 device: "cuda",
-                ..base.clone()
-            },
-            BatchKey {
-                limit: limit_key(8, &dy, &task, &lim),
-                ..base.clone()
-            },
-            BatchKey {
-                limit: limit_key(4, &Dynamics { eta: 0.25, ..dy }, &task, &lim),
-                ..base.clone()
-            },
-            BatchKey {
-                limit: limit_key(4, &dy, &TaskSpec { train: 64, ..task }, &lim),
-                ..base.clone()
-            },
-            BatchKey {
-                limit: limit_key(
-                    4,
-                    &dy,
-                    &task,
-                    &LimitSpec {
-                        width: 64,
-                        ..lim.clone()
-                    },
-                ),
                 ..base.clone()
             },
             BatchKey {
@@ -173,17 +176,17 @@ mod tests {
                 eval_steps: &[10, 30],
                 ..base.clone()
             },
-        ];
+        ]);
         let b = batch_key(&base);
         let keys: std::collections::BTreeSet<String> = changed.iter().map(batch_key).collect();
         assert_eq!(keys.len(), changed.len(), "two changes share a key");
         assert!(!keys.contains(&b), "a change kept the key");
-        let moved = LimitSpec {
+        let moved = base_limit(&LimitSpec {
             cache: "elsewhere".into(),
             ..lim.clone()
-        };
+        });
         let same = BatchKey {
-            limit: limit_key(4, &dy, &task, &moved),
+            limit: &moved,
             ..base.clone()
         };
         assert_eq!(batch_key(&same), b, "the cache's place entered the key");
@@ -193,8 +196,8 @@ mod tests {
     /// than models, is refused in one line naming the file and the fix.
     #[test]
     fn kept_errors_round_trip_and_another_keys_file_is_refused() {
-        let lim = LimitSpec::default();
-        let b = batch_key(&base_key(&lim, &[(2, 3), (5, 6)]));
+        let limit = base_limit(&LimitSpec::default());
+        let b = batch_key(&base_key(&limit, &[(2, 3), (5, 6)]));
         let dir = tempfile::tempdir().unwrap();
         let errors = vec![vec![0.1f64, 1.0 / 3.0], vec![2.5e-7, f64::NAN]];
         assert!(read_kept(dir.path(), &b, (2, 2)).unwrap().is_none());
@@ -205,7 +208,7 @@ mod tests {
         assert!(back[1][1].is_nan());
         let other = batch_key(&BatchKey {
             seed: 8,
-            ..base_key(&lim, &[(2, 3), (5, 6)])
+            ..base_key(&limit, &[(2, 3), (5, 6)])
         });
         std::fs::copy(kept_path(dir.path(), &b), kept_path(dir.path(), &other)).unwrap();
         let e = read_kept(dir.path(), &other, (2, 2))
