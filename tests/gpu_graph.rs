@@ -40,6 +40,18 @@ fn max_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// A ResNet-`depth` (the run-config defaults, 3 → 10 classes) on cuda:0, its weights drawn
+/// from the current CUDA generator.
+fn resnet_on_cuda(depth: i64) -> (VarStore, ResNet) {
+    let vs = VarStore::new(Device::Cuda(0));
+    let cfg = ModelConfig {
+        depth,
+        ..ModelConfig::default()
+    };
+    let net = ResNet::new(&vs.root(), &cfg, 3, 10).unwrap();
+    (vs, net)
+}
+
 /// Graphed training (`graphed`: variables and sums after) equals the ordinary (`plain`) to
 /// `tol` of how far training moved the variables from `start`, and the sums to `tol`
 /// relative; the difference is printed, to be recorded.
@@ -83,12 +95,7 @@ fn train_steps(
     lr: impl Fn(usize) -> f64,
 ) -> (BTreeMap<String, Tensor>, [f64; 3], Vec<f64>) {
     let dev = Device::Cuda(0);
-    let cfg = ModelConfig {
-        depth,
-        ..ModelConfig::default()
-    };
-    let mut vs = VarStore::new(dev);
-    let net = ResNet::new(&vs.root(), &cfg, 3, 10).unwrap();
+    let (mut vs, net) = resnet_on_cuda(depth);
     vs.copy(init).unwrap();
     let mut opt = Sgd::for_precision(&vs, SgdConfig::default(), net.num_blocks, precision);
     let full = batches[0].1.size()[0];
@@ -137,12 +144,7 @@ fn a_graphed_step_equals_the_ordinary_one() {
     let _g = serial();
     let dev = Device::Cuda(0);
     tch::manual_seed(0);
-    let init = VarStore::new(dev);
-    let cfg = ModelConfig {
-        depth: 8,
-        ..ModelConfig::default()
-    };
-    let _net = ResNet::new(&init.root(), &cfg, 3, 10).unwrap();
+    let (init, _) = resnet_on_cuda(8);
     let start = variables(&init);
     let batch = |b: i64| {
         let x = Tensor::randn([b, 3, 32, 32], (Kind::Float, dev));
@@ -173,7 +175,8 @@ fn a_graphed_step_equals_the_ordinary_one() {
 /// (Table Z1's shallowest), 200 steps of batch 128 cycling 32 fixed batches of a learnable task
 /// (image = noise + its class's fixed random pattern at 0.1 of its size), SGD's defaults with a
 /// cosine rate from 0.1 to 0 over the 200 steps, fp32 and bf16 (on the CPU, without graphs,
-/// the loss goes from 2.48 to 0.72 over the 8 first and last steps, still falling at the end). The tolerance: at every step k the graphed
+/// the loss goes from 2.48 to 0.72 over the 8 first and last steps, still falling at the end).
+/// The tolerance: at every step k the graphed
 /// run's loss is within max(4·D, 0.02·ℓ_k) of the ordinary run's ℓ_k, where D is the largest
 /// per-step difference between two ordinary runs (cuDNN's autotuned kernels may round
 /// differently from run to run): graphed training agrees with ordinary training as closely
@@ -188,12 +191,7 @@ fn a_graphed_training_follows_the_ordinary_loss_over_200_steps() {
     let _g = serial();
     let dev = Device::Cuda(0);
     tch::manual_seed(11);
-    let init = VarStore::new(dev);
-    let cfg = ModelConfig {
-        depth: 20,
-        ..ModelConfig::default()
-    };
-    let _net = ResNet::new(&init.root(), &cfg, 3, 10).unwrap();
+    let (init, _) = resnet_on_cuda(20);
     let patterns = Tensor::randn([10, 3, 32, 32], (Kind::Float, dev)) * 0.1;
     let batches: Vec<(Tensor, Tensor)> = (0..32)
         .map(|_| {
