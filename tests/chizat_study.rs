@@ -131,7 +131,10 @@ fn the_d_law_study_runs_end_to_end_and_reuses_finished_settings() {
     let text = std::fs::read_to_string(&first).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     let last = lines[1].rsplit(',').next().unwrap().to_string();
-    let planted = last.replacen(|c: char| c.is_ascii_digit(), "7", 1);
+    // A new value written as deepres writes numbers (`{:e}`, the shortest form that reads
+    // back the same), so the rerun prints it unchanged: an edited digit need not read back
+    // as itself (7.588594734668732e-2 prints as 7.588594734668733e-2).
+    let planted = format!("{:e}", 0.5 + 3.0 * last.parse::<f64>().unwrap());
     assert_ne!(planted, last);
     lines[1] = format!("{},{planted}", lines[1].rsplit_once(',').unwrap().0);
     std::fs::write(&first, lines.join("\n") + "\n").unwrap();
