@@ -176,11 +176,10 @@ fn a_graphed_step_equals_the_ordinary_one() {
 /// (image = noise + its class's fixed random pattern at 0.1 of its size), SGD's defaults with a
 /// cosine rate from 0.1 to 0 over the 200 steps, fp32 and bf16 (on the CPU, without graphs,
 /// the loss goes from 2.48 to 0.72 over the 8 first and last steps, still falling at the end).
-/// The tolerance: at every step k the graphed
-/// run's loss is within max(4·D, 0.02·ℓ_k) of the ordinary run's ℓ_k, where D is the largest
-/// per-step difference between two ordinary runs (cuDNN's autotuned kernels may round
-/// differently from run to run): graphed training agrees with ordinary training as closely
-/// as ordinary training agrees with itself. A replay that did nothing (the loss stays near
+/// The tolerance: at every step k the graphed run's loss is within max(4·D, 0.02·ℓ_k) of the
+/// ordinary run's ℓ_k, where D is the largest per-step difference between two ordinary runs
+/// (cuDNN's autotuned kernels may round differently from run to run): graphed training agrees
+/// with ordinary training as closely as ordinary training agrees with itself. A replay that did nothing (the loss stays near
 /// ln 10), replayed the captured batch, or kept the capture's rate (the rate falls to 0 here,
 /// and the loss with it flattens) is off by more. Every figure is printed, to be recorded.
 #[test]
