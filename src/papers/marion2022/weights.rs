@@ -6,7 +6,8 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use super::spec::{Figure, WeightRun, WeightsFig};
-use super::train::{load_first, train_classifiers, TrainRun, TrainSetup};
+use super::train::{load_first, train_classifiers, TrainRun, TrainSetup, Trained};
+use crate::data;
 use crate::model::weight_init::LayerInit;
 use crate::report::acceptance::{Acceptance, Check};
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
@@ -42,24 +43,9 @@ pub(super) fn weights_figure(
         "",
         headers(&["init", "beta", "tensor", "i", "j", "k", "value"]),
     );
-    // The runs train together, one batched program (one model each).
-    let runs: Vec<TrainRun> = s
-        .runs
-        .iter()
-        .map(|r| TrainRun {
-            init: r.init,
-            beta: r.beta,
-            lr: s.lr,
-        })
-        .collect();
     let t0 = Instant::now();
     let checkpoint = out.join(".training.ot");
-    let setup = TrainSetup {
-        label: (!quiet).then(|| "weights".to_string()),
-        checkpoint: Some(checkpoint.clone()),
-        ..TrainSetup::of(&s.training, device)
-    };
-    let tr = train_classifiers(&setup, &split, &runs)?;
+    let tr = train_runs(s, &split, &checkpoint, device, quiet)?;
     let (name, weights) = tr.net.layer_weights()[0];
     let weights = weights.detach().to_device(Device::Cpu); // [models, L, d, d]
     let mut measured = Vec::new(); // (init, roughness, test accuracy)
@@ -71,17 +57,18 @@ pub(super) fn weights_figure(
                 r.init,
                 r.beta,
                 t0.elapsed().as_secs_f64(),
-                runs.len()
+                s.runs.len()
             );
         }
         let w = weights.select(0, idx as i64); // [L, d, d]
-        measured.push((r.init, roughness(&w), test_acc));
+        let rough = roughness(&w);
+        measured.push((r.init, rough, test_acc));
         table.push(vec![
             r.init.to_string(),
             format!("{}", r.beta),
             format!("{test_acc:.4}"),
             format!("{:.4}", tr.train_loss[idx]),
-            format!("{:.4}", roughness(&w)),
+            format!("{rough:.4}"),
         ]);
         let series = entry_paths(r, name, &w, s.training.width, s.entries, &mut csv)?;
         panels.push(Panel {
@@ -99,6 +86,32 @@ pub(super) fn weights_figure(
     let _ = std::fs::remove_file(&checkpoint);
     text += &table.to_markdown();
     Ok((text, acceptance(&measured)))
+}
+
+/// Trains the figure's runs together, one batched program (one model each), keeping its
+/// checkpoint at `checkpoint` so that a stopped figure resumes.
+fn train_runs(
+    s: &WeightsFig,
+    split: &data::DataSplit,
+    checkpoint: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<Trained> {
+    let runs: Vec<TrainRun> = s
+        .runs
+        .iter()
+        .map(|r| TrainRun {
+            init: r.init,
+            beta: r.beta,
+            lr: s.lr,
+        })
+        .collect();
+    let setup = TrainSetup {
+        label: (!quiet).then(|| "weights".to_string()),
+        checkpoint: Some(checkpoint.to_path_buf()),
+        ..TrainSetup::of(&s.training, device)
+    };
+    train_classifiers(&setup, split, &runs)
 }
 
 /// The paper's point as checks: the models train (test accuracy ≥ 0.7) and training keeps the
