@@ -24,7 +24,7 @@
 # OUT/call-N.tar.gz, since the device tool brings back at most 8 files. Record every figure in
 # BENCHMARKS.md and bench/gpu.csv (OUT/gpu.csv holds its rows) with the date, device and
 # command. PYTHON: a python3 with torch for scripts/bench_torch.py (default
-# /opt/torch/.venv/bin/python3 where it exists, else python3).
+# /opt/torch/.venv/bin/python3 where it exists, else make setup's venv, else python3).
 #
 # The budget: a session's 15 device minutes count start-up and idle time too. On 2026-12-01 the
 # machine started in about 30 s and call 1 held it 317 s (tables 211 s, tests 71 s), call 2
@@ -73,8 +73,12 @@ run() {
   find_libtorch target/gpu-tests/deepres || exit 1
   echo "date $(date -u +%FT%TZ), call $call${GPU_SESSION_DRY:+ (GPU_SESSION_DRY: tiny sizes on the CPU, no GPU figure)}" | tee -a "$out/session.txt"
   cat target/gpu-tests/BUILD >> "$out/session.txt"
-  local py=${PYTHON:-python3}  # with torch, for scripts/bench_torch.py
-  [ -z "${PYTHON:-}" ] && [ -x /opt/torch/.venv/bin/python3 ] && py=/opt/torch/.venv/bin/python3
+  # A python3 with torch, for scripts/bench_torch.py: PYTHON, else the device machines' venv,
+  # else the one `make setup` installs here (a GPU_SESSION_DRY run on the build machine).
+  local py=${PYTHON:-python3} v
+  for v in /opt/torch/.venv "${XDG_CACHE_HOME:-$HOME/.cache}/deepres/torch-2.11.0"; do
+    [ -z "${PYTHON:-}" ] && [ -x "$v/bin/python3" ] && { py=$v/bin/python3; break; }
+  done
   local dry=()
   [ -n "${GPU_SESSION_DRY:-}" ] && dry=(env GPU_TABLES_SIZE=tiny DRY_RUN_CPU=1 FIDELITY_SIZE=tiny C5_SECONDS=20)
   case $call in

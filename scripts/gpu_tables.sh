@@ -20,7 +20,8 @@
 #      two runs' curves (same seed, weights and batches) differ: epoch train loss, test accuracy;
 #   3a. ResNet-1202 (Table Z1's deepest) alone and in a pack of 6; the largest pack at
 #      ResNet-110 channels-last;
-#   3b. peak_fraction: the largest pack's FLOP/s at ResNet-110 over the GPU's dense bf16 peak;
+#   3b. peak_fraction: the largest pack's FLOP/s at ResNet-110 over the GPU's dense bf16 peak
+#      (and, last of the CUDA-only figures, of the bf16 pack with graphs and channels-last);
 #   3c. the largest pack's other way, N networks each on a CUDA stream of its own replaying
 #      its graph (`--streams --cuda-graph`), at ResNet-56 and ResNet-110 (CUDA only);
 #   3d. where a step's device time goes: `--profile` of one model and the largest pack at
@@ -73,7 +74,10 @@ device=${device:-$dev}
 status=0
 py=${PYTHON:-python3}  # with torch: scripts/bench_torch.py, scripts/project_tables.py
 
-row() {  # what model precision pack value unit command
+row() {  # what model precision pack value unit command; no value (its output lacked it): no row
+  if [[ ! $5 =~ ^[-+0-9.eE]+$ ]]; then
+    echo "failed: $7 (no value for $1 in its output)" >&2; status=1; return 0
+  fi
   echo "$date,$device,$commit,$1,$2,$3,$4,$5,$6,\"$7\"" >> "$out"
 }
 
@@ -168,6 +172,9 @@ for p in $precisions; do
     fi
     fell_back "$work/$name.log" "deepres train ${sets[*]}" && continue
     csv=$work/runs/$name/metrics.csv
+    if [ ! -s "$csv" ]; then
+      echo "failed: deepres train ${sets[*]} (no metrics.csv in $work/runs/$name)" >&2; status=1; continue
+    fi
     col=$(head -1 "$csv" | tr , '\n' | grep -n '^epoch_seconds$' | cut -d: -f1)
     secs=$(sed -n 3p "$csv" | cut -d, -f"$col")  # epoch 2
     ips_col=$(head -1 "$csv" | tr , '\n' | grep -n '^images_per_second$' | cut -d: -f1)
@@ -178,7 +185,7 @@ for p in $precisions; do
     [ $g = on ] && suffix=_cuda_graph_on
     row epoch_seconds$suffix ResNet-$graph_depth $p 1 "$secs" s "$cmd"
     row epoch_train_images_per_second$suffix ResNet-$graph_depth $p 1 "$ips" images/s "$cmd"
-    row projected_200_epochs_from_one$suffix ResNet-$graph_depth $p 1 \
+    [ -n "$secs" ] && row projected_200_epochs_from_one$suffix ResNet-$graph_depth $p 1 \
       "$(awk -v s="$secs" 'BEGIN { printf "%.3f", 200 * s / 3600 }')" h "$cmd"
     [ $g = on ] && curve_rows "$work/runs/epoch-$p-graph-off/metrics.csv" "$csv" $p "$cmd (against graphs off)"
   done
@@ -217,15 +224,19 @@ case $device in
   *"H100 PCIe"*) peak=${peak:-756} ;;
   *A100*) peak=${peak:-312} ;;
 esac
+# peak_row WHAT FILE PRECISION N ARGS: the peak_fraction-like row WHAT of the pack whose
+# `deepres bench ARGS` output is FILE.
+peak_row() {
+  [ -n "$(field "$2" pack_images_per_second 2>/dev/null)" ] || return 0
+  if [ -z "$peak" ]; then echo "$1: no dense bf16 peak known for '$device' (set PEAK_TFLOPS)" >&2; return 0; fi
+  row "$1" ResNet-$graph_depth $3 $4 \
+    "$(awk -v g="$(field "$2" forward_gflops_per_image)" -v ips="$(field "$2" pack_images_per_second)" \
+          -v peak="$peak" 'BEGIN { printf "%.5f", 3 * g * ips / 1000 / peak }')" \
+    "of $peak TFLOP/s dense bf16" "deepres bench $5 (3 x forward_gflops_per_image x pack_images_per_second)"
+}
 n=${packs##* }
 for p in $precisions; do
-  f=$work/pack-$graph_depth-$p-$n.txt
-  [ -s "$f" ] || continue
-  if [ -z "$peak" ]; then echo "peak_fraction: no dense bf16 peak known for '$device' (set PEAK_TFLOPS)" >&2; break; fi
-  row peak_fraction ResNet-$graph_depth $p $n \
-    "$(awk -v g="$(field "$f" forward_gflops_per_image)" -v ips="$(field "$f" pack_images_per_second)" \
-          -v peak="$peak" 'BEGIN { printf "%.5f", 3 * g * ips / 1000 / peak }')" \
-    "of $peak TFLOP/s dense bf16" "deepres bench --depth $graph_depth --precision $p --pack $n (3 x forward_gflops_per_image x pack_images_per_second)"
+  peak_row peak_fraction "$work/pack-$graph_depth-$p-$n.txt" $p $n "--depth $graph_depth --precision $p --pack $n"
 done
 
 # PyTorch's own way of training N models at once (torch.func stack_module_state + vmap,
@@ -242,7 +253,7 @@ for d in $depths; do
     torch_ips=$(field "$f" images_per_second)
     row torch_vmap_images_per_second ResNet-$d $p $n "$torch_ips" images/s "python3 scripts/bench_torch.py ${targs[*]}"
     ours=$work/pack-$d-$p-$n.txt
-    [ -s "$ours" ] && row ratio_vs_torch_vmap ResNet-$d $p $n \
+    [ -n "$(field "$ours" pack_images_per_second 2>/dev/null)" ] && row ratio_vs_torch_vmap ResNet-$d $p $n \
       "$(awk -v a="$(field "$ours" pack_images_per_second)" -v b="$torch_ips" 'BEGIN { printf "%.3f", a / b }')" \
       x "deepres bench --pack $n / bench_torch.py --models $n"
   done
@@ -285,6 +296,15 @@ if [[ $dev == cuda* ]]; then
     row images_per_second_cuda_graph_on_channels_last ResNet-$graph_depth $p 1 \
       "$(field "$work/graph-cl-$p.txt" images_per_second)" images/s "$cmd"
   done
+  # The largest pack at ResNet-$graph_depth in bf16 with every speed setting at once (graphs and
+  # channels-last): target 2c's best chance, with its peak fraction.
+  args=(--depth $graph_depth --precision bf16 --pack $n --cuda-graph --channels-last)
+  if [[ " $precisions " == *" bf16 "* ]] && bench "graph-cl-pack-bf16" "${args[@]}"; then
+    f=$work/graph-cl-pack-bf16.txt
+    cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
+    pack_rows "$f" pack_WHAT_cuda_graph_on_channels_last ResNet-$graph_depth bf16 $n "$cmd"
+    peak_row peak_fraction_cuda_graph_on_channels_last "$f" bf16 $n "${args[*]}"
+  fi
 fi
 
 # 3d. Where a step's device time goes: one model and the largest pack at ResNet-$graph_depth

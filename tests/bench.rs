@@ -375,6 +375,46 @@ fn gpu_tables_script_writes_its_rows_at_tiny_sizes() {
     }
 }
 
+/// scripts/gpu_tables.sh where every command runs but prints no figure (a deepres that exits 0
+/// silently; a python that fails): no row but the header, each missing figure named on stderr,
+/// exit status 1. A row computed from a missing figure (say, a 200-epoch projection of 0 h, or
+/// a blank value) would be a figure nobody measured.
+#[test]
+fn gpu_tables_script_writes_no_row_for_a_figure_its_command_did_not_print() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("gpu.csv");
+    let silent = tmp.path().join("deepres");
+    std::fs::write(&silent, "#!/bin/sh\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&silent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/gpu_tables.sh"))
+        .env("GPU_TABLES_SIZE", "tiny")
+        .env("GPU_TABLES_OUT", &csv)
+        .env("DEEPRES", &silent)
+        .env("PYTHON", "false")
+        .env("PEAK_TFLOPS", "1")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&csv).unwrap(),
+        "date,device,commit,what,model,precision,pack,value,unit,command\n",
+        "{err}"
+    );
+    for missing in [
+        "no value for images_per_second",
+        "no value for pack_speedup",
+        "no metrics.csv",
+        "no value for pack_images_per_second_channels_last",
+    ] {
+        assert!(err.contains(missing), "{missing}: {err}");
+    }
+}
+
 /// scripts/project_tables.py on rows chosen so that the projection is a hand sum: one model
 /// 1000 and 500 images/s at ResNet-56 and ResNet-110 (0.001 and 0.002 s per image), a pack of
 /// 10 at 5000 and 2500 (0.0002 and 0.0004), a ResNet-110 epoch of 110 s where 50,000 images
