@@ -167,3 +167,45 @@ fn get_mut<'a>(v: &'a mut serde_yaml::Value, path: &[String]) -> &'a mut serde_y
         _ => &mut v[k.as_str()],
     })
 }
+
+/// `config_conflict` matches a run directory to a config as configs: where the run is
+/// (`out_dir`), what is logged, how often a mid-epoch checkpoint is written and whether steps
+/// replay a CUDA graph do not count (a resume may change them); every setting of what is
+/// trained does, speed features that change the arithmetic (channels-last, bf16) included.
+#[test]
+fn a_run_directory_ignores_how_steps_are_launched_but_not_what_they_compute() {
+    use deepres::train::config::Precision;
+    use deepres::train::run_dir::{config_conflict, CONFIG_FILE, HASH_FILE, METRICS_FILE};
+    let tmp = tempfile::tempdir().unwrap();
+    let base = RunConfig {
+        out_dir: tmp.path().to_path_buf(),
+        ..RunConfig::default()
+    };
+    let dir = base.run_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = base.to_yaml();
+    std::fs::write(dir.join(CONFIG_FILE), &yaml).unwrap();
+    let hash = format!("{}  config.yaml\n", sha256_hex(yaml.as_bytes()));
+    std::fs::write(dir.join(HASH_FILE), hash).unwrap();
+    std::fs::write(dir.join(METRICS_FILE), "epoch\n1\n").unwrap();
+    type Edit = fn(&mut RunConfig);
+    let with = |f: Edit| {
+        let mut c = base.clone();
+        f(&mut c);
+        config_conflict(&c)
+    };
+    assert_eq!(with(|_| {}), None);
+    assert_eq!(with(|c| c.train.cuda_graph = true), None);
+    assert_eq!(with(|c| c.train.checkpoint_minutes = 1.0), None);
+    assert_eq!(with(|c| c.log.tensorboard = true), None);
+    let counting: [(&str, Edit); 4] = [
+        ("channels_last", |c| c.train.channels_last = true),
+        ("precision", |c| c.train.precision = Precision::Bf16),
+        ("lr", |c| c.train.optimizer.lr *= 2.0),
+        ("seed", |c| c.seed += 1),
+    ];
+    for (field, f) in counting {
+        let e = with(f).unwrap_or_else(|| panic!("{field} did not count"));
+        assert!(e.contains("different config"), "{field}: {e}");
+    }
+}

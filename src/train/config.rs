@@ -160,7 +160,9 @@ pub struct TrainConfig {
     pub channels_last: bool,
     /// Replay each full-batch training step from a captured CUDA graph (CUDA only). A graphed
     /// step equals the ordinary one on an H200 (tests/gpu_graph.rs, 2026-12-01); off by
-    /// default until whole `deepres train` runs with it are measured (BENCHMARKS.md).
+    /// default until whole `deepres train` runs with it are measured (BENCHMARKS.md). How a
+    /// step is launched, not what it computes: a resume may turn it on or off (config.yaml
+    /// keeps the value the run started with).
     pub cuda_graph: bool,
     /// Write a checkpoint after every epoch (needed for `--resume`).
     pub checkpoint: bool,

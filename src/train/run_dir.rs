@@ -156,14 +156,16 @@ pub fn config_conflict(cfg: &RunConfig) -> Option<String> {
     );
     match old {
         // out_dir says where the run is, not what it is (a moved sweep, a relative path
-        // made absolute for a Slurm task), log what is logged and checkpoint_minutes how
-        // often a mid-epoch checkpoint is written: none of them counts.
+        // made absolute for a Slurm task), log what is logged, checkpoint_minutes how
+        // often a mid-epoch checkpoint is written and cuda_graph how a step is launched (a
+        // graphed step computes the ordinary one: tests/gpu_graph.rs): none of them counts.
         Ok(old)
             if RunConfig {
                 out_dir: cfg.out_dir.clone(),
                 log: cfg.log.clone(),
                 train: TrainConfig {
                     checkpoint_minutes: cfg.train.checkpoint_minutes,
+                    cuda_graph: cfg.train.cuda_graph,
                     ..old.train.clone()
                 },
                 ..old.clone()
