@@ -283,7 +283,7 @@ fn pack_steps(
             c.data.name = DatasetName::Synthetic;
             (c.data.synthetic_train, c.data.synthetic_test) = (256, 16);
             let t = &mut c.train;
-            (t.batch_size, t.precision, t.cuda_graph) = (16, precision, graphed);
+            (t.batch_size, t.precision, t.cuda_graph) = (16, precision, graphed.into());
             t.optimizer.lr = rates[p];
             t.epochs = 1;
             t.schedule = ScheduleConfig {

@@ -174,7 +174,7 @@ fn get_mut<'a>(v: &'a mut serde_yaml::Value, path: &[String]) -> &'a mut serde_y
 /// trained does, speed features that change the arithmetic (channels-last, bf16) included.
 #[test]
 fn a_run_directory_ignores_how_steps_are_launched_but_not_what_they_compute() {
-    use deepres::train::config::Precision;
+    use deepres::train::config::{CudaGraph, Precision};
     use deepres::train::run_dir::{config_conflict, CONFIG_FILE, HASH_FILE, METRICS_FILE};
     let tmp = tempfile::tempdir().unwrap();
     let base = RunConfig {
@@ -195,7 +195,8 @@ fn a_run_directory_ignores_how_steps_are_launched_but_not_what_they_compute() {
         config_conflict(&c)
     };
     assert_eq!(with(|_| {}), None);
-    assert_eq!(with(|c| c.train.cuda_graph = true), None);
+    assert_eq!(with(|c| c.train.cuda_graph = CudaGraph::On), None);
+    assert_eq!(with(|c| c.train.cuda_graph = CudaGraph::Auto), None);
     assert_eq!(with(|c| c.train.checkpoint_minutes = 1.0), None);
     assert_eq!(with(|c| c.log.tensorboard = true), None);
     let counting: [(&str, Edit); 4] = [

@@ -307,6 +307,77 @@ fn cuda_graph_on_cpu_is_refused_in_one_line() {
     );
 }
 
+/// `train.cuda_graph: auto` means graphs where they can run: on the CPU it trains with
+/// ordinary steps, so its curve is the one of `false`, byte for byte (timing aside), with
+/// mixup too (which `true` refuses); config.yaml keeps the word; `graphs_on` says on for CUDA
+/// (in a build with graphs) without mixup or label smoothing and off otherwise; another word
+/// is one line naming the key and the three values.
+#[test]
+fn cuda_graph_auto_runs_ordinary_steps_where_graphs_cannot_run() {
+    use deepres::train::config::CudaGraph;
+    use tch::Device;
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, extra) in [("plain", None), ("mixup", Some("train.mixup_alpha=1.0"))] {
+        let sets = |graph: &str| {
+            let mut v = vec![
+                "train.epochs=2".to_string(),
+                format!("train.cuda_graph={graph}"),
+            ];
+            v.extend(extra.map(str::to_string));
+            v
+        };
+        let run = |graph: &str| {
+            let sets = sets(graph);
+            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+            let cfg = config(tmp.path(), &format!("{name}-{graph}"), &sets);
+            train::run(&cfg, &quiet()).unwrap();
+            tmp.path().join(format!("{name}-{graph}"))
+        };
+        let (auto, off) = (run("auto"), run("false"));
+        assert_eq!(
+            common::csv_without_timing(&auto.join("metrics.csv")),
+            common::csv_without_timing(&off.join("metrics.csv")),
+            "{name}"
+        );
+        let yaml = std::fs::read_to_string(auto.join("config.yaml")).unwrap();
+        assert!(yaml.contains("cuda_graph: auto"), "{yaml}");
+        let yaml = std::fs::read_to_string(off.join("config.yaml")).unwrap();
+        assert!(yaml.contains("cuda_graph: false"), "{yaml}");
+    }
+    let on_cuda = |sets: &[&str]| {
+        let mut c = config(tmp.path(), "x", sets);
+        assert_eq!(c.train.cuda_graph, CudaGraph::Auto);
+        c.device = "cuda".into();
+        c.train.graphs_on(Device::Cuda(0))
+    };
+    assert_eq!(
+        on_cuda(&["train.cuda_graph=auto"]),
+        deepres::train::graph::available()
+    );
+    assert!(!on_cuda(&[
+        "train.cuda_graph=auto",
+        "train.mixup_alpha=1.0"
+    ]));
+    assert!(!on_cuda(&[
+        "train.cuda_graph=auto",
+        "train.label_smoothing=0.1"
+    ]));
+    let auto = config(tmp.path(), "x", &["train.cuda_graph=auto"]);
+    assert!(!auto.train.graphs_on(Device::Cpu));
+    let refused = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        format!("{:#}", RunConfig::from_overrides(&sets).unwrap_err())
+    };
+    let e = refused(&["train.cuda_graph=true", "train.mixup_alpha=1.0"]);
+    assert!(e.contains("train.cuda_graph") && e.contains("auto"), "{e}");
+    let e = refused(&["train.cuda_graph=maybe"]);
+    assert!(
+        e.contains("train.cuda_graph") && e.contains("true, false or auto") && !e.contains('\n'),
+        "{e}"
+    );
+}
+
 /// Preemption: a stop asked inside an epoch (the failpoint standing in for the signal, at
 /// several positions; and a real SIGTERM to the binary) writes a checkpoint with the position,
 /// exits 75 through the binary, and --resume continues from that step: metrics.csv equals the

@@ -29,7 +29,7 @@ use std::str::FromStr;
 use super::grid::{Cell, Grid};
 use super::lock::{self, Acquired, CellLock};
 use super::runner::{self, SweepOptions, SweepReport};
-use crate::train::config::RunConfig;
+use crate::train::config::{CudaGraph, RunConfig};
 use crate::train::pack::shared_part;
 use crate::train::{self, pack_commit, pack_run, RunOptions};
 use crate::util::one_line;
@@ -109,7 +109,7 @@ impl Target {
 /// 32×32 images (the largest of the datasets), 56.0 MiB at batch 128. Plus [`FIXED_BYTES`]
 /// (the measured intercept is 218 MiB), so that the estimate lies above every measured peak
 /// (1016, 1520 and 11,712 MiB). bf16 halves the activations (654 MiB measured at ResNet-110);
-/// the estimate keeps fp32's. With `train.cuda_graph` the activations count twice: the
+/// the estimate keeps fp32's. With `train.cuda_graph` true or auto the activations count twice: the
 /// captured step keeps its own in the graph's private pool, and the ordinary steps (warm-up,
 /// an epoch's partial batch) cache theirs in the allocator's.
 pub fn member_bytes(cfg: &RunConfig) -> u64 {
@@ -118,7 +118,11 @@ pub fn member_bytes(cfg: &RunConfig) -> u64 {
     // Σ over the three stages of C·H·W: 16k·32², 32k·16², 64k·8².
     let per_conv = k * (16 * 1024 + 32 * 256 + 64 * 64);
     let floats_per_image = 2 * 2 * blocks_per_stage * per_conv;
-    let pools = if cfg.train.cuda_graph { 2 } else { 1 };
+    let pools = if cfg.train.cuda_graph == CudaGraph::Off {
+        1
+    } else {
+        2
+    };
     pools * 4 * floats_per_image * cfg.train.batch_size.max(1) as u64 + FIXED_BYTES
 }
 
@@ -355,7 +359,7 @@ mod tests {
         wide.model.width = 4;
         assert_eq!(member_bytes(&wide), 4 * 176_160_768 + FIXED_BYTES);
         let mut graphed = cfg(20, 128);
-        graphed.train.cuda_graph = true;
+        graphed.train.cuda_graph = CudaGraph::On;
         assert_eq!(member_bytes(&graphed), 2 * 176_160_768 + FIXED_BYTES);
         let gib = 1u64 << 30;
         let auto = |c: &RunConfig, t| PackSize::Auto.members(c, t);

@@ -121,7 +121,7 @@ fn member_configs(o: &BenchOptions) -> Result<Vec<RunConfig>> {
             c.train.batch_size = o.batch;
             c.train.precision = super::bench::parse_precision(&o.precision, None)?;
             c.train.channels_last = o.channels_last;
-            c.train.cuda_graph = o.cuda_graph;
+            c.train.cuda_graph = o.cuda_graph.into();
             c.data.name = DatasetName::Synthetic;
             c.data.synthetic_train = images;
             c.data.synthetic_test = o.batch;

@@ -147,6 +147,59 @@ impl Precision {
     }
 }
 
+/// `train.cuda_graph`: `false`, `true` or `auto`; written to config.yaml as the same words,
+/// so runs made when the key was a plain bool keep their keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CudaGraph {
+    /// Ordinary steps.
+    Off,
+    /// Every full batch replays the captured step; refused off CUDA.
+    On,
+    /// Graphs where they can run (CUDA, a build with graphs, no mixup or label smoothing),
+    /// ordinary steps elsewhere: a grid that says `auto` runs on CPU and GPU machines alike.
+    Auto,
+}
+
+impl From<bool> for CudaGraph {
+    fn from(on: bool) -> CudaGraph {
+        if on {
+            CudaGraph::On
+        } else {
+            CudaGraph::Off
+        }
+    }
+}
+
+impl Serialize for CudaGraph {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            CudaGraph::Off => s.serialize_bool(false),
+            CudaGraph::On => s.serialize_bool(true),
+            CudaGraph::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CudaGraph {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Word {
+            Bool(bool),
+            Text(String),
+            Other(serde::de::IgnoredAny),
+        }
+        let other =
+            |what: String| serde::de::Error::custom(format!("{what}use true, false or auto"));
+        match Word::deserialize(d)? {
+            Word::Bool(on) => Ok(on.into()),
+            Word::Text(t) if t == "auto" => Ok(CudaGraph::Auto),
+            Word::Text(t) => Err(other(format!("{t:?}: "))),
+            Word::Other(_) => Err(other(String::new())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -158,12 +211,13 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Convolution weights and batches in channels-last (NHWC) memory format.
     pub channels_last: bool,
-    /// Replay each full-batch training step from a captured CUDA graph (CUDA only). A graphed
-    /// step equals the ordinary one on an H200 (tests/gpu_graph.rs, 2026-12-01); off by
-    /// default until whole `deepres train` runs with it are measured (BENCHMARKS.md). How a
-    /// step is launched, not what it computes: a resume may turn it on or off (config.yaml
-    /// keeps the value the run started with).
-    pub cuda_graph: bool,
+    /// Replay each full-batch training step from a captured CUDA graph: `true` (CUDA only),
+    /// `false` or `auto` (where graphs can run, [`TrainConfig::graphs_on`]). A graphed step
+    /// equals the ordinary one on an H200 (tests/gpu_graph.rs, 2026-12-01); off by default
+    /// until whole `deepres train` runs with it are measured (BENCHMARKS.md). How a step is
+    /// launched, not what it computes: a resume may change it (config.yaml keeps the value
+    /// the run started with).
+    pub cuda_graph: CudaGraph,
     /// Write a checkpoint after every epoch (needed for `--resume`).
     pub checkpoint: bool,
     /// Inside an epoch, also write the mid-epoch checkpoint a preemption signal writes
@@ -205,7 +259,7 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::default(),
             precision: Precision::Fp32,
             channels_last: false,
-            cuda_graph: false,
+            cuda_graph: CudaGraph::Off,
             checkpoint: true,
             checkpoint_minutes: TrainConfig::DEFAULT_CHECKPOINT_MINUTES,
             init_from: None,
@@ -221,6 +275,22 @@ impl TrainConfig {
 
     fn is_default_checkpoint_minutes(m: &f64) -> bool {
         *m == Self::DEFAULT_CHECKPOINT_MINUTES
+    }
+
+    /// Whether full-batch steps replay a CUDA graph on `device`: `true` always (the stepper
+    /// refuses it off CUDA, in one line), `auto` where graphs can run: on CUDA, in a build
+    /// with them, and without mixup or label smoothing (the captured step takes plain labels).
+    pub fn graphs_on(&self, device: tch::Device) -> bool {
+        match self.cuda_graph {
+            CudaGraph::Off => false,
+            CudaGraph::On => true,
+            CudaGraph::Auto => {
+                device.is_cuda()
+                    && crate::train::graph::available()
+                    && self.mixup_alpha.is_none()
+                    && self.label_smoothing.is_none()
+            }
+        }
     }
 
     /// The interval of the periodic mid-epoch checkpoint, `None` when off (0, or no

@@ -128,7 +128,7 @@ impl Trainer {
         }
         let t = &cfg.train;
         let mut opt = Sgd::for_precision(&vs, t.optimizer, model.num_blocks, t.precision);
-        let stepper = graph::Stepper::new(t.cuda_graph, device, t.batch_size, &mut opt)
+        let stepper = graph::Stepper::new(t.graphs_on(device), device, t.batch_size, &mut opt)
             .context("train.cuda_graph")?;
         Ok(Trainer {
             vs,
@@ -291,9 +291,10 @@ pub fn run(cfg: &RunConfig, opts: &RunOptions) -> Result<Summary> {
     let mut files = RunFiles::open(cfg, &tr.weights(), &tr.info(), resumed, opts.quiet)?;
     if !opts.quiet {
         crate::util::eprintln_whole!(
-            "{}: ResNet-{} L={} norm={:?} τ₀={:.4} params={} data={} ({} train / {} test) device={:?}",
+            "{}: ResNet-{} L={} norm={:?} τ₀={:.4} params={} data={} ({} train / {} test) device={:?}{}",
             cfg.name, cfg.model.depth, tr.model.num_blocks, cfg.model.norm, tr.model.tau0, tr.parameters,
-            tr.data_name, tr.train_data.len(), tr.test_data.len(), tr.device
+            tr.data_name, tr.train_data.len(), tr.test_data.len(), tr.device,
+            if tr.stepper.graphed() { " cuda_graph=on" } else { "" }
         );
     }
 

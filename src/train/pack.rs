@@ -187,7 +187,7 @@ impl PackTrainer {
         let sgd: Vec<_> = cfgs.iter().map(|c| c.train.optimizer).collect();
         let t = &cfg.train;
         let mut opt = Sgd::for_pack(&vs, &sgd, model.num_blocks).with_precision(t.precision);
-        let stepper = Stepper::new(t.cuda_graph, device, t.batch_size, &mut opt)
+        let stepper = Stepper::new(t.graphs_on(device), device, t.batch_size, &mut opt)
             .context("train.cuda_graph")?;
         Ok(PackTrainer {
             cfgs: cfgs.to_vec(),

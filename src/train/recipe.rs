@@ -6,7 +6,7 @@
 use anyhow::{bail, Result};
 use tch::{Kind, Reduction, Tensor};
 
-use super::config::RunConfig;
+use super::config::{CudaGraph, RunConfig};
 
 /// What a step's loss is taken against.
 pub struct Targets {
@@ -109,8 +109,8 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
         bail!("data.augment.cutout: the square's side must be ≥ 1 pixel (16 for CIFAR-10 in the Cutout paper), got {s}");
     }
     let recipe = t.mixup_alpha.is_some() || t.label_smoothing.is_some();
-    if recipe && t.cuda_graph {
-        bail!("train.cuda_graph: not with train.mixup_alpha or train.label_smoothing (the captured step takes plain labels); turn one off");
+    if recipe && t.cuda_graph == CudaGraph::On {
+        bail!("train.cuda_graph: not with train.mixup_alpha or train.label_smoothing (the captured step takes plain labels); turn one off (or say auto: graphs where they can run)");
     }
     Ok(())
 }
