@@ -309,6 +309,33 @@ fn make_bench_driver_writes_results_csv_and_ratio_table() {
     }
 }
 
+/// `--profile --pack 2` on the CPU: a labelled profile before each run's report, one model's
+/// and then the pack's, each of 5 steps of libtorch's operators. The pack is one program: its
+/// steps run ResNet-8's 7 convolutions (stem and 3 blocks × 2; shortcut A has none) as grouped
+/// convolutions, 35 `aten::convolution` calls in 5 steps as for one model; a pack that looped
+/// over its members would make 70.
+#[test]
+fn profile_labels_each_run_and_the_pack_convolves_once_per_layer() {
+    let mut args = TINY.to_vec();
+    args.extend(["--pack", "2", "--profile"]);
+    let o = deepres(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let sections: Vec<&str> = out.split("profile_of: ").skip(1).collect();
+    assert_eq!(sections.len(), 2, "{out}");
+    assert!(sections[0].starts_with("one model"), "{out}");
+    assert!(sections[0].contains("\nmodel: ResNet-8 "), "{out}");
+    assert!(sections[1].starts_with("the pack of 2 models"), "{out}");
+    assert!(sections[1].contains("\npack: 2 models"), "{out}");
+    for s in &sections {
+        let conv = s
+            .lines()
+            .find(|l| l.starts_with("profile_event:") && l.ends_with(" aten::convolution"))
+            .unwrap_or_else(|| panic!("no aten::convolution among the profiled events:\n{s}"));
+        assert_eq!(conv.split_whitespace().rev().nth(1), Some("35x"), "{conv}");
+    }
+}
+
 /// scripts/gpu_tables.sh at tiny sizes on the CPU (a check of the script, not a measurement):
 /// every row has the ten columns, a number in `value`, and the figures it promises.
 #[test]

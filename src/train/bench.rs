@@ -319,10 +319,12 @@ pub(crate) fn validate(o: &BenchOptions) -> Result<()> {
 
 /// The timing protocol (module doc): `step(o.warmup)`, then `o.windows` windows of
 /// `step(o.steps)`, the device synchronized only around each; (warm-up seconds, windows).
-/// With `o.profile`, then [`PROFILE_STEPS`] steps under the profiler, its report printed.
+/// With `o.profile`, then [`PROFILE_STEPS`] steps under the profiler, its report printed
+/// after a line `profile_of: {what}` (it comes before the report of the run it profiles).
 pub(crate) fn time_windows(
     o: &BenchOptions,
     device: Device,
+    what: &str,
     mut step: impl FnMut(i64) -> Result<()>,
 ) -> Result<(f64, Vec<Window>)> {
     synchronize(device);
@@ -347,6 +349,7 @@ pub(crate) fn time_windows(
         step(PROFILE_STEPS)?;
         synchronize(device);
         let rows = crate::util::profile::stop(cuda)?;
+        println!("profile_of: {what} (its report follows the profile)");
         for line in crate::util::profile::report(&rows, PROFILE_STEPS, PROFILE_TOP, cuda) {
             println!("{line}");
         }
@@ -481,7 +484,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
                     .expect("training step");
             }
         };
-        time_windows(o, device, |n| {
+        time_windows(o, device, "one model", |n| {
             step(n);
             Ok(())
         })?

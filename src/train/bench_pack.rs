@@ -154,7 +154,8 @@ pub fn run(o: &BenchOptions) -> Result<PackReport> {
         }
         Ok(())
     };
-    let timed = time_windows(o, device, step)?;
+    let what = format!("the pack of {} models", cfgs.len());
+    let timed = time_windows(o, device, &what, step)?;
     let loss_sums = Vec::<f64>::try_from(tr.sums.loss.to_kind(tch::Kind::Double))?;
     Ok(PackReport::of_run(o, device, timed, &loss_sums, AS_A_PACK))
 }

@@ -124,7 +124,8 @@ fn run_members(o: &BenchOptions, on_streams: bool) -> Result<PackReport> {
         }
         Ok(())
     };
-    let timed = time_windows(o, device, step)?;
+    let what = format!("{} networks on their own streams", o.pack);
+    let timed = time_windows(o, device, &what, step)?;
     let mut loss_sums = Vec::with_capacity(members.len());
     for m in &members {
         if let Some(s) = &m.stream {
