@@ -76,9 +76,11 @@ run() {
   # A python3 with torch, for scripts/bench_torch.py: PYTHON, else the device machines' venv,
   # else the one `make setup` installs here (a GPU_SESSION_DRY run on the build machine).
   local py=${PYTHON:-python3} v
-  for v in /opt/torch/.venv "${XDG_CACHE_HOME:-$HOME/.cache}/deepres/torch-2.11.0"; do
-    [ -z "${PYTHON:-}" ] && [ -x "$v/bin/python3" ] && { py=$v/bin/python3; break; }
-  done
+  if [ -z "${PYTHON:-}" ]; then
+    for v in /opt/torch/.venv "${XDG_CACHE_HOME:-$HOME/.cache}/deepres/torch-2.11.0"; do
+      [ -x "$v/bin/python3" ] && { py=$v/bin/python3; break; }
+    done
+  fi
   local dry=()
   [ -n "${GPU_SESSION_DRY:-}" ] && dry=(env GPU_TABLES_SIZE=tiny DRY_RUN_CPU=1 FIDELITY_SIZE=tiny C5_SECONDS=20)
   case $call in

@@ -85,6 +85,10 @@ field() {  # file key: the first number of the line `key: ...`
   sed -n "s/^$2: \([-0-9.eE+]*\).*/\1/p" "$1" | head -1
 }
 
+has() {  # file key: whether the file has a number for key (a figure computed from it may be written)
+  [ -n "$(field "$1" "$2" 2>/dev/null)" ]
+}
+
 # pack_rows FILE WHAT MODEL PRECISION N COMMAND: a `bench --pack N` output's rows, the pack's
 # aggregate images/s and its ratio to one model (WHAT: pack, pack_..._cuda_graph_on, streams_...)
 # and, on CUDA, the pack's peak allocated memory.
@@ -227,7 +231,7 @@ esac
 # peak_row WHAT FILE PRECISION N ARGS: the peak_fraction-like row WHAT of the pack whose
 # `deepres bench ARGS` output is FILE.
 peak_row() {
-  [ -n "$(field "$2" pack_images_per_second 2>/dev/null)" ] || return 0
+  has "$2" pack_images_per_second || return 0
   if [ -z "$peak" ]; then echo "$1: no dense bf16 peak known for '$device' (set PEAK_TFLOPS)" >&2; return 0; fi
   row "$1" ResNet-$graph_depth $3 $4 \
     "$(awk -v g="$(field "$2" forward_gflops_per_image)" -v ips="$(field "$2" pack_images_per_second)" \
@@ -253,7 +257,7 @@ for d in $depths; do
     torch_ips=$(field "$f" images_per_second)
     row torch_vmap_images_per_second ResNet-$d $p $n "$torch_ips" images/s "python3 scripts/bench_torch.py ${targs[*]}"
     ours=$work/pack-$d-$p-$n.txt
-    [ -n "$(field "$ours" pack_images_per_second 2>/dev/null)" ] && row ratio_vs_torch_vmap ResNet-$d $p $n \
+    has "$ours" pack_images_per_second && row ratio_vs_torch_vmap ResNet-$d $p $n \
       "$(awk -v a="$(field "$ours" pack_images_per_second)" -v b="$torch_ips" 'BEGIN { printf "%.3f", a / b }')" \
       x "deepres bench --pack $n / bench_torch.py --models $n"
   done

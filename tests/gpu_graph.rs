@@ -179,9 +179,10 @@ fn a_graphed_step_equals_the_ordinary_one() {
 /// The tolerance: at every step k the graphed run's loss is within max(4·D, 0.02·ℓ_k) of the
 /// ordinary run's ℓ_k, where D is the largest per-step difference between two ordinary runs
 /// (cuDNN's autotuned kernels may round differently from run to run): graphed training agrees
-/// with ordinary training as closely as ordinary training agrees with itself. A replay that did nothing (the loss stays near
-/// ln 10), replayed the captured batch, or kept the capture's rate (the rate falls to 0 here,
-/// and the loss with it flattens) is off by more. Every figure is printed, to be recorded.
+/// with ordinary training as closely as ordinary training agrees with itself. A replay that
+/// did nothing (the loss stays near ln 10), replayed the captured batch, or kept the capture's
+/// rate (the rate falls to 0 here, and the loss with it flattens) is off by more. Every figure
+/// is printed, to be recorded.
 #[test]
 fn a_graphed_training_follows_the_ordinary_loss_over_200_steps() {
     if !cuda_or_skip("a_graphed_training_follows_the_ordinary_loss_over_200_steps") {

@@ -109,9 +109,9 @@ impl Target {
 /// 32×32 images (the largest of the datasets), 56.0 MiB at batch 128. Plus [`FIXED_BYTES`]
 /// (the measured intercept is 218 MiB), so that the estimate lies above every measured peak
 /// (1016, 1520 and 11,712 MiB). bf16 halves the activations (654 MiB measured at ResNet-110);
-/// the estimate keeps fp32's. With `train.cuda_graph` true or auto the activations count twice: the
-/// captured step keeps its own in the graph's private pool, and the ordinary steps (warm-up,
-/// an epoch's partial batch) cache theirs in the allocator's.
+/// the estimate keeps fp32's. With `train.cuda_graph` true or auto the activations count
+/// twice: the captured step keeps its own in the graph's private pool, and the ordinary steps
+/// (warm-up, an epoch's partial batch) cache theirs in the allocator's.
 pub fn member_bytes(cfg: &RunConfig) -> u64 {
     let blocks_per_stage = ((cfg.model.depth - 2) / 6).max(1) as u64;
     let k = cfg.model.width.max(1) as u64;

@@ -285,12 +285,15 @@ impl TrainConfig {
             CudaGraph::Off => false,
             CudaGraph::On => true,
             CudaGraph::Auto => {
-                device.is_cuda()
-                    && crate::train::graph::available()
-                    && self.mixup_alpha.is_none()
-                    && self.label_smoothing.is_none()
+                device.is_cuda() && crate::train::graph::available() && !self.mixes_labels()
             }
         }
+    }
+
+    /// Whether a step's loss takes mixed or smoothed targets (mixup, label smoothing) rather
+    /// than plain labels, which is all a captured CUDA-graph step takes.
+    pub fn mixes_labels(&self) -> bool {
+        self.mixup_alpha.is_some() || self.label_smoothing.is_some()
     }
 
     /// The interval of the periodic mid-epoch checkpoint, `None` when off (0, or no

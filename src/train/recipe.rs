@@ -108,8 +108,7 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
     if let Some(s) = cfg.data.augment.cutout.filter(|s| *s < 1) {
         bail!("data.augment.cutout: the square's side must be ≥ 1 pixel (16 for CIFAR-10 in the Cutout paper), got {s}");
     }
-    let recipe = t.mixup_alpha.is_some() || t.label_smoothing.is_some();
-    if recipe && t.cuda_graph == CudaGraph::On {
+    if t.mixes_labels() && t.cuda_graph == CudaGraph::On {
         bail!("train.cuda_graph: not with train.mixup_alpha or train.label_smoothing (the captured step takes plain labels); turn one off (or say auto: graphs where they can run)");
     }
     Ok(())
