@@ -516,3 +516,41 @@ fn a_pack_with_loss_scaling_scales_each_member_as_alone() {
         assert_eq!(state[0], (65536.0, 3, 0.0), "member 0 (rates {lrs:?})");
     }
 }
+
+/// A pack's per-member gradient norms (`torch_ext::member_norms`, behind
+/// `Sgd::member_grad_norms`): member p's norm over its own rows of every tensor, against the
+/// same sum taken in f64 over each member's slice here, for the pack's shapes (a convolution's
+/// weight, also channels-last, a batch norm's vector, a per-member scalar, the classifier's
+/// matrix). A norm over the wrong rows (a transposed view, channels-last read in logical order
+/// as member blocks of memory) or over all members gives other values.
+#[test]
+fn a_packs_gradient_norms_are_each_members_own() {
+    use deepres::model::packed::member_slice;
+    use deepres::util::torch_ext::{channels_last, member_norms};
+    let m = 3;
+    tch::manual_seed(7);
+    let conv = Tensor::randn([m * 4, 2, 3, 3], (Kind::Float, Device::Cpu));
+    let nhwc = channels_last(&conv).unwrap();
+    assert!(!nhwc.is_contiguous(), "the channels-last copy keeps NCHW's shape, NHWC's strides");
+    let ts = [
+        conv.shallow_clone(),
+        nhwc,
+        Tensor::randn([m * 5], (Kind::Float, Device::Cpu)),
+        Tensor::randn([m], (Kind::Float, Device::Cpu)),
+        Tensor::randn([m * 10, 7], (Kind::Float, Device::Cpu)),
+    ];
+    let refs: Vec<&Tensor> = ts.iter().collect();
+    let got = Vec::<f64>::try_from(member_norms(&refs, m).unwrap().to_kind(Kind::Double)).unwrap();
+    assert_eq!(got.len(), m as usize);
+    for (p, g) in got.iter().enumerate() {
+        let want: f64 = ts
+            .iter()
+            .map(|t| {
+                let rows = member_slice(t, m, p as i64).to_kind(Kind::Double).flatten(0, -1);
+                Vec::<f64>::try_from(rows).unwrap().iter().map(|v| v * v).sum::<f64>()
+            })
+            .sum::<f64>()
+            .sqrt();
+        assert!((g - want).abs() <= 1e-6 * want, "member {p}: {g} against {want}");
+    }
+}

@@ -234,21 +234,15 @@ impl Sgd {
         opt
     }
 
-    /// Each member's ‖g‖₂ over all parameters (raw gradients), `[P]` on the device: no sync.
+    /// Each member's ‖g‖₂ over all parameters (raw gradients), `[P]` on the device: no sync,
+    /// a few launches for the whole pack ([`torch_ext::member_norms`]).
     pub fn member_grad_norms(&self) -> Tensor {
-        let m = self.members.len() as i64;
-        let squares: Vec<Tensor> = self
-            .grads()
-            .iter()
-            .map(|g| {
-                g.reshape([m, -1])
-                    .square()
-                    .sum_dim_intlist(1, false, Kind::Float)
-            })
-            .collect();
-        let norms = Tensor::stack(&squares, 0)
-            .sum_dim_intlist(0, false, Kind::Float)
-            .sqrt();
+        let (grads, m) = (self.grads(), self.members.len() as i64);
+        if grads.is_empty() {
+            return Tensor::zeros([m], (Kind::Float, tch::Device::Cpu));
+        }
+        let refs: Vec<&Tensor> = grads.iter().collect();
+        let norms = torch_ext::member_norms(&refs, m).expect("per-member gradient norms");
         match &self.scaler {
             Some(sc) => sc.mask_overflowed(&norms),
             None => norms,

@@ -42,6 +42,8 @@ extern "C" {
         found_inf: CTensor,
     ) -> c_int;
     fn deepres_sum_of_squares(ts: *const CTensor, n: usize, out: *mut CTensor) -> c_int;
+    fn deepres_member_norms(ts: *const CTensor, n: usize, members: i64, out: *mut CTensor)
+        -> c_int;
     fn deepres_unscale(
         ts: *const CTensor,
         n: usize,
@@ -192,6 +194,20 @@ pub fn sum_of_squares(ts: &[&Tensor]) -> Result<Tensor> {
     check(
         unsafe { deepres_sum_of_squares(p.as_ptr(), p.len(), &mut out) },
         "sum of squares",
+    )?;
+    // SAFETY: on success `out` is a heap-allocated at::Tensor the caller owns.
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// A pack's per-member ‖·‖₂ over `ts` (each the members' tensors stacked along dim 0, member p
+/// the p-th of `members` equal row blocks), `[members]` fp32 on their device: one concatenation
+/// and one norm, a few launches however many tensors (no host sync).
+pub fn member_norms(ts: &[&Tensor], members: i64) -> Result<Tensor> {
+    let p = ptrs(ts);
+    let mut out: CTensor = std::ptr::null_mut();
+    check(
+        unsafe { deepres_member_norms(p.as_ptr(), p.len(), members, &mut out) },
+        "per-member norms",
     )?;
     // SAFETY: on success `out` is a heap-allocated at::Tensor the caller owns.
     Ok(unsafe { Tensor::from_ptr(out) })
