@@ -29,7 +29,7 @@ use std::str::FromStr;
 use super::grid::{Cell, Grid};
 use super::lock::{self, Acquired, CellLock};
 use super::runner::{self, SweepOptions, SweepReport};
-use crate::train::config::{CudaGraph, RunConfig};
+use crate::train::config::{CudaGraph, Precision, RunConfig};
 use crate::train::pack::shared_part;
 use crate::train::{self, pack_commit, pack_run, RunOptions};
 use crate::util::one_line;
@@ -108,8 +108,9 @@ impl Target {
 /// each stage: two fp32 tensors of every convolution's output (2 convolutions per block) for
 /// 32×32 images (the largest of the datasets), 56.0 MiB at batch 128. Plus [`FIXED_BYTES`]
 /// (the measured intercept is 218 MiB), so that the estimate lies above every measured peak
-/// (1016, 1520 and 11,712 MiB). bf16 halves the activations (654 MiB measured at ResNet-110);
-/// the estimate keeps fp32's. With `train.cuda_graph` true or auto the activations count
+/// (1016, 1520 and 11,712 MiB). bf16 and fp16 (autocast) keep the activations in 2 bytes: the
+/// peaks were 396.6, 653.7 and 5,945.8 MiB in bf16 (the same run), under the estimate's 764,
+/// 1016 and 6,112 MiB. With `train.cuda_graph` true or auto the activations count
 /// twice: the captured step keeps its own in the graph's private pool, and the ordinary steps
 /// (warm-up, an epoch's partial batch) cache theirs in the allocator's.
 pub fn member_bytes(cfg: &RunConfig) -> u64 {
@@ -123,7 +124,11 @@ pub fn member_bytes(cfg: &RunConfig) -> u64 {
     } else {
         2
     };
-    pools * 4 * floats_per_image * cfg.train.batch_size.max(1) as u64 + FIXED_BYTES
+    let bytes = match cfg.train.precision {
+        Precision::Fp32 => 4,
+        Precision::Bf16 | Precision::Fp16 => 2,
+    };
+    pools * bytes * floats_per_image * cfg.train.batch_size.max(1) as u64 + FIXED_BYTES
 }
 
 /// What a member needs besides its activations in [`member_bytes`] (weights, optimizer state,
@@ -353,6 +358,16 @@ mod tests {
                 "ResNet-{depth}: {est} MiB far above {measured} measured"
             );
         }
+        // bf16 (the same runs): above each peak, by at most the fixed 512 MiB's slack.
+        for (depth, measured) in [(56, 396.6), (110, 653.7), (1202, 5_945.8)] {
+            let mut c = cfg(depth, 128);
+            c.train.precision = Precision::Bf16;
+            let est = mib(member_bytes(&c));
+            assert!(
+                est >= measured && est <= measured + 400.0,
+                "ResNet-{depth} bf16: {est} MiB against {measured} measured"
+            );
+        }
         // ResNet-20: 3 blocks per stage: 2·2·3·28,672 floats per image, ×4 bytes ×128, +512 MiB.
         assert_eq!(member_bytes(&cfg(20, 128)), 176_160_768 + FIXED_BYTES);
         let mut wide = cfg(20, 128);
@@ -368,6 +383,12 @@ mod tests {
         // An H200 (about 140 GiB): 47 fit, capped at AUTO_MAX; ResNet-1202 (11,712 MiB): 6.
         assert_eq!(auto(&cfg(110, 128), Target::Gpu(Some(140 * gib))), AUTO_MAX);
         assert_eq!(auto(&cfg(1202, 128), Target::Gpu(Some(140 * gib))), 6);
+        // In bf16 (6,112 MiB) all ten of a Table Z1 depth; with graphs (11,712 MiB) 6 again.
+        let mut deep = cfg(1202, 128);
+        deep.train.precision = Precision::Bf16;
+        assert_eq!(auto(&deep, Target::Gpu(Some(140 * gib))), AUTO_MAX);
+        deep.train.cuda_graph = CudaGraph::On;
+        assert_eq!(auto(&deep, Target::Gpu(Some(140 * gib))), 6);
         // ResNet-1202 on 8 GiB: none fits; at least 1.
         assert_eq!(auto(&cfg(1202, 128), Target::Gpu(Some(8 * gib))), 1);
         assert_eq!(auto(&cfg(110, 128), Target::Gpu(None)), AUTO_MAX);
