@@ -18,7 +18,7 @@
 #      first also holds cuDNN's autotuning of every shape), fp32 and bf16,
 #      CUDA graphs off and on, and 200 × that in hours, labelled projected; and how far the
 #      two runs' curves (same seed, weights and batches) differ: epoch train loss, test accuracy;
-#   3a. ResNet-1202 (Table Z1's deepest) alone and in a pack of 6; the largest pack at
+#   3a. ResNet-1202 (Table Z1's deepest) alone and in a pack of 6 (fp32) or 10 (bf16); the largest pack at
 #      ResNet-110 channels-last;
 #   3b. peak_fraction: the largest pack's FLOP/s at ResNet-110 over the GPU's dense bf16 peak
 #      (and, last of the CUDA-only figures, of the bf16 pack with graphs and channels-last);
@@ -55,10 +55,10 @@ trap keep_logs EXIT
 case $size in
   full) dev=${DEVICE:-cuda}; depths="56 110"; graph_depth=110; packs="4 10"; precisions="fp32 bf16"
         batch=128; steps=30; warmup=10; train_n=50000; test_n=10000
-        deep=1202; deep_pack=6; deep_steps=10; deep_warmup=3 ;;
+        deep=1202; deep_pack="fp32:6 bf16:10"; deep_steps=10; deep_warmup=3 ;;
   tiny) dev=${DEVICE:-cpu}; depths="8 14"; graph_depth=8; packs="2"; precisions="fp32"
         batch=8; steps=2; warmup=1; train_n=64; test_n=16
-        deep=20; deep_pack=2; deep_steps=1; deep_warmup=1 ;;
+        deep=20; deep_pack="fp32:2 bf16:3"; deep_steps=1; deep_warmup=1 ;;
   *) echo "GPU_TABLES_SIZE=$size: use full or tiny" >&2; exit 2 ;;
 esac
 [ -x "$bin" ] || { echo "$bin: no deepres binary (cargo build --release, or set DEEPRES)" >&2; exit 2; }
@@ -148,15 +148,17 @@ for d in $depths; do
 done
 
 # ResNet-$deep, the depth that Table Z1's projection trains alone (68 of its 74 hours on the
-# 2026-12-01 H200 run): one model and a pack of $deep_pack (what fits with room to spare: 11.5 GiB
-# per model in fp32 at batch 128), fewer steps (each is ~11 ResNet-110 steps).
+# 2026-12-01 H200 run): one model and the pack `deepres sweep --pack auto` makes of Table Z1's
+# ten runs of that depth on an H200 (deep_pack: 6 in fp32, 11.5 GiB per model at batch 128; all
+# 10 in bf16, 5.9 GiB), fewer steps (each is ~11 ResNet-110 steps).
 for p in $precisions; do
-  args=(--depth $deep --precision $p --pack $deep_pack)
+  k=$(tr ' ' '\n' <<< "$deep_pack" | sed -n "s/^$p://p")
+  args=(--depth $deep --precision $p --pack ${k:-2})
   steps=$deep_steps warmup=$deep_warmup bench "deep-$p" "${args[@]}" || continue
   f=$work/deep-$p.txt
   cmd="deepres bench --device $dev --batch $batch --steps $deep_steps --warmup $deep_warmup ${args[*]}"
   row images_per_second ResNet-$deep $p 1 "$(field "$f" images_per_second)" images/s "$cmd"
-  pack_rows "$f" pack_WHAT ResNet-$deep $p $deep_pack "$cmd"
+  pack_rows "$f" pack_WHAT ResNet-$deep $p ${k:-2} "$cmd"
 done
 
 # The epoch through `deepres train` itself (its loader, schedule and test pass), with CUDA
