@@ -160,3 +160,26 @@ fn missing_dataset_is_one_clear_line() {
         "{e}"
     );
 }
+
+/// Every command's --help (all subcommands, nested ones too) is text for a user: no rustdoc
+/// link syntax (`[`name`]`, `crate::`, `super::`), which a doc comment shared with the code can
+/// carry into clap's help.
+#[test]
+fn no_help_text_shows_rustdoc_links() {
+    use clap::CommandFactory;
+    fn walk(cmd: &mut clap::Command, path: &str, bad: &mut Vec<String>) {
+        let help = cmd.render_long_help().to_string();
+        for line in help.lines() {
+            if ["[`", "`]", "crate::", "super::"].iter().any(|s| line.contains(s)) {
+                bad.push(format!("{path}: {}", line.trim()));
+            }
+        }
+        for sub in cmd.get_subcommands_mut() {
+            let p = format!("{path} {}", sub.get_name());
+            walk(sub, &p, bad);
+        }
+    }
+    let mut bad = Vec::new();
+    walk(&mut deepres::cli::Cli::command(), "deepres", &mut bad);
+    assert!(bad.is_empty(), "rustdoc links in --help:\n{}", bad.join("\n"));
+}

@@ -79,17 +79,20 @@ pub struct BenchOptions {
     /// Replay each step from a captured CUDA graph (CUDA only; `train.cuda_graph`).
     #[arg(long)]
     pub cuda_graph: bool,
-    /// Also time N models (seeds 0..N-1) trained as one pack ([`super::bench_pack`]) and print
+    // (The doc comments of these arguments are their --help text: the code behind them is
+    // super::bench_pack, super::bench_streams and crate::util::profile; --profile's 5 and 15 are
+    // PROFILE_STEPS and PROFILE_TOP below.)
+    /// Also time N models (seeds 0..N-1) trained as one pack (grouped convolutions) and print
     /// their aggregate images/s beside one model's (1: one model only).
     #[arg(long, default_value_t = 1)]
     pub pack: i64,
-    /// With --pack N: the N models as N networks on N CUDA streams instead of one pack
-    /// ([`super::bench_streams`]; CUDA only; with --cuda-graph, one graph launch per model).
+    /// With --pack N: the N models as N networks on N CUDA streams instead of one pack (CUDA
+    /// only; with --cuda-graph, one graph launch per model).
     #[arg(long)]
     pub streams: bool,
-    /// After the timed windows, record PROFILE_STEPS more steps with libtorch's profiler and
-    /// print the device's time per kernel, the largest first ([`crate::util::profile`]; not
-    /// part of the timing): where a step's time goes.
+    /// After the timed windows, record 5 more steps with libtorch's profiler and print
+    /// the 15 largest kernels by device time (on the CPU: operators), not part of
+    /// the timing: where a step's time goes.
     #[arg(long)]
     pub profile: bool,
 }
