@@ -120,20 +120,22 @@ int deepres_sum_of_squares(at::Tensor** ts, size_t n, at::Tensor** out) {
 // ‖member p's rows‖₂ over a pack's tensors, fp32 [members] on their device: every t_i is the
 // members' tensors concatenated along dim 0 (member p's the p-th of `members` equal row
 // blocks), so its [members, -1] view holds member p's entries in row p (a channels-last weight
-// is permuted to its memory order first, so that the view needs no copy). One cat of those
-// views (a few batched copies) and one norm over dim 1: a handful of launches for the whole
-// pack, where a norm per tensor and member took three per tensor.
+// is permuted to its memory order first, so that the view needs no copy). One norm over dim 1
+// per tensor, then one over the stacked [n, members]: one launch per tensor, where a square
+// and a sum per tensor took two (and no temporary as large as all the gradients, which a
+// concatenation would allocate every step: 14 ms a step on a 2-core CPU at ResNet-110 × 10).
 int deepres_member_norms(at::Tensor** ts, size_t n, int64_t members, at::Tensor** out) {
   DEEPRES_TRY({
-    std::vector<at::Tensor> rows;
-    rows.reserve(n);
+    std::vector<at::Tensor> norms;
+    norms.reserve(n);
     for (size_t i = 0; i < n; ++i) {
       const at::Tensor& t = *ts[i];
       bool nhwc = t.dim() == 4 && !t.is_contiguous() &&
                   t.is_contiguous(at::MemoryFormat::ChannelsLast);
-      rows.push_back((nhwc ? t.permute({0, 2, 3, 1}) : t).reshape({members, -1}));
+      auto rows = (nhwc ? t.permute({0, 2, 3, 1}) : t).reshape({members, -1});
+      norms.push_back(at::linalg_vector_norm(rows, 2, at::IntArrayRef{1}, false, at::kFloat));
     }
-    *out = new at::Tensor(at::linalg_vector_norm(at::cat(rows, 1), 2, at::IntArrayRef{1},
+    *out = new at::Tensor(at::linalg_vector_norm(at::stack(norms), 2, at::IntArrayRef{0},
                                                  /*keepdim=*/false, at::kFloat));
   })
 }

@@ -461,7 +461,7 @@ impl Scaled {
             let losses: Vec<Tensor> = (0..SP)
                 .map(|p| self.loss(k, p, &w.narrow(0, 2 * p, 2), &b.narrow(0, p, 1)))
                 .collect();
-            opt.backward_members(&losses);
+            opt.backward_members(&Tensor::stack(&losses, 0));
             opt.step_members(lrs);
         }
         let state = (0..SP).map(|p| Self::scaler(&opt, p)).collect();

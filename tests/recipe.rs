@@ -241,3 +241,53 @@ fn a_run_with_mixup_cutout_and_smoothing_trains_and_is_seeded() {
     let last: Vec<&str> = a.lines().last().unwrap().split(',').collect();
     assert!(last[2].parse::<f64>().unwrap().is_finite(), "{a}");
 }
+
+/// A pack's losses and numbers right, member by member (`member_losses`: one cross-entropy over
+/// all members' rows when they share ε, member by member when not), against the closed form
+/// computed here in f64: ℓ_p = mean_i −Σ_k ((1 − ε_p)·[k = y_pi] + ε_p/K)·log softmax(z_pi)_k,
+/// and right_p = #{i : argmax_k z_pi = y_pi}. A mean over the wrong axis or labels matched to
+/// another member's rows fails it.
+#[test]
+fn a_packs_losses_are_each_members_own() {
+    use deepres::train::recipe::member_losses;
+    let (p, b, k) = (3i64, 5i64, 4i64);
+    tch::manual_seed(11);
+    let logits = Tensor::randn([p, b, k], (Kind::Float, Device::Cpu)) * 2.0;
+    let y = Tensor::randint(k, [p, b], (Kind::Int64, Device::Cpu));
+    let z = Vec::<f64>::try_from(logits.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    let labels = Vec::<i64>::try_from(y.flatten(0, -1)).unwrap();
+    for eps in [[0.0; 3], [0.1; 3], [0.0, 0.1, 0.2]] {
+        let targets: Vec<Targets> = (0..p)
+            .map(|m| Targets {
+                smoothing: eps[m as usize],
+                ..Targets::hard(&y.get(m))
+            })
+            .collect();
+        let (loss, right) = member_losses(&logits, &targets);
+        let loss = Vec::<f64>::try_from(loss.to_kind(Kind::Double)).unwrap();
+        let right = Vec::<f64>::try_from(right.to_kind(Kind::Double)).unwrap();
+        for m in 0..p as usize {
+            let (mut want, mut hits) = (0.0, 0.0);
+            for i in 0..b as usize {
+                let row = &z[(m * b as usize + i) * k as usize..][..k as usize];
+                let label = labels[m * b as usize + i] as usize;
+                let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();
+                want -= (0..k as usize)
+                    .map(|c| {
+                        let q = (1.0 - eps[m]) * f64::from(u8::from(c == label)) + eps[m] / k as f64;
+                        q * (row[c] - lse)
+                    })
+                    .sum::<f64>()
+                    / b as f64;
+                let top = (0..k as usize).max_by(|&a, &c| row[a].total_cmp(&row[c])).unwrap();
+                hits += f64::from(u8::from(top == label));
+            }
+            assert!(
+                (loss[m] - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "member {m}, ε {eps:?}: loss {} against {want}",
+                loss[m]
+            );
+            assert_eq!(right[m], hits, "member {m}, ε {eps:?}: number right");
+        }
+    }
+}

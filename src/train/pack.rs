@@ -442,18 +442,12 @@ pub fn pack_step(
 ) {
     let b = targets[0].len();
     let logits = forward(model, x, true, precision);
-    let losses: Vec<Tensor> = (0..targets.len())
-        .map(|p| targets[p].loss(&logits.get(p as i64)))
-        .collect();
+    let (losses, correct) = recipe::member_losses(&logits, targets);
     opt.backward_members(&losses);
     sums.grad_norm += opt.member_grad_norms().to_device(sums.loss.device());
     opt.step_members(lrs);
-    let detached: Vec<Tensor> = losses.iter().map(Tensor::detach).collect();
-    sums.loss += Tensor::stack(&detached, 0) * (b as f64);
-    let correct: Vec<Tensor> = (0..targets.len())
-        .map(|p| targets[p].correct(&logits.get(p as i64)))
-        .collect();
-    sums.correct += Tensor::stack(&correct, 0);
+    sums.loss += losses.detach() * (b as f64);
+    sums.correct += correct;
     sums.images += b;
     sums.steps += 1;
 }
@@ -473,20 +467,10 @@ pub fn evaluate(
         for (x, y) in data.eval_batches(batch) {
             let logits = forward(model, &repeat_input(&x, m), false, precision);
             let b = y.size()[0];
-            let l: Vec<Tensor> = (0..m)
-                .map(|p| logits.get(p).cross_entropy_for_logits(&y) * (b as f64))
-                .collect();
-            let c: Vec<Tensor> = (0..m)
-                .map(|p| {
-                    logits
-                        .get(p)
-                        .argmax(-1, false)
-                        .eq_tensor(&y)
-                        .sum(Kind::Float)
-                })
-                .collect();
-            loss += Tensor::stack(&l, 0);
-            correct += Tensor::stack(&c, 0);
+            let targets: Vec<Targets> = (0..m).map(|_| Targets::hard(&y)).collect();
+            let (l, c) = recipe::member_losses(&logits, &targets);
+            loss += l * (b as f64);
+            correct += c;
             n += b;
         }
         let n = n.max(1) as f64;

@@ -63,6 +63,35 @@ impl Targets {
     }
 }
 
+/// A pack's members' mean losses and numbers right, `[P]` each, from its logits `[P, B, K]`
+/// against `targets[p]`: one cross-entropy over the P·B rows, one argmax and one comparison
+/// when every member takes plain labels with the same ε (the same values as member by member,
+/// in a handful of launches however many members); else member by member
+/// ([`Targets::loss`], [`Targets::correct`]).
+pub fn member_losses(logits: &Tensor, targets: &[Targets]) -> (Tensor, Tensor) {
+    let eps = targets[0].smoothing;
+    if targets.iter().any(|t| t.mix.is_some() || t.smoothing != eps) {
+        let each = |f: &dyn Fn(&Targets, &Tensor) -> Tensor| {
+            let v: Vec<Tensor> = (targets.iter().enumerate())
+                .map(|(p, t)| f(t, &logits.get(p as i64)))
+                .collect();
+            Tensor::stack(&v, 0)
+        };
+        return (each(&Targets::loss), each(&Targets::correct));
+    }
+    let (p, b, k) = logits.size3().expect("a pack's logits are [P, B, K]");
+    let ys: Vec<&Tensor> = targets.iter().map(|t| &t.y).collect();
+    let y = Tensor::stack(&ys, 0);
+    // ℓ_p = (1/B) Σ_i CE_ε(logits[p, i], y[p, i])
+    let loss = logits
+        .reshape([p * b, k])
+        .cross_entropy_loss::<Tensor>(&y.reshape([-1]), None, Reduction::None, -100, eps)
+        .view([p, b])
+        .mean_dim(1, false, Kind::Float);
+    let right = logits.argmax(-1, false).eq_tensor(&y);
+    (loss, right.sum_dim_intlist(1, false, Kind::Float))
+}
+
 /// λ ~ Beta(α, α) as a 0-dim float tensor on `device`: X/(X + Y) with X, Y ~ Gamma(α, 1)
 /// (torch's generator, so seeded with the epoch like the augmentation).
 pub fn beta_sample(alpha: f64, device: tch::Device) -> Tensor {

@@ -235,7 +235,7 @@ impl Sgd {
     }
 
     /// Each member's ‖g‖₂ over all parameters (raw gradients), `[P]` on the device: no sync,
-    /// a few launches for the whole pack ([`torch_ext::member_norms`]).
+    /// one launch per parameter tensor for all members ([`torch_ext::member_norms`]).
     pub fn member_grad_norms(&self) -> Tensor {
         let (grads, m) = (self.grads(), self.members.len() as i64);
         if grads.is_empty() {
@@ -267,12 +267,19 @@ impl Sgd {
         self.backward_of(&[(0, loss)]);
     }
 
-    /// A pack's backward: of Σ_p `losses[p]` over the members still training; with loss
-    /// scaling, of Σ_p scale_p·loss_p, then member p's gradient rows unscaled by its own scale
-    /// with its own overflow flag.
-    pub fn backward_members(&mut self, losses: &[Tensor]) {
-        let active: Vec<(usize, &Tensor)> =
-            self.active().into_iter().map(|p| (p, &losses[p])).collect();
+    /// A pack's backward: of Σ_p `losses[p]` (`[P]`) over the members still training; with
+    /// loss scaling, of Σ_p scale_p·loss_p, then member p's gradient rows unscaled by its own
+    /// scale with its own overflow flag.
+    pub fn backward_members(&mut self, losses: &Tensor) {
+        let active = self.active();
+        if self.scaler.is_none() && active.len() == self.members.len() {
+            // every member: one sum (a frozen member's loss, maybe NaN, must stay out of it)
+            self.zero_grad();
+            losses.sum(Kind::Float).backward();
+            return;
+        }
+        let each: Vec<Tensor> = active.iter().map(|&p| losses.get(p as i64)).collect();
+        let active: Vec<(usize, &Tensor)> = active.into_iter().zip(&each).collect();
         self.backward_of(&active);
     }
 

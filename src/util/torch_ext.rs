@@ -200,8 +200,8 @@ pub fn sum_of_squares(ts: &[&Tensor]) -> Result<Tensor> {
 }
 
 /// A pack's per-member ‖·‖₂ over `ts` (each the members' tensors stacked along dim 0, member p
-/// the p-th of `members` equal row blocks), `[members]` fp32 on their device: one concatenation
-/// and one norm, a few launches however many tensors (no host sync).
+/// the p-th of `members` equal row blocks), `[members]` fp32 on their device: one norm per
+/// tensor over all members' rows at once, then one over those (no host sync).
 pub fn member_norms(ts: &[&Tensor], members: i64) -> Result<Tensor> {
     let p = ptrs(ts);
     let mut out: CTensor = std::ptr::null_mut();
