@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use deepres::model::config::ModelConfig;
+use deepres::model::packed::stack_inputs;
 use deepres::model::ResNet;
 use deepres::train::config::{Precision, SgdConfig};
 use deepres::train::graph::{self, Stepper};
@@ -311,7 +312,7 @@ fn pack_steps(
         if k == 9 {
             tr.opt.members[1].active = false;
         }
-        tr.step(0, &xs, &ts).unwrap();
+        tr.step(0, &stack_inputs(&xs), &ts).unwrap();
     }
     let sums = [&tr.sums.loss, &tr.sums.correct, &tr.sums.grad_norm]
         .iter()

@@ -51,16 +51,91 @@ impl Default for Augment {
 /// image, set to 0 in every channel (one draw per image, on the device).
 pub fn cutout(x: &Tensor, size: i64) -> Tensor {
     let (b, _, h, w) = x.size4().expect("cutout: x must be [B,C,H,W]");
-    let dev = x.device();
+    cutout_at(x, size, &cutout_centres(b, h, w, x.device()))
+}
+
+/// Cutout's draws for `b` images of `h`×`w`: the centres' rows and columns, int64 `[B, 1, 1]`.
+fn cutout_centres(b: i64, h: i64, w: i64, dev: Device) -> (Tensor, Tensor) {
     let cy = Tensor::randint(h, [b, 1, 1], (Kind::Int64, dev));
     let cx = Tensor::randint(w, [b, 1, 1], (Kind::Int64, dev));
+    (cy, cx)
+}
+
+/// [`cutout`] with its centres given.
+fn cutout_at(x: &Tensor, size: i64, (cy, cx): &(Tensor, Tensor)) -> Tensor {
+    let (_, _, h, w) = x.size4().expect("cutout: x must be [B,C,H,W]");
+    let dev = x.device();
     let rows = Tensor::arange(h, (Kind::Int64, dev)).view([1, h, 1]);
     let cols = Tensor::arange(w, (Kind::Int64, dev)).view([1, 1, w]);
     let (lo, hi) = (size / 2, size - size / 2);
     let inside =
         |t: &Tensor, c: &Tensor| t.ge_tensor(&(c - lo)).logical_and(&t.lt_tensor(&(c + hi)));
-    let hole = inside(&rows, &cy).logical_and(&inside(&cols, &cx)); // [B, H, W]
+    let hole = inside(&rows, cy).logical_and(&inside(&cols, cx)); // [B, H, W]
     x * hole.logical_not().unsqueeze(1).to_kind(x.kind())
+}
+
+/// A training batch's random draws (which examples, crop offsets, flips, cutout centres),
+/// made in the order the batch's ops consume them: [`DeviceData::train_draws`]. Several
+/// batches' draws under the same augmentation join into one ([`Draws::cat`]), which
+/// [`DeviceData::batch`] makes into the same images, batch after batch, in one pass.
+pub struct Draws {
+    /// The examples, int64 `[B]`.
+    pub idx: Tensor,
+    aug: Augment,
+    /// Crop offsets (rows, columns), int64 `[B]` each, when `aug.crop_padding > 0`.
+    crop: Option<(Tensor, Tensor)>,
+    /// Flip mask, bool `[B]`, when `aug.hflip`.
+    flip: Option<Tensor>,
+    /// Cutout centres, int64 `[B, 1, 1]` each, when `aug.cutout` is set.
+    cutout: Option<(Tensor, Tensor)>,
+}
+
+impl Draws {
+    /// Draws for the examples `idx` under `aug` on images of `h`×`w`, from torch's generator on
+    /// `idx`'s device: crop rows, crop columns, flips, cutout rows, cutout columns.
+    fn new(idx: Tensor, aug: Augment, h: i64, w: i64) -> Draws {
+        let (b, dev) = (idx.size()[0], idx.device());
+        let (crop, flip) = augment_draws(b, aug, dev);
+        let cutout = aug.cutout.map(|_| cutout_centres(b, h, w, dev));
+        Draws {
+            idx,
+            aug,
+            crop,
+            flip,
+            cutout,
+        }
+    }
+
+    /// `ds`, each the draws of a batch under the same augmentation, as one batch, in order.
+    pub fn cat(ds: &[Draws]) -> Draws {
+        let all = |f: &dyn Fn(&Draws) -> Option<&Tensor>| {
+            let v: Option<Vec<&Tensor>> = ds.iter().map(f).collect();
+            v.map(|v| Tensor::cat(&v, 0))
+        };
+        let pair = |f: &dyn Fn(&Draws) -> Option<&(Tensor, Tensor)>| {
+            Some((all(&|d| f(d).map(|t| &t.0))?, all(&|d| f(d).map(|t| &t.1))?))
+        };
+        assert!(
+            ds.iter().all(|d| d.aug == ds[0].aug),
+            "draws join only under the same augmentation"
+        );
+        Draws {
+            idx: all(&|d| Some(&d.idx)).expect("at least one batch"),
+            aug: ds[0].aug,
+            crop: pair(&|d| d.crop.as_ref()),
+            flip: all(&|d| d.flip.as_ref()),
+            cutout: pair(&|d| d.cutout.as_ref()),
+        }
+    }
+
+    /// The number of examples.
+    pub fn len(&self) -> i64 {
+        self.idx.size()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A dataset on the training device, ready to be batched.
@@ -118,7 +193,8 @@ impl DeviceData {
         self
     }
 
-    fn layout(&self, x: Tensor) -> Tensor {
+    /// `x` in the batches' memory format (channels-last when [`Self::with_channels_last`]).
+    pub fn layout(&self, x: Tensor) -> Tensor {
         if self.channels_last {
             crate::util::torch_ext::channels_last(&x).expect("channels-last batch")
         } else {
@@ -149,30 +225,53 @@ impl DeviceData {
     /// One epoch of shuffled, augmented, normalized batches.
     ///
     /// Calls `tch::manual_seed(seed)` once (now, not lazily), draws a `randperm` on the
-    /// device, then per batch: `index_select`, float/255, [`augment`] (global torch RNG, on
-    /// the device), normalize. Yields `(x float [B,C,H,W], y int64 [B])` on the device; the
-    /// last batch may be smaller. The same seed gives the same epoch as long as nothing
-    /// else draws from torch's RNG between batches.
+    /// device, then per batch: its draws ([`Self::train_draws`]) and [`Self::batch`]. Yields
+    /// `(x float [B,C,H,W], y int64 [B])` on the device; the last batch may be smaller. The
+    /// same seed gives the same epoch as long as nothing else draws from torch's RNG between
+    /// batches.
     pub fn train_batches(
         &self,
         batch_size: i64,
         seed: i64,
         aug: Augment,
     ) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
+        self.train_draws(batch_size, seed, aug).map(move |d| {
+            let (x, y) = self.batch(&d);
+            (self.layout(x), y)
+        })
+    }
+
+    /// The random draws of [`Self::train_batches`]'s epoch, batch by batch, without the images:
+    /// `tch::manual_seed(seed)` and the `randperm` now, each batch's crop offsets, flips and
+    /// cutout centres ([`Draws`]) when it is asked for.
+    pub fn train_draws(
+        &self,
+        batch_size: i64,
+        seed: i64,
+        aug: Augment,
+    ) -> impl Iterator<Item = Draws> + '_ {
         assert!(batch_size > 0, "batch_size must be positive");
         tch::manual_seed(seed);
         let n = self.len();
+        let (_, _, h, w) = self.images.size4().expect("images are [N, C, H, W]");
         let perm = Tensor::randperm(n, (Kind::Int64, self.device));
         (0..n).step_by(batch_size as usize).map(move |start| {
             let idx = perm.narrow(0, start, batch_size.min(n - start));
-            let x = self.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
-            let x = augment(&x, aug);
-            let mut x = (x - &self.mean) / &self.std;
-            if let Some(size) = aug.cutout {
-                x = cutout(&x, size);
-            }
-            (self.layout(x), self.labels.index_select(0, &idx))
+            Draws::new(idx, aug, h, w)
         })
+    }
+
+    /// The batch that draws `d` make: `index_select`, float/255, crop and flip ([`augment`]'s
+    /// ops), normalize, cutout; `(x float [B,C,H,W], y int64 [B])` in the default memory format
+    /// (see [`Self::layout`]).
+    pub fn batch(&self, d: &Draws) -> (Tensor, Tensor) {
+        let x = self.images.index_select(0, &d.idx).to_kind(Kind::Float) / 255.0;
+        let x = augment_with(&x, d.aug, d.crop.as_ref(), d.flip.as_ref());
+        let mut x = (x - &self.mean) / &self.std;
+        if let (Some(size), Some(centres)) = (d.aug.cutout, &d.cutout) {
+            x = cutout_at(&x, size, centres);
+        }
+        (x, self.labels.index_select(0, &d.idx))
     }
 
     /// The examples in order, without augmentation, normalized; the last batch may be
@@ -198,18 +297,37 @@ impl DeviceData {
 /// PIL image). The draws use torch's global RNG on `x`'s device, in this order: row
 /// offsets, column offsets (each `randint(0, 2·pad+1, [B])`), flip mask (`rand([B]) < 0.5`).
 pub fn augment(x: &Tensor, aug: Augment) -> Tensor {
-    let b = x.size()[0];
-    let device = x.device();
+    let (crop, flip) = augment_draws(x.size()[0], aug, x.device());
+    augment_with(x, aug, crop.as_ref(), flip.as_ref())
+}
+
+/// [`augment`]'s draws for `b` images: crop offsets (rows, then columns) when
+/// `aug.crop_padding > 0`, then the flip mask when `aug.hflip`.
+fn augment_draws(b: i64, aug: Augment, dev: Device) -> (Option<(Tensor, Tensor)>, Option<Tensor>) {
+    let crop = (aug.crop_padding > 0).then(|| {
+        let span = 2 * aug.crop_padding + 1;
+        let off_y = Tensor::randint(span, [b], (Kind::Int64, dev));
+        (off_y, Tensor::randint(span, [b], (Kind::Int64, dev)))
+    });
+    let flip = aug
+        .hflip
+        .then(|| Tensor::rand([b], (Kind::Float, dev)).lt(0.5));
+    (crop, flip)
+}
+
+/// [`augment`] with its draws given.
+fn augment_with(
+    x: &Tensor,
+    aug: Augment,
+    crop: Option<&(Tensor, Tensor)>,
+    flip: Option<&Tensor>,
+) -> Tensor {
     let mut out = x.shallow_clone();
-    if aug.crop_padding > 0 {
-        let p = aug.crop_padding;
-        let off_y = Tensor::randint(2 * p + 1, [b], (Kind::Int64, device));
-        let off_x = Tensor::randint(2 * p + 1, [b], (Kind::Int64, device));
-        out = crop_with_offsets(&out, p, &off_y, &off_x);
+    if let Some((off_y, off_x)) = crop {
+        out = crop_with_offsets(&out, aug.crop_padding, off_y, off_x);
     }
-    if aug.hflip {
-        let mask = Tensor::rand([b], (Kind::Float, device)).lt(0.5);
-        out = flip_where(&out, &mask);
+    if let Some(mask) = flip {
+        out = flip_where(&out, mask);
     }
     out
 }

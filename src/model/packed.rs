@@ -341,6 +341,16 @@ pub fn stack_inputs(xs: &[Tensor]) -> Tensor {
     Tensor::cat(xs, 1)
 }
 
+/// The members' batches made as one, `x` `[P·B, C, H, W]` (member p's the p-th block of B),
+/// as the pack's input `[B, P·C, H, W]`: [`stack_inputs`] of the blocks, in one copy.
+pub fn stack_batches(x: &Tensor, members: i64) -> Tensor {
+    let (n, c, h, w) = x.size4().expect("a batch is [N, C, H, W]");
+    let b = n / members;
+    x.view([members, b, c, h, w])
+        .transpose(0, 1)
+        .reshape([b, members * c, h, w])
+}
+
 /// The same images for every member (evaluation): x `[B, C, H, W]` → `[B, P·C, H, W]`.
 pub fn repeat_input(x: &Tensor, members: i64) -> Tensor {
     x.repeat([1, members, 1, 1])

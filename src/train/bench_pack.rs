@@ -149,8 +149,8 @@ pub fn run(o: &BenchOptions) -> Result<PackReport> {
                 epoch += 1;
                 streams = Streams::new(&cfgs, &data, epoch)?;
             }
-            let (xs, targets) = streams.next(&cfgs)?;
-            tr.step(epoch, &xs, &targets)?;
+            let (x, targets) = streams.next(&cfgs)?;
+            tr.step(epoch, &x, &targets)?;
         }
         Ok(())
     };

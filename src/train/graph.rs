@@ -28,7 +28,7 @@ use super::pack::pack_step;
 use super::recipe::Targets;
 use super::sgd::Sgd;
 use super::{train_step, StepSums};
-use crate::model::packed::{stack_inputs, PackedResNet};
+use crate::model::packed::PackedResNet;
 use crate::model::resnet::ResNet;
 use crate::train::config::Precision;
 use crate::util::{eprintln_whole, one_line, panic_message};
@@ -203,21 +203,20 @@ impl Stepper {
         )
     }
 
-    /// One step of a pack, like [`pack_step`]: member p's batch `xs[p]` against `targets[p]`
-    /// at `lrs[p]`. Graphed, the static input is the stacked batch and the labels `[P, B]`;
+    /// One step of a pack, like [`pack_step`]: the members' batches `x` (stacked) against
+    /// `targets[p]` at `lrs[p]`. Graphed, the static input is the stacked batch and the labels `[P, B]`;
     /// a member frozen, or the members' rates parting, captures the step again.
     #[allow(clippy::too_many_arguments)]
     pub fn step_pack(
         &mut self,
         model: &PackedResNet,
         opt: &mut Sgd,
-        xs: &[Tensor],
+        x: &Tensor,
         targets: &[Targets],
         lrs: &[f64],
         precision: Precision,
         sums: &mut StepSums,
     ) -> Result<()> {
-        let x = stack_inputs(xs);
         opt.set_lr_tensors(lrs);
         // (only a graph needs the plan: ordinary steps skip it)
         let plan = if self.graphed() {
@@ -235,7 +234,7 @@ impl Stepper {
             plan,
             sums,
             |given, sums| match given {
-                None => pack_step(model, opt, &x, targets, lrs, precision, sums),
+                None => pack_step(model, opt, x, targets, lrs, precision, sums),
                 Some((sx, sy)) => {
                     let ts: Vec<Targets> = (0..targets.len() as i64)
                         .map(|p| Targets::hard(&sy.get(p)))

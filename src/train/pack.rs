@@ -34,8 +34,11 @@ use super::recipe::{self, Targets};
 use super::sgd::Sgd;
 use super::step::{forward, StepSums};
 use super::{epoch_seed, schedule};
+use crate::data::loader::Draws;
 use crate::data::{self, DeviceData};
-use crate::model::packed::{check_packable, load_member, repeat_input, PackedResNet};
+use crate::model::packed::{
+    check_packable, load_member, repeat_input, stack_batches, stack_inputs, PackedResNet,
+};
 use crate::util::torch_ext;
 
 /// The part of a run config that the members of a pack share: the config with every key a
@@ -254,11 +257,11 @@ impl PackTrainer {
         let data = Rc::clone(&self.train_data);
         let mut streams = Streams::new(&self.cfgs, &data, epoch)?;
         for k in 0..steps {
-            let (xs, targets) = streams.next(&self.cfgs)?;
+            let (x, targets) = streams.next(&self.cfgs)?;
             if k < start {
                 continue; // replayed: the draws happen, the step does not
             }
-            self.step(epoch, &xs, &targets)?;
+            self.step(epoch, &x, &targets)?;
             if self.sums.steps % 100 == 0
                 && freeze_diverged(&mut self.opt, &self.sums, &mut self.frozen)
             {
@@ -282,9 +285,10 @@ impl PackTrainer {
         Ok(PackEpoch::Done(self.end_epoch(epoch, t0)))
     }
 
-    /// One step of epoch `epoch` (0-based) on the members' batches `xs` and `targets`, each
-    /// at its own learning rate ([`pack_step`], through the CUDA graph when on).
-    pub fn step(&mut self, epoch: i64, xs: &[Tensor], targets: &[Targets]) -> Result<()> {
+    /// One step of epoch `epoch` (0-based) on the members' batches `x` (stacked:
+    /// [`stack_inputs`]) and `targets`, each at its own learning rate ([`pack_step`], through
+    /// the CUDA graph when on).
+    pub fn step(&mut self, epoch: i64, x: &Tensor, targets: &[Targets]) -> Result<()> {
         let steps = self.steps_per_epoch();
         let lrs: Vec<f64> = (self.cfgs.iter())
             .map(|c| lr(c, epoch, self.sums.steps, steps))
@@ -292,7 +296,7 @@ impl PackTrainer {
         let precision = self.cfgs[0].train.precision;
         let (model, opt, sums) = (&self.model, &mut self.opt, &mut self.sums);
         self.stepper
-            .step_pack(model, opt, xs, targets, &lrs, precision, sums)
+            .step_pack(model, opt, x, targets, &lrs, precision, sums)
     }
 
     /// The epoch's rows after its steps (started at `t0`): the test set evaluated once for all
@@ -384,47 +388,68 @@ pub(crate) fn lr(cfg: &RunConfig, epoch: i64, step: i64, steps: i64) -> f64 {
 
 /// The members' streams of batches in one epoch, each on its own generator state.
 pub(crate) struct Streams<'a> {
-    batches: Vec<Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>>,
+    draws: Vec<Box<dyn Iterator<Item = Draws> + 'a>>,
     rng: Vec<Vec<Tensor>>,
-    device: Device,
+    data: &'a DeviceData,
+    /// Whether the members' batches are made in one pass: no member mixes its batch (mixup
+    /// draws after its batch and mixes its images) and all augment alike.
+    joint: bool,
 }
 
 impl<'a> Streams<'a> {
     /// Seeds each member's epoch as alone (its shuffle is drawn now) and keeps its state.
     pub(crate) fn new(cfgs: &[RunConfig], data: &'a DeviceData, epoch: i64) -> Result<Streams<'a>> {
-        let device = data.device();
-        let mut batches: Vec<Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>> = Vec::new();
+        let mut draws: Vec<Box<dyn Iterator<Item = Draws> + 'a>> = Vec::new();
         let mut rng = Vec::new();
         for c in cfgs {
             let seed = epoch_seed(c.seed, epoch);
-            batches.push(Box::new(data.train_batches(
+            draws.push(Box::new(data.train_draws(
                 c.train.batch_size,
                 seed,
                 c.data.augment,
             )));
-            rng.push(torch_ext::rng_state(device)?);
+            rng.push(torch_ext::rng_state(data.device())?);
         }
+        let joint = (cfgs.iter())
+            .all(|c| c.train.mixup_alpha.is_none() && c.data.augment == cfgs[0].data.augment);
         Ok(Streams {
-            batches,
+            draws,
             rng,
-            device,
+            data,
+            joint,
         })
     }
 
-    /// Every member's next batch as its recipe trains on it (mixed when mixup is on).
-    pub(crate) fn next(&mut self, cfgs: &[RunConfig]) -> Result<(Vec<Tensor>, Vec<Targets>)> {
-        let (mut xs, mut ts) = (Vec::new(), Vec::new());
+    /// Every member's next batch as its recipe trains on it (mixed when mixup is on), stacked
+    /// as the pack's input ([`stack_inputs`]), and each member's targets. Each member draws on
+    /// its own generator state exactly what it draws alone; the images of all members are then
+    /// made in one pass (one gather, crop, flip and normalization for the whole pack) unless a
+    /// member mixes its batch or augments otherwise.
+    pub(crate) fn next(&mut self, cfgs: &[RunConfig]) -> Result<(Tensor, Vec<Targets>)> {
+        let (data, device) = (self.data, self.data.device());
+        let (mut draws, mut xs, mut ts) = (Vec::new(), Vec::new(), Vec::new());
         for (p, c) in cfgs.iter().enumerate() {
-            torch_ext::set_rng_state(self.device, &self.rng[p])?;
-            let (x, y) = self.batches[p]
-                .next()
-                .context("a member's epoch ended early")?;
-            let (x, t) = recipe::prepare(c, x, &y);
-            self.rng[p] = torch_ext::rng_state(self.device)?;
-            xs.push(x);
-            ts.push(t);
+            torch_ext::set_rng_state(device, &self.rng[p])?;
+            let d = (self.draws[p].next()).context("a member's epoch ended early")?;
+            if self.joint {
+                draws.push(d);
+            } else {
+                let (x, y) = data.batch(&d);
+                let (x, t) = recipe::prepare(c, data.layout(x), &y);
+                xs.push(x);
+                ts.push(t);
+            }
+            self.rng[p] = torch_ext::rng_state(device)?;
         }
-        Ok((xs, ts))
+        if !self.joint {
+            return Ok((stack_inputs(&xs), ts));
+        }
+        let b = draws[0].len();
+        let (x, y) = data.batch(&Draws::cat(&draws));
+        let ts = (cfgs.iter().enumerate())
+            .map(|(p, c)| recipe::targets(c, &y.narrow(0, p as i64 * b, b)))
+            .collect();
+        Ok((data.layout(stack_batches(&x, cfgs.len() as i64)), ts))
     }
 }
 
@@ -479,4 +504,54 @@ pub fn evaluate(
             .map(|p| (loss[p] / n, correct[p] / n))
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Augment, Dataset};
+
+    /// The members' batches made in one pass equal, bit for bit, those made member by member
+    /// (each as alone: [`DeviceData::train_batches`]'s ops on its own generator state, then
+    /// [`stack_inputs`]), with crop, flip and cutout, over an epoch's end and partial batch; a
+    /// member with mixup makes them member by member.
+    #[test]
+    fn one_pass_makes_each_members_own_batch() {
+        tch::manual_seed(0);
+        let ds = Dataset {
+            images: Tensor::randint(256, [21, 3, 8, 8], (Kind::Uint8, Device::Cpu)),
+            labels: Tensor::randint(10, [21], (Kind::Int64, Device::Cpu)),
+        };
+        let data = DeviceData::new(&ds, &[0.5, 0.4, 0.3], &[0.2, 0.25, 0.3], Device::Cpu);
+        let cfgs: Vec<RunConfig> = (0..3)
+            .map(|p| {
+                let mut c = RunConfig {
+                    seed: 10 + p,
+                    ..RunConfig::default()
+                };
+                c.train.batch_size = 4;
+                c.train.label_smoothing = Some(0.1);
+                c.data.augment = Augment {
+                    cutout: Some(3),
+                    ..Augment::CIFAR
+                };
+                c
+            })
+            .collect();
+        let mut joint = Streams::new(&cfgs, &data, 2).unwrap();
+        let mut apart = Streams::new(&cfgs, &data, 2).unwrap();
+        apart.joint = false;
+        assert!(joint.joint);
+        for k in 0..6 {
+            let ((x, t), (x1, t1)) = (joint.next(&cfgs).unwrap(), apart.next(&cfgs).unwrap());
+            assert!(x.equal(&x1), "step {k}: the stacked batches differ");
+            assert_eq!(x.size()[0], if k == 5 { 1 } else { 4 }, "step {k}");
+            for (a, b) in t.iter().zip(&t1) {
+                assert!(a.y.equal(&b.y) && a.smoothing == b.smoothing && a.mix.is_none());
+            }
+        }
+        let mut mixed = cfgs.clone();
+        mixed[1].train.mixup_alpha = Some(1.0);
+        assert!(!Streams::new(&mixed, &data, 0).unwrap().joint);
+    }
 }

@@ -100,18 +100,21 @@ pub fn beta_sample(alpha: f64, device: tch::Device) -> Tensor {
     (g.get(0) / g.sum(Kind::Float)).to_kind(Kind::Float)
 }
 
+/// The targets of labels `y` under `cfg`'s recipe without mixup: hard labels with its label
+/// smoothing.
+pub fn targets(cfg: &RunConfig, y: &Tensor) -> Targets {
+    Targets {
+        smoothing: cfg.train.label_smoothing.unwrap_or(0.0),
+        ..Targets::hard(y)
+    }
+}
+
 /// The batch (x, y) as the recipe trains on it: mixed when mixup is on.
 pub fn prepare(cfg: &RunConfig, x: Tensor, y: &Tensor) -> (Tensor, Targets) {
     let t = &cfg.train;
     let smoothing = t.label_smoothing.unwrap_or(0.0);
     let Some(alpha) = t.mixup_alpha else {
-        return (
-            x,
-            Targets {
-                smoothing,
-                ..Targets::hard(y)
-            },
-        );
+        return (x, targets(cfg, y));
     };
     let b = y.size()[0];
     let lam = beta_sample(alpha, x.device());
