@@ -83,10 +83,12 @@ def main():
             print(f"project_tables: {p}: needs one-model rates at two depths, a pack and an epoch",
                   file=sys.stderr)
             return 1
-        n = max(packs)
         depths = sorted(one)[:2]
-        if any(d not in packs[n] for d in depths):
-            print(f"project_tables: {p}: no pack of {n} at depths {depths}", file=sys.stderr)
+        # the largest pack measured at both depths (a deeper model's pack may be of another size)
+        n = max((k for k in packs if all(d in packs[k] for d in depths)), default=None)
+        if n is None:
+            print(f"project_tables: {p}: no pack size measured at both depths {depths}",
+                  file=sys.stderr)
             return 1
         alone = line([(d, 1 / one[d]) for d in depths], f"{p} one model")
         # the packs' line, and with CUDA graphs where measured at both depths: the faster counts
