@@ -7,6 +7,9 @@
 //! → [`report`] (tables, plots, heatmaps) → [`sweep`] (grids, runner, locks, Slurm, the sweep
 //! report) → [`papers`] (each paper's own experiments) → [`cli`] (the command line).
 //! `tests/layers.rs` checks the order.
+// These docs are for the tool's developers (`cargo doc --document-private-items` renders
+// them whole): a module's overview may link to its private items.
+#![allow(rustdoc::private_intra_doc_links)]
 pub mod cli;
 pub mod data;
 pub mod model;

@@ -1,6 +1,9 @@
 //! The command line: [`Cli`] (clap derive) and [`run`], which calls the library. One file per
 //! command group: [`train`] (train, summary), [`sweep`] (sweep, report), [`papers`] (probe,
 //! scaling, marion, chizat), [`models`] (export, eval), [`tools`] (bench, info, data, compare, page).
+// The doc comments of the commands and their arguments are clap's --help text, where
+// `<name>`, `<fig>`, `<scale>` are placeholders for the user, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
 pub mod models;
 pub mod papers;
 pub mod sweep;

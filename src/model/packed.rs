@@ -1,5 +1,5 @@
 //! P CIFAR ResNets of one architecture as one network (issue 17, "many models as one
-//! program"): the members of a pack, each a [`ResNet`] with its own weights and its own residual
+//! program"): the members of a pack, each a [`ResNet`](super::resnet::ResNet) with its own weights and its own residual
 //! scale τ_p, stacked along channels so that one forward and one backward pass train them all.
 //!
 //! Layout: an activation of the pack is `[B, P·C, H, W]`, member p's channels the block

@@ -22,7 +22,7 @@ pub fn initial_tau(cfg: &TauConfig, blocks: i64) -> f64 {
 pub enum Tau {
     /// A constant τ (not trained).
     Const(f64),
-    /// A learnable scalar tensor of shape [1] (shared by all blocks, or this block's own).
+    /// A learnable scalar tensor of shape `[1]` (shared by all blocks, or this block's own).
     Learned(Tensor),
 }
 

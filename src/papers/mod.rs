@@ -8,7 +8,7 @@
 //! - [`chizat2025`]: Chizat, "The Hidden Width of Deep ResNets: Tight Error Bounds and Phase
 //!   Diagram" (2025), docs/chizat2025.md.
 //!
-//! [`figure`] loads a paper's figure file (experiments/<paper>/figN.yaml) at a scale.
+//! [`figure`] loads a paper's figure file (`experiments/<paper>/figN.yaml`) at a scale.
 pub mod chizat2025;
 pub mod figure;
 pub mod marion2022;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::plot::{color, font_path, format_tick};
 use crate::util::atomic::write_atomic_by_path;
 
-/// A heatmap: `values[i][j]` sits at (xs[j], ys[i]).
+/// A heatmap: `values[i][j]` sits at (`xs[j]`, `ys[i]`).
 #[derive(Debug, Clone)]
 pub struct Heatmap {
     pub title: String,

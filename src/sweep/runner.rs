@@ -153,7 +153,7 @@ pub(super) fn ensure_writable(dir: &Path) -> Result<()> {
 /// First checks the scale's `requires_data` ([`Grid::check_data`]), that no cell's directory
 /// holds another config's results ([`check_configs`]) and that the sweep directory is
 /// writable: each is an error before any cell runs. Each cell runs under its lock
-/// ([`lock`](super::lock)): a cell another live process holds is left to it
+/// ([`super::lock`]): a cell another live process holds is left to it
 /// ([`SweepReport::busy`]). One progress line per cell goes to stderr; a cell's error (or
 /// panic) lands in [`SweepReport::failed`]. The caller decides the exit status.
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {

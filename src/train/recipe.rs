@@ -12,7 +12,7 @@ use super::config::{CudaGraph, RunConfig};
 pub struct Targets {
     /// The labels (int64 `[B]`); with mixup, y_a.
     pub y: Tensor,
-    /// Mixup's partner labels y_b = y[π] and λ (a 0-dim tensor on the device).
+    /// Mixup's partner labels y_b = `y[π]` and λ (a 0-dim tensor on the device).
     pub mix: Option<(Tensor, Tensor)>,
     /// Label smoothing ε (0: none).
     pub smoothing: f64,

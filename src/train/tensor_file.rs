@@ -14,7 +14,7 @@ pub fn write(path: &Path, named: &[(String, Tensor)], what: &str) -> Result<()> 
         .with_context(|| format!("the {what}"))
 }
 
-/// The tensors of a file of [`write`], by name.
+/// The tensors of a file of [`fn@write`], by name.
 pub struct TensorFile {
     path: PathBuf,
     /// What to do about a bad file, e.g. "delete it to recompute".

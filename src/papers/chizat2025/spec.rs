@@ -337,7 +337,7 @@ pub fn load(path: &Path, scale: &str, overrides: &[String]) -> Result<Figure> {
     Ok(fig)
 }
 
-/// Default output directory: runs/chizat2025/<stem>/<scale>/.
+/// Default output directory: `runs/chizat2025/<stem>/<scale>/`.
 pub fn default_out(fig: &Figure) -> PathBuf {
     PathBuf::from("runs/chizat2025")
         .join(&fig.stem)

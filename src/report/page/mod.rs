@@ -1,5 +1,5 @@
 //! `deepres page`: one static HTML page with every paper's tables and figures found under
-//! `runs/` ([`scan`]), written atomically. The page loads nothing: the SVG figures are inlined
+//! `runs/` ([`mod@scan`]), written atomically. The page loads nothing: the SVG figures are inlined
 //! (their XML prolog stripped), a PNG without an SVG is a `data:` URI, the style sheet is inline
 //! and there is no script. Each table or figure shows its scale, the command that made it and
 //! its date (the newest modification time of its files, ISO 8601 UTC). A paper with nothing run
@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use markdown::escape;
 pub use scan::{scan, Entry, Paper};
 
-/// What [`write`] put on the page.
+/// What [`fn@write`] put on the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PageSummary {
     /// Papers with at least one entry.
