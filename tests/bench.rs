@@ -331,7 +331,13 @@ fn profile_labels_each_run_and_the_pack_convolves_once_per_layer() {
         (out.lines())
             .filter_map(|l| l.strip_prefix("profile_total_ms: "))
             .map(|l| {
-                let n = l.split(" events over").next().unwrap().rsplit(' ').next().unwrap();
+                let n = l
+                    .split(" events over")
+                    .next()
+                    .unwrap()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap();
                 n.parse::<f64>().unwrap_or_else(|_| panic!("{l}"))
             })
             .collect()

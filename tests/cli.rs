@@ -170,7 +170,10 @@ fn no_help_text_shows_rustdoc_links() {
     fn walk(cmd: &mut clap::Command, path: &str, bad: &mut Vec<String>) {
         let help = cmd.render_long_help().to_string();
         for line in help.lines() {
-            if ["[`", "`]", "crate::", "super::"].iter().any(|s| line.contains(s)) {
+            if ["[`", "`]", "crate::", "super::"]
+                .iter()
+                .any(|s| line.contains(s))
+            {
                 bad.push(format!("{path}: {}", line.trim()));
             }
         }
@@ -181,5 +184,9 @@ fn no_help_text_shows_rustdoc_links() {
     }
     let mut bad = Vec::new();
     walk(&mut deepres::cli::Cli::command(), "deepres", &mut bad);
-    assert!(bad.is_empty(), "rustdoc links in --help:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "rustdoc links in --help:\n{}",
+        bad.join("\n")
+    );
 }

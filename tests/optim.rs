@@ -531,7 +531,10 @@ fn a_packs_gradient_norms_are_each_members_own() {
     tch::manual_seed(7);
     let conv = Tensor::randn([m * 4, 2, 3, 3], (Kind::Float, Device::Cpu));
     let nhwc = channels_last(&conv).unwrap();
-    assert!(!nhwc.is_contiguous(), "the channels-last copy keeps NCHW's shape, NHWC's strides");
+    assert!(
+        !nhwc.is_contiguous(),
+        "the channels-last copy keeps NCHW's shape, NHWC's strides"
+    );
     let ts = [
         conv.shallow_clone(),
         nhwc,
@@ -546,11 +549,20 @@ fn a_packs_gradient_norms_are_each_members_own() {
         let want: f64 = ts
             .iter()
             .map(|t| {
-                let rows = member_slice(t, m, p as i64).to_kind(Kind::Double).flatten(0, -1);
-                Vec::<f64>::try_from(rows).unwrap().iter().map(|v| v * v).sum::<f64>()
+                let rows = member_slice(t, m, p as i64)
+                    .to_kind(Kind::Double)
+                    .flatten(0, -1);
+                Vec::<f64>::try_from(rows)
+                    .unwrap()
+                    .iter()
+                    .map(|v| v * v)
+                    .sum::<f64>()
             })
             .sum::<f64>()
             .sqrt();
-        assert!((g - want).abs() <= 1e-6 * want, "member {p}: {g} against {want}");
+        assert!(
+            (g - want).abs() <= 1e-6 * want,
+            "member {p}: {g} against {want}"
+        );
     }
 }

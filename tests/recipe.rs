@@ -274,12 +274,15 @@ fn a_packs_losses_are_each_members_own() {
                 let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();
                 want -= (0..k as usize)
                     .map(|c| {
-                        let q = (1.0 - eps[m]) * f64::from(u8::from(c == label)) + eps[m] / k as f64;
+                        let q =
+                            (1.0 - eps[m]) * f64::from(u8::from(c == label)) + eps[m] / k as f64;
                         q * (row[c] - lse)
                     })
                     .sum::<f64>()
                     / b as f64;
-                let top = (0..k as usize).max_by(|&a, &c| row[a].total_cmp(&row[c])).unwrap();
+                let top = (0..k as usize)
+                    .max_by(|&a, &c| row[a].total_cmp(&row[c]))
+                    .unwrap();
                 hits += f64::from(u8::from(top == label));
             }
             assert!(

@@ -133,9 +133,9 @@ impl PackedBlock {
             (None, None) => unreachable!("a block has batch norms or scalar biases"),
         };
         let skip = match (&self.biases, &self.shortcut) {
-            (Some([b1a, ..]), ShortcutPath::Subsample { .. }) if self.fixup => self
-                .shortcut
-                .forward_t(&plus(x, b1a), members, train),
+            (Some([b1a, ..]), ShortcutPath::Subsample { .. }) if self.fixup => {
+                self.shortcut.forward_t(&plus(x, b1a), members, train)
+            }
             _ => self.shortcut.forward_t(x, members, train),
         };
         // out = relu(x_skip + τ_p · f(x)), member by member
@@ -440,7 +440,10 @@ mod tests {
             assert!(plus(x, &t).equal(&want_plus));
             assert!(times(x, &t).equal(&(x * per_channel(&t, 4))));
             // channel 9 is member 2's (channels 8..12): x + 3
-            let (a, b) = (plus(x, &t).double_value(&[1, 9, 2, 3]), x.double_value(&[1, 9, 2, 3]));
+            let (a, b) = (
+                plus(x, &t).double_value(&[1, 9, 2, 3]),
+                x.double_value(&[1, 9, 2, 3]),
+            );
             assert!((a - (b + 3.0)).abs() < 1e-6, "{a} against {b} + 3");
         }
     }

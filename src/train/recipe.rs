@@ -70,7 +70,10 @@ impl Targets {
 /// ([`Targets::loss`], [`Targets::correct`]).
 pub fn member_losses(logits: &Tensor, targets: &[Targets]) -> (Tensor, Tensor) {
     let eps = targets[0].smoothing;
-    if targets.iter().any(|t| t.mix.is_some() || t.smoothing != eps) {
+    if targets
+        .iter()
+        .any(|t| t.mix.is_some() || t.smoothing != eps)
+    {
         let each = |f: &dyn Fn(&Targets, &Tensor) -> Tensor| {
             let v: Vec<Tensor> = (targets.iter().enumerate())
                 .map(|(p, t)| f(t, &logits.get(p as i64)))
