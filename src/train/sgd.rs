@@ -272,15 +272,18 @@ impl Sgd {
     /// scale with its own overflow flag.
     pub fn backward_members(&mut self, losses: &Tensor) {
         let active = self.active();
-        if self.scaler.is_none() && active.len() == self.members.len() {
-            // every member: one sum (a frozen member's loss, maybe NaN, must stay out of it)
-            self.zero_grad();
-            losses.sum(Kind::Float).backward();
-            return;
-        }
-        let each: Vec<Tensor> = active.iter().map(|&p| losses.get(p as i64)).collect();
-        let active: Vec<(usize, &Tensor)> = active.into_iter().zip(&each).collect();
-        self.backward_of(&active);
+        // Without per-member scales and with every member training, the sum in one reduction;
+        // else member by member (a frozen member's loss, maybe NaN, must stay out of it).
+        let each: Vec<(usize, Tensor)> =
+            if self.scaler.is_none() && active.len() == self.members.len() {
+                vec![(0, losses.sum(Kind::Float))]
+            } else {
+                (active.into_iter())
+                    .map(|p| (p, losses.get(p as i64)))
+                    .collect()
+            };
+        let each: Vec<(usize, &Tensor)> = each.iter().map(|(p, l)| (*p, l)).collect();
+        self.backward_of(&each);
     }
 
     fn backward_of(&mut self, losses: &[(usize, &Tensor)]) {
