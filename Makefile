@@ -30,6 +30,10 @@ SCALE ?= smoke
 # SEEDS=0,1,2,3,4 runs every cell with 5 seeds (default: the grid file's seeds, i.e. 0).
 SEEDS ?=
 SEEDS_ARG := $(if $(SEEDS),--seeds $(SEEDS),)
+# The τ paper's sweeps train the cells of one depth together on a GPU (`--pack auto`: as many
+# as fit half its memory, at most 10; one cell at a time on the CPU); PACK=1 trains each alone,
+# PACK=N packs N.
+PACK ?= auto
 RUNS := runs
 
 ## setup: libtorch venv, Fashion-MNIST, a font for PNG plots and Chromium (tests/page.rs opens
@@ -147,17 +151,17 @@ zhang-stability: build
 
 ## zhang-table1: CIFAR-10 test error, BN vs BN + τ, ResNet-20 … 1202
 zhang-table1: build
-	$(DEEPRES) sweep experiments/zhang2022/table1.yaml --scale $(SCALE) $(SEEDS_ARG)
+	$(DEEPRES) sweep experiments/zhang2022/table1.yaml --scale $(SCALE) $(SEEDS_ARG) --pack $(PACK)
 	$(DEEPRES) report experiments/zhang2022/table1.yaml --scale $(SCALE) $(SEEDS_ARG)
 
 ## zhang-table2: no normalization: τ = 1, fixed τ, learnable τ, Fixup, ReZero; CIFAR-10/100
 zhang-table2: build
-	$(DEEPRES) sweep experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG)
+	$(DEEPRES) sweep experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG) --pack $(PACK)
 	$(DEEPRES) report experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG)
 
 ## zhang-fig3: training curves, normalized vs unnormalized, ResNet-110 and 1202
 zhang-fig3: build
-	$(DEEPRES) sweep experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG)
+	$(DEEPRES) sweep experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) --pack $(PACK)
 	$(DEEPRES) report experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG)
 
 ## report: runs/index.html, one static page (nothing loaded from elsewhere) with every paper's

@@ -278,7 +278,7 @@ fn a_packed_sweep_leaves_a_cell_locked_by_a_live_process() {
 /// the same packs trained in one process (`--pack 2`) byte for byte. `--slurm --pack 2`
 /// writes an array of two tasks, 0 (cells 0 and 1) and 2 (cell 2); its script, run by bash
 /// outside Slurm as each task, gives the same curves again, and refuses a task id that is no
-/// pack. `--pack auto` on the CPU packs nothing: the curves of the sweep without `--pack`.
+/// pack. `--pack auto` on the CPU packs nothing: it runs the sweep without `--pack` (its curves).
 #[test]
 fn packs_run_in_child_processes_and_slurm_tasks() {
     let tmp = tempfile::tempdir().unwrap();
@@ -333,7 +333,7 @@ fn packs_run_in_child_processes_and_slurm_tasks() {
 
     let e = sweep("auto", &["--pack", "auto"]);
     assert!(
-        e.contains("--pack auto on the CPU: packs of 1, 1, 1"),
+        e.contains("--pack auto on the CPU: one cell at a time"),
         "{e}"
     );
     assert!(!e.contains("pack of"), "{e}");

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::grid::{Cell, Grid};
 use super::lock::{self, Acquired};
-use super::pack::PackSize;
+use super::pack::{PackSize, Target};
 use crate::train::run_dir::{CONFIG_FILE, METRICS_FILE, SUMMARY_FILE};
 use crate::train::{self, checkpoint, read_summary, RunOptions, RunStatus, Summary};
 use crate::util::{one_line, panic_message};
@@ -147,6 +147,20 @@ pub(super) fn ensure_writable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The pack size `cells` train with, None for one cell at a time: no `--pack`, `--pack 1`, and
+/// `--pack auto` where the cells train on the CPU (a pack is slower than one model there), so
+/// that each cell is locked only while it runs, as without `--pack` (two sweeps of one grid
+/// share its cells).
+fn packing(pack: Option<PackSize>, cells: &[Cell]) -> Option<PackSize> {
+    match (pack, cells.first()) {
+        (Some(PackSize::Auto), Some(c)) if matches!(Target::here(&c.config), Ok(Target::Cpu)) => {
+            crate::util::eprintln_whole!("--pack auto on the CPU: one cell at a time");
+            None
+        }
+        (p, _) => p.filter(|&s| s != PackSize::N(1)),
+    }
+}
+
 /// Runs the grid's cells one after the other (missing → run, running → resume, done and
 /// diverged → skip); a cell that fails with an error is reported and the sweep goes on.
 ///
@@ -167,7 +181,7 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
         }
         None => grid.cells()?,
     };
-    if let Some(size) = opts.pack.filter(|&s| s != PackSize::N(1)) {
+    if let Some(size) = packing(opts.pack, &cells) {
         return super::pack::run_packed(grid, cells, size, opts);
     }
     train::interrupt::install();
