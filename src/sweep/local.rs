@@ -83,17 +83,7 @@ pub fn run_local(
         for (slot, gpu) in running.iter_mut().zip(&names) {
             if let Some((child, cells)) = slot {
                 if let Some(status) = child.try_wait()? {
-                    match status.code() {
-                        Some(0) => report.ran += cells.len(),
-                        Some(c) if c == i32::from(interrupt::EXIT_CODE) => {
-                            report.interrupted += cells.len()
-                        }
-                        _ => report.failed.extend(
-                            cells
-                                .iter()
-                                .map(|n| (n.clone(), format!("its process ended with {status}"))),
-                        ),
-                    }
+                    record_exit(status, cells, &mut report);
                     *slot = None;
                 }
             }
@@ -119,6 +109,19 @@ pub fn run_local(
         .into());
     }
     Ok(report)
+}
+
+/// A child's exit into `report`: its cells ran (0), were stopped resumably (75) or failed.
+fn record_exit(status: std::process::ExitStatus, cells: &[String], report: &mut SweepReport) {
+    match status.code() {
+        Some(0) => report.ran += cells.len(),
+        Some(c) if c == i32::from(interrupt::EXIT_CODE) => report.interrupted += cells.len(),
+        _ => report.failed.extend(
+            cells
+                .iter()
+                .map(|n| (n.clone(), format!("its process ended with {status}"))),
+        ),
+    }
 }
 
 /// What each child runs: a cell, or with `pack` a pack planned for the slots' device (on GPU

@@ -281,7 +281,10 @@ fn train_errors(
     Ok((errors, format!("padded to L = {}, M = {m}", net.depth())))
 }
 
+// Long on purpose: one scatter plot whose series (per k, outside the theory, the diagonal) and
+// axis range are built together.
 /// Measured against predicted error, one colour per k, the models outside the theory in grey.
+#[allow(clippy::too_many_lines)]
 fn plot(
     fig: &Figure,
     s: &ErrorSweepFig,

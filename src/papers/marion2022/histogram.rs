@@ -11,6 +11,12 @@ use crate::report::acceptance::{Acceptance, Check};
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
 
+// Long on purpose: the draw, the two quantities' moments, KS check, histogram and Gaussian
+// overlay read as one figure, in the order of its table's columns.
+/// Figure M2: `s.models` random models' output and forward ratio at one (L, β), their
+/// histograms against the fitted Gaussian, the moments table, and the check that the output is
+/// Gaussian (√n · KS distance below 1.36).
+#[allow(clippy::too_many_lines)]
 pub(super) fn histogram_figure(
     fig: &Figure,
     s: &HistogramFig,

@@ -57,6 +57,9 @@ pub(super) struct Setting {
     pub(super) limit_loss: Vec<(i64, f64, f64)>,
 }
 
+/// Runs study C5D (see the module doc): C5's shapes at initialization, then every setting
+/// n × target × η ([`measure_setting`]); writes `errors.csv`, the tables and the plot, and
+/// returns the report's text and its measured lines.
 pub(super) fn d_law(
     fig: &Figure,
     s: &DLawFig,
@@ -68,60 +71,17 @@ pub(super) fn d_law(
     let mut dims: Vec<i64> = shapes.iter().map(|sh| sh.2).collect();
     dims.sort();
     dims.dedup();
-    let ks = &s.sweep.eval_steps;
     let init = init_errors(s, &shapes, &dims, out, device, quiet)?;
     let mut settings = Vec::new();
     let mut error_rows = Vec::new();
     for &target in &s.targets {
         for &eta in &s.etas {
             for &n in &s.train_points {
-                let sw = s.setting(n, target, eta);
-                if !quiet {
-                    eprintln!("C5D: n = {n}, target {}, η = {eta}", target_name(target));
-                }
-                let errors = setting_errors(&sw, &shapes, &dims, out, device, quiet)?;
-                for (i, &(l, m, d)) in shapes.iter().enumerate() {
-                    for (ki, k) in ks.iter().enumerate() {
-                        error_rows.push(format!(
-                            "{n},{},{eta},{i},{l},{m},{d},{k},{:e}",
-                            target_name(target),
-                            errors[i][ki]
-                        ));
-                    }
-                }
-                let exponents = (0..ks.len())
-                    .map(|ki| exponents(&inside_points(&sw, &shapes, &errors, ki), s))
-                    .collect();
-                let at_init = inside_points(&sw, &shapes, &init, 0);
-                let growth = (0..ks.len())
-                    .map(|ki| {
-                        let now = inside_points(&sw, &shapes, &errors, ki);
-                        growth(
-                            &now.into_iter()
-                                .zip(at_init.iter().copied())
-                                .collect::<Vec<_>>(),
-                            s,
-                        )
-                    })
-                    .collect();
-                let mut limit_loss = Vec::new();
-                for &d in &dims {
-                    let lim = limit(d, &sw.dynamics, &sw.task, &sw.limit, device, true)?;
-                    let k_last = sw.dynamics.steps as i64;
-                    limit_loss.push((
-                        d,
-                        lim.loss.double_value(&[0]),
-                        lim.loss.double_value(&[k_last]),
-                    ));
-                }
-                settings.push(Setting {
-                    n,
-                    target,
-                    eta,
-                    exponents,
-                    growth,
-                    limit_loss,
-                });
+                let at = (n, target, eta);
+                let (setting, rows) =
+                    measure_setting(s, at, (&shapes, &dims, &init), out, device, quiet)?;
+                settings.push(setting);
+                error_rows.extend(rows);
             }
         }
     }
@@ -137,6 +97,69 @@ pub(super) fn d_law(
         tables::report(fig, s, &shapes, &settings, init_fit),
         tables::acceptance(s, &settings),
     ))
+}
+
+/// One setting (n training points, target, step size η): its models' errors (kept by key,
+/// [`setting_errors`]) as rows of `errors.csv`, the exponents and their growth over the
+/// errors at initialization `init` per recorded step, and the limit's training loss per D.
+fn measure_setting(
+    s: &DLawFig,
+    (n, target, eta): (i64, Target, f64),
+    (shapes, dims, init): (&[Shape], &[i64], &[Vec<f64>]),
+    out: &Path,
+    device: Device,
+    quiet: bool,
+) -> Result<(Setting, Vec<String>)> {
+    let ks = &s.sweep.eval_steps;
+    let sw = s.setting(n, target, eta);
+    if !quiet {
+        eprintln!("C5D: n = {n}, target {}, η = {eta}", target_name(target));
+    }
+    let errors = setting_errors(&sw, shapes, dims, out, device, quiet)?;
+    let mut rows = Vec::new();
+    for (i, &(l, m, d)) in shapes.iter().enumerate() {
+        for (ki, k) in ks.iter().enumerate() {
+            rows.push(format!(
+                "{n},{},{eta},{i},{l},{m},{d},{k},{:e}",
+                target_name(target),
+                errors[i][ki]
+            ));
+        }
+    }
+    let exponents = (0..ks.len())
+        .map(|ki| exponents(&inside_points(&sw, shapes, &errors, ki), s))
+        .collect();
+    let at_init = inside_points(&sw, shapes, init, 0);
+    let growth = (0..ks.len())
+        .map(|ki| {
+            let now = inside_points(&sw, shapes, &errors, ki);
+            growth(
+                &now.into_iter()
+                    .zip(at_init.iter().copied())
+                    .collect::<Vec<_>>(),
+                s,
+            )
+        })
+        .collect();
+    let mut limit_loss = Vec::new();
+    for &d in dims {
+        let lim = limit(d, &sw.dynamics, &sw.task, &sw.limit, device, true)?;
+        let k_last = sw.dynamics.steps as i64;
+        limit_loss.push((
+            d,
+            lim.loss.double_value(&[0]),
+            lim.loss.double_value(&[k_last]),
+        ));
+    }
+    let setting = Setting {
+        n,
+        target,
+        eta,
+        exponents,
+        growth,
+        limit_loss,
+    };
+    Ok((setting, rows))
 }
 
 /// `three-coords` / `one-direction`, as in the figure files.
