@@ -34,6 +34,11 @@ SEEDS_ARG := $(if $(SEEDS),--seeds $(SEEDS),)
 # as fit half its memory, at most 10; one cell at a time on the CPU); PACK=1 trains each alone,
 # PACK=N packs N.
 PACK ?= auto
+# ZHANG_SET="train.precision=bf16 out_dir=runs/bf16": run-config keys set in every cell of the
+# τ paper's sweeps and their reports; a sweep directory holding runs of other settings is
+# refused, so give such runs their own out_dir.
+ZHANG_SET ?=
+ZHANG_SET_ARG = $(foreach kv,$(ZHANG_SET),--set $(kv))
 RUNS := runs
 
 ## setup: libtorch venv, Fashion-MNIST, a font for PNG plots and Chromium (tests/page.rs opens
@@ -151,18 +156,18 @@ zhang-stability: build
 
 ## zhang-table1: CIFAR-10 test error, BN vs BN + τ, ResNet-20 … 1202
 zhang-table1: build
-	$(DEEPRES) sweep experiments/zhang2022/table1.yaml --scale $(SCALE) $(SEEDS_ARG) --pack $(PACK)
-	$(DEEPRES) report experiments/zhang2022/table1.yaml --scale $(SCALE) $(SEEDS_ARG)
+	$(DEEPRES) sweep experiments/zhang2022/table1.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG) --pack $(PACK)
+	$(DEEPRES) report experiments/zhang2022/table1.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG)
 
 ## zhang-table2: no normalization: τ = 1, fixed τ, learnable τ, Fixup, ReZero; CIFAR-10/100
 zhang-table2: build
-	$(DEEPRES) sweep experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG) --pack $(PACK)
-	$(DEEPRES) report experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG)
+	$(DEEPRES) sweep experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG) --pack $(PACK)
+	$(DEEPRES) report experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG)
 
 ## zhang-fig3: training curves, normalized vs unnormalized, ResNet-110 and 1202
 zhang-fig3: build
-	$(DEEPRES) sweep experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) --pack $(PACK)
-	$(DEEPRES) report experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG)
+	$(DEEPRES) sweep experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG) --pack $(PACK)
+	$(DEEPRES) report experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG)
 
 ## report: runs/index.html, one static page (nothing loaded from elsewhere) with every paper's
 ## tables and figures found under runs/ (SVGs inline), each with its scale, the command that
