@@ -462,17 +462,8 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         let mut step = |n: i64| {
             for _ in 0..n {
                 let (epoch, (x, y)) = batches_iter.next().expect("the epochs never end");
-                let at = schedule::At {
-                    epoch,
-                    step: sums.steps % steps_per_epoch,
-                    steps: steps_per_epoch,
-                };
-                let lr = schedule::lr_at(
-                    &cfg.train.schedule,
-                    cfg.train.optimizer.lr,
-                    cfg.train.epochs,
-                    at,
-                );
+                let lr =
+                    schedule::run_lr(&cfg, epoch, sums.steps % steps_per_epoch, steps_per_epoch);
                 stepper
                     .step(
                         &model,

@@ -106,13 +106,7 @@ fn run_members(o: &BenchOptions, on_streams: bool) -> Result<PackReport> {
                 } = m;
                 let mut one_step = || -> Result<()> {
                     let (epoch, (x, y)) = order.next().expect("the epochs never end");
-                    let at = schedule::At {
-                        epoch,
-                        step: sums.steps % batches,
-                        steps: batches,
-                    };
-                    let t = &cfg.train;
-                    let lr = schedule::lr_at(&t.schedule, t.optimizer.lr, t.epochs, at);
+                    let lr = schedule::run_lr(&cfg, epoch, sums.steps % batches, batches);
                     let targets = Targets::hard(&y);
                     stepper.step(model, opt, &x, &targets, lr, precision, o.grad_norm, sums)
                 };

@@ -207,12 +207,7 @@ impl Trainer {
         let t0 = Instant::now();
         let (t, epochs) = (&cfg.train, cfg.train.epochs);
         // The lr of the epoch's first step (metrics.csv's `lr`).
-        let first = schedule::At {
-            epoch,
-            step: 0,
-            steps: steps_per_epoch,
-        };
-        let lr = schedule::lr_at(&t.schedule, t.optimizer.lr, epochs, first);
+        let lr = schedule::run_lr(cfg, epoch, 0, steps_per_epoch);
         if let Some(b) = bar {
             b.reset();
             b.set_message(format!("epoch {}/{epochs}", epoch + 1));

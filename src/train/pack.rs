@@ -291,7 +291,7 @@ impl PackTrainer {
     pub fn step(&mut self, epoch: i64, x: &Tensor, targets: &[Targets]) -> Result<()> {
         let steps = self.steps_per_epoch();
         let lrs: Vec<f64> = (self.cfgs.iter())
-            .map(|c| lr(c, epoch, self.sums.steps, steps))
+            .map(|c| schedule::run_lr(c, epoch, self.sums.steps, steps))
             .collect();
         let precision = self.cfgs[0].train.precision;
         let (model, opt, sums) = (&self.model, &mut self.opt, &mut self.sums);
@@ -335,7 +335,7 @@ impl PackTrainer {
             }
             rows.push(Some(EpochRow {
                 epoch: epoch + 1,
-                lr: lr(c, epoch, 0, steps),
+                lr: schedule::run_lr(c, epoch, 0, steps),
                 train_loss,
                 train_acc: f.correct / images,
                 test_loss,
@@ -377,13 +377,6 @@ fn freeze_diverged(opt: &mut Sgd, sums: &StepSums, frozen: &mut [Option<Frozen>]
 
 fn read(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_kind(Kind::Double)).expect("a 1-d tensor")
-}
-
-/// Member `cfg`'s learning rate at step `step` of epoch `epoch` (as [`super::step`] has it).
-pub(crate) fn lr(cfg: &RunConfig, epoch: i64, step: i64, steps: i64) -> f64 {
-    let t = &cfg.train;
-    let at = schedule::At { epoch, step, steps };
-    schedule::lr_at(&t.schedule, t.optimizer.lr, t.epochs, at)
 }
 
 /// The members' streams of batches in one epoch, each on its own generator state.

@@ -1,6 +1,6 @@
 //! Learning-rate schedules: multi-step (× gamma at listed epochs, as PyTorch's MultiStepLR
 //! stepped once per epoch), cosine (per step, to 0), constant; optional linear warmup.
-use crate::train::config::{ScheduleConfig, ScheduleKind};
+use crate::train::config::{RunConfig, ScheduleConfig, ScheduleKind};
 
 /// Where a step is: `step` steps of epoch `epoch` done before it, `steps` steps per epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,6 +38,19 @@ pub fn lr_at(cfg: &ScheduleConfig, base_lr: f64, epochs: i64, at: At) -> f64 {
             base_lr * 0.5 * (1.0 + (std::f64::consts::PI * ((t - w) / span).min(1.0)).cos())
         }
     }
+}
+
+/// Run `cfg`'s learning rate at step `step` of epoch `epoch` (`steps` steps per epoch): [`lr_at`]
+/// with its `train.schedule`, `train.optimizer.lr` and `train.epochs`. Every training loop
+/// (a run, a pack's members, `deepres bench`) takes its rate here.
+pub fn run_lr(cfg: &RunConfig, epoch: i64, step: i64, steps: i64) -> f64 {
+    let t = &cfg.train;
+    lr_at(
+        &t.schedule,
+        t.optimizer.lr,
+        t.epochs,
+        At { epoch, step, steps },
+    )
 }
 
 #[cfg(test)]

@@ -139,17 +139,7 @@ pub(crate) fn train_epoch(
         if (k as i64) < start {
             continue; // replayed: the draws happen, the step does not
         }
-        let at = schedule::At {
-            epoch,
-            step: sums.steps,
-            steps: steps_per_epoch,
-        };
-        let lr = schedule::lr_at(
-            &cfg.train.schedule,
-            cfg.train.optimizer.lr,
-            cfg.train.epochs,
-            at,
-        );
+        let lr = schedule::run_lr(cfg, epoch, sums.steps, steps_per_epoch);
         stepper.step(
             model,
             opt,
