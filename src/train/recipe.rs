@@ -114,21 +114,21 @@ pub fn targets(cfg: &RunConfig, y: &Tensor) -> Targets {
 
 /// The batch (x, y) as the recipe trains on it: mixed when mixup is on.
 pub fn prepare(cfg: &RunConfig, x: Tensor, y: &Tensor) -> (Tensor, Targets) {
-    let t = &cfg.train;
-    let smoothing = t.label_smoothing.unwrap_or(0.0);
-    let Some(alpha) = t.mixup_alpha else {
+    let Some(alpha) = cfg.train.mixup_alpha else {
         return (x, targets(cfg, y));
     };
     let b = y.size()[0];
     let lam = beta_sample(alpha, x.device());
     let perm = Tensor::randperm(b, (Kind::Int64, x.device()));
     let mixed = &x * &lam + x.index_select(0, &perm) * (1.0 - &lam);
-    let targets = Targets {
-        y: y.shallow_clone(),
-        mix: Some((y.index_select(0, &perm), lam)),
-        smoothing,
-    };
-    (mixed, targets)
+    let mix = Some((y.index_select(0, &perm), lam));
+    (
+        mixed,
+        Targets {
+            mix,
+            ..targets(cfg, y)
+        },
+    )
 }
 
 /// `train.mixup_alpha`, `train.label_smoothing`, `data.augment.cutout`: one line each.
