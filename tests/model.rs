@@ -199,6 +199,18 @@ fn fixup_init_zeroes_the_second_conv_and_the_classifier() {
         (std / want - 1.0).abs() < 0.02,
         "fixup conv1 std {std} vs {want}"
     );
+    // The stem stays at PyTorch's nn.Conv2d default (Fixup's fixup_resnet_cifar.py
+    // re-initializes only the blocks and the classifier): uniform in ±1/√(3·3·3), whose std is
+    // that bound / √3 (not Kaiming fan-out's √(2/(9·16)) = 0.118).
+    let stem = vars["stem.weight"].flatten(0, -1);
+    let bound = 1.0 / 27f64.sqrt();
+    assert!(stem.abs().max().double_value(&[]) <= bound);
+    let stem_std = stem.std(true).double_value(&[]);
+    assert!(
+        (stem_std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.08,
+        "fixup stem std {stem_std} vs {}",
+        bound / 3f64.sqrt()
+    );
     // Fixup's scalars: 4 biases and a multiplier (initialized to 1) per block, 2 outer biases
     assert!(vars.contains_key("stem_bias") && vars.contains_key("head_bias"));
     let scales: Vec<f64> = vars

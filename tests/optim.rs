@@ -214,16 +214,16 @@ fn a_real_resnet_lists_each_parameters_learning_rate_multiplier_and_gradient_sca
     use deepres::model::ResNet;
     // (norm, init, τ, expected counts of (scalars at lr/10, shared τ, weights at lr)): the τ
     // paper's unnormalized block has 4 scalar biases; Fixup adds a bias after the stem and
-    // before the classifier and one multiplier per block; every net has 2 convs per block,
-    // the stem conv and the classifier's weight and bias (BN: 2 BN layers of 2 per block
-    // and the stem's).
+    // before the classifier and one multiplier per block; ReZero one α per block, at lr; every
+    // net has 2 convs per block, the stem conv and the classifier's weight and bias (BN: 2 BN
+    // layers of 2 per block and the stem's).
     use InitScheme::{Fixup, Kaiming};
     use TauLearnable::{None as Const, Rezero, Shared};
     let cases = [
         (Norm::Bn, Kaiming, Const, (0, 0, 2 * 6 + 3 + 2 * 2 * 6 + 2)),
         (Norm::None, Kaiming, Const, (4 * 6, 0, 2 * 6 + 3)),
         (Norm::None, Kaiming, Shared, (4 * 6, 1, 2 * 6 + 3)),
-        (Norm::None, Kaiming, Rezero, (4 * 6 + 6, 0, 2 * 6 + 3)),
+        (Norm::None, Kaiming, Rezero, (4 * 6, 0, 2 * 6 + 3 + 6)),
         (Norm::None, Fixup, Const, (4 * 6 + 2 + 6 + 1, 0, 2 * 6 + 2)),
     ];
     for (norm, init, learnable, expected_counts) in cases {
@@ -248,8 +248,11 @@ fn a_real_resnet_lists_each_parameters_learning_rate_multiplier_and_gradient_sca
             // The papers' rules by the parameter's role (its name is only this test's oracle).
             let expected = match last {
                 "tau" => (0.1, 1.0 / 6.0),
-                "bias1a" | "bias1b" | "bias2a" | "bias2b" | "stem_bias" | "head_bias" | "scale"
-                | "rezero" => (0.1, 1.0),
+                "bias1a" | "bias1b" | "bias2a" | "bias2b" | "stem_bias" | "head_bias" | "scale" => {
+                    (0.1, 1.0)
+                }
+                // ReZero's α trains with the weights (arXiv 2003.04887).
+                "rezero" => (1.0, 1.0),
                 "bias" if init == Fixup => (0.1, 1.0),
                 _ => (1.0, 1.0),
             };

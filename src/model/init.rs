@@ -2,7 +2,8 @@
 //! conv Kaiming normal fan-out N(0, 2/(k²·out_channels)); BN γ = 1, β = 0 (tch's default γ is
 //! Uniform(0,1)); linear as PyTorch's default, uniform ±1/√fan_in for weight and bias;
 //! Fixup (Zhang et al. 2019): the first conv of each branch scaled by L^(-1/2), the second
-//! conv and the classifier zero.
+//! conv and the classifier zero, the stem conv left at PyTorch's default (its
+//! fixup_resnet_cifar.py re-initializes only the blocks and the classifier).
 use tch::nn::Init;
 
 /// Kaiming normal, fan-out mode, ReLU gain: N(0, 2/(k²·out_channels)).
@@ -23,8 +24,9 @@ pub fn conv_fixup_first(kernel: i64, out_channels: i64, blocks: i64) -> Init {
     }
 }
 
-/// PyTorch's nn.Linear default: weight and bias uniform in ±1/√fan_in.
-pub fn linear_default(fan_in: i64) -> Init {
+/// PyTorch's default for nn.Linear and nn.Conv2d (kaiming_uniform with a = √5, and the
+/// bias likewise): uniform in ±1/√fan_in, fan_in = in_features or in_channels·k².
+pub fn pytorch_default(fan_in: i64) -> Init {
     let b = 1.0 / (fan_in as f64).sqrt();
     Init::Uniform { lo: -b, up: b }
 }

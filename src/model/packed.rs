@@ -243,7 +243,7 @@ impl PackedResNet {
                 let tau = match (&shared_tau, cfg.tau.learnable) {
                     (Some(t), _) => PackedTau::Learned(t.shallow_clone()),
                     (None, TauLearnable::Rezero) => {
-                        PackedTau::Learned(var(&bp, "rezero", ParamGroup::Scalar))
+                        PackedTau::Learned(var(&bp, "rezero", ParamGroup::Weights))
                     }
                     (None, TauLearnable::None) if fixup => {
                         PackedTau::Learned(var(&bp, "scale", ParamGroup::Scalar))

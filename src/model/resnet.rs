@@ -255,9 +255,10 @@ pub struct ResNet {
 /// `Path::set_group`) and read by [`crate::train::sgd::Sgd`], never guessed from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamGroup {
-    /// Convolutions, batch norm and the classifier: lr.
+    /// Convolutions, batch norm, the classifier and ReZero's per-block scalars (ReZero's
+    /// paper, arXiv 2003.04887, trains them with the rest): lr.
     Weights = 0,
-    /// Scalar biases, ReZero's and Fixup's per-block scalars, Fixup's classifier bias:
+    /// Scalar biases, Fixup's per-block multipliers, Fixup's classifier bias:
     /// lr × scalar_lr_mult (the τ paper's and Fixup's lr/10).
     Scalar = 1,
     /// The shared learnable τ: lr × scalar_lr_mult, and its gradient divided by L.
@@ -294,14 +295,12 @@ impl ResNet {
             _ => None,
         };
         let c0 = 16 * k;
-        let stem = conv(
-            p / "stem",
-            in_channels,
-            c0,
-            3,
-            1,
-            init::conv_kaiming_fan_out(3, c0),
-        );
+        // Fixup's code leaves its stem at PyTorch's default; the τ paper's initializes every conv.
+        let stem_init = match fixup {
+            true => init::pytorch_default(in_channels * 9),
+            false => init::conv_kaiming_fan_out(3, c0),
+        };
+        let stem = conv(p / "stem", in_channels, c0, 3, 1, stem_init);
         let (stem_bn, stem_bias, head_bias) = match cfg.norm {
             Norm::Bn => (Some(bn(p / "stem_bn", c0)), None, None),
             // Fixup adds a scalar bias after the stem conv and before the classifier; the τ
@@ -367,7 +366,7 @@ impl ResNet {
                 let tau = match (&shared_tau, cfg.tau.learnable) {
                     (Some(t), _) => Tau::Learned(t.shallow_clone()),
                     (None, TauLearnable::Rezero) => {
-                        Tau::Learned(scalar(&bp, "rezero", 0.0, ParamGroup::Scalar))
+                        Tau::Learned(scalar(&bp, "rezero", 0.0, ParamGroup::Weights))
                     }
                     // Fixup's per-block scalar multiplier, initialized to τ₀ (1 with rule: one).
                     (None, TauLearnable::None) if fixup => {
@@ -401,8 +400,8 @@ impl ResNet {
             }
         } else {
             let cfg = nn::LinearConfig {
-                ws_init: init::linear_default(cin),
-                bs_init: Some(init::linear_default(cin)),
+                ws_init: init::pytorch_default(cin),
+                bs_init: Some(init::pytorch_default(cin)),
                 bias: true,
             };
             nn::linear(p / "fc", cin, classes, cfg)
