@@ -429,6 +429,7 @@ fn a_graphed_marion_training_equals_the_ordinary_one() {
                 lr_step: 1,
                 limit_train: None,
                 limit_test: None,
+                inputs: Default::default(),
                 cuda_graph,
             };
             let setup = TrainSetup::new(kind, 12, 8, &t, 5, Device::Cuda(0));

@@ -5,7 +5,7 @@
 use deepres::model::marion_net::MarionModel;
 use deepres::model::weight_init::LayerInit;
 use deepres::papers::marion2022::{
-    self as marion, train_classifiers, Figure, TrainFig, TrainRun, TrainSetup, Training,
+    self as marion, train_classifiers, Figure, Inputs, TrainFig, TrainRun, TrainSetup, Training,
 };
 use deepres::train::adam::BatchedAdam;
 use tch::{Device, Kind, Tensor};
@@ -39,6 +39,7 @@ fn train_fig(epochs: i64, batch: i64) -> TrainFig {
         lr_step: 5,
         limit_train: None,
         limit_test: None,
+        inputs: Inputs::Raw,
         cuda_graph: false,
     }
 }
@@ -52,9 +53,9 @@ fn setup(kind: MarionModel, depth: i64, width: i64, t: &TrainFig, seed: u64) -> 
 fn training_learns_on_synthetic_data() {
     let _g = lock();
     let split = synthetic_split(400, 200);
-    let one = run(LayerInit::Fbm { hurst: 0.7 }, 0.7, 0.003);
+    let one = run(LayerInit::Fbm { hurst: 0.7 }, 0.7, 0.001);
     for kind in [MarionModel::Simple, MarionModel::Full] {
-        let t = train_fig(3, 50);
+        let t = train_fig(6, 50);
         let tr = train_classifiers(&setup(kind, 20, 16, &t, 0), &split, &[one]).unwrap();
         eprintln!("{kind}: acc {:?} loss {:?}", tr.test_acc, tr.train_loss);
         assert!(!tr.diverged[0]);
@@ -271,8 +272,15 @@ fn the_accuracy_figure_resumes_from_its_runs_file() {
 }
 
 /// `t` with each field of the training settings (TrainFig) changed, by name.
-fn fig_variants(t: &TrainFig) -> [(&'static str, TrainFig); 4] {
+fn fig_variants(t: &TrainFig) -> [(&'static str, TrainFig); 5] {
     [
+        (
+            "inputs",
+            TrainFig {
+                inputs: Inputs::Standardized,
+                ..t.clone()
+            },
+        ),
         (
             "batch",
             TrainFig {
@@ -304,6 +312,10 @@ fn fig_variants(t: &TrainFig) -> [(&'static str, TrainFig); 4] {
     ]
 }
 
+const PINNED_CHECKPOINT_KEY: &str =
+    "d5c4f1729134e98f26ccdcf4bbd2ca56629b5a770b535d2b1fb92582123ba5fe";
+const PINNED_RUNS_KEY: &str = "721ed5ad0e8ed23fc3a6d1dbd4d0d6f16a8c72928912dcf47d64a6a7a0967df5";
+
 /// The resume key of the training checkpoint, pinned for one setting. If a field is added to
 /// `CheckpointKey` (src/papers/marion2022/checkpoint.rs) this test fails: every old checkpoint
 /// is then retrained, so paste the new value deliberately. Changing any one setting changes
@@ -321,10 +333,16 @@ fn the_checkpoint_key_is_pinned_and_changes_with_every_setting() {
     ];
     let key = |s: &TrainSetup, runs: &[TrainRun]| marion::checkpoint_key(s, &split, runs);
     let base = key(&setup(MarionModel::Simple, 10, 8, &t, 2), &runs);
-    // Re-pinned when IID_SAMPLER_VERSION 2 (fixed blocks) entered the key of setups with an
-    // i.i.d. run (this one has one): checkpoints of the former sampler are not resumed.
+    // Re-pinned when `train.inputs: raw` became the default (2026-12-01). Standardized
+    // inputs, the only ones before, keep the former key (re-pinned then when
+    // IID_SAMPLER_VERSION 2 entered the key of setups with an i.i.d. run, as this one has).
+    assert_eq!(base, PINNED_CHECKPOINT_KEY);
+    let standardized = TrainFig {
+        inputs: Inputs::Standardized,
+        ..t.clone()
+    };
     assert_eq!(
-        base,
+        key(&setup(MarionModel::Simple, 10, 8, &standardized, 2), &runs),
         "85ef5245de5114f8f6474e7e19fe69d42a800e23a9f109f90b25769ab3c14908"
     );
     let mut other_beta = runs;
@@ -416,8 +434,15 @@ fn the_runs_key_is_pinned_and_changes_with_every_setting() {
         seed,
     };
     let base = marion::runs_key(&training(0, 100, &t), &split);
+    assert_eq!(base, PINNED_RUNS_KEY);
+    // Standardized inputs keep the key they had before `inputs` existed: M9 runs made then
+    // resume under `train.inputs: standardized`.
+    let standardized = TrainFig {
+        inputs: Inputs::Standardized,
+        ..t.clone()
+    };
     assert_eq!(
-        base,
+        marion::runs_key(&training(0, 100, &standardized), &split),
         "dc626d8192e0df608a463c890084899e8b6f5553189f13866ae585e8bc2283db"
     );
     for (what, k) in [
@@ -480,4 +505,60 @@ fn cuda_graphs_on_the_cpu_are_refused_naming_the_setting() {
         err,
         "train.cuda_graph: CUDA graphs need a CUDA device, the device is cpu: turn them off there"
     );
+}
+
+/// As the authors' models.py: a SimpleResNet's fBm-initialized layers have a zero bias that
+/// trains (nn.Linear), its i.i.d. and smooth ones none (bias=False). Trained together, the
+/// i.i.d. and smooth models' b stay exactly 0 and the fBm model's moves.
+#[test]
+fn only_fbm_simple_resnets_train_a_bias() {
+    let _g = lock();
+    let split = synthetic_split(200, 50);
+    let t = train_fig(1, 50);
+    let runs = [
+        run(LayerInit::Iid, 0.5, 0.01),
+        run(LayerInit::Fbm { hurst: 0.5 }, 0.5, 0.01),
+        run(LayerInit::Smooth, 1.0, 0.01),
+    ];
+    let tr = train_classifiers(&setup(MarionModel::Simple, 8, 6, &t, 1), &split, &runs).unwrap();
+    let bias = tr
+        .net
+        .named_tensors()
+        .into_iter()
+        .find(|(n, _)| *n == "bias")
+        .unwrap()
+        .1
+        .shallow_clone();
+    let moved: Vec<f64> = (0..3).map(|m| f(&bias.select(0, m).abs().max())).collect();
+    assert_eq!(moved[0], 0.0, "the i.i.d. model has no bias");
+    assert_eq!(moved[2], 0.0, "the smooth model has no bias");
+    assert!(moved[1] > 1e-4, "the fBm model's bias trains: {moved:?}");
+}
+
+/// `train.inputs: raw` feeds x/255 (the authors' ToTensor()), whatever the dataset's published
+/// statistics: on a split whose mean and std are moved, raw training gives exactly the models
+/// that standardized training gives with mean 0 and std 1, and standardized training with the
+/// moved statistics gives others.
+#[test]
+fn raw_inputs_are_the_pixels_over_255() {
+    let _g = lock();
+    let mut split = synthetic_split(200, 50);
+    let c = split.channels as usize;
+    let t = train_fig(1, 50);
+    let standardized = TrainFig {
+        inputs: Inputs::Standardized,
+        ..t.clone()
+    };
+    let runs = [run(LayerInit::Fbm { hurst: 0.5 }, 0.5, 0.01)];
+    let train = |split: &deepres::data::DataSplit, t: &TrainFig| {
+        let tr = train_classifiers(&setup(MarionModel::Simple, 6, 6, t, 3), split, &runs).unwrap();
+        tr.net.named_tensors()[1].1.shallow_clone() // V
+    };
+    (split.mean, split.std) = (vec![0.3; c], vec![0.2; c]);
+    let raw = train(&split, &t);
+    let moved = train(&split, &standardized);
+    (split.mean, split.std) = (vec![0.0; c], vec![1.0; c]);
+    let unit = train(&split, &standardized);
+    assert_eq!(f(&(&raw - &unit).abs().max()), 0.0);
+    assert!(f(&(&raw - &moved).abs().max()) > 1e-4);
 }

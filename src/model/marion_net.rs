@@ -112,6 +112,7 @@ impl MarionNet {
                 a: next(),
                 v: next(),
                 bias: next(),
+                bias_on: super::simple_resnet::bias_on(inits, path.device()),
                 b: next(),
             }),
         }
@@ -149,6 +150,8 @@ impl MarionNet {
                 uniform_(&mut m.a);
                 redraw_layer_weights(&mut m.v, init);
                 uniform_(&mut m.b);
+                let models = m.a.size()[0] as usize;
+                m.bias_on = super::simple_resnet::bias_on(&vec![init; models], m.a.device());
             }
         }
     }

@@ -3,6 +3,9 @@
 //!
 //! Shapes as in [`super::full_resnet`]: A `[models, d, d_in]`, V `[models, L, d, d]`, biases
 //! b `[models, L, d]` (zero at initialization, as in the authors' code), B `[models, d_out, d]`.
+//! As in the authors' models.py, only fBm-initialized layers have a bias (nn.Linear with a zero
+//! bias that trains); the i.i.d. and smooth ones have none (bias=False): their b is multiplied
+//! by 0 in the forward pass, so it gets a zero gradient and stays 0 under Adam.
 use tch::{Device, Kind, Tensor};
 
 use super::full_resnet::uniform_matrix;
@@ -17,6 +20,8 @@ pub struct SimpleResNet {
     pub v: Tensor,
     /// b_1..b_L: `[models, L, d]`.
     pub bias: Tensor,
+    /// `[models, 1, 1]`: 1 where a model has biases (fBm init), 0 where it has none.
+    pub bias_on: Tensor,
     /// B: `[models, d_out, d]`.
     pub b: Tensor,
 }
@@ -36,6 +41,7 @@ impl SimpleResNet {
             a: uniform_matrix(models, width, d_in, device),
             v: layer_weights(init, models, depth, width, width, device),
             bias: Tensor::zeros([models, depth, width], (Kind::Float, device)),
+            bias_on: bias_on(&vec![init; models as usize], device),
             b: uniform_matrix(models, d_out, width, device),
         }
     }
@@ -59,7 +65,7 @@ impl SimpleResNet {
     ) -> Tensor {
         let mut h = h0.shallow_clone();
         // One unbind per tensor, not a select per layer (see FullResNet::hidden).
-        let (vs, bs) = (self.v.unbind(1), self.bias.unbind(1));
+        let (vs, bs) = (self.v.unbind(1), (&self.bias * &self.bias_on).unbind(1));
         for (v, b) in vs.iter().zip(&bs) {
             let b = b.unsqueeze(1);
             if let Some(m) = masks.as_deref_mut() {
@@ -90,4 +96,13 @@ impl SimpleResNet {
     pub fn forward(&self, x: &Tensor, scale: &Tensor) -> Tensor {
         self.output(&self.hidden(&self.embed(x), scale, None))
     }
+}
+
+/// [`SimpleResNet::bias_on`] for models drawn from `inits`: 1 for fBm, 0 for i.i.d. and smooth.
+pub fn bias_on(inits: &[LayerInit], device: Device) -> Tensor {
+    let on: Vec<f32> = inits
+        .iter()
+        .map(|i| f32::from(u8::from(matches!(i, LayerInit::Fbm { .. }))))
+        .collect();
+    Tensor::from_slice(&on).view([-1, 1, 1]).to_device(device)
 }

@@ -42,7 +42,8 @@ pub use accuracy::runs_key;
 pub use checkpoint::checkpoint_key;
 pub use spec::{
     AccuracyFig, Batched, Draw, FbmPathsFig, Figure, FigureSpec, HeatmapFig, HeatmapWidth,
-    HistogramFig, Metric, ScalingFig, ScalingSizes, TrainFig, Training, WeightRun, WeightsFig,
+    HistogramFig, Inputs, Metric, ScalingFig, ScalingSizes, TrainFig, Training, WeightRun,
+    WeightsFig,
 };
 pub use train::{train_classifiers, TrainRun, TrainSetup, Trained};
 

@@ -161,11 +161,34 @@ pub struct TrainFig {
     pub limit_train: Option<i64>,
     #[serde(default)]
     pub limit_test: Option<i64>,
+    /// How the pixels enter the network (`raw` by default, as the authors' code).
+    #[serde(default, skip_serializing_if = "Inputs::is_standardized")]
+    pub inputs: Inputs,
     /// Capture each training step into a CUDA graph and replay it (CUDA only): the host then
     /// launches one graph per step instead of thousands of small kernels (L = 1000 layers).
     /// Not part of the runs' keys: it changes how fast, not what is computed.
     #[serde(default, skip_serializing)]
     pub cuda_graph: bool,
+}
+
+/// How M8's and M9's images are fed to the network, flattened.
+///
+/// Left out of the runs' and checkpoints' keys when `standardized`, the only setting before
+/// 2026-12-01: the runs made then keep their keys under `train.inputs: standardized`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Inputs {
+    /// x/255 in [0, 1]: the authors' torchvision `ToTensor()` and nothing else (their data.py).
+    #[default]
+    Raw,
+    /// (x/255 − mean)/std per channel, the dataset's published statistics.
+    Standardized,
+}
+
+impl Inputs {
+    fn is_standardized(&self) -> bool {
+        *self == Inputs::Standardized
+    }
 }
 
 /// The trained models' settings shared by `weights` and `accuracy` (flattened into both).

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::checkpoint::{checkpoint_key, load_checkpoint, save_checkpoint, Position};
-use super::spec::{TrainFig, Training};
+use super::spec::{Inputs, TrainFig, Training};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use crate::model::scale::residual_scale;
@@ -206,9 +206,25 @@ fn stop_inside(
     stopped(path, sig, at)
 }
 
+/// The split on the device, its pixels scaled as `inputs` says.
+fn device_data(
+    split: &data::DataSplit,
+    inputs: Inputs,
+    device: Device,
+) -> (DeviceData, DeviceData) {
+    let c = split.channels as usize;
+    let (mean, std) = match inputs {
+        Inputs::Raw => (vec![0.0; c], vec![1.0; c]),
+        Inputs::Standardized => (split.mean.clone(), split.std.clone()),
+    };
+    let on_device = |ds| DeviceData::new(ds, &mean, &std, device);
+    (on_device(&split.train), on_device(&split.test))
+}
+
 /// Trains one model per entry of `runs`, all at once in one batched program (every layer one
 /// batched matmul over the models): Adam with each model's learning rate (× 0.1 every
-/// `lr_step` epochs), cross-entropy, batches of flattened, normalized images in the same order
+/// `lr_step` epochs), cross-entropy, batches of flattened images (raw or standardized:
+/// [`TrainFig::inputs`]) in the same order
 /// for every model; model m starts from `runs[m].init` drawn after `manual_seed(seed)` and has
 /// the residual scale L^-β_m. The losses stay on the device and are read once per epoch; a
 /// model whose loss turns non-finite is marked diverged (the others go on, unaffected).
@@ -224,8 +240,7 @@ pub fn train_classifiers(
     let (t, device) = (setup.train, setup.device);
     let models = runs.len();
     let mut batch = build(setup, split, runs);
-    let train = DeviceData::new(&split.train, &split.mean, &split.std, device);
-    let test = DeviceData::new(&split.test, &split.mean, &split.std, device);
+    let (train, test) = device_data(split, t.inputs, device);
     let mut train_loss = vec![f64::NAN; models];
     let mut diverged = vec![false; models];
     // Everything that makes the runs these runs: a checkpoint of other runs is not resumed.
