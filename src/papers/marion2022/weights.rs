@@ -28,16 +28,6 @@ pub(super) fn weights_figure(
         split.test.len(),
         fig.stem
     );
-    let mut table = Table::new(
-        "Trained models, and the roughness of their weights along the layers",
-        headers(&[
-            "init",
-            "β",
-            "test acc",
-            "train loss",
-            "mean |W_{k+1} − W_k| / mean |W_k| (first weight tensor)",
-        ]),
-    );
     let mut panels = Vec::new();
     let mut csv = Table::new(
         "",
@@ -46,7 +36,13 @@ pub(super) fn weights_figure(
     let t0 = Instant::now();
     let checkpoint = out.join(".training.ot");
     let tr = train_runs(s, &split, &checkpoint, device, quiet)?;
+    // The first layer tensor: V of a SimpleResNet (the authors' figure), W of a FullResNet.
     let (name, weights) = tr.net.layer_weights()[0];
+    let rough_header = format!("mean |{name}_{{k+1}} − {name}_k| / mean |{name}_k|");
+    let mut table = Table::new(
+        "Trained models, and the roughness of their weights along the layers",
+        headers(&["init", "β", "test acc", "train loss", rough_header.as_str()]),
+    );
     let weights = weights.detach().to_device(Device::Cpu); // [models, L, d, d]
     let mut measured = Vec::new(); // (init, roughness, test accuracy)
     for (idx, r) in s.runs.iter().enumerate() {
@@ -146,7 +142,7 @@ fn headers(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-/// mean |W_{k+1} − W_k| / mean |W_k| of one model's weights `[L, d, d]`.
+/// mean |X_{k+1} − X_k| / mean |X_k| of one model's layer weights X `[L, d, d]` (V or W).
 fn roughness(w: &Tensor) -> f64 {
     let l = w.size()[0];
     tch::no_grad(|| {
