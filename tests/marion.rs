@@ -216,6 +216,46 @@ fn manual_backward_matches_autograd() {
     }
 }
 
+/// `scaling::measure`'s five quantities against their definitions computed with autograd
+/// (ℓ = ‖B h_L − target‖², the authors' loss): the forward and backward metrics, the output,
+/// and the norm ratios the authors histogram for M2, ‖h_L‖/‖h_0‖ and ‖∂ℓ/∂h_0‖/‖∂ℓ/∂h_L‖.
+#[test]
+fn the_measured_metrics_and_ratios_match_autograd() {
+    let _g = lock();
+    tch::manual_seed(8);
+    for kind in [MarionModel::Full, MarionModel::Simple] {
+        let shape = MarionShape {
+            depth: 25,
+            width: 10,
+            d_in: 6,
+            d_out: 1,
+        };
+        let net = MarionNet::new(kind, 3, shape, LayerInit::Iid, Device::Cpu);
+        let x = Tensor::rand([3, 4, 6], (Kind::Float, Device::Cpu));
+        let target = Tensor::rand([3, 4, 1], (Kind::Float, Device::Cpu));
+        let scale = Tensor::from_slice(&[0.5f32, 0.2, 1.0, 0.3]).view([1, 4, 1]);
+        let got = deepres::papers::marion2022::scaling::measure(&net, &x, &target, &scale);
+        let h0 = net.embed(&x).detach().set_requires_grad(true);
+        let hl = net.hidden(&h0, &scale, None);
+        let out = net.output(&hl);
+        let loss = (&out - &target).square().sum(Kind::Float);
+        let g = Tensor::run_backward(&[&loss], &[&h0, &hl], false, false);
+        let norm = |t: &Tensor| t.detach().norm_scalaropt_dim(2, [-1i64].as_slice(), false);
+        let want = [
+            norm(&(&hl - &h0)) / norm(&h0),
+            norm(&(&g[0] - &g[1])) / norm(&g[1]),
+            out.detach().select(-1, 0),
+            norm(&hl) / norm(&h0),
+            norm(&g[0]) / norm(&g[1]),
+        ];
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            let b = b.to_kind(Kind::Double);
+            let err = f(&((a - &b).abs() / b.abs()).max());
+            assert!(err < 1e-4, "{kind}: quantity {i}: relative error {err}");
+        }
+    }
+}
+
 #[test]
 fn full_resnet_weights_have_the_paper_shapes() {
     let _g = lock();

@@ -1,6 +1,7 @@
-//! `kind: histogram` (M2): one output coordinate B h_L (and the forward metric) over many random
-//! models, with its moments, the Kolmogorov–Smirnov distance to the fitted Gaussian, and the
-//! histogram against that Gaussian's density.
+//! `kind: histogram` (M2): one output coordinate B h_L, the forward metric, and the two
+//! quantities the authors' code histograms (‖h_L‖/‖h_0‖ and ‖∂ℓ/∂h_0‖/‖∂ℓ/∂h_L‖) over many
+//! random models, with their moments, the Kolmogorov–Smirnov distance to the fitted Gaussian,
+//! and each histogram against that Gaussian's density.
 use anyhow::Result;
 use std::path::Path;
 use tch::Device;
@@ -13,7 +14,7 @@ use crate::report::table::Table;
 
 // Long on purpose: the draw, the two quantities' moments, KS check, histogram and Gaussian
 // overlay read as one figure, in the order of its table's columns.
-/// Figure M2: `s.models` random models' output and forward ratio at one (L, β), their
+/// Figure M2: `s.models` random models' output, forward metric and norm ratios at one (L, β), their
 /// histograms against the fitted Gaussian, the moments table, and the check that the output is
 /// Gaussian (√n · KS distance below 1.36).
 #[allow(clippy::too_many_lines)]
@@ -53,6 +54,17 @@ pub(super) fn histogram_figure(
             "forward",
             "‖h_L − h_0‖ / ‖h_0‖",
             rows.iter().map(|r| r.forward).collect::<Vec<_>>(),
+        ),
+        // The two quantities the authors' code histograms for this figure.
+        (
+            "ratio",
+            "‖h_L‖ / ‖h_0‖",
+            rows.iter().map(|r| r.ratio).collect::<Vec<_>>(),
+        ),
+        (
+            "grad_ratio",
+            "‖∂ℓ/∂h_0‖ / ‖∂ℓ/∂h_L‖",
+            rows.iter().map(|r| r.grad_ratio).collect::<Vec<_>>(),
         ),
     ] {
         let v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();

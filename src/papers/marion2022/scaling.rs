@@ -6,7 +6,9 @@
 //! - forward:  ‖h_L − h_0‖ / ‖h_0‖;
 //! - backward: ‖g_0 − g_L‖ / ‖g_L‖, g_k = ∂ℓ/∂h_k, ℓ = ‖B h_L − target‖² (the authors' loss),
 //!   g_0 from g_L by the batched backward recursion (no autograd);
-//! - output: the first coordinate of B h_L (Figure M2).
+//! - output: the first coordinate of B h_L (Figure M2);
+//! - ratio: ‖h_L‖ / ‖h_0‖ and grad_ratio: ‖g_0‖ / ‖g_L‖, the two quantities the authors'
+//!   experiment_scaling_initialization.py histograms for Figure M2.
 //!
 //! Models are drawn in chunks of at most `chunk` and evaluated at once; all β of the list share
 //! a chunk's models (one input row per (β, input)), so the weights are drawn once per depth.
@@ -84,12 +86,22 @@ pub struct ScalingRow {
     pub forward: f64,
     pub backward: f64,
     pub output: f64,
+    /// ‖h_L‖ / ‖h_0‖ (NaN in a file written before it was measured).
+    #[serde(default = "not_measured")]
+    pub ratio: f64,
+    /// ‖g_0‖ / ‖g_L‖ (NaN in a file written before it was measured).
+    #[serde(default = "not_measured")]
+    pub grad_ratio: f64,
 }
 
-/// Forward metric, backward metric and first output coordinate of every (model, row):
-/// x `[models, rows, d_in]`, scale broadcast against `[models, rows, 1]`; returns three
-/// `[models, rows]` f64 tensors.
-pub fn measure(net: &MarionNet, x: &Tensor, target: &Tensor, scale: &Tensor) -> [Tensor; 3] {
+fn not_measured() -> f64 {
+    f64::NAN
+}
+
+/// Forward metric, backward metric, first output coordinate, ‖h_L‖/‖h_0‖ and ‖g_0‖/‖g_L‖ of
+/// every (model, row): x `[models, rows, d_in]`, scale broadcast against `[models, rows, 1]`;
+/// returns five `[models, rows]` f64 tensors.
+pub fn measure(net: &MarionNet, x: &Tensor, target: &Tensor, scale: &Tensor) -> [Tensor; 5] {
     tch::no_grad(|| {
         let h0 = net.embed(x);
         let mut masks = Vec::with_capacity(net.depth() as usize);
@@ -108,9 +120,11 @@ pub fn measure(net: &MarionNet, x: &Tensor, target: &Tensor, scale: &Tensor) -> 
                 .sum_dim_intlist([-1i64].as_slice(), false, Kind::Double)
                 .sqrt()
         };
-        let fwd = norm(&(&hl - &h0)) / norm(&h0);
-        let bwd = norm(&(&g0 - &gl)) / norm(&gl);
-        [fwd, bwd, out.select(-1, 0).to_kind(Kind::Double)]
+        let (n0, nl, g0n, gln) = (norm(&h0), norm(&hl), norm(&g0), norm(&gl));
+        let fwd = norm(&(&hl - &h0)) / &n0;
+        let bwd = norm(&(&g0 - &gl)) / &gln;
+        let out0 = out.select(-1, 0).to_kind(Kind::Double);
+        [fwd, bwd, out0, nl / n0, g0n / gln]
     })
 }
 
@@ -163,9 +177,10 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                 )
                 .expand([models, nb, spec.inputs, spec.output_dim], false)
                 .reshape([models, nb * spec.inputs, spec.output_dim]);
-                let [f, b, o] = measure(&net, &x, &t, &scale);
+                let [f, b, o, r, g] = measure(&net, &x, &t, &scale);
                 let to_vec = |t: Tensor| Vec::<f64>::try_from(t.to_device(Device::Cpu).view([-1]));
                 let (f, b, o) = (to_vec(f)?, to_vec(b)?, to_vec(o)?);
+                let (r, g) = (to_vec(r)?, to_vec(g)?);
                 for i in 0..models {
                     for (bi, &beta) in spec.betas.iter().enumerate() {
                         for j in 0..spec.inputs {
@@ -181,6 +196,8 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
                                 forward: f[k],
                                 backward: b[k],
                                 output: o[k],
+                                ratio: r[k],
+                                grad_ratio: g[k],
                             });
                         }
                     }
