@@ -90,7 +90,8 @@ pub enum TauLearnable {
     /// One scalar shared by all blocks (the τ paper's code), initialized from the rule;
     /// its gradient is divided by L and it trains at lr/10.
     Shared,
-    /// One scalar per block initialized to 0 (SkipInit / ReZero); the rule is ignored.
+    /// One scalar per block initialized to 0 (SkipInit / ReZero), trained at lr with the weights
+    /// (ReZero, arXiv 2003.04887); the rule is ignored.
     Rezero,
 }
 
