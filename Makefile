@@ -149,7 +149,7 @@ PROBE_FC_smoke := --depths 3,6,9,18,27,54,108 --batch 32
 PROBE_FC_full  := --depths 9,15,21,27,54,108,216,432,600 --batch 128
 STABILITY_DIR := $(RUNS)/zhang2022-stability-$(SCALE)
 
-## zhang-stability: forward/backward ratios at init vs L, 6 τ rules, BN and no BN, 5 seeds
+## zhang-stability: forward/backward ratios at init vs L, 7 τ rules, BN and no BN, 5 seeds
 zhang-stability: build
 	$(DEEPRES) probe --model resnet $(PROBE_$(SCALE)) --norm bn,none --seeds 0,1,2,3,4 --out $(STABILITY_DIR)/resnet
 	$(DEEPRES) probe --model fc $(PROBE_FC_$(SCALE)) --seeds 0,1,2,3,4 --out $(STABILITY_DIR)/fc

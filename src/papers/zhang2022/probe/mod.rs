@@ -6,8 +6,10 @@
 //! - the forward ratio  ‖h_L‖ / ‖h_0‖            (h_0 = stem output, h_L = last block's output),
 //! - the backward ratio ‖∂ℓ/∂h_0‖ / ‖∂ℓ/∂h_L‖     (ℓ = cross-entropy of the batch),
 //!
-//! for the CIFAR ResNet (`--model resnet`) or the paper's fully connected ResNet
-//! (`--model fc`): h_l = h_{l-1} + τ W_l relu(h_{l-1}), W_l ~ N(0, 2/m), width m.
+//! for the CIFAR ResNet (`--model resnet`; batch norm, where there is one, in train mode: the
+//! batch's own statistics, as in the first training step) or the paper's fully connected
+//! ResNet (`--model fc`, its eq. (1)): h_0 = relu(A x), h_l = relu(h_{l-1} + τ W_l h_{l-1}),
+//! W_l ~ N(0, 2/m), width m.
 //! Overflow is data: inf and NaN are written as such. Rows are appended to the CSV as they
 //! are measured, and a rerun skips the rows already there, so a long probe resumes. Every row
 //! names its dataset, batch size, width and [`PROBE_VERSION`]; one probe.csv holds one dataset,
@@ -31,8 +33,9 @@ use crate::model::tau::initial_tau;
 
 /// The version of the measurement protocol, in every row: bump it when a change of the code
 /// changes the numbers, so that old rows are not mixed with new ones. Version 1 is the files
-/// written before the column existed (without `dataset` either).
-pub const PROBE_VERSION: u32 = 2;
+/// written before the column existed (without `dataset` either); version 2's fc model was
+/// h_l = h_{l-1} + τ W_l relu(h_{l-1}) (pre-activation), version 3's the paper's eq. (1).
+pub const PROBE_VERSION: u32 = 3;
 
 /// CSV columns of the probe.
 pub const COLUMNS: [&str; 13] = [
@@ -99,8 +102,9 @@ impl std::str::FromStr for TauSpec {
     }
 }
 
-/// The τ rules of the paper's stability experiment: 1, L^-0.25, L^-0.4, L^-0.45, L^-0.5, 1/L.
-pub const PAPER_TAU_RULES: &str = "one,power:0.25,power:0.4,power:0.45,inv_sqrt,inv";
+/// The τ rules of the paper's stability experiment: 1, L^-0.25, L^(-1/2+c) for c = 0.2, 0.1,
+/// 0.05 (L^-0.3, L^-0.4, L^-0.45), L^-0.5, 1/L.
+pub const PAPER_TAU_RULES: &str = "one,power:0.25,power:0.3,power:0.4,power:0.45,inv_sqrt,inv";
 
 /// Which images the probe uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,9 +247,13 @@ fn probe_resnet(
     Ok((ratio(&hl, &h0), ratio(&grads[0], &grads[1])))
 }
 
-/// Forward and backward ratios of the fully connected ResNet h_l = h_{l-1} + τ W_l relu(h_{l-1}),
-/// W_l ~ N(0, 2/m), with h_0 = A x (A ~ N(0, 1/d_in)) and a random linear head B ~ N(0, 1/m).
-fn probe_fc(
+/// Forward and backward ratios ‖h_L‖/‖h_0‖ and ‖∂ℓ/∂h_0‖/‖∂ℓ/∂h_L‖ of the τ paper's fully
+/// connected ResNet (its eq. (1), post-activation like its conv blocks) on the images `x`
+/// (flattened) with labels `y`: h_0 = relu(A x), A ~ N(0, 1/d_in);
+/// h_l = relu(h_{l-1} + τ W_l h_{l-1}), W_l ~ N(0, 2/m); ℓ the cross-entropy of a random
+/// linear head B ~ N(0, 1/m). Drawn from torch's generator seeded with `seed`, in the order
+/// A, W_1 … W_L, B (each `randn` of shape `[in, out]`).
+pub fn fc_ratios(
     x: &Tensor,
     y: &Tensor,
     blocks: i64,
@@ -260,13 +268,13 @@ fn probe_fc(
     let xf = x.reshape([b, -1]);
     let d_in = xf.size()[1];
     let a = Tensor::randn([d_in, width], (Kind::Float, dev)) / (d_in as f64).sqrt();
-    let h0 = xf.matmul(&a).detach().set_requires_grad(true);
+    let h0 = xf.matmul(&a).relu().detach().set_requires_grad(true);
     let mut h = h0.shallow_clone();
     let std = (2.0 / width as f64).sqrt();
     for _ in 0..blocks {
         let w = Tensor::randn([width, width], (Kind::Float, dev)) * std;
-        // h_l = h_{l-1} + τ W_l relu(h_{l-1})
-        h = &h + h.relu().matmul(&w.tr()) * tau;
+        // h_l = relu(h_{l-1} + τ W_l h_{l-1})
+        h = (&h + h.matmul(&w) * tau).relu();
     }
     let head = Tensor::randn([width, classes], (Kind::Float, dev)) / (width as f64).sqrt();
     let loss = h.matmul(&head).cross_entropy_for_logits(y);
@@ -414,7 +422,7 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
                         ProbeModel::Resnet => {
                             probe_resnet(&x, &y, depth, norm, &t.cfg, seed, classes)?
                         }
-                        ProbeModel::Fc => probe_fc(&x, &y, blocks, tau, spec.width, seed, classes),
+                        ProbeModel::Fc => fc_ratios(&x, &y, blocks, tau, spec.width, seed, classes),
                     };
                     (row.forward_ratio, row.backward_ratio) = (f, b);
                     append_row(out_csv, &row, new_file)?;
