@@ -151,6 +151,8 @@ mod tests {
                     forward: (depth as f64).powf(p),
                     backward: 1.0,
                     output: 0.0,
+                    ratio: f64::NAN,
+                    grad_ratio: f64::NAN,
                 });
             }
         }
