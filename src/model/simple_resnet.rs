@@ -20,8 +20,9 @@ pub struct SimpleResNet {
     pub v: Tensor,
     /// b_1..b_L: `[models, L, d]`.
     pub bias: Tensor,
-    /// `[models, 1, 1]`: 1 where a model has biases (fBm init), 0 where it has none.
-    pub bias_on: Tensor,
+    /// `[models, 1, 1]`: 1 where a model has biases (fBm init), 0 where it has none; None when
+    /// every model has them (M9: the forward pass then has no mask to apply).
+    pub bias_on: Option<Tensor>,
     /// B: `[models, d_out, d]`.
     pub b: Tensor,
 }
@@ -65,7 +66,11 @@ impl SimpleResNet {
     ) -> Tensor {
         let mut h = h0.shallow_clone();
         // One unbind per tensor, not a select per layer (see FullResNet::hidden).
-        let (vs, bs) = (self.v.unbind(1), (&self.bias * &self.bias_on).unbind(1));
+        let bias = match &self.bias_on {
+            Some(on) => &self.bias * on,
+            None => self.bias.shallow_clone(),
+        };
+        let (vs, bs) = (self.v.unbind(1), bias.unbind(1));
         for (v, b) in vs.iter().zip(&bs) {
             let b = b.unsqueeze(1);
             if let Some(m) = masks.as_deref_mut() {
@@ -98,11 +103,16 @@ impl SimpleResNet {
     }
 }
 
-/// [`SimpleResNet::bias_on`] for models drawn from `inits`: 1 for fBm, 0 for i.i.d. and smooth.
-pub fn bias_on(inits: &[LayerInit], device: Device) -> Tensor {
+/// [`SimpleResNet::bias_on`] for models drawn from `inits`: 1 for fBm, 0 for i.i.d. and smooth;
+/// None when all are fBm.
+pub fn bias_on(inits: &[LayerInit], device: Device) -> Option<Tensor> {
+    let has_bias = |i: &LayerInit| matches!(i, LayerInit::Fbm { .. });
+    if inits.iter().all(has_bias) {
+        return None;
+    }
     let on: Vec<f32> = inits
         .iter()
-        .map(|i| f32::from(u8::from(matches!(i, LayerInit::Fbm { .. }))))
+        .map(|i| f32::from(u8::from(has_bias(i))))
         .collect();
-    Tensor::from_slice(&on).view([-1, 1, 1]).to_device(device)
+    Some(Tensor::from_slice(&on).view([-1, 1, 1]).to_device(device))
 }
