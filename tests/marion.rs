@@ -3,6 +3,7 @@
 //! many draws (tolerances that a wrong generator fails), the batched models' hand-written
 //! backward pass equals autograd, and the scaling measurement shows the i.i.d. picture (the
 //! training in tests/marion_train.rs).
+use deepres::model::davies_harte::{authors_eigenvalues, authors_fgn_factor};
 use deepres::model::full_resnet::{depth_scale, FullResNet};
 use deepres::model::marion_net::{MarionModel, MarionNet, MarionShape};
 use deepres::model::weight_init::{
@@ -116,6 +117,85 @@ fn fbm_weights_are_unit_variance_fgn_over_the_layers_scaled_by_one_over_sqrt_d()
         let c = f(&(&a * &b).mean(Kind::Double)) * d as f64;
         assert!(c.abs() < 0.03, "H={h}: cross-entry correlation {c}");
     }
+}
+
+/// γ(n) of unit-variance fractional Gaussian noise, written out here (the oracle's own).
+fn gamma(n: i64, h: f64) -> f64 {
+    let p = |x: i64| (x.abs() as f64).powf(2.0 * h);
+    0.5 * (p(n + 1) - 2.0 * p(n) + p(n - 1))
+}
+
+/// The authors' Davies–Harte sampler (utils.py) as a linear map: its covariance is the exact
+/// fGn covariance plus an alternating term of variance (λ₀ − λ_N)/(2N), with λ₀ and λ_N the
+/// plain and the alternating sums of the circulant's first row γ(0..N−1), 0, γ(N−1..1) — a
+/// closed form that a sampler with λ_N in the middle (exact Davies–Harte), a sign error or a
+/// shifted frequency fails.
+#[test]
+fn the_authors_fbm_sampler_has_the_exact_covariance_plus_an_alternating_term() {
+    let n = 64i64;
+    for h in [0.2, 0.5, 0.7, 0.8] {
+        let row: Vec<f64> = (0..2 * n)
+            .map(|m| match m {
+                _ if m < n => gamma(m, h),
+                _ if m == n => 0.0,
+                _ => gamma(2 * n - m, h),
+            })
+            .collect();
+        let lambda0: f64 = row.iter().sum();
+        let lambda_n: f64 = row
+            .iter()
+            .enumerate()
+            .map(|(m, r)| if m % 2 == 0 { *r } else { -r })
+            .sum();
+        let c = (lambda0 - lambda_n) / (2 * n) as f64;
+        let eig = authors_eigenvalues(n, h);
+        assert!(
+            eig.iter().all(|&l| l > 0.0),
+            "H={h}: a negative eigenvalue at N = {n}"
+        );
+        assert!((eig[0] - lambda0).abs() < 1e-9 && (eig[n as usize] - lambda_n).abs() < 1e-9);
+        let m = authors_fgn_factor(n, h);
+        assert_eq!(m.size(), vec![n, 2 * n]);
+        let cov = Vec::<f64>::try_from(m.matmul(&m.tr()).view([-1])).unwrap();
+        let mut worst = 0f64;
+        for k in 0..n {
+            for l in 0..n {
+                let sign = if (k + l) % 2 == 0 { 1.0 } else { -1.0 };
+                let want = gamma(k - l, h) + c * sign;
+                worst = worst.max((cov[(k * n + l) as usize] - want).abs());
+            }
+        }
+        assert!(worst < 1e-10, "H={h}: covariance off by {worst}");
+        if h == 0.5 {
+            assert!(c.abs() < 1e-12, "white noise has no alternating term");
+        }
+    }
+    // The term is large near H = 1 at the paper's depth: variance 0.226 at H = 0.9, L = 1000.
+    let eig = authors_eigenvalues(1000, 0.9);
+    let c = (eig[0] - eig[1000]) / 2000.0;
+    assert!(
+        (c - 0.226).abs() < 0.001,
+        "H = 0.9, L = 1000: alternating variance {c}"
+    );
+    // Drawn weights: d·Var W = 1 + c, lag-1 correlation (γ(1) − c)/(1 + c).
+    let _g = lock();
+    tch::manual_seed(5);
+    let (h, l, d) = (0.8, 64, 16);
+    let c = {
+        let e = authors_eigenvalues(l, h);
+        (e[0] - e[l as usize]) / (2 * l) as f64
+    };
+    let w = layer_weights(LayerInit::FbmAuthors { hurst: h }, 8, l, d, d, Device::Cpu);
+    let var = f(&w.square().mean(Kind::Double)) * d as f64;
+    assert!(
+        (var - (1.0 + c)).abs() < 0.03,
+        "d·Var W = {var}, want {}",
+        1.0 + c
+    );
+    let seq = w.permute([0, 2, 3, 1]).reshape([-1, l]);
+    let want = (gamma(1, h) - c) / (1.0 + c);
+    let got = lag_corr(&seq, 1);
+    assert!((got - want).abs() < 0.03, "lag-1 {got} vs {want}");
 }
 
 #[test]

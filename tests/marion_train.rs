@@ -3,7 +3,7 @@
 //! models trained together equal models trained alone, and an interrupted training or
 //! accuracy figure resumes to the same models, under pinned resume keys.
 use deepres::model::marion_net::MarionModel;
-use deepres::model::weight_init::LayerInit;
+use deepres::model::weight_init::{FbmSampler, LayerInit};
 use deepres::papers::marion2022::{
     self as marion, train_classifiers, Figure, Inputs, TrainFig, TrainRun, TrainSetup, Training,
 };
@@ -417,6 +417,11 @@ fn the_checkpoint_key_is_pinned_and_changes_with_every_setting() {
     }
 }
 
+/// [`marion::runs_key`] with the default (exact) fBm sampler.
+fn runs_key_exact(training: &Training, split: &deepres::data::DataSplit) -> String {
+    marion::runs_key(training, FbmSampler::Exact, split)
+}
+
 /// The resume key of M9's runs file, pinned for one setting. If a field is added to `RunsKey`
 /// (src/papers/marion2022/accuracy.rs) this test fails: every old runs file is then retrained,
 /// so paste the new value deliberately. Changing any one setting changes the key.
@@ -433,7 +438,7 @@ fn the_runs_key_is_pinned_and_changes_with_every_setting() {
         train: t.clone(),
         seed,
     };
-    let base = marion::runs_key(&training(0, 100, &t), &split);
+    let base = runs_key_exact(&training(0, 100, &t), &split);
     assert_eq!(base, PINNED_RUNS_KEY);
     // Standardized inputs keep the key they had before `inputs` existed: M9 runs made then
     // resume under `train.inputs: standardized`.
@@ -442,24 +447,24 @@ fn the_runs_key_is_pinned_and_changes_with_every_setting() {
         ..t.clone()
     };
     assert_eq!(
-        marion::runs_key(&training(0, 100, &standardized), &split),
+        runs_key_exact(&training(0, 100, &standardized), &split),
         "dc626d8192e0df608a463c890084899e8b6f5553189f13866ae585e8bc2283db"
     );
     for (what, k) in [
-        ("seed", marion::runs_key(&training(1, 100, &t), &split)),
-        ("depth", marion::runs_key(&training(0, 101, &t), &split)),
-        ("epochs", marion::runs_key(&training(0, 100, &t4), &split)),
+        ("seed", runs_key_exact(&training(1, 100, &t), &split)),
+        ("depth", runs_key_exact(&training(0, 101, &t), &split)),
+        ("epochs", runs_key_exact(&training(0, 100, &t4), &split)),
         (
             "data",
-            marion::runs_key(&training(0, 100, &t), &synthetic_split(200, 100)),
+            runs_key_exact(&training(0, 100, &t), &synthetic_split(200, 100)),
         ),
         (
             "test data",
-            marion::runs_key(&training(0, 100, &t), &synthetic_split(300, 50)),
+            runs_key_exact(&training(0, 100, &t), &synthetic_split(300, 50)),
         ),
         (
             "width",
-            marion::runs_key(
+            runs_key_exact(
                 &Training {
                     width: 31,
                     ..training(0, 100, &t)
@@ -468,8 +473,12 @@ fn the_runs_key_is_pinned_and_changes_with_every_setting() {
             ),
         ),
         (
+            "fbm sampler",
+            marion::runs_key(&training(0, 100, &t), FbmSampler::Authors, &split),
+        ),
+        (
             "model",
-            marion::runs_key(
+            runs_key_exact(
                 &Training {
                     model: MarionModel::Full,
                     ..training(0, 100, &t)
@@ -481,7 +490,7 @@ fn the_runs_key_is_pinned_and_changes_with_every_setting() {
         assert_ne!(k, base, "changing {what} must change the runs key");
     }
     for (what, tf) in &fig_variants(&t) {
-        let k = marion::runs_key(&training(0, 100, tf), &split);
+        let k = runs_key_exact(&training(0, 100, tf), &split);
         assert_ne!(k, base, "changing train.{what} must change the runs key");
     }
 }

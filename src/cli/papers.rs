@@ -55,7 +55,8 @@ pub struct ScalingArgs {
     /// full (V relu(W h)) | simple (V relu(h) + b)
     #[arg(long, default_value = "full")]
     model: MarionModel,
-    /// Comma-separated layer inits: iid, smooth, fbm:H (0 < H < 1).
+    /// Comma-separated layer inits: iid, smooth, fbm:H, fbm-authors:H (0 < H < 1; fbm-authors:
+    /// the authors' Davies–Harte sampler, docs/marion2022.md).
     #[arg(long, value_delimiter = ',', default_value = "iid")]
     init: Vec<LayerInit>,
     /// Comma-separated depths L.

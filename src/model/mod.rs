@@ -5,7 +5,8 @@
 //! Marion et al. (2022): the fully connected [`full_resnet::FullResNet`] and
 //! [`simple_resnet::SimpleResNet`] (many models batched, depth weights `[L, d, d]`), behind
 //! [`marion_net::MarionNet`], with the layer-correlated inits of [`weight_init`]
-//! (i.i.d., smooth Gaussian process, fractional Brownian motion).
+//! (i.i.d., smooth Gaussian process, fractional Brownian motion; [`davies_harte`]: the authors'
+//! fBm sampler).
 //!
 //! Many CIFAR ResNets of one architecture (seeds, τ) as one network: [`packed::PackedResNet`].
 //!
@@ -13,6 +14,7 @@
 //! blocks (depth L, hidden width M, embedding D, residual scale α·D^γ/(L·M)), many models
 //! batched, trained by full-batch gradient descent.
 pub mod config;
+pub mod davies_harte;
 pub mod full_resnet;
 pub mod init;
 pub mod interop;

@@ -15,6 +15,8 @@
 //!   variance, W_k = L^H (B^H(t_k) − B^H(t_{k−1})) / √fan_in (fractional Gaussian noise, as in
 //!   the authors' code). H = 1/2 gives i.i.d. Gaussian weights; H → 1 smooth ones; H < 1/2
 //!   anti-correlated, rough ones.
+//! - [`LayerInit::FbmAuthors`]: the same normalization, the increments drawn by the authors'
+//!   Davies–Harte sampler instead ([`super::davies_harte`]: not exact above H = 1/2).
 //!
 //! Paths of all d² entries (and of many models) come from one matmul `z @ Cᵀ` of standard
 //! normals with the factor C; nothing loops over entries. Randomness: torch's global RNG
@@ -38,6 +40,44 @@ pub enum LayerInit {
     Smooth,
     /// Fractional Gaussian noise of Hurst index `hurst` in (0, 1), normalized.
     Fbm { hurst: f64 },
+    /// As `Fbm`, drawn by the authors' Davies–Harte sampler ([`super::davies_harte`]).
+    FbmAuthors { hurst: f64 },
+}
+
+impl LayerInit {
+    /// The Hurst index of an fBm init, from either sampler.
+    pub fn hurst(self) -> Option<f64> {
+        match self {
+            LayerInit::Fbm { hurst } | LayerInit::FbmAuthors { hurst } => Some(hurst),
+            LayerInit::Iid | LayerInit::Smooth => None,
+        }
+    }
+}
+
+/// Which sampler draws fBm weights (`fbm_sampler` of Marion's figure files M6, M7, M9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FbmSampler {
+    /// Exact fractional Gaussian noise (Cholesky): [`LayerInit::Fbm`].
+    #[default]
+    Exact,
+    /// The authors' Davies–Harte sampler of utils.py: [`LayerInit::FbmAuthors`].
+    Authors,
+}
+
+impl FbmSampler {
+    /// The fBm init of Hurst index `hurst` drawn by this sampler.
+    pub fn init(self, hurst: f64) -> LayerInit {
+        match self {
+            FbmSampler::Exact => LayerInit::Fbm { hurst },
+            FbmSampler::Authors => LayerInit::FbmAuthors { hurst },
+        }
+    }
+
+    /// Whether this is the default (left out of keys, so results of before keep theirs).
+    pub fn is_exact(&self) -> bool {
+        *self == FbmSampler::Exact
+    }
 }
 
 impl fmt::Display for LayerInit {
@@ -46,28 +86,38 @@ impl fmt::Display for LayerInit {
             LayerInit::Iid => f.write_str("iid"),
             LayerInit::Smooth => f.write_str("smooth"),
             LayerInit::Fbm { hurst } => write!(f, "fbm:{hurst}"),
+            LayerInit::FbmAuthors { hurst } => write!(f, "fbm-authors:{hurst}"),
         }
     }
 }
 
 impl FromStr for LayerInit {
     type Err = String;
-    /// `iid`, `smooth` or `fbm:H` with 0 < H < 1.
+    /// `iid`, `smooth`, `fbm:H` or `fbm-authors:H` with 0 < H < 1.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "iid" => Ok(LayerInit::Iid),
             "smooth" => Ok(LayerInit::Smooth),
             _ => {
-                let h = s.strip_prefix("fbm:").ok_or_else(|| {
-                    format!("unknown init {s:?}: expected iid, smooth or fbm:H (0 < H < 1)")
-                })?;
+                let (sampler, h) = match s.strip_prefix("fbm-authors:") {
+                    Some(h) => (FbmSampler::Authors, h),
+                    None => (
+                        FbmSampler::Exact,
+                        s.strip_prefix("fbm:").ok_or_else(|| {
+                            format!(
+                                "unknown init {s:?}: expected iid, smooth, fbm:H or fbm-authors:H \
+                             (0 < H < 1)"
+                            )
+                        })?,
+                    ),
+                };
                 let hurst: f64 = h
                     .parse()
                     .map_err(|_| format!("{s:?}: the Hurst index {h:?} is not a number"))?;
                 if !(hurst > 0.0 && hurst < 1.0) {
                     return Err(format!("{s:?}: the Hurst index must be in (0, 1)"));
                 }
-                Ok(LayerInit::Fbm { hurst })
+                Ok(sampler.init(hurst))
             }
         }
     }
@@ -154,7 +204,16 @@ fn smooth_eigen_factor(steps: i64) -> Tensor {
 /// `n` fBm paths B^H(t_k), t_k = k/L, k = 0..L (`[n, L+1]`, f32, B^H(0) = 0) on `device`:
 /// Var B^H(t) = t^{2H}; increments have variance (1/L)^{2H}.
 pub fn fbm_paths(n: i64, steps: i64, hurst: f64, device: Device) -> Tensor {
-    let fgn = fgn(n, steps, hurst, device);
+    fbm_paths_by(FbmSampler::Exact, n, steps, hurst, device)
+}
+
+/// [`fbm_paths`] drawn by `sampler` (the authors' paths: the cumulative sums of their noise
+/// times L^-H, as their `generate_fbm`).
+pub fn fbm_paths_by(sampler: FbmSampler, n: i64, steps: i64, hurst: f64, device: Device) -> Tensor {
+    let fgn = match sampler {
+        FbmSampler::Exact => fgn(n, steps, hurst, device),
+        FbmSampler::Authors => super::davies_harte::authors_fgn(n, steps, hurst, device),
+    };
     let b = fgn.cumsum(1, Kind::Float) * (steps as f64).powf(-hurst);
     Tensor::cat(&[Tensor::zeros([n, 1], (Kind::Float, device)), b], 1)
 }
@@ -310,6 +369,9 @@ pub fn layer_weights(
             Tensor::randn([n, df.size()[1]], (Kind::Float, device)).matmul(&df.tr())
         }
         LayerInit::Fbm { hurst } => fgn(n, steps, hurst, device) * scale,
+        LayerInit::FbmAuthors { hurst } => {
+            super::davies_harte::authors_fgn(n, steps, hurst, device) * scale
+        }
     };
     paths
         .view([models, d_out, d_in, steps])
@@ -331,6 +393,10 @@ mod tests {
         assert!("fbm:1.2".parse::<LayerInit>().is_err());
         assert!("gp".parse::<LayerInit>().is_err());
         assert_eq!(LayerInit::Fbm { hurst: 0.3 }.to_string(), "fbm:0.3");
+        let authors = "fbm-authors:0.9".parse::<LayerInit>().unwrap();
+        assert_eq!(authors, LayerInit::FbmAuthors { hurst: 0.9 });
+        assert_eq!(authors.to_string(), "fbm-authors:0.9");
+        assert!("fbm-authors:1".parse::<LayerInit>().is_err());
     }
 
     #[test]

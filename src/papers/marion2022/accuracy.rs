@@ -12,7 +12,7 @@ use super::spec::{AccuracyFig, Figure, TrainFig, Training};
 use super::train::{load_first, train_classifiers, TrainRun, TrainSetup};
 use crate::data::DataSplit;
 use crate::model::marion_net::MarionModel;
-use crate::model::weight_init::LayerInit;
+use crate::model::weight_init::FbmSampler;
 use crate::report::acceptance::{Acceptance, Check};
 use crate::report::heatmap::{Heatmap, NanAs};
 use crate::report::table::Table;
@@ -48,6 +48,7 @@ struct Ctx<'a> {
 
 /// Every (H, β, lr) of the figure, H slowest.
 struct Grid {
+    sampler: FbmSampler,
     hs: Vec<f64>,
     betas: Vec<f64>,
     points: Vec<GridPoint>,
@@ -60,7 +61,12 @@ impl Grid {
         let points = (0..hs.len())
             .flat_map(|j| (0..n_betas).flat_map(move |i| s.lrs.iter().map(move |&lr| (j, i, lr))))
             .collect();
-        Grid { hs, betas, points }
+        Grid {
+            sampler: s.fbm_sampler,
+            hs,
+            betas,
+            points,
+        }
     }
 
     /// The point's (H, β, lr) as written in the runs CSV.
@@ -75,7 +81,7 @@ impl Grid {
     /// The point's model: fBm init with its H, its β and lr.
     fn run(&self, &(j, i, lr): &GridPoint) -> TrainRun {
         TrainRun {
-            init: LayerInit::Fbm { hurst: self.hs[j] },
+            init: self.sampler.init(self.hs[j]),
             beta: self.betas[i],
             lr,
         }
@@ -356,11 +362,14 @@ struct RunsKey<'a> {
     seed: u64,
     train_examples: i64,
     test_examples: i64,
+    /// Left out when exact, the only sampler until 2026-12-01, so the runs made with it keep their key.
+    #[serde(skip_serializing_if = "FbmSampler::is_exact")]
+    fbm_sampler: FbmSampler,
 }
 
-/// The key of a runs CSV of `training` on `split`, recorded in the `.runs-<dataset>.key` file
-/// beside it ([`crate::util::key::spec_key`]).
-pub fn runs_key(training: &Training, split: &DataSplit) -> String {
+/// The key of a runs CSV of `training` with fBm weights drawn by `sampler` on `split`, recorded
+/// in the `.runs-<dataset>.key` file beside it ([`crate::util::key::spec_key`]).
+pub fn runs_key(training: &Training, sampler: FbmSampler, split: &DataSplit) -> String {
     spec_key(&RunsKey {
         model: training.model,
         depth: training.depth,
@@ -369,6 +378,7 @@ pub fn runs_key(training: &Training, split: &DataSplit) -> String {
         seed: training.seed,
         train_examples: split.train.len(),
         test_examples: split.test.len(),
+        fbm_sampler: sampler,
     })
 }
 
@@ -383,7 +393,7 @@ fn resume_rows(
     quiet: bool,
 ) -> Result<HashMap<RunKey, Vec<String>>> {
     let dname = split.name.as_str();
-    let key = format!("{}\n", runs_key(&s.training, split));
+    let key = format!("{}\n", runs_key(&s.training, s.fbm_sampler, split));
     let key_path = out.join(format!(".runs-{dname}.key"));
     let mut rows = HashMap::new();
     if runs_path.exists() {

@@ -5,7 +5,7 @@ use std::path::Path;
 use tch::{Device, Kind};
 
 use super::spec::{FbmPathsFig, Figure};
-use crate::model::weight_init::fbm_paths;
+use crate::model::weight_init::fbm_paths_by;
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
 
@@ -32,7 +32,7 @@ pub(super) fn fbm_figure(
         .collect(),
     );
     for &h in &s.hursts {
-        let p = fbm_paths(1, s.steps, h, device)
+        let p = fbm_paths_by(s.fbm_sampler, 1, s.steps, h, device)
             .view([-1])
             .to_device(Device::Cpu);
         let v = Vec::<f64>::try_from(p.to_kind(Kind::Double))?;

@@ -7,7 +7,7 @@ use tch::Device;
 
 use super::scaling::{self, ScalingSpec, Stats};
 use super::spec::{Figure, HeatmapFig};
-use crate::model::weight_init::LayerInit;
+use crate::model::weight_init::FbmSampler;
 use crate::report::acceptance::{Acceptance, Check};
 use crate::report::heatmap::{Heatmap, NanAs};
 use crate::report::table::Table;
@@ -23,7 +23,7 @@ pub(super) fn heatmap_figure(
     let betas = s.betas.values();
     let spec = ScalingSpec {
         model: s.model,
-        inits: hs.iter().map(|&h| LayerInit::Fbm { hurst: h }).collect(),
+        inits: hs.iter().map(|&h| s.fbm_sampler.init(h)).collect(),
         depths: vec![s.depth],
         betas: betas.clone(),
         width: s.width.width,
@@ -44,7 +44,7 @@ pub(super) fn heatmap_figure(
     );
     let mut bounds: Vec<Vec<(f64, f64)>> = vec![vec![], vec![]];
     for (mi, metric) in ["forward", "backward"].iter().enumerate() {
-        let values = metric_grid(&summary, &hs, &betas, mi);
+        let values = metric_grid(&summary, s.fbm_sampler, &hs, &betas, mi);
         bounds[mi] = boundary(&hs, &betas, &values, s.explosion_log10);
         let theory: Vec<(f64, f64)> = hs.iter().map(|&h| (h, h.max(0.5))).collect();
         Heatmap {
@@ -87,12 +87,13 @@ pub(super) fn heatmap_figure(
 /// each (fBm H, β) cell of `summary`.
 fn metric_grid(
     summary: &scaling::Summary,
+    sampler: FbmSampler,
     hs: &[f64],
     betas: &[f64],
     metric: usize,
 ) -> Vec<Vec<f64>> {
     let cell = |h: f64, b: f64| -> (Stats, Stats) {
-        let init = LayerInit::Fbm { hurst: h }.to_string();
+        let init = sampler.init(h).to_string();
         let (_, _, series) = summary
             .iter()
             .find(|(i, beta, _)| *i == init && *beta == b)

@@ -65,7 +65,7 @@ fn critical_beta(init: LayerInit) -> f64 {
     match init {
         LayerInit::Iid => 0.5,
         LayerInit::Smooth => 1.0,
-        LayerInit::Fbm { hurst } => hurst.max(0.5),
+        LayerInit::Fbm { hurst } | LayerInit::FbmAuthors { hurst } => hurst.max(0.5),
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::data::DatasetName;
 use crate::model::marion_net::MarionModel;
-use crate::model::weight_init::LayerInit;
+use crate::model::weight_init::{FbmSampler, LayerInit};
 use crate::papers::figure::Linspace;
 
 /// How the measurement kinds (`scaling`, `histogram`, `heatmap`) draw their random models and
@@ -104,6 +104,9 @@ pub struct FbmPathsFig {
     pub steps: i64,
     #[serde(default)]
     pub seed: u64,
+    /// `exact` (default) or `authors` (their Davies–Harte sampler, src/model/davies_harte.rs).
+    #[serde(default)]
+    pub fbm_sampler: FbmSampler,
 }
 
 /// The width d of `kind: heatmap`, optional.
@@ -133,6 +136,9 @@ pub struct HeatmapFig {
     pub inputs: i64,
     /// A cell explodes when the mean log10 of its metric exceeds this.
     pub explosion_log10: f64,
+    /// `exact` (default) or `authors` (their Davies–Harte sampler, src/model/davies_harte.rs).
+    #[serde(default)]
+    pub fbm_sampler: FbmSampler,
     #[serde(flatten)]
     pub width: HeatmapWidth,
     #[serde(flatten)]
@@ -242,6 +248,9 @@ pub struct AccuracyFig {
     pub hursts: Linspace,
     pub betas: Linspace,
     pub lrs: Vec<f64>,
+    /// `exact` (default) or `authors` (their Davies–Harte sampler, src/model/davies_harte.rs).
+    #[serde(default)]
+    pub fbm_sampler: FbmSampler,
     #[serde(flatten)]
     pub training: Training,
     #[serde(flatten)]
