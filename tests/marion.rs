@@ -464,6 +464,28 @@ fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(!tmp.path().join("out").exists());
+    // A bad value names its key, also inside the spec's `kind`-tagged settings (where serde
+    // itself loses the path), and a value that two keys share names neither.
+    let fig7 = std::path::Path::new("experiments/marion2022/fig7.yaml");
+    for (set, key) in [
+        ("fbm_sampler=foo", "spec.fbm_sampler: unknown variant `foo`"),
+        ("width=abc", "spec.width: invalid type: string \"abc\""),
+        ("model=foo", "spec.model: unknown variant `foo`"),
+    ] {
+        let err = deepres::papers::marion2022::Figure::load_with(fig7, "full", &[set.into()]);
+        let msg = format!("{:#}", err.unwrap_err());
+        assert!(
+            msg.contains("fig7.yaml") && msg.contains(key),
+            "--set {set}: {msg}"
+        );
+    }
+    let shared = ["model=foo".into(), "fbm_sampler=foo".into()];
+    let err = deepres::papers::marion2022::Figure::load_with(fig7, "full", &shared);
+    let msg = format!("{:#}", err.unwrap_err());
+    assert!(
+        msg.contains("fig7.yaml: spec: unknown variant `foo`"),
+        "{msg}"
+    );
     let bad_scale = deepres::papers::marion2022::Figure::load(
         std::path::Path::new("experiments/marion2022/fig1.yaml"),
         "huge",

@@ -66,16 +66,19 @@ pub fn load<S: DeserializeOwned>(
         crate::util::overrides::apply_override(&mut spec, ov)
             .with_context(|| format!("--set {ov}"))?;
     }
-    let spec: S = serde_path_to_error::deserialize(spec).map_err(|e| {
+    let spec: S = serde_path_to_error::deserialize(spec.clone()).map_err(|e| {
         let p = e.path().to_string();
         let msg = e
             .into_inner()
             .to_string()
             .replace("unknown field", "unknown key");
-        let key = if p == "." {
-            "spec".into()
-        } else {
+        let key = if p != "." {
             format!("spec.{p}")
+        } else {
+            match offending_key(&spec, &msg) {
+                Some(k) => format!("spec.{k}"),
+                None => "spec".into(),
+            }
         };
         anyhow::anyhow!("{origin}: {key}: {msg}")
     })?;
@@ -109,5 +112,53 @@ impl Linspace {
         (0..self.points)
             .map(|i| ((self.from + h * i as f64) * 1e6).round() / 1e6)
             .collect()
+    }
+}
+
+/// The dotted key of `spec` whose value serde's `msg` quotes (`unknown variant `foo``,
+/// `invalid type: string "abc"`), when exactly one leaf holds it. serde loses the path inside
+/// a spec's `kind`-tagged enum, so an error would otherwise name only `spec`.
+fn offending_key(spec: &serde_yaml::Value, msg: &str) -> Option<String> {
+    let quoted = |open: char, close: char| {
+        let start = msg.find(open)? + 1;
+        let len = msg[start..].find(close)?;
+        Some(msg[start..start + len].to_string())
+    };
+    let value = quoted('`', '`').or_else(|| quoted('"', '"'))?;
+    let mut found = Vec::new();
+    leaves_equal_to(spec, &value, String::new(), &mut found);
+    match found.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// Pushes onto `found` the dotted key of every scalar leaf of `v` (under `prefix`) written `value`.
+fn leaves_equal_to(v: &serde_yaml::Value, value: &str, prefix: String, found: &mut Vec<String>) {
+    use serde_yaml::Value;
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m {
+                let name = k
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{k:?}"));
+                let key = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                leaves_equal_to(child, value, key, found);
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, child) in items.iter().enumerate() {
+                leaves_equal_to(child, value, format!("{prefix}[{i}]"), found);
+            }
+        }
+        Value::String(s) if s == value => found.push(prefix),
+        Value::Number(n) if n.to_string() == value => found.push(prefix),
+        Value::Bool(b) if b.to_string() == value => found.push(prefix),
+        _ => {}
     }
 }
