@@ -12,15 +12,12 @@ use tch::{Device, Kind, Tensor};
 
 mod common;
 /// Tests that draw from torch's global RNG run one at a time (seeded, reproducible).
+use common::scalar as f;
 use common::serial as lock;
 
 /// One training run of a figure: layer init, residual scale exponent β, learning rate.
 fn run(init: LayerInit, beta: f64, lr: f64) -> TrainRun {
     TrainRun { init, beta, lr }
-}
-
-fn f(t: &Tensor) -> f64 {
-    t.to_kind(Kind::Double).double_value(&[])
 }
 
 fn synthetic_split(train: i64, test: i64) -> deepres::data::DataSplit {

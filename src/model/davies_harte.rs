@@ -1,7 +1,8 @@
 //! The fractional Gaussian noise sampler of Marion et al.'s public code (utils.py,
 //! `generate_fbm`, a Davies–Harte circulant embedding), reproduced as a linear map so that
 //! `fbm_sampler: authors` draws weights with the law their figures were made with
-//! (arXiv:2206.06929; docs/marion2022.md, "Departures"). Our default sampler is exact
+//! (arXiv:2206.06929; docs/marion2022.md, "Departures"); N = L, the depth, as in their code.
+//! Our default sampler is exact
 //! (Cholesky, [`super::weight_init::fgn_factor`]); this one differs in three ways:
 //!
 //! 1. The frequency N is weighted by √(λ₀/2N) where Davies–Harte needs √(λ_N/2N): the
@@ -20,12 +21,12 @@
 //! standard normals V₀, V_N, a_j, b_j, their increments are, for k = 0..N−1,
 //! Z_k = √(λ₀/2N) (V₀ + (−1)^k V_N) + Σ_{j=1}^{N−1} √(λ_j⁺/N) (a_j cos(πjk/N) + b_j sin(πjk/N)),
 //! so Cov(Z_k, Z_l) = γ(k−l) + (λ₀ − λ_N)/(2N) (−1)^{k−l} when no λ_j is negative
-//! (tests/marion.rs checks that closed form).
+//! (tests/marion_init.rs checks that closed form).
 use tch::{Device, Kind, Tensor};
 
 use super::weight_init::fgn_autocovariance;
 
-/// The eigenvalues λ_0..λ_N of the authors' circulant embedding of L = `steps` steps of
+/// The eigenvalues λ_0..λ_N of the authors' circulant embedding of N = L = `steps` steps of
 /// unit-variance fractional Gaussian noise (first row γ(0), …, γ(N−1), 0, γ(N−1), …, γ(1)).
 pub fn authors_eigenvalues(steps: i64, hurst: f64) -> Vec<f64> {
     let n = steps as usize;

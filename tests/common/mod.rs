@@ -20,6 +20,11 @@ pub fn serial() -> MutexGuard<'static, ()> {
     TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A one-element tensor's value as f64.
+pub fn scalar(t: &tch::Tensor) -> f64 {
+    t.to_kind(tch::Kind::Double).double_value(&[])
+}
+
 /// The deepres binary built for the tests.
 pub fn deepres() -> Command {
     Command::new(env!("CARGO_BIN_EXE_deepres"))
