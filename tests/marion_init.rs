@@ -2,7 +2,9 @@
 //! docs/marion2022.md): the layer-correlated initializations match their laws over many draws
 //! (tolerances that a wrong generator fails), and the authors' fBm sampler its closed-form
 //! covariance (the models and figures in tests/marion.rs).
-use deepres::model::davies_harte::{authors_eigenvalues, authors_fgn_factor};
+use deepres::model::davies_harte::{
+    authors_alternating_variance, authors_eigenvalues, authors_fgn_factor,
+};
 use deepres::model::weight_init::{
     fbm_paths, layer_weights, smooth_increment_std, smooth_paths, LayerInit,
 };
@@ -164,8 +166,7 @@ fn the_authors_fbm_sampler_has_the_exact_covariance_plus_an_alternating_term() {
         }
     }
     // The term is large near H = 1 at the paper's depth: variance 0.226 at H = 0.9, L = 1000.
-    let eig = authors_eigenvalues(1000, 0.9);
-    let c = (eig[0] - eig[1000]) / 2000.0;
+    let c = authors_alternating_variance(1000, 0.9);
     assert!(
         (c - 0.226).abs() < 0.001,
         "H = 0.9, L = 1000: alternating variance {c}"
@@ -174,10 +175,7 @@ fn the_authors_fbm_sampler_has_the_exact_covariance_plus_an_alternating_term() {
     let _g = lock();
     tch::manual_seed(5);
     let (h, l, d) = (0.8, 64, 16);
-    let c = {
-        let e = authors_eigenvalues(l, h);
-        (e[0] - e[l as usize]) / (2 * l) as f64
-    };
+    let c = authors_alternating_variance(l, h);
     let w = layer_weights(LayerInit::FbmAuthors { hurst: h }, 8, l, d, d, Device::Cpu);
     let var = f(&w.square().mean(Kind::Double)) * d as f64;
     assert!(

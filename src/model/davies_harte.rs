@@ -48,6 +48,13 @@ pub fn authors_eigenvalues(steps: i64, hurst: f64) -> Vec<f64> {
         .collect()
 }
 
+/// The variance (λ₀ − λ_N)/(2N) of the alternating term (−1)^k the authors' sampler adds to
+/// each increment (negative below H = 1/2).
+pub fn authors_alternating_variance(steps: i64, hurst: f64) -> f64 {
+    let lambda = authors_eigenvalues(steps, hurst);
+    (lambda[0] - lambda[steps as usize]) / (2 * steps) as f64
+}
+
 /// The factor M (f64, CPU, `[L, 2L]`) of the authors' sampler: their L increments are
 /// z @ Mᵀ for z of 2L standard normals. Columns: V₀, V_N, then a_j and b_j for j = 1..L−1.
 pub fn authors_fgn_factor(steps: i64, hurst: f64) -> Tensor {
@@ -55,13 +62,16 @@ pub fn authors_fgn_factor(steps: i64, hurst: f64) -> Tensor {
     let lambda = authors_eigenvalues(steps, hurst);
     let w = std::f64::consts::PI / n as f64;
     let edge = (lambda[0] / (2 * n) as f64).sqrt();
+    let amp: Vec<f64> = lambda
+        .iter()
+        .map(|l| (l.max(0.0) / n as f64).sqrt())
+        .collect();
     let mut m = vec![0f64; n * 2 * n];
     for k in 0..n {
         let row = &mut m[k * 2 * n..(k + 1) * 2 * n];
         row[0] = edge;
         row[1] = if k % 2 == 0 { edge } else { -edge };
-        for j in 1..n {
-            let amp = (lambda[j].max(0.0) / n as f64).sqrt();
+        for (j, amp) in amp.iter().enumerate().take(n).skip(1) {
             let angle = w * ((j * k) % (2 * n)) as f64;
             row[2 * j] = amp * angle.cos();
             row[2 * j + 1] = amp * angle.sin();

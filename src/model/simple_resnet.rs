@@ -106,7 +106,7 @@ impl SimpleResNet {
 /// [`SimpleResNet::bias_on`] for models drawn from `inits`: 1 for fBm, 0 for i.i.d. and smooth;
 /// None when all are fBm.
 pub fn bias_on(inits: &[LayerInit], device: Device) -> Option<Tensor> {
-    let has_bias = |i: &LayerInit| i.hurst().is_some();
+    let has_bias = |i: &LayerInit| i.fbm().is_some();
     if inits.iter().all(has_bias) {
         return None;
     }

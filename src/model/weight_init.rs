@@ -45,10 +45,11 @@ pub enum LayerInit {
 }
 
 impl LayerInit {
-    /// The Hurst index of an fBm init, from either sampler.
-    pub fn hurst(self) -> Option<f64> {
+    /// The sampler and Hurst index of an fBm init (None for i.i.d. and smooth).
+    pub fn fbm(self) -> Option<(FbmSampler, f64)> {
         match self {
-            LayerInit::Fbm { hurst } | LayerInit::FbmAuthors { hurst } => Some(hurst),
+            LayerInit::Fbm { hurst } => Some((FbmSampler::Exact, hurst)),
+            LayerInit::FbmAuthors { hurst } => Some((FbmSampler::Authors, hurst)),
             LayerInit::Iid | LayerInit::Smooth => None,
         }
     }
@@ -210,12 +211,17 @@ pub fn fbm_paths(n: i64, steps: i64, hurst: f64, device: Device) -> Tensor {
 /// [`fbm_paths`] drawn by `sampler` (the authors' paths: the cumulative sums of their noise
 /// times L^-H, as their `generate_fbm`).
 pub fn fbm_paths_by(sampler: FbmSampler, n: i64, steps: i64, hurst: f64, device: Device) -> Tensor {
-    let fgn = match sampler {
+    let b = fgn_by(sampler, n, steps, hurst, device).cumsum(1, Kind::Float)
+        * (steps as f64).powf(-hurst);
+    Tensor::cat(&[Tensor::zeros([n, 1], (Kind::Float, device)), b], 1)
+}
+
+/// [`fgn`] drawn by `sampler`: exact, or the authors' ([`super::davies_harte::authors_fgn`]).
+pub fn fgn_by(sampler: FbmSampler, n: i64, steps: i64, hurst: f64, device: Device) -> Tensor {
+    match sampler {
         FbmSampler::Exact => fgn(n, steps, hurst, device),
         FbmSampler::Authors => super::davies_harte::authors_fgn(n, steps, hurst, device),
-    };
-    let b = fgn.cumsum(1, Kind::Float) * (steps as f64).powf(-hurst);
-    Tensor::cat(&[Tensor::zeros([n, 1], (Kind::Float, device)), b], 1)
+    }
 }
 
 /// `n` sequences of L steps of unit-variance fractional Gaussian noise (`[n, L]`, f32).
@@ -370,7 +376,7 @@ pub fn layer_weights(
         }
         LayerInit::Fbm { hurst } => fgn(n, steps, hurst, device) * scale,
         LayerInit::FbmAuthors { hurst } => {
-            super::davies_harte::authors_fgn(n, steps, hurst, device) * scale
+            fgn_by(FbmSampler::Authors, n, steps, hurst, device) * scale
         }
     };
     paths

@@ -66,7 +66,7 @@ pub fn load<S: DeserializeOwned>(
         crate::util::overrides::apply_override(&mut spec, ov)
             .with_context(|| format!("--set {ov}"))?;
     }
-    let spec: S = serde_path_to_error::deserialize(spec.clone()).map_err(|e| {
+    let spec: S = serde_path_to_error::deserialize(&spec).map_err(|e| {
         let p = e.path().to_string();
         let msg = e
             .into_inner()

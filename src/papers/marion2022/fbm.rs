@@ -5,7 +5,7 @@ use std::path::Path;
 use tch::{Device, Kind};
 
 use super::spec::{FbmPathsFig, Figure};
-use crate::model::davies_harte::authors_eigenvalues;
+use crate::model::davies_harte::authors_alternating_variance;
 use crate::model::weight_init::{fbm_paths_by, FbmSampler};
 use crate::report::plot::{multi_panel, Panel, PlotSpec, Series};
 use crate::report::table::Table;
@@ -53,10 +53,7 @@ pub(super) fn fbm_figure(
         // sampler adds an alternating term of variance `alt` (src/model/davies_harte.rs).
         let alt = match s.fbm_sampler {
             FbmSampler::Exact => 0.0,
-            FbmSampler::Authors => {
-                let l = authors_eigenvalues(s.steps, h);
-                (l[0] - l[s.steps as usize]) / (2 * s.steps) as f64
-            }
+            FbmSampler::Authors => authors_alternating_variance(s.steps, h),
         };
         let c1 = inc.windows(2).map(|w| w[0] * w[1]).sum::<f64>() / (n - 1.0) / m2;
         table.push(vec![
