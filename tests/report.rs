@@ -77,7 +77,8 @@ fn z1_table(tmp: &Path) -> (PathBuf, String) {
     // bn-tau best 7.6, 8.0 (mean 7.80); final 7.7, 8.2.
     write_run(find("bn-tau", 20, 0), Run::Finished(&[10.0, 7.6, 7.7]));
     write_run(find("bn-tau", 20, 1), Run::Finished(&[10.0, 8.0, 8.2]));
-    // Depth 32: nothing ran. Depth 56: bn diverged at epoch 2 on both seeds; bn-tau running.
+    // Depth 32: nothing ran. Depth 56: bn diverged at epoch 2 on both seeds (epoch 1: 50, 60 %
+    // error); bn-tau running.
     write_run(find("bn", 56, 0), Run::Diverged(&[50.0]));
     write_run(find("bn", 56, 1), Run::Diverged(&[60.0]));
     write_run(find("bn-tau", 56, 0), Run::Running(&[30.0]));
@@ -146,8 +147,10 @@ fn table_aggregates_seeds_and_shows_published_numbers() {
         md_row(&md, "56"),
         [
             "56",
-            "diverged at epoch 2 (2/2 seeds)",
-            "diverged at epoch 2 (2/2 seeds)",
+            // Before diverging each seed had one epoch at 50 and 60 % error: mean 55.00,
+            // sample std 10/√2 = 7.07 (the τ paper's script reports the best before it).
+            "diverged at epoch 2 (2/2 seeds); best before it 55.00 ± 7.07 (2)",
+            "diverged at epoch 2 (2/2 seeds); last before it 55.00 ± 7.07 (2)",
             "6.73",
             "–",
             "running (1/3) (1/2 seeds)",

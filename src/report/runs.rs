@@ -152,6 +152,14 @@ impl RunRecord {
             .and_then(|s| error_pct(s.final_test_acc))
     }
 
+    /// Best and last test error (%) over the healthy epochs of metrics.csv alone: what a run
+    /// that diverged reached before (summary.json's final accuracy is the diverged epoch's).
+    pub fn test_errors_before_diverging(&self) -> Option<(f64, f64)> {
+        let accs: Vec<f64> = self.ok_rows().map(|r| r.test_acc).collect();
+        let best = accs.iter().copied().fold(f64::NAN, f64::max);
+        Some((error_pct(best)?, error_pct(*accs.last()?)?))
+    }
+
     /// Train loss of the last epoch logged (NaN/inf when it diverged).
     pub fn final_train_loss(&self) -> Option<f64> {
         self.rows

@@ -26,6 +26,10 @@ struct Agg {
     best_by_seed: Vec<(u64, f64)>,
     fin: Vec<f64>,
     diverged: Vec<i64>,
+    /// Best and last test error before diverging, of the diverged seeds that had a healthy
+    /// epoch (the τ paper's script reports the best accuracy seen before a run diverged).
+    diverged_best: Vec<f64>,
+    diverged_fin: Vec<f64>,
     running: Vec<(i64, i64)>,
     missing: usize,
 }
@@ -47,7 +51,13 @@ impl Agg {
                     // Finished but with no test accuracy on record: treat as not there.
                     _ => a.missing += 1,
                 },
-                RunStatus::Diverged => a.diverged.push(r.diverged_at().unwrap_or(0)),
+                RunStatus::Diverged => {
+                    a.diverged.push(r.diverged_at().unwrap_or(0));
+                    if let Some((best, last)) = r.test_errors_before_diverging() {
+                        a.diverged_best.push(best);
+                        a.diverged_fin.push(last);
+                    }
+                }
                 RunStatus::Running => a
                     .running
                     .push((r.epochs_done(), r.epochs_planned().unwrap_or(0))),
@@ -65,7 +75,9 @@ impl Agg {
         }
     }
 
-    fn diverged_text(&self) -> String {
+    /// `diverged at epoch 2 (2/2 seeds)`, then `; best before it 55.00 ± 7.07 (2)` when
+    /// `before` (the `what` errors before diverging) is not empty.
+    fn diverged_text(&self, what: &str, before: &[f64]) -> String {
         let lo = self.diverged.iter().min().copied().unwrap_or(0);
         let hi = self.diverged.iter().max().copied().unwrap_or(0);
         let at = if lo == hi {
@@ -73,10 +85,14 @@ impl Agg {
         } else {
             format!("{lo}–{hi}")
         };
-        format!(
+        let mut text = format!(
             "diverged at epoch {at}{}",
             self.seeds_note(self.diverged.len())
-        )
+        );
+        if !before.is_empty() {
+            text += &format!("; {what} before it {}", format_mean_std(before));
+        }
+        text
     }
 
     fn running_text(&self) -> String {
@@ -108,9 +124,15 @@ impl Agg {
         }
     }
 
-    /// The text of a best/final column: numbers when some seed finished (with the 95 %
-    /// interval when `interval`), else the state.
-    fn text(&self, xs: &[f64], interval: bool) -> String {
+    /// The text of the best column (`best`) or the final one: numbers when some seed
+    /// finished (the best with its 95 % interval), else the state, with the errors before
+    /// diverging when every seed that ran diverged.
+    fn text(&self, best: bool) -> String {
+        let (xs, interval) = if best {
+            (&self.best, true)
+        } else {
+            (&self.fin, false)
+        };
         if self.seeds == 0 {
             "–".into()
         } else if !xs.is_empty() && interval {
@@ -118,7 +140,10 @@ impl Agg {
         } else if !xs.is_empty() {
             format_mean_std(xs) + &self.others()
         } else if !self.diverged.is_empty() {
-            self.diverged_text()
+            match best {
+                true => self.diverged_text("best", &self.diverged_best),
+                false => self.diverged_text("last", &self.diverged_fin),
+            }
         } else if !self.running.is_empty() {
             self.running_text()
         } else {
@@ -136,8 +161,10 @@ impl Agg {
                 self.seeds_note(self.best.len()),
                 self.others()
             )
+        } else if !self.diverged.is_empty() {
+            self.diverged_text("", &[])
         } else {
-            self.text(&[], false)
+            self.text(false)
         }
     }
 }
@@ -414,8 +441,8 @@ impl<'a> Layout<'a> {
             .map(|c| (c.seed, RunRecord::load(&c.dir())))
             .collect();
         let agg = Agg::of(&group);
-        line.push(agg.text(&agg.best, true));
-        line.push(agg.text(&agg.fin, false));
+        line.push(agg.text(true));
+        line.push(agg.text(false));
         let best = mean_std(&agg.best);
         let est = Estimate::of(&agg.best);
         let in_ci = match (est, publ_of(self.pub_key, v, rv)) {
