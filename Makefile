@@ -27,7 +27,7 @@ export PATH := $(TORCH_VENV)/bin:$(PATH)
 # each ending with the paper's expected result checked on its runs) or SCALE=full (the paper's
 # setting; needs CIFAR on disk and a GPU).
 SCALE ?= smoke
-# SEEDS=0,1,2,3,4 runs every cell with 5 seeds (default: the grid file's seeds, i.e. 0).
+# SEEDS=0,1,2,3,4 runs every cell with 5 seeds (default: the grid file's seeds at that scale).
 SEEDS ?=
 SEEDS_ARG := $(if $(SEEDS),--seeds $(SEEDS),)
 # The τ paper's sweeps train the cells of one depth together on a GPU (`--pack auto`: as many
@@ -41,8 +41,8 @@ ZHANG_SET ?=
 ZHANG_SET_ARG = $(foreach kv,$(ZHANG_SET),--set $(kv))
 RUNS := runs
 
-## setup: libtorch venv, Fashion-MNIST, a font for PNG plots and Chromium (tests/page.rs opens
-## the report page headless), each only when missing (a second run takes seconds)
+## setup: libtorch venv, CUDA headers, the tests' Python packages, Fashion-MNIST and a font for
+## PNG plots, each only when missing (a second run takes seconds); Chromium is `make test`'s
 setup: $(TORCH_VENV)/.installed $(TORCH_VENV)/.cuda-headers $(TORCH_VENV)/.oracles-v2 $(FASHION) $(FONT) .cargo/config.toml
 
 # Plain `cargo build` / `cargo test` (a Rust user's habit) build exactly as `make build` does:
@@ -101,7 +101,7 @@ setup-chromium:
 build: setup
 	cargo build --release
 
-## test: the whole test suite (CPU, a few minutes after the build), then test-slurm (root or
+## test: the whole test suite (CPU, 10-17 minutes with the build), then test-slurm (root or
 ## passwordless sudo; about a minute). Where test-slurm cannot run, `make test` fails rather
 ## than pass without it; SLURM_TEST=0 leaves it out on purpose (and says so).
 SLURM_TEST ?= auto
@@ -164,7 +164,7 @@ zhang-table2: build
 	$(DEEPRES) sweep experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG) --pack $(PACK)
 	$(DEEPRES) report experiments/zhang2022/table2.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG)
 
-## zhang-fig3: training curves, normalized vs unnormalized, ResNet-110 and 1202
+## zhang-fig3: training curves, normalized vs unnormalized (full: ResNet-110 and 1202; smoke: ResNet-20)
 zhang-fig3: build
 	$(DEEPRES) sweep experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG) --pack $(PACK)
 	$(DEEPRES) report experiments/zhang2022/fig3.yaml --scale $(SCALE) $(SEEDS_ARG) $(ZHANG_SET_ARG)
@@ -180,7 +180,7 @@ tables: zhang-stability zhang-table1 zhang-table2 zhang-fig3
 
 ## bench: deepres bench vs PyTorch eager (scripts/bench_torch.py), alternately, 3 rounds each,
 ## ResNet-20/56/110 at batch 128, on this machine: bench/results.csv, bench/results.md, bench/out/ (logs).
-## CPU: fp32, few steps (about 10 minutes on 2 cores); CUDA (auto): fp32 and bf16; both PyTorch
+## CPU: fp32, few steps (about 10-17 minutes on 2 cores); CUDA (auto): fp32 and bf16; both PyTorch
 ## pipelines (DataLoader and on-device). BENCH_ARGS adds options, e.g. --compile, --rounds 5,
 ## --steps 20, --torch-malloc (PyTorch also with deepres's glibc allocator setting).
 BENCH_DEVICE ?= auto

@@ -210,3 +210,41 @@ fn a_run_directory_ignores_how_steps_are_launched_but_not_what_they_compute() {
         assert!(e.contains("different config"), "{field}: {e}");
     }
 }
+
+/// docs/config.md's run-config block ("All keys with their defaults") is what the code has: it
+/// parses (unknown keys are refused) to the default config, and it names every key, those
+/// left out of config.yaml at their default included (found by setting each of them, so a
+/// field added later without its line in the reference fails here).
+#[test]
+fn the_config_reference_names_every_key_with_its_default() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config.md")).unwrap();
+    let block = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("docs/config.md has no yaml block");
+    let documented = RunConfig::from_yaml_str(block, "docs/config.md", &[]).unwrap();
+    assert_eq!(documented, RunConfig::default());
+
+    let mut all = RunConfig::default();
+    all.train.init_from = Some("best.safetensors".into());
+    all.train.mixup_alpha = Some(1.0);
+    all.train.label_smoothing = Some(0.1);
+    all.train.deterministic = true;
+    all.data.augment.cutout = Some(8);
+    all.data.limit_train = Some(100);
+    all.data.limit_test = Some(100);
+    all.log.tensorboard = true;
+    let leaves_of = |v: &serde_yaml::Value| {
+        let mut out = Vec::new();
+        collect_leaves(v, &mut Vec::new(), &mut out);
+        out.into_iter().map(|p| p.join(".")).collect::<Vec<_>>()
+    };
+    let doc_keys = leaves_of(&serde_yaml::from_str(block).unwrap());
+    let missing: Vec<String> = leaves_of(&serde_yaml::to_value(&all).unwrap())
+        .into_iter()
+        .filter(|k| !doc_keys.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "docs/config.md lacks {missing:?}");
+}
