@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
+use crate::report::stats::Estimate;
+
 /// The limit's colour in the plots.
 pub(super) const RED: (u8, u8, u8) = (214, 39, 40);
 
@@ -39,7 +41,7 @@ pub(super) fn rms_error(outputs: &Tensor, limit: &Tensor) -> Vec<f64> {
     )
 }
 
-/// Mean of each (L, M) cell's errors.
+/// Mean and sample standard deviation (n − 1; 0 for one model) of each (L, M) cell's errors.
 pub(super) fn cell_means(rows: &[(i64, i64, f64)]) -> BTreeMap<(i64, i64), (f64, f64)> {
     let mut cells: BTreeMap<(i64, i64), Vec<f64>> = BTreeMap::new();
     for &(l, m, e) in rows {
@@ -48,10 +50,8 @@ pub(super) fn cell_means(rows: &[(i64, i64, f64)]) -> BTreeMap<(i64, i64), (f64,
     cells
         .into_iter()
         .map(|(k, v)| {
-            let n = v.len() as f64;
-            let mean = v.iter().sum::<f64>() / n;
-            let sd = (v.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / n.max(2.0 - 1.0)).sqrt();
-            (k, (mean, sd))
+            let e = Estimate::of(&v).expect("a cell has at least one model");
+            (k, (e.mean, e.std))
         })
         .collect()
 }

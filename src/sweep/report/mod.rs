@@ -22,6 +22,7 @@ use std::path::PathBuf;
 
 use crate::report::acceptance::{Acceptance, FigureOutput};
 use crate::report::published;
+use crate::report::stats::Estimate;
 use crate::sweep::grid::{Cell, Expectation, Grid, ReportKind, ReportSpec};
 
 mod curves;
@@ -169,17 +170,7 @@ pub fn slug(s: &str) -> String {
 
 /// Mean, sample standard deviation (n − 1; 0 when n = 1) and n.
 pub fn mean_std(xs: &[f64]) -> Option<(f64, f64, usize)> {
-    let n = xs.len();
-    if n == 0 {
-        return None;
-    }
-    let mean = xs.iter().sum::<f64>() / n as f64;
-    let std = if n > 1 {
-        (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    Some((mean, std, n))
+    Estimate::of(xs).map(|e| (e.mean, e.std, e.n))
 }
 
 /// `7.12 ± 0.10 (2)`, or `7.12` when n = 1.
