@@ -436,8 +436,14 @@ fn report(fig: &Figure, s: &PhaseDiagramFig, (a_s, gammas): (&[f64], &[f64]), g:
          vanishes; the output is learned through u), super-critical (e_v or e_f > {tol}). \
          Theory for one step of λ = η/(s²LM) (our derivation, for a target that depends on a \
          fixed direction of x): e_v = a + 1/2 − γ, e_f = 2a, e_u = −a − γ; the lines e_v = 0 \
-         and e_f = 0 cross at σ_u = Θ(1), s = √D/(LM): the only critical point.\n\n",
-        s.depth, s.width, s.dynamics.steps, s.dims
+         and e_f = 0 cross at σ_u = Θ(1), s = √D/(LM): the only critical point. The 1/2 in \
+         e_v holds with fewer training points than D (here n = {n}); with n ≫ D the features' \
+         move follows e_v = a − γ (docs/chizat2025.md, Departures).\n\n",
+        s.depth,
+        s.width,
+        s.dynamics.steps,
+        s.dims,
+        n = s.task.train
     );
     text += &table.to_markdown();
     let (mut err_v, mut err_f, mut err_u) = (0.0, 0.0, 0.0);
