@@ -2,7 +2,7 @@
 //! every child, each writes its resumable checkpoint and exits 75, the parent starts no other
 //! cell and exits 75, and the same command continues the sweep to the uninterrupted curves; a
 //! second signal ends the parent and its children at once.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,23 @@ fn assert_stopped_at_step_2(err: &str, name: &str, cells: &[&str]) {
     }
 }
 
+/// A tiny grid `name` swept once uninterrupted into `ref/` (the reference curves), then
+/// `deepres sweep --jobs 2` started on it with both children held after step 2 of epoch 2 by
+/// the failpoint `DEEPRES_PAUSE_AT`; returns the grid file and the paused sweep.
+fn paused_jobs_sweep(dir: &Path, name: &str, extra: &str) -> (PathBuf, Watched) {
+    let g = tiny_grid(dir, name, extra);
+    let gs = g.to_str().unwrap();
+    ok(&run(&["sweep", gs, "-q", "--set", "out_dir=ref"], dir));
+    let mut w = Watched::spawn(
+        deepres_1t()
+            .args(["sweep", gs, "--jobs", "2"])
+            .env("DEEPRES_PAUSE_AT", "1:2")
+            .current_dir(dir),
+    );
+    w.wait_for("paused after step 2 of epoch 2", 2);
+    (g, w)
+}
+
 /// `deepres sweep --jobs 2` on 3 cells, both children held inside epoch 2 by the failpoint
 /// `DEEPRES_PAUSE_AT` (which waits for a signal), gets a real SIGTERM: it forwards it to both,
 /// each writes its checkpoint at step 2 of epoch 2 and exits 75, the third cell never starts,
@@ -48,19 +65,8 @@ fn assert_stopped_at_step_2(err: &str, name: &str, cells: &[&str]) {
 #[test]
 fn a_signal_to_a_jobs_sweep_is_forwarded_to_its_children_and_the_rerun_continues() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = tiny_grid(tmp.path(), "jobs", "seeds: [0, 1, 2]\n");
+    let (g, w) = paused_jobs_sweep(tmp.path(), "jobs", "seeds: [0, 1, 2]\n");
     let g = g.to_str().unwrap();
-    ok(&run(
-        &["sweep", g, "-q", "--set", "out_dir=ref"],
-        tmp.path(),
-    ));
-    let mut w = Watched::spawn(
-        deepres_1t()
-            .args(["sweep", g, "--jobs", "2"])
-            .env("DEEPRES_PAUSE_AT", "1:2")
-            .current_dir(tmp.path()),
-    );
-    w.wait_for("paused after step 2 of epoch 2", 2);
     w.signal(libc::SIGTERM);
     let (status, err) = w.finish();
     assert_eq!(status.code(), Some(75), "{err}");
@@ -96,19 +102,8 @@ fn a_signal_to_a_jobs_sweep_is_forwarded_to_its_children_and_the_rerun_continues
 #[test]
 fn a_second_signal_ends_a_jobs_sweep_and_its_children_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = tiny_grid(tmp.path(), "twice", "seeds: [0, 1]\n");
+    let (g, w) = paused_jobs_sweep(tmp.path(), "twice", "seeds: [0, 1]\n");
     let g = g.to_str().unwrap();
-    ok(&run(
-        &["sweep", g, "-q", "--set", "out_dir=ref"],
-        tmp.path(),
-    ));
-    let mut w = Watched::spawn(
-        deepres_1t()
-            .args(["sweep", g, "--jobs", "2"])
-            .env("DEEPRES_PAUSE_AT", "1:2")
-            .current_dir(tmp.path()),
-    );
-    w.wait_for("paused after step 2 of epoch 2", 2);
     let runs = tmp.path().join("runs/twice");
     let children: Vec<i32> = ["s0", "s1"]
         .iter()
