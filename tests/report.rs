@@ -280,7 +280,11 @@ fn the_table_s_markdown_csv_and_plot_files_hold_its_numbers() {
     let bn56 = get("56", "bn");
     assert_eq!(
         (&bn56[3], &bn56[4], &bn56[10]),
-        ("0", "", "diverged at epoch 2 (2/2 seeds)")
+        (
+            "0",
+            "",
+            "diverged at epoch 2 (2/2 seeds); best before it 55.00 ± 7.07 (2)"
+        )
     );
     assert_eq!(&get("32", "bn-tau")[10], "missing");
 }

@@ -151,7 +151,7 @@ impl Agg {
         }
     }
 
-    /// The status column of the CSV.
+    /// The status column of the CSV (a diverged cell with the best error before it).
     fn status(&self) -> String {
         if self.seeds == 0 {
             "not in grid".into()
@@ -161,10 +161,8 @@ impl Agg {
                 self.seeds_note(self.best.len()),
                 self.others()
             )
-        } else if !self.diverged.is_empty() {
-            self.diverged_text("", &[])
         } else {
-            self.text(false)
+            self.text(true)
         }
     }
 }
