@@ -131,33 +131,35 @@ impl RunRecord {
 
     /// Lowest test error (%) over the epochs: metrics.csv, else summary.json.
     pub fn best_test_error(&self) -> Option<f64> {
-        let best = self.ok_rows().map(|r| r.test_acc).fold(f64::NAN, f64::max);
-        if best.is_finite() {
-            return error_pct(best);
-        }
-        self.summary
-            .as_ref()
-            .filter(|s| s.epochs_done > 0)
-            .and_then(|s| error_pct(s.best_test_acc))
+        self.healthy_test_errors()
+            .map(|(best, _)| best)
+            .or_else(|| {
+                self.summary
+                    .as_ref()
+                    .filter(|s| s.epochs_done > 0)
+                    .and_then(|s| error_pct(s.best_test_acc))
+            })
     }
 
     /// Test error (%) at the last healthy epoch: metrics.csv, else summary.json.
     pub fn final_test_error(&self) -> Option<f64> {
-        if let Some(r) = self.ok_rows().last() {
-            return error_pct(r.test_acc);
-        }
-        self.summary
-            .as_ref()
-            .filter(|s| s.epochs_done > 0)
-            .and_then(|s| error_pct(s.final_test_acc))
+        self.healthy_test_errors()
+            .map(|(_, last)| last)
+            .or_else(|| {
+                self.summary
+                    .as_ref()
+                    .filter(|s| s.epochs_done > 0)
+                    .and_then(|s| error_pct(s.final_test_acc))
+            })
     }
 
-    /// Best and last test error (%) over the healthy epochs of metrics.csv alone: what a run
-    /// that diverged reached before (summary.json's final accuracy is the diverged epoch's).
-    pub fn test_errors_before_diverging(&self) -> Option<(f64, f64)> {
-        let accs: Vec<f64> = self.ok_rows().map(|r| r.test_acc).collect();
-        let best = accs.iter().copied().fold(f64::NAN, f64::max);
-        Some((error_pct(best)?, error_pct(*accs.last()?)?))
+    /// Best and last test error (%) over the healthy epochs of metrics.csv alone (None without
+    /// one): for a run that diverged, what it reached before (summary.json's final accuracy is
+    /// the diverged epoch's).
+    pub fn healthy_test_errors(&self) -> Option<(f64, f64)> {
+        let best = self.ok_rows().map(|r| r.test_acc).fold(f64::NAN, f64::max);
+        let last = self.ok_rows().last()?.test_acc;
+        Some((error_pct(best)?, error_pct(last)?))
     }
 
     /// Train loss of the last epoch logged (NaN/inf when it diverged).

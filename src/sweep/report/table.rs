@@ -53,7 +53,7 @@ impl Agg {
                 },
                 RunStatus::Diverged => {
                     a.diverged.push(r.diverged_at().unwrap_or(0));
-                    if let Some((best, last)) = r.test_errors_before_diverging() {
+                    if let Some((best, last)) = r.healthy_test_errors() {
                         a.diverged_best.push(best);
                         a.diverged_fin.push(last);
                     }
@@ -128,10 +128,10 @@ impl Agg {
     /// finished (the best with its 95 % interval), else the state, with the errors before
     /// diverging when every seed that ran diverged.
     fn text(&self, best: bool) -> String {
-        let (xs, interval) = if best {
-            (&self.best, true)
+        let (xs, interval, what, before) = if best {
+            (&self.best, true, "best", &self.diverged_best)
         } else {
-            (&self.fin, false)
+            (&self.fin, false, "last", &self.diverged_fin)
         };
         if self.seeds == 0 {
             "–".into()
@@ -140,10 +140,7 @@ impl Agg {
         } else if !xs.is_empty() {
             format_mean_std(xs) + &self.others()
         } else if !self.diverged.is_empty() {
-            match best {
-                true => self.diverged_text("best", &self.diverged_best),
-                false => self.diverged_text("last", &self.diverged_fin),
-            }
+            self.diverged_text(what, before)
         } else if !self.running.is_empty() {
             self.running_text()
         } else {
