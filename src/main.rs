@@ -1,7 +1,6 @@
 //! deepres command line: parse, call the library ([`deepres::cli`]), map errors to exit code 2
 //! (3 when a figure ran but failed its acceptance check, 75 when a signal stopped a run after a
 //! resumable checkpoint).
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -10,7 +9,7 @@ fn main() -> ExitCode {
     // Commands without a safe point to stop at hand the signals back (interrupt::uncatch).
     deepres::train::interrupt::install();
     deepres::util::device::keep_freed_host_memory();
-    let cli = deepres::cli::Cli::parse();
+    let cli = deepres::cli::parse();
     match deepres::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -72,6 +72,26 @@ fn train_resume_and_refusal() {
     let o = run_in(&["train", "--config", "tiny.yaml", "--resume"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read(&csv).unwrap(), before);
+    // A stop inside an epoch (the failpoint standing in for SIGTERM) exits 75 and says how this
+    // command goes on.
+    let o = common::deepres()
+        .args(["train", "--config", "tiny.yaml", "--set", "name=cut"])
+        .env("DEEPRES_INTERRUPT_AT", "0:1")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    let last = stderr(&o)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        last.starts_with("error: runs/cut: interrupted by a signal at step 1 of epoch 1")
+            && last.ends_with("; checkpoint written, resumable: rerun with --resume"),
+        "{last}"
+    );
     // --set continues a longer run
     let o = run_in(
         &[
@@ -118,6 +138,35 @@ fn bad_config_gets_one_line_naming_file_and_key() {
         tmp.path(),
     ));
     assert!(e.contains("model.depth") && e.contains("6n+2"), "{e}");
+    // A key that --set gave is blamed on --set, not on the file alone.
+    assert!(
+        e.starts_with("error: tiny.yaml: --set model.depth=100: "),
+        "{e}"
+    );
+    let e = one_line_error(&run_in(
+        &["train", "--config", "tiny.yaml", "--set", "model.foo=3"],
+        tmp.path(),
+    ));
+    assert!(
+        e.starts_with("error: tiny.yaml: --set model.foo=3: model.foo: unknown key"),
+        "{e}"
+    );
+    let e = one_line_error(&run_in(
+        &[
+            "train",
+            "--config",
+            "tiny.yaml",
+            "--set",
+            "train.epochs=abc",
+        ],
+        tmp.path(),
+    ));
+    assert!(
+        e.contains("--set train.epochs=abc: train.epochs:") && e.contains("(give an integer)"),
+        "{e}"
+    );
+    let e = one_line_error(&run_in(&["summary", "--depth", "21"], tmp.path()));
+    assert!(e.starts_with("error: --depth 21: model.depth:"), "{e}");
     assert!(
         !tmp.path().join("runs").exists(),
         "bad input writes nothing"
@@ -187,6 +236,93 @@ fn no_help_text_shows_rustdoc_links() {
     assert!(
         bad.is_empty(),
         "rustdoc links in --help:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// docs/cli.md's synopsis against clap: every flag of every command is listed there, and a
+/// value written as a default (`[--depth 56]`, not `N`, `A|B` or `...`) is clap's default.
+#[test]
+fn the_cli_reference_lists_every_flag_with_its_default() {
+    use clap::CommandFactory;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md")).unwrap();
+    let block = doc
+        .split("```")
+        .nth(1)
+        .expect("docs/cli.md opens with a synopsis block");
+    // Each command's synopsis: its `deepres ...` line and the indented lines after it.
+    let mut synopses: Vec<String> = Vec::new();
+    for line in block.lines() {
+        match (line.strip_prefix("deepres "), synopses.last_mut()) {
+            (Some(rest), _) => synopses.push(rest.to_string()),
+            (None, Some(last)) if line.starts_with(' ') => *last += &format!(" {}", line.trim()),
+            _ => {}
+        }
+    }
+    fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, clap::Command)>) {
+        if cmd.get_subcommands().next().is_none() {
+            out.push((path.clone(), cmd.clone()));
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_string());
+            leaves(sub, p, out);
+        }
+    }
+    let mut cmds = Vec::new();
+    leaves(&deepres::cli::Cli::command(), Vec::new(), &mut cmds);
+    let mut bad = Vec::new();
+    for (path, cmd) in cmds.iter().filter(|(p, _)| !p.is_empty()) {
+        let name = path.join(" ");
+        let Some(syn) = synopses
+            .iter()
+            .find(|s| s.starts_with(&format!("{name} ")) || **s == name)
+        else {
+            bad.push(format!("deepres {name}: no synopsis line"));
+            continue;
+        };
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let Some(long) = arg.get_long().filter(|l| *l != "help") else {
+                continue;
+            };
+            let flag = format!("--{long}");
+            let at = syn.match_indices(&flag).find(|(i, _)| {
+                let next = syn[i + flag.len()..].chars().next();
+                matches!(next, None | Some(' ' | ']' | '|'))
+            });
+            let Some((i, _)) = at else {
+                bad.push(format!("deepres {name}: {flag} missing"));
+                continue;
+            };
+            let rest = &syn[i + flag.len()..];
+            let value: String = rest
+                .strip_prefix(' ')
+                .unwrap_or("")
+                .chars()
+                .take_while(|c| !matches!(c, ' ' | ']'))
+                .collect();
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let placeholder = value.is_empty()
+                || value.starts_with('[')
+                || value.starts_with('-')
+                || value.contains('|')
+                || value.contains("...")
+                || value.chars().any(|c| c.is_ascii_uppercase());
+            if !placeholder && !defaults.is_empty() && value != defaults.join(",") {
+                bad.push(format!(
+                    "deepres {name}: {flag} {value} in docs/cli.md, clap's default {}",
+                    defaults.join(",")
+                ));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "docs/cli.md's synopsis and clap disagree:\n{}",
         bad.join("\n")
     );
 }

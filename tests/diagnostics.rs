@@ -139,7 +139,7 @@ fn tensorboard_reads_back_every_scalar() {
     let blocks = diagnostics::read(&dir.join("blocks.csv")).unwrap();
     assert_eq!(blocks.len(), 4 * 3, "epochs 0..=3 × 3 blocks");
     for b in &blocks {
-        let series = &read[&format!("blocks/branch_to_skip/{}", b.block + 1)];
+        let series = &read[&format!("blocks/branch_to_skip/{}", b.block)];
         let v = series.iter().find(|(s, _)| *s == b.epoch).unwrap().1;
         assert!(f32_eq(v, b.branch_to_skip), "{b:?}: {v}");
     }

@@ -174,11 +174,11 @@ scales:
     assert!(format!("{:#}", g.clone().with_seeds(&[]).unwrap_err()).contains("no cell"));
     assert!(format!("{:#}", g.with_seeds(&[1, 1]).unwrap_err()).contains("both named"));
 
-    // The user's --set comes last (names stay those of the grid); out_dir moves the sweep.
+    // The user's --set comes last; out_dir moves the sweep.
     let elsewhere = tmp.path().join("elsewhere");
     let sets = vec![
-        "train.epochs=3".to_string(),
-        "model.depth=14".to_string(),
+        "train.optimizer.lr=0.05".to_string(),
+        "data.synthetic_train=64".to_string(),
         format!("out_dir={}", elsewhere.display()),
     ];
     let g = Grid::load(&path, Some("smoke"), &sets).unwrap();
@@ -186,7 +186,28 @@ scales:
     let cells = g.cells().unwrap();
     assert!(cells
         .iter()
-        .all(|c| c.config.train.epochs == 3 && c.config.model.depth == 14));
+        .all(|c| c.config.train.optimizer.lr == 0.05 && c.config.data.synthetic_train == 64));
+    // A key the grid varies, or a variant sets, names the cells: a --set of it (or of a
+    // mapping above it) is refused rather than mislabel every cell.
+    for (set, words) in [
+        ("model.depth=14", ["grid.yaml", "`model.depth`", "grid"]),
+        ("model={depth: 14}", ["grid.yaml", "`model.depth`", "grid"]),
+        (
+            "train.epochs=3",
+            ["grid.yaml", "`train.epochs`", "variant `a`"],
+        ),
+    ] {
+        let err = err_of(Grid::load(&path, Some("smoke"), &[set.to_string()]));
+        assert!(words.iter().all(|w| err.contains(w)), "{set}: {err}");
+        assert!(err.starts_with(&format!("--set {set}:")), "{err}");
+    }
+    // model.depth_x is not model.depth (it fails later, as an unknown key of the cell).
+    let err = err_of(Grid::load(
+        &path,
+        Some("smoke"),
+        &["model.depth_x=1".into()],
+    ));
+    assert!(!err.contains("varies"), "{err}");
     assert_eq!(cells[0].name, "a_depth8_width1_s4");
     assert_eq!(
         cells[0].dir(),
@@ -213,9 +234,9 @@ scales:
         err.contains("model.depth") && err.contains("key=value"),
         "{err}"
     );
-    let err = err_of(Grid::load(&path, None, &["model.depth=9".into()]));
+    let err = err_of(Grid::load(&path, None, &["model.tau.c=x".into()]));
     assert!(
-        err.contains("grid.yaml: cell a_depth20_width1_s0: model.depth"),
+        err.contains("grid.yaml: cell a_depth20_width1_s0: model.tau.c"),
         "{err}"
     );
     assert!(!err.contains('\n'), "{err}");

@@ -212,9 +212,18 @@ fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
     // itself loses the path), and a value that two keys share names neither.
     let fig7 = std::path::Path::new("experiments/marion2022/fig7.yaml");
     for (set, key) in [
-        ("fbm_sampler=foo", "spec.fbm_sampler: unknown variant `foo`"),
-        ("width=abc", "spec.width: invalid type: string \"abc\""),
-        ("model=foo", "spec.model: unknown variant `foo`"),
+        (
+            "fbm_sampler=foo",
+            "--set fbm_sampler=foo: spec.fbm_sampler: unknown value `foo`",
+        ),
+        (
+            "width=abc",
+            "--set width=abc: spec.width: invalid type: string \"abc\"",
+        ),
+        (
+            "model=foo",
+            "--set model=foo: spec.model: unknown value `foo`",
+        ),
     ] {
         let err = deepres::papers::marion2022::Figure::load_with(fig7, "full", &[set.into()]);
         let msg = format!("{:#}", err.unwrap_err());
@@ -227,7 +236,7 @@ fn a_bad_figure_file_gets_one_clear_error_line_and_exit_code_2() {
     let err = deepres::papers::marion2022::Figure::load_with(fig7, "full", &shared);
     let msg = format!("{:#}", err.unwrap_err());
     assert!(
-        msg.contains("fig7.yaml: spec: unknown variant `foo`"),
+        msg.contains("fig7.yaml: spec: unknown value `foo`"),
         "{msg}"
     );
     let bad_scale = deepres::papers::marion2022::Figure::load(

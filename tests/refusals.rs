@@ -42,6 +42,29 @@ fn another_config_is_refused_and_force_new_makes_a_new_directory() {
         before,
         "nothing touched"
     );
+    // --status under that config lists the cell as another config's, not as finished, and
+    // report refuses to print its numbers under this config.
+    let o = run(
+        &["sweep", g, "--status", "--set", "train.optimizer.lr=0.1"],
+        tmp.path(),
+    );
+    ok(&o);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let row = table.lines().find(|l| l.contains(" s0 ")).unwrap();
+    assert_eq!(row.split_whitespace().nth(2), Some("other"), "{table}");
+    assert!(
+        table.contains("0 finished") && table.contains("1 cell(s) `other`"),
+        "{table}"
+    );
+    let e = one_line_error(&run(
+        &["report", g, "--set", "train.optimizer.lr=0.1"],
+        tmp.path(),
+    ));
+    assert!(
+        e.contains("different config") && e.contains("--sweep-dir"),
+        "{e}"
+    );
+    assert_eq!(snapshot(&tmp.path().join("runs")), before);
 
     let o = run(
         &[
@@ -79,6 +102,24 @@ fn another_config_is_refused_and_force_new_makes_a_new_directory() {
     ok(&o);
     assert!(stderr(&o).contains("skipped (finished)"), "{}", stderr(&o));
     assert!(!tmp.path().join("runs/h-3").exists());
+    // --status with --force-new looks where that sweep ran.
+    let o = run(
+        &[
+            "sweep",
+            g,
+            "--status",
+            "--force-new",
+            "--set",
+            "train.optimizer.lr=0.1",
+        ],
+        tmp.path(),
+    );
+    ok(&o);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        table.contains("runs/h-2") && table.contains("1 finished, 0 running"),
+        "{table}"
+    );
 
     // train: the run dir of a sweep cell, with another config
     let cfg = tmp.path().join("c.yaml");

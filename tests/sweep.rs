@@ -317,6 +317,16 @@ fn a_signal_stops_the_sweep_resumably_with_exit_75() {
         "{}",
         common::stderr(&o)
     );
+    // The sweep's last line says how to go on with the sweep (it has no --resume).
+    let err = common::stderr(&o);
+    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(
+        last.starts_with("error: ")
+            && last.contains("runs/pre: sweep stopped by a signal: ")
+            && last.ends_with("1 interrupted (resumable); rerun the same command to continue"),
+        "{last}"
+    );
+    assert!(!err.contains("--resume"), "{err}");
     let runs = tmp.path().join("runs/pre");
     let cells: Vec<_> = std::fs::read_dir(&runs)
         .unwrap()

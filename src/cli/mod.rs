@@ -76,6 +76,34 @@ pub enum Cmd {
     Compare(tools::CompareArgs),
 }
 
+/// The command line, or the process ends: `--help` and `--version` print and exit 0; a usage
+/// error prints one line (clap's first, with where to read the flags) and exits 2.
+pub fn parse() -> Cli {
+    use clap::{error::ErrorKind, CommandFactory};
+    let e = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("error: bad command line");
+    let help = match std::env::args().nth(1).filter(|a| !a.starts_with('-')) {
+        Some(cmd) if Cli::command().find_subcommand(&cmd).is_some() => {
+            format!("deepres {cmd} --help")
+        }
+        _ => "deepres help".to_string(),
+    };
+    crate::util::eprint_line(&format!("{first} (`{help}` lists the flags)"));
+    std::process::exit(2)
+}
+
 /// Runs one command. `train`, `sweep`, `chizat` and `marion`'s training figures stop at their
 /// next safe point on a preemption signal (exit 75, resumable); every other command ends by
 /// the signal, as without a handler ([`crate::train::interrupt::uncatch`]).

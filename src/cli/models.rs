@@ -48,8 +48,8 @@ pub struct EvalArgs {
     /// τ of a τ-paper BN state dict that does not record it.
     #[arg(long)]
     tau: Option<f64>,
-    /// The per-class CSV (default: eval-<weights>-<dataset>.csv in the run directory, or next
-    /// to the file).
+    /// The per-class CSV (default: eval-<weights>-<dataset>.csv in the run directory; for a
+    /// file F.safetensors, F.eval-<dataset>.csv next to it).
     #[arg(long)]
     out: Option<PathBuf>,
     /// auto | cpu | cuda | cuda:N

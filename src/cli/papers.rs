@@ -97,7 +97,8 @@ pub struct ScalingArgs {
 /// A paper's figure file and how to run it (shared by `marion` and `chizat`).
 #[derive(Args)]
 pub struct FigureArgs {
-    /// The figure file (experiments/marion2022/figN.yaml, experiments/chizat2025/figN.yaml).
+    /// The figure file: experiments/marion2022/figN.yaml for `marion`,
+    /// experiments/chizat2025/figN.yaml for `chizat`.
     figure: PathBuf,
     /// smoke (minutes on a 2-core CPU) | full (the paper's size)
     #[arg(long, default_value = "smoke")]
@@ -154,8 +155,19 @@ pub fn scaling(a: ScalingArgs) -> Result<()> {
     Ok(())
 }
 
+/// A figure file of the other paper fails on its `kind`: say which command takes it.
+fn other_paper(e: anyhow::Error, this: &str, other: &str) -> anyhow::Error {
+    let msg = format!("{e:#}");
+    if msg.contains("spec.kind: unknown value") {
+        anyhow::anyhow!("{msg}; if this is a figure of the other paper, run it with `deepres {other}` (`deepres {this}` makes its own paper's)")
+    } else {
+        e
+    }
+}
+
 pub fn marion(a: FigureArgs) -> Result<()> {
-    let fig = marion2022::Figure::load_with(&a.figure, &a.scale, &a.set)?;
+    let fig = marion2022::Figure::load_with(&a.figure, &a.scale, &a.set)
+        .map_err(|e| other_paper(e, "marion", "chizat"))?;
     if !fig.trains() {
         crate::train::interrupt::uncatch(); // no safe point to stop at: the signal ends it
     }
@@ -167,7 +179,8 @@ pub fn marion(a: FigureArgs) -> Result<()> {
 }
 
 pub fn chizat(a: FigureArgs) -> Result<()> {
-    let fig = chizat2025::load(&a.figure, &a.scale, &a.set)?;
+    let fig = chizat2025::load(&a.figure, &a.scale, &a.set)
+        .map_err(|e| other_paper(e, "chizat", "marion"))?;
     let out = a.out.unwrap_or_else(|| chizat2025::default_out(&fig));
     let dev = select_device(&a.device)?;
     let output = chizat2025::run(&fig, &out, dev, a.quiet)?;

@@ -31,8 +31,8 @@ pub struct GridArgs {
 pub struct SweepArgs {
     #[command(flatten)]
     grid: GridArgs,
-    /// List the cells and their state (finished / running / diverged / missing) and who holds
-    /// each running cell's lock; run nothing.
+    /// List the cells and their state (finished / running / diverged / missing / other:
+    /// another config's run) and who holds each running cell's lock; run nothing.
     #[arg(long)]
     status: bool,
     /// Run only cell I, or cells I,J,... (as --status numbers them); what each Slurm array
@@ -121,13 +121,13 @@ impl SweepArgs {
 
 pub fn sweep(a: SweepArgs) -> Result<()> {
     let mut grid = a.grid.load()?;
-    if a.status {
-        print!("{}", sweep::status_table(&grid)?);
-        return Ok(());
-    }
     if a.force_new {
         grid = sweep::with_new_dir(&grid)?;
         eprintln!("sweep directory: {}", grid.dir.display());
+    }
+    if a.status {
+        print!("{}", sweep::status_table(&grid)?);
+        return Ok(());
     }
     if a.slurm {
         return submit(&grid, &a);
@@ -179,6 +179,11 @@ fn submit(grid: &Grid, a: &SweepArgs) -> Result<()> {
 
 pub fn report(a: GridArgs) -> Result<()> {
     let grid = a.load()?;
+    // A report of runs made under another config would print their numbers under this one's.
+    sweep::refuse_conflicts(
+        &grid,
+        "pass the --set and --seeds the sweep ran with, or --sweep-dir DIR for the directory a --force-new sweep ran into",
+    )?;
     let cells = grid.cells()?;
     let output = sweep::report::render(&grid, &cells)?;
     print!("{}", output.text);

@@ -76,10 +76,13 @@ pub fn data(cmd: DataCmd) -> Result<()> {
     match cmd {
         DataCmd::Fetch { name, root } => data::fetch::fetch(name, &root),
         DataCmd::Check { name, root } => {
-            let spec = data::DataSpec {
+            // As training loads it: a run config's data defaults (synthetic sizes included).
+            let spec = crate::train::config::DataConfig {
+                name,
                 root,
-                ..data::DataSpec::new(name)
-            };
+                ..Default::default()
+            }
+            .spec();
             let s = data::load(&spec)?;
             let from = match &s.source {
                 Some(at) => format!("{} in {}", at.layout.describe(), at.dir.display()),

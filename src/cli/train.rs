@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::config::{Norm, Shortcut};
 use crate::model::resnet::{self, ResNet};
-use crate::train::{self, config::RunConfig};
+use crate::train::{self, config::RunConfig, interrupt::Interrupted};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -34,18 +34,22 @@ pub struct TrainArgs {
 
 #[derive(Args)]
 pub struct SummaryArgs {
+    /// YAML run config whose model is described; without it, the defaults.
     #[arg(short, long)]
     config: Option<PathBuf>,
+    /// Override a config key: --set model.tau.rule=inv_sqrt
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Depth 6n+2.
+    /// Depth 6n+2 [default: the config's, 20 without one]
     #[arg(long)]
     depth: Option<i64>,
+    /// [default: the config's, bn without one]
     #[arg(long, value_enum)]
     norm: Option<Norm>,
+    /// [default: the config's, a without one]
     #[arg(long, value_enum)]
     shortcut: Option<Shortcut>,
-    /// Width multiplier k.
+    /// Width multiplier k [default: the config's, 1 without one]
     #[arg(long)]
     width: Option<i64>,
     /// Number of classes.
@@ -68,7 +72,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
         stop_after: a.stop_after,
         quiet: a.quiet,
     };
-    let s = train::run(&cfg, &opts)?;
+    let s = train::run(&cfg, &opts).map_err(|e| match e.downcast::<Interrupted>() {
+        // The run's message says what was saved; how to go on is this command's.
+        Ok(stop) => Interrupted(format!("{stop}: rerun with --resume")).into(),
+        Err(e) => e,
+    })?;
     println!(
         "{}: {} after {}/{} epochs, best test acc {:.4} (epoch {}), final test acc {:.4}",
         cfg.run_dir().display(),
@@ -84,14 +92,37 @@ pub fn train(a: TrainArgs) -> Result<()> {
 
 pub fn summary(a: SummaryArgs) -> Result<()> {
     let mut set = a.set;
-    set.extend(a.depth.map(|v| format!("model.depth={v}")));
-    set.extend(a.norm.map(|v| format!("model.norm={}", value_name(v))));
-    set.extend(
-        a.shortcut
-            .map(|v| format!("model.shortcut={}", value_name(v))),
-    );
-    set.extend(a.width.map(|v| format!("model.width={v}")));
-    let cfg = load_config(a.config.as_deref(), &set)?;
+    // (flag as typed, the override it stands for): an error names the flag.
+    let flags: Vec<(String, String)> = [
+        a.depth
+            .map(|v| (format!("--depth {v}"), format!("model.depth={v}"))),
+        a.norm.map(|v| {
+            (
+                format!("--norm {}", value_name(v)),
+                format!("model.norm={}", value_name(v)),
+            )
+        }),
+        a.shortcut.map(|v| {
+            let v = value_name(v);
+            (format!("--shortcut {v}"), format!("model.shortcut={v}"))
+        }),
+        a.width
+            .map(|v| (format!("--width {v}"), format!("model.width={v}"))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    set.extend(flags.iter().map(|(_, ov)| ov.clone()));
+    let cfg = load_config(a.config.as_deref(), &set).map_err(|e| {
+        let msg = format!("{e:#}");
+        match flags
+            .iter()
+            .find(|(_, ov)| msg.starts_with(&format!("--set {ov}:")))
+        {
+            Some((flag, ov)) => anyhow::anyhow!("{flag}{}", &msg[format!("--set {ov}").len()..]),
+            None => e,
+        }
+    })?;
     for line in resnet::describe(&cfg.model, a.in_channels, a.classes)? {
         println!("{line}");
     }

@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::path::Path;
 
+use crate::util::overrides::{blame, explain_serde_error};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FigureFile {
@@ -68,19 +70,22 @@ pub fn load<S: DeserializeOwned>(
     }
     let spec: S = serde_path_to_error::deserialize(&spec).map_err(|e| {
         let p = e.path().to_string();
-        let msg = e
-            .into_inner()
-            .to_string()
-            .replace("unknown field", "unknown key");
+        let msg = explain_serde_error(&e.into_inner().to_string());
+        let unknown = msg
+            .strip_prefix("unknown key `")
+            .and_then(|r| r.split('`').next())
+            .filter(|k| spec.get(*k).is_some());
         let key = if p != "." {
-            format!("spec.{p}")
+            Some(p)
+        } else if let Some(k) = unknown {
+            Some(k.to_string())
         } else {
-            match offending_key(&spec, &msg) {
-                Some(k) => format!("spec.{k}"),
-                None => "spec".into(),
-            }
+            offending_key(&spec, &msg)
         };
-        anyhow::anyhow!("{origin}: {key}: {msg}")
+        match key {
+            Some(k) => anyhow::anyhow!("{}: spec.{k}: {msg}", blame(&origin, &k, overrides)),
+            None => anyhow::anyhow!("{origin}: spec: {msg}"),
+        }
     })?;
     Ok(FigureFileAt {
         figure: file.figure,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::data::DatasetName;
 use crate::train::config::RunConfig;
-use crate::util::overrides::apply_override;
+use crate::util::overrides::{apply_override, keys_overlap};
 
 mod expand;
 mod file;
@@ -103,6 +103,7 @@ impl Grid {
             variants.retain(|(v, _)| names.contains(v));
         }
         let (out_dir, user) = sweep_overrides(&file, overrides, f.out_dir)?;
+        check_user_keys(&file, &user, &grid, &variants)?;
         check_not_empty(&file, scale, &grid, &picked.from_scale, &seeds)?;
 
         let grid_name = match scale {
@@ -316,6 +317,29 @@ fn sweep_overrides(
         }
     }
     Ok((out_dir, user))
+}
+
+/// Refuses a `--set` of a key the grid or a variant sets: every cell would take the override
+/// while its name, and the report's columns, still said the grid's value (`--set
+/// model.depth=8` on a grid over depths would train ResNet-8s named `depth20`).
+fn check_user_keys(
+    file: &str,
+    user: &[String],
+    grid: &GridLists,
+    variants: &[(String, Sets)],
+) -> Result<()> {
+    for ov in user {
+        let key = ov.split_once('=').map_or(ov.as_str(), |(k, _)| k.trim());
+        if let Some((k, _)) = grid.iter().find(|(k, _)| keys_overlap(k, key)) {
+            bail!("--set {ov}: {file} varies `{k}` in its grid, which names the cells; change the grid's values there (or add a scale) instead");
+        }
+        for (name, sets) in variants {
+            if let Some((k, _)) = sets.iter().find(|(k, _)| keys_overlap(k, key)) {
+                bail!("--set {ov}: variant `{name}` of {file} sets `{k}`, which the variant's name stands for; change the variant there (or add a scale) instead");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a grid key without values and an empty seed list (the grid would have no cell).

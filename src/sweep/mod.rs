@@ -16,5 +16,6 @@ pub mod slurm;
 
 pub use grid::{Cell, Grid};
 pub use runner::{
-    cell_status, check_configs, run_sweep, status_table, with_new_dir, SweepOptions, SweepReport,
+    cell_status, check_configs, refuse_conflicts, run_sweep, status_table, with_new_dir,
+    SweepOptions, SweepReport,
 };

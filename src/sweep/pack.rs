@@ -264,10 +264,7 @@ pub fn run_packed(
     }
     for chunk in packs {
         if let Some(stop) = run_chunk(chunk, total, opts, &mut report) {
-            crate::util::eprintln_whole!(
-                "sweep stopped by a signal: {report}; rerun the same command to continue"
-            );
-            return Err(stop.into());
+            return Err(runner::stopped(grid, &stop, &report));
         }
     }
     Ok(report)

@@ -103,6 +103,15 @@ pub fn cell_status(cell: &Cell) -> (RunStatus, Option<f64>) {
 /// Refuses, in one line, a sweep whose directory holds a cell's results under another config
 /// (the grid file or an override changed since): nothing runs, nothing is touched.
 pub fn check_configs(grid: &Grid) -> Result<()> {
+    refuse_conflicts(
+        grid,
+        "pass --force-new to run it into a new sweep directory, --set out_dir=DIR, or move that directory away",
+    )
+}
+
+/// Refuses, in one line ending with `fix`, a grid one of whose cells' directories holds
+/// results under another config ([`train::config_conflict`]).
+pub fn refuse_conflicts(grid: &Grid, fix: &str) -> Result<()> {
     let conflicts: Vec<String> = grid
         .cells()?
         .iter()
@@ -114,7 +123,7 @@ pub fn check_configs(grid: &Grid) -> Result<()> {
             n => format!(" (and {} more cells)", n - 1),
         };
         bail!(
-            "{first}{more}; this grid's cells differ from the runs in {}: pass --force-new to run it into a new sweep directory, --set out_dir=DIR, or move that directory away",
+            "{first}{more}; this grid's cells differ from the runs in {}: {fix}",
             grid.dir.display()
         );
     }
@@ -203,13 +212,28 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
         };
         if let Some(stop) = stop {
             // A preemption signal: the cell wrote its resumable checkpoint; no other starts.
-            crate::util::eprintln_whole!(
-                "sweep stopped by a signal: {report}; rerun the same command to continue"
-            );
-            return Err(stop.into());
+            return Err(stopped(grid, &stop, &report));
         }
     }
     Ok(report)
+}
+
+/// The error that ends a sweep a signal stopped (exit 75): where, what each cell did, and how
+/// to go on. `stop` (the cell's own message, already printed) is logged only when no cell
+/// printed it (a signal between cells).
+pub(super) fn stopped(
+    grid: &Grid,
+    stop: &train::interrupt::Interrupted,
+    report: &SweepReport,
+) -> anyhow::Error {
+    if report.interrupted == 0 {
+        crate::util::eprintln_whole!("{stop}");
+    }
+    train::interrupt::Interrupted(format!(
+        "{}: sweep stopped by a signal: {report}; rerun the same command to continue",
+        grid.dir.display()
+    ))
+    .into()
 }
 
 /// `Some(finished)` or `Some(diverged)` when the cell needs no run.
@@ -356,7 +380,17 @@ pub fn status_table(grid: &Grid) -> Result<String> {
         "cell", "name", "status", "epochs", "best err %"
     );
     let mut counts = [0usize; 4];
+    let mut other = 0;
     for c in &cells {
+        if train::config_conflict(&c.config).is_some() {
+            // Not this grid's run: its status and error would be another config's.
+            other += 1;
+            out += &format!(
+                "{:>5}  {:<w$}  {:<8}  {:>9}  {:>10}\n",
+                c.index, c.name, "other", "-", "-"
+            );
+            continue;
+        }
         let (status, summary) = inspect(c);
         counts[match status {
             RunStatus::Finished => 0,
@@ -387,5 +421,10 @@ pub fn status_table(grid: &Grid) -> Result<String> {
     out += &format!(
         "{finished} finished, {running} running, {diverged} diverged, {missing} missing\n"
     );
+    if other > 0 {
+        out += &format!(
+            "{other} cell(s) `other`: their directories hold runs of another config (the grid file or --set changed since); `sweep` refuses them: --force-new runs this grid into a new directory\n"
+        );
+    }
     Ok(out)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::data::{Augment, DatasetName};
 use crate::model::config::{InitScheme, ModelConfig, Norm, Shortcut};
 use crate::util::key::spec_key;
-use crate::util::overrides::{apply_override, explain_serde_error};
+use crate::util::overrides::{apply_override, blame, explain_serde_error};
 
 /// One training run: `deepres train --config FILE`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -382,10 +382,13 @@ impl RunConfig {
         let cfg: RunConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = explain_serde_error(&e.into_inner().to_string());
-            anyhow::anyhow!("{origin}: {path}: {inner}")
+            anyhow::anyhow!("{}: {path}: {inner}", blame(origin, &path, overrides))
         })?;
-        cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        cfg.validate().map_err(|e| {
+            // validate's errors start with the key ("model.depth: must be 6n+2 ...").
+            let key = e.to_string().split(':').next().unwrap_or("").to_string();
+            anyhow::anyhow!("{}: {e}", blame(origin, &key, overrides))
+        })?;
         Ok(cfg)
     }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
+use super::config::DataConfig;
 use super::export::{build, load_file, load_run, Weights};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::ResNet;
@@ -90,10 +91,12 @@ fn resolve(r: &EvalRequest) -> Result<Resolved> {
         let run = load_run(&r.target, r.weights)?;
         let mut spec = run.cfg.data.spec();
         if let Some(name) = r.data {
-            spec = DataSpec {
+            spec = DataConfig {
+                name,
                 root: spec.root,
-                ..DataSpec::new(name)
-            };
+                ..Default::default()
+            }
+            .spec();
         }
         spec.limit_test = None;
         if let Some(root) = &r.data_root {
@@ -118,10 +121,13 @@ fn resolve(r: &EvalRequest) -> Result<Resolved> {
             r.target.display()
         ),
     };
-    let spec = DataSpec {
+    // As training loads it (a run config's data defaults).
+    let spec = DataConfig {
+        name,
         root: r.data_root.clone().unwrap_or_else(|| "data".into()),
-        ..DataSpec::new(name)
-    };
+        ..Default::default()
+    }
+    .spec();
     let out = r.target.with_extension(format!("eval-{}.csv", spec.name));
     Ok(Resolved {
         model: file.model,

@@ -248,7 +248,7 @@ impl<'a> RunFiles<'a> {
             self.target().save(w.vs, w.opt, None)?;
         }
         Ok(interrupt::Interrupted(format!(
-            "{}: stopped by {} after epoch {}; resumable: rerun with --resume",
+            "{}: stopped by {} after epoch {}; resumable",
             self.dir.display(),
             interrupt::name(sig),
             self.summary.epochs_done
@@ -268,7 +268,7 @@ impl<'a> RunFiles<'a> {
         self.checkpoint(w, Some(position))?;
         write_summary(&self.dir, &self.summary)?;
         Ok(interrupt::Interrupted(format!(
-            "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable: rerun with --resume",
+            "{}: interrupted by a signal at step {steps} of epoch {}; checkpoint written, resumable",
             self.dir.display(),
             epoch + 1
         ))

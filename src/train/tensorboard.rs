@@ -134,7 +134,8 @@ impl EventWriter {
 }
 
 /// The TensorBoard scalars of one epoch: metrics.csv's numeric columns (`metrics/<column>`)
-/// and blocks.csv's values per block (`blocks/<value>/<block>`, blocks counted from 1).
+/// and blocks.csv's values per block (`blocks/<value>/<block>`, `<block>` as blocks.csv numbers it,
+/// from 0).
 pub(crate) fn epoch_scalars(
     row: Option<&crate::train::metrics::EpochRow>,
     blocks: &[crate::train::diagnostics::BlockRow],
@@ -155,7 +156,7 @@ pub(crate) fn epoch_scalars(
         v.extend(cols.iter().map(|(k, x)| (format!("metrics/{k}"), *x)));
     }
     for b in blocks {
-        let k = b.block + 1;
+        let k = b.block;
         v.push((format!("blocks/tau/{k}"), b.tau));
         v.push((format!("blocks/branch_to_skip/{k}"), b.branch_to_skip));
         v.push((format!("blocks/h_norm/{k}"), b.h_norm));

@@ -40,7 +40,46 @@ pub fn explain_serde_error(msg: &str) -> String {
     let msg = msg.replace("unknown variant", "unknown value");
     if msg.contains("unknown key") {
         format!("{msg} (remove or rename the key)")
+    } else if msg.contains("unknown value") {
+        format!("{msg} (use one of those)")
+    } else if let Some(expected) = msg.split("invalid type: ").nth(1) {
+        // "string \"abc\", expected i64": name what to write instead.
+        let want = match expected.split(", expected ").nth(1).unwrap_or("") {
+            w if w.starts_with('i') || w.starts_with('u') => "an integer",
+            w if w.starts_with('f') => "a number",
+            w if w.contains("bool") => "true or false",
+            w if w.contains("sequence") => "a list, e.g. [1, 2]",
+            w if w.contains("string") => "a string",
+            _ => "a value of that type",
+        };
+        format!("{msg} (give {want})")
     } else {
         msg
     }
+}
+
+/// Where a bad key came from: `origin` (the file), followed by `--set KEY=VALUE` when one of
+/// `overrides` set `key` (or a mapping above or below it; the last one, as they apply in
+/// order). `origin` `--set` (no file) gives the override alone.
+pub fn blame(origin: &str, key: &str, overrides: &[String]) -> String {
+    let set_key = |ov: &String| {
+        ov.split_once('=')
+            .map_or(ov.clone(), |(k, _)| k.trim().into())
+    };
+    match overrides
+        .iter()
+        .rev()
+        .find(|ov| keys_overlap(&set_key(ov), key))
+    {
+        Some(ov) if origin == "--set" => format!("--set {ov}"),
+        Some(ov) => format!("{origin}: --set {ov}"),
+        None => origin.to_string(),
+    }
+}
+
+/// Whether dotted keys `a` and `b` name the same setting or one holds the other: `model` and
+/// `model.depth` overlap; `model.depth` and `model.depth_x` do not.
+pub fn keys_overlap(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    long == short || long.strip_prefix(short).is_some_and(|r| r.starts_with('.'))
 }
