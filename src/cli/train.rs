@@ -115,11 +115,9 @@ pub fn summary(a: SummaryArgs) -> Result<()> {
     set.extend(flags.iter().map(|(_, ov)| ov.clone()));
     let cfg = load_config(a.config.as_deref(), &set).map_err(|e| {
         let msg = format!("{e:#}");
-        match flags
-            .iter()
-            .find(|(_, ov)| msg.starts_with(&format!("--set {ov}:")))
-        {
-            Some((flag, ov)) => anyhow::anyhow!("{flag}{}", &msg[format!("--set {ov}").len()..]),
+        let blamed = |ov: &String| format!("--set {ov}:");
+        match flags.iter().find(|(_, ov)| msg.contains(&blamed(ov))) {
+            Some((flag, ov)) => anyhow::anyhow!(msg.replacen(&blamed(ov), &format!("{flag}:"), 1)),
             None => e,
         }
     })?;
