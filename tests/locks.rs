@@ -387,3 +387,29 @@ fn a_lock_of_a_task_squeue_no_longer_lists_is_taken_over() {
     );
     assert_eq!(epochs(dir), [1, 2, 3]);
 }
+
+/// `deepres train` takes the lock a sweep takes on its run directory: while a live process
+/// holds it (here this test, as a sweep would), `train --resume` on that directory is refused in
+/// one line naming the holder and writes nothing; once released, it trains and drops the lock.
+#[test]
+fn train_respects_the_lock_a_sweep_holds_on_its_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = "name: s0\nout_dir: runs/sl\ndevice: cpu\ndata: {name: synthetic, synthetic_train: 96, synthetic_test: 32}\nmodel: {depth: 8}\ntrain: {epochs: 1, batch_size: 32}\n";
+    std::fs::write(dir.join("c.yaml"), config).unwrap();
+    let lock_file = dir.join("runs/sl/s0.lock");
+    let held = match lock::try_lock(&lock_file).unwrap() {
+        Acquired::Got { lock, .. } => lock,
+        Acquired::Held(o) => panic!("held by {o}"),
+    };
+    let train = || common::run_in(&["train", "--config", "c.yaml", "--resume", "-q"], dir);
+    let e = common::one_line_error(&train());
+    let me = format!("running in {}:{}", host(), std::process::id());
+    assert!(e.contains("runs/sl/s0: ") && e.contains(&me), "{e}");
+    assert!(!dir.join("runs/sl/s0").exists(), "nothing written");
+    drop(held);
+    let o = train();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.join("runs/sl/s0/metrics.csv").exists());
+    assert!(!lock_file.exists(), "the lock is dropped after the run");
+}

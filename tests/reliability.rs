@@ -164,6 +164,13 @@ fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
             ok(&o);
             let runs = tmp.path().join(format!("{point}-{epoch}/fp"));
             assert_same_curves(&runs, &tmp.path().join("ref/fp"), &["s0"]);
+            // The torn temporary file a kill inside a write leaves is removed on resume.
+            let left: Vec<String> = std::fs::read_dir(runs.join("s0"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".tmp"))
+                .collect();
+            assert!(left.is_empty(), "{point}:{epoch}: {left:?}");
         }
     }
 }

@@ -1,10 +1,11 @@
 //! `deepres train` and `deepres summary`: one run config.
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
 use crate::model::config::{Norm, Shortcut};
 use crate::model::resnet::{self, ResNet};
+use crate::sweep::lock::{self, Acquired};
 use crate::train::{self, config::RunConfig, interrupt::Interrupted};
 
 #[derive(Args)]
@@ -71,6 +72,21 @@ pub fn train(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         stop_after: a.stop_after,
         quiet: a.quiet,
+    };
+    // The lock a sweep takes on the run directory (`<run dir>.lock`): a sweep's cell, or a
+    // packed cell resumed alone, never trains in two processes at once.
+    let dir = cfg.run_dir();
+    let _lock = match lock::try_lock(&lock::lock_path(&dir))? {
+        Acquired::Got { lock, took_over } => {
+            if let Some(gone) = took_over {
+                eprintln!("{}: took over the lock of {gone} (gone)", dir.display());
+            }
+            lock
+        }
+        Acquired::Held(owner) => bail!(
+            "{}: running in {owner}; wait for it to finish or stop it (a signal checkpoints it), then rerun",
+            dir.display()
+        ),
     };
     let s = train::run(&cfg, &opts).map_err(|e| match e.downcast::<Interrupted>() {
         // The run's message says what was saved; how to go on is this command's.

@@ -237,6 +237,9 @@ pub(crate) fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     std::fs::write(&probe, b"")
         .with_context(|| format!("{}: run directory is not writable", dir.display()))?;
     std::fs::remove_file(&probe).ok();
+    // Under the run's lock no other process writes here: a temporary file of another pid was
+    // left by a kill inside a write.
+    crate::util::atomic::remove_stale_temporaries(dir);
     if has_results(dir) && cfg_path.exists() {
         if recorded_hash(dir).is_none() {
             // a run of an older deepres: record the hash of the config it started with

@@ -109,6 +109,36 @@ pub fn temp_path(path: &Path) -> PathBuf {
     }
 }
 
+/// Removes the temporary files ([`temp_path`]) that other processes left in `dir`, killed
+/// inside a write; returns how many. Only for a directory this process alone writes (a run
+/// directory under its lock): a name with this process's pid is left alone.
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = temp_owner(&name).is_some_and(|pid| pid != me);
+        if stale && e.path().is_file() && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The pid in a [`temp_path`] name: `.<stem>.<pid>.tmp` or `.<stem>.<pid>.tmp.<ext>`.
+fn temp_owner(name: &str) -> Option<&str> {
+    let (head, tail) = name.strip_prefix('.')?.rsplit_once(".tmp")?;
+    let ext_ok = tail.is_empty()
+        || tail
+            .strip_prefix('.')
+            .is_some_and(|x| !x.is_empty() && !x.contains('.'));
+    let (_, pid) = head.rsplit_once('.')?;
+    (ext_ok && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then_some(pid)
+}
+
 /// fsyncs the directory holding `path`, so that a rename in it survives a crash.
 pub fn sync_dir(path: &Path) -> Result<()> {
     let dir = match path.parent() {
@@ -186,5 +216,37 @@ mod tests {
         let other = write_atomic_by_path(&p, |_| anyhow::bail!("encoder failed")).unwrap_err();
         assert!(format!("{other:#}").contains("encoder failed"));
         assert!(!is_no_space(&other));
+    }
+
+    #[test]
+    fn stale_temporaries_of_other_processes_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let names = [
+            (".metrics.4000000001.tmp.csv", true),
+            (".checkpoint.pending.12.tmp.safetensors", true),
+            (".summary.7.tmp", true),
+            (&*format!(".metrics.{me}.tmp.csv"), false),
+            ("metrics.csv", false),
+            (".a.b.tmp.csv", false),
+            (".x.12.tmp.csv.bak", false),
+            ("x.12.tmp.csv", false),
+        ];
+        for (n, _) in &names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries(dir.path()), 3);
+        for (n, removed) in &names {
+            assert_eq!(!dir.path().join(n).exists(), *removed, "{n}");
+        }
+        assert_eq!(
+            temp_owner(
+                &temp_path(Path::new("d/best.safetensors"))
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+            ),
+            Some(&*me.to_string())
+        );
     }
 }
