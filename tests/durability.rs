@@ -153,13 +153,14 @@ fn a_full_disk_fails_a_run_in_one_line_and_resume_finishes_it() {
     let line = no_space_error(&o);
     assert!(
         [
-            "checkpoint.safetensors",
-            "best.safetensors",
-            "metrics.csv",
-            "summary.json"
+            "run/checkpoint.safetensors",
+            "run/best.safetensors",
+            "run/metrics.csv",
+            "run/summary.json",
+            "run.lock"
         ]
         .iter()
-        .any(|f| line.contains(&format!("runs/run/{f}"))),
+        .any(|f| line.contains(&format!("runs/{f}"))),
         "the error names none of the run's files: {line}"
     );
     assert_eq!(
@@ -183,6 +184,10 @@ fn a_full_disk_fails_a_run_in_one_line_and_resume_finishes_it() {
         "unexpected rows after the failure: {extra:?}"
     );
     assert_eq!(temporary_files(&run), Vec::<String>::new());
+    assert!(
+        !fs.path().join("runs/run.lock").exists(),
+        "no lock left behind"
+    );
 
     std::fs::remove_file(filler).unwrap();
     let o = train(fs.path(), &["--resume"]);

@@ -171,7 +171,7 @@ fn interrupted_training_resumes_from_its_checkpoint_bit_for_bit() {
     ];
     let whole =
         train_classifiers(&setup(MarionModel::Simple, 10, 8, &t, 2), &split, &runs).unwrap();
-    // Another run's checkpoint in the way: ignored, then overwritten.
+    // Another run's checkpoint in the way: not resumed, moved aside (kept), not overwritten.
     let other = [runs[0]];
     let stopped = TrainSetup {
         checkpoint: Some(ckpt.clone()),
@@ -184,6 +184,16 @@ fn interrupted_training_resumes_from_its_checkpoint_bit_for_bit() {
         Ok(_) => panic!("stop_after did not stop"),
     }
     assert!(ckpt.exists());
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("chunk.") && n.ends_with(".ot") && n != "chunk.ot")
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the other runs' checkpoint, kept: {aside:?}"
+    );
     let resumed = TrainSetup {
         checkpoint: Some(ckpt.clone()),
         ..setup(MarionModel::Simple, 10, 8, &t, 2)

@@ -74,19 +74,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
         quiet: a.quiet,
     };
     // The lock a sweep takes on the run directory (`<run dir>.lock`): a sweep's cell, or a
-    // packed cell resumed alone, never trains in two processes at once.
+    // packed cell resumed alone, never trains in two processes at once. Where the output
+    // directory does not exist yet no process runs the cell, and bad input writes nothing.
     let dir = cfg.run_dir();
-    let _lock = match lock::try_lock(&lock::lock_path(&dir))? {
-        Acquired::Got { lock, took_over } => {
-            if let Some(gone) = took_over {
-                eprintln!("{}: took over the lock of {gone} (gone)", dir.display());
-            }
-            lock
-        }
-        Acquired::Held(owner) => bail!(
-            "{}: running in {owner}; wait for it to finish or stop it (a signal checkpoints it), then rerun",
-            dir.display()
-        ),
+    let _lock = match dir.parent().filter(|p| p.is_dir()) {
+        Some(_) => Some(lock_run(&dir)?),
+        None => None,
     };
     let s = train::run(&cfg, &opts).map_err(|e| match e.downcast::<Interrupted>() {
         // The run's message says what was saved; how to go on is this command's.
@@ -104,6 +97,22 @@ pub fn train(a: TrainArgs) -> Result<()> {
         s.final_test_acc
     );
     Ok(())
+}
+
+/// Takes the lock of run directory `dir`, or refuses in one line naming its live holder.
+fn lock_run(dir: &Path) -> Result<lock::CellLock> {
+    match lock::try_lock(&lock::lock_path(dir))? {
+        Acquired::Got { lock, took_over } => {
+            if let Some(gone) = took_over {
+                eprintln!("{}: took over the lock of {gone} (gone)", dir.display());
+            }
+            Ok(lock)
+        }
+        Acquired::Held(owner) => bail!(
+            "{}: running in {owner}; wait for it to finish or stop it (a signal checkpoints it), then rerun",
+            dir.display()
+        ),
+    }
 }
 
 pub fn summary(a: SummaryArgs) -> Result<()> {

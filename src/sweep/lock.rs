@@ -209,9 +209,11 @@ fn create_exclusive(path: &Path, line: &str) -> Result<bool> {
         .open(path)
     {
         Ok(mut f) => {
-            f.write_all(line.as_bytes())
-                .and_then(|_| f.sync_all())
-                .with_context(|| format!("{}: cannot write the lock", path.display()))?;
+            if let Err(e) = f.write_all(line.as_bytes()).and_then(|_| f.sync_all()) {
+                // Not left torn (a torn lock holds its cell for TORN_AFTER): a full disk says so.
+                std::fs::remove_file(path).ok();
+                return Err(crate::util::atomic::write_error(path, e.into()));
+            }
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),

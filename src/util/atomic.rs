@@ -5,7 +5,7 @@
 //! file, leaves the target as it was and says so in one line naming the file
 //! ([`write_error`]). Appends to a log ([`append`]) are cut back to their previous length when
 //! they fail, so a full disk never leaves half a row.
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -137,6 +137,25 @@ fn temp_owner(name: &str) -> Option<&str> {
             .is_some_and(|x| !x.is_empty() && !x.contains('.'));
     let (_, pid) = head.rsplit_once('.')?;
     (ext_ok && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then_some(pid)
+}
+
+/// Moves `path` aside to `<stem>.<unix time>.<ext>` beside it (results of other settings, kept
+/// rather than overwritten) and returns the new path.
+pub fn move_aside(path: &Path) -> Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{secs}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{secs}"),
+    };
+    let aside = path.with_file_name(name);
+    std::fs::rename(path, &aside)
+        .with_context(|| format!("{}: cannot move aside", path.display()))?;
+    sync_dir(path)?;
+    Ok(aside)
 }
 
 /// fsyncs the directory holding `path`, so that a rename in it survives a crash.

@@ -408,13 +408,7 @@ fn resume_rows(
                 }
             }
         } else {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let aside = out.join(format!("runs-{dname}.{secs}.csv"));
-            std::fs::rename(runs_path, &aside)
-                .with_context(|| format!("{}: cannot move aside", runs_path.display()))?;
+            let aside = crate::util::atomic::move_aside(runs_path)?;
             if !quiet {
                 eprintln!(
                     "{}: trained with other settings; moved to {}",

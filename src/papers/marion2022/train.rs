@@ -322,6 +322,13 @@ fn resume(
     };
     let Batch { net, opt, .. } = batch;
     let Some((done, position)) = load_checkpoint(path, key, net, opt, train_loss, diverged)? else {
+        // Another setting's training: kept, not overwritten by this one's first save.
+        let aside = crate::util::atomic::move_aside(path)?;
+        eprintln!(
+            "{}: a checkpoint of other settings; moved to {}",
+            path.display(),
+            aside.display()
+        );
         return Ok((0, None));
     };
     if let Some(label) = &setup.label {
