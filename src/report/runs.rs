@@ -133,24 +133,22 @@ impl RunRecord {
     pub fn best_test_error(&self) -> Option<f64> {
         self.healthy_test_errors()
             .map(|(best, _)| best)
-            .or_else(|| {
-                self.summary
-                    .as_ref()
-                    .filter(|s| s.epochs_done > 0)
-                    .and_then(|s| error_pct(s.best_test_acc))
-            })
+            .or_else(|| self.summary_error(|s| s.best_test_acc))
     }
 
     /// Test error (%) at the last healthy epoch: metrics.csv, else summary.json.
     pub fn final_test_error(&self) -> Option<f64> {
         self.healthy_test_errors()
             .map(|(_, last)| last)
-            .or_else(|| {
-                self.summary
-                    .as_ref()
-                    .filter(|s| s.epochs_done > 0)
-                    .and_then(|s| error_pct(s.final_test_acc))
-            })
+            .or_else(|| self.summary_error(|s| s.final_test_acc))
+    }
+
+    /// Test error (%) of an accuracy summary.json records, once it has a completed epoch.
+    fn summary_error(&self, acc: fn(&Summary) -> f64) -> Option<f64> {
+        self.summary
+            .as_ref()
+            .filter(|s| s.epochs_done > 0)
+            .and_then(|s| error_pct(acc(s)))
     }
 
     /// Best and last test error (%) over the healthy epochs of metrics.csv alone (None without
