@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{csv_epochs, csv_without_timing, deepres_1t, deviation, ok, stderr, tiny_grid};
+use common::{
+    assert_best_not_ahead, assert_same_best, best_file_epoch, csv_epochs, csv_without_timing,
+    deepres_1t, deviation, ok, stderr, tiny_grid,
+};
 
 /// Relative tolerance of a packed cell's metrics against the same cell swept alone, or in a
 /// pack of another size (3 epochs of 3 steps, lr 0.05; grouped and ordinary convolutions round
@@ -119,7 +122,9 @@ fn a_killed_or_preempted_pack_resumes_where_it_stopped() {
     // kill -9 after member s0 wrote epoch 2's row (before its checkpoint); inside the pack's
     // two-phase checkpoint of epoch 2: after s0's pending checkpoint (phase 1 not complete:
     // every member goes back to epoch 1) and after s0's commit (phase 2 begun: s1 and s2 commit
-    // theirs on the rerun); a signal after step 1 of epoch 2.
+    // theirs on the rerun); the same two at the first epoch after the first that is a new best
+    // of a member p (its best.safetensors must not run ahead of its checkpoint, and must be
+    // written on the rerun); a signal after step 1 of epoch 2.
     let pending = |out: &str| -> Vec<bool> {
         CELLS
             .iter()
@@ -129,31 +134,53 @@ fn a_killed_or_preempted_pack_resumes_where_it_stopped() {
             })
             .collect()
     };
+    let (p, best) = (CELLS.iter().enumerate())
+        .filter_map(|(p, c)| Some((p, best_file_epoch(&tmp.path().join(format!("ref/pk/{c}")))?)))
+        .find(|&(_, e)| e > 1)
+        .expect("no member of the reference has a best epoch after the first: change the seeds");
+    let crash = "DEEPRES_CRASH_AT";
     for (out, env, pending_after_kill) in [
-        ("killed", ("DEEPRES_CRASH_AT", "after-csv:2"), [false; 3]),
+        ("killed", (crash, "after-csv:2".to_string()), vec![false; 3]),
         (
             "phase1",
-            ("DEEPRES_CRASH_AT", "pack-pending-0:2"),
-            [true, false, false],
+            (crash, "pack-pending-0:2".into()),
+            vec![true, false, false],
         ),
         (
             "phase2",
-            ("DEEPRES_CRASH_AT", "pack-commit-0:2"),
-            [false, true, true],
+            (crash, "pack-commit-0:2".into()),
+            vec![false, true, true],
         ),
-        ("signalled", ("DEEPRES_INTERRUPT_AT", "1:1"), [false; 3]),
+        (
+            "best-phase1",
+            (crash, format!("pack-pending-{p}:{best}")),
+            (0..3).map(|i| i <= p).collect(),
+        ),
+        (
+            "best-phase2",
+            (crash, format!("pack-commit-0:{best}")),
+            vec![false, true, true],
+        ),
+        (
+            "signalled",
+            ("DEEPRES_INTERRUPT_AT", "1:1".into()),
+            vec![false; 3],
+        ),
     ] {
         let set = format!("out_dir={out}");
         let o = run(
             &["sweep", &g, "-q", "--pack", "3", "--set", &set],
             tmp.path(),
-            &[env],
+            &[(env.0, &env.1)],
         );
         assert!(!o.status.success(), "{out}: {}", stderr(&o));
         if out == "signalled" {
             assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
         }
         assert_eq!(pending(out), pending_after_kill, "{out}");
+        for c in CELLS {
+            assert_best_not_ahead(&tmp.path().join(format!("{out}/pk/{c}")), out);
+        }
         ok(&run(
             &["sweep", &g, "-q", "--pack", "3", "--set", &set],
             tmp.path(),
@@ -161,6 +188,10 @@ fn a_killed_or_preempted_pack_resumes_where_it_stopped() {
         ));
         assert_eq!(csvs(tmp.path(), out), reference, "{out}");
         assert_eq!(pending(out), [false; 3], "{out}");
+        for c in CELLS {
+            let run = tmp.path().join(format!("{out}/pk/{c}"));
+            assert_same_best(&run, &tmp.path().join(format!("ref/pk/{c}")));
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 mod common;
 use common::{
-    assert_same_curves, csv_epochs, csv_without_timing, deepres_1t, deviation, ok, run_1t as run,
-    snapshot, stderr, tiny_grid,
+    assert_best_not_ahead, assert_same_best, assert_same_curves, best_file_epoch, csv_epochs,
+    csv_without_timing, deepres_1t, deviation, ok, run_1t as run, snapshot, stderr, tiny_grid,
 };
 
 /// kill -9 at 20 random moments (a seeded RNG; inside a training step, a checkpoint write, a
@@ -133,8 +133,11 @@ fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
 /// kill -9 at the exact moments a random kill rarely hits, through the failpoint
 /// `DEEPRES_CRASH_AT=<point>:<epoch>` (the process SIGKILLs itself there): halfway through
 /// writing a metrics.csv row, after the row but before the checkpoint, halfway through writing
-/// the checkpoint, after the checkpoint but before summary.json; at the first and the last
-/// epoch. A rerun finishes and the CSV equals the uninterrupted run's (timing columns aside).
+/// the checkpoint, after the checkpoint but before best.safetensors, before summary.json; at
+/// the first and the last epoch (and the best, for best.safetensors). After the kill
+/// best.safetensors is never ahead of the checkpoint; a rerun finishes, the CSV equals the
+/// uninterrupted run's (timing columns aside) and best.safetensors holds its best epoch's
+/// weights bit for bit.
 #[test]
 fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -144,8 +147,20 @@ fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
         &["sweep", g, "-q", "--set", "out_dir=ref"],
         tmp.path(),
     ));
-    for point in ["csv-row", "after-csv", "checkpoint", "summary"] {
-        for epoch in [1, 3] {
+    let reference = tmp.path().join("ref/fp/s0");
+    // The kill between the checkpoint and best.safetensors matters at a new best epoch: the
+    // reference's best and the last epoch (the first is always a new best).
+    let best_at = best_file_epoch(&reference).unwrap();
+    let mut at_best = vec![1, best_at, 3];
+    at_best.dedup();
+    for (point, epochs) in [
+        ("csv-row", vec![1, 3]),
+        ("after-csv", vec![1, 3]),
+        ("checkpoint", vec![1, 3]),
+        ("best", at_best),
+        ("summary", vec![1, 3]),
+    ] {
+        for epoch in epochs {
             let out = format!("out_dir={point}-{epoch}");
             let o = deepres_1t()
                 .args(["sweep", g, "-q", "--set", &out])
@@ -160,10 +175,12 @@ fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
                 "{point}:{epoch}: {}",
                 stderr(&o)
             );
+            let runs = tmp.path().join(format!("{point}-{epoch}/fp"));
+            assert_best_not_ahead(&runs.join("s0"), &format!("{point}:{epoch}"));
             let o = run(&["sweep", g, "-q", "--set", &out], tmp.path());
             ok(&o);
-            let runs = tmp.path().join(format!("{point}-{epoch}/fp"));
             assert_same_curves(&runs, &tmp.path().join("ref/fp"), &["s0"]);
+            assert_same_best(&runs.join("s0"), &reference);
             // The torn temporary file a kill inside a write leaves is removed on resume.
             let left: Vec<String> = std::fs::read_dir(runs.join("s0"))
                 .unwrap()

@@ -221,7 +221,7 @@ fn stop_inside(
 }
 
 /// After epoch `epoch` (0-based) trained to `rows`: phase 1, each member's files with its
-/// checkpoint pending; phase 2, every checkpoint committed. A member that stops (diverged)
+/// checkpoint pending; phase 2, every checkpoint committed; then the new bests' weights. A member that stops (diverged)
 /// leaves `files`, its summary in `summaries`.
 fn end_epoch(
     tr: &mut PackTrainer,
@@ -252,7 +252,15 @@ fn end_epoch(
             files[p] = None;
         }
     }
-    commit_all(&dirs, epoch + 1)
+    commit_all(&dirs, epoch + 1)?;
+    // A new best's weights only now, so that no member's best.safetensors is ahead of its
+    // committed checkpoint (each single model still holds its member's epoch).
+    for (p, f) in files.iter_mut().enumerate() {
+        if let Some(f) = f {
+            f.write_best(&weights(tr, diag, p))?;
+        }
+    }
+    Ok(())
 }
 
 // Long on purpose: the pack's version of `train::run`, whose stops between and inside epochs

@@ -72,6 +72,9 @@ pub(crate) struct RunFiles<'a> {
     /// This run's checkpoint is then written pending and committed by the pack once all are
     /// written ([`super::pack_commit`]).
     pub pack: Option<Vec<PathBuf>>,
+    /// A new best epoch is in the summary (and the checkpoint) and its weights are not yet in
+    /// best.safetensors ([`RunFiles::write_best`]).
+    best_due: bool,
     tb: Option<tensorboard::EventWriter>,
     quiet: bool,
 }
@@ -125,9 +128,18 @@ impl<'a> RunFiles<'a> {
             run_hash,
             summary,
             pack: None,
+            best_due: false,
             tb,
             quiet,
         };
+        if let Some(((epoch, 0), (_, best_epoch))) = resumed {
+            // Killed after the checkpoint of its new best epoch, before best.safetensors: the
+            // checkpoint's weights (loaded into `w`) are that epoch's.
+            if epoch > 0 && best_epoch == epoch && best_epoch_on_disk(&files.dir) != Some(epoch) {
+                files.best_due = true;
+                files.write_best(w)?;
+            }
+        }
         if resumed.is_none() {
             let blocks = files.diagnose(w, 0)?;
             if let Some(t) = &mut files.tb {
@@ -167,7 +179,9 @@ impl<'a> RunFiles<'a> {
 
     /// Everything after an epoch, in order: the CSV row, the diagnostics, TensorBoard, the
     /// summary's figures; then, for a diverged epoch, the summary (true: the run stops here);
-    /// else a new best's weights, the checkpoint and the summary.
+    /// else the checkpoint, a new best's weights (in a pack, after the pack's checkpoints are
+    /// committed: [`RunFiles::write_best`]) and the summary. best.safetensors is never ahead of
+    /// the checkpoint: a kill between them is repaired on resume ([`RunFiles::open`]).
     pub fn end_epoch(
         &mut self,
         w: &Weights,
@@ -213,17 +227,32 @@ impl<'a> RunFiles<'a> {
         if row.test_acc > s.best_test_acc {
             s.best_test_acc = row.test_acc;
             s.best_epoch = epoch;
-            save_best(&self.dir, w.vs, s, &self.run_hash)?;
+            self.best_due = true;
         }
-        // After a healthy epoch: the checkpoint (when enabled), then the summary.
+        // After a healthy epoch: the checkpoint (when enabled), the best weights, the summary.
         if self.cfg.train.checkpoint {
             self.checkpoint(w, None)?;
+        }
+        if crash_point("best", epoch) {
+            die();
+        }
+        if self.pack.is_none() {
+            self.write_best(w)?;
         }
         if crash_point("summary", epoch) {
             die();
         }
         write_summary(&self.dir, &self.summary)?;
         Ok(false)
+    }
+
+    /// The weights of a new best epoch (`w`, the model as that epoch ended) into
+    /// best.safetensors, when one is due.
+    pub fn write_best(&mut self, w: &Weights) -> Result<()> {
+        if std::mem::take(&mut self.best_due) {
+            save_best(&self.dir, w.vs, &self.summary, &self.run_hash)?;
+        }
+        Ok(())
     }
 
     /// The summary once the epochs are over (finished when all are done), written.
@@ -312,8 +341,14 @@ fn start_summary(
     summary
 }
 
-/// The model of a new best epoch into best.safetensors (atomically; before the checkpoint
-/// that records it, so a kill in between rewrites it on resume).
+/// The epoch best.safetensors in `dir` holds (its metadata), None when there is none.
+fn best_epoch_on_disk(dir: &Path) -> Option<i64> {
+    let meta = crate::util::safetensors_file::read_metadata(&dir.join(run_dir::BEST_FILE)).ok()?;
+    meta.get("epoch")?.parse().ok()
+}
+
+/// The model of a new best epoch into best.safetensors (atomically; after the checkpoint that
+/// records it, so that it never names an epoch the checkpoint does not).
 fn save_best(dir: &Path, vs: &VarStore, s: &Summary, run_hash: &str) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));

@@ -22,6 +22,10 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>
         let mut f = File::create(tmp)?;
         fill(&mut f)?;
         f.flush()?;
+        // On the descriptor that wrote: some NFS clients report a write-back error to it alone
+        // ([`commit`] fsyncs again through a new one, for the writers that name a path).
+        f.sync_all()?;
+        trace("fsync writer");
         Ok(())
     })
 }
@@ -205,7 +209,8 @@ mod tests {
         let p = tmp.path().join("a.csv");
         steps();
         write_atomic(&p, "x\n").unwrap();
-        assert_eq!(steps(), ["fsync file", "rename", "fsync dir"]);
+        let fsyncs = ["fsync writer", "fsync file", "rename", "fsync dir"];
+        assert_eq!(steps(), fsyncs);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "x\n");
         write_atomic_by_path(&p, |t| Ok(std::fs::write(t, "y\n")?)).unwrap();
         assert_eq!(steps(), ["fsync file", "rename", "fsync dir"]);

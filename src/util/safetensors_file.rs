@@ -104,6 +104,39 @@ pub struct Loaded {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// The metadata of the safetensors file at `path`, read from its header alone.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let n = u64::from_le_bytes(len);
+    // safetensors' own limit on a header (100 MB): a larger one is not a safetensors file.
+    if n > 100_000_000 {
+        bail!(
+            "{}: not a safetensors file (header of {n} bytes)",
+            path.display()
+        );
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).with_context(|| {
+        format!(
+            "{}: not a safetensors file (header cut short)",
+            path.display()
+        )
+    })?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let meta = json.get("__metadata__").and_then(|m| m.as_object());
+    Ok(meta
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect())
+}
+
 /// Reads `path`; a file that is not safetensors gets one line naming it.
 pub fn read(path: &Path) -> Result<Loaded> {
     let buf = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;

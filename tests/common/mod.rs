@@ -302,3 +302,76 @@ pub fn deviation(a: &str, b: &str) -> f64 {
     }
     worst
 }
+
+/// The metadata of the safetensors file at `path` (its header: 8 bytes of length, then JSON,
+/// as the format documents it), None when there is no file.
+pub fn safetensors_metadata(path: &Path) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(path).ok()?;
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    Some(header["__metadata__"].clone())
+}
+
+/// The epoch the best.safetensors of run directory `run` holds, None without one.
+pub fn best_file_epoch(run: &Path) -> Option<i64> {
+    let meta = safetensors_metadata(&run.join("best.safetensors"))?;
+    Some(meta["epoch"].as_str().unwrap().parse().unwrap())
+}
+
+/// The epochs done that the live checkpoint of run directory `run` records, None without one.
+pub fn checkpoint_epoch(run: &Path) -> Option<i64> {
+    let path = run.join("checkpoint.safetensors");
+    let tensors = tch::Tensor::read_safetensors(path).ok()?;
+    let (_, t) = tensors.iter().find(|(n, _)| n == "meta.epoch").unwrap();
+    Some(t.int64_value(&[0]))
+}
+
+/// What must hold after any kill: best.safetensors never names an epoch the checkpoint has
+/// not recorded (a rerun on a GPU, not bit-reproducible, might not make that epoch the best
+/// again, and the summary would then name another epoch than the file).
+pub fn assert_best_not_ahead(run: &Path, what: &str) {
+    if let Some(best) = best_file_epoch(run) {
+        let at = checkpoint_epoch(run).unwrap_or(0);
+        assert!(
+            best <= at,
+            "{what}: {}: best.safetensors holds epoch {best}, the checkpoint is at epoch {at}",
+            run.display()
+        );
+    }
+}
+
+/// Asserts that `run`'s best.safetensors holds the epoch, accuracy and tensors of
+/// `reference`'s (bit for bit), and that its summary names that epoch.
+pub fn assert_same_best(run: &Path, reference: &Path) {
+    let file = |d: &Path| d.join("best.safetensors");
+    let meta = |d: &Path| {
+        safetensors_metadata(&file(d))
+            .unwrap_or_else(|| panic!("{}: no best.safetensors", d.display()))
+    };
+    let (a, b) = (meta(run), meta(reference));
+    assert_eq!(
+        (&a["epoch"], &a["test_acc"]),
+        (&b["epoch"], &b["test_acc"]),
+        "{}",
+        run.display()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["best_epoch"].to_string(),
+        a["epoch"].as_str().unwrap(),
+        "{}",
+        run.display()
+    );
+    let tensors = |d: &Path| {
+        let mut t = tch::Tensor::read_safetensors(file(d)).unwrap();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    let (ta, tb) = (tensors(run), tensors(reference));
+    assert_eq!(ta.len(), tb.len());
+    for ((na, x), (nb, y)) in ta.iter().zip(&tb) {
+        assert_eq!(na, nb);
+        assert!(x.equal(y), "{}: {na} differs", run.display());
+    }
+}
