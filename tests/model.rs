@@ -176,6 +176,43 @@ fn initialization_follows_the_paper() {
     assert!(vars["fc.bias"].abs().max().double_value(&[]) <= b);
 }
 
+/// Every convolution of the τ paper's nets, one tensor at a time: the stem (3 → 16), the
+/// stage transitions (16 → 32, 32 → 64) and option B's 1×1 shortcuts included, where
+/// PyTorch's `kaiming_normal_(mode="fan_out")` (the τ paper's code) and fan-in differ (a stem
+/// std of 0.118 against 0.272; transitions by √2). Tolerance: 5 standard errors of a sample
+/// std of n normals, 5/√(2n).
+#[test]
+fn every_convolution_is_kaiming_normal_fan_out() {
+    for shortcut in [Shortcut::A, Shortcut::B] {
+        let (vs, _) = build(&cfg(20, Norm::Bn, shortcut), 10);
+        let mut kinds = std::collections::BTreeSet::new();
+        for (name, t) in vs.variables() {
+            let size = t.size();
+            if size.len() != 4 {
+                continue;
+            }
+            let (out, cin, k) = (size[0], size[1], size[2]);
+            let n = t.numel() as f64;
+            let want = (2.0 / (k * k * out) as f64).sqrt();
+            let std = t.std(true).double_value(&[]);
+            let tol = 5.0 / (2.0 * n).sqrt();
+            assert!(
+                (std / want - 1.0).abs() < tol,
+                "{shortcut:?} {name} [{out}, {cin}, {k}, {k}]: std {std:.4}, fan-out {want:.4} (fan-in {:.4})",
+                (2.0 / (k * k * cin) as f64).sqrt()
+            );
+            kinds.insert((out, cin, k));
+        }
+        // The shapes where fan-in and fan-out differ were all checked.
+        for shape in [(16, 3, 3), (32, 16, 3), (64, 32, 3)] {
+            assert!(kinds.contains(&shape), "{shortcut:?}: no conv {shape:?}");
+        }
+        if shortcut == Shortcut::B {
+            assert!(kinds.contains(&(32, 16, 1)) && kinds.contains(&(64, 32, 1)));
+        }
+    }
+}
+
 #[test]
 fn fixup_init_zeroes_the_second_conv_and_the_classifier() {
     let mut c = cfg(56, Norm::None, Shortcut::A);

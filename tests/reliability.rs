@@ -141,16 +141,20 @@ fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
 #[test]
 fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let g = tiny_grid(tmp.path(), "fp", "seeds: [0]\n");
+    let g = tiny_grid(tmp.path(), "fp", "seeds: [1]\n");
     let g = g.to_str().unwrap();
     ok(&run(
         &["sweep", g, "-q", "--set", "out_dir=ref"],
         tmp.path(),
     ));
-    let reference = tmp.path().join("ref/fp/s0");
+    let reference = tmp.path().join("ref/fp/s1");
     // The kill between the checkpoint and best.safetensors matters at a new best epoch: the
-    // reference's best and the last epoch (the first is always a new best).
+    // first (no best file yet) and a later one (an older best file to replace).
     let best_at = best_file_epoch(&reference).unwrap();
+    assert!(
+        best_at > 1,
+        "seed 1's best epoch is the first: pick another seed"
+    );
     let mut at_best = vec![1, best_at, 3];
     at_best.dedup();
     for (point, epochs) in [
@@ -176,13 +180,13 @@ fn kill_9_inside_csv_and_checkpoint_writes_loses_and_duplicates_nothing() {
                 stderr(&o)
             );
             let runs = tmp.path().join(format!("{point}-{epoch}/fp"));
-            assert_best_not_ahead(&runs.join("s0"), &format!("{point}:{epoch}"));
+            assert_best_not_ahead(&runs.join("s1"), &format!("{point}:{epoch}"));
             let o = run(&["sweep", g, "-q", "--set", &out], tmp.path());
             ok(&o);
-            assert_same_curves(&runs, &tmp.path().join("ref/fp"), &["s0"]);
-            assert_same_best(&runs.join("s0"), &reference);
+            assert_same_curves(&runs, &tmp.path().join("ref/fp"), &["s1"]);
+            assert_same_best(&runs.join("s1"), &reference);
             // The torn temporary file a kill inside a write leaves is removed on resume.
-            let left: Vec<String> = std::fs::read_dir(runs.join("s0"))
+            let left: Vec<String> = std::fs::read_dir(runs.join("s1"))
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .filter(|n| n.contains(".tmp"))

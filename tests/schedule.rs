@@ -1,0 +1,75 @@
+//! The learning rate a run trains with, epoch by epoch (metrics.csv's `lr` column: the rate
+//! of each epoch's first step), against PyTorch's own schedulers (tests/oracles/
+//! schedule_check.py: MultiStepLR, CosineAnnealingLR, LinearLR warmup through SequentialLR,
+//! stepped once per step). An off-by-one in the epoch a milestone falls on (the τ paper's
+//! 0.1 → 0.01 at epoch 100 of 200, not 99 or 101) fails here.
+use deepres::train;
+
+mod common;
+use common::{python_oracle, serial, tiny_run};
+
+/// Trains ResNet-8 on 96 synthetic images (3 steps of 32 per epoch) for 5 epochs under the
+/// schedule `sets`, and checks its rates with the oracle given `oracle`'s arguments (kind, lr,
+/// milestones, gamma, warmup epochs).
+fn check(name: &str, sets: &[&str], oracle: [&str; 5]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut all = vec![
+        "data.synthetic_train=96",
+        "data.synthetic_test=32",
+        "train.batch_size=32",
+        "train.eval_batch_size=32",
+        "train.epochs=5",
+    ];
+    all.extend_from_slice(sets);
+    let cfg = tiny_run::config(tmp.path(), name, &all);
+    {
+        let _g = serial();
+        train::run(&cfg, &tiny_run::quiet()).unwrap();
+    }
+    let csv = cfg.run_dir().join("metrics.csv");
+    let [kind, lr, milestones, gamma, warmup] = oracle;
+    let csv = csv.to_str().unwrap();
+    let out = python_oracle(
+        "schedule_check.py",
+        &[csv, kind, lr, "5", "3", milestones, gamma, warmup],
+    );
+    eprintln!("{name}:\n{out}"); // the rates side by side, with --nocapture
+}
+
+#[test]
+fn multistep_drops_at_its_milestone_epochs_as_pytorch() {
+    check(
+        "multistep",
+        &[
+            "train.optimizer.lr=0.1",
+            "train.schedule.kind=multistep",
+            "train.schedule.milestones=[2, 4]",
+            "train.schedule.gamma=0.1",
+        ],
+        ["multistep", "0.1", "2,4", "0.1", "0"],
+    );
+}
+
+#[test]
+fn cosine_follows_pytorch_per_step() {
+    check(
+        "cosine",
+        &["train.optimizer.lr=0.1", "train.schedule.kind=cosine"],
+        ["cosine", "0.1", "-", "0.1", "0"],
+    );
+}
+
+#[test]
+fn a_warmup_ramps_per_step_then_hands_over_as_pytorch() {
+    check(
+        "warmup",
+        &[
+            "train.optimizer.lr=0.1",
+            "train.schedule.kind=multistep",
+            "train.schedule.milestones=[3]",
+            "train.schedule.gamma=0.2",
+            "train.schedule.warmup_epochs=2",
+        ],
+        ["multistep", "0.1", "3", "0.2", "2"],
+    );
+}
