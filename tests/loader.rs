@@ -314,6 +314,44 @@ fn train_batches_cover_every_index_once_and_are_seeded() {
     }
 }
 
+/// The crop pads with black pixels before normalizing, as torchvision's
+/// `RandomCrop(32, padding=4)` on the image followed by `Normalize` does: the padding becomes
+/// −mean/std, not the 0 of a pad after normalizing (the mean pixel). Every image here is
+/// white (255) and mean 0.3, std 0.2, so a training pixel is (1 − 0.3)/0.2 = 3.5 inside the
+/// image and −1.5 in the padding, never anything else.
+#[test]
+fn the_crop_pads_black_before_normalizing() {
+    let n = 64;
+    let ds = Dataset {
+        images: Tensor::full([n, 3, 8, 8], 255, (Kind::Uint8, Device::Cpu)),
+        labels: Tensor::zeros([n], (Kind::Int64, Device::Cpu)),
+    };
+    let d = DeviceData::new(&ds, &[0.3; 3], &[0.2; 3], Device::Cpu);
+    let aug = Augment {
+        crop_padding: 2,
+        hflip: true,
+        cutout: None,
+    };
+    let (inside, pad) = ((1.0 - 0.3) / 0.2, (0.0 - 0.3) / 0.2);
+    let (mut n_inside, mut n_pad) = (0i64, 0i64);
+    for (x, _) in d.train_batches(16, 3, aug) {
+        let near = |v: f64| (&x - v).abs().le(1e-5);
+        let (a, b) = (near(inside), near(pad));
+        let other = (a.logical_or(&b))
+            .logical_not()
+            .sum(Kind::Int64)
+            .int64_value(&[]);
+        assert_eq!(other, 0, "pixels neither image nor black padding");
+        n_inside += a.sum(Kind::Int64).int64_value(&[]);
+        n_pad += b.sum(Kind::Int64).int64_value(&[]);
+    }
+    // Offsets are uniform over 0..=4 per axis: most crops show some padding.
+    assert!(
+        n_pad > 0 && n_inside > n_pad,
+        "{n_inside} inside, {n_pad} padding"
+    );
+}
+
 #[test]
 fn eval_batches_keep_order_and_normalize() {
     let (train, _) = synthetic::synthetic_split(300, 0, 9);
