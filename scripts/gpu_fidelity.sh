@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 20's GPU runs in one call (at most about 8 minutes of device time, by default):
+# The papers' full-size figures on a GPU in one call (at most about 8 minutes of device time, by default):
 #   0. Figure M7 at full size (51 H × 70 β heatmaps, L = 1000; 56 s on 2 CPU cores);
 #   1. Figure M9 at full size on Fashion-MNIST: all 500 runs (10 H × 10 β × 5 learning rates,
 #      L = 1000, 10 epochs) in one batched program (`--set chunk=500`);

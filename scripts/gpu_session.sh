@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A lent GPU's work in priority order, in two device calls of at most about 9 minutes each:
-# issue 17's figures and the GPU tests first, issue 20's full-size runs second.
+# the throughput figures (BENCHMARKS.md, bench/gpu.csv) and the GPU tests first, the papers'
+# full-size figures second.
 #
 #   scripts/gpu_session.sh --prepare       # build machine: builds and stages everything; prints
 #                                          # what to carry (about 52 MB, under the 64 MiB limit)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17's GPU figures in one run (under 10 minutes of device time on one H200 at full size),
+# The GPU throughput figures in one run (under 10 minutes of device time on one H200 at full size),
 # as rows of bench/gpu.csv: date,device,commit,what,model,precision,pack,value,unit,command.
 #
 #   scripts/gpu_tables.sh                      # GPU machine, repository root, release binary built
@@ -196,7 +196,7 @@ for p in $precisions; do
     [ $g = on ] && curve_rows "$work/runs/epoch-$p-graph-off/metrics.csv" "$csv" $p "$cmd (against graphs off)"
   done
 done
-# On CUDA, first what may reach issue 17's pack targets: the issue's 10 x ResNet-56 (5x one
+# On CUDA, first what may reach the pack targets (BENCHMARKS.md): 10 x ResNet-56 (5x one
 # model) with graphs, and the pack's other way.
 n=${packs##* }
 if [[ $dev == cuda* ]]; then
@@ -207,7 +207,7 @@ if [[ $dev == cuda* ]]; then
     cmd="deepres bench --device $dev --batch $batch --steps $steps --warmup $warmup ${args[*]}"
     pack_rows "$f" pack_WHAT_cuda_graph_on ResNet-${depths%% *} $p $n "$cmd"
   done
-  # The largest pack's other way (issue 17, where grouped convolutions are slow): N networks,
+  # The largest pack's other way (for where grouped convolutions are slow): N networks,
   # each replaying its graph on a CUDA stream of its own; ResNet-56 (the 5x target) in both
   # precisions, ResNet-110 in bf16 (the peak-fraction target).
   for dp in "${depths%% *} fp32" "${depths%% *} bf16" "$graph_depth bf16"; do
@@ -221,7 +221,7 @@ if [[ $dev == cuda* ]]; then
 fi
 
 # The fraction of the GPU's dense bf16 peak that the largest pack reaches at ResNet-$graph_depth
-# (issue 17: >= 5 % for ResNet-110 bf16): 3 x forward GFLOP per image (deepres bench's count)
+# (target: >= 5 % for ResNet-110 bf16): 3 x forward GFLOP per image (deepres bench's count)
 # x aggregate images/s. The peak: PEAK_TFLOPS, else NVIDIA's data-sheet figure for the GPU's
 # name (H100 SXM and H200: 989 TFLOP/s dense bf16); unknown: no row, said on stderr.
 peak=${PEAK_TFLOPS:-}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tests that need a GPU, in one run (issue 22). A GPU machine has no cargo: the test
+# The tests that need a GPU, in one run. A GPU machine has no cargo: the test
 # executables are built here and carried over, as the GPU check and bench scripts carry the
 # release binary.
 #

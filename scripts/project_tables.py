@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Projects the wall time of the τ paper's Tables Z1 and Z2 on one GPU (issue 17, target 4) from
+"""Projects the wall time of the τ paper's Tables Z1 and Z2 on one GPU (BENCHMARKS.md) from
 the throughputs scripts/gpu_tables.sh measured, and appends them as rows of bench/gpu.csv.
 
 The tables (Zhang et al. 2022, arXiv:2206.06929, Tables 1 and 2; experiments/zhang2022/):

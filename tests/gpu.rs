@@ -295,7 +295,7 @@ fn gpus_pin_one_child_per_device() {
 
 // ---------------------------------------------------------------- packs on CUDA
 
-/// A pack on CUDA (issue 17): the tiny sweep of three seeds (ResNet-8, 3 epochs of 3 steps,
+/// A pack on CUDA: the tiny sweep of three seeds (ResNet-8, 3 epochs of 3 steps,
 /// lr 0.05) trained `--pack 3` and alone on cuda:0, fp32, bf16 and fp16 (a loss scale per
 /// member, in each member's checkpoint): each packed cell's train loss, test loss and
 /// gradient norm agree with the cell alone to a relative 2e-2 (fp32) and 5e-2 (bf16, fp16) (grouped and ordinary convolutions round differently, cuDNN's convolutions in

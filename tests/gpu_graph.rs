@@ -172,7 +172,7 @@ fn a_graphed_step_equals_the_ordinary_one() {
     }
 }
 
-/// Issue 17's "over 200 steps its loss trajectory matches the ordinary step's": ResNet-20
+/// Over 200 steps a graphed training's loss trajectory matches the ordinary step's: ResNet-20
 /// (Table Z1's shallowest), 200 steps of batch 128 cycling 32 fixed batches of a learnable task
 /// (image = noise + its class's fixed random pattern at 0.1 of its size), SGD's defaults with a
 /// cosine rate from 0.1 to 0 over the 200 steps, fp32 and bf16 (on the CPU, without graphs,
@@ -233,8 +233,7 @@ fn a_graphed_training_follows_the_ordinary_loss_over_200_steps() {
     }
 }
 
-/// A pack's steps through its CUDA graph (issue 17: three ResNet-8 members on synthetic
-/// data) against the same pack's ordinary steps, fp32, bf16 and fp16 (a loss scale per
+/// A pack's steps through its CUDA graph (three ResNet-8 members on synthetic data) against the same pack's ordinary steps, fp32, bf16 and fp16 (a loss scale per
 /// member, updated inside the graph): 3 warm-up steps, the capture, replays, a partial batch
 /// as an ordinary step, then a member frozen (the plan changes: the step is captured again).
 /// Once with every member at one rate (one update kernel for all, fp16 aside), once with a

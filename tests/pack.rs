@@ -1,4 +1,4 @@
-//! Packs of models (issue 17): P ResNets trained as one network ([`PackedResNet`]) compute,
+//! Packs of models: P ResNets trained as one network ([`PackedResNet`]) compute,
 //! member by member, what each computes alone.
 //!
 //! The model: three single ResNets (different seeds and τ) copied into a pack give the same

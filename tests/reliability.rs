@@ -29,7 +29,7 @@ fn kill_9_at_20_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(split, 0, "a sweep without packs has nothing to split");
 }
 
-/// The same with `--pack 2` (the two cells train as one pack; issue 17): every kill, rerun,
+/// The same with `--pack 2` (the two cells train as one pack): every kill, rerun,
 /// finishes both cells with each epoch once, equal to the uninterrupted packed sweep's byte for
 /// byte, also where the kill fell between the two members' checkpoints of one epoch (the pack
 /// writes them in two phases, src/train/pack_commit.rs: without that, 1 of these 20 kills left

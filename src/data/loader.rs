@@ -46,15 +46,15 @@ impl Default for Augment {
     }
 }
 
-/// Cutout on a batch `[B, C, H, W]`: for each image a centre (cy, cx) uniform over the pixels
+/// Cutout on a batch `[batch, C, H, W]`: for each image a centre (cy, cx) uniform over the pixels
 /// and the square rows [cy − s/2, cy + s/2) × columns [cx − s/2, cx + s/2), clipped to the
 /// image, set to 0 in every channel (one draw per image, on the device).
 pub fn cutout(x: &Tensor, size: i64) -> Tensor {
-    let (b, _, h, w) = x.size4().expect("cutout: x must be [B,C,H,W]");
+    let (b, _, h, w) = x.size4().expect("cutout: x must be [batch, C, H, W]");
     cutout_at(x, size, &cutout_centres(b, h, w, x.device()))
 }
 
-/// Cutout's draws for `b` images of `h`×`w`: the centres' rows and columns, int64 `[B, 1, 1]`.
+/// Cutout's draws for `b` images of `h`×`w`: the centres' rows and columns, int64 `[batch, 1, 1]`.
 fn cutout_centres(b: i64, h: i64, w: i64, dev: Device) -> (Tensor, Tensor) {
     let cy = Tensor::randint(h, [b, 1, 1], (Kind::Int64, dev));
     let cx = Tensor::randint(w, [b, 1, 1], (Kind::Int64, dev));
@@ -63,14 +63,14 @@ fn cutout_centres(b: i64, h: i64, w: i64, dev: Device) -> (Tensor, Tensor) {
 
 /// [`cutout`] with its centres given.
 fn cutout_at(x: &Tensor, size: i64, (cy, cx): &(Tensor, Tensor)) -> Tensor {
-    let (_, _, h, w) = x.size4().expect("cutout: x must be [B,C,H,W]");
+    let (_, _, h, w) = x.size4().expect("cutout: x must be [batch, C, H, W]");
     let dev = x.device();
     let rows = Tensor::arange(h, (Kind::Int64, dev)).view([1, h, 1]);
     let cols = Tensor::arange(w, (Kind::Int64, dev)).view([1, 1, w]);
     let (lo, hi) = (size / 2, size - size / 2);
     let inside =
         |t: &Tensor, c: &Tensor| t.ge_tensor(&(c - lo)).logical_and(&t.lt_tensor(&(c + hi)));
-    let hole = inside(&rows, cy).logical_and(&inside(&cols, cx)); // [B, H, W]
+    let hole = inside(&rows, cy).logical_and(&inside(&cols, cx)); // [batch, H, W]
     x * hole.logical_not().unsqueeze(1).to_kind(x.kind())
 }
 
@@ -79,14 +79,14 @@ fn cutout_at(x: &Tensor, size: i64, (cy, cx): &(Tensor, Tensor)) -> Tensor {
 /// batches' draws under the same augmentation join into one ([`Draws::cat`]), which
 /// [`DeviceData::batch`] makes into the same images, batch after batch, in one pass.
 pub struct Draws {
-    /// The examples, int64 `[B]`.
+    /// The examples, int64 `[batch]`.
     pub idx: Tensor,
     aug: Augment,
-    /// Crop offsets (rows, columns), int64 `[B]` each, when `aug.crop_padding > 0`.
+    /// Crop offsets (rows, columns), int64 `[batch]` each, when `aug.crop_padding > 0`.
     crop: Option<(Tensor, Tensor)>,
-    /// Flip mask, bool `[B]`, when `aug.hflip`.
+    /// Flip mask, bool `[batch]`, when `aug.hflip`.
     flip: Option<Tensor>,
-    /// Cutout centres, int64 `[B, 1, 1]` each, when `aug.cutout` is set.
+    /// Cutout centres, int64 `[batch, 1, 1]` each, when `aug.cutout` is set.
     cutout: Option<(Tensor, Tensor)>,
 }
 
@@ -226,9 +226,9 @@ impl DeviceData {
     ///
     /// Calls `tch::manual_seed(seed)` once (now, not lazily), draws a `randperm` on the
     /// device, then per batch: its draws ([`Self::train_draws`]) and [`Self::batch`]. Yields
-    /// `(x float [B,C,H,W], y int64 [B])` on the device; the last batch may be smaller. The
-    /// same seed gives the same epoch as long as nothing else draws from torch's RNG between
-    /// batches.
+    /// `(x float [batch, C, H, W], y int64 [batch])` on the device; the last batch may be
+    /// smaller. The same seed gives the same epoch as long as nothing else draws from torch's
+    /// RNG between batches.
     pub fn train_batches(
         &self,
         batch_size: i64,
@@ -262,8 +262,8 @@ impl DeviceData {
     }
 
     /// The batch that draws `d` make: `index_select`, float/255, crop and flip ([`augment`]'s
-    /// ops), normalize, cutout; `(x float [B,C,H,W], y int64 [B])` in the default memory format
-    /// (see [`Self::layout`]).
+    /// ops), normalize, cutout; `(x float [batch, C, H, W], y int64 [batch])` in the default
+    /// memory format (see [`Self::layout`]).
     pub fn batch(&self, d: &Draws) -> (Tensor, Tensor) {
         let x = self.images.index_select(0, &d.idx).to_kind(Kind::Float) / 255.0;
         let x = augment_with(&x, d.aug, d.crop.as_ref(), d.flip.as_ref());
@@ -292,10 +292,11 @@ impl DeviceData {
 /// Random crop with `aug.crop_padding` pixels of zero padding and, if `aug.hflip`, a
 /// horizontal flip with probability 1/2; a different offset and flip per image.
 ///
-/// `x` is `[B, C, H, W]` (any dtype; zeros are padded in whatever space `x` is in, so
+/// `x` is `[batch, C, H, W]` (any dtype; zeros are padded in whatever space `x` is in, so
 /// call it before normalizing to match torchvision's `RandomCrop(32, padding=4)` on the
 /// PIL image). The draws use torch's global RNG on `x`'s device, in this order: row
-/// offsets, column offsets (each `randint(0, 2·pad+1, [B])`), flip mask (`rand([B]) < 0.5`).
+/// offsets, column offsets (each `randint(0, 2·pad+1, [batch])`), flip mask
+/// (`rand([batch]) < 0.5`).
 pub fn augment(x: &Tensor, aug: Augment) -> Tensor {
     let (crop, flip) = augment_draws(x.size()[0], aug, x.device());
     augment_with(x, aug, crop.as_ref(), flip.as_ref())
@@ -332,8 +333,8 @@ fn augment_with(
     out
 }
 
-/// Crop each image of `x` `[B,C,H,W]`, zero-padded by `pad` on all four sides, to `H×W`
-/// starting at row `off_y[i]` and column `off_x[i]` (int64 `[B]`, each in `0..=2·pad`) of
+/// Crop each image of `x` `[batch, C, H, W]`, zero-padded by `pad` on all four sides, to `H×W`
+/// starting at row `off_y[i]` and column `off_x[i]` (int64 `[batch]`, each in `0..=2·pad`) of
 /// the padded image. Offset `pad` is the identity; offset 0 shifts the image down/right
 /// by `pad` with zeros in the first `pad` rows/columns.
 ///
@@ -343,22 +344,24 @@ pub fn crop_with_offsets(x: &Tensor, pad: i64, off_y: &Tensor, off_x: &Tensor) -
     if pad == 0 {
         return x.shallow_clone();
     }
-    let (b, c, h, w) = x.size4().expect("crop_with_offsets: x must be [B,C,H,W]");
+    let (b, c, h, w) = x
+        .size4()
+        .expect("crop_with_offsets: x must be [batch, C, H, W]");
     let device = x.device();
-    let padded = x.constant_pad_nd([pad, pad, pad, pad]); // [B, C, H+2p, W+2p]
+    let padded = x.constant_pad_nd([pad, pad, pad, pad]); // [batch, C, H+2p, W+2p]
     let rows = off_y.to_device(device).to_kind(Kind::Int64).view([b, 1])
         + Tensor::arange(h, (Kind::Int64, device)).view([1, h]);
     let rows = rows
         .view([b, 1, h, 1])
         .expand([b, c, h, w + 2 * pad], false);
-    let cropped_rows = padded.gather(2, &rows, false); // [B, C, H, W+2p]
+    let cropped_rows = padded.gather(2, &rows, false); // [batch, C, H, W+2p]
     let cols = off_x.to_device(device).to_kind(Kind::Int64).view([b, 1])
         + Tensor::arange(w, (Kind::Int64, device)).view([1, w]);
     let cols = cols.view([b, 1, 1, w]).expand([b, c, h, w], false);
     cropped_rows.gather(3, &cols, false)
 }
 
-/// Flip image `i` of `x` `[B,C,H,W]` horizontally where `mask[i]` (bool `[B]`) is true.
+/// Flip image `i` of `x` `[batch, C, H, W]` horizontally where `mask[i]` (bool `[batch]`) is true.
 pub fn flip_where(x: &Tensor, mask: &Tensor) -> Tensor {
     let b = x.size()[0];
     let mask = mask

@@ -1,16 +1,17 @@
-//! P CIFAR ResNets of one architecture as one network (issue 17, "many models as one
-//! program"): the members of a pack, each a [`ResNet`](super::resnet::ResNet) with its own weights and its own residual
-//! scale τ_p, stacked along channels so that one forward and one backward pass train them all.
+//! P CIFAR ResNets of one architecture as one network ("many models as one program", a
+//! pack): the members of a pack, each a [`ResNet`](super::resnet::ResNet) with its own
+//! weights and its own residual scale τ_p, stacked along channels so that one forward and one
+//! backward pass train them all.
 //!
-//! Layout: an activation of the pack is `[B, P·C, H, W]`, member p's channels the block
+//! Layout: an activation of the pack is `[batch, P·C, H, W]`, member p's channels the block
 //! p·C..(p+1)·C. Every convolution is one grouped convolution with groups = P (weight
 //! `[P·C_out, C_in, k, k]`, member p's kernel the rows p·C_out..(p+1)·C_out), so member p's
 //! output channels see only its own input channels; batch norm runs over P·C channels, so its
 //! batch statistics and running statistics are per channel, hence per member; option A's zero
 //! channels are appended per member; the classifier is one batched matmul
-//! `[P, B, C] × [P, C, classes]`. The input is `[B, P·C_in, H, W]` with member p's own images
-//! in its channels (each member sees the batches it would see alone: [`stack_inputs`]); the
-//! logits are `[P, B, classes]`.
+//! `[P, batch, C] × [P, C, classes]`. The input is `[batch, P·C_in, H, W]` with member p's
+//! own images in its channels (each member sees the batches it would see alone:
+//! [`stack_inputs`]); the logits are `[P, batch, classes]`.
 //!
 //! τ (Zhang et al. 2022, docs/zhang2022.md) is per member: a constant τ_p = the rule's value
 //! at L = 3n blocks (BN and BN + τ differ only there; τ = 1 is the plain block), or learnable
@@ -56,12 +57,14 @@ pub fn check_packable(cfgs: &[ModelConfig]) -> Result<()> {
     Ok(())
 }
 
-/// `f(x, t)` with member p's value `t[p]` (`t` `[P]`) on its channels of `x` `[B, P·C, H, W]`:
-/// a broadcast over the `[B, P, C, H, W]` view of x, so that neither the forward pass nor the
+/// `f(x, t)` with member p's value `t[p]` (`t` `[P]`) on its channels of `x` `[batch, P·C, H, W]`:
+/// a broadcast over the `[batch, P, C, H, W]` view of x, so that neither the forward pass nor the
 /// backward copies t per channel (as a single model's scalar bias broadcasts: two launches
 /// fewer per use and step than [`per_channel`]).
 fn per_member(x: &Tensor, t: &Tensor, f: impl Fn(&Tensor, &Tensor) -> Tensor) -> Tensor {
-    let (b, pc, h, w) = x.size4().expect("a pack's activation is [B, P·C, H, W]");
+    let (b, pc, h, w) = x
+        .size4()
+        .expect("a pack's activation is [batch, P·C, H, W]");
     let p = t.size()[0];
     f(&x.view([b, p, pc / p, h, w]), &t.view([p, 1, 1, 1])).reshape([b, pc, h, w])
 }
@@ -289,7 +292,7 @@ impl PackedResNet {
         })
     }
 
-    /// Logits `[P, B, classes]` from h_L `[B, P·C, H, W]`: global average pooling and each
+    /// Logits `[P, batch, classes]` from h_L `[batch, P·C, H, W]`: global average pooling and each
     /// member's classifier, one batched matmul.
     fn head_t(&self, h: &Tensor) -> Tensor {
         let (b, pc) = (h.size()[0], h.size()[1]);
@@ -332,7 +335,9 @@ impl PackedResNet {
 }
 
 impl ModuleT for PackedResNet {
-    /// x `[B, P·C_in, H, W]` (member p's images in its channels) → logits `[P, B, classes]`.
+    /// x `[batch, P·C_in, H, W]` (member p's images in its channels) → logits
+    /// `[P, batch, classes]`.
+    // per member p: logits = fc(avgpool(h_L)), h_ℓ = relu(x_skip + τ_p·f_ℓ(h_{ℓ−1})), h_0 = stem(x)
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let h = x.apply(&self.stem);
         let h = match (&self.stem_bn, &self.stem_bias) {
@@ -348,13 +353,14 @@ impl ModuleT for PackedResNet {
     }
 }
 
-/// The members' batches `[B, C, H, W]` as the pack's input `[B, P·C, H, W]`.
+/// The members' batches `[batch, C, H, W]` as the pack's input `[batch, P·C, H, W]`.
 pub fn stack_inputs(xs: &[Tensor]) -> Tensor {
     Tensor::cat(xs, 1)
 }
 
-/// The members' batches made as one, `x` `[P·B, C, H, W]` (member p's the p-th block of B),
-/// as the pack's input `[B, P·C, H, W]`: [`stack_inputs`] of the blocks, in one copy.
+/// The members' batches made as one, `x` `[P·batch, C, H, W]` (member p's the p-th block of
+/// `batch`), as the pack's input `[batch, P·C, H, W]`: [`stack_inputs`] of the blocks, in one
+/// copy.
 pub fn stack_batches(x: &Tensor, members: i64) -> Tensor {
     let (n, c, h, w) = x.size4().expect("a batch is [N, C, H, W]");
     let b = n / members;
@@ -363,7 +369,7 @@ pub fn stack_batches(x: &Tensor, members: i64) -> Tensor {
         .reshape([b, members * c, h, w])
 }
 
-/// The same images for every member (evaluation): x `[B, C, H, W]` → `[B, P·C, H, W]`.
+/// The same images for every member (evaluation): x `[batch, C, H, W]` → `[batch, P·C, H, W]`.
 pub fn repeat_input(x: &Tensor, members: i64) -> Tensor {
     x.repeat([1, members, 1, 1])
 }

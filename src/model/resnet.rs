@@ -15,7 +15,8 @@
 //!
 //! τ is a constant, one learnable scalar shared by all blocks, or one per block (ReZero,
 //! initialized to 0; Fixup's multiplier, initialized to τ₀ = 1); see [`super::tau`]. It
-//! enters in [`BasicBlock::forward_t`] only.
+//! enters in [`BasicBlock::trace`] only, the line `self.tau.scale(&branch)` (a pack's τ_p
+//! per member: `PackedBlock`'s forward pass in [`super::packed`]).
 use anyhow::{bail, Result};
 use tch::nn::{self, ConvConfig, ModuleT};
 use tch::Tensor;
@@ -470,6 +471,7 @@ impl ResNet {
 }
 
 impl ModuleT for ResNet {
+    // logits = fc(avgpool(h_L)), h_ℓ = relu(x_skip + τ·f_ℓ(h_{ℓ−1})), h_0 = stem(x)
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let h0 = self.stem_t(x, train);
         let h = self.blocks_t(&h0, train);

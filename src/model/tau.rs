@@ -27,7 +27,8 @@ pub enum Tau {
 }
 
 impl Tau {
-    /// τ · branch: the only place where τ touches the forward pass.
+    /// τ · branch: the only place where τ touches a model's forward pass (a pack's τ_p per
+    /// member: `PackedTau` in [`super::packed`]).
     pub fn scale(&self, branch: &Tensor) -> Tensor {
         match self {
             Tau::Const(t) if *t == 1.0 => branch.shallow_clone(),

@@ -34,9 +34,9 @@ use crate::train::pack::shared_part;
 use crate::train::{self, pack_commit, pack_run, RunOptions};
 use crate::util::one_line;
 
-/// The most members `--pack auto` puts in one pack on CUDA: the pack of the issue-17 target
-/// (10 ResNet-56 or ResNet-110 models), until scripts/gpu_tables.sh has measured where the
-/// aggregate throughput stops growing.
+/// The most members `--pack auto` puts in one pack on CUDA: the pack of the throughput
+/// targets in BENCHMARKS.md (10 ResNet-56 or ResNet-110 models), until scripts/gpu_tables.sh
+/// has measured where the aggregate throughput stops growing.
 pub const AUTO_MAX: usize = 10;
 
 /// How many cells a pack holds: `--pack N` (N ≥ 1; 1 is no packing) or `--pack auto`.

@@ -1,6 +1,6 @@
-//! `deepres bench --pack N --streams`: the other way to train N models as one program, which
-//! issue 17 names for where cuDNN's grouped convolutions (a pack, [`super::bench_pack`]) are
-//! slow at these channel counts: N separate networks (seeds 0..N-1, [`super::bench`]'s model
+//! `deepres bench --pack N --streams`: the other way to train N models as one program, for
+//! where cuDNN's grouped convolutions (a pack, [`super::bench_pack`]) are slow at these
+//! channel counts: N separate networks (seeds 0..N-1, [`super::bench`]'s model
 //! and recipe, each its own batches), each stepping on a CUDA stream of its own
 //! ([`super::streams`]); with `--cuda-graph` each step is one graph launch per model, and the
 //! GPU runs the models' kernels side by side. Timed as a pack is; the report is a pack's

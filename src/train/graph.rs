@@ -204,8 +204,8 @@ impl Stepper {
     }
 
     /// One step of a pack, like [`pack_step`]: the members' batches `x` (stacked) against
-    /// `targets[p]` at `lrs[p]`. Graphed, the static input is the stacked batch and the labels `[P, B]`;
-    /// a member frozen, or the members' rates parting, captures the step again.
+    /// `targets[p]` at `lrs[p]`. Graphed, the static input is the stacked batch and the labels
+    /// `[P, batch]`; a member frozen, or the members' rates parting, captures the step again.
     #[allow(clippy::too_many_arguments)]
     pub fn step_pack(
         &mut self,

@@ -1,4 +1,4 @@
-//! Training a pack (issue 17, "many models as one program"): P run configs that share the
+//! Training a pack ("many models as one program"): P run configs that share the
 //! architecture and the data train as one [`PackedResNet`], one forward and one backward pass
 //! per step for all of them, each member exactly as it would train alone:
 //!

@@ -10,7 +10,7 @@ use super::config::{CudaGraph, RunConfig};
 
 /// What a step's loss is taken against.
 pub struct Targets {
-    /// The labels (int64 `[B]`); with mixup, y_a.
+    /// The labels (int64 `[batch]`); with mixup, y_a.
     pub y: Tensor,
     /// Mixup's partner labels y_b = `y[π]` and λ (a 0-dim tensor on the device).
     pub mix: Option<(Tensor, Tensor)>,
@@ -63,10 +63,11 @@ impl Targets {
     }
 }
 
-/// A pack's members' mean losses and numbers right, `[P]` each, from its logits `[P, B, K]`
-/// against `targets[p]`: one cross-entropy over the P·B rows, one argmax and one comparison
-/// when every member takes plain labels with the same ε (the same values as member by member,
-/// in a handful of launches however many members); else member by member
+/// A pack's members' mean losses and numbers right, `[P]` each, from its logits
+/// `[P, batch, classes]` against `targets[p]`: one cross-entropy over the P·batch rows, one
+/// argmax and one comparison when every member takes plain labels with the same ε (the same
+/// values as member by member, in a handful of launches however many members); else member by
+/// member
 /// ([`Targets::loss`], [`Targets::correct`]).
 pub fn member_losses(logits: &Tensor, targets: &[Targets]) -> (Tensor, Tensor) {
     let eps = targets[0].smoothing;
@@ -82,10 +83,12 @@ pub fn member_losses(logits: &Tensor, targets: &[Targets]) -> (Tensor, Tensor) {
         };
         return (each(&Targets::loss), each(&Targets::correct));
     }
-    let (p, b, k) = logits.size3().expect("a pack's logits are [P, B, K]");
+    let (p, b, k) = logits
+        .size3()
+        .expect("a pack's logits are [P, batch, classes]");
     let ys: Vec<&Tensor> = targets.iter().map(|t| &t.y).collect();
     let y = Tensor::stack(&ys, 0);
-    // ℓ_p = (1/B) Σ_i CE_ε(logits[p, i], y[p, i])
+    // ℓ_p = (1/batch) Σ_i CE_ε(logits[p, i], y[p, i])
     let loss = logits
         .reshape([p * b, k])
         .cross_entropy_loss::<Tensor>(&y.reshape([-1]), None, Reduction::None, -100, eps)

@@ -3,6 +3,7 @@
 //! random models, with their moments, the Kolmogorov–Smirnov distance to the fitted Gaussian,
 //! and each histogram against that Gaussian's density.
 use anyhow::Result;
+use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 use std::path::Path;
 use tch::Device;
 
@@ -97,7 +98,7 @@ pub(super) fn histogram_figure(
         let curve: Vec<(f64, f64)> = (0..=200)
             .map(|i| {
                 let x = lo + (hi - lo) * i as f64 / 200.0;
-                (x, gaussian(x, m.mean, m.std))
+                (x, Normal::new(m.mean, m.std).map_or(f64::NAN, |n| n.pdf(x)))
             })
             .collect();
         panels.push(Panel {
@@ -157,8 +158,8 @@ impl Moments {
         let m4 = v.iter().map(|x| ((x - mean) / std).powi(4)).sum::<f64>() / n - 3.0;
         let mut sorted = v.to_vec();
         sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        // Kolmogorov–Smirnov distance to the fitted normal (Abramowitz–Stegun erf).
-        let cdf = |x: f64| 0.5 * (1.0 + erf((x - mean) / (std * std::f64::consts::SQRT_2)));
+        // Kolmogorov–Smirnov distance to the fitted normal.
+        let cdf = |x: f64| Normal::new(mean, std).map_or(f64::NAN, |n| n.cdf(x));
         let ks = sorted
             .iter()
             .enumerate()
@@ -211,24 +212,4 @@ fn histogram(sorted: &[f64], bins: usize) -> (Vec<(f64, f64)>, Table) {
     }
     steps.push((hi, 0.0));
     (steps, rows)
-}
-
-/// Density of N(mean, std²) at x.
-fn gaussian(x: f64, mean: f64, std: f64) -> f64 {
-    (-(x - mean).powi(2) / (2.0 * std * std)).exp() / (std * (2.0 * std::f64::consts::PI).sqrt())
-}
-
-/// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
-fn erf(x: f64) -> f64 {
-    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
-    let y = 1.0
-        - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
-            + 0.254829592)
-            * t
-            * (-x * x).exp();
-    if x >= 0.0 {
-        y
-    } else {
-        -y
-    }
 }
