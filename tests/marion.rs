@@ -360,3 +360,35 @@ fn m7_runs_with_the_authors_sampler_end_to_end() {
     };
     assert_ne!(metrics(&authors), metrics(&exact));
 }
+
+/// M9 with no dataset on disk (an empty working directory: no data/): the dataset is skipped
+/// with the fetch command, and the figure does not end silently with no check: its claim is
+/// listed as not shown and the last line says that no check ran.
+#[test]
+fn m9_without_data_says_its_claim_is_not_shown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fig9 =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/marion2022/fig9.yaml");
+    let done = std::process::Command::new(env!("CARGO_BIN_EXE_deepres"))
+        .arg("marion")
+        .arg(&fig9)
+        .args(["--scale", "smoke", "--set", "datasets=[[cifar10]]"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let (out, err) = (common::stdout(&done), common::stderr(&done));
+    assert_eq!(done.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("skipped cifar10") && err.contains("deepres data fetch cifar10"),
+        "{err}"
+    );
+    assert!(
+        out.contains("not shown: training fails where the initialization explodes, on cifar10"),
+        "{out}"
+    );
+    assert_eq!(
+        out.trim_end().lines().last(),
+        Some("Acceptance: no check ran; 1 claim not shown by this run (above)"),
+        "{out}"
+    );
+}

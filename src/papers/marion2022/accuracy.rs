@@ -108,16 +108,14 @@ pub(super) fn accuracy_figure(
         let split = match load_first(names, &s.training.train) {
             Ok(split) => split,
             Err(e) => {
-                let msg = format!(
-                    "skipped {}: {e:#}\n\n",
-                    names
-                        .iter()
-                        .map(|n| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" / ")
-                );
+                let which: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+                let which = which.join(" / ");
+                let msg = format!("skipped {which}: {e:#}\n\n");
                 eprintln!("{}: {msg}", fig.figure);
                 text += &msg;
+                acc.not_shown(format!(
+                    "training fails where the initialization explodes, on {which}: no data"
+                ));
                 continue;
             }
         };
