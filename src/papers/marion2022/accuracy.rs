@@ -469,4 +469,47 @@ mod tests {
         assert_eq!(svg.matches("#969696").count(), 3, "grey cells");
         assert!(svg.contains("no value"));
     }
+
+    /// The M9 check on a hand-made grid, its value worked out by hand: H = 0.3, 0.7 (boundaries
+    /// max(H, 1/2) = 0.5, 0.7), β = 0.2, 0.5, 0.8. At or above the boundary: (β 0.5, H 0.3),
+    /// (0.8, 0.3), (0.8, 0.7); more than 0.1 below it: (0.2, 0.3), (0.2, 0.7), (0.5, 0.7); the
+    /// cell (0.7, 0.7) sits on its boundary. A diverged run (NaN) counts as accuracy 0.
+    #[test]
+    fn the_m9_check_is_the_mean_above_the_boundary_minus_below() {
+        let grid = Grid {
+            sampler: FbmSampler::Exact,
+            hs: vec![0.3, 0.7],
+            betas: vec![0.2, 0.5, 0.8],
+            points: Vec::new(),
+        };
+        // rows β, columns H
+        let best = vec![
+            vec![0.10, f64::NAN], // β 0.2: both below
+            vec![0.80, 0.30],     // β 0.5: above for H 0.3, below (0.5 < 0.6) for H 0.7
+            vec![0.90, 0.70],     // β 0.8: both above
+        ];
+        let check = boundary_check("d", &grid, &best);
+        let above = (0.80 + 0.90 + 0.70) / 3.0;
+        let below = (0.10 + 0.0 + 0.30) / 3.0;
+        assert!(
+            (check.value - (above - below)).abs() < 1e-12,
+            "{}",
+            check.value
+        );
+        assert!(check
+            .name
+            .contains("the 3 cells with β ≥ max(H, 1/2) minus the 3 cells"));
+        assert!(check.passed());
+        // A cell 0.05 below its boundary is in neither mean.
+        let grid = Grid {
+            betas: vec![0.45, 0.8],
+            ..grid
+        };
+        let best = vec![vec![0.0, 0.0], vec![0.6, 0.6]];
+        let check = boundary_check("d", &grid, &best);
+        assert!(check
+            .name
+            .contains("the 2 cells with β ≥ max(H, 1/2) minus the 1 cells"));
+        assert!((check.value - 0.6).abs() < 1e-12);
+    }
 }

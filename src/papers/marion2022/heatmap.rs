@@ -163,3 +163,29 @@ fn boundary_table(s: &HeatmapFig, hs: &[f64], bounds: &[Vec<(f64, f64)>]) -> Tab
     }
     table
 }
+
+#[cfg(test)]
+mod tests {
+    use super::boundary;
+
+    /// β* per H on a hand-made grid (rows β, columns H; explosion above log10 = 1): scanning
+    /// from the largest β down, the last β before the first exploding or NaN cell; a stable
+    /// cell below an exploding one does not count; a column stable everywhere gives the
+    /// smallest β, one exploding at the top the largest.
+    #[test]
+    fn the_boundary_is_the_last_stable_beta_scanning_down() {
+        let hs = [0.2, 0.5, 0.8, 0.9, 0.95];
+        let betas = [0.1, 0.3, 0.5, 0.7, 0.9];
+        let nan = f64::NAN;
+        let values = vec![
+            vec![3.0, 3.0, 0.0, 0.0, 3.0], // β 0.1
+            vec![2.0, 1.5, 0.0, 0.0, 3.0], // β 0.3
+            vec![0.5, 1.0, 0.0, 5.0, 3.0], // β 0.5 (1.0 is not above the threshold)
+            vec![0.1, 0.2, 0.0, 0.0, 3.0], // β 0.7
+            vec![0.0, nan, 0.0, 0.0, 3.0], // β 0.9
+        ];
+        let got = boundary(&hs, &betas, &values, 1.0);
+        let want = [(0.2, 0.5), (0.5, 0.9), (0.8, 0.1), (0.9, 0.7), (0.95, 0.9)];
+        assert_eq!(got, want);
+    }
+}

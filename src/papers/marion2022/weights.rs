@@ -189,3 +189,26 @@ fn entry_paths(
     }
     Ok(series)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::roughness;
+    use tch::{Kind, Tensor};
+
+    /// Closed forms: a ramp X_k = k·1 (k = 1..L) has mean |ΔX| = 1 and mean |X| = (L+1)/2, so
+    /// 2/(L+1); i.i.d. N(0, σ²) layers have E|X − Y| = 2σ/√π and E|X| = σ√(2/π), so √2;
+    /// i.i.d. uniform on [−a, a] have 2a/3 and a/2, so 4/3.
+    #[test]
+    fn roughness_has_its_closed_forms() {
+        let l = 50;
+        let ramp = Tensor::arange_start(1, l + 1, (Kind::Float, tch::Device::Cpu))
+            .view([l, 1, 1])
+            .expand([l, 3, 3], false);
+        assert!((roughness(&ramp) - 2.0 / (l + 1) as f64).abs() < 1e-6);
+        tch::manual_seed(0);
+        let normal = Tensor::randn([400, 30, 30], (Kind::Float, tch::Device::Cpu)) * 0.3;
+        assert!((roughness(&normal) / 2f64.sqrt() - 1.0).abs() < 0.01);
+        let uniform = Tensor::rand([400, 30, 30], (Kind::Float, tch::Device::Cpu)) * 2.0 - 1.0;
+        assert!((roughness(&uniform) / (4.0 / 3.0) - 1.0).abs() < 0.01);
+    }
+}
