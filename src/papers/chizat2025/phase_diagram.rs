@@ -465,3 +465,90 @@ fn report(fig: &Figure, s: &PhaseDiagramFig, (a_s, gammas): (&[f64], &[f64]), g:
     );
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::feature_updates;
+    use tch::{Device, Kind, Tensor};
+
+    /// The three measures of C4, element by element in f64 from their definitions: per model,
+    /// Δpre = √(Σ_ℓ mean_{i,j} ⟨v_K − v_0, x_i⟩² / Σ_ℓ mean_{i,j} ⟨v_0, x_i⟩²) over units j
+    /// and inputs i; Δu the same with the first output coordinate of u_{ℓ,j}; diversity the
+    /// mean over layers of 1 − mean_{j≠k} |cos(v_{ℓ,j}, v_{ℓ,k})|.
+    #[test]
+    fn feature_updates_follow_their_definitions() {
+        let (models, layers, m, d, n) = (2usize, 2usize, 3usize, 4usize, 5usize);
+        let opts = (Kind::Float, Device::Cpu);
+        let draw = || -> Vec<Tensor> {
+            (0..layers)
+                .map(|_| Tensor::randn([models as i64, m as i64, d as i64], opts))
+                .collect()
+        };
+        tch::manual_seed(3);
+        let (u0, v0, u, v) = (draw(), draw(), draw(), draw());
+        let x = Tensor::randn([n as i64, d as i64], opts);
+        let (dpre, du, div) = feature_updates((&u, &v), (&u0, &v0), &x);
+
+        let at = |t: &Tensor, i: usize, j: usize, k: usize| {
+            t.double_value(&[i as i64, j as i64, k as i64])
+        };
+        let xs = |i: usize, k: usize| x.double_value(&[i as i64, k as i64]);
+        for p in 0..models {
+            let (mut num, mut den, mut unum, mut uden, mut dsum) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for l in 0..layers {
+                let (mut a, mut b) = (0.0, 0.0);
+                for i in 0..n {
+                    for j in 0..m {
+                        let dot =
+                            |w: &Tensor| (0..d).map(|k| at(w, p, j, k) * xs(i, k)).sum::<f64>();
+                        let (now, start) = (dot(&v[l]), dot(&v0[l]));
+                        a += (now - start).powi(2);
+                        b += start.powi(2);
+                    }
+                }
+                num += a / (n * m) as f64;
+                den += b / (n * m) as f64;
+                let (mut c, mut e) = (0.0, 0.0);
+                for j in 0..m {
+                    c += (at(&u[l], p, j, 0) - at(&u0[l], p, j, 0)).powi(2);
+                    e += at(&u0[l], p, j, 0).powi(2);
+                }
+                unum += c / m as f64;
+                uden += e / m as f64;
+                let norm = |j: usize| {
+                    (0..d)
+                        .map(|k| at(&v[l], p, j, k).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                };
+                let mut cos = 0.0;
+                for j in 0..m {
+                    for k in 0..m {
+                        if j != k {
+                            let dot: f64 = (0..d)
+                                .map(|q| at(&v[l], p, j, q) * at(&v[l], p, k, q))
+                                .sum();
+                            cos += (dot / (norm(j) * norm(k))).abs();
+                        }
+                    }
+                }
+                dsum += 1.0 - cos / (m * (m - 1)) as f64;
+            }
+            let close = |got: f64, want: f64| (got / want - 1.0).abs() < 1e-5;
+            assert!(
+                close(dpre[p], (num / den).sqrt()),
+                "Δpre {} vs {}",
+                dpre[p],
+                (num / den).sqrt()
+            );
+            assert!(
+                close(du[p], (unum / uden).sqrt()),
+                "Δu {} vs {}",
+                du[p],
+                (unum / uden).sqrt()
+            );
+            let want = dsum / layers as f64;
+            assert!(close(div[p], want), "diversity {} vs {want}", div[p]);
+        }
+    }
+}
