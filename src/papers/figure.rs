@@ -99,6 +99,24 @@ pub fn load<S: DeserializeOwned>(
     })
 }
 
+impl<S> FigureFileAt<S> {
+    /// The figure's default output directory: `runs/<paper>/<stem>/<scale>/`.
+    pub fn default_out(&self, paper: &str) -> std::path::PathBuf {
+        Path::new("runs")
+            .join(paper)
+            .join(&self.stem)
+            .join(&self.scale)
+    }
+}
+
+/// `spec.<name>` must be ≥ 1 (the figure runners' checks of counts).
+pub fn positive(name: &str, v: i64) -> Result<()> {
+    if v < 1 {
+        bail!("spec.{name}: must be ≥ 1, got {v}");
+    }
+    Ok(())
+}
+
 /// `n` points evenly spaced from `from` to `to` (both included).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

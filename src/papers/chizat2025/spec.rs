@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::gd::recorded;
 use crate::model::two_layer_resnet::TwoLayerSpec;
-use crate::papers::figure::Linspace;
+use crate::papers::figure::{positive as pos, Linspace};
 
 /// The synthetic regression task (see [`super::task()`]).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
@@ -339,16 +339,7 @@ pub fn load(path: &Path, scale: &str, overrides: &[String]) -> Result<Figure> {
 
 /// Default output directory: `runs/chizat2025/<stem>/<scale>/`.
 pub fn default_out(fig: &Figure) -> PathBuf {
-    PathBuf::from("runs/chizat2025")
-        .join(&fig.stem)
-        .join(&fig.scale)
-}
-
-fn pos(name: &str, v: i64) -> Result<()> {
-    if v < 1 {
-        bail!("spec.{name}: must be ≥ 1, got {v}");
-    }
-    Ok(())
+    fig.default_out("chizat2025")
 }
 
 fn all_pos(name: &str, vs: &[i64]) -> Result<()> {

@@ -75,7 +75,5 @@ pub fn run(fig: &Figure, out: &Path, device: Device, quiet: bool) -> Result<Figu
 
 /// The default output directory of a figure: `runs/marion2022/<stem>/<scale>`.
 pub fn default_out(fig: &Figure) -> PathBuf {
-    PathBuf::from("runs/marion2022")
-        .join(&fig.stem)
-        .join(&fig.scale)
+    fig.default_out("marion2022")
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::data::DatasetName;
 use crate::model::marion_net::MarionModel;
 use crate::model::weight_init::{FbmSampler, LayerInit};
-use crate::papers::figure::Linspace;
+use crate::papers::figure::{positive as pos, FigureFileAt, Linspace};
 
 /// How the measurement kinds (`scaling`, `histogram`, `heatmap`) draw their random models and
 /// inputs; every key optional.
@@ -270,17 +270,9 @@ pub enum FigureSpec {
 }
 
 /// A loaded figure file at one scale.
-#[derive(Debug, Clone)]
-pub struct Figure {
-    pub figure: String,
-    pub title: String,
-    pub scale: String,
-    pub spec: FigureSpec,
-    /// The file's stem (e.g. `fig1`).
-    pub stem: String,
-}
+pub type Figure = FigureFileAt<FigureSpec>;
 
-impl Figure {
+impl FigureFileAt<FigureSpec> {
     /// Whether the figure trains networks (M8, M9): those stop resumably on a preemption
     /// signal ([`crate::train::interrupt`]).
     pub fn trains(&self) -> bool {
@@ -297,14 +289,7 @@ impl Figure {
     /// `depth=200`, `hursts.points=11`, `train.epochs=2`) over the scaled spec.
     pub fn load_with(path: &Path, scale: &str, overrides: &[String]) -> Result<Figure> {
         let origin = path.display().to_string();
-        let f = crate::papers::figure::load::<FigureSpec>(path, scale, overrides)?;
-        let fig = Figure {
-            figure: f.figure,
-            title: f.title,
-            scale: f.scale,
-            spec: f.spec,
-            stem: f.stem,
-        };
+        let fig = crate::papers::figure::load::<FigureSpec>(path, scale, overrides)?;
         fig.validate()
             .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok(fig)
@@ -359,14 +344,6 @@ impl Figure {
         }
         Ok(())
     }
-}
-
-/// `spec.<name>` must be ≥ 1.
-fn pos(name: &str, v: i64) -> Result<()> {
-    if v < 1 {
-        bail!("spec.{name}: must be ≥ 1, got {v}");
-    }
-    Ok(())
 }
 
 /// `spec.<name>` must be a grid within [lo, hi] with at least one point.
