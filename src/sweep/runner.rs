@@ -1,5 +1,5 @@
 //! Running a sweep and reporting its state.
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -145,15 +145,9 @@ pub fn with_new_dir(grid: &Grid) -> Result<Grid> {
     Ok(g)
 }
 
-/// Creates `dir` and checks that files can be created in it.
+/// Creates the sweep directory `dir` and checks that files can be created in it.
 pub(super) fn ensure_writable(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the sweep directory", dir.display()))?;
-    let probe = dir.join(format!(".write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("{}: sweep directory is not writable", dir.display()))?;
-    std::fs::remove_file(&probe).ok();
-    Ok(())
+    crate::util::atomic::ensure_writable_dir(dir, "sweep directory")
 }
 
 /// The pack size `cells` train with, None for one cell at a time: no `--pack`, `--pack 1`, and

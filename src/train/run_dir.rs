@@ -231,12 +231,7 @@ pub(crate) fn check_dir(cfg: &RunConfig, dir: &Path, opts: &RunOptions) -> Resul
 /// [`check_dir`] refused others), whose config.yaml stays as the run started it.
 pub(crate) fn create_dir(cfg: &RunConfig, dir: &Path) -> Result<()> {
     let cfg_path = dir.join(CONFIG_FILE);
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the run directory", dir.display()))?;
-    let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("{}: run directory is not writable", dir.display()))?;
-    std::fs::remove_file(&probe).ok();
+    crate::util::atomic::ensure_writable_dir(dir, "run directory")?;
     // Under the run's lock no other process writes here: a temporary file of another pid was
     // left by a kill inside a write.
     crate::util::atomic::remove_stale_temporaries(dir);

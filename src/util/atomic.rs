@@ -42,6 +42,18 @@ pub fn write_atomic_by_path(path: &Path, fill: impl FnOnce(&Path) -> Result<()>)
     commit(&tmp, path)
 }
 
+/// Creates the directory `dir` (a `what`, e.g. "run directory", in the errors) and checks that
+/// files can be created in it, with a probe file named by this process.
+pub fn ensure_writable_dir(dir: &Path, what: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the {what}", dir.display()))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("{}: {what} is not writable", dir.display()))?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
+
 /// fsyncs a finished temporary file (from [`temp_path`]), renames it over `path` and fsyncs
 /// the directory; on failure the temporary file is removed and `path` is left as it was.
 pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
