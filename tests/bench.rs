@@ -484,6 +484,7 @@ fn gpu_tables_script_writes_no_row_for_a_figure_its_command_did_not_print() {
 /// a pack of 6 at 50 images/s in all (0.02 s), which then counts: 0.0209333 s, 639.630 h;
 /// and packs with CUDA graphs where they are faster (below).
 /// Rows of another commit are not read.
+// Long on purpose: one hand-worked projection, its inputs and its sum side by side.
 #[test]
 fn table_projection_is_the_hand_sum() {
     let row = |what: &str, model: &str, pack: u32, value: f64, commit: &str| {

@@ -242,6 +242,7 @@ fn no_help_text_shows_rustdoc_links() {
 
 /// docs/cli.md's synopsis against clap: every flag of every command is listed there, and a
 /// value written as a default (`[--depth 56]`, not `N`, `A|B` or `...`) is clap's default.
+// Long on purpose: the synopsis parser and the comparison with clap read best together.
 #[test]
 fn the_cli_reference_lists_every_flag_with_its_default() {
     use clap::CommandFactory;

@@ -9,6 +9,7 @@ use common::tiny_run::{config, quiet, stopped_then_resumed};
 
 /// blocks.csv: one row per block at epoch 0 and after each epoch, once each across a resume,
 /// with values that have closed forms at initialization.
+// Long on purpose: each column of blocks.csv beside its closed form, in one run.
 #[test]
 fn per_block_diagnostics_have_their_closed_forms() {
     use deepres::train::diagnostics::{self, BlockRow};

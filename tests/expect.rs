@@ -55,6 +55,7 @@ fn last_line(text: &str) -> &str {
     text.trim_end().lines().last().unwrap()
 }
 
+// Long on purpose: one trained grid, then each rule of `expect:` against it in turn.
 #[test]
 fn trains_and_worst_pass_and_fail_on_the_numbers() {
     let tmp = tempfile::tempdir().unwrap();

@@ -46,6 +46,7 @@ fn kill_9_at_20_random_moments_of_a_packed_sweep_loses_and_duplicates_nothing() 
 /// Kills `deepres sweep GRID -q <extra>` 20 times at random moments (seeded with `seed`) and
 /// checks each rerun against an uninterrupted sweep with the same `extra`; returns how many
 /// reruns were not byte for byte equal to it but within 1e-3 (possible only for packs).
+// Long on purpose: the kill loop and the checks of each rerun, top to bottom.
 fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
     let tmp = tempfile::tempdir().unwrap();
     let g = tiny_grid(tmp.path(), "kill", "seeds: [0, 1]\n");
