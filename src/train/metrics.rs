@@ -61,16 +61,7 @@ pub fn append_rows<T: Serialize>(path: &Path, rows: &[T], epoch: i64) -> Result<
         || std::fs::metadata(path)
             .map(|m| m.len() == 0)
             .unwrap_or(true);
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(new)
-        .from_writer(Vec::new());
-    for row in rows {
-        w.serialize(row)
-            .with_context(|| format!("{}: cannot write row", path.display()))?;
-    }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
+    let bytes = crate::util::csv_rows::to_bytes(path, rows, new)?;
     if super::crash_point("csv-row", epoch) {
         // the test of a kill inside this write: half the row, then SIGKILL
         let mut file = OpenOptions::new().append(true).create(true).open(path)?;
@@ -89,11 +80,7 @@ pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
 
 /// Reads all rows of an epoch-keyed CSV.
 pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let mut r =
-        csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    r.deserialize()
-        .map(|row| row.with_context(|| format!("{}: malformed row", path.display())))
-        .collect()
+    crate::util::csv_rows::read(path)
 }
 
 /// Keeps the header and the complete rows with epoch ≤ `last_epoch`; a missing file stays

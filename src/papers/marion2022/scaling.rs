@@ -13,7 +13,7 @@
 //! Models are drawn in chunks of at most `chunk` and evaluated at once; all β of the list share
 //! a chunk's models (one input row per (β, input)), so the weights are drawn once per depth.
 //! Overflow is data: inf and NaN are written as such.
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -224,27 +224,12 @@ pub fn run(spec: &ScalingSpec, csv: Option<&Path>, quiet: bool) -> Result<Vec<Sc
 
 /// Writes rows as CSV (creating the directory).
 pub fn write_rows(rows: &[ScalingRow], path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-    }
-    crate::util::atomic::write_atomic_with(path, |f| {
-        let mut w = csv::Writer::from_writer(f);
-        for r in rows {
-            w.serialize(r)?;
-        }
-        w.flush()?;
-        Ok(())
-    })
+    crate::util::csv_rows::write(path, rows)
 }
 
 /// Reads rows written by [`write_rows`].
 pub fn read_rows(path: &Path) -> Result<Vec<ScalingRow>> {
-    let mut r =
-        csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    r.deserialize()
-        .map(|row| row.with_context(|| format!("{}: malformed row", path.display())))
-        .collect()
+    crate::util::csv_rows::read(path)
 }
 
 /// Statistics of one metric over the models and inputs of a (init, β, L).

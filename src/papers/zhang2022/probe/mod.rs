@@ -296,9 +296,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<ProbeRow>> {
             path.display()
         );
     }
-    r.deserialize()
-        .map(|row| row.with_context(|| format!("{}: malformed row", path.display())))
-        .collect()
+    crate::util::csv_rows::read(path)
 }
 
 /// Refuses `rows` (of `path`) of another dataset, batch size or probe version than `ours`, or of
@@ -440,12 +438,6 @@ pub fn run(spec: &ProbeSpec, out_csv: &Path, quiet: bool) -> Result<Vec<ProbeRow
 /// Appends `row` (after the header when `header`) and fsyncs; a failed write (a full disk)
 /// leaves the file as it was ([`crate::util::atomic::append`]).
 fn append_row(path: &Path, row: &ProbeRow, header: bool) -> Result<()> {
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(header)
-        .from_writer(Vec::new());
-    w.serialize(row)?;
-    let bytes = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
+    let bytes = crate::util::csv_rows::to_bytes(path, std::slice::from_ref(row), header)?;
     crate::util::atomic::append(path, &bytes)
 }
