@@ -57,8 +57,8 @@ pub struct RunOptions {
 
 /// A failpoint for the crash tests: true when the environment variable `DEEPRES_CRASH_AT`
 /// (read once) is `<point>:<epoch>` (points: `csv-row`, `after-csv`, `checkpoint`, `best`,
-/// `summary`, and `step-<k>`, after step k of the epoch and any checkpoint written there), where the
-/// caller then dies by [`die`] at that exact moment of that epoch (counted from 1).
+/// `summary`, and `step-<k>`, after step k of the epoch and any checkpoint written there),
+/// where the caller then dies by [`die`] at that exact moment of that epoch (counted from 1).
 pub(crate) fn crash_point(point: impl std::fmt::Display, epoch: i64) -> bool {
     static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     AT.get_or_init(|| std::env::var("DEEPRES_CRASH_AT").ok())

@@ -221,8 +221,8 @@ fn stop_inside(
 }
 
 /// After epoch `epoch` (0-based) trained to `rows`: phase 1, each member's files with its
-/// checkpoint pending; phase 2, every checkpoint committed; then the new bests' weights. A member that stops (diverged)
-/// leaves `files`, its summary in `summaries`.
+/// checkpoint pending; phase 2, every checkpoint committed; then the new bests' weights. A
+/// member that stops (diverged) leaves `files`, its summary in `summaries`.
 fn end_epoch(
     tr: &mut PackTrainer,
     diag: &(Tensor, Tensor),
