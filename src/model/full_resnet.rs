@@ -3,7 +3,7 @@
 //!
 //! Shapes (`models` models, width d, depth L, a batch of `inputs` inputs per model): A `[models, d, d_in]`,
 //! W and V `[models, L, d, d]` (the depth's weights as one tensor), B `[models, d_out, d]`, hidden states
-//! `[models, inputs, d]`. Every layer is one batched matmul over the `models` models. The scale s = L^-β is a
+//! `[models, inputs, d]`. Every layer is one batched matmul over the `models` models. The scale α_L = L^-β is a
 //! tensor broadcast against `[models, inputs, 1]`, so one pass can hold several β (one per input row).
 //! A and B are uniform ±√(3/fan_in) (the authors' code), W and V follow a [`LayerInit`].
 use tch::{Device, Kind, Tensor};
@@ -17,7 +17,7 @@ pub fn uniform_matrix(models: i64, d_out: i64, d_in: i64, device: Device) -> Ten
     Tensor::empty([models, d_out, d_in], (Kind::Float, device)).uniform_(-bound, bound)
 }
 
-/// The residual scale s = L^-β ([`residual_scale`]) as a scalar tensor.
+/// The residual scale α_L = L^-β ([`residual_scale`]) as a scalar tensor.
 pub fn depth_scale(depth: i64, beta: f64, device: Device) -> Tensor {
     Tensor::from(residual_scale(depth, beta) as f32).to_device(device)
 }
@@ -64,7 +64,7 @@ impl FullResNet {
         x.matmul(&self.a.transpose(-1, -2))
     }
 
-    /// h_L from h_0 `[models, inputs, d]` with scale s (broadcast against `[models, inputs, 1]`); when `masks` is
+    /// h_L from h_0 `[models, inputs, d]` with scale α_L (broadcast against `[models, inputs, 1]`); when `masks` is
     /// given, pushes relu′(W_{k+1} h_k) of every layer (bool) for [`Self::hidden_grad`].
     pub fn hidden(
         &self,
@@ -88,7 +88,7 @@ impl FullResNet {
     }
 
     /// ∂ℓ/∂h_0 from g_L = ∂ℓ/∂h_L by the backward recursion
-    /// g_k = g_{k+1} + s W_{k+1}ᵀ (relu′(W_{k+1} h_k) ⊙ V_{k+1}ᵀ g_{k+1}), with the masks of
+    /// g_k = g_{k+1} + α_L W_{k+1}ᵀ (relu′(W_{k+1} h_k) ⊙ V_{k+1}ᵀ g_{k+1}), with the masks of
     /// [`Self::hidden`] (no autograd).
     pub fn hidden_grad(&self, g_l: &Tensor, scale: &Tensor, masks: &[Tensor]) -> Tensor {
         let mut g = g_l.shallow_clone();

@@ -82,7 +82,7 @@ impl SimpleResNet {
         h
     }
 
-    /// ∂ℓ/∂h_0 from g_L: g_k = g_{k+1} + s relu′(h_k) ⊙ V_{k+1}ᵀ g_{k+1} (no autograd).
+    /// ∂ℓ/∂h_0 from g_L: g_k = g_{k+1} + α_L relu′(h_k) ⊙ V_{k+1}ᵀ g_{k+1} (no autograd).
     pub fn hidden_grad(&self, g_l: &Tensor, scale: &Tensor, masks: &[Tensor]) -> Tensor {
         let mut g = g_l.shallow_clone();
         for k in (0..self.depth()).rev() {
