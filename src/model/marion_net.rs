@@ -192,6 +192,7 @@ impl MarionNet {
         }
     }
 
+    /// The output B h_L `[models, inputs, d_out]` from h_L.
     pub fn output(&self, h_l: &Tensor) -> Tensor {
         match self {
             MarionNet::Full(m) => m.output(h_l),
@@ -199,6 +200,8 @@ impl MarionNet {
         }
     }
 
+    /// The output for inputs x `[models, inputs, d_in]` at residual scale α_L (`scale`).
+    // B h_L, h_ℓ = h_{ℓ−1} + α_L·f_ℓ(h_{ℓ−1}) (FullResNet or SimpleResNet's f_ℓ), h_0 = A x
     pub fn forward(&self, x: &Tensor, scale: &Tensor) -> Tensor {
         self.output(&self.hidden(&self.embed(x), scale, None))
     }

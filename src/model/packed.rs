@@ -116,6 +116,8 @@ struct PackedBlock {
 }
 
 impl PackedBlock {
+    /// The block on the pack's activation x `[batch, P·C, H, W]`, member by member.
+    // out_p = relu(x_skip,p + τ_p · f_p(x_p))   [Fixup: relu(x_skip + τ_p · f(x) + b2b)]
     fn forward_t(&self, x: &Tensor, members: i64, train: bool) -> Tensor {
         let branch = match (&self.bns, &self.biases) {
             (Some((bn1, bn2)), _) => x
