@@ -81,21 +81,33 @@ fn recorded_test_loss_and_accuracy_are_one_eval_mode_pass_over_every_image() {
     assert_eq!(row.test_acc, acc);
     // Not a vacuous match: the model is past chance and not perfect, so a miscount shows.
     assert!(acc > 0.0 && acc < 1.0, "{acc}");
+    check_eval(&dir, &logits, y, (loss, acc), data.num_classes);
+}
 
-    // `deepres eval` of the best weights: top-5 as the rank of the label's logit, per class
-    // by counting.
+/// `deepres eval` of the best weights of run `dir` against the one pass's `logits` of the
+/// labels `y` (and its `loss` and `acc`): top-5 as the rank of the label's logit, per class by
+/// counting.
+fn check_eval(
+    dir: &std::path::Path,
+    logits: &Tensor,
+    y: &Tensor,
+    (loss, acc): (f64, f64),
+    classes: i64,
+) {
+    let n = y.size()[0] as f64;
+    let right = logits.argmax(-1, false).eq_tensor(y);
     let above = logits.gt_tensor(&logits.gather(1, &y.unsqueeze(1), false));
     let rank = above.sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
     let top5 = rank.lt(5).sum(Kind::Double).double_value(&[]) / n;
     let labels = Vec::<i64>::try_from(y).unwrap();
     let hits = Vec::<bool>::try_from(&right).unwrap();
-    let mut per_class = vec![(0i64, 0i64); data.num_classes as usize];
+    let mut per_class = vec![(0i64, 0i64); classes as usize];
     for (&c, &hit) in labels.iter().zip(&hits) {
         per_class[c as usize].0 += 1;
         per_class[c as usize].1 += hit as i64;
     }
     let request = deepres::train::eval::EvalRequest {
-        target: dir.clone(),
+        target: dir.to_path_buf(),
         weights: deepres::train::export::Weights::Best,
         data: None,
         data_root: None,
