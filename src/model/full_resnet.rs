@@ -13,8 +13,18 @@ use super::weight_init::{layer_weights, LayerInit};
 
 /// Uniform ±√(3/fan_in) matrices `[models, d_out, d_in]`.
 pub fn uniform_matrix(models: i64, d_out: i64, d_in: i64, device: Device) -> Tensor {
-    let bound = (3.0 / d_in as f64).sqrt();
-    Tensor::empty([models, d_out, d_in], (Kind::Float, device)).uniform_(-bound, bound)
+    let mut t = Tensor::empty([models, d_out, d_in], (Kind::Float, device));
+    uniform_fan_in_(&mut t);
+    t
+}
+
+/// Redraws matrices `[.., d_out, d_in]` in place, uniform ±√(3/fan_in) with fan_in = d_in
+/// (the authors' A and B).
+pub fn uniform_fan_in_(t: &mut Tensor) {
+    let bound = (3.0 / *t.size().last().expect("a matrix") as f64).sqrt();
+    tch::no_grad(|| {
+        let _ = t.uniform_(-bound, bound);
+    });
 }
 
 /// The residual scale α_L = L^-β ([`residual_scale`]) as a scalar tensor.

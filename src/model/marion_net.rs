@@ -132,13 +132,8 @@ impl MarionNet {
     /// Draws new random models in place (same shapes and law as [`MarionNet::new`]), reusing
     /// the weight buffers.
     pub fn redraw(&mut self, init: LayerInit) {
+        use super::full_resnet::uniform_fan_in_ as uniform_;
         use super::weight_init::redraw_layer_weights;
-        let uniform_ = |t: &mut Tensor| {
-            let bound = (3.0 / *t.size().last().unwrap() as f64).sqrt();
-            tch::no_grad(|| {
-                let _ = t.uniform_(-bound, bound);
-            });
-        };
         match self {
             MarionNet::Full(m) => {
                 uniform_(&mut m.a);
