@@ -468,8 +468,34 @@ fn report(fig: &Figure, s: &PhaseDiagramFig, (a_s, gammas): (&[f64], &[f64]), g:
 
 #[cfg(test)]
 mod tests {
-    use super::feature_updates;
+    use super::{acceptance, feature_updates, Grids};
     use tch::{Device, Kind, Tensor};
+
+    /// C4's check on a hand-made grid: only the cells with a < 0 count, each by
+    /// |e_v − (a + 1/2 − γ)|. Here a = −0.5 at γ = 0.5 and 1 (theory −0.5 and −1, measured −0.4
+    /// and −1.3: gaps 0.1 and 0.3, mean 0.2); the a ≥ 0 cells, far off, are left out.
+    #[test]
+    fn the_c4_check_is_the_mean_gap_over_the_cells_with_a_below_0() {
+        let row = |v: [f64; 3]| v.to_vec();
+        let grids = Grids {
+            ev: vec![row([-0.4, 9.0, 9.0]), row([-1.3, 9.0, 9.0])],
+            eu: Vec::new(),
+            ef: Vec::new(),
+            ev_k: Vec::new(),
+            phase: Vec::new(),
+            diversity: Vec::new(),
+            big_dv: Vec::new(),
+        };
+        let acc = acceptance((&[-0.5, 0.0, 0.5], &[0.5, 1.0]), &grids);
+        let check = &acc.checks[0];
+        assert!((check.value - 0.2).abs() < 1e-12, "{}", check.value);
+        assert!(
+            check.name.contains("over the 2 cells with a < 0"),
+            "{}",
+            check.name
+        );
+        assert!(check.passed());
+    }
 
     /// The three measures of C4, element by element in f64 from their definitions: per model,
     /// Δpre = √(Σ_ℓ mean_{i,j} ⟨v_K − v_0, x_i⟩² / Σ_ℓ mean_{i,j} ⟨v_0, x_i⟩²) over units j
