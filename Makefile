@@ -103,7 +103,9 @@ build: setup
 
 ## test: the whole test suite (CPU, 10-17 minutes with the build), then test-slurm (root or
 ## passwordless sudo; about a minute). Where test-slurm cannot run, `make test` fails rather
-## than pass without it; SLURM_TEST=0 leaves it out on purpose (and says so).
+## than pass without it; SLURM_TEST=0 leaves it out on purpose (and says so). As root, the
+## full-disk tests (tests/durability.rs) fail where a tmpfs cannot be mounted, unless
+## DEEPRES_TMPFS_TEST=0 leaves them out.
 SLURM_TEST ?= auto
 test: setup setup-chromium
 	cargo test --release

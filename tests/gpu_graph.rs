@@ -233,8 +233,9 @@ fn a_graphed_training_follows_the_ordinary_loss_over_200_steps() {
     }
 }
 
-/// A pack's steps through its CUDA graph (three ResNet-8 members on synthetic data) against the same pack's ordinary steps, fp32, bf16 and fp16 (a loss scale per
-/// member, updated inside the graph): 3 warm-up steps, the capture, replays, a partial batch
+/// A pack's steps through its CUDA graph (three ResNet-8 members on synthetic data) against
+/// the same pack's ordinary steps, fp32, bf16 and fp16 (a loss scale per member, updated
+/// inside the graph): 3 warm-up steps, the capture, replays, a partial batch
 /// as an ordinary step, then a member frozen (the plan changes: the step is captured again).
 /// Once with every member at one rate (one update kernel for all, fp16 aside), once with a
 /// rate per member (0.05, 0.02, 0.08: one kernel each, each reading its own device-side

@@ -4,6 +4,8 @@
 //! stepped once per step). An off-by-one in the epoch a milestone falls on (the τ paper's
 //! 0.1 → 0.01 at epoch 100 of 200, not 99 or 101) fails here.
 use deepres::train;
+use deepres::train::config::RunConfig;
+use deepres::train::schedule::run_lr;
 
 mod common;
 use common::{python_oracle, serial, tiny_run};
@@ -51,7 +53,7 @@ fn multistep_drops_at_its_milestone_epochs_as_pytorch() {
 }
 
 #[test]
-fn cosine_follows_pytorch_per_step() {
+fn cosine_follows_pytorch_at_each_epoch_start() {
     check(
         "cosine",
         &["train.optimizer.lr=0.1", "train.schedule.kind=cosine"],
@@ -72,4 +74,64 @@ fn a_warmup_ramps_per_step_then_hands_over_as_pytorch() {
         ],
         ["multistep", "0.1", "3", "0.2", "2"],
     );
+}
+
+/// Every step's rate ([`run_lr`], which the training loops call with the steps done), not only
+/// each epoch's first: 4 epochs of 7 steps against PyTorch's schedulers stepped per step, for
+/// cosine (which moves inside an epoch), multistep with a warmup, and cosine with a warmup.
+#[test]
+fn every_steps_rate_is_pytorchs() {
+    let (epochs, steps) = (4i64, 7i64);
+    for (sets, [kind, milestones, gamma, warmup]) in [
+        (
+            vec!["train.schedule.kind=cosine"],
+            ["cosine", "-", "0.1", "0"],
+        ),
+        (
+            vec![
+                "train.schedule.kind=multistep",
+                "train.schedule.milestones=[2, 3]",
+                "train.schedule.gamma=0.5",
+                "train.schedule.warmup_epochs=1",
+            ],
+            ["multistep", "2,3", "0.5", "1"],
+        ),
+        (
+            vec![
+                "train.schedule.kind=cosine",
+                "train.schedule.warmup_epochs=1",
+            ],
+            ["cosine", "-", "0.1", "1"],
+        ),
+    ] {
+        let mut all = vec![
+            "train.optimizer.lr=0.2".to_string(),
+            format!("train.epochs={epochs}"),
+        ];
+        all.extend(sets.iter().map(|s| s.to_string()));
+        let cfg = RunConfig::from_overrides(&all).unwrap();
+        let out = python_oracle(
+            "schedule_check.py",
+            &[
+                "-",
+                kind,
+                "0.2",
+                &epochs.to_string(),
+                &steps.to_string(),
+                milestones,
+                gamma,
+                warmup,
+            ],
+        );
+        let want: Vec<f64> = out.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(want.len(), (epochs * steps) as usize);
+        for (i, &w) in want.iter().enumerate() {
+            let (e, k) = (i as i64 / steps, i as i64 % steps);
+            let got = run_lr(&cfg, e, k, steps);
+            assert!(
+                (got - w).abs() <= 1e-9 * w.abs(),
+                "{sets:?}: epoch {e} step {k}: {got} vs PyTorch {w}"
+            );
+        }
+    }
 }

@@ -1,10 +1,11 @@
 //! FullResNet of Marion et al. (2022, arXiv:2206.06929), many independent models at once:
 //! h_0 = A x, h_{k+1} = h_k + L^-β V_{k+1} relu(W_{k+1} h_k), k = 0..L−1, output B h_L.
 //!
-//! Shapes (`models` models, width d, depth L, a batch of `inputs` inputs per model): A `[models, d, d_in]`,
-//! W and V `[models, L, d, d]` (the depth's weights as one tensor), B `[models, d_out, d]`, hidden states
-//! `[models, inputs, d]`. Every layer is one batched matmul over the `models` models. The scale α_L = L^-β is a
-//! tensor broadcast against `[models, inputs, 1]`, so one pass can hold several β (one per input row).
+//! Shapes (`models` models, width d, depth L, a batch of `inputs` inputs per model): A
+//! `[models, d, d_in]`, W and V `[models, L, d, d]` (the depth's weights as one tensor), B
+//! `[models, d_out, d]`, hidden states `[models, inputs, d]`. Every layer is one batched matmul
+//! over the `models` models. The scale α_L = L^-β is a tensor broadcast against
+//! `[models, inputs, 1]`, so one pass can hold several β (one per input row).
 //! A and B are uniform ±√(3/fan_in) (the authors' code), W and V follow a [`LayerInit`].
 use tch::{Device, Kind, Tensor};
 
@@ -74,8 +75,9 @@ impl FullResNet {
         x.matmul(&self.a.transpose(-1, -2))
     }
 
-    /// h_L from h_0 `[models, inputs, d]` with scale α_L (broadcast against `[models, inputs, 1]`); when `masks` is
-    /// given, pushes relu′(W_{k+1} h_k) of every layer (bool) for [`Self::hidden_grad`].
+    /// h_L from h_0 `[models, inputs, d]` with scale α_L (broadcast against
+    /// `[models, inputs, 1]`); when `masks` is given, pushes relu′(W_{k+1} h_k) of every layer
+    /// (bool) for [`Self::hidden_grad`].
     pub fn hidden(
         &self,
         h0: &Tensor,

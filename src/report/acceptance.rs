@@ -101,7 +101,8 @@ impl Acceptance {
     }
 
     /// The figure's last line: `Acceptance: all N checks pass` or `Acceptance: FAILED ...`
-    /// naming each failed check (empty without checks).
+    /// naming each failed check; without checks `Acceptance: no check ran; ...` when a claim
+    /// is not shown, else empty.
     pub fn verdict(&self) -> String {
         let failed = self.failed();
         let not_shown = match self.not_shown.len() {

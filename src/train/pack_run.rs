@@ -1,10 +1,10 @@
 //! A pack trained into its members' own run directories (`deepres sweep --pack N`).
 //!
 //! Every member keeps exactly the files of a run alone, written by the same code
-//! ([`RunFiles`]) in the same order: config.yaml and config.sha256, metrics.csv, blocks.csv,
-//! best.safetensors, checkpoint.safetensors (in the single model's names and shapes: the
-//! member's rows of every pack tensor, its momentum buffers likewise) and summary.json; the
-//! sweep holds each member's lock. So a packed member is, on disk, a run like any other:
+//! ([`RunFiles`]): config.yaml and config.sha256, metrics.csv, blocks.csv,
+//! checkpoint.safetensors (in the single model's names and shapes: the member's rows of every
+//! pack tensor, its momentum buffers likewise), summary.json and, once every member's
+//! checkpoint is committed, best.safetensors; the sweep holds each member's lock. So a packed member is, on disk, a run like any other:
 //! `--status`, reports and `deepres train --resume` read it as such, and a member resumed
 //! alone continues from its own checkpoint. After each epoch the pack's member p is copied
 //! into its single model ([`PackTrainer::singles`]), whose files are then written.

@@ -1,7 +1,8 @@
 //! One run's files while it trains, alone ([`super::run`]) or as a member of a pack
-//! ([`super::pack_run`]): the epoch's CSV row, the per-block diagnostics, TensorBoard, the best
-//! weights, the checkpoint and the summary, always written in one order (the crash and
-//! preemption argument of docs/reliability.md), from the run's own model ([`Weights`]).
+//! ([`super::pack_run`]): the epoch's CSV row, the per-block diagnostics, TensorBoard, the
+//! checkpoint, the best weights and the summary, always written in one order (the crash and
+//! preemption argument of docs/reliability.md; in a pack the best weights come after the
+//! pack's commit, so after the summary), from the run's own model ([`Weights`]).
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
@@ -111,9 +112,11 @@ impl<'a> RunFiles<'a> {
                 (epoch, best)
             }
             None => {
-                // A fresh start: no stale rows from an attempt killed before its first checkpoint.
+                // A fresh start: no stale rows or best weights from an attempt killed before
+                // its first checkpoint (or restarted).
                 metrics::truncate_after(&csv_path, 0)?;
                 let _ = std::fs::remove_file(dir.join(diagnostics::FILE));
+                let _ = std::fs::remove_file(dir.join(run_dir::BEST_FILE));
                 (0, (0.0, 0))
             }
         };
@@ -132,10 +135,12 @@ impl<'a> RunFiles<'a> {
             tb,
             quiet,
         };
-        if let Some(((epoch, 0), (_, best_epoch))) = resumed {
+        if let Some(((epoch, 0), (best_acc, best_epoch))) = resumed {
             // Killed after the checkpoint of its new best epoch, before best.safetensors: the
             // checkpoint's weights (loaded into `w`) are that epoch's.
-            if epoch > 0 && best_epoch == epoch && best_epoch_on_disk(&files.dir) != Some(epoch) {
+            let want = (epoch.to_string(), best_acc.to_string());
+            if epoch > 0 && best_epoch == epoch && best_on_disk(&files.dir).as_ref() != Some(&want)
+            {
                 files.best_due = true;
                 files.write_best(w)?;
             }
@@ -341,10 +346,11 @@ fn start_summary(
     summary
 }
 
-/// The epoch best.safetensors in `dir` holds (its metadata), None when there is none.
-fn best_epoch_on_disk(dir: &Path) -> Option<i64> {
+/// The epoch and test accuracy best.safetensors in `dir` holds (its metadata, as
+/// [`save_best`] writes them), None when there is none.
+fn best_on_disk(dir: &Path) -> Option<(String, String)> {
     let meta = crate::util::safetensors_file::read_metadata(&dir.join(run_dir::BEST_FILE)).ok()?;
-    meta.get("epoch")?.parse().ok()
+    Some((meta.get("epoch")?.clone(), meta.get("test_acc")?.clone()))
 }
 
 /// The model of a new best epoch into best.safetensors (atomically; after the checkpoint that

@@ -7,7 +7,8 @@ SequentialLR.
 Usage: python3 schedule_check.py METRICS_CSV KIND LR EPOCHS STEPS MILESTONES GAMMA WARMUP
 KIND: multistep | cosine | constant; MILESTONES: comma-separated epochs (or "-");
 WARMUP: warmup epochs. Exit 0 when every epoch's rate matches to a relative 1e-9, 1 otherwise
-(every epoch printed).
+(every epoch printed). With METRICS_CSV `-`, prints every step's rate instead, one per line
+(the caller compares them).
 """
 import csv
 import sys
@@ -15,7 +16,7 @@ import sys
 import torch
 
 
-def first_step_rates(kind, lr, epochs, steps, milestones, gamma, warmup):
+def step_rates(kind, lr, epochs, steps, milestones, gamma, warmup):
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
     w = warmup * steps
     # The schedule after the warmup, counted in steps from its end.
@@ -34,19 +35,21 @@ def first_step_rates(kind, lr, epochs, steps, milestones, gamma, warmup):
         )
         sched = torch.optim.lr_scheduler.SequentialLR(opt, [ramp, after], milestones=[w])
     rates = []
-    for _ in range(epochs):
-        for s in range(steps):
-            if s == 0:
-                rates.append(opt.param_groups[0]["lr"])
-            opt.step()
-            sched.step()
+    for _ in range(epochs * steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
     return rates
 
 
 def main():
     path, kind, lr, epochs, steps, ms, gamma, warmup = sys.argv[1:]
     milestones = [] if ms == "-" else [int(m) for m in ms.split(",")]
-    want = first_step_rates(kind, float(lr), int(epochs), int(steps), milestones, float(gamma), int(warmup))
+    every = step_rates(kind, float(lr), int(epochs), int(steps), milestones, float(gamma), int(warmup))
+    if path == "-":
+        print("\n".join(repr(r) for r in every))
+        return
+    want = every[:: int(steps)]
     with open(path) as f:
         got = [float(r["lr"]) for r in csv.DictReader(f)]
     ok = len(got) == len(want)

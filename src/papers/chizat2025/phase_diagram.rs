@@ -472,13 +472,14 @@ mod tests {
     use tch::{Device, Kind, Tensor};
 
     /// C4's check on a hand-made grid: only the cells with a < 0 count, each by
-    /// |e_v − (a + 1/2 − γ)|. Here a = −0.5 at γ = 0.5 and 1 (theory −0.5 and −1, measured −0.4
-    /// and −1.3: gaps 0.1 and 0.3, mean 0.2); the a ≥ 0 cells, far off, are left out.
+    /// |e_v − (a + 1/2 − γ)|. Here a = −0.5 at γ = 0.5 and 1 (theory −0.5 and −1, measured
+    /// −0.45 and −1.15: gaps 0.05 and 0.15, mean 0.1, passes); the a ≥ 0 cells, far off, are
+    /// left out. Measured −0.2 and −1.3 (gaps 0.3 each) fail.
     #[test]
     fn the_c4_check_is_the_mean_gap_over_the_cells_with_a_below_0() {
         let row = |v: [f64; 3]| v.to_vec();
         let grids = Grids {
-            ev: vec![row([-0.4, 9.0, 9.0]), row([-1.3, 9.0, 9.0])],
+            ev: vec![row([-0.45, 9.0, 9.0]), row([-1.15, 9.0, 9.0])],
             eu: Vec::new(),
             ef: Vec::new(),
             ev_k: Vec::new(),
@@ -486,15 +487,26 @@ mod tests {
             diversity: Vec::new(),
             big_dv: Vec::new(),
         };
-        let acc = acceptance((&[-0.5, 0.0, 0.5], &[0.5, 1.0]), &grids);
+        let grid = (&[-0.5, 0.0, 0.5][..], &[0.5, 1.0][..]);
+        let acc = acceptance(grid, &grids);
         let check = &acc.checks[0];
-        assert!((check.value - 0.2).abs() < 1e-12, "{}", check.value);
+        assert!((check.value - 0.1).abs() < 1e-12, "{}", check.value);
         assert!(
             check.name.contains("over the 2 cells with a < 0"),
             "{}",
             check.name
         );
         assert!(check.passed());
+        let far = Grids {
+            ev: vec![row([-0.2, 0.0, 0.0]), row([-1.3, 0.0, 0.0])],
+            ..grids
+        };
+        let check = &acceptance(grid, &far).checks[0];
+        assert!(
+            (check.value - 0.3).abs() < 1e-12 && !check.passed(),
+            "{}",
+            check.value
+        );
     }
 
     /// The three measures of C4, element by element in f64 from their definitions: per model,

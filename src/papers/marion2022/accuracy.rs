@@ -472,8 +472,8 @@ mod tests {
 
     /// The M9 check on a hand-made grid, its value worked out by hand: H = 0.3, 0.7 (boundaries
     /// max(H, 1/2) = 0.5, 0.7), β = 0.2, 0.5, 0.8. At or above the boundary: (β 0.5, H 0.3),
-    /// (0.8, 0.3), (0.8, 0.7); more than 0.1 below it: (0.2, 0.3), (0.2, 0.7), (0.5, 0.7); the
-    /// cell (0.7, 0.7) sits on its boundary. A diverged run (NaN) counts as accuracy 0.
+    /// (0.8, 0.3), (0.8, 0.7); more than 0.1 below it: (0.2, 0.3), (0.2, 0.7), (0.5, 0.7). A
+    /// diverged run (NaN) counts as accuracy 0.
     #[test]
     fn the_m9_check_is_the_mean_above_the_boundary_minus_below() {
         let grid = Grid {

@@ -118,7 +118,8 @@ fn metric_grid(
 }
 
 /// Per H, the explosion boundary β*: scanning from the largest β down, the last β before a
-/// cell of `values` (rows β, columns H) is NaN or exceeds `explosion_log10`.
+/// cell of `values` (rows β, columns H) is NaN or exceeds `explosion_log10`; the largest β
+/// when even that one explodes (the boundary lies at or above the grid's top).
 fn boundary(
     hs: &[f64],
     betas: &[f64],
