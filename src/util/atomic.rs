@@ -16,18 +16,24 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 }
 
 /// Like [`write_atomic`], with the content written by `fill` into the temporary file (for
-/// writers that stream, e.g. libtorch's tensor files or CSV writers).
+/// writers that stream, e.g. CSV writers). The file is fsynced through the descriptor that
+/// wrote it (some NFS clients report a write-back error to it alone), then renamed.
 pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    write_atomic_by_path(path, |tmp| {
-        let mut f = File::create(tmp)?;
-        fill(&mut f)?;
-        f.flush()?;
-        // On the descriptor that wrote: some NFS clients report a write-back error to it alone
-        // ([`commit`] fsyncs again through a new one, for the writers that name a path).
-        f.sync_all()?;
-        trace("fsync writer");
-        Ok(())
-    })
+    let tmp = temp_path(path);
+    let written = File::create(&tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut f| {
+            fill(&mut f)?;
+            f.flush()?;
+            f.sync_all()?;
+            trace("fsync file");
+            Ok(())
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(write_error(path, e));
+    }
+    install(&tmp, path)
 }
 
 /// Like [`write_atomic`], for writers that create the file themselves from its path
@@ -63,6 +69,12 @@ pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(tmp);
         return Err(write_error(path, e.into()));
     }
+    install(tmp, path)
+}
+
+/// Renames the fsynced temporary file `tmp` over `path` and fsyncs the directory; on failure
+/// the temporary file is removed and `path` is left as it was.
+fn install(tmp: &Path, path: &Path) -> Result<()> {
     if let Err(e) = std::fs::rename(tmp, path) {
         let _ = std::fs::remove_file(tmp);
         return Err(write_error(path, e.into()));
@@ -221,8 +233,7 @@ mod tests {
         let p = tmp.path().join("a.csv");
         steps();
         write_atomic(&p, "x\n").unwrap();
-        let fsyncs = ["fsync writer", "fsync file", "rename", "fsync dir"];
-        assert_eq!(steps(), fsyncs);
+        assert_eq!(steps(), ["fsync file", "rename", "fsync dir"]);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "x\n");
         write_atomic_by_path(&p, |t| Ok(std::fs::write(t, "y\n")?)).unwrap();
         assert_eq!(steps(), ["fsync file", "rename", "fsync dir"]);
