@@ -109,5 +109,5 @@ pub fn append(dir: &Path, rows: &[BlockRow]) -> Result<()> {
 
 /// Reads blocks.csv.
 pub fn read(path: &Path) -> Result<Vec<BlockRow>> {
-    super::metrics::read_rows(path)
+    crate::util::csv_rows::read(path)
 }

@@ -75,11 +75,6 @@ pub fn append_rows<T: Serialize>(path: &Path, rows: &[T], epoch: i64) -> Result<
 
 /// Reads all rows.
 pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
-    read_rows(path)
-}
-
-/// Reads all rows of an epoch-keyed CSV.
-pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     crate::util::csv_rows::read(path)
 }
 
