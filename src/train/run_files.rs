@@ -141,8 +141,7 @@ impl<'a> RunFiles<'a> {
             let want = (epoch.to_string(), best_acc.to_string());
             if epoch > 0 && best_epoch == epoch && best_on_disk(&files.dir).as_ref() != Some(&want)
             {
-                files.best_due = true;
-                files.write_best(w)?;
+                save_best(&files.dir, w.vs, &files.summary, &files.run_hash)?;
             }
         }
         if resumed.is_none() {
