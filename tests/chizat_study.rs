@@ -1,7 +1,8 @@
 //! Chizat (2025, arXiv:2509.10167; docs/chizat2025.md, "Where the √D law holds"): the study of
 //! the error's exponent in D (`kind: d-law`, study C5D) and C2 at several D run end to end; the
 //! task's two targets are the closed forms they claim; a study rerun reuses each finished
-//! setting and refuses another setting's file.
+//! setting and refuses another setting's file; C1 (`kind: forward-pass`) runs end to end and its
+//! table is recomputed from its CSVs.
 use deepres::papers::chizat2025::{self as chizat, Target, TaskSpec};
 use std::path::Path;
 use tch::{Device, Tensor};
@@ -229,4 +230,99 @@ fn c2_at_several_dimensions_fits_b_per_d() {
     .err()
     .unwrap();
     assert!(format!("{bad:#}").contains("spec.dim"), "{bad:#}");
+}
+
+/// The numeric cells of a markdown table's rows whose first cell is an integer (L).
+fn table_rows(text: &str) -> Vec<Vec<f64>> {
+    text.lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| c[0].parse::<i64>().is_ok())
+        .map(|c| c.iter().map(|v| v.parse::<f64>().unwrap()).collect())
+        .collect()
+}
+
+/// A CSV's rows, every cell a number.
+fn numbers(path: &Path) -> Vec<Vec<f64>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap()).collect())
+        .collect()
+}
+
+/// C1 end to end, tiny: forward.csv holds ⟨e_1, h_ℓ⟩ for ℓ = 0 … L of every depth, every
+/// depth starts from the same held-out inputs as the limit (ℓ = 0 is the input itself), and
+/// the table's two distances are recomputed here from forward.csv and limit.csv alone: the RMS
+/// over ℓ and inputs against the limit's nearest layer round(ℓ/L · L_lim), and the RMS at ℓ = L.
+#[test]
+fn c1_forward_pass_runs_end_to_end_and_its_table_is_its_csvs() {
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let set: Vec<String> = [
+        "depths=[2, 8]",
+        "inputs=3",
+        "task.test=3",
+        "limit.depth=30", // ℓ/L · 30 is not an integer for L = 8
+        "limit.width=64",
+        "dynamics.steps=10",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([format!(
+        "limit.cache={}",
+        dir.path().join("limits").display()
+    )])
+    .collect();
+    let fig = chizat::load(Path::new("experiments/chizat2025/fig1.yaml"), "smoke", &set).unwrap();
+    let out = dir.path().join("c1");
+    let output = chizat::run(&fig, &out, Device::Cpu, true).unwrap();
+    for f in ["forward.csv", "limit.csv", "fig1.svg", "README.md"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let fwd = numbers(&out.join("forward.csv")); // L, layer, depth_fraction, input1..3
+    let lim = numbers(&out.join("limit.csv")); // layer, depth_fraction, input1..3
+    assert_eq!(lim.len(), 31);
+    let table = table_rows(&output.text);
+    assert_eq!(table.len(), 2, "{}", output.text);
+    for (row, depth) in table.iter().zip([2usize, 8]) {
+        let tr: Vec<&Vec<f64>> = fwd.iter().filter(|r| r[0] == depth as f64).collect();
+        assert_eq!(tr.len(), depth + 1, "L = {depth}: layers 0 … L");
+        let mut sum = 0.0;
+        for (l, r) in tr.iter().enumerate() {
+            assert_eq!(r[1], l as f64);
+            assert!((r[2] - l as f64 / depth as f64).abs() < 1e-6);
+            let nearest = &lim[(l as f64 / depth as f64 * 30.0).round() as usize];
+            for i in 0..3 {
+                if l == 0 {
+                    assert_eq!(r[3 + i], lim[0][2 + i], "L = {depth}: h_0 is not the input");
+                }
+                sum += (r[3 + i] - nearest[2 + i]).powi(2);
+            }
+        }
+        let dist = (sum / ((depth + 1) * 3) as f64).sqrt();
+        let last = tr[depth];
+        let out_err = ((0..3)
+            .map(|i| (last[3 + i] - lim[30][2 + i]).powi(2))
+            .sum::<f64>()
+            / 3.0)
+            .sqrt();
+        assert_eq!(row[0], depth as f64);
+        assert!(
+            (row[1] - dist).abs() < 2e-4,
+            "L = {depth}: {row:?} vs {dist}"
+        );
+        assert!(
+            (row[2] - out_err).abs() < 2e-4,
+            "L = {depth}: {row:?} vs {out_err}"
+        );
+        // The blocks moved h: the trace is not the input repeated.
+        assert!((0..3).any(|i| (last[3 + i] - tr[0][3 + i]).abs() > 1e-3));
+    }
+    assert_eq!(output.acceptance.checks.len(), 1);
 }
