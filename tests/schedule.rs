@@ -1,6 +1,6 @@
 //! The learning rate a run trains with, epoch by epoch (metrics.csv's `lr` column: the rate
 //! of each epoch's first step), against PyTorch's own schedulers (tests/oracles/
-//! schedule_check.py: MultiStepLR, CosineAnnealingLR, LinearLR warmup through SequentialLR,
+//! schedule_check.py: MultiStepLR, StepLR, CosineAnnealingLR, LinearLR warmup through SequentialLR,
 //! stepped once per step). An off-by-one in the epoch a milestone falls on (the τ paper's
 //! 0.1 → 0.01 at epoch 100 of 200, not 99 or 101) fails here.
 use deepres::train;
@@ -131,6 +131,47 @@ fn every_steps_rate_is_pytorchs() {
             assert!(
                 (got - w).abs() <= 1e-9 * w.abs(),
                 "{sets:?}: epoch {e} step {k}: {got} vs PyTorch {w}"
+            );
+        }
+    }
+}
+
+/// Marion et al.'s M8 and M9 (`train.lr_step`): the rate of each epoch is PyTorch's StepLR
+/// (gamma 0.1, stepped once per epoch) at step sizes 1, 3 and 5 over 11 epochs.
+#[test]
+fn marion_lr_step_is_pytorchs_step_lr() {
+    use deepres::papers::marion2022::TrainFig;
+    let epochs = 11i64;
+    for lr_step in [1i64, 3, 5] {
+        let t = TrainFig {
+            epochs,
+            batch: 128,
+            lr_step,
+            limit_train: None,
+            limit_test: None,
+            inputs: Default::default(),
+            cuda_graph: false,
+        };
+        let out = python_oracle(
+            "schedule_check.py",
+            &[
+                "-",
+                "step",
+                "1.0",
+                &epochs.to_string(),
+                "1",
+                &lr_step.to_string(),
+                "0.1",
+                "0",
+            ],
+        );
+        let want: Vec<f64> = out.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(want.len(), epochs as usize);
+        for (e, &w) in want.iter().enumerate() {
+            let got = t.lr_factor(e as i64);
+            assert!(
+                (got - w).abs() <= 1e-9 * w,
+                "lr_step {lr_step}: epoch {e}: {got} vs PyTorch {w}"
             );
         }
     }

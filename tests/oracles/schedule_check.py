@@ -1,11 +1,12 @@
 """PyTorch oracle for the learning rate deepres records in metrics.csv's `lr` column (the rate
 of each epoch's first step), from PyTorch's own schedulers stepped once per step: MultiStepLR
-(milestones in epochs, as the τ paper's and He et al.'s recipes give them), CosineAnnealingLR
-(to 0 over the epochs after the warmup), and a linear warmup by LinearLR chained in front with
-SequentialLR.
+(milestones in epochs, as the τ paper's and He et al.'s recipes give them), StepLR (Marion et
+al.'s M8 and M9), CosineAnnealingLR (to 0 over the epochs after the warmup), and a linear
+warmup by LinearLR chained in front with SequentialLR.
 
 Usage: python3 schedule_check.py METRICS_CSV KIND LR EPOCHS STEPS MILESTONES GAMMA WARMUP
-KIND: multistep | cosine | constant; MILESTONES: comma-separated epochs (or "-");
+KIND: multistep | step | cosine | constant; MILESTONES: comma-separated epochs (or "-"; for
+step, StepLR's step size in epochs);
 WARMUP: warmup epochs. Exit 0 when every epoch's rate matches to a relative 1e-9, 1 otherwise
 (every epoch printed). With METRICS_CSV `-`, prints every step's rate instead, one per line
 (the caller compares them).
@@ -24,6 +25,9 @@ def step_rates(kind, lr, epochs, steps, milestones, gamma, warmup):
         after = torch.optim.lr_scheduler.MultiStepLR(
             opt, milestones=[(m - warmup) * steps for m in milestones], gamma=gamma
         )
+    elif kind == "step":
+        # StepLR, its step size in epochs the first (and only) milestone given.
+        after = torch.optim.lr_scheduler.StepLR(opt, step_size=milestones[0] * steps, gamma=gamma)
     elif kind == "cosine":
         after = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=(epochs - warmup) * steps)
     else:

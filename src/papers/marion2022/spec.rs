@@ -13,6 +13,8 @@ use crate::data::DatasetName;
 use crate::model::marion_net::MarionModel;
 use crate::model::weight_init::{FbmSampler, LayerInit};
 use crate::papers::figure::{positive as pos, FigureFileAt, Linspace};
+use crate::train::config::{ScheduleConfig, ScheduleKind};
+use crate::train::schedule::{lr_at, At};
 
 /// How the measurement kinds (`scaling`, `histogram`, `heatmap`) draw their random models and
 /// inputs; every key optional.
@@ -175,6 +177,27 @@ pub struct TrainFig {
     /// Not part of the runs' keys: it changes how fast, not what is computed.
     #[serde(default, skip_serializing)]
     pub cuda_graph: bool,
+}
+
+impl TrainFig {
+    /// The learning rate's factor in epoch `epoch` (0-based): the authors' StepLR(step_size =
+    /// `lr_step`, gamma = 0.1) stepped once per epoch, through the one schedule code
+    /// ([`lr_at`]) as a multi-step schedule with milestones `lr_step`, 2·`lr_step`, ….
+    pub fn lr_factor(&self, epoch: i64) -> f64 {
+        let step = self.lr_step.max(1);
+        let cfg = ScheduleConfig {
+            kind: ScheduleKind::Multistep,
+            milestones: (1..=epoch / step).map(|k| k * step).collect(),
+            gamma: 0.1,
+            warmup_epochs: 0,
+        };
+        let at = At {
+            epoch,
+            step: 0,
+            steps: 1,
+        };
+        lr_at(&cfg, 1.0, self.epochs, at)
+    }
 }
 
 /// How M8's and M9's images are fed to the network, flattened.

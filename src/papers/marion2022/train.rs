@@ -392,7 +392,7 @@ fn train_epoch(
         opt,
         base_lr,
     } = batch;
-    let decay = 0.1f64.powi((at.number / t.lr_step.max(1)) as i32);
+    let decay = t.lr_factor(at.number);
     opt.set_lr(&base_lr.iter().map(|lr| lr * decay).collect::<Vec<_>>());
     let models = base_lr.len() as i64;
     let mut p = at.start.unwrap_or_else(|| Position {
