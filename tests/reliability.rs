@@ -9,8 +9,9 @@ use std::time::Instant;
 
 mod common;
 use common::{
-    assert_best_not_ahead, assert_same_best, assert_same_curves, best_file_epoch, csv_epochs,
-    csv_without_timing, deepres_1t, deviation, ok, run_1t as run, snapshot, stderr, tiny_grid,
+    assert_best_not_ahead, assert_same_best, assert_same_curves, best_file_epoch, checkpoint_epoch,
+    csv_epochs, csv_without_timing, deepres_1t, deviation, ok, run_1t as run, snapshot, stderr,
+    tiny_grid,
 };
 
 /// kill -9 at 20 random moments (a seeded RNG; inside a training step, a checkpoint write, a
@@ -44,7 +45,8 @@ fn kill_9_at_20_random_moments_of_a_packed_sweep_loses_and_duplicates_nothing() 
 }
 
 /// Kills `deepres sweep GRID -q <extra>` 20 times at random moments (seeded with `seed`) and
-/// checks each rerun against an uninterrupted sweep with the same `extra`; returns how many
+/// checks each rerun against an uninterrupted sweep with the same `extra`, and that it resumed
+/// rather than retrained (the CSV rows its checkpoints held, timing included, kept); returns how many
 /// reruns were not byte for byte equal to it but within 1e-3 (possible only for packs).
 // Long on purpose: the kill loop and the checks of each rerun, top to bottom.
 fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
@@ -72,7 +74,7 @@ fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
     let full = t0.elapsed();
     let reference = tmp.path().join("ref/kill");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let (mut killed_mid_run, mut trial, mut split) = (0, 0, 0);
+    let (mut killed_mid_run, mut trial, mut split, mut resumed) = (0, 0, 0, 0);
     while killed_mid_run < 20 && trial < 40 {
         trial += 1;
         let out = format!("t{trial}");
@@ -89,12 +91,26 @@ fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        let runs = tmp.path().join(format!("t{trial}/kill"));
+        let held = cells.map(|c| epochs_held(&runs.join(c)));
         ok(&deepres_1t()
             .args(sweep(&out))
             .current_dir(tmp.path())
             .output()
             .unwrap());
-        let runs = tmp.path().join(format!("t{trial}/kill"));
+        // The rerun resumed, not retrained: the rows of the epochs the checkpoint held are
+        // kept byte for byte, wall-clock columns included (different in every run).
+        for (c, (k, rows)) in cells.iter().zip(&held) {
+            if *k == 0 {
+                continue;
+            }
+            resumed += 1;
+            assert_eq!(
+                epochs_held_rows(&runs.join(c), *k),
+                *rows,
+                "trial {trial}, {c}: the rerun rewrote the {k} epoch(s) its checkpoint held"
+            );
+        }
         let curves = |dir: &Path| -> Vec<String> {
             cells
                 .iter()
@@ -125,10 +141,29 @@ fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
         killed_mid_run >= 15,
         "only {killed_mid_run} kills hit a running sweep"
     );
+    // And enough of them after a checkpoint, or the resume check above proves little.
+    assert!(
+        resumed >= 5,
+        "only {resumed} cells had a checkpoint to resume from"
+    );
     eprintln!(
-        "{extra:?}: {killed_mid_run} of 20 kills hit a running sweep (uninterrupted: {full:?})"
+        "{extra:?}: {killed_mid_run} of 20 kills hit a running sweep, {resumed} cells resumed \
+         from a checkpoint (uninterrupted: {full:?})"
     );
     split
+}
+
+/// The epochs the checkpoint of run directory `run` holds (0 without one), with the header and
+/// those epochs' rows of its metrics.csv as they are now.
+fn epochs_held(run: &Path) -> (usize, String) {
+    let k = checkpoint_epoch(run).unwrap_or(0) as usize;
+    (k, epochs_held_rows(run, k))
+}
+
+/// The header and the first `k` rows of `run`'s metrics.csv ("" without the file).
+fn epochs_held_rows(run: &Path, k: usize) -> String {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap_or_default();
+    text.lines().take(1 + k).collect::<Vec<_>>().join("\n")
 }
 
 /// kill -9 at the exact moments a random kill rarely hits, through the failpoint
