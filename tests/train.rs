@@ -425,8 +425,10 @@ fn an_interrupted_epoch_resumes_from_its_step_and_gives_the_same_curve() {
     }
 }
 
-/// A real SIGTERM to `deepres train`: it finishes the step, writes the checkpoint and exits
-/// 75; the rerun with --resume ends with the uninterrupted curve.
+/// A real SIGTERM, and a SIGINT, to `deepres train`: it finishes the step, writes the
+/// checkpoint and exits 75 with one line saying where; the rerun with --resume says it resumes
+/// from there (that step of that epoch, not the epoch's start) and ends with the uninterrupted
+/// curve. Three epochs, signalled in the first two, so the run cannot end before the signal.
 #[test]
 fn sigterm_stops_a_run_resumably_with_exit_75() {
     let _g = serial();
@@ -440,7 +442,7 @@ fn sigterm_stops_a_run_resumably_with_exit_75() {
             "data.synthetic_train=3000".into(),
             "data.synthetic_test=256".into(),
             "model.depth=8".into(),
-            "train.epochs=2".into(),
+            "train.epochs=3".into(),
             "train.batch_size=32".into(),
             "train.schedule.kind=cosine".into(),
         ] {
@@ -449,42 +451,69 @@ fn sigterm_stops_a_run_resumably_with_exit_75() {
         }
         a
     };
-    let o = common::run_in(
-        &args("plain").iter().map(String::as_str).collect::<Vec<_>>(),
-        tmp.path(),
-    );
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    let mut child = common::deepres()
-        .args(args("cut"))
-        .current_dir(tmp.path())
-        .spawn()
-        .unwrap();
-    // wait for the first epoch's row, then signal inside the second epoch
-    let csv = tmp.path().join("runs/cut/metrics.csv");
-    let t0 = std::time::Instant::now();
-    while !std::fs::read_to_string(&csv).is_ok_and(|t| t.lines().count() >= 2) {
-        assert!(t0.elapsed().as_secs() < 300, "no first epoch");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    if status.code() == Some(0) {
-        eprintln!("note: the run finished before the signal arrived; nothing to resume");
-    } else {
-        assert_eq!(status.code(), Some(75), "{status:?}");
-        let o = common::run_in(
-            &[
-                &args("cut").iter().map(String::as_str).collect::<Vec<_>>()[..],
-                &["--resume"],
-            ]
-            .concat(),
+    let run = |a: &[String]| {
+        common::run_in(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
             tmp.path(),
+        )
+    };
+    let o = run(&args("plain"));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    // SIGTERM as the first epoch's row appears (it lands at the epoch's end or just after),
+    // SIGINT a third of an epoch later (inside the second epoch).
+    for (sig, name, wait) in [
+        (libc::SIGTERM, "term", 0.0),
+        (libc::SIGINT, "int", 1.0 / 3.0),
+    ] {
+        let t0 = std::time::Instant::now();
+        let child = common::deepres()
+            .args(args(name))
+            .current_dir(tmp.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let csv = tmp.path().join(format!("runs/{name}/metrics.csv"));
+        while !std::fs::read_to_string(&csv).is_ok_and(|t| t.lines().count() >= 2) {
+            assert!(t0.elapsed().as_secs() < 300, "no first epoch");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(t0.elapsed().mul_f64(wait));
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let o = child.wait_with_output().unwrap();
+        let stop = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(75), "{name}: {stop}");
+        // Where it stopped, and so where the rerun must say it resumes.
+        let want = match number_after(&stop, "at step ") {
+            Some(k) => {
+                let e = number_after(&stop, &format!("at step {k} of epoch ")).unwrap();
+                format!("resuming after epoch {}, at step {k} of epoch {e}\n", e - 1)
+            }
+            None => {
+                let e = number_after(&stop, "after epoch ").expect(&stop);
+                format!("resuming after epoch {e}\n")
+            }
+        };
+        let mut resume: Vec<String> = args(name).into_iter().filter(|a| a != "-q").collect();
+        resume.push("--resume".into());
+        let o = run(&resume);
+        let err = common::stderr(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(
+            err.contains(&want),
+            "{name}: stopped with {stop}, want {want:?} in {err}"
         );
-        assert!(o.status.success(), "{}", common::stderr(&o));
+        eprintln!("{name}: {}", want.trim_end()); // seen with --nocapture
+        assert_eq!(
+            common::csv_without_timing(&csv),
+            common::csv_without_timing(&tmp.path().join("runs/plain/metrics.csv")),
+            "{name}"
+        );
     }
-    assert_eq!(
-        common::csv_without_timing(&tmp.path().join("runs/cut/metrics.csv")),
-        common::csv_without_timing(&tmp.path().join("runs/plain/metrics.csv"))
-    );
+}
+
+/// The number right after the first `prefix` in `text`.
+fn number_after(text: &str, prefix: &str) -> Option<i64> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
