@@ -183,11 +183,20 @@ fn a_run_directory_ignores_how_steps_are_launched_but_not_what_they_compute() {
     };
     let dir = base.run_dir();
     std::fs::create_dir_all(&dir).unwrap();
-    let yaml = base.to_yaml();
-    std::fs::write(dir.join(CONFIG_FILE), &yaml).unwrap();
-    let hash = format!("{}  config.yaml\n", sha256_hex(yaml.as_bytes()));
-    std::fs::write(dir.join(HASH_FILE), hash).unwrap();
+    let record = |c: &RunConfig| {
+        let yaml = c.to_yaml();
+        std::fs::write(dir.join(CONFIG_FILE), &yaml).unwrap();
+        let hash = format!("{}  config.yaml\n", sha256_hex(yaml.as_bytes()));
+        std::fs::write(dir.join(HASH_FILE), hash).unwrap();
+    };
+    // A moved sweep: the recorded config names the directory it first ran in.
+    record(&RunConfig {
+        out_dir: "/elsewhere/runs".into(),
+        ..base.clone()
+    });
     std::fs::write(dir.join(METRICS_FILE), "epoch\n1\n").unwrap();
+    assert_eq!(config_conflict(&base), None, "out_dir counted");
+    record(&base);
     type Edit = fn(&mut RunConfig);
     let with = |f: Edit| {
         let mut c = base.clone();
