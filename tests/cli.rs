@@ -327,3 +327,29 @@ fn the_cli_reference_lists_every_flag_with_its_default() {
         bad.join("\n")
     );
 }
+
+/// A bad command line (an unknown flag, a misspelt command, a bad flag value) is one error
+/// line naming what is wrong and where the flags are listed, exit 2, like bad input files.
+#[test]
+fn a_bad_command_line_is_one_line_and_exit_2() {
+    for (args, names, help) in [
+        (
+            &["train", "--no-such-flag"][..],
+            "'--no-such-flag'",
+            "`deepres train --help`",
+        ),
+        (&["trian"][..], "'trian'", "`deepres help`"),
+        (
+            &["sweep", "--pack", "x", "grid.yaml"][..],
+            "'x' for '--pack",
+            "`deepres sweep --help`",
+        ),
+    ] {
+        let o = common::deepres().args(args).output().unwrap();
+        let line = one_line_error(&o);
+        assert!(
+            line.contains(names) && line.contains(help),
+            "{args:?}: {line}"
+        );
+    }
+}
