@@ -114,3 +114,24 @@ fn missing_file_is_named() {
     let e = RunConfig::load(std::path::Path::new("/nonexistent/exp.yaml"), &[]).unwrap_err();
     assert!(format!("{e:#}").contains("/nonexistent/exp.yaml"));
 }
+
+/// `train.checkpoint_minutes` is minutes: 10 by default (a checkpoint every 600 s of an
+/// epoch), 0.5 is 30 s; 0, or `train.checkpoint: false`, turns the periodic checkpoint off.
+#[test]
+fn checkpoint_minutes_are_minutes_and_zero_is_off() {
+    use std::time::Duration;
+    let every = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        RunConfig::from_overrides(&sets)
+            .unwrap()
+            .train
+            .checkpoint_interval()
+    };
+    assert_eq!(every(&[]), Some(Duration::from_secs(600)));
+    assert_eq!(
+        every(&["train.checkpoint_minutes=0.5"]),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(every(&["train.checkpoint_minutes=0"]), None);
+    assert_eq!(every(&["train.checkpoint=false"]), None);
+}
