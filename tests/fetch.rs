@@ -171,8 +171,9 @@ fn official_remotes_and_dirs() {
 }
 
 /// `data fetch` extracts only what stays inside the target folder: an archive with an entry
-/// `../x`, an absolute path or a link is refused whole, in one line naming the entry, and
-/// nothing of it is written (tar headers written raw: tar's own builder refuses such names).
+/// `../x`, an absolute path or a link (symbolic or hard) is refused whole, in one line naming
+/// the entry, and nothing of it is written (tar headers written raw: tar's own builder refuses
+/// such names).
 // Long: the raw tar headers of each escaping entry, written by hand.
 #[test]
 #[allow(clippy::too_many_lines)]
@@ -200,7 +201,7 @@ fn archives_with_escaping_entries_are_refused_whole() {
         } else {
             0
         });
-        if kind == tar::EntryType::Symlink {
+        if kind == tar::EntryType::Symlink || kind == tar::EntryType::Link {
             h.set_link_name("/etc/passwd").unwrap();
         }
         h.set_mode(0o644);
@@ -237,6 +238,12 @@ fn archives_with_escaping_entries_are_refused_whole() {
             "link.tar.gz",
             "cifar-10-batches-bin/link",
             tar::EntryType::Symlink,
+            "is a link",
+        ),
+        (
+            "hardlink.tar.gz",
+            "cifar-10-batches-bin/hard",
+            tar::EntryType::Link,
             "is a link",
         ),
     ];
