@@ -119,6 +119,14 @@ fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
         };
         if extra.is_empty() || curves(&runs) == curves(&reference) {
             assert_same_curves(&runs, &reference, &cells);
+            // blocks.csv, cut back to the checkpoint on resume like metrics.csv, too.
+            for c in cells {
+                let blocks = |d: &Path| std::fs::read(d.join(c).join("blocks.csv")).unwrap();
+                assert!(
+                    blocks(&runs) == blocks(&reference),
+                    "trial {trial}, {c}: blocks.csv differs from the uninterrupted run's"
+                );
+            }
         } else {
             split += 1;
             for (c, (a, b)) in cells
