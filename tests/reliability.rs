@@ -46,14 +46,12 @@ fn kill_9_at_20_random_moments_of_a_packed_sweep_loses_and_duplicates_nothing() 
 
 /// Kills `deepres sweep GRID -q <extra>` 20 times at random moments (seeded with `seed`) and
 /// checks each rerun against an uninterrupted sweep with the same `extra`, and that it resumed
-/// rather than retrained (the CSV rows its checkpoints held, timing included, kept); returns how many
-/// reruns were not byte for byte equal to it but within 1e-3 (possible only for packs).
-// Long on purpose: the kill loop and the checks of each rerun, top to bottom.
+/// rather than retrained (the CSV rows its checkpoints held, timing included, kept); returns how
+/// many reruns were not byte for byte equal to it but within 1e-3 (possible only for packs).
 fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
     let tmp = tempfile::tempdir().unwrap();
     let g = tiny_grid(tmp.path(), "kill", "seeds: [0, 1]\n");
     let g = g.to_str().unwrap();
-    let cells = ["s0", "s1"];
     let sweep = |out: &str| -> Vec<String> {
         let mut a = vec![
             "sweep".to_string(),
@@ -92,57 +90,15 @@ fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let runs = tmp.path().join(format!("t{trial}/kill"));
-        let held = cells.map(|c| epochs_held(&runs.join(c)));
+        let held = CELLS.map(|c| epochs_held(&runs.join(c)));
         ok(&deepres_1t()
             .args(sweep(&out))
             .current_dir(tmp.path())
             .output()
             .unwrap());
-        // The rerun resumed, not retrained: the rows of the epochs the checkpoint held are
-        // kept byte for byte, wall-clock columns included (different in every run).
-        for (c, (k, rows)) in cells.iter().zip(&held) {
-            if *k == 0 {
-                continue;
-            }
-            resumed += 1;
-            assert_eq!(
-                epochs_held_rows(&runs.join(c), *k),
-                *rows,
-                "trial {trial}, {c}: the rerun rewrote the {k} epoch(s) its checkpoint held"
-            );
-        }
-        let curves = |dir: &Path| -> Vec<String> {
-            cells
-                .iter()
-                .map(|c| csv_without_timing(&dir.join(c).join("metrics.csv")))
-                .collect()
-        };
-        if extra.is_empty() || curves(&runs) == curves(&reference) {
-            assert_same_curves(&runs, &reference, &cells);
-            // blocks.csv, cut back to the checkpoint on resume like metrics.csv, too.
-            for c in cells {
-                let blocks = |d: &Path| std::fs::read(d.join(c).join("blocks.csv")).unwrap();
-                assert!(
-                    blocks(&runs) == blocks(&reference),
-                    "trial {trial}, {c}: blocks.csv differs from the uninterrupted run's"
-                );
-            }
-        } else {
-            split += 1;
-            for (c, (a, b)) in cells
-                .iter()
-                .zip(curves(&runs).iter().zip(&curves(&reference)))
-            {
-                assert_eq!(csv_epochs(&runs.join(c).join("metrics.csv")), [1, 2, 3]);
-                let err = deviation(a, b);
-                assert!(err <= 1e-3, "trial {trial}, {c}: {err:.2e}\n{a}\n{b}");
-            }
-        }
-        for c in cells {
-            let summary = std::fs::read_to_string(runs.join(c).join("summary.json")).unwrap();
-            assert!(summary.contains("\"finished\""), "{summary}");
-            assert!(!runs.join(format!("{c}.lock")).exists());
-        }
+        let (r, packed_apart) = check_rerun(&runs, &reference, &held, trial, !extra.is_empty());
+        resumed += r;
+        split += usize::from(packed_apart);
     }
     // Most kills must land while a sweep was running, or the test proves little.
     assert!(
@@ -159,6 +115,70 @@ fn kill_9_at_20_random_moments(extra: &[&str], seed: u64) -> usize {
          from a checkpoint (uninterrupted: {full:?})"
     );
     split
+}
+
+/// The cells of the random kill test.
+const CELLS: [&str; 2] = ["s0", "s1"];
+
+/// Checks one rerun of the random kill test (`runs`, killed in `trial` when its cells'
+/// checkpoints `held` what [`epochs_held`] says) against the uninterrupted sweep `reference`:
+/// it resumed rather than retrained, each epoch is there once, and the curves and blocks.csv
+/// are the reference's byte for byte, or for a pack (`packed`) within 1e-3. Returns how many
+/// cells had a checkpoint to resume from, and whether a pack's curves were only within 1e-3.
+fn check_rerun(
+    runs: &Path,
+    reference: &Path,
+    held: &[(usize, String)],
+    trial: usize,
+    packed: bool,
+) -> (usize, bool) {
+    // The rerun resumed, not retrained: the rows of the epochs the checkpoint held are kept
+    // byte for byte, wall-clock columns included (different in every run).
+    let mut resumed = 0;
+    for (c, (k, rows)) in CELLS.iter().zip(held) {
+        if *k == 0 {
+            continue;
+        }
+        resumed += 1;
+        assert_eq!(
+            epochs_held_rows(&runs.join(c), *k),
+            *rows,
+            "trial {trial}, {c}: the rerun rewrote the {k} epoch(s) its checkpoint held"
+        );
+    }
+    let curves = |dir: &Path| -> Vec<String> {
+        CELLS
+            .iter()
+            .map(|c| csv_without_timing(&dir.join(c).join("metrics.csv")))
+            .collect()
+    };
+    let apart = packed && curves(runs) != curves(reference);
+    if !apart {
+        assert_same_curves(runs, reference, &CELLS);
+        // blocks.csv, cut back to the checkpoint on resume like metrics.csv, too.
+        for c in CELLS {
+            let blocks = |d: &Path| std::fs::read(d.join(c).join("blocks.csv")).unwrap();
+            assert!(
+                blocks(runs) == blocks(reference),
+                "trial {trial}, {c}: blocks.csv differs from the uninterrupted run's"
+            );
+        }
+    } else {
+        for (c, (a, b)) in CELLS
+            .iter()
+            .zip(curves(runs).iter().zip(&curves(reference)))
+        {
+            assert_eq!(csv_epochs(&runs.join(c).join("metrics.csv")), [1, 2, 3]);
+            let err = deviation(a, b);
+            assert!(err <= 1e-3, "trial {trial}, {c}: {err:.2e}\n{a}\n{b}");
+        }
+    }
+    for c in CELLS {
+        let summary = std::fs::read_to_string(runs.join(c).join("summary.json")).unwrap();
+        assert!(summary.contains("\"finished\""), "{summary}");
+        assert!(!runs.join(format!("{c}.lock")).exists());
+    }
+    (resumed, apart)
 }
 
 /// The epochs the checkpoint of run directory `run` holds (0 without one), with the header and
