@@ -134,18 +134,22 @@ fn spec(kind: &str, extra: serde_json::Value) -> serde_json::Value {
 
 /// Train mode (batch statistics, running statistics updated) with nonzero biases and
 /// τ = 0.37: the logits, the loss, every gradient (τ's and the multipliers' included) and the
-/// running statistics after the step equal PyTorch's for the papers' own modules.
+/// running statistics after the step equal PyTorch's for the papers' own modules; and eval mode
+/// (the running statistics, as every recorded test error uses them): the logits.
 #[test]
-fn blocks_match_the_papers_pytorch_modules_in_train_mode() {
+fn blocks_match_the_papers_pytorch_modules_in_train_and_eval_mode() {
     let _g = serial();
     for (kind, cfg) in variants() {
         let (vs, net) = perturbed(&cfg, 7);
         let init = named("init", &vs);
         let (x, y) = batch(11);
+        // Eval mode first, while the running statistics are still the perturbed ones.
+        let eval_logits = tch::no_grad(|| net.forward_t(&x, false));
         let logits = net.forward_t(&x, true);
         let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
         loss.backward();
         let mut t = init;
+        t.push(("eval_logits".into(), eval_logits));
         t.push(("x".into(), x));
         t.push(("y".into(), y));
         t.push(("logits".into(), logits.detach()));

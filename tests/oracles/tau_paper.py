@@ -233,15 +233,19 @@ def finish(report, what):
 
 
 def check_forward(spec, t):
-    """Train-mode logits, loss, every gradient and the batch norms' running statistics."""
+    """Eval-mode logits (before the step, with the given running statistics), then train-mode
+    logits, loss, every gradient and the batch norms' running statistics."""
     model, n = paper_model(spec)
     load_into(model, n, t)
+    atol, rtol = spec["atol"], spec["rtol"]
+    report = []
+    model.eval()
+    with torch.no_grad():
+        compare(model(t["x"]), t["eval_logits"], "eval_logits", atol, rtol, report)
     model.train()
     logits = model(t["x"])
     loss = F.cross_entropy(logits, t["y"])
     loss.backward()
-    atol, rtol = spec["atol"], spec["rtol"]
-    report = []
     compare(logits.detach(), t["logits"], "logits", atol, rtol, report)
     compare(loss.detach(), t["loss"], "loss", atol, rtol, report)
     params = dict(model.named_parameters())
