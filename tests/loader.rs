@@ -251,6 +251,58 @@ fn augment_varies_per_image_and_is_seeded() {
     assert_eq!(augment(&one_ch, aug).size(), [5, 1, 28, 28]);
 }
 
+/// The draws' laws, as torchvision's `RandomCrop(32, padding=4)` and `RandomHorizontalFlip()`
+/// have them: the 9 × 9 crop offsets uniform (a χ² test over the 81 cells, 80 degrees of
+/// freedom, at p = 10⁻⁴) and a flip with probability 1/2 (within 5 standard deviations), read
+/// back from 36,000 augmented copies of an image whose pixel values are their own positions.
+#[test]
+fn crop_offsets_are_uniform_and_half_the_images_flip() {
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    let _g = common::serial();
+    // Pixel (i, j) holds 32·i + j + 1; the padding reads 0.
+    let pos = (Tensor::arange(1024, (Kind::Float, Device::Cpu)) + 1.0).view([1, 1, 32, 32]);
+    let aug = Augment {
+        crop_padding: 4,
+        hflip: true,
+        cutout: None,
+    };
+    tch::manual_seed(5);
+    let (mut cells, mut flips, n) = (vec![0f64; 81], 0i64, 36_000i64);
+    for _ in 0..4 {
+        let out = augment(&pos.repeat([n / 4, 1, 1, 1]), aug);
+        let centre = Vec::<f32>::try_from(out.select(2, 16).select(2, 16).view([-1])).unwrap();
+        let right = Vec::<f32>::try_from(out.select(2, 16).select(2, 17).view([-1])).unwrap();
+        for (&v, &w) in centre.iter().zip(&right) {
+            let (i, j) = ((v as i64 - 1) / 32, (v as i64 - 1) % 32);
+            // Unflipped, output (16, 16) is input (12 + oy, 12 + ox) and (16, 17) the next column;
+            // flipped, (16, 16) is input (12 + oy, 11 + ox) and (16, 17) the previous column.
+            let flipped = w < v;
+            let (oy, ox) = (i - 12, j - 12 + i64::from(flipped));
+            assert!(
+                (0..9).contains(&oy) && (0..9).contains(&ox),
+                "offset ({oy}, {ox})"
+            );
+            cells[(oy * 9 + ox) as usize] += 1.0;
+            flips += i64::from(flipped);
+        }
+    }
+    let expected = n as f64 / 81.0;
+    let chi2: f64 = cells
+        .iter()
+        .map(|c| (c - expected).powi(2) / expected)
+        .sum();
+    let critical = ChiSquared::new(80.0).unwrap().inverse_cdf(1.0 - 1e-4);
+    assert!(
+        chi2 < critical,
+        "χ² {chi2:.1} ≥ {critical:.1}: offsets not uniform: {cells:?}"
+    );
+    let sd = (n as f64 * 0.25).sqrt();
+    assert!(
+        ((flips as f64) - n as f64 / 2.0).abs() < 5.0 * sd,
+        "{flips} of {n} flipped"
+    );
+}
+
 // ---------------------------------------------------------------- loader
 
 /// N examples whose label is their index and whose pixels are all `index % 256`.
