@@ -168,12 +168,20 @@ fn initialization_follows_the_paper() {
             assert_eq!(t.abs().max().double_value(&[]), 0.0, "{n}");
         }
     }
-    // linear as PyTorch's default: uniform ±1/√64
-    let fc = &vars["fc.weight"];
+    // The classifier as PyTorch's default nn.Linear: weight and bias uniform in ±1/√64, so
+    // bounded by b, reaching near it, with standard deviation b/√3 (a normal or a zero bias
+    // fails). 1000 classes, so that the bias has enough entries to tell (tolerances about 7
+    // and 11 standard errors of a uniform sample std).
+    let (vs, _) = build(&cfg(20, Norm::Bn, Shortcut::A), 1000);
+    let vars = vs.variables();
     let b = 1.0 / 8.0;
-    assert!(fc.abs().max().double_value(&[]) <= b);
-    assert!(fc.abs().max().double_value(&[]) > 0.9 * b);
-    assert!(vars["fc.bias"].abs().max().double_value(&[]) <= b);
+    for (name, rel) in [("fc.weight", 0.02), ("fc.bias", 0.1)] {
+        let t = &vars[name];
+        let max = t.abs().max().double_value(&[]);
+        assert!(max <= b && max > 0.9 * b, "{name}: max |w| {max} against {b}");
+        let std = t.std(true).double_value(&[]) / (b / 3f64.sqrt());
+        assert!((std - 1.0).abs() < rel, "{name}: std / (b/√3) = {std}");
+    }
 }
 
 /// Every convolution of the τ paper's nets, one tensor at a time: the stem (3 → 16), the
