@@ -178,7 +178,10 @@ fn initialization_follows_the_paper() {
     for (name, rel) in [("fc.weight", 0.02), ("fc.bias", 0.1)] {
         let t = &vars[name];
         let max = t.abs().max().double_value(&[]);
-        assert!(max <= b && max > 0.9 * b, "{name}: max |w| {max} against {b}");
+        assert!(
+            max <= b && max > 0.9 * b,
+            "{name}: max |w| {max} against {b}"
+        );
         let std = t.std(true).double_value(&[]) / (b / 3f64.sqrt());
         assert!((std - 1.0).abs() < rel, "{name}: std / (b/√3) = {std}");
     }

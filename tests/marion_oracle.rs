@@ -1,0 +1,114 @@
+//! Marion et al.'s two models (arXiv:2206.06929; docs/marion2022.md) against the authors' own
+//! forward pass, rewritten in PyTorch from their models.py (tests/oracles/marion_models.py):
+//! deepres's weights A, W, V, biases and B loaded into their FullResNet and SimpleResNet, in
+//! float64, the last hidden state h_L and the output B h_L equal to 1e-10 for 3 models of depth
+//! 7 and width 5 at β = 0.3 (their scale 1/7^0.3 computed on their side). A block that applied
+//! ReLU after V instead of before, a bias outside the scale, or α_L = (L + 1)^-β fails.
+use deepres::model::full_resnet::FullResNet;
+use deepres::model::scale::residual_scale;
+use deepres::model::simple_resnet::SimpleResNet;
+use deepres::model::weight_init::LayerInit;
+use tch::{Device, Kind, Tensor};
+
+mod common;
+use common::{python_oracle, serial};
+
+const MODELS: i64 = 3;
+const DEPTH: i64 = 7;
+const WIDTH: i64 = 5;
+const BETA: f64 = 0.3;
+
+/// Runs the oracle on `tensors` (deepres's weights, inputs x and results) for `model`.
+fn check(model: &str, tensors: Vec<(&str, Tensor)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = serde_json::json!({"model": model, "depth": DEPTH, "scaling": BETA, "atol": 1e-10});
+    std::fs::write(dir.path().join("spec.json"), spec.to_string()).unwrap();
+    Tensor::write_safetensors(&tensors, dir.path().join("tensors.safetensors")).unwrap();
+    let out = python_oracle("marion_models.py", &[dir.path().to_str().unwrap()]);
+    eprintln!("{out}");
+}
+
+/// α_L = L^-β as deepres computes it, in float64 (the models' own scalar is its float32
+/// rounding, which would differ from the authors' float64 at 1e-8).
+fn alpha() -> Tensor {
+    Tensor::from(residual_scale(DEPTH, BETA))
+}
+
+fn double(t: &Tensor) -> Tensor {
+    t.to_kind(Kind::Double)
+}
+
+/// Inputs x `[n, 4]` away from zero, so that every ReLU has both signs somewhere.
+fn inputs() -> Tensor {
+    Tensor::randn([6, 4], (Kind::Double, Device::Cpu)) * 2.0
+}
+
+#[test]
+fn full_resnet_is_the_authors_forward_pass() {
+    let _g = serial();
+    tch::manual_seed(3);
+    let m = FullResNet::new(MODELS, DEPTH, WIDTH, 4, 3, LayerInit::Iid, Device::Cpu);
+    let m = FullResNet {
+        a: double(&m.a),
+        w: double(&m.w),
+        v: double(&m.v),
+        b: double(&m.b),
+    };
+    let x = inputs();
+    let scale = alpha();
+    let h = m.hidden(&m.embed(&x), &scale, None);
+    let out = m.output(&h);
+    check(
+        "full",
+        vec![
+            ("A", m.a.shallow_clone()),
+            ("W", m.w.shallow_clone()),
+            ("V", m.v.shallow_clone()),
+            ("B", m.b.shallow_clone()),
+            ("x", x),
+            ("h_L", h),
+            ("out", out),
+        ],
+    );
+}
+
+/// With biases b_k drawn away from zero (the fBm init's trainable biases, zero at
+/// initialization, move in training): h_{k+1} = h_k + α_L (V_{k+1} relu(h_k) + b_{k+1}).
+#[test]
+fn simple_resnet_with_biases_is_the_authors_forward_pass() {
+    let _g = serial();
+    tch::manual_seed(5);
+    let m = SimpleResNet::new(
+        MODELS,
+        DEPTH,
+        WIDTH,
+        4,
+        3,
+        LayerInit::Fbm { hurst: 0.7 },
+        Device::Cpu,
+    );
+    let bias = Tensor::randn([MODELS, DEPTH, WIDTH], (Kind::Double, Device::Cpu)) * 0.5;
+    let m = SimpleResNet {
+        a: double(&m.a),
+        v: double(&m.v),
+        bias,
+        bias_on: None,
+        b: double(&m.b),
+    };
+    let x = inputs();
+    let scale = alpha();
+    let h = m.hidden(&m.embed(&x), &scale, None);
+    let out = m.output(&h);
+    check(
+        "simple",
+        vec![
+            ("A", m.a.shallow_clone()),
+            ("V", m.v.shallow_clone()),
+            ("bias", m.bias.shallow_clone()),
+            ("B", m.b.shallow_clone()),
+            ("x", x),
+            ("h_L", h),
+            ("out", out),
+        ],
+    );
+}
