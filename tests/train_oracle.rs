@@ -1,0 +1,106 @@
+//! `deepres train` end to end against the τ paper's training loop in PyTorch: a whole run of
+//! `train::run` (the model it builds from its config, the optimizer's parameter groups, the
+//! learning rate each step gets, the train-mode forward, the loss and the SGD update, BN + τ)
+//! starts from weights written here (`train.init_from`) and its checkpoint after 6 epochs is
+//! compared with the paper's own ResNet and torch.optim.SGD (tests/oracles/tau_paper.py,
+//! `sgd`), given the same images and the rates of the paper's schedule written out here:
+//! 0.1 divided by 10 at epochs 2 and 4 (MultiStepLR). One batch is the whole training set, so
+//! the order of the images in it cannot matter (batch statistics, mean loss). Weight decay
+//! is 5·10⁻³ so that a missing or doubled decay moves the weights far beyond the tolerance,
+//! as a rate off by one epoch does (tried: 31 of 33 tensors then differ). deepres trains in
+//! float32, the oracle in float64: the tolerance 10⁻⁶ + 10⁻⁵·|x| is ten times or more the
+//! largest differences seen (1.3·10⁻⁷ on a weight, 3.7·10⁻⁷ on a loss of about 2.3).
+use deepres::data::{self, Augment, DeviceData};
+use deepres::model::ResNet;
+use deepres::train;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+mod common;
+use common::{python_oracle, serial, tiny_run};
+
+const TAU: f64 = 0.37;
+const IMAGES: i64 = 64;
+
+#[test]
+fn a_run_trains_as_the_papers_pytorch_loop() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let init = tmp.path().join("init.safetensors");
+    let cfg = tiny_run::config(
+        tmp.path(),
+        "oracle",
+        &[
+            &format!("data.synthetic_train={IMAGES}"),
+            &format!("train.batch_size={IMAGES}"),
+            "data.augment.crop_padding=0",
+            "data.augment.hflip=false",
+            "model.norm=bn",
+            "model.shortcut=a-bn",
+            "model.tau.rule=fixed",
+            &format!("model.tau.value={TAU}"),
+            "train.epochs=6",
+            "train.optimizer.lr=0.1",
+            "train.optimizer.weight_decay=0.005",
+            "train.schedule.kind=multistep",
+            "train.schedule.milestones=[2, 4]",
+            "train.schedule.gamma=0.1",
+            &format!("train.init_from={}", init.display()),
+        ],
+    );
+    // The starting weights: drawn here, written, and given to both sides.
+    tch::manual_seed(21);
+    let vs = VarStore::new(Device::Cpu);
+    let _net = ResNet::new(&vs.root(), &cfg.model, 3, 10).unwrap();
+    let start: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    Tensor::write_safetensors(&start, &init).unwrap();
+    train::run(&cfg, &tiny_run::quiet()).unwrap();
+
+    // The training set as the run sees it (normalized), in one batch.
+    let split = data::load(&cfg.data.spec()).unwrap();
+    let train_data = DeviceData::new(&split.train, &split.mean, &split.std, Device::Cpu);
+    let (x, y) = train_data
+        .train_batches(IMAGES, 0, Augment::NONE)
+        .next()
+        .unwrap();
+    assert_eq!(x.size()[0], IMAGES);
+    let run = cfg.run_dir();
+    let losses: Vec<f64> = tiny_run::losses(&run).iter().map(|r| r.2).collect();
+    assert_eq!(losses.len(), 6);
+    let mut t: Vec<(String, Tensor)> = start
+        .iter()
+        .map(|(k, v)| (format!("init.{k}"), v.to_kind(Kind::Double)))
+        .collect();
+    for (step, loss) in losses.iter().enumerate() {
+        t.push((format!("x.{step}"), x.to_kind(Kind::Double)));
+        t.push((format!("y.{step}"), y.shallow_clone()));
+        t.push((format!("loss.{step}"), Tensor::from_slice(&[*loss])));
+    }
+    let ckpt = Tensor::read_safetensors(run.join("checkpoint.safetensors")).unwrap();
+    let trainable: Vec<String> = (vs.variables().into_iter())
+        .filter(|(_, v)| v.requires_grad())
+        .map(|(k, _)| k)
+        .collect();
+    for (name, v) in ckpt {
+        if let Some(k) = name
+            .strip_prefix("model.")
+            .filter(|k| trainable.iter().any(|n| n == k))
+        {
+            t.push((format!("final.{k}"), v.to_kind(Kind::Double)));
+        }
+    }
+    assert_eq!(
+        t.iter().filter(|(k, _)| k.starts_with("final.")).count(),
+        trainable.len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec = serde_json::json!({
+        "kind": "bn", "depth": 8, "tau": TAU, "in_channels": 3, "classes": 10,
+        "lr": [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], "momentum": 0.9, "weight_decay": 0.005,
+        "atol": 1e-6, "rtol": 1e-5,
+    });
+    std::fs::write(dir.path().join("spec.json"), spec.to_string()).unwrap();
+    Tensor::write_safetensors(&t, dir.path().join("tensors.safetensors")).unwrap();
+    let out = python_oracle("tau_paper.py", &["sgd", dir.path().to_str().unwrap()]);
+    eprintln!("{}", out.trim());
+}
