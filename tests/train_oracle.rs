@@ -1,8 +1,8 @@
 //! `deepres train` end to end against the τ paper's training loop in PyTorch: a whole run of
 //! `train::run` (the model it builds from its config, the optimizer's parameter groups, the
-//! learning rate each step gets, the train-mode forward, the loss and the SGD update, BN + τ)
-//! starts from weights written here (`train.init_from`) and its checkpoint after 6 epochs is
-//! compared with the paper's own ResNet and torch.optim.SGD (tests/oracles/tau_paper.py,
+//! learning rate each step gets, the train-mode forward, the loss and the SGD update; BN + τ,
+//! and no BN with the shared learnable τ) starts from weights written here
+//! (`train.init_from`) and its checkpoint after 6 epochs is compared with the paper's own ResNet and torch.optim.SGD (tests/oracles/tau_paper.py,
 //! `sgd`), given the same images and the rates of the paper's schedule written out here:
 //! 0.1 divided by 10 at epochs 2 and 4 (MultiStepLR). One batch is the whole training set, so
 //! the order of the images in it cannot matter (batch statistics, mean loss). Weight decay
@@ -22,31 +22,57 @@ use common::{python_oracle, serial, tiny_run};
 const TAU: f64 = 0.37;
 const IMAGES: i64 = 64;
 
+/// Table Z1's BN + τ block (τ fixed).
 #[test]
-fn a_run_trains_as_the_papers_pytorch_loop() {
+fn a_bn_tau_run_trains_as_the_papers_pytorch_loop() {
+    check("bn", &["model.norm=bn", "model.shortcut=a-bn"]);
+}
+
+/// Table Z2's block without normalization: scalar biases and one shared learnable τ, both at
+/// lr/10, τ's gradient divided by the number of blocks.
+#[test]
+fn a_no_bn_learned_tau_run_trains_as_the_papers_pytorch_loop() {
+    check(
+        "nobn",
+        &[
+            "model.norm=none",
+            "model.shortcut=a",
+            "model.tau.learnable=shared",
+        ],
+    );
+}
+
+/// Trains the run of the paper's block `kind` (tau_paper.py's name) with the model settings
+/// `model`, and compares it with the oracle.
+fn check(kind: &str, model: &[&str]) {
     let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
     let init = tmp.path().join("init.safetensors");
+    let mut sets: Vec<String> = model.iter().map(|s| s.to_string()).collect();
+    sets.extend([
+        format!("data.synthetic_train={IMAGES}"),
+        format!("train.batch_size={IMAGES}"),
+        format!("model.tau.value={TAU}"),
+        format!("train.init_from={}", init.display()),
+    ]);
     let cfg = tiny_run::config(
         tmp.path(),
         "oracle",
         &[
-            &format!("data.synthetic_train={IMAGES}"),
-            &format!("train.batch_size={IMAGES}"),
-            "data.augment.crop_padding=0",
-            "data.augment.hflip=false",
-            "model.norm=bn",
-            "model.shortcut=a-bn",
-            "model.tau.rule=fixed",
-            &format!("model.tau.value={TAU}"),
-            "train.epochs=6",
-            "train.optimizer.lr=0.1",
-            "train.optimizer.weight_decay=0.005",
-            "train.schedule.kind=multistep",
-            "train.schedule.milestones=[2, 4]",
-            "train.schedule.gamma=0.1",
-            &format!("train.init_from={}", init.display()),
-        ],
+            &sets.iter().map(String::as_str).collect::<Vec<_>>()[..],
+            &[
+                "data.augment.crop_padding=0",
+                "data.augment.hflip=false",
+                "model.tau.rule=fixed",
+                "train.epochs=6",
+                "train.optimizer.lr=0.1",
+                "train.optimizer.weight_decay=0.005",
+                "train.schedule.kind=multistep",
+                "train.schedule.milestones=[2, 4]",
+                "train.schedule.gamma=0.1",
+            ],
+        ]
+        .concat(),
     );
     // The starting weights: drawn here, written, and given to both sides.
     tch::manual_seed(21);
@@ -95,7 +121,7 @@ fn a_run_trains_as_the_papers_pytorch_loop() {
     );
     let dir = tempfile::tempdir().unwrap();
     let spec = serde_json::json!({
-        "kind": "bn", "depth": 8, "tau": TAU, "in_channels": 3, "classes": 10,
+        "kind": kind, "depth": 8, "tau": TAU, "in_channels": 3, "classes": 10,
         "lr": [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], "momentum": 0.9, "weight_decay": 0.005,
         "atol": 1e-6, "rtol": 1e-5,
     });
