@@ -13,6 +13,7 @@
 use deepres::data::{self, Augment, DeviceData};
 use deepres::model::ResNet;
 use deepres::train;
+use deepres::train::config::RunConfig;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -42,12 +43,10 @@ fn a_no_bn_learned_tau_run_trains_as_the_papers_pytorch_loop() {
     );
 }
 
-/// Trains the run of the paper's block `kind` (tau_paper.py's name) with the model settings
-/// `model`, and compares it with the oracle.
-fn check(kind: &str, model: &[&str]) {
-    let _g = serial();
-    let tmp = tempfile::tempdir().unwrap();
-    let init = tmp.path().join("init.safetensors");
+/// The run: the tiny run of the training tests with `model`'s settings, τ fixed at [`TAU`], no
+/// augmentation, one batch of all [`IMAGES`] per epoch, 6 epochs of the multistep schedule,
+/// starting from the weights in `init`.
+fn config(dir: &std::path::Path, model: &[&str], init: &std::path::Path) -> RunConfig {
     let mut sets: Vec<String> = model.iter().map(|s| s.to_string()).collect();
     sets.extend([
         format!("data.synthetic_train={IMAGES}"),
@@ -55,25 +54,34 @@ fn check(kind: &str, model: &[&str]) {
         format!("model.tau.value={TAU}"),
         format!("train.init_from={}", init.display()),
     ]);
-    let cfg = tiny_run::config(
-        tmp.path(),
-        "oracle",
-        &[
-            &sets.iter().map(String::as_str).collect::<Vec<_>>()[..],
-            &[
-                "data.augment.crop_padding=0",
-                "data.augment.hflip=false",
-                "model.tau.rule=fixed",
-                "train.epochs=6",
-                "train.optimizer.lr=0.1",
-                "train.optimizer.weight_decay=0.005",
-                "train.schedule.kind=multistep",
-                "train.schedule.milestones=[2, 4]",
-                "train.schedule.gamma=0.1",
-            ],
+    sets.extend(
+        [
+            "data.augment.crop_padding=0",
+            "data.augment.hflip=false",
+            "model.tau.rule=fixed",
+            "train.epochs=6",
+            "train.optimizer.lr=0.1",
+            "train.optimizer.weight_decay=0.005",
+            "train.schedule.kind=multistep",
+            "train.schedule.milestones=[2, 4]",
+            "train.schedule.gamma=0.1",
         ]
-        .concat(),
+        .map(String::from),
     );
+    tiny_run::config(
+        dir,
+        "oracle",
+        &sets.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+}
+
+/// Trains the run of the paper's block `kind` (tau_paper.py's name) with the model settings
+/// `model`, and compares it with the oracle.
+fn check(kind: &str, model: &[&str]) {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let init = tmp.path().join("init.safetensors");
+    let cfg = config(tmp.path(), model, &init);
     // The starting weights: drawn here, written, and given to both sides.
     tch::manual_seed(21);
     let vs = VarStore::new(Device::Cpu);
