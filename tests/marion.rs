@@ -81,7 +81,7 @@ fn the_measured_metrics_and_ratios_match_autograd() {
 }
 
 #[test]
-fn full_resnet_weights_have_the_paper_shapes() {
+fn full_resnet_weights_have_the_paper_shapes_and_a_b_laws() {
     let _g = lock();
     tch::manual_seed(7);
     let m = FullResNet::new(3, 10, 40, 64, 1, LayerInit::Smooth, Device::Cpu);
@@ -90,6 +90,18 @@ fn full_resnet_weights_have_the_paper_shapes() {
     assert_eq!(m.b.size(), vec![3, 1, 40]);
     let s = depth_scale(100, 0.5, Device::Cpu);
     assert!((f(&s) - 0.1).abs() < 1e-7);
+    // A and B as the authors' create_linear_layer: uniform on ±√(3/fan_in), so variance
+    // 1/fan_in (A: fan_in 64, 7680 entries; B: fan_in 40, 120 entries), reaching near the bound.
+    for (name, t, fan_in, rel) in [("A", &m.a, 64.0, 0.05), ("B", &m.b, 40.0, 0.25)] {
+        let bound = (3.0f64 / fan_in).sqrt();
+        let max = f(&t.abs().max());
+        assert!(
+            max <= bound && max > 0.9 * bound,
+            "{name}: max {max}, bound {bound}"
+        );
+        let var = f(&t.var(true)) * fan_in;
+        assert!((var - 1.0).abs() < rel, "{name}: variance × fan_in = {var}");
+    }
 }
 
 fn slopes(rows: &[deepres::papers::marion2022::scaling::ScalingRow]) -> Vec<(f64, f64, f64)> {
