@@ -3,7 +3,9 @@
 //! deepres's weights A, W, V, biases and B loaded into their FullResNet and SimpleResNet, in
 //! float64, the last hidden state h_L and the output B h_L equal to 1e-10 for 3 models of depth
 //! 7 and width 5 at β = 0.3 (their scale 1/7^0.3 computed on their side). A block that applied
-//! ReLU after V instead of before, a bias outside the scale, or α_L = (L + 1)^-β fails.
+//! ReLU after V instead of before, a bias outside the scale, or α_L = (L + 1)^-β fails. And
+//! the metrics of Figures M1–M5 at their level against the authors' measurement loop
+//! (tests/oracles/marion_scaling.py), statistically.
 use deepres::model::full_resnet::FullResNet;
 use deepres::model::scale::residual_scale;
 use deepres::model::simple_resnet::SimpleResNet;
