@@ -7,6 +7,7 @@
 //! the metrics of Figures M1–M5 at their level against the authors' measurement loop
 //! (tests/oracles/marion_scaling.py), statistically.
 use deepres::model::full_resnet::FullResNet;
+use deepres::model::marion_net::MarionNet;
 use deepres::model::scale::residual_scale;
 use deepres::model::simple_resnet::SimpleResNet;
 use deepres::model::weight_init::LayerInit;
@@ -20,8 +21,14 @@ const DEPTH: i64 = 7;
 const WIDTH: i64 = 5;
 const BETA: f64 = 0.3;
 
-/// Runs the oracle on `tensors` (deepres's weights, inputs x and results) for `model`.
-fn check(model: &str, tensors: Vec<(&str, Tensor)>) {
+/// Runs `net` on the oracle's inputs and the oracle on `net`'s `weights` (as they are named
+/// there), the inputs and deepres's h_L and output, for `model`.
+fn check(model: &str, net: &MarionNet, weights: Vec<(&str, Tensor)>) {
+    let x = inputs();
+    let h = net.hidden(&net.embed(&x), &alpha(), None);
+    let out = net.output(&h);
+    let mut tensors = weights;
+    tensors.extend([("x", x), ("h_L", h), ("out", out)]);
     let dir = tempfile::tempdir().unwrap();
     let spec = serde_json::json!({"model": model, "depth": DEPTH, "scaling": BETA, "atol": 1e-10});
     std::fs::write(dir.path().join("spec.json"), spec.to_string()).unwrap();
@@ -56,22 +63,13 @@ fn full_resnet_is_the_authors_forward_pass() {
         v: double(&m.v),
         b: double(&m.b),
     };
-    let x = inputs();
-    let scale = alpha();
-    let h = m.hidden(&m.embed(&x), &scale, None);
-    let out = m.output(&h);
-    check(
-        "full",
-        vec![
-            ("A", m.a.shallow_clone()),
-            ("W", m.w.shallow_clone()),
-            ("V", m.v.shallow_clone()),
-            ("B", m.b.shallow_clone()),
-            ("x", x),
-            ("h_L", h),
-            ("out", out),
-        ],
-    );
+    let weights = vec![
+        ("A", m.a.shallow_clone()),
+        ("W", m.w.shallow_clone()),
+        ("V", m.v.shallow_clone()),
+        ("B", m.b.shallow_clone()),
+    ];
+    check("full", &MarionNet::Full(m), weights);
 }
 
 /// With biases b_k drawn away from zero (the fBm init's trainable biases, zero at
@@ -97,30 +95,19 @@ fn simple_resnet_with_biases_is_the_authors_forward_pass() {
         bias_on: None,
         b: double(&m.b),
     };
-    let x = inputs();
-    let scale = alpha();
-    let h = m.hidden(&m.embed(&x), &scale, None);
-    let out = m.output(&h);
-    check(
-        "simple",
-        vec![
-            ("A", m.a.shallow_clone()),
-            ("V", m.v.shallow_clone()),
-            ("bias", m.bias.shallow_clone()),
-            ("B", m.b.shallow_clone()),
-            ("x", x),
-            ("h_L", h),
-            ("out", out),
-        ],
-    );
+    let weights = vec![
+        ("A", m.a.shallow_clone()),
+        ("V", m.v.shallow_clone()),
+        ("bias", m.bias.shallow_clone()),
+        ("B", m.b.shallow_clone()),
+    ];
+    check("simple", &MarionNet::Simple(m), weights);
 }
 
 /// Mean and standard error of the mean of `v`.
 fn mean_se(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
-    (m, (var / n).sqrt())
+    let e = deepres::report::stats::Estimate::of(v).unwrap();
+    (e.mean, e.std / (e.n as f64).sqrt())
 }
 
 /// Figures M1–M5's metrics at their level, not only their slopes: deepres's forward and
