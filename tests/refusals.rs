@@ -313,3 +313,32 @@ fn an_empty_grid_and_a_bad_cell_are_one_line() {
     }
     assert!(!tmp.path().join("runs").exists());
 }
+
+/// A sweep whose later cell holds another config's run is refused before any cell runs: the
+/// earlier cells, free, are not trained first (their directories are not even made), and the
+/// tree is byte for byte as it was.
+#[test]
+fn a_conflict_in_a_later_cell_is_refused_before_the_first_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = tiny_grid(tmp.path(), "late", "seeds: [0, 1]\n");
+    let g = g.to_str().unwrap();
+    // Only the second cell (s1), under the grid's own config.
+    ok(&run(&["sweep", g, "-q", "--cell", "1"], tmp.path()));
+    let runs = tmp.path().join("runs/late");
+    assert!(runs.join("s1/metrics.csv").exists() && !runs.join("s0").exists());
+    let before = snapshot(&tmp.path().join("runs"));
+    let e = sweep_error(&run(
+        &["sweep", g, "-q", "--set", "train.optimizer.lr=0.1"],
+        tmp.path(),
+    ));
+    assert!(
+        e.contains("runs/late/s1/config.yaml") && e.contains("different config"),
+        "{e}"
+    );
+    assert!(!runs.join("s0").exists(), "the free first cell was trained");
+    assert_eq!(
+        snapshot(&tmp.path().join("runs")),
+        before,
+        "nothing touched"
+    );
+}
