@@ -9,6 +9,8 @@ use deepres::data::{
 use tch::{Device, Kind, Tensor};
 
 mod common;
+// Every test holds `common::serial()`: most draw from torch's global generator, and one that
+// seeds it in the middle of another's draws would make the other's repeat or shift.
 
 fn equal(a: &Tensor, b: &Tensor) -> bool {
     a.size() == b.size() && a.equal(b)
@@ -18,6 +20,7 @@ fn equal(a: &Tensor, b: &Tensor) -> bool {
 
 #[test]
 fn synthetic_is_deterministic_and_seeded() {
+    let _g = common::serial();
     let a = synthetic::generate(64, 1, synthetic::STREAM_TRAIN);
     let b = synthetic::generate(64, 1, synthetic::STREAM_TRAIN);
     let c = synthetic::generate(64, 2, synthetic::STREAM_TRAIN);
@@ -47,6 +50,7 @@ fn synthetic_is_deterministic_and_seeded() {
 
 #[test]
 fn synthetic_load_computes_statistics_and_limits() {
+    let _g = common::serial();
     let spec = DataSpec {
         synthetic_train: 500,
         synthetic_test: 100,
@@ -77,6 +81,7 @@ fn synthetic_load_computes_statistics_and_limits() {
 /// clearly (it gets about 35%; the ceiling of the default set is 83%).
 #[test]
 fn synthetic_is_learnable() {
+    let _g = common::serial();
     use tch::nn::{self, Module, OptimizerConfig};
     tch::manual_seed(0);
     let t0 = std::time::Instant::now();
@@ -138,6 +143,7 @@ fn distinct_batch(b: i64, c: i64, h: i64, w: i64) -> Tensor {
 
 #[test]
 fn flip_where_selects_per_image() {
+    let _g = common::serial();
     let x = distinct_batch(4, 3, 5, 6);
     let all = Tensor::from_slice(&[true; 4]);
     let none = Tensor::from_slice(&[false; 4]);
@@ -151,6 +157,7 @@ fn flip_where_selects_per_image() {
 
 #[test]
 fn crop_with_offsets_identity_and_shift() {
+    let _g = common::serial();
     let pad = 4;
     for (c, side) in [(3, 32), (1, 28)] {
         let x = distinct_batch(2, c, side, side);
@@ -202,6 +209,7 @@ fn crop_with_offsets_identity_and_shift() {
 
 #[test]
 fn augment_varies_per_image_and_is_seeded() {
+    let _g = common::serial();
     let one = distinct_batch(1, 3, 32, 32);
     let x = one.repeat([16, 1, 1, 1]);
     let aug = Augment {
@@ -292,6 +300,7 @@ fn crop_offsets_are_uniform_and_half_the_images_flip() {
         .map(|c| (c - expected).powi(2) / expected)
         .sum();
     let critical = ChiSquared::new(80.0).unwrap().inverse_cdf(1.0 - 1e-4);
+    eprintln!("χ² {chi2:.1} (critical {critical:.1}), {flips} of {n} flipped"); // --nocapture
     assert!(
         chi2 < critical,
         "χ² {chi2:.1} ≥ {critical:.1}: offsets not uniform: {cells:?}"
@@ -334,6 +343,7 @@ fn epoch_labels(d: &DeviceData, bs: i64, seed: i64, aug: Augment) -> (Vec<i64>, 
 
 #[test]
 fn train_batches_cover_every_index_once_and_are_seeded() {
+    let _g = common::serial();
     let ds = indexed_dataset(103);
     let d = DeviceData::new(&ds, &[0.5; 3], &[0.25; 3], Device::Cpu);
     let aug = Augment {
@@ -373,6 +383,7 @@ fn train_batches_cover_every_index_once_and_are_seeded() {
 /// image and −1.5 in the padding, never anything else.
 #[test]
 fn the_crop_pads_black_before_normalizing() {
+    let _g = common::serial();
     let n = 64;
     let ds = Dataset {
         images: Tensor::full([n, 3, 8, 8], 255, (Kind::Uint8, Device::Cpu)),
@@ -406,6 +417,7 @@ fn the_crop_pads_black_before_normalizing() {
 
 #[test]
 fn eval_batches_keep_order_and_normalize() {
+    let _g = common::serial();
     let (train, _) = synthetic::synthetic_split(300, 0, 9);
     let (mean, std) = channel_mean_std(&train.images);
     let d = DeviceData::new(&train, &mean, &std, Device::Cpu);
@@ -438,6 +450,7 @@ fn eval_batches_keep_order_and_normalize() {
 
 #[test]
 fn subset_takes_the_first_n() {
+    let _g = common::serial();
     let ds = indexed_dataset(10);
     assert_eq!(
         Vec::<i64>::try_from(&ds.subset(3).labels).unwrap(),
@@ -453,6 +466,7 @@ fn subset_takes_the_first_n() {
 /// note when no GPU is visible; a failure under `DEEPRES_REQUIRE_CUDA=1`).
 #[test]
 fn cuda_loader_matches_cpu() {
+    let _g = common::serial();
     if !common::cuda_or_skip("cuda_loader_matches_cpu") {
         return;
     }
