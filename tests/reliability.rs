@@ -152,7 +152,8 @@ fn check_rerun(
             .map(|c| csv_without_timing(&dir.join(c).join("metrics.csv")))
             .collect()
     };
-    let apart = packed && curves(runs) != curves(reference);
+    let (got, want) = (curves(runs), curves(reference));
+    let apart = packed && got != want;
     if !apart {
         assert_same_curves(runs, reference, &CELLS);
         // blocks.csv, cut back to the checkpoint on resume like metrics.csv, too.
@@ -164,10 +165,7 @@ fn check_rerun(
             );
         }
     } else {
-        for (c, (a, b)) in CELLS
-            .iter()
-            .zip(curves(runs).iter().zip(&curves(reference)))
-        {
+        for (c, (a, b)) in CELLS.iter().zip(got.iter().zip(&want)) {
             assert_eq!(csv_epochs(&runs.join(c).join("metrics.csv")), [1, 2, 3]);
             let err = deviation(a, b);
             assert!(err <= 1e-3, "trial {trial}, {c}: {err:.2e}\n{a}\n{b}");
