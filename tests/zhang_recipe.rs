@@ -58,7 +58,8 @@ fn assert_recipe(c: &Cell) {
     assert_eq!(cfg.model.width, 1, "{}: 16, 32, 64 channels", c.name);
 }
 
-/// L, the number of residual blocks of ResNet-(6n+2): 3n.
+/// L, the number of residual blocks of ResNet-(6n+2): 3n, written out here rather than taken
+/// from `model::resnet::blocks_per_stage`, so that a wrong count there fails.
 fn blocks(depth: i64) -> i64 {
     (depth - 2) / 2
 }
