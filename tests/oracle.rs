@@ -1,5 +1,6 @@
 //! The τ paper's blocks and its optimizer against PyTorch itself: deepres's ResNet-20 (BN +
-//! fixed τ, no BN with the shared learnable τ, Fixup) with every parameter and statistic
+//! fixed τ, the same with option-B projection shortcuts, no BN with the shared learnable τ,
+//! Fixup) with every parameter and statistic
 //! moved off its initial value, and its SGD over a few steps, are written to a fixture; the
 //! oracle (tests/oracles/tau_paper.py, run in the project's venv) loads them into the papers'
 //! own model classes and optimizer setup (Zhang et al. 2022, arXiv:1903.07120, code
@@ -28,8 +29,9 @@ const DEPTH: i64 = 20;
 const CLASSES: i64 = 10;
 const BATCH: i64 = 8;
 
-/// The three block families and the name the oracle gives each.
-fn variants() -> [(&'static str, ModelConfig); 3] {
+/// The three block families, and BN + τ with option-B shortcuts, and the name the oracle
+/// gives each.
+fn variants() -> [(&'static str, ModelConfig); 4] {
     let fixed = TauConfig {
         rule: TauRule::Fixed,
         value: TAU,
@@ -51,6 +53,10 @@ fn variants() -> [(&'static str, ModelConfig); 3] {
         (
             "bn",
             model(Norm::Bn, Shortcut::ABn, InitScheme::Kaiming, fixed),
+        ),
+        (
+            "bn_b",
+            model(Norm::Bn, Shortcut::B, InitScheme::Kaiming, fixed),
         ),
         (
             "nobn",

@@ -29,7 +29,7 @@ def conv3x3(cin, cout, stride=1):
 class BasicBlock(nn.Module):
     """resnet_cifar.py: out = relu(identity + bn2(conv2(relu(bn1(conv1(x))))) * tau)."""
 
-    def __init__(self, inplanes, planes, tau, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, tau, stride=1, downsample=None, pad=True):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -37,6 +37,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.tau = tau
         self.downsample = downsample
+        self.pad = pad  # False: option B's projection already has the block's channels
 
     def forward(self, x):
         identity = x
@@ -44,7 +45,8 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out)) * self.tau
         if self.downsample is not None:
             identity = self.downsample(x)
-            identity = torch.cat((identity, torch.zeros_like(identity)), 1)
+            if self.pad:
+                identity = torch.cat((identity, torch.zeros_like(identity)), 1)
         return F.relu(out + identity)
 
 
@@ -101,7 +103,9 @@ class FixupBasicBlock(nn.Module):
 
 class CifarResNet(nn.Module):
     """The three papers' ResNet-(6n+2) skeletons: `kind` is bn (the τ paper, fixed τ, a
-    downsample of AvgPool2d(1, 2) + BatchNorm2d), nobn (the τ paper, one learnable τ shared by
+    downsample of AvgPool2d(1, 2) + BatchNorm2d), bn_b (the same blocks with He et al.'s
+    option-B projection shortcut, conv1x1 with stride 2 + BatchNorm2d, as torchvision's
+    resnet.py builds its `downsample`), nobn (the τ paper, one learnable τ shared by
     all blocks, downsample AvgPool2d(1, 2)) or fixup (Fixup, bias1 after the stem conv, bias2
     before the classifier)."""
 
@@ -115,7 +119,7 @@ class CifarResNet(nn.Module):
         else:
             self.tau = tau
         self.conv1 = conv3x3(in_channels, 16)
-        if kind == "bn":
+        if kind in ("bn", "bn_b"):
             self.bn1 = nn.BatchNorm2d(16)
         if kind == "fixup":
             self.bias1 = nn.Parameter(torch.zeros(1))
@@ -132,6 +136,10 @@ class CifarResNet(nn.Module):
             pool = nn.AvgPool2d(1, stride=stride)
             if self.kind == "bn":
                 downsample = nn.Sequential(pool, nn.BatchNorm2d(self.inplanes))
+            elif self.kind == "bn_b":
+                downsample = nn.Sequential(
+                    nn.Conv2d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
+                    nn.BatchNorm2d(planes))
             elif self.kind == "nobn":
                 downsample = nn.Sequential(pool)
             else:
@@ -139,8 +147,8 @@ class CifarResNet(nn.Module):
         layers = []
         for b in range(blocks):
             cin, s, ds = (self.inplanes, stride, downsample) if b == 0 else (planes, 1, None)
-            if self.kind == "bn":
-                layers.append(BasicBlock(cin, planes, self.tau, s, ds))
+            if self.kind in ("bn", "bn_b"):
+                layers.append(BasicBlock(cin, planes, self.tau, s, ds, self.kind == "bn"))
             elif self.kind == "nobn":
                 layers.append(BasicBlockNoBN(cin, planes, self.tau, s, ds))
             else:
@@ -155,7 +163,7 @@ class CifarResNet(nn.Module):
 
     def forward(self, x):
         x = self.conv1(x)
-        if self.kind == "bn":
+        if self.kind in ("bn", "bn_b"):
             x = self.bn1(x)
         if self.kind == "fixup":
             x = x + self.bias1
@@ -179,6 +187,8 @@ def paper_name(name, n):
         k = int(parts[1])
         prefix = f"layer{k // n + 1}.{k % n}"
         rest = parts[2:]
+        if rest[0] == "shortcut_conv":  # option B: downsample = (conv1x1, bn)
+            return ".".join([prefix, "downsample", "0"] + rest[1:])
         if rest[0] == "shortcut_bn":
             return ".".join([prefix, "downsample", "1"] + rest[1:])
         return ".".join([prefix] + rest)
