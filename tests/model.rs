@@ -7,6 +7,9 @@ use deepres::model::tau::initial_tau;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+use common::serial;
+
 fn build(cfg: &ModelConfig, classes: i64) -> (VarStore, ResNet) {
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
@@ -143,6 +146,8 @@ fn tau_zero_blocks_are_their_skip_path() {
 
 #[test]
 fn initialization_follows_the_paper() {
+    // Statistics of one seeded draw: no other test may reseed torch's generator meanwhile.
+    let _g = serial();
     let (vs, _) = build(&cfg(110, Norm::Bn, Shortcut::A), 10);
     let vars = vs.variables();
     // conv Kaiming normal fan-out: std √(2/(9·out)); pool all stage-3 conv weights (64 channels).
@@ -196,6 +201,8 @@ fn initialization_follows_the_paper() {
 /// (tolerance 0.1, about 10 standard errors at these 270,000 weights).
 #[test]
 fn every_convolution_is_kaiming_normal_fan_out() {
+    // Statistics of one seeded draw: no other test may reseed torch's generator meanwhile.
+    let _g = serial();
     for shortcut in [Shortcut::A, Shortcut::B] {
         let (vs, _) = build(&cfg(20, Norm::Bn, shortcut), 10);
         let mut kinds = std::collections::BTreeSet::new();
