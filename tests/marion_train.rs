@@ -164,7 +164,7 @@ fn interrupted_training_resumes_from_its_checkpoint_bit_for_bit() {
     let split = synthetic_split(300, 100);
     let t = train_fig(3, 50);
     let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("chunk.ot");
+    let ckpt = dir.path().join("chunk.safetensors");
     let runs = [
         run(LayerInit::Fbm { hurst: 0.6 }, 0.5, 0.01),
         run(LayerInit::Iid, 1.0, 0.003),
@@ -187,7 +187,9 @@ fn interrupted_training_resumes_from_its_checkpoint_bit_for_bit() {
     let aside: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("chunk.") && n.ends_with(".ot") && n != "chunk.ot")
+        .filter(|n| {
+            n.starts_with("chunk.") && n.ends_with(".safetensors") && n != "chunk.safetensors"
+        })
         .collect();
     assert_eq!(
         aside.len(),

@@ -1,6 +1,8 @@
-//! Files of named tensors (libtorch's `.ot` format) for caches and training state outside the
-//! run checkpoint: written atomically (a temporary file, fsync, a rename, so a kill leaves the
-//! previous file or none), read back with one-line errors that name the file and the fix.
+//! Files of named tensors for caches and training state outside the run checkpoint, in the
+//! format of the run checkpoints and weight exports: safetensors (`.safetensors`, readable
+//! from Python with `safetensors.torch.load_file`). Written atomically (a temporary file, fsync, a
+//! rename, so a kill leaves the previous file or none), read back with one-line errors that
+//! name the file and the fix.
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,9 +10,15 @@ use tch::{Device, Tensor};
 
 use crate::util::atomic;
 
-/// Writes `named` to `path` atomically; `what` names the file's content in errors.
+/// Writes `named` (on any device, any layout) to `path` atomically; `what` names the file's
+/// content in errors.
 pub fn write(path: &Path, named: &[(String, Tensor)], what: &str) -> Result<()> {
-    atomic::write_atomic_by_path(path, |tmp| Ok(Tensor::save_multi(named, tmp)?))
+    // safetensors holds the bytes of contiguous CPU tensors.
+    let cpu: Vec<(&str, Tensor)> = named
+        .iter()
+        .map(|(k, t)| (k.as_str(), t.to_device(Device::Cpu).contiguous()))
+        .collect();
+    atomic::write_atomic_by_path(path, |tmp| Ok(Tensor::write_safetensors(&cpu, tmp)?))
         .with_context(|| format!("the {what}"))
 }
 
@@ -25,12 +33,15 @@ pub struct TensorFile {
 impl TensorFile {
     /// Reads `path` onto `device`; `what` and `fix` go into the error lines.
     pub fn read(path: &Path, device: Device, what: &str, fix: &str) -> Result<Self> {
-        let tensors = Tensor::load_multi_with_device(path, device)
+        let tensors = Tensor::read_safetensors(path)
             .with_context(|| format!("{}: unreadable {what} ({fix})", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
             fix: fix.to_string(),
-            tensors: tensors.into_iter().collect(),
+            tensors: tensors
+                .into_iter()
+                .map(|(k, t)| (k, t.to_device(device)))
+                .collect(),
         })
     }
 
@@ -50,7 +61,7 @@ mod tests {
     fn round_trip_and_missing_names() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let path = dir.join("x.ot");
+        let path = dir.join("x.safetensors");
         let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
         write(&path, &[("a".into(), a.shallow_clone())], "test file").unwrap();
         let names: Vec<_> = std::fs::read_dir(dir)
@@ -59,14 +70,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["x.ot"],
+            ["x.safetensors"],
             "no temporary file is left beside the written one"
         );
         let f = TensorFile::read(&path, Device::Cpu, "test file", "delete it").unwrap();
         assert_eq!(f.get("a").unwrap(), &a);
         let err = format!("{:#}", f.get("b").unwrap_err());
         assert!(
-            err.contains("x.ot") && err.contains("\"b\"") && err.contains("delete it"),
+            err.contains("x.safetensors") && err.contains("\"b\"") && err.contains("delete it"),
             "{err}"
         );
         std::fs::write(&path, b"not a tensor file").unwrap();

@@ -65,14 +65,15 @@ pub fn limit_key(dim: i64, dynamics: &Dynamics, task: &TaskSpec, lim: &LimitSpec
 
 /// The cache file of the limit with key `key` (from [`spec_key`] of a [`LimitKey`]).
 pub fn limit_path(lim: &LimitSpec, key: &str) -> PathBuf {
-    lim.cache.join(format!("limit-{}.ot", &key[..16]))
+    lim.cache.join(format!("limit-{}.safetensors", &key[..16]))
 }
 
 /// The file of the limit's training stopped by a preemption signal (its weights after the
 /// steps done, their losses and the outputs recorded), beside the limit's cache file; removed
 /// once the limit is cached.
 pub fn partial_path(lim: &LimitSpec, key: &str) -> PathBuf {
-    lim.cache.join(format!("limit-{}.partial.ot", &key[..16]))
+    lim.cache
+        .join(format!("limit-{}.partial.safetensors", &key[..16]))
 }
 
 /// The limit for dimension `dim`: loaded from the cache, or trained (and cached). A preemption

@@ -273,7 +273,7 @@ fn train_missing(
     let dname = split.name.as_str();
     let chunks = todo.len().div_ceil(s.batched.chunk);
     // The current chunk's models and optimizer after every epoch.
-    let checkpoint = out.join(format!(".chunk-{dname}.ot"));
+    let checkpoint = out.join(format!(".chunk-{dname}.safetensors"));
     for (c, chunk) in todo.chunks(s.batched.chunk).enumerate() {
         let t0 = Instant::now();
         let runs: Vec<TrainRun> = chunk.iter().map(|g| grid.run(g)).collect();

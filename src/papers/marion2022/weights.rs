@@ -34,7 +34,7 @@ pub(super) fn weights_figure(
         headers(&["init", "beta", "tensor", "i", "j", "k", "value"]),
     );
     let t0 = Instant::now();
-    let checkpoint = out.join(".training.ot");
+    let checkpoint = out.join(".training.safetensors");
     let tr = train_runs(s, &split, &checkpoint, device, quiet)?;
     // The first layer tensor: V of a SimpleResNet (the authors' figure), W of a FullResNet.
     let (name, weights) = tr.net.layer_weights()[0];
