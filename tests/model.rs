@@ -245,6 +245,8 @@ fn every_convolution_is_kaiming_normal_fan_out() {
 
 #[test]
 fn fixup_init_zeroes_the_second_conv_and_the_classifier() {
+    // Statistics of one seeded draw: no other test may reseed torch's generator meanwhile.
+    let _g = serial();
     let mut c = cfg(56, Norm::None, Shortcut::A);
     c.init = InitScheme::Fixup;
     let (vs, net) = build(&c, 10);
