@@ -5,15 +5,15 @@
 //! RNG state: every epoch reseeds torch's generator from (seed, epoch) before shuffling and
 //! augmenting, so (seed, epoch) in the checkpoint is the whole RNG state a resume needs.
 use anyhow::{bail, Context, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use tch::{nn::VarStore, Device, Kind, Tensor};
+use tch::{nn::VarStore, Kind, Tensor};
 
 use super::config::RunConfig;
 use super::run_dir::{Summary, CHECKPOINT_FILE};
 use super::sgd::Sgd;
 use super::step::StepSums;
-use crate::util::atomic;
+use crate::util::safetensors_file;
 
 pub struct Saved {
     /// Epochs finished when the checkpoint was written.
@@ -101,12 +101,12 @@ pub(crate) fn save_to(
     let mut named: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
-        .map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu).contiguous()))
+        .map(|(n, t)| (format!("model.{n}"), t))
         .collect();
     named.extend(
         opt.state()
             .into_iter()
-            .map(|(n, t)| (format!("optim.{n}"), t.to_device(Device::Cpu).contiguous())),
+            .map(|(n, t)| (format!("optim.{n}"), t)),
     );
     named.push(("meta.epoch".into(), Tensor::from_slice(&[meta.epoch])));
     named.push(("meta.seed".into(), Tensor::from_slice(&[meta.seed])));
@@ -132,8 +132,7 @@ pub(crate) fn save_to(
     }
     named.extend(extra);
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    atomic::write_atomic_by_path(path, |tmp| {
-        Tensor::write_safetensors(&named, tmp)?;
+    safetensors_file::write_tensors(path, &named, |tmp| {
         if super::crash_point("checkpoint", meta.epoch) {
             // the test of a kill inside this write: a torn temporary file, then SIGKILL
             let len = std::fs::metadata(tmp)?.len();
@@ -153,12 +152,12 @@ pub fn path(dir: &Path) -> PathBuf {
 
 /// Every tensor of the checkpoint of `dir` by name (`model.*`, `optim.*`, `meta.*`,
 /// `position.*`), or one line naming the file when it cannot be read.
-pub fn read(dir: &Path) -> Result<HashMap<String, Tensor>> {
+pub fn read(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
     let path = path(dir);
-    let tensors = Tensor::read_safetensors(&path).map_err(|e| {
-        anyhow::anyhow!("{}: corrupt or unreadable checkpoint ({e}); move it away to restart this run from scratch", path.display())
+    let file = safetensors_file::read(&path).map_err(|e| {
+        anyhow::anyhow!("{}: corrupt or unreadable checkpoint ({e:#}); move it away to restart this run from scratch", path.display())
     })?;
-    Ok(tensors.into_iter().collect())
+    Ok(file.tensors)
 }
 
 /// Loads the checkpoint of `dir` into `vs` and `opt`. A checkpoint whose variables do not

@@ -15,12 +15,14 @@
 //! decides alone and every member decides the same way, so the members resume at one point.
 //! [`resume_point`] tells the sweep's planner that point without changing anything.
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::Tensor;
 
 use super::checkpoint::{self, Position, Target};
 use super::sgd::Sgd;
+use crate::util::safetensors_file;
 
 /// A member's checkpoint written by phase 1, not yet committed.
 pub const PENDING_FILE: &str = "checkpoint.pending.safetensors";
@@ -61,19 +63,14 @@ pub fn commit(dir: &Path) -> Result<()> {
 }
 
 /// (epochs done, step inside the next) of checkpoint `tensors`, None when it has no epoch.
-fn point_in(tensors: &[(String, Tensor)]) -> Option<(i64, i64)> {
-    let get = |k: &str| {
-        tensors
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, t)| t.int64_value(&[0]))
-    };
+fn point_in(tensors: &BTreeMap<String, Tensor>) -> Option<(i64, i64)> {
+    let get = |k: &str| tensors.get(k).map(|t| t.int64_value(&[0]));
     Some((get("meta.epoch")?, get("position.step").unwrap_or(0)))
 }
 
 /// [`point_in`] of the checkpoint file at `path`, None when absent or unreadable.
 fn point_of(path: &Path) -> Option<(i64, i64)> {
-    point_in(&Tensor::read_safetensors(path).ok()?)
+    point_in(&safetensors_file::read(path).ok()?.tensors)
 }
 
 /// Whether the pending checkpoint of `dir` is to be committed (Some(true)), removed
@@ -83,16 +80,13 @@ fn verdict(dir: &Path) -> Option<bool> {
     if !pending.exists() {
         return None;
     }
-    let Ok(tensors) = Tensor::read_safetensors(&pending) else {
+    let Ok(safetensors_file::Loaded { tensors, .. }) = safetensors_file::read(&pending) else {
         return Some(false);
     };
-    let (Some(at), Some(list)) = (
-        point_in(&tensors),
-        tensors.iter().find(|(n, _)| n == MEMBERS),
-    ) else {
+    let (Some(at), Some(list)) = (point_in(&tensors), tensors.get(MEMBERS)) else {
         return Some(false);
     };
-    let bytes = Vec::<u8>::try_from(&list.1).unwrap_or_default();
+    let bytes = Vec::<u8>::try_from(list).unwrap_or_default();
     let members = String::from_utf8_lossy(&bytes).into_owned();
     let complete = members.lines().all(|m| {
         let m = Path::new(m);

@@ -1,25 +1,19 @@
 //! Files of named tensors for caches and training state outside the run checkpoint, in the
 //! format of the run checkpoints and weight exports: safetensors (`.safetensors`, readable
-//! from Python with `safetensors.torch.load_file`). Written atomically (a temporary file, fsync, a
-//! rename, so a kill leaves the previous file or none), read back with one-line errors that
-//! name the file and the fix.
+//! from Python with `safetensors.torch.load_file`), written and read by
+//! [`crate::util::safetensors_file`]: atomically (a kill leaves the previous file or none), and
+//! read back with one-line errors that name the file and the fix.
 use anyhow::{Context, Result};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
-use crate::util::atomic;
+use crate::util::safetensors_file;
 
 /// Writes `named` (on any device, any layout) to `path` atomically; `what` names the file's
 /// content in errors.
 pub fn write(path: &Path, named: &[(String, Tensor)], what: &str) -> Result<()> {
-    // safetensors holds the bytes of contiguous CPU tensors.
-    let cpu: Vec<(&str, Tensor)> = named
-        .iter()
-        .map(|(k, t)| (k.as_str(), t.to_device(Device::Cpu).contiguous()))
-        .collect();
-    atomic::write_atomic_by_path(path, |tmp| Ok(Tensor::write_safetensors(&cpu, tmp)?))
-        .with_context(|| format!("the {what}"))
+    safetensors_file::write_tensors(path, named, |_| Ok(())).with_context(|| format!("the {what}"))
 }
 
 /// The tensors of a file of [`fn@write`], by name.
@@ -27,14 +21,15 @@ pub struct TensorFile {
     path: PathBuf,
     /// What to do about a bad file, e.g. "delete it to recompute".
     fix: String,
-    tensors: HashMap<String, Tensor>,
+    tensors: BTreeMap<String, Tensor>,
 }
 
 impl TensorFile {
     /// Reads `path` onto `device`; `what` and `fix` go into the error lines.
     pub fn read(path: &Path, device: Device, what: &str, fix: &str) -> Result<Self> {
-        let tensors = Tensor::read_safetensors(path)
-            .with_context(|| format!("{}: unreadable {what} ({fix})", path.display()))?;
+        let tensors = safetensors_file::read(path)
+            .with_context(|| format!("{}: unreadable {what} ({fix})", path.display()))?
+            .tensors;
         Ok(Self {
             path: path.to_path_buf(),
             fix: fix.to_string(),

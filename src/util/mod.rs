@@ -1,9 +1,9 @@
 //! General helpers used by every layer above: the one atomic writer ([`atomic`]), typed CSV
 //! rows ([`csv_rows`]), resume and cache keys ([`key`]), `--set` overrides of YAML
-//! ([`overrides`]), least-squares fits ([`fit`]), device selection ([`device`]), safetensors
-//! files with metadata ([`safetensors_file`]), thread counts ([`threads`]), the libtorch
-//! functions tch lacks ([`torch_ext`]) and libtorch's profiler ([`profile`]). Nothing here
-//! imports another module of the crate.
+//! ([`overrides`]), least-squares fits ([`fit`]), device selection ([`device`]), every
+//! safetensors file read or written ([`safetensors_file`]), thread counts ([`threads`]), the
+//! libtorch functions tch lacks ([`torch_ext`]) and libtorch's profiler ([`profile`]). Nothing
+//! here imports another module of the crate.
 pub mod atomic;
 pub mod csv_rows;
 pub mod device;

@@ -1,14 +1,18 @@
-//! Model files with metadata: safetensors (the format PyTorch users load with
-//! `safetensors.torch.load_file`) with a string→string header, written through the one atomic
-//! writer. tch's own `write_safetensors` has no metadata; this goes through the safetensors
-//! crate directly.
+//! Every safetensors file deepres writes or reads (the format PyTorch users load with
+//! `safetensors.torch.load_file`) goes through here, and through the one atomic writer:
+//! - [`write`]: model files with a string→string header (best weights, exports), through the
+//!   safetensors crate (tch's own `write_safetensors` has no metadata);
+//! - [`write_tensors`]: files without metadata (run checkpoints, caches, training state),
+//!   streamed from CPU-contiguous copies by tch, so that a file as large as an M9 chunk's
+//!   (572 MB for 50 models) is not held twice in memory;
+//! - [`read`] and [`read_metadata`] read either kind back.
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-use crate::util::write_atomic;
+use crate::util::atomic::{write_atomic, write_atomic_by_path};
 
 fn dtype(kind: Kind) -> Result<Dtype> {
     Ok(match kind {
@@ -35,6 +39,25 @@ fn kind(dtype: Dtype) -> Result<Kind> {
         Dtype::U8 => Kind::Uint8,
         Dtype::BOOL => Kind::Bool,
         d => bail!("safetensors dtype {d:?} is not supported"),
+    })
+}
+
+/// Writes `tensors` (on any device, in any layout) to `path` atomically, with no metadata;
+/// `check` runs on the written temporary file before it is renamed over `path` (the kill test
+/// of the run checkpoint truncates it there).
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    check: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    // safetensors holds the bytes of contiguous CPU tensors.
+    let cpu: Vec<(&str, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| (k.as_str(), t.to_device(Device::Cpu).contiguous()))
+        .collect();
+    write_atomic_by_path(path, |tmp| {
+        Tensor::write_safetensors(&cpu, tmp)?;
+        check(tmp)
     })
 }
 
