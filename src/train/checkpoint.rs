@@ -131,7 +131,6 @@ pub(crate) fn save_to(
         named.push(("position.sums".into(), Tensor::from_slice(&sums)));
     }
     named.extend(extra);
-    named.sort_by(|a, b| a.0.cmp(&b.0));
     safetensors_file::write_tensors(path, &named, |tmp| {
         if super::crash_point("checkpoint", meta.epoch) {
             // the test of a kill inside this write: a torn temporary file, then SIGKILL
