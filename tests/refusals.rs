@@ -196,6 +196,11 @@ fn a_corrupt_checkpoint_is_refused_and_kept() {
         e.contains("runs/r/checkpoint.safetensors") && e.contains("corrupt"),
         "{e}"
     );
+    assert_eq!(
+        e.matches("checkpoint.safetensors").count(),
+        1,
+        "named once: {e}"
+    );
     assert_eq!(snapshot(&tmp.path().join("runs")), before);
 }
 

@@ -153,8 +153,9 @@ pub fn path(dir: &Path) -> PathBuf {
 /// `position.*`), or one line naming the file when it cannot be read.
 pub fn read(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
     let path = path(dir);
+    // The reader's error already starts with the file's name.
     let file = safetensors_file::read(&path).map_err(|e| {
-        anyhow::anyhow!("{}: corrupt or unreadable checkpoint ({e:#}); move it away to restart this run from scratch", path.display())
+        anyhow::anyhow!("{e:#}: a corrupt or unreadable checkpoint; move it away to restart this run from scratch")
     })?;
     Ok(file.tensors)
 }

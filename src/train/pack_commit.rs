@@ -68,9 +68,16 @@ fn point_in(tensors: &BTreeMap<String, Tensor>) -> Option<(i64, i64)> {
     Some((get("meta.epoch")?, get("position.step").unwrap_or(0)))
 }
 
+/// The tensors of the checkpoint file at `path` that the pack's resume reads: its point and
+/// its member list, without the weights (a pack of ten ResNet-1202 reads each member's files
+/// ten times).
+fn resume_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    safetensors_file::read_named(path, &["meta.epoch", "position.step", MEMBERS])
+}
+
 /// [`point_in`] of the checkpoint file at `path`, None when absent or unreadable.
 fn point_of(path: &Path) -> Option<(i64, i64)> {
-    point_in(&safetensors_file::read(path).ok()?.tensors)
+    point_in(&resume_tensors(path).ok()?)
 }
 
 /// Whether the pending checkpoint of `dir` is to be committed (Some(true)), removed
@@ -80,7 +87,7 @@ fn verdict(dir: &Path) -> Option<bool> {
     if !pending.exists() {
         return None;
     }
-    let Ok(safetensors_file::Loaded { tensors, .. }) = safetensors_file::read(&pending) else {
+    let Ok(tensors) = resume_tensors(&pending) else {
         return Some(false);
     };
     let (Some(at), Some(list)) = (point_in(&tensors), tensors.get(MEMBERS)) else {

@@ -5,9 +5,9 @@
 //! - [`write_tensors`]: files without metadata (run checkpoints, caches, training state),
 //!   streamed from CPU-contiguous copies by tch, so that a file as large as an M9 chunk's
 //!   (572 MB for 50 models) is not held twice in memory;
-//! - [`read`] and [`read_metadata`] read either kind back.
+//! - [`read`] and [`read_metadata`] read either kind back, [`read_named`] a few of its tensors.
 use anyhow::{bail, Context, Result};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -127,8 +127,9 @@ pub struct Loaded {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// The metadata of the safetensors file at `path`, read from its header alone.
-pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+/// The open file at `path`, where its data starts, and its header (tensor names, kinds,
+/// shapes, offsets; metadata), read without the data.
+fn header(path: &Path) -> Result<(std::fs::File, u64, Metadata)> {
     use std::io::Read;
     let mut f =
         std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -150,14 +151,59 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
             path.display()
         )
     })?;
-    let json: serde_json::Value = serde_json::from_slice(&header)
+    let meta: Metadata = serde_json::from_slice(&header)
         .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-    let meta = json.get("__metadata__").and_then(|m| m.as_object());
+    Ok((f, 8 + n, meta))
+}
+
+/// The metadata of the safetensors file at `path`, read from its header alone.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    let (_, _, meta) = header(path)?;
     Ok(meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
         .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
         .collect())
+}
+
+/// The tensors called `names` in the safetensors file at `path` (those it has), read alone:
+/// the header and those tensors' bytes, not the rest of the file (a pack's resume asks each
+/// member's checkpoint for two scalars and its member list).
+pub fn read_named(path: &Path, names: &[&str]) -> Result<BTreeMap<String, Tensor>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let (mut f, data, meta) = header(path)?;
+    let infos = meta.tensors();
+    // As `read` would, refuse a file whose data is cut short, not only the tensors read.
+    let end = infos.values().map(|i| i.data_offsets.1).max().unwrap_or(0) as u64;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len != data + end {
+        bail!(
+            "{}: not a safetensors file ({len} bytes, the header says {})",
+            path.display(),
+            data + end
+        );
+    }
+    let mut out = BTreeMap::new();
+    for &name in names {
+        let Some(info) = infos.get(name) else {
+            continue;
+        };
+        let at = |what: &str| format!("{}: tensor {name} {what}", path.display());
+        let (s, e) = info.data_offsets;
+        let numel: usize = info.shape.iter().product();
+        if e < s || e - s != numel * info.dtype.size() {
+            bail!("{}", at("has offsets that do not match its shape"));
+        }
+        let mut buf = vec![0u8; e - s];
+        f.seek(SeekFrom::Start(data + s as u64))
+            .and_then(|_| f.read_exact(&mut buf))
+            .with_context(|| at("is cut short"))?;
+        let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
+        let k = kind(info.dtype).with_context(|| at(""))?;
+        out.insert(name.to_string(), Tensor::from_data_size(&buf, &shape, k));
+    }
+    Ok(out)
 }
 
 /// Reads `path`; a file that is not safetensors gets one line naming it.
@@ -181,4 +227,37 @@ pub fn read(path: &Path) -> Result<Loaded> {
         tensors.insert(name, Tensor::from_data_size(view.data(), &shape, k));
     }
     Ok(Loaded { tensors, metadata })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `read_named` reads back what tch's own writer (not this module's code) wrote, by name,
+    /// skips names the file lacks, and refuses a file cut short anywhere, as `read` does.
+    #[test]
+    fn read_named_reads_the_named_tensors_alone_and_refuses_a_cut_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.safetensors");
+        let weights = Tensor::arange(1000, (Kind::Float, Device::Cpu)).reshape([10, 100]);
+        let tensors = vec![
+            ("a.weights".to_string(), weights),
+            ("meta.epoch".to_string(), Tensor::from_slice(&[7i64])),
+            ("z.list".to_string(), Tensor::from_slice(b"x\ny".as_slice())),
+        ];
+        write_tensors(&p, &tensors, |_| Ok(())).unwrap();
+        let got = read_named(&p, &["z.list", "meta.epoch", "absent"]).unwrap();
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["meta.epoch", "z.list"]);
+        assert_eq!(got["meta.epoch"].int64_value(&[0]), 7);
+        assert_eq!(Vec::<u8>::try_from(&got["z.list"]).unwrap(), b"x\ny");
+        let w = &read_named(&p, &["a.weights"]).unwrap()["a.weights"];
+        assert_eq!(w.size(), [10, 100]);
+        assert!(w.equal(&tensors[0].1));
+        let bytes = std::fs::read(&p).unwrap();
+        let cut = tmp.path().join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() - 4]).unwrap();
+        let e = format!("{:#}", read_named(&cut, &["meta.epoch"]).unwrap_err());
+        assert!(e.starts_with(&cut.display().to_string()), "{e}");
+        assert!(read(&cut).is_err());
+    }
 }
