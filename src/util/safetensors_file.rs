@@ -42,6 +42,22 @@ fn kind(dtype: Dtype) -> Result<Kind> {
     })
 }
 
+/// A CPU tensor of `dtype` and `shape` from its raw little-endian bytes.
+fn tensor(data: &[u8], shape: &[usize], dtype: Dtype) -> Result<Tensor> {
+    let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    Ok(Tensor::from_data_size(data, &shape, kind(dtype)?))
+}
+
+/// The string→string metadata of a file's header, in key order.
+fn metadata_of(header: &Metadata) -> BTreeMap<String, String> {
+    header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
 /// Writes `tensors` (on any device, in any layout) to `path` atomically, with no metadata;
 /// `check` runs on the written temporary file before it is renamed over `path` (the kill test
 /// of the run checkpoint truncates it there).
@@ -159,12 +175,7 @@ fn header(path: &Path) -> Result<(std::fs::File, u64, Metadata)> {
 /// The metadata of the safetensors file at `path`, read from its header alone.
 pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
     let (_, _, meta) = header(path)?;
-    Ok(meta
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect())
+    Ok(metadata_of(&meta))
 }
 
 /// The tensors called `names` in the safetensors file at `path` (those it has), read alone:
@@ -199,9 +210,8 @@ pub fn read_named(path: &Path, names: &[&str]) -> Result<BTreeMap<String, Tensor
         f.seek(SeekFrom::Start(data + s as u64))
             .and_then(|_| f.read_exact(&mut buf))
             .with_context(|| at("is cut short"))?;
-        let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
-        let k = kind(info.dtype).with_context(|| at(""))?;
-        out.insert(name.to_string(), Tensor::from_data_size(&buf, &shape, k));
+        let t = tensor(&buf, &info.shape, info.dtype).with_context(|| at(""))?;
+        out.insert(name.to_string(), t);
     }
     Ok(out)
 }
@@ -213,18 +223,13 @@ pub fn read(path: &Path) -> Result<Loaded> {
         anyhow::anyhow!("{}: not a safetensors file ({e:?})", path.display())
     };
     let (_, header) = SafeTensors::read_metadata(&buf).map_err(not_st)?;
-    let metadata = header
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let metadata = metadata_of(&header);
     let st = SafeTensors::deserialize(&buf).map_err(not_st)?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let k = kind(view.dtype()).with_context(|| format!("{}: tensor {name}", path.display()))?;
-        tensors.insert(name, Tensor::from_data_size(view.data(), &shape, k));
+        let t = tensor(view.data(), view.shape(), view.dtype())
+            .with_context(|| format!("{}: tensor {name}", path.display()))?;
+        tensors.insert(name, t);
     }
     Ok(Loaded { tensors, metadata })
 }
