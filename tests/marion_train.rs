@@ -157,7 +157,8 @@ fn models_trained_together_equal_models_trained_alone() {
 }
 
 /// Training stopped after an epoch resumes from its checkpoint to the same models, bit for bit,
-/// as training that was never stopped; a checkpoint of other runs is not resumed.
+/// as training that was never stopped, its wall seconds counting both processes; a checkpoint
+/// of other runs is not resumed.
 #[test]
 fn interrupted_training_resumes_from_its_checkpoint_bit_for_bit() {
     let _g = lock();
@@ -179,10 +180,12 @@ fn interrupted_training_resumes_from_its_checkpoint_bit_for_bit() {
         ..setup(MarionModel::Simple, 10, 8, &t, 2)
     };
     assert!(train_classifiers(&stopped, &split, &other).is_err());
+    let first = std::time::Instant::now();
     match train_classifiers(&stopped, &split, &runs) {
         Err(e) => assert!(format!("{e:#}").contains("stopped after epoch 1"), "{e:#}"),
         Ok(_) => panic!("stop_after did not stop"),
     }
+    let first = first.elapsed().as_secs_f64();
     assert!(ckpt.exists());
     let aside: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -200,7 +203,17 @@ fn interrupted_training_resumes_from_its_checkpoint_bit_for_bit() {
         checkpoint: Some(ckpt.clone()),
         ..setup(MarionModel::Simple, 10, 8, &t, 2)
     };
+    let second = std::time::Instant::now();
     let tr = train_classifiers(&resumed, &split, &runs).unwrap();
+    let second = second.elapsed().as_secs_f64();
+    // The resumed training's seconds add the first process's (its epoch 1, up to the
+    // checkpoint) to its own: more than this call alone took, less than both calls did.
+    assert!(
+        tr.seconds > second && tr.seconds <= first + second,
+        "seconds {} outside ({second}, {}]",
+        tr.seconds,
+        first + second
+    );
     assert_eq!(tr.train_loss, whole.train_loss);
     assert_eq!(tr.test_acc, whole.test_acc);
     for ((name, a), (_, b)) in tr

@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Instant;
 use tch::Device;
 
 use super::spec::{AccuracyFig, Figure, TrainFig, Training};
@@ -275,7 +274,6 @@ fn train_missing(
     // The current chunk's models and optimizer after every epoch.
     let checkpoint = out.join(format!(".chunk-{dname}.safetensors"));
     for (c, chunk) in todo.chunks(s.batched.chunk).enumerate() {
-        let t0 = Instant::now();
         let runs: Vec<TrainRun> = chunk.iter().map(|g| grid.run(g)).collect();
         let label = format!(
             "{} {dname} chunk {}/{chunks} ({} models)",
@@ -289,7 +287,9 @@ fn train_missing(
             ..TrainSetup::of(&s.training, ctx.device)
         };
         let tr = train_classifiers(&setup, split, &runs)?;
-        let secs = t0.elapsed().as_secs_f64();
+        // Over every process that trained the chunk (NaN: resumed from a checkpoint of before
+        // 2026-12-03, which did not record its time).
+        let secs = tr.seconds;
         for (m, g) in chunk.iter().enumerate() {
             let (h, b, lr) = grid.key(g);
             rows.insert(

@@ -1,8 +1,9 @@
 //! The training checkpoint of [`super::train::train_classifiers`], written after every epoch
 //! and, on a preemption signal, after the step in progress: the models, the Adam state, the
 //! epochs done, the position inside the next epoch (steps done and the epoch's loss sums so
-//! far; absent at an epoch's end), the losses and divergence flags, and the key of the runs
-//! ([`checkpoint_key`]); a checkpoint of other runs is never resumed. Written atomically by
+//! far; absent at an epoch's end), the wall seconds trained so far, the losses and divergence
+//! flags, and the key of the runs ([`checkpoint_key`]); a checkpoint of other runs is never
+//! resumed. Written atomically by
 //! [`crate::train::tensor_file`].
 use anyhow::Result;
 use serde::Serialize;
@@ -64,13 +65,21 @@ pub(super) struct Position {
     pub sum: Tensor,
 }
 
+/// How far a checkpoint's training got: the epochs done, the position inside the next one
+/// (None at an epoch's end) and the wall seconds it took, over every process that trained it
+/// (NaN when a checkpoint written before they were recorded was resumed on the way).
+pub(super) struct Point<P> {
+    pub epochs_done: i64,
+    pub position: Option<P>,
+    pub seconds: f64,
+}
+
 /// Writes a training checkpoint atomically ([`tensor_file::write`]): the models, the Adam
-/// state, the epochs done and the position inside the next epoch (`at`), the losses and
-/// divergence flags, and the runs' key.
+/// state, how far the training got (`at`), the losses and divergence flags, and the runs' key.
 pub(super) fn save_checkpoint(
     path: &Path,
     key: &str,
-    (epochs_done, position): (i64, Option<&Position>),
+    at: Point<&Position>,
     net: &MarionNet,
     opt: &BatchedAdam,
     train_loss: &[f64],
@@ -79,7 +88,8 @@ pub(super) fn save_checkpoint(
     let cpu = |t: &Tensor| t.detach().to_device(Device::Cpu);
     let mut named: Vec<(String, Tensor)> = vec![
         ("key".into(), Tensor::from_slice(key.as_bytes())),
-        ("epochs_done".into(), Tensor::from_slice(&[epochs_done])),
+        ("epochs_done".into(), Tensor::from_slice(&[at.epochs_done])),
+        ("seconds".into(), Tensor::from_slice(&[at.seconds])),
         (
             "adam_step".into(),
             Tensor::from_slice(&[opt.steps() as i64]),
@@ -90,7 +100,7 @@ pub(super) fn save_checkpoint(
             Tensor::from_slice(&diverged.iter().map(|&d| d as i64).collect::<Vec<_>>()),
         ),
     ];
-    if let Some(p) = position {
+    if let Some(p) = at.position {
         named.push(("position".into(), Tensor::from_slice(&[p.steps, p.images])));
         named.push(("epoch_loss_sum".into(), cpu(&p.sum)));
     }
@@ -105,8 +115,8 @@ pub(super) fn save_checkpoint(
 }
 
 /// Restores a checkpoint of [`save_checkpoint`] into the models, the optimizer, the losses and
-/// the divergence flags; returns the epochs it holds and the position inside the next one (its
-/// sums on the CPU), or None (nothing restored) when its key is not `key`.
+/// the divergence flags; returns how far it got (the position's sums on the CPU), or None
+/// (nothing restored) when its key is not `key`.
 pub(super) fn load_checkpoint(
     path: &Path,
     key: &str,
@@ -114,7 +124,7 @@ pub(super) fn load_checkpoint(
     opt: &mut BatchedAdam,
     train_loss: &mut [f64],
     diverged: &mut [bool],
-) -> Result<Option<(i64, Option<Position>)>> {
+) -> Result<Option<Point<Position>>> {
     let file = TensorFile::read(
         path,
         Device::Cpu,
@@ -154,5 +164,12 @@ pub(super) fn load_checkpoint(
         }),
         Err(_) => None, // written at an epoch's end
     };
-    Ok(Some((file.get("epochs_done")?.int64_value(&[0]), position)))
+    Ok(Some(Point {
+        epochs_done: file.get("epochs_done")?.int64_value(&[0]),
+        position,
+        // Checkpoints written before 2026-12-03 did not record it: unknown.
+        seconds: file
+            .get("seconds")
+            .map_or(f64::NAN, |t| t.double_value(&[0])),
+    }))
 }

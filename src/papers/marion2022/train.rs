@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
-use super::checkpoint::{checkpoint_key, load_checkpoint, save_checkpoint, Position};
+use super::checkpoint::{checkpoint_key, load_checkpoint, save_checkpoint, Point, Position};
 use super::spec::{Inputs, TrainFig, Training};
 use crate::data::{self, DataSpec, DatasetName, DeviceData};
 use crate::model::marion_net::{MarionModel, MarionNet, MarionShape};
@@ -36,6 +36,9 @@ pub struct Trained {
     pub train_loss: Vec<f64>,
     /// Whether the model's training loss became non-finite.
     pub diverged: Vec<bool>,
+    /// Wall seconds of the training and its evaluation, over every process that trained it
+    /// (a resumed training adds its checkpoint's; NaN when that checkpoint predates them).
+    pub seconds: f64,
 }
 
 /// What a batched training of Marion's classifiers needs besides its data and its runs.
@@ -188,12 +191,17 @@ fn stop_inside(
     epoch: i64,
     p: &Position,
     (key, batch, train_loss, diverged): (&str, &Batch, &[f64], &[bool]),
+    seconds: f64,
 ) -> anyhow::Error {
     let path = setup
         .checkpoint
         .as_deref()
         .expect("stoppable with a checkpoint");
-    let at = (epoch, Some(p));
+    let at = Point {
+        epochs_done: epoch,
+        position: Some(p),
+        seconds,
+    };
     if let Err(e) = save_checkpoint(path, key, at, &batch.net, &batch.opt, train_loss, diverged) {
         return e;
     }
@@ -237,6 +245,7 @@ pub fn train_classifiers(
     split: &data::DataSplit,
     runs: &[TrainRun],
 ) -> Result<Trained> {
+    let start = Instant::now();
     let (t, device) = (setup.train, setup.device);
     let models = runs.len();
     let mut batch = build(setup, split, runs);
@@ -245,8 +254,10 @@ pub fn train_classifiers(
     let mut diverged = vec![false; models];
     // Everything that makes the runs these runs: a checkpoint of other runs is not resumed.
     let key = checkpoint_key(setup, split, runs);
-    let (first_epoch, mut position) =
-        resume(setup, &key, &mut batch, &mut train_loss, &mut diverged)?;
+    let resumed = resume(setup, &key, &mut batch, &mut train_loss, &mut diverged)?;
+    let (first_epoch, mut position) = (resumed.epochs_done, resumed.position);
+    // The wall seconds trained so far, the checkpoint's included.
+    let seconds = || resumed.seconds + start.elapsed().as_secs_f64();
     for epoch in first_epoch..t.epochs {
         if let (Some(path), Some(sig)) = (&setup.checkpoint, interrupt::signal()) {
             return Err(stopped(path, sig, format!("before epoch {}", epoch + 1)));
@@ -262,7 +273,7 @@ pub fn train_classifiers(
             EpochEnd::Done(mean) => mean,
             EpochEnd::Stopped(p) => {
                 let ckpt = (key.as_str(), &batch, &train_loss[..], &diverged[..]);
-                return Err(stop_inside(setup, epoch, &p, ckpt));
+                return Err(stop_inside(setup, epoch, &p, ckpt, seconds()));
             }
         };
         for (i, l) in mean.into_iter().enumerate() {
@@ -282,15 +293,12 @@ pub fn train_classifiers(
         }
         if let Some(path) = &setup.checkpoint {
             let (net, opt) = (&batch.net, &batch.opt);
-            save_checkpoint(
-                path,
-                &key,
-                (epoch + 1, None),
-                net,
-                opt,
-                &train_loss,
-                &diverged,
-            )?;
+            let at = Point {
+                epochs_done: epoch + 1,
+                position: None,
+                seconds: seconds(),
+            };
+            save_checkpoint(path, &key, at, net, opt, &train_loss, &diverged)?;
         }
         if setup.stop_after == Some(epoch + 1) {
             bail!("stopped after epoch {} (TrainSetup::stop_after)", epoch + 1);
@@ -305,23 +313,29 @@ pub fn train_classifiers(
         test_acc,
         train_loss,
         diverged,
+        seconds: seconds(),
     })
 }
 
-/// Restores the setup's checkpoint when it holds these runs (`key`): the epochs done and the
-/// position inside the next epoch, if any (its sums moved to the training device).
+/// Restores the setup's checkpoint when it holds these runs (`key`): how far it got (the
+/// position's sums moved to the training device); from the start when there is none.
 fn resume(
     setup: &TrainSetup,
     key: &str,
     batch: &mut Batch,
     train_loss: &mut [f64],
     diverged: &mut [bool],
-) -> Result<(i64, Option<Position>)> {
+) -> Result<Point<Position>> {
+    let start = Point {
+        epochs_done: 0,
+        position: None,
+        seconds: 0.0,
+    };
     let Some(path) = setup.checkpoint.as_deref().filter(|p| p.exists()) else {
-        return Ok((0, None));
+        return Ok(start);
     };
     let Batch { net, opt, .. } = batch;
-    let Some((done, position)) = load_checkpoint(path, key, net, opt, train_loss, diverged)? else {
+    let Some(point) = load_checkpoint(path, key, net, opt, train_loss, diverged)? else {
         // Another setting's training: kept, not overwritten by this one's first save.
         let aside = crate::util::atomic::move_aside(path)?;
         eprintln!(
@@ -329,10 +343,11 @@ fn resume(
             path.display(),
             aside.display()
         );
-        return Ok((0, None));
+        return Ok(start);
     };
+    let done = point.epochs_done;
     if let Some(label) = &setup.label {
-        let inside = position.as_ref().map_or(String::new(), |p| {
+        let inside = point.position.as_ref().map_or(String::new(), |p| {
             format!(", at step {} of epoch {}", p.steps, done + 1)
         });
         eprintln!(
@@ -340,11 +355,11 @@ fn resume(
             path.display()
         );
     }
-    let position = position.map(|p| Position {
+    let position = point.position.map(|p| Position {
         sum: p.sum.to_device(setup.device),
         ..p
     });
-    Ok((done, position))
+    Ok(Point { position, ..point })
 }
 
 /// The error of a training stopped by signal `sig` (`at`: where): one line naming the

@@ -2,7 +2,6 @@
 //! the layer index k, with the roughness of each model's weights along the layers.
 use anyhow::Result;
 use std::path::Path;
-use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use super::spec::{Figure, WeightRun, WeightsFig};
@@ -33,7 +32,6 @@ pub(super) fn weights_figure(
         "",
         headers(&["init", "beta", "tensor", "i", "j", "k", "value"]),
     );
-    let t0 = Instant::now();
     let checkpoint = out.join(".training.safetensors");
     let tr = train_runs(s, &split, &checkpoint, device, quiet)?;
     // The first layer tensor: V of a SimpleResNet (the authors' figure), W of a FullResNet.
@@ -52,7 +50,7 @@ pub(super) fn weights_figure(
                 "weights: {} init, β = {}: test acc {test_acc:.4} ({:.1}s for all {} runs)",
                 r.init,
                 r.beta,
-                t0.elapsed().as_secs_f64(),
+                tr.seconds,
                 s.runs.len()
             );
         }
