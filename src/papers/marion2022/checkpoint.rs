@@ -3,8 +3,7 @@
 //! epochs done, the position inside the next epoch (steps done and the epoch's loss sums so
 //! far; absent at an epoch's end), the wall seconds trained so far, the losses and divergence
 //! flags, and the key of the runs ([`checkpoint_key`]); a checkpoint of other runs is never
-//! resumed. Written atomically by
-//! [`crate::train::tensor_file`].
+//! resumed. Written atomically by [`crate::train::tensor_file`].
 use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
