@@ -31,7 +31,6 @@ fn backward_matches_autograd_with_padded_models() {
     let dmask = Tensor::from_slice(&[1f32, 1., 0., 1., 1., 1., 1., 0., 0.]).view([3, 1, 3]);
     let x = x * dmask;
     let y = Tensor::randn([3, 6], (Kind::Float, Device::Cpu));
-    let (loss, gu, gv) = net.gradients(&x, &y);
     // The same loss through autograd.
     let u: Vec<Tensor> = net
         .u
@@ -50,19 +49,28 @@ fn backward_matches_autograd_with_padded_models() {
     let f = h.select(2, 0);
     let auto_loss = (&f - &y).square().mean_dim(1, false, Kind::Float) * 0.5;
     auto_loss.sum(Kind::Float).backward();
-    assert!(max_abs(&(&loss - &auto_loss)) < 1e-6);
-    for l in 0..u.len() {
-        let (du, dv) = (u[l].grad(), v[l].grad());
-        let tol = 1e-5 * (1.0 + max_abs(&du).max(max_abs(&dv)));
-        assert!(
-            max_abs(&(&gu[l] - &du)) < tol,
-            "layer {l}: u gradient differs"
-        );
-        assert!(
-            max_abs(&(&gv[l] - &dv)) < tol,
-            "layer {l}: v gradient differs"
-        );
+    // All 6 inputs in one tape, and in chunks of 4 + 2 and of 1 (gradients summed over them).
+    for chunk in [6, 4, 1] {
+        let (loss, gu, gv) = net.gradients_in_chunks(&x, &y, chunk);
+        assert!(max_abs(&(&loss - &auto_loss)) < 1e-6, "chunk {chunk}: loss");
+        for l in 0..u.len() {
+            let (du, dv) = (u[l].grad(), v[l].grad());
+            let tol = 1e-5 * (1.0 + max_abs(&du).max(max_abs(&dv)));
+            let at = format!("chunk {chunk}, layer {l}");
+            assert!(max_abs(&(&gu[l] - &du)) < tol, "{at}: u gradient differs");
+            assert!(max_abs(&(&gv[l] - &dv)) < tol, "{at}: v gradient differs");
+        }
     }
+    // Inputs `[n, D]` and targets `[n]` shared by the models, in chunks of 4 + 2.
+    let (xs, ys) = (x.get(1), y.get(0));
+    let (loss, gu, gv) = net.gradients(&xs, &ys);
+    let (loss4, gu4, gv4) = net.gradients_in_chunks(&xs, &ys, 4);
+    assert!(max_abs(&(&loss - &loss4)) < 1e-6, "shared inputs: loss");
+    for (a, b) in gu.iter().chain(&gv).zip(gu4.iter().chain(&gv4)) {
+        let tol = 1e-5 * (1.0 + max_abs(a));
+        assert!(max_abs(&(a - b)) < tol, "shared inputs: gradient");
+    }
+    let (_, gu, gv) = net.gradients(&x, &y);
     // Padded parts (model 3 has one layer, one unit, one coordinate) have zero gradient.
     assert_eq!(max_abs(&gu[2].get(2)), 0.0);
     assert_eq!(max_abs(&gu[0].get(2).narrow(1, 1, 2)), 0.0);

@@ -75,6 +75,12 @@ pub struct TwoLayerResNet {
     pub dim: i64,
 }
 
+/// The most bytes one forward tape may hold (every block's activations and inputs for the
+/// inputs in it): the backward pass takes the inputs in chunks that fit and sums their
+/// gradients, so memory stays bounded at any n. Unchunked, C5's limit (n = 2048, L = M = 1024)
+/// held 8.6 GB of activations and its process 21 GB, near the 24 GiB of our CPU machines.
+pub const TAPE_BYTES: i64 = 1 << 30;
+
 /// The forward pass's saved tensors for the backward pass.
 pub struct Tape {
     /// h_0 .. h_{L−1}: `[models, n, D]`.
@@ -217,9 +223,20 @@ impl TwoLayerResNet {
     /// Loss per model `[models]` and the gradients (∂loss/∂u_ℓ, ∂loss/∂v_ℓ) for ℓ = 1..L, for the
     /// square loss ½·mean_i (f(x_i) − y_i)² with targets `[models, n]` (or `[n]`).
     pub fn gradients(&self, x: &Tensor, y: &Tensor) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
+        self.gradients_in_chunks(x, y, self.chunk_len(x))
+    }
+
+    /// [`Self::gradients`], the inputs taken `chunk` at a time (the gradients summed over the
+    /// chunks: the same up to float rounding).
+    pub fn gradients_in_chunks(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        chunk: i64,
+    ) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
         let mut gu = Vec::with_capacity(self.depth());
         let mut gv = Vec::with_capacity(self.depth());
-        let loss = self.backward(x, y, |_, g_u, g_v| {
+        let loss = self.backward(x, y, chunk, |_, g_u, g_v| {
             gu.push(g_u);
             gv.push(g_v);
         });
@@ -232,7 +249,8 @@ impl TwoLayerResNet {
     /// model before the step, `[models]`.
     pub fn gd_step(&mut self, x: &Tensor, y: &Tensor) -> Tensor {
         let mut updates = Vec::with_capacity(self.depth());
-        let loss = self.backward(x, y, |l, g_u, g_v| updates.push((l, g_u, g_v)));
+        let chunk = self.chunk_len(x);
+        let loss = self.backward(x, y, chunk, |l, g_u, g_v| updates.push((l, g_u, g_v)));
         let minus_step = self.step.neg();
         for (l, g_u, g_v) in updates {
             let _ = self.u[l].addcmul_(&g_u, &minus_step);
@@ -241,18 +259,67 @@ impl TwoLayerResNet {
         loss
     }
 
-    /// The backward recursion, from ℓ = L down to 1; `each(ℓ − 1, ∂loss/∂u_ℓ, ∂loss/∂v_ℓ)`.
+    /// How many inputs of `x` (`[n, D]` or `[models, n, D]`) one forward tape holds: as many as
+    /// fit in [`TAPE_BYTES`], at least one.
+    fn chunk_len(&self, x: &Tensor) -> i64 {
+        let (models, depth) = (self.specs.len() as i64, self.depth() as i64);
+        let width = self.u.first().map_or(0, |u| u.size()[1]);
+        let per_input = 4 * models * depth * (width + self.dim);
+        (TAPE_BYTES / per_input.max(1)).clamp(1, x.size()[x.dim() - 2].max(1))
+    }
+
+    /// The backward pass over the inputs `chunk` at a time, their gradients summed;
+    /// `each(ℓ − 1, ∂loss/∂u_ℓ, ∂loss/∂v_ℓ)` from ℓ = L down to 1, once the chunks are done.
     fn backward(
         &self,
         x: &Tensor,
         y: &Tensor,
+        chunk: i64,
         mut each: impl FnMut(usize, Tensor, Tensor),
     ) -> Tensor {
         let _guard = tch::no_grad_guard();
+        let n = x.size()[x.dim() - 2];
+        let (x_dim, y_dim) = (x.dim() as i64 - 2, y.dim() as i64 - 1);
+        let mut loss: Option<Tensor> = None;
+        // (∂loss/∂u_ℓ, ∂loss/∂v_ℓ) for ℓ = L down to 1.
+        let mut grads: Vec<(Tensor, Tensor)> = Vec::with_capacity(self.depth());
+        for start in (0..n).step_by(chunk.max(1) as usize) {
+            let len = chunk.min(n - start);
+            let (xc, yc) = (x.narrow(x_dim, start, len), y.narrow(y_dim, start, len));
+            let mut i = 0;
+            let part = self.backward_chunk(&xc, &yc, n, |g_u, g_v| {
+                match grads.get_mut(i) {
+                    Some((su, sv)) => {
+                        *su += g_u;
+                        *sv += g_v;
+                    }
+                    None => grads.push((g_u, g_v)),
+                }
+                i += 1;
+            });
+            loss = Some(match loss {
+                Some(sum) => sum + part,
+                None => part,
+            });
+        }
+        for (i, (g_u, g_v)) in grads.into_iter().enumerate() {
+            each(self.depth() - 1 - i, g_u, g_v);
+        }
+        loss.expect("TwoLayerResNet: no inputs")
+    }
+
+    /// The backward recursion for the inputs `x` of `n` in all, from ℓ = L down to 1: this
+    /// chunk's part of the loss, ½·Σ_i (f(x_i) − y_i)²/n, and of every gradient, `each(∂/∂u_ℓ, ∂/∂v_ℓ)`.
+    fn backward_chunk(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        n: i64,
+        mut each: impl FnMut(Tensor, Tensor),
+    ) -> Tensor {
         let (f, tape) = self.forward_tape(x);
-        let n = f.size()[1];
         let resid = &f - y;
-        let loss = resid.square().mean_dim(1, false, Kind::Float) * 0.5;
+        let loss = resid.square().sum_dim_intlist(1, false, Kind::Float) / n as f64 * 0.5;
         // p_L = ∂loss/∂h_L = e_1 (f − y)/n
         let mut p = Tensor::zeros_like(&tape.inputs[0]);
         p.select(2, 0).copy_(&(resid / n as f64));
@@ -265,7 +332,7 @@ impl TwoLayerResNet {
             let g_v = g_z.transpose(1, 2).bmm(h);
             // p_{ℓ−1} = p_ℓ + (∂/∂z) v_ℓ
             p += g_z.bmm(&self.v[l]);
-            each(l, g_u, g_v);
+            each(g_u, g_v);
         }
         loss
     }
