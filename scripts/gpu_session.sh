@@ -10,10 +10,13 @@
 #   scripts/gpu_session.sh OUT 2           # GPU machine, call 2: scripts/gpu_fidelity.sh (OUT/fidelity/;
 #                                          # C5's state in OUT/fidelity/c5-state/: unpack it to
 #                                          # runs/gpu-fidelity/c5/state here, and --prepare carries it;
-#                                          # likewise the CPU's M9 runs so far: copy
-#                                          # runs/marion2022/fig9/full/{runs-fashion-mnist.csv,
-#                                          # .runs-fashion-mnist.key} to runs/gpu-fidelity/m9/ and
-#                                          # the GPU trains only the rest, with its own draws)
+#                                          # likewise the CPU's C5 limits: copy
+#                                          # runs/chizat2025/limits/*.safetensors to that
+#                                          # state/limits/ (its kept batches stay: a batch's
+#                                          # weights are drawn on its device, so a GPU draws its
+#                                          # own). M9 with raw pixels is finished
+#                                          # on the CPU (bench/2026-12-01-cpu-m9-raw/): carry
+#                                          # none of its runs, so that the GPU's epochs are timed)
 #   GPU_SESSION_DRY=1 scripts/gpu_session.sh OUT 1|2   # the same at tiny sizes on the CPU (a check
 #                                          # of this script; no GPU figure)
 #
