@@ -3,7 +3,8 @@
 //! progress, each saving its position (C5's sweep keeps its finished batches of models), with
 //! exit 75 and one line naming what was saved; the
 //! same command then continues from that step and writes the CSVs of an uninterrupted run byte
-//! for byte (these CSVs have no timing column). A failpoint (`DEEPRES_PAUSE_AT=<epoch>:<step>`,
+//! for byte (these CSVs have no timing column). A limit also saves its training as it goes
+//! (`limit.save_seconds`), so that a kill -9 loses at most that much. A failpoint (`DEEPRES_PAUSE_AT=<epoch>:<step>`,
 //! epoch 0 for a limit's GD steps) holds the run at a known step until the signal arrives.
 use std::path::Path;
 use std::process::Output;
@@ -188,6 +189,63 @@ fn a_signal_stops_a_chizat_limit_at_its_step_and_the_rerun_continues() {
     let (a, b) = (load("run/lim"), load("ref/lim"));
     assert_eq!(a.len(), b.len());
     for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "the cached limit's {na} differs");
+    }
+    for f in ["loss.csv", "trajectories.csv"] {
+        assert_same_file(&dir.join("run/out").join(f), &dir.join("ref/out").join(f));
+    }
+}
+
+/// C3's limit saved after every GD step (`limit.save_seconds=0`) and killed by SIGKILL while
+/// held after step 7: no handler runs, yet the save of step 6 is there; the rerun continues
+/// from step 6 and caches the same tensors as an uninterrupted run's, and its CSVs are
+/// byte for byte the same.
+#[test]
+fn a_limit_saved_as_it_trains_survives_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sets = |cache: &str| -> Vec<String> {
+        let mut v: Vec<String> = C3.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            format!("limit.cache={cache}"),
+            "limit.save_seconds=0".into(),
+        ]);
+        v
+    };
+    let fig = "chizat2025/fig3.yaml";
+    let reference = figure(dir, "chizat", fig, &sets("ref/lim"), "ref/out").output();
+    finished(reference.unwrap());
+
+    let mut cmd = figure(dir, "chizat", fig, &sets("run/lim"), "run/out");
+    let mut w = Watched::spawn(cmd.env("DEEPRES_PAUSE_AT", "0:7"));
+    w.wait_for("paused after step 7 of epoch 1", 1);
+    w.signal(libc::SIGKILL);
+    let (status, _) = w.finish();
+    assert_eq!(status.code(), None, "killed by SIGKILL");
+
+    let err = finished(
+        figure(dir, "chizat", fig, &sets("run/lim"), "run/out")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("limit: D = 2: resuming at GD step 6 of 20 from"),
+        "{err}"
+    );
+    let cached: Vec<_> = std::fs::read_dir(dir.join("ref/lim"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let left = std::fs::read_dir(dir.join("run/lim")).unwrap().count();
+    assert_eq!(left, 1, "the partial file is left beside the cached limit");
+    let load = |d: &str| {
+        let mut v = tch::Tensor::read_safetensors(dir.join(d).join(&cached[0])).unwrap();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    for ((na, ta), (nb, tb)) in load("run/lim").iter().zip(&load("ref/lim")) {
         assert_eq!(na, nb);
         assert!(ta.equal(tb), "the cached limit's {na} differs");
     }

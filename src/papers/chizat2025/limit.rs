@@ -144,7 +144,6 @@ fn compute(
             partial.display()
         );
     }
-    let stop = |k: usize| interrupt::requested(0, k as i64);
     // A limit takes minutes to hours (L × M large, n points): a line every PROGRESS_EVERY.
     let mut last = Instant::now();
     let each_step = |k: usize, _: &TwoLayerResNet| {
@@ -154,22 +153,13 @@ fn compute(
             eprintln!("limit: D = {dim}: GD step {k} of {steps} ({secs:.0} s)");
         }
     };
-    let (loss, outputs) =
-        match train_from(&mut net, (&x, &y, &xt), steps, progress, each_step, stop) {
-            Ok(done) => done,
-            Err(p) => {
-                save_partial(&partial, lim, key, &net, &p)?;
-                let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
-                return Err(Interrupted(format!(
-                    "{}: the limit (D = {dim}) stopped by {} after GD step {} of {steps}, its \
-                 training saved; resumable: rerun the same command",
-                    partial.display(),
-                    interrupt::name(sig),
-                    p.done
-                ))
-                .into());
-            }
-        };
+    let (loss, outputs) = train_saved(
+        &mut net,
+        (&x, &y, &xt),
+        (steps, progress),
+        (lim, key),
+        each_step,
+    )?;
     let trace = {
         let _g = tch::no_grad_guard();
         net.trace(&xt).mean_dim(0, false, Kind::Float)
@@ -184,6 +174,44 @@ fn compute(
         seconds: start.elapsed().as_secs_f64(),
         cached: false,
     })
+}
+
+/// [`train_from`] `progress` on `data`, its training saved ([`save_partial`]) every
+/// `limit.save_seconds` (so that even a kill -9 loses at most that much) and when a preemption
+/// signal stops it, which then ends it with [`Interrupted`].
+fn train_saved(
+    net: &mut TwoLayerResNet,
+    data: (&Tensor, &Tensor, &Tensor),
+    (steps, mut progress): (usize, Progress),
+    (lim, key): (&LimitSpec, &str),
+    mut each_step: impl FnMut(usize, &TwoLayerResNet),
+) -> Result<(Tensor, BTreeMap<usize, Tensor>)> {
+    let partial = partial_path(lim, key);
+    loop {
+        let (since, mut asked) = (Instant::now(), false);
+        let stop = |k: usize| {
+            asked = interrupt::requested(0, k as i64);
+            asked || since.elapsed().as_secs_f64() >= lim.save_seconds
+        };
+        let p = match train_from(net, data, steps, progress, &mut each_step, stop) {
+            Ok(done) => return Ok(done),
+            Err(p) => p,
+        };
+        save_partial(&partial, lim, key, net, &p)?;
+        if asked {
+            let sig = interrupt::signal().unwrap_or(libc::SIGTERM);
+            return Err(Interrupted(format!(
+                "{}: the limit (D = {}) stopped by {} after GD step {} of {steps}, its \
+                 training saved; resumable: rerun the same command",
+                partial.display(),
+                net.dim,
+                interrupt::name(sig),
+                p.done
+            ))
+            .into());
+        }
+        progress = p;
+    }
 }
 
 const FIX: &str = "delete it to recompute";

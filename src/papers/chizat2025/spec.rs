@@ -106,6 +106,9 @@ pub struct LimitSpec {
     pub seed: u64,
     /// Where limits are cached (one file per setting).
     pub cache: PathBuf,
+    /// Seconds between saves of a limit's training in progress (beside its cache file), so
+    /// that even a kill -9 loses at most that much; not part of the limit's key.
+    pub save_seconds: f64,
 }
 
 impl Default for LimitSpec {
@@ -116,6 +119,7 @@ impl Default for LimitSpec {
             models: 1,
             seed: 0,
             cache: PathBuf::from("runs/chizat2025/limits"),
+            save_seconds: 600.0,
         }
     }
 }
