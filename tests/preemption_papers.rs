@@ -74,6 +74,34 @@ fn assert_same_file(a: &Path, b: &Path) {
     );
 }
 
+/// Reruns C3 in `dir` with `sets` (out `run/out`): it finishes, resuming its limit at GD step
+/// `step`.
+fn rerun_c3_resuming_at(dir: &Path, sets: &[String], step: usize) {
+    let rerun = figure(dir, "chizat", "chizat2025/fig3.yaml", sets, "run/out").output();
+    let err = finished(rerun.unwrap());
+    let resumed = format!("limit: D = 2: resuming at GD step {step} of 20 from");
+    assert!(err.contains(&resumed), "{err}");
+}
+
+/// The resumed C3 run in `dir` (`run/`) equals the uninterrupted one (`ref/`): the cached
+/// limit `file`'s tensors, loss.csv and trajectories.csv.
+fn assert_same_limit_run(dir: &Path, file: &str) {
+    let load = |d: &str| {
+        let mut v = tch::Tensor::read_safetensors(dir.join(d).join(file)).unwrap();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    let (a, b) = (load("run/lim"), load("ref/lim"));
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "the cached limit's {na} differs");
+    }
+    for f in ["loss.csv", "trajectories.csv"] {
+        assert_same_file(&dir.join("run/out").join(f), &dir.join("ref/out").join(f));
+    }
+}
+
 /// M8 stopped by SIGTERM at step 3 of epoch 2: exit 75, one line naming the checkpoint and
 /// the rerun; the rerun resumes at that step (the checkpoint holds the weights, Adam's state
 /// and the epoch's loss sums so far; the batch order is the epoch's seed replayed) and
@@ -167,34 +195,13 @@ fn a_signal_stops_a_chizat_limit_at_its_step_and_the_rerun_continues() {
         )
     );
 
-    let err = finished(
-        figure(dir, "chizat", fig, &sets("run/lim"), "run/out")
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("limit: D = 2: resuming at GD step 7 of 20 from"),
-        "{err}"
-    );
+    rerun_c3_resuming_at(dir, &sets("run/lim"), 7);
     assert_eq!(
         files("run/lim"),
         cached,
         "the partial file is left or no limit cached"
     );
-    let load = |d: &str| {
-        let mut v = tch::Tensor::read_safetensors(dir.join(d).join(&cached[0])).unwrap();
-        v.sort_by(|x, y| x.0.cmp(&y.0));
-        v
-    };
-    let (a, b) = (load("run/lim"), load("ref/lim"));
-    assert_eq!(a.len(), b.len());
-    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
-        assert_eq!(na, nb);
-        assert!(ta.equal(tb), "the cached limit's {na} differs");
-    }
-    for f in ["loss.csv", "trajectories.csv"] {
-        assert_same_file(&dir.join("run/out").join(f), &dir.join("ref/out").join(f));
-    }
+    assert_same_limit_run(dir, &cached[0]);
 }
 
 /// C3's limit saved after every GD step (`limit.save_seconds=0`) and killed by SIGKILL while
@@ -224,15 +231,7 @@ fn a_limit_saved_as_it_trains_survives_kill_9() {
     let (status, _) = w.finish();
     assert_eq!(status.code(), None, "killed by SIGKILL");
 
-    let err = finished(
-        figure(dir, "chizat", fig, &sets("run/lim"), "run/out")
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("limit: D = 2: resuming at GD step 6 of 20 from"),
-        "{err}"
-    );
+    rerun_c3_resuming_at(dir, &sets("run/lim"), 6);
     let cached: Vec<_> = std::fs::read_dir(dir.join("ref/lim"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -240,18 +239,7 @@ fn a_limit_saved_as_it_trains_survives_kill_9() {
     assert_eq!(cached.len(), 1, "{cached:?}");
     let left = std::fs::read_dir(dir.join("run/lim")).unwrap().count();
     assert_eq!(left, 1, "the partial file is left beside the cached limit");
-    let load = |d: &str| {
-        let mut v = tch::Tensor::read_safetensors(dir.join(d).join(&cached[0])).unwrap();
-        v.sort_by(|x, y| x.0.cmp(&y.0));
-        v
-    };
-    for ((na, ta), (nb, tb)) in load("run/lim").iter().zip(&load("ref/lim")) {
-        assert_eq!(na, nb);
-        assert!(ta.equal(tb), "the cached limit's {na} differs");
-    }
-    for f in ["loss.csv", "trajectories.csv"] {
-        assert_same_file(&dir.join("run/out").join(f), &dir.join("ref/out").join(f));
-    }
+    assert_same_limit_run(dir, &cached[0].to_string_lossy());
 }
 
 /// Figure C5 at a tiny size: 24 models in batches of 4 (7 here) over D ∈ {1, 2}, limits
