@@ -563,3 +563,70 @@ fn a_failed_acceptance_check_is_the_last_line_and_exit_status_3() {
     assert_eq!(csv.matches(",false").count(), 1, "{csv}");
     assert_eq!(csv.matches(",true").count(), 1, "{csv}");
 }
+
+/// A model's weights are its own seed's whatever models share its batch (compared exactly
+/// with the model drawn alone), and C5's errors do not depend on the batch size: a tiny C5
+/// with batches of 1 and of 5 writes the same errors.csv and init.csv to float rounding.
+#[test]
+fn c5_errors_do_not_depend_on_the_batch_size() {
+    let _g = lock();
+    let specs = [spec(3, 4, 2), spec(5, 2, 3), spec(1, 1, 1)];
+    let batch = TwoLayerResNet::new_each(&specs, &[11, 12, 13], Device::Cpu);
+    let alone = TwoLayerResNet::new_each(&specs[1..2], &[12], Device::Cpu);
+    for l in 0..5 {
+        let (u, v) = (batch.u[l].get(1), batch.v[l].get(1));
+        assert!(
+            u.narrow(0, 0, 2).equal(&alone.u[l].get(0)),
+            "u of layer {l}"
+        );
+        assert!(
+            v.narrow(0, 0, 2).equal(&alone.v[l].get(0)),
+            "v of layer {l}"
+        );
+        assert_eq!(max_abs(&u.narrow(0, 2, 2)), 0.0, "padding of layer {l}");
+    }
+    assert_eq!(max_abs(&batch.u[1].get(2)), 0.0, "model 3 has one layer");
+
+    let dir = tempfile::tempdir().unwrap();
+    let sets = |batch: usize| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "models=12",
+            "depth=[1, 8]",
+            "width=[1, 8]",
+            "dims=[1, 2]",
+            "eval_steps=[10, 20]",
+            "task.train=32",
+            "limit.depth=32",
+            "limit.width=32",
+            "dynamics.steps=20",
+        ]
+        .map(String::from)
+        .to_vec();
+        v.push(format!("limit.cache={}", dir.path().join("lim").display()));
+        v.push(format!("batch={batch}"));
+        v
+    };
+    let p5 = std::path::Path::new("experiments/chizat2025/fig5.yaml");
+    let numbers = |batch: usize, file: &str| -> Vec<f64> {
+        let out = dir.path().join(format!("b{batch}"));
+        let fig = chizat::load(p5, "smoke", &sets(batch)).unwrap();
+        let _ = chizat::run(&fig, &out, Device::Cpu, true).unwrap();
+        let text = std::fs::read_to_string(out.join(file)).unwrap();
+        let cells = text
+            .lines()
+            .skip(1)
+            .flat_map(|r| r.split(',').map(String::from));
+        cells.map(|c| c.parse().unwrap()).collect::<Vec<f64>>()
+    };
+    for file in ["errors.csv", "init.csv"] {
+        let (one, five) = (numbers(1, file), numbers(5, file));
+        assert_eq!(one.len(), five.len(), "{file}");
+        assert!(one.len() >= 12 * 3, "{file}: {} numbers", one.len());
+        for (a, b) in one.iter().zip(&five) {
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs().max(1e-6),
+                "{file}: {a} vs {b}"
+            );
+        }
+    }
+}

@@ -155,6 +155,47 @@ impl TwoLayerResNet {
         }
     }
 
+    /// Model j drawn alone after `tch::manual_seed(seeds[j])`, then all padded with zeros to a
+    /// common shape: each model's weights, and so its training, do not depend on which other
+    /// models share its batch (to float rounding), so the batch size is a performance choice.
+    pub fn new_each(specs: &[TwoLayerSpec], seeds: &[i64], device: Device) -> TwoLayerResNet {
+        assert_eq!(
+            specs.len(),
+            seeds.len(),
+            "TwoLayerResNet::new_each: one seed per model"
+        );
+        let alone: Vec<TwoLayerResNet> = (specs.iter().zip(seeds))
+            .map(|(spec, &seed)| {
+                tch::manual_seed(seed);
+                TwoLayerResNet::new(std::slice::from_ref(spec), device)
+            })
+            .collect();
+        let max = |f: fn(&TwoLayerSpec) -> i64| specs.iter().map(f).max().unwrap_or(0);
+        let (l_max, m_max, d_max) = (max(|s| s.depth), max(|s| s.width), max(|s| s.dim));
+        // Layer l of every model, `[models, M_max, D_max]`: zeros where a model has no such layer,
+        // unit or coordinate.
+        let layer = |l: usize, of: fn(&TwoLayerResNet) -> &Vec<Tensor>| {
+            let padded: Vec<Tensor> = (alone.iter())
+                .map(|net| match of(net).get(l) {
+                    Some(w) => w.constant_pad_nd([0, d_max - w.size()[2], 0, m_max - w.size()[1]]),
+                    None => Tensor::zeros([1, m_max, d_max], (Kind::Float, device)),
+                })
+                .collect();
+            Tensor::cat(&padded, 0)
+        };
+        let cat = |of: fn(&TwoLayerResNet) -> &Tensor| {
+            Tensor::cat(&alone.iter().map(of).collect::<Vec<_>>(), 0)
+        };
+        TwoLayerResNet {
+            u: (0..l_max as usize).map(|l| layer(l, |n| &n.u)).collect(),
+            v: (0..l_max as usize).map(|l| layer(l, |n| &n.v)).collect(),
+            scale: cat(|n| &n.scale),
+            step: cat(|n| &n.step),
+            specs: specs.to_vec(),
+            dim: d_max,
+        }
+    }
+
     /// L_max.
     pub fn depth(&self) -> usize {
         self.u.len()

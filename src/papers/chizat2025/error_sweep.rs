@@ -208,16 +208,16 @@ pub(super) fn measure_errors(
                 models[i].0,
             )
         });
-        for (bi, chunk) in idx.chunks(s.batch).enumerate() {
+        for chunk in idx.chunks(batch_size(s, device)) {
             batches_seen += 1;
-            let seed = s.seed as i64 * 1_000_003 + d * 10_007 + bi as i64;
+            let seeds: Vec<i64> = chunk.iter().map(|&i| model_seed(s, i)).collect();
             let shapes: Vec<(i64, i64)> =
                 chunk.iter().map(|&i| (models[i].0, models[i].1)).collect();
             let key = spec_key(&BatchKey {
-                version: 1,
+                version: 2,
                 device: device_kind(device),
                 limit: &lim_key,
-                seed,
+                seeds: &seeds,
                 shapes: &shapes,
                 eval_steps: ks,
             });
@@ -231,7 +231,7 @@ pub(super) fn measure_errors(
                         ready = Some((lim, train_and_test(&s.task, d, device)));
                     }
                     let (lim, data) = ready.as_ref().expect("made above");
-                    let trained = train_errors(s, (d, &shapes), (seed, batches_seen), data, lim)?;
+                    let trained = train_errors(s, (d, &shapes), (&seeds, batches_seen), data, lim)?;
                     if let Some(dir) = kept {
                         keep(dir, &key, &trained.0)?;
                     }
@@ -255,21 +255,36 @@ pub(super) fn measure_errors(
     Ok(errors)
 }
 
-/// One batch of models (L, M in `shapes`, dimension `d`) drawn from `seed` and trained on the
-/// task `data` (x, y, x_test) as C5's `batch_no`-th batch: errors[model][index in eval_steps]
-/// against the limit `lim`, and how the batch was padded.
+/// Models per batched program: the figure's `batch`, else 1 on a CPU (a model's activations
+/// then stay in cache: 13× faster than 32 there, BENCHMARKS.md 2026-12-03) and 32 on a GPU
+/// (kernel launches bound it). The errors do not depend on it (see [`model_seed`]).
+fn batch_size(s: &ErrorSweepFig, device: Device) -> usize {
+    s.batch.unwrap_or(match device {
+        Device::Cpu => 1,
+        _ => 32,
+    })
+}
+
+/// The seed model `i` (its index in the sweep) is drawn from, alone
+/// ([`TwoLayerResNet::new_each`]): the same whatever batch it trains in.
+fn model_seed(s: &ErrorSweepFig, i: usize) -> i64 {
+    s.seed as i64 * 1_000_003 + i as i64
+}
+
+/// One batch of models (L, M in `shapes`, dimension `d`), each drawn from its seed in `seeds`,
+/// trained on the task `data` (x, y, x_test) as C5's `batch_no`-th batch:
+/// errors[model][index in eval_steps] against the limit `lim`, and how the batch was padded.
 fn train_errors(
     s: &ErrorSweepFig,
     (d, shapes): (i64, &[(i64, i64)]),
-    (seed, batch_no): (i64, usize),
+    (seeds, batch_no): (&[i64], usize),
     (x, y, xt): &(Tensor, Tensor, Tensor),
     lim: &Limit,
 ) -> Result<(Vec<Vec<f64>>, String)> {
     let specs: Vec<TwoLayerSpec> = (shapes.iter())
         .map(|&(l, m)| s.dynamics.model(l, m, d))
         .collect();
-    tch::manual_seed(seed);
-    let mut net = TwoLayerResNet::new(&specs, x.device());
+    let mut net = TwoLayerResNet::new_each(&specs, seeds, x.device());
     let (_, outs) = train_batch(&mut net, (x, y, xt), s.dynamics.steps, batch_no as i64)?;
     let per_k: Vec<Vec<f64>> = (s.eval_steps.iter())
         .map(|k| rms_error(&outs[k], &lim.outputs[k]))

@@ -17,16 +17,17 @@ use super::output::write_csv;
 const FIX: &str = "delete it to recompute them";
 
 /// Everything that determines one batch of C5's models' errors: the limit they are measured
-/// against (D, dynamics, task and the limit's own settings), the seed their weights are
-/// drawn from, their shapes (L, M) in batch order, the recorded steps, and the device kind
+/// against (D, dynamics, task and the limit's own settings), the seeds their weights are
+/// drawn from and their shapes (L, M), in batch order, the recorded steps, and the device kind
 /// (the weights are drawn on the device: CPU and CUDA draw different ones).
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct BatchKey<'a> {
-    /// Bump when the models, their training or the error changes.
+    /// Bump when the models, their training or the error changes. 2: each model drawn from
+    /// its own seed.
     pub(super) version: u32,
     pub(super) device: &'static str,
     pub(super) limit: &'a LimitKey,
-    pub(super) seed: i64,
+    pub(super) seeds: &'a [i64],
     pub(super) shapes: &'a [(i64, i64)],
     pub(super) eval_steps: &'a [usize],
 }
@@ -117,10 +118,10 @@ mod tests {
 
     fn base_key<'a>(limit: &'a LimitKey, shapes: &'a [(i64, i64)]) -> BatchKey<'a> {
         BatchKey {
-            version: 1,
+            version: 2,
             device: "cpu",
             limit,
-            seed: 7,
+            seeds: &[7, 8],
             shapes,
             eval_steps: &[10, 100],
         }
@@ -157,7 +158,7 @@ mod tests {
             .collect();
         changed.extend([
             BatchKey {
-                version: 2,
+                version: 3,
                 ..base.clone()
             },
             BatchKey {
@@ -165,7 +166,7 @@ mod tests {
                 ..base.clone()
             },
             BatchKey {
-                seed: 8,
+                seeds: &[7, 9],
                 ..base.clone()
             },
             BatchKey {
@@ -207,7 +208,7 @@ mod tests {
         assert_eq!(back[1][0], errors[1][0]);
         assert!(back[1][1].is_nan());
         let other = batch_key(&BatchKey {
-            seed: 8,
+            seeds: &[7, 9],
             ..base_key(&limit, &[(2, 3), (5, 6)])
         });
         std::fs::copy(kept_path(dir.path(), &b), kept_path(dir.path(), &other)).unwrap();

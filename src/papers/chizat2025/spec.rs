@@ -264,9 +264,10 @@ pub struct ErrorSweepFig {
     /// Points with D/(LM) above this are marked outside the theory and left out of the fit.
     #[serde(default = "ErrorSweepFig::default_outside")]
     pub outside: f64,
-    /// Models per batched program.
-    #[serde(default = "ErrorSweepFig::default_batch")]
-    pub batch: usize,
+    /// Models per batched program, a performance choice only (each model is drawn from its
+    /// own seed); default 1 on a CPU, 32 on a GPU.
+    #[serde(default)]
+    pub batch: Option<usize>,
     #[serde(default)]
     pub dynamics: Dynamics,
     #[serde(default)]
@@ -281,9 +282,6 @@ impl ErrorSweepFig {
     /// D/(LM) ≤ 1: the regime of the paper's bound.
     fn default_outside() -> f64 {
         1.0
-    }
-    fn default_batch() -> usize {
-        32
     }
 }
 
@@ -453,7 +451,9 @@ fn validate_d_law(s: &DLawFig) -> Result<()> {
 
 fn validate_error_sweep(s: &ErrorSweepFig) -> Result<()> {
     pos("models", s.models as i64)?;
-    pos("batch", s.batch as i64)?;
+    if let Some(b) = s.batch {
+        pos("batch", b as i64)?;
+    }
     all_pos("dims", &s.dims)?;
     for (name, r) in [("depth", s.depth), ("width", s.width)] {
         if r[0] < 1 || r[1] < r[0] {

@@ -9,18 +9,19 @@ use std::path::Path;
 use tch::Device;
 
 use crate::papers::chizat2025::error_sweep::{measure_errors, Shape};
-use crate::papers::chizat2025::kept::{keep, kept_path, read_kept};
+use crate::papers::chizat2025::kept::{device_kind, keep, kept_path, read_kept};
 use crate::papers::chizat2025::spec::{Dynamics, ErrorSweepFig, TaskSpec};
 use crate::util::key::spec_key;
 
 /// Everything that determines one setting's errors; its [`spec_key`] names the cached file.
 #[derive(Clone, Copy, Serialize)]
 struct SettingKey<'a> {
-    /// Bump when the training or the error changes.
+    /// Bump when the training or the error changes. 2: each model drawn from its own seed
+    /// (the batch size no longer matters; the device does: CPU and CUDA draw different weights).
     version: u32,
+    device: &'static str,
     shapes: &'a [Shape],
     eval_steps: &'a [usize],
-    batch: usize,
     seed: u64,
     dynamics: Dynamics,
     task: TaskSpec,
@@ -38,10 +39,10 @@ pub(super) fn setting_errors(
     quiet: bool,
 ) -> Result<Vec<Vec<f64>>> {
     let key = spec_key(&SettingKey {
-        version: 1,
+        version: 2,
+        device: device_kind(device),
         shapes,
         eval_steps: &sw.eval_steps,
-        batch: sw.batch,
         seed: sw.seed,
         dynamics: sw.dynamics,
         task: sw.task,
@@ -83,10 +84,10 @@ mod tests {
         let shapes: Vec<Shape> = vec![(2, 3, 4), (5, 6, 2)];
         let other_shapes: Vec<Shape> = vec![(2, 3, 4), (5, 6, 4)];
         let base = SettingKey {
-            version: 1,
+            version: 2,
+            device: "cpu",
             shapes: &shapes,
             eval_steps: &[10, 100],
-            batch: 40,
             seed: 0,
             dynamics: Dynamics::default(),
             task: TaskSpec::default(),
@@ -95,7 +96,7 @@ mod tests {
         let key = |k: &SettingKey| spec_key(k);
         let b = key(&base);
         let changed = [
-            key(&SettingKey { version: 2, ..base }),
+            key(&SettingKey { version: 3, ..base }),
             key(&SettingKey {
                 shapes: &other_shapes,
                 ..base
@@ -104,7 +105,10 @@ mod tests {
                 eval_steps: &[10, 30],
                 ..base
             }),
-            key(&SettingKey { batch: 32, ..base }),
+            key(&SettingKey {
+                device: "cuda",
+                ..base
+            }),
             key(&SettingKey { seed: 1, ..base }),
             key(&SettingKey {
                 dynamics: Dynamics {
