@@ -189,7 +189,7 @@ pub(super) fn measure_errors(
 ) -> Result<Vec<Vec<f64>>> {
     let ks = &s.eval_steps;
     let mut errors = vec![vec![f64::NAN; ks.len()]; models.len()];
-    let t_all = Instant::now();
+    let (t_all, mut said) = (Instant::now(), Instant::now());
     let (mut done, mut batches_seen) = (0usize, 0usize);
     for &d in dims {
         let mut idx: Vec<usize> = (0..models.len()).filter(|&i| models[i].2 == d).collect();
@@ -242,7 +242,10 @@ pub(super) fn measure_errors(
                 errors[i] = batch_errors[j].clone();
             }
             done += chunk.len();
-            if !quiet {
+            // A line every 10 s and at each D's end, not one per batch (2100 at batches of 1).
+            let last_of_d = chunk.last() == idx.last();
+            if !quiet && (last_of_d || said.elapsed().as_secs() >= 10) {
+                said = Instant::now();
                 eprintln!(
                     "C5: {done}/{} models (D = {d}, batch of {} {how}), {:.0} s",
                     models.len(),

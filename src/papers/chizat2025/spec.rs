@@ -264,8 +264,9 @@ pub struct ErrorSweepFig {
     /// Points with D/(LM) above this are marked outside the theory and left out of the fit.
     #[serde(default = "ErrorSweepFig::default_outside")]
     pub outside: f64,
-    /// Models per batched program, a performance choice only (each model is drawn from its
-    /// own seed); default 1 on a CPU, 32 on a GPU.
+    /// Models per batched program, a performance choice only: each model is drawn from its
+    /// own seed, so the errors are the same to float rounding (which GD amplifies in the
+    /// smallest models by k = 100, docs/chizat2025.md "Model"); default 1 on a CPU, 32 on a GPU.
     #[serde(default)]
     pub batch: Option<usize>,
     #[serde(default)]
