@@ -156,8 +156,8 @@ impl TwoLayerResNet {
     }
 
     /// Model j drawn alone after `tch::manual_seed(seeds[j])`, then all padded with zeros to a
-    /// common shape: each model's weights, and so its training, do not depend on which other
-    /// models share its batch (to float rounding), so the batch size is a performance choice.
+    /// common shape: each model's weights do not depend on which other models share its batch
+    /// (nor, but for float rounding, its training), so the batch size is a performance choice.
     pub fn new_each(specs: &[TwoLayerSpec], seeds: &[i64], device: Device) -> TwoLayerResNet {
         assert_eq!(
             specs.len(),

@@ -258,9 +258,10 @@ pub(super) fn measure_errors(
     Ok(errors)
 }
 
-/// Models per batched program: the figure's `batch`, else 1 on a CPU (a model's activations
-/// then stay in cache: 13× faster than 32 there, BENCHMARKS.md 2026-12-03) and 32 on a GPU
-/// (kernel launches bound it). The errors do not depend on it (see [`model_seed`]).
+/// Models per batched program: the figure's `batch`, else 1 on a CPU (no model is padded and
+/// its activations stay in cache: C5 at smoke 41.5 s against 96.2 s in batches of 32,
+/// BENCHMARKS.md 2026-12-03) and 32 on a GPU (kernel launches bound it). The errors do not
+/// depend on it but through float rounding (see [`model_seed`]).
 fn batch_size(s: &ErrorSweepFig, device: Device) -> usize {
     s.batch.unwrap_or(match device {
         Device::Cpu => 1,
