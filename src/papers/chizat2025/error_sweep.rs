@@ -190,7 +190,8 @@ pub(super) fn measure_errors(
     let ks = &s.eval_steps;
     let mut errors = vec![vec![f64::NAN; ks.len()]; models.len()];
     let (t_all, mut said) = (Instant::now(), Instant::now());
-    let (mut done, mut batches_seen) = (0usize, 0usize);
+    // Models done; batches seen, and of them read as kept before.
+    let (mut done, mut batches_seen, mut read) = (0usize, 0usize, 0usize);
     for &d in dims {
         let mut idx: Vec<usize> = (0..models.len()).filter(|&i| models[i].2 == d).collect();
         if idx.is_empty() {
@@ -223,7 +224,10 @@ pub(super) fn measure_errors(
             });
             let counts = (chunk.len(), ks.len());
             let (batch_errors, how) = match kept.map(|dir| read_kept(dir, &key, counts)) {
-                Some(Ok(Some(e))) => (e, "kept before".to_string()),
+                Some(Ok(Some(e))) => {
+                    read += 1;
+                    (e, "kept before".to_string())
+                }
                 Some(Err(e)) => return Err(e),
                 _ => {
                     if ready.is_none() {
@@ -247,8 +251,10 @@ pub(super) fn measure_errors(
             if !quiet && (last_of_d || said.elapsed().as_secs() >= 10) {
                 said = Instant::now();
                 eprintln!(
-                    "C5: {done}/{} models (D = {d}, batch of {} {how}), {:.0} s",
+                    "C5: {done}/{} models, batches {} trained and {read} kept before (D = {d}, \
+                     the last of {} {how}), {:.0} s",
                     models.len(),
+                    batches_seen - read,
                     chunk.len(),
                     t_all.elapsed().as_secs_f64()
                 );
