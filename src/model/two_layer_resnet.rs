@@ -81,6 +81,16 @@ pub struct TwoLayerResNet {
 /// held 8.6 GB of activations and its process 21 GB, near the 24 GiB of our CPU machines.
 pub const TAPE_BYTES: i64 = 1 << 30;
 
+/// aᵀb for `a` `[models, n, M]` and `b` `[models, n, D]`. For D ≤ 16 it is computed as (bᵀa)ᵀ,
+/// which the CPU's BLAS does 3–6× faster at D = 2–8 (and as fast at D = 1; slower at D = 100:
+/// BENCHMARKS.md, 2026-12-03); the same product, to float rounding.
+fn transposed_bmm(a: &Tensor, b: &Tensor) -> Tensor {
+    match b.size()[2] <= 16 {
+        true => b.transpose(1, 2).bmm(a).transpose(1, 2).contiguous(),
+        false => a.transpose(1, 2).bmm(b),
+    }
+}
+
 /// The forward pass's saved tensors for the backward pass.
 pub struct Tape {
     /// h_0 .. h_{L−1}: `[models, n, D]`.
@@ -368,9 +378,9 @@ impl TwoLayerResNet {
             let (h, act) = (&tape.inputs[l], &tape.acts[l]);
             let ps = &p * &self.scale;
             // ∂/∂u_ℓ = s·tanh(z)ᵀ p;  ∂/∂z = s·(p uᵀ) ⊙ (1 − tanh²);  ∂/∂v_ℓ = (∂/∂z)ᵀ h
-            let g_u = act.transpose(1, 2).bmm(&ps);
+            let g_u = transposed_bmm(act, &ps);
             let g_z: Tensor = ps.bmm(&self.u[l].transpose(1, 2)) * (act.square().neg() + 1.0);
-            let g_v = g_z.transpose(1, 2).bmm(h);
+            let g_v = transposed_bmm(&g_z, h);
             // p_{ℓ−1} = p_ℓ + (∂/∂z) v_ℓ
             p += g_z.bmm(&self.v[l]);
             each(g_u, g_v);
