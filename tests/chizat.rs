@@ -590,19 +590,8 @@ fn c5_errors_do_not_depend_on_the_batch_size() {
 
     let dir = tempfile::tempdir().unwrap();
     let sets = |batch: usize| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "models=12",
-            "depth=[1, 8]",
-            "width=[1, 8]",
-            "dims=[1, 2]",
-            "eval_steps=[10, 20]",
-            "task.train=32",
-            "limit.depth=32",
-            "limit.width=32",
-            "dynamics.steps=20",
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut v: Vec<String> = common::TINY_C5.map(String::from).to_vec();
+        v.push("models=12".into());
         v.push(format!("limit.cache={}", dir.path().join("lim").display()));
         v.push(format!("batch={batch}"));
         v

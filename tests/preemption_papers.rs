@@ -11,7 +11,7 @@ use std::process::Output;
 
 mod common;
 use common::watched::Watched;
-use common::{deepres_1t, stderr, TINY_M8};
+use common::{deepres_1t, stderr, TINY_C5, TINY_M8};
 
 /// Figure C3 at a tiny size: the limit L = M = 64 and a model L = 8, M = 16, K = 20 GD steps.
 const C3: [&str; 5] = [
@@ -242,21 +242,6 @@ fn a_limit_saved_as_it_trains_survives_kill_9() {
     assert_same_limit_run(dir, &cached[0].to_string_lossy());
 }
 
-/// Figure C5 at a tiny size: 24 models in batches of 4 (7 here) over D ∈ {1, 2}, limits
-/// L = M = 32, K = 20 GD steps.
-const C5: [&str; 10] = [
-    "models=24",
-    "batch=4",
-    "depth=[1, 8]",
-    "width=[1, 8]",
-    "dims=[1, 2]",
-    "eval_steps=[10, 20]",
-    "task.train=32",
-    "limit.depth=32",
-    "limit.width=32",
-    "dynamics.steps=20",
-];
-
 /// C5 stopped by SIGTERM inside its third batch of models (after GD step 5): exit 75, one line
 /// saying so; the two finished batches are kept in `batches/` (one file each, the third not),
 /// and the rerun reads them, trains the others, and writes errors.csv and init.csv byte for
@@ -265,10 +250,11 @@ const C5: [&str; 10] = [
 fn a_signal_stops_c5_in_a_batch_and_the_rerun_goes_on_from_the_kept_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let sets: Vec<String> = C5
+    // Figure C5 at a tiny size: 24 models in batches of 4 (7 here).
+    let sets: Vec<String> = TINY_C5
         .iter()
+        .chain(&["models=24", "batch=4", "limit.cache=lim"])
         .map(|s| s.to_string())
-        .chain(["limit.cache=lim".to_string()])
         .collect();
     let fig = "chizat2025/fig5.yaml";
     let reference = finished(figure(dir, "chizat", fig, &sets, "ref").output().unwrap());

@@ -68,6 +68,20 @@ pub const TINY_M8: [&str; 7] = [
     "train.limit_test=64",
 ];
 
+/// The `--set`s of Figure C5 at a tiny size (batch-size and preemption tests), the number of
+/// models and the batch left to each test: L, M in 1..8 over D ∈ {1, 2}, n = 32, limits
+/// L = M = 32, K = 20 GD steps.
+pub const TINY_C5: [&str; 8] = [
+    "depth=[1, 8]",
+    "width=[1, 8]",
+    "dims=[1, 2]",
+    "eval_steps=[10, 20]",
+    "task.train=32",
+    "limit.depth=32",
+    "limit.width=32",
+    "dynamics.steps=20",
+];
+
 /// A grid `name` in `dir/<name>.yaml` with cells in `dir/runs/<name>`: [`TINY_BASE`], then
 /// `extra` (its seeds, a grid).
 pub fn tiny_grid(dir: &Path, name: &str, extra: &str) -> PathBuf {
