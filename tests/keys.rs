@@ -1,6 +1,6 @@
 //! Resume and cache keys: one scheme, the SHA-256 of the spec's YAML (util::key::spec_key),
 //! for run configs (config.sha256), Marion's training checkpoints and M9 runs file, and
-//! Chizat's cached limits (their pinned keys are in tests/marion.rs and tests/chizat.rs).
+//! Chizat's cached limits (their pinned keys are in tests/marion.rs and tests/chizat_limit.rs).
 use deepres::train::config::RunConfig;
 use deepres::util::key::{sha256_hex, spec_key};
 
