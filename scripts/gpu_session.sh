@@ -10,9 +10,9 @@
 #   scripts/gpu_session.sh OUT 2           # GPU machine, call 2: scripts/gpu_fidelity.sh (OUT/fidelity/;
 #                                          # C5's state in OUT/fidelity/c5-state/: unpack it to
 #                                          # runs/gpu-fidelity/c5/state here, and --prepare carries it;
-#                                          # likewise the CPU's C5 limits: copy
-#                                          # runs/chizat2025/limits/*.safetensors to that
-#                                          # state/limits/ (its kept batches stay: a batch's
+#                                          # --prepare also copies the CPU's finished C5 limits,
+#                                          # kept in bench/cpu-c5-full/state/limits/, to that
+#                                          # state/limits/ (not its kept batches: a batch's
 #                                          # weights are drawn on its device, so a GPU draws its
 #                                          # own). M9 with raw pixels is finished
 #                                          # on the CPU (bench/2026-12-01-cpu-m9-raw/): carry
@@ -45,7 +45,13 @@ prepare() {
   "$here/gpu_tests.sh" --prepare
   "$here/gpu_fidelity.sh" --prepare
   local carry=(target/gpu-tests target/gpu-fidelity data/fashion-mnist)
-  # C5's state from an earlier GPU session (its c5-state/, put there): C5 goes on from it.
+  # C5's state from an earlier GPU session (its c5-state/, put there) and the limits the CPU
+  # finished (a limit's key names no device: the H200's and the CPU's D = 1, 2, 3, 5 limits
+  # ended at losses within 1 % of each other, docs/chizat2025.md): C5 goes on from them.
+  local f to=runs/gpu-fidelity/c5/state/limits
+  for f in bench/cpu-c5-full/state/limits/limit-*.safetensors; do
+    [ -f "$f" ] && [ ! -e "$to/${f##*/}" ] && mkdir -p "$to" && cp "$f" "$to/"
+  done
   [ -d runs/gpu-fidelity/c5/state ] && carry+=(runs/gpu-fidelity/c5/state)
   # M9's runs so far (the CPU's runs-fashion-mnist.csv and its .runs-fashion-mnist.key, put
   # there): the GPU trains the rest.

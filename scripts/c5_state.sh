@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Figure C5 at full size (experiments/chizat2025/fig5.yaml, docs/chizat2025.md) takes about 8 h
+# on a 2-core CPU, longer than one working session, and a session's machine may start from a
+# fresh clone with no runs/. So the run's finished work is kept in the repository, under
+# bench/cpu-c5-full/state/: the finished limits (runs/chizat2025/limits/limit-*.safetensors,
+# about 0.5 MB each; a limit's partial training, 0.5 GB, is not kept) and the kept batches of
+# models (runs/chizat2025/fig5/full/batches/errors-*.csv). Every file holds the full key of
+# its setting, so a file that does not match the run is refused, never used.
+#
+#   scripts/c5_state.sh restore   # before the run: copy the kept state into runs/ (no overwrite)
+#   scripts/c5_state.sh save      # after it (or a SIGTERM): copy what finished into bench/
+#   scripts/c5_state.sh status    # how many limits and batches each side holds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state=bench/cpu-c5-full/state
+limits=runs/chizat2025/limits
+batches=runs/chizat2025/fig5/full/batches
+
+# copy FROM TO PATTERN: the files FROM/PATTERN that TO does not hold yet.
+copy() {
+  mkdir -p "$2"
+  local n=0 f
+  for f in "$1"/$3; do
+    [ -f "$f" ] || continue
+    case $f in *.partial.*) continue ;; esac
+    [ -e "$2/$(basename "$f")" ] && continue
+    cp "$f" "$2/"
+    n=$((n + 1))
+  done
+  echo "c5-state: $n new file(s) $1 -> $2"
+}
+
+count() { find "$1" -maxdepth 1 -name "$2" ! -name '*.partial.*' 2>/dev/null | wc -l; }
+
+case ${1:-} in
+  restore)
+    copy "$state/limits" "$limits" 'limit-*.safetensors'
+    copy "$state/batches" "$batches" 'errors-*.csv'
+    ;;
+  save)
+    copy "$limits" "$state/limits" 'limit-*.safetensors'
+    copy "$batches" "$state/batches" 'errors-*.csv'
+    ;;
+  status)
+    echo "c5-state: $state: $(count "$state/limits" 'limit-*.safetensors') limits, $(count "$state/batches" 'errors-*.csv') batches"
+    echo "c5-state: runs/: $(count "$limits" 'limit-*.safetensors') limits, $(count "$batches" 'errors-*.csv') batches"
+    ;;
+  *)
+    echo "usage: scripts/c5_state.sh restore|save|status" >&2
+    exit 2
+    ;;
+esac
