@@ -4,7 +4,8 @@
 # full-size figures second.
 #
 #   scripts/gpu_session.sh --prepare       # build machine: builds and stages everything; prints
-#                                          # what to carry (about 52 MB, under the 64 MiB limit)
+#                                          # what to carry (57 MB; 62 MB with all ten of the CPU's C5
+#                                          # limits, under the 64 MiB limit)
 #   scripts/gpu_session.sh OUT 1           # GPU machine, call 1: scripts/gpu_tables.sh (rows in
 #                                          # OUT/gpu.csv), then scripts/gpu_tests.sh (OUT/tests/)
 #   scripts/gpu_session.sh OUT 2           # GPU machine, call 2: scripts/gpu_fidelity.sh (OUT/fidelity/;
