@@ -4,8 +4,8 @@
 # full-size figures second.
 #
 #   scripts/gpu_session.sh --prepare       # build machine: builds and stages everything; prints
-#                                          # what to carry (57 MB; 62 MB with all ten of the CPU's C5
-#                                          # limits, under the 64 MiB limit)
+#                                          # what to carry (about 62 MB with the ten trained limits of
+#                                          # the CPU's C5, under the 64 MiB limit)
 #   scripts/gpu_session.sh OUT 1           # GPU machine, call 1: scripts/gpu_tables.sh (rows in
 #                                          # OUT/gpu.csv), then scripts/gpu_tests.sh (OUT/tests/)
 #   scripts/gpu_session.sh OUT 2           # GPU machine, call 2: scripts/gpu_fidelity.sh (OUT/fidelity/;
@@ -49,9 +49,14 @@ prepare() {
   # C5's state from an earlier GPU session (its c5-state/, put there) and the limits the CPU
   # finished (a limit's key names no device: the H200's and the CPU's D = 1, 2, 3, 5 limits
   # ended at losses within 1 % of each other, docs/chizat2025.md): C5 goes on from them.
+  # Only the ten trained limits (K = 100, 0.5 MB each) are copied: the initialization control's
+  # K = 0 limits (a loss of shape [1] in the file's header) take a GPU seconds, and all twenty
+  # would take the carry past 64 MiB.
   local f to=runs/gpu-fidelity/c5/state/limits
   for f in bench/cpu-c5-full/state/limits/limit-*.safetensors; do
-    [ -f "$f" ] && [ ! -e "$to/${f##*/}" ] && mkdir -p "$to" && cp "$f" "$to/"
+    [ -f "$f" ] && [ ! -e "$to/${f##*/}" ] || continue
+    head -c 200 "$f" | grep -q '"loss":{"dtype":"F32","shape":\[1\]' && continue
+    mkdir -p "$to" && cp "$f" "$to/"
   done
   [ -d runs/gpu-fidelity/c5/state ] && carry+=(runs/gpu-fidelity/c5/state)
   # M9's runs so far (the CPU's runs-fashion-mnist.csv and its .runs-fashion-mnist.key, put
