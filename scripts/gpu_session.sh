@@ -35,8 +35,14 @@
 # machine started in about 30 s and call 1 held it 317 s (tables 211 s, tests 71 s), call 2
 # 377 s. Call 1 now measures more (about 6 min expected; the tests, 11 now, about 100 s):
 # give call 2 what is left less a minute, e.g.
-# `M9_SECONDS=240 FIDELITY_FIGURES='m7 m9' scripts/gpu_session.sh $OUT 2`, and give_back at
-# once after it (M7 takes seconds; C5 wants a call of its own and goes on across sessions).
+# `FIDELITY_FIGURES='m7 c5' C5_SECONDS=380 scripts/gpu_session.sh $OUT 2`, and give_back at
+# once after it. M7 takes seconds. C5 starts from the CPU's ten trained limits (--prepare
+# carries them), so what is left is its 2100 models and the initialization control (on an H200,
+# 2026-12-01, 781 models and the limits of D = 1, 2, 3, 15-22 s each, took 128 s; the models
+# of larger D cost more, so give C5_SECONDS as much as the call allows); a C5 stopped at its
+# limit goes on in a later session from the c5-state/ that comes back. M9 (`M9_SECONDS=240
+# FIDELITY_FIGURES='m7 m9'`) times epochs of the 500 runs only: its 10 epochs (about 15 min)
+# do not fit in one session.
 set -uo pipefail
 here=$(dirname "$0")
 source "$here/find_libtorch.sh"
