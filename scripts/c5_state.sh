@@ -10,20 +10,25 @@
 #   scripts/c5_state.sh restore   # before the run: copy the kept state into runs/ (no overwrite)
 #   scripts/c5_state.sh save      # after it (or a SIGTERM): copy what finished into bench/
 #   scripts/c5_state.sh status    # how many limits and batches each side holds
+#   scripts/c5_state.sh trained-limits DEST   # the ten trained limits (K = 100) into DEST (from
+#                                 # the repository root), not the initialization control's
+#                                 # K = 0 ones (scripts/gpu_session.sh --prepare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=bench/cpu-c5-full/state
 limits=runs/chizat2025/limits
 batches=runs/chizat2025/fig5/full/batches
 
-# copy FROM TO PATTERN: the files FROM/PATTERN that TO does not hold yet.
+# copy FROM TO PATTERN [SKIP]: the files FROM/PATTERN that TO does not hold yet, but those whose
+# first 200 bytes (a safetensors file's header) match the regular expression SKIP.
 copy() {
   mkdir -p "$2"
-  local n=0 f
+  local n=0 f skip=${4:-}
   for f in "$1"/$3; do
     [ -f "$f" ] || continue
     case $f in *.partial.*) continue ;; esac
     [ -e "$2/$(basename "$f")" ] && continue
+    [ -n "$skip" ] && head -c 200 "$f" | grep -q "$skip" && continue
     cp "$f" "$2/"
     n=$((n + 1))
   done
@@ -41,12 +46,18 @@ case ${1:-} in
     copy "$limits" "$state/limits" 'limit-*.safetensors'
     copy "$batches" "$state/batches" 'errors-*.csv'
     ;;
+  trained-limits)
+    # A K = 0 limit holds a loss of K + 1 = 1 value: shape [1] in its header.
+    [ -n "${2:-}" ] || { echo "usage: scripts/c5_state.sh trained-limits DEST" >&2; exit 2; }
+    copy "$state/limits" "$2" \
+      'limit-*.safetensors' '"loss":{[^}]*"shape":\[1\]'
+    ;;
   status)
     echo "c5-state: $state: $(count "$state/limits" 'limit-*.safetensors') limits, $(count "$state/batches" 'errors-*.csv') batches"
     echo "c5-state: runs/: $(count "$limits" 'limit-*.safetensors') limits, $(count "$batches" 'errors-*.csv') batches"
     ;;
   *)
-    echo "usage: scripts/c5_state.sh restore|save|status" >&2
+    echo "usage: scripts/c5_state.sh restore|save|status|trained-limits DEST" >&2
     exit 2
     ;;
 esac

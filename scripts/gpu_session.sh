@@ -56,14 +56,8 @@ prepare() {
   # finished (a limit's key names no device: the H200's and the CPU's D = 1, 2, 3, 5 limits
   # ended at losses within 1 % of each other, docs/chizat2025.md): C5 goes on from them.
   # Only the ten trained limits (K = 100, 0.5 MB each) are copied: the initialization control's
-  # K = 0 limits (a loss of K + 1 = 1 value, shape [1] in the file's header) take seconds on
-  # a GPU, and all twenty would take the carry past 64 MiB.
-  local f to=runs/gpu-fidelity/c5/state/limits
-  for f in bench/cpu-c5-full/state/limits/limit-*.safetensors; do
-    [ -f "$f" ] && [ ! -e "$to/${f##*/}" ] || continue
-    head -c 200 "$f" | grep -q '"loss":{[^}]*"shape":\[1\]' && continue
-    mkdir -p "$to" && cp "$f" "$to/"
-  done
+  # K = 0 limits take seconds on a GPU, and all twenty would take the carry past 64 MiB.
+  "$here/c5_state.sh" trained-limits runs/gpu-fidelity/c5/state/limits
   [ -d runs/gpu-fidelity/c5/state ] && carry+=(runs/gpu-fidelity/c5/state)
   # M9's runs so far (the CPU's runs-fashion-mnist.csv and its .runs-fashion-mnist.key, put
   # there): the GPU trains the rest.
