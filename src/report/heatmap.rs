@@ -9,7 +9,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
-use super::plot::{color, font_path, format_tick};
+use super::plot::{
+    color, draw_legend_box, font_path, format_tick, warn_no_png, Legend, LegendEntry, LegendStyle,
+    TextSafe,
+};
 use crate::util::atomic::write_atomic_by_path;
 
 /// A heatmap: `values[i][j]` sits at (`xs[j]`, `ys[i]`).
@@ -130,6 +133,7 @@ impl Heatmap {
                 })
             }))
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let mut entries = Vec::new();
         for (i, (label, pts)) in self.curves.iter().enumerate() {
             let c = if i == 0 { BLACK } else { color(i + 1) };
             chart
@@ -137,19 +141,22 @@ impl Heatmap {
                     pts.iter().copied().filter(|p| p.1.is_finite()),
                     c.stroke_width(3),
                 ))
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?
-                .label(label.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(3)));
-        }
-        if !self.curves.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(font)
-                .draw()
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            entries.push(LegendEntry {
+                label: label.clone(),
+                color: c,
+                line: true,
+                marker: false,
+            });
+        }
+        if !entries.is_empty() {
+            let plot = chart.plotting_area().strip_coord_spec();
+            let style = LegendStyle {
+                family: "sans-serif",
+                font_size: 18,
+                stroke: 3,
+            };
+            draw_legend_box(&plot, &entries, Legend::UpperLeft, &[], style)?;
         }
         // Colour bar.
         let mut cb = ChartBuilder::on(&bar)
@@ -201,14 +208,17 @@ impl Heatmap {
         let svg = stem.with_extension("svg");
         let mut out = vec![];
         write_atomic_by_path(&svg, |tmp| {
-            let root = SVGBackend::new(tmp, size).into_drawing_area();
+            // (TextSafe: the SVG's text is laid out without font data when no font is found)
+            let root = TextSafe(SVGBackend::new(tmp, size)).into_drawing_area();
             self.draw(&root).context("cannot draw")?;
             // present() writes the file and reports a failed write (a drop would not).
             root.present().map_err(|e| anyhow::anyhow!("{e:?}"))
         })?;
         out.push(svg);
-        if font.is_some() {
-            let png = stem.with_extension("png");
+        let png = stem.with_extension("png");
+        if font.is_none() {
+            warn_no_png(&png);
+        } else {
             write_atomic_by_path(&png, |tmp| {
                 let root = BitMapBackend::new(tmp, size).into_drawing_area();
                 self.draw(&root).context("cannot draw")?;

@@ -30,7 +30,8 @@ mod text_safe;
 
 pub use axis::format_tick;
 use panel::draw_panel;
-use text_safe::TextSafe;
+pub(crate) use panel::{draw_legend_box, LegendEntry, LegendStyle};
+pub(crate) use text_safe::TextSafe;
 
 /// One line: a label for the legend and its (x, y) points, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -275,10 +276,7 @@ fn write_figure(stem: &Path, title: Option<&str>, panels: &[Panel]) -> Result<Ve
 
     let png_path = with_ext(stem, "png");
     if font.is_none() {
-        eprintln!(
-            "warning: no TrueType font found (set DEEPRES_FONT or install fonts-dejavu-core); skipping {}",
-            png_path.display()
-        );
+        warn_no_png(&png_path);
         return Ok(written);
     }
     write_atomic_by_path(&png_path, |tmp| {
@@ -290,6 +288,14 @@ fn write_figure(stem: &Path, title: Option<&str>, panels: &[Panel]) -> Result<Ve
     })?;
     written.push(png_path);
     Ok(written)
+}
+
+/// The one-line warning of a PNG skipped for want of a font (its SVG is written).
+pub(crate) fn warn_no_png(png: &Path) {
+    eprintln!(
+        "warning: no TrueType font found (set DEEPRES_FONT or install fonts-dejavu-core); skipping {}",
+        png.display()
+    );
 }
 
 /// `<stem>.<ext>` (the stem may itself contain dots, e.g. `tau-0.5`).

@@ -109,8 +109,8 @@ fn draw_series<DB: Backend>(
     Ok(())
 }
 
-/// The legend of the `labelled` series, drawn by hand so that it needs no font metrics (SVG
-/// without a font file).
+/// The legend of the `labelled` series ([`draw_legend_box`]), in the emptiest corner unless
+/// the panel asks for one.
 fn draw_legend<DB: Backend>(
     chart: &Chart<'_, DB>,
     panel: &Panel,
@@ -118,31 +118,74 @@ fn draw_legend<DB: Backend>(
     labelled: &[usize],
     family: &str,
 ) -> Result<()> {
-    let spec = &panel.spec;
     let pts: Vec<(i32, i32)> = segs
         .iter()
         .flatten()
         .flatten()
         .map(|p| chart.backend_coord(p))
         .collect();
-    let plot = chart.plotting_area().strip_coord_spec();
-    let (ox, oy) = plot.get_base_pixel();
-    let text = TextStyle::from((family, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-    let line_h = 20;
-    let text_w = labelled
+    let entries: Vec<LegendEntry> = labelled
         .iter()
-        .map(|&i| &panel.series[i])
-        .map(|s| {
-            plot.estimate_text_size(&s.label, &text)
+        .map(|&i| LegendEntry {
+            label: panel.series[i].label.clone(),
+            color: series_color(panel, i),
+            line: !panel.series[i].scatter,
+            marker: panel.spec.markers || panel.series[i].scatter,
+        })
+        .collect();
+    let plot = chart.plotting_area().strip_coord_spec();
+    let style = LegendStyle {
+        family,
+        font_size: 14,
+        stroke: 2,
+    };
+    draw_legend_box(&plot, &entries, panel.spec.legend, &pts, style)
+}
+
+/// One row of a legend: a line and/or a marker in `color`, then `label`.
+pub(crate) struct LegendEntry {
+    pub label: String,
+    pub color: RGBColor,
+    pub line: bool,
+    pub marker: bool,
+}
+
+/// A legend's font family, font size and line width.
+#[derive(Clone, Copy)]
+pub(crate) struct LegendStyle<'a> {
+    pub family: &'a str,
+    pub font_size: u32,
+    pub stroke: u32,
+}
+
+/// A legend box of `entries` in the corner of `plot` that `legend` names ([`Legend::Auto`]:
+/// the one hiding the fewest of the points `pts`, in backend pixels), drawn by hand so that
+/// it needs no font metrics (SVG without a font file; plotters' own series labels measure
+/// text with the font and fail without one).
+pub(crate) fn draw_legend_box<DB: Backend>(
+    plot: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+    legend: Legend,
+    pts: &[(i32, i32)],
+    style: LegendStyle<'_>,
+) -> Result<()> {
+    let (ox, oy) = plot.get_base_pixel();
+    let text = TextStyle::from((style.family, style.font_size).into_font())
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let line_h = style.font_size as i32 + 6;
+    let text_w = entries
+        .iter()
+        .map(|e| {
+            plot.estimate_text_size(&e.label, &text)
                 .map(|d| d.0)
                 .unwrap_or(0)
         })
         .max()
         .unwrap_or(0) as i32;
-    let size = (text_w + 44, line_h * labelled.len() as i32 + 10);
+    let size = (text_w + 44, line_h * entries.len() as i32 + 10);
     let (bw, bh) = size;
     let local: Vec<(i32, i32)> = pts.iter().map(|&(px, py)| (px - ox, py - oy)).collect();
-    let (bx, by) = legend_corner(spec.legend, plot.dim_in_pixel(), size, &local);
+    let (bx, by) = legend_corner(legend, plot.dim_in_pixel(), size, &local);
     plot.draw(&Rectangle::new(
         [(bx, by), (bx + bw, by + bh)],
         WHITE.mix(0.85).filled(),
@@ -153,22 +196,20 @@ fn draw_legend<DB: Backend>(
         BLACK.mix(0.5).stroke_width(1),
     ))
     .map_err(plot_err)?;
-    for (row, &i) in labelled.iter().enumerate() {
-        let s = &panel.series[i];
-        let c = series_color(panel, i);
+    for (row, e) in entries.iter().enumerate() {
         let yy = by + 5 + line_h * row as i32 + line_h / 2;
-        if !s.scatter {
+        if e.line {
             plot.draw(&PathElement::new(
                 vec![(bx + 8, yy), (bx + 32, yy)],
-                c.stroke_width(2),
+                e.color.stroke_width(style.stroke),
             ))
             .map_err(plot_err)?;
         }
-        if spec.markers || s.scatter {
-            plot.draw(&Circle::new((bx + 20, yy), 3, c.filled()))
+        if e.marker {
+            plot.draw(&Circle::new((bx + 20, yy), 3, e.color.filled()))
                 .map_err(plot_err)?;
         }
-        plot.draw(&Text::new(s.label.clone(), (bx + 38, yy), text.clone()))
+        plot.draw(&Text::new(e.label.clone(), (bx + 38, yy), text.clone()))
             .map_err(plot_err)?;
     }
     Ok(())

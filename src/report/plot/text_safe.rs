@@ -6,8 +6,8 @@ use plotters_backend::{
 
 /// A backend wrapper whose text-size estimate works without font data: it asks the font and,
 /// when none is registered, estimates from the character count (average glyph ≈ 0.55 em).
-/// Used for SVG, where the viewer renders the text.
-pub(super) struct TextSafe<B>(pub(super) B);
+/// Used for every SVG (line plots, heatmaps), where the viewer renders the text.
+pub(crate) struct TextSafe<B>(pub(crate) B);
 
 impl<B: Backend> Backend for TextSafe<B> {
     type ErrorType = B::ErrorType;
