@@ -12,7 +12,15 @@
 #   scripts/c5_state.sh status    # how many limits and batches each side holds
 #   scripts/c5_state.sh trained-limits DEST   # the ten trained limits (K = 100) into DEST (from
 #                                 # the repository root), not the initialization control's
-#                                 # K = 0 ones (scripts/gpu_session.sh --prepare)
+#                                 # K = 0 ones
+#   scripts/c5_state.sh gpu-restore STATE     # a GPU's C5 (scripts/gpu_fidelity.sh, on the device):
+#                                 # the trained limits and the batches an earlier GPU session
+#                                 # kept (bench/gpu-c5-full/batches/) into STATE/{limits,batches}
+#   scripts/c5_state.sh gpu-save C5_STATE     # after a GPU session, here: the batches of the
+#                                 # c5-state/ that came back into bench/gpu-c5-full/batches/
+#
+# A GPU keeps its own batches: a batch's weights are drawn on its device, so the CPU's batches
+# are not a GPU's; a limit's key names no device, so the CPU's limits serve both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=bench/cpu-c5-full/state
@@ -52,12 +60,22 @@ case ${1:-} in
     copy "$state/limits" "$2" \
       'limit-*.safetensors' '"loss":{[^}]*"shape":\[1\]'
     ;;
+  gpu-restore)
+    [ -n "${2:-}" ] || { echo "usage: scripts/c5_state.sh gpu-restore STATE" >&2; exit 2; }
+    "$0" trained-limits "$2/limits"
+    copy bench/gpu-c5-full/batches "$2/batches" 'errors-*.csv'
+    ;;
+  gpu-save)
+    [ -d "${2:-}" ] || { echo "usage: scripts/c5_state.sh gpu-save C5_STATE (a c5-state/ that came back)" >&2; exit 2; }
+    copy "$2/batches" bench/gpu-c5-full/batches 'errors-*.csv'
+    ;;
   status)
     echo "c5-state: $state: $(count "$state/limits" 'limit-*.safetensors') limits, $(count "$state/batches" 'errors-*.csv') batches"
     echo "c5-state: runs/: $(count "$limits" 'limit-*.safetensors') limits, $(count "$batches" 'errors-*.csv') batches"
+    echo "c5-state: bench/gpu-c5-full/batches: $(count bench/gpu-c5-full/batches 'errors-*.csv') batches (a GPU's)"
     ;;
   *)
-    echo "usage: scripts/c5_state.sh restore|save|status|trained-limits DEST" >&2
+    echo "usage: scripts/c5_state.sh restore|save|status|trained-limits DEST|gpu-restore STATE|gpu-save C5_STATE" >&2
     exit 2
     ;;
 esac

@@ -20,8 +20,9 @@
 # summary.txt, one line per figure: finished or stopped at the limit, wall seconds, exit status.
 # Going on where a run stopped: the runs live in WORK (default runs/gpu-fidelity, a stable
 # folder), so a second call on the same (still warm) machine resumes M9 from its checkpoint
-# and C5 from its kept batches. A later session on a fresh machine resumes C5 only: put a
-# c5-state/ that came back at WORK/c5/state (scripts/gpu_session.sh --prepare carries it).
+# and C5 from its kept batches. A later session on a fresh machine resumes C5 from the
+# repository: the CPU's trained limits and the GPU's batches that `scripts/c5_state.sh
+# gpu-save` put in bench/gpu-c5-full/batches/ (copied into WORK/c5/state before C5 starts).
 # Environment: FIDELITY_FIGURES (default "m7 m9 c5": which to run, in that order; "c5" alone for
 # a call of C5 only: 781 of its 2100 models took 128 s on an H200), M7_SECONDS (default 60),
 # M9_SECONDS (default 300),
@@ -115,6 +116,8 @@ run_all() {
   if [[ $figures == *" c5 "* ]]; then
     # C5's kept batches and its limits in one folder (state/), returned as c5-state/.
     local state=$work/c5/state
+    # On a GPU, C5 goes on from the limits and the GPU batches kept in the repository.
+    [ "$size" = full ] && "$(dirname "$0")/c5_state.sh" gpu-restore "$state"
     run_figure c5 "${C5_SECONDS:-180}" "$out" chizat experiments/chizat2025/fig5.yaml \
       --scale "$scale" --device "$dev" --out "$state" --set "limit.cache=$state/limits"
     keep_results "$state" "$out/c5"

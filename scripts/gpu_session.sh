@@ -1,27 +1,26 @@
 #!/usr/bin/env bash
 # A lent GPU's work in priority order, in two device calls of at most about 9 minutes each:
-# the throughput figures (BENCHMARKS.md, bench/gpu.csv) and the GPU tests first, the papers'
+# the GPU tests and the throughput figures (BENCHMARKS.md, bench/gpu.csv) first, the papers'
 # full-size figures second.
 #
 #   scripts/gpu_session.sh --prepare       # build machine: builds and stages everything; prints
-#                                          # what to carry (about 62 MB with the ten trained limits of
-#                                          # the CPU's C5, under the 64 MiB limit)
-#   scripts/gpu_session.sh OUT 1           # GPU machine, call 1: scripts/gpu_tables.sh (rows in
-#                                          # OUT/gpu.csv), then scripts/gpu_tests.sh (OUT/tests/)
+#                                          # what each call carries, with its size (the limit is
+#                                          # 64 MiB, the tracked files included)
+#   scripts/gpu_session.sh OUT 1           # GPU machine, call 1: scripts/gpu_tests.sh (OUT/tests/),
+#                                          # then scripts/gpu_tables.sh (rows in OUT/gpu.csv)
 #   scripts/gpu_session.sh OUT 2           # GPU machine, call 2: scripts/gpu_fidelity.sh (OUT/fidelity/;
-#                                          # C5's state in OUT/fidelity/c5-state/: unpack it to
-#                                          # runs/gpu-fidelity/c5/state here, and --prepare carries it;
-#                                          # --prepare also copies the CPU's finished C5 limits,
-#                                          # kept in bench/cpu-c5-full/state/limits/, to that
-#                                          # state/limits/ (not its kept batches: a batch's
-#                                          # weights are drawn on its device, so a GPU draws its
-#                                          # own). M9 with raw pixels is finished
-#                                          # on the CPU (bench/2026-12-01-cpu-m9-raw/): carry
-#                                          # none of its runs, so that the GPU's epochs are timed)
+#                                          # C5 starts from the CPU's trained limits and the
+#                                          # batches earlier GPU sessions kept, both in the
+#                                          # repository; its batches come back in
+#                                          # OUT/fidelity/c5-state/: keep them here with
+#                                          # `scripts/c5_state.sh gpu-save <that folder>`. M9 with
+#                                          # raw pixels is finished on the CPU
+#                                          # (bench/2026-12-01-cpu-m9-raw/): its GPU epochs are
+#                                          # timed from scratch)
 #   GPU_SESSION_DRY=1 scripts/gpu_session.sh OUT 1|2   # the same at tiny sizes on the CPU (a check
 #                                          # of this script; no GPU figure)
 #
-# Each part runs under its own limit (TABLES_SECONDS 430, TESTS_SECONDS 130; call 2 keeps
+# Each part runs under its own limit (TESTS_SECONDS 190, TABLES_SECONDS 370; call 2 keeps
 # gpu_fidelity.sh's own limits, M9_SECONDS 300 and C5_SECONDS 180), so that a call ends before
 # the device tool's 600 s and whatever was written under OUT comes back. OUT/session.txt says
 # what ran, how long and how it ended; every other file of the call (the logs of each part,
@@ -31,18 +30,16 @@
 # command. PYTHON: a python3 with torch for scripts/bench_torch.py (default
 # /opt/torch/.venv/bin/python3 where it exists, else make setup's venv, else python3).
 #
-# The budget: a session's 15 device minutes count start-up and idle time too. On 2026-12-01 the
-# machine started in about 30 s and call 1 held it 317 s (tables 211 s, tests 71 s), call 2
-# 377 s. Call 1 now measures more (about 6 min expected; the tests, 11 now, about 100 s):
-# give call 2 what is left less a minute, e.g.
-# `FIDELITY_FIGURES='m7 c5' C5_SECONDS=380 scripts/gpu_session.sh $OUT 2`, and give_back at
-# once after it. M7 takes seconds. C5 starts from the CPU's ten trained limits (--prepare
-# carries them), so what is left is its 2100 models and the initialization control (on an H200,
-# 2026-12-01, 781 models and the limits of D = 1, 2, 3, 15-22 s each, took 128 s; the models
-# of larger D cost more, so give C5_SECONDS as much as the call allows); a C5 stopped at its
-# limit goes on in a later session from the c5-state/ that comes back. M9 (`M9_SECONDS=240
-# FIDELITY_FIGURES='m7 m9'`) times epochs of the 500 runs only: its 10 epochs (about 15 min)
-# do not fit in one session.
+# The budget: a session's 15 device minutes count start-up and idle time too. On 2026-12-04 the
+# machine started in about 30 s; call 1 held it 536 s (the tables reached their 430 s limit in
+# their last step, the graphed channels-last pack; the tests, 11, took 98 s), which left
+# 334 s: call 2 ran `FIDELITY_FIGURES='m7 c5' C5_SECONDS=200` in 222 s, and 97 s were left
+# over, under the 4 minutes a fresh start needs. So: give call 2 what is left less about
+# 100 s, and give_back at once after it. M7 takes seconds. C5 starts from the CPU's ten
+# trained limits and the GPU's kept batches (653 of its 2100 models by 2026-12-04; models of
+# larger D cost more), and a C5 stopped at its limit goes on in a later session. M9
+# (`M9_SECONDS=240 FIDELITY_FIGURES='m7 m9'`) times epochs of the 500 runs only: its 10
+# epochs (about 15 min) do not fit in one session.
 set -uo pipefail
 here=$(dirname "$0")
 source "$here/find_libtorch.sh"
@@ -51,18 +48,25 @@ prepare() {
   set -e
   "$here/gpu_tests.sh" --prepare
   "$here/gpu_fidelity.sh" --prepare
-  local carry=(target/gpu-tests target/gpu-fidelity data/fashion-mnist)
-  # C5's state from an earlier GPU session (its c5-state/, put there) and the limits the CPU
-  # finished (a limit's key names no device: the H200's and the CPU's D = 1, 2, 3, 5 limits
-  # ended at losses within 1 % of each other, docs/chizat2025.md): C5 goes on from them.
-  # Only the ten trained limits (K = 100, 0.5 MB each) are copied: the initialization control's
-  # K = 0 limits take seconds on a GPU, and all twenty would take the carry past 64 MiB.
-  "$here/c5_state.sh" trained-limits runs/gpu-fidelity/c5/state/limits
-  [ -d runs/gpu-fidelity/c5/state ] && carry+=(runs/gpu-fidelity/c5/state)
-  # M9's runs so far (the CPU's runs-fashion-mnist.csv and its .runs-fashion-mnist.key, put
-  # there): the GPU trains the rest.
-  [ -f runs/gpu-fidelity/m9/runs-fashion-mnist.csv ] && carry+=(runs/gpu-fidelity/m9)
-  echo "gpu-session: carry [$(printf '"%s", ' "${carry[@]}" | sed 's/, $//')] ($(du -shc "${carry[@]}" | tail -1 | cut -f1))"
+  # What each call carries: nothing under runs/ (C5's limits and a GPU's kept batches are in
+  # the repository, and gpu_fidelity.sh copies them into place on the device); Fashion-MNIST
+  # only for M9. The device tool refuses a call whose tracked files and carry pass 64 MiB
+  # (a refused call on 2026-12-04 carried 81 MB).
+  carry_line 1 target/gpu-tests
+  carry_line 2 target/gpu-fidelity
+  carry_line "2 with M9 (FIDELITY_FIGURES='m7 m9')" target/gpu-fidelity data/fashion-mnist
+}
+
+# carry_line CALL PATH...: the carry list of a call and its size with the tracked files, which
+# travel too; a warning when the total passes the device tool's 64 MiB.
+carry_line() {
+  local call=$1 tracked paths total
+  shift
+  tracked=$(git ls-files -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+  paths=$(du -cb "$@" | tail -1 | cut -f1)
+  total=$(( (tracked + paths) / 1048576 ))
+  echo "gpu-session: call $call: carry [$(printf '"%s", ' "$@" | sed 's/, $//')] ($total MiB with the tracked files)"
+  [ "$total" -lt 64 ] || echo "gpu-session: call $call: WARNING: over the device tool's 64 MiB: it will refuse the call"
 }
 
 # part NAME LIMIT COMMAND...: runs COMMAND under LIMIT seconds, its output in OUT/NAME.log.
@@ -86,9 +90,12 @@ run() {
   out=${1:?OUT directory}
   local call=${2:?call 1 or 2}
   mkdir -p "$out"
-  find_libtorch target/gpu-tests/deepres || exit 1
+  # Call 1 runs the tests' build, call 2 the figures' (each carries only its own).
+  local build=target/gpu-tests
+  [ "$call" = 2 ] && build=target/gpu-fidelity
+  find_libtorch "$build/deepres" || exit 1
   echo "date $(date -u +%FT%TZ), call $call${GPU_SESSION_DRY:+ (GPU_SESSION_DRY: tiny sizes on the CPU, no GPU figure)}" | tee -a "$out/session.txt"
-  cat target/gpu-tests/BUILD >> "$out/session.txt"
+  cat "$build/BUILD" >> "$out/session.txt"
   # A python3 with torch, for scripts/bench_torch.py: PYTHON, else the device machines' venv,
   # else the one `make setup` installs here (a GPU_SESSION_DRY run on the build machine).
   local py=${PYTHON:-python3} v
@@ -101,12 +108,14 @@ run() {
   [ -n "${GPU_SESSION_DRY:-}" ] && dry=(env GPU_TABLES_SIZE=tiny DRY_RUN_CPU=1 FIDELITY_SIZE=tiny C5_SECONDS=20)
   case $call in
     1)
+      # The tests first (whether graphed training learns decides what the rows are worth),
+      # then the tables until the call's end.
       local commit
-      commit=$(sed -n 's/^commit \(.......\).*/\1/p' target/gpu-tests/BUILD)
-      part tables "${TABLES_SECONDS:-430}" "${dry[@]}" env DEEPRES=target/gpu-tests/deepres \
+      commit=$(sed -n 's/^commit \(.......\).*/\1/p' "$build/BUILD")
+      part tests "${TESTS_SECONDS:-190}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
+      part tables "${TABLES_SECONDS:-370}" "${dry[@]}" env DEEPRES="$build/deepres" \
         GPU_TABLES_OUT="$out/gpu.csv" GPU_TABLES_LOGS="$out/tables-logs" PYTHON="$py" COMMIT="$commit" \
         "$here/gpu_tables.sh"
-      part tests "${TESTS_SECONDS:-130}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
       ;;
     2)
       part fidelity 560 "${dry[@]}" "$here/gpu_fidelity.sh" "$out/fidelity"

@@ -172,8 +172,11 @@ for p in $precisions; do
           --set data.synthetic_train=$train_n --set data.synthetic_test=$test_n
           --set model.depth=$graph_depth --set train.epochs=2 --set train.precision=$p
           --set train.checkpoint=false)
-    [ $g = on ] && sets+=(--set train.cuda_graph=true)
-    if ! "$bin" train --device "$dev" --quiet "${sets[@]}" > "$work/$name.log" 2>&1; then
+    # (graphed training is refused until it is shown to learn as ordinary training does:
+    # this is the measurement that shows it, so it runs it anyway)
+    unverified=()
+    [ $g = on ] && sets+=(--set train.cuda_graph=true) && unverified=(env DEEPRES_UNVERIFIED_CUDA_GRAPH=1)
+    if ! "${unverified[@]}" "$bin" train --device "$dev" --quiet "${sets[@]}" > "$work/$name.log" 2>&1; then
       echo "failed: deepres train ${sets[*]} ($(tail -1 "$work/$name.log"))" >&2; status=1; continue
     fi
     fell_back "$work/$name.log" "deepres train ${sets[*]}" && continue

@@ -13,8 +13,10 @@ two benchmarked ones):
     aggregate images/s, each image of each member once), are linear in the depth d: the line
     through the two measured depths (ResNet-56 and ResNet-110 at full size), extrapolated to
     20-44 and 1202 (the work and the kernel launches of a step are both linear in the blocks);
-  - packs with CUDA graphs (`pack_images_per_second_cuda_graph_on` rows at both depths) where
-    they project faster than packs without (both are what `deepres sweep --pack N` runs);
+  - with --graphs only, packs with CUDA graphs (`pack_images_per_second_cuda_graph_on` rows at
+    both depths) where they project faster than packs without. Off by default: `deepres sweep
+    --pack N` refuses train.cuda_graph: true until a graphed training is shown to learn as an
+    ordinary one (on an H200 on 2026-12-04 it did not; docs/config.md);
   - ResNet-1202: in packs of the largest N measured at depth 1202 (its aggregate images/s), else
     alone at its measured one-model rate, else alone on the one-model line; every other depth in
     packs of the largest N measured at the two benchmarked depths;
@@ -23,7 +25,7 @@ two benchmarked ones):
 Hours = sum over runs of 200 x 50,000 x factor x seconds per image(d).
 
 Usage: project_tables.py GPU_CSV --date D --device DEV --commit C [--epochs 200]
-                          [--epoch-images 50000]
+                          [--epoch-images 50000] [--graphs]
 (the rows of that date, device and commit are the inputs; the last of each key counts).
 """
 import argparse
@@ -60,6 +62,8 @@ def main():
     ap.add_argument("--device", required=True)
     ap.add_argument("--commit", required=True)
     ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--graphs", action="store_true",
+                    help="count graphed packs where faster (graphed training is refused for now)")
     ap.add_argument("--epoch-images", type=int, default=TRAIN_IMAGES,
                     help="training images of the measured epoch (gpu_tables.sh: 50,000 at full size)")
     a = ap.parse_args()
@@ -96,7 +100,7 @@ def main():
                  f"packs of {n}")]
         graphed = {depth_of(m): v for (w, m, q, k), v in last.items()
                    if w == "pack_images_per_second_cuda_graph_on" and q == p and k == str(n)}
-        if all(d in graphed for d in depths):
+        if a.graphs and all(d in graphed for d in depths):
             ways.append((line([(d, 1 / graphed[d]) for d in depths], f"{p} graphed pack of {n}"),
                          f"packs of {n} with CUDA graphs (train.cuda_graph), measured faster"))
         # seconds per image at each depth of ALONE, and how it was had

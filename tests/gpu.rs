@@ -10,8 +10,8 @@
 //! scripts/gpu_tests.sh sets on a GPU machine (where `DEEPRES_BIN` names the deepres binary,
 //! since the path compiled into this test is the build machine's).
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use deepres::model::config::ModelConfig;
@@ -176,13 +176,6 @@ fn autocast_dtype_inside_the_region_and_restored_after() {
 
 // ---------------------------------------------------------------- --gpus
 
-/// The deepres binary: `DEEPRES_BIN` when set (the GPU machine), else the one cargo built.
-fn deepres_bin() -> PathBuf {
-    std::env::var_os("DEEPRES_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_deepres")))
-}
-
 /// `CUDA_VISIBLE_DEVICES` in the environment of process `pid` (None when it is gone).
 fn visible_devices(pid: u32) -> Option<Option<String>> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
@@ -230,7 +223,7 @@ fn gpus_run_one_child_per_device(slots: &[&str], device: &str, want_device: &str
         ),
     )
     .unwrap();
-    let mut sweep = Command::new(deepres_bin())
+    let mut sweep = common::deepres()
         .args(["sweep", "pin.yaml", "-q", "--gpus", &slots.join(",")])
         .current_dir(tmp.path())
         .env("OMP_NUM_THREADS", "1")
@@ -316,7 +309,7 @@ fn a_pack_on_cuda_trains_as_its_members_alone() {
     let g = common::tiny_grid(dir, "pk", "seeds: [0, 1, 2]\n");
     let sweep = |out: &str, extra: &[&str]| {
         let set = format!("out_dir={out}");
-        let o = Command::new(deepres_bin())
+        let o = common::deepres()
             .args(["sweep", g.to_str().unwrap(), "-q", "--set", &set])
             .args(["--set", "device=cuda"])
             .args(extra)

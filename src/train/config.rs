@@ -213,8 +213,9 @@ pub struct TrainConfig {
     pub channels_last: bool,
     /// Replay each full-batch training step from a captured CUDA graph: `true` (CUDA only),
     /// `false` or `auto` (where graphs can run, [`TrainConfig::graphs_on`]). A graphed step
-    /// equals the ordinary one on an H200 (tests/gpu_graph.rs, 2026-12-01); off by default
-    /// until whole `deepres train` runs with it are measured (BENCHMARKS.md). How a step is
+    /// equals the ordinary one on an H200 (tests/gpu_graph.rs, 2026-12-01), but a whole
+    /// graphed `deepres train` did not learn there (2026-12-04, BENCHMARKS.md): `true` is
+    /// refused and `auto` is off until one does ([`TrainConfig::graphs_on`]). How a step is
     /// launched, not what it computes: a resume may change it (config.yaml keeps the value
     /// the run started with).
     pub cuda_graph: CudaGraph,
@@ -280,12 +281,18 @@ impl TrainConfig {
     /// Whether full-batch steps replay a CUDA graph on `device`: `true` always (the stepper
     /// refuses it off CUDA, in one line), `auto` where graphs can run: on CUDA, in a build
     /// with them, and without mixup or label smoothing (the captured step takes plain labels).
+    /// Until a graphed `deepres train` is shown to learn as an ordinary one, `true` is refused
+    /// ([`super::recipe::validate`]) and `auto` means off, unless
+    /// [`crate::train::graph::training_verified`] (see [`crate::train::graph::UNVERIFIED`]).
     pub fn graphs_on(&self, device: tch::Device) -> bool {
         match self.cuda_graph {
             CudaGraph::Off => false,
             CudaGraph::On => true,
             CudaGraph::Auto => {
-                device.is_cuda() && crate::train::graph::available() && !self.mixes_labels()
+                crate::train::graph::training_verified()
+                    && device.is_cuda()
+                    && crate::train::graph::available()
+                    && !self.mixes_labels()
             }
         }
     }

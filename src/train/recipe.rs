@@ -149,6 +149,9 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
     if t.mixes_labels() && t.cuda_graph == CudaGraph::On {
         bail!("train.cuda_graph: not with train.mixup_alpha or train.label_smoothing (the captured step takes plain labels); turn one off (or say auto: graphs where they can run)");
     }
+    if t.cuda_graph == CudaGraph::On && !crate::train::graph::training_verified() {
+        bail!("{}", crate::train::graph::UNVERIFIED);
+    }
     Ok(())
 }
 

@@ -25,9 +25,17 @@ pub fn scalar(t: &tch::Tensor) -> f64 {
     t.to_kind(tch::Kind::Double).double_value(&[])
 }
 
-/// The deepres binary built for the tests.
+/// The deepres binary: `DEEPRES_BIN` when set (the GPU machine, which has no cargo:
+/// scripts/gpu_tests.sh sets it), else the one cargo built for the tests.
+pub fn deepres_bin() -> std::path::PathBuf {
+    std::env::var_os("DEEPRES_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_deepres")))
+}
+
+/// The deepres binary of [`deepres_bin`], as a command.
 pub fn deepres() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_deepres"))
+    Command::new(deepres_bin())
 }
 
 /// The deepres binary with one intra-op thread: the crash and preemption tests' processes
