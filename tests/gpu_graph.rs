@@ -17,6 +17,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 mod common;
+use common::graph_check::{assert_follows, step_loss};
 use common::{cuda_or_skip, serial};
 // ---------------------------------------------------------------- CUDA graphs
 
@@ -109,26 +110,13 @@ fn train_steps(
     let mut stepper = Stepper::new(graphed, dev, full, &mut opt).unwrap();
     assert_eq!(stepper.graphed(), graphed);
     let mut sums = StepSums::new(dev);
-    let mut losses = Vec::with_capacity(steps);
-    let mut before = 0.0;
-    for k in 0..steps {
-        let (x, y) = &batches[k % batches.len()];
-        stepper
-            .step(
-                &net,
-                &mut opt,
-                x,
-                &Targets::hard(y),
-                lr(k),
-                precision,
-                true,
-                &mut sums,
-            )
-            .unwrap();
-        let after = sums.loss.double_value(&[]);
-        losses.push((after - before) / y.size()[0] as f64);
-        before = after;
-    }
+    let losses: Vec<f64> = (0..steps)
+        .map(|k| {
+            let (x, y) = &batches[k % batches.len()];
+            let net_opt = (&net, &mut opt);
+            step_loss(&mut stepper, net_opt, (x, y), lr(k), precision, &mut sums)
+        })
+        .collect();
     assert_eq!(sums.steps, steps as i64);
     let s = [&sums.loss, &sums.correct, &sums.grad_norm].map(|t| t.double_value(&[]));
     (variables(&vs), s, losses)
@@ -226,23 +214,7 @@ fn a_graphed_training_follows_the_ordinary_loss_over_200_steps() {
             last < 0.6 * first,
             "{precision:?}: the ordinary training did not learn (loss {first:.3} → {last:.3})"
         );
-        let largest = |a: &[f64]| {
-            (a.iter().zip(&plain).map(|(x, y)| (x - y).abs()).enumerate())
-                .fold((0, 0.0), |m, (k, d)| if d > m.1 { (k, d) } else { m })
-        };
-        let (d_k, d) = largest(&again);
-        let (g_k, g) = largest(&graphed);
-        eprintln!(
-            "{precision:?}: {steps} steps, loss {first:.4} → {last:.4}; graphed vs ordinary: \
-             largest |Δloss| {g:.3e} (step {g_k}, loss {:.4}); ordinary vs ordinary: {d:.3e} (step {d_k})",
-            plain[g_k]
-        );
-        for (k, (a, b)) in plain.iter().zip(&graphed).enumerate() {
-            assert!(
-                (a - b).abs() <= (4.0 * d).max(0.02 * a.abs()),
-                "{precision:?} step {k}: graphed loss {b} vs ordinary {a} (two ordinary runs differ by up to {d})"
-            );
-        }
+        assert_follows(&format!("{precision:?}"), &plain, &again, &graphed);
     }
 }
 

@@ -17,13 +17,13 @@ use deepres::model::ResNet;
 use deepres::train::config::{Precision, RunConfig};
 use deepres::train::graph::{Stepper, TRAINING_GRAPH_ENV};
 use deepres::train::metrics::{self, EpochRow};
-use deepres::train::recipe::Targets;
 use deepres::train::sgd::Sgd;
 use deepres::train::{epoch_seed, schedule, StepSums};
 use tch::nn::VarStore;
 use tch::Device;
 
 mod common;
+use common::graph_check::{assert_follows, step_loss};
 use common::{cuda_or_skip, serial};
 
 /// `deepres train` of ResNet-110 on `n` synthetic images for 2 epochs on cuda:0, with graphs
@@ -134,24 +134,18 @@ fn loader_steps(cfg: &RunConfig, init: &VarStore, data: &DeviceData, graphed: bo
     for epoch in 0..2 {
         sums.reset();
         let seed = epoch_seed(cfg.seed, epoch);
-        let mut before = 0.0;
         for (x, y) in data.train_batches(t.batch_size, seed, cfg.data.augment) {
             let lr = schedule::run_lr(cfg, epoch, sums.steps, steps);
-            let targets = Targets::hard(&y);
-            (stepper.step(
-                &net,
-                &mut opt,
-                &x,
-                &targets,
+            let net_opt = (&net, &mut opt);
+            let fp32 = Precision::Fp32;
+            losses.push(step_loss(
+                &mut stepper,
+                net_opt,
+                (&x, &y),
                 lr,
-                Precision::Fp32,
-                true,
+                fp32,
                 &mut sums,
-            ))
-            .unwrap();
-            let after = sums.loss.double_value(&[]);
-            losses.push((after - before) / y.size()[0] as f64);
-            before = after;
+            ));
         }
     }
     losses
@@ -187,25 +181,5 @@ fn graphed_steps_on_the_loaders_batches_follow_the_ordinary_ones() {
     let plain = loader_steps(&cfg, &init, &data, false);
     let again = loader_steps(&cfg, &init, &data, false);
     let graphed = loader_steps(&cfg, &init, &data, true);
-    let largest = |a: &[f64]| {
-        (a.iter().zip(&plain).map(|(x, y)| (x - y).abs()).enumerate())
-            .fold((0, 0.0), |m, (k, d)| if d > m.1 { (k, d) } else { m })
-    };
-    let ((d_k, d), (g_k, g)) = (largest(&again), largest(&graphed));
-    let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;
-    eprintln!(
-        "{} steps, loss {:.4} → {:.4} (first and last 8); graphed vs ordinary: largest |Δloss| {g:.3e} \
-         (step {g_k}); ordinary vs ordinary: {d:.3e} (step {d_k}); graphed loss {:.4} → {:.4}",
-        plain.len(),
-        mean(&plain[..8]),
-        mean(&plain[plain.len() - 8..]),
-        mean(&graphed[..8]),
-        mean(&graphed[graphed.len() - 8..]),
-    );
-    for (k, (a, b)) in plain.iter().zip(&graphed).enumerate() {
-        assert!(
-            (a - b).abs() <= (4.0 * d).max(0.02 * a.abs()),
-            "step {k}: graphed loss {b} vs ordinary {a} (two ordinary runs differ by up to {d})"
-        );
-    }
+    assert_follows("ResNet-110, loader batches, fp32", &plain, &again, &graphed);
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 pub mod data_files;
 pub mod fixture_runs;
+pub mod graph_check;
 pub mod plots;
 pub mod tiny_run;
 pub mod watched;
