@@ -31,10 +31,11 @@
 #      row's command).
 # Also: PyTorch's torch.func ensemble (scripts/bench_torch.py --models N, the largest N) and
 # deepres's pack of N against it (ratio_vs_torch_vmap).
-# Order: packs, ResNet-1202 and the epochs first, then the ways that may reach the pack targets
-# (graphs, streams), the vmap ratio, the rest, and the tables' projections from all of them: a
-# run stopped at its time limit (about 7 min expected at full size on an H200) loses the least
-# needed, and the projections can be rerun from the rows it wrote.
+# Order: packs, ResNet-1202 and the epochs first, then the profiles (never run on a GPU yet),
+# then the ways that may reach the pack targets (graphs, streams), the vmap ratio, the rest,
+# and the tables' projections from all of them: a run stopped at its time limit (about 7 min
+# at full size on an H200 on 2026-12-04) loses the least needed, and the projections can be
+# rerun from the rows it wrote.
 # Environment: PYTHON (with torch; default python3), DEEPRES (binary, default target/release/deepres), DEVICE (default cuda; tiny:
 # cpu), GPU_TABLES_OUT (default bench/gpu.csv), GPU_TABLES_SIZE (full | tiny), COMMIT (default git's HEAD),
 # GPU_TABLES_LOGS (a folder for every command's own output; default: not kept). A command that
@@ -199,6 +200,15 @@ for p in $precisions; do
     [ $g = on ] && curve_rows "$work/runs/epoch-$p-graph-off/metrics.csv" "$csv" $p "$cmd (against graphs off)"
   done
 done
+# 3d. Where a step's device time goes: one model and the largest pack at ResNet-$graph_depth
+#    under libtorch's profiler (`--profile`: 5 steps after the timing, the 15 largest kernels
+#    by device time; no row: the kernels' names and shares are in the kept logs,
+#    GPU_TABLES_LOGS, to say whether the pack's grouped convolutions bound it).
+n=${packs##* }
+for p in $precisions; do
+  bench "profile-$p" --depth $graph_depth --precision $p --pack $n --profile || true
+done
+
 # On CUDA, first what may reach the pack targets (BENCHMARKS.md): 10 x ResNet-56 (5x one
 # model) with graphs, and the pack's other way.
 n=${packs##* }
@@ -315,14 +325,6 @@ if [[ $dev == cuda* ]]; then
     peak_row peak_fraction_cuda_graph_on_channels_last "$f" bf16 $n "${args[*]}"
   fi
 fi
-
-# 3d. Where a step's device time goes: one model and the largest pack at ResNet-$graph_depth
-#    under libtorch's profiler (`--profile`: 5 steps after the timing, the 15 largest kernels
-#    by device time; no row: the kernels' names and shares are in the kept logs,
-#    GPU_TABLES_LOGS, to say whether the pack's grouped convolutions bound it).
-for p in $precisions; do
-  bench "profile-$p" --depth $graph_depth --precision $p --pack $n --profile || true
-done
 
 # 4. Tables Z1 and Z2 on one GPU, projected from all the rows above (scripts/project_tables.py
 #    states the model of the cost in each row's command; run last, so that graphed packs
