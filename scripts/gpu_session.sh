@@ -52,17 +52,19 @@ prepare() {
   # the repository, and gpu_fidelity.sh copies them into place on the device); Fashion-MNIST
   # only for M9. The device tool refuses a call whose tracked files and carry pass 64 MiB
   # (a refused call on 2026-12-04 carried 81 MB).
-  carry_line 1 target/gpu-tests
-  carry_line 2 target/gpu-fidelity
-  carry_line "2 with M9 (FIDELITY_FIGURES='m7 m9')" target/gpu-fidelity data/fashion-mnist
+  local tracked
+  tracked=$(git ls-files -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+  carry_line "$tracked" 1 target/gpu-tests
+  carry_line "$tracked" 2 target/gpu-fidelity
+  carry_line "$tracked" "2 with M9 (FIDELITY_FIGURES='m7 m9')" target/gpu-fidelity data/fashion-mnist
 }
 
-# carry_line CALL PATH...: the carry list of a call and its size with the tracked files, which
-# travel too; a warning when the total passes the device tool's 64 MiB.
+# carry_line TRACKED_BYTES CALL PATH...: the carry list of a call and its size with the tracked
+# files (TRACKED_BYTES), which travel too; a warning when the total passes the device tool's
+# 64 MiB.
 carry_line() {
-  local call=$1 tracked paths total
-  shift
-  tracked=$(git ls-files -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+  local tracked=$1 call=$2 paths total
+  shift 2
   paths=$(du -cb "$@" | tail -1 | cut -f1)
   total=$(( (tracked + paths) / 1048576 ))
   echo "gpu-session: call $call: carry [$(printf '"%s", ' "$@" | sed 's/, $//')] ($total MiB with the tracked files)"

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::plot::{
     color, draw_legend_box, font_path, format_tick, warn_no_png, Legend, LegendEntry, LegendStyle,
-    TextSafe,
+    TextSafe, FAMILY,
 };
 use crate::util::atomic::write_atomic_by_path;
 
@@ -101,9 +101,9 @@ impl Heatmap {
         let (map, bar) = root.split_horizontally(w.saturating_sub(140));
         let (x0, x1) = Self::cell_edges(&self.xs);
         let (y0, y1) = Self::cell_edges(&self.ys);
-        let font = ("sans-serif", 18);
+        let font = (FAMILY, 18);
         let mut chart = ChartBuilder::on(&map)
-            .caption(&self.title, ("sans-serif", 22))
+            .caption(&self.title, (FAMILY, 22))
             .margin(12)
             .x_label_area_size(50)
             .y_label_area_size(60)
@@ -152,7 +152,7 @@ impl Heatmap {
         if !entries.is_empty() {
             let plot = chart.plotting_area().strip_coord_spec();
             let style = LegendStyle {
-                family: "sans-serif",
+                family: FAMILY,
                 font_size: 18,
                 stroke: 3,
             };
@@ -164,7 +164,7 @@ impl Heatmap {
             .margin_bottom(60)
             .margin_right(10)
             .y_label_area_size(60)
-            .caption(&self.value_label, ("sans-serif", 15))
+            .caption(&self.value_label, (FAMILY, 15))
             .build_cartesian_2d(0.0..1.0, self.vmin..self.vmax)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         cb.configure_mesh()
@@ -189,7 +189,7 @@ impl Heatmap {
             let y = h as i32 - 30;
             bar.draw(&Rectangle::new([(8, y), (26, y + 16)], MISSING.filled()))
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            bar.draw(&Text::new("no value", (32, y), ("sans-serif", 15)))
+            bar.draw(&Text::new("no value", (32, y), (FAMILY, 15)))
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         }
         root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;

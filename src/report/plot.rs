@@ -159,7 +159,7 @@ pub const PANEL_SIZE: (u32, u32) = (800, 520);
 /// Height of the figure title band of [`multi_panel`].
 const TITLE_BAND: u32 = 44;
 /// The font family our text uses; the font file is registered under this name.
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 
 /// The Tableau 10 palette.
 pub const PALETTE: [RGBColor; 10] = [

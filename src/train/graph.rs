@@ -39,11 +39,12 @@ pub const WARMUP_STEPS: i64 = 3;
 /// The environment variable that lets `deepres train` (and `sweep`, packs included) run with
 /// `train.cuda_graph: true`/`auto` although a graphed training is not yet shown to learn as
 /// an ordinary one ([`UNVERIFIED`]); set to `1` by the GPU checks that look for the cause
-/// (tests/gpu_graph.rs, scripts/gpu_tables.sh).
+/// (tests/gpu_train_graph.rs, scripts/gpu_tables.sh).
 pub const TRAINING_GRAPH_ENV: &str = "DEEPRES_UNVERIFIED_CUDA_GRAPH";
 
-/// Why `train.cuda_graph: true` is refused, in one line.
-pub const UNVERIFIED: &str = "train.cuda_graph: true is refused for now: on an H200 on 2026-12-04 a graphed `deepres train` of ResNet-110 did not learn (test accuracy 0.09 after 2 epochs, 0.81 without graphs; BENCHMARKS.md), although single graphed steps equal ordinary ones; set it to false (DEEPRES_UNVERIFIED_CUDA_GRAPH=1 runs it anyway, for the GPU checks that look for the cause)";
+/// Why `train.cuda_graph: true` is refused, in one line (the refusal adds how
+/// [`TRAINING_GRAPH_ENV`] runs it anyway).
+pub const UNVERIFIED: &str = "train.cuda_graph: true is refused for now: on an H200 on 2026-12-04 a graphed `deepres train` of ResNet-110 did not learn (test accuracy 0.09 after 2 epochs, 0.81 without graphs; BENCHMARKS.md), although single graphed steps equal ordinary ones; set it to false";
 
 /// Whether graphed training may run ([`TRAINING_GRAPH_ENV`] is `1`); `deepres bench
 /// --cuda-graph`, which times steps, and Marion et al.'s figures (whose graphed training

@@ -150,7 +150,8 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
         bail!("train.cuda_graph: not with train.mixup_alpha or train.label_smoothing (the captured step takes plain labels); turn one off (or say auto: graphs where they can run)");
     }
     if t.cuda_graph == CudaGraph::On && !crate::train::graph::training_verified() {
-        bail!("{}", crate::train::graph::UNVERIFIED);
+        use crate::train::graph::{TRAINING_GRAPH_ENV, UNVERIFIED};
+        bail!("{UNVERIFIED} ({TRAINING_GRAPH_ENV}=1 runs it anyway, for the GPU checks that look for the cause)");
     }
     Ok(())
 }

@@ -11,7 +11,6 @@ use tch::Tensor;
 
 /// One step of `stepper` on (x, y) at rate `lr`; returns the step's mean loss (read from the
 /// device sums after the step: a sync per step, which changes no result).
-#[allow(clippy::too_many_arguments)]
 pub fn step_loss(
     stepper: &mut Stepper,
     (net, opt): (&ResNet, &mut Sgd),
