@@ -20,7 +20,7 @@
 #   GPU_SESSION_DRY=1 scripts/gpu_session.sh OUT 1|2   # the same at tiny sizes on the CPU (a check
 #                                          # of this script; no GPU figure)
 #
-# Each part runs under its own limit (TESTS_SECONDS 190, TABLES_SECONDS 370; call 2 keeps
+# Each part runs under its own limit (TESTS_SECONDS 230, TABLES_SECONDS 330; call 2 keeps
 # gpu_fidelity.sh's own limits, M9_SECONDS 300 and C5_SECONDS 180), so that a call ends before
 # the device tool's 600 s and whatever was written under OUT comes back. OUT/session.txt says
 # what ran, how long and how it ended; every other file of the call (the logs of each part,
@@ -114,8 +114,8 @@ run() {
       # then the tables until the call's end.
       local commit
       commit=$(sed -n 's/^commit \(.......\).*/\1/p' "$build/BUILD")
-      part tests "${TESTS_SECONDS:-190}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
-      part tables "${TABLES_SECONDS:-370}" "${dry[@]}" env DEEPRES="$build/deepres" \
+      part tests "${TESTS_SECONDS:-230}" "${dry[@]}" "$here/gpu_tests.sh" "$out/tests"
+      part tables "${TABLES_SECONDS:-330}" "${dry[@]}" env DEEPRES="$build/deepres" \
         GPU_TABLES_OUT="$out/gpu.csv" GPU_TABLES_LOGS="$out/tables-logs" PYTHON="$py" COMMIT="$commit" \
         "$here/gpu_tables.sh"
       ;;
