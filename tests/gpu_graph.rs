@@ -214,7 +214,7 @@ fn a_graphed_training_follows_the_ordinary_loss_over_200_steps() {
             last < 0.6 * first,
             "{precision:?}: the ordinary training did not learn (loss {first:.3} → {last:.3})"
         );
-        assert_follows(&format!("{precision:?}"), &plain, &again, &graphed);
+        assert_follows(&format!("{precision:?}"), &plain, &again, &graphed, 0.02);
     }
 }
 
