@@ -29,14 +29,17 @@
 #   gpu_train_graph deterministic_graphed_training_equals_the_ordinary_one: `deepres train` of
 #       ResNet-110, 2 epochs at lr 0.1, `train.deterministic: true` (no cuDNN benchmark),
 #       fp32 and bf16: graphed equals ordinary to the last digits (graphed training did not
-#       learn on 2026-12-04, and is refused until the four gpu_train_graph tests pass);
+#       learn on 2026-12-04, and is refused until the five gpu_train_graph tests pass);
 #   gpu_train_graph graphed_training_in_benchmark_mode_learns_as_without: the same run as
 #       `deepres train` runs by default (cuDNN benchmark on), at lr 0.02, against two
 #       ordinary runs;
 #   gpu_train_graph graphed_steps_on_the_loaders_batches_follow_the_ordinary_ones: the same
 #       model's steps on the run's loader batches with cuDNN benchmark on, lr 0.02, outside
-#       the run's loop (the four together: whether the steps or the loop, and whether cuDNN's
-#       benchmark mode, part graphed from ordinary training);
+#       the run's loop;
+#   gpu_train_graph graphed_steps_without_benchmark_mode_follow_the_ordinary_ones: the same
+#       with cuDNN's heuristics instead of its benchmark (the five together: whether the
+#       steps or the loop, and whether cuDNN's benchmark mode, part graphed from ordinary
+#       training);
 #   gpu_graph a_step_that_cannot_be_captured_runs_on_without_graphs: a failed capture falls back to
 #       ordinary steps, each step run and counted once;
 #   gpu_graph a_graphed_marion_training_equals_the_ordinary_one: Marion's batched training (M9's)
@@ -62,6 +65,7 @@ TESTS=(
   "gpu_train_graph deterministic_graphed_training_equals_the_ordinary_one"
   "gpu_train_graph graphed_training_in_benchmark_mode_learns_as_without"
   "gpu_train_graph graphed_steps_on_the_loaders_batches_follow_the_ordinary_ones"
+  "gpu_train_graph graphed_steps_without_benchmark_mode_follow_the_ordinary_ones"
   "loader cuda_loader_matches_cpu"
   "gpu fp16_loss_scaling_skips_an_overflowing_step_and_recovers"
   "gpu autocast_dtype_inside_the_region_and_restored_after"

@@ -3,7 +3,7 @@
 //! learn: test accuracy 0.09 against 0.81 without graphs, although single graphed steps equal
 //! ordinary ones (tests/gpu_graph.rs: in bf16, 200 graphed ResNet-20 steps equal the ordinary
 //! ones bit for bit). `train.cuda_graph: true` is refused until these pass
-//! (`deepres::train::graph::UNVERIFIED`). Four tests, to say where graphed and ordinary
+//! (`deepres::train::graph::UNVERIFIED`). The tests, to say where graphed and ordinary
 //! training part:
 //! - the whole run in deterministic mode (`train.deterministic: true`: deterministic kernels,
 //!   no cuDNN benchmark) at the failing run's lr 0.1, where a graph replays the very kernels
@@ -15,12 +15,13 @@
 //!   for a number of steps that rounding alone can change: He et al. 2016, arXiv:1512.03385,
 //!   §4.2, warm ResNet-110 up at 0.01 for that reason; the tables' 2-epoch runs at 50,000
 //!   images repeat the failing lr-0.1 run itself);
-//! - its steps on the loader's batches in benchmark mode at lr 0.02.
+//! - its steps on the loader's batches at lr 0.02, in benchmark mode and (a fifth test)
+//!   without it.
 //!
 //! Deterministic passing and benchmark mode failing puts the cause in cuDNN's benchmark mode
 //! under capture; a whole run failing while its steps pass puts it in the loop around the
 //! steps (test pass, partial batches, sums); both failing, in the steps themselves. No test
-//! reads the device after each step (the run does not). On the CPU all four skip with a note.
+//! reads the device after each step (the run does not). On the CPU they skip with a note.
 use deepres::data::DeviceData;
 use deepres::model::ResNet;
 use deepres::train::config::{Precision, RunConfig};
@@ -234,11 +235,11 @@ fn loader_steps(cfg: &RunConfig, init: &VarStore, data: &DeviceData, graphed: bo
 /// Each step's loss over 2 epochs of ResNet-110 on the run's own loader batches ([`IMAGES`]
 /// synthetic images: 101 steps per epoch, the last of 80 images; fp32) at `rate` (a
 /// `train.optimizer.lr=` setting), cuDNN `deterministic` (deterministic kernels, no benchmark)
-/// or benchmarking as `deepres train` does by default: `[ordinary, ordinary again, graphed]`,
-/// all from the same weights.
-fn loader_runs(rate: &str, deterministic: bool) -> [Vec<f64>; 3] {
+/// or not, and then `benchmark`ing (as `deepres train` does by default) or not:
+/// `[ordinary, ordinary again, graphed]`, all from the same weights.
+fn loader_runs(rate: &str, deterministic: bool, benchmark: bool) -> [Vec<f64>; 3] {
     let dev = deepres::util::device::select_device("cuda").unwrap();
-    deepres::util::torch_ext::set_deterministic(deterministic, true).unwrap();
+    deepres::util::torch_ext::set_deterministic(deterministic, benchmark).unwrap();
     let sets: Vec<String> = [
         "data.name=synthetic",
         "data.synthetic_train=12880", // IMAGES
@@ -269,8 +270,22 @@ fn graphed_steps_on_the_loaders_batches_follow_the_ordinary_ones() {
         return;
     }
     let _g = serial();
-    let [plain, again, graphed] = loader_runs(STEADY_LR, false);
+    let [plain, again, graphed] = loader_runs(STEADY_LR, false, true);
     let what = "ResNet-110, loader batches, benchmark mode, lr 0.02";
+    assert_follows(what, &plain, &again, &graphed, 0.02);
+}
+
+/// The same with cuDNN's benchmark mode off (its heuristics pick the kernels; not
+/// deterministic): with the test above, whether benchmark mode is what parts graphed steps
+/// from ordinary ones (the fix would then be graphs without it).
+#[test]
+fn graphed_steps_without_benchmark_mode_follow_the_ordinary_ones() {
+    if !cuda_or_skip("graphed_steps_without_benchmark_mode_follow_the_ordinary_ones") {
+        return;
+    }
+    let _g = serial();
+    let [plain, again, graphed] = loader_runs(STEADY_LR, false, false);
+    let what = "ResNet-110, loader batches, heuristic kernels, lr 0.02";
     assert_follows(what, &plain, &again, &graphed, 0.02);
 }
 
@@ -286,7 +301,7 @@ fn deterministic_graphed_steps_on_the_loaders_batches_equal_the_ordinary_ones() 
         return;
     }
     let _g = serial();
-    let [plain, again, graphed] = loader_runs("train.optimizer.lr=0.1", true);
+    let [plain, again, graphed] = loader_runs("train.optimizer.lr=0.1", true, false);
     let what = "ResNet-110, loader batches, deterministic mode, lr 0.1";
     assert_follows(what, &plain, &again, &graphed, 1e-4);
 }
