@@ -126,8 +126,13 @@ curve_rows() {
   row graph_vs_ordinary_test_acc_diff ResNet-$graph_depth $3 1 "${d#* }" accuracy "$4"
 }
 
+# at WHAT: one line on stderr (the call's log) with the seconds since the start, so that a
+# later session knows what each part costs and where a limit will cut.
+at() { echo "gpu_tables: ${SECONDS} s: $*" >&2; }
+
 bench() {  # label args...: runs deepres bench (steps and warmup: $steps, $warmup), output in $work/$label.txt
   local label=$1; shift
+  at "deepres bench $label"
   if ! "$bin" bench --device "$dev" --batch $batch --steps $steps --warmup $warmup "$@" \
       > "$work/$label.txt" 2>&1; then
     echo "failed: deepres bench $* ($(tail -1 "$work/$label.txt"))" >&2; status=1; return 1
@@ -177,6 +182,7 @@ for p in $precisions; do
     # this is the measurement that shows it, so it runs it anyway)
     unverified=()
     [ $g = on ] && sets+=(--set train.cuda_graph=true) && unverified=(env DEEPRES_UNVERIFIED_CUDA_GRAPH=1)
+    at "deepres train $name"
     if ! "${unverified[@]}" "$bin" train --device "$dev" --quiet "${sets[@]}" > "$work/$name.log" 2>&1; then
       echo "failed: deepres train ${sets[*]} ($(tail -1 "$work/$name.log"))" >&2; status=1; continue
     fi
@@ -266,6 +272,7 @@ for d in $depths; do
     f=$work/torch-$d-$p-$n.txt
     targs=(--depth $d --precision $p --models $n --batch $batch --steps $steps --warmup $warmup
            --device $dev --pipeline gpu)
+    at "torch vmap $d $p $n"
     if ! "$py" scripts/bench_torch.py "${targs[@]}" > "$f" 2>&1; then
       echo "failed: $py scripts/bench_torch.py ${targs[*]} ($(tail -1 "$f"))" >&2; status=1; continue
     fi
