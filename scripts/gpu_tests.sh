@@ -28,7 +28,7 @@
 #       against ordinary ones, step by step (prints the first step at which they differ);
 #   gpu_train_graph deterministic_graphed_training_equals_the_ordinary_one: `deepres train` of
 #       ResNet-110, 2 epochs at lr 0.1, `train.deterministic: true` (no cuDNN benchmark),
-#       fp32 and bf16: graphed equals ordinary to the last digits (graphed training did not
+#       fp32: graphed equals ordinary to the last digits (graphed training did not
 #       learn on 2026-12-04, and is refused until the five gpu_train_graph tests pass);
 #   gpu_train_graph graphed_training_in_benchmark_mode_learns_as_without: the same run as
 #       `deepres train` runs by default (cuDNN benchmark on), at lr 0.02, against two

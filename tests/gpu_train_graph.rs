@@ -6,8 +6,8 @@
 //! (`deepres::train::graph::UNVERIFIED`). The tests, to say where graphed and ordinary
 //! training part:
 //! - the whole run in deterministic mode (`train.deterministic: true`: deterministic kernels,
-//!   no cuDNN benchmark) at the failing run's lr 0.1, where a graph replays the very kernels
-//!   of the ordinary step and the two runs should agree to the last digits;
+//!   no cuDNN benchmark) at the failing run's lr 0.1, fp32, where a graph replays the very
+//!   kernels of the ordinary step and the two runs should agree to the last digits;
 //! - the same model's steps on the run's own loader batches, outside the run's loop, in
 //!   deterministic mode at lr 0.1, step by step (the first step where they differ is printed);
 //! - the whole run as `deepres train` runs by default (cuDNN's benchmark mode on) at lr 0.02,
@@ -145,9 +145,10 @@ fn assert_as_close(
 /// the two should agree to the last digit (as graphed and ordinary bf16 steps of ResNet-20 did
 /// over 200 steps on 2026-12-04). Allowed: each epoch's train loss within max(4·D, 1e-4)
 /// relative, train and test accuracy within max(4·D, 1e-3), D the two ordinary runs'
-/// difference (fp32, where a second ordinary run is made; bf16 is held to the floors). A
-/// graph that trained other weights, replayed a stale batch, rate or momentum, or skipped
-/// the partial batches is off by far more.
+/// difference. fp32 only (the run of 2026-12-04 failed as badly in fp32 as in bf16; bf16's
+/// three more runs would take time from the tests after this one). A graph that trained
+/// other weights, replayed a stale batch, rate or momentum, or skipped the partial batches is
+/// off by far more.
 #[test]
 fn deterministic_graphed_training_equals_the_ordinary_one() {
     if !cuda_or_skip("deterministic_graphed_training_equals_the_ordinary_one") {
@@ -155,18 +156,12 @@ fn deterministic_graphed_training_equals_the_ordinary_one() {
     }
     let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
+    let extra = ["train.deterministic=true"];
+    let off = train_run(tmp.path(), "det-off", false, &extra);
+    let again = train_run(tmp.path(), "det-again", false, &extra);
+    let on = train_run(tmp.path(), "det-on", true, &extra);
     let floor = [1e-4, 1e-3, 1e-3];
-    for p in ["fp32", "bf16"] {
-        let precision = format!("train.precision={p}");
-        let extra = ["train.deterministic=true", precision.as_str()];
-        let off = train_run(tmp.path(), &format!("det-{p}-off"), false, &extra);
-        let again = match p {
-            "fp32" => train_run(tmp.path(), &format!("det-{p}-again"), false, &extra),
-            _ => off.clone(),
-        };
-        let on = train_run(tmp.path(), &format!("det-{p}-on"), true, &extra);
-        assert_as_close(&format!("deterministic, {p}"), &off, &again, &on, floor);
-    }
+    assert_as_close("deterministic, fp32", &off, &again, &on, floor);
 }
 
 /// A graphed `deepres train` of ResNet-110 as it runs by default on a GPU (cuDNN's benchmark
