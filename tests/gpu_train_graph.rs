@@ -212,14 +212,16 @@ fn loader_steps(cfg: &RunConfig, init: &VarStore, data: &DeviceData, graphed: bo
     let mut marks: Vec<(Tensor, Tensor, i64)> = Vec::new();
     for epoch in 0..2 {
         sums.reset();
+        let mut before = sums.loss.copy();
         let seed = epoch_seed(cfg.seed, epoch);
         for (x, y) in data.train_batches(t.batch_size, seed, cfg.data.augment) {
             let lr = schedule::run_lr(cfg, epoch, sums.steps, steps);
-            let before = sums.loss.copy();
             let targets = Targets::hard(&y);
             let fp32 = Precision::Fp32;
             (stepper.step(&net, &mut opt, &x, &targets, lr, fp32, true, &mut sums)).unwrap();
-            marks.push((before, sums.loss.copy(), targets.len()));
+            let after = sums.loss.copy();
+            marks.push((before, after.shallow_clone(), targets.len()));
+            before = after;
         }
     }
     (marks.iter())
@@ -252,6 +254,18 @@ fn loader_runs(rate: &str, deterministic: bool, benchmark: bool) -> [Vec<f64>; 3
     [false, false, true].map(|graphed| loader_steps(&cfg, &init, &data, graphed))
 }
 
+/// A loader-step test: skips with a note on the CPU; else [`loader_runs`] at `rate`, cuDNN
+/// `deterministic` or not and `benchmark`ing or not, and [`assert_follows`] with `floor`.
+fn loader_steps_follow(test: &str, what: &str, mode: (&str, bool, bool), floor: f64) {
+    if !cuda_or_skip(test) {
+        return;
+    }
+    let _g = serial();
+    let (rate, deterministic, benchmark) = mode;
+    let [plain, again, graphed] = loader_runs(rate, deterministic, benchmark);
+    assert_follows(what, &plain, &again, &graphed, floor);
+}
+
 /// ResNet-110's graphed steps on the run's own loader batches, with cuDNN's benchmark mode on
 /// (as `deepres train` sets it) at lr 0.02 (see the module doc), follow the ordinary steps'
 /// losses as closely as two ordinary runs follow each other: each step's loss within
@@ -261,13 +275,12 @@ fn loader_runs(rate: &str, deterministic: bool, benchmark: bool) -> [Vec<f64>; 3
 /// is printed. (Each step's loss is read at the end, as in the run: no host sync per step.)
 #[test]
 fn graphed_steps_on_the_loaders_batches_follow_the_ordinary_ones() {
-    if !cuda_or_skip("graphed_steps_on_the_loaders_batches_follow_the_ordinary_ones") {
-        return;
-    }
-    let _g = serial();
-    let [plain, again, graphed] = loader_runs(STEADY_LR, false, true);
-    let what = "ResNet-110, loader batches, benchmark mode, lr 0.02";
-    assert_follows(what, &plain, &again, &graphed, 0.02);
+    loader_steps_follow(
+        "graphed_steps_on_the_loaders_batches_follow_the_ordinary_ones",
+        "ResNet-110, loader batches, benchmark mode, lr 0.02",
+        (STEADY_LR, false, true),
+        0.02,
+    );
 }
 
 /// The same with cuDNN's benchmark mode off (its heuristics pick the kernels; not
@@ -275,13 +288,12 @@ fn graphed_steps_on_the_loaders_batches_follow_the_ordinary_ones() {
 /// from ordinary ones (the fix would then be graphs without it).
 #[test]
 fn graphed_steps_without_benchmark_mode_follow_the_ordinary_ones() {
-    if !cuda_or_skip("graphed_steps_without_benchmark_mode_follow_the_ordinary_ones") {
-        return;
-    }
-    let _g = serial();
-    let [plain, again, graphed] = loader_runs(STEADY_LR, false, false);
-    let what = "ResNet-110, loader batches, heuristic kernels, lr 0.02";
-    assert_follows(what, &plain, &again, &graphed, 0.02);
+    loader_steps_follow(
+        "graphed_steps_without_benchmark_mode_follow_the_ordinary_ones",
+        "ResNet-110, loader batches, heuristic kernels, lr 0.02",
+        (STEADY_LR, false, false),
+        0.02,
+    );
 }
 
 /// The same in deterministic mode at the failing run's lr 0.1: a replay runs the ordinary
@@ -291,12 +303,10 @@ fn graphed_steps_without_benchmark_mode_follow_the_ordinary_ones() {
 /// the steps or the loop around them part from ordinary training.
 #[test]
 fn deterministic_graphed_steps_on_the_loaders_batches_equal_the_ordinary_ones() {
-    let name = "deterministic_graphed_steps_on_the_loaders_batches_equal_the_ordinary_ones";
-    if !cuda_or_skip(name) {
-        return;
-    }
-    let _g = serial();
-    let [plain, again, graphed] = loader_runs("train.optimizer.lr=0.1", true, false);
-    let what = "ResNet-110, loader batches, deterministic mode, lr 0.1";
-    assert_follows(what, &plain, &again, &graphed, 1e-4);
+    loader_steps_follow(
+        "deterministic_graphed_steps_on_the_loaders_batches_equal_the_ordinary_ones",
+        "ResNet-110, loader batches, deterministic mode, lr 0.1",
+        ("train.optimizer.lr=0.1", true, false),
+        1e-4,
+    );
 }

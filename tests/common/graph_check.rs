@@ -1,6 +1,6 @@
-//! The CUDA-graph tests' shared measure (tests/gpu_graph.rs, tests/gpu_train_graph.rs): the
-//! mean loss of each training step, and the check that a graphed run's losses follow an
-//! ordinary run's as closely as a second ordinary run does.
+//! The CUDA-graph tests' measures: the mean loss of one training step read right after it
+//! (tests/gpu_graph.rs), and the check that a graphed run's per-step losses follow an ordinary
+//! run's as closely as a second ordinary run does (tests/gpu_graph.rs, tests/gpu_train_graph.rs).
 use deepres::model::ResNet;
 use deepres::train::config::Precision;
 use deepres::train::graph::Stepper;
