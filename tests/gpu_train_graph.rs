@@ -84,6 +84,16 @@ fn train_run(dir: &std::path::Path, name: &str, graphed: bool, extra: &[&str]) -
     rows
 }
 
+/// Two ordinary runs and one graphed run under `dir`, with the same `extra` settings: the
+/// ordinary pair measures how far two runs part by rounding alone.
+fn whole_runs(dir: &std::path::Path, extra: &[&str]) -> [Vec<EpochRow>; 3] {
+    [
+        train_run(dir, "off", false, extra),
+        train_run(dir, "again", false, extra),
+        train_run(dir, "on", true, extra),
+    ]
+}
+
 /// The largest differences between two runs' epochs: train loss (relative), train and test
 /// accuracy (absolute).
 fn differences(a: &[EpochRow], b: &[EpochRow]) -> [f64; 3] {
@@ -156,10 +166,7 @@ fn deterministic_graphed_training_equals_the_ordinary_one() {
     }
     let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let extra = ["train.deterministic=true"];
-    let off = train_run(tmp.path(), "det-off", false, &extra);
-    let again = train_run(tmp.path(), "det-again", false, &extra);
-    let on = train_run(tmp.path(), "det-on", true, &extra);
+    let [off, again, on] = whole_runs(tmp.path(), &["train.deterministic=true"]);
     let floor = [1e-4, 1e-3, 1e-3];
     assert_as_close("deterministic, fp32", &off, &again, &on, floor);
 }
@@ -177,9 +184,7 @@ fn graphed_training_in_benchmark_mode_learns_as_without() {
     }
     let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let off = train_run(tmp.path(), "off", false, &[STEADY_LR]);
-    let again = train_run(tmp.path(), "again", false, &[STEADY_LR]);
-    let on = train_run(tmp.path(), "on", true, &[STEADY_LR]);
+    let [off, again, on] = whole_runs(tmp.path(), &[STEADY_LR]);
     assert!(
         off[1].train_loss < off[0].train_loss,
         "the ordinary run did not learn here, so the comparison would say nothing: {off:?}"
